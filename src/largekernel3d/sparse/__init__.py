@@ -1,0 +1,28 @@
+"""The sparse-convolution engine, a drop-in for ``spconv.pytorch``::
+
+    import largekernel3d.sparse as spconv
+
+    x = spconv.SparseConvTensor(features, indices, spatial_shape, batch_size)
+    net = spconv.SparseSequential(spconv.SubMConv3d(4, 32, 3, indice_key="subm1"), torch.nn.ReLU())
+"""
+
+from .conv import (SparseConv1d, SparseConv2d, SparseConv3d, SparseConvolution, SparseConvTranspose2d,
+                   SparseConvTranspose3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv1d, SubMConv2d,
+                   SubMConv3d)
+from .functional import sparse_conv
+from .geometry import ConvGeometry
+from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, build_transposed_map
+from .modules import RemoveGrid, SparseModule, SparseSequential, ToDense
+from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
+                   SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
+from .tensor import SparseConvTensor
+
+__all__ = [
+    "SparseConvTensor", "SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "SparseConvolution",
+    "SubMConv1d", "SubMConv2d", "SubMConv3d", "SparseConv1d", "SparseConv2d", "SparseConv3d",
+    "SparseConvTranspose2d", "SparseConvTranspose3d", "SparseInverseConv2d", "SparseInverseConv3d",
+    "SparseMaxPool", "SparseMaxPool1d", "SparseMaxPool2d", "SparseMaxPool3d", "SparseAvgPool",
+    "SparseAvgPool1d", "SparseAvgPool2d", "SparseAvgPool3d", "SparseGlobalMaxPool", "SparseGlobalAvgPool",
+    "KernelMap", "ConvGeometry", "build_submanifold_map", "build_regular_map", "build_transposed_map",
+    "sparse_conv",
+]

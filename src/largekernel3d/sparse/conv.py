@@ -1,0 +1,233 @@
+"""Sparse convolution layers with the spconv 2.x names, arguments and weight layout.
+
+Weight: ``[C_out, *kernel_size, C_in // groups]``; bias ``[C_out]``. For output site ``p``::
+
+    out[p] = bias + sum_k W[k] in[q(p, k)]                 (sum over active q only)
+
+with ``q = p + dilation (k - kernel_size // 2)`` for submanifold convs, ``q = stride p - padding +
+dilation k`` for regular convs, and the adjoint relation for transposed / inverse convs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .functional import sparse_conv
+from .geometry import ConvGeometry, IntOrSeq
+from .kernel_map import (INVERSE, REGULAR, SUBMANIFOLD, TRANSPOSED, KernelMap, build_regular_map,
+                         build_submanifold_map, build_transposed_map, same_sites)
+from .modules import SparseModule, check_parameter_match, check_sparse_input
+from .tensor import SparseConvTensor
+
+
+def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, indice_key: Optional[str]) -> KernelMap:
+    """The kernel map of ``kind``/``geometry`` on ``x``'s sites: taken from ``x.indice_dict`` when
+    ``indice_key`` names a compatible one (an incompatible one raises), otherwise built and cached."""
+    cached = x.find_indice_pair(indice_key)
+    if cached is not None:
+        cached.check_reusable(kind, geometry, x.indices, indice_key)
+        return cached
+    builders = {SUBMANIFOLD: build_submanifold_map, REGULAR: build_regular_map, TRANSPOSED: build_transposed_map}
+    kmap = builders[kind](x.indices, x.spatial_shape, x.batch_size, geometry)
+    if indice_key is not None:
+        x.indice_dict[indice_key] = kmap
+    return kmap
+
+
+def inverse_map(x: SparseConvTensor, geometry: ConvGeometry, indice_key: Optional[str]) -> KernelMap:
+    """The adjoint of the regular conv cached under ``indice_key`` (for ``SparseInverseConv``)."""
+    if indice_key is None:
+        raise ValueError("SparseInverseConv needs the indice_key of the SparseConv it inverts")
+    cached = x.find_indice_pair(indice_key)
+    if cached is None:
+        raise ValueError(f"indice_key={indice_key!r} is not in the input's indice_dict "
+                         f"(known keys: {sorted(x.indice_dict)}); the paired SparseConv must run first on "
+                         f"the same tensor chain")
+    if cached.kind != REGULAR:
+        raise ValueError(f"indice_key={indice_key!r} holds a {cached.kind} map; SparseInverseConv needs the "
+                         f"key of a strided SparseConv")
+    if cached.geometry.kernel_size != geometry.kernel_size:
+        raise ValueError(f"SparseInverseConv kernel_size={geometry.kernel_size} differs from the paired "
+                         f"conv's {cached.geometry.kernel_size} (indice_key={indice_key!r})")
+    if not same_sites(cached.out_indices, x.indices):
+        raise ValueError(f"SparseInverseConv input sites differ from the output sites of the conv under "
+                         f"indice_key={indice_key!r}")
+    return cached.transposed()
+
+
+class SparseConvolution(SparseModule):
+    """A sparse convolution of any kind; use the named subclasses (``SubMConv3d`` etc.).
+
+    Args:
+        ndim: number of spatial axes ``D``.
+        in_channels, out_channels: ``C_in``, ``C_out`` (both divisible by ``groups``).
+        kernel_size, stride, padding, dilation: int or per-axis tuple.
+        groups: block-diagonal channel groups; ``groups == in_channels`` is depth-wise.
+        bias: add a learnable ``[C_out]`` bias.
+        subm: submanifold (output sites = input sites; stride must be 1, padding is ignored).
+        transposed: transposed conv (generates the sites of the adjoint regular conv).
+        inverse: inverse conv (restores the input sites of the regular conv under ``indice_key``).
+        indice_key: name under which the kernel map is cached / looked up in ``indice_dict``.
+    """
+
+    def __init__(self, ndim: int, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 3,
+                 stride: IntOrSeq = 1, padding: IntOrSeq = 0, dilation: IntOrSeq = 1, groups: int = 1,
+                 bias: bool = True, subm: bool = False, output_padding: IntOrSeq = 0,
+                 transposed: bool = False, inverse: bool = False, indice_key: Optional[str] = None,
+                 algo=None, fp32_accum=None, record_voxel_count: bool = False, name=None) -> None:
+        super().__init__()
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must both be "
+                             f"divisible by groups={groups}")
+        self.geometry = ConvGeometry.create(ndim, kernel_size, stride, padding, dilation)
+        if any(o != 0 for o in ConvGeometry.create(ndim, 1, 1, output_padding, 1).padding):
+            raise ValueError("output_padding is not supported; pad the spatial_shape instead")
+        if subm and any(s != 1 for s in self.geometry.stride):
+            raise ValueError(f"a submanifold conv keeps its sites, so stride must be 1, got {stride!r}")
+        if inverse and indice_key is None:
+            raise ValueError("SparseInverseConv needs indice_key (the key of the conv it inverts)")
+        self.ndim = ndim
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.groups = groups
+        self.subm = subm
+        self.transposed = transposed
+        self.inverse = inverse
+        self.indice_key = indice_key
+        self.weight = nn.Parameter(torch.empty(out_channels, *self.geometry.kernel_size, in_channels // groups))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    # spconv-style read-only attributes
+    @property
+    def kernel_size(self):
+        return self.geometry.kernel_size
+
+    @property
+    def stride(self):
+        return self.geometry.stride
+
+    @property
+    def padding(self):
+        return self.geometry.padding
+
+    @property
+    def dilation(self):
+        return self.geometry.dilation
+
+    def reset_parameters(self) -> None:
+        """Uniform in ``±1/sqrt(fan_in)`` with ``fan_in = C_in / groups * prod(kernel_size)``
+        (what ``kaiming_uniform_(a=sqrt(5))`` gives, as in spconv and ``nn.Conv3d``)."""
+        fan_in = self.weight.shape[-1] * self.geometry.kernel_volume
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}, dilation={self.dilation}")
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.indice_key is not None:
+            s += f", indice_key={self.indice_key!r}"
+        return s
+
+    def kernel_map(self, x: SparseConvTensor) -> KernelMap:
+        """The (cached or new) kernel map this layer uses on ``x``."""
+        if self.inverse:
+            return inverse_map(x, self.geometry, self.indice_key)
+        kind = SUBMANIFOLD if self.subm else TRANSPOSED if self.transposed else REGULAR
+        return get_or_build_map(x, kind, self.geometry, self.indice_key)
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        name = type(self).__name__
+        check_sparse_input(x, name, self.in_channels, self.ndim)
+        check_parameter_match(x, self.weight, name)
+        kmap = self.kernel_map(x)
+        out = sparse_conv(x.features, self.weight, kmap, self.groups, self.bias)
+        return SparseConvTensor(out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size,
+                                indice_dict=x.indice_dict, validate=False)
+
+
+def _named(ndim: int, subm: bool = False, transposed: bool = False, inverse: bool = False):
+    def init(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 3, stride: IntOrSeq = 1,
+             padding: IntOrSeq = 0, dilation: IntOrSeq = 1, groups: int = 1, bias: bool = True,
+             indice_key: Optional[str] = None, **kwargs) -> None:
+        SparseConvolution.__init__(self, ndim, in_channels, out_channels, kernel_size, stride, padding,
+                                   dilation, groups, bias, subm=subm, transposed=transposed, inverse=inverse,
+                                   indice_key=indice_key, **kwargs)
+    return init
+
+
+class SubMConv1d(SparseConvolution):
+    """1-D submanifold conv."""
+    __init__ = _named(1, subm=True)
+
+
+class SubMConv2d(SparseConvolution):
+    """2-D submanifold conv."""
+    __init__ = _named(2, subm=True)
+
+
+class SubMConv3d(SparseConvolution):
+    """3-D submanifold conv: ``out[p] = sum_k W[k] in[p + dilation (k - kernel_size // 2)]`` on the input sites."""
+    __init__ = _named(3, subm=True)
+
+
+class SparseConv1d(SparseConvolution):
+    """1-D regular sparse conv."""
+    __init__ = _named(1)
+
+
+class SparseConv2d(SparseConvolution):
+    """2-D regular sparse conv."""
+    __init__ = _named(2)
+
+
+class SparseConv3d(SparseConvolution):
+    """3-D regular sparse conv: ``out[q] = sum_k W[k] in[stride q - padding + dilation k]``; output sites are
+    every ``q`` reached by an active input."""
+    __init__ = _named(3)
+
+
+class SparseConvTranspose2d(SparseConvolution):
+    """2-D transposed sparse conv."""
+    __init__ = _named(2, transposed=True)
+
+
+class SparseConvTranspose3d(SparseConvolution):
+    """3-D transposed sparse conv: ``out[stride q - padding + dilation k] += W[k] in[q]`` on every reached site."""
+    __init__ = _named(3, transposed=True)
+
+
+def _inverse_named(ndim: int):
+    def init(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq, indice_key: str,
+             bias: bool = True, **kwargs) -> None:
+        SparseConvolution.__init__(self, ndim, in_channels, out_channels, kernel_size, bias=bias, inverse=True,
+                                   indice_key=indice_key, **kwargs)
+    return init
+
+
+class SparseInverseConv2d(SparseConvolution):
+    """2-D inverse conv of the ``SparseConv2d`` sharing ``indice_key``."""
+    __init__ = _inverse_named(2)
+
+
+class SparseInverseConv3d(SparseConvolution):
+    """3-D inverse conv: the adjoint of the ``SparseConv3d`` under ``indice_key``, restoring its input sites."""
+    __init__ = _inverse_named(3)
+
+
+__all__ = ["SparseConvolution", "SubMConv1d", "SubMConv2d", "SubMConv3d", "SparseConv1d", "SparseConv2d",
+           "SparseConv3d", "SparseConvTranspose2d", "SparseConvTranspose3d", "SparseInverseConv2d",
+           "SparseInverseConv3d", "get_or_build_map", "inverse_map"]

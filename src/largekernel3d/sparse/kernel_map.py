@@ -1,0 +1,248 @@
+"""Kernel maps (spconv's "rulebook"): for every kernel offset, the pairs of input and output rows.
+
+For offset ``k`` the map lists pairs ``(i_in, i_out)``; a convolution then computes::
+
+    out[i_out] += in[i_in] @ W[k]        for every pair of every offset k
+
+Pairs are stored offset-major: the pairs of offset ``k`` are ``pair_in[s:e]``, ``pair_out[s:e]`` with
+``s, e = offset_starts[k], offset_starts[k + 1]``. Within one offset every output row appears at most
+once (and, for submanifold/regular maps, every input row at most once).
+
+Builders here are pure torch (sorted keys + ``searchsorted``), so they run on any device. The CPU
+backend is chosen by :func:`choose_backend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .coords import encode, decode
+from .geometry import ConvGeometry
+
+SUBMANIFOLD = "submanifold"
+REGULAR = "regular"
+TRANSPOSED = "transposed"
+INVERSE = "inverse"
+
+# Work on at most this many (offset, site) candidates at once in the torch builders (memory bound).
+_CANDIDATE_CHUNK = 1 << 23
+
+
+@dataclass(frozen=True, eq=False)
+class KernelMap:
+    """Pairs of (input row, output row) per kernel offset, plus the sites and grids they connect.
+
+    Attributes:
+        kind: ``"submanifold"``, ``"regular"``, ``"transposed"`` or ``"inverse"``.
+        geometry: kernel size / stride / padding / dilation the map was built for.
+        in_indices: ``[N_in, 1 + D]`` int32 sites the map reads (batch first).
+        out_indices: ``[N_out, 1 + D]`` int32 sites the map writes.
+        in_spatial_shape, out_spatial_shape: the grids of the two site lists.
+        pair_in, pair_out: ``[P]`` int64 row indices, offset-major.
+        offset_starts: ``K + 1`` ints; offset ``k`` owns ``pair_*[offset_starts[k]:offset_starts[k+1]]``.
+        batch_size: number of batch elements.
+    """
+
+    kind: str
+    geometry: ConvGeometry
+    in_indices: Tensor
+    out_indices: Tensor
+    in_spatial_shape: Tuple[int, ...]
+    out_spatial_shape: Tuple[int, ...]
+    pair_in: Tensor
+    pair_out: Tensor
+    offset_starts: Tuple[int, ...]
+    batch_size: int
+
+    @property
+    def num_in(self) -> int:
+        return int(self.in_indices.shape[0])
+
+    @property
+    def num_out(self) -> int:
+        return int(self.out_indices.shape[0])
+
+    @property
+    def kernel_volume(self) -> int:
+        return len(self.offset_starts) - 1
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.pair_in.shape[0])
+
+    def pairs(self, k: int) -> Tuple[Tensor, Tensor]:
+        """``(pair_in, pair_out)`` of kernel offset ``k`` (flattened row-major over the kernel axes)."""
+        s, e = self.offset_starts[k], self.offset_starts[k + 1]
+        return self.pair_in[s:e], self.pair_out[s:e]
+
+    def pair_counts(self) -> Tuple[int, ...]:
+        """Number of pairs per kernel offset."""
+        return tuple(self.offset_starts[k + 1] - self.offset_starts[k] for k in range(self.kernel_volume))
+
+    def transposed(self) -> "KernelMap":
+        """The adjoint map: inputs and outputs swapped, offsets kept (used by inverse conv and backward)."""
+        return KernelMap(
+            kind=INVERSE if self.kind == REGULAR else self.kind,
+            geometry=self.geometry,
+            in_indices=self.out_indices,
+            out_indices=self.in_indices,
+            in_spatial_shape=self.out_spatial_shape,
+            out_spatial_shape=self.in_spatial_shape,
+            pair_in=self.pair_out,
+            pair_out=self.pair_in,
+            offset_starts=self.offset_starts,
+            batch_size=self.batch_size,
+        )
+
+    def check_reusable(self, kind: str, geometry: ConvGeometry, indices: Tensor, key: str) -> None:
+        """Raise ``ValueError`` when this cached map cannot serve a layer of ``kind``/``geometry`` on
+        ``indices`` (reusing an ``indice_key`` on other sites or another kernel would compute garbage)."""
+        if kind != self.kind:
+            raise ValueError(f"indice_key={key!r} holds a {self.kind} kernel map but a {kind} conv asked for it; "
+                             f"give this layer its own indice_key")
+        if geometry != self.geometry:
+            raise ValueError(f"indice_key={key!r} was built for {self.geometry} but this layer has {geometry}; "
+                             f"layers that share an indice_key must share kernel_size/stride/padding/dilation")
+        if not same_sites(self.in_indices, indices):
+            raise ValueError(f"indice_key={key!r} was built on other sites ({self.num_in} rows) than this "
+                             f"layer's input ({int(indices.shape[0])} rows); give this layer its own indice_key")
+
+
+def same_sites(a: Tensor, b: Tensor) -> bool:
+    """True when two site lists are the same tensor or hold equal rows in the same order."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.device != b.device:
+        return False
+    return bool(torch.equal(a.to(torch.int64), b.to(torch.int64)))
+
+
+def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
+    """All kernel positions ``k`` as an int64 ``[K, D]`` tensor, row-major (last axis fastest)."""
+    grids = torch.meshgrid(*[torch.arange(k, device=device) for k in geometry.kernel_size], indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=1)
+
+
+def choose_backend(device: torch.device, ndim: int) -> str:
+    """The kernel-map builder for a device and dimensionality. Only ``"torch"`` (any device, any
+    dimension) exists so far."""
+    return "torch"
+
+
+def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
+    starts = [0]
+    for c in counts.tolist():
+        starts.append(starts[-1] + int(c))
+    return tuple(starts)
+
+
+def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int,
+                  ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    """For each offset ``j`` and input row ``n``, look up the site ``query_coords_fn(j-chunk)`` among
+    ``indices``; return (row of found site, n, starts) offset-major."""
+    n = indices.shape[0]
+    device = indices.device
+    idx = indices.to(torch.int64)
+    batch, coords = idx[:, 0], idx[:, 1:]
+    keys = encode(batch, coords, spatial_shape)
+    sorted_keys, perm = torch.sort(keys)
+    shape_t = torch.tensor(list(spatial_shape), dtype=torch.int64, device=device)
+    rows_found, rows_query, counts = [], [], []
+    chunk = max(1, _CANDIDATE_CHUNK // max(n, 1))
+    for j0 in range(0, num_offsets, chunk):
+        j1 = min(num_offsets, j0 + chunk)
+        q = query_coords_fn(coords, j0, j1)  # [J, N, D]
+        valid = ((q >= 0) & (q < shape_t)).all(dim=-1)
+        qk = encode(batch.expand(j1 - j0, n).reshape(-1), q.reshape(-1, q.shape[-1]), spatial_shape)
+        pos = torch.searchsorted(sorted_keys, qk).clamp_(max=max(n - 1, 0))
+        found = valid.reshape(-1) & (sorted_keys[pos] == qk)
+        flat = torch.nonzero(found).squeeze(1)
+        j = torch.div(flat, n, rounding_mode="floor")
+        rows_found.append(perm[pos[flat]])
+        rows_query.append(flat - j * n)
+        counts.append(torch.bincount(j, minlength=j1 - j0))
+    return torch.cat(rows_found), torch.cat(rows_query), _starts_from_counts(torch.cat(counts))
+
+
+def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
+                          geometry: ConvGeometry) -> KernelMap:
+    """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
+    the active site at ``p + dilation * (k - kernel_size // 2)`` (if any)."""
+    spatial_shape = tuple(int(s) for s in spatial_shape)
+    offs = kernel_offsets(geometry, indices.device)
+    centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
+    dil = torch.tensor(geometry.dilation, device=indices.device)
+    deltas = (offs - centre) * dil
+
+    def query(coords: Tensor, j0: int, j1: int) -> Tensor:
+        return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
+
+    pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
+    return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
+                     pair_in, pair_out, starts, batch_size)
+
+
+def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: Sequence[int],
+                         ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """From candidate output coords ``cand [K, N, D]`` and mask ``valid [K, N]`` (chunked by caller),
+    return (out sites int32, pair_in, pair_out, counts per offset)."""
+    k, n = valid.shape
+    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    j = torch.div(flat, n, rounding_mode="floor")
+    rows = flat - j * n
+    keys = encode(batch[rows], cand.reshape(-1, cand.shape[-1])[flat], out_shape)
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    counts = torch.bincount(j, minlength=k)
+    return decode(uniq, out_shape), rows, inverse, counts
+
+
+def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
+                 batch_size: int, geometry: ConvGeometry, candidate_fn) -> KernelMap:
+    device = indices.device
+    idx = indices.to(torch.int64)
+    batch, coords = idx[:, 0], idx[:, 1:]
+    offs = kernel_offsets(geometry, device)
+    out_t = torch.tensor(list(out_shape), dtype=torch.int64, device=device)
+    cand, valid = candidate_fn(coords, offs)  # [K, N, D], [K, N]
+    valid &= ((cand >= 0) & (cand < out_t)).all(dim=-1)
+    out_sites, pair_in, pair_out, counts = _unique_output_sites(batch, cand, valid, out_shape)
+    return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
+                     pair_in, pair_out, _starts_from_counts(counts), batch_size)
+
+
+def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
+                      geometry: ConvGeometry) -> KernelMap:
+    """Regular (strided) map: output ``q`` is active when some input ``p = stride*q - padding +
+    dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...)."""
+    out_shape = geometry.conv_output_shape(spatial_shape)
+    stride = torch.tensor(geometry.stride, device=indices.device)
+    pad = torch.tensor(geometry.padding, device=indices.device)
+    dil = torch.tensor(geometry.dilation, device=indices.device)
+
+    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
+        num = coords.unsqueeze(0) + pad - (offs * dil).unsqueeze(1)
+        cand = torch.div(num, stride, rounding_mode="floor")
+        valid = (num - cand * stride == 0).all(dim=-1)
+        return cand, valid
+
+    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, candidates)
+
+
+def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
+                         geometry: ConvGeometry) -> KernelMap:
+    """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
+    ``p = stride*q - padding + dilation*k`` inside the output grid."""
+    out_shape = geometry.transposed_output_shape(spatial_shape)
+    stride = torch.tensor(geometry.stride, device=indices.device)
+    pad = torch.tensor(geometry.padding, device=indices.device)
+    dil = torch.tensor(geometry.dilation, device=indices.device)
+
+    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
+        cand = (coords * stride - pad).unsqueeze(0) + (offs * dil).unsqueeze(1)
+        return cand, torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
+
+    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, candidates)

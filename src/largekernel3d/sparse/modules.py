@@ -1,0 +1,111 @@
+"""Containers: ``SparseModule``, ``SparseSequential`` and ``ToDense`` (spconv names and behaviour)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Union
+
+from torch import Tensor, nn
+
+from .tensor import SparseConvTensor
+
+
+class SparseModule(nn.Module):
+    """Base class of modules that take and return a :class:`SparseConvTensor`."""
+
+
+def _is_sparse_module(module: nn.Module) -> bool:
+    return isinstance(module, SparseModule)
+
+
+class SparseSequential(SparseModule):
+    """Like ``nn.Sequential``; sparse modules get the whole tensor, plain ``torch.nn`` modules
+    (BatchNorm1d, ReLU, Dropout, Linear, ...) are applied to ``features`` only.
+
+    Accepts modules positionally, as an ``OrderedDict``, or as keyword arguments (like spconv).
+    """
+
+    def __init__(self, *args: nn.Module, **kwargs: nn.Module) -> None:
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for key, module in args[0].items():
+                self.add_module(key, module)
+        else:
+            for idx, module in enumerate(args):
+                self.add_module(str(idx), module)
+        for name, module in kwargs.items():
+            if name in self._modules:
+                raise ValueError(f"SparseSequential got the module name {name!r} twice")
+            self.add_module(name, module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, idx: int) -> nn.Module:
+        modules = list(self._modules.values())
+        if not -len(modules) <= idx < len(modules):
+            raise IndexError(f"index {idx} is out of range for SparseSequential of length {len(modules)}")
+        return modules[idx]
+
+    def add(self, module: nn.Module, name: Union[str, None] = None) -> None:
+        """Append ``module`` (named ``name`` or by position)."""
+        name = str(len(self._modules)) if name is None else name
+        if name in self._modules:
+            raise KeyError(f"name {name!r} already exists in this SparseSequential")
+        self.add_module(name, module)
+
+    def forward(self, input):
+        for module in self._modules.values():
+            if _is_sparse_module(module) or not isinstance(input, SparseConvTensor):
+                input = module(input)
+            else:
+                input = input.replace_feature(module(input.features))
+        return input
+
+
+class ToDense(SparseModule):
+    """``SparseConvTensor`` → dense ``[B, C, *spatial_shape]`` (``channels_first=True``)."""
+
+    def __init__(self, channels_first: bool = True) -> None:
+        super().__init__()
+        self.channels_first = channels_first
+
+    def forward(self, x: SparseConvTensor) -> Tensor:
+        return x.dense(channels_first=self.channels_first)
+
+
+class RemoveGrid(SparseModule):
+    """Drop the ``grid`` buffer of a tensor (kept for spconv compatibility)."""
+
+    def forward(self, x: SparseConvTensor) -> SparseConvTensor:
+        x.grid = None
+        return x
+
+
+def check_sparse_input(x, module_name: str, in_channels: Union[int, None] = None,
+                       ndim: Union[int, None] = None) -> None:
+    """Raise a clear ``TypeError``/``ValueError`` when ``x`` cannot feed ``module_name``."""
+    if not isinstance(x, SparseConvTensor):
+        raise TypeError(f"{module_name} expects a SparseConvTensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{module_name} is {ndim}-D but the input has spatial_shape {x.spatial_shape} "
+                         f"({x.ndim}-D)")
+    if in_channels is not None and x.features.shape[1] != in_channels:
+        raise ValueError(f"{module_name} expects in_channels={in_channels} but the input features have "
+                         f"{x.features.shape[1]} channels")
+    if not x.features.is_floating_point():
+        raise TypeError(f"{module_name} needs floating-point features, got {x.features.dtype}")
+
+
+def check_parameter_match(x: SparseConvTensor, weight: Tensor, module_name: str) -> None:
+    """Raise when the features and the layer's weight differ in device or dtype."""
+    if x.features.device != weight.device:
+        raise ValueError(f"{module_name} weight is on {weight.device} but the input is on "
+                         f"{x.features.device}; move the module or the tensor (.to(device))")
+    if x.features.dtype != weight.dtype:
+        raise TypeError(f"{module_name} weight is {weight.dtype} but the input features are "
+                        f"{x.features.dtype}; convert one of them (module.to(dtype) or features.to(dtype))")
+
+
+__all__ = ["SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "check_sparse_input",
+           "check_parameter_match"]
