@@ -16,6 +16,7 @@ from .modules import RemoveGrid, SparseModule, SparseSequential, ToDense
 from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
                    SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
 from .tensor import SparseConvTensor
+from .voxelize import Voxelization, batch_sparse, voxelize
 
 __all__ = [
     "SparseConvTensor", "SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "SparseConvolution",
@@ -24,5 +25,5 @@ __all__ = [
     "SparseMaxPool", "SparseMaxPool1d", "SparseMaxPool2d", "SparseMaxPool3d", "SparseAvgPool",
     "SparseAvgPool1d", "SparseAvgPool2d", "SparseAvgPool3d", "SparseGlobalMaxPool", "SparseGlobalAvgPool",
     "KernelMap", "ConvGeometry", "build_submanifold_map", "build_regular_map", "build_transposed_map",
-    "sparse_conv",
+    "sparse_conv", "voxelize", "Voxelization", "batch_sparse",
 ]
