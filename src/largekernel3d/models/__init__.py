@@ -1,0 +1,15 @@
+"""Networks: the MinkUNet family and LargeKernel3DSeg, built by name with :func:`build_model`::
+
+    from largekernel3d.models import build_model
+    net = build_model({"name": "largekernel3d_seg", "in_channels": 3, "num_classes": 20})
+    logits = net(x).features            # [N, 20] on x's sites
+"""
+
+from .backend import resolve_backend
+from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec
+from .minkunet import LargeKernel3DSeg, MinkUNet
+from .registry import LARGEKERNEL3D_SEG, MINKUNET_VARIANTS, MODEL_NAMES, allowed_keys, build_model, count_parameters
+
+__all__ = ["build_model", "count_parameters", "allowed_keys", "MODEL_NAMES", "MINKUNET_VARIANTS",
+           "LARGEKERNEL3D_SEG", "MinkUNet", "LargeKernel3DSeg", "ConvSpec", "CONV_TYPES", "BasicBlock",
+           "ConvBNReLU", "resolve_backend"]

@@ -1,0 +1,131 @@
+"""Building blocks of the segmentation UNets: a per-stage conv choice and the residual block.
+
+A :class:`ConvSpec` says which submanifold conv a stage uses; :func:`make_subm_conv` builds it:
+
+* ``"plain"``: ``SubMConv3d(k)``, ``k³ C_in C_out`` weights: ``out[p] = sum_k W[k] in[p + k - k//2]``.
+* ``"swlk"``: :class:`largekernel3d.nn.SWLKConv3d`, the spatial-wise large kernel: offsets are split in 27
+  groups sharing one weight each (plus a ``k³ × C_in`` position encoding), ``27 C_in C_out`` weights.
+* ``"depthwise"``: depth-wise large kernel ``SubMConv3d(k, groups=C_in)`` then point-wise ``1³``
+  (``k³ C_in + C_in C_out`` weights), the RepLKNet habit the paper ablates.
+
+Kernel maps are cached by ``indice_key``: one key per resolution level and kernel size
+(``subm{level}_k{k}``; SW-LK layers use ``swlk{level}_k{k}``), so every conv on the same sites with the
+same kernel reuses one map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Optional
+
+import torch.nn.functional as F
+from torch import nn
+
+from .backend import is_ours
+
+CONV_TYPES = ("plain", "swlk", "depthwise")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """The submanifold conv of one stage.
+
+    Attributes:
+        conv_type: ``"plain"``, ``"swlk"`` or ``"depthwise"`` (see the module docstring).
+        kernel_size: odd kernel width ``k`` (cubic kernel ``k³``).
+        partition: SW-LK split of each axis (``"center1"``: ``[-(k//2)..-1], {0}, [1..k//2]``).
+        position_encoding: SW-LK adds a learned ``E[k] ∈ R^{C_in}`` to each neighbour feature.
+        dilated_branch: SW-LK adds a parallel dilated ``3³`` submanifold conv (official detection code).
+    """
+
+    conv_type: str = "plain"
+    kernel_size: int = 3
+    partition: str = "center1"
+    position_encoding: bool = True
+    dilated_branch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.conv_type not in CONV_TYPES:
+            raise ValueError(f"conv_type must be one of {list(CONV_TYPES)}, got {self.conv_type!r}")
+        k = self.kernel_size
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd positive int, got {k!r}")
+        if self.conv_type == "swlk" and k < 3:
+            raise ValueError(f"a SW-LK conv needs kernel_size >= 3, got {k}")
+
+
+def subm_key(level: int, kernel_size: int) -> str:
+    """The ``indice_key`` of plain/grouped submanifold convs with ``kernel_size`` at resolution ``level``."""
+    return f"subm{level}_k{kernel_size}"
+
+
+def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: int,
+                   backend: ModuleType) -> nn.Module:
+    """A bias-free submanifold conv ``in_channels → out_channels`` as ``spec`` says, from ``backend``
+    (the SW-LK and depth-wise kinds exist only in our engine)."""
+    k = spec.kernel_size
+    if spec.conv_type == "plain":
+        return backend.SubMConv3d(in_channels, out_channels, k, padding=k // 2, bias=False,
+                                  indice_key=subm_key(level, k))
+    if not is_ours(backend):
+        raise ValueError(f"conv_type={spec.conv_type!r} exists only in largekernel3d.sparse; build the "
+                         f"{getattr(backend, '__name__', backend)} network with conv_type='plain'")
+    if spec.conv_type == "depthwise":
+        return backend.SparseSequential(
+            backend.SubMConv3d(in_channels, in_channels, k, padding=k // 2, groups=in_channels, bias=False,
+                               indice_key=subm_key(level, k)),
+            backend.SubMConv3d(in_channels, out_channels, 1, bias=False, indice_key=subm_key(level, 1)))
+    from largekernel3d.nn import SWLKConv3d  # the layer above the engine (models may import nn)
+    return SWLKConv3d(in_channels, out_channels, kernel_size=k, partition=spec.partition,
+                      position_encoding=spec.position_encoding, dilated_branch=spec.dilated_branch,
+                      bias=False, indice_key=f"swlk{level}_k{k}")
+
+
+class BasicBlock(nn.Module):
+    """The ResNet basic block on sparse tensors (MinkowskiEngine's ``BasicBlock``)::
+
+        y = relu( bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x) )
+
+    ``conv1: C_in → C_out`` and ``conv2: C_out → C_out`` are the stage's submanifold convs (``spec``);
+    ``shortcut`` is the identity when ``C_in == C_out``, else a ``1³`` conv + BN. Sites are unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spec: ConvSpec, level: int, backend: ModuleType,
+                 bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        self.conv1 = make_subm_conv(spec, in_channels, out_channels, level, backend)
+        self.bn1 = nn.BatchNorm1d(out_channels, momentum=bn_momentum)
+        self.conv2 = make_subm_conv(spec, out_channels, out_channels, level, backend)
+        self.bn2 = nn.BatchNorm1d(out_channels, momentum=bn_momentum)
+        self.downsample: Optional[nn.Module] = None
+        self.downsample_bn: Optional[nn.Module] = None
+        if in_channels != out_channels:
+            self.downsample = backend.SubMConv3d(in_channels, out_channels, 1, bias=False,
+                                                 indice_key=subm_key(level, 1))
+            self.downsample_bn = nn.BatchNorm1d(out_channels, momentum=bn_momentum)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = out.replace_feature(F.relu(self.bn1(out.features), inplace=True))
+        out = self.conv2(out)
+        residual = x.features
+        if self.downsample is not None:
+            residual = self.downsample_bn(self.downsample(x).features)
+        return out.replace_feature(F.relu(self.bn2(out.features) + residual, inplace=True))
+
+
+class ConvBNReLU(nn.Module):
+    """``relu(bn(conv(x)))`` for a site-changing conv (the strided down convs and the inverse up convs)."""
+
+    def __init__(self, conv: nn.Module, channels: int, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm1d(channels, momentum=bn_momentum)
+
+    def forward(self, x):
+        out = self.conv(x)
+        return out.replace_feature(F.relu(self.bn(out.features), inplace=True))
+
+
+__all__ = ["CONV_TYPES", "ConvSpec", "subm_key", "make_subm_conv", "BasicBlock", "ConvBNReLU"]

@@ -1,0 +1,171 @@
+"""MinkUNet (Choy et al., CVPR 2019) on sparse tensors, and LargeKernel3DSeg (Chen et al., CVPR 2023).
+
+The UNet has five resolution levels ``0..4`` (voxel stride ``2^level``)::
+
+    level 0: stem SubM 5³ (C_in → init)  ─────────────────────────────────── cat ─ stage 8 ─ final 1³
+    level 1:   down 2³/s2 ─ stage 1 (planes[0]) ──────────────────── cat ─ stage 7 ─ up ┘
+    level 2:     down ─ stage 2 (planes[1]) ─────────────── cat ─ stage 6 ─ up ┘
+    level 3:       down ─ stage 3 (planes[2]) ───── cat ─ stage 5 ─ up ┘
+    level 4:         down ─ stage 4 (planes[3]) ─ up ┘
+
+Every ``down`` is ``SparseConv3d(k=2, stride=2)`` + BN + ReLU keeping the width; every ``up`` is the
+``SparseInverseConv3d`` of the down conv at the same level (same ``indice_key``), so it restores exactly the
+finer sites, followed by BN + ReLU; ``cat`` concatenates the skip features (decoder stage ``j`` gets
+``planes[j-1] + skip`` channels). Stage ``s`` is ``layers[s-1]`` residual :class:`BasicBlock` s of width
+``planes[s-1]``. The output lives on the input sites: ``logits [N, num_classes]``.
+
+Encoder stages 1–4 take a :class:`ConvSpec` each (plain / SW-LK / depth-wise, any odd kernel); decoder
+stages are plain ``3³``. Everything is built from a ``backend`` module (our :mod:`largekernel3d.sparse`, or
+``spconv.pytorch`` for the plain kinds), so the same architecture and state dict exist in both.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .backend import resolve_backend
+from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, subm_key
+
+NUM_LEVELS = 4  # down-sampling steps
+MINKUNET34C_LAYERS = (2, 3, 4, 6, 2, 2, 2, 2)
+MINKUNET34C_PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
+
+
+def _positive_ints(name: str, values: Sequence[int], length: int) -> tuple:
+    values = tuple(values)
+    if len(values) != length or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+        raise ValueError(f"{name} must be {length} positive ints, got {values!r}")
+    return values
+
+
+class MinkUNet(nn.Module):
+    """A MinkUNet with per-stage encoder convs.
+
+    Args:
+        in_channels: input feature channels ``C_in``.
+        num_classes: output logits per site.
+        layers: 8 block counts (encoder stages 1–4, decoder stages 5–8).
+        planes: 8 stage widths.
+        init_dim: stem width (also the level-0 skip width).
+        encoder_specs: 4 :class:`ConvSpec` (default: plain ``3³``, i.e. MinkowskiEngine's MinkUNet).
+        stem_kernel_size: odd width of the stem submanifold conv (5 in MinkowskiEngine).
+        backend: the sparse-conv module to build from (``None``: :mod:`largekernel3d.sparse`).
+        bn_momentum: momentum of every BatchNorm1d.
+
+    ``forward(x: SparseConvTensor [N, C_in]) -> SparseConvTensor [N, num_classes]`` on ``x``'s sites.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, layers: Sequence[int], planes: Sequence[int],
+                 init_dim: int = 32, encoder_specs: Optional[Sequence[ConvSpec]] = None,
+                 stem_kernel_size: int = 5, backend: Optional[ModuleType] = None, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        (in_channels, num_classes, init_dim, stem_kernel_size) = _positive_ints(
+            "in_channels, num_classes, init_dim, stem_kernel_size", (in_channels, num_classes, init_dim,
+                                                                    stem_kernel_size), 4)
+        if stem_kernel_size % 2 == 0:
+            raise ValueError(f"stem_kernel_size must be odd, got {stem_kernel_size}")
+        self.layers = _positive_ints("layers", layers, 2 * NUM_LEVELS)
+        self.planes = _positive_ints("planes", planes, 2 * NUM_LEVELS)
+        specs = tuple(encoder_specs) if encoder_specs is not None else (ConvSpec(),) * NUM_LEVELS
+        if len(specs) != NUM_LEVELS or not all(isinstance(s, ConvSpec) for s in specs):
+            raise ValueError(f"encoder_specs must be {NUM_LEVELS} ConvSpec, got {encoder_specs!r}")
+        self.encoder_specs = specs
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        sp = resolve_backend(backend)
+        decoder_spec = ConvSpec()
+
+        self.stem = ConvBNReLU(sp.SubMConv3d(in_channels, init_dim, stem_kernel_size, padding=stem_kernel_size // 2,
+                                             bias=False, indice_key=subm_key(0, stem_kernel_size)),
+                               init_dim, bn_momentum)
+        self.down = nn.ModuleList()
+        self.encoder = nn.ModuleList()
+        width = init_dim
+        skip_widths = [init_dim]
+        for s in range(NUM_LEVELS):
+            level = s + 1
+            self.down.append(ConvBNReLU(sp.SparseConv3d(width, width, 2, stride=2, bias=False,
+                                                        indice_key=f"down{level}"), width, bn_momentum))
+            self.encoder.append(self._stage(width, self.planes[s], self.layers[s], specs[s], level, sp, bn_momentum))
+            width = self.planes[s]
+            skip_widths.append(width)
+        self.up = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for j in range(NUM_LEVELS):
+            s = NUM_LEVELS + j          # stage index 4..7 (stages 5..8)
+            level = NUM_LEVELS - 1 - j  # output level of the up conv: 3..0
+            self.up.append(ConvBNReLU(sp.SparseInverseConv3d(width, self.planes[s], 2, indice_key=f"down{level + 1}",
+                                                             bias=False), self.planes[s], bn_momentum))
+            self.decoder.append(self._stage(self.planes[s] + skip_widths[level], self.planes[s], self.layers[s],
+                                            decoder_spec, level, sp, bn_momentum))
+            width = self.planes[s]
+        self.final = sp.SubMConv3d(width, num_classes, 1, bias=True, indice_key=subm_key(0, 1))
+
+    @staticmethod
+    def _stage(in_channels: int, planes: int, blocks: int, spec: ConvSpec, level: int, sp: ModuleType,
+               bn_momentum: float) -> nn.Sequential:
+        widths = [in_channels] + [planes] * blocks
+        return nn.Sequential(*(BasicBlock(widths[b], planes, spec, level, sp, bn_momentum) for b in range(blocks)))
+
+    def forward(self, x):
+        out = self.stem(x)
+        skips = [out]
+        for down, stage in zip(self.down, self.encoder):
+            out = stage(down(out))
+            skips.append(out)
+        for j, (up, stage) in enumerate(zip(self.up, self.decoder)):
+            out = up(out)
+            skip = skips[NUM_LEVELS - 1 - j]
+            out = stage(out.replace_feature(torch.cat([out.features, skip.features], dim=1)))
+        return self.final(out)
+
+    def extra_repr(self) -> str:
+        stages = ", ".join(f"{s.conv_type}{s.kernel_size}" for s in self.encoder_specs)
+        return f"layers={self.layers}, planes={self.planes}, encoder=[{stages}]"
+
+
+class LargeKernel3DSeg(MinkUNet):
+    """LargeKernel3D for semantic segmentation: MinkUNet34C whose encoder stages 1–4 use large kernels.
+
+    Args:
+        in_channels, num_classes: as :class:`MinkUNet`.
+        stage_kernel_sizes: 4 odd kernel widths of encoder stages 1–4 (paper: ``7, 7, 7, 7``).
+        stage_conv_types: one of ``"plain" | "swlk" | "depthwise"`` for all 4 stages, or 4 of them (paper:
+            ``"swlk"``). ``"plain"`` with ``3, 3, 3, 3`` is exactly MinkUNet34C.
+        position_encoding, partition, dilated_branch: options of the SW-LK stages (see
+            :class:`largekernel3d.nn.SWLKConv3d`).
+        backend: as :class:`MinkUNet` (spconv only has the ``"plain"`` kind).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, stage_kernel_sizes: Sequence[int] = (7, 7, 7, 7),
+                 stage_conv_types: Union[str, Sequence[str]] = "swlk", position_encoding: bool = True,
+                 partition: str = "center1", dilated_branch: bool = False, backend: Optional[ModuleType] = None,
+                 bn_momentum: float = 0.1) -> None:
+        kernels = tuple(stage_kernel_sizes) if not isinstance(stage_kernel_sizes, (str, int)) else ()
+        if len(kernels) != NUM_LEVELS:
+            raise ValueError(f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), "
+                             f"got {stage_kernel_sizes!r}")
+        types = ((stage_conv_types,) * NUM_LEVELS if isinstance(stage_conv_types, str)
+                 else tuple(stage_conv_types))
+        if len(types) != NUM_LEVELS:
+            raise ValueError(f"stage_conv_types must be one of {list(CONV_TYPES)} or {NUM_LEVELS} of them, "
+                             f"got {stage_conv_types!r}")
+        for name, value in (("position_encoding", position_encoding), ("dilated_branch", dilated_branch)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
+        specs = []
+        for i, (k, t) in enumerate(zip(kernels, types)):
+            try:
+                specs.append(ConvSpec(t, k, partition, position_encoding, dilated_branch))
+            except ValueError as err:
+                raise ValueError(f"encoder stage {i + 1} (stage_kernel_sizes[{i}]={k!r}, "
+                                 f"stage_conv_types[{i}]={t!r}): {err}") from None
+        super().__init__(in_channels, num_classes, MINKUNET34C_LAYERS, MINKUNET34C_PLANES, init_dim=32,
+                         encoder_specs=specs, backend=backend, bn_momentum=bn_momentum)
+
+
+__all__ = ["MinkUNet", "LargeKernel3DSeg", "MINKUNET34C_LAYERS", "MINKUNET34C_PLANES", "NUM_LEVELS"]
