@@ -6,10 +6,10 @@
 """
 
 from .backend import resolve_backend
-from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec
+from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, SiteLinear
 from .minkunet import LargeKernel3DSeg, MinkUNet
 from .registry import LARGEKERNEL3D_SEG, MINKUNET_VARIANTS, MODEL_NAMES, allowed_keys, build_model, count_parameters
 
 __all__ = ["build_model", "count_parameters", "allowed_keys", "MODEL_NAMES", "MINKUNET_VARIANTS",
            "LARGEKERNEL3D_SEG", "MinkUNet", "LargeKernel3DSeg", "ConvSpec", "CONV_TYPES", "BasicBlock",
-           "ConvBNReLU", "resolve_backend"]
+           "ConvBNReLU", "SiteLinear", "resolve_backend"]

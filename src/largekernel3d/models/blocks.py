@@ -60,6 +60,22 @@ def subm_key(level: int, kernel_size: int) -> str:
     return f"subm{level}_k{kernel_size}"
 
 
+class SiteLinear(nn.Module):
+    """A ``1³`` convolution, i.e. the same linear map at every site: ``out[i] = W in[i] (+ b)``,
+    ``W: [C_out, C_in]``; sites unchanged.
+
+    Used for every ``1³`` conv (shortcuts, point-wise, classifier): it needs no kernel map, and it sidesteps
+    spconv 2.3.8's ``1³`` fast path, which reads its ``[C_out, 1, 1, 1, C_in]`` weight as ``[C_in, C_out]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_channels, out_channels, bias=bias)
+
+    def forward(self, x):
+        return x.replace_feature(self.linear(x.features))
+
+
 def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: int,
                    backend: ModuleType) -> nn.Module:
     """A bias-free submanifold conv ``in_channels → out_channels`` as ``spec`` says, from ``backend``
@@ -72,10 +88,10 @@ def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: i
         raise ValueError(f"conv_type={spec.conv_type!r} exists only in largekernel3d.sparse; build the "
                          f"{getattr(backend, '__name__', backend)} network with conv_type='plain'")
     if spec.conv_type == "depthwise":
-        return backend.SparseSequential(
+        return nn.Sequential(
             backend.SubMConv3d(in_channels, in_channels, k, padding=k // 2, groups=in_channels, bias=False,
                                indice_key=subm_key(level, k)),
-            backend.SubMConv3d(in_channels, out_channels, 1, bias=False, indice_key=subm_key(level, 1)))
+            SiteLinear(in_channels, out_channels, bias=False))
     from largekernel3d.nn import SWLKConv3d  # the layer above the engine (models may import nn)
     return SWLKConv3d(in_channels, out_channels, kernel_size=k, partition=spec.partition,
                       position_encoding=spec.position_encoding, dilated_branch=spec.dilated_branch,
@@ -88,7 +104,8 @@ class BasicBlock(nn.Module):
         y = relu( bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x) )
 
     ``conv1: C_in → C_out`` and ``conv2: C_out → C_out`` are the stage's submanifold convs (``spec``);
-    ``shortcut`` is the identity when ``C_in == C_out``, else a ``1³`` conv + BN. Sites are unchanged.
+    ``shortcut`` is the identity when ``C_in == C_out``, else a ``1³`` conv (:class:`SiteLinear`) + BN.
+    Sites are unchanged.
     """
 
     def __init__(self, in_channels: int, out_channels: int, spec: ConvSpec, level: int, backend: ModuleType,
@@ -101,8 +118,7 @@ class BasicBlock(nn.Module):
         self.downsample: Optional[nn.Module] = None
         self.downsample_bn: Optional[nn.Module] = None
         if in_channels != out_channels:
-            self.downsample = backend.SubMConv3d(in_channels, out_channels, 1, bias=False,
-                                                 indice_key=subm_key(level, 1))
+            self.downsample = SiteLinear(in_channels, out_channels, bias=False)
             self.downsample_bn = nn.BatchNorm1d(out_channels, momentum=bn_momentum)
 
     def forward(self, x):
@@ -128,4 +144,4 @@ class ConvBNReLU(nn.Module):
         return out.replace_feature(F.relu(self.bn(out.features), inplace=True))
 
 
-__all__ = ["CONV_TYPES", "ConvSpec", "subm_key", "make_subm_conv", "BasicBlock", "ConvBNReLU"]
+__all__ = ["CONV_TYPES", "ConvSpec", "subm_key", "make_subm_conv", "SiteLinear", "BasicBlock", "ConvBNReLU"]

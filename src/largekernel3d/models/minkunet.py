@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .backend import resolve_backend
-from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, subm_key
+from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, SiteLinear, subm_key
 
 NUM_LEVELS = 4  # down-sampling steps
 MINKUNET34C_LAYERS = (2, 3, 4, 6, 2, 2, 2, 2)
@@ -103,7 +103,7 @@ class MinkUNet(nn.Module):
             self.decoder.append(self._stage(self.planes[s] + skip_widths[level], self.planes[s], self.layers[s],
                                             decoder_spec, level, sp, bn_momentum))
             width = self.planes[s]
-        self.final = sp.SubMConv3d(width, num_classes, 1, bias=True, indice_key=subm_key(0, 1))
+        self.final = SiteLinear(width, num_classes, bias=True)
 
     @staticmethod
     def _stage(in_channels: int, planes: int, blocks: int, spec: ConvSpec, level: int, sp: ModuleType,
