@@ -15,6 +15,8 @@ from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, bui
 from .modules import RemoveGrid, SparseModule, SparseSequential, ToDense
 from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
                    SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
+from .spconv_compat import (convert_spconv21_weight, convert_spconv_state_dict, from_spconv,
+                            load_spconv_state_dict, to_spconv)
 from .tensor import SparseConvTensor
 from .voxelize import Voxelization, batch_sparse, voxelize
 
