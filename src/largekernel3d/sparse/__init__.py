@@ -28,4 +28,5 @@ __all__ = [
     "SparseAvgPool1d", "SparseAvgPool2d", "SparseAvgPool3d", "SparseGlobalMaxPool", "SparseGlobalAvgPool",
     "KernelMap", "ConvGeometry", "build_submanifold_map", "build_regular_map", "build_transposed_map",
     "sparse_conv", "voxelize", "Voxelization", "batch_sparse",
+    "from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict", "load_spconv_state_dict",
 ]
