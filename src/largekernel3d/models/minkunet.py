@@ -139,12 +139,15 @@ class LargeKernel3DSeg(MinkUNet):
         position_encoding, partition, dilated_branch: options of the SW-LK stages (see
             :class:`largekernel3d.nn.SWLKConv3d`).
         backend: as :class:`MinkUNet` (spconv only has the ``"plain"`` kind).
+        layers, planes, init_dim: depth/widths as :class:`MinkUNet` (default MinkUNet34C's); smaller
+            values give small LargeKernel3D networks (e.g. for CPU demos).
     """
 
     def __init__(self, in_channels: int, num_classes: int, stage_kernel_sizes: Sequence[int] = (7, 7, 7, 7),
                  stage_conv_types: Union[str, Sequence[str]] = "swlk", position_encoding: bool = True,
                  partition: str = "center1", dilated_branch: bool = False, backend: Optional[ModuleType] = None,
-                 bn_momentum: float = 0.1) -> None:
+                 bn_momentum: float = 0.1, layers: Sequence[int] = MINKUNET34C_LAYERS,
+                 planes: Sequence[int] = MINKUNET34C_PLANES, init_dim: int = 32) -> None:
         kernels = tuple(stage_kernel_sizes) if not isinstance(stage_kernel_sizes, (str, int)) else ()
         if len(kernels) != NUM_LEVELS:
             raise ValueError(f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), "
@@ -164,7 +167,7 @@ class LargeKernel3DSeg(MinkUNet):
             except ValueError as err:
                 raise ValueError(f"encoder stage {i + 1} (stage_kernel_sizes[{i}]={k!r}, "
                                  f"stage_conv_types[{i}]={t!r}): {err}") from None
-        super().__init__(in_channels, num_classes, MINKUNET34C_LAYERS, MINKUNET34C_PLANES, init_dim=32,
+        super().__init__(in_channels, num_classes, layers, planes, init_dim=init_dim,
                          encoder_specs=specs, backend=backend, bn_momentum=bn_momentum)
 
 

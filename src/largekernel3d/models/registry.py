@@ -31,7 +31,8 @@ LARGEKERNEL3D_SEG = "largekernel3d_seg"
 MODEL_NAMES: Tuple[str, ...] = tuple(MINKUNET_VARIANTS) + (LARGEKERNEL3D_SEG,)
 
 _REQUIRED_KEYS = ("name", "in_channels", "num_classes")
-_LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch")
+_LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch",
+                     "layers", "planes", "init_dim")
 
 
 def allowed_keys(name: str) -> Tuple[str, ...]:
@@ -46,8 +47,8 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
     ``"largekernel3d_seg"`` optionally ``stage_kernel_sizes`` (4 odd ints, default ``[7, 7, 7, 7]``),
     ``stage_conv_types`` (``"plain" | "swlk" | "depthwise"`` or 4 of them, default ``"swlk"``),
     ``position_encoding`` (default ``True``), ``partition`` (default ``"center1"``) and ``dilated_branch``
-    (default ``False``). ``backend``: the sparse-conv module (default ours; ``spconv.pytorch`` works for
-    plain convs). Unknown or missing keys raise ``ValueError``.
+    (default ``False``), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's). ``backend``: the
+    sparse-conv module (default ours; ``spconv.pytorch`` works for plain convs). Unknown or missing keys raise ``ValueError``.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"build_model expects a mapping (dict) config, got {type(config).__name__}")
