@@ -1,0 +1,25 @@
+"""Training, evaluation and checkpoints for segmentation networks.
+
+- :mod:`.config`       the run configuration (schema, YAML, ``key=value`` overrides)
+- :mod:`.setup`        datasets / network / optimiser / schedule from a configuration
+- :mod:`.trainer`      :class:`SegmentationTrainer` (single process or DDP), :func:`load_trained_model`
+- :mod:`.evaluation`   voxel and point scores, per-point predictions
+- :mod:`.metrics`      confusion matrix, IoU, mIoU, accuracy, per-class tables
+- :mod:`.checkpoint`   atomic checkpoints with architecture signatures
+- :mod:`.distributed`  process groups, DDP wrapping, metric reduction
+- :mod:`.run_log`      CSV / TensorBoard / text logs
+"""
+
+from .checkpoint import CheckpointError, architecture_signature, load_checkpoint, save_checkpoint
+from .config import DEFAULTS, ConfigError, build_config, parse_override, read_yaml
+from .distributed import DistContext, context_from_group, context_from_launcher
+from .evaluation import EvalResult, ScenePrediction, evaluate, predict_scenes
+from .metrics import SegmentationScores, confusion_matrix
+from .setup import split_by_room
+from .trainer import FitResult, SegmentationTrainer, load_trained_model
+
+__all__ = ["SegmentationTrainer", "FitResult", "load_trained_model", "build_config", "read_yaml",
+           "parse_override", "DEFAULTS", "ConfigError", "CheckpointError", "save_checkpoint", "load_checkpoint",
+           "architecture_signature", "DistContext", "context_from_group", "context_from_launcher", "evaluate",
+           "predict_scenes", "EvalResult", "ScenePrediction", "SegmentationScores", "confusion_matrix",
+           "split_by_room"]

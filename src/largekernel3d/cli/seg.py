@@ -1,0 +1,162 @@
+"""``lk3d train seg``, ``lk3d eval seg``, ``lk3d predict seg``: semantic segmentation from the command line.
+
+Configurations are YAML files shipped in ``largekernel3d/cli/configs`` (``--config demo``; ``lk3d train
+seg --list-configs`` lists them) or any YAML path, with overrides ``--set train.epochs=3
+model.name=minkunet14a``. ``eval`` and ``predict`` rebuild the network from the checkpoint's own
+configuration; ``--set`` there changes the data side (e.g. ``data.root=...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..training import config as C
+
+CONFIG_PACKAGE = "largekernel3d.cli"
+
+
+def shipped_configs() -> List[str]:
+    """Names of the YAML configurations shipped with the package."""
+    folder = resources.files(CONFIG_PACKAGE) / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_config_source(source: str) -> Dict[str, Any]:
+    """The YAML mapping of ``source``: an existing file path, or the name of a shipped config."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return C.read_yaml(path)
+    name = source[:-5] if source.endswith(".yaml") else source
+    res = resources.files(CONFIG_PACKAGE) / "configs" / f"{name}.yaml"
+    if not res.is_file():
+        raise FileNotFoundError(f"--config {source}: no such file, and no shipped config of that name "
+                                f"(shipped: {', '.join(shipped_configs())})")
+    with resources.as_file(res) as p:
+        return C.read_yaml(p)
+
+
+def load_run_config(source: str, overrides: Sequence[str] = (), output: Optional[str] = None) -> Dict[str, Any]:
+    """Shipped/file config + ``--set`` overrides (+ ``--output``), validated."""
+    sets = list(overrides) + ([f"output_dir={output}"] if output else [])
+    return C.build_config(read_config_source(source), sets, source=f"config {source}")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override config entries, e.g. --set train.epochs=3 model.name=minkunet14a")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training import SegmentationTrainer
+    if args.list_configs:
+        for name in shipped_configs():
+            print(name)
+        return 0
+    cfg = load_run_config(args.config, args.overrides, args.output)
+    if args.print_config:
+        print(C.dump(cfg))
+        return 0
+    result = SegmentationTrainer(cfg, resume=args.resume).fit()
+    if result.final_eval is not None:
+        print(result.final_eval.point.markdown(title=f"validation (points), epoch {len(result.history)}"))
+        print(f"best val point mIoU {100 * result.best_miou:.1f} at epoch {result.best_epoch}; "
+              f"checkpoints in {result.last_checkpoint.parent}")
+    return 0
+
+
+def _checkpoint_config(args: argparse.Namespace):
+    """``(payload config with --set applied, payload)`` of ``--checkpoint``."""
+    from ..training.checkpoint import load_checkpoint
+    payload = load_checkpoint(Path(args.checkpoint))
+    cfg = C.build_config(payload["config"], args.overrides, source=f"checkpoint {args.checkpoint}")
+    return cfg, payload
+
+
+def _dataset_for(cfg: Dict[str, Any], split: str):
+    from ..training import setup
+    scenes = setup.build_scene_split(cfg)
+    chosen = scenes.val if split == "val" else scenes.train
+    if chosen is None:
+        raise ValueError(f"--split {split}: the configuration defines no {split} scenes")
+    return setup.voxelize(chosen, cfg, train=False), scenes
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..training import evaluate, load_trained_model
+    from ..training.distributed import resolve_device
+    from ..data import IGNORE_INDEX
+    cfg, _ = _checkpoint_config(args)
+    device = resolve_device(args.device)
+    model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
+    dataset, scenes = _dataset_for(cfg, args.split)
+    result = evaluate(model, dataset, scenes.num_classes, scenes.class_names, IGNORE_INDEX,
+                      batch_size=int(cfg["eval"]["batch_size"]))
+    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    text = (result.point.markdown(f"{args.split} scenes, original points (epoch {payload['epoch']})") + "\n" +
+            result.voxel.markdown(f"{args.split} scenes, voxels"))
+    print(text)
+    print(f"majority-class baseline: accuracy {100 * result.point.majority_accuracy:.1f} %, "
+          f"mIoU {100 * result.point.majority_miou:.1f} %")
+    (out / f"{args.split}_per_class.md").write_text(text)
+    result.point.write_csv(out / f"{args.split}_per_class_points.csv")
+    result.voxel.write_csv(out / f"{args.split}_per_class_voxels.csv")
+    print(f"tables written to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..analysis.segmentation_views import plot_segmentation, write_labelled_ply
+    from ..training import load_trained_model, predict_scenes
+    from ..training.distributed import resolve_device
+    cfg, _ = _checkpoint_config(args)
+    device = resolve_device(args.device)
+    model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
+    dataset, scenes = _dataset_for(cfg, args.split)
+    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "predictions"
+    written = write_predictions(model, dataset, scenes.class_names, out, device, args.limit)
+    print(f"wrote {len(written)} scene(s) (PLY + PNG) to {out}")
+    return 0
+
+
+def write_predictions(model, dataset, class_names: Sequence[str], out: Path, device, limit: Optional[int] = None,
+                      progress: bool = True) -> List[Path]:
+    """Predict the first ``limit`` scenes of ``dataset``; write ``<scene>.ply`` and ``<scene>.png`` to ``out``."""
+    from torch.utils.data import Subset
+
+    from ..analysis.segmentation_views import plot_segmentation, write_labelled_ply
+    from ..training import predict_scenes
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    pngs = []
+    for pred in predict_scenes(model, Subset(dataset, range(n)), device, progress=progress):
+        write_labelled_ply(out / f"{pred.name}.ply", pred.points, pred.pred, pred.labels, len(class_names))
+        pngs.append(plot_segmentation(out / f"{pred.name}.png", pred.points, pred.pred, pred.labels, class_names,
+                                      title=pred.name))
+    return pngs
+
+
+def register(verbs, top) -> None:
+    """Add the ``seg`` task to ``train``, ``eval`` and ``predict``."""
+    p = verbs["train"].add_parser("seg", help="train a semantic-segmentation network")
+    p.add_argument("--config", default="demo", help="shipped config name or YAML path (default: demo)")
+    p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    for verb, func, help_text in (("eval", cmd_eval, "evaluate a segmentation checkpoint (per-class table)"),
+                                  ("predict", cmd_predict, "write coloured PLY + PNG per scene")):
+        q = verbs[verb].add_parser("seg", help=help_text)
+        q.add_argument("--checkpoint", required=True, help="a checkpoint written by lk3d train seg")
+        q.add_argument("--split", choices=("val", "train"), default="val", help="scenes to use (default: val)")
+        q.add_argument("--output", default=None, help="output folder (default: beside the run's checkpoints)")
+        q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        if verb == "predict":
+            q.add_argument("--limit", type=int, default=None, help="at most this many scenes")
+        _add_common(q)
+        q.set_defaults(func=func)
