@@ -6,13 +6,14 @@
     net = spconv.SparseSequential(spconv.SubMConv3d(4, 32, 3, indice_key="subm1"), torch.nn.ReLU())
 """
 
-from .conv import (SparseConv1d, SparseConv2d, SparseConv3d, SparseConvolution, SparseConvTranspose2d,
-                   SparseConvTranspose3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv1d, SubMConv2d,
-                   SubMConv3d)
+from .conv import (SparseConv1d, SparseConv2d, SparseConv3d, SparseConvolution, SparseConvTranspose1d,
+                   SparseConvTranspose2d, SparseConvTranspose3d, SparseInverseConv1d, SparseInverseConv2d,
+                   SparseInverseConv3d, SubMConv1d, SubMConv2d, SubMConv3d)
 from .functional import sparse_conv
 from .geometry import ConvGeometry
 from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, build_transposed_map
-from .modules import RemoveGrid, SparseModule, SparseSequential, ToDense
+from .modules import (AddTable, ConcatTable, JoinTable, RemoveGrid, SparseBatchNorm, SparseIdentity, SparseModule,
+                      SparseReLU, SparseSequential, ToDense)
 from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
                    SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
 from .spconv_compat import (convert_spconv21_weight, convert_spconv_state_dict, from_spconv,
@@ -28,5 +29,7 @@ __all__ = [
     "SparseAvgPool1d", "SparseAvgPool2d", "SparseAvgPool3d", "SparseGlobalMaxPool", "SparseGlobalAvgPool",
     "KernelMap", "ConvGeometry", "build_submanifold_map", "build_regular_map", "build_transposed_map",
     "sparse_conv", "voxelize", "Voxelization", "batch_sparse",
+    "SparseConvTranspose1d", "SparseInverseConv1d", "SparseBatchNorm", "SparseReLU", "SparseIdentity",
+    "JoinTable", "AddTable", "ConcatTable",
     "from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict", "load_spconv_state_dict",
 ]

@@ -79,7 +79,7 @@ class SparseConvolution(SparseModule):
                  bias: bool = True, subm: bool = False, output_padding: IntOrSeq = 0,
                  transposed: bool = False, inverse: bool = False, indice_key: Optional[str] = None,
                  algo=None, fp32_accum=None, record_voxel_count: bool = False, name=None) -> None:
-        super().__init__()
+        super().__init__(name)
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
@@ -200,6 +200,11 @@ class SparseConv3d(SparseConvolution):
     __init__ = _named(3)
 
 
+class SparseConvTranspose1d(SparseConvolution):
+    """1-D transposed sparse conv."""
+    __init__ = _named(1, transposed=True)
+
+
 class SparseConvTranspose2d(SparseConvolution):
     """2-D transposed sparse conv."""
     __init__ = _named(2, transposed=True)
@@ -218,6 +223,11 @@ def _inverse_named(ndim: int):
     return init
 
 
+class SparseInverseConv1d(SparseConvolution):
+    """1-D inverse conv of the ``SparseConv1d`` sharing ``indice_key``."""
+    __init__ = _inverse_named(1)
+
+
 class SparseInverseConv2d(SparseConvolution):
     """2-D inverse conv of the ``SparseConv2d`` sharing ``indice_key``."""
     __init__ = _inverse_named(2)
@@ -229,5 +239,5 @@ class SparseInverseConv3d(SparseConvolution):
 
 
 __all__ = ["SparseConvolution", "SubMConv1d", "SubMConv2d", "SubMConv3d", "SparseConv1d", "SparseConv2d",
-           "SparseConv3d", "SparseConvTranspose2d", "SparseConvTranspose3d", "SparseInverseConv2d",
-           "SparseInverseConv3d", "get_or_build_map", "inverse_map"]
+           "SparseConv3d", "SparseConvTranspose1d", "SparseConvTranspose2d", "SparseConvTranspose3d",
+           "SparseInverseConv1d", "SparseInverseConv2d", "SparseInverseConv3d", "get_or_build_map", "inverse_map"]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Union
+from typing import List, Sequence, Union
 
+import torch
 from torch import Tensor, nn
 
+from .kernel_map import same_sites
 from .tensor import SparseConvTensor
 
 
 class SparseModule(nn.Module):
-    """Base class of modules that take and return a :class:`SparseConvTensor`."""
+    """Base class of modules that take and return a :class:`SparseConvTensor` (``name`` is accepted for
+    spconv compatibility)."""
+
+    def __init__(self, name: Union[str, None] = None) -> None:
+        super().__init__()
+        self.name = name
 
 
 def _is_sparse_module(module: nn.Module) -> bool:
@@ -82,6 +89,80 @@ class RemoveGrid(SparseModule):
         return x
 
 
+def _on_features(forward, input):
+    """Apply a ``Tensor -> Tensor`` forward to a dense tensor, or to the features of a sparse one."""
+    if isinstance(input, SparseConvTensor):
+        return input.replace_feature(forward(input.features))
+    return forward(input)
+
+
+class SparseBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` over the features ``[N, C]`` of a :class:`SparseConvTensor` (or a plain tensor)."""
+
+    def forward(self, input):
+        return _on_features(super().forward, input)
+
+
+class SparseReLU(nn.ReLU):
+    """``ReLU`` of the features of a :class:`SparseConvTensor` (or a plain tensor)."""
+
+    def forward(self, input):
+        return _on_features(super().forward, input)
+
+
+class SparseIdentity(nn.Identity):
+    """Returns its input (a :class:`SparseConvTensor` or a plain tensor) unchanged."""
+
+    def forward(self, input):
+        return input
+
+
+def _check_aligned(inputs: Sequence[SparseConvTensor], module_name: str) -> None:
+    if len(inputs) == 0:
+        raise ValueError(f"{module_name} needs at least one SparseConvTensor")
+    first = inputs[0]
+    for i, t in enumerate(inputs):
+        check_sparse_input(t, module_name)
+        if (t.spatial_shape != first.spatial_shape or t.batch_size != first.batch_size
+                or not same_sites(t.indices, first.indices)):
+            raise ValueError(f"{module_name} input {i} has other sites (or grid / batch size) than input 0; "
+                             f"all inputs must share their indices")
+
+
+class JoinTable(SparseModule):
+    """Concatenate the features of tensors on the same sites: ``[N, C_1 + C_2 + ...]``."""
+
+    def forward(self, inputs: Sequence[SparseConvTensor]) -> SparseConvTensor:
+        _check_aligned(inputs, "JoinTable")
+        return inputs[0].replace_feature(torch.cat([t.features for t in inputs], dim=1))
+
+
+class AddTable(SparseModule):
+    """Sum the features of tensors on the same sites (same channel count)."""
+
+    def forward(self, inputs: Sequence[SparseConvTensor]) -> SparseConvTensor:
+        _check_aligned(inputs, "AddTable")
+        if any(t.features.shape[1] != inputs[0].features.shape[1] for t in inputs):
+            raise ValueError(f"AddTable inputs have different channel counts "
+                             f"{[t.features.shape[1] for t in inputs]}")
+        total = inputs[0].features
+        for t in inputs[1:]:
+            total = total + t.features
+        return inputs[0].replace_feature(total)
+
+
+class ConcatTable(SparseModule):
+    """Apply every child module to the same input; returns the list of their outputs."""
+
+    def forward(self, input) -> List:
+        return [module(input) for module in self._modules.values()]
+
+    def add(self, module: nn.Module) -> "ConcatTable":
+        """Append ``module`` (named by position)."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+
 def check_sparse_input(x, module_name: str, in_channels: Union[int, None] = None,
                        ndim: Union[int, None] = None) -> None:
     """Raise a clear ``TypeError``/``ValueError`` when ``x`` cannot feed ``module_name``."""
@@ -107,5 +188,5 @@ def check_parameter_match(x: SparseConvTensor, weight: Tensor, module_name: str)
                         f"{x.features.dtype}; convert one of them (module.to(dtype) or features.to(dtype))")
 
 
-__all__ = ["SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "check_sparse_input",
-           "check_parameter_match"]
+__all__ = ["SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "SparseBatchNorm", "SparseReLU",
+           "SparseIdentity", "JoinTable", "AddTable", "ConcatTable", "check_sparse_input", "check_parameter_match"]

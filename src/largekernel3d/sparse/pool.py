@@ -34,7 +34,7 @@ class _SparsePool(SparseModule):
     def __init__(self, ndim: int, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = 1,
                  padding: IntOrSeq = 0, dilation: IntOrSeq = 1, indice_key: Optional[str] = None,
                  subm: bool = False, algo=None, record_voxel_count: bool = False, name=None) -> None:
-        super().__init__()
+        super().__init__(name)
         stride = kernel_size if stride is None else stride
         self.geometry = ConvGeometry.create(ndim, kernel_size, stride, padding, dilation)
         if subm and any(s != 1 for s in self.geometry.stride):

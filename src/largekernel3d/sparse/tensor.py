@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .coords import validate_indices
-from .kernel_map import KernelMap
+from .kernel_map import KernelMap, same_sites
 
 
 def _shape_list(spatial_shape: Union[Sequence[int], Tensor, np.ndarray]) -> List[int]:
@@ -93,6 +93,36 @@ class SparseConvTensor:
             raise ValueError(f"replace_feature got {feature.shape[0]} rows for {self.indices.shape[0]} sites")
         return SparseConvTensor(feature, self.indices, self.spatial_shape, self.batch_size, self.grid,
                                 self.voxel_num, self.indice_dict, self.benchmark, validate=False)
+
+    def shadow_copy(self) -> "SparseConvTensor":
+        """A new tensor object sharing features, sites and the kernel-map cache."""
+        return self.replace_feature(self.features)
+
+    def minus(self) -> "SparseConvTensor":
+        """The same sites with negated features."""
+        return self.replace_feature(-self.features)
+
+    def __add__(self, other: Union["SparseConvTensor", Tensor]) -> "SparseConvTensor":
+        """Feature-wise sum with a tensor on the same sites (or a broadcastable dense tensor):
+        ``out.features = self.features + other.features``. Tensors on other sites raise ``ValueError``
+        (merge misaligned tensors with a conv first)."""
+        if isinstance(other, SparseConvTensor):
+            if not same_sites(self.indices, other.indices):
+                raise ValueError(f"cannot add SparseConvTensors on different sites ({self.indices.shape[0]} vs "
+                                 f"{other.indices.shape[0]} rows, or another order); both operands must share "
+                                 f"their indices")
+            other = other.features
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        return self.replace_feature(self.features + other)
+
+    __radd__ = __add__
+
+    def select_by_index(self, valid_indices: Tensor) -> "SparseConvTensor":
+        """The sub-tensor of rows ``valid_indices`` (int row numbers or a boolean mask) with an empty
+        kernel-map cache (cached maps refer to the old sites)."""
+        return SparseConvTensor(self.features[valid_indices], self.indices[valid_indices], self.spatial_shape,
+                                self.batch_size, self.grid, self.voxel_num, None, self.benchmark, validate=False)
 
     # -- geometry ---------------------------------------------------------------------------------
     @property
