@@ -175,7 +175,7 @@ def test_transposed_conv_matches_conv_transpose(ndim, k, s, p, d, groups, cin, c
 
 
 def test_named_transposed_classes():
-    for cls, nd in ((lsp.SparseConvTranspose2d, 2), (lsp.SparseConvTranspose3d, 3)):
+    for cls, nd in ((lsp.SparseConvTranspose1d, 1), (lsp.SparseConvTranspose2d, 2), (lsp.SparseConvTranspose3d, 3)):
         conv = cls(2, 3, 2, stride=2).double()
         x = random_sparse_tensor((3,) * nd, 2, density=0.5)
         out = conv(x)
@@ -220,7 +220,8 @@ def test_inverse_conv_restores_sites_and_matches_dense(ndim, k, s, p, d, groups,
 
 
 def test_named_inverse_classes():
-    for down_cls, inv_cls, nd in ((lsp.SparseConv2d, lsp.SparseInverseConv2d, 2),
+    for down_cls, inv_cls, nd in ((lsp.SparseConv1d, lsp.SparseInverseConv1d, 1),
+                                  (lsp.SparseConv2d, lsp.SparseInverseConv2d, 2),
                                   (lsp.SparseConv3d, lsp.SparseInverseConv3d, 3)):
         x = random_sparse_tensor((6,) * nd, 2, density=0.3)
         net = lsp.SparseSequential(down_cls(2, 3, 3, 2, 1, indice_key="k"), inv_cls(3, 2, 3, indice_key="k")).double()

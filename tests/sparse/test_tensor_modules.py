@@ -134,3 +134,62 @@ def test_module_attributes_follow_spconv():
     assert c.bias is None and c.indice_key == "x" and not c.subm and not c.transposed and not c.inverse
     assert tuple(c.weight.shape) == (8, 3, 1, 3, 4)
     assert "indice_key='x'" in repr(c)
+
+
+def test_add_minus_shadow_copy_and_select_by_index():
+    x = random_sparse_tensor((5, 5, 5), 3, density=0.2, seed=11)
+    y = x.replace_feature(torch.randn_like(x.features))
+    torch.testing.assert_close((x + y).features, x.features + y.features)
+    torch.testing.assert_close((x + y.features).features, x.features + y.features)
+    torch.testing.assert_close((y.features + x).features, x.features + y.features)
+    torch.testing.assert_close(x.minus().features, -x.features)
+    c = x.shadow_copy()
+    assert c is not x and c.features is x.features and c.indices is x.indices and c.indice_dict is x.indice_dict
+    other = random_sparse_tensor((5, 5, 5), 3, density=0.2, seed=12)
+    with pytest.raises(ValueError, match="cannot add SparseConvTensors on different sites"):
+        x + other
+    lsp.SubMConv3d(3, 3, 3, indice_key="k").double()(x)
+    keep = x.features[:, 0] > 0
+    s = x.select_by_index(keep)
+    assert torch.equal(s.indices, x.indices[keep]) and torch.equal(s.features, x.features[keep])
+    assert s.indice_dict == {} and "k" in x.indice_dict, "maps of the old sites are not carried over"
+    conv = lsp.SubMConv3d(3, 2, 3, indice_key="k").double()
+    torch.testing.assert_close(conv(s).features, dense_subm_conv(s, conv.weight, conv.bias), **TOL)
+
+
+def test_spconv_style_feature_modules():
+    x = random_sparse_tensor((5, 5, 5), 4, batch_size=2, density=0.3, seed=13)
+    bn = lsp.SparseBatchNorm(4).double()
+    out = lsp.SparseReLU()(bn(x))
+    ref = torch.relu((x.features - x.features.mean(0)) / torch.sqrt(x.features.var(0, unbiased=False) + bn.eps))
+    assert isinstance(out, SparseConvTensor) and out.indices is x.indices
+    torch.testing.assert_close(out.features, ref, **TOL)
+    assert lsp.SparseIdentity()(x) is x
+    torch.testing.assert_close(lsp.SparseReLU()(x.features), torch.relu(x.features))
+    seq = lsp.SparseSequential(lsp.SubMConv3d(4, 4, 3).double(), lsp.SparseBatchNorm(4).double(), lsp.SparseReLU())
+    assert (seq(x).features >= 0).all()
+
+
+def test_tables_join_add_concat():
+    x = random_sparse_tensor((5, 5, 5), 3, density=0.3, seed=14)
+    branches = lsp.ConcatTable()
+    branches.add(lsp.SubMConv3d(3, 2, 3).double()).add(lsp.SubMConv3d(3, 2, 1).double())
+    a, b = branches(x)
+    joined = lsp.JoinTable()([a, b])
+    torch.testing.assert_close(joined.features, torch.cat([a.features, b.features], 1))
+    summed = lsp.AddTable()([a, b])
+    torch.testing.assert_close(summed.features, a.features + b.features)
+    assert joined.indices is x.indices and summed.indice_dict is x.indice_dict
+    other = random_sparse_tensor((5, 5, 5), 2, density=0.3, seed=15)
+    with pytest.raises(ValueError, match="JoinTable input 1 has other sites"):
+        lsp.JoinTable()([a, other])
+    with pytest.raises(ValueError, match="AddTable inputs have different channel counts"):
+        lsp.AddTable()([a, joined])
+
+
+def test_sparse_sequential_with_an_empty_tensor_and_batchnorm():
+    x = SparseConvTensor(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 4, dtype=torch.int32), [4, 4, 4], 2)
+    net = lsp.SparseSequential(lsp.SubMConv3d(3, 5, 3), nn.BatchNorm1d(5), nn.ReLU(), lsp.SparseConv3d(5, 6, 2, 2),
+                               lsp.ToDense()).double().train()
+    out = net(x)
+    assert out.shape == (2, 6, 2, 2, 2) and torch.equal(out, torch.zeros_like(out))
