@@ -149,8 +149,9 @@ class _Parts:
             self.solids.append((np.array([cx - s, cy - s, z0]), np.array([cx + s, cy + s, z1]), pid))
         return pid
 
-    def extend(self, other: "_Parts", rot_k: int, offset: Sequence[float]) -> None:
-        """Add ``other`` (local frame) rotated by ``rot_k`` x 90 degrees about z, then translated."""
+    def extend(self, other: "_Parts", rot_k: int, offset: Sequence[float], density_scale: float = 1.0) -> None:
+        """Add ``other`` (local frame) rotated by ``rot_k`` x 90 degrees about z, then translated, with
+        its densities multiplied by ``density_scale``."""
         off = np.asarray(offset, dtype=np.float64)
 
         def rp(p):
@@ -164,11 +165,11 @@ class _Parts:
             self.rect_e1.append(_rot(e1, rot_k))
             self.rect_e2.append(_rot(e2, rot_k))
             self.rect_n.append(_rot(n, rot_k))
-            self.rect_attr.append((label, color, dens, wave, waves, pid, carv))
+            self.rect_attr.append((label, color, dens * density_scale, wave, waves, pid, carv))
         for cx, cy, z0, z1, r, label, color, dens, pid in other.cyl:
             c = rp(np.array([cx, cy, 0.0]))
             pid = remap.setdefault(pid, self.new_id())
-            self.cyl.append((c[0], c[1], z0, z1, r, label, color, dens, pid))
+            self.cyl.append((c[0], c[1], z0, z1, r, label, color, dens * density_scale, pid))
         for lo, hi, pid in other.solids:
             a, b = rp(lo), rp(hi)
             pid = remap.setdefault(pid, self.new_id())
@@ -524,7 +525,7 @@ class _Room:
     def span_free(self, wall, t0, t1, z0, z1) -> bool:
         """No door, window, furniture or wall item on ``wall`` overlaps [t0, t1] x [z0, z1]."""
         for w, s0, s1, a0, a1 in self.wall_spans:
-            if w == wall and t0 < s1 and s0 < t1 and z0 < a1 + 0.05 and a0 < z1 + 0.05:
+            if w == wall and t0 < s1 and s0 < t1 and z0 < a1 and a0 < z1:
                 return False
         return True
 
@@ -545,14 +546,19 @@ def _footprint(cx, cy, w, d, k) -> Tuple[float, float, float, float]:
     return cx - hw, cx + hw, cy - hd, cy + hd
 
 
+FURNITURE_DENSITY = 1.6
+"""Furniture is scanned from closer and from more sides than walls: more points per square metre."""
+
+
 def _place(room: _Room, obj: _Obj, cx, cy, k, z=0.0, register=True) -> None:
-    room.parts.extend(obj.parts, k, (cx, cy, z))
+    room.parts.extend(obj.parts, k, (cx, cy, z), density_scale=FURNITURE_DENSITY)
     if register:
         room.footprints.append(_footprint(cx, cy, obj.w, obj.d, k))
 
 
 def _try_against_wall(room: _Room, rng, obj: _Obj, walls=None, tries=40,
-                      t_range: Optional[Tuple[float, float]] = None) -> Optional[Tuple[int, float, float, float]]:
+                      t_range: Optional[Tuple[float, float]] = None,
+                      clearance: float = 0.05) -> Optional[Tuple[int, float, float, float]]:
     """Put ``obj`` with its back against a wall; returns (wall, t, cx, cy) or None."""
     for _ in range(tries):
         wall = int(rng.choice(walls if walls is not None else 4))
@@ -566,9 +572,9 @@ def _try_against_wall(room: _Room, rng, obj: _Obj, walls=None, tries=40,
         gap = rng.uniform(0.003, 0.012)
         cx, cy = _wall_pose(room, wall, t, obj.d, gap)
         fp = _footprint(cx, cy, obj.w, obj.d, wall)
-        if not room.free(fp):
+        if not room.free(fp, clearance):
             continue
-        if not room.span_free(wall, t - obj.w / 2, t + obj.w / 2, 0.0, obj.h):
+        if not room.span_free(wall, t - obj.w / 2 + 0.05 - clearance, t + obj.w / 2 - 0.05 + clearance, 0.0, obj.h):
             continue
         _place(room, obj, cx, cy, wall)
         room.wall_spans.append((wall, t - obj.w / 2, t + obj.w / 2, 0.0, obj.h))
@@ -808,7 +814,7 @@ def _bed_group(room: _Room, rng) -> bool:
             ns = make_nightstand(rng)
             tn = t + side * (bed.w / 2 + ns.w / 2 + 0.03)
             if ns.w / 2 < tn < L - ns.w / 2:
-                _try_against_wall(room, rng, ns, walls=[wall], tries=1, t_range=(tn, tn))
+                _try_against_wall(room, rng, ns, walls=[wall], tries=1, t_range=(tn, tn), clearance=0.0)
     if rng.random() < 0.6:
         _add_wall_item(room, rng, PICTURE, rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.7), rng.uniform(1.45, 1.8),
                        wall=wall, t=t)
@@ -853,7 +859,7 @@ def _kitchen_row(room: _Room, rng) -> bool:
     L = room.wall_len(wall)
     for tn in (t + counter.w / 2 + fridge.w / 2 + 0.02, t - counter.w / 2 - fridge.w / 2 - 0.02):
         if fridge.w / 2 < tn < L - fridge.w / 2 and rng.random() < 0.8:
-            if _try_against_wall(room, rng, fridge, walls=[wall], tries=1, t_range=(tn, tn)):
+            if _try_against_wall(room, rng, fridge, walls=[wall], tries=1, t_range=(tn, tn), clearance=0.0):
                 break
     return True
 
@@ -884,6 +890,8 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
         _bed_group(room, rng)
         if r() < 0.3:
             _bed_group(room, rng)
+        if r() < 0.15:
+            _sofa_group(room, rng)
         _place_many(room, rng, [lambda: _desk_with_chair(room, rng), wall_obj(make_cabinet), wall_obj(make_bookshelf),
                                 wall_obj(make_other)],
                     [int(r() < 0.7), int(rng.integers(1, 3)), int(r() < 0.4), int(rng.integers(0, 2))])
@@ -900,11 +908,15 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
         _place_many(room, rng, [wall_obj(make_bookshelf), wall_obj(make_cabinet), wall_obj(make_other),
                                 lambda: _table_with_chairs(room, rng)],
                     [int(rng.integers(0, 3)), int(rng.integers(0, 2)), int(rng.integers(0, 3)), int(r() < 0.4)])
+        if r() < 0.3:  # open-plan kitchen
+            _kitchen_row(room, rng)
         for _ in range(int(rng.integers(0, 3))):  # armchairs
             _try_against_wall(room, rng, make_chair(rng), tries=10)
     elif rtype == "office":
         for _ in range(int(rng.integers(2, 5))):
             _desk_with_chair(room, rng)
+        if r() < 0.2:  # lounge corner
+            _sofa_group(room, rng)
         _place_many(room, rng, [wall_obj(make_cabinet), wall_obj(make_bookshelf), wall_obj(make_other),
                                 lambda: _table_with_chairs(room, rng)],
                     [int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3)), int(r() < 0.4)])
@@ -926,6 +938,8 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
                            color=_LGREY)
     else:  # conference
         _table_with_chairs(room, rng, big=True)
+        if r() < 0.15:
+            _sofa_group(room, rng)
         _place_many(room, rng, [wall_obj(make_cabinet), wall_obj(make_other), wall_obj(make_bookshelf)],
                     [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(r() < 0.4)])
         if r() < 0.7:
@@ -953,7 +967,7 @@ def _room_shell(room: _Room, rng) -> None:
         o, tan, nrm = _wall_frame(room, wall)
         L = room.wall_len(wall)
         p.rect(o, np.array([0, 0, H]), tan * L, WALL, wall_col if rng.random() < 0.85 else _mat(rng, WALL_MATS),
-               carvable=True)
+               density=0.8, carvable=True)
         if rng.random() < 0.7:  # skirting board (wall)
             a = o
             b = o + tan * L + nrm * 0.012 + np.array([0, 0, rng.uniform(0.06, 0.1)])
@@ -1051,7 +1065,7 @@ def generate_indoor_scene(seed: int, index: int, num_points: int = 40000, name: 
     if num_points < 100:
         raise ValueError(f"points_per_scene must be at least 100, got {num_points}")
     rng = np.random.default_rng([int(seed), int(index), 0x5CA7])
-    rtype = ROOM_TYPES[int(rng.choice(len(ROOM_TYPES), p=[0.2, 0.2, 0.2, 0.15, 0.1, 0.15]))]
+    rtype = ROOM_TYPES[int(rng.choice(len(ROOM_TYPES), p=[0.18, 0.17, 0.17, 0.18, 0.15, 0.15]))]
     if rtype == "bathroom":
         W, D = rng.uniform(2.0, 3.5), rng.uniform(2.0, 3.2)
     elif rtype == "conference":
@@ -1085,6 +1099,9 @@ def generate_indoor_scene(seed: int, index: int, num_points: int = 40000, name: 
         z_gap = rng.uniform(1.2, H)
         gap = (lab == WALL) & (np.abs(t - t0) < rng.uniform(0.3, 1.2)) & (pts[:, 2] > z_gap)
         keep &= ~gap
+    # a hand-held scanner sees high surfaces less: thin out linearly from 1.8 m to half at the ceiling
+    keep_prob = 1.0 - 0.5 * np.clip((pts[:, 2] - 1.8) / max(H - 1.8, 0.1), 0.0, 1.0)
+    keep &= rng.random(len(pts)) < keep_prob
     pts, nrm, lab, col = pts[keep], nrm[keep], lab[keep], col[keep]
     if len(pts) > num_points:
         sel = np.sort(rng.choice(len(pts), num_points, replace=False))

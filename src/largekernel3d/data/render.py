@@ -44,8 +44,9 @@ def render_scene(scene: PointCloudScene, path: Union[str, Path], labels: Optiona
                  max_points: int = 60000, point_size: float = 0.6) -> Path:
     """Write a PNG with the scene seen from above and obliquely, coloured by label and by RGB.
 
-    ``labels`` overrides ``scene.labels`` (e.g. predictions). The top-down panel draws points in
-    increasing height so that tops of furniture stay visible; the oblique panels draw far points first.
+    ``labels`` overrides ``scene.labels`` (e.g. predictions). The top-down panel leaves out the top
+    0.3 m of the scene (the ceiling) and draws points in increasing height so that the tops of furniture
+    stay visible; the oblique panels draw far points first.
     Returns the path written.
     """
     import matplotlib
@@ -67,7 +68,8 @@ def render_scene(scene: PointCloudScene, path: Union[str, Path], labels: Optiona
     lc = label_colors(lab)
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 6.5))
-    order = np.argsort(pts[:, 2])
+    below = np.nonzero(pts[:, 2] < pts[:, 2].max() - 0.3)[0] if len(pts) else np.zeros(0, dtype=np.int64)
+    order = below[np.argsort(pts[below, 2])]
     axes[0].scatter(pts[order, 0], pts[order, 1], c=lc[order], s=point_size, linewidths=0)
     axes[0].set_aspect("equal")
     axes[0].set_title("top-down (labels)")
