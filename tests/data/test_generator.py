@@ -32,6 +32,14 @@ def test_deterministic_per_seed_and_index():
     np.testing.assert_array_equal(GeneratedIndoorDataset(10, seed=5, points_per_scene=3000)[2].points, a[2].points)
 
 
+def test_cache_returns_equal_independent_copies():
+    ds = GeneratedIndoorDataset(2, seed=5, points_per_scene=3000, cache=True)
+    a = ds[1]
+    a.points[:] = 0.0
+    b = ds[1]
+    np.testing.assert_array_equal(b.points, GeneratedIndoorDataset(2, seed=5, points_per_scene=3000)[1].points)
+
+
 def test_scene_contents(scenes):
     for s in scenes:
         assert isinstance(s, PointCloudScene) and s.num_points == 6000

@@ -99,8 +99,8 @@ class _Parts:
 
     def rect(self, o, e1, e2, label, color, density=1.0, wave=0.0, waves=0.0, pid=0, carvable=False) -> None:
         o, e1, e2 = (np.asarray(v, dtype=np.float64) for v in (o, e1, e2))
-        n = np.cross(e1, e2)
-        norm = np.linalg.norm(n)
+        n = np.array([e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]])
+        norm = float(np.sqrt(n @ n))
         if norm < 1e-9:
             return
         self.rect_o.append(o)
@@ -1130,12 +1130,14 @@ class GeneratedIndoorDataset(SegmentationDataset):
     """``num_scenes`` procedural indoor scenes with ScanNet-20 classes (see the module docstring).
 
     Scene ``i`` depends only on ``(seed, i)``; two datasets with different seeds are disjoint streams
-    (use different seeds for train and validation). Generating one 40k-point scene takes ~0.1 s.
+    (use different seeds for train and validation). Generating one 40k-point scene takes 0.1-0.3 s on
+    one CPU core; with ``cache=True`` each scene is generated once and kept in memory (about 1.3 MB per
+    40k-point scene; every access returns fresh copies of the arrays).
     """
 
     class_names = SCANNET20_CLASSES
 
-    def __init__(self, num_scenes: int, seed: int = 0, points_per_scene: int = 40000) -> None:
+    def __init__(self, num_scenes: int, seed: int = 0, points_per_scene: int = 40000, cache: bool = False) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes <= 0:
             raise ValueError(f"num_scenes must be a positive int, got {num_scenes!r}")
         if isinstance(points_per_scene, bool) or not isinstance(points_per_scene, (int, np.integer)) \
@@ -1144,9 +1146,16 @@ class GeneratedIndoorDataset(SegmentationDataset):
         self.seed = int(seed)
         self.points_per_scene = int(points_per_scene)
         self.scene_names = [f"gen_s{self.seed}_{i:05d}" for i in range(int(num_scenes))]
+        self._cache: Optional[dict] = {} if cache else None
 
     def _load(self, index: int) -> PointCloudScene:
-        return generate_indoor_scene(self.seed, index, self.points_per_scene, name=self.scene_names[index])
+        if self._cache is None:
+            return generate_indoor_scene(self.seed, index, self.points_per_scene, name=self.scene_names[index])
+        if index not in self._cache:
+            self._cache[index] = generate_indoor_scene(self.seed, index, self.points_per_scene,
+                                                       name=self.scene_names[index])
+        s = self._cache[index]
+        return PointCloudScene(s.name, s.points.copy(), s.colors.copy(), s.labels.copy())
 
     def __repr__(self) -> str:
         return f"GeneratedIndoorDataset(num_scenes={len(self)}, seed={self.seed}, points_per_scene={self.points_per_scene})"
