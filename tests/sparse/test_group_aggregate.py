@@ -1,0 +1,125 @@
+"""Group aggregation (``largekernel3d.sparse.group_aggregate``): the numba and torch paths against a naive
+per-pair loop and against each other, gradients, gradcheck, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers import random_sparse_tensor
+from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanifold_map
+from largekernel3d.sparse.group_aggregate import choose_backend, group_aggregate
+
+BACKENDS = ("numba", "torch")
+
+
+def _setup(kernel=(5, 3, 5), shape=(9, 8, 10), channels=3, num_groups=7, seed=0, dtype=torch.float64, batch=2):
+    x = random_sparse_tensor(shape, channels, density=0.25, batch_size=batch, dtype=dtype, seed=seed)
+    kmap = build_submanifold_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, kernel))
+    g = torch.Generator().manual_seed(seed + 1)
+    group = torch.randint(0, num_groups, (kmap.kernel_volume,), generator=g)
+    enc = torch.randn(kmap.kernel_volume, channels, generator=g, dtype=dtype)
+    return x, kmap, group, enc
+
+
+def naive(features, enc, kmap, group, num_groups):
+    """A[i, g(k)] += x[j] + E[k] pair by pair."""
+    out = torch.zeros(kmap.num_out, num_groups, features.shape[1], dtype=features.dtype)
+    for k in range(kmap.kernel_volume):
+        for j, i in zip(*[t.tolist() for t in kmap.pairs(k)]):
+            out[i, group[k]] += features[j] + (enc[k] if enc is not None else 0)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_enc", [True, False])
+def test_forward_matches_pair_by_pair_sum(backend, with_enc):
+    x, kmap, group, enc = _setup()
+    enc = enc if with_enc else None
+    got = group_aggregate(x.features, enc, kmap, group, 7, backend=backend)
+    torch.testing.assert_close(got, naive(x.features, enc, kmap, group, 7), rtol=1e-12, atol=1e-12)
+
+
+def test_backends_agree_forward_and_backward_float32():
+    x, kmap, group, enc = _setup(kernel=7, shape=(12, 12, 12), channels=5, num_groups=27, dtype=torch.float32)
+    results = []
+    for backend in BACKENDS:
+        feats = x.features.clone().requires_grad_(True)
+        e = enc.clone().requires_grad_(True)
+        a = group_aggregate(feats, e, kmap, group, 27, backend=backend)
+        up = torch.randn(a.shape, generator=torch.Generator().manual_seed(5))
+        results.append((a, *torch.autograd.grad(a, (feats, e), up)))
+    for u, v in zip(*results):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backward_is_the_adjoint(backend):
+    """<dA, A(x, E)> is linear in (x, E): the gradients are its exact adjoint on random data."""
+    x, kmap, group, enc = _setup(num_groups=5)
+    feats = x.features.clone().requires_grad_(True)
+    e = enc.clone().requires_grad_(True)
+    a = group_aggregate(feats, e, kmap, group, 5, backend=backend)
+    up = torch.randn(a.shape, dtype=a.dtype, generator=torch.Generator().manual_seed(3))
+    d_x, d_e = torch.autograd.grad(a, (feats, e), up)
+    ref_x = torch.zeros_like(feats)
+    ref_e = torch.zeros_like(e)
+    for k in range(kmap.kernel_volume):
+        j, i = kmap.pairs(k)
+        ref_x.index_add_(0, j, up[i, group[k]])
+        ref_e[k] += up[i, group[k]].sum(0)
+    torch.testing.assert_close(d_x, ref_x)
+    torch.testing.assert_close(d_e, ref_e)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_float64(backend):
+    x, kmap, group, enc = _setup(kernel=3, shape=(5, 4, 5), channels=2, num_groups=4)
+    feats = x.features.clone().requires_grad_(True)
+    e = enc.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f, w: group_aggregate(f, w, kmap, group, 4, backend=backend), (feats, e))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_general_maps_strided_regular_conv(backend):
+    """The kernels only assume a pair list: a strided regular map (N_in != N_out) works too."""
+    x = random_sparse_tensor((9, 9, 9), 3, density=0.2, seed=4)
+    kmap = build_regular_map(x.indices, x.spatial_shape, 1, ConvGeometry.create(3, 3, stride=2, padding=1))
+    group = torch.arange(27) % 4
+    got = group_aggregate(x.features, None, kmap, group, 4, backend=backend)
+    torch.testing.assert_close(got, naive(x.features, None, kmap, group, 4))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_pairs_and_no_sites(backend):
+    x = random_sparse_tensor((6, 6, 6), 2, num_sites=1, seed=1)
+    kmap = build_submanifold_map(x.indices, x.spatial_shape, 1, ConvGeometry.create(3, 3))
+    a = group_aggregate(x.features, None, kmap, torch.zeros(27, dtype=torch.int64), 1, backend=backend)
+    torch.testing.assert_close(a[:, 0], x.features)  # only the centre pair
+    empty = build_submanifold_map(torch.zeros(0, 4, dtype=torch.int32), [4, 4, 4], 1, ConvGeometry.create(3, 3))
+    out = group_aggregate(torch.zeros(0, 2, dtype=torch.float64), None, empty, torch.zeros(27, dtype=torch.int64), 3,
+                          backend=backend)
+    assert out.shape == (0, 3, 2)
+
+
+def test_backend_rule():
+    assert choose_backend(torch.device("cpu"), torch.float32) == "numba"
+    assert choose_backend(torch.device("cpu"), torch.float64) == "numba"
+    assert choose_backend(torch.device("cpu"), torch.float16) == "torch"
+    assert choose_backend(torch.device("cuda"), torch.float32) == "torch"
+
+
+def test_bad_input_names_the_argument():
+    x, kmap, group, enc = _setup()
+    with pytest.raises(ValueError, match="backend"):
+        group_aggregate(x.features, enc, kmap, group, 7, backend="cuda")
+    with pytest.raises(ValueError, match="backend='numba'"):
+        group_aggregate(x.features.half(), None, kmap, group, 7, backend="numba")
+    with pytest.raises(ValueError, match="group_index"):
+        group_aggregate(x.features, enc, kmap, group[:-1], 7)
+    with pytest.raises(ValueError, match="encoding"):
+        group_aggregate(x.features, enc[:, :2], kmap, group, 7)
+    with pytest.raises(ValueError, match="rows"):
+        group_aggregate(x.features[:-1], enc, kmap, group, 7)
+    with pytest.raises(TypeError, match="encoding"):
+        group_aggregate(x.features, enc.float(), kmap, group, 7)
