@@ -9,6 +9,16 @@ and the backward pass reuses the same primitive on the adjoint map::
 
     d_in[i_in, g]  += d_out[i_out, g] @ W[k, g]^T
     d_W[k, g]       = in[pairs_in(k), g]^T @ d_out[pairs_out(k), g]
+
+Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dtype:
+
+* ``"numba"`` (CPU, float32/64): the offset-major pair list is cut into *tiles* of consecutive pairs
+  (about 1 MiB of gathered rows, so they stay in cache). Per tile: one parallel numba gather of the
+  source rows into a reused buffer, one ``torch.mm`` per offset segment of the tile into a second
+  buffer, one parallel numba scatter-add into the output (threads split columns, so repeated
+  destinations never race). The backward pass gathers ``d_out`` once per tile and uses it for both
+  ``d_in`` and ``d_W``. Peak extra memory is two tiles, never ``[P, C]``.
+* ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .kernel_map import KernelMap
+from .kernel_map import NUMBA, KernelMap, choose_backend
+
+_TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
+_MIN_TILE_ROWS, _MAX_TILE_ROWS = 256, 16384
 
 
 def module_weight_to_grouped(weight: Tensor, groups: int) -> Tensor:
@@ -29,26 +42,113 @@ def module_weight_to_grouped(weight: Tensor, groups: int) -> Tensor:
     return weight.reshape(groups, c_out // groups, k, cig).permute(2, 0, 3, 1)
 
 
-def _apply_offset(x: Tensor, w_k: Tensor) -> Tensor:
-    """``x [P, G * A] @ blockdiag(w_k [G, A, B]) -> [P, G * B]``."""
+def _apply_offset(x: Tensor, w_k: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """``x [P, G * A] @ blockdiag(w_k [G, A, B]) -> [P, G * B]`` (written into ``out`` when given)."""
     g, a, b = w_k.shape
     if g == 1:
-        return x.mm(w_k[0])
+        return x.mm(w_k[0]) if out is None else torch.mm(x, w_k[0], out=out)
     if a == 1 and b == 1:
-        return x * w_k.reshape(1, g)
-    p = x.shape[0]
-    return torch.bmm(x.reshape(p, g, a).transpose(0, 1), w_k).transpose(0, 1).reshape(p, g * b)
+        res = x * w_k.reshape(1, g)
+    else:
+        p = x.shape[0]
+        res = torch.bmm(x.reshape(p, g, a).transpose(0, 1), w_k).transpose(0, 1).reshape(p, g * b)
+    return res if out is None else out.copy_(res)
 
 
-def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False) -> Tensor:
+def _weight_block(xs: Tensor, gs: Tensor, g: int) -> Tensor:
+    """``blockdiag`` weight gradient of one offset: ``[G, A, B]`` from ``xs [P, G * A]``, ``gs [P, G * B]``."""
+    p = xs.shape[0]
+    if g == 1:
+        return xs.t().mm(gs).unsqueeze(0)
+    return torch.bmm(xs.reshape(p, g, -1).permute(1, 2, 0), gs.reshape(p, g, -1).transpose(0, 1))
+
+
+def _use_numba(x: Tensor, weight: Tensor, kmap: KernelMap) -> bool:
+    """The dataflow rule: numba tiles when :func:`choose_backend` says so for the feature tensor, the
+    pair lists are CPU tensors, and no autograd graph must be recorded through this call (the tiles
+    write into buffers; :class:`SparseConvFunction` calls this with grad mode off)."""
+    if choose_backend(x.device, kmap.geometry.ndim, x.dtype) != NUMBA or weight.dtype != x.dtype:
+        return False
+    if kmap.pair_in.device.type != "cpu":
+        return False
+    return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+
+
+def _tile_rows(channels: int, itemsize: int) -> int:
+    return int(min(_MAX_TILE_ROWS, max(_MIN_TILE_ROWS, _TILE_BYTES // max(1, channels * itemsize))))
+
+
+def _tiles(starts, tile: int):
+    """Consecutive pair ranges ``[a, b)`` of at most ``tile`` pairs, with the offset segments
+    ``(k, s, e)`` (relative to ``a``) that each range covers."""
+    total = starts[-1]
+    kv = len(starts) - 1
+    k = 0
+    for a in range(0, total, tile):
+        b = min(total, a + tile)
+        while starts[k + 1] <= a:
+            k += 1
+        segs = []
+        j = k
+        while j < kv and starts[j] < b:
+            s, e = max(a, starts[j]), min(b, starts[j + 1])
+            if e > s:
+                segs.append((j, s - a, e - a))
+            j += 1
+        yield a, b, segs
+
+
+def _column_slices(channels: int, itemsize: int, threads: int) -> int:
+    """Threads of a scatter-add: one per cache-line-aligned column slice, at most ``threads``."""
+    lines = max(1, (channels * itemsize) // 64)
+    n = max(1, min(threads, lines))
+    while lines % n:
+        n -= 1
+    return n
+
+
+def _np(t: Tensor):
+    return t.detach().numpy()
+
+
+def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int) -> Tensor:
+    from . import cpu_kernels as ck
+
+    threads = torch.get_num_threads()
+    ck.set_threads(threads)
+    x = x.contiguous()
+    out = x.new_zeros((num_out, c_out))
+    if starts[-1] == 0:
+        return out
+    tile = _tile_rows(max(x.shape[1], c_out), x.element_size())
+    buf_in = x.new_empty((tile, x.shape[1]))
+    buf_out = x.new_empty((tile, c_out))
+    xn, srcn, dstn, bin_, bout, outn = (_np(t) for t in (x, src, dst, buf_in, buf_out, out))
+    slices = _column_slices(c_out, x.element_size(), threads)
+    for a, b, segs in _tiles(starts, tile):
+        ck.gather_rows(xn, srcn, a, b, bin_)
+        for k, s, e in segs:
+            _apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
+        ck.scatter_add_rows(bout, dstn, a, b, outn, slices)
+    return out
+
+
+def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False,
+                        backend: Optional[str] = None) -> Tensor:
     """``out[j] = sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` with block-diagonal groups.
 
     ``weight`` is ``[K, G, A, B]``; with ``adjoint=True`` pairs run output → input and ``W[k]^T`` is used
-    (the input gradient of the forward).
+    (the input gradient of the forward). ``backend=None`` picks the dataflow by :func:`_use_numba`;
+    ``"torch"`` forces the per-offset torch path (the reference; differentiable by autograd).
     """
+    if backend not in (None, "torch"):
+        raise ValueError(f"backend must be None or 'torch', got {backend!r}")
     g, a, b = weight.shape[1:]
     w = weight.transpose(2, 3) if adjoint else weight
     c_out = g * (a if adjoint else b)
+    src_all, dst_all = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
+    if backend is None and _use_numba(x, weight, kmap):
+        return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out)
     out = x.new_zeros((num_out, c_out))
     for k in range(kmap.kernel_volume):
         p_in, p_out = kmap.pairs(k)
@@ -67,14 +167,43 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
         p_in, p_out = kmap.pairs(k)
         if p_in.numel() == 0:
             continue
-        xs = x.index_select(0, p_in)
-        gs = grad_out.index_select(0, p_out)
-        if g == 1:
-            grad[k, 0] = xs.t().mm(gs)
-        else:
-            p = xs.shape[0]
-            grad[k] = torch.bmm(xs.reshape(p, g, a).permute(1, 2, 0), gs.reshape(p, g, b).transpose(0, 1))
+        grad[k] = _weight_block(x.index_select(0, p_in), grad_out.index_select(0, p_out), g)
     return grad
+
+
+def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
+    """Both gradients in one tiled pass: per tile ``d_out`` rows are gathered once and serve
+    ``d_W[k] += x_tile^T d_out_tile`` and ``d_in[pairs_in] += d_out_tile W[k]^T``."""
+    from . import cpu_kernels as ck
+
+    threads = torch.get_num_threads()
+    ck.set_threads(threads)
+    g, a, b = weight.shape[1:]
+    c_in, c_out = g * a, g * b
+    x = x.contiguous()
+    grad_x = x.new_zeros((kmap.num_in, c_in)) if need_x else None
+    grad_w = weight.new_zeros(weight.shape) if need_w else None
+    if kmap.num_pairs == 0:
+        return grad_x, grad_w
+    wt = weight.transpose(2, 3)
+    tile = _tile_rows(max(c_in, c_out), x.element_size())
+    buf_g = grad_out.new_empty((tile, c_out))
+    buf_x = x.new_empty((tile, c_in)) if need_w else None
+    buf_y = x.new_empty((tile, c_in)) if need_x else None
+    pin, pout, gn, xn, bg = (_np(t) for t in (kmap.pair_in, kmap.pair_out, grad_out, x, buf_g))
+    slices = _column_slices(c_in, x.element_size(), threads)
+    for lo, hi, segs in _tiles(kmap.offset_starts, tile):
+        ck.gather_rows(gn, pout, lo, hi, bg)
+        if need_w:
+            ck.gather_rows(xn, pin, lo, hi, _np(buf_x))
+        for k, s, e in segs:
+            if need_w:
+                grad_w[k] += _weight_block(buf_x[s:e], buf_g[s:e], g)
+            if need_x:
+                _apply_offset(buf_g[s:e], wt[k], out=buf_y[s:e])
+        if need_x:
+            ck.scatter_add_rows(_np(buf_y), pin, lo, hi, _np(grad_x), slices)
+    return grad_x, grad_w
 
 
 class SparseConvFunction(torch.autograd.Function):
@@ -92,10 +221,14 @@ class SparseConvFunction(torch.autograd.Function):
         features, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
         grad_out = grad_out.contiguous()
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if _use_numba(grad_out, weight, kmap) and features.dtype == grad_out.dtype:
+            grad_x, grad_w = _backward_numba(features, grad_out, weight, kmap, need_x, need_w)
+            return grad_x, grad_w, None
         grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
+        if need_x:
             grad_x = gather_gemm_scatter(grad_out, weight, kmap, kmap.num_in, adjoint=True)
-        if ctx.needs_input_grad[1]:
+        if need_w:
             grad_w = weight_gradient(features, grad_out, kmap, weight.shape)
         return grad_x, grad_w, None
 

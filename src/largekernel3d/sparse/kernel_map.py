@@ -8,15 +8,21 @@ Pairs are stored offset-major: the pairs of offset ``k`` are ``pair_in[s:e]``, `
 ``s, e = offset_starts[k], offset_starts[k + 1]``. Within one offset every output row appears at most
 once (and, for submanifold/regular maps, every input row at most once).
 
-Builders here are pure torch (sorted keys + ``searchsorted``), so they run on any device. The CPU
-backend is chosen by :func:`choose_backend`.
+Two implementations build the same pairs (possibly in another order within an offset):
+
+* ``"torch"``: sorted keys + ``searchsorted``; runs on any device (CUDA included).
+* ``"numba"``: CPU kernels in :mod:`.cpu_kernels` (line sweeps for submanifold maps, two-pass
+  count/fill for strided maps), for CPU tensors with 1 to 3 spatial axes.
+
+:func:`choose_backend` is the one rule that picks between them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -127,10 +133,87 @@ def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
-def choose_backend(device: torch.device, ndim: int) -> str:
-    """The kernel-map builder for a device and dimensionality. Only ``"torch"`` (any device, any
-    dimension) exists so far."""
-    return "torch"
+TORCH = "torch"
+NUMBA = "numba"
+_NUMBA_DTYPES = (torch.float32, torch.float64)
+
+
+def choose_backend(device: torch.device, ndim: int, dtype: Optional[torch.dtype] = None) -> str:
+    """The implementation used for kernel maps (``dtype=None``) or for the feature computation of a
+    convolution (``dtype`` = the feature dtype).
+
+    Rule: ``"numba"`` when the tensors live on the CPU, there are 1 to 3 spatial axes and (for feature
+    computation) the dtype is float32 or float64; ``"torch"`` otherwise (CUDA tensors, 4+ axes,
+    half precision).
+    """
+    if torch.device(device).type != "cpu" or not 1 <= ndim <= 3:
+        return TORCH
+    if dtype is not None and dtype not in _NUMBA_DTYPES:
+        return TORCH
+    return NUMBA
+
+
+def _resolve(backend: Optional[str], indices: Tensor, spatial_shape: Sequence[int]) -> str:
+    """``backend`` checked against the input, or :func:`choose_backend`'s pick when ``None``."""
+    if backend is None:
+        return choose_backend(indices.device, len(spatial_shape))
+    if backend not in (TORCH, NUMBA):
+        raise ValueError(f"backend must be None, {TORCH!r} or {NUMBA!r}, got {backend!r}")
+    if backend == NUMBA and choose_backend(indices.device, len(spatial_shape)) != NUMBA:
+        raise ValueError(f"backend='numba' needs CPU indices with 1 to 3 spatial axes, got {indices.device} "
+                         f"with {len(spatial_shape)} axes; use backend=None")
+    return backend
+
+
+def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
+    """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
+    ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
+    lead = 3 - len(spatial_shape)
+    idx = indices.to(torch.int64)
+    if lead:
+        idx = torch.cat([idx[:, :1], idx.new_zeros((idx.shape[0], lead)), idx[:, 1:]], dim=1)
+
+    def arr(values: Sequence[int], fill: int) -> np.ndarray:
+        return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
+
+    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
+                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
+    return idx.contiguous(), params
+
+
+def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
+                       ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    from . import cpu_kernels
+
+    cpu_kernels.set_threads(torch.get_num_threads())
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
+    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
+        keys, perm = torch.sort(keys)
+        idx = idx.index_select(0, perm)
+    else:
+        perm = torch.arange(idx.shape[0], dtype=torch.int64)
+    pair_in, pair_out, starts = cpu_kernels.submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"],
+                                                              prm["ksize"], prm["dil"])
+    return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
+
+
+def _numba_strided(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
+                   batch_size: int, geometry: ConvGeometry) -> KernelMap:
+    from . import cpu_kernels
+
+    cpu_kernels.set_threads(torch.get_num_threads())
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    lead = 3 - len(spatial_shape)
+    out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
+    cand_key, pair_in, starts = cpu_kernels.strided_candidates(
+        idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"], prm["dil"], kind == TRANSPOSED)
+    uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
+    out_sites = decode(uniq, tuple(out3.tolist()))
+    if lead:
+        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
+    return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
+                     torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts), batch_size)
 
 
 def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
@@ -169,9 +252,12 @@ def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn
 
 
 def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                          geometry: ConvGeometry) -> KernelMap:
+                          geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
-    the active site at ``p + dilation * (k - kernel_size // 2)`` (if any)."""
+    the active site at ``p + dilation * (k - kernel_size // 2)`` (if any).
+
+    ``backend``: ``"torch"`` or ``"numba"``; ``None`` applies :func:`choose_backend`. Within an offset
+    the numba backend orders pairs by output site, the torch backend by output row."""
     spatial_shape = tuple(int(s) for s in spatial_shape)
     offs = kernel_offsets(geometry, indices.device)
     centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
@@ -181,7 +267,10 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     def query(coords: Tensor, j0: int, j1: int) -> Tensor:
         return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
 
-    pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
+    if _resolve(backend, indices, spatial_shape) == NUMBA:
+        pair_in, pair_out, starts = _numba_submanifold(indices, spatial_shape, geometry)
+    else:
+        pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
                      pair_in, pair_out, starts, batch_size)
 
@@ -201,7 +290,9 @@ def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: 
 
 
 def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                 batch_size: int, geometry: ConvGeometry, candidate_fn) -> KernelMap:
+                 batch_size: int, geometry: ConvGeometry, candidate_fn, backend: Optional[str]) -> KernelMap:
+    if _resolve(backend, indices, spatial_shape) == NUMBA:
+        return _numba_strided(kind, indices, spatial_shape, out_shape, batch_size, geometry)
     device = indices.device
     idx = indices.to(torch.int64)
     batch, coords = idx[:, 0], idx[:, 1:]
@@ -215,9 +306,10 @@ def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_s
 
 
 def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                      geometry: ConvGeometry) -> KernelMap:
+                      geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Regular (strided) map: output ``q`` is active when some input ``p = stride*q - padding +
-    dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...)."""
+    dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...). Within an offset pairs
+    ascend by input row (both backends; ``backend`` as in :func:`build_submanifold_map`)."""
     out_shape = geometry.conv_output_shape(spatial_shape)
     stride = torch.tensor(geometry.stride, device=indices.device)
     pad = torch.tensor(geometry.padding, device=indices.device)
@@ -229,11 +321,11 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
         valid = (num - cand * stride == 0).all(dim=-1)
         return cand, valid
 
-    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, candidates)
+    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)
 
 
 def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                         geometry: ConvGeometry) -> KernelMap:
+                         geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
     ``p = stride*q - padding + dilation*k`` inside the output grid."""
     out_shape = geometry.transposed_output_shape(spatial_shape)
@@ -245,4 +337,4 @@ def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_si
         cand = (coords * stride - pad).unsqueeze(0) + (offs * dil).unsqueeze(1)
         return cand, torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
 
-    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, candidates)
+    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)

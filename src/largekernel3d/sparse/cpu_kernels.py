@@ -1,0 +1,275 @@
+"""Numba CPU kernels: kernel-map construction and the row gather / scatter-add of gather-GEMM-scatter.
+
+Everything here works on numpy views of CPU tensors and is compiled lazily on first call
+(``cache=True`` keeps the machine code on disk between processes); importing this module compiles
+nothing. Sites are always 3-D here: 1-D and 2-D problems are lifted to 3-D by prepending axes of size 1
+with kernel size 1 (which leaves the row-major offset numbering unchanged).
+
+Submanifold maps (``in = out + dilation * (k - kernel_size // 2)``) are found along *lines*: sites
+sorted by ``(b, c0, c1, c2)`` fall into runs of equal ``(b, c0, c1)``. For an output line and a
+kernel row ``(k0, k1)`` the neighbour line ``(b, c0 + d0 (k0 - m0), c1 + d1 (k1 - m1))`` is found once
+by binary search over the line keys, then a two-pointer sweep along ``c2`` emits every pair of that
+line pair. Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
+site.
+
+Every builder runs in two passes over fixed blocks of the (sorted) work: a counting pass giving
+``counts[block, k]``, then a fill pass writing each block's pairs at its prefix-sum position. The pair
+order is therefore independent of the thread count: offset-major, then by block, then by sorted
+output (submanifold) or sorted input (regular / transposed).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_NUM_BLOCKS = 64  # work blocks of the two-pass builders (a multiple of any sensible thread count)
+
+
+def set_threads(num_threads: int) -> None:
+    """Use ``num_threads`` numba threads in this (calling) thread, capped at numba's pool size."""
+    nb.set_num_threads(max(1, min(int(num_threads), nb.config.NUMBA_NUM_THREADS)))
+
+
+# --------------------------------------------------------------------------------------------------
+# sorted sites -> lines
+# --------------------------------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def _lines(sorted_coords: np.ndarray, shape: np.ndarray):
+    """Runs of equal ``(b, c0, c1)`` in ``sorted_coords [N, 4]``: ``(line_start [L + 1], line_key [L])``
+    with ``line_key = (b * s0 + c0) * s1 + c1``."""
+    n = sorted_coords.shape[0]
+    num = 0
+    for i in range(n):
+        if (i == 0 or sorted_coords[i, 0] != sorted_coords[i - 1, 0] or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
+                or sorted_coords[i, 2] != sorted_coords[i - 1, 2]):
+            num += 1
+    start = np.empty(num + 1, np.int64)
+    key = np.empty(num, np.int64)
+    m = 0
+    for i in range(n):
+        if (i == 0 or sorted_coords[i, 0] != sorted_coords[i - 1, 0] or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
+                or sorted_coords[i, 2] != sorted_coords[i - 1, 2]):
+            start[m] = i
+            key[m] = (sorted_coords[i, 0] * shape[0] + sorted_coords[i, 1]) * shape[1] + sorted_coords[i, 2]
+            m += 1
+    start[num] = n
+    return start, key
+
+
+def _balanced_blocks(weights_start: np.ndarray, num_blocks: int) -> np.ndarray:
+    """Split items ``0..L`` (item ``l`` spans ``weights_start[l]:weights_start[l+1]``) into
+    ``num_blocks`` contiguous blocks of about equal total span; returns ``L``-indices ``[B + 1]``."""
+    total = int(weights_start[-1])
+    targets = (np.arange(num_blocks + 1, dtype=np.int64) * total) // num_blocks
+    cut = np.searchsorted(weights_start, targets, side="left").astype(np.int64)
+    cut[0], cut[-1] = 0, len(weights_start) - 1
+    return np.maximum.accumulate(cut)
+
+
+# --------------------------------------------------------------------------------------------------
+# submanifold maps
+# --------------------------------------------------------------------------------------------------
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in, pair_out, fill):
+    """Count (``fill=False``: ``table[blk, k] += 1``) or write (``fill=True``: ``table`` holds each
+    block's write cursor per offset) the submanifold pairs of every output line."""
+    s0, s1 = shape[0], shape[1]
+    k0, k1, k2 = ksize[0], ksize[1], ksize[2]
+    m0, m1, m2 = k0 // 2, k1 // 2, k2 // 2
+    d0, d1, d2 = dil[0], dil[1], dil[2]
+    num_lines = line_key.shape[0]
+    for blk in nb.prange(blocks.shape[0] - 1):
+        row = table[blk]
+        for line in range(blocks[blk], blocks[blk + 1]):
+            lk = line_key[line]
+            y = lk % s1
+            bx = lk // s1
+            x = bx % s0
+            b = bx // s0
+            ls, le = line_start[line], line_start[line + 1]
+            for i0 in range(k0):
+                xn = x + (i0 - m0) * d0
+                if xn < 0 or xn >= s0:
+                    continue
+                rowbase = (b * s0 + xn) * s1
+                ylo = max(y - m1 * d1, 0)
+                yhi = min(y + (k1 - 1 - m1) * d1, s1 - 1)
+                m = np.searchsorted(line_key, rowbase + ylo)
+                while m < num_lines and line_key[m] <= rowbase + yhi:
+                    dy = line_key[m] - rowbase - y
+                    if dy % d1 == 0:
+                        kbase = (i0 * k1 + dy // d1 + m1) * k2
+                        ms, me = line_start[m], line_start[m + 1]
+                        j = ms
+                        for p in range(ls, le):
+                            z = cz[p]
+                            zlo = z - m2 * d2
+                            zhi = z + (k2 - 1 - m2) * d2
+                            while j < me and cz[j] < zlo:
+                                j += 1
+                            jj = j
+                            while jj < me and cz[jj] <= zhi:
+                                dz = cz[jj] - z
+                                if dz % d2 == 0:
+                                    k = kbase + dz // d2 + m2
+                                    if fill:
+                                        pos = row[k]
+                                        pair_in[pos] = perm[jj]
+                                        pair_out[pos] = perm[p]
+                                        row[k] = pos + 1
+                                    else:
+                                        row[k] += 1
+                                jj += 1
+                    m += 1
+
+
+def _cursors(counts: np.ndarray):
+    """Offset-major write cursors ``[B, K]`` and offset starts ``[K + 1]`` from per-block counts."""
+    per_offset = counts.sum(axis=0)
+    starts = np.zeros(counts.shape[1] + 1, np.int64)
+    np.cumsum(per_offset, out=starts[1:])
+    within = np.cumsum(counts, axis=0) - counts
+    return starts[:-1][None, :] + within, starts
+
+
+def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.ndarray, ksize: np.ndarray,
+                      dil: np.ndarray):
+    """Submanifold pairs of 3-D sites.
+
+    Args:
+        sorted_coords: int64 ``[N, 4]`` sites ``(b, c0, c1, c2)`` sorted lexicographically, unique.
+        perm: int64 ``[N]``, the original row of each sorted site.
+        shape, ksize, dil: int64 ``[3]`` grid size, kernel size and dilation.
+
+    Returns:
+        ``(pair_in, pair_out, offset_starts)``: int64 ``[P]``, int64 ``[P]`` (original rows,
+        offset-major; within an offset sorted by output site) and int64 ``[K + 1]``.
+    """
+    kv = int(np.prod(ksize))
+    if sorted_coords.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(kv + 1, np.int64)
+    line_start, line_key = _lines(sorted_coords, shape)
+    blocks = _balanced_blocks(line_start, min(_NUM_BLOCKS, line_key.shape[0]))
+    cz = np.ascontiguousarray(sorted_coords[:, 3])
+    counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
+    empty = np.zeros(0, np.int64)
+    _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, counts, empty, empty, False)
+    cursors, starts = _cursors(counts)
+    total = int(starts[-1])
+    pair_in = np.empty(total, np.int64)
+    pair_out = np.empty(total, np.int64)
+    _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, np.ascontiguousarray(cursors),
+               pair_in, pair_out, True)
+    return pair_in, pair_out, starts
+
+
+# --------------------------------------------------------------------------------------------------
+# regular and transposed maps: candidate outputs per (input, offset)
+# --------------------------------------------------------------------------------------------------
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in,
+                  fill):
+    """Count or write, per input row and offset, the output key it reaches: regular
+    ``q = (c + pad - dil * k) / stride`` (exact division only), transposed ``q = stride * c - pad + dil * k``;
+    ``q`` must lie in ``out_shape``."""
+    t0, t1, t2 = out_shape[0], out_shape[1], out_shape[2]
+    k0, k1, k2 = ksize[0], ksize[1], ksize[2]
+    for blk in nb.prange(blocks.shape[0] - 1):
+        row = table[blk]
+        for i in range(blocks[blk], blocks[blk + 1]):
+            b = coords[i, 0]
+            for i0 in range(k0):
+                if transposed:
+                    q0 = stride[0] * coords[i, 1] - pad[0] + dil[0] * i0
+                else:
+                    n0 = coords[i, 1] + pad[0] - dil[0] * i0
+                    if n0 < 0 or n0 % stride[0] != 0:
+                        continue
+                    q0 = n0 // stride[0]
+                if q0 < 0 or q0 >= t0:
+                    continue
+                for i1 in range(k1):
+                    if transposed:
+                        q1 = stride[1] * coords[i, 2] - pad[1] + dil[1] * i1
+                    else:
+                        n1 = coords[i, 2] + pad[1] - dil[1] * i1
+                        if n1 < 0 or n1 % stride[1] != 0:
+                            continue
+                        q1 = n1 // stride[1]
+                    if q1 < 0 or q1 >= t1:
+                        continue
+                    for i2 in range(k2):
+                        if transposed:
+                            q2 = stride[2] * coords[i, 3] - pad[2] + dil[2] * i2
+                        else:
+                            n2 = coords[i, 3] + pad[2] - dil[2] * i2
+                            if n2 < 0 or n2 % stride[2] != 0:
+                                continue
+                            q2 = n2 // stride[2]
+                        if q2 < 0 or q2 >= t2:
+                            continue
+                        k = (i0 * k1 + i1) * k2 + i2
+                        if fill:
+                            pos = row[k]
+                            cand_key[pos] = ((b * t0 + q0) * t1 + q1) * t2 + q2
+                            cand_in[pos] = i
+                            row[k] = pos + 1
+                        else:
+                            row[k] += 1
+
+
+def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndarray, stride: np.ndarray,
+                       pad: np.ndarray, dil: np.ndarray, transposed: bool):
+    """Offset-major ``(cand_key, cand_in, offset_starts)`` of a regular (or transposed) map: for every
+    input row ``i`` and offset ``k`` reaching an output site, that site's key
+    ``((b * t0 + q0) * t1 + q1) * t2 + q2`` and ``i``; within an offset, rows ascend."""
+    kv = int(np.prod(ksize))
+    n = coords.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(kv + 1, np.int64)
+    blocks = np.linspace(0, n, min(_NUM_BLOCKS, n) + 1).astype(np.int64)
+    counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
+    empty = np.zeros(0, np.int64)
+    _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, counts, empty, empty, False)
+    cursors, starts = _cursors(counts)
+    total = int(starts[-1])
+    cand_key = np.empty(total, np.int64)
+    cand_in = np.empty(total, np.int64)
+    _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, np.ascontiguousarray(cursors),
+                  cand_key, cand_in, True)
+    return cand_key, cand_in, starts
+
+
+# --------------------------------------------------------------------------------------------------
+# gather / scatter-add of feature rows (the memory-bound halves of gather-GEMM-scatter)
+# --------------------------------------------------------------------------------------------------
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def gather_rows(x, idx, start, stop, buf):
+    """``buf[r] = x[idx[start + r]]`` for ``r < stop - start`` (rows split across threads)."""
+    c = x.shape[1]
+    for r in nb.prange(stop - start):
+        i = idx[start + r]
+        for j in range(c):
+            buf[r, j] = x[i, j]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def scatter_add_rows(buf, idx, start, stop, out, num_slices):
+    """``out[idx[start + r]] += buf[r]`` for ``r < stop - start``.
+
+    Threads split the *columns* into ``num_slices`` slices, so repeated destination rows never race
+    (no assumption on the map)."""
+    c = out.shape[1]
+    width = (c + num_slices - 1) // num_slices
+    for s in nb.prange(num_slices):
+        c0 = s * width
+        c1 = min(c, c0 + width)
+        for r in range(stop - start):
+            o = idx[start + r]
+            for j in range(c0, c1):
+                out[o, j] += buf[r, j]

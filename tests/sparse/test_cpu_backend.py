@@ -1,0 +1,154 @@
+"""The numba CPU backend against the pure-torch reference: kernel maps (same pairs per offset, same
+output sites) and the tiled gather-GEMM-scatter (forward and fused backward), plus the backend rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from largekernel3d.sparse import functional as F
+from largekernel3d.sparse.geometry import ConvGeometry
+from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
+                                             build_transposed_map, choose_backend)
+
+
+def random_sites(rng: np.random.Generator, n: int, shape, batch_size: int, shuffle: bool = True) -> torch.Tensor:
+    """``n`` unique random sites (batch first), int32, in random row order when ``shuffle``."""
+    cells = int(np.prod(shape)) * batch_size
+    flat = rng.choice(cells, size=min(n, cells), replace=False)
+    if not shuffle:
+        flat = np.sort(flat)
+    cols = []
+    for s in reversed(shape):
+        cols.append(flat % s)
+        flat = flat // s
+    cols.append(flat)
+    return torch.from_numpy(np.stack(cols[::-1], axis=1).astype(np.int32))
+
+
+def pair_sets(kmap):
+    """Per offset, the set of (in, out) pairs."""
+    return [set(zip(*(t.tolist() for t in kmap.pairs(k)))) for k in range(kmap.kernel_volume)]
+
+
+CASES = [
+    # ndim, shape, kernel, stride, padding, dilation
+    (3, (9, 7, 8), 3, 1, 0, 1),
+    (3, (9, 7, 8), (2, 3, 4), 2, 1, 1),
+    (3, (10, 9, 11), 5, 1, 0, 2),
+    (3, (8, 8, 8), 7, 3, 2, 1),
+    (2, (12, 13), 3, 2, 1, (1, 2)),
+    (1, (40,), 4, 1, 0, 1),
+]
+
+
+@pytest.mark.parametrize("ndim,shape,kernel,stride,padding,dilation", CASES)
+@pytest.mark.parametrize("n", [0, 1, 150])
+def test_maps_match_torch(ndim, shape, kernel, stride, padding, dilation, n):
+    rng = np.random.default_rng(n + ndim)
+    idx = random_sites(rng, n, shape, batch_size=2)
+    subm = ConvGeometry.create(ndim, kernel, 1, 0, dilation)
+    a = build_submanifold_map(idx, shape, 2, subm, backend=NUMBA)
+    b = build_submanifold_map(idx, shape, 2, subm, backend=TORCH)
+    assert a.offset_starts == b.offset_starts
+    assert pair_sets(a) == pair_sets(b)
+    geo = ConvGeometry.create(ndim, kernel, stride, padding, dilation)
+    for builder in (build_regular_map, build_transposed_map):
+        a = builder(idx, shape, 2, geo, backend=NUMBA)
+        b = builder(idx, shape, 2, geo, backend=TORCH)
+        assert a.out_spatial_shape == b.out_spatial_shape
+        assert torch.equal(a.out_indices, b.out_indices)
+        assert a.offset_starts == b.offset_starts
+        for k in range(a.kernel_volume):  # both backends order pairs by input row within an offset
+            assert torch.equal(a.pairs(k)[0], b.pairs(k)[0]) and torch.equal(a.pairs(k)[1], b.pairs(k)[1])
+
+
+def test_submanifold_pairs_sorted_by_output_and_unique():
+    rng = np.random.default_rng(0)
+    idx = random_sites(rng, 400, (12, 12, 12), batch_size=1, shuffle=False)
+    kmap = build_submanifold_map(idx, (12, 12, 12), 1, ConvGeometry.create(3, 5), backend=NUMBA)
+    for k in range(kmap.kernel_volume):
+        p_in, p_out = kmap.pairs(k)
+        assert bool((p_out[1:] > p_out[:-1]).all())  # sorted sites in -> output rows ascend
+        assert p_in.unique().numel() == p_in.numel()
+
+
+def test_choose_backend_rule():
+    cpu = torch.device("cpu")
+    assert choose_backend(cpu, 3) == NUMBA
+    assert choose_backend(cpu, 1, torch.float64) == NUMBA
+    assert choose_backend(cpu, 4) == TORCH
+    assert choose_backend(cpu, 3, torch.float16) == TORCH
+    assert choose_backend(cpu, 3, torch.bfloat16) == TORCH
+    assert choose_backend(torch.device("cuda"), 3) == TORCH
+    assert choose_backend(torch.device("cuda"), 3, torch.float32) == TORCH
+
+
+def test_bad_backend_argument():
+    idx = torch.zeros((1, 4), dtype=torch.int32)
+    geo = ConvGeometry.create(3, 3)
+    with pytest.raises(ValueError, match="backend"):
+        build_submanifold_map(idx, (4, 4, 4), 1, geo, backend="cuda")
+    idx4 = torch.zeros((1, 5), dtype=torch.int32)
+    with pytest.raises(ValueError, match="backend='numba'"):
+        build_submanifold_map(idx4, (2, 2, 2, 2), 1, ConvGeometry.create(4, 3), backend=NUMBA)
+
+
+def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(rng_seed)
+    return torch.randn((kv, g, a, b), generator=gen, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("groups,c_in,c_out", [(1, 5, 7), (1, 32, 32), (2, 6, 4), (8, 8, 8)])
+@pytest.mark.parametrize("kind", ["submanifold", "regular", "transposed"])
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
+    rng = np.random.default_rng(n + c_in)
+    shape = (11, 10, 12)
+    idx = random_sites(rng, n, shape, batch_size=2)
+    if kind == "submanifold":
+        kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, 3))
+    elif kind == "regular":
+        kmap = build_regular_map(idx, shape, 2, ConvGeometry.create(3, 3, 2, 1))
+    else:
+        kmap = build_transposed_map(idx, shape, 2, ConvGeometry.create(3, 2, 2))
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn((kmap.num_in, c_in), generator=gen, dtype=dtype, requires_grad=True)
+    w = _grouped_weight(n, kmap.kernel_volume, groups, c_in // groups, c_out // groups, dtype).requires_grad_()
+    out = F.SparseConvFunction.apply(x, w, kmap)
+    ref = F.gather_gemm_scatter(x.detach(), w.detach(), kmap, kmap.num_out, backend="torch")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, ref, **tol)
+    grad_out = torch.randn(out.shape, generator=gen, dtype=dtype)
+    gx, gw = torch.autograd.grad(out, (x, w), grad_out)
+    ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, backend="torch")
+    ref_gw = F.weight_gradient(x.detach(), grad_out, kmap, w.shape)
+    torch.testing.assert_close(gx, ref_gx, **tol)
+    torch.testing.assert_close(gw, ref_gw, **tol)
+
+
+def test_tiles_span_offsets_and_split_large_ones():
+    starts = (0, 3, 3, 10, 11)
+    tiles = list(F._tiles(starts, 4))
+    assert [(a, b) for a, b, _ in tiles] == [(0, 4), (4, 8), (8, 11)]
+    assert tiles[0][2] == [(0, 0, 3), (2, 3, 4)]
+    assert tiles[2][2] == [(2, 0, 2), (3, 2, 3)]
+    covered = sorted((k, a + s, a + e) for a, _, segs in tiles for k, s, e in segs)
+    for k in range(4):  # every offset's pairs covered exactly once
+        assert sum(e - s for kk, s, e in covered if kk == k) == starts[k + 1] - starts[k]
+
+
+def test_scatter_add_with_repeated_destinations():
+    """The numba scatter-add is race-free even when a destination row repeats (column slices)."""
+    from largekernel3d.sparse import cpu_kernels
+
+    rng = np.random.default_rng(3)
+    buf = rng.standard_normal((5000, 64)).astype(np.float32)
+    idx = rng.integers(0, 7, 5000).astype(np.int64)
+    out = np.zeros((7, 64), np.float32)
+    cpu_kernels.scatter_add_rows(buf, idx, 0, 5000, out, 2)
+    ref = np.zeros((7, 64), np.float64)
+    np.add.at(ref, idx, buf.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-3)
