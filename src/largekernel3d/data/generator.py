@@ -81,7 +81,8 @@ class _Parts:
     rects: origin o, edges e1, e2 (the patch is o + u e1 + v e2, u, v in [0, 1]), unit normal, label,
     colour, density multiplier, wave amplitude (along the normal, sinusoidal in u) and wave count,
     part id (for occlusion), carve-able flag. cyls: vertical cylinder side (centre xy, z0, z1, r).
-    solids: boxes (lo, hi, part id) that hide other parts' surfaces inside them.
+    solids: oriented boxes (centre, rotation about z as a 3 x 3 matrix, half sizes, part id) that hide
+    other parts' surfaces inside them.
     """
 
     rect_o: List[np.ndarray] = field(default_factory=list)
@@ -90,7 +91,7 @@ class _Parts:
     rect_n: List[np.ndarray] = field(default_factory=list)
     rect_attr: List[Tuple[int, np.ndarray, float, float, float, int, bool]] = field(default_factory=list)
     cyl: List[Tuple[float, float, float, float, float, int, np.ndarray, float, int]] = field(default_factory=list)
-    solids: List[Tuple[np.ndarray, np.ndarray, int]] = field(default_factory=list)
+    solids: List[Tuple[np.ndarray, np.ndarray, np.ndarray, int]] = field(default_factory=list)
     next_id: int = 0
 
     def new_id(self) -> int:
@@ -134,7 +135,7 @@ class _Parts:
                 continue
             self.rect(o, e1, e2, label, color, density * dens, pid=pid)
         if solid:
-            self.solids.append((lo, hi, pid))
+            self.solids.append(((lo + hi) / 2, np.eye(3), (hi - lo) / 2, pid))
         return pid
 
     def cylinder(self, cx, cy, z0, z1, r, label, color, density=1.0, top=True, solid=True) -> int:
@@ -146,45 +147,45 @@ class _Parts:
             self.rect([cx - s, cy - s, z1], [2 * s, 0, 0], [0, 2 * s, 0], label, color, density, pid=pid)
         if solid:
             s = r * 0.7
-            self.solids.append((np.array([cx - s, cy - s, z0]), np.array([cx + s, cy + s, z1]), pid))
+            self.solids.append((np.array([cx, cy, (z0 + z1) / 2]), np.eye(3), np.array([s, s, (z1 - z0) / 2]), pid))
         return pid
 
-    def extend(self, other: "_Parts", rot_k: int, offset: Sequence[float], density_scale: float = 1.0) -> None:
-        """Add ``other`` (local frame) rotated by ``rot_k`` x 90 degrees about z, then translated, with
-        its densities multiplied by ``density_scale``."""
+    def extend(self, other: "_Parts", rot_k: int, offset: Sequence[float], density_scale: float = 1.0,
+               yaw: float = 0.0) -> None:
+        """Add ``other`` (local frame) rotated about z by ``rot_k`` x 90 degrees plus ``yaw`` radians,
+        then translated by ``offset``, with its densities multiplied by ``density_scale``."""
         off = np.asarray(offset, dtype=np.float64)
+        rot = _rotz(rot_k * np.pi / 2 + yaw)
 
         def rp(p):
-            return _rot(p, rot_k) + off
+            return rot @ p + off
 
         remap = {}
         for o, e1, e2, n, attr in zip(other.rect_o, other.rect_e1, other.rect_e2, other.rect_n, other.rect_attr):
             label, color, dens, wave, waves, pid, carv = attr
             pid = remap.setdefault(pid, self.new_id()) if pid else 0
             self.rect_o.append(rp(o))
-            self.rect_e1.append(_rot(e1, rot_k))
-            self.rect_e2.append(_rot(e2, rot_k))
-            self.rect_n.append(_rot(n, rot_k))
+            self.rect_e1.append(rot @ e1)
+            self.rect_e2.append(rot @ e2)
+            self.rect_n.append(rot @ n)
             self.rect_attr.append((label, color, dens * density_scale, wave, waves, pid, carv))
         for cx, cy, z0, z1, r, label, color, dens, pid in other.cyl:
             c = rp(np.array([cx, cy, 0.0]))
             pid = remap.setdefault(pid, self.new_id())
             self.cyl.append((c[0], c[1], z0, z1, r, label, color, dens * density_scale, pid))
-        for lo, hi, pid in other.solids:
-            a, b = rp(lo), rp(hi)
+        for center, axes, half, pid in other.solids:
             pid = remap.setdefault(pid, self.new_id())
-            self.solids.append((np.minimum(a, b), np.maximum(a, b), pid))
+            self.solids.append((rp(center), rot @ axes, half, pid))
 
 
-def _rot(v: np.ndarray, k: int) -> np.ndarray:
-    """Rotate (x, y, z) by k x 90 degrees about z: (x, y) -> (-y, x) for k = 1."""
-    v = np.asarray(v, dtype=np.float64)
-    x, y = v[..., 0], v[..., 1]
-    for _ in range(k % 4):
-        x, y = -y, x
-    out = v.copy()
-    out[..., 0], out[..., 1] = x, y
-    return out
+def _rotz(angle: float) -> np.ndarray:
+    """3 x 3 rotation by ``angle`` about z (``(1, 0, 0) -> (0, 1, 0)`` for ``pi / 2``)."""
+    c, s = np.cos(angle), np.sin(angle)
+    if abs(c) < 1e-12:
+        c = 0.0
+    if abs(s) < 1e-12:
+        s = 0.0
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 # --- furniture (local frame: footprint [-w/2, w/2] x [-d/2, d/2], front faces +y, floor at z = 0) ----
@@ -550,8 +551,8 @@ FURNITURE_DENSITY = 1.6
 """Furniture is scanned from closer and from more sides than walls: more points per square metre."""
 
 
-def _place(room: _Room, obj: _Obj, cx, cy, k, z=0.0, register=True) -> None:
-    room.parts.extend(obj.parts, k, (cx, cy, z), density_scale=FURNITURE_DENSITY)
+def _place(room: _Room, obj: _Obj, cx, cy, k, z=0.0, register=True, yaw=0.0) -> None:
+    room.parts.extend(obj.parts, k, (cx, cy, z), density_scale=FURNITURE_DENSITY, yaw=yaw)
     if register:
         room.footprints.append(_footprint(cx, cy, obj.w, obj.d, k))
 
@@ -747,6 +748,7 @@ def _table_with_chairs(room: _Room, rng, big=False, tries=30) -> bool:
     chair_col = _mat(rng, FABRIC_MATS + WOOD_MATS + (_BLACK,))
     for _ in range(tries):
         k = int(rng.integers(2))
+        yaw = rng.normal(0, 0.08) if rng.random() < 0.4 else 0.0  # not every table is square to the walls
         margin = 0.85
         hw, hd = (tbl.w / 2, tbl.d / 2) if k == 0 else (tbl.d / 2, tbl.w / 2)
         if room.W < 2 * (hw + margin) or room.D < 2 * (hd + margin):
@@ -756,7 +758,7 @@ def _table_with_chairs(room: _Room, rng, big=False, tries=30) -> bool:
         fp = _footprint(cx, cy, tbl.w + 0.9, tbl.d + 0.9, k)
         if not room.free(fp, clearance=0.0):
             continue
-        _place(room, tbl, cx, cy, k, register=False)
+        _place(room, tbl, cx, cy, k, register=False, yaw=yaw)
         room.footprints.append(fp)
         _clutter_on(room, rng, *(np.array(_footprint(cx, cy, tbl.w - 0.1, tbl.d - 0.1, k))), tbl.h,
                     int(rng.integers(0, 5)))
@@ -774,10 +776,11 @@ def _table_with_chairs(room: _Room, rng, big=False, tries=30) -> bool:
             if rng.random() < (0.25 if not big else 0.1):
                 continue
             chair = make_chair(rng, color=chair_col)
-            # local chair faces +y; ck rotates it to face the table centre
-            off = _rot(np.array([lx, ly, 0.0]), k)
+            # local chair faces +y; ck rotates it to face the table centre; chairs are never quite aligned
+            off = _rotz(k * np.pi / 2 + yaw) @ np.array([lx, ly, 0.0])
             jitter = rng.normal(0, 0.04, 2)
-            _place(room, chair, cx + off[0] + jitter[0], cy + off[1] + jitter[1], (ck + k) % 4, register=False)
+            _place(room, chair, cx + off[0] + jitter[0], cy + off[1] + jitter[1], (ck + k) % 4, register=False,
+                   yaw=yaw + rng.normal(0, 0.15))
         return True
     return False
 
@@ -794,8 +797,8 @@ def _desk_with_chair(room: _Room, rng) -> bool:
         _, _, nrm = _wall_frame(room, wall)
         dist = desk.d / 2 + rng.uniform(0.05, 0.35)
         pos = np.array([cx, cy, 0.0]) + nrm * dist + _wall_frame(room, wall)[1] * rng.normal(0, 0.1)
-        # chair faces the wall (its +y towards -nrm): rotation wall + 2
-        _place(room, chair, pos[0], pos[1], (wall + 2) % 4)
+        # chair faces the wall (its +y towards -nrm): rotation wall + 2, turned a little
+        _place(room, chair, pos[0], pos[1], (wall + 2) % 4, yaw=rng.normal(0, 0.3))
     if rng.random() < 0.5:
         _add_wall_item(room, rng, PICTURE, rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.6), rng.uniform(1.3, 1.7),
                        wall=wall, t=t)
@@ -857,10 +860,15 @@ def _kitchen_row(room: _Room, rng) -> bool:
                 int(rng.integers(0, 3)))
     fridge = make_fridge(rng)
     L = room.wall_len(wall)
-    for tn in (t + counter.w / 2 + fridge.w / 2 + 0.02, t - counter.w / 2 - fridge.w / 2 - 0.02):
-        if fridge.w / 2 < tn < L - fridge.w / 2 and rng.random() < 0.8:
-            if _try_against_wall(room, rng, fridge, walls=[wall], tries=1, t_range=(tn, tn), clearance=0.0):
-                break
+    if rng.random() < 0.85:  # a fridge, beside the counter when there is room, else elsewhere
+        placed = None
+        for tn in (t + counter.w / 2 + fridge.w / 2 + 0.02, t - counter.w / 2 - fridge.w / 2 - 0.02):
+            if fridge.w / 2 < tn < L - fridge.w / 2:
+                placed = _try_against_wall(room, rng, fridge, walls=[wall], tries=1, t_range=(tn, tn), clearance=0.0)
+                if placed:
+                    break
+        if not placed:
+            _try_against_wall(room, rng, fridge)
     return True
 
 
@@ -1045,13 +1053,14 @@ def _hidden_mask(points: np.ndarray, pids: np.ndarray, solids, margin: float = 0
         return hidden
     order = np.argsort(points[:, 0], kind="stable")
     xs = points[order, 0]
-    for lo, hi, pid in solids:
-        a, b = np.searchsorted(xs, [lo[0] - margin, hi[0] + margin])
+    for center, axes, half, pid in solids:
+        reach = np.abs(axes) @ half + margin  # half size of the axis-aligned bounding box
+        a, b = np.searchsorted(xs, [center[0] - reach[0], center[0] + reach[0]])
         if a >= b:
             continue
         sel = order[a:b]
-        p = points[sel]
-        inside = np.all((p >= lo - margin) & (p <= hi + margin), axis=1) & (pids[sel] != pid)
+        local = (points[sel] - center) @ axes  # coordinates along the box axes
+        inside = np.all(np.abs(local) <= half + margin, axis=1) & (pids[sel] != pid)
         hidden[sel[inside]] = True
     return hidden
 
