@@ -7,10 +7,13 @@ A :class:`ConvSpec` says which submanifold conv a stage uses; :func:`make_subm_c
   groups sharing one weight each (plus a ``k³ × C_in`` position encoding), ``27 C_in C_out`` weights.
 * ``"depthwise"``: depth-wise large kernel ``SubMConv3d(k, groups=C_in)`` then point-wise ``1³``
   (``k³ C_in + C_in C_out`` weights), the RepLKNet habit the paper ablates.
+* ``"dilated"``: a ``3³`` conv with dilation ``k // 2`` spanning the ``k``-window (``27 C_in C_out``).
+
+The non-plain kinds are the layers of :mod:`largekernel3d.nn` and exist only in our engine; ``"plain"`` is
+taken from the network's backend (ours or ``spconv.pytorch``).
 
 Kernel maps are cached by ``indice_key``: one key per resolution level and kernel size
-(``subm{level}_k{k}``; SW-LK layers use ``swlk{level}_k{k}``), so every conv on the same sites with the
-same kernel reuses one map.
+(``subm{level}_k{k}``), so every conv on the same sites with the same window reuses one map.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import nn
 
+from largekernel3d.nn import PARTITIONS, make_large_kernel_conv
+from largekernel3d.nn.partition import MAX_KERNEL, MIN_KERNEL
+
 from .backend import is_ours
 
-CONV_TYPES = ("plain", "swlk", "depthwise")
+CONV_TYPES = ("plain", "swlk", "depthwise", "dilated")
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,10 @@ class ConvSpec:
     """The submanifold conv of one stage.
 
     Attributes:
-        conv_type: ``"plain"``, ``"swlk"`` or ``"depthwise"`` (see the module docstring).
-        kernel_size: odd kernel width ``k`` (cubic kernel ``k³``).
-        partition: SW-LK split of each axis (``"center1"``: ``[-(k//2)..-1], {0}, [1..k//2]``).
+        conv_type: ``"plain"``, ``"swlk"``, ``"depthwise"`` or ``"dilated"`` (see the module docstring).
+        kernel_size: odd window width ``k`` in ``[3, 31]`` (cubic window ``k³``).
+        partition: SW-LK split of each axis (``"center1"``: ``[-(k//2)..-1], {0}, [1..k//2]``; also
+            ``"center3"``, ``"thirds"``).
         position_encoding: SW-LK adds a learned ``E[k] ∈ R^{C_in}`` to each neighbour feature.
         dilated_branch: SW-LK adds a parallel dilated ``3³`` submanifold conv (official detection code).
     """
@@ -49,14 +56,24 @@ class ConvSpec:
         if self.conv_type not in CONV_TYPES:
             raise ValueError(f"conv_type must be one of {list(CONV_TYPES)}, got {self.conv_type!r}")
         k = self.kernel_size
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd positive int, got {k!r}")
-        if self.conv_type == "swlk" and k < 3:
-            raise ValueError(f"a SW-LK conv needs kernel_size >= 3, got {k}")
+        if isinstance(k, bool) or not isinstance(k, int) or not MIN_KERNEL <= k <= MAX_KERNEL or k % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd int in [{MIN_KERNEL}, {MAX_KERNEL}], got {k!r}")
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"partition must be one of {list(PARTITIONS)}, got {self.partition!r}")
+        for name in ("position_encoding", "dilated_branch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    def layer_options(self) -> dict:
+        """Keyword options of the :mod:`largekernel3d.nn` layer of this kind."""
+        if self.conv_type == "swlk":
+            return {"partition": self.partition, "position_encoding": self.position_encoding,
+                    "dilated_branch": self.dilated_branch}
+        return {}
 
 
 def subm_key(level: int, kernel_size: int) -> str:
-    """The ``indice_key`` of plain/grouped submanifold convs with ``kernel_size`` at resolution ``level``."""
+    """The ``indice_key`` of submanifold convs with a ``kernel_size`` window at resolution ``level``."""
     return f"subm{level}_k{kernel_size}"
 
 
@@ -78,24 +95,19 @@ class SiteLinear(nn.Module):
 
 def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: int,
                    backend: ModuleType) -> nn.Module:
-    """A bias-free submanifold conv ``in_channels → out_channels`` as ``spec`` says, from ``backend``
-    (the SW-LK and depth-wise kinds exist only in our engine)."""
+    """A bias-free submanifold conv ``in_channels → out_channels`` as ``spec`` says: ``"plain"`` from
+    ``backend``, the other kinds from :mod:`largekernel3d.nn` (our engine only)."""
     k = spec.kernel_size
+    key = subm_key(level, k)
     if spec.conv_type == "plain":
-        return backend.SubMConv3d(in_channels, out_channels, k, padding=k // 2, bias=False,
-                                  indice_key=subm_key(level, k))
+        return backend.SubMConv3d(in_channels, out_channels, k, bias=False, indice_key=key)
     if not is_ours(backend):
         raise ValueError(f"conv_type={spec.conv_type!r} exists only in largekernel3d.sparse; build the "
                          f"{getattr(backend, '__name__', backend)} network with conv_type='plain'")
-    if spec.conv_type == "depthwise":
-        return nn.Sequential(
-            backend.SubMConv3d(in_channels, in_channels, k, padding=k // 2, groups=in_channels, bias=False,
-                               indice_key=subm_key(level, k)),
-            SiteLinear(in_channels, out_channels, bias=False))
-    from largekernel3d.nn import SWLKConv3d  # the layer above the engine (models may import nn)
-    return SWLKConv3d(in_channels, out_channels, kernel_size=k, partition=spec.partition,
-                      position_encoding=spec.position_encoding, dilated_branch=spec.dilated_branch,
-                      bias=False, indice_key=f"swlk{level}_k{k}")
+    if spec.conv_type == "dilated":   # a 3³ window with its own map
+        key = f"subm{level}_dil{k // 2}"
+    return make_large_kernel_conv(spec.conv_type, in_channels, out_channels, k, bias=False, indice_key=key,
+                                  **spec.layer_options())
 
 
 class BasicBlock(nn.Module):

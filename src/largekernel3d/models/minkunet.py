@@ -42,6 +42,15 @@ def _positive_ints(name: str, values: Sequence[int], length: int) -> tuple:
     return values
 
 
+def _on_grid(x, spatial_shape: Sequence[int], indice_dict: Optional[dict] = None):
+    """``x``'s sites and features on a grid of ``spatial_shape`` (at least ``x``'s), with the kernel-map cache
+    ``indice_dict`` (default: a new empty one); works for our tensors and spconv's."""
+    out = x.replace_feature(x.features)
+    out.spatial_shape = list(spatial_shape)
+    out.indice_dict = {} if indice_dict is None else indice_dict
+    return out
+
+
 class MinkUNet(nn.Module):
     """A MinkUNet with per-stage encoder convs.
 
@@ -79,8 +88,8 @@ class MinkUNet(nn.Module):
         sp = resolve_backend(backend)
         decoder_spec = ConvSpec()
 
-        self.stem = ConvBNReLU(sp.SubMConv3d(in_channels, init_dim, stem_kernel_size, padding=stem_kernel_size // 2,
-                                             bias=False, indice_key=subm_key(0, stem_kernel_size)),
+        self.stem = ConvBNReLU(sp.SubMConv3d(in_channels, init_dim, stem_kernel_size, bias=False,
+                                             indice_key=subm_key(0, stem_kernel_size)),
                                init_dim, bn_momentum)
         self.down = nn.ModuleList()
         self.encoder = nn.ModuleList()
@@ -112,7 +121,10 @@ class MinkUNet(nn.Module):
         return nn.Sequential(*(BasicBlock(widths[b], planes, spec, level, sp, bn_momentum) for b in range(blocks)))
 
     def forward(self, x):
-        out = self.stem(x)
+        # Widen the grid to a multiple of 2^NUM_LEVELS so that every site has a parent at every level (a
+        # 2³/s2 conv on an odd-sized axis would drop the last plane); sites and features are unchanged. The
+        # kernel maps of this pass go to a fresh cache, so nothing is left in or taken from x.indice_dict.
+        out = self.stem(_on_grid(x, [-(-s // 2 ** NUM_LEVELS) * 2 ** NUM_LEVELS for s in x.spatial_shape]))
         skips = [out]
         for down, stage in zip(self.down, self.encoder):
             out = stage(down(out))
@@ -121,7 +133,7 @@ class MinkUNet(nn.Module):
             out = up(out)
             skip = skips[NUM_LEVELS - 1 - j]
             out = stage(out.replace_feature(torch.cat([out.features, skip.features], dim=1)))
-        return self.final(out)
+        return _on_grid(self.final(out), x.spatial_shape, x.indice_dict)
 
     def extra_repr(self) -> str:
         stages = ", ".join(f"{s.conv_type}{s.kernel_size}" for s in self.encoder_specs)
@@ -134,8 +146,8 @@ class LargeKernel3DSeg(MinkUNet):
     Args:
         in_channels, num_classes: as :class:`MinkUNet`.
         stage_kernel_sizes: 4 odd kernel widths of encoder stages 1–4 (paper: ``7, 7, 7, 7``).
-        stage_conv_types: one of ``"plain" | "swlk" | "depthwise"`` for all 4 stages, or 4 of them (paper:
-            ``"swlk"``). ``"plain"`` with ``3, 3, 3, 3`` is exactly MinkUNet34C.
+        stage_conv_types: one of ``"plain" | "swlk" | "depthwise" | "dilated"`` for all 4 stages, or 4 of
+            them (paper: ``"swlk"``). ``"plain"`` with ``3, 3, 3, 3`` is exactly MinkUNet34C.
         position_encoding, partition, dilated_branch: options of the SW-LK stages (see
             :class:`largekernel3d.nn.SWLKConv3d`).
         backend: as :class:`MinkUNet` (spconv only has the ``"plain"`` kind).
@@ -157,9 +169,6 @@ class LargeKernel3DSeg(MinkUNet):
         if len(types) != NUM_LEVELS:
             raise ValueError(f"stage_conv_types must be one of {list(CONV_TYPES)} or {NUM_LEVELS} of them, "
                              f"got {stage_conv_types!r}")
-        for name, value in (("position_encoding", position_encoding), ("dilated_branch", dilated_branch)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be a bool, got {value!r}")
         specs = []
         for i, (k, t) in enumerate(zip(kernels, types)):
             try:

@@ -45,7 +45,7 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
 
     Keys: ``name`` (one of :data:`MODEL_NAMES`), ``in_channels``, ``num_classes``; for
     ``"largekernel3d_seg"`` optionally ``stage_kernel_sizes`` (4 odd ints, default ``[7, 7, 7, 7]``),
-    ``stage_conv_types`` (``"plain" | "swlk" | "depthwise"`` or 4 of them, default ``"swlk"``),
+    ``stage_conv_types`` (``"plain" | "swlk" | "depthwise" | "dilated"`` or 4 of them, default ``"swlk"``),
     ``position_encoding`` (default ``True``), ``partition`` (default ``"center1"``) and ``dilated_branch``
     (default ``False``), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's). ``backend``: the
     sparse-conv module (default ours; ``spconv.pytorch`` works for plain convs). Unknown or missing keys raise ``ValueError``.
