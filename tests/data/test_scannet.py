@@ -124,6 +124,26 @@ def test_unlabelled_official_scene_and_scene_selection(tmp_path):
         ds[2]
 
 
+def test_official_axis_alignment(tmp_path):
+    xyz, rgb, nyu = make_scene(30)
+    write_official(tmp_path, "scene0200_00", xyz, rgb, nyu)
+    theta = 0.3
+    m = np.eye(4)
+    m[:2, :2] = [[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]
+    m[:3, 3] = [1.0, -2.0, 0.5]
+    meta = tmp_path / "scans" / "scene0200_00" / "scene0200_00.txt"
+    meta.write_text("colorHeight = 968\naxisAlignment = " + " ".join(f"{v:.9f}" for v in m.ravel()) + "\n")
+    s = ScanNetDataset(tmp_path, axis_align=True)[0]
+    np.testing.assert_allclose(s.points, xyz @ m[:3, :3].T + m[:3, 3], atol=1e-5)
+    meta.write_text("axisAlignment = 1 2 3\n")
+    with pytest.raises(ValueError, match="16 numbers"):
+        ScanNetDataset(tmp_path, axis_align=True)[0]
+    (tmp_path / "vn").mkdir()
+    np.save(tmp_path / "vn" / "scene0000_00_vert.npy", np.zeros((4, 6), np.float32))
+    with pytest.raises(ValueError, match="official layout only"):
+        ScanNetDataset(tmp_path / "vn", axis_align=True)
+
+
 def test_bad_folders_and_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does_not_exist"):
         ScanNetDataset(tmp_path / "does_not_exist")

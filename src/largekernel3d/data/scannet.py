@@ -173,9 +173,30 @@ _LAYOUT_HELP = (
 )
 
 
-def _load_official(name: str, folder: Path) -> PointCloudScene:
+def read_axis_alignment(meta_txt: Path) -> np.ndarray:
+    """The 4 x 4 ``axisAlignment`` matrix of a ScanNet ``<scene>.txt`` meta file (row-major)."""
+    meta_txt = Path(meta_txt)
+    if not meta_txt.is_file():
+        raise FileNotFoundError(f"axis alignment needs the meta file {str(meta_txt)!r}, it does not exist")
+    for line in meta_txt.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "axisAlignment":
+            try:
+                values = [float(v) for v in value.split()]
+            except ValueError:
+                values = []
+            if len(values) != 16:
+                raise ValueError(f"{str(meta_txt)!r}: 'axisAlignment' must hold 16 numbers, got {value.strip()!r}")
+            return np.asarray(values, dtype=np.float64).reshape(4, 4)
+    raise ValueError(f"{str(meta_txt)!r} has no 'axisAlignment = ...' line")
+
+
+def _load_official(name: str, folder: Path, axis_align: bool = False) -> PointCloudScene:
     ply = folder / f"{name}_vh_clean_2.ply"
     verts = read_ply_vertices(ply, ("x", "y", "z", "red", "green", "blue"))
+    if axis_align:
+        m = read_axis_alignment(folder / f"{name}.txt")
+        verts[:, :3] = verts[:, :3] @ m[:3, :3].T + m[:3, 3]
     labels_ply = folder / f"{name}_vh_clean_2.labels.ply"
     labels = None
     if labels_ply.is_file():
@@ -289,14 +310,17 @@ class ScanNetDataset(SegmentationDataset):
         root: dataset folder.
         scenes: scene names to keep (all found scenes when ``None``); unknown names are an error.
         layout: force one of the layouts above instead of auto-detection.
+        axis_align: official layout only: apply the ``axisAlignment`` matrix of ``<scene>/<scene>.txt``
+            (``p' = R p + t``) so that walls are axis-aligned, as in the VoteNet/mmdet3d exports.
     """
 
     class_names = SCANNET20_CLASSES
     LAYOUTS = tuple(_FINDERS)
 
     def __init__(self, root: Union[str, Path], scenes: Optional[Sequence[str]] = None,
-                 layout: Optional[str] = None) -> None:
+                 layout: Optional[str] = None, axis_align: bool = False) -> None:
         self.root = require_dir(Path(root), "ScanNet root")
+        self.axis_align = bool(axis_align)
         if layout is not None and layout not in _FINDERS:
             raise ValueError(f"layout must be one of {self.LAYOUTS} or None, got {layout!r}")
         found: Dict[str, _Source] = {}
@@ -307,6 +331,9 @@ class ScanNetDataset(SegmentationDataset):
         if not found:
             raise ValueError(f"no ScanNet scenes found under {str(self.root)!r}: {_LAYOUT_HELP}")
         self.layout = next(iter(found.values())).layout
+        if self.axis_align and self.layout != "official":
+            raise ValueError(f"axis_align=True applies to the official layout only; {str(self.root)!r} holds the "
+                             f"{self.layout!r} layout (the preprocessed layouts are exported aligned already)")
         if scenes is not None:
             if isinstance(scenes, str):
                 raise TypeError("scenes must be a sequence of scene names, not one string")
@@ -326,6 +353,8 @@ class ScanNetDataset(SegmentationDataset):
     def _load(self, index: int) -> PointCloudScene:
         name = self.scene_names[index]
         src = self._sources[name]
+        if src.layout == "official":
+            return _load_official(name, src.path, self.axis_align)
         return _LOADERS[src.layout](name, src.path)
 
     def __repr__(self) -> str:
