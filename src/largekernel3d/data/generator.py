@@ -618,7 +618,6 @@ def _add_door(room: _Room, rng) -> bool:
         frame_col = _mat(rng, (tuple(col), _WHITE))
         for a, b in ((base - tan * ft, base), (base + tan * w, base + tan * (w + ft))):
             lo, hi = np.minimum(a, b), np.maximum(a, b)
-            lo = lo - np.abs(nrm) * 0.0
             p0 = np.minimum(lo, lo + nrm * 0.015)
             p1 = np.maximum(hi, hi + nrm * 0.015) + np.array([0, 0, h + ft])
             room.parts.box(np.minimum(p0, p1), np.maximum(p0, p1), DOOR, frame_col, solid=False)
@@ -630,7 +629,7 @@ def _add_door(room: _Room, rng) -> bool:
             b = base + tan * w - nrm * 0.07 + np.array([0, 0, h])
             room.parts.box(np.minimum(a, b), np.maximum(a, b), DOOR, col, solid=False)
         else:  # open into the room, hinged at t0
-            a = base + tan * 0.0
+            a = base
             b = base + tan * 0.04 + nrm * w + np.array([0, 0, h - 0.01])
             room.parts.box(np.minimum(a, b), np.maximum(a, b), DOOR, col)
         room.wall_spans.append((wall, t0 - 0.1, t0 + w + 0.1, 0.0, h + 0.05))
@@ -885,7 +884,8 @@ def _radiators(room: _Room, rng) -> None:
                 _place(room, obj, cx, cy, wall)
 
 
-def _place_many(room: _Room, rng, makers, counts) -> None:
+def _place_many(makers, counts) -> None:
+    """Call each ``makers[i]`` ``counts[i]`` times (each call tries to place one object)."""
     for maker, n in zip(makers, counts):
         for _ in range(n):
             maker()
@@ -893,14 +893,17 @@ def _place_many(room: _Room, rng, makers, counts) -> None:
 
 def _furnish(room: _Room, rng, rtype: str) -> None:
     r = rng.random
-    wall_obj = lambda make: (lambda: _try_against_wall(room, rng, make(rng)))  # noqa: E731
+
+    def wall_obj(make):
+        return lambda: _try_against_wall(room, rng, make(rng))
+
     if rtype == "bedroom":
         _bed_group(room, rng)
         if r() < 0.3:
             _bed_group(room, rng)
         if r() < 0.15:
             _sofa_group(room, rng)
-        _place_many(room, rng, [lambda: _desk_with_chair(room, rng), wall_obj(make_cabinet), wall_obj(make_bookshelf),
+        _place_many([lambda: _desk_with_chair(room, rng), wall_obj(make_cabinet), wall_obj(make_bookshelf),
                                 wall_obj(make_other)],
                     [int(r() < 0.7), int(rng.integers(1, 3)), int(r() < 0.4), int(rng.integers(0, 2))])
     elif rtype == "living":
@@ -913,7 +916,7 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
                 wall, t, cx, cy = res
                 _add_wall_item(room, rng, IGN, rng.uniform(0.8, 1.3), rng.uniform(0.5, 0.75), rng.uniform(0.95, 1.2),
                                depth=0.06, color=_BLACK, wall=wall, t=t)
-        _place_many(room, rng, [wall_obj(make_bookshelf), wall_obj(make_cabinet), wall_obj(make_other),
+        _place_many([wall_obj(make_bookshelf), wall_obj(make_cabinet), wall_obj(make_other),
                                 lambda: _table_with_chairs(room, rng)],
                     [int(rng.integers(0, 3)), int(rng.integers(0, 2)), int(rng.integers(0, 3)), int(r() < 0.4)])
         if r() < 0.3:  # open-plan kitchen
@@ -925,7 +928,7 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
             _desk_with_chair(room, rng)
         if r() < 0.2:  # lounge corner
             _sofa_group(room, rng)
-        _place_many(room, rng, [wall_obj(make_cabinet), wall_obj(make_bookshelf), wall_obj(make_other),
+        _place_many([wall_obj(make_cabinet), wall_obj(make_bookshelf), wall_obj(make_other),
                                 lambda: _table_with_chairs(room, rng)],
                     [int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3)), int(r() < 0.4)])
         if r() < 0.5:  # whiteboard (NYU40 30: ignored)
@@ -935,10 +938,10 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
         _kitchen_row(room, rng)
         if r() < 0.3:
             _kitchen_row(room, rng)
-        _place_many(room, rng, [lambda: _table_with_chairs(room, rng), wall_obj(make_cabinet), wall_obj(make_other)],
+        _place_many([lambda: _table_with_chairs(room, rng), wall_obj(make_cabinet), wall_obj(make_other)],
                     [int(r() < 0.8), int(rng.integers(0, 3)), int(rng.integers(0, 3))])
     elif rtype == "bathroom":
-        _place_many(room, rng, [wall_obj(make_toilet), wall_obj(make_bathtub), wall_obj(make_vanity),
+        _place_many([wall_obj(make_toilet), wall_obj(make_bathtub), wall_obj(make_vanity),
                                 wall_obj(make_cabinet), wall_obj(make_other)],
                     [1, int(r() < 0.75), 1, int(r() < 0.5), int(r() < 0.6)])
         if r() < 0.6:  # mirror (NYU40 19: ignored)
@@ -948,7 +951,7 @@ def _furnish(room: _Room, rng, rtype: str) -> None:
         _table_with_chairs(room, rng, big=True)
         if r() < 0.15:
             _sofa_group(room, rng)
-        _place_many(room, rng, [wall_obj(make_cabinet), wall_obj(make_other), wall_obj(make_bookshelf)],
+        _place_many([wall_obj(make_cabinet), wall_obj(make_other), wall_obj(make_bookshelf)],
                     [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(r() < 0.4)])
         if r() < 0.7:
             _add_wall_item(room, rng, IGN, rng.uniform(1.5, 2.4), rng.uniform(1.0, 1.2), 1.45, depth=0.02,
