@@ -110,10 +110,11 @@ class _Parts:
         self.rect_n.append(n / norm)
         self.rect_attr.append((label, np.asarray(color, dtype=np.float64), density, wave, waves, pid, carvable))
 
-    def box(self, lo, hi, label, color, density=1.0, bottom=None, solid=True, skip=()) -> int:
+    def box(self, lo, hi, label, color, density=1.0, bottom=None, solid=True, skip=(), carvable=False) -> int:
         """Six faces of the axis-aligned box [lo, hi]; the bottom face is left out when the box
         rests on the floor (``bottom=None`` decides by ``lo_z``). Faces named in ``skip`` (``'-x'``,
-        ``'+y'``, ...) are left out too. Returns the part id."""
+        ``'+y'``, ...) are left out too. ``carvable`` faces are cut by door/window openings.
+        Returns the part id."""
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
         if np.any(hi - lo <= 0):
             return 0
@@ -133,7 +134,7 @@ class _Parts:
         for name, (o, e1, e2, dens) in faces.items():
             if name in skip or (name == "-z" and not bottom):
                 continue
-            self.rect(o, e1, e2, label, color, density * dens, pid=pid)
+            self.rect(o, e1, e2, label, color, density * dens, pid=pid, carvable=carvable)
         if solid:
             self.solids.append(((lo + hi) / 2, np.eye(3), (hi - lo) / 2, pid))
         return pid
@@ -982,16 +983,24 @@ def _room_shell(room: _Room, rng) -> None:
         if rng.random() < 0.7:  # skirting board (wall)
             a = o
             b = o + tan * L + nrm * 0.012 + np.array([0, 0, rng.uniform(0.06, 0.1)])
-            p.box(np.minimum(a, b), np.maximum(a, b), WALL, _mat(rng, (_WHITE, _WOOD_M, _GREY)), solid=False)
+            p.box(np.minimum(a, b), np.maximum(a, b), WALL, _mat(rng, (_WHITE, _WOOD_M, _GREY)), solid=False,
+                  carvable=True)
     if rng.random() < 0.75:  # ceiling (ignored), sparsely scanned
         p.rect([0, 0, H], [0, D, 0], [W, 0, 0], IGN, _mat(rng, (_WHITE, _OFFWHITE)), density=rng.uniform(0.15, 0.5))
-    if rng.random() < 0.3:  # a structural column in a corner region (wall)
-        cw = rng.uniform(0.25, 0.5)
+    if rng.random() < 0.4:  # a column in a corner, or a large notch that makes the room L-shaped (wall)
+        cx_, cy_ = (rng.uniform(0.25, 0.5),) * 2 if rng.random() < 0.6 else rng.uniform(0.6, 1.4, 2)
         corner = rng.integers(4)
-        x = cw / 2 if corner in (0, 3) else W - cw / 2
-        y = cw / 2 if corner in (0, 1) else D - cw / 2
-        p.box([x - cw / 2, y - cw / 2, 0], [x + cw / 2, y + cw / 2, H], WALL, wall_col)
-        room.footprints.append((x - cw / 2, x + cw / 2, y - cw / 2, y + cw / 2))
+        x0 = 0.0 if corner in (0, 3) else W - cx_
+        y0 = 0.0 if corner in (0, 1) else D - cy_
+        p.box([x0, y0, 0], [x0 + cx_, y0 + cy_, H], WALL, wall_col)
+        room.footprints.append((x0, x0 + cx_, y0, y0 + cy_))
+        # the stretches of wall hidden behind the block carry no door, window or wall furniture
+        corners = np.array([[x, y, 0.0] for x in (x0, x0 + cx_) for y in (y0, y0 + cy_)])
+        for wall in range(4):
+            o, tan, nrm = _wall_frame(room, wall)
+            if ((corners - o) @ nrm).min() < 1e-6:  # the block touches this wall
+                ts = (corners - o) @ tan
+                room.wall_spans.append((wall, ts.min() - 0.05, ts.max() + 0.05, 0.0, H))
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -1086,11 +1095,11 @@ def generate_indoor_scene(seed: int, index: int, num_points: int = 40000, name: 
         W, D = rng.uniform(3.0, 7.0), rng.uniform(3.0, 6.5)
     H = rng.uniform(2.4, 3.1)
     room = _Room(W, D, H, _Parts())
+    _room_shell(room, rng)
     for _ in range(1 + int(rng.random() < 0.3)):
         _add_door(room, rng)
     for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3])) if rtype != "bathroom" else int(rng.random() < 0.5)):
         _add_window(room, rng)
-    _room_shell(room, rng)
     _furnish(room, rng, rtype)
 
     pts, nrm, lab, col, pid, carv = _sample_surfaces(room.parts, int(num_points * 1.8), rng)
