@@ -87,9 +87,10 @@ def render_scene(scene: PointCloudScene, path: Union[str, Path], labels: Optiona
                for c in present]
     if (lab == IGNORE_INDEX).any():
         handles.append(Patch(color=_IGNORE_COLOR, label="ignore"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 11), fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 11), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(title or f"{scene.name}: {scene.num_points} points")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.11, 1, 0.96))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
