@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from largekernel3d.sparse import SparseConvTensor
+from largekernel3d.sparse import SparseConvTensor, voxelize
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 KITTI_FRAME = SHARED_DATA / "kitti" / "training" / "velodyne" / "000001.bin"
@@ -158,33 +158,17 @@ def dense_max_pool(x: SparseConvTensor, kernel_size, stride, padding=0, dilation
     return _MAX_POOL[x.ndim](filled, kernel_size, stride, padding, dilation)
 
 
-def voxelize_numpy(points: np.ndarray, voxel_size: Sequence[float], lo: Sequence[float], hi: Sequence[float],
-                   ) -> Tuple[np.ndarray, np.ndarray, Tuple[int, ...]]:
-    """Tiny reference voxelisation for tests: points ``[P, 3 + F]`` inside ``[lo, hi)`` to unique voxels
-    ``[N, 3]`` int32 coords in (z, y, x) order (spconv's order) and mean features ``[N, 3 + F]``."""
-    lo_a, hi_a, vs = (np.asarray(v, dtype=np.float64) for v in (lo, hi, voxel_size))
-    inside = np.all((points[:, :3] >= lo_a) & (points[:, :3] < hi_a), axis=1)
-    pts = points[inside]
-    grid = np.floor((pts[:, :3] - lo_a) / vs).astype(np.int64)
-    shape_xyz = np.ceil((hi_a - lo_a) / vs).astype(np.int64)
-    grid = np.minimum(grid, shape_xyz - 1)
-    zyx = grid[:, ::-1]
-    uniq, inverse = np.unique(zyx, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    sums = np.zeros((uniq.shape[0], pts.shape[1]), dtype=np.float64)
-    np.add.at(sums, inverse, pts)
-    counts = np.bincount(inverse, minlength=uniq.shape[0])[:, None]
-    return uniq.astype(np.int32), (sums / counts).astype(np.float32), tuple(int(s) for s in shape_xyz[::-1])
-
-
-def kitti_sparse_tensor(channels: int = 4, voxel_size=(0.2, 0.2, 0.2)) -> Optional[SparseConvTensor]:
-    """The KITTI velodyne frame 000001 as a float32 sparse tensor (batch 1) with ``channels`` features
-    (x, y, z, reflectance, then their squares...), or ``None`` when the shared data is absent."""
+def kitti_sparse_tensor(channels: int = 4, voxel_size: float = 0.2) -> Optional[SparseConvTensor]:
+    """The KITTI velodyne frame 000001 cropped to x in [0, 40), y in [-20, 20), z in [-3, 1) m, voxelised
+    by :func:`largekernel3d.sparse.voxelize` (mean of x, y, z, reflectance per voxel, then their squares
+    up to ``channels``), as a float32 batch-1 tensor with (z, y, x) coordinates like spconv's detectors;
+    ``None`` when the shared data is absent."""
     if not KITTI_FRAME.exists():
         return None
-    points = np.fromfile(KITTI_FRAME, dtype=np.float32).reshape(-1, 4).astype(np.float64)
-    coords, feats, shape = voxelize_numpy(points, voxel_size, (0.0, -20.0, -3.0), (40.0, 20.0, 1.0))
-    feats = np.concatenate([feats] + [feats ** (i + 2) for i in range(channels // 4)], axis=1)[:, :channels]
-    indices = np.concatenate([np.zeros((coords.shape[0], 1), dtype=np.int32), coords], axis=1)
-    return SparseConvTensor(torch.from_numpy(np.ascontiguousarray(feats)), torch.from_numpy(indices),
-                            list(shape), 1)
+    points = torch.from_numpy(np.fromfile(KITTI_FRAME, dtype=np.float32).reshape(-1, 4))
+    lo, hi = torch.tensor([0.0, -20.0, -3.0]), torch.tensor([40.0, 20.0, 1.0])
+    points = points[((points[:, :3] >= lo) & (points[:, :3] < hi)).all(dim=1)]
+    vox = voxelize(points[:, :3], voxel_size, features=points, origin=lo.tolist())
+    feats = torch.cat([vox.features] + [vox.features ** (i + 2) for i in range(channels // 4)], dim=1)
+    indices = torch.cat([torch.zeros(vox.num_voxels, 1, dtype=torch.int32), vox.coords.flip(1).to(torch.int32)], 1)
+    return SparseConvTensor(feats[:, :channels].contiguous(), indices.contiguous(), vox.spatial_shape[::-1], 1)

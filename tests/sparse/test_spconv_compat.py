@@ -135,6 +135,10 @@ LAYER_PAIRS = {
     "regular_1x1x1": (lambda m: m.SparseConv3d(4, 6, 1)),
     "regular_k3_s2": (lambda m: m.SparseConv3d(4, 16, 3, stride=2, padding=1)),
     "regular_k2_s2": (lambda m: m.SparseConv3d(4, 8, 2, stride=2)),
+    "subm_dilated_anisotropic": (lambda m: m.SubMConv3d(4, 8, (3, 1, 5), dilation=(1, 1, 2))),
+    "regular_dilated": (lambda m: m.SparseConv3d(4, 8, 3, stride=2, padding=2, dilation=2)),
+    "transposed_k2_s2": (lambda m: m.SparseConvTranspose3d(4, 4, 2, stride=2)),
+    "transposed_1x1x1": (lambda m: m.SparseConvTranspose3d(4, 6, 1)),
     "maxpool_k3_s2": (lambda m: m.SparseMaxPool3d(3, 2, 1)),
     "maxpool_k2_s2": (lambda m: m.SparseMaxPool3d(2, 2)),
 }
