@@ -250,3 +250,49 @@ def test_chain_of_layers_matches_dense_chain():
     ref = dense_conv_transpose(h3, net[3].weight, net[3].bias, 2, output_padding=[0, 1, 0])
     assert h2_idx.sum() == x.indices.shape[0]
     torch.testing.assert_close(out.features, gather_sites(ref, x.indices), **TOL)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 8e-2)])
+def test_lower_precision_matches_float64_reference(dtype, tol):
+    """float32 (the production dtype) and half types (the pure-torch path) against the float64 reference."""
+    x64 = random_sparse_tensor((6, 5, 6), 8, batch_size=2, density=0.3, seed=21)
+    x = x64.replace_feature(x64.features.to(dtype))
+    for conv in (lsp.SubMConv3d(8, 8, 3), lsp.SparseConv3d(8, 8, 3, 2, 1), lsp.SubMConv3d(8, 8, 3, groups=8)):
+        conv = conv.to(dtype)
+        out = conv(x)
+        w64 = conv.weight.double()
+        b64 = conv.bias.double()
+        if conv.subm:
+            ref = dense_subm_conv(x64, w64, b64, 1, conv.groups)
+        else:
+            ref = gather_sites(dense_conv(x64, w64, b64, 2, 1, conv.groups), out.indices)
+        assert out.features.dtype == dtype
+        torch.testing.assert_close(out.features.double(), ref, rtol=tol, atol=tol)
+
+
+def test_gradients_when_only_features_or_only_weight_require_grad():
+    x = random_sparse_tensor((5, 5, 5), 3, density=0.3, seed=22)
+    conv = lsp.SparseConv3d(3, 4, 3, 2, 1).double()
+    conv.weight.requires_grad_(False)
+    feats = x.features.clone().requires_grad_(True)
+    out = conv(x.replace_feature(feats))
+    cot = torch.randn_like(out.features)
+    g, = torch.autograd.grad((out.features * cot).sum(), feats)
+    feats_ref = x.features.clone().requires_grad_(True)
+    ref = gather_sites(dense_conv(x.replace_feature(feats_ref), conv.weight, conv.bias, 2, 1), out.indices)
+    g_ref, = torch.autograd.grad((ref * cot).sum(), feats_ref)
+    torch.testing.assert_close(g, g_ref, **TOL)
+    conv.weight.requires_grad_(True)
+    out = conv(x)  # features do not require grad
+    gw, = torch.autograd.grad((out.features * cot).sum(), conv.weight)
+    ref = gather_sites(dense_conv(x, conv.weight, conv.bias, 2, 1), out.indices)
+    gw_ref, = torch.autograd.grad((ref * cot).sum(), conv.weight)
+    torch.testing.assert_close(gw, gw_ref, **TOL)
+
+
+def test_non_contiguous_features():
+    x = random_sparse_tensor((5, 6, 5), 8, density=0.3, seed=23)
+    xs = x.replace_feature(x.features[:, ::2])
+    assert not xs.features.is_contiguous()
+    conv = lsp.SubMConv3d(4, 3, 3).double()
+    torch.testing.assert_close(conv(xs).features, dense_subm_conv(xs, conv.weight, conv.bias), **TOL)
