@@ -30,6 +30,10 @@ def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, ind
     cached = x.find_indice_pair(indice_key)
     if cached is not None:
         cached.check_reusable(kind, geometry, x.indices, indice_key)
+        if tuple(x.spatial_shape) != tuple(cached.in_spatial_shape) or x.batch_size != cached.batch_size:
+            raise ValueError(f"indice_key={indice_key!r} was built for spatial_shape={list(cached.in_spatial_shape)}, "
+                             f"batch_size={cached.batch_size} but the input has spatial_shape={x.spatial_shape}, "
+                             f"batch_size={x.batch_size}; give this layer its own indice_key")
         return cached
     builders = {SUBMANIFOLD: build_submanifold_map, REGULAR: build_regular_map, TRANSPOSED: build_transposed_map}
     kmap = builders[kind](x.indices, x.spatial_shape, x.batch_size, geometry)
@@ -53,9 +57,9 @@ def inverse_map(x: SparseConvTensor, geometry: ConvGeometry, indice_key: Optiona
     if cached.geometry.kernel_size != geometry.kernel_size:
         raise ValueError(f"SparseInverseConv kernel_size={geometry.kernel_size} differs from the paired "
                          f"conv's {cached.geometry.kernel_size} (indice_key={indice_key!r})")
-    if not same_sites(cached.out_indices, x.indices):
-        raise ValueError(f"SparseInverseConv input sites differ from the output sites of the conv under "
-                         f"indice_key={indice_key!r}")
+    if not same_sites(cached.out_indices, x.indices) or tuple(x.spatial_shape) != tuple(cached.out_spatial_shape):
+        raise ValueError(f"SparseInverseConv input sites (or spatial_shape) differ from the output of the conv "
+                         f"under indice_key={indice_key!r}")
     return cached.transposed()
 
 
