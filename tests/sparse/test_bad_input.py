@@ -248,7 +248,7 @@ def test_inverse_conv_on_other_sites():
     x = random_sparse_tensor((6, 6, 6), 3, num_sites=20, dtype=torch.float32)
     y = _down(x)
     other = SparseConvTensor(y.features[:-1], y.indices[:-1], y.spatial_shape, 1, indice_dict=y.indice_dict)
-    with pytest.raises(ValueError, match=r"input sites differ from the output sites"):
+    with pytest.raises(ValueError, match=r"input sites \(or spatial_shape\) differ from the output"):
         lsp.SparseInverseConv3d(4, 3, 3, indice_key="down")(other)
 
 

@@ -193,3 +193,23 @@ def test_sparse_sequential_with_an_empty_tensor_and_batchnorm():
                                lsp.ToDense()).double().train()
     out = net(x)
     assert out.shape == (2, 6, 2, 2, 2) and torch.equal(out, torch.zeros_like(out))
+
+
+def test_indice_key_reuse_on_another_grid_raises():
+    """Same sites, other spatial_shape: reusing the map would silently report the old grid."""
+    x = random_sparse_tensor((6, 6, 6), 2, density=0.3, seed=16)
+    conv = lsp.SubMConv3d(2, 2, 3, indice_key="s").double()
+    conv(x)
+    bigger = SparseConvTensor(x.features, x.indices, [9, 9, 9], 1, indice_dict=x.indice_dict)
+    with pytest.raises(ValueError, match=r"indice_key='s' was built for spatial_shape=\[6, 6, 6\]"):
+        conv(bigger)
+    more_batches = SparseConvTensor(x.features, x.indices, [6, 6, 6], 3, indice_dict=x.indice_dict)
+    with pytest.raises(ValueError, match=r"batch_size=1 but the input has .*batch_size=3"):
+        conv(more_batches)
+
+
+def test_inverse_conv_after_max_pool_with_the_same_key():
+    x = random_sparse_tensor((6, 7, 6), 2, batch_size=2, density=0.3, seed=17)
+    y = lsp.SparseMaxPool3d(2, 2, indice_key="p")(x)
+    z = lsp.SparseInverseConv3d(2, 3, 2, indice_key="p").double()(y)
+    assert torch.equal(z.indices, x.indices) and z.spatial_shape == x.spatial_shape
