@@ -158,17 +158,25 @@ def dense_max_pool(x: SparseConvTensor, kernel_size, stride, padding=0, dilation
     return _MAX_POOL[x.ndim](filled, kernel_size, stride, padding, dilation)
 
 
-def kitti_sparse_tensor(channels: int = 4, voxel_size: float = 0.2) -> Optional[SparseConvTensor]:
-    """The KITTI velodyne frame 000001 cropped to x in [0, 40), y in [-20, 20), z in [-3, 1) m, voxelised
-    by :func:`largekernel3d.sparse.voxelize` (mean of x, y, z, reflectance per voxel, then their squares
-    up to ``channels``), as a float32 batch-1 tensor with (z, y, x) coordinates like spconv's detectors;
-    ``None`` when the shared data is absent."""
-    if not KITTI_FRAME.exists():
+def kitti_sparse_tensor(channels: int = 4, voxel_size: float = 0.2, frames: Sequence[str] = ("000001",),
+                        ) -> Optional[SparseConvTensor]:
+    """KITTI velodyne ``frames`` (one batch element each) cropped to x in [0, 40), y in [-20, 20),
+    z in [-3, 1) m, voxelised by :func:`largekernel3d.sparse.voxelize` (mean of x, y, z, reflectance per
+    voxel, then their squares up to ``channels``), as a float32 tensor on the grid [20, 200, 200] with
+    (z, y, x) coordinates like spconv's detectors; ``None`` when the shared data is absent."""
+    paths = [KITTI_FRAME.parent / f"{f}.bin" for f in frames]
+    if not all(p.exists() for p in paths):
         return None
-    points = torch.from_numpy(np.fromfile(KITTI_FRAME, dtype=np.float32).reshape(-1, 4))
     lo, hi = torch.tensor([0.0, -20.0, -3.0]), torch.tensor([40.0, 20.0, 1.0])
-    points = points[((points[:, :3] >= lo) & (points[:, :3] < hi)).all(dim=1)]
-    vox = voxelize(points[:, :3], voxel_size, features=points, origin=lo.tolist())
-    feats = torch.cat([vox.features] + [vox.features ** (i + 2) for i in range(channels // 4)], dim=1)
-    indices = torch.cat([torch.zeros(vox.num_voxels, 1, dtype=torch.int32), vox.coords.flip(1).to(torch.int32)], 1)
-    return SparseConvTensor(feats[:, :channels].contiguous(), indices.contiguous(), vox.spatial_shape[::-1], 1)
+    shape = [int(round(v)) for v in ((hi - lo) / voxel_size).flip(0).tolist()]
+    all_feats, all_indices = [], []
+    for b, path in enumerate(paths):
+        points = torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, 4))
+        points = points[((points[:, :3] >= lo) & (points[:, :3] < hi)).all(dim=1)]
+        vox = voxelize(points[:, :3], voxel_size, features=points, origin=lo.tolist())
+        zyx = vox.coords.flip(1).to(torch.int32)
+        keep = (zyx < torch.tensor(shape, dtype=torch.int32)).all(dim=1)  # float rounding at the far edge
+        feats = torch.cat([vox.features] + [vox.features ** (i + 2) for i in range(channels // 4)], dim=1)
+        all_feats.append(feats[keep, :channels])
+        all_indices.append(torch.cat([torch.full((int(keep.sum()), 1), b, dtype=torch.int32), zyx[keep]], dim=1))
+    return SparseConvTensor(torch.cat(all_feats).contiguous(), torch.cat(all_indices).contiguous(), shape, len(paths))

@@ -193,6 +193,27 @@ def test_unet_fragment_with_inverse_conv_matches_spconv(kitti, one_thread):
 
 
 @needs_spconv
+def test_two_frame_batch_matches_spconv(one_thread):
+    """Batch size 2 (KITTI frames 000000 and 000001): per-batch kernel maps agree with spconv's."""
+    x = kitti_sparse_tensor(frames=("000000", "000001"))
+    if x is None:
+        pytest.skip("KITTI samples absent (../shared/data/kitti)")
+
+    builders = [
+        lambda m: m.SparseSequential(m.SubMConv3d(4, 8, 3), nn.ReLU(), m.SparseConv3d(8, 8, 3, 2, 1), nn.ReLU(),
+                                     m.SparseMaxPool3d(2, 2)),
+        lambda m: m.SparseSequential(m.SparseConv3d(4, 8, 2, 2, indice_key="d"),
+                                     m.SparseInverseConv3d(8, 4, 2, indice_key="d")),
+    ]
+    for build in builders:
+        theirs = _seeded(build(spconv), 8)
+        ours = build(lsp)
+        load_spconv_state_dict(ours, theirs.state_dict())
+        with torch.no_grad():
+            _assert_same_output(ours(x), theirs(lsp.to_spconv(x)))
+
+
+@needs_spconv
 def test_zero_copy_round_trip(kitti):
     t = lsp.to_spconv(kitti)
     assert isinstance(t, spconv.SparseConvTensor)
