@@ -60,13 +60,13 @@ class SparseConvTensor:
                 raise ValueError(f"features must have shape [N, C], got {tuple(features.shape)}")
             if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
                 raise TypeError(f"batch_size must be an int, got {batch_size!r}")
+            if isinstance(indices, Tensor) and features.device != indices.device:
+                raise ValueError(f"features are on {features.device} but indices on {indices.device}; "
+                                 f"move both to the same device")
             validate_indices(indices, shape, int(batch_size))
             if features.shape[0] != indices.shape[0]:
                 raise ValueError(f"features has {features.shape[0]} rows but indices has {indices.shape[0]}; "
                                  f"there must be one feature row per site")
-            if features.device != indices.device:
-                raise ValueError(f"features are on {features.device} but indices on {indices.device}; "
-                                 f"move both to the same device")
         self._features = features
         self.indices = indices
         self.spatial_shape = shape
