@@ -109,6 +109,8 @@ def test_features_and_indices_on_different_devices():
     """CUDA is absent here: the meta device exercises the same device check."""
     with pytest.raises(ValueError, match=r"features are on meta but indices on cpu"):
         SparseConvTensor(torch.empty(2, 3, device="meta"), _indices([[0, 1, 1, 1], [0, 2, 2, 2]]), [4, 4, 4], 1)
+    with pytest.raises(ValueError, match=r"features are on cpu but indices on meta"):
+        SparseConvTensor(FEATS2, torch.zeros(2, 4, dtype=torch.int32, device="meta"), [4, 4, 4], 1)
 
 
 def test_replace_feature_and_setter_check_rows():
