@@ -6,7 +6,8 @@
   (ground truth, prediction, errors). The upper ``crop_top`` fraction of the scene's height is cut away
   so that ceilings do not hide the room in the top-down view.
 
-Colours: class ``c`` gets the ``c``-th colour of a fixed palette; ignored / unlabelled points are grey.
+Colours: class ``c`` gets the ``c``-th colour of :func:`largekernel3d.data.label_colors` (ScanNet-20
+colours first); ignored / unlabelled points are grey.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ IGNORE_GREY = np.array([0.6, 0.6, 0.6])
 
 
 def class_colors(num_classes: int) -> np.ndarray:
-    """``[num_classes, 3]`` RGB colours in ``[0, 1]``: matplotlib's ``tab20`` then ``tab20b``, cycling."""
-    from matplotlib import colormaps
-    table = np.concatenate([colormaps["tab20"].colors, colormaps["tab20b"].colors])[:, :3]
-    return np.asarray([table[c % len(table)] for c in range(num_classes)], dtype=np.float64)
+    """``[num_classes, 3]`` RGB colours in ``[0, 1]``: the data room's palette (ScanNet-20 colours first)."""
+    from ..data import label_colors
+    return label_colors(np.arange(num_classes))
 
 
 def colorize(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -15,11 +15,11 @@ from .config import DEFAULTS, ConfigError, build_config, parse_override, read_ya
 from .distributed import DistContext, context_from_group, context_from_launcher
 from .evaluation import EvalResult, ScenePrediction, evaluate, predict_scenes
 from .metrics import SegmentationScores, confusion_matrix
-from .setup import split_by_room
+from .setup import SceneSubset
 from .trainer import FitResult, SegmentationTrainer, load_trained_model
 
 __all__ = ["SegmentationTrainer", "FitResult", "load_trained_model", "build_config", "read_yaml",
            "parse_override", "DEFAULTS", "ConfigError", "CheckpointError", "save_checkpoint", "load_checkpoint",
            "architecture_signature", "DistContext", "context_from_group", "context_from_launcher", "evaluate",
            "predict_scenes", "EvalResult", "ScenePrediction", "SegmentationScores", "confusion_matrix",
-           "split_by_room"]
+           "SceneSubset"]

@@ -32,23 +32,31 @@ class SceneSplit:
     num_classes: int
 
 
-def room_of(scene_name: str) -> str:
-    """The room id of a ScanNet scan name: ``scene0003_01`` -> ``scene0003`` (scans of one room share it)."""
-    return scene_name.rsplit("_", 1)[0] if "_" in scene_name else scene_name
+class SceneSubset:
+    """The scenes of ``dataset`` named ``names`` (in that order), as a dataset of the same classes."""
 
+    def __init__(self, dataset, names: Sequence[str]) -> None:
+        position = {n: i for i, n in enumerate(dataset.scene_names)}
+        missing = [n for n in names if n not in position]
+        if missing:
+            raise ConfigError(f"scenes {missing[:5]} are not in {dataset!r}")
+        self.dataset = dataset
+        self.scene_names = list(names)
+        self.class_names = dataset.class_names
+        self._index = [position[n] for n in names]
 
-def split_by_room(names: Sequence[str], val_fraction: float) -> Tuple[List[str], List[str]]:
-    """Deterministic train/val split that keeps all scans of a room on one side: the sorted rooms are
-    taken and every ``round(1 / val_fraction)``-th room (starting with the last) goes to validation."""
-    rooms = sorted({room_of(n) for n in names})
-    if len(rooms) < 2:
-        raise ValueError(f"need scans of at least two rooms to split by room, got rooms {rooms}")
-    n_val = max(1, min(len(rooms) - 1, round(len(rooms) * val_fraction)))
-    stride = len(rooms) / n_val
-    val_rooms = {rooms[len(rooms) - 1 - int(i * stride)] for i in range(n_val)}
-    train = [n for n in names if room_of(n) not in val_rooms]
-    val = [n for n in names if room_of(n) in val_rooms]
-    return train, val
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int):
+        return self.dataset[self._index[index]]
+
+    def __repr__(self) -> str:
+        return f"SceneSubset({self.dataset!r}, {len(self)} scenes)"
 
 
 def build_scene_split(cfg: Mapping[str, Any]) -> SceneSplit:
@@ -72,7 +80,7 @@ def build_scene_split(cfg: Mapping[str, Any]) -> SceneSplit:
     names = list(everything.scene_names)
     train_names, val_names = d["train_scenes"], d["val_scenes"]
     if train_names is None and val_names is None:
-        train_names, val_names = split_by_room(names, float(d["val_fraction"]))
+        train_names, val_names = D.split_scenes_by_room(names, float(d["val_fraction"]), seed=int(cfg["seed"]))
     elif train_names is None:
         train_names = [n for n in names if n not in set(val_names)]
     elif val_names is None:
@@ -81,8 +89,8 @@ def build_scene_split(cfg: Mapping[str, Any]) -> SceneSplit:
         missing = sorted(set(chosen) - set(names))
         if missing:
             raise ConfigError(f"config key '{key}' names scenes not found in {root}: {missing[:5]}")
-    train = cls(root, scenes=list(train_names))
-    val = cls(root, scenes=list(val_names)) if val_names else None
+    train = SceneSubset(everything, list(train_names))
+    val = SceneSubset(everything, list(val_names)) if val_names else None
     return SceneSplit(train, val, list(train.class_names), int(train.num_classes))
 
 
