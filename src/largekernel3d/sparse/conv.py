@@ -76,14 +76,23 @@ class SparseConvolution(SparseModule):
         transposed: transposed conv (generates the sites of the adjoint regular conv).
         inverse: inverse conv (restores the input sites of the regular conv under ``indice_key``).
         indice_key: name under which the kernel map is cached / looked up in ``indice_dict``.
+        device, dtype: where / how the parameters are created (as ``nn.Conv3d``).
+
+    spconv's ``algo``, ``fp32_accum``, ``record_voxel_count``, ``large_kernel_fast_algo`` and ``name`` are
+    accepted and have no effect; ``act_type`` (fused activation) must be left unset.
     """
 
     def __init__(self, ndim: int, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 3,
                  stride: IntOrSeq = 1, padding: IntOrSeq = 0, dilation: IntOrSeq = 1, groups: int = 1,
                  bias: bool = True, subm: bool = False, output_padding: IntOrSeq = 0,
                  transposed: bool = False, inverse: bool = False, indice_key: Optional[str] = None,
-                 algo=None, fp32_accum=None, record_voxel_count: bool = False, name=None) -> None:
+                 algo=None, fp32_accum=None, record_voxel_count: bool = False, act_type=None, act_alpha: float = 0,
+                 act_beta: float = 0, large_kernel_fast_algo: bool = False, name=None, device=None,
+                 dtype=None) -> None:
         super().__init__(name)
+        if act_type is not None and not str(act_type).endswith("None_"):
+            raise ValueError(f"act_type={act_type!r}: fused activations are not supported; put an nn.ReLU (or "
+                             f"another activation) after the conv in a SparseSequential")
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
@@ -105,8 +114,10 @@ class SparseConvolution(SparseModule):
         self.transposed = transposed
         self.inverse = inverse
         self.indice_key = indice_key
-        self.weight = nn.Parameter(torch.empty(out_channels, *self.geometry.kernel_size, in_channels // groups))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, *self.geometry.kernel_size, in_channels // groups,
+                                               **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
 
     # spconv-style read-only attributes

@@ -73,8 +73,8 @@ class SparseSequential(SparseModule):
 class ToDense(SparseModule):
     """``SparseConvTensor`` → dense ``[B, C, *spatial_shape]`` (``channels_first=True``)."""
 
-    def __init__(self, channels_first: bool = True) -> None:
-        super().__init__()
+    def __init__(self, name: Union[str, None] = None, channels_first: bool = True) -> None:
+        super().__init__(name)
         self.channels_first = channels_first
 
     def forward(self, x: SparseConvTensor) -> Tensor:

@@ -35,7 +35,8 @@ class _SparsePool(SparseModule):
                  padding: IntOrSeq = 0, dilation: IntOrSeq = 1, indice_key: Optional[str] = None,
                  subm: bool = False, algo=None, record_voxel_count: bool = False, name=None) -> None:
         super().__init__(name)
-        stride = kernel_size if stride is None else stride
+        if stride is None:  # spconv: the window's own size (1 for submanifold pooling)
+            stride = 1 if subm else kernel_size
         self.geometry = ConvGeometry.create(ndim, kernel_size, stride, padding, dilation)
         if subm and any(s != 1 for s in self.geometry.stride):
             raise ValueError(f"submanifold pooling keeps its sites, so stride must be 1, got {stride!r}")
@@ -66,9 +67,12 @@ class SparseAvgPool(_SparsePool):
 
 
 def _fixed(base, ndim: int):
-    def init(self, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = 1, padding: IntOrSeq = 0,
-             dilation: IntOrSeq = 1, indice_key: Optional[str] = None, subm: bool = False, **kwargs) -> None:
-        base.__init__(self, ndim, kernel_size, stride, padding, dilation, indice_key, subm, **kwargs)
+    # spconv's SparseMaxPool{1,2,3}d / SparseAvgPool{1,2,3}d: stride defaults to kernel_size (stride=None)
+    def init(self, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = None, padding: IntOrSeq = 0,
+             dilation: IntOrSeq = 1, indice_key: Optional[str] = None, algo=None, record_voxel_count: bool = False,
+             name=None, *, subm: bool = False) -> None:
+        base.__init__(self, ndim, kernel_size, stride, padding, dilation, indice_key, subm, algo, record_voxel_count,
+                      name)
     return init
 
 

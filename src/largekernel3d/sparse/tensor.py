@@ -47,7 +47,7 @@ class SparseConvTensor:
 
     def __init__(self, features: Tensor, indices: Tensor, spatial_shape: Union[Sequence[int], Tensor],
                  batch_size: int, grid: Optional[Tensor] = None, voxel_num: Optional[Tensor] = None,
-                 indice_dict: Optional[Dict[str, KernelMap]] = None, benchmark: bool = False,
+                 indice_dict: Optional[Dict[str, KernelMap]] = None, benchmark: bool = False, *,
                  validate: bool = True, **spconv_options) -> None:
         shape = _shape_list(spatial_shape)
         if validate:
