@@ -72,9 +72,18 @@ def test_avg_pool_is_mean_over_active_inputs(ndim, k, s, p, d, c, batch, shape):
 
 
 def test_pool_stride_defaults_follow_spconv():
-    """``stride=None`` means stride = kernel_size (as ``nn.MaxPool3d``); the spconv default is 1."""
-    assert lsp.SparseMaxPool3d(2, stride=None).geometry.stride == (2, 2, 2)
-    assert lsp.SparseMaxPool3d(2).geometry.stride == (1, 1, 1)
+    """As spconv: ``SparseMaxPool3d(k)`` / ``SparseAvgPool3d(k)`` default to ``stride=None`` = kernel_size
+    (like ``nn.MaxPool3d``); the generic ``SparseMaxPool(ndim, k)`` defaults to stride 1; submanifold
+    pooling keeps stride 1."""
+    for cls in (lsp.SparseMaxPool1d, lsp.SparseMaxPool2d, lsp.SparseMaxPool3d, lsp.SparseAvgPool1d,
+                lsp.SparseAvgPool2d, lsp.SparseAvgPool3d):
+        pool = cls(2)
+        assert pool.geometry.stride == (2,) * pool.ndim and pool.geometry.kernel_size == (2,) * pool.ndim
+    assert lsp.SparseMaxPool3d(3, subm=True).geometry.stride == (1, 1, 1)
+    assert lsp.SparseMaxPool(3, 2).geometry.stride == (1, 1, 1)
+    assert lsp.SparseAvgPool(3, 2, stride=None).geometry.stride == (2, 2, 2)
+    x = random_sparse_tensor((6, 6, 6), 2, density=0.3, seed=4)
+    assert lsp.SparseMaxPool3d(2)(x).spatial_shape == [3, 3, 3]
 
 
 @pytest.mark.parametrize("k", [3, 4])

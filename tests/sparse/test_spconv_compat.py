@@ -247,3 +247,35 @@ def test_even_submanifold_kernels_are_ours_only():
         spconv.SubMConv3d(2, 3, 2)(lsp.to_spconv(x))
     conv = lsp.SubMConv3d(2, 3, 2)
     torch.testing.assert_close(conv(x).features, dense_subm_conv(x, conv.weight, conv.bias))
+
+
+_REQUIRED = {"ndim": 3, "in_channels": 4, "out_channels": 4, "kernel_size": 3, "indice_key": "k", "num_features": 4,
+             "features": torch.zeros(1, 2), "indices": torch.zeros(1, 4, dtype=torch.int32),
+             "spatial_shape": [2, 2, 2], "batch_size": 1}
+
+
+def _explicit_params(cls):
+    import inspect
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return params, [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+@needs_spconv
+@pytest.mark.parametrize("name", sorted(set(lsp.__all__) & set(dir(spconv))))
+def test_constructor_signatures_accept_spconvs(name):
+    """Every class both libraries have accepts spconv's arguments: the same positional order (as far as ours
+    names them) and every spconv keyword with spconv's default value."""
+    import inspect
+    theirs, ours = getattr(spconv, name), getattr(lsp, name)
+    if not inspect.isclass(theirs):
+        pytest.skip(f"{name} is not a class")
+    sp_params, sp_positional = _explicit_params(theirs)
+    _, our_positional = _explicit_params(ours)
+    shared = min(len(sp_positional), len(our_positional))
+    assert our_positional[:shared] == sp_positional[:shared], f"positional order differs from spconv's {name}"
+    kwargs = {}
+    for p in sp_params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        kwargs[p.name] = _REQUIRED[p.name] if p.default is p.empty else p.default
+    ours(**kwargs)  # must not raise

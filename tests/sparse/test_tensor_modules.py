@@ -213,3 +213,9 @@ def test_inverse_conv_after_max_pool_with_the_same_key():
     y = lsp.SparseMaxPool3d(2, 2, indice_key="p")(x)
     z = lsp.SparseInverseConv3d(2, 3, 2, indice_key="p").double()(y)
     assert torch.equal(z.indices, x.indices) and z.spatial_shape == x.spatial_shape
+
+
+def test_to_dense_channels_last():
+    x = random_sparse_tensor((4, 5, 3), 2, batch_size=2, density=0.3, seed=18)
+    torch.testing.assert_close(lsp.ToDense(channels_first=False)(x), x.dense(channels_first=False))
+    assert lsp.ToDense()(x).shape == (2, 2, 4, 5, 3)
