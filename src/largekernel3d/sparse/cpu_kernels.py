@@ -12,13 +12,23 @@ by binary search over the line keys, then a two-pointer sweep along ``c2`` emits
 line pair. Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
 site.
 
-Every builder runs in two passes over fixed blocks of the (sorted) work: a counting pass giving
+For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at
+``-d``), so only the offsets after the centre are searched; the centre is the identity and the
+others are mirrored copies. Every builder runs in two passes over fixed blocks of the (sorted) work: a counting pass giving
 ``counts[block, k]``, then a fill pass writing each block's pairs at its prefix-sum position. The pair
 order is therefore independent of the thread count: offset-major, then by block, then by sorted
 output (submanifold) or sorted input (regular / transposed).
+
+Threading: the kernels themselves are serial and release the GIL (``nogil``); builders split their
+blocks over a short-lived pool of Python threads. No numba threading layer (OpenMP/TBB) is used: on
+a small machine a second OpenMP runtime next to torch's spins against it and was measured to be
+10-100x slower than serial code. Feature gathers/scatters are serial, memory-bound loops; the GEMMs
+between them use torch's own threads.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
@@ -26,9 +36,17 @@ import numpy as np
 _NUM_BLOCKS = 64  # work blocks of the two-pass builders (a multiple of any sensible thread count)
 
 
-def set_threads(num_threads: int) -> None:
-    """Use ``num_threads`` numba threads in this (calling) thread, capped at numba's pool size."""
-    nb.set_num_threads(max(1, min(int(num_threads), nb.config.NUMBA_NUM_THREADS)))
+def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> None:
+    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` split into ``threads``
+    contiguous chunks, each on its own thread (the kernel must be ``nogil`` and write disjoint data)."""
+    threads = max(1, min(int(threads), num_blocks))
+    if threads == 1:
+        kernel(0, num_blocks, *args)
+        return
+    cuts = [num_blocks * t // threads for t in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        for f in [pool.submit(kernel, cuts[t], cuts[t + 1], *args) for t in range(threads)]:
+            f.result()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,16 +90,20 @@ def _balanced_blocks(weights_start: np.ndarray, num_blocks: int) -> np.ndarray:
 # submanifold maps
 # --------------------------------------------------------------------------------------------------
 
-@nb.njit(parallel=True, cache=True, nogil=True)
-def _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in, pair_out, fill):
+@nb.njit(cache=True, nogil=True)
+def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in, pair_out,
+               fill, half):
     """Count (``fill=False``: ``table[blk, k] += 1``) or write (``fill=True``: ``table`` holds each
-    block's write cursor per offset) the submanifold pairs of every output line."""
+    block's write cursor per offset) the submanifold pairs of every output line.
+
+    ``half``: only offsets after the centre (lexicographically positive displacement) are visited;
+    the caller mirrors them (valid for odd kernel sizes)."""
     s0, s1 = shape[0], shape[1]
     k0, k1, k2 = ksize[0], ksize[1], ksize[2]
     m0, m1, m2 = k0 // 2, k1 // 2, k2 // 2
     d0, d1, d2 = dil[0], dil[1], dil[2]
     num_lines = line_key.shape[0]
-    for blk in nb.prange(blocks.shape[0] - 1):
+    for blk in range(blk_lo, blk_hi):
         row = table[blk]
         for line in range(blocks[blk], blocks[blk + 1]):
             lk = line_key[line]
@@ -90,23 +112,24 @@ def _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, table,
             x = bx % s0
             b = bx // s0
             ls, le = line_start[line], line_start[line + 1]
-            for i0 in range(k0):
+            for i0 in range(m0 if half else 0, k0):
                 xn = x + (i0 - m0) * d0
                 if xn < 0 or xn >= s0:
                     continue
                 rowbase = (b * s0 + xn) * s1
-                ylo = max(y - m1 * d1, 0)
+                ylo = y if (half and i0 == m0) else max(y - m1 * d1, 0)
                 yhi = min(y + (k1 - 1 - m1) * d1, s1 - 1)
                 m = np.searchsorted(line_key, rowbase + ylo)
                 while m < num_lines and line_key[m] <= rowbase + yhi:
                     dy = line_key[m] - rowbase - y
                     if dy % d1 == 0:
                         kbase = (i0 * k1 + dy // d1 + m1) * k2
+                        same_line = half and i0 == m0 and dy == 0
                         ms, me = line_start[m], line_start[m + 1]
                         j = ms
                         for p in range(ls, le):
                             z = cz[p]
-                            zlo = z - m2 * d2
+                            zlo = z + d2 if same_line else z - m2 * d2
                             zhi = z + (k2 - 1 - m2) * d2
                             while j < me and cz[j] < zlo:
                                 j += 1
@@ -126,9 +149,27 @@ def _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, table,
                     m += 1
 
 
-def _cursors(counts: np.ndarray):
-    """Offset-major write cursors ``[B, K]`` and offset starts ``[K + 1]`` from per-block counts."""
-    per_offset = counts.sum(axis=0)
+@nb.njit(cache=True, nogil=True)
+def _mirror(pair_in, pair_out, starts, perm):
+    """Fill the centre offset (identity pairs) and every offset ``k`` before it from its mirror
+    ``K - 1 - k``: pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at ``-d``."""
+    kv = starts.shape[0] - 1
+    c = kv // 2
+    s = starts[c]
+    for r in range(perm.shape[0]):
+        pair_in[s + r] = perm[r]
+        pair_out[s + r] = perm[r]
+    for k in range(c):
+        s = starts[k]
+        ms = starts[kv - 1 - k]
+        for r in range(starts[k + 1] - s):
+            pair_in[s + r] = pair_out[ms + r]
+            pair_out[s + r] = pair_in[ms + r]
+
+
+def _cursors(counts: np.ndarray, per_offset: np.ndarray):
+    """Offset-major write cursors ``[B, K]`` and offset starts ``[K + 1]`` from per-block counts and
+    the total pairs per offset."""
     starts = np.zeros(counts.shape[1] + 1, np.int64)
     np.cumsum(per_offset, out=starts[1:])
     within = np.cumsum(counts, axis=0) - counts
@@ -136,17 +177,19 @@ def _cursors(counts: np.ndarray):
 
 
 def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.ndarray, ksize: np.ndarray,
-                      dil: np.ndarray):
+                      dil: np.ndarray, threads: int = 1):
     """Submanifold pairs of 3-D sites.
 
     Args:
         sorted_coords: int64 ``[N, 4]`` sites ``(b, c0, c1, c2)`` sorted lexicographically, unique.
         perm: int64 ``[N]``, the original row of each sorted site.
         shape, ksize, dil: int64 ``[3]`` grid size, kernel size and dilation.
+        threads: number of threads to split the work over.
 
     Returns:
         ``(pair_in, pair_out, offset_starts)``: int64 ``[P]``, int64 ``[P]`` (original rows,
-        offset-major; within an offset sorted by output site) and int64 ``[K + 1]``.
+        offset-major) and int64 ``[K + 1]``. Within an offset pairs are sorted by output site; for odd
+        kernels the offsets before the centre are mirrored from those after it and sorted by input.
     """
     kv = int(np.prod(ksize))
     if sorted_coords.shape[0] == 0:
@@ -156,13 +199,22 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     cz = np.ascontiguousarray(sorted_coords[:, 3])
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
     empty = np.zeros(0, np.int64)
-    _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, counts, empty, empty, False)
-    cursors, starts = _cursors(counts)
+    nblk = blocks.shape[0] - 1
+    half = bool(np.all(ksize % 2 == 1))
+    _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, counts,
+                empty, empty, False, half)
+    per_offset = counts.sum(axis=0)
+    if half:
+        per_offset[kv // 2] = sorted_coords.shape[0]
+        per_offset[:kv // 2] = per_offset[::-1][:kv // 2]
+    cursors, starts = _cursors(counts, per_offset)
     total = int(starts[-1])
     pair_in = np.empty(total, np.int64)
     pair_out = np.empty(total, np.int64)
-    _subm_pass(line_start, line_key, cz, perm, shape, ksize, dil, blocks, np.ascontiguousarray(cursors),
-               pair_in, pair_out, True)
+    _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                np.ascontiguousarray(cursors), pair_in, pair_out, True, half)
+    if half:
+        _mirror(pair_in, pair_out, starts, perm)
     return pair_in, pair_out, starts
 
 
@@ -170,15 +222,15 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
 # regular and transposed maps: candidate outputs per (input, offset)
 # --------------------------------------------------------------------------------------------------
 
-@nb.njit(parallel=True, cache=True, nogil=True)
-def _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in,
+@nb.njit(cache=True, nogil=True)
+def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in,
                   fill):
     """Count or write, per input row and offset, the output key it reaches: regular
     ``q = (c + pad - dil * k) / stride`` (exact division only), transposed ``q = stride * c - pad + dil * k``;
     ``q`` must lie in ``out_shape``."""
     t0, t1, t2 = out_shape[0], out_shape[1], out_shape[2]
     k0, k1, k2 = ksize[0], ksize[1], ksize[2]
-    for blk in nb.prange(blocks.shape[0] - 1):
+    for blk in range(blk_lo, blk_hi):
         row = table[blk]
         for i in range(blocks[blk], blocks[blk + 1]):
             b = coords[i, 0]
@@ -223,7 +275,7 @@ def _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks
 
 
 def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndarray, stride: np.ndarray,
-                       pad: np.ndarray, dil: np.ndarray, transposed: bool):
+                       pad: np.ndarray, dil: np.ndarray, transposed: bool, threads: int = 1):
     """Offset-major ``(cand_key, cand_in, offset_starts)`` of a regular (or transposed) map: for every
     input row ``i`` and offset ``k`` reaching an output site, that site's key
     ``((b * t0 + q0) * t1 + q1) * t2 + q2`` and ``i``; within an offset, rows ascend."""
@@ -234,13 +286,15 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
     blocks = np.linspace(0, n, min(_NUM_BLOCKS, n) + 1).astype(np.int64)
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
     empty = np.zeros(0, np.int64)
-    _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, counts, empty, empty, False)
-    cursors, starts = _cursors(counts)
+    nblk = blocks.shape[0] - 1
+    _run_blocks(_strided_pass, nblk, threads, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, counts,
+                empty, empty, False)
+    cursors, starts = _cursors(counts, counts.sum(axis=0))
     total = int(starts[-1])
     cand_key = np.empty(total, np.int64)
     cand_in = np.empty(total, np.int64)
-    _strided_pass(coords, out_shape, ksize, stride, pad, dil, transposed, blocks, np.ascontiguousarray(cursors),
-                  cand_key, cand_in, True)
+    _run_blocks(_strided_pass, nblk, threads, coords, out_shape, ksize, stride, pad, dil, transposed, blocks,
+                np.ascontiguousarray(cursors), cand_key, cand_in, True)
     return cand_key, cand_in, starts
 
 
@@ -248,28 +302,22 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
 # gather / scatter-add of feature rows (the memory-bound halves of gather-GEMM-scatter)
 # --------------------------------------------------------------------------------------------------
 
-@nb.njit(parallel=True, cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True)
 def gather_rows(x, idx, start, stop, buf):
-    """``buf[r] = x[idx[start + r]]`` for ``r < stop - start`` (rows split across threads)."""
+    """``buf[r] = x[idx[start + r]]`` for ``r < stop - start``."""
     c = x.shape[1]
-    for r in nb.prange(stop - start):
+    for r in range(stop - start):
         i = idx[start + r]
         for j in range(c):
             buf[r, j] = x[i, j]
 
 
-@nb.njit(parallel=True, cache=True, nogil=True)
-def scatter_add_rows(buf, idx, start, stop, out, num_slices):
-    """``out[idx[start + r]] += buf[r]`` for ``r < stop - start``.
-
-    Threads split the *columns* into ``num_slices`` slices, so repeated destination rows never race
-    (no assumption on the map)."""
+@nb.njit(cache=True, nogil=True)
+def scatter_add_rows(buf, idx, start, stop, out):
+    """``out[idx[start + r]] += buf[r]`` for ``r < stop - start`` (in order, so repeated destination
+    rows are fine)."""
     c = out.shape[1]
-    width = (c + num_slices - 1) // num_slices
-    for s in nb.prange(num_slices):
-        c0 = s * width
-        c1 = min(c, c0 + width)
-        for r in range(stop - start):
-            o = idx[start + r]
-            for j in range(c0, c1):
-                out[o, j] += buf[r, j]
+    for r in range(stop - start):
+        o = idx[start + r]
+        for j in range(c):
+            out[o, j] += buf[r, j]

@@ -13,10 +13,10 @@ and the backward pass reuses the same primitive on the adjoint map::
 Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dtype:
 
 * ``"numba"`` (CPU, float32/64): the offset-major pair list is cut into *tiles* of consecutive pairs
-  (about 1 MiB of gathered rows, so they stay in cache). Per tile: one parallel numba gather of the
+  (about 1 MiB of gathered rows, so they stay in cache). Per tile: one numba gather of the
   source rows into a reused buffer, one ``torch.mm`` per offset segment of the tile into a second
-  buffer, one parallel numba scatter-add into the output (threads split columns, so repeated
-  destinations never race). The backward pass gathers ``d_out`` once per tile and uses it for both
+  buffer, one numba scatter-add into the output (gather and scatter are serial, memory-bound loops;
+  the GEMMs use torch's threads). The backward pass gathers ``d_out`` once per tile and uses it for both
   ``d_in`` and ``d_W``. Peak extra memory is two tiles, never ``[P, C]``.
 * ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.
 """
@@ -98,15 +98,6 @@ def _tiles(starts, tile: int):
         yield a, b, segs
 
 
-def _column_slices(channels: int, itemsize: int, threads: int) -> int:
-    """Threads of a scatter-add: one per cache-line-aligned column slice, at most ``threads``."""
-    lines = max(1, (channels * itemsize) // 64)
-    n = max(1, min(threads, lines))
-    while lines % n:
-        n -= 1
-    return n
-
-
 def _np(t: Tensor):
     return t.detach().numpy()
 
@@ -114,8 +105,6 @@ def _np(t: Tensor):
 def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int) -> Tensor:
     from . import cpu_kernels as ck
 
-    threads = torch.get_num_threads()
-    ck.set_threads(threads)
     x = x.contiguous()
     out = x.new_zeros((num_out, c_out))
     if starts[-1] == 0:
@@ -124,12 +113,11 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
     buf_in = x.new_empty((tile, x.shape[1]))
     buf_out = x.new_empty((tile, c_out))
     xn, srcn, dstn, bin_, bout, outn = (_np(t) for t in (x, src, dst, buf_in, buf_out, out))
-    slices = _column_slices(c_out, x.element_size(), threads)
     for a, b, segs in _tiles(starts, tile):
         ck.gather_rows(xn, srcn, a, b, bin_)
         for k, s, e in segs:
             _apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
-        ck.scatter_add_rows(bout, dstn, a, b, outn, slices)
+        ck.scatter_add_rows(bout, dstn, a, b, outn)
     return out
 
 
@@ -176,8 +164,6 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     ``d_W[k] += x_tile^T d_out_tile`` and ``d_in[pairs_in] += d_out_tile W[k]^T``."""
     from . import cpu_kernels as ck
 
-    threads = torch.get_num_threads()
-    ck.set_threads(threads)
     g, a, b = weight.shape[1:]
     c_in, c_out = g * a, g * b
     x = x.contiguous()
@@ -191,7 +177,6 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     buf_x = x.new_empty((tile, c_in)) if need_w else None
     buf_y = x.new_empty((tile, c_in)) if need_x else None
     pin, pout, gn, xn, bg = (_np(t) for t in (kmap.pair_in, kmap.pair_out, grad_out, x, buf_g))
-    slices = _column_slices(c_in, x.element_size(), threads)
     for lo, hi, segs in _tiles(kmap.offset_starts, tile):
         ck.gather_rows(gn, pout, lo, hi, bg)
         if need_w:
@@ -202,7 +187,7 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
             if need_x:
                 _apply_offset(buf_g[s:e], wt[k], out=buf_y[s:e])
         if need_x:
-            ck.scatter_add_rows(_np(buf_y), pin, lo, hi, _np(grad_x), slices)
+            ck.scatter_add_rows(_np(buf_y), pin, lo, hi, _np(grad_x))
     return grad_x, grad_w
 
 

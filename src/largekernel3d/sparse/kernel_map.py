@@ -185,7 +185,6 @@ def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: 
                        ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     from . import cpu_kernels
 
-    cpu_kernels.set_threads(torch.get_num_threads())
     idx, prm = _lift3(indices, spatial_shape, geometry)
     keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
     if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
@@ -194,7 +193,7 @@ def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: 
     else:
         perm = torch.arange(idx.shape[0], dtype=torch.int64)
     pair_in, pair_out, starts = cpu_kernels.submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"],
-                                                              prm["ksize"], prm["dil"])
+                                                              prm["ksize"], prm["dil"], torch.get_num_threads())
     return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
 
 
@@ -202,12 +201,12 @@ def _numba_strided(kind: str, indices: Tensor, spatial_shape: Sequence[int], out
                    batch_size: int, geometry: ConvGeometry) -> KernelMap:
     from . import cpu_kernels
 
-    cpu_kernels.set_threads(torch.get_num_threads())
     idx, prm = _lift3(indices, spatial_shape, geometry)
     lead = 3 - len(spatial_shape)
     out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
     cand_key, pair_in, starts = cpu_kernels.strided_candidates(
-        idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"], prm["dil"], kind == TRANSPOSED)
+        idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"], prm["dil"], kind == TRANSPOSED,
+        torch.get_num_threads())
     uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
     out_sites = decode(uniq, tuple(out3.tolist()))
     if lead:
