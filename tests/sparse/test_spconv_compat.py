@@ -42,37 +42,55 @@ def test_missing_spconv_gives_an_import_error_with_a_hint(monkeypatch):
         lsp.from_spconv(object())
 
 
-def test_convert_spconv21_weight_layout():
-    w21 = torch.randn(3, 5, 2, 4, 6)  # [*kernel, C_in, C_out]
-    w = convert_spconv21_weight(w21)
-    assert w.shape == (6, 3, 5, 2, 4) and w.is_contiguous()
-    for o, a, b, c, i in [(0, 0, 0, 0, 0), (5, 2, 4, 1, 3), (2, 1, 3, 0, 1)]:
-        assert w[o, a, b, c, i] == w21[a, b, c, i, o]
-    with pytest.raises(ValueError, match=r"\[\*kernel, C_in, C_out\]"):
+def test_convert_spconv21_weight_layouts():
+    w = torch.randn(6, 3, 5, 2, 4)  # ours: [C_out, *kernel, C_in]
+    rskc = w.permute(1, 2, 3, 0, 4)  # [*kernel, C_out, C_in], spconv 2.1's default
+    rsck = w.permute(1, 2, 3, 4, 0)  # [*kernel, C_in, C_out], spconv 1.x / FILTER_HWIO
+    assert torch.equal(convert_spconv21_weight(rskc), w) and convert_spconv21_weight(rskc).is_contiguous()
+    assert torch.equal(convert_spconv21_weight(rsck, "RSCK"), w)
+    assert torch.equal(convert_spconv21_weight(w, "KRSC"), w)
+    assert rsck[1, 4, 0, 3, 5] == w[5, 1, 4, 0, 3] and rskc[1, 4, 0, 5, 3] == w[5, 1, 4, 0, 3]
+    with pytest.raises(ValueError, match="layout must be one of"):
+        convert_spconv21_weight(rskc, "HWIO")
+    with pytest.raises(ValueError, match="kernel axis and two channel axes"):
         convert_spconv21_weight(torch.randn(4, 6))
 
 
-def test_spconv21_state_dict_loads_into_our_layers():
-    ours = lsp.SparseSequential(lsp.SubMConv3d(2, 3, 3, indice_key="a"), nn.BatchNorm1d(3),
-                                lsp.SubMConv3d(3, 4, 1, bias=False)).double()
+def test_spconv21_state_dicts_load_into_our_layers():
+    """A spconv 2.1 checkpoint: KRSC or RSKC per layer (found by shape), or RSCK when named; 1x1 layers are
+    read from their memory as spconv 2.1 did."""
+    ours = lsp.SparseSequential(lsp.SubMConv3d(2, 6, 3, indice_key="a"), nn.BatchNorm1d(6),
+                                lsp.SparseConv3d(6, 5, 2, 2), lsp.SubMConv3d(5, 4, 1, bias=False)).double()
     ref = {k: v.clone() for k, v in ours.state_dict().items()}
-    sd21 = dict(ref)
-    sd21["0.weight"] = ref["0.weight"].permute(1, 2, 3, 4, 0)   # [*k, C_in, C_out]
-    sd21["2.weight"] = ref["2.weight"].permute(1, 2, 3, 4, 0)
-    for p in ours.parameters():
-        nn.init.zeros_(p)
-    load_spconv_state_dict(ours, sd21, spconv_version="2.1")
-    for k, v in ours.state_dict().items():
-        torch.testing.assert_close(v, ref[k], msg=k)
+    m = ref["3.weight"].reshape(4, 5).t().contiguous()  # the [C_in, C_out] matrix spconv multiplies by
+    rskc = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 0, 4), "3.weight": m.reshape(1, 1, 1, 4, 5)}
+    mixed = {**rskc, "0.weight": ref["0.weight"]}  # implicit-GEMM layers of spconv 2.1 were KRSC
+    rsck = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 4, 0),
+            "2.weight": ref["2.weight"].permute(1, 2, 3, 4, 0), "3.weight": m.t().reshape(1, 1, 1, 5, 4)}
+    for sd, layout in ((rskc, "auto"), (mixed, "auto"), (rsck, "RSCK")):
+        for p in ours.parameters():
+            nn.init.zeros_(p)
+        load_spconv_state_dict(ours, sd, spconv_version="2.1", layout=layout)
+        for k, v in ours.state_dict().items():
+            torch.testing.assert_close(v, ref[k], msg=f"{layout}: {k}")
+    x = random_sparse_tensor((4, 4, 4), 5, num_sites=9)
+    torch.testing.assert_close(ours[3](x).features, x.features @ m)
 
 
 def test_state_dict_shape_errors_name_the_key():
     ours = lsp.SparseSequential(lsp.SubMConv3d(2, 3, 3))
     sd = ours.state_dict()
-    with pytest.raises(ValueError, match=r"state_dict\['0.weight'\] has shape \(3, 3, 3, 2, 3\).*spconv_version='2.1'"):
+    with pytest.raises(ValueError, match=r"state_dict\['0.weight'\] has shape \(3, 3, 3, 2, 3\), which does not give"):
         convert_spconv_state_dict(ours, {**sd, "0.weight": torch.randn(3, 3, 3, 2, 3)})
+    with pytest.raises(ValueError, match=r"neither KRSC .* nor RSKC .*layout='RSCK'"):
+        convert_spconv_state_dict(ours, {**sd, "0.weight": torch.randn(3, 3, 3, 2, 3)}, spconv_version="2.1")
     with pytest.raises(ValueError, match="spconv_version"):
         convert_spconv_state_dict(ours, sd, spconv_version="1.2")
+    with pytest.raises(ValueError, match="only applies to spconv_version='2.1'"):
+        convert_spconv_state_dict(ours, sd, layout="RSKC")
+    square = lsp.SubMConv3d(3, 3, 3)  # C_out == kernel size: KRSC and RSKC shapes coincide
+    with pytest.raises(ValueError, match="fits both KRSC and RSKC; pass layout"):
+        convert_spconv_state_dict(square, square.state_dict(), spconv_version="2.1")
 
 
 def test_one_by_one_weights_are_read_as_c_in_by_c_out():

@@ -2,16 +2,19 @@
 
 spconv is optional and imported lazily, only by :func:`from_spconv` / :func:`to_spconv`.
 
-Weight layouts (``K`` = kernel axes)::
+Weight layouts (``k`` = kernel axes, names as spconv's)::
 
-    ours, spconv >= 2.2   W[c_out, *k, c_in / groups]
-    spconv 2.1            W21[*k, c_in, c_out]            W[c_out, *k, c_in] = W21[*k, c_in, c_out]
+    KRSC  W[c_out, *k, c_in / groups]    ours; every spconv >= 2.2 weight; spconv 2.1 implicit-GEMM layers
+    RSKC  [*k, c_out, c_in]              spconv 2.1 native-algorithm layers (its default layout)
+    RSCK  [*k, c_in, c_out]              spconv 1.x, and spconv 2.1 with FILTER_HWIO
 
-spconv >= 2.2 computes layers whose kernel volume is 1 (submanifold, or stride 1) as a plain matrix
-product that reads the weight memory as ``[c_in, c_out]`` although the parameter's shape is
-``[c_out, 1, ..., 1, c_in]``::
+    W[o, *k, i] = RSKC[*k, o, i] = RSCK[*k, i, o]
 
-    spconv:  out = in @ M,   M = W.reshape(c_in, c_out)        (not in @ W.reshape(c_out, c_in)^T)
+spconv (2.1 and later) computes a layer whose kernel volume is 1 (submanifold, or all strides 1) as one
+matrix product that ignores the declared layout and reads the weight memory ``m`` with a fixed shape::
+
+    KRSC / RSKC:  out = in @ m.reshape(c_in, c_out)          (not in @ W.reshape(c_out, c_in)^T)
+    RSCK:         out = in @ m.reshape(c_out, c_in)^T
 
 :func:`load_spconv_state_dict` converts such weights so that our layers reproduce spconv's outputs.
 """
@@ -68,18 +71,33 @@ def to_spconv(t: SparseConvTensor) -> Any:
     return sp.SparseConvTensor(t.features, indices, list(t.spatial_shape), t.batch_size)
 
 
-def convert_spconv21_weight(weight: Tensor) -> Tensor:
-    """spconv 2.1 weight ``[*kernel, C_in, C_out]`` → ours / spconv 2.2+ ``[C_out, *kernel, C_in]``.
+LAYOUTS = ("KRSC", "RSKC", "RSCK")
 
-    ``W[o, *k, i] = W21[*k, i, o]`` (returns a contiguous copy)."""
+
+def convert_spconv21_weight(weight: Tensor, layout: str = "RSKC") -> Tensor:
+    """A spconv 2.1 / 1.x weight in ``layout`` → ours ``[C_out, *kernel, C_in]`` (a contiguous copy).
+
+    ``layout``: ``"RSKC"`` ``[*kernel, C_out, C_in]`` (spconv 2.1's default, native algorithm),
+    ``"RSCK"`` ``[*kernel, C_in, C_out]`` (spconv 1.x / ``FILTER_HWIO``) or ``"KRSC"`` (already ours).
+    The two ``[*kernel, ...]`` layouts have the same shape when ``C_in == C_out``, so the layout cannot
+    be guessed from the shape; pass the one the checkpoint was written with. Not for 1×1 layers that
+    spconv ran as a matrix product (see the module docstring and :func:`convert_spconv_state_dict`).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if weight.dim() < 3:
-        raise ValueError(f"weight must have shape [*kernel, C_in, C_out] (at least 3 axes), got {tuple(weight.shape)}")
-    return weight.movedim(-1, 0).contiguous()
+        raise ValueError(f"weight must have a kernel axis and two channel axes, got shape {tuple(weight.shape)}")
+    nd = weight.dim() - 2
+    if layout == "KRSC":
+        return weight.contiguous().clone()
+    if layout == "RSKC":
+        return weight.permute(nd, *range(nd), nd + 1).contiguous()
+    return weight.permute(nd + 1, *range(nd), nd).contiguous()
 
 
 def spconv_uses_matmul_path(module: SparseConvolution) -> bool:
-    """True when spconv >= 2.2 runs this layer as ``in @ W.reshape(C_in, C_out)`` (kernel volume 1 and a
-    submanifold conv, or all strides 1)."""
+    """True when spconv runs this layer as one matrix product on the raw weight memory (kernel volume 1,
+    and a submanifold conv or all strides 1)."""
     return module.geometry.kernel_volume == 1 and (module.subm or all(s == 1 for s in module.geometry.stride))
 
 
@@ -93,16 +111,38 @@ def _parse_version(version: str) -> Tuple[int, int]:
     return major, minor
 
 
+def _resolve_layout(weight: Tensor, module: SparseConvolution, layout: str, key: str) -> str:
+    """``layout``, or for ``"auto"`` the one of KRSC / RSKC that the shape matches."""
+    if layout != "auto":
+        return layout
+    k, c_out, c_in = module.geometry.kernel_size, module.out_channels, module.in_channels // module.groups
+    shapes = {"KRSC": (c_out, *k, c_in), "RSKC": (*k, c_out, c_in)}
+    matches = [lay for lay, shp in shapes.items() if tuple(weight.shape) == shp]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"state_dict[{key!r}] shape {tuple(weight.shape)} fits both KRSC and RSKC; pass layout")
+    raise ValueError(f"state_dict[{key!r}] has shape {tuple(weight.shape)}, neither KRSC {shapes['KRSC']} nor RSKC "
+                     f"{shapes['RSKC']} for {type(module).__name__}; pass layout='RSCK' for [*kernel, C_in, C_out]")
+
+
 def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
-                              ) -> Dict[str, Tensor]:
+                              layout: str = "auto") -> Dict[str, Tensor]:
     """The ``state_dict`` of a spconv 2.x network rewritten for the same module tree built from our layers.
 
-    For every :class:`SparseConvolution` ``m`` under ``module`` (key prefix ``p``), ``p + "weight"`` is
-    converted from the spconv 2.1 layout when ``spconv_version`` is ``"2.1"``; for spconv >= 2.2 the
-    weights of layers spconv runs as a matrix product (see :func:`spconv_uses_matmul_path`) are rewritten
-    ``W[o, 0.., i] = W_sp.reshape(C_in, C_out)[i, o]``. Other entries are passed through unchanged.
+    For every :class:`SparseConvolution` under ``module`` (key prefix ``p``), ``p + "weight"`` is brought to
+    our layout: spconv >= 2.2 weights are KRSC; spconv 2.1 weights are in ``layout`` (``"auto"``: KRSC or
+    RSKC by shape, which spconv 2.1 mixed by algorithm; ``"RSCK"`` must be named). Layers spconv ran as a
+    matrix product (:func:`spconv_uses_matmul_path`) are converted from the memory spconv actually read:
+    ``W[o, 0.., i] = m.reshape(C_in, C_out)[i, o]`` (``m.reshape(C_out, C_in)[o, i]`` for RSCK). Other
+    entries (BatchNorm, ...) pass through unchanged.
     """
     _, minor = _parse_version(spconv_version)
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+    if minor >= 2 and layout not in ("auto", "KRSC"):
+        raise ValueError(f"spconv {spconv_version} stores every weight as KRSC; layout={layout!r} only applies "
+                         f"to spconv_version='2.1'")
     out = dict(state_dict)
     for name, sub in module.named_modules():
         if not isinstance(sub, SparseConvolution):
@@ -112,26 +152,30 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
             continue
         w = out[key]
         expected = tuple(sub.weight.shape)
-        if minor <= 1:
-            w = convert_spconv21_weight(w)
-        elif spconv_uses_matmul_path(sub) and tuple(w.shape) == expected:
-            w = w.reshape(sub.in_channels, sub.out_channels).t().reshape(expected).contiguous()
-        if tuple(w.shape) != expected:
-            raise ValueError(f"state_dict[{key!r}] has shape {tuple(out[key].shape)}, which does not give "
-                             f"{expected} ([C_out, *kernel, C_in/groups]) for {type(sub).__name__} with "
-                             f"spconv_version={spconv_version!r}; pass spconv_version='2.1' for "
-                             f"[*kernel, C_in, C_out] weights")
-        out[key] = w
+        if spconv_uses_matmul_path(sub) and w.numel() == sub.in_channels * sub.out_channels and sub.groups == 1:
+            if minor <= 1 and layout == "RSCK":
+                converted = w.reshape(expected).contiguous()
+            else:
+                converted = w.reshape(sub.in_channels, sub.out_channels).t().reshape(expected).contiguous()
+        else:
+            lay = "KRSC" if minor >= 2 else _resolve_layout(w, sub, layout, key)
+            converted = convert_spconv21_weight(w, lay) if w.dim() >= 3 else w
+        if tuple(converted.shape) != expected:
+            raise ValueError(f"state_dict[{key!r}] has shape {tuple(w.shape)}, which does not give {expected} "
+                             f"([C_out, *kernel, C_in/groups]) for {type(sub).__name__} with "
+                             f"spconv_version={spconv_version!r}, layout={layout!r}")
+        out[key] = converted
     return out
 
 
 def load_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
-                           strict: bool = True):
+                           layout: str = "auto", strict: bool = True):
     """Load a spconv 2.x ``state_dict`` into ``module`` (our layers, same names), reproducing spconv's
-    outputs (including its 1×1 layer quirk, see the module docstring); returns what
-    ``nn.Module.load_state_dict`` returns."""
-    return module.load_state_dict(convert_spconv_state_dict(module, state_dict, spconv_version), strict=strict)
+    outputs (including its 1×1 layer quirk, see the module docstring and
+    :func:`convert_spconv_state_dict`); returns what ``nn.Module.load_state_dict`` returns."""
+    return module.load_state_dict(convert_spconv_state_dict(module, state_dict, spconv_version, layout),
+                                  strict=strict)
 
 
 __all__ = ["from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict",
-           "load_spconv_state_dict", "spconv_uses_matmul_path"]
+           "load_spconv_state_dict", "spconv_uses_matmul_path", "LAYOUTS"]
