@@ -143,7 +143,7 @@ def test_kernel_map_shared_with_subm_conv_of_the_same_key():
 
 
 def test_kitti_frame_matches_plain_route():
-    x = kitti_sparse_tensor(channels=4, voxel_size=(0.4, 0.4, 0.4))
+    x = kitti_sparse_tensor(channels=4, voxel_size=0.4)
     if x is None:
         pytest.skip("shared KITTI data not present")
     layer = make_layer(4, 8, kernel_size=5, bias=True)

@@ -9,10 +9,12 @@ optional per-offset position encoding ``E [K, C_in]`` (``K = k_0 k_1 k_2``)::
 
 ``W`` has shape ``[G, C_in, C_out]`` (``G = 27`` for the default ``"center1"`` partition).
 
-Computation (forward and backward cost proportional to the groups, not to ``k^3``):
-``A = group_aggregate(x, E, kernel_map)`` (``[N, G, C_in]``, additions only), then ONE GEMM
-``A.reshape(N, G C_in) @ W.reshape(G C_in, C_out)``; autograd gives ``dW = A^T dOut`` (one GEMM),
-``dA = dOut W^T`` (one GEMM) and the aggregation's adjoint scatters ``dA`` back to ``dx`` and ``dE``.
+Computation (forward and backward cost proportional to the groups, not to ``k^3``), by
+:func:`largekernel3d.sparse.group_aggregate.group_conv`: ``A = sum over each group of (x[j] + E[k])``
+(additions only), then ``out = sum_g A_g W_g``; backward ``dW_g = A_g^T dOut``, ``dA_g = dOut W_g^T``
+(GEMMs over groups) and the aggregation's adjoint scatters ``dA`` back to ``dx`` and ``dE``. On the CPU
+only non-empty ``(site, group)`` rows of ``A`` are formed (one GEMM per group); elsewhere ``A`` is the
+dense ``[N, G C_in]`` matrix and the product is ONE GEMM with ``W.reshape(G C_in, C_out)``.
 
 Centre voxel: the official fast path (spconv-plus ``indice_conv_spatial_groups``) computes the centre
 group as ``x[i] @ W_centre`` from the identity pairs, without adding any position encoding. We follow
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 
 from ..sparse.conv import SubMConv3d, get_or_build_map
 from ..sparse.geometry import ConvGeometry
-from ..sparse.group_aggregate import group_aggregate
+from ..sparse.group_aggregate import group_aggregate, group_conv
 from ..sparse.kernel_map import SUBMANIFOLD, KernelMap
 from ..sparse.modules import SparseModule, check_parameter_match, check_sparse_input
 from ..sparse.tensor import SparseConvTensor
@@ -140,8 +142,7 @@ class SWLKConv3d(SparseModule):
         name = type(self).__name__
         check_sparse_input(x, name, self.in_channels, 3)
         check_parameter_match(x, self.weight, name)
-        a = self.aggregate(x)
-        out = a.reshape(a.shape[0], -1).mm(self.weight.reshape(-1, self.out_channels))
+        out = group_conv(x.features, self.effective_encoding(), self.weight, self.kernel_map(x), self.group_index)
         if self.dilated is not None:
             out = out + self.dilated(x).features
         if self.bias is not None:

@@ -4,21 +4,31 @@ For a kernel map with pairs ``(j, i)`` per kernel offset ``k`` (input row ``j`` 
 output row ``i`` at offset ``k``), a grouping ``g(k)`` of the offsets into ``G`` groups and an optional
 per-offset encoding ``E [K, C]``::
 
-    A[i, g, :] = sum_{k : g(k) = g}  sum_{(j, i) in pairs(k)}  ( x[j, :] + E[k, :] )
+    A[i, g, :] = sum_{k : g(k) = g}  sum_{(j, i) in pairs(k)}  ( x[j, :] + E[k, :] )       (group_aggregate)
+    out[i, :]  = sum_g  A[i, g, :] @ W[g]                                                  (group_conv)
 
-The backward pass, for an upstream gradient ``dA [N_out, G, C]``::
+Backward, for upstream gradients ``dA`` (``dA[i, g] = dOut[i] W[g]^T`` for ``group_conv``)::
 
-    dx[j, :] = sum_k sum_{(j, i) in pairs(k)} dA[i, g(k), :]
-    dE[k, :] = sum_{(j, i) in pairs(k)} dA[i, g(k), :]
+    dx[j] = sum_k sum_{(j, i) in pairs(k)} dA[i, g(k)]        dE[k] = sum_{(j, i) in pairs(k)} dA[i, g(k)]
+    dW[g] = sum_i A[i, g]^T dOut[i]
 
-The cost is ``pairs x C`` additions in both directions (no multiplications); a following single GEMM
-``A.reshape(N, G * C) @ W.reshape(G * C, C_out)`` applies the shared group weights.
+The aggregation costs ``pairs x C`` additions each way; the weights cost ``G`` GEMM-equivalents, never ``K``.
 
-Two implementations, chosen by :func:`choose_backend` (an explicit, testable rule):
+Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggregate`` uses dense slots
+``i * G + g`` (``A`` is ``[N, G, C]``). On the CPU, ``group_conv`` uses compact slots: only the
+``(i, g)`` with at least one active neighbour get a row (on LiDAR scans about 7 of the 27 groups of a 7^3
+window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
+``Y_g = A_g @ W[g]`` is one GEMM per group, summed back per row. The same numba kernels serve both slot kinds:
 
-* ``"numba"`` (CPU, float32/float64): pairs are counting-sorted by output row (CSR), then every row is
-  summed by one thread (race-free, parallel, deterministic order: offsets ascending).
-* ``"torch"`` (any device, any floating dtype): one ``index_add_`` over all pairs (chunked).
+* ``_gather_groups``: one thread per group walks the pairs of its offsets (offset-major, as the map
+  stores them) and adds ``x[j] + E[k]`` into slot ``slot_of[g, i]`` (race-free: groups own their slots;
+  summation order fixed: offsets ascending).
+* ``_sum_slots``: ``out[i] = sum_g Y[slot_of[g, i]]``, one thread per row.
+* ``_scatter_slots``: pairs counting-sorted by input row; ``dx[j] += dA[slot]`` per input row.
+* ``_encoding_grad_slots``: one thread per offset, ``dE[k] += dA[slot]`` over its pairs.
+
+Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torch"`` (any device/dtype:
+``index_add_`` over dense slots, then one GEMM ``A.reshape(N, G C) @ W.reshape(G C, C_out)``).
 """
 
 from __future__ import annotations
@@ -40,10 +50,11 @@ _TORCH_PAIR_CHUNK = 1 << 21
 _PARALLEL_MIN_WORK = 1 << 20
 
 
+# ---------------------------------------------------------------------------------------------------------
 # numba kernels: compiled on first call (lazily) and cached on disk.
 @nb.njit(cache=True)
-def _rows_csr(key, other, starts, n):
-    """Counting sort of the pairs by ``key`` row: ``ptr [n + 1]``, ``other`` rows and offsets."""
+def _csr(key, n):
+    """Stable counting sort of pair indices by ``key`` row: ``ptr [n + 1]`` and ``perm [P]``."""
     num = key.shape[0]
     ptr = np.zeros(n + 1, np.int64)
     for p in range(num):
@@ -51,59 +62,81 @@ def _rows_csr(key, other, starts, n):
     for r in range(n):
         ptr[r + 1] += ptr[r]
     fill = ptr[:-1].copy()
-    src = np.empty(num, np.int64)
-    koff = np.empty(num, np.int64)
-    for k in range(starts.shape[0] - 1):
-        for p in range(starts[k], starts[k + 1]):
-            r = key[p]
-            t = fill[r]
-            fill[r] = t + 1
-            src[t] = other[p]
-            koff[t] = k
-    return ptr, src, koff
+    perm = np.empty(num, np.int64)
+    for p in range(num):
+        r = key[p]
+        perm[fill[r]] = p
+        fill[r] += 1
+    return ptr, perm
 
 
 @nb.njit(parallel=True, cache=True)
-def _gather_rows(x, enc, use_enc, ptr, src, koff, group, out):
-    """``out[i, group[k]] += x[src] (+ enc[k])`` for the CSR row ``i``; ``out`` zero on entry."""
+def _mark_groups(pair_out, starts, goff_ptr, goffs, present):
+    """``present[g, i] = 1`` when output row ``i`` has a pair at some offset of group ``g`` (one thread
+    per group: the offsets of group ``g`` are ``goffs[goff_ptr[g]:goff_ptr[g + 1]]``)."""
+    for g in nb.prange(goff_ptr.shape[0] - 1):
+        for q in range(goff_ptr[g], goff_ptr[g + 1]):
+            k = goffs[q]
+            for p in range(starts[k], starts[k + 1]):
+                present[g, pair_out[p]] = 1
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather_groups(x, enc, use_enc, pair_in, pair_out, starts, goff_ptr, goffs, slot_of, out):
+    """``out[slot_of[g, i]] += x[j] (+ enc[k])`` for every pair ``(j, i)`` of every offset ``k`` of group
+    ``g``; one thread per group (groups own disjoint slots), offsets ascending, ``out`` zero on entry."""
     c_dim = x.shape[1]
-    for i in nb.prange(ptr.shape[0] - 1):
-        for t in range(ptr[i], ptr[i + 1]):
-            j = src[t]
-            k = koff[t]
-            g = group[k]
-            if use_enc:
-                for c in range(c_dim):
-                    out[i, g, c] += x[j, c] + enc[k, c]
-            else:
-                for c in range(c_dim):
-                    out[i, g, c] += x[j, c]
+    for g in nb.prange(goff_ptr.shape[0] - 1):
+        for q in range(goff_ptr[g], goff_ptr[g + 1]):
+            k = goffs[q]
+            for p in range(starts[k], starts[k + 1]):
+                s = slot_of[g, pair_out[p]]
+                j = pair_in[p]
+                if use_enc:
+                    for c in range(c_dim):
+                        out[s, c] += x[j, c] + enc[k, c]
+                else:
+                    for c in range(c_dim):
+                        out[s, c] += x[j, c]
 
 
 @nb.njit(parallel=True, cache=True)
-def _scatter_rows(d_a, ptr, dst, koff, group, d_x):
-    """``d_x[j] += d_a[dst, group[k]]`` over the CSR row ``j`` (pairs sorted by input row)."""
+def _sum_slots(y, slot_of, out):
+    """``out[i] = sum_g y[slot_of[g, i]]`` over the groups present at row ``i`` (slot ``>= 0``)."""
+    c_dim = y.shape[1]
+    for i in nb.prange(slot_of.shape[1]):
+        for g in range(slot_of.shape[0]):
+            s = slot_of[g, i]
+            if s >= 0:
+                for c in range(c_dim):
+                    out[i, c] += y[s, c]
+
+
+@nb.njit(parallel=True, cache=True)
+def _scatter_slots(d_a, ptr, perm, pair_out, pair_k, group, slot_of, d_x):
+    """``d_x[j] += d_a[slot_of[g(k), i]]`` over the pairs ``(j, i, k)`` of input row ``j`` (CSR by input)."""
     c_dim = d_x.shape[1]
     for j in nb.prange(ptr.shape[0] - 1):
         for t in range(ptr[j], ptr[j + 1]):
-            i = dst[t]
-            g = group[koff[t]]
+            p = perm[t]
+            s = slot_of[group[pair_k[p]], pair_out[p]]
             for c in range(c_dim):
-                d_x[j, c] += d_a[i, g, c]
+                d_x[j, c] += d_a[s, c]
 
 
 @nb.njit(parallel=True, cache=True)
-def _encoding_grad(d_a, pair_out, starts, group, d_e):
-    """``d_e[k] = sum over the pairs of offset k of d_a[i, group[k]]`` (one offset per thread)."""
+def _encoding_grad_slots(d_a, starts, pair_out, group, slot_of, d_e):
+    """``d_e[k] = sum_{(j, i) in pairs(k)} d_a[slot_of[g(k), i]]`` (one offset per thread)."""
     c_dim = d_e.shape[1]
     for k in nb.prange(starts.shape[0] - 1):
         g = group[k]
         for p in range(starts[k], starts[k + 1]):
-            i = pair_out[p]
+            s = slot_of[g, pair_out[p]]
             for c in range(c_dim):
-                d_e[k, c] += d_a[i, g, c]
+                d_e[k, c] += d_a[s, c]
 
 
+# ---------------------------------------------------------------------------------------------------------
 def choose_backend(device: torch.device, dtype: torch.dtype) -> str:
     """``"numba"`` for float32/float64 CPU tensors, ``"torch"`` otherwise (CUDA, half precision)."""
     if device.type == "cpu" and dtype in (torch.float32, torch.float64):
@@ -115,10 +148,9 @@ def _starts(kmap: KernelMap) -> np.ndarray:
     return np.asarray(kmap.offset_starts, dtype=np.int64)
 
 
-def _pair_offsets(kmap: KernelMap, device: torch.device) -> Tensor:
+def _pair_offsets(kmap: KernelMap) -> np.ndarray:
     """int64 ``[P]``: the kernel offset of every pair."""
-    koff = np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
-    return torch.from_numpy(koff).to(device)
+    return np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
 
 
 @contextmanager
@@ -136,33 +168,69 @@ def _numba_threads(work: int):
         nb.set_num_threads(before)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# forward / backward of each backend
-def _forward_numba(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int) -> Tensor:
-    out = torch.zeros((kmap.num_out, num_groups, x.shape[1]), dtype=x.dtype)
-    if kmap.num_pairs == 0:
+class _Slots:
+    """Where every pair of a kernel map accumulates (numba path): ``slot_of[g, i]`` is the row of ``A``
+    for output row ``i`` and group ``g``. ``compact``: only non-empty ``(g, i)`` get a slot, group-major
+    (``A_g`` is the block ``gstart[g]:gstart[g + 1]``, rows ascending), others ``-1``; else the dense
+    ``i * G + g``."""
+
+    def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> None:
+        self.kmap = kmap
+        self.group = group
+        self.starts = _starts(kmap)
+        self.pair_in = kmap.pair_in.numpy()
+        self.pair_out = kmap.pair_out.numpy()
+        order = np.argsort(group, kind="stable")
+        self.goffs = order.astype(np.int64)
+        self.goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
+        n = kmap.num_out
+        if compact:
+            present = np.zeros((num_groups, n), dtype=np.uint8)
+            with _numba_threads(kmap.num_pairs):
+                _mark_groups(self.pair_out, self.starts, self.goff_ptr, self.goffs, present)
+            counts = present.sum(axis=1, dtype=np.int64)
+            self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            rank = np.cumsum(present, axis=1, dtype=np.int64) - 1 + self.gstart[:-1, None]
+            self.slot_of = np.where(present.astype(bool), rank, -1)
+            self.rows = np.nonzero(present)[1].astype(np.int64)  # row-major over (g, i): group-major slots
+            self.num_slots = int(self.gstart[-1])
+        else:
+            self.slot_of = np.arange(n, dtype=np.int64)[None, :] * num_groups + np.arange(num_groups)[:, None]
+            self.num_slots = n * num_groups
+
+    def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
+        """``A [num_slots, C]``."""
+        out = torch.zeros((self.num_slots, x.shape[1]), dtype=x.dtype)
+        if self.kmap.num_pairs:
+            enc_np = enc.numpy() if enc is not None else np.zeros((1, x.shape[1]), dtype=x.numpy().dtype)
+            with _numba_threads(self.kmap.num_pairs * x.shape[1]):
+                _gather_groups(x.numpy(), enc_np, enc is not None, self.pair_in, self.pair_out, self.starts,
+                               self.goff_ptr, self.goffs, self.slot_of, out.numpy())
         return out
-    ptr, src, koff = _rows_csr(kmap.pair_out.numpy(), kmap.pair_in.numpy(), _starts(kmap), kmap.num_out)
-    enc_np = enc.numpy() if enc is not None else np.zeros((1, x.shape[1]), dtype=x.numpy().dtype)
-    with _numba_threads(kmap.num_pairs * x.shape[1]):
-        _gather_rows(x.numpy(), enc_np, enc is not None, ptr, src, koff, group.numpy(), out.numpy())
-    return out
 
+    def sum_rows(self, y: Tensor) -> Tensor:
+        """``out [N_out, C]``, ``out[i] = sum over the (compact) slots of row i of y``."""
+        out = y.new_zeros((self.kmap.num_out, y.shape[1]))
+        if self.num_slots:
+            with _numba_threads(self.num_slots * y.shape[1]):
+                _sum_slots(y.numpy(), self.slot_of, out.numpy())
+        return out
 
-def _backward_numba(d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, need_e: bool, c_dim: int,
-                    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    d_x = torch.zeros((kmap.num_in, c_dim), dtype=d_a.dtype) if need_x else None
-    d_e = torch.zeros((kmap.kernel_volume, c_dim), dtype=d_a.dtype) if need_e else None
-    if kmap.num_pairs == 0:
+    def scatter(self, d_a: Tensor, need_x: bool, need_e: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """``(dx [N_in, C], dE [K, C])`` from ``d_a [num_slots, C]`` (``None`` where not needed)."""
+        c_dim = d_a.shape[1]
+        d_x = torch.zeros((self.kmap.num_in, c_dim), dtype=d_a.dtype) if need_x else None
+        d_e = torch.zeros((self.kmap.kernel_volume, c_dim), dtype=d_a.dtype) if need_e else None
+        if self.kmap.num_pairs:
+            with _numba_threads(self.kmap.num_pairs * c_dim):
+                if need_x:
+                    ptr_in, perm_in = _csr(self.pair_in, self.kmap.num_in)
+                    _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, _pair_offsets(self.kmap),
+                                   self.group, self.slot_of, d_x.numpy())
+                if need_e:
+                    _encoding_grad_slots(d_a.numpy(), self.starts, self.pair_out, self.group, self.slot_of,
+                                         d_e.numpy())
         return d_x, d_e
-    group_np = group.numpy()
-    with _numba_threads(kmap.num_pairs * c_dim):
-        if need_x:
-            ptr, dst, koff = _rows_csr(kmap.pair_in.numpy(), kmap.pair_out.numpy(), _starts(kmap), kmap.num_in)
-            _scatter_rows(d_a.numpy(), ptr, dst, koff, group_np, d_x.numpy())
-        if need_e:
-            _encoding_grad(d_a.numpy(), kmap.pair_out.numpy(), _starts(kmap), group_np, d_e.numpy())
-    return d_x, d_e
 
 
 def _chunks(num: int):
@@ -173,7 +241,7 @@ def _chunks(num: int):
 def _forward_torch(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int) -> Tensor:
     c_dim = x.shape[1]
     out = x.new_zeros((kmap.num_out * num_groups, c_dim))
-    koff = _pair_offsets(kmap, x.device)
+    koff = torch.from_numpy(_pair_offsets(kmap)).to(x.device)
     for s, e in _chunks(kmap.num_pairs):
         k = koff[s:e]
         vals = x.index_select(0, kmap.pair_in[s:e])
@@ -187,7 +255,7 @@ def _backward_torch(d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, n
                     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     num_groups = d_a.shape[1]
     flat = d_a.reshape(-1, c_dim)
-    koff = _pair_offsets(kmap, d_a.device)
+    koff = torch.from_numpy(_pair_offsets(kmap)).to(d_a.device)
     d_x = d_a.new_zeros((kmap.num_in, c_dim)) if need_x else None
     d_e = d_a.new_zeros((kmap.kernel_volume, c_dim)) if need_e else None
     for s, e in _chunks(kmap.num_pairs):
@@ -200,46 +268,73 @@ def _backward_torch(d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, n
     return d_x, d_e
 
 
-_FORWARD = {"numba": _forward_numba, "torch": _forward_torch}
-_BACKWARD = {"numba": _backward_numba, "torch": _backward_torch}
-
-
 class GroupAggregateFunction(torch.autograd.Function):
-    """Autograd wrapper of the group aggregation (see the module docstring); saves no tensors of size N."""
+    """Autograd wrapper of the dense aggregation ``A [N_out, G, C]`` (see the module docstring)."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group: Tensor,
                 num_groups: int, backend: str) -> Tensor:
-        ctx.kmap = kmap
-        ctx.backend = backend
-        ctx.c_dim = features.shape[1]
+        ctx.kmap, ctx.backend, ctx.c_dim = kmap, backend, features.shape[1]
         ctx.save_for_backward(group)
-        return _FORWARD[backend](features, encoding, kmap, group, num_groups)
+        if backend == "torch":
+            return _forward_torch(features, encoding, kmap, group, num_groups)
+        ctx.slots = _Slots(kmap, group.numpy(), num_groups, compact=False)
+        return ctx.slots.gather(features, encoding).view(kmap.num_out, num_groups, features.shape[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_a: Tensor):
         (group,) = ctx.saved_tensors
         need_x, need_e = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        d_x, d_e = _BACKWARD[ctx.backend](grad_a.contiguous(), ctx.kmap, group, need_x, need_e, ctx.c_dim)
+        if ctx.backend == "torch":
+            d_x, d_e = _backward_torch(grad_a.contiguous(), ctx.kmap, group, need_x, need_e, ctx.c_dim)
+        else:
+            d_x, d_e = ctx.slots.scatter(grad_a.reshape(-1, ctx.c_dim).contiguous(), need_x, need_e)
         return d_x, d_e, None, None, None, None
 
 
-def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
-                    num_groups: int, backend: Optional[str] = None) -> Tensor:
-    """``A[i, g] = sum_{k in g} sum_{(j, i) in pairs(k)} (features[j] + encoding[k])`` (differentiable).
+class GroupConvFunction(torch.autograd.Function):
+    """``out = sum_g A_g @ W[g]`` on compact slots (numba path); saves the compact ``A`` and the slots."""
 
-    Args:
-        features: ``[N_in, C]`` floating input rows.
-        encoding: ``[K, C]`` per-offset encoding added to every gathered neighbour, or ``None``.
-        kmap: kernel map with ``K`` offsets (pairs offset-major).
-        group_index: int64 ``[K]``, the group ``g(k) in [0, num_groups)`` of every offset.
-        num_groups: ``G``.
-        backend: ``"numba"`` or ``"torch"``; ``None`` picks :func:`choose_backend`.
+    @staticmethod
+    def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
+                group: Tensor) -> Tensor:
+        slots = _Slots(kmap, group.numpy(), weight.shape[0], compact=True)
+        a = slots.gather(features, encoding)
+        y = a.new_empty((a.shape[0], weight.shape[2]))
+        for g in range(weight.shape[0]):
+            s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
+            if e > s:
+                torch.mm(a[s:e], weight[g], out=y[s:e])
+        out = slots.sum_rows(y)
+        ctx.slots = slots
+        ctx.save_for_backward(a, weight)
+        return out
 
-    Returns:
-        ``[N_out, G, C]``.
-    """
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        a, weight = ctx.saved_tensors
+        slots: _Slots = ctx.slots
+        g_rows = grad_out.contiguous().index_select(0, torch.from_numpy(slots.rows))  # dOut at every slot
+        d_a = a.new_empty(a.shape) if (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]) else None
+        d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
+        for g in range(weight.shape[0]):
+            s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
+            if e == s:
+                continue
+            if d_a is not None:
+                torch.mm(g_rows[s:e], weight[g].t(), out=d_a[s:e])
+            if d_w is not None:
+                torch.mm(a[s:e].t(), g_rows[s:e], out=d_w[g])
+        d_x = d_e = None
+        if d_a is not None:
+            d_x, d_e = slots.scatter(d_a, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return d_x, d_e, d_w, None, None
+
+
+def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
+           backend: Optional[str]) -> str:
     if features.dim() != 2:
         raise ValueError(f"features must be [N, C], got {tuple(features.shape)}")
     if features.shape[0] != kmap.num_in:
@@ -261,9 +356,54 @@ def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMa
     if backend == "numba" and (features.device.type != "cpu" or features.dtype not in (torch.float32, torch.float64)):
         raise ValueError(f"backend='numba' needs float32/float64 CPU tensors, got {features.dtype} on "
                          f"{features.device}; use backend='torch'")
+    return backend
+
+
+def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
+                    num_groups: int, backend: Optional[str] = None) -> Tensor:
+    """``A[i, g] = sum_{k in g} sum_{(j, i) in pairs(k)} (features[j] + encoding[k])`` (differentiable).
+
+    Args:
+        features: ``[N_in, C]`` floating input rows.
+        encoding: ``[K, C]`` per-offset encoding added to every gathered neighbour, or ``None``.
+        kmap: kernel map with ``K`` offsets (pairs offset-major).
+        group_index: int64 ``[K]``, the group ``g(k) in [0, num_groups)`` of every offset.
+        num_groups: ``G``.
+        backend: ``"numba"`` or ``"torch"``; ``None`` picks :func:`choose_backend`.
+
+    Returns:
+        ``[N_out, G, C]``.
+    """
+    backend = _check(features, encoding, kmap, group_index, backend)
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
     enc = encoding.contiguous() if encoding is not None else None
     return GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, int(num_groups), backend)
 
 
-__all__ = ["BACKENDS", "GroupAggregateFunction", "choose_backend", "group_aggregate"]
+def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group_index: Tensor,
+               backend: Optional[str] = None) -> Tensor:
+    """``out[i] = sum_g A[i, g] @ weight[g]`` with ``A = group_aggregate(...)`` (differentiable in
+    features, encoding and weight).
+
+    Args:
+        weight: ``[G, C_in, C_out]``, one slice per group; other arguments as :func:`group_aggregate`.
+
+    Returns:
+        ``[N_out, C_out]``. The numba path never builds the dense ``A`` (empty groups are skipped).
+    """
+    backend = _check(features, encoding, kmap, group_index, backend)
+    if weight.dim() != 3 or weight.shape[1] != features.shape[1]:
+        raise ValueError(f"weight must be [G, C_in={features.shape[1]}, C_out], got {tuple(weight.shape)}")
+    if weight.dtype != features.dtype or weight.device != features.device:
+        raise TypeError(f"weight ({weight.dtype}, {weight.device}) must match features "
+                        f"({features.dtype}, {features.device})")
+    group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
+    enc = encoding.contiguous() if encoding is not None else None
+    if backend == "torch":
+        a = GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, weight.shape[0], backend)
+        return a.reshape(a.shape[0], -1).mm(weight.reshape(-1, weight.shape[2]))
+    return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), kmap, group)
+
+
+__all__ = ["BACKENDS", "GroupAggregateFunction", "GroupConvFunction", "choose_backend", "group_aggregate",
+           "group_conv"]
