@@ -17,7 +17,7 @@ from .modules import (AddTable, ConcatTable, JoinTable, RemoveGrid, SparseBatchN
 from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
                    SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
 from .spconv_compat import (convert_spconv21_weight, convert_spconv_state_dict, from_spconv,
-                            load_spconv_state_dict, to_spconv)
+                            load_spconv_state_dict, to_spconv, to_spconv_state_dict)
 from .tensor import SparseConvTensor
 from .voxelize import Voxelization, batch_sparse, voxelize
 
@@ -32,4 +32,5 @@ __all__ = [
     "SparseConvTranspose1d", "SparseInverseConv1d", "SparseBatchNorm", "SparseReLU", "SparseIdentity",
     "JoinTable", "AddTable", "ConcatTable",
     "from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict", "load_spconv_state_dict",
+    "to_spconv_state_dict",
 ]

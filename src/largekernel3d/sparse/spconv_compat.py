@@ -168,6 +168,21 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
     return out
 
 
+def to_spconv_state_dict(module: nn.Module) -> Dict[str, Tensor]:
+    """``module.state_dict()`` for the same network built from spconv >= 2.2 layers: equal except the
+    weights of layers spconv runs as a matrix product, stored so that spconv's reading
+    ``m.reshape(C_in, C_out)`` gives our ``W[o, 0.., i]`` (the inverse of :func:`convert_spconv_state_dict`)."""
+    out = dict(module.state_dict())
+    for name, sub in module.named_modules():
+        if isinstance(sub, SparseConvolution) and spconv_uses_matmul_path(sub):
+            if sub.groups != 1:
+                raise ValueError(f"{name or type(sub).__name__} has groups={sub.groups}; spconv has no grouped convs")
+            key = f"{name}.weight" if name else "weight"
+            w = out[key]
+            out[key] = w.reshape(sub.out_channels, sub.in_channels).t().contiguous().reshape(w.shape)
+    return out
+
+
 def load_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
                            layout: str = "auto", strict: bool = True):
     """Load a spconv 2.x ``state_dict`` into ``module`` (our layers, same names), reproducing spconv's
@@ -178,4 +193,4 @@ def load_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], 
 
 
 __all__ = ["from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict",
-           "load_spconv_state_dict", "spconv_uses_matmul_path", "LAYOUTS"]
+           "load_spconv_state_dict", "to_spconv_state_dict", "spconv_uses_matmul_path", "LAYOUTS"]
