@@ -57,6 +57,8 @@ def test_run_writes_logs_checkpoints_and_config(reference_run):
     assert load_checkpoint(result.best_checkpoint)["best_miou"] == pytest.approx(result.best_miou)
     assert len(result.history) == 2 and all(h["train_seconds"] > 0 for h in result.history)
     assert not list((out / "checkpoints").glob("*.tmp"))
+    assert (out / "val_per_class.md").read_text().count("| mIoU |") == 2
+    assert (out / "val_per_class_points.csv").read_text().startswith("class,iou,support")
 
 
 @pytest.mark.parametrize("stop_after, every, saved_step", [(1, 1, 1), (3, 0, 2)])

@@ -18,7 +18,8 @@ from .seg import load_run_config, write_predictions
 
 # Files a previous demo run left in its folder (removed before a fresh run; nothing else is touched).
 _RUN_ENTRIES = ("checkpoints", "metrics.csv", "log.txt", "config.yaml", "tensorboard", "predictions",
-                "results.md", "val_per_class_points.csv", "val_per_class_voxels.csv")
+                "results.md", "val_per_class.md", "val_per_class_points.csv", "val_per_class_voxels.csv",
+                "best_per_class_points.csv", "best_per_class_voxels.csv")
 
 
 def _clear_previous_run(folder: Path) -> None:
@@ -78,8 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(report)
     (out / "results.md").write_text(report)
-    point.write_csv(out / "val_per_class_points.csv")
-    scores.voxel.write_csv(out / "val_per_class_voxels.csv")
+    point.write_csv(out / "best_per_class_points.csv")
+    scores.voxel.write_csv(out / "best_per_class_voxels.csv")
     print(f"(this report is also in {out / 'results.md'})")
     return 0
 

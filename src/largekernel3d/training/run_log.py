@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional
 
 from tqdm import tqdm
 
-CSV_FIELDS = ("time", "epoch", "step", "phase", "lr", "loss", "accuracy", "miou", "point_miou", "seconds")
+CSV_FIELDS = ("time", "epoch", "step", "phase", "lr", "loss", "accuracy", "miou", "point_miou", "seconds",
+              "cpu_seconds")
 
 
 class RunLogger:

@@ -11,6 +11,7 @@ number of batches already done in it; resuming skips exactly those, which makes 
 with the same weights as an uninterrupted one.
 
 Output folder layout: ``config.yaml``, ``metrics.csv``, ``log.txt``, ``tensorboard/`` (optional),
+``val_per_class.md`` / ``val_per_class_{points,voxels}.csv`` (the last validation),
 ``checkpoints/last.pt`` (every epoch, and every ``train.checkpoint_every_steps`` steps),
 ``checkpoints/best.pt`` (best validation point mIoU).
 """
@@ -184,6 +185,16 @@ class SegmentationTrainer:
                           progress=bool(t["progress"]), desc=f"val {epoch + 1}")
         return result
 
+    def _write_tables(self, result: EvalResult) -> None:
+        """``val_per_class.md`` (points and voxels) and ``val_per_class_{points,voxels}.csv`` of the last
+        validation in the run folder."""
+        text = (result.point.markdown(f"validation scenes, original points (epoch {self.epoch})") + "\n" +
+                result.voxel.markdown(f"validation scenes, voxels (epoch {self.epoch})"))
+        (self.output_dir / "val_per_class.md").write_text(text)
+        result.point.write_csv(self.output_dir / "val_per_class_points.csv")
+        result.voxel.write_csv(self.output_dir / "val_per_class_voxels.csv")
+        self.log.info(f"per-class tables written to {self.output_dir / 'val_per_class.md'}")
+
     def fit(self) -> FitResult:
         """Run (or continue) training to ``train.epochs``; returns the best validation score."""
         t = self.cfg["train"]
@@ -206,7 +217,7 @@ class SegmentationTrainer:
             epoch = self.epoch
             self.train_set.set_epoch(epoch)
             batches = self._epoch_batches(epoch)[self.batch_in_epoch:]
-            start, loss_sum, n = time.perf_counter(), 0.0, 0
+            start, cpu_start, loss_sum, n = time.perf_counter(), time.process_time(), 0.0, 0
             bar = tqdm(self._loader(batches), total=len(batches), desc=f"epoch {epoch + 1}/{epochs}",
                        leave=False, disable=not (t["progress"] and self.ctx.is_main))
             for batch in bar:
@@ -220,12 +231,12 @@ class SegmentationTrainer:
                 if self.step_hook is not None:
                     self.step_hook(epoch, self.global_step, loss)
             bar.close()
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             lr = self.optimizer.param_groups[0]["lr"]
             record: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
-                                      "train_seconds": seconds, "lr": lr}
+                                      "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "lr": lr}
             self.log.row("train", epoch + 1, self.global_step,
-                         {"lr": lr, "loss": record["train_loss"], "seconds": seconds})
+                         {"lr": lr, "loss": record["train_loss"], "seconds": seconds, "cpu_seconds": cpu_seconds})
             last_epoch = epoch + 1 == epochs
             if self.val_set is not None and ((eval_every > 0 and (epoch + 1) % eval_every == 0) or last_epoch):
                 result = self._validate(epoch)
@@ -238,17 +249,21 @@ class SegmentationTrainer:
                 improved = result.point.miou > self.best_miou
                 if improved:
                     self.best_miou, self.best_epoch = result.point.miou, epoch + 1
-                self.log.info(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s; "
+                self.log.info(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
+                              f"({cpu_seconds:.0f} CPU s); "
                               f"val {result.summary()}{' (best)' if improved else ''}")
             else:
                 improved = False
-                self.log.info(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s")
+                self.log.info(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
+                              f"({cpu_seconds:.0f} CPU s)")
             self.history.append(record)
             self.epoch, self.batch_in_epoch = epoch + 1, 0
             self._save_last()
             if improved and self.ctx.is_main:
                 save_checkpoint(self._payload(), self.best_path)
             barrier(self.ctx)
+        if final_eval is not None and self.ctx.is_main:
+            self._write_tables(final_eval)
         self.log.close()
         return FitResult(output_dir=self.output_dir, last_checkpoint=self.last_path,
                          best_checkpoint=self.best_path if self.best_path.exists() else None,
