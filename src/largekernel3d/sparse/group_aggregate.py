@@ -82,6 +82,21 @@ def _mark_groups(pair_out, starts, goff_ptr, goffs, present):
 
 
 @nb.njit(parallel=True, cache=True)
+def _number_slots(present, gstart, slot_of, rows):
+    """Compact slots from ``present [G, N]``: ``slot_of[g, i] = gstart[g] + rank of i among the rows of
+    group g`` (``-1`` where absent) and ``rows[slot] = i`` (one thread per group)."""
+    for g in nb.prange(present.shape[0]):
+        s = gstart[g]
+        for i in range(present.shape[1]):
+            if present[g, i]:
+                slot_of[g, i] = s
+                rows[s] = i
+                s += 1
+            else:
+                slot_of[g, i] = -1
+
+
+@nb.njit(parallel=True, cache=True)
 def _gather_groups(x, enc, use_enc, pair_in, pair_out, starts, goff_ptr, goffs, slot_of, out):
     """``out[slot_of[g, i]] += x[j] (+ enc[k])`` for every pair ``(j, i)`` of every offset ``k`` of group
     ``g``; one thread per group (groups own disjoint slots), offsets ascending, ``out`` zero on entry."""
@@ -190,10 +205,11 @@ class _Slots:
                 _mark_groups(self.pair_out, self.starts, self.goff_ptr, self.goffs, present)
             counts = present.sum(axis=1, dtype=np.int64)
             self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            rank = np.cumsum(present, axis=1, dtype=np.int64) - 1 + self.gstart[:-1, None]
-            self.slot_of = np.where(present.astype(bool), rank, -1)
-            self.rows = np.nonzero(present)[1].astype(np.int64)  # row-major over (g, i): group-major slots
             self.num_slots = int(self.gstart[-1])
+            self.slot_of = np.empty((num_groups, n), dtype=np.int64)
+            self.rows = np.empty(self.num_slots, dtype=np.int64)
+            with _numba_threads(num_groups * n):
+                _number_slots(present, self.gstart, self.slot_of, self.rows)
         else:
             self.slot_of = np.arange(n, dtype=np.int64)[None, :] * num_groups + np.arange(num_groups)[:, None]
             self.num_slots = n * num_groups
