@@ -315,3 +315,30 @@ def test_our_state_dict_exported_to_spconv_gives_the_same_outputs(kitti, one_thr
     load_spconv_state_dict(again, theirs.state_dict())
     for k, v in again.state_dict().items():
         assert torch.equal(v, ours.state_dict()[k]), k
+
+
+@needs_spconv
+def test_max_pool_backward_matches_spconv(kitti, one_thread):
+    """spconv's CPU backward exists for max pooling only (its convs assert CUDA). Without ties the
+    gradients agree; at ties spconv gives the full gradient to every tied input while ours splits it
+    evenly (a valid subgradient of max)."""
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(kitti.features.shape, generator=g) + 0.1  # positive (spconv clamps at 0), no ties
+    grads = []
+    for lib, tensor_cls in ((spconv, spconv.SparseConvTensor), (lsp, SparseConvTensor)):
+        f = feats.clone().requires_grad_(True)
+        out = lib.SparseMaxPool3d(3, 2, 1)(tensor_cls(f, kitti.indices, kitti.spatial_shape, 1))
+        key = out.indices.long() @ torch.tensor([10 ** 9, 10 ** 6, 10 ** 3, 1])
+        cot = torch.sin(key.double()).float().unsqueeze(1).expand_as(out.features)  # same per site in both
+        (out.features * cot).sum().backward()
+        grads.append(f.grad)
+    torch.testing.assert_close(grads[1], grads[0])
+    # ties
+    idx = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 1, 1, 1]], dtype=torch.int32)
+    tie_grads = []
+    for lib, tensor_cls in ((spconv, spconv.SparseConvTensor), (lsp, SparseConvTensor)):
+        f = torch.full((3, 1), 2.0, requires_grad=True)
+        lib.SparseMaxPool3d(2, 2)(tensor_cls(f, idx, [4, 4, 4], 1)).features.sum().backward()
+        tie_grads.append(f.grad.flatten())
+    assert torch.equal(tie_grads[0], torch.ones(3))
+    torch.testing.assert_close(tie_grads[1], torch.full((3,), 1 / 3))
