@@ -1,8 +1,6 @@
 """``lk3d train seg`` / ``eval seg`` / ``predict seg``: end to end on a tiny config, and the errors a user
 meets (unknown key, corrupt checkpoint, missing data folder, unknown config name)."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 from plyfile import PlyData

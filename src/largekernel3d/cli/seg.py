@@ -1,5 +1,8 @@
 """``lk3d train seg``, ``lk3d eval seg``, ``lk3d predict seg``: semantic segmentation from the command line.
 
+Several processes: ``torchrun --nproc_per_node N -m largekernel3d.cli.main train seg ...`` (one per GPU;
+gloo on CPUs), DistributedDataParallel with a DistributedSampler; only rank 0 writes the run folder.
+
 Configurations are YAML files shipped in ``largekernel3d/cli/configs`` (``--config demo``; ``lk3d train
 seg --list-configs`` lists them) or any YAML path, with overrides ``--set train.epochs=3
 model.name=minkunet14a``. ``eval`` and ``predict`` rebuild the network from the checkpoint's own
@@ -59,8 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(C.dump(cfg))
         return 0
-    result = SegmentationTrainer(cfg, resume=args.resume).fit()
-    if result.final_eval is not None:
+    trainer = SegmentationTrainer(cfg, resume=args.resume)
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.ctx.distributed:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if result.final_eval is not None and trainer.ctx.is_main:
         print(result.final_eval.point.markdown(title=f"validation (points), epoch {len(result.history)}"))
         print(f"best val point mIoU {100 * result.best_miou:.1f} at epoch {result.best_epoch}; "
               f"checkpoints in {result.last_checkpoint.parent}")
@@ -109,8 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..analysis.segmentation_views import plot_segmentation, write_labelled_ply
-    from ..training import load_trained_model, predict_scenes
+    from ..training import load_trained_model
     from ..training.distributed import resolve_device
     cfg, _ = _checkpoint_config(args)
     device = resolve_device(args.device)
