@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .coords import encode, decode
+from .coords import check_key_range, encode, decode
 from .geometry import ConvGeometry
 
 SUBMANIFOLD = "submanifold"
@@ -310,6 +310,7 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
     dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...). Within an offset pairs
     ascend by input row (both backends; ``backend`` as in :func:`build_submanifold_map`)."""
     out_shape = geometry.conv_output_shape(spatial_shape)
+    check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
     stride = torch.tensor(geometry.stride, device=indices.device)
     pad = torch.tensor(geometry.padding, device=indices.device)
     dil = torch.tensor(geometry.dilation, device=indices.device)
@@ -328,6 +329,7 @@ def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_si
     """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
     ``p = stride*q - padding + dilation*k`` inside the output grid."""
     out_shape = geometry.transposed_output_shape(spatial_shape)
+    check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
     stride = torch.tensor(geometry.stride, device=indices.device)
     pad = torch.tensor(geometry.padding, device=indices.device)
     dil = torch.tensor(geometry.dilation, device=indices.device)
