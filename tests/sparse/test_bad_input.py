@@ -259,3 +259,14 @@ def test_inverse_conv_channel_mismatch():
     y = _down(x)
     with pytest.raises(ValueError, match=r"SparseInverseConv3d expects in_channels=5"):
         lsp.SparseInverseConv3d(5, 3, 3, indice_key="down")(y)
+
+
+def test_output_grid_too_large_for_keys():
+    """The input grid fits int64 keys but a transposed conv's 8x larger output grid would not: it used to
+    overflow silently (garbage sites, negative batch indices)."""
+    x = SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [1, 2, 2, 2]]), [2 ** 20] * 3, 2)
+    with pytest.raises(ValueError, match="more than 2\\*\\*62 cells"):
+        lsp.SparseConvTranspose3d(3, 4, 2, stride=2)(x)
+    with pytest.raises(ValueError, match="more than 2\\*\\*62 cells"):
+        lsp.SparseConv3d(3, 4, 1, padding=2 ** 19)(x)  # padding grows the output grid too
+    lsp.SparseConv3d(3, 4, 2, stride=2)(x)  # a down-sampling conv is fine
