@@ -179,3 +179,24 @@ def test_empty_inverse_conv():
     up = lsp.SparseInverseConv3d(3, 2, 3, indice_key="d").double()
     out = up(down(x))
     assert out.features.shape == (0, 2) and out.indices.shape == (0, 4)
+
+
+@pytest.mark.parametrize("scale", [2 ** 4, 2 ** 12, 2 ** 18])
+def test_translation_equivariance_on_large_grids(scale):
+    """Shifting every site by an even offset into a much larger grid (up to ~2**60 output cells) shifts
+    the outputs the same way (sub-manifold: same sites + offset; stride-2 conv and pool: + offset / 2;
+    stride-2 transposed: + 2 offset)."""
+    g = torch.Generator().manual_seed(scale % 97)
+    flat = torch.randperm(2 * 8 ** 3, generator=g)[:40]
+    idx = torch.stack([flat // 512, flat // 64 % 8, flat // 8 % 8, flat % 8], 1).to(torch.int32)
+    x = SparseConvTensor(torch.randn(40, 3, generator=g, dtype=torch.float64), idx, [8, 8, 8], 2)
+    off = torch.tensor([0, scale, scale + 2, scale // 2], dtype=torch.int32)
+    big = SparseConvTensor(x.features, idx + off, [2 * scale + 16] * 3, 2)
+    cases = [(lsp.SubMConv3d(3, 4, 3), 1), (lsp.SubMConv3d(3, 4, 2), 1), (lsp.SparseConv3d(3, 4, 2, 2), 0.5),
+             (lsp.SparseConvTranspose3d(3, 4, 3, 2), 2), (lsp.SparseMaxPool3d(2, 2), 0.5)]
+    for module, factor in cases:
+        module = module.double()
+        a, b = module(x), module(big)
+        shift = (off.double() * factor).to(torch.int32)
+        assert torch.equal(b.indices - shift, a.indices), type(module).__name__
+        torch.testing.assert_close(b.features, a.features, **TOL)
