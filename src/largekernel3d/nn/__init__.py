@@ -1,5 +1,21 @@
 """Layers above the engine: spatial-wise large-kernel (SW-LK) convolution, its partitions, baselines,
-residual blocks and weight conversions (re-parameterisation, export, official checkpoints)."""
+residual blocks and weight conversions (re-parameterisation, export, official checkpoints).
+
+Which version to use, and how the large kernel becomes a small one:
+
+* Train and infer with :class:`SWLKConv3d` (``kernel_size=7``, ``partition="center1"``): it stores only
+  ``27 x C_in x C_out`` shared weights (+ the ``k^3 x C_in`` encoding) and computes with them directly --
+  neighbour features are summed per group, then multiplied once per group -- in training AND inference.
+  There is no full ``k^3`` weight to overwrite with group means (the official V1) and no custom CUDA
+  build (the official V2, k = 7 only); any odd ``k`` in 3..31 and per-axis sizes work.
+* Official checkpoints: :func:`load_official_v1` (V1 ``SpatialGroupConv``, 7^3 weight -> group means,
+  plus the dilated branch) and :func:`load_official_v2` (spconv-plus ``SpatialGroupConv3d``).
+* Export to engines without weight sharing (spconv): :func:`export_plain` expands the 27 groups into a
+  plain ``k^3`` weight, merges the dilated branch, and turns the encoding into the weight of an extra
+  all-ones input channel; :func:`to_submconv` gives a ``SubMConv3d`` when there is no encoding.
+* Re-parameterise for inference: :func:`fuse_bn` (BatchNorm into the conv), :func:`fuse_dilated`
+  (dilated branch into one plain kernel).
+"""
 
 from .baselines import (CONV_KINDS, DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d,
                         make_large_kernel_conv)

@@ -170,13 +170,12 @@ def _pair_offsets(kmap: KernelMap) -> np.ndarray:
 
 @contextmanager
 def _numba_threads(work: int):
-    """Run small problems (``work`` additions below ``_PARALLEL_MIN_WORK``) on one numba thread: on a
-    busy machine waking the pool costs milliseconds, far more than the work."""
-    if work >= _PARALLEL_MIN_WORK:
-        yield
-        return
+    """Run the numba kernels on torch's thread count (one knob for the whole library), or on one thread
+    for small problems (``work`` additions below ``_PARALLEL_MIN_WORK``): on a busy machine waking the
+    pool costs milliseconds, far more than the work."""
+    want = 1 if work < _PARALLEL_MIN_WORK else torch.get_num_threads()
     before = nb.get_num_threads()
-    nb.set_num_threads(1)
+    nb.set_num_threads(max(1, min(want, nb.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:
