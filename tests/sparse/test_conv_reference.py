@@ -296,3 +296,19 @@ def test_non_contiguous_features():
     assert not xs.features.is_contiguous()
     conv = lsp.SubMConv3d(4, 3, 3).double()
     torch.testing.assert_close(conv(xs).features, dense_subm_conv(xs, conv.weight, conv.bias), **TOL)
+
+
+@pytest.mark.parametrize("layout", ["int64", "non_contiguous_int32", "non_contiguous_int64"])
+def test_int64_and_non_contiguous_indices(layout):
+    x = random_sparse_tensor((6, 7, 5), 3, batch_size=2, density=0.3, seed=24)
+    idx = x.indices.long() if layout.endswith("int64") else x.indices
+    if layout.startswith("non_contiguous"):
+        idx = idx.t().contiguous().t()
+    y = SparseConvTensor(x.features, idx, x.spatial_shape, 2)
+    subm = lsp.SubMConv3d(3, 4, 3).double()
+    torch.testing.assert_close(subm(y).features, dense_subm_conv(y, subm.weight, subm.bias), **TOL)
+    down = lsp.SparseConv3d(3, 4, 3, 2, 1, indice_key="d").double()
+    out = down(y)
+    torch.testing.assert_close(out.features, gather_sites(dense_conv(y, down.weight, down.bias, 2, 1), out.indices), **TOL)
+    up = lsp.SparseInverseConv3d(4, 3, 3, indice_key="d").double()(out)
+    assert torch.equal(up.indices.long(), idx.long())
