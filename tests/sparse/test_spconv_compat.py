@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -19,11 +20,15 @@ from largekernel3d.sparse.spconv_compat import convert_spconv_state_dict
 from helpers import dense_subm_conv, kitti_sparse_tensor, random_sparse_tensor
 
 try:
-    import spconv.pytorch as spconv
+    with warnings.catch_warnings():  # spconv's build helper warns about a deprecated locale call on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import spconv.pytorch as spconv
 except ImportError:  # the comparison tests skip; the spconv-free tests below still run
     spconv = None
 
 needs_spconv = pytest.mark.skipif(spconv is None, reason="spconv is not importable")
+# spconv's own deprecation noise (its dense()), not ours
+pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
 
 # -- without spconv --------------------------------------------------------------------------------
