@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -219,3 +220,11 @@ def test_to_dense_channels_last():
     x = random_sparse_tensor((4, 5, 3), 2, batch_size=2, density=0.3, seed=18)
     torch.testing.assert_close(lsp.ToDense(channels_first=False)(x), x.dense(channels_first=False))
     assert lsp.ToDense()(x).shape == (2, 2, 4, 5, 3)
+
+
+def test_spatial_shape_accepts_sequences_arrays_and_tensors():
+    x = random_sparse_tensor((4, 5, 3), 2, num_sites=6, seed=19)
+    for shape in ((4, 5, 3), [4, 5, 3], np.array([4, 5, 3]), torch.tensor([4, 5, 3])):
+        y = SparseConvTensor(x.features, x.indices, shape, 1)
+        assert y.spatial_shape == [4, 5, 3] and all(type(s) is int for s in y.spatial_shape)
+        assert y.spatial_size == 60
