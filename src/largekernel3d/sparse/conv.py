@@ -18,7 +18,7 @@ from torch import nn
 
 from .functional import sparse_conv
 from .geometry import ConvGeometry, IntOrSeq
-from .kernel_map import (INVERSE, REGULAR, SUBMANIFOLD, TRANSPOSED, KernelMap, build_regular_map,
+from .kernel_map import (REGULAR, SUBMANIFOLD, TRANSPOSED, KernelMap, build_regular_map,
                          build_submanifold_map, build_transposed_map, same_sites)
 from .modules import SparseModule, check_parameter_match, check_sparse_input
 from .tensor import SparseConvTensor
