@@ -17,6 +17,24 @@ matrix product that ignores the declared layout and reads the weight memory ``m`
     RSCK:         out = in @ m.reshape(c_out, c_in)^T
 
 :func:`load_spconv_state_dict` converts such weights so that our layers reproduce spconv's outputs.
+
+Differences from spconv 2.3.8 (checked in tests/sparse/test_spconv_compat.py where spconv can run):
+
+* Max pooling returns the maximum over the active inputs; spconv returns ``max(0, that)`` (negative
+  maxima become 0). At ties our gradient is split evenly among the tied inputs; spconv gives each the
+  full gradient.
+* ``groups`` (incl. depth-wise) and even submanifold kernels (window ``-(k//2) .. k-1-k//2``) work here;
+  spconv asserts ``groups == 1`` and odd submanifold kernels.
+* int64 indices are accepted (layer outputs are int32); spconv requires int32.
+* The kernel-map cache ``indice_dict`` is one dict shared along a network; spconv copies it per layer,
+  so one key name can be reused in parallel branches for different geometries there (here it raises).
+  Reusing a key on other sites, another grid or another kernel raises ``ValueError`` here.
+* Regular / transposed conv outputs are sorted by (batch, axis 0, ...); spconv's order differs (same set).
+* ``SparseSequential`` applies plain modules also to empty tensors (spconv skips them).
+* ``output_padding`` and fused activations (``act_type``) are rejected; ``algo``, ``fp32_accum`` and the
+  other tuning arguments are accepted and ignored.
+* On the CPU spconv has no backward for convs, is wrong with more than one torch thread, asserts on a
+  bias in eval mode and has no average pooling; none of this applies here.
 """
 
 from __future__ import annotations
