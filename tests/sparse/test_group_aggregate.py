@@ -8,6 +8,7 @@ import torch
 
 from helpers import random_sparse_tensor
 from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanifold_map
+import largekernel3d.sparse.group_aggregate as ga
 from largekernel3d.sparse.group_aggregate import choose_backend, group_aggregate, group_conv
 
 BACKENDS = ("numba", "torch")
@@ -127,10 +128,11 @@ def test_bad_input_names_the_argument():
         group_aggregate(x.features, enc.float(), kmap, group, 7)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype):
-    """The CPU path (compact slots, one GEMM per non-empty group block) against the dense path
-    (A [N, G C] @ W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
+@pytest.mark.parametrize("dtype, chunk", [(torch.float64, 7), (torch.float32, 1 << 16)])
+def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype, chunk, monkeypatch):
+    """The CPU path (compact slots, GEMMs per non-empty group block, in chunks of ``chunk`` rows) against
+    the dense path (A [N, G C] @ W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
+    monkeypatch.setattr(ga, "_GEMM_CHUNK", chunk)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=8)
     weight = torch.randn(27, 4, 5, dtype=dtype, generator=torch.Generator().manual_seed(9))
     results = []

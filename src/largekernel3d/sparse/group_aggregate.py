@@ -18,12 +18,12 @@ Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggreg
 ``i * G + g`` (``A`` is ``[N, G, C]``). On the CPU, ``group_conv`` uses compact slots: only the
 ``(i, g)`` with at least one active neighbour get a row (on LiDAR scans about 7 of the 27 groups of a 7^3
 window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
-``Y_g = A_g @ W[g]`` is one GEMM per group, summed back per row. The same numba kernels serve both slot kinds:
+``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows. The same numba kernels serve both slot kinds:
 
 * ``_gather_groups``: one thread per group walks the pairs of its offsets (offset-major, as the map
   stores them) and adds ``x[j] + E[k]`` into slot ``slot_of[g, i]`` (race-free: groups own their slots;
   summation order fixed: offsets ascending).
-* ``_sum_slots``: ``out[i] = sum_g Y[slot_of[g, i]]``, one thread per row.
+* ``_add_rows``: ``out[rows] += Y`` for one GEMM output chunk (a group's rows are distinct).
 * ``_scatter_slots``: pairs counting-sorted by input row; ``dx[j] += dA[slot]`` per input row.
 * ``_encoding_grad_slots``: one thread per offset, ``dE[k] += dA[slot]`` over its pairs.
 
@@ -48,6 +48,8 @@ BACKENDS = ("numba", "torch")
 _TORCH_PAIR_CHUNK = 1 << 21
 # Below this many additions (pairs x channels) the numba kernels run on one thread.
 _PARALLEL_MIN_WORK = 1 << 20
+# Rows per GEMM of the compact path (the output buffer is reused: fresh large buffers cost page faults).
+_GEMM_CHUNK = 1 << 16
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -116,15 +118,13 @@ def _gather_groups(x, enc, use_enc, pair_in, pair_out, starts, goff_ptr, goffs, 
 
 
 @nb.njit(parallel=True, cache=True)
-def _sum_slots(y, slot_of, out):
-    """``out[i] = sum_g y[slot_of[g, i]]`` over the groups present at row ``i`` (slot ``>= 0``)."""
+def _add_rows(y, rows, out):
+    """``out[rows[t]] += y[t]`` for distinct ``rows`` (one group's slots), one thread per row."""
     c_dim = y.shape[1]
-    for i in nb.prange(slot_of.shape[1]):
-        for g in range(slot_of.shape[0]):
-            s = slot_of[g, i]
-            if s >= 0:
-                for c in range(c_dim):
-                    out[i, c] += y[s, c]
+    for t in nb.prange(y.shape[0]):
+        r = rows[t]
+        for c in range(c_dim):
+            out[r, c] += y[t, c]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -223,13 +223,11 @@ class _Slots:
                                self.goff_ptr, self.goffs, self.slot_of, out.numpy())
         return out
 
-    def sum_rows(self, y: Tensor) -> Tensor:
-        """``out [N_out, C]``, ``out[i] = sum over the (compact) slots of row i of y``."""
-        out = y.new_zeros((self.kmap.num_out, y.shape[1]))
-        if self.num_slots:
-            with _numba_threads(self.num_slots * y.shape[1]):
-                _sum_slots(y.numpy(), self.slot_of, out.numpy())
-        return out
+    def blocks(self, chunk: int):
+        """``(g, start, end)``: the compact slot blocks of every group, cut into pieces of ``chunk`` rows."""
+        for g in range(len(self.gstart) - 1):
+            for c0 in range(int(self.gstart[g]), int(self.gstart[g + 1]), chunk):
+                yield g, c0, min(int(self.gstart[g + 1]), c0 + chunk)
 
     def scatter(self, d_a: Tensor, need_x: bool, need_e: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         """``(dx [N_in, C], dE [K, C])`` from ``d_a [num_slots, C]`` (``None`` where not needed)."""
@@ -309,19 +307,23 @@ class GroupAggregateFunction(torch.autograd.Function):
 
 
 class GroupConvFunction(torch.autograd.Function):
-    """``out = sum_g A_g @ W[g]`` on compact slots (numba path); saves the compact ``A`` and the slots."""
+    """``out = sum_g A_g @ W[g]`` on compact slots (numba path). The GEMM outputs go through a small
+    reused buffer (``_GEMM_CHUNK`` rows) straight into ``out``; saves the compact ``A`` and the slots."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                 group: Tensor) -> Tensor:
         slots = _Slots(kmap, group.numpy(), weight.shape[0], compact=True)
         a = slots.gather(features, encoding)
-        y = a.new_empty((a.shape[0], weight.shape[2]))
-        for g in range(weight.shape[0]):
-            s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
-            if e > s:
-                torch.mm(a[s:e], weight[g], out=y[s:e])
-        out = slots.sum_rows(y)
+        c_out = weight.shape[2]
+        out = features.new_zeros((kmap.num_out, c_out))
+        buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
+        out_np = out.numpy()
+        for g, s, e in slots.blocks(_GEMM_CHUNK):
+            y = buf[: e - s]
+            torch.mm(a[s:e], weight[g], out=y)
+            with _numba_threads((e - s) * c_out):
+                _add_rows(y.numpy(), slots.rows[s:e], out_np)
         ctx.slots = slots
         ctx.save_for_backward(a, weight)
         return out
@@ -331,17 +333,18 @@ class GroupConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         a, weight = ctx.saved_tensors
         slots: _Slots = ctx.slots
-        g_rows = grad_out.contiguous().index_select(0, torch.from_numpy(slots.rows))  # dOut at every slot
-        d_a = a.new_empty(a.shape) if (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]) else None
+        grad_out = grad_out.contiguous()
+        rows = torch.from_numpy(slots.rows)
+        need_a = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        d_a = a.new_empty(a.shape) if need_a else None
         d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        for g in range(weight.shape[0]):
-            s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
-            if e == s:
-                continue
+        buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
+        for g, s, e in slots.blocks(_GEMM_CHUNK):
+            g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
             if d_a is not None:
-                torch.mm(g_rows[s:e], weight[g].t(), out=d_a[s:e])
+                torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
             if d_w is not None:
-                torch.mm(a[s:e].t(), g_rows[s:e], out=d_w[g])
+                d_w[g].addmm_(a[s:e].t(), g_rows)
         d_x = d_e = None
         if d_a is not None:
             d_x, d_e = slots.scatter(d_a, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
