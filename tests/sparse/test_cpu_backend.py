@@ -157,3 +157,25 @@ def test_scatter_add_with_repeated_destinations():
     ref = np.zeros((7, 64), np.float64)
     np.add.at(ref, idx, buf.astype(np.float64))
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_conv_bias_folded_into_accumulator(dtype):
+    """``sparse_conv`` with bias equals conv + bias, with gradients for input, weight and bias."""
+    rng = np.random.default_rng(7)
+    idx = random_sites(rng, 200, (9, 9, 9), batch_size=1)
+    kmap = build_submanifold_map(idx, (9, 9, 9), 1, ConvGeometry.create(3, 3))
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn((200, 6), generator=gen, dtype=dtype, requires_grad=True)
+    w = torch.randn((5, 3, 3, 3, 6), generator=gen, dtype=dtype, requires_grad=True)
+    b = torch.randn(5, generator=gen, dtype=dtype, requires_grad=True)
+    out = F.sparse_conv(x, w, kmap, bias=b)
+    g = torch.randn(out.shape, generator=gen, dtype=dtype)
+    grads = torch.autograd.grad(out, (x, w, b), g)
+    x2, w2, b2 = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    ref = F.gather_gemm_scatter(x2, F.module_weight_to_grouped(w2, 1), kmap, 200, backend="torch") + b2
+    ref_grads = torch.autograd.grad(ref, (x2, w2, b2), g)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    torch.testing.assert_close(out, ref, **tol)
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, **tol)

@@ -102,11 +102,19 @@ def _np(t: Tensor):
     return t.detach().numpy()
 
 
-def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int) -> Tensor:
+def _init_out(x: Tensor, num_out: int, c_out: int, bias: Optional[Tensor]) -> Tensor:
+    """The accumulator: zeros, or ``bias`` in every row (saves a separate pass adding it)."""
+    if bias is None:
+        return x.new_zeros((num_out, c_out))
+    return bias.detach().to(x.dtype).reshape(1, c_out).expand(num_out, c_out).contiguous()
+
+
+def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
+               bias: Optional[Tensor] = None) -> Tensor:
     from . import cpu_kernels as ck
 
     x = x.contiguous()
-    out = x.new_zeros((num_out, c_out))
+    out = _init_out(x, num_out, c_out, bias)
     if starts[-1] == 0:
         return out
     tile = _tile_rows(max(x.shape[1], c_out), x.element_size())
@@ -122,12 +130,14 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
 
 
 def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False,
-                        backend: Optional[str] = None) -> Tensor:
-    """``out[j] = sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` with block-diagonal groups.
+                        backend: Optional[str] = None, bias: Optional[Tensor] = None) -> Tensor:
+    """``out[j] = bias + sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` with block-diagonal groups.
 
     ``weight`` is ``[K, G, A, B]``; with ``adjoint=True`` pairs run output → input and ``W[k]^T`` is used
-    (the input gradient of the forward). ``backend=None`` picks the dataflow by :func:`_use_numba`;
-    ``"torch"`` forces the per-offset torch path (the reference; differentiable by autograd).
+    (the input gradient of the forward). ``bias`` (optional ``[C_out]``) initialises the accumulator
+    (no gradient flows to it here). ``backend=None`` picks the dataflow by :func:`_use_numba`;
+    ``"torch"`` forces the per-offset torch path (the reference; differentiable by autograd in ``x``
+    and ``weight``).
     """
     if backend not in (None, "torch"):
         raise ValueError(f"backend must be None or 'torch', got {backend!r}")
@@ -136,8 +146,8 @@ def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int
     c_out = g * (a if adjoint else b)
     src_all, dst_all = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
     if backend is None and _use_numba(x, weight, kmap):
-        return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out)
-    out = x.new_zeros((num_out, c_out))
+        return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out, bias)
+    out = x.new_zeros((num_out, c_out)) if bias is None else x.new_zeros((num_out, c_out)) + bias.detach()
     for k in range(kmap.kernel_volume):
         p_in, p_out = kmap.pairs(k)
         if p_in.numel() == 0:
@@ -192,13 +202,14 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
 
 
 class SparseConvFunction(torch.autograd.Function):
-    """Autograd wrapper of :func:`gather_gemm_scatter`; saves only the input and the weight."""
+    """Autograd wrapper of :func:`gather_gemm_scatter` (with an optional bias folded into the
+    accumulator, ``d_bias = sum_rows d_out``); saves only the input and the weight."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
+    def forward(ctx, features: Tensor, weight: Tensor, kmap: KernelMap, bias: Optional[Tensor] = None) -> Tensor:
         ctx.kmap = kmap
         ctx.save_for_backward(features, weight)
-        return gather_gemm_scatter(features, weight, kmap, kmap.num_out)
+        return gather_gemm_scatter(features, weight, kmap, kmap.num_out, bias=bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -207,15 +218,16 @@ class SparseConvFunction(torch.autograd.Function):
         kmap: KernelMap = ctx.kmap
         grad_out = grad_out.contiguous()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_b = grad_out.sum(dim=0) if len(ctx.needs_input_grad) > 3 and ctx.needs_input_grad[3] else None
         if _use_numba(grad_out, weight, kmap) and features.dtype == grad_out.dtype:
             grad_x, grad_w = _backward_numba(features, grad_out, weight, kmap, need_x, need_w)
-            return grad_x, grad_w, None
+            return grad_x, grad_w, None, grad_b
         grad_x = grad_w = None
         if need_x:
             grad_x = gather_gemm_scatter(grad_out, weight, kmap, kmap.num_in, adjoint=True)
         if need_w:
             grad_w = weight_gradient(features, grad_out, kmap, weight.shape)
-        return grad_x, grad_w, None
+        return grad_x, grad_w, None, grad_b
 
 
 def sparse_conv(features: Tensor, weight: Tensor, kmap: KernelMap, groups: int = 1,
@@ -223,6 +235,8 @@ def sparse_conv(features: Tensor, weight: Tensor, kmap: KernelMap, groups: int =
     """Sparse convolution of ``features [N_in, C_in]`` by a spconv-layout ``weight
     [C_out, *kernel, C_in / groups]`` over ``kmap``; returns ``[N_out, C_out]``."""
     grouped = module_weight_to_grouped(weight, groups)
+    if bias is not None and bias.dtype == features.dtype and bias.shape == (grouped.shape[1] * grouped.shape[3],):
+        return SparseConvFunction.apply(features, grouped, kmap, bias)
     out = SparseConvFunction.apply(features, grouped, kmap)
     if bias is not None:
         out = out + bias
