@@ -400,7 +400,7 @@ def run(quick: bool) -> str:
     inputs = common.load_inputs(quick)
     for inp in inputs:
         _SITES[inp.name] = inp.num_sites
-    reps = 2 if quick else 5
+    reps = 2 if quick else 3
     thread_counts = sorted({common_default_threads(), 1}, reverse=True)
     cases = [(inp, layer, t) for inp in inputs for layer in layers(quick) for t in thread_counts]
     results = []
