@@ -194,10 +194,12 @@ class _Slots:
         self.starts = _starts(kmap)
         self.pair_in = kmap.pair_in.numpy()
         self.pair_out = kmap.pair_out.numpy()
+        self.pair_k = _pair_offsets(kmap)
         order = np.argsort(group, kind="stable")
         self.goffs = order.astype(np.int64)
         self.goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
         n = kmap.num_out
+        index_dtype = np.int32 if n * num_groups < 2 ** 31 else np.int64  # half the bytes when it fits
         if compact:
             present = np.zeros((num_groups, n), dtype=np.uint8)
             with _numba_threads(kmap.num_pairs):
@@ -205,12 +207,13 @@ class _Slots:
             counts = present.sum(axis=1, dtype=np.int64)
             self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self.num_slots = int(self.gstart[-1])
-            self.slot_of = np.empty((num_groups, n), dtype=np.int64)
+            self.slot_of = np.empty((num_groups, n), dtype=index_dtype)
             self.rows = np.empty(self.num_slots, dtype=np.int64)
             with _numba_threads(num_groups * n):
                 _number_slots(present, self.gstart, self.slot_of, self.rows)
         else:
-            self.slot_of = np.arange(n, dtype=np.int64)[None, :] * num_groups + np.arange(num_groups)[:, None]
+            self.slot_of = (np.arange(n, dtype=index_dtype)[None, :] * num_groups
+                            + np.arange(num_groups, dtype=index_dtype)[:, None])
             self.num_slots = n * num_groups
 
     def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
@@ -238,8 +241,8 @@ class _Slots:
             with _numba_threads(self.kmap.num_pairs * c_dim):
                 if need_x:
                     ptr_in, perm_in = _csr(self.pair_in, self.kmap.num_in)
-                    _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, _pair_offsets(self.kmap),
-                                   self.group, self.slot_of, d_x.numpy())
+                    _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, self.pair_k, self.group,
+                                   self.slot_of, d_x.numpy())
                 if need_e:
                     _encoding_grad_slots(d_a.numpy(), self.starts, self.pair_out, self.group, self.slot_of,
                                          d_e.numpy())
