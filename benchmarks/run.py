@@ -43,6 +43,7 @@ def run_module(path: Path, quick: bool) -> str:
     module = importlib.util.module_from_spec(spec)
     t0 = time.perf_counter()
     try:
+        sys.modules[path.stem] = module  # dataclasses and pickling look modules up here
         spec.loader.exec_module(module)
         section = module.run(quick)
     except Exception:  # a broken module must not hide the others' results
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
         f"- Command: `{command}` (`make bench` runs it without options)",
         "",
     ]
-    text = "\n".join(header) + "\n\n".join(sections) + "\n"
+    text = "\n".join(header) + "\n" + "\n\n".join(sections) + "\n"
     args.output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

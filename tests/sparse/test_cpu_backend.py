@@ -145,6 +145,25 @@ def test_tiles_span_offsets_and_split_large_ones():
         assert sum(e - s for kk, s, e in covered if kk == k) == starts[k + 1] - starts[k]
 
 
+def test_tiles_skip_offset():
+    starts = (0, 3, 8, 10)
+    tiles = list(F._tiles(starts, 4, skip=1))
+    covered = [(k, a + s, a + e) for a, _, segs in tiles for k, s, e in segs]
+    assert sorted(covered) == [(0, 0, 3), (2, 8, 10)]
+
+
+def test_identity_offset_detected_only_for_identity_pairs():
+    rng = np.random.default_rng(5)
+    idx = random_sites(rng, 120, (8, 8, 8), batch_size=1)
+    for backend in (NUMBA, TORCH):
+        kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), backend=backend)
+        assert F._identity_offset(kmap) == 13
+    even = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 2))
+    assert F._identity_offset(even) == -1
+    strided = build_regular_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3, 2, 1))
+    assert F._identity_offset(strided) == -1
+
+
 def test_scatter_add_with_repeated_destinations():
     """The numba scatter-add accumulates repeated destination rows."""
     from largekernel3d.sparse import cpu_kernels

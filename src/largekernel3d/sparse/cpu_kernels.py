@@ -151,14 +151,14 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
 
 @nb.njit(cache=True, nogil=True)
 def _mirror(pair_in, pair_out, starts, perm):
-    """Fill the centre offset (identity pairs) and every offset ``k`` before it from its mirror
+    """Fill the centre offset (identity pairs ``(r, r)`` in row order) and every offset ``k`` before it from its mirror
     ``K - 1 - k``: pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at ``-d``."""
     kv = starts.shape[0] - 1
     c = kv // 2
     s = starts[c]
-    for r in range(perm.shape[0]):
-        pair_in[s + r] = perm[r]
-        pair_out[s + r] = perm[r]
+    for r in range(perm.shape[0]):  # in row order, so compute can treat it as a dense GEMM
+        pair_in[s + r] = r
+        pair_out[s + r] = r
     for k in range(c):
         s = starts[k]
         ms = starts[kv - 1 - k]
@@ -321,3 +321,12 @@ def scatter_add_rows(buf, idx, start, stop, out):
         o = idx[start + r]
         for j in range(c):
             out[o, j] += buf[r, j]
+
+
+@nb.njit(cache=True, nogil=True)
+def is_identity(pair_in, pair_out, start, stop):
+    """True when ``pair_in[start + r] == pair_out[start + r] == r`` for every ``r < stop - start``."""
+    for r in range(stop - start):
+        if pair_in[start + r] != r or pair_out[start + r] != r:
+            return False
+    return True

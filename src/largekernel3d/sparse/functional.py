@@ -78,24 +78,43 @@ def _tile_rows(channels: int, itemsize: int) -> int:
     return int(min(_MAX_TILE_ROWS, max(_MIN_TILE_ROWS, _TILE_BYTES // max(1, channels * itemsize))))
 
 
-def _tiles(starts, tile: int):
+def _tiles(starts, tile: int, skip: int = -1):
     """Consecutive pair ranges ``[a, b)`` of at most ``tile`` pairs, with the offset segments
-    ``(k, s, e)`` (relative to ``a``) that each range covers."""
+    ``(k, s, e)`` (relative to ``a``) that each range covers; the pairs of offset ``skip`` (if
+    ``>= 0``) are left out."""
     total = starts[-1]
     kv = len(starts) - 1
-    k = 0
-    for a in range(0, total, tile):
-        b = min(total, a + tile)
-        while starts[k + 1] <= a:
-            k += 1
-        segs = []
-        j = k
-        while j < kv and starts[j] < b:
-            s, e = max(a, starts[j]), min(b, starts[j + 1])
-            if e > s:
-                segs.append((j, s - a, e - a))
-            j += 1
-        yield a, b, segs
+    spans = [(0, total)] if skip < 0 else [(0, starts[skip]), (starts[skip + 1], total)]
+    for lo, hi in spans:
+        k = 0
+        for a in range(lo, hi, tile):
+            b = min(hi, a + tile)
+            while starts[k + 1] <= a:
+                k += 1
+            segs = []
+            j = k
+            while j < kv and starts[j] < b:
+                s, e = max(a, starts[j]), min(b, starts[j + 1])
+                if e > s:
+                    segs.append((j, s - a, e - a))
+                j += 1
+            yield a, b, segs
+
+
+def _identity_offset(kmap: KernelMap) -> int:
+    """The offset whose pairs are exactly ``(r, r)`` for every row ``r`` in order (the centre of a
+    submanifold map with an odd kernel, as both builders write it), or ``-1``. Its product needs no
+    gather/scatter: it is one dense GEMM that also initialises the accumulator."""
+    from . import cpu_kernels as ck
+
+    kv = kmap.kernel_volume
+    if kmap.num_in != kmap.num_out or kv % 2 == 0 or kmap.num_in == 0:
+        return -1
+    c = kv // 2
+    s, e = kmap.offset_starts[c], kmap.offset_starts[c + 1]
+    if e - s != kmap.num_in or not ck.is_identity(_np(kmap.pair_in), _np(kmap.pair_out), s, e):
+        return -1
+    return c
 
 
 def _np(t: Tensor):
@@ -110,18 +129,23 @@ def _init_out(x: Tensor, num_out: int, c_out: int, bias: Optional[Tensor]) -> Te
 
 
 def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
-               bias: Optional[Tensor] = None) -> Tensor:
+               bias: Optional[Tensor] = None, identity: int = -1) -> Tensor:
     from . import cpu_kernels as ck
 
     x = x.contiguous()
-    out = _init_out(x, num_out, c_out, bias)
+    if identity >= 0:  # the identity offset's GEMM initialises the accumulator
+        out = _apply_offset(x, w[identity])
+        if bias is not None:
+            out += bias.detach().to(out.dtype)
+    else:
+        out = _init_out(x, num_out, c_out, bias)
     if starts[-1] == 0:
         return out
     tile = _tile_rows(max(x.shape[1], c_out), x.element_size())
     buf_in = x.new_empty((tile, x.shape[1]))
     buf_out = x.new_empty((tile, c_out))
     xn, srcn, dstn, bin_, bout, outn = (_np(t) for t in (x, src, dst, buf_in, buf_out, out))
-    for a, b, segs in _tiles(starts, tile):
+    for a, b, segs in _tiles(starts, tile, identity):
         ck.gather_rows(xn, srcn, a, b, bin_)
         for k, s, e in segs:
             _apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
@@ -146,7 +170,7 @@ def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int
     c_out = g * (a if adjoint else b)
     src_all, dst_all = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
     if backend is None and _use_numba(x, weight, kmap):
-        return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out, bias)
+        return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out, bias, _identity_offset(kmap))
     out = x.new_zeros((num_out, c_out)) if bias is None else x.new_zeros((num_out, c_out)) + bias.detach()
     for k in range(kmap.kernel_volume):
         p_in, p_out = kmap.pairs(k)
@@ -177,17 +201,23 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     g, a, b = weight.shape[1:]
     c_in, c_out = g * a, g * b
     x = x.contiguous()
-    grad_x = x.new_zeros((kmap.num_in, c_in)) if need_x else None
+    wt = weight.transpose(2, 3)
+    identity = _identity_offset(kmap)
     grad_w = weight.new_zeros(weight.shape) if need_w else None
+    if identity >= 0:  # identity offset: dense GEMMs, no gather/scatter
+        grad_x = _apply_offset(grad_out, wt[identity]) if need_x else None
+        if need_w:
+            grad_w[identity] = _weight_block(x, grad_out, g)
+    else:
+        grad_x = x.new_zeros((kmap.num_in, c_in)) if need_x else None
     if kmap.num_pairs == 0:
         return grad_x, grad_w
-    wt = weight.transpose(2, 3)
     tile = _tile_rows(max(c_in, c_out), x.element_size())
     buf_g = grad_out.new_empty((tile, c_out))
     buf_x = x.new_empty((tile, c_in)) if need_w else None
     buf_y = x.new_empty((tile, c_in)) if need_x else None
     pin, pout, gn, xn, bg = (_np(t) for t in (kmap.pair_in, kmap.pair_out, grad_out, x, buf_g))
-    for lo, hi, segs in _tiles(kmap.offset_starts, tile):
+    for lo, hi, segs in _tiles(kmap.offset_starts, tile, identity):
         ck.gather_rows(gn, pout, lo, hi, bg)
         if need_w:
             ck.gather_rows(xn, pin, lo, hi, _np(buf_x))
