@@ -402,10 +402,15 @@ def run(quick: bool) -> str:
         _SITES[inp.name] = inp.num_sites
     reps = 2 if quick else 3
     thread_counts = sorted({common_default_threads(), 1}, reverse=True)
-    cases = [(inp, layer, t) for inp in inputs for layer in layers(quick) for t in thread_counts]
+    # the layers of the targets first, 1 thread (spconv's reliable setting) before the default
+    order = sorted(layers(quick), key=lambda l: (l.kind != "subm", l.kernel == 5, l.channels, l.kernel))
+    cases = [(inp, layer, t) for layer in order for t in sorted(thread_counts) for inp in inputs]
     results = []
-    for n, (inp, layer, t) in enumerate(tqdm(cases, desc="engine cases", file=sys.stderr)):
+    bar = tqdm(cases, desc="engine cases", file=sys.stderr)
+    for n, (inp, layer, t) in enumerate(bar):
         results.append(bench_case(sp, inp, layer, t, reps, seed=n))
+        bar.write(results_table(results[-1:]).splitlines()[-1], file=sys.stderr)  # progress: the new row
+    results.sort(key=lambda r: ([i.name for i in inputs].index(r.input), layers(quick).index(r.layer), -r.threads))
     engines = ["ours"] + (["spconv"] if sp is not None else [])
     for inp in tqdm(inputs, desc="peak memory", file=sys.stderr):
         mem = measure_memory(inp, engines, quick)
