@@ -3,14 +3,7 @@
 import pytest
 import yaml
 
-TINY = {
-    "name": "tiny_cli", "seed": 0,
-    "data": {"dataset": "generated", "num_train_scenes": 2, "num_val_scenes": 2, "points_per_scene": 1500,
-             "voxel_size": 0.25},
-    "model": {"name": "largekernel3d_seg", "layers": [1] * 8, "planes": [8] * 8, "init_dim": 8,
-              "stage_kernel_sizes": [3, 3, 3, 3], "stage_conv_types": "plain"},
-    "train": {"epochs": 1, "batch_size": 2, "optimizer": "sgd", "lr": 0.05, "progress": False, "device": "cpu"},
-}
+from cli_tiny import TINY
 
 
 @pytest.fixture
@@ -21,7 +14,7 @@ def tiny_yaml(tmp_path):
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def single_thread():
     """One torch/numba thread (shared 2-core CI machines); restored afterwards."""
     import torch

@@ -12,7 +12,7 @@ from largekernel3d.cli.seg import load_run_config, shipped_configs
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny training run through the CLI; returns its folder."""
-    from conftest import TINY
+    from cli_tiny import TINY
     folder = tmp_path_factory.mktemp("cli")
     cfg = folder / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(dict(TINY, output_dir=str(folder / "run"))))

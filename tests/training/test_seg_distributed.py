@@ -20,7 +20,7 @@ def _free_port():
 def _worker(rank, world, port, out_dir, results_dir):
     import torch
 
-    from conftest import tiny_run_config
+    from seg_tiny import tiny_run_config
     from largekernel3d.training import SegmentationTrainer, context_from_group
 
     torch.set_num_threads(1)

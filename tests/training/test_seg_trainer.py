@@ -34,7 +34,7 @@ def _assert_same_weights(a, b):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """An uninterrupted 2-epoch run (2 steps per epoch) with mid-epoch checkpoints."""
-    from conftest import tiny_run_config
+    from seg_tiny import tiny_run_config
     out = tmp_path_factory.mktemp("ref")
     cfg = tiny_run_config(out, ["train.checkpoint_every_steps=1"])
     result = SegmentationTrainer(cfg).fit()
