@@ -171,3 +171,16 @@ def test_bad_inputs_name_the_problem():
         SWLKConv3d(3, 4, 3).double()(x)
     with pytest.raises(TypeError, match="SparseConvTensor"):
         SWLKConv3d(3, 4, 3)(x.features)
+
+
+@pytest.mark.parametrize("num_sites", [0, 1])
+def test_empty_and_single_site_inputs(num_sites):
+    layer = make_layer(3, 4, kernel_size=5, dilated_branch=True, bias=True)
+    feats = torch.randn(num_sites, 3, requires_grad=True)
+    x = SparseConvTensor(feats, torch.zeros(num_sites, 4, dtype=torch.int32), [5, 5, 5], 1)
+    y = layer(x).features
+    assert y.shape == (num_sites, 4)
+    y.sum().backward()
+    if num_sites:  # one site: only the centre (group weight + dilated centre tap) and the bias act
+        w_c = layer.weight[layer.group_index[layer.partition.centre_offset]] + layer.dilated.weight[:, 1, 1, 1].t()
+        torch.testing.assert_close(y, feats @ w_c + layer.bias)
