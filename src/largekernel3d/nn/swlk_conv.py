@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..sparse.conv import SubMConv3d, get_or_build_map
 from ..sparse.geometry import ConvGeometry
-from ..sparse.group_aggregate import group_aggregate, group_conv
+from ..sparse.group_aggregate import group_conv
 from ..sparse.kernel_map import SUBMANIFOLD, KernelMap
 from ..sparse.modules import SparseModule, check_parameter_match, check_sparse_input
 from ..sparse.tensor import SparseConvTensor
@@ -132,11 +132,6 @@ class SWLKConv3d(SparseModule):
     def kernel_map(self, x: SparseConvTensor) -> KernelMap:
         """The (cached or new) ``k``-window submanifold kernel map on ``x``'s sites."""
         return get_or_build_map(x, SUBMANIFOLD, self.geometry, self.indice_key)
-
-    def aggregate(self, x: SparseConvTensor, kmap: Optional[KernelMap] = None) -> Tensor:
-        """``A [N, G, C_in]``: the per-group sums of neighbour features plus encodings."""
-        kmap = self.kernel_map(x) if kmap is None else kmap
-        return group_aggregate(x.features, self.effective_encoding(), kmap, self.group_index, self.num_groups)
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         name = type(self).__name__
