@@ -16,8 +16,10 @@ Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dt
   (about 1 MiB of gathered rows, so they stay in cache). Per tile: one numba gather of the
   source rows into a reused buffer, one ``torch.mm`` per offset segment of the tile into a second
   buffer, one numba scatter-add into the output (gather and scatter are serial, memory-bound loops;
-  the GEMMs use torch's threads). The backward pass gathers ``d_out`` once per tile and uses it for both
-  ``d_in`` and ``d_W``. Peak extra memory is two tiles, never ``[P, C]``.
+  the GEMMs use torch's threads). An offset whose pairs are the identity ``(r, r)`` (the centre of a
+  submanifold map) skips gather/scatter: its dense GEMM initialises the accumulator (with the bias).
+  The backward pass gathers ``d_out`` once per tile and uses it for both ``d_in`` and ``d_W``. Peak
+  extra memory is two or three tiles, never ``[P, C]``.
 * ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.
 """
 
