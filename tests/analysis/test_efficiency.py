@@ -36,7 +36,7 @@ def test_table_parameters_and_timings(tmp_path):
 def test_cli_writes_markdown_and_png_on_the_generated_scene(tmp_path, capsys):
     out = tmp_path / "eff"
     rc = main(["bench", "efficiency", "--kernels", "3,5", "--channels", "4", "--repeats", "1", "--out-dir", str(out),
-               "--data-root", str(tmp_path / "missing"), "--num-points", "3000"])
+               "--data-root", str(tmp_path / "missing"), "--num-points", "3000", "--threads", "1"])
     assert rc == 0
     text = (out / "efficiency.md").read_text()
     assert "generated indoor scene" in text and "| 3 |" in text and "| 5 |" in text

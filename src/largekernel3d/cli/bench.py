@@ -25,8 +25,14 @@ def _kernel_list(text: str) -> List[int]:
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
+    import torch
+
     from ..analysis.efficiency import run_efficiency
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     md, png, rows = run_efficiency(Path(args.out_dir), args.kernels, args.channels, args.repeats, args.plain_budget_s,
                                    Path(args.data_root), num_points=args.num_points)
     print(md.read_text())
@@ -49,6 +55,8 @@ def register(verbs, top) -> None:
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT),
                    help="shared data folder with kitti/training/velodyne/000001.bin (default: ../shared/data); "
                         "a generated scene is used when it is missing")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch (and numba) threads; 1 gives stable timings on a shared machine (default: torch's)")
     p.add_argument("--num-points", type=int, default=100_000, help="points of the generated fallback scene")
     p.set_defaults(func=cmd_efficiency)
 
