@@ -8,7 +8,8 @@ with kernel size 1 (which leaves the row-major offset numbering unchanged).
 Submanifold maps (``in = out + dilation * (k - kernel_size // 2)``) are found along *lines*: sites
 sorted by ``(b, c0, c1, c2)`` fall into runs of equal ``(b, c0, c1)``. For an output line and a
 kernel row ``(k0, k1)`` the neighbour line ``(b, c0 + d0 (k0 - m0), c1 + d1 (k1 - m1))`` is found once
-by binary search over the line keys, then a two-pointer sweep along ``c2`` emits every pair of that
+in the sorted line keys (a pointer per ``k0`` that only moves forward, as lines are visited in key
+order), then a two-pointer sweep along ``c2`` emits every pair of that
 line pair. Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
 site.
 
@@ -103,8 +104,10 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
     m0, m1, m2 = k0 // 2, k1 // 2, k2 // 2
     d0, d1, d2 = dil[0], dil[1], dil[2]
     num_lines = line_key.shape[0]
+    ptr = np.empty(k0, np.int64)
     for blk in range(blk_lo, blk_hi):
         row = table[blk]
+        ptr[:] = -1  # per kernel row i0: first neighbour-line candidate; its target key never decreases
         for line in range(blocks[blk], blocks[blk + 1]):
             lk = line_key[line]
             y = lk % s1
@@ -119,7 +122,14 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
                 rowbase = (b * s0 + xn) * s1
                 ylo = y if (half and i0 == m0) else max(y - m1 * d1, 0)
                 yhi = min(y + (k1 - 1 - m1) * d1, s1 - 1)
-                m = np.searchsorted(line_key, rowbase + ylo)
+                target = rowbase + ylo
+                m = ptr[i0]
+                if m < 0:
+                    m = np.searchsorted(line_key, target)
+                else:
+                    while m < num_lines and line_key[m] < target:
+                        m += 1
+                ptr[i0] = m
                 while m < num_lines and line_key[m] <= rowbase + yhi:
                     dy = line_key[m] - rowbase - y
                     if dy % d1 == 0:
