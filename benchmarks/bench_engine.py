@@ -14,7 +14,8 @@ for both engines, calls alternating between engines, medians after a warm-up rou
 Plus the dense baseline (``F.conv3d`` forward + backward on the densified ScanNet grid) and a
 profile of where our time goes (map, gather, GEMM, scatter).
 
-Run standalone: ``python benchmarks/bench_engine.py [--quick]``.
+Run standalone: ``python benchmarks/bench_engine.py [--quick] [--extras]`` (``--extras``: only memory,
+dense baseline and profile).
 """
 
 from __future__ import annotations
@@ -448,8 +449,31 @@ def run(quick: bool) -> str:
     return "\n".join(parts)
 
 
+def extras(quick: bool) -> str:
+    """Only the parts that need no engine-vs-engine timing rounds: peak memory per input and layer,
+    the dense baseline and the time profile (``python benchmarks/bench_engine.py --extras``)."""
+    sp = common.load_spconv()
+    inputs = common.load_inputs(quick)
+    reps = 2 if quick else 3
+    engines = ["ours"] + (["spconv"] if sp is not None else [])
+    rows = []
+    for inp in tqdm(inputs, desc="peak memory", file=sys.stderr):
+        mem = measure_memory(inp, engines, quick)
+        for layer in layers(quick):
+            rows.append([inp.name, layer.name] + [common.fmt(mem.get((layer.name, e))) for e in engines])
+    return "\n".join([
+        "### Peak memory of one first call (MiB, RSS high-water mark, own process per engine)", "",
+        common.markdown_table(["input", "layer"] + [f"{e} peak MiB" for e in engines], rows), "",
+        "### Dense baseline", "", dense_baseline(inputs, reps), "",
+        "### Where our time goes", "",
+        profile(inputs[-1] if quick else next((i for i in inputs if i.name.startswith("KITTI")), inputs[0]), reps),
+    ])
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--memory-worker"]:
         _memory_worker(sys.argv[2], sys.argv[3])
+    elif "--extras" in sys.argv[1:]:
+        print(extras(quick="--quick" in sys.argv[1:]))
     else:
         print(run(quick="--quick" in sys.argv[1:]))
