@@ -14,8 +14,8 @@ for both engines, calls alternating between engines, medians after a warm-up rou
 Plus the dense baseline (``F.conv3d`` forward + backward on the densified ScanNet grid) and a
 profile of where our time goes (map, gather, GEMM, scatter).
 
-Run standalone: ``python benchmarks/bench_engine.py [--quick] [--extras]`` (``--extras``: only memory,
-dense baseline and profile).
+Run standalone: ``python benchmarks/bench_engine.py [--quick] [--extras] [--threads=N ...]``
+(``--extras``: only memory, dense baseline and profile; ``--threads=N``: time only these thread counts).
 """
 
 from __future__ import annotations
@@ -396,13 +396,14 @@ def profile(inp: common.SparseInput, reps: int) -> str:
                                      "GEMM calls"], rows))
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, threads: Optional[List[int]] = None) -> str:
+    """The engine section; ``threads``: thread counts to time (default: the machine's and 1)."""
     sp = common.load_spconv()
     inputs = common.load_inputs(quick)
     for inp in inputs:
         _SITES[inp.name] = inp.num_sites
     reps = 2 if quick else 3
-    thread_counts = sorted({common_default_threads(), 1}, reverse=True)
+    thread_counts = sorted(set(threads or [common_default_threads(), 1]), reverse=True)
     # the layers of the targets first, 1 thread (spconv's reliable setting) before the default
     order = sorted(layers(quick), key=lambda l: (l.kind != "subm", l.kernel == 5, l.channels, l.kernel))
     cases = [(inp, layer, t) for layer in order for t in sorted(thread_counts) for inp in inputs]
@@ -416,7 +417,7 @@ def run(quick: bool) -> str:
     for inp in tqdm(inputs, desc="peak memory", file=sys.stderr):
         mem = measure_memory(inp, engines, quick)
         for r in results:
-            if r.input == inp.name and r.threads == common_default_threads():
+            if r.input == inp.name and r.threads == max(thread_counts):
                 r.mem = {e: mem.get((r.layer.name, e)) for e in engines}
     parts = [
         "## Sparse-convolution engine vs spconv 2.3.8 (CPU)",
@@ -476,4 +477,5 @@ if __name__ == "__main__":
     elif "--extras" in sys.argv[1:]:
         print(extras(quick="--quick" in sys.argv[1:]))
     else:
-        print(run(quick="--quick" in sys.argv[1:]))
+        counts = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--threads=")]
+        print(run(quick="--quick" in sys.argv[1:], threads=counts or None))
