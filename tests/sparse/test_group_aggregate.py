@@ -161,3 +161,13 @@ def test_group_conv_bad_weight():
         group_conv(x.features, enc, torch.randn(7, 2, 4, dtype=torch.float64), kmap, group)
     with pytest.raises(TypeError, match="weight"):
         group_conv(x.features, enc, torch.randn(7, 3, 4), kmap, group)
+
+
+def test_numba_path_keeps_torchs_thread_count():
+    """numba runs on torch's thread count and never changes what torch uses (the one_thread fixture has
+    set torch to 1 thread; numba's OpenMP pool would reset it to the pool size on first use)."""
+    assert torch.get_num_threads() == 1
+    x, kmap, group, enc = _setup(kernel=5, num_groups=27, dtype=torch.float32)
+    weight = torch.randn(27, 3, 2, requires_grad=True)
+    group_conv(x.features, enc, weight, kmap, group, backend="numba").sum().backward()
+    assert torch.get_num_threads() == 1

@@ -33,7 +33,6 @@ Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torc
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import numba as nb
@@ -46,8 +45,6 @@ from .kernel_map import KernelMap
 BACKENDS = ("numba", "torch")
 # Pairs processed at once by the torch path (bounds the temporary [pairs, C] buffer).
 _TORCH_PAIR_CHUNK = 1 << 21
-# Below this many additions (pairs x channels) the numba kernels run on one thread.
-_PARALLEL_MIN_WORK = 1 << 20
 # Rows per GEMM of the compact path (the output buffer is reused: fresh large buffers cost page faults).
 _GEMM_CHUNK = 1 << 16
 
@@ -168,18 +165,17 @@ def _pair_offsets(kmap: KernelMap) -> np.ndarray:
     return np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
 
 
-@contextmanager
-def _numba_threads(work: int):
-    """Run the numba kernels on torch's thread count (one knob for the whole library), or on one thread
-    for small problems (``work`` additions below ``_PARALLEL_MIN_WORK``): on a busy machine waking the
-    pool costs milliseconds, far more than the work."""
-    want = 1 if work < _PARALLEL_MIN_WORK else torch.get_num_threads()
-    before = nb.get_num_threads()
-    nb.set_num_threads(max(1, min(want, nb.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        nb.set_num_threads(before)
+def _use_torch_threads() -> None:
+    """Run the numba kernels on torch's thread count (one knob for the whole library).
+
+    With numba's OpenMP layer, the first use of numba's thread pool resets the calling thread's OpenMP
+    thread count (which torch reports and uses) to numba's pool size; torch's count is put back then."""
+    t = torch.get_num_threads()
+    n = max(1, min(t, nb.config.NUMBA_NUM_THREADS))
+    nb.set_num_threads(n)
+    if torch.get_num_threads() != t or nb.get_num_threads() != n:
+        torch.set_num_threads(t)
+        nb.set_num_threads(n)
 
 
 class _Slots:
@@ -198,19 +194,18 @@ class _Slots:
         order = np.argsort(group, kind="stable")
         self.goffs = order.astype(np.int64)
         self.goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
+        _use_torch_threads()
         n = kmap.num_out
         index_dtype = np.int32 if n * num_groups < 2 ** 31 else np.int64  # half the bytes when it fits
         if compact:
             present = np.zeros((num_groups, n), dtype=np.uint8)
-            with _numba_threads(kmap.num_pairs):
-                _mark_groups(self.pair_out, self.starts, self.goff_ptr, self.goffs, present)
+            _mark_groups(self.pair_out, self.starts, self.goff_ptr, self.goffs, present)
             counts = present.sum(axis=1, dtype=np.int64)
             self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self.num_slots = int(self.gstart[-1])
             self.slot_of = np.empty((num_groups, n), dtype=index_dtype)
             self.rows = np.empty(self.num_slots, dtype=np.int64)
-            with _numba_threads(num_groups * n):
-                _number_slots(present, self.gstart, self.slot_of, self.rows)
+            _number_slots(present, self.gstart, self.slot_of, self.rows)
         else:
             self.slot_of = (np.arange(n, dtype=index_dtype)[None, :] * num_groups
                             + np.arange(num_groups, dtype=index_dtype)[:, None])
@@ -221,9 +216,9 @@ class _Slots:
         out = torch.zeros((self.num_slots, x.shape[1]), dtype=x.dtype)
         if self.kmap.num_pairs:
             enc_np = enc.numpy() if enc is not None else np.zeros((1, x.shape[1]), dtype=x.numpy().dtype)
-            with _numba_threads(self.kmap.num_pairs * x.shape[1]):
-                _gather_groups(x.numpy(), enc_np, enc is not None, self.pair_in, self.pair_out, self.starts,
-                               self.goff_ptr, self.goffs, self.slot_of, out.numpy())
+            _use_torch_threads()
+            _gather_groups(x.numpy(), enc_np, enc is not None, self.pair_in, self.pair_out, self.starts,
+                           self.goff_ptr, self.goffs, self.slot_of, out.numpy())
         return out
 
     def blocks(self, chunk: int):
@@ -238,14 +233,14 @@ class _Slots:
         d_x = torch.zeros((self.kmap.num_in, c_dim), dtype=d_a.dtype) if need_x else None
         d_e = torch.zeros((self.kmap.kernel_volume, c_dim), dtype=d_a.dtype) if need_e else None
         if self.kmap.num_pairs:
-            with _numba_threads(self.kmap.num_pairs * c_dim):
-                if need_x:
-                    ptr_in, perm_in = _csr(self.pair_in, self.kmap.num_in)
-                    _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, self.pair_k, self.group,
-                                   self.slot_of, d_x.numpy())
-                if need_e:
-                    _encoding_grad_slots(d_a.numpy(), self.starts, self.pair_out, self.group, self.slot_of,
-                                         d_e.numpy())
+            _use_torch_threads()
+            if need_x:
+                ptr_in, perm_in = _csr(self.pair_in, self.kmap.num_in)
+                _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, self.pair_k, self.group,
+                               self.slot_of, d_x.numpy())
+            if need_e:
+                _encoding_grad_slots(d_a.numpy(), self.starts, self.pair_out, self.group, self.slot_of,
+                                     d_e.numpy())
         return d_x, d_e
 
 
@@ -322,11 +317,11 @@ class GroupConvFunction(torch.autograd.Function):
         out = features.new_zeros((kmap.num_out, c_out))
         buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
         out_np = out.numpy()
+        _use_torch_threads()
         for g, s, e in slots.blocks(_GEMM_CHUNK):
             y = buf[: e - s]
             torch.mm(a[s:e], weight[g], out=y)
-            with _numba_threads((e - s) * c_out):
-                _add_rows(y.numpy(), slots.rows[s:e], out_np)
+            _add_rows(y.numpy(), slots.rows[s:e], out_np)
         ctx.slots = slots
         ctx.save_for_backward(a, weight)
         return out
