@@ -35,6 +35,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..data import IGNORE_INDEX
     from ..training import SegmentationTrainer, evaluate, load_trained_model
     from ..training import setup
+    from ..training.distributed import DistContext
 
     t0 = time.perf_counter()
     cfg = load_run_config(args.config, args.overrides, args.output)
@@ -53,8 +54,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     model, payload = load_trained_model(ckpt, device=trainer.ctx.device)
     split = trainer.split
     val_set = setup.voxelize(split.val, cfg, train=False)
-    scores = evaluate(model, val_set, split.num_classes, split.class_names, IGNORE_INDEX,
-                      device_ctx(trainer), batch_size=int(cfg["eval"]["batch_size"]), progress=False)
+    if result.final_eval is not None and result.best_epoch == len(result.history):
+        scores = result.final_eval  # the best checkpoint is the last epoch: its validation is this table
+    else:
+        scores = evaluate(model, val_set, split.num_classes, split.class_names, IGNORE_INDEX,
+                          DistContext(device=trainer.ctx.device), batch_size=int(cfg["eval"]["batch_size"]),
+                          progress=False)
     point = scores.point
     present = int((point.support > 0).sum())
     table = point.markdown(title=f"held-out generated scenes, original points (checkpoint {ckpt.name}, "
@@ -83,12 +88,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scores.voxel.write_csv(out / "best_per_class_voxels.csv")
     print(f"(this report is also in {out / 'results.md'})")
     return 0
-
-
-def device_ctx(trainer):
-    """A single-process context on the trainer's device (the demo evaluates in one process)."""
-    from ..training.distributed import DistContext
-    return DistContext(device=trainer.ctx.device)
 
 
 def register(verbs, top) -> None:
