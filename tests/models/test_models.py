@@ -12,10 +12,10 @@ from largekernel3d.models import MINKUNET_VARIANTS, MODEL_NAMES, build_model, co
 from largekernel3d.models.minkunet import MINKUNET34C_LAYERS, MINKUNET34C_PLANES
 
 IN_CHANNELS, NUM_CLASSES = 3, 5
-GRID = (24, 24, 24)
+GRID = (20, 20, 20)
 
 
-def tiny_scene(seed: int = 0, num_sites: int = 400, batch_size: int = 1):
+def tiny_scene(seed: int = 0, num_sites: int = 300, batch_size: int = 1):
     """A random scene with enough sites that the stride-16 level still has several (BatchNorm needs > 1)."""
     return random_sparse_tensor(GRID, IN_CHANNELS, num_sites=num_sites, batch_size=batch_size,
                                 dtype=torch.float32, seed=seed)
@@ -23,6 +23,12 @@ def tiny_scene(seed: int = 0, num_sites: int = 400, batch_size: int = 1):
 
 def config(name: str, **options) -> dict:
     return {"name": name, "in_channels": IN_CHANNELS, "num_classes": NUM_CLASSES, **options}
+
+
+def parameters_of(cfg: dict) -> int:
+    """``count_parameters`` of the network, built on the meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(cfg))
 
 
 # ---- independent parameter count, from the architecture's layer shapes -------------------------------------
@@ -67,34 +73,33 @@ def expected_params(layers, planes, kernels=(3, 3, 3, 3), types=("plain",) * 4, 
 @pytest.mark.parametrize("name", sorted(MINKUNET_VARIANTS))
 def test_minkunet_parameter_count_matches_architecture(name):
     layers, planes = MINKUNET_VARIANTS[name]
-    assert count_parameters(build_model(config(name))) == expected_params(layers, planes)
+    assert parameters_of(config(name)) == expected_params(layers, planes)
 
 
 @pytest.mark.parametrize("kernels, types", [((7, 7, 7, 7), ("swlk",) * 4), ((3, 3, 3, 3), ("plain",) * 4),
                                             ((5, 7, 3, 9), ("depthwise", "swlk", "plain", "dilated"))])
 def test_largekernel3d_parameter_count_matches_architecture(kernels, types):
-    model = build_model(config("largekernel3d_seg", stage_kernel_sizes=list(kernels), stage_conv_types=list(types)))
-    assert count_parameters(model) == expected_params(MINKUNET34C_LAYERS, MINKUNET34C_PLANES, kernels, types)
+    cfg = config("largekernel3d_seg", stage_kernel_sizes=list(kernels), stage_conv_types=list(types))
+    assert parameters_of(cfg) == expected_params(MINKUNET34C_LAYERS, MINKUNET34C_PLANES, kernels, types)
 
 
 def test_plain_3x3_largekernel3d_is_minkunet34c_and_swlk_adds_only_encodings():
-    base = count_parameters(build_model(config("minkunet34c")))
-    plain3 = build_model(config("largekernel3d_seg", stage_kernel_sizes=[3] * 4, stage_conv_types="plain"))
-    assert count_parameters(plain3) == base
-    no_pe = build_model(config("largekernel3d_seg", position_encoding=False))
-    assert count_parameters(no_pe) == base          # 27 shared 7³ weights = a 3³ kernel's worth
+    base = parameters_of(config("minkunet34c"))
+    assert parameters_of(config("largekernel3d_seg", stage_kernel_sizes=[3] * 4, stage_conv_types="plain")) == base
+    # 27 shared weights per 7³ SW-LK conv: exactly a 3³ kernel's worth
+    assert parameters_of(config("largekernel3d_seg", position_encoding=False)) == base
     # one 7³ × C_in encoding per conv: a stage of n blocks has 2n convs, the first reads the previous width
     stage_inputs = (32, 32, 64, 128)
     encodings = sum(7 ** 3 * (cin + (2 * n - 1) * c)
                     for n, c, cin in zip(MINKUNET34C_LAYERS[:4], MINKUNET34C_PLANES[:4], stage_inputs))
-    assert count_parameters(build_model(config("largekernel3d_seg"))) == base + encodings
+    assert parameters_of(config("largekernel3d_seg")) == base + encodings
 
 
 # ---- forward: logits on the input sites ----------------------------------------------------------------------
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_model_gives_logits_on_the_input_sites(name):
     torch.manual_seed(0)
-    x = tiny_scene(batch_size=2, num_sites=500)
+    x = tiny_scene(batch_size=2, num_sites=400)
     model = build_model(config(name))
     y = model(x)
     assert y.features.shape == (x.indices.shape[0], NUM_CLASSES)
@@ -181,3 +186,9 @@ def test_unknown_partition_is_rejected():
 def test_build_model_needs_a_mapping():
     with pytest.raises(TypeError, match="mapping"):
         build_model(["minkunet14a"])
+
+
+def test_meta_device_count_equals_cpu_count():
+    cfg = config("largekernel3d_seg", stage_conv_types=["swlk", "depthwise", "plain", "dilated"],
+                 layers=[1] * 8, planes=[8] * 8, init_dim=8)
+    assert parameters_of(cfg) == count_parameters(build_model(cfg)) > 0

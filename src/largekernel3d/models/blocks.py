@@ -144,7 +144,7 @@ class BasicBlock(nn.Module):
 
 
 class ConvBNReLU(nn.Module):
-    """``relu(bn(conv(x)))`` for a site-changing conv (the strided down convs and the inverse up convs)."""
+    """``relu(bn(conv(x)))``: the stem, the strided down convs and the inverse up convs."""
 
     def __init__(self, conv: nn.Module, channels: int, bn_momentum: float = 0.1) -> None:
         super().__init__()
