@@ -12,9 +12,10 @@ Every ``down`` is ``SparseConv3d(k=2, stride=2)`` + BN + ReLU keeping the width;
 ``SparseInverseConv3d`` of the down conv at the same level (same ``indice_key``), so it restores exactly the
 finer sites, followed by BN + ReLU; ``cat`` concatenates the skip features (decoder stage ``j`` gets
 ``planes[j-1] + skip`` channels). Stage ``s`` is ``layers[s-1]`` residual :class:`BasicBlock` s of width
-``planes[s-1]``. The output lives on the input sites: ``logits [N, num_classes]``.
+``planes[s-1]``. The output lives on the input sites: ``logits [N, num_classes]``. The grid is widened to a
+multiple of 16 inside the network, so that no site loses its parent at a coarser level.
 
-Encoder stages 1–4 take a :class:`ConvSpec` each (plain / SW-LK / depth-wise, any odd kernel); decoder
+Encoder stages 1–4 take a :class:`ConvSpec` each (plain / SW-LK / depth-wise / dilated, odd kernels); decoder
 stages are plain ``3³``. Everything is built from a ``backend`` module (our :mod:`largekernel3d.sparse`, or
 ``spconv.pytorch`` for the plain kinds), so the same architecture and state dict exist in both.
 """
