@@ -171,3 +171,17 @@ def test_numba_path_keeps_torchs_thread_count():
     weight = torch.randn(27, 3, 2, requires_grad=True)
     group_conv(x.features, enc, weight, kmap, group, backend="numba").sum().backward()
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("with_enc", [True, False])
+def test_group_conv_inference_path_equals_the_autograd_path(with_enc):
+    """Without gradients the numba path aggregates one group at a time into a reused buffer; same result."""
+    x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, seed=11)
+    enc = enc if with_enc else None
+    weight = torch.randn(27, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        fast = group_conv(x.features, enc, weight, kmap, group, backend="numba")
+    graph = group_conv(x.features, enc, weight.clone().requires_grad_(True), kmap, group, backend="numba")
+    torch.testing.assert_close(fast, graph.detach(), rtol=1e-12, atol=1e-12)
+    dense = group_conv(x.features, enc, weight, kmap, group, backend="torch")
+    torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12)

@@ -115,6 +115,24 @@ def _gather_groups(x, enc, use_enc, pair_in, pair_out, starts, goff_ptr, goffs, 
 
 
 @nb.njit(parallel=True, cache=True)
+def _gather_one_group(x, enc, use_enc, pair_in, pair_out, starts, offsets, slot_of_g, base, out):
+    """``out[slot_of_g[i] - base] += x[j] (+ enc[k])`` over the pairs of the ``offsets`` of one group
+    (offsets one after the other, the pairs of one offset in parallel: they have distinct outputs)."""
+    c_dim = x.shape[1]
+    for q in range(offsets.shape[0]):
+        k = offsets[q]
+        for p in nb.prange(starts[k], starts[k + 1]):
+            s = slot_of_g[pair_out[p]] - base
+            j = pair_in[p]
+            if use_enc:
+                for c in range(c_dim):
+                    out[s, c] += x[j, c] + enc[k, c]
+            else:
+                for c in range(c_dim):
+                    out[s, c] += x[j, c]
+
+
+@nb.njit(parallel=True, cache=True)
 def _add_rows(y, rows, out):
     """``out[rows[t]] += y[t]`` for distinct ``rows`` (one group's slots), one thread per row."""
     c_dim = y.shape[1]
@@ -418,7 +436,39 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
     if backend == "torch":
         a = GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, weight.shape[0], backend)
         return a.reshape(a.shape[0], -1).mm(weight.reshape(-1, weight.shape[2]))
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (features, enc, weight))
+    if not needs_grad:
+        return _group_conv_inference(features.contiguous(), enc, weight.contiguous(), kmap, group)
     return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), kmap, group)
+
+
+def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
+                          group: Tensor) -> Tensor:
+    """The numba forward without the full ``A`` (nothing is kept for a backward pass): one group at a
+    time, its block ``A_g`` aggregated into a reused buffer, multiplied, added into the output rows."""
+    slots = _Slots(kmap, group.numpy(), weight.shape[0], compact=True)
+    c_in, c_out = features.shape[1], weight.shape[2]
+    out = features.new_zeros((kmap.num_out, c_out))
+    sizes = np.diff(slots.gstart)
+    rows = int(sizes.max()) if sizes.size else 0
+    if rows == 0:
+        return out
+    buf_a = features.new_empty((rows, c_in))
+    buf_y = features.new_empty((rows, c_out))
+    x_np, out_np = features.numpy(), out.numpy()
+    enc_np = encoding.numpy() if encoding is not None else np.zeros((1, c_in), dtype=x_np.dtype)
+    for g in range(weight.shape[0]):
+        s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
+        if e == s:
+            continue
+        a, y = buf_a[: e - s], buf_y[: e - s]
+        a.zero_()
+        offsets = slots.goffs[slots.goff_ptr[g]:slots.goff_ptr[g + 1]]
+        _gather_one_group(x_np, enc_np, encoding is not None, slots.pair_in, slots.pair_out, slots.starts, offsets,
+                          slots.slot_of[g], s, a.numpy())
+        torch.mm(a, weight[g], out=y)
+        _add_rows(y.numpy(), slots.rows[s:e], out_np)
+    return out
 
 
 __all__ = ["BACKENDS", "GroupAggregateFunction", "GroupConvFunction", "choose_backend", "group_aggregate",
