@@ -121,9 +121,8 @@ def run(quick: bool) -> str:
         inputs[SPCONV_PLAIN7] = lambda: spconv.SparseConvTensor(batch.features, batch.indices, batch.spatial_shape,
                                                                 batch.batch_size)
     compared = [label for label in models if label != PLAIN7]
-    # The first parallel numba launch (SW-LK aggregation) starts numba's OpenMP pool, which resets the OpenMP
-    # thread count that torch reads to numba's default: run one SW-LK pass (also compiling every kernel)
-    # before any thread count is set, so the counts set below hold.
+    # One SW-LK pass before any thread count is set: it compiles the numba kernels and starts numba's OpenMP
+    # pool (whose start resets the OpenMP thread count torch reads), so the counts set below hold.
     forward_fn(models[LK], inputs[LK])()
     torch.set_num_threads(default_threads)
 
