@@ -95,14 +95,14 @@ def _dataset_for(cfg: Dict[str, Any], split: str):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..training import evaluate, load_trained_model
-    from ..training.distributed import resolve_device
     from ..data import IGNORE_INDEX
+    from ..training.distributed import DistContext, resolve_device
     cfg, _ = _checkpoint_config(args)
     device = resolve_device(args.device)
     model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
     dataset, scenes = _dataset_for(cfg, args.split)
     result = evaluate(model, dataset, scenes.num_classes, scenes.class_names, IGNORE_INDEX,
-                      batch_size=int(cfg["eval"]["batch_size"]))
+                      DistContext(device=device), batch_size=int(cfg["eval"]["batch_size"]))
     out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     text = (result.point.markdown(f"{args.split} scenes, original points (epoch {payload['epoch']})") + "\n" +

@@ -77,7 +77,8 @@ class RunLogger:
             self._tb.flush()
 
     def close(self) -> None:
-        if not self.enabled:
+        """Close the files (idempotent)."""
+        if not self.enabled or self._csv_file.closed:
             return
         self._csv_file.close()
         self._text.close()

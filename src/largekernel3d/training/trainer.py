@@ -82,7 +82,6 @@ class SegmentationTrainer:
         self.step_hook = step_hook
         if int(t["threads"]) > 0:
             torch.set_num_threads(int(t["threads"]))
-        self.log = RunLogger(self.output_dir, enabled=self.ctx.is_main, echo=bool(t["progress"]))
 
         self.split = setup.build_scene_split(config)
         self.train_set = setup.voxelize(self.split.train, config, train=True)
@@ -103,6 +102,7 @@ class SegmentationTrainer:
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.best_miou, self.best_epoch = -math.inf, -1
         self.history: List[Dict[str, Any]] = []
+        self.log = RunLogger(self.output_dir, enabled=self.ctx.is_main, echo=bool(t["progress"]))
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -196,7 +196,14 @@ class SegmentationTrainer:
         self.log.info(f"per-class tables written to {self.output_dir / 'val_per_class.md'}")
 
     def fit(self) -> FitResult:
-        """Run (or continue) training to ``train.epochs``; returns the best validation score."""
+        """Run (or continue) training to ``train.epochs``; returns the best validation score. The log
+        files are closed however the run ends (an interrupted run can be resumed with ``resume=True``)."""
+        try:
+            return self._fit()
+        finally:
+            self.log.close()
+
+    def _fit(self) -> FitResult:
         t = self.cfg["train"]
         epochs = int(t["epochs"])
         if self.resume:
@@ -264,7 +271,6 @@ class SegmentationTrainer:
             barrier(self.ctx)
         if final_eval is not None and self.ctx.is_main:
             self._write_tables(final_eval)
-        self.log.close()
         return FitResult(output_dir=self.output_dir, last_checkpoint=self.last_path,
                          best_checkpoint=self.best_path if self.best_path.exists() else None,
                          best_miou=self.best_miou, best_epoch=self.best_epoch, history=list(self.history),
