@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.required = True
         verbs[verb] = sub
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(verbs, top)
+        importlib.import_module(name).register(verbs, top)
     return parser
 
 

@@ -45,10 +45,10 @@ from torch import Tensor, nn
 from ..sparse.conv import SubMConv3d
 from ..sparse.functional import sparse_conv
 from ..sparse.kernel_map import KernelMap
+from ..sparse.spconv_compat import LAYOUTS, convert_spconv21_weight
 from .partition import SpatialPartition
 from .swlk_conv import SWLKConv3d
 
-LAYOUTS = ("KRSC", "RSKC", "RSCK")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,12 +248,7 @@ def to_krsc(weight: Tensor, layout: str, kernel_size: Sequence[int], c_in: int, 
     if tuple(weight.shape) != expected[layout]:
         raise ValueError(f"{name} has shape {tuple(weight.shape)} but layout {layout} with kernel {k}, "
                          f"C_in={c_in}, C_out={c_out} needs {expected[layout]}")
-    nd = len(k)
-    if layout == "KRSC":
-        return weight.clone()
-    if layout == "RSKC":
-        return weight.permute(nd, *range(nd), nd + 1).contiguous()
-    return weight.permute(nd + 1, *range(nd), nd).contiguous()
+    return convert_spconv21_weight(weight, layout)
 
 
 def _get(state_dict: Mapping[str, Tensor], key: str) -> Tensor:
