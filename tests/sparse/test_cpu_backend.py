@@ -198,3 +198,18 @@ def test_sparse_conv_bias_folded_into_accumulator(dtype):
     torch.testing.assert_close(out, ref, **tol)
     for a, r in zip(grads, ref_grads):
         torch.testing.assert_close(a, r, **tol)
+
+
+@pytest.mark.parametrize("num_sites", [1, 3])
+def test_forward_leaves_the_bias_parameter_unchanged(num_sites):
+    # regression: with one output row the accumulator used to alias the bias and was summed into it
+    import largekernel3d.sparse as lsp
+
+    idx = torch.tensor([[0, 2 * i + 1] for i in range(num_sites)], dtype=torch.int32)
+    x = lsp.SparseConvTensor(torch.randn(num_sites, 2, dtype=torch.float64), idx, [2 * num_sites], 1)
+    conv = lsp.SparseConv1d(2, 3, 2, 2).double()
+    bias = conv.bias.detach().clone()
+    first = conv(x).features.detach()
+    second = conv(x).features.detach()
+    assert torch.equal(conv.bias.detach(), bias)
+    torch.testing.assert_close(first, second)

@@ -127,7 +127,8 @@ def _init_out(x: Tensor, num_out: int, c_out: int, bias: Optional[Tensor]) -> Te
     """The accumulator: zeros, or ``bias`` in every row (saves a separate pass adding it)."""
     if bias is None:
         return x.new_zeros((num_out, c_out))
-    return bias.detach().to(x.dtype).reshape(1, c_out).expand(num_out, c_out).contiguous()
+    # a fresh buffer: ``expand(...).contiguous()`` would alias the bias itself when num_out == 1
+    return x.new_empty((num_out, c_out)).copy_(bias.detach().reshape(1, c_out).expand(num_out, c_out))
 
 
 def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
