@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Collection, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -140,3 +140,18 @@ def scannet_scene_name(stem: str) -> str:
     """``scene0000_00`` out of a file stem such as ``scene0000_00_inst_nostuff``; the stem otherwise."""
     m = _SCENE_RE.search(stem)
     return m.group(0) if m else stem
+
+
+def select_scenes(available: Collection[str], scenes: Optional[Sequence[str]], where: str) -> List[str]:
+    """The scenes a dataset serves: ``scenes`` in the given order (repeats dropped) when given, each of
+    them checked against ``available``; otherwise all of ``available``, sorted. ``where`` describes the
+    folder in the error (e.g. ``"'/data/scannet' (votenet layout; 15 scenes found, e.g. [...])"``)."""
+    if scenes is None:
+        return sorted(available)
+    if isinstance(scenes, str):
+        raise TypeError("scenes must be a sequence of scene names, not one string")
+    missing = [s for s in scenes if s not in available]
+    if missing:
+        raise ValueError(f"scenes {missing[:5]} are not in {where}")
+    return list(dict.fromkeys(scenes))
+

@@ -8,7 +8,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .io import colors_to_unit, load_bin, load_label_npy, load_npy, require_dir
+from .io import colors_to_unit, load_bin, load_label_npy, load_npy, require_dir, select_scenes
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
 S3DIS_CLASSES: Tuple[str, ...] = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair",
@@ -159,15 +159,7 @@ class S3DISDataset(SegmentationDataset):
             if not names:
                 raise ValueError(f"no rooms of areas {sorted(areas)} under {str(self.root)!r} "
                                  f"(found areas {sorted({area_of(n) for n in found})})")
-        if scenes is not None:
-            if isinstance(scenes, str):
-                raise TypeError("scenes must be a sequence of scene names, not one string")
-            missing = [s for s in scenes if s not in names]
-            if missing:
-                raise ValueError(f"scenes {missing[:5]} are not in {str(self.root)!r} "
-                                 f"(available e.g. {names[:3]})")
-            names = list(dict.fromkeys(scenes))
-        self.scene_names = names
+        self.scene_names = names = select_scenes(names, scenes, f"{str(self.root)!r} (available e.g. {names[:3]})")
         self._sources = {n: found[n] for n in names}
 
     def _source(self, index: int) -> str:

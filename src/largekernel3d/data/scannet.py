@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .io import (check_shape, colors_to_unit, load_bin, load_label_npy, load_npy, load_pth, read_ply_vertices, require_dir,
-                 scannet_scene_name)
+                 scannet_scene_name, select_scenes)
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
 SCANNET20_CLASSES: Tuple[str, ...] = (
@@ -334,17 +334,9 @@ class ScanNetDataset(SegmentationDataset):
         if self.axis_align and self.layout != "official":
             raise ValueError(f"axis_align=True applies to the official layout only; {str(self.root)!r} holds the "
                              f"{self.layout!r} layout (the preprocessed layouts are exported aligned already)")
-        if scenes is not None:
-            if isinstance(scenes, str):
-                raise TypeError("scenes must be a sequence of scene names, not one string")
-            missing = [s for s in scenes if s not in found]
-            if missing:
-                raise ValueError(f"scenes {missing[:5]} are not in {str(self.root)!r} ({self.layout} layout; "
-                                 f"{len(found)} scenes found, e.g. {sorted(found)[:3]})")
-            names = list(dict.fromkeys(scenes))
-        else:
-            names = sorted(found)
-        self.scene_names = names
+        self.scene_names = names = select_scenes(
+            found, scenes, f"{str(self.root)!r} ({self.layout} layout; {len(found)} scenes found, "
+                           f"e.g. {sorted(found)[:3]})")
         self._sources = {n: found[n] for n in names}
 
     def _source(self, index: int) -> str:
