@@ -28,11 +28,10 @@ def class_colors(num_classes: int) -> np.ndarray:
 
 def colorize(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``[N, 3]`` colours of integer ``labels``; values outside ``[0, num_classes)`` (ignore) are grey."""
-    labels = np.asarray(labels)
-    out = np.tile(IGNORE_GREY, (labels.shape[0], 1))
+    from ..data import IGNORE_INDEX, label_colors
+    labels = np.asarray(labels, dtype=np.int64)
     valid = (labels >= 0) & (labels < num_classes)
-    out[valid] = class_colors(num_classes)[labels[valid]]
-    return out
+    return label_colors(np.where(valid, labels, IGNORE_INDEX), ignore_color=IGNORE_GREY)
 
 
 def write_labelled_ply(path: Path, points: np.ndarray, pred: np.ndarray, labels: Optional[np.ndarray],

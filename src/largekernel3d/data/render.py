@@ -13,9 +13,11 @@ from .scene import IGNORE_INDEX, PointCloudScene
 _IGNORE_COLOR = (0.0, 0.0, 0.0)
 
 
-def label_colors(labels: np.ndarray, palette: Optional[Sequence[Tuple[int, int, int]]] = None) -> np.ndarray:
-    """RGB ``[N, 3]`` in [0, 1] per label (``IGNORE_INDEX`` black); palette entries are 0-255 triples
-    (ScanNet-20 colours by default, a generated palette for labels beyond it)."""
+def label_colors(labels: np.ndarray, palette: Optional[Sequence[Tuple[int, int, int]]] = None,
+                 ignore_color: Sequence[float] = _IGNORE_COLOR) -> np.ndarray:
+    """RGB ``[N, 3]`` in [0, 1] per label (``IGNORE_INDEX`` gets ``ignore_color``, black by default);
+    palette entries are 0-255 triples (ScanNet-20 colours by default, a generated palette for labels
+    beyond it)."""
     labels = np.asarray(labels, dtype=np.int64)
     pal = np.asarray(palette if palette is not None else SCANNET20_COLORS, dtype=np.float64) / 255.0
     n = max(int(labels.max()) + 1 if labels.size else 0, len(pal))
@@ -25,7 +27,7 @@ def label_colors(labels: np.ndarray, palette: Optional[Sequence[Tuple[int, int, 
     out = np.zeros((labels.shape[0], 3))
     valid = labels != IGNORE_INDEX
     out[valid] = pal[labels[valid]]
-    out[~valid] = _IGNORE_COLOR
+    out[~valid] = ignore_color
     return out
 
 
