@@ -109,7 +109,19 @@ def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> to
 @pytest.mark.parametrize("groups,c_in,c_out", [(1, 5, 7), (1, 32, 32), (2, 6, 4), (8, 8, 8)])
 @pytest.mark.parametrize("kind", ["submanifold", "regular", "transposed"])
 @pytest.mark.parametrize("n", [0, 1, 300])
-def test_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, threads):
+    """The numba dataflow against the per-offset torch reference, forward and both gradients, with one
+    torch thread (numba gathers) and two (``torch.index_select`` gathers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
     rng = np.random.default_rng(n + c_in)
     shape = (11, 10, 12)
     idx = random_sites(rng, n, shape, batch_size=2)

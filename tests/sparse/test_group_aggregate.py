@@ -164,8 +164,7 @@ def test_group_conv_bad_weight():
 
 
 def test_numba_path_keeps_torchs_thread_count():
-    """numba runs on torch's thread count and never changes what torch uses (the one_thread fixture has
-    set torch to 1 thread; numba's OpenMP pool would reset it to the pool size on first use)."""
+    """The numba path never changes torch's thread count (it starts no OpenMP pool of its own)."""
     assert torch.get_num_threads() == 1
     x, kmap, group, enc = _setup(kernel=5, num_groups=27, dtype=torch.float32)
     weight = torch.randn(27, 3, 2, requires_grad=True)
@@ -185,3 +184,29 @@ def test_group_conv_inference_path_equals_the_autograd_path(with_enc):
     torch.testing.assert_close(fast, graph.detach(), rtol=1e-12, atol=1e-12)
     dense = group_conv(x.features, enc, weight, kmap, group, backend="torch")
     torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("encoding", [True, False])
+def test_group_conv_inference_path_equals_training_path(encoding):
+    """Without autograd, group_conv takes the per-group inference path (no full ``A`` kept); it must give the
+    training path's output (same bags, same GEMMs)."""
+    x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64,
+                                 seed=3)
+    enc = enc if encoding else None
+    weight = torch.randn(27, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        inference = group_conv(x.features, enc, weight, kmap, group, backend="numba")
+    training = group_conv(x.features.clone().requires_grad_(), enc, weight, kmap, group, backend="numba")
+    reference = group_conv(x.features, enc, weight, kmap, group, backend="torch")
+    torch.testing.assert_close(inference, training.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inference, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_slot_layout_memoised_on_the_kernel_map():
+    """Layers sharing a kernel map (one indice_key) build the group slots once; another grouping gets its own."""
+    x, kmap, group, enc = _setup(kernel=5, num_groups=27)
+    a = ga._Slots.for_map(kmap, group.numpy(), 27, compact=True)
+    assert ga._Slots.for_map(kmap, group.numpy(), 27, compact=True) is a
+    assert ga._Slots.for_map(kmap, group.numpy(), 27, compact=False) is not a
+    other = torch.roll(group, 1)
+    assert ga._Slots.for_map(kmap, other.numpy(), 27, compact=True) is not a

@@ -23,8 +23,9 @@ output (submanifold) or sorted input (regular / transposed).
 Threading: the kernels themselves are serial and release the GIL (``nogil``); builders split their
 blocks over a short-lived pool of Python threads. No numba threading layer (OpenMP/TBB) is used: on
 a small machine a second OpenMP runtime next to torch's spins against it and was measured to be
-10-100x slower than serial code. Feature gathers/scatters are serial, memory-bound loops; the GEMMs
-between them use torch's own threads.
+10-100x slower than serial code. The feature scatter-adds here are serial, memory-bound loops; the
+GEMMs between them, and the gathers when torch has more than one thread, run on torch's own threads
+(see :mod:`.functional`).
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ _NUM_BLOCKS = 64  # work blocks of the two-pass builders (a multiple of any sens
 
 def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> None:
     """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` split into ``threads``
-    contiguous chunks, each on its own thread (the kernel must be ``nogil`` and write disjoint data)."""
+    contiguous chunks: the first on the calling thread, the others on a short-lived pool of Python
+    threads (the kernel must be ``nogil`` and write disjoint data)."""
     threads = max(1, min(int(threads), num_blocks))
+    cuts = [num_blocks * t // threads for t in range(threads + 1)]
     if threads == 1:
         kernel(0, num_blocks, *args)
         return
-    cuts = [num_blocks * t // threads for t in range(threads + 1)]
-    with ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(kernel, cuts[t], cuts[t + 1], *args) for t in range(threads)]:
+    with ThreadPoolExecutor(threads - 1) as pool:
+        futures = [pool.submit(kernel, cuts[t], cuts[t + 1], *args) for t in range(1, threads)]
+        kernel(cuts[0], cuts[1], *args)
+        for f in futures:
             f.result()
 
 
@@ -131,27 +135,30 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
                         m += 1
                 ptr[i0] = m
                 while m < num_lines and line_key[m] <= rowbase + yhi:
-                    dy = line_key[m] - rowbase - y
-                    if dy % d1 == 0:
-                        kbase = (i0 * k1 + dy // d1 + m1) * k2
-                        same_line = half and i0 == m0 and dy == 0
+                    uy = line_key[m] - rowbase - y + m1 * d1  # >= 0: no sign branches in % and //
+                    if d1 == 1 or uy % d1 == 0:
+                        ky = uy if d1 == 1 else uy // d1
+                        kbase = (i0 * k1 + ky) * k2
+                        same_line = half and i0 == m0 and ky == m1
                         ms, me = line_start[m], line_start[m + 1]
                         j = ms
                         for p in range(ls, le):
                             z = cz[p]
-                            zlo = z + d2 if same_line else z - m2 * d2
+                            zb = z - m2 * d2
+                            zlo = z + d2 if same_line else zb
                             zhi = z + (k2 - 1 - m2) * d2
                             while j < me and cz[j] < zlo:
                                 j += 1
+                            po = perm[p]
                             jj = j
                             while jj < me and cz[jj] <= zhi:
-                                dz = cz[jj] - z
-                                if dz % d2 == 0:
-                                    k = kbase + dz // d2 + m2
+                                uz = cz[jj] - zb
+                                if d2 == 1 or uz % d2 == 0:
+                                    k = kbase + (uz if d2 == 1 else uz // d2)
                                     if fill:
                                         pos = row[k]
                                         pair_in[pos] = perm[jj]
-                                        pair_out[pos] = perm[p]
+                                        pair_out[pos] = po
                                         row[k] = pos + 1
                                     else:
                                         row[k] += 1

@@ -18,14 +18,17 @@ Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggreg
 ``i * G + g`` (``A`` is ``[N, G, C]``). On the CPU, ``group_conv`` uses compact slots: only the
 ``(i, g)`` with at least one active neighbour get a row (on LiDAR scans about 7 of the 27 groups of a 7^3
 window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
-``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows. The same numba kernels serve both slot kinds:
+``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows.
 
-* ``_gather_groups``: one thread per group walks the pairs of its offsets (offset-major, as the map
-  stores them) and adds ``x[j] + E[k]`` into slot ``slot_of[g, i]`` (race-free: groups own their slots;
-  summation order fixed: offsets ascending).
-* ``_add_rows``: ``out[rows] += Y`` for one GEMM output chunk (a group's rows are distinct).
-* ``_scatter_slots``: pairs counting-sorted by input row; ``dx[j] += dA[slot]`` per input row.
-* ``_encoding_grad_slots``: one thread per offset, ``dE[k] += dA[slot]`` over its pairs.
+The sums themselves are *embedding bags* (``torch.nn.functional.embedding_bag(mode="sum")``, FBGEMM's
+vectorised kernels on the CPU, run on torch's own threads): with the table ``[x; E]`` (rows ``j`` and
+``N_in + k``), slot ``s`` is the bag of the rows ``j`` and ``N_in + k`` of its pairs, so every slot is
+summed once, output-stationary, and written once. The backward pass uses bags too: ``dx[j]`` is the bag of
+the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the slots of offset ``k``'s pairs. The bag
+layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
+and grouping and memoised on the map. Nothing here starts threads of its own: a second thread pool next
+to torch's OpenMP workers (which spin for milliseconds after every parallel region) was measured to
+slow both down on a 2-core machine.
 
 Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torch"`` (any device/dtype:
 ``index_add_`` over dense slots, then one GEMM ``A.reshape(N, G C) @ W.reshape(G C, C_out)``).
@@ -33,11 +36,12 @@ Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torc
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numba as nb
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .kernel_map import KernelMap
@@ -50,8 +54,8 @@ _GEMM_CHUNK = 1 << 16
 
 
 # ---------------------------------------------------------------------------------------------------------
-# numba kernels: compiled on first call (lazily) and cached on disk.
-@nb.njit(cache=True)
+# numba kernels: serial, nogil, compiled on first call (lazily) and cached on disk.
+@nb.njit(cache=True, nogil=True)
 def _csr(key, n):
     """Stable counting sort of pair indices by ``key`` row: ``ptr [n + 1]`` and ``perm [P]``."""
     num = key.shape[0]
@@ -69,22 +73,22 @@ def _csr(key, n):
     return ptr, perm
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _mark_groups(pair_out, starts, goff_ptr, goffs, present):
-    """``present[g, i] = 1`` when output row ``i`` has a pair at some offset of group ``g`` (one thread
-    per group: the offsets of group ``g`` are ``goffs[goff_ptr[g]:goff_ptr[g + 1]]``)."""
-    for g in nb.prange(goff_ptr.shape[0] - 1):
+    """``present[g, i] = 1`` when output row ``i`` has a pair at some offset of group ``g`` (the offsets
+    of group ``g`` are ``goffs[goff_ptr[g]:goff_ptr[g + 1]]``)."""
+    for g in range(goff_ptr.shape[0] - 1):
         for q in range(goff_ptr[g], goff_ptr[g + 1]):
             k = goffs[q]
             for p in range(starts[k], starts[k + 1]):
                 present[g, pair_out[p]] = 1
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _number_slots(present, gstart, slot_of, rows):
     """Compact slots from ``present [G, N]``: ``slot_of[g, i] = gstart[g] + rank of i among the rows of
-    group g`` (``-1`` where absent) and ``rows[slot] = i`` (one thread per group)."""
-    for g in nb.prange(present.shape[0]):
+    group g`` (``-1`` where absent) and ``rows[slot] = i``."""
+    for g in range(present.shape[0]):
         s = gstart[g]
         for i in range(present.shape[1]):
             if present[g, i]:
@@ -95,75 +99,50 @@ def _number_slots(present, gstart, slot_of, rows):
                 slot_of[g, i] = -1
 
 
-@nb.njit(parallel=True, cache=True)
-def _gather_groups(x, enc, use_enc, pair_in, pair_out, starts, goff_ptr, goffs, slot_of, out):
-    """``out[slot_of[g, i]] += x[j] (+ enc[k])`` for every pair ``(j, i)`` of every offset ``k`` of group
-    ``g``; one thread per group (groups own disjoint slots), offsets ascending, ``out`` zero on entry."""
-    c_dim = x.shape[1]
-    for g in nb.prange(goff_ptr.shape[0] - 1):
-        for q in range(goff_ptr[g], goff_ptr[g + 1]):
-            k = goffs[q]
-            for p in range(starts[k], starts[k + 1]):
-                s = slot_of[g, pair_out[p]]
-                j = pair_in[p]
-                if use_enc:
-                    for c in range(c_dim):
-                        out[s, c] += x[j, c] + enc[k, c]
-                else:
-                    for c in range(c_dim):
-                        out[s, c] += x[j, c]
-
-
-@nb.njit(cache=True)
-def _gather_one_group(x, enc, use_enc, pair_in, pair_out, starts, offsets, slot_of_g, base, out):
-    """``out[slot_of_g[i] - base] += x[j] (+ enc[k])`` over the pairs of the ``offsets`` of one group,
-    serially (one parallel region per offset would cost far more than it saves on a busy machine)."""
-    c_dim = x.shape[1]
-    for q in range(offsets.shape[0]):
-        k = offsets[q]
+@nb.njit(cache=True, nogil=True)
+def _pair_slots(pair_out, starts, group, slot_of):
+    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k``."""
+    slot = np.empty(pair_out.shape[0], np.int64)
+    for k in range(starts.shape[0] - 1):
+        row = slot_of[group[k]]
         for p in range(starts[k], starts[k + 1]):
-            s = slot_of_g[pair_out[p]] - base
-            j = pair_in[p]
-            if use_enc:
-                for c in range(c_dim):
-                    out[s, c] += x[j, c] + enc[k, c]
+            slot[p] = row[pair_out[p]]
+    return slot
+
+
+@nb.njit(cache=True, nogil=True)
+def _slot_bags(slot, num_slots, pair_in, starts, num_in, with_encoding):
+    """Pairs counting-sorted by slot (stable): ``ptr [S + 1]`` and the bag entries, ``pair_in`` of
+    every pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
+    ptr = np.zeros(num_slots + 1, np.int64)
+    for p in range(slot.shape[0]):
+        ptr[slot[p] + 1] += 1
+    for r in range(num_slots):
+        ptr[r + 1] += ptr[r]
+    fill = ptr[:-1].copy()
+    width = 2 if with_encoding else 1
+    entries = np.empty(width * slot.shape[0], np.int64)
+    for k in range(starts.shape[0] - 1):
+        for p in range(starts[k], starts[k + 1]):
+            s = slot[p]
+            q = fill[s]
+            fill[s] = q + 1
+            if with_encoding:
+                entries[2 * q] = pair_in[p]
+                entries[2 * q + 1] = num_in + k
             else:
-                for c in range(c_dim):
-                    out[s, c] += x[j, c]
+                entries[q] = pair_in[p]
+    return ptr, entries
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True, nogil=True)
 def _add_rows(y, rows, out):
-    """``out[rows[t]] += y[t]`` for distinct ``rows`` (one group's slots), one thread per row."""
+    """``out[rows[t]] += y[t]`` (distinct ``rows``: one group's slots)."""
     c_dim = y.shape[1]
-    for t in nb.prange(y.shape[0]):
+    for t in range(y.shape[0]):
         r = rows[t]
         for c in range(c_dim):
             out[r, c] += y[t, c]
-
-
-@nb.njit(parallel=True, cache=True)
-def _scatter_slots(d_a, ptr, perm, pair_out, pair_k, group, slot_of, d_x):
-    """``d_x[j] += d_a[slot_of[g(k), i]]`` over the pairs ``(j, i, k)`` of input row ``j`` (CSR by input)."""
-    c_dim = d_x.shape[1]
-    for j in nb.prange(ptr.shape[0] - 1):
-        for t in range(ptr[j], ptr[j + 1]):
-            p = perm[t]
-            s = slot_of[group[pair_k[p]], pair_out[p]]
-            for c in range(c_dim):
-                d_x[j, c] += d_a[s, c]
-
-
-@nb.njit(parallel=True, cache=True)
-def _encoding_grad_slots(d_a, starts, pair_out, group, slot_of, d_e):
-    """``d_e[k] = sum_{(j, i) in pairs(k)} d_a[slot_of[g(k), i]]`` (one offset per thread)."""
-    c_dim = d_e.shape[1]
-    for k in nb.prange(starts.shape[0] - 1):
-        g = group[k]
-        for p in range(starts[k], starts[k + 1]):
-            s = slot_of[g, pair_out[p]]
-            for c in range(c_dim):
-                d_e[k, c] += d_a[s, c]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,61 +162,79 @@ def _pair_offsets(kmap: KernelMap) -> np.ndarray:
     return np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
 
 
-def _use_torch_threads() -> None:
-    """Run the numba kernels on torch's thread count (one knob for the whole library).
-
-    With numba's OpenMP layer, the first use of numba's thread pool resets the calling thread's OpenMP
-    thread count (which torch reports and uses) to numba's pool size; torch's count is put back then."""
-    t = torch.get_num_threads()
-    n = max(1, min(t, nb.config.NUMBA_NUM_THREADS))
-    nb.set_num_threads(n)
-    if torch.get_num_threads() != t or nb.get_num_threads() != n:
-        torch.set_num_threads(t)
-        nb.set_num_threads(n)
-
-
 class _Slots:
     """Where every pair of a kernel map accumulates (numba path): ``slot_of[g, i]`` is the row of ``A``
     for output row ``i`` and group ``g``. ``compact``: only non-empty ``(g, i)`` get a slot, group-major
     (``A_g`` is the block ``gstart[g]:gstart[g + 1]``, rows ascending), others ``-1``; else the dense
-    ``i * G + g``."""
+    ``i * G + g``. Built once per map and grouping (see :meth:`for_map`); the bag layouts are built on
+    first use; read-only otherwise."""
 
     def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> None:
-        self.kmap = kmap
-        self.group = group
+        self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
+        self.num_pairs = kmap.num_pairs
         self.starts = _starts(kmap)
         self.pair_in = kmap.pair_in.numpy()
-        self.pair_out = kmap.pair_out.numpy()
-        self.pair_k = _pair_offsets(kmap)
-        order = np.argsort(group, kind="stable")
-        self.goffs = order.astype(np.int64)
-        self.goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
-        _use_torch_threads()
+        pair_out = kmap.pair_out.numpy()
         n = kmap.num_out
-        index_dtype = np.int32 if n * num_groups < 2 ** 31 else np.int64  # half the bytes when it fits
         if compact:
+            goffs = np.argsort(group, kind="stable").astype(np.int64)
+            goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
             present = np.zeros((num_groups, n), dtype=np.uint8)
-            _mark_groups(self.pair_out, self.starts, self.goff_ptr, self.goffs, present)
+            _mark_groups(pair_out, self.starts, goff_ptr, goffs, present)
             counts = present.sum(axis=1, dtype=np.int64)
             self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self.num_slots = int(self.gstart[-1])
-            self.slot_of = np.empty((num_groups, n), dtype=index_dtype)
+            index_dtype = np.int32 if self.num_slots < 2 ** 31 else np.int64
+            slot_of = np.empty((num_groups, n), dtype=index_dtype)
             self.rows = np.empty(self.num_slots, dtype=np.int64)
-            _number_slots(present, self.gstart, self.slot_of, self.rows)
+            _number_slots(present, self.gstart, slot_of, self.rows)
+            self.slot = _pair_slots(pair_out, self.starts, group, slot_of)
         else:
-            self.slot_of = (np.arange(n, dtype=index_dtype)[None, :] * num_groups
-                            + np.arange(num_groups, dtype=index_dtype)[:, None])
             self.num_slots = n * num_groups
+            self.slot = pair_out * num_groups + group[_pair_offsets(kmap)]
+        self._by_slot: Dict[bool, Tuple[Tensor, Tensor]] = {}
+        self._by_input: Optional[Tuple[Tensor, Tensor]] = None
+
+    @classmethod
+    def for_map(cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> "_Slots":
+        """The slots of ``kmap`` for this grouping, memoised on the map."""
+        key = ("group_slots", group.tobytes(), int(num_groups), bool(compact))
+        return kmap.derived(key, lambda: cls(kmap, group, num_groups, compact))
+
+    def _bags_by_slot(self, with_encoding: bool) -> Tuple[Tensor, Tensor]:
+        """``(ptr [S + 1], entries)``: per slot, its pairs' input rows ``j`` (interleaved with
+        ``N_in + k``, the encoding rows of the table, when ``with_encoding``)."""
+        if with_encoding not in self._by_slot:
+            ptr, entries = _slot_bags(self.slot, self.num_slots, self.pair_in, self.starts, self.num_in,
+                                      with_encoding)
+            self._by_slot[with_encoding] = (torch.from_numpy(ptr), torch.from_numpy(entries))
+        return self._by_slot[with_encoding]
+
+    def _bags_by_input(self) -> Tuple[Tensor, Tensor]:
+        """``(ptr [N_in + 1], slots [P])``: per input row, the slots its pairs feed."""
+        if self._by_input is None:
+            ptr, perm = _csr(self.pair_in, self.num_in)
+            self._by_input = (torch.from_numpy(ptr), torch.from_numpy(self.slot[perm]))
+        return self._by_input
+
+    def table(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
+        """The embedding table of :meth:`aggregate`: ``x``, or ``[x; E]``."""
+        return x if enc is None else torch.cat([x, enc])
+
+    def aggregate(self, table: Tensor, with_encoding: bool, lo: int = 0, hi: Optional[int] = None) -> Tensor:
+        """``A[s] = sum_{pairs (j, i, k) of slot s} x[j] (+ E[k])`` for the slots ``s`` in ``[lo, hi)``,
+        as ``[hi - lo, C]``; ``table`` from :meth:`table`."""
+        hi = self.num_slots if hi is None else hi
+        if hi <= lo:
+            return table.new_zeros((0, table.shape[1]))
+        ptr, entries = self._bags_by_slot(with_encoding)
+        width = 2 if with_encoding else 1
+        p0, p1 = int(ptr[lo]), int(ptr[hi])
+        return F.embedding_bag(entries[width * p0:width * p1], table, width * (ptr[lo:hi] - p0), mode="sum")
 
     def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
         """``A [num_slots, C]``."""
-        out = torch.zeros((self.num_slots, x.shape[1]), dtype=x.dtype)
-        if self.kmap.num_pairs:
-            enc_np = enc.numpy() if enc is not None else np.zeros((1, x.shape[1]), dtype=x.numpy().dtype)
-            _use_torch_threads()
-            _gather_groups(x.numpy(), enc_np, enc is not None, self.pair_in, self.pair_out, self.starts,
-                           self.goff_ptr, self.goffs, self.slot_of, out.numpy())
-        return out
+        return self.aggregate(self.table(x, enc), enc is not None)
 
     def blocks(self, chunk: int):
         """``(g, start, end)``: the compact slot blocks of every group, cut into pieces of ``chunk`` rows."""
@@ -246,19 +243,22 @@ class _Slots:
                 yield g, c0, min(int(self.gstart[g + 1]), c0 + chunk)
 
     def scatter(self, d_a: Tensor, need_x: bool, need_e: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """``(dx [N_in, C], dE [K, C])`` from ``d_a [num_slots, C]`` (``None`` where not needed)."""
+        """``(dx [N_in, C], dE [K, C])`` from ``d_a [num_slots, C]`` (``None`` where not needed):
+        ``dx[j] = sum of d_a over the slots of j's pairs``, ``dE[k] = sum over the slots of k's pairs``."""
         c_dim = d_a.shape[1]
-        d_x = torch.zeros((self.kmap.num_in, c_dim), dtype=d_a.dtype) if need_x else None
-        d_e = torch.zeros((self.kmap.kernel_volume, c_dim), dtype=d_a.dtype) if need_e else None
-        if self.kmap.num_pairs:
-            _use_torch_threads()
-            if need_x:
-                ptr_in, perm_in = _csr(self.pair_in, self.kmap.num_in)
-                _scatter_slots(d_a.numpy(), ptr_in, perm_in, self.pair_out, self.pair_k, self.group,
-                               self.slot_of, d_x.numpy())
-            if need_e:
-                _encoding_grad_slots(d_a.numpy(), self.starts, self.pair_out, self.group, self.slot_of,
-                                     d_e.numpy())
+        d_x = d_e = None
+        if need_x:
+            if self.num_pairs:
+                ptr, slots = self._bags_by_input()
+                d_x = F.embedding_bag(slots, d_a, ptr[:-1], mode="sum")
+            else:
+                d_x = d_a.new_zeros((self.num_in, c_dim))
+        if need_e:
+            if self.num_pairs:
+                d_e = F.embedding_bag(torch.from_numpy(self.slot), d_a, torch.from_numpy(self.starts[:-1]),
+                                      mode="sum")
+            else:
+                d_e = d_a.new_zeros((self.kernel_volume, c_dim))
         return d_x, d_e
 
 
@@ -307,7 +307,7 @@ class GroupAggregateFunction(torch.autograd.Function):
         ctx.save_for_backward(group)
         if backend == "torch":
             return _forward_torch(features, encoding, kmap, group, num_groups)
-        ctx.slots = _Slots(kmap, group.numpy(), num_groups, compact=False)
+        ctx.slots = _Slots.for_map(kmap, group.numpy(), num_groups, compact=False)
         return ctx.slots.gather(features, encoding).view(kmap.num_out, num_groups, features.shape[1])
 
     @staticmethod
@@ -329,13 +329,12 @@ class GroupConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                 group: Tensor) -> Tensor:
-        slots = _Slots(kmap, group.numpy(), weight.shape[0], compact=True)
+        slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
         a = slots.gather(features, encoding)
         c_out = weight.shape[2]
         out = features.new_zeros((kmap.num_out, c_out))
         buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
         out_np = out.numpy()
-        _use_torch_threads()
         for g, s, e in slots.blocks(_GEMM_CHUNK):
             y = buf[: e - s]
             torch.mm(a[s:e], weight[g], out=y)
@@ -445,29 +444,24 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
 def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                           group: Tensor) -> Tensor:
     """The numba forward without the full ``A`` (nothing is kept for a backward pass): one group at a
-    time, its block ``A_g`` aggregated (serially) into a reused buffer, multiplied, added into the output
-    rows. Saves allocating and first-touching the ``[slots, C]`` matrix (~20 % of a 7^3 forward)."""
-    slots = _Slots(kmap, group.numpy(), weight.shape[0], compact=True)
-    c_in, c_out = features.shape[1], weight.shape[2]
+    time, its block ``A_g`` aggregated, multiplied into a reused buffer, added into the output rows.
+    Saves holding the ``[slots, C]`` matrix."""
+    slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
+    c_out = weight.shape[2]
     out = features.new_zeros((kmap.num_out, c_out))
     sizes = np.diff(slots.gstart)
     rows = int(sizes.max()) if sizes.size else 0
     if rows == 0:
         return out
-    buf_a = features.new_empty((rows, c_in))
     buf_y = features.new_empty((rows, c_out))
-    x_np, out_np = features.numpy(), out.numpy()
-    enc_np = encoding.numpy() if encoding is not None else np.zeros((1, c_in), dtype=x_np.dtype)
+    out_np = out.numpy()
+    table = slots.table(features, encoding)
     for g in range(weight.shape[0]):
         s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
         if e == s:
             continue
-        a, y = buf_a[: e - s], buf_y[: e - s]
-        a.zero_()
-        offsets = slots.goffs[slots.goff_ptr[g]:slots.goff_ptr[g + 1]]
-        _gather_one_group(x_np, enc_np, encoding is not None, slots.pair_in, slots.pair_out, slots.starts, offsets,
-                          slots.slot_of[g], s, a.numpy())
-        torch.mm(a, weight[g], out=y)
+        y = buf_y[: e - s]
+        torch.mm(slots.aggregate(table, encoding is not None, s, e), weight[g], out=y)
         _add_rows(y.numpy(), slots.rows[s:e], out_np)
     return out
 

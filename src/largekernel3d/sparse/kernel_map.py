@@ -19,8 +19,8 @@ Two implementations build the same pairs (possibly in another order within an of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ class KernelMap:
         pair_in, pair_out: ``[P]`` int64 row indices, offset-major.
         offset_starts: ``K + 1`` ints; offset ``k`` owns ``pair_*[offset_starts[k]:offset_starts[k+1]]``.
         batch_size: number of batch elements.
+
+    Layouts derived from the pairs (e.g. the group slots of SW-LK conv) are memoised per map with
+    :meth:`derived`, so layers sharing an ``indice_key`` compute them once.
     """
 
     kind: str
@@ -63,6 +66,7 @@ class KernelMap:
     pair_out: Tensor
     offset_starts: Tuple[int, ...]
     batch_size: int
+    _derived: Dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_in(self) -> int:
@@ -79,6 +83,13 @@ class KernelMap:
     @property
     def num_pairs(self) -> int:
         return int(self.pair_in.shape[0])
+
+    def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()``, computed on the first call with this ``key`` and returned from the memo after.
+        ``build`` must depend only on this map's (immutable) content and what ``key`` names."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     def pairs(self, k: int) -> Tuple[Tensor, Tensor]:
         """``(pair_in, pair_out)`` of kernel offset ``k`` (flattened row-major over the kernel axes)."""
