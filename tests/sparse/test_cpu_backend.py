@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from largekernel3d.sparse import cpu_kernels as ck
 from largekernel3d.sparse import functional as F
 from largekernel3d.sparse.geometry import ConvGeometry
 from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
@@ -77,6 +78,50 @@ def test_submanifold_pairs_sorted_and_unique(kernel):
         key = p_in if mirrored and k < kmap.kernel_volume // 2 else p_out
         assert bool((key[1:] > key[:-1]).all())
         assert p_in.unique().numel() == p_in.numel() and p_out.unique().numel() == p_out.numel()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("kernel,dilation", [(5, 1), ((3, 5, 7), (1, 2, 1)), ((4, 3, 2), 1)])
+def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, threads, monkeypatch):
+    """The one-sweep build (emission buffers, then placement; used below the density threshold) and the
+    two-sweep build (count, then fill in place) give the same pairs in the same order, for any thread
+    count; emission buffers that start too small grow."""
+    rng = np.random.default_rng(7)
+    shape = (14, 13, 15)
+    idx = random_sites(rng, 900, shape, batch_size=2)
+    idx64, prm = _lifted(idx, shape, kernel, dilation)
+    keys = ((idx64[:, 0] * shape[0] + idx64[:, 1]) * shape[1] + idx64[:, 2]) * shape[2] + idx64[:, 3]
+    perm = torch.argsort(keys)
+    coords, perm = idx64[perm].numpy(), perm.numpy()
+    builds = []
+    for threshold in (float("inf"), -1.0):
+        monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", threshold)
+        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    for a, b in zip(*builds):
+        assert np.array_equal(a, b)
+    ref = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=TORCH)
+    got_in, got_out, starts = builds[0]
+    assert tuple(int(s) for s in starts) == ref.offset_starts
+    rows = perm.astype(np.int32)
+    line_start, line_key = ck._lines(coords, prm["shape"])
+    blocks = ck._balanced_blocks(line_start, min(ck._NUM_BLOCKS, line_key.shape[0]))
+    cz = np.ascontiguousarray(coords[:, 3])
+    outs = []
+    for capacity in (16, 1 << 16):  # 16 entries: the buffers must grow many times
+        table = np.zeros((blocks.shape[0] - 1, int(np.prod(prm["ksize"]))), np.int64)
+        kbuf, ibuf, obuf, ends = ck._subm_sweep(0, blocks.shape[0] - 1, line_start, line_key, cz, rows, prm["shape"],
+                                                prm["ksize"], prm["dil"], blocks, table,
+                                                bool(np.all(prm["ksize"] % 2 == 1)), capacity)
+        n = int(ends[-1])
+        outs.append((kbuf[:n].copy(), ibuf[:n].copy(), obuf[:n].copy(), table.copy()))
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+
+
+def _lifted(idx, shape, kernel, dilation):
+    from largekernel3d.sparse.kernel_map import _lift3
+
+    return _lift3(idx, shape, ConvGeometry.create(3, kernel, 1, 0, dilation))
 
 
 def test_choose_backend_rule():
