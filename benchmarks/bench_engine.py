@@ -206,18 +206,14 @@ def measure_memory(inp: common.SparseInput, engines: List[str], quick: bool) -> 
     with glibc's mmap threshold pinned at 64 KiB (``MALLOC_MMAP_THRESHOLD_``), so every large buffer is
     a fresh mapping returned on free and the high-water mark sees each call's own peak."""
     import os
-    import subprocess
     import tempfile
 
     out: Dict[Tuple[str, str], Optional[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "sites.npz")
         np.savez(path, indices=inp.indices.numpy(), shape=np.array(inp.spatial_shape), quick=quick)
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
         for engine in engines:
-            proc = subprocess.run([sys.executable, __file__, "--memory-worker", engine, path], env=env,
-                                  capture_output=True, text=True, timeout=1800)
-            for line in proc.stdout.splitlines():
+            for line in common.run_memory_worker(__file__, ["--memory-worker", engine, path]).splitlines():
                 name, _, value = line.partition("\t")
                 out[(name, engine)] = None if value == "None" else float(value)
     return out
@@ -362,15 +358,19 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         kmap = ours.build_submanifold_map(inp.indices, shape, 1, geo)
         w = functional.module_weight_to_grouped(conv.weight.detach(), 1)
         tile = functional._tile_rows(c, 4)
-        tiles = list(functional._tiles(kmap.offset_starts, tile))
+        identity = functional._identity_offset(kmap)  # the centre: one dense GEMM, no gather/scatter
+        tiles = list(functional._tiles(kmap.offset_starts, tile, identity))
         bi, bo, out = torch.empty(tile, c), torch.empty(tile, c), torch.zeros(inp.num_sites, c)
-        xn, pin, pout = feats.numpy(), kmap.pair_in.numpy(), kmap.pair_out.numpy()
+        pout = kmap.pair_out.numpy()
+        gather_rows = functional._row_gatherer(feats, kmap.pair_in)  # as the forward does at this thread count
 
         def gather():
             for a, b, _ in tiles:
-                cpu_kernels.gather_rows(xn, pin, a, b, bi.numpy())
+                gather_rows(a, b, bi)
 
         def gemm():
+            if identity >= 0:
+                functional._apply_offset(feats, w[identity])
             for _, _, segs in tiles:
                 for kk, s, e in segs:
                     functional._apply_offset(bi[s:e], w[kk], out=bo[s:e])

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (SHARED_DATA, SparseInput, fmt, generated_indoor_scene, load_spconv, machine_line,  # noqa: E402
-                    markdown_table, num_threads, peak_rss_mib, time_alternating, voxel_sites)
+                    markdown_table, num_threads, peak_rss_mib, run_memory_worker, time_alternating, voxel_sites)
 
 from largekernel3d.nn import SWLKConv3d  # noqa: E402
 from largekernel3d.nn.convert import export_plain  # noqa: E402
@@ -98,10 +98,34 @@ def _large_kernel(inp: SparseInput, reps: int) -> Dict[str, float]:
         layer(_tensor(inp, 16))
         t = time_alternating({"fwd": lambda: layer(_tensor(inp, 16)),
                               "map": lambda: build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)}, reps)
-        t["mem"] = peak_rss_mib(lambda: layer(_tensor(inp, 16)))
+    t["mem"] = _peak_memory_17(inp)
     kmap = build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)
     t["pairs"] = kmap.num_pairs / kmap.num_in
     return t
+
+
+def _memory_worker_17(path: str) -> None:
+    """Subprocess body: peak RSS increase (MiB) of one SW-LK 17³ 16 -> 16 forward on the saved sites,
+    after a first call (compilation, warm-up); printed."""
+    data = np.load(path)
+    inp = SparseInput("worker", torch.from_numpy(data["indices"]), tuple(int(s) for s in data["shape"]), "")
+    torch.manual_seed(0)
+    layer = SWLKConv3d(16, 16, 17)
+    with torch.no_grad():
+        layer(_tensor(inp, 16))
+        print(peak_rss_mib(lambda: layer(_tensor(inp, 16))))
+
+
+def _peak_memory_17(inp: SparseInput) -> Optional[float]:
+    """:func:`_memory_worker_17` in a fresh process (see ``common.run_memory_worker``)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "sites.npz")
+        np.savez(path, indices=inp.indices.numpy(), shape=np.array(inp.spatial_shape))
+        lines = run_memory_worker(__file__, ["--memory-worker-17", path]).split()
+    return float(lines[-1]) if lines and lines[-1] != "None" else None
 
 
 def _agreement(inp: SparseInput, spconv) -> float:
@@ -166,4 +190,7 @@ def run(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    print(run("--quick" in sys.argv[1:]))
+    if sys.argv[1:2] == ["--memory-worker-17"]:
+        _memory_worker_17(sys.argv[2])
+    else:
+        print(run("--quick" in sys.argv[1:]))

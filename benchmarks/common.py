@@ -186,6 +186,21 @@ def peak_rss_mib(fn: Callable[[], object]) -> Optional[float]:
     return max(0.0, (peak - before) / 1024.0)
 
 
+def run_memory_worker(script: str, args: Sequence[str], timeout_s: int = 1800) -> str:
+    """stdout of ``python script *args`` in a fresh process with glibc's mmap threshold pinned at 64 KiB
+    (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``): every large buffer is a fresh mapping
+    returned on free, so :func:`peak_rss_mib` in that process sees each call's own peak rather than
+    memory the allocator kept from earlier calls."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    return proc.stdout
+
+
 def load_spconv():
     """``spconv.pytorch`` or ``None`` when spconv is not installed."""
     try:

@@ -1,5 +1,5 @@
 """Baseline large-kernel layers (plain, depth-wise + point-wise, dilated) against dense F.conv3d, and the
-SW-LK residual block."""
+residual block of the model zoo with SW-LK / plain convs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers import dense_subm_conv, random_sparse_tensor
-from largekernel3d.nn import (SWLKBasicBlock, DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d,
-                              SWLKConv3d, make_large_kernel_conv)
+import largekernel3d.sparse as ours
+from largekernel3d.models.blocks import BasicBlock, ConvSpec
+from largekernel3d.nn import (DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d, SWLKConv3d,
+                              make_large_kernel_conv)
 from largekernel3d.nn.convert import fuse_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,7 +58,7 @@ def test_factory_kinds_and_bad_kind():
 def test_basic_block_is_conv_bn_relu_conv_bn_plus_shortcut(inplanes, conv):
     x = _x(c=inplanes)
     torch.manual_seed(0)
-    block = SWLKBasicBlock(inplanes, 4, 5, conv=conv, indice_key="b").double()
+    block = BasicBlock(inplanes, 4, ConvSpec(conv, 5), level=0, backend=ours).double()
     y = block(x)  # training mode: BN batch statistics
     assert y.features.shape == (x.features.shape[0], 4) and torch.equal(y.indices, x.indices)
     y.features.sum().backward()
@@ -64,7 +66,7 @@ def test_basic_block_is_conv_bn_relu_conv_bn_plus_shortcut(inplanes, conv):
     block.eval()
     h = F.relu(block.bn1(block.conv1(x).features))
     h = block.bn2(block.conv2(x.replace_feature(h)).features)
-    short = x.features if block.downsample is None else block.downsample(x).features
+    short = x.features if block.downsample is None else block.downsample_bn(block.downsample(x).features)
     torch.testing.assert_close(block(x).features, F.relu(h + short))
     assert (block.downsample is None) == (inplanes == 4)
     # an inference block with the BNs folded into the convs gives the same eval output

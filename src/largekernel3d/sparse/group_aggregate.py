@@ -101,8 +101,9 @@ def _number_slots(present, gstart, slot_of, rows):
 
 @nb.njit(cache=True, nogil=True)
 def _pair_slots(pair_out, starts, group, slot_of):
-    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k``."""
-    slot = np.empty(pair_out.shape[0], np.int64)
+    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k`` (in
+    ``slot_of``'s integer type)."""
+    slot = np.empty(pair_out.shape[0], slot_of.dtype)
     for k in range(starts.shape[0] - 1):
         row = slot_of[group[k]]
         for p in range(starts[k], starts[k + 1]):
@@ -111,17 +112,16 @@ def _pair_slots(pair_out, starts, group, slot_of):
 
 
 @nb.njit(cache=True, nogil=True)
-def _slot_bags(slot, num_slots, pair_in, starts, num_in, with_encoding):
-    """Pairs counting-sorted by slot (stable): ``ptr [S + 1]`` and the bag entries, ``pair_in`` of
-    every pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
+def _slot_bags(slot, num_slots, pair_in, starts, num_in, with_encoding, entries):
+    """Pairs counting-sorted by slot (stable): returns ``ptr [S + 1]`` and fills ``entries`` (``P`` or
+    ``2 P`` long) with ``pair_in`` of every pair or (``with_encoding``) the pairs ``(pair_in, num_in +
+    k)`` interleaved."""
     ptr = np.zeros(num_slots + 1, np.int64)
     for p in range(slot.shape[0]):
         ptr[slot[p] + 1] += 1
     for r in range(num_slots):
         ptr[r + 1] += ptr[r]
     fill = ptr[:-1].copy()
-    width = 2 if with_encoding else 1
-    entries = np.empty(width * slot.shape[0], np.int64)
     for k in range(starts.shape[0] - 1):
         for p in range(starts[k], starts[k + 1]):
             s = slot[p]
@@ -132,7 +132,7 @@ def _slot_bags(slot, num_slots, pair_in, starts, num_in, with_encoding):
                 entries[2 * q + 1] = num_in + k
             else:
                 entries[q] = pair_in[p]
-    return ptr, entries
+    return ptr
 
 
 @nb.njit(cache=True, nogil=True)
@@ -176,6 +176,9 @@ class _Slots:
         self.pair_in = kmap.pair_in.numpy()
         pair_out = kmap.pair_out.numpy()
         n = kmap.num_out
+        # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
+        largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
+        self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
         if compact:
             goffs = np.argsort(group, kind="stable").astype(np.int64)
             goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
@@ -184,14 +187,13 @@ class _Slots:
             counts = present.sum(axis=1, dtype=np.int64)
             self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             self.num_slots = int(self.gstart[-1])
-            index_dtype = np.int32 if self.num_slots < 2 ** 31 else np.int64
-            slot_of = np.empty((num_groups, n), dtype=index_dtype)
+            slot_of = np.empty((num_groups, n), dtype=self.index_dtype)
             self.rows = np.empty(self.num_slots, dtype=np.int64)
             _number_slots(present, self.gstart, slot_of, self.rows)
             self.slot = _pair_slots(pair_out, self.starts, group, slot_of)
         else:
             self.num_slots = n * num_groups
-            self.slot = pair_out * num_groups + group[_pair_offsets(kmap)]
+            self.slot = (pair_out * num_groups + group[_pair_offsets(kmap)]).astype(self.index_dtype)
         self._by_slot: Dict[bool, Tuple[Tensor, Tensor]] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
 
@@ -205,16 +207,17 @@ class _Slots:
         """``(ptr [S + 1], entries)``: per slot, its pairs' input rows ``j`` (interleaved with
         ``N_in + k``, the encoding rows of the table, when ``with_encoding``)."""
         if with_encoding not in self._by_slot:
-            ptr, entries = _slot_bags(self.slot, self.num_slots, self.pair_in, self.starts, self.num_in,
-                                      with_encoding)
-            self._by_slot[with_encoding] = (torch.from_numpy(ptr), torch.from_numpy(entries))
+            entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
+            ptr = _slot_bags(self.slot, self.num_slots, self.pair_in, self.starts, self.num_in, with_encoding,
+                             entries)
+            self._by_slot[with_encoding] = (torch.from_numpy(ptr.astype(self.index_dtype)), torch.from_numpy(entries))
         return self._by_slot[with_encoding]
 
     def _bags_by_input(self) -> Tuple[Tensor, Tensor]:
         """``(ptr [N_in + 1], slots [P])``: per input row, the slots its pairs feed."""
         if self._by_input is None:
             ptr, perm = _csr(self.pair_in, self.num_in)
-            self._by_input = (torch.from_numpy(ptr), torch.from_numpy(self.slot[perm]))
+            self._by_input = (torch.from_numpy(ptr.astype(self.index_dtype)), torch.from_numpy(self.slot[perm]))
         return self._by_input
 
     def table(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
@@ -255,7 +258,8 @@ class _Slots:
                 d_x = d_a.new_zeros((self.num_in, c_dim))
         if need_e:
             if self.num_pairs:
-                d_e = F.embedding_bag(torch.from_numpy(self.slot), d_a, torch.from_numpy(self.starts[:-1]),
+                d_e = F.embedding_bag(torch.from_numpy(self.slot), d_a,
+                                      torch.from_numpy(self.starts[:-1].astype(self.index_dtype)),
                                       mode="sum")
             else:
                 d_e = d_a.new_zeros((self.kernel_volume, c_dim))
