@@ -46,20 +46,27 @@ _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
 _ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
 
 
+def _run_parallel(calls: list) -> list:
+    """Run ``fn(*args)`` for every ``(fn, args)`` of ``calls`` at once: the first on the calling thread,
+    the others on a short-lived pool of Python threads (the functions must be ``nogil`` numba kernels
+    writing disjoint data). Returns their results in order."""
+    if len(calls) == 1:
+        fn, args = calls[0]
+        return [fn(*args)]
+    with ThreadPoolExecutor(len(calls) - 1) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in calls[1:]]
+        fn, args = calls[0]
+        first = fn(*args)
+        return [first] + [f.result() for f in futures]
+
+
 def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
-    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` split into ``threads``
-    contiguous chunks: the first on the calling thread, the others on a short-lived pool of Python
-    threads (the kernel must be ``nogil`` and write disjoint data). Returns ``[(blk_lo, blk_hi,
-    result)]`` per chunk, in order."""
+    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` split into ``threads`` contiguous
+    chunks run in parallel (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi, result)]`` per chunk."""
     threads = max(1, min(int(threads), num_blocks))
     cuts = [num_blocks * t // threads for t in range(threads + 1)]
-    if threads == 1:
-        return [(0, num_blocks, kernel(0, num_blocks, *args))]
-    with ThreadPoolExecutor(threads - 1) as pool:
-        futures = [pool.submit(kernel, cuts[t], cuts[t + 1], *args) for t in range(1, threads)]
-        first = kernel(cuts[0], cuts[1], *args)
-        rest = [f.result() for f in futures]
-    return [(cuts[t], cuts[t + 1], r) for t, r in enumerate([first] + rest)]
+    results = _run_parallel([(kernel, (cuts[t], cuts[t + 1], *args)) for t in range(threads)])
+    return [(cuts[t], cuts[t + 1], r) for t, r in enumerate(results)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,8 +125,8 @@ def _grow(kbuf, ibuf, obuf):
 @nb.njit(cache=True, nogil=True, inline="always")
 def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, mode, kbuf, ibuf, obuf, n):
     """The pairs of one output line, by ``mode``: ``_COUNT`` (``row[k] += 1``), ``_EMIT`` (also append
-    ``(k, in, out)`` to the buffers from position ``n``, which must have room for ``line length *
-    kernel volume`` more) or ``_FILL`` (write ``in``/``out`` at the cursor ``row[k]`` of
+    ``(k, in, out)`` to the buffers from position ``n``, which must have room for ``line length x
+    most pairs per site`` more) or ``_FILL`` (write ``in``/``out`` at the cursor ``row[k]`` of
     ``ibuf``/``obuf``, the final pair arrays, and advance it). Returns the new ``n``. ``ptr[i0]``:
     the neighbour-line cursor per kernel row, carried from line to line (target keys never
     decrease)."""
@@ -196,6 +203,7 @@ def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, di
     ``half``: only offsets after the centre (lexicographically positive displacement) are visited;
     the caller mirrors them (valid for odd kernel sizes)."""
     kv = ksize[0] * ksize[1] * ksize[2]
+    per_site = min(kv // 2 + 1 if half else kv, perm.shape[0])  # most pairs one output site can have
     kbuf = np.empty(max(capacity, 16), np.int32)
     ibuf = np.empty(max(capacity, 16), perm.dtype)
     obuf = np.empty(max(capacity, 16), perm.dtype)
@@ -206,7 +214,7 @@ def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, di
         row = table[blk]
         ptr[:] = -1
         for line in range(blocks[blk], blocks[blk + 1]):
-            while n + (line_start[line + 1] - line_start[line]) * kv > kbuf.shape[0]:
+            while n + (line_start[line + 1] - line_start[line]) * per_site > kbuf.shape[0]:
                 kbuf, ibuf, obuf = _grow(kbuf, ibuf, obuf)
             n = _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, _EMIT, kbuf,
                             ibuf, obuf, n)
@@ -331,12 +339,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     pair_out = np.empty(total, np.int64)
     cursors = np.ascontiguousarray(cursors)
     if one_pass:
-        with ThreadPoolExecutor(max(1, len(emitted) - 1)) as pool:  # chunks write disjoint positions
-            futures = [pool.submit(_place, lo, hi, *bufs, cursors, pair_in, pair_out) for lo, hi, bufs in emitted[1:]]
-            lo, hi, bufs = emitted[0]
-            _place(lo, hi, *bufs, cursors, pair_in, pair_out)
-            for f in futures:
-                f.result()
+        _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted])
     else:
         _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, cursors,
                     pair_in, pair_out, _FILL, half)

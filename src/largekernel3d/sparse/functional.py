@@ -20,8 +20,9 @@ Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dt
   ``index_add_``/``index_put_`` were 2-6x slower, and a second thread pool of ours would compete with
   torch's OpenMP workers, which keep spinning for milliseconds after every GEMM). An offset whose
   pairs are the identity ``(r, r)`` (the centre of a submanifold map) skips gather/scatter: its
-  dense GEMM initialises the accumulator (with the bias). The backward pass gathers ``d_out`` once per tile and uses it for both ``d_in`` and ``d_W``. Peak
-  extra memory is two or three tiles, never ``[P, C]``.
+  dense GEMM initialises the accumulator (with the bias). The backward pass gathers ``d_out`` once
+  per tile and uses it for both ``d_in`` and ``d_W``. Peak extra memory is two or three tiles, never
+  ``[P, C]``.
 * ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.
 """
 
