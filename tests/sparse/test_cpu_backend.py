@@ -270,3 +270,19 @@ def test_forward_leaves_the_bias_parameter_unchanged(num_sites):
     second = conv(x).features.detach()
     assert torch.equal(conv.bias.detach(), bias)
     torch.testing.assert_close(first, second)
+
+
+def test_kernel_map_memo_builds_once_per_key_and_not_across_maps():
+    rng = np.random.default_rng(3)
+    idx = random_sites(rng, 50, (6, 6, 6), batch_size=1)
+    kmap = build_submanifold_map(idx, (6, 6, 6), 1, ConvGeometry.create(3, 3))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return object()
+
+    first = kmap.derived("layout", build)
+    assert kmap.derived("layout", build) is first and len(calls) == 1
+    assert kmap.derived("other", build) is not first and len(calls) == 2
+    assert kmap.transposed().derived("layout", build) is not first  # the adjoint map has its own memo
