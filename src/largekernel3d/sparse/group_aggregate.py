@@ -74,29 +74,29 @@ def _csr(key, n):
 
 
 @nb.njit(cache=True, nogil=True)
-def _mark_groups(pair_out, starts, goff_ptr, goffs, present):
-    """``present[g, i] = 1`` when output row ``i`` has a pair at some offset of group ``g`` (the offsets
-    of group ``g`` are ``goffs[goff_ptr[g]:goff_ptr[g + 1]]``)."""
-    for g in range(goff_ptr.shape[0] - 1):
-        for q in range(goff_ptr[g], goff_ptr[g + 1]):
-            k = goffs[q]
-            for p in range(starts[k], starts[k + 1]):
-                present[g, pair_out[p]] = 1
+def _count_groups(pair_out, starts, group, counts):
+    """``counts[g, i]`` = pairs of output row ``i`` at the offsets of group ``g``."""
+    for k in range(starts.shape[0] - 1):
+        row = counts[group[k]]
+        for p in range(starts[k], starts[k + 1]):
+            row[pair_out[p]] += 1
 
 
 @nb.njit(cache=True, nogil=True)
-def _number_slots(present, gstart, slot_of, rows):
-    """Compact slots from ``present [G, N]``: ``slot_of[g, i] = gstart[g] + rank of i among the rows of
-    group g`` (``-1`` where absent) and ``rows[slot] = i``."""
-    for g in range(present.shape[0]):
+def _number_slots(counts, gstart, slot_of, rows, bag_ptr):
+    """Compact slots from ``counts [G, N]``: ``slot_of[g, i] = gstart[g] + rank of i among the rows of
+    group g`` (``-1`` where absent), ``rows[slot] = i`` and ``bag_ptr`` (the start of every slot's pairs
+    in slot order; ``rows`` and ``bag_ptr`` have one spare entry: the loop writes without branching)."""
+    bag_ptr[0] = 0
+    for g in range(counts.shape[0]):
         s = gstart[g]
-        for i in range(present.shape[1]):
-            if present[g, i]:
-                slot_of[g, i] = s
-                rows[s] = i
-                s += 1
-            else:
-                slot_of[g, i] = -1
+        for i in range(counts.shape[1]):
+            c = counts[g, i]
+            present = c != 0
+            slot_of[g, i] = s if present else -1
+            rows[s] = i
+            bag_ptr[s + 1] = bag_ptr[s] + c
+            s += present
 
 
 @nb.njit(cache=True, nogil=True)
@@ -112,27 +112,21 @@ def _pair_slots(pair_out, starts, group, slot_of):
 
 
 @nb.njit(cache=True, nogil=True)
-def _slot_bags(slot, num_slots, pair_in, starts, num_in, with_encoding, entries):
-    """Pairs counting-sorted by slot (stable): returns ``ptr [S + 1]`` and fills ``entries`` (``P`` or
-    ``2 P`` long) with ``pair_in`` of every pair or (``with_encoding``) the pairs ``(pair_in, num_in +
-    k)`` interleaved."""
-    ptr = np.zeros(num_slots + 1, np.int64)
-    for p in range(slot.shape[0]):
-        ptr[slot[p] + 1] += 1
-    for r in range(num_slots):
-        ptr[r + 1] += ptr[r]
-    fill = ptr[:-1].copy()
+def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_encoding, entries):
+    """The bag entries in slot order (stable: offsets ascending within a slot): ``pair_in`` of every
+    pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
+    cursor = bag_ptr[:-1].copy()
     for k in range(starts.shape[0] - 1):
+        row = slot_of[group[k]]
         for p in range(starts[k], starts[k + 1]):
-            s = slot[p]
-            q = fill[s]
-            fill[s] = q + 1
+            s = row[pair_out[p]]
+            q = cursor[s]
+            cursor[s] = q + 1
             if with_encoding:
                 entries[2 * q] = pair_in[p]
                 entries[2 * q + 1] = num_in + k
             else:
                 entries[q] = pair_in[p]
-    return ptr
 
 
 @nb.njit(cache=True, nogil=True)
@@ -174,26 +168,28 @@ class _Slots:
         self.num_pairs = kmap.num_pairs
         self.starts = _starts(kmap)
         self.pair_in = kmap.pair_in.numpy()
-        pair_out = kmap.pair_out.numpy()
+        self.pair_out = kmap.pair_out.numpy()
+        self.group = group
         n = kmap.num_out
         # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
         largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
         self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
+        counts = np.zeros((num_groups, n), dtype=np.int32 if self.num_pairs < 2 ** 31 else np.int64)
+        _count_groups(self.pair_out, self.starts, group, counts)
         if compact:
-            goffs = np.argsort(group, kind="stable").astype(np.int64)
-            goff_ptr = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=num_groups))]).astype(np.int64)
-            present = np.zeros((num_groups, n), dtype=np.uint8)
-            _mark_groups(pair_out, self.starts, goff_ptr, goffs, present)
-            counts = present.sum(axis=1, dtype=np.int64)
-            self.gstart = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            self.gstart = np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))]).astype(np.int64)
             self.num_slots = int(self.gstart[-1])
-            slot_of = np.empty((num_groups, n), dtype=self.index_dtype)
-            self.rows = np.empty(self.num_slots, dtype=np.int64)
-            _number_slots(present, self.gstart, slot_of, self.rows)
-            self.slot = _pair_slots(pair_out, self.starts, group, slot_of)
+            self.slot_of = np.empty((num_groups, n), dtype=self.index_dtype)
+            rows = np.empty(self.num_slots + 1, dtype=np.int64)
+            bag_ptr = np.empty(self.num_slots + 2, dtype=np.int64)
+            _number_slots(counts, self.gstart, self.slot_of, rows, bag_ptr)
+            self.rows, self.bag_ptr = rows[:-1], bag_ptr[:-1]
         else:
             self.num_slots = n * num_groups
-            self.slot = (pair_out * num_groups + group[_pair_offsets(kmap)]).astype(self.index_dtype)
+            self.slot_of = (np.arange(n, dtype=self.index_dtype)[None, :] * num_groups
+                            + np.arange(num_groups, dtype=self.index_dtype)[:, None])
+            self.bag_ptr = np.concatenate([[0], np.cumsum(counts.T.ravel())]).astype(np.int64)
+        self._slot: Optional[np.ndarray] = None
         self._by_slot: Dict[bool, Tuple[Tensor, Tensor]] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
 
@@ -203,14 +199,22 @@ class _Slots:
         key = ("group_slots", group.tobytes(), int(num_groups), bool(compact))
         return kmap.derived(key, lambda: cls(kmap, group, num_groups, compact))
 
+    @property
+    def slot(self) -> np.ndarray:
+        """``[P]``: the slot of every pair (built on first use: the backward pass needs it)."""
+        if self._slot is None:
+            self._slot = _pair_slots(self.pair_out, self.starts, self.group, self.slot_of)
+        return self._slot
+
     def _bags_by_slot(self, with_encoding: bool) -> Tuple[Tensor, Tensor]:
         """``(ptr [S + 1], entries)``: per slot, its pairs' input rows ``j`` (interleaved with
         ``N_in + k``, the encoding rows of the table, when ``with_encoding``)."""
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
-            ptr = _slot_bags(self.slot, self.num_slots, self.pair_in, self.starts, self.num_in, with_encoding,
-                             entries)
-            self._by_slot[with_encoding] = (torch.from_numpy(ptr.astype(self.index_dtype)), torch.from_numpy(entries))
+            _fill_bags(self.pair_in, self.pair_out, self.starts, self.group, self.slot_of, self.bag_ptr,
+                       self.num_in, with_encoding, entries)
+            self._by_slot[with_encoding] = (torch.from_numpy(self.bag_ptr.astype(self.index_dtype)),
+                                            torch.from_numpy(entries))
         return self._by_slot[with_encoding]
 
     def _bags_by_input(self) -> Tuple[Tensor, Tensor]:
