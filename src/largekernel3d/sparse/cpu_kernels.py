@@ -352,6 +352,21 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
 # regular and transposed maps: candidate outputs per (input, offset)
 # --------------------------------------------------------------------------------------------------
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _strided_target(c, i, stride, pad, dil, transposed, size):
+    """The output coordinate that input coordinate ``c`` reaches through kernel position ``i`` on one
+    axis (regular: ``(c + pad - dil * i) / stride``, exact division only; transposed:
+    ``stride * c - pad + dil * i``), or ``-1`` when there is none inside ``[0, size)``."""
+    if transposed:
+        q = stride * c - pad + dil * i
+    else:
+        n = c + pad - dil * i
+        if n < 0 or n % stride != 0:
+            return -1
+        q = n // stride
+    return q if 0 <= q < size else -1
+
+
 @nb.njit(cache=True, nogil=True)
 def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in,
                   fill):
@@ -365,34 +380,16 @@ def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, tr
         for i in range(blocks[blk], blocks[blk + 1]):
             b = coords[i, 0]
             for i0 in range(k0):
-                if transposed:
-                    q0 = stride[0] * coords[i, 1] - pad[0] + dil[0] * i0
-                else:
-                    n0 = coords[i, 1] + pad[0] - dil[0] * i0
-                    if n0 < 0 or n0 % stride[0] != 0:
-                        continue
-                    q0 = n0 // stride[0]
-                if q0 < 0 or q0 >= t0:
+                q0 = _strided_target(coords[i, 1], i0, stride[0], pad[0], dil[0], transposed, t0)
+                if q0 < 0:
                     continue
                 for i1 in range(k1):
-                    if transposed:
-                        q1 = stride[1] * coords[i, 2] - pad[1] + dil[1] * i1
-                    else:
-                        n1 = coords[i, 2] + pad[1] - dil[1] * i1
-                        if n1 < 0 or n1 % stride[1] != 0:
-                            continue
-                        q1 = n1 // stride[1]
-                    if q1 < 0 or q1 >= t1:
+                    q1 = _strided_target(coords[i, 2], i1, stride[1], pad[1], dil[1], transposed, t1)
+                    if q1 < 0:
                         continue
                     for i2 in range(k2):
-                        if transposed:
-                            q2 = stride[2] * coords[i, 3] - pad[2] + dil[2] * i2
-                        else:
-                            n2 = coords[i, 3] + pad[2] - dil[2] * i2
-                            if n2 < 0 or n2 % stride[2] != 0:
-                                continue
-                            q2 = n2 // stride[2]
-                        if q2 < 0 or q2 >= t2:
+                        q2 = _strided_target(coords[i, 3], i2, stride[2], pad[2], dil[2], transposed, t2)
+                        if q2 < 0:
                             continue
                         k = (i0 * k1 + i1) * k2 + i2
                         if fill:
