@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import random_sparse_tensor
+from helpers import random_sparse_tensor, torch_threads
 
 
 @pytest.fixture
@@ -19,9 +19,5 @@ def make_sparse():
 def one_thread():
     """Run the test with ``torch.set_num_threads(1)`` (spconv's CPU kernels race with more threads);
     restores the previous setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)

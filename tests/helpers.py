@@ -11,8 +11,9 @@ Conventions (see ``largekernel3d.sparse.conv``): weights are ``[C_out, *kernel, 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -180,3 +181,14 @@ def kitti_sparse_tensor(channels: int = 4, voxel_size: float = 0.2, frames: Sequ
         all_feats.append(feats[keep, :channels])
         all_indices.append(torch.cat([torch.full((int(keep.sum()), 1), b, dtype=torch.int32), zyx[keep]], dim=1))
     return SparseConvTensor(torch.cat(all_feats).contiguous(), torch.cat(all_indices).contiguous(), shape, len(paths))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` and restore the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

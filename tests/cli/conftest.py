@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from cli_tiny import TINY
+from helpers import torch_threads
 
 
 @pytest.fixture
@@ -17,10 +18,5 @@ def tiny_yaml(tmp_path):
 @pytest.fixture(autouse=True, scope="module")
 def single_thread():
     """One torch/numba thread (shared 2-core CI machines); restored afterwards."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import torch_threads
 from largekernel3d.sparse import cpu_kernels as ck
 from largekernel3d.sparse import functional as F
 from largekernel3d.sparse.geometry import ConvGeometry
@@ -158,12 +159,8 @@ def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> to
 def test_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, threads):
     """The numba dataflow against the per-offset torch reference, forward and both gradients, with one
     torch thread (numba gathers) and two (``torch.index_select`` gathers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):

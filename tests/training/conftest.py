@@ -2,6 +2,7 @@
 
 import pytest
 
+from helpers import torch_threads
 from seg_tiny import tiny_run_config
 
 
@@ -15,10 +16,5 @@ def tiny_config():
 def single_thread():
     """One torch (and hence numba) thread: on a shared 2-core CI machine, 2 spinning threads per
     process make tiny sparse convs many times slower. Restored afterwards."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
