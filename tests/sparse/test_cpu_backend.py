@@ -87,6 +87,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     """The one-sweep build (emission buffers, then placement; used below the density threshold) and the
     two-sweep build (count, then fill in place) give the same pairs in the same order, for any thread
     count; emission buffers that start too small grow."""
+    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)  # split even this small map over ``threads``
     rng = np.random.default_rng(7)
     shape = (14, 13, 15)
     idx = random_sites(rng, 900, shape, batch_size=2)
@@ -123,6 +124,26 @@ def _lifted(idx, shape, kernel, dilation):
     from largekernel3d.sparse.kernel_map import _lift3
 
     return _lift3(idx, shape, ConvGeometry.create(3, kernel, 1, 0, dilation))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_strided_candidates_independent_of_threads(transposed, monkeypatch):
+    """The strided builder's candidates (and their order) do not depend on how its blocks are split."""
+    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)
+    rng = np.random.default_rng(3)
+    shape = (11, 9, 13)
+    idx64, prm = _lifted(random_sites(rng, 500, shape, batch_size=2), shape, 3, 1)
+    out_shape = np.array(shape, dtype=np.int64)
+    builds = [ck.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
+                                    prm["dil"], transposed, threads) for threads in (1, 3)]
+    for a, b in zip(*builds):
+        assert np.array_equal(a, b)
+
+
+def test_builders_split_only_large_maps():
+    """Small maps are built on the calling thread (a split loses against torch's spinning workers)."""
+    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS - 1) == 1
+    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS) == 4
 
 
 def test_choose_backend_rule():

@@ -24,10 +24,10 @@ sweep is the costly part on LiDAR-like scans: 30-40 % off a 7^3 map). Either way
 independent of the thread count: offset-major, then by block, then by sorted output (submanifold)
 or sorted input (regular / transposed).
 
-Threading: the kernels themselves are serial and release the GIL (``nogil``); builders split their
-blocks over a short-lived pool of Python threads. No numba threading layer (OpenMP/TBB) is used: on
-a small machine a second OpenMP runtime next to torch's spins against it and was measured to be
-10-100x slower than serial code. The feature scatter-adds here are serial, memory-bound loops; the
+Threading: the kernels themselves are serial and release the GIL (``nogil``); builders of large maps
+(``_SPLIT_MIN_PAIRS``) split their blocks over a short-lived pool of Python threads. No numba threading
+layer (OpenMP/TBB) is used: on a small machine a second OpenMP runtime next to torch's spins against it
+and was measured to be 10-100x slower than serial code. The feature scatter-adds here are serial, memory-bound loops; the
 GEMMs between them, and the gathers when torch has more than one thread, run on torch's own threads
 (see :mod:`.functional`).
 """
@@ -41,6 +41,12 @@ import numpy as np
 
 _NUM_BLOCKS = 64  # work blocks of the builders (a multiple of any sensible thread count)
 _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
+# Builders split their blocks over threads only for at least this many (estimated) pairs: right after a torch
+# parallel region torch's OpenMP workers keep spinning for milliseconds, and a Python thread sharing a core with
+# one of them made small builds slower than serial ones. Measured after a GEMM at 2 threads, split vs serial:
+# 3^3 maps (80-240 k pairs) 5.4-10.1 vs 4.7-9.2 ms, KITTI stride-2 (300 k) 17.1 vs 15.6 ms, but 7^3 maps of
+# 0.6-0.8 M pairs 18.2-19.2 vs 20.2-20.5 ms and the generated stride-2 map (0.85 M) 24.9 vs 27.8 ms.
+_SPLIT_MIN_PAIRS = 500_000
 # Above this many (half-window) pairs per site the submanifold builder sweeps twice (count, then fill in
 # place) instead of once into buffers: dense surfaces make the buffers (fresh pages) cost more than a sweep.
 _ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
@@ -58,6 +64,11 @@ def _run_parallel(calls: list) -> list:
         fn, args = calls[0]
         first = fn(*args)
         return [first] + [f.result() for f in futures]
+
+
+def _split_threads(threads: int, pairs: float) -> int:
+    """The threads a builder uses for about ``pairs`` pairs: ``threads``, or 1 below ``_SPLIT_MIN_PAIRS``."""
+    return int(threads) if pairs >= _SPLIT_MIN_PAIRS else 1
 
 
 def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
@@ -302,7 +313,8 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
         sorted_coords: int64 ``[N, 4]`` sites ``(b, c0, c1, c2)`` sorted lexicographically, unique.
         perm: int64 ``[N]``, the original row of each sorted site.
         shape, ksize, dil: int64 ``[3]`` grid size, kernel size and dilation.
-        threads: number of threads to split the work over.
+        threads: most threads to split the work over (maps of fewer than ``_SPLIT_MIN_PAIRS`` estimated
+            pairs use one).
 
     Returns:
         ``(pair_in, pair_out, offset_starts)``: int64 ``[P]``, int64 ``[P]`` (original rows,
@@ -321,6 +333,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     rows = perm.astype(np.int32) if perm.shape[0] < 2 ** 31 else perm  # half the bytes in the buffers
     per_site = _pairs_per_site(line_start, line_key, cz, rows, shape, ksize, dil, blocks, half)
     one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
+    threads = _split_threads(threads, (1.0 + per_site) * cz.shape[0])
     if one_pass:  # one sweep into per-chunk buffers (sized from the sample, +25 %; they grow if short)
         chunks = max(1, min(int(threads), nblk))
         capacity = int(1.25 * per_site * cz.shape[0] / chunks) + 1024
@@ -412,6 +425,8 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(kv + 1, np.int64)
     blocks = np.linspace(0, n, min(_NUM_BLOCKS, n) + 1).astype(np.int64)
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
+    # expected candidates per row: every offset (transposed), or prod(k / s) (regular: exact divisions only)
+    threads = _split_threads(threads, n * (kv if transposed else float(np.prod(ksize / stride))))
     empty = np.zeros(0, np.int64)
     nblk = blocks.shape[0] - 1
     _run_blocks(_strided_pass, nblk, threads, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, counts,

@@ -332,22 +332,30 @@ class GroupAggregateFunction(torch.autograd.Function):
 
 class GroupConvFunction(torch.autograd.Function):
     """``out = sum_g A_g @ W[g]`` on compact slots (numba path). The GEMM outputs go through a small
-    reused buffer (``_GEMM_CHUNK`` rows) straight into ``out``; saves the compact ``A`` and the slots."""
+    reused buffer (``_GEMM_CHUNK`` rows) straight into ``out``; saves the compact ``A`` and the slots. The
+    block of an identity centre group (see :func:`_identity_group`) has one slot per row in row order:
+    its GEMMs read and write ``out`` / ``d_out`` directly."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                 group: Tensor) -> Tensor:
         slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
+        centre = _identity_group(kmap, group.numpy())[0]
         a = slots.gather(features, encoding)
         c_out = weight.shape[2]
-        out = features.new_zeros((kmap.num_out, c_out))
+        if centre >= 0:
+            out = a[int(slots.gstart[centre]):int(slots.gstart[centre + 1])].mm(weight[centre])
+        else:
+            out = features.new_zeros((kmap.num_out, c_out))
         buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
         out_np = out.numpy()
         for g, s, e in slots.blocks(_GEMM_CHUNK):
+            if g == centre:
+                continue
             y = buf[: e - s]
             torch.mm(a[s:e], weight[g], out=y)
             _add_rows(y.numpy(), slots.rows[s:e], out_np)
-        ctx.slots = slots
+        ctx.slots, ctx.centre = slots, centre
         ctx.save_for_backward(a, weight)
         return out
 
@@ -363,7 +371,11 @@ class GroupConvFunction(torch.autograd.Function):
         d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
         for g, s, e in slots.blocks(_GEMM_CHUNK):
-            g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
+            if g == ctx.centre:  # slots s..e are the rows s - gstart[g]... in order
+                lo = s - int(slots.gstart[g])
+                g_rows = grad_out[lo:lo + e - s]
+            else:
+                g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
             if d_a is not None:
                 torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
             if d_w is not None:
@@ -449,24 +461,45 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
     return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), kmap, group)
 
 
+def _identity_group(kmap: KernelMap, group: np.ndarray) -> Tuple[int, int]:
+    """``(g, k)`` when group ``g`` holds only offset ``k`` and that offset's pairs are the identity ``(r, r)``
+    (the centre voxel of a submanifold window: ``A_g = x + E[k]`` needs no aggregation), else ``(-1, -1)``."""
+    from .functional import _identity_offset
+
+    k = kmap.derived("identity_offset", lambda: _identity_offset(kmap))
+    if k < 0 or int(np.count_nonzero(group == group[k])) != 1:
+        return -1, -1
+    return int(group[k]), k
+
+
 def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                           group: Tensor) -> Tensor:
     """The numba forward without the full ``A`` (nothing is kept for a backward pass): one group at a
     time, its block ``A_g`` aggregated, multiplied into a reused buffer, added into the output rows.
-    Saves holding the ``[slots, C]`` matrix."""
-    slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
-    c_out = weight.shape[2]
-    out = features.new_zeros((kmap.num_out, c_out))
+    Saves holding the ``[slots, C]`` matrix. A centre group (identity pairs) is one dense GEMM that
+    initialises the output: ``out = x W_g + E[k] W_g``."""
+    group_np = group.numpy()
+    slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
+    centre, k_centre = _identity_group(kmap, group_np)
+    if centre >= 0:
+        w_c = weight[centre]
+        out = features.mm(w_c)
+        if encoding is not None:
+            out += encoding[k_centre:k_centre + 1].mm(w_c)
+    else:
+        out = features.new_zeros((kmap.num_out, weight.shape[2]))
     sizes = np.diff(slots.gstart)
+    if centre >= 0:
+        sizes[centre] = 0
     rows = int(sizes.max()) if sizes.size else 0
     if rows == 0:
         return out
-    buf_y = features.new_empty((rows, c_out))
+    buf_y = features.new_empty((rows, weight.shape[2]))
     out_np = out.numpy()
     table = slots.table(features, encoding)
     for g in range(weight.shape[0]):
         s, e = int(slots.gstart[g]), int(slots.gstart[g + 1])
-        if e == s:
+        if e == s or g == centre:
             continue
         y = buf_y[: e - s]
         torch.mm(slots.aggregate(table, encoding is not None, s, e), weight[g], out=y)
