@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import host_memory
 from .kernel_map import NUMBA, KernelMap, choose_backend
 
 _TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
@@ -127,11 +128,12 @@ def _np(t: Tensor):
 
 
 def _init_out(x: Tensor, num_out: int, c_out: int, bias: Optional[Tensor]) -> Tensor:
-    """The accumulator: zeros, or ``bias`` in every row (saves a separate pass adding it)."""
+    """The accumulator (CPU, :mod:`.host_memory`): zeros, or ``bias`` in every row (saves a separate pass
+    adding it)."""
     if bias is None:
-        return x.new_zeros((num_out, c_out))
+        return host_memory.zeros((num_out, c_out), x.dtype)
     # a fresh buffer: ``expand(...).contiguous()`` would alias the bias itself when num_out == 1
-    return x.new_empty((num_out, c_out)).copy_(bias.detach().reshape(1, c_out).expand(num_out, c_out))
+    return host_memory.empty((num_out, c_out), x.dtype).copy_(bias.detach().reshape(1, c_out).expand(num_out, c_out))
 
 
 def _row_gatherer(x: Tensor, idx: Tensor):
@@ -152,7 +154,7 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
 
     x = x.contiguous()
     if identity >= 0:  # the identity offset's GEMM initialises the accumulator
-        out = _apply_offset(x, w[identity])
+        out = _apply_offset(x, w[identity], out=host_memory.empty((num_out, c_out), x.dtype))
         if bias is not None:
             out += bias.detach().to(out.dtype)
     else:
@@ -224,11 +226,12 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     identity = _identity_offset(kmap)
     grad_w = weight.new_zeros(weight.shape) if need_w else None
     if identity >= 0:  # identity offset: dense GEMMs, no gather/scatter
-        grad_x = _apply_offset(grad_out, wt[identity]) if need_x else None
+        grad_x = _apply_offset(grad_out, wt[identity], out=host_memory.empty((kmap.num_in, c_in), x.dtype)) \
+            if need_x else None
         if need_w:
             grad_w[identity] = _weight_block(x, grad_out, g)
     else:
-        grad_x = x.new_zeros((kmap.num_in, c_in)) if need_x else None
+        grad_x = host_memory.zeros((kmap.num_in, c_in), x.dtype) if need_x else None
     if kmap.num_pairs == 0:
         return grad_x, grad_w
     tile = _tile_rows(max(c_in, c_out), x.element_size())

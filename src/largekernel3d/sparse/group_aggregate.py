@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import host_memory
 from .kernel_map import KernelMap
 
 BACKENDS = ("numba", "torch")
@@ -190,7 +191,7 @@ class _Slots:
                             + np.arange(num_groups, dtype=self.index_dtype)[:, None])
             self.bag_ptr = np.concatenate([[0], np.cumsum(counts.T.ravel())]).astype(np.int64)
         self._slot: Optional[np.ndarray] = None
-        self._by_slot: Dict[bool, Tuple[Tensor, Tensor]] = {}
+        self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
 
     @classmethod
@@ -206,15 +207,15 @@ class _Slots:
             self._slot = _pair_slots(self.pair_out, self.starts, self.group, self.slot_of)
         return self._slot
 
-    def _bags_by_slot(self, with_encoding: bool) -> Tuple[Tensor, Tensor]:
-        """``(ptr [S + 1], entries)``: per slot, its pairs' input rows ``j`` (interleaved with
-        ``N_in + k``, the encoding rows of the table, when ``with_encoding``)."""
+    def _bag_entries(self, with_encoding: bool) -> np.ndarray:
+        """The bag entries of every slot, in slot order (slot ``s`` owns ``bag_ptr[s]:bag_ptr[s + 1]``
+        times the width): its pairs' input rows ``j``, interleaved with ``N_in + k`` (the encoding rows of
+        the table) when ``with_encoding``."""
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
             _fill_bags(self.pair_in, self.pair_out, self.starts, self.group, self.slot_of, self.bag_ptr,
                        self.num_in, with_encoding, entries)
-            self._by_slot[with_encoding] = (torch.from_numpy(self.bag_ptr.astype(self.index_dtype)),
-                                            torch.from_numpy(entries))
+            self._by_slot[with_encoding] = entries
         return self._by_slot[with_encoding]
 
     def _bags_by_input(self) -> Tuple[Tensor, Tensor]:
@@ -234,10 +235,11 @@ class _Slots:
         hi = self.num_slots if hi is None else hi
         if hi <= lo:
             return table.new_zeros((0, table.shape[1]))
-        ptr, entries = self._bags_by_slot(with_encoding)
+        entries = torch.from_numpy(self._bag_entries(with_encoding))
         width = 2 if with_encoding else 1
-        p0, p1 = int(ptr[lo]), int(ptr[hi])
-        return F.embedding_bag(entries[width * p0:width * p1], table, width * (ptr[lo:hi] - p0), mode="sum")
+        p0, p1 = int(self.bag_ptr[lo]), int(self.bag_ptr[hi])
+        offsets = torch.from_numpy((width * (self.bag_ptr[lo:hi] - p0)).astype(self.index_dtype))
+        return F.embedding_bag(entries[width * p0:width * p1], table, offsets, mode="sum")
 
     def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
         """``A [num_slots, C]``."""
@@ -344,9 +346,10 @@ class GroupConvFunction(torch.autograd.Function):
         a = slots.gather(features, encoding)
         c_out = weight.shape[2]
         if centre >= 0:
-            out = a[int(slots.gstart[centre]):int(slots.gstart[centre + 1])].mm(weight[centre])
+            out = torch.mm(a[int(slots.gstart[centre]):int(slots.gstart[centre + 1])], weight[centre],
+                           out=host_memory.empty((kmap.num_out, c_out), features.dtype))
         else:
-            out = features.new_zeros((kmap.num_out, c_out))
+            out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
         buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
         out_np = out.numpy()
         for g, s, e in slots.blocks(_GEMM_CHUNK):
@@ -367,7 +370,7 @@ class GroupConvFunction(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         rows = torch.from_numpy(slots.rows)
         need_a = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        d_a = a.new_empty(a.shape) if need_a else None
+        d_a = host_memory.empty(a.shape, a.dtype) if need_a else None
         d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
         for g, s, e in slots.blocks(_GEMM_CHUNK):
@@ -483,11 +486,11 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
     centre, k_centre = _identity_group(kmap, group_np)
     if centre >= 0:
         w_c = weight[centre]
-        out = features.mm(w_c)
+        out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, weight.shape[2]), features.dtype))
         if encoding is not None:
             out += encoding[k_centre:k_centre + 1].mm(w_c)
     else:
-        out = features.new_zeros((kmap.num_out, weight.shape[2]))
+        out = host_memory.zeros((kmap.num_out, weight.shape[2]), features.dtype)
     sizes = np.diff(slots.gstart)
     if centre >= 0:
         sizes[centre] = 0
