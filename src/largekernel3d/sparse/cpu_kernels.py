@@ -27,9 +27,9 @@ or sorted input (regular / transposed).
 Threading: the kernels themselves are serial and release the GIL (``nogil``); builders of large maps
 (``_SPLIT_MIN_PAIRS``) split their blocks over a short-lived pool of Python threads. No numba threading
 layer (OpenMP/TBB) is used: on a small machine a second OpenMP runtime next to torch's spins against it
-and was measured to be 10-100x slower than serial code. The feature scatter-adds here are serial, memory-bound loops; the
-GEMMs between them, and the gathers when torch has more than one thread, run on torch's own threads
-(see :mod:`.functional`).
+and was measured to be 10-100x slower than serial code. The feature scatter-adds here are serial,
+memory-bound loops; the GEMMs between them, and the gathers when torch has more than one thread, run on
+torch's own threads (see :mod:`.functional`).
 """
 
 from __future__ import annotations

@@ -109,8 +109,12 @@ def _tiles(starts, tile: int, skip: int = -1):
 
 def _identity_offset(kmap: KernelMap) -> int:
     """The offset whose pairs are exactly ``(r, r)`` for every row ``r`` in order (the centre of a
-    submanifold map with an odd kernel, as both builders write it), or ``-1``. Its product needs no
-    gather/scatter: it is one dense GEMM that also initialises the accumulator."""
+    submanifold map with an odd kernel, as both builders write it), or ``-1`` (memoised on the map). Its
+    product needs no gather/scatter: it is one dense GEMM that also initialises the accumulator."""
+    return kmap.derived("identity_offset", lambda: _find_identity_offset(kmap))
+
+
+def _find_identity_offset(kmap: KernelMap) -> int:
     from . import cpu_kernels as ck
 
     kv = kmap.kernel_volume

@@ -374,7 +374,7 @@ class GroupConvFunction(torch.autograd.Function):
         d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
         for g, s, e in slots.blocks(_GEMM_CHUNK):
-            if g == ctx.centre:  # slots s..e are the rows s - gstart[g]... in order
+            if g == ctx.centre:  # the centre block's slots are the output rows 0, 1, ... in order
                 lo = s - int(slots.gstart[g])
                 g_rows = grad_out[lo:lo + e - s]
             else:
@@ -469,7 +469,7 @@ def _identity_group(kmap: KernelMap, group: np.ndarray) -> Tuple[int, int]:
     (the centre voxel of a submanifold window: ``A_g = x + E[k]`` needs no aggregation), else ``(-1, -1)``."""
     from .functional import _identity_offset
 
-    k = kmap.derived("identity_offset", lambda: _identity_offset(kmap))
+    k = _identity_offset(kmap)
     if k < 0 or int(np.count_nonzero(group == group[k])) != 1:
         return -1, -1
     return int(group[k]), k
