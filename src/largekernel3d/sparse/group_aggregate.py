@@ -484,20 +484,21 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
     group_np = group.numpy()
     slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
     centre, k_centre = _identity_group(kmap, group_np)
+    c_out = weight.shape[2]
     if centre >= 0:
         w_c = weight[centre]
-        out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, weight.shape[2]), features.dtype))
+        out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, c_out), features.dtype))
         if encoding is not None:
             out += encoding[k_centre:k_centre + 1].mm(w_c)
     else:
-        out = host_memory.zeros((kmap.num_out, weight.shape[2]), features.dtype)
+        out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
     sizes = np.diff(slots.gstart)
     if centre >= 0:
         sizes[centre] = 0
     rows = int(sizes.max()) if sizes.size else 0
     if rows == 0:
         return out
-    buf_y = features.new_empty((rows, weight.shape[2]))
+    buf_y = features.new_empty((rows, c_out))
     out_np = out.numpy()
     table = slots.table(features, encoding)
     for g in range(weight.shape[0]):
