@@ -3,6 +3,7 @@ per-pair loop and against each other, gradients, gradcheck, and bad input."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,31 @@ def test_slot_layout_memoised_on_the_kernel_map():
     assert ga._Slots.for_map(kmap, group.numpy(), 27, compact=False) is not a
     other = torch.roll(group, 1)
     assert ga._Slots.for_map(kmap, other.numpy(), 27, compact=True) is not a
+
+
+@pytest.mark.parametrize("with_encoding", [True, False])
+def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
+    """The compact layout against a pair-by-pair account: one slot per non-empty (group, output row),
+    group-major with rows ascending, each slot's bag exactly the input rows (and encoding rows) of its
+    pairs, offsets ascending; the per-pair slots point back to the same slots."""
+    x, kmap, group, _ = _setup(kernel=5, num_groups=9, seed=3)
+    group_np = group.numpy()
+    slots = ga._Slots(kmap, group_np, 9, compact=True)
+    entries = slots._bag_entries(with_encoding)
+    width = 2 if with_encoding else 1
+    expected = {}
+    for k in range(kmap.kernel_volume):
+        for j, i in zip(*[t.tolist() for t in kmap.pairs(k)]):
+            expected.setdefault((int(group_np[k]), i), []).extend([j, kmap.num_in + k] if with_encoding else [j])
+    got = {}
+    for g in range(9):
+        rows = slots.rows[slots.gstart[g]:slots.gstart[g + 1]].tolist()
+        assert rows == sorted(set(rows))
+        for s in range(int(slots.gstart[g]), int(slots.gstart[g + 1])):
+            got[(g, int(slots.rows[s]))] = entries[width * slots.bag_ptr[s]:width * slots.bag_ptr[s + 1]].tolist()
+    assert got == expected
+    assert slots.num_slots == len(expected) and slots.bag_ptr[-1] == kmap.num_pairs
+    pair_group = group_np[ga._pair_offsets(kmap)]
+    slot_group = np.searchsorted(slots.gstart, slots.slot, side="right") - 1
+    assert (slot_group == pair_group).all()
+    assert (slots.rows[slots.slot] == kmap.pair_out.numpy()).all()

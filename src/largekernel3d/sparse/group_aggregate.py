@@ -76,7 +76,7 @@ def _csr(key, n):
 
 @nb.njit(cache=True, nogil=True)
 def _count_groups(pair_out, starts, group, counts):
-    """``counts[g, i]`` = pairs of output row ``i`` at the offsets of group ``g``."""
+    """``counts[g, i]`` = pairs of output row ``i`` at the offsets of group ``g`` (dense layout)."""
     for k in range(starts.shape[0] - 1):
         row = counts[group[k]]
         for p in range(starts[k], starts[k + 1]):
@@ -84,26 +84,9 @@ def _count_groups(pair_out, starts, group, counts):
 
 
 @nb.njit(cache=True, nogil=True)
-def _number_slots(counts, gstart, slot_of, rows, bag_ptr):
-    """Compact slots from ``counts [G, N]``: ``slot_of[g, i] = gstart[g] + rank of i among the rows of
-    group g`` (``-1`` where absent), ``rows[slot] = i`` and ``bag_ptr`` (the start of every slot's pairs
-    in slot order; ``rows`` and ``bag_ptr`` have one spare entry: the loop writes without branching)."""
-    bag_ptr[0] = 0
-    for g in range(counts.shape[0]):
-        s = gstart[g]
-        for i in range(counts.shape[1]):
-            c = counts[g, i]
-            present = c != 0
-            slot_of[g, i] = s if present else -1
-            rows[s] = i
-            bag_ptr[s + 1] = bag_ptr[s] + c
-            s += present
-
-
-@nb.njit(cache=True, nogil=True)
 def _pair_slots(pair_out, starts, group, slot_of):
-    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k`` (in
-    ``slot_of``'s integer type)."""
+    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k`` (dense
+    layout, in ``slot_of``'s integer type)."""
     slot = np.empty(pair_out.shape[0], slot_of.dtype)
     for k in range(starts.shape[0] - 1):
         row = slot_of[group[k]]
@@ -114,8 +97,8 @@ def _pair_slots(pair_out, starts, group, slot_of):
 
 @nb.njit(cache=True, nogil=True)
 def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_encoding, entries):
-    """The bag entries in slot order (stable: offsets ascending within a slot): ``pair_in`` of every
-    pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
+    """The bag entries in slot order (dense layout; stable: offsets ascending within a slot):
+    ``pair_in`` of every pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
     cursor = bag_ptr[:-1].copy()
     for k in range(starts.shape[0] - 1):
         row = slot_of[group[k]]
@@ -128,6 +111,70 @@ def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_
                 entries[2 * q + 1] = num_in + k
             else:
                 entries[q] = pair_in[p]
+
+
+@nb.njit(cache=True, nogil=True)
+def _compact_slots(pair_out, starts, offsets, offset_ptr, num_out, rows, bag_ptr, gstart):
+    """The compact layout, one group at a time (group ``g`` owns the offsets
+    ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``): count the pairs of every output row into a per-row
+    array (reused by every group, so it stays in cache), then number the rows with pairs in ascending
+    order: ``rows[s] = i``, ``bag_ptr[s + 1] = bag_ptr[s] + pairs of (g, i)``, ``gstart[g + 1]`` = end
+    of group ``g``'s block. ``rows``/``bag_ptr`` need room for every pair plus one and two entries
+    (the numbering loop writes without branching); returns the number of slots."""
+    count = np.zeros(num_out, bag_ptr.dtype)
+    s = 0
+    pos = bag_ptr[0] = 0  # the running bag end, kept in a register
+    gstart[0] = 0
+    for g in range(offset_ptr.shape[0] - 1):
+        for t in range(offset_ptr[g], offset_ptr[g + 1]):
+            k = offsets[t]
+            for p in range(starts[k], starts[k + 1]):
+                count[pair_out[p]] += 1
+        for i in range(num_out):
+            c = count[i]
+            count[i] = 0
+            rows[s] = i
+            pos += c
+            bag_ptr[s + 1] = pos
+            s += c != 0
+        gstart[g + 1] = s
+    return s
+
+
+@nb.njit(cache=True, nogil=True)
+def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, rows, bag_ptr, gstart, num_out, num_in,
+                  with_encoding, entries):
+    """The bag entries of the compact layout of :func:`_compact_slots`, in slot order (stable: a slot's
+    pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or (``with_encoding``) the pairs
+    ``(pair_in, num_in + k)`` interleaved. One group at a time, through a per-row write cursor."""
+    cursor = np.empty(num_out, bag_ptr.dtype)
+    for g in range(offset_ptr.shape[0] - 1):
+        for s in range(gstart[g], gstart[g + 1]):
+            cursor[rows[s]] = bag_ptr[s]
+        for t in range(offset_ptr[g], offset_ptr[g + 1]):
+            k = offsets[t]
+            for p in range(starts[k], starts[k + 1]):
+                i = pair_out[p]
+                q = cursor[i]
+                cursor[i] = q + 1
+                if with_encoding:
+                    entries[2 * q] = pair_in[p]
+                    entries[2 * q + 1] = num_in + k
+                else:
+                    entries[q] = pair_in[p]
+
+
+@nb.njit(cache=True, nogil=True)
+def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num_out, slot):
+    """``slot[p]`` = the compact slot of every pair ``p`` (group by group, through a per-row table)."""
+    slot_of_row = np.empty(num_out, slot.dtype)
+    for g in range(offset_ptr.shape[0] - 1):
+        for s in range(gstart[g], gstart[g + 1]):
+            slot_of_row[rows[s]] = s
+        for t in range(offset_ptr[g], offset_ptr[g + 1]):
+            k = offsets[t]
+            for p in range(starts[k], starts[k + 1]):
+                slot[p] = slot_of_row[pair_out[p]]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -158,11 +205,13 @@ def _pair_offsets(kmap: KernelMap) -> np.ndarray:
 
 
 class _Slots:
-    """Where every pair of a kernel map accumulates (numba path): ``slot_of[g, i]`` is the row of ``A``
-    for output row ``i`` and group ``g``. ``compact``: only non-empty ``(g, i)`` get a slot, group-major
-    (``A_g`` is the block ``gstart[g]:gstart[g + 1]``, rows ascending), others ``-1``; else the dense
-    ``i * G + g``. Built once per map and grouping (see :meth:`for_map`); the bag layouts are built on
-    first use; read-only otherwise."""
+    """Where every pair of a kernel map accumulates (numba path): every pair belongs to a *slot* (a row of
+    ``A``), the slot of its output row ``i`` and its offset's group ``g``. ``compact``: only non-empty
+    ``(g, i)`` get a slot, group-major (``A_g`` is the block ``gstart[g]:gstart[g + 1]``, its output rows
+    ``rows[gstart[g]:gstart[g + 1]]`` ascending); else the dense ``i * G + g`` (``A`` is ``[N, G, C]``).
+    Slot ``s`` owns the pairs ``bag_ptr[s]:bag_ptr[s + 1]`` of the bag order. Built once per map and
+    grouping (see :meth:`for_map`); the bag entries and per-pair slots are built on first use; read-only
+    otherwise."""
 
     def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> None:
         self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
@@ -171,25 +220,28 @@ class _Slots:
         self.pair_in = kmap.pair_in.numpy()
         self.pair_out = kmap.pair_out.numpy()
         self.group = group
+        self.compact = compact
         n = kmap.num_out
         # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
         largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
         self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
-        counts = np.zeros((num_groups, n), dtype=np.int32 if self.num_pairs < 2 ** 31 else np.int64)
-        _count_groups(self.pair_out, self.starts, group, counts)
         if compact:
-            self.gstart = np.concatenate([[0], np.cumsum(np.count_nonzero(counts, axis=1))]).astype(np.int64)
-            self.num_slots = int(self.gstart[-1])
-            self.slot_of = np.empty((num_groups, n), dtype=self.index_dtype)
-            rows = np.empty(self.num_slots + 1, dtype=np.int64)
-            bag_ptr = np.empty(self.num_slots + 2, dtype=np.int64)
-            _number_slots(counts, self.gstart, self.slot_of, rows, bag_ptr)
-            self.rows, self.bag_ptr = rows[:-1], bag_ptr[:-1]
+            # the offsets of every group, ascending within a group
+            self.offsets = np.argsort(group, kind="stable").astype(np.int64)
+            self.offset_ptr = np.searchsorted(group[self.offsets], np.arange(num_groups + 1)).astype(np.int64)
+            rows = np.empty(self.num_pairs + 1, self.index_dtype)
+            bag_ptr = np.empty(self.num_pairs + 2, self.index_dtype)
+            self.gstart = np.empty(num_groups + 1, np.int64)
+            self.num_slots = _compact_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, n, rows,
+                                            bag_ptr, self.gstart)
+            self.rows, self.bag_ptr = rows[:self.num_slots], bag_ptr[:self.num_slots + 1]
         else:
+            counts = np.zeros((num_groups, n), dtype=self.index_dtype)
+            _count_groups(self.pair_out, self.starts, group, counts)
             self.num_slots = n * num_groups
             self.slot_of = (np.arange(n, dtype=self.index_dtype)[None, :] * num_groups
                             + np.arange(num_groups, dtype=self.index_dtype)[:, None])
-            self.bag_ptr = np.concatenate([[0], np.cumsum(counts.T.ravel())]).astype(np.int64)
+            self.bag_ptr = np.concatenate([[0], np.cumsum(counts.T.ravel())]).astype(self.index_dtype)
         self._slot: Optional[np.ndarray] = None
         self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
@@ -204,7 +256,12 @@ class _Slots:
     def slot(self) -> np.ndarray:
         """``[P]``: the slot of every pair (built on first use: the backward pass needs it)."""
         if self._slot is None:
-            self._slot = _pair_slots(self.pair_out, self.starts, self.group, self.slot_of)
+            if self.compact:
+                self._slot = np.empty(self.num_pairs, self.index_dtype)
+                _compact_pair_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
+                                    self.gstart, self.num_out, self._slot)
+            else:
+                self._slot = _pair_slots(self.pair_out, self.starts, self.group, self.slot_of)
         return self._slot
 
     def _bag_entries(self, with_encoding: bool) -> np.ndarray:
@@ -213,8 +270,12 @@ class _Slots:
         the table) when ``with_encoding``."""
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
-            _fill_bags(self.pair_in, self.pair_out, self.starts, self.group, self.slot_of, self.bag_ptr,
-                       self.num_in, with_encoding, entries)
+            if self.compact:
+                _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
+                              self.bag_ptr, self.gstart, self.num_out, self.num_in, with_encoding, entries)
+            else:
+                _fill_bags(self.pair_in, self.pair_out, self.starts, self.group, self.slot_of, self.bag_ptr,
+                           self.num_in, with_encoding, entries)
             self._by_slot[with_encoding] = entries
         return self._by_slot[with_encoding]
 
@@ -226,8 +287,10 @@ class _Slots:
         return self._by_input
 
     def table(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
-        """The embedding table of :meth:`aggregate`: ``x``, or ``[x; E]``."""
-        return x if enc is None else torch.cat([x, enc])
+        """The embedding table of :meth:`aggregate`: ``x``, or ``[x; E]`` (in :mod:`.host_memory`)."""
+        if enc is None:
+            return x
+        return torch.cat([x, enc], out=host_memory.empty((x.shape[0] + enc.shape[0], x.shape[1]), x.dtype))
 
     def aggregate(self, table: Tensor, with_encoding: bool, lo: int = 0, hi: Optional[int] = None) -> Tensor:
         """``A[s] = sum_{pairs (j, i, k) of slot s} x[j] (+ E[k])`` for the slots ``s`` in ``[lo, hi)``,
