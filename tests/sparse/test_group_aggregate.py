@@ -180,10 +180,14 @@ def test_numba_path_keeps_torchs_thread_count():
 
 @pytest.mark.parametrize("encoding", [True, False])
 @pytest.mark.parametrize("grouping", ["random", "center1", "center3"])
-def test_group_conv_inference_path_equals_training_path(encoding, grouping):
-    """Without autograd, group_conv takes the per-group inference path (no full ``A`` kept; a group that
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_group_conv_inference_path_equals_training_path(encoding, grouping, chunk_rows, monkeypatch):
+    """Without autograd, group_conv takes the chunked inference path (no full ``A`` kept; a group that
     holds only the identity centre offset, as in the default SW-LK partition, is one dense GEMM); it must
-    give the training path's output and the torch path's."""
+    give the training path's output and the torch path's, also when group blocks span several chunks."""
+    if chunk_rows is not None:
+        monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
+        monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", chunk_rows)
     x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64,
                                  seed=3)
     if grouping != "random":
