@@ -563,7 +563,7 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
     if centre >= 0:
         w_c = weight[centre]
         out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, c_out), features.dtype))
-        if encoding is not None:
+        if encoding is not None and bool(encoding[k_centre].any()):  # SW-LK zeroes it (official fast path)
             out += encoding[k_centre:k_centre + 1].mm(w_c)
     else:
         out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
