@@ -25,7 +25,8 @@ independent of the thread count: offset-major, then by block, then by sorted out
 or sorted input (regular / transposed).
 
 Threading: the kernels themselves are serial and release the GIL (``nogil``); builders of large maps
-(``_SPLIT_MIN_PAIRS``) split their blocks over a short-lived pool of Python threads. No numba threading
+(``_SPLIT_MIN_PAIRS``) split their blocks into chunks (``_CHUNKS_PER_THREAD`` per thread) that a
+short-lived pool of Python threads takes one at a time, so uneven chunks balance out. No numba threading
 layer (OpenMP/TBB) is used: on a small machine a second OpenMP runtime next to torch's spins against it
 and was measured to be 10-100x slower than serial code. The feature scatter-adds here are serial,
 memory-bound loops; the GEMMs between them, and the gathers when torch has more than one thread, run on
@@ -34,6 +35,7 @@ torch's own threads (see :mod:`.functional`).
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -47,23 +49,41 @@ _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
 # 3^3 maps (80-240 k pairs) 5.4-10.1 vs 4.7-9.2 ms, KITTI stride-2 (300 k) 17.1 vs 15.6 ms, but 7^3 maps of
 # 0.6-0.8 M pairs 18.2-19.2 vs 20.2-20.5 ms and the generated stride-2 map (0.85 M) 24.9 vs 27.8 ms.
 _SPLIT_MIN_PAIRS = 500_000
+# Chunks of blocks per thread when a builder splits: threads take the next chunk when done, so chunks of uneven
+# cost balance out (the two halves of a KITTI 7^3 sweep took 7-15 ms each, unevenly).
+_CHUNKS_PER_THREAD = 4
 # Above this many (half-window) pairs per site the submanifold builder sweeps twice (count, then fill in
 # place) instead of once into buffers: dense surfaces make the buffers (fresh pages) cost more than a sweep.
 _ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
 
 
-def _run_parallel(calls: list) -> list:
-    """Run ``fn(*args)`` for every ``(fn, args)`` of ``calls`` at once: the first on the calling thread,
-    the others on a short-lived pool of Python threads (the functions must be ``nogil`` numba kernels
-    writing disjoint data). Returns their results in order."""
-    if len(calls) == 1:
-        fn, args = calls[0]
-        return [fn(*args)]
-    with ThreadPoolExecutor(len(calls) - 1) as pool:
-        futures = [pool.submit(fn, *args) for fn, args in calls[1:]]
-        fn, args = calls[0]
-        first = fn(*args)
-        return [first] + [f.result() for f in futures]
+def _run_parallel(calls: list, threads: int = 0) -> list:
+    """Run ``fn(*args)`` for every ``(fn, args)`` of ``calls`` on ``threads`` workers (default: one per
+    call): the calling thread and a short-lived pool of Python threads, each taking the next call not yet
+    started, so uneven calls balance out (the functions must be ``nogil`` numba kernels writing disjoint
+    data). Returns their results in order."""
+    threads = len(calls) if threads <= 0 else min(int(threads), len(calls))
+    if threads <= 1:
+        return [fn(*args) for fn, args in calls]
+    results = [None] * len(calls)
+    order = iter(range(len(calls)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            fn, args = calls[i]
+            results[i] = fn(*args)
+
+    with ThreadPoolExecutor(threads - 1) as pool:
+        futures = [pool.submit(work) for _ in range(threads - 1)]
+        work()
+        for f in futures:
+            f.result()
+    return results
 
 
 def _split_threads(threads: int, pairs: float) -> int:
@@ -71,12 +91,18 @@ def _split_threads(threads: int, pairs: float) -> int:
     return int(threads) if pairs >= _SPLIT_MIN_PAIRS else 1
 
 
+def _num_chunks(num_blocks: int, threads: int) -> int:
+    """Chunks of blocks for ``threads`` workers: one when serial, else ``_CHUNKS_PER_THREAD`` per thread."""
+    return max(1, min(num_blocks, 1 if threads <= 1 else int(threads) * _CHUNKS_PER_THREAD))
+
+
 def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
-    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` split into ``threads`` contiguous
-    chunks run in parallel (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi, result)]`` per chunk."""
-    threads = max(1, min(int(threads), num_blocks))
-    cuts = [num_blocks * t // threads for t in range(threads + 1)]
-    results = _run_parallel([(kernel, (cuts[t], cuts[t + 1], *args)) for t in range(threads)])
+    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` cut into :func:`_num_chunks`
+    contiguous chunks, run on ``threads`` workers (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi,
+    result)]`` per chunk."""
+    chunks = _num_chunks(num_blocks, threads)
+    cuts = [num_blocks * t // chunks for t in range(chunks + 1)]
+    results = _run_parallel([(kernel, (cuts[t], cuts[t + 1], *args)) for t in range(chunks)], threads)
     return [(cuts[t], cuts[t + 1], r) for t, r in enumerate(results)]
 
 
@@ -335,8 +361,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
     threads = _split_threads(threads, (1.0 + per_site) * cz.shape[0])
     if one_pass:  # one sweep into per-chunk buffers (sized from the sample, +25 %; they grow if short)
-        chunks = max(1, min(int(threads), nblk))
-        capacity = int(1.25 * per_site * cz.shape[0] / chunks) + 1024
+        capacity = int(1.25 * per_site * cz.shape[0] / _num_chunks(nblk, threads)) + 1024
         emitted = _run_blocks(_subm_sweep, nblk, threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
                               counts, half, capacity)
     else:
@@ -352,7 +377,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     pair_out = np.empty(total, np.int64)
     cursors = np.ascontiguousarray(cursors)
     if one_pass:
-        _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted])
+        _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
     else:
         _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, cursors,
                     pair_in, pair_out, _FILL, half)
