@@ -26,10 +26,10 @@ vectorised kernels on the CPU, run on torch's own threads): with the table ``[x;
 summed once, output-stationary, and written once. The backward pass uses bags too: ``dx[j]`` is the bag of
 the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
-and grouping and memoised on the map; the compact one one group at a time, through a per-row count array
-that stays in cache (no ``[G, N]`` matrices: 2x faster on KITTI 7^3). Nothing here starts threads of its own: a second thread pool next
-to torch's OpenMP workers (which spin for milliseconds after every parallel region) was measured to
-slow both down on a 2-core machine.
+and grouping and memoised on the map; the compact one group by group, through a per-row count array that
+stays in cache (no ``[G, N]`` matrices: 2x faster on KITTI 7^3). Nothing here starts threads of its own:
+a second thread pool next to torch's OpenMP workers (which spin for milliseconds after every parallel
+region) was measured to slow both down on a 2-core machine.
 
 Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torch"`` (any device/dtype:
 ``index_add_`` over dense slots, then one GEMM ``A.reshape(N, G C) @ W.reshape(G C, C_out)``).
