@@ -101,6 +101,16 @@ def _pair_slots(pair_out, starts, group, slot_of):
     return slot
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_entry(entries, q, j, table_row, with_encoding):
+    """Bag entry ``q``: input row ``j``, or (``with_encoding``) the pair ``(j, table_row)`` at ``2q, 2q + 1``."""
+    if with_encoding:
+        entries[2 * q] = j
+        entries[2 * q + 1] = table_row
+    else:
+        entries[q] = j
+
+
 @nb.njit(cache=True, nogil=True)
 def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_encoding, entries):
     """The bag entries in slot order (dense layout; stable: offsets ascending within a slot):
@@ -112,11 +122,7 @@ def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_
             s = row[pair_out[p]]
             q = cursor[s]
             cursor[s] = q + 1
-            if with_encoding:
-                entries[2 * q] = pair_in[p]
-                entries[2 * q + 1] = num_in + k
-            else:
-                entries[q] = pair_in[p]
+            _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -163,11 +169,7 @@ def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, rows, bag_ptr,
                 i = pair_out[p]
                 q = cursor[i]
                 cursor[i] = q + 1
-                if with_encoding:
-                    entries[2 * q] = pair_in[p]
-                    entries[2 * q + 1] = num_in + k
-                else:
-                    entries[q] = pair_in[p]
+                _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
 
 
 @nb.njit(cache=True, nogil=True)
