@@ -57,12 +57,12 @@ _CHUNKS_PER_THREAD = 4
 _ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
 
 
-def _run_parallel(calls: list, threads: int = 0) -> list:
-    """Run ``fn(*args)`` for every ``(fn, args)`` of ``calls`` on ``threads`` workers (default: one per
-    call): the calling thread and a short-lived pool of Python threads, each taking the next call not yet
-    started, so uneven calls balance out (the functions must be ``nogil`` numba kernels writing disjoint
-    data). Returns their results in order."""
-    threads = len(calls) if threads <= 0 else min(int(threads), len(calls))
+def _run_parallel(calls: list, threads: int) -> list:
+    """Run ``fn(*args)`` for every ``(fn, args)`` of ``calls`` on ``threads`` workers: the calling thread
+    and a short-lived pool of Python threads, each taking the next call not yet started, so uneven calls
+    balance out (the functions must be ``nogil`` numba kernels writing disjoint data). Returns their
+    results in order."""
+    threads = min(int(threads), len(calls))
     if threads <= 1:
         return [fn(*args) for fn, args in calls]
     results = [None] * len(calls)
