@@ -80,27 +80,6 @@ def _csr(key, n):
     return ptr, perm
 
 
-@nb.njit(cache=True, nogil=True)
-def _count_groups(pair_out, starts, group, counts):
-    """``counts[g, i]`` = pairs of output row ``i`` at the offsets of group ``g`` (dense layout)."""
-    for k in range(starts.shape[0] - 1):
-        row = counts[group[k]]
-        for p in range(starts[k], starts[k + 1]):
-            row[pair_out[p]] += 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _pair_slots(pair_out, starts, group, slot_of):
-    """``slot[p] = slot_of[group[k], pair_out[p]]`` for every pair ``p`` of every offset ``k`` (dense
-    layout, in ``slot_of``'s integer type)."""
-    slot = np.empty(pair_out.shape[0], slot_of.dtype)
-    for k in range(starts.shape[0] - 1):
-        row = slot_of[group[k]]
-        for p in range(starts[k], starts[k + 1]):
-            slot[p] = row[pair_out[p]]
-    return slot
-
-
 @nb.njit(cache=True, nogil=True, inline="always")
 def _put_entry(entries, q, j, table_row, with_encoding):
     """Bag entry ``q``: input row ``j``, or (``with_encoding``) the pair ``(j, table_row)`` at ``2q, 2q + 1``."""
@@ -112,14 +91,14 @@ def _put_entry(entries, q, j, table_row, with_encoding):
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill_bags(pair_in, pair_out, starts, group, slot_of, bag_ptr, num_in, with_encoding, entries):
-    """The bag entries in slot order (dense layout; stable: offsets ascending within a slot):
-    ``pair_in`` of every pair or (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved."""
+def _fill_bags(pair_in, slot, starts, bag_ptr, num_in, with_encoding, entries):
+    """The bag entries in slot order (dense layout, ``slot[p]`` the slot of pair ``p``; stable: offsets
+    ascending within a slot): ``pair_in`` of every pair or (``with_encoding``) the pairs
+    ``(pair_in, num_in + k)`` interleaved."""
     cursor = bag_ptr[:-1].copy()
     for k in range(starts.shape[0] - 1):
-        row = slot_of[group[k]]
         for p in range(starts[k], starts[k + 1]):
-            s = row[pair_out[p]]
+            s = slot[p]
             q = cursor[s]
             cursor[s] = q + 1
             _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
@@ -227,12 +206,12 @@ class _Slots:
         self.starts = _starts(kmap)
         self.pair_in = kmap.pair_in.numpy()
         self.pair_out = kmap.pair_out.numpy()
-        self.group = group
         self.compact = compact
         n = kmap.num_out
         # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
         largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
         self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
+        self._slot: Optional[np.ndarray] = None
         if compact:
             # the offsets of every group, ascending within a group
             self.offsets = np.argsort(group, kind="stable").astype(np.int64)
@@ -243,14 +222,11 @@ class _Slots:
             self.num_slots = _compact_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, n, rows,
                                             bag_ptr, self.gstart)
             self.rows, self.bag_ptr = rows[:self.num_slots], bag_ptr[:self.num_slots + 1]
-        else:
-            counts = np.zeros((num_groups, n), dtype=self.index_dtype)
-            _count_groups(self.pair_out, self.starts, group, counts)
+        else:  # slot i * G + g of every pair, and the bags' starts from the pairs per slot
             self.num_slots = n * num_groups
-            self.slot_of = (np.arange(n, dtype=self.index_dtype)[None, :] * num_groups
-                            + np.arange(num_groups, dtype=self.index_dtype)[:, None])
-            self.bag_ptr = np.concatenate([[0], np.cumsum(counts.T.ravel())]).astype(self.index_dtype)
-        self._slot: Optional[np.ndarray] = None
+            self._slot = (self.pair_out * num_groups + group[_pair_offsets(kmap)]).astype(self.index_dtype)
+            self.bag_ptr = np.concatenate([[0], np.cumsum(np.bincount(self._slot, minlength=self.num_slots))]
+                                          ).astype(self.index_dtype)
         self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
 
@@ -263,13 +239,10 @@ class _Slots:
     @property
     def slot(self) -> np.ndarray:
         """``[P]``: the slot of every pair (built on first use: the backward pass needs it)."""
-        if self._slot is None:
-            if self.compact:
-                self._slot = np.empty(self.num_pairs, self.index_dtype)
-                _compact_pair_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
-                                    self.gstart, self.num_out, self._slot)
-            else:
-                self._slot = _pair_slots(self.pair_out, self.starts, self.group, self.slot_of)
+        if self._slot is None:  # compact layout (the dense one has it from the start)
+            self._slot = np.empty(self.num_pairs, self.index_dtype)
+            _compact_pair_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
+                                self.gstart, self.num_out, self._slot)
         return self._slot
 
     def _bag_entries(self, with_encoding: bool) -> np.ndarray:
@@ -282,8 +255,7 @@ class _Slots:
                 _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
                               self.bag_ptr, self.gstart, self.num_out, self.num_in, with_encoding, entries)
             else:
-                _fill_bags(self.pair_in, self.pair_out, self.starts, self.group, self.slot_of, self.bag_ptr,
-                           self.num_in, with_encoding, entries)
+                _fill_bags(self.pair_in, self.slot, self.starts, self.bag_ptr, self.num_in, with_encoding, entries)
             self._by_slot[with_encoding] = entries
         return self._by_slot[with_encoding]
 
