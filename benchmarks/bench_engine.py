@@ -4,7 +4,9 @@ Per input and layer, at the default thread count and at 1 thread, with the same 
 for both engines, calls alternating between engines, medians after a warm-up round:
 
 * forward with kernel-map building (first call: a fresh tensor, nothing cached) and forward with the
-  map cached under its ``indice_key``; the map cost is their difference (for both engines);
+  map cached under its ``indice_key``; the map cost is their difference (for both engines). spconv keeps
+  the pairs in the *output's* ``indice_dict``, so its cached call gets an input carrying that dict (as a
+  following layer would); it reuses no pairs for a strided conv, which therefore has no spconv cached time;
 * forward + backward (ours only: spconv 2.3.8 has no CPU backward for submanifold convs);
 * useful GFLOP/s ``2 · pairs · C_in · C_out / t`` of the cached forward against a ``torch.mm`` of the
   same FLOPs (``[pairs, C_in] @ [C_in, C_out]``) timed in the same run;
@@ -133,21 +135,27 @@ def bench_case(sp, inp: common.SparseInput, layer: Layer, threads: int, reps: in
         fns: Dict[str, Callable[[], object]] = {}
         cached_inputs = {}
         for name, (make, mod) in eng.items():
-            x_cached = make()
-            with torch.no_grad():
-                mod(x_cached)
-            cached_inputs[name] = x_cached
-
             def fresh(make=make, mod=mod):
                 with torch.no_grad():
                     return mod(make())
+
+            if layer.kind != "inverse":
+                fns[f"{name} fwd"] = fresh
+            if name == "spconv" and layer.kind == "down":
+                continue  # spconv reuses the pairs of submanifold and inverse convs only: no cached call
+            x_cached = make()
+            with torch.no_grad():
+                y = mod(x_cached)
+            if name == "spconv" and layer.kind == "subm":
+                # spconv stores the pairs in the output's indice_dict (a copy of the input's), so a call
+                # on the first input would build them again: give that input the output's dict
+                x_cached.indice_dict = y.indice_dict
+            cached_inputs[name] = x_cached
 
             def cached(x=x_cached, mod=mod):
                 with torch.no_grad():
                     return mod(x)
 
-            if layer.kind != "inverse":
-                fns[f"{name} fwd"] = fresh
             fns[f"{name} fwd cached"] = cached
         make, mod = eng["ours"]
 
@@ -237,7 +245,7 @@ def results_table(results: List[Result]) -> str:
         o, s = ms.get("ours fwd"), ms.get("spconv fwd")
         oc, sc = ms.get("ours fwd cached"), ms.get("spconv fwd cached")
         omap = None if r.layer.kind == "inverse" else o - oc
-        smap = None if r.layer.kind == "inverse" or s is None else s - sc
+        smap = None if r.layer.kind == "inverse" or s is None or sc is None else s - sc
         fb = ms.get("ours fwd+bwd")
         gflop = 2.0 * r.pairs * r.layer.channels ** 2 / 1e9
         g_ours = gflop / (oc / 1e3) if oc else None
@@ -428,7 +436,8 @@ def run(quick: bool, threads: Optional[List[int]] = None) -> str:
         "spconv: " + ("2.3.8 installed" if sp is not None else "not installed (ours only)") +
         f". Times are medians of {reps} alternating rounds after one warm-up round, wall clock, ms. "
         "'fwd' = first call (kernel map built), 'cached' = map reused via indice_key, 'map' = their "
-        "difference. Inverse conv always reuses its paired conv's map. GFLOP/s are useful FLOPs "
+        "difference (spconv's cached call gets the indice_dict of its first output, as its next layer would; "
+        "spconv does not reuse strided-conv pairs). Inverse conv always reuses its paired conv's map. GFLOP/s are useful FLOPs "
         "2·pairs·C_in·C_out of the cached forward; 'mm' is torch.mm of the same size in the same run. "
         "Peak MiB: RSS high-water-mark increase of one first call (VmHWM reset via /proc/self/clear_refs), "
         "each engine in its own process with glibc's mmap threshold pinned at 64 KiB, default threads. Max rel. diff: max|ours−spconv|/max|spconv| at 1 thread.",
