@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import largekernel3d.sparse as ours  # noqa: E402
-from largekernel3d.sparse import cpu_kernels, functional  # noqa: E402
+from largekernel3d.sparse import functional, openmp_team  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -384,8 +384,9 @@ def profile(inp: common.SparseInput, reps: int) -> str:
                     functional._apply_offset(bi[s:e], w[kk], out=bo[s:e])
 
         def scatter():
-            for a, b, _ in tiles:
-                cpu_kernels.scatter_add_rows(bo.numpy(), pout, a, b, out.numpy())
+            for a, b, segs in tiles:
+                openmp_team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
+                                                 out.numpy(), torch.get_num_threads())
 
         def total():
             with torch.no_grad():

@@ -239,18 +239,28 @@ def test_identity_offset_detected_only_for_identity_pairs():
     assert F._identity_offset(strided) == -1
 
 
-def test_scatter_add_with_repeated_destinations():
-    """The numba scatter-add accumulates repeated destination rows."""
-    from largekernel3d.sparse import cpu_kernels
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("value_dtype, index_dtype", [(np.float32, np.int64), (np.float64, np.int32)])
+def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dtype):
+    """Segments of distinct destinations, repeated across segments (enough rows for the parallel path):
+    the OpenMP-team scatter-add equals ``np.add.at`` bit for bit (same additions, same order per row)."""
+    from largekernel3d.sparse import openmp_team
 
     rng = np.random.default_rng(3)
-    buf = rng.standard_normal((5000, 64)).astype(np.float32)
-    idx = rng.integers(0, 7, 5000).astype(np.int64)
-    out = np.zeros((7, 64), np.float32)
-    cpu_kernels.scatter_add_rows(buf, idx, 0, 5000, out)
-    ref = np.zeros((7, 64), np.float64)
-    np.add.at(ref, idx, buf.astype(np.float64))
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-3)
+    rows, channels, start = 3000, 5, 11
+    lengths = [2500, 3000, 10, 3000]
+    idx = np.concatenate([rng.integers(0, rows, start)] + [rng.permutation(rows)[:n] for n in lengths])
+    idx = idx.astype(index_dtype)
+    ends = np.cumsum(lengths)
+    segments = [(int(e - n), int(e)) for n, e in zip(lengths, ends)]
+    buf = rng.standard_normal((int(ends[-1]), channels)).astype(value_dtype)
+    out = rng.standard_normal((rows, channels)).astype(value_dtype)
+    ref = out.copy()
+    for s, e in segments:
+        np.add.at(ref, idx[start + s:start + e], buf[s:e])
+    with torch_threads(threads):
+        openmp_team.scatter_add_segments(buf, idx, start, segments, out, threads)
+    np.testing.assert_array_equal(out, ref)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -304,3 +314,17 @@ def test_kernel_map_memo_builds_once_per_key_and_not_across_maps():
     assert kmap.derived("layout", build) is first and len(calls) == 1
     assert kmap.derived("other", build) is not first and len(calls) == 2
     assert kmap.transposed().derived("layout", build) is not first  # the adjoint map has its own memo
+
+
+def test_openmp_team_found_where_torch_ships_libgomp():
+    """On Linux wheels torch runs on its own libgomp: the scatter-adds must find that team (else they would
+    silently stay serial)."""
+    import glob
+    import os
+    from largekernel3d.sparse import openmp_team
+
+    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
+    if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
+        pytest.skip("this torch build does not ship GNU libgomp")
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # torch's OpenMP runtime is loaded by now
+    assert openmp_team.team_available()

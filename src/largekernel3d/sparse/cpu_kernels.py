@@ -1,4 +1,4 @@
-"""Numba CPU kernels: kernel-map construction and the row gather / scatter-add of gather-GEMM-scatter.
+"""Numba CPU kernels: kernel-map construction and the row gather of gather-GEMM-scatter.
 
 Everything here works on numpy views of CPU tensors and is compiled lazily on first call
 (``cache=True`` keeps the machine code on disk between processes); importing this module compiles
@@ -28,9 +28,9 @@ Threading: the kernels themselves are serial and release the GIL (``nogil``); bu
 (``_SPLIT_MIN_PAIRS``) split their blocks into chunks (``_CHUNKS_PER_THREAD`` per thread) that a
 short-lived pool of Python threads takes one at a time, so uneven chunks balance out. No numba threading
 layer (OpenMP/TBB) is used: on a small machine a second OpenMP runtime next to torch's spins against it
-and was measured to be 10-100x slower than serial code. The feature scatter-adds here are serial,
-memory-bound loops; the GEMMs between them, and the gathers when torch has more than one thread, run on
-torch's own threads (see :mod:`.functional`).
+and was measured to be 10-100x slower than serial code. The feature gather here is a serial,
+memory-bound loop (used at one thread); the GEMMs, the gathers at more threads (``index_select``) and the
+scatter-adds (:mod:`.openmp_team`) run on torch's own threads (see :mod:`.functional`).
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
 
 
 # --------------------------------------------------------------------------------------------------
-# gather / scatter-add of feature rows (the memory-bound halves of gather-GEMM-scatter)
+# gather of feature rows (the memory-bound first step of gather-GEMM-scatter)
 # --------------------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, nogil=True)
@@ -477,17 +477,6 @@ def gather_rows(x, idx, start, stop, buf):
         i = idx[start + r]
         for j in range(c):
             buf[r, j] = x[i, j]
-
-
-@nb.njit(cache=True, nogil=True)
-def scatter_add_rows(buf, idx, start, stop, out):
-    """``out[idx[start + r]] += buf[r]`` for ``r < stop - start`` (in order, so repeated destination
-    rows are fine)."""
-    c = out.shape[1]
-    for r in range(stop - start):
-        o = idx[start + r]
-        for j in range(c):
-            out[o, j] += buf[r, j]
 
 
 @nb.njit(cache=True, nogil=True)

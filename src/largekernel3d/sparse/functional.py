@@ -16,7 +16,8 @@ Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dt
   (about 1 MiB of gathered rows, so they stay in cache). Per tile: one gather of the
   source rows into a reused buffer (the serial numba loop on one thread, ``torch.index_select`` on
   torch's threads otherwise), one ``torch.mm`` per offset segment of the tile into a second
-  buffer, one numba scatter-add into the output (a serial, memory-bound loop: torch's own
+  buffer, one numba scatter-add into the output (:func:`.openmp_team.scatter_add_segments`: each
+  offset segment, whose destination rows are distinct, split over torch's own OpenMP threads; torch's
   ``index_add_``/``index_put_`` were 2-6x slower, and a second thread pool of ours would compete with
   torch's OpenMP workers, which keep spinning for milliseconds after every GEMM). An offset whose
   pairs are the identity ``(r, r)`` (the centre of a submanifold map) skips gather/scatter: its
@@ -33,7 +34,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import host_memory
+from . import host_memory, openmp_team
 from .kernel_map import NUMBA, KernelMap, choose_backend
 
 _TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
@@ -154,8 +155,6 @@ def _row_gatherer(x: Tensor, idx: Tensor):
 
 def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
                bias: Optional[Tensor] = None, identity: int = -1) -> Tensor:
-    from . import cpu_kernels as ck
-
     x = x.contiguous()
     if identity >= 0:  # the identity offset's GEMM initialises the accumulator
         out = _apply_offset(x, w[identity], out=host_memory.empty((num_out, c_out), x.dtype))
@@ -170,11 +169,12 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
     buf_out = x.new_empty((tile, c_out))
     gather = _row_gatherer(x, src)
     dstn, bout, outn = (_np(t) for t in (dst, buf_out, out))
+    threads = torch.get_num_threads()
     for a, b, segs in _tiles(starts, tile, identity):
         gather(a, b, buf_in)
         for k, s, e in segs:
             _apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
-        ck.scatter_add_rows(bout, dstn, a, b, outn)
+        openmp_team.scatter_add_segments(bout, dstn, a, [(s, e) for _, s, e in segs], outn, threads)
     return out
 
 
@@ -221,8 +221,6 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
 def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
     """Both gradients in one tiled pass: per tile ``d_out`` rows are gathered once and serve
     ``d_W[k] += x_tile^T d_out_tile`` and ``d_in[pairs_in] += d_out_tile W[k]^T``."""
-    from . import cpu_kernels as ck
-
     g, a, b = weight.shape[1:]
     c_in, c_out = g * a, g * b
     x = x.contiguous()
@@ -243,6 +241,7 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     buf_x = x.new_empty((tile, c_in)) if need_w else None
     buf_y = x.new_empty((tile, c_in)) if need_x else None
     pin = _np(kmap.pair_in)
+    threads = torch.get_num_threads()
     gather_g = _row_gatherer(grad_out, kmap.pair_out)
     gather_x = _row_gatherer(x, kmap.pair_in)
     for lo, hi, segs in _tiles(kmap.offset_starts, tile, identity):
@@ -255,7 +254,7 @@ def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
             if need_x:
                 _apply_offset(buf_g[s:e], wt[k], out=buf_y[s:e])
         if need_x:
-            ck.scatter_add_rows(_np(buf_y), pin, lo, hi, _np(grad_x))
+            openmp_team.scatter_add_segments(_np(buf_y), pin, lo, [(s, e) for _, s, e in segs], _np(grad_x), threads)
     return grad_x, grad_w
 
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import host_memory
+from . import host_memory, openmp_team
 from .kernel_map import KernelMap
 
 BACKENDS = ("numba", "torch")
@@ -162,16 +162,6 @@ def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num
             k = offsets[t]
             for p in range(starts[k], starts[k + 1]):
                 slot[p] = slot_of_row[pair_out[p]]
-
-
-@nb.njit(cache=True, nogil=True)
-def _add_rows(y, rows, out):
-    """``out[rows[t]] += y[t]`` (distinct ``rows``: one group's slots)."""
-    c_dim = y.shape[1]
-    for t in range(y.shape[0]):
-        r = rows[t]
-        for c in range(c_dim):
-            out[r, c] += y[t, c]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -395,12 +385,13 @@ class GroupConvFunction(torch.autograd.Function):
             out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
         buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
         out_np = out.numpy()
+        threads = torch.get_num_threads()
         for g, s, e in slots.blocks(_GEMM_CHUNK):
             if g == centre:
                 continue
             y = buf[: e - s]
             torch.mm(a[s:e], weight[g], out=y)
-            _add_rows(y.numpy(), slots.rows[s:e], out_np)
+            openmp_team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
         ctx.slots, ctx.centre = slots, centre
         ctx.save_for_backward(a, weight)
         return out
@@ -550,13 +541,14 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
         return out
     buf_y = features.new_empty((rows, c_out))
     out_np = out.numpy()
+    threads = torch.get_num_threads()
     table = slots.table(features, encoding)
     for g, s, e in slots.blocks(chunk):
         if g == centre:
             continue
         y = buf_y[: e - s]
         torch.mm(slots.aggregate(table, encoding is not None, s, e), weight[g], out=y)
-        _add_rows(y.numpy(), slots.rows[s:e], out_np)
+        openmp_team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
     return out
 
 

@@ -1,0 +1,154 @@
+"""Row scatter-adds run in parallel on *torch's own* OpenMP team.
+
+The scatter-add of gather-GEMM-scatter (``out[idx[r]] += buf[r]``) is memory-bound and used to run on one
+thread while torch's other OpenMP workers spun idle after the GEMM. A thread pool of our own (numba's
+OpenMP/TBB layers, Python threads) competes with those spinning workers on a small machine and was measured
+slower than the serial loop. Instead, this module hands a numba ``cfunc`` to ``GOMP_parallel`` of the libgomp
+that torch itself loaded, so the very threads that ran the GEMM run the scatter, with no second pool.
+
+Race freedom without atomics: every call gets *segments* of rows within which the destination rows are
+distinct (one kernel offset of a kernel map, one group block of SW-LK slots). Each segment is cut into one
+contiguous part per thread, and the team waits at a barrier before the next segment (destinations may
+repeat across segments)::
+
+    for each segment [s, e):   thread t of T adds rows  s + (e - s) t / T  ...  s + (e - s) (t + 1) / T
+
+The result is bitwise identical to the serial loop (each row receives the same additions in the same
+order). Measured at 2 threads on KITTI 000001 (32 channels, tiles of 8 k rows): scatter 3.9 -> 2.7 ms (3^3)
+and 19.8 -> 14.3 ms (7^3), the whole cached conv 12.9 -> 11.7 and 55.8 -> 50.4 ms.
+
+Available where torch runs on GNU libgomp (the Linux wheels); elsewhere, with one thread, or for segments
+too short to split, :func:`scatter_add_segments` runs the serial numba loop. Nothing is loaded or compiled
+at import: the library handle and the compiled kernels are looked up on first use and memoised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from typing import Optional, Sequence, Tuple
+
+import numba as nb
+import numpy as np
+import torch
+from numba import types
+from numba.core.extending import intrinsic
+
+# Below this many rows in all segments of a call, the serial loop is used (a parallel region costs a few µs).
+_MIN_PARALLEL_ROWS = 2048
+_HEADER = 8  # int64 words of the argument block
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_libgomp() -> Optional[ctypes.CDLL]:
+    """The GNU OpenMP runtime that torch loaded (a ``libgomp`` mapped from torch's ``lib`` folder), or
+    ``None`` (another OpenMP runtime, or no ``/proc/self/maps``)."""
+    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if os.path.dirname(os.path.realpath(path)) == torch_lib:
+            lib = ctypes.CDLL(path)
+            lib.GOMP_parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            lib.GOMP_parallel.restype = None
+            return lib
+    return None
+
+
+def _function(lib: ctypes.CDLL, name: str, restype):
+    """A ctypes prototype of ``lib.name`` that numba can call in nopython code."""
+    return ctypes.CFUNCTYPE(restype)(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+
+
+def _pointer_intrinsic(dtype):
+    """An intrinsic turning an int64 address into a typed pointer (for ``numba.carray``)."""
+    @intrinsic
+    def to_pointer(typingctx, address):
+        sig = types.CPointer(dtype)(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+        return sig, codegen
+    return to_pointer
+
+
+@functools.lru_cache(maxsize=None)
+def _scatter_kernel(value_dtype: str, index_dtype: str) -> int:
+    """Address of the compiled team body for ``value_dtype`` rows and ``index_dtype`` destinations.
+
+    Argument block (int64): ``[buf, idx, out, out_rows, channels, idx_start, num_segments, segments]``
+    (addresses and sizes; ``segments`` points at ``num_segments`` pairs ``(s, e)``): for every segment
+    (rows of ``buf``), ``out[idx[idx_start + r]] += buf[r]``. Compiled once per process (it calls libgomp
+    at this process's addresses, so it is not cached on disk)."""
+    lib = _torch_libgomp()
+    thread_num = _function(lib, "omp_get_thread_num", ctypes.c_int)
+    num_threads = _function(lib, "omp_get_num_threads", ctypes.c_int)
+    barrier = _function(lib, "GOMP_barrier", None)
+    vt, it = getattr(types, value_dtype), getattr(types, index_dtype)
+    value_ptr, index_ptr = _pointer_intrinsic(vt), _pointer_intrinsic(it)
+    word_ptr = _pointer_intrinsic(types.int64)
+
+    @nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True)
+    def body(block):
+        head = nb.carray(block, (_HEADER,))
+        out_rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
+        seg = nb.carray(word_ptr(head[7]), (2 * num_segments,))
+        end = seg[2 * num_segments - 1]
+        buf = nb.carray(value_ptr(head[0]), (end, channels))
+        idx = nb.carray(index_ptr(head[1]), (start + end,))
+        out = nb.carray(value_ptr(head[2]), (out_rows, channels))
+        t, nt = thread_num(), num_threads()
+        for q in range(num_segments):
+            s, e = seg[2 * q], seg[2 * q + 1]
+            for r in range(s + (e - s) * t // nt, s + (e - s) * (t + 1) // nt):
+                o = idx[start + r]
+                for j in range(channels):
+                    out[o, j] += buf[r, j]
+            if q + 1 < num_segments:
+                barrier()
+
+    return body.address
+
+
+@nb.njit(cache=True, nogil=True)
+def _scatter_serial(buf, idx, start, segments, out):
+    c = out.shape[1]
+    for q in range(segments.shape[0]):
+        for r in range(segments[q, 0], segments[q, 1]):
+            o = idx[start + r]
+            for j in range(c):
+                out[o, j] += buf[r, j]
+
+
+def team_available() -> bool:
+    """True when torch runs on GNU libgomp here, so :func:`scatter_add_segments` can use its team."""
+    return _torch_libgomp() is not None
+
+
+def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments: Sequence[Tuple[int, int]],
+                         out: np.ndarray, threads: int) -> None:
+    """``out[idx[start + r]] += buf[r]`` for every ``r`` of every segment ``[s, e)`` (rows of ``buf``),
+    segments in order; within a segment the destinations ``idx[start + s : start + e]`` must be distinct.
+
+    ``buf`` ``[>= e_max, C]`` and ``out`` ``[N, C]`` are C-contiguous float32/float64 arrays of one dtype,
+    ``idx`` a contiguous int32/int64 array. With ``threads > 1``, torch's libgomp and at least
+    ``_MIN_PARALLEL_ROWS`` rows, each segment is split over ``threads`` threads of torch's OpenMP team;
+    otherwise the serial loop runs. Either way the result is the same, bit for bit."""
+    seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+    if seg.shape[0] == 0:
+        return
+    rows = int((seg[:, 1] - seg[:, 0]).sum())
+    if threads <= 1 or rows < _MIN_PARALLEL_ROWS or not team_available():
+        _scatter_serial(buf, idx, start, seg, out)
+        return
+    if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):
+        raise ValueError("scatter_add_segments needs C-contiguous buf/out of one dtype and a contiguous idx")
+    seg = np.ascontiguousarray(seg)
+    block = np.array([buf.ctypes.data, idx.ctypes.data, out.ctypes.data, out.shape[0], out.shape[1], start,
+                      seg.shape[0], seg.ctypes.data], np.int64)
+    kernel = _scatter_kernel(buf.dtype.name, idx.dtype.name)
+    _torch_libgomp().GOMP_parallel(kernel, block.ctypes.data, int(threads), 0)
