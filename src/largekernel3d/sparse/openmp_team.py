@@ -97,7 +97,7 @@ def _scatter_kernel(value_dtype: str, index_dtype: str) -> int:
         head = nb.carray(block, (_HEADER,))
         out_rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
         seg = nb.carray(word_ptr(head[7]), (2 * num_segments,))
-        end = seg[2 * num_segments - 1]
+        end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
         buf = nb.carray(value_ptr(head[0]), (end, channels))
         idx = nb.carray(index_ptr(head[1]), (start + end,))
         out = nb.carray(value_ptr(head[2]), (out_rows, channels))
@@ -132,7 +132,8 @@ def team_available() -> bool:
 def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments: Sequence[Tuple[int, int]],
                          out: np.ndarray, threads: int) -> None:
     """``out[idx[start + r]] += buf[r]`` for every ``r`` of every segment ``[s, e)`` (rows of ``buf``),
-    segments in order; within a segment the destinations ``idx[start + s : start + e]`` must be distinct.
+    segments in order, ascending and disjoint; within a segment the destinations
+    ``idx[start + s : start + e]`` must be distinct.
 
     ``buf`` ``[>= e_max, C]`` and ``out`` ``[N, C]`` are C-contiguous float32/float64 arrays of one dtype,
     ``idx`` a contiguous int32/int64 array. With ``threads > 1``, torch's libgomp and at least
@@ -147,7 +148,6 @@ def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments:
         return
     if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):
         raise ValueError("scatter_add_segments needs C-contiguous buf/out of one dtype and a contiguous idx")
-    seg = np.ascontiguousarray(seg)
     block = np.array([buf.ctypes.data, idx.ctypes.data, out.ctypes.data, out.shape[0], out.shape[1], start,
                       seg.shape[0], seg.ctypes.data], np.int64)
     kernel = _scatter_kernel(buf.dtype.name, idx.dtype.name)
