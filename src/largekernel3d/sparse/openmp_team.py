@@ -19,7 +19,8 @@ and 19.8 -> 14.3 ms (7^3), the whole cached conv 12.9 -> 11.7 and 55.8 -> 50.4 m
 
 Available where torch runs on GNU libgomp (the Linux wheels); elsewhere, with one thread, or for segments
 too short to split, :func:`scatter_add_segments` runs the serial numba loop. Nothing is loaded or compiled
-at import: the library handle and the compiled kernels are looked up on first use and memoised.
+at import: on first use the library is found, its entry points are registered with LLVM by name, and the
+kernel is compiled (once, ~1 s for its four dtype variants) or loaded from numba's disk cache (a few ms).
 """
 
 from __future__ import annotations
@@ -37,13 +38,24 @@ from numba.core.extending import intrinsic
 
 # Below this many rows in all segments of a call, the serial loop is used (a parallel region costs a few µs).
 _MIN_PARALLEL_ROWS = 2048
-_HEADER = 8  # int64 words of the argument block
+_HEADER = 10  # int64 words of the argument block
+_VALUE_CODES = {"float32": 0, "float64": 1}
+_INDEX_CODES = {"int32": 0, "int64": 1}
+# libgomp's entry points, called by name: :func:`_torch_libgomp` registers torch's addresses for these
+# names with LLVM before the kernel is compiled or loaded, so the machine code can be cached on disk.
+_LIBGOMP_SYMBOLS = ("omp_get_thread_num", "omp_get_num_threads", "GOMP_barrier")
+_omp_get_thread_num = types.ExternalFunction("omp_get_thread_num", types.intc())
+_omp_get_num_threads = types.ExternalFunction("omp_get_num_threads", types.intc())
+_gomp_barrier = types.ExternalFunction("GOMP_barrier", types.void())
 
 
 @functools.lru_cache(maxsize=None)
 def _torch_libgomp() -> Optional[ctypes.CDLL]:
-    """The GNU OpenMP runtime that torch loaded (a ``libgomp`` mapped from torch's ``lib`` folder), or
-    ``None`` (another OpenMP runtime, or no ``/proc/self/maps``)."""
+    """The GNU OpenMP runtime that torch loaded (a ``libgomp`` mapped from torch's ``lib`` folder), with
+    its entry points registered for the team kernel, or ``None`` (another OpenMP runtime, or no
+    ``/proc/self/maps``)."""
+    import llvmlite.binding as llvm
+
     torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     try:
         with open("/proc/self/maps") as maps:
@@ -55,13 +67,10 @@ def _torch_libgomp() -> Optional[ctypes.CDLL]:
             lib = ctypes.CDLL(path)
             lib.GOMP_parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
             lib.GOMP_parallel.restype = None
+            for name in _LIBGOMP_SYMBOLS:
+                llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
             return lib
     return None
-
-
-def _function(lib: ctypes.CDLL, name: str, restype):
-    """A ctypes prototype of ``lib.name`` that numba can call in nopython code."""
-    return ctypes.CFUNCTYPE(restype)(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
 
 
 def _pointer_intrinsic(dtype):
@@ -76,42 +85,52 @@ def _pointer_intrinsic(dtype):
     return to_pointer
 
 
+_f32_pointer, _f64_pointer = _pointer_intrinsic(types.float32), _pointer_intrinsic(types.float64)
+_i32_pointer, _i64_pointer = _pointer_intrinsic(types.int32), _pointer_intrinsic(types.int64)
+
+
+@nb.njit(nogil=True)
+def _team_segments(buf, idx, start, seg, out):
+    """One team thread's share: its part of every segment, a barrier between segments."""
+    t, nt = _omp_get_thread_num(), _omp_get_num_threads()
+    num_segments = seg.shape[0] // 2
+    for q in range(num_segments):
+        s, e = seg[2 * q], seg[2 * q + 1]
+        for r in range(s + (e - s) * t // nt, s + (e - s) * (t + 1) // nt):
+            o = idx[start + r]
+            for j in range(out.shape[1]):
+                out[o, j] += buf[r, j]
+        if q + 1 < num_segments:
+            _gomp_barrier()
+
+
+def _team_body(block):
+    """The ``GOMP_parallel`` body. Argument block (int64): ``[buf, idx, out, out_rows, channels, idx_start,
+    num_segments, segments, value code, index code]`` (addresses, sizes, and the dtypes of ``buf``/``out``
+    and ``idx`` as ``_VALUE_CODES`` / ``_INDEX_CODES``); ``segments`` points at ``(s, e)`` pairs."""
+    head = nb.carray(block, (_HEADER,))
+    rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
+    seg = nb.carray(_i64_pointer(head[7]), (2 * num_segments,))
+    end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
+    if head[8] == 0:
+        buf, out = nb.carray(_f32_pointer(head[0]), (end, channels)), nb.carray(_f32_pointer(head[2]), (rows, channels))
+        if head[9] == 0:
+            _team_segments(buf, nb.carray(_i32_pointer(head[1]), (start + end,)), start, seg, out)
+        else:
+            _team_segments(buf, nb.carray(_i64_pointer(head[1]), (start + end,)), start, seg, out)
+    else:
+        buf, out = nb.carray(_f64_pointer(head[0]), (end, channels)), nb.carray(_f64_pointer(head[2]), (rows, channels))
+        if head[9] == 0:
+            _team_segments(buf, nb.carray(_i32_pointer(head[1]), (start + end,)), start, seg, out)
+        else:
+            _team_segments(buf, nb.carray(_i64_pointer(head[1]), (start + end,)), start, seg, out)
+
+
 @functools.lru_cache(maxsize=None)
-def _scatter_kernel(value_dtype: str, index_dtype: str) -> int:
-    """Address of the compiled team body for ``value_dtype`` rows and ``index_dtype`` destinations.
-
-    Argument block (int64): ``[buf, idx, out, out_rows, channels, idx_start, num_segments, segments]``
-    (addresses and sizes; ``segments`` points at ``num_segments`` pairs ``(s, e)``): for every segment
-    (rows of ``buf``), ``out[idx[idx_start + r]] += buf[r]``. Compiled once per process (it calls libgomp
-    at this process's addresses, so it is not cached on disk)."""
-    lib = _torch_libgomp()
-    thread_num = _function(lib, "omp_get_thread_num", ctypes.c_int)
-    num_threads = _function(lib, "omp_get_num_threads", ctypes.c_int)
-    barrier = _function(lib, "GOMP_barrier", None)
-    vt, it = getattr(types, value_dtype), getattr(types, index_dtype)
-    value_ptr, index_ptr = _pointer_intrinsic(vt), _pointer_intrinsic(it)
-    word_ptr = _pointer_intrinsic(types.int64)
-
-    @nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True)
-    def body(block):
-        head = nb.carray(block, (_HEADER,))
-        out_rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
-        seg = nb.carray(word_ptr(head[7]), (2 * num_segments,))
-        end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
-        buf = nb.carray(value_ptr(head[0]), (end, channels))
-        idx = nb.carray(index_ptr(head[1]), (start + end,))
-        out = nb.carray(value_ptr(head[2]), (out_rows, channels))
-        t, nt = thread_num(), num_threads()
-        for q in range(num_segments):
-            s, e = seg[2 * q], seg[2 * q + 1]
-            for r in range(s + (e - s) * t // nt, s + (e - s) * (t + 1) // nt):
-                o = idx[start + r]
-                for j in range(channels):
-                    out[o, j] += buf[r, j]
-            if q + 1 < num_segments:
-                barrier()
-
-    return body.address
+def _team_kernel() -> int:
+    """Address of the compiled :func:`_team_body` (compiled on first use, then loaded from numba's disk
+    cache; needs :func:`_torch_libgomp` to have registered libgomp's symbols)."""
+    return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(_team_body).address
 
 
 @nb.njit(cache=True, nogil=True)
@@ -149,6 +168,7 @@ def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments:
     if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):
         raise ValueError("scatter_add_segments needs C-contiguous buf/out of one dtype and a contiguous idx")
     block = np.array([buf.ctypes.data, idx.ctypes.data, out.ctypes.data, out.shape[0], out.shape[1], start,
-                      seg.shape[0], seg.ctypes.data], np.int64)
-    kernel = _scatter_kernel(buf.dtype.name, idx.dtype.name)
-    _torch_libgomp().GOMP_parallel(kernel, block.ctypes.data, int(threads), 0)
+                      seg.shape[0], seg.ctypes.data, _VALUE_CODES[buf.dtype.name], _INDEX_CODES[idx.dtype.name]],
+                     np.int64)
+    lib = _torch_libgomp()
+    lib.GOMP_parallel(_team_kernel(), block.ctypes.data, int(threads), 0)
