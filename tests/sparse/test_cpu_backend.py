@@ -84,9 +84,10 @@ def test_submanifold_pairs_sorted_and_unique(kernel):
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("kernel,dilation", [(5, 1), ((3, 5, 7), (1, 2, 1)), ((4, 3, 2), 1)])
 def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, threads, monkeypatch):
-    """The one-sweep build (emission buffers, then placement; used below the density threshold) and the
-    two-sweep build (count, then fill in place) give the same pairs in the same order, for any thread
-    count; emission buffers that start too small grow."""
+    """The one-sweep build (emission buffers, then placement; used below the density threshold; on torch's
+    OpenMP team at more than one thread) and the two-sweep build (count, then fill in place) give the same
+    pairs in the same order, for any thread count; emission buffers that start too small grow (or the
+    team's chunks are swept again)."""
     monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)  # split even this small map over ``threads``
     rng = np.random.default_rng(7)
     shape = (14, 13, 15)
@@ -99,8 +100,13 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     for threshold in (float("inf"), -1.0):
         monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", threshold)
         builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
-    for a, b in zip(*builds):
-        assert np.array_equal(a, b)
+    # one pass with every chunk's buffers too short (on torch's OpenMP team at > 1 thread: swept again)
+    monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", float("inf"))
+    monkeypatch.setattr(ck, "_chunk_capacity", lambda per_site, sites: 16)
+    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    for other in builds[1:]:
+        for a, b in zip(builds[0], other):
+            assert np.array_equal(a, b)
     ref = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=TORCH)
     got_in, got_out, starts = builds[0]
     assert tuple(int(s) for s in starts) == ref.offset_starts

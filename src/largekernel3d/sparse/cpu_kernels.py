@@ -24,11 +24,14 @@ sweep is the costly part on LiDAR-like scans: 30-40 % off a 7^3 map). Either way
 independent of the thread count: offset-major, then by block, then by sorted output (submanifold)
 or sorted input (regular / transposed).
 
-Threading: the kernels themselves are serial and release the GIL (``nogil``); builders of large maps
-(``_SPLIT_MIN_PAIRS``) split their blocks into chunks (``_CHUNKS_PER_THREAD`` per thread) that a
-short-lived pool of Python threads takes one at a time, so uneven chunks balance out. No numba threading
-layer (OpenMP/TBB) is used: on a small machine a second OpenMP runtime next to torch's spins against it
-and was measured to be 10-100x slower than serial code. The feature gather here is a serial,
+Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
+the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.openmp_team`): its chunks of blocks
+(``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sample, and a chunk whose buffers
+were short is swept again (3³ maps at 2 threads 1.1-1.4x faster than serial, identical pairs). The other
+builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
+takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
+small machine a second OpenMP runtime next to torch's spins against it and was measured to be 10-100x
+slower than serial code. The feature gather here is a serial,
 memory-bound loop (used at one thread); the GEMMs, the gathers at more threads (``index_select``) and the
 scatter-adds (:mod:`.openmp_team`) run on torch's own threads (see :mod:`.functional`).
 """
@@ -40,6 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
+
+from . import openmp_team
 
 _NUM_BLOCKS = 64  # work blocks of the builders (a multiple of any sensible thread count)
 _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
@@ -147,18 +152,6 @@ def _balanced_blocks(weights_start: np.ndarray, num_blocks: int) -> np.ndarray:
 # submanifold maps
 # --------------------------------------------------------------------------------------------------
 
-@nb.njit(cache=True, nogil=True)
-def _grow(kbuf, ibuf, obuf):
-    """The three emission buffers at twice their capacity (contents kept)."""
-    cap = 2 * kbuf.shape[0]
-    k2, i2, o2 = np.empty(cap, kbuf.dtype), np.empty(cap, ibuf.dtype), np.empty(cap, obuf.dtype)
-    n = kbuf.shape[0]
-    k2[:n] = kbuf
-    i2[:n] = ibuf
-    o2[:n] = obuf
-    return k2, i2, o2
-
-
 @nb.njit(cache=True, nogil=True, inline="always")
 def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, mode, kbuf, ibuf, obuf, n):
     """The pairs of one output line, by ``mode``: ``_COUNT`` (``row[k] += 1``), ``_EMIT`` (also append
@@ -232,31 +225,121 @@ def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, ro
 
 
 @nb.njit(cache=True, nogil=True)
-def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, capacity):
+def _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, kbuf,
+                     ibuf, obuf, ends):
     """``_EMIT`` the submanifold pairs of the output lines of blocks ``[blk_lo, blk_hi)`` in sweep
-    order: returns ``(k, pair_in, pair_out, ends)`` (buffers of at least ``ends[-1]`` entries; block
-    ``blk`` owns ``[ends[blk - blk_lo - 1], ends[blk - blk_lo])``) and counts ``table[blk, k] += 1``.
+    order into ``(kbuf, ibuf, obuf)`` = ``(k, pair_in, pair_out)`` (block ``blk`` owns
+    ``[ends[blk - blk_lo - 1], ends[blk - blk_lo])``) and count ``table[blk, k] += 1``. Returns False,
+    with these blocks' ``table`` rows partly counted, when the buffers may be too small for the next line.
 
     ``half``: only offsets after the centre (lexicographically positive displacement) are visited;
     the caller mirrors them (valid for odd kernel sizes)."""
     kv = ksize[0] * ksize[1] * ksize[2]
     per_site = min(kv // 2 + 1 if half else kv, perm.shape[0])  # most pairs one output site can have
-    kbuf = np.empty(max(capacity, 16), np.int32)
-    ibuf = np.empty(max(capacity, 16), perm.dtype)
-    obuf = np.empty(max(capacity, 16), perm.dtype)
-    ends = np.empty(blk_hi - blk_lo, np.int64)
     ptr = np.empty(ksize[0], np.int64)
     n = 0
     for blk in range(blk_lo, blk_hi):
         row = table[blk]
         ptr[:] = -1
         for line in range(blocks[blk], blocks[blk + 1]):
-            while n + (line_start[line + 1] - line_start[line]) * per_site > kbuf.shape[0]:
-                kbuf, ibuf, obuf = _grow(kbuf, ibuf, obuf)
+            if n + (line_start[line + 1] - line_start[line]) * per_site > kbuf.shape[0]:
+                return False
             n = _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, _EMIT, kbuf,
                             ibuf, obuf, n)
         ends[blk - blk_lo] = n
-    return kbuf, ibuf, obuf, ends
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, capacity):
+    """:func:`_subm_sweep_into` buffers of ``capacity`` entries, allocated here and doubled (the blocks
+    swept again) until they suffice: returns ``(k, pair_in, pair_out, ends)``."""
+    capacity = max(capacity, 16)
+    while True:
+        kbuf = np.empty(capacity, np.int32)
+        ibuf = np.empty(capacity, perm.dtype)
+        obuf = np.empty(capacity, perm.dtype)
+        ends = np.empty(blk_hi - blk_lo, np.int64)
+        if _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half,
+                            kbuf, ibuf, obuf, ends):
+            return kbuf, ibuf, obuf, ends
+        table[blk_lo:blk_hi] = 0
+        capacity *= 2
+
+
+_TEAM_SWEEP_HEADER = 16  # int64 words of the argument block of _team_sweep_body
+
+
+def _team_sweep_body(block):
+    """Torch's OpenMP team runs the submanifold sweep of :func:`_sweep_on_team`: thread ``t`` of ``T``
+    sweeps chunks ``t, t + T, ...`` into their preallocated buffers (``ok[c] = 0`` where they were short).
+
+    Argument block (int64): ``[line_start, L, line_key, cz, rows, N, params, blocks, B, table, K, half,
+    cuts, C, chunk_meta, ok]``: addresses and sizes; ``params`` = shape, kernel size and dilation (9 words);
+    ``chunk_meta [C, 5]`` = addresses of the int32 ``k``/``in``/``out`` buffers and of the int64 ``ends``,
+    and the buffers' capacity."""
+    h = nb.carray(block, (_TEAM_SWEEP_HEADER,))
+    num_lines, num_sites, nblk, kv, num_chunks = h[1], h[5], h[8], h[10], h[13]
+    line_start = nb.carray(openmp_team.int64_pointer(h[0]), (num_lines + 1,))
+    line_key = nb.carray(openmp_team.int64_pointer(h[2]), (num_lines,))
+    cz = nb.carray(openmp_team.int64_pointer(h[3]), (num_sites,))
+    rows = nb.carray(openmp_team.int32_pointer(h[4]), (num_sites,))
+    shape = nb.carray(openmp_team.int64_pointer(h[6]), (3,))
+    ksize = nb.carray(openmp_team.int64_pointer(h[6] + 24), (3,))
+    dil = nb.carray(openmp_team.int64_pointer(h[6] + 48), (3,))
+    blocks = nb.carray(openmp_team.int64_pointer(h[7]), (nblk + 1,))
+    table = nb.carray(openmp_team.int64_pointer(h[9]), (nblk, kv))
+    cuts = nb.carray(openmp_team.int64_pointer(h[12]), (num_chunks + 1,))
+    meta = nb.carray(openmp_team.int64_pointer(h[14]), (num_chunks, 5))
+    ok = nb.carray(openmp_team.int64_pointer(h[15]), (num_chunks,))
+    for c in range(openmp_team.omp_get_thread_num(), num_chunks, openmp_team.omp_get_num_threads()):
+        lo, hi, cap = cuts[c], cuts[c + 1], meta[c, 4]
+        kbuf = nb.carray(openmp_team.int32_pointer(meta[c, 0]), (cap,))
+        ibuf = nb.carray(openmp_team.int32_pointer(meta[c, 1]), (cap,))
+        obuf = nb.carray(openmp_team.int32_pointer(meta[c, 2]), (cap,))
+        ends = nb.carray(openmp_team.int64_pointer(meta[c, 3]), (hi - lo,))
+        done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, h[11] != 0,
+                                kbuf, ibuf, obuf, ends)
+        ok[c] = 1 if done else 0
+
+
+def _chunk_capacity(per_site: float, sites: int) -> int:
+    """Emission buffer entries for a chunk of ``sites`` sites: the sampled pairs per site + 25 %, + 1024."""
+    return int(1.25 * per_site * sites) + 1024
+
+
+def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
+                   half: bool, per_site: float) -> list:
+    """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
+    (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers sized from the sampled pairs per
+    site (+25 %); a chunk whose buffers were short is swept again here with growing buffers. ``rows`` must
+    be int32. Returns ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of
+    :func:`_subm_sweep`."""
+    chunks = _num_chunks(nblk, threads)
+    cuts = np.array([nblk * t // chunks for t in range(chunks + 1)], np.int64)
+    meta = np.empty((chunks, 5), np.int64)
+    buffers = []
+    for c in range(chunks):
+        cap = _chunk_capacity(per_site, int(line_start[blocks[cuts[c + 1]]] - line_start[blocks[cuts[c]]]))
+        bufs = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32),
+                np.empty(int(cuts[c + 1] - cuts[c]), np.int64))
+        meta[c] = [b.ctypes.data for b in bufs] + [cap]
+        buffers.append(bufs)
+    ok = np.zeros(chunks, np.int64)
+    params = np.concatenate([shape, ksize, dil]).astype(np.int64)
+    block = np.array([line_start.ctypes.data, line_key.shape[0], line_key.ctypes.data, cz.ctypes.data,
+                      rows.ctypes.data, cz.shape[0], params.ctypes.data, blocks.ctypes.data, nblk, counts.ctypes.data,
+                      counts.shape[1], int(half), cuts.ctypes.data, chunks, meta.ctypes.data, ok.ctypes.data], np.int64)
+    openmp_team.run_on_team(_team_sweep_body, block, threads)
+    emitted = []
+    for c in range(chunks):
+        lo, hi = int(cuts[c]), int(cuts[c + 1])
+        if not ok[c]:
+            counts[lo:hi] = 0
+            buffers[c] = _subm_sweep(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
+                                     2 * int(meta[c, 4]))
+        emitted.append((lo, hi, buffers[c]))
+    return emitted
 
 
 @nb.njit(cache=True, nogil=True)
@@ -310,15 +393,19 @@ def _mirror(pair_in, pair_out, starts, perm):
 
 
 def _pairs_per_site(line_start, line_key, cz, perm, shape, ksize, dil, blocks, half) -> float:
-    """Pairs emitted per site on a sample of the lines (every 16th block, swept into scratch)."""
+    """Pairs emitted per site on a sample of the lines (every 16th block, swept into scratch buffers
+    with room for the most pairs a site can have: only the pages written are ever touched)."""
     nblk = blocks.shape[0] - 1
+    kv = int(np.prod(ksize))
+    most = min(kv // 2 + 1 if half else kv, cz.shape[0])
     sampled = emitted = 0
-    scratch = np.zeros((nblk, int(np.prod(ksize))), np.int64)
+    scratch = np.zeros((nblk, kv), np.int64)
     for blk in range(0, nblk, 16):
+        sites = int(line_start[blocks[blk + 1]] - line_start[blocks[blk]])
         ends = _subm_sweep(blk, blk + 1, line_start, line_key, cz, perm, shape, ksize, dil, blocks, scratch, half,
-                           1024)[3]
+                           sites * most + 16)[3]
         emitted += int(ends[-1])
-        sampled += int(line_start[blocks[blk + 1]] - line_start[blocks[blk]])
+        sampled += sites
     return emitted / max(sampled, 1)
 
 
@@ -359,9 +446,13 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     rows = perm.astype(np.int32) if perm.shape[0] < 2 ** 31 else perm  # half the bytes in the buffers
     per_site = _pairs_per_site(line_start, line_key, cz, rows, shape, ksize, dil, blocks, half)
     one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
-    threads = _split_threads(threads, (1.0 + per_site) * cz.shape[0])
-    if one_pass:  # one sweep into per-chunk buffers (sized from the sample, +25 %; they grow if short)
-        capacity = int(1.25 * per_site * cz.shape[0] / _num_chunks(nblk, threads)) + 1024
+    on_team = one_pass and threads > 1 and rows.dtype == np.int32 and openmp_team.team_available()
+    team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0])
+    if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
+        emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
+                                 counts, half, per_site)
+    elif one_pass:  # one sweep into per-chunk buffers (sized from the sample, +25 %; they grow if short)
+        capacity = _chunk_capacity(per_site, cz.shape[0] // _num_chunks(nblk, threads))
         emitted = _run_blocks(_subm_sweep, nblk, threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
                               counts, half, capacity)
     else:

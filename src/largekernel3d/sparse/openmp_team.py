@@ -28,7 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numba as nb
 import numpy as np
@@ -44,9 +44,9 @@ _INDEX_CODES = {"int32": 0, "int64": 1}
 # libgomp's entry points, called by name: :func:`_torch_libgomp` registers torch's addresses for these
 # names with LLVM before the kernel is compiled or loaded, so the machine code can be cached on disk.
 _LIBGOMP_SYMBOLS = ("omp_get_thread_num", "omp_get_num_threads", "GOMP_barrier")
-_omp_get_thread_num = types.ExternalFunction("omp_get_thread_num", types.intc())
-_omp_get_num_threads = types.ExternalFunction("omp_get_num_threads", types.intc())
-_gomp_barrier = types.ExternalFunction("GOMP_barrier", types.void())
+omp_get_thread_num = types.ExternalFunction("omp_get_thread_num", types.intc())
+omp_get_num_threads = types.ExternalFunction("omp_get_num_threads", types.intc())
+gomp_barrier = types.ExternalFunction("GOMP_barrier", types.void())
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,14 +85,15 @@ def _pointer_intrinsic(dtype):
     return to_pointer
 
 
-_f32_pointer, _f64_pointer = _pointer_intrinsic(types.float32), _pointer_intrinsic(types.float64)
-_i32_pointer, _i64_pointer = _pointer_intrinsic(types.int32), _pointer_intrinsic(types.int64)
+# typed pointers from int64 addresses, for ``numba.carray`` views inside team bodies
+float32_pointer, float64_pointer = _pointer_intrinsic(types.float32), _pointer_intrinsic(types.float64)
+int32_pointer, int64_pointer = _pointer_intrinsic(types.int32), _pointer_intrinsic(types.int64)
 
 
 @nb.njit(nogil=True)
 def _team_segments(buf, idx, start, seg, out):
     """One team thread's share: its part of every segment, a barrier between segments."""
-    t, nt = _omp_get_thread_num(), _omp_get_num_threads()
+    t, nt = omp_get_thread_num(), omp_get_num_threads()
     num_segments = seg.shape[0] // 2
     for q in range(num_segments):
         s, e = seg[2 * q], seg[2 * q + 1]
@@ -101,7 +102,7 @@ def _team_segments(buf, idx, start, seg, out):
             for j in range(out.shape[1]):
                 out[o, j] += buf[r, j]
         if q + 1 < num_segments:
-            _gomp_barrier()
+            gomp_barrier()
 
 
 def _team_body(block):
@@ -110,27 +111,36 @@ def _team_body(block):
     and ``idx`` as ``_VALUE_CODES`` / ``_INDEX_CODES``); ``segments`` points at ``(s, e)`` pairs."""
     head = nb.carray(block, (_HEADER,))
     rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
-    seg = nb.carray(_i64_pointer(head[7]), (2 * num_segments,))
+    seg = nb.carray(int64_pointer(head[7]), (2 * num_segments,))
     end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
     if head[8] == 0:
-        buf, out = nb.carray(_f32_pointer(head[0]), (end, channels)), nb.carray(_f32_pointer(head[2]), (rows, channels))
+        buf, out = nb.carray(float32_pointer(head[0]), (end, channels)), nb.carray(float32_pointer(head[2]), (rows, channels))
         if head[9] == 0:
-            _team_segments(buf, nb.carray(_i32_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
         else:
-            _team_segments(buf, nb.carray(_i64_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int64_pointer(head[1]), (start + end,)), start, seg, out)
     else:
-        buf, out = nb.carray(_f64_pointer(head[0]), (end, channels)), nb.carray(_f64_pointer(head[2]), (rows, channels))
+        buf, out = nb.carray(float64_pointer(head[0]), (end, channels)), nb.carray(float64_pointer(head[2]), (rows, channels))
         if head[9] == 0:
-            _team_segments(buf, nb.carray(_i32_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
         else:
-            _team_segments(buf, nb.carray(_i64_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int64_pointer(head[1]), (start + end,)), start, seg, out)
 
 
 @functools.lru_cache(maxsize=None)
-def _team_kernel() -> int:
-    """Address of the compiled :func:`_team_body` (compiled on first use, then loaded from numba's disk
-    cache; needs :func:`_torch_libgomp` to have registered libgomp's symbols)."""
-    return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(_team_body).address
+def _compiled(body: Callable) -> int:
+    """Address of ``body`` compiled as a ``void(int64 *)`` C function (on first use, then loaded from numba's
+    disk cache; :func:`_torch_libgomp` has registered libgomp's symbols by then)."""
+    return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(body).address
+
+
+def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
+    """Run ``body(block)`` on ``threads`` threads of torch's OpenMP team (``GOMP_parallel``) and return when
+    all are done. ``body`` is a module-level function, compiled once as a cached ``cfunc``, that reads its
+    arguments from the int64 ``block`` (addresses and sizes; views via ``numba.carray`` and the pointer
+    intrinsics here) and splits the work by :data:`omp_get_thread_num`. Only when :func:`team_available`."""
+    lib = _torch_libgomp()
+    lib.GOMP_parallel(_compiled(body), block.ctypes.data, int(threads), 0)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -170,5 +180,4 @@ def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments:
     block = np.array([buf.ctypes.data, idx.ctypes.data, out.ctypes.data, out.shape[0], out.shape[1], start,
                       seg.shape[0], seg.ctypes.data, _VALUE_CODES[buf.dtype.name], _INDEX_CODES[idx.dtype.name]],
                      np.int64)
-    lib = _torch_libgomp()
-    lib.GOMP_parallel(_team_kernel(), block.ctypes.data, int(threads), 0)
+    run_on_team(_team_body, block, threads)
