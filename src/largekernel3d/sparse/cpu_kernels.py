@@ -27,7 +27,7 @@ or sorted input (regular / transposed).
 Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
 the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.openmp_team`): its chunks of blocks
 (``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sample, and a chunk whose buffers
-were short is swept again (3³ maps at 2 threads 1.1-1.4x faster than serial, identical pairs). The other
+were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, identical pairs). The other
 builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
 takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
 small machine a second OpenMP runtime next to torch's spins against it and was measured to be 10-100x
