@@ -31,9 +31,9 @@ were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, i
 builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
 takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
 small machine a second OpenMP runtime next to torch's spins against it and was measured to be 10-100x
-slower than serial code. The feature gather here is a serial,
-memory-bound loop (used at one thread); the GEMMs, the gathers at more threads (``index_select``) and the
-scatter-adds (:mod:`.openmp_team`) run on torch's own threads (see :mod:`.functional`).
+slower than serial code. The feature gather here is a serial, memory-bound loop (used at one thread); the
+GEMMs, the gathers at more threads (``index_select``) and the scatter-adds (:mod:`.openmp_team`) run on
+torch's own threads (see :mod:`.functional`).
 """
 
 from __future__ import annotations
@@ -101,13 +101,18 @@ def _num_chunks(num_blocks: int, threads: int) -> int:
     return max(1, min(num_blocks, 1 if threads <= 1 else int(threads) * _CHUNKS_PER_THREAD))
 
 
-def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
-    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` cut into :func:`_num_chunks`
-    contiguous chunks, run on ``threads`` workers (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi,
-    result)]`` per chunk."""
+def _chunk_cuts(num_blocks: int, threads: int) -> np.ndarray:
+    """Block boundaries ``[C + 1]`` (int64) of the :func:`_num_chunks` contiguous chunks of ``[0, num_blocks)``."""
     chunks = _num_chunks(num_blocks, threads)
-    cuts = [num_blocks * t // chunks for t in range(chunks + 1)]
-    results = _run_parallel([(kernel, (cuts[t], cuts[t + 1], *args)) for t in range(chunks)], threads)
+    return np.array([num_blocks * t // chunks for t in range(chunks + 1)], np.int64)
+
+
+def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
+    """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` cut into :func:`_chunk_cuts`
+    chunks, run on ``threads`` workers (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi, result)]`` per
+    chunk."""
+    cuts = _chunk_cuts(num_blocks, threads).tolist()
+    results = _run_parallel([(kernel, (lo, hi, *args)) for lo, hi in zip(cuts[:-1], cuts[1:])], threads)
     return [(cuts[t], cuts[t + 1], r) for t, r in enumerate(results)]
 
 
@@ -225,6 +230,13 @@ def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, ro
 
 
 @nb.njit(cache=True, nogil=True)
+def _most_pairs_per_site(ksize, half, num_sites):
+    """The most pairs the sweep can emit for one output site: the (half) window, at most ``num_sites``."""
+    kv = ksize[0] * ksize[1] * ksize[2]
+    return min(kv // 2 + 1 if half else kv, num_sites)
+
+
+@nb.njit(cache=True, nogil=True)
 def _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, kbuf,
                      ibuf, obuf, ends):
     """``_EMIT`` the submanifold pairs of the output lines of blocks ``[blk_lo, blk_hi)`` in sweep
@@ -234,8 +246,7 @@ def _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksiz
 
     ``half``: only offsets after the centre (lexicographically positive displacement) are visited;
     the caller mirrors them (valid for odd kernel sizes)."""
-    kv = ksize[0] * ksize[1] * ksize[2]
-    per_site = min(kv // 2 + 1 if half else kv, perm.shape[0])  # most pairs one output site can have
+    per_site = _most_pairs_per_site(ksize, half, perm.shape[0])
     ptr = np.empty(ksize[0], np.int64)
     n = 0
     for blk in range(blk_lo, blk_hi):
@@ -315,8 +326,8 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     site (+25 %); a chunk whose buffers were short is swept again here with growing buffers. ``rows`` must
     be int32. Returns ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of
     :func:`_subm_sweep`."""
-    chunks = _num_chunks(nblk, threads)
-    cuts = np.array([nblk * t // chunks for t in range(chunks + 1)], np.int64)
+    cuts = _chunk_cuts(nblk, threads)
+    chunks = cuts.shape[0] - 1
     meta = np.empty((chunks, 5), np.int64)
     buffers = []
     for c in range(chunks):
@@ -396,10 +407,9 @@ def _pairs_per_site(line_start, line_key, cz, perm, shape, ksize, dil, blocks, h
     """Pairs emitted per site on a sample of the lines (every 16th block, swept into scratch buffers
     with room for the most pairs a site can have: only the pages written are ever touched)."""
     nblk = blocks.shape[0] - 1
-    kv = int(np.prod(ksize))
-    most = min(kv // 2 + 1 if half else kv, cz.shape[0])
+    most = int(_most_pairs_per_site(ksize, half, cz.shape[0]))
     sampled = emitted = 0
-    scratch = np.zeros((nblk, kv), np.int64)
+    scratch = np.zeros((nblk, int(np.prod(ksize))), np.int64)
     for blk in range(0, nblk, 16):
         sites = int(line_start[blocks[blk + 1]] - line_start[blocks[blk]])
         ends = _subm_sweep(blk, blk + 1, line_start, line_key, cz, perm, shape, ksize, dil, blocks, scratch, half,
