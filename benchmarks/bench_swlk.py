@@ -43,9 +43,15 @@ def load_input() -> SparseInput:
     return generated_indoor_scene(100_000)
 
 
-def _tensor(inp: SparseInput, channels: int, requires_grad: bool = False, seed: int = 0) -> SparseConvTensor:
-    g = torch.Generator().manual_seed(seed)
-    feats = torch.randn(inp.num_sites, channels, generator=g).requires_grad_(requires_grad)
+def _features(inp: SparseInput, channels: int, seed: int = 0) -> torch.Tensor:
+    """Random ``[N, channels]`` features, drawn once per benchmark (never inside a timed call)."""
+    return torch.randn(inp.num_sites, channels, generator=torch.Generator().manual_seed(seed))
+
+
+def _tensor(inp: SparseInput, feats: torch.Tensor, requires_grad: bool = False) -> SparseConvTensor:
+    """A fresh tensor (no cached kernel maps) on ``feats``; a new autograd leaf when ``requires_grad``."""
+    if requires_grad:
+        feats = feats.detach().requires_grad_()
     return SparseConvTensor(feats, inp.indices, list(inp.spatial_shape), 1, validate=False)
 
 
@@ -54,19 +60,20 @@ def _forward_times(inp: SparseInput, reps: int, spconv) -> Dict[str, float]:
     swlk, conv3 = SWLKConv3d(32, 32, 7), SubMConv3d(32, 32, 3, bias=False)
     keyed = SWLKConv3d(32, 32, 7, indice_key="k7")  # same layer reading a cached map
     keyed.load_state_dict(swlk.state_dict())
-    x = _tensor(inp, 32)
+    feats = _features(inp, 32)
+    x = _tensor(inp, feats)
     geo7 = ConvGeometry.create(3, 7)
     kmap = build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo7)
     fns = {
-        "SW-LK 7³ (incl. map)": lambda: swlk(_tensor(inp, 32)),
+        "SW-LK 7³ (incl. map)": lambda: swlk(_tensor(inp, feats)),
         "  kernel map 7³": lambda: build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo7),
         "  aggregation + GEMMs (map cached)": lambda: keyed(_cached(x, kmap)),
-        "ours SubMConv3d 3³ (incl. map)": lambda: conv3(_tensor(inp, 32)),
+        "ours SubMConv3d 3³ (incl. map)": lambda: conv3(_tensor(inp, feats)),
     }
     if spconv is not None:
         sp7 = spconv.SubMConv3d(32, 32, 7, bias=False)
         fns["spconv SubMConv3d 7³ (incl. map)"] = lambda: sp7(
-            spconv.SparseConvTensor(x.features, inp.indices, list(inp.spatial_shape), 1))
+            spconv.SparseConvTensor(feats, inp.indices, list(inp.spatial_shape), 1))
     with torch.no_grad():
         return time_alternating(fns, reps)
 
@@ -80,10 +87,11 @@ def _cached(x: SparseConvTensor, kmap) -> SparseConvTensor:
 def _train_times(inp: SparseInput, reps: int) -> Dict[str, float]:
     torch.manual_seed(0)
     swlk, conv3 = SWLKConv3d(32, 32, 7), SubMConv3d(32, 32, 3, bias=False)
+    feats = _features(inp, 32)
 
     def step(layer):
         def run():
-            x = _tensor(inp, 32, requires_grad=True)
+            x = _tensor(inp, feats, requires_grad=True)
             layer(x).features.square().mean().backward()
         return run
 
@@ -94,9 +102,10 @@ def _large_kernel(inp: SparseInput, reps: int) -> Dict[str, float]:
     torch.manual_seed(0)
     layer = SWLKConv3d(16, 16, 17)
     geo = ConvGeometry.create(3, 17)
+    feats = _features(inp, 16)
     with torch.no_grad():
-        layer(_tensor(inp, 16))
-        t = time_alternating({"fwd": lambda: layer(_tensor(inp, 16)),
+        layer(_tensor(inp, feats))
+        t = time_alternating({"fwd": lambda: layer(_tensor(inp, feats)),
                               "map": lambda: build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)}, reps)
     t["mem"] = _peak_memory_17(inp)
     kmap = build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)
@@ -111,9 +120,10 @@ def _memory_worker_17(path: str) -> None:
     inp = SparseInput("worker", torch.from_numpy(data["indices"]), tuple(int(s) for s in data["shape"]), "")
     torch.manual_seed(0)
     layer = SWLKConv3d(16, 16, 17)
+    feats = _features(inp, 16)
     with torch.no_grad():
-        layer(_tensor(inp, 16))
-        print(peak_rss_mib(lambda: layer(_tensor(inp, 16))))
+        layer(_tensor(inp, feats))
+        print(peak_rss_mib(lambda: layer(_tensor(inp, feats))))
 
 
 def _peak_memory_17(inp: SparseInput) -> Optional[float]:
@@ -134,7 +144,7 @@ def _agreement(inp: SparseInput, spconv) -> float:
     layer = SWLKConv3d(32, 32, 7, bias=True)
     with torch.no_grad():
         layer.position_encoding.normal_()
-        x = _tensor(inp, 32)
+        x = _tensor(inp, _features(inp, 32))
         ours = layer(x).features
         exp = export_plain(layer)
         conv = spconv.SubMConv3d(33, 32, 7, bias=True)
