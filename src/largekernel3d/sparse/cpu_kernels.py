@@ -27,7 +27,9 @@ or sorted input (regular / transposed).
 Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
 the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.openmp_team`): its chunks of blocks
 (``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sample, and a chunk whose buffers
-were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, identical pairs). The other
+were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, identical pairs); the team
+then places the buffered pairs and fills the mirrored offsets (KITTI 7³ placement 8.2 -> 4.1 ms against the
+Python-thread pool, the map 19.9 -> 16.8 ms). The other
 builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
 takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
 small machine a second OpenMP runtime next to torch's spins against it and was measured to be 10-100x
@@ -386,21 +388,77 @@ def _place(blk_lo, blk_hi, kbuf, ibuf, obuf, ends, cursors, pair_in, pair_out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _mirror(pair_in, pair_out, starts, perm):
-    """Fill the centre offset (identity pairs ``(r, r)`` in row order) and every offset ``k`` before it from its mirror
-    ``K - 1 - k``: pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at ``-d``."""
+def _mirror_range(pair_in, pair_out, starts, lo, hi):
+    """Positions ``[lo, hi)`` of the offsets up to the centre: the centre offset ``K // 2`` holds the identity
+    pairs ``(r, r)`` in row order (so compute can treat it as a dense GEMM); every offset ``k`` before it
+    mirrors ``K - 1 - k`` (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at ``-d``)."""
     kv = starts.shape[0] - 1
     c = kv // 2
-    s = starts[c]
-    for r in range(perm.shape[0]):  # in row order, so compute can treat it as a dense GEMM
-        pair_in[s + r] = r
-        pair_out[s + r] = r
-    for k in range(c):
-        s = starts[k]
-        ms = starts[kv - 1 - k]
-        for r in range(starts[k + 1] - s):
-            pair_in[s + r] = pair_out[ms + r]
-            pair_out[s + r] = pair_in[ms + r]
+    k = 0
+    while k < c and starts[k + 1] <= lo:
+        k += 1
+    p = lo
+    while p < hi:
+        end = min(hi, starts[k + 1])
+        if k == c:
+            for q in range(p, end):
+                pair_in[q] = q - starts[c]
+                pair_out[q] = q - starts[c]
+        else:
+            shift = starts[kv - 1 - k] - starts[k]
+            for q in range(p, end):
+                pair_in[q] = pair_out[q + shift]
+                pair_out[q] = pair_in[q + shift]
+        p = end
+        k += 1
+
+
+def _mirror(pair_in, pair_out, starts) -> None:
+    """:func:`_mirror_range` over all positions up to the end of the centre offset."""
+    _mirror_range(pair_in, pair_out, starts, 0, int(starts[(starts.shape[0] - 1) // 2 + 1]))
+
+
+_TEAM_PLACE_HEADER = 10  # int64 words of the argument block of _team_place_body
+
+
+def _team_place_body(block):
+    """Torch's OpenMP team places the swept pairs (:func:`_place_on_team`): thread ``t`` of ``T`` places
+    chunks ``t, t + T, ...``; after a barrier (``mirror``) each thread fills its share of the positions up to
+    the centre offset (:func:`_mirror_range`).
+
+    Argument block (int64): ``[cursors, B, K, pair_in, pair_out, P, starts, meta, C, mirror]``: addresses and
+    sizes; ``meta [C, 6]`` = ``blk_lo``, ``blk_hi`` and the addresses of the chunk's int32 ``k``/``in``/``out``
+    buffers and of its int64 ``ends``."""
+    h = nb.carray(block, (_TEAM_PLACE_HEADER,))
+    nblk, kv, num_pairs, num_chunks = h[1], h[2], h[5], h[8]
+    cursors = nb.carray(openmp_team.int64_pointer(h[0]), (nblk, kv))
+    pair_in = nb.carray(openmp_team.int64_pointer(h[3]), (num_pairs,))
+    pair_out = nb.carray(openmp_team.int64_pointer(h[4]), (num_pairs,))
+    starts = nb.carray(openmp_team.int64_pointer(h[6]), (kv + 1,))
+    meta = nb.carray(openmp_team.int64_pointer(h[7]), (num_chunks, 6))
+    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    for c in range(t, num_chunks, nt):
+        lo, hi = meta[c, 0], meta[c, 1]
+        end = nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,))[hi - lo - 1]
+        _place(lo, hi, nb.carray(openmp_team.int32_pointer(meta[c, 2]), (end,)),
+               nb.carray(openmp_team.int32_pointer(meta[c, 3]), (end,)),
+               nb.carray(openmp_team.int32_pointer(meta[c, 4]), (end,)),
+               nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,)), cursors, pair_in, pair_out)
+    if h[9] != 0:
+        openmp_team.gomp_barrier()
+        upto = starts[kv // 2 + 1]
+        _mirror_range(pair_in, pair_out, starts, upto * t // nt, upto * (t + 1) // nt)
+
+
+def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, starts, mirror: bool) -> None:
+    """:func:`_place` of every chunk of ``emitted`` (int32 buffers, from :func:`_sweep_on_team`) and, when
+    ``mirror``, :func:`_mirror`, on ``threads`` threads of torch's OpenMP team (:func:`_team_place_body`)."""
+    meta = np.array([[lo, hi] + [b.ctypes.data for b in bufs[:3]] + [bufs[3].ctypes.data]
+                     for lo, hi, bufs in emitted if hi > lo], np.int64).reshape(-1, 6)
+    block = np.array([cursors.ctypes.data, cursors.shape[0], cursors.shape[1], pair_in.ctypes.data,
+                      pair_out.ctypes.data, pair_in.shape[0], starts.ctypes.data, meta.ctypes.data, meta.shape[0],
+                      int(mirror)], np.int64)
+    openmp_team.run_on_team(_team_place_body, block, threads)
 
 
 def _pairs_per_site(line_start, line_key, cz, perm, shape, ksize, dil, blocks, half) -> float:
@@ -477,13 +535,16 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     pair_in = np.empty(total, np.int64)
     pair_out = np.empty(total, np.int64)
     cursors = np.ascontiguousarray(cursors)
+    if on_team:  # placed and mirrored by the team too
+        _place_on_team(emitted, team_threads, cursors, pair_in, pair_out, starts, half)
+        return pair_in, pair_out, starts
     if one_pass:
         _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
     else:
         _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, cursors,
                     pair_in, pair_out, _FILL, half)
     if half:
-        _mirror(pair_in, pair_out, starts, perm)
+        _mirror(pair_in, pair_out, starts)
     return pair_in, pair_out, starts
 
 
