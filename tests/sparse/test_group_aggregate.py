@@ -134,9 +134,12 @@ def test_bad_input_names_the_argument():
 @pytest.mark.parametrize("dtype, chunk", [(torch.float64, 7), (torch.float32, 1 << 16)])
 def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype, chunk, grouping, monkeypatch):
     """The CPU path (compact slots, GEMMs per non-empty group block, in chunks of ``chunk`` rows; the
-    identity centre group of ``center1`` read/written in place) against the dense path (A [N, G C] @
-    W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
+    identity centre group of ``center1`` read/written in place; the input and encoding gradients as a
+    mirrored product for ``center1``, through the gradient of ``A`` for a random grouping) against the dense
+    path (A [N, G C] @ W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
     monkeypatch.setattr(ga, "_GEMM_CHUNK", chunk)
+    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", chunk)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=8)
     if grouping == "center1":
         group = SpatialPartition.create(7, grouping).group_index()
@@ -153,12 +156,34 @@ def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_group_conv_gradcheck_float64(backend):
+@pytest.mark.parametrize("grouping", ["random", "center1"])
+def test_group_conv_gradcheck_float64(backend, grouping):
     x, kmap, group, enc = _setup(kernel=3, shape=(5, 4, 5), channels=2, num_groups=4)
-    weight = torch.randn(4, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    num_groups = 4
+    if grouping == "center1":  # mirror-symmetric: the input/encoding gradients take the mirrored product
+        group = SpatialPartition.create(3, grouping).group_index()
+        num_groups = 27
+    weight = torch.randn(num_groups, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
     assert torch.autograd.gradcheck(lambda f, e, w: group_conv(f, e, w, kmap, group, backend=backend), leaves,
                                     fast_mode=True)
+
+
+def test_mirrored_weight_only_for_symmetric_maps_and_groupings():
+    """The input gradient is a mirrored product exactly when the map is symmetric (submanifold, odd kernel)
+    and the grouping mirror-symmetric: every SW-LK partition, not a random grouping or a regular map."""
+    x, kmap, group, _ = _setup(kernel=5, num_groups=27)
+    weight = torch.randn(27, 3, 4, dtype=torch.float64)
+    for name in ("center1", "center3", "thirds"):
+        sym = SpatialPartition.create(5, name).group_index().numpy()
+        mirrored = ga._mirrored_weight(kmap, sym, weight[:int(sym.max()) + 1])
+        assert mirrored is not None and mirrored.shape == (int(sym.max()) + 1, 4, 3)
+        k = 3  # offset k's group reads the transposed weight of its mirror offset's group
+        assert torch.equal(mirrored[sym[k]], weight[sym[kmap.kernel_volume - 1 - k]].t())
+    assert ga._mirrored_weight(kmap, group.numpy(), weight) is None
+    regular = build_regular_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, 5, 1, 2))
+    center1 = SpatialPartition.create(5, "center1").group_index().numpy()
+    assert ga._mirrored_weight(regular, center1, weight) is None
 
 
 def test_group_conv_bad_weight():

@@ -23,8 +23,11 @@ window are non-empty), stored group-major so that group ``g`` is one contiguous 
 The sums themselves are *embedding bags* (``torch.nn.functional.embedding_bag(mode="sum")``, FBGEMM's
 vectorised kernels on the CPU, run on torch's own threads): with the table ``[x; E]`` (rows ``j`` and
 ``N_in + k``), slot ``s`` is the bag of the rows ``j`` and ``N_in + k`` of its pairs, so every slot is
-summed once, output-stationary, and written once. The backward pass uses bags too: ``dx[j]`` is the bag of
-the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the slots of offset ``k``'s pairs. The bag
+summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
+a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
+weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms); otherwise it
+uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
+slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
 and grouping and memoised on the map; the compact one group by group, through a per-row count array that
 stays in cache (no ``[G, N]`` matrices: 2x faster on KITTI 7^3). Nothing here starts threads of its own:
@@ -51,7 +54,7 @@ from .kernel_map import KernelMap
 BACKENDS = ("numba", "torch")
 # Pairs processed at once by the torch path (bounds the temporary [pairs, C] buffer).
 _TORCH_PAIR_CHUNK = 1 << 21
-# Rows per GEMM of the compact path (the output buffer is reused: fresh large buffers cost page faults).
+# Rows per GEMM of the backward pass that forms the gradient of A (non-symmetric maps or groupings).
 _GEMM_CHUNK = 1 << 16
 # Inference steps of this many bytes of A (or Y) rows stay in cache between the aggregation, the GEMM and
 # the row adds, and bound the temporaries: KITTI 7^3 (32 channels) cached forward 0-15 % faster (in 6 of 8
@@ -366,33 +369,24 @@ class GroupAggregateFunction(torch.autograd.Function):
 
 
 class GroupConvFunction(torch.autograd.Function):
-    """``out = sum_g A_g @ W[g]`` on compact slots (numba path). The GEMM outputs go through a small
-    reused buffer (``_GEMM_CHUNK`` rows) straight into ``out``; saves the compact ``A`` and the slots. The
-    block of an identity centre group (see :func:`_identity_group`) has one slot per row in row order:
-    its GEMMs read and write ``out`` / ``d_out`` directly."""
+    """``out = sum_g A_g @ W[g]`` on compact slots (numba path), computed chunk by chunk like the inference
+    path (:func:`_group_products`) while the chunks of ``A`` are kept for the weight gradient.
+
+    Backward: ``dW[g] = A_g^T dOut[rows of g]`` block by block. On a symmetric map (submanifold, odd
+    kernel: pair ``(j, i)`` at offset ``k`` is pair ``(i, j)`` at ``K - 1 - k``) and a mirror-symmetric
+    grouping (``g(K - 1 - k) = sigma(g(k))``), the input gradient is the same chunked product on the same
+    slots, ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T`` (:func:`_mirrored_weight`), and the encoding gradient
+    is ``dE[k] = (sum_{(j, i) in pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is
+    ever formed. Other maps and groupings form it (``dA = dOut[rows] W[g]^T``) and sum it back per pair."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                 group: Tensor) -> Tensor:
         slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
-        centre = _identity_group(kmap, group.numpy())[0]
-        a = slots.gather(features, encoding)
-        c_out = weight.shape[2]
-        if centre >= 0:
-            out = torch.mm(a[int(slots.gstart[centre]):int(slots.gstart[centre + 1])], weight[centre],
-                           out=host_memory.empty((kmap.num_out, c_out), features.dtype))
-        else:
-            out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
-        buf = a.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), c_out))
-        out_np = out.numpy()
-        threads = torch.get_num_threads()
-        for g, s, e in slots.blocks(_GEMM_CHUNK):
-            if g == centre:
-                continue
-            y = buf[: e - s]
-            torch.mm(a[s:e], weight[g], out=y)
-            openmp_team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
-        ctx.slots, ctx.centre = slots, centre
+        a = host_memory.empty((slots.num_slots, features.shape[1]), features.dtype)
+        out = _group_products(features, encoding, weight, kmap, group, keep=a.numpy())
+        ctx.slots, ctx.kmap, ctx.group = slots, kmap, group
+        ctx.centre = _identity_group(kmap, group.numpy())[0]
         ctx.save_for_backward(a, weight)
         return out
 
@@ -401,26 +395,68 @@ class GroupConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         a, weight = ctx.saved_tensors
         slots: _Slots = ctx.slots
+        kmap, group = ctx.kmap, ctx.group
         grad_out = grad_out.contiguous()
-        rows = torch.from_numpy(slots.rows)
-        need_a = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        d_a = host_memory.empty(a.shape, a.dtype) if need_a else None
-        d_w = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
-        buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
-        for g, s, e in slots.blocks(_GEMM_CHUNK):
-            if g == ctx.centre:  # the centre block's slots are the output rows 0, 1, ... in order
-                lo = s - int(slots.gstart[g])
-                g_rows = grad_out[lo:lo + e - s]
-            else:
-                g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
-            if d_a is not None:
-                torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
-            if d_w is not None:
-                d_w[g].addmm_(a[s:e].t(), g_rows)
+        need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        mirrored = _mirrored_weight(kmap, group.numpy(), weight) if need_x or need_e else None
+        d_a = None
+        if (need_x or need_e) and mirrored is None:  # touched here, serially: see host_memory.touched_empty
+            d_a = host_memory.touched_empty(a.shape, a.dtype)
+        d_w = torch.zeros_like(weight) if need_w else None
+        if d_w is not None or d_a is not None:
+            rows = torch.from_numpy(slots.rows)
+            buf = grad_out.new_empty((min(_GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
+            for g, s, e in slots.blocks(_GEMM_CHUNK):
+                if g == ctx.centre:  # the centre block's slots are the output rows 0, 1, ... in order
+                    lo = s - int(slots.gstart[g])
+                    g_rows = grad_out[lo:lo + e - s]
+                else:
+                    g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
+                if d_a is not None:
+                    torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
+                if d_w is not None:
+                    d_w[g].addmm_(a[s:e].t(), g_rows)
         d_x = d_e = None
         if d_a is not None:
-            d_x, d_e = slots.scatter(d_a, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+            d_x, d_e = slots.scatter(d_a, need_x, need_e)
+        elif mirrored is not None:
+            if need_x:
+                # a zero encoding reuses the forward's bag entries (faster than building encoding-free ones:
+                # 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
+                zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
+                d_x = _group_products(grad_out, zero, mirrored, kmap, group)
+            if need_e:
+                d_e = _encoding_gradient(grad_out, weight, kmap, group)
         return d_x, d_e, d_w, None, None
+
+
+def _mirrored_weight(kmap: KernelMap, group: np.ndarray, weight: Tensor) -> Optional[Tensor]:
+    """``W' [G, C_out, C_in]`` with ``W'[g] = W[sigma(g)]^T``, so that the input gradient of
+    ``group_conv(x, E, W)`` is ``group_conv(dOut, None, W')`` on the same map and grouping; ``None``
+    unless the map is symmetric (submanifold, odd kernel sizes) and the grouping mirror-symmetric
+    (``g(K - 1 - k)`` a function ``sigma`` of ``g(k)``, as every SW-LK partition is).
+
+    Why: ``dx[j] = sum_{(j, i) in pairs(k)} dOut[i] W[g(k)]^T``; each such pair is the pair ``(i, j)`` at
+    offset ``k' = K - 1 - k``, whose group is ``g(k')`` with ``g(k) = sigma(g(k'))``."""
+    from .kernel_map import SUBMANIFOLD
+
+    if kmap.kind != SUBMANIFOLD or any(int(k) % 2 == 0 for k in kmap.geometry.kernel_size):
+        return None
+    sigma = np.full(weight.shape[0], -1, np.int64)
+    for g, h in zip(group.tolist(), group[::-1].tolist()):
+        if sigma[g] not in (-1, h):
+            return None
+        sigma[g] = h
+    sigma[sigma < 0] = np.flatnonzero(sigma < 0)  # groups without offsets: any weight (they have no pairs)
+    return weight[torch.from_numpy(sigma)].transpose(1, 2).contiguous()
+
+
+def _encoding_gradient(grad_out: Tensor, weight: Tensor, kmap: KernelMap, group: Tensor) -> Tensor:
+    """``dE[k] = (sum_{(j, i) in pairs(k)} dOut[i]) @ W[g(k)]^T`` as ``[K, C_in]`` (one embedding bag per
+    offset over the pairs' output rows, then ``K`` small products)."""
+    sums = F.embedding_bag(kmap.pair_out, grad_out, torch.tensor(kmap.offset_starts[:-1], dtype=torch.int64),
+                           mode="sum")
+    return torch.bmm(sums.unsqueeze(1), weight[group].transpose(1, 2)).squeeze(1)
 
 
 def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
@@ -494,7 +530,7 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
         return a.reshape(a.shape[0], -1).mm(weight.reshape(-1, weight.shape[2]))
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (features, enc, weight))
     if not needs_grad:
-        return _group_conv_inference(features.contiguous(), enc, weight.contiguous(), kmap, group)
+        return _group_products(features.contiguous(), enc, weight.contiguous(), kmap, group)
     return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), kmap, group)
 
 
@@ -510,17 +546,19 @@ def _identity_group(kmap: KernelMap, group: np.ndarray) -> Tuple[int, int]:
 
 
 def _inference_chunk_rows(c_in: int, c_out: int, itemsize: int) -> int:
-    """Slots per aggregation + GEMM + row-add step of the inference path: ``_INFERENCE_CHUNK_BYTES`` of the
+    """Slots per aggregation + GEMM + row-add step of :func:`_group_products`: ``_INFERENCE_CHUNK_BYTES`` of the
     wider of ``A`` and ``Y`` (at least ``_MIN_INFERENCE_CHUNK_ROWS``)."""
     return max(_MIN_INFERENCE_CHUNK_ROWS, _INFERENCE_CHUNK_BYTES // (max(c_in, c_out) * itemsize))
 
 
-def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
-                          group: Tensor) -> Tensor:
-    """The numba forward without the full ``A`` (nothing is kept for a backward pass): the group blocks
-    in chunks (:func:`_inference_chunk_rows`), each aggregated, multiplied into a reused buffer and added
-    into the output rows while both stay in cache. Saves holding the ``[slots, C]`` matrix. A centre
-    group (identity pairs) is one dense GEMM that initialises the output: ``out = x W_g + E[k] W_g``."""
+def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group: Tensor,
+                    keep: Optional[np.ndarray] = None) -> Tensor:
+    """``out = sum_g A_g @ W[g]`` (numba path) without holding ``A`` at once: the group blocks in chunks
+    (:func:`_inference_chunk_rows`), each aggregated, multiplied into a reused buffer and added into the
+    output rows while both stay in cache. A centre group (identity pairs) is one dense GEMM that
+    initialises the output: ``out = x W_g + E[k] W_g``. ``keep`` (``[slots, C_in]``, for the backward pass)
+    receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
+    that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`)."""
     group_np = group.numpy()
     slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
     centre, k_centre = _identity_group(kmap, group_np)
@@ -528,8 +566,15 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
     if centre >= 0:
         w_c = weight[centre]
         out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, c_out), features.dtype))
-        if encoding is not None and bool(encoding[k_centre].any()):  # SW-LK zeroes it (official fast path)
+        with_centre_encoding = encoding is not None and bool(encoding[k_centre].any())  # SW-LK zeroes it
+        if with_centre_encoding:
             out += encoding[k_centre:k_centre + 1].mm(w_c)
+        if keep is not None:
+            block = keep[int(slots.gstart[centre]):int(slots.gstart[centre + 1])]
+            if with_centre_encoding:
+                np.add(features.numpy(), encoding[k_centre].numpy(), out=block)
+            else:
+                np.copyto(block, features.numpy())
     else:
         out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
     sizes = np.diff(slots.gstart)
@@ -546,8 +591,11 @@ def _group_conv_inference(features: Tensor, encoding: Optional[Tensor], weight: 
     for g, s, e in slots.blocks(chunk):
         if g == centre:
             continue
+        a = slots.aggregate(table, encoding is not None, s, e)
+        if keep is not None:
+            np.copyto(keep[s:e], a.numpy())
         y = buf_y[: e - s]
-        torch.mm(slots.aggregate(table, encoding is not None, s, e), weight[g], out=y)
+        torch.mm(a, weight[g], out=y)
         openmp_team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
     return out
 
