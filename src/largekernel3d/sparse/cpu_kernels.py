@@ -439,11 +439,11 @@ def _team_place_body(block):
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     for c in range(t, num_chunks, nt):
         lo, hi = meta[c, 0], meta[c, 1]
-        end = nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,))[hi - lo - 1]
+        ends = nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,))
+        end = ends[hi - lo - 1]
         _place(lo, hi, nb.carray(openmp_team.int32_pointer(meta[c, 2]), (end,)),
                nb.carray(openmp_team.int32_pointer(meta[c, 3]), (end,)),
-               nb.carray(openmp_team.int32_pointer(meta[c, 4]), (end,)),
-               nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,)), cursors, pair_in, pair_out)
+               nb.carray(openmp_team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
     if h[9] != 0:
         openmp_team.gomp_barrier()
         upto = starts[kv // 2 + 1]
