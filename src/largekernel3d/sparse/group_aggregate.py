@@ -54,7 +54,8 @@ from .kernel_map import KernelMap
 BACKENDS = ("numba", "torch")
 # Pairs processed at once by the torch path (bounds the temporary [pairs, C] buffer).
 _TORCH_PAIR_CHUNK = 1 << 21
-# Rows per GEMM of the backward pass that forms the gradient of A (non-symmetric maps or groupings).
+# Rows per GEMM of group_conv's backward loop: the weight gradient, and the gradient of A where it is formed
+# (non-symmetric maps or groupings).
 _GEMM_CHUNK = 1 << 16
 # Inference steps of this many bytes of A (or Y) rows stay in cache between the aggregation, the GEMM and
 # the row adds, and bound the temporaries: KITTI 7^3 (32 channels) cached forward 0-15 % faster (in 6 of 8
