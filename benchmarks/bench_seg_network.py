@@ -32,6 +32,7 @@ from common import SHARED_DATA, load_spconv, markdown_table, num_threads, time_a
 
 from largekernel3d import data as D  # noqa: E402
 from largekernel3d.models import build_model, count_parameters  # noqa: E402
+from largekernel3d.sparse import keep_freed_memory  # noqa: E402
 
 SCANNET = SHARED_DATA / "scannet" / "votenet_50k"
 SCENE = "scene0000_00"
@@ -186,4 +187,5 @@ def run(quick: bool) -> str:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()
     print(run(quick="--quick" in sys.argv[1:]))

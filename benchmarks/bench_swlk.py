@@ -30,7 +30,8 @@ from common import (SHARED_DATA, SparseInput, fmt, generated_indoor_scene, load_
 
 from largekernel3d.nn import SWLKConv3d  # noqa: E402
 from largekernel3d.nn.convert import export_plain  # noqa: E402
-from largekernel3d.sparse import ConvGeometry, SparseConvTensor, SubMConv3d, build_submanifold_map  # noqa: E402
+from largekernel3d.sparse import (ConvGeometry, SparseConvTensor, SubMConv3d, build_submanifold_map,  # noqa: E402
+                                  keep_freed_memory)
 
 
 def load_input() -> SparseInput:
@@ -203,4 +204,5 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--memory-worker-17"]:
         _memory_worker_17(sys.argv[2])
     else:
+        keep_freed_memory()
         print(run("--quick" in sys.argv[1:]))

@@ -155,6 +155,31 @@ def mm_ms(rows: int, c_in: int, c_out: int, reps: int) -> float:
     return time_alternating({"mm": lambda: torch.mm(a, b, out=out)}, reps)["mm"]
 
 
+# Row blocks of the GEMM floor: A + Y of the largest fit in the L2 caches of a small machine at 32 channels.
+_FLOOR_BLOCK_ROWS = (4096, 16384)
+
+
+def gemm_floor_ms(rows: int, c_in: int, c_out: int, reps: int) -> float:
+    """The time ``[rows, c_in] @ [c_in, c_out]`` takes at ``torch.mm``'s best in-cache rate: ``torch.mm``
+    on a block of ``_FLOOR_BLOCK_ROWS`` rows (the faster per row), called repeatedly on the same cached
+    operands, scaled to ``rows``. A sparse conv with ``rows`` pairs needs these FLOPs; no engine whose GEMMs
+    run at ``torch.mm``'s speed finishes faster, whatever its kernel map, gathers and scatters cost."""
+    best = float("inf")
+    for block in _FLOOR_BLOCK_ROWS:
+        block = max(1, min(block, rows))
+        a, b, out = torch.randn(block, c_in), torch.randn(c_in, c_out), torch.empty(block, c_out)
+        calls = max(1, min(64, rows // block))
+
+        def repeated() -> None:
+            for _ in range(calls):
+                torch.mm(a, b, out=out)
+
+        best = min(best, time_alternating({"mm": repeated}, reps)["mm"] / (calls * block))
+        if block == rows:
+            break
+    return best * rows
+
+
 def _proc_status(field: str) -> Optional[int]:
     try:
         with open("/proc/self/status") as f:

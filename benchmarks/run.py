@@ -24,6 +24,8 @@ sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
 
+from largekernel3d.sparse import keep_freed_memory  # noqa: E402
+
 
 def discover(only: List[str]) -> List[Path]:
     """``bench_*.py`` modules beside this file, in name order, filtered by ``only`` (names with or
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="run only these modules (e.g. engine swlk)")
     parser.add_argument("--output", type=Path, default=HERE.parent / "BENCHMARKS.md")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     start = datetime.datetime.now(datetime.timezone.utc)
     sections = [run_module(m, args.quick) for m in discover(args.only)]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + \

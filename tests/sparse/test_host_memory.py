@@ -23,3 +23,49 @@ def test_buffers_have_the_shape_and_dtype_asked_for(dtype):
 def test_unsupported_dtype_is_named():
     with pytest.raises(TypeError, match="float16"):
         host_memory.empty((2,), torch.float16)
+
+
+def test_touched_empty_is_zero():
+    t = host_memory.touched_empty((300, 7), torch.float32)
+    assert t.shape == (300, 7) and not bool(t.any())
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"trim_threshold": 0}, "trim_threshold"), ({"trim_threshold": -5}, "trim_threshold"),
+    ({"trim_threshold": True}, "trim_threshold"), ({"mmap_threshold": 1.5e6}, "mmap_threshold"),
+    ({"mmap_threshold": (32 << 20) + 1}, "mmap_threshold"),
+])
+def test_keep_freed_memory_rejects_bad_thresholds(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        host_memory.keep_freed_memory(**kwargs)
+
+
+# Allocates, fills and frees 3 x 12 MB of numpy arrays per round; prints the page faults of rounds 2-6.
+_FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np
+from largekernel3d.sparse import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+def round_():
+    arrays = [np.ones(3_000_000, np.float32) for _ in range(3)]
+    return sum(float(a[-1]) for a in arrays)
+round_()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    round_()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_keep_freed_memory_reuses_freed_pages():
+    """After ``keep_freed_memory()`` a process that allocates and frees the same buffers again takes (almost)
+    no new page faults. Without it, glibc returns the freed memory and every round faults it in again
+    (measured: about 4,500 faults over 5 rounds of 36 MB; at least 90 even if every page were a 2 MiB huge page)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, "keep"], capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split()
+    if applied != "True":
+        pytest.skip("the C library is not glibc: keep_freed_memory changes nothing")
+    assert int(faults) < 50, f"{faults} page faults in 5 rounds of reused buffers"

@@ -1,7 +1,9 @@
 """The ``lk3d`` command: ``lk3d <verb> [<task>] ...``.
 
 Verbs with tasks (``train``, ``eval``, ``predict``, ``bench``) get one sub-parser each; every command
-module adds its own tasks through ``register(verbs, top)`` so that each module owns one job.
+module adds its own tasks through ``register(verbs, top)`` so that each module owns one job. Before running
+a command, the process's ``malloc`` is told to keep freed memory for reuse
+(:func:`largekernel3d.sparse.keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import importlib
 import sys
 from typing import Dict, List, Optional
+
+from ..sparse.host_memory import keep_freed_memory
 
 # Modules that contribute commands; each defines ``register(verbs, top)``.
 COMMAND_MODULES = (
@@ -46,6 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``lk3d`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # repeated passes reuse freed buffers instead of faulting them in again
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:

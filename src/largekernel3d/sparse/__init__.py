@@ -11,6 +11,7 @@ from .conv import (SparseConv1d, SparseConv2d, SparseConv3d, SparseConvolution, 
                    SparseInverseConv3d, SubMConv1d, SubMConv2d, SubMConv3d)
 from .functional import sparse_conv
 from .geometry import ConvGeometry
+from .host_memory import keep_freed_memory
 from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, build_transposed_map
 from .modules import (AddTable, ConcatTable, JoinTable, RemoveGrid, SparseBatchNorm, SparseIdentity, SparseModule,
                       SparseReLU, SparseSequential, ToDense)
@@ -32,5 +33,5 @@ __all__ = [
     "SparseConvTranspose1d", "SparseInverseConv1d", "SparseBatchNorm", "SparseReLU", "SparseIdentity",
     "JoinTable", "AddTable", "ConcatTable",
     "from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict", "load_spconv_state_dict",
-    "to_spconv_state_dict",
+    "to_spconv_state_dict", "keep_freed_memory",
 ]
