@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import random_sparse_tensor
+from helpers import random_sparse_tensor, torch_threads
 from largekernel3d.nn.partition import SpatialPartition
 from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanifold_map
 import largekernel3d.sparse.group_aggregate as ga
+from largekernel3d.sparse import openmp_team
 from largekernel3d.sparse.group_aggregate import choose_backend, group_aggregate, group_conv
 
 BACKENDS = ("numba", "torch")
@@ -264,3 +265,24 @@ def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
     slot_group = np.searchsorted(slots.gstart, slots.slot, side="right") - 1
     assert (slot_group == pair_group).all()
     assert (slots.rows[slots.slot] == kmap.pair_out.numpy()).all()
+
+
+@pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_compact_layout_on_the_team_equals_the_serial_one(threads, monkeypatch):
+    """Numbering the slots and writing the bag entries split by group ranges over torch's OpenMP team (each
+    range numbered from an upper bound of the slots before it, then moved together) gives the serial
+    layout exactly, whatever the split; the layer output is unchanged."""
+    x, kmap, group, enc = _setup(kernel=5, num_groups=27, seed=5)
+    group_np = group.numpy()
+    serial = ga._Slots(kmap, group_np, 27, compact=True)
+    monkeypatch.setattr(ga, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    with torch_threads(threads):
+        team = ga._Slots(kmap, group_np, 27, compact=True)
+        assert team.ranges.shape[0] == threads + 1  # one group range per thread
+        for width in (True, False):
+            np.testing.assert_array_equal(team._bag_entries(width), serial._bag_entries(width))
+    assert team.num_slots == serial.num_slots
+    np.testing.assert_array_equal(team.rows, serial.rows)
+    np.testing.assert_array_equal(team.bag_ptr, serial.bag_ptr)
+    np.testing.assert_array_equal(team.gstart, serial.gstart)

@@ -62,6 +62,8 @@ _GEMM_CHUNK = 1 << 16
 # alternating runs at 1 and 2 threads) with 8-16 k rows than with whole group blocks (25 k rows) or 32 k.
 _INFERENCE_CHUNK_BYTES = 1 << 21
 _MIN_INFERENCE_CHUNK_ROWS = 1024
+# The compact slot layout (numbering, bag entries) is split over torch's OpenMP team from this many pairs.
+_TEAM_LAYOUT_MIN_PAIRS = 200_000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,23 +111,21 @@ def _fill_bags(pair_in, slot, starts, bag_ptr, num_in, with_encoding, entries):
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_slots(pair_out, starts, offsets, offset_ptr, num_out, rows, bag_ptr, gstart):
-    """The compact layout, one group at a time (group ``g`` owns the offsets
-    ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``): count the pairs of every output row into a per-row
-    array (reused by every group, so it stays in cache), then number the rows with pairs in ascending
-    order: ``rows[s] = i``, ``bag_ptr[s + 1] = bag_ptr[s] + pairs of (g, i)``, ``gstart[g + 1]`` = end
-    of group ``g``'s block. ``rows``/``bag_ptr`` need room for every pair plus one and two entries
-    (the numbering loop writes without branching); returns the number of slots."""
-    count = np.zeros(num_out, bag_ptr.dtype)
-    s = 0
-    pos = bag_ptr[0] = 0  # the running bag end, kept in a register
-    gstart[0] = 0
-    for g in range(offset_ptr.shape[0] - 1):
+def _compact_slots(pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, rows, bag_ptr, gstart):
+    """The compact layout of groups ``[g_lo, g_hi)``, one group at a time (group ``g`` owns the offsets
+    ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``): count the pairs of every output row into ``count``
+    (zeros ``[num_out]``, reused by every group so that it stays in cache, left zero), then number the rows
+    with pairs in ascending order from slot ``s``: ``rows[s] = i``, ``bag_ptr[s + 1] = bag_ptr[s] + pairs of
+    (g, i)``, ``gstart[g + 1]`` = end of group ``g``'s block. ``bag_ptr[s]`` must hold the bag position of
+    slot ``s`` on entry. The numbering loop writes without branching: ``rows``/``bag_ptr`` need one and two
+    entries of room beyond the last slot. Returns the slot after the last."""
+    pos = bag_ptr[s]  # the running bag end, kept in a register
+    for g in range(g_lo, g_hi):
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
             k = offsets[t]
             for p in range(starts[k], starts[k + 1]):
                 count[pair_out[p]] += 1
-        for i in range(num_out):
+        for i in range(count.shape[0]):
             c = count[i]
             count[i] = 0
             rows[s] = i
@@ -137,13 +137,13 @@ def _compact_slots(pair_out, starts, offsets, offset_ptr, num_out, rows, bag_ptr
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, rows, bag_ptr, gstart, num_out, num_in,
+def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, rows, bag_ptr, gstart, cursor, num_in,
                   with_encoding, entries):
-    """The bag entries of the compact layout of :func:`_compact_slots`, in slot order (stable: a slot's
-    pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or (``with_encoding``) the pairs
-    ``(pair_in, num_in + k)`` interleaved. One group at a time, through a per-row write cursor."""
-    cursor = np.empty(num_out, bag_ptr.dtype)
-    for g in range(offset_ptr.shape[0] - 1):
+    """The bag entries of groups ``[g_lo, g_hi)`` of the compact layout of :func:`_compact_slots`, in slot
+    order (stable: a slot's pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or
+    (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved. One group at a time, through the
+    per-row write cursor ``cursor [num_out]`` (scratch)."""
+    for g in range(g_lo, g_hi):
         for s in range(gstart[g], gstart[g + 1]):
             cursor[rows[s]] = bag_ptr[s]
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
@@ -166,6 +166,57 @@ def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num
             k = offsets[t]
             for p in range(starts[k], starts[k + 1]):
                 slot[p] = slot_of_row[pair_out[p]]
+
+
+_TEAM_LAYOUT_HEADER = 17  # int64 words of the argument block of _team_slots_body / _team_bags_body
+
+
+@nb.njit(nogil=True, inline="always")
+def _team_layout_views(block):
+    """The arrays named by a layout argument block (int64): ``[pair_in, pair_out, P, starts, K, offsets,
+    offset_ptr, G, ranges, R, scratch, num_out, rows, bag_ptr, gstart, extra, L]``: addresses and sizes;
+    ``ranges [R + 1]`` group boundaries, ``scratch [R, num_out]`` int32 per-range scratch, ``rows [L]`` and
+    ``bag_ptr [L + 1]`` int32; ``extra`` is the body's own."""
+    h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
+    num_pairs, kv, ng, nr, n = h[2], h[4], h[7], h[9], h[11]
+    pair_in = nb.carray(openmp_team.int64_pointer(h[0]), (num_pairs,))
+    pair_out = nb.carray(openmp_team.int64_pointer(h[1]), (num_pairs,))
+    starts = nb.carray(openmp_team.int64_pointer(h[3]), (kv + 1,))
+    offsets = nb.carray(openmp_team.int64_pointer(h[5]), (kv,))
+    offset_ptr = nb.carray(openmp_team.int64_pointer(h[6]), (ng + 1,))
+    ranges = nb.carray(openmp_team.int64_pointer(h[8]), (nr + 1,))
+    scratch = nb.carray(openmp_team.int32_pointer(h[10]), (nr, n))
+    rows = nb.carray(openmp_team.int32_pointer(h[12]), (h[16],))
+    bag_ptr = nb.carray(openmp_team.int32_pointer(h[13]), (h[16] + 1,))
+    gstart = nb.carray(openmp_team.int64_pointer(h[14]), (ng + 1,))
+    return pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart
+
+
+def _team_slots_body(block):
+    """Torch's OpenMP team numbers the compact slots (:func:`_team_layout`): range ``r`` of the groups starts
+    at slot ``base[r]`` (``bag_ptr[base[r]]`` preset) and records its end in ``ends[r]``; ``extra`` = the
+    address of ``[base (R), ends (R)]`` (int64)."""
+    pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
+    h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
+    nr = h[9]
+    base_ends = nb.carray(openmp_team.int64_pointer(h[15]), (2 * nr,))
+    for r in range(openmp_team.omp_get_thread_num(), nr, openmp_team.omp_get_num_threads()):
+        base_ends[nr + r] = _compact_slots(pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1],
+                                           base_ends[r], scratch[r], rows, bag_ptr, gstart)
+
+
+def _team_bags_body(block):
+    """Torch's OpenMP team writes the bag entries (:func:`_team_layout`), one group range per thread;
+    ``extra`` = ``[entries address, num_in, with_encoding]`` (int64)."""
+    pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
+    h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
+    nr, num_pairs = h[9], h[2]
+    extra = nb.carray(openmp_team.int64_pointer(h[15]), (3,))
+    with_encoding = extra[2] != 0
+    entries = nb.carray(openmp_team.int32_pointer(extra[0]), ((2 if with_encoding else 1) * num_pairs,))
+    for r in range(openmp_team.omp_get_thread_num(), nr, openmp_team.omp_get_num_threads()):
+        _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1], rows, bag_ptr,
+                      gstart, scratch[r], extra[1], with_encoding, entries)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -210,12 +261,18 @@ class _Slots:
             # the offsets of every group, ascending within a group
             self.offsets = np.argsort(group, kind="stable").astype(np.int64)
             self.offset_ptr = np.searchsorted(group[self.offsets], np.arange(num_groups + 1)).astype(np.int64)
-            rows = np.empty(self.num_pairs + 1, self.index_dtype)
-            bag_ptr = np.empty(self.num_pairs + 2, self.index_dtype)
-            self.gstart = np.empty(num_groups + 1, np.int64)
-            self.num_slots = _compact_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, n, rows,
-                                            bag_ptr, self.gstart)
-            self.rows, self.bag_ptr = rows[:self.num_slots], bag_ptr[:self.num_slots + 1]
+            self.gstart = np.zeros(num_groups + 1, np.int64)
+            self.ranges = self._group_ranges(torch.get_num_threads())
+            if self.ranges.shape[0] > 2:
+                self.rows, self.bag_ptr = self._team_slots()
+            else:
+                rows = np.empty(self.num_pairs + 1, self.index_dtype)
+                bag_ptr = np.empty(self.num_pairs + 2, self.index_dtype)
+                bag_ptr[0] = 0
+                end = _compact_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, 0, num_groups, 0,
+                                     np.zeros(n, self.index_dtype), rows, bag_ptr, self.gstart)
+                self.rows, self.bag_ptr = rows[:end], bag_ptr[:end + 1]
+            self.num_slots = self.rows.shape[0]
         else:  # slot i * G + g of every pair, and the bags' starts from the pairs per slot
             self.num_slots = n * num_groups
             self._slot = (self.pair_out * num_groups + group[_pair_offsets(kmap)]).astype(self.index_dtype)
@@ -223,6 +280,60 @@ class _Slots:
                                           ).astype(self.index_dtype)
         self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
+
+    def _group_ranges(self, threads: int) -> np.ndarray:
+        """Group boundaries ``[R + 1]`` of the compact layout's work: one range (serial) below
+        ``_TEAM_LAYOUT_MIN_PAIRS`` pairs, with one thread, without torch's libgomp or with int64 indices;
+        else ``threads`` contiguous ranges of about equal work (a group costs its pairs plus one pass over
+        the output rows)."""
+        num_groups = self.offset_ptr.shape[0] - 1
+        if (threads <= 1 or self.num_pairs < _TEAM_LAYOUT_MIN_PAIRS or self.index_dtype != np.int32
+                or not openmp_team.team_available()):
+            return np.array([0, num_groups], np.int64)
+        per_offset = np.diff(self.starts)[self.offsets]
+        pairs = np.add.reduceat(per_offset, self.offset_ptr[:-1]) if per_offset.size else per_offset
+        pairs[np.diff(self.offset_ptr) == 0] = 0  # reduceat gives empty groups their neighbour's value
+        work = np.concatenate([[0], np.cumsum(pairs + self.num_out)])
+        cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads)
+        return np.unique(np.concatenate([[0], cuts, [num_groups]])).astype(np.int64)
+
+    def _run_layout_team(self, body, rows: np.ndarray, bag_ptr: np.ndarray, extra: np.ndarray) -> None:
+        """``body`` (:func:`_team_slots_body` or :func:`_team_bags_body`) on torch's OpenMP team, one group
+        range of :attr:`ranges` per thread, each with an int32 scratch row of ``num_out``."""
+        num_ranges = self.ranges.shape[0] - 1
+        scratch = np.zeros((num_ranges, self.num_out), np.int32)
+        block = np.array([self.pair_in.ctypes.data, self.pair_out.ctypes.data, self.num_pairs,
+                          self.starts.ctypes.data, self.kernel_volume, self.offsets.ctypes.data,
+                          self.offset_ptr.ctypes.data, self.offset_ptr.shape[0] - 1, self.ranges.ctypes.data,
+                          num_ranges, scratch.ctypes.data, self.num_out, rows.ctypes.data, bag_ptr.ctypes.data,
+                          self.gstart.ctypes.data, extra.ctypes.data, rows.shape[0]], np.int64)
+        openmp_team.run_on_team(body, block, num_ranges)
+
+    def _team_slots(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(rows, bag_ptr)`` of the compact layout numbered on torch's team (:func:`_team_slots_body`):
+        range ``r`` numbers its slots from ``base[r]`` = the pairs (+ 2 spare entries) of the ranges before
+        it, an upper bound of their slots, and the blocks are then moved together."""
+        ranges = self.ranges
+        num_ranges = ranges.shape[0] - 1
+        # pairs before each range (a range owns a run of self.offsets, not of the offset-major pairs)
+        pairs_before = np.concatenate([[0], np.cumsum(np.diff(self.starts)[self.offsets])])[self.offset_ptr[ranges]]
+        base = pairs_before[:-1] + 2 * np.arange(num_ranges)
+        size = int(self.num_pairs + 2 * num_ranges + 1)
+        rows = np.empty(size, np.int32)
+        bag_ptr = np.empty(size + 1, np.int32)
+        bag_ptr[base] = pairs_before[:-1]
+        base_ends = np.concatenate([base, np.zeros(num_ranges, np.int64)]).astype(np.int64)
+        self._run_layout_team(_team_slots_body, rows, bag_ptr, base_ends)
+        ends = base_ends[num_ranges:]
+        dst = 0
+        for r in range(num_ranges):
+            b, n = int(base[r]), int(ends[r] - base[r])
+            if b != dst:  # moved left; numpy copes with the overlap
+                rows[dst:dst + n] = rows[b:b + n]
+                bag_ptr[dst:dst + n + 1] = bag_ptr[b:b + n + 1]
+                self.gstart[ranges[r] + 1:ranges[r + 1] + 1] -= b - dst
+            dst += n
+        return rows[:dst], bag_ptr[:dst + 1]
 
     @classmethod
     def for_map(cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> "_Slots":
@@ -245,9 +356,13 @@ class _Slots:
         the table) when ``with_encoding``."""
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
-            if self.compact:
-                _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
-                              self.bag_ptr, self.gstart, self.num_out, self.num_in, with_encoding, entries)
+            if self.compact and self.ranges.shape[0] > 2:
+                self._run_layout_team(_team_bags_body, self.rows, self.bag_ptr, np.array(
+                    [entries.ctypes.data, self.num_in, int(with_encoding)], np.int64))
+            elif self.compact:
+                _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
+                              self.offset_ptr.shape[0] - 1, self.rows, self.bag_ptr, self.gstart,
+                              np.empty(self.num_out, self.index_dtype), self.num_in, with_encoding, entries)
             else:
                 _fill_bags(self.pair_in, self.slot, self.starts, self.bag_ptr, self.num_in, with_encoding, entries)
             self._by_slot[with_encoding] = entries
