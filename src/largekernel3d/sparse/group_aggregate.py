@@ -194,7 +194,7 @@ def _team_layout_views(block):
 
 
 def _team_slots_body(block):
-    """Torch's OpenMP team numbers the compact slots (:func:`_team_layout`): range ``r`` of the groups starts
+    """Torch's OpenMP team numbers the compact slots (:meth:`_Slots._team_slots`): range ``r`` of the groups starts
     at slot ``base[r]`` (``bag_ptr[base[r]]`` preset) and records its end in ``ends[r]``; ``extra`` = the
     address of ``[base (R), ends (R)]`` (int64)."""
     pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
@@ -207,7 +207,7 @@ def _team_slots_body(block):
 
 
 def _team_bags_body(block):
-    """Torch's OpenMP team writes the bag entries (:func:`_team_layout`), one group range per thread;
+    """Torch's OpenMP team writes the bag entries (:meth:`_Slots._bag_entries`), one group range per thread;
     ``extra`` = ``[entries address, num_in, with_encoding]`` (int64)."""
     pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
     h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
@@ -291,12 +291,14 @@ class _Slots:
         if (threads <= 1 or self.num_pairs < _TEAM_LAYOUT_MIN_PAIRS or self.index_dtype != np.int32
                 or not openmp_team.team_available()):
             return np.array([0, num_groups], np.int64)
-        per_offset = np.diff(self.starts)[self.offsets]
-        pairs = np.add.reduceat(per_offset, self.offset_ptr[:-1]) if per_offset.size else per_offset
-        pairs[np.diff(self.offset_ptr) == 0] = 0  # reduceat gives empty groups their neighbour's value
-        work = np.concatenate([[0], np.cumsum(pairs + self.num_out)])
+        work = np.concatenate([[0], np.cumsum(np.diff(self._pairs_before_groups()) + self.num_out)])
         cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads)
         return np.unique(np.concatenate([[0], cuts, [num_groups]])).astype(np.int64)
+
+    def _pairs_before_groups(self) -> np.ndarray:
+        """int64 ``[G + 1]``: the pairs of the groups before each group (a group owns a run of
+        :attr:`offsets`, not of the offset-major pairs), and the total last."""
+        return np.concatenate([[0], np.cumsum(np.diff(self.starts)[self.offsets])])[self.offset_ptr]
 
     def _run_layout_team(self, body, rows: np.ndarray, bag_ptr: np.ndarray, extra: np.ndarray) -> None:
         """``body`` (:func:`_team_slots_body` or :func:`_team_bags_body`) on torch's OpenMP team, one group
@@ -316,8 +318,7 @@ class _Slots:
         it, an upper bound of their slots, and the blocks are then moved together."""
         ranges = self.ranges
         num_ranges = ranges.shape[0] - 1
-        # pairs before each range (a range owns a run of self.offsets, not of the offset-major pairs)
-        pairs_before = np.concatenate([[0], np.cumsum(np.diff(self.starts)[self.offsets])])[self.offset_ptr[ranges]]
+        pairs_before = self._pairs_before_groups()[ranges]
         base = pairs_before[:-1] + 2 * np.arange(num_ranges)
         size = int(self.num_pairs + 2 * num_ranges + 1)
         rows = np.empty(size, np.int32)
