@@ -496,12 +496,12 @@ def extras(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--memory-worker"]:
+    if sys.argv[1:2] == ["--memory-worker"]:  # measures peaks: keeps glibc's settings from its environment
         _memory_worker(sys.argv[2], sys.argv[3])
-    elif "--extras" in sys.argv[1:]:
-        keep_freed_memory()
-        print(extras(quick="--quick" in sys.argv[1:]))
     else:
-        counts = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--threads=")]
         keep_freed_memory()
-        print(run(quick="--quick" in sys.argv[1:], threads=counts or None))
+        if "--extras" in sys.argv[1:]:
+            print(extras(quick="--quick" in sys.argv[1:]))
+        else:
+            counts = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--threads=")]
+            print(run(quick="--quick" in sys.argv[1:], threads=counts or None))
