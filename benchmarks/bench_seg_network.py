@@ -7,6 +7,10 @@ architecture built from spconv 2.3.8 with plain 7³ convs (what the official V1 
 * forward + backward (train mode): ours only (spconv has no CPU backward for submanifold convs), SW-LK 7³
   vs our plain 7³ and MinkUNet34C.
 * agreement: spconv and our plain-7³ builds with the same weights, per-voxel logits compared.
+* GEMM floor of the SW-LK forward: every ``torch.mm``/``addmm`` of one pass (shapes recorded by
+  ``torch.profiler``), timed again at ``torch.mm``'s best in-cache rate (``common.gemm_floor_ms``). The 3×
+  target minus this floor is what the kernel maps, gathers, bag sums, scatters, batch norms, ReLUs and
+  residual adds may cost together.
 
 Scene: ``../shared/data/scannet/votenet_50k/scene0000_00`` (50 k points); a generated indoor scene of as
 many points when the shared data is absent. ``quick`` crops the scene to a 2 m × 2 m column and repeats
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -28,7 +33,8 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, load_spconv, markdown_table, num_threads, time_alternating  # noqa: E402
+from common import (SHARED_DATA, gemm_floor_ms, load_spconv, markdown_table, num_threads,  # noqa: E402
+                    time_alternating)
 
 from largekernel3d import data as D  # noqa: E402
 from largekernel3d.models import build_model, count_parameters  # noqa: E402
@@ -87,6 +93,32 @@ def forward_backward_fn(model: torch.nn.Module, batch: D.SegBatch) -> Callable[[
     return run
 
 
+# GEMM operators of a forward pass -> positions of their ``[M, K]`` and ``[K, N]`` operands
+_GEMM_OPERANDS = {"aten::mm": (0, 1), "aten::addmm": (1, 2), "aten::addmm_": (1, 2)}
+_FLOOR_REPS, _FLOOR_MAX_CALLS = 3, 4
+
+
+def gemm_rows(fn: Callable[[], object]) -> Dict[Tuple[int, int], int]:
+    """Rows multiplied per weight shape ``(K, N)`` in one call of ``fn``: every ``torch.mm`` / ``addmm``
+    that ``torch.profiler`` records (conv GEMMs, SW-LK group products, 1³ convs, the classifier)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+        fn()
+    rows: Dict[Tuple[int, int], int] = defaultdict(int)
+    for event in prof.events():
+        operands = _GEMM_OPERANDS.get(event.name)
+        if operands is None:
+            continue
+        (m, k), (_, n) = event.input_shapes[operands[0]][:2], event.input_shapes[operands[1]][:2]
+        rows[(k, n)] += m
+    return dict(rows)
+
+
+def network_gemm_floor_ms(rows: Dict[Tuple[int, int], int]) -> float:
+    """The GEMMs of :func:`gemm_rows` at ``torch.mm``'s best in-cache rate (current thread count), in ms."""
+    return sum(gemm_floor_ms(m, k, n, _FLOOR_REPS, _FLOOR_MAX_CALLS) for (k, n), m in rows.items())
+
+
 def timed_once(fn: Callable[[], object]) -> Tuple[float, object]:
     """``(ms, result)`` of one call."""
     start = time.perf_counter()
@@ -126,6 +158,8 @@ def run(quick: bool) -> str:
     forward_fn(models[LK], inputs[LK])()  # compiles (or loads) the numba kernels outside the timings
 
     forward: Dict[Tuple[str, int], float] = {}
+    floor: Dict[int, float] = {}
+    shapes = gemm_rows(forward_fn(models[LK], inputs[LK]))
     spconv_out: Dict[int, torch.Tensor] = {}
     train_ms: Dict[str, float] = {}
     progress = tqdm(total=len(thread_counts) + 3, desc="bench_seg_network", leave=False)
@@ -136,6 +170,7 @@ def run(quick: bool) -> str:
                 forward.update({(label, threads): ms for label, ms in time_alternating(fns, reps).items()})
                 if spconv is not None:
                     spconv_out[threads] = fns[SPCONV_PLAIN7]()
+                floor[threads] = network_gemm_floor_ms(shapes)
             progress.update()
         forward[(PLAIN7, default_threads)], reference = timed_once(forward_fn(models[PLAIN7], inputs[PLAIN7]))
         progress.update()
@@ -177,6 +212,20 @@ def run(quick: bool) -> str:
                          f"= {err:.1e}{note}.")
     else:
         lines.append("- spconv is not installed: its rows are skipped.")
+    gflop = 2e-9 * sum(m * k * n for (k, n), m in shapes.items())
+    lines.append(f"- GEMM floor of the SW-LK forward: {gflop:.1f} GFLOP in {len(shapes)} weight shapes (every "
+                 f"torch.mm/addmm of one pass), at torch.mm's best in-cache rate "
+                 + ", ".join(f"{_ms(floor[t])} ms at {t} thread(s)" for t in thread_counts) + ".")
+    for t in thread_counts:
+        spent = forward[(LK, t)] - floor[t]
+        if spconv is None:
+            lines.append(f"  - {t} thread(s): ours spends {_ms(spent)} ms beyond the floor.")
+            continue
+        bar = forward[(SPCONV_PLAIN7, t)] / 3
+        lines.append(f"  - {t} thread(s): 3× spconv means ≤ {_ms(bar)} ms, which leaves {_ms(bar - floor[t])} ms "
+                     f"({(bar - floor[t]) / floor[t]:.0%} of the floor) for everything outside the GEMMs (maps, "
+                     f"gathers, bag sums, scatters, norms, activations, adds); ours spends {_ms(spent)} ms there "
+                     f"(forward − floor).")
     lines.append(f"- Forward+backward: SW-LK is {_ratio(train_ms[PLAIN7], train_ms[LK])} faster than our plain 7³ "
                  f"and costs {_ratio(train_ms[LK], train_ms[BASELINE])} the time of MinkUNet34C (3³).")
     lines.append(f"- Forward at {default_threads} thread(s): SW-LK costs "

@@ -159,16 +159,17 @@ def mm_ms(rows: int, c_in: int, c_out: int, reps: int) -> float:
 _FLOOR_BLOCK_ROWS = (4096, 16384)
 
 
-def gemm_floor_ms(rows: int, c_in: int, c_out: int, reps: int) -> float:
+def gemm_floor_ms(rows: int, c_in: int, c_out: int, reps: int, max_calls: int = 64) -> float:
     """The time ``[rows, c_in] @ [c_in, c_out]`` takes at ``torch.mm``'s best in-cache rate: ``torch.mm``
-    on a block of ``_FLOOR_BLOCK_ROWS`` rows (the faster per row), called repeatedly on the same cached
-    operands, scaled to ``rows``. A sparse conv with ``rows`` pairs needs these FLOPs; no engine whose GEMMs
-    run at ``torch.mm``'s speed finishes faster, whatever its kernel map, gathers and scatters cost."""
+    on a block of ``_FLOOR_BLOCK_ROWS`` rows (the faster per row), called repeatedly (at most ``max_calls``
+    times per timing) on the same cached operands, scaled to ``rows``. A sparse conv with ``rows`` pairs needs
+    these FLOPs; no engine whose GEMMs run at ``torch.mm``'s speed finishes faster, whatever its kernel map,
+    gathers and scatters cost."""
     best = float("inf")
     for block in _FLOOR_BLOCK_ROWS:
         block = max(1, min(block, rows))
         a, b, out = torch.randn(block, c_in), torch.randn(c_in, c_out), torch.empty(block, c_out)
-        calls = max(1, min(64, rows // block))
+        calls = max(1, min(max_calls, rows // block))
 
         def repeated() -> None:
             for _ in range(calls):
