@@ -10,6 +10,7 @@ import torch
 from helpers import torch_threads
 from largekernel3d.sparse import cpu_kernels as ck
 from largekernel3d.sparse import functional as F
+from largekernel3d.sparse import fused_tiles
 from largekernel3d.sparse.geometry import ConvGeometry
 from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
                                              build_transposed_map, choose_backend)
@@ -178,14 +179,30 @@ def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> to
     return torch.randn((kv, g, a, b), generator=gen, dtype=dtype)
 
 
+def _refuse(*args, **kwargs):
+    raise AssertionError("this dataflow must not run here")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("groups,c_in,c_out", [(1, 5, 7), (1, 32, 32), (2, 6, 4), (8, 8, 8)])
+@pytest.mark.parametrize("dataflow,groups,c_in,c_out", [("fused", 1, 5, 7), ("fused", 1, 32, 32), ("tiles", 1, 5, 7),
+                                                        ("tiles", 1, 32, 32), ("tiles", 2, 6, 4), ("tiles", 8, 8, 8)])
 @pytest.mark.parametrize("kind", ["submanifold", "regular", "transposed"])
 @pytest.mark.parametrize("n", [0, 1, 300])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, threads):
-    """The numba dataflow against the per-offset torch reference, forward and both gradients, with one
-    torch thread (numba gathers) and two (``torch.index_select`` gathers)."""
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, threads, monkeypatch):
+    """The numba dataflows against the per-offset torch reference, forward and both gradients: the fused
+    per-thread tiles (ungrouped, where torch has libgomp and MKL) and the tiled passes (grouped, or forced
+    here; with one torch thread numba gathers, with more ``torch.index_select``), at 1, 2 and 3 (more than
+    the cores) threads."""
+    if dataflow == "fused":
+        if not fused_tiles.available(torch.ones(1, dtype=dtype), torch.ones(1, 1, 1, 1, dtype=dtype)):
+            pytest.skip("the fused dataflow needs a torch build with libgomp and MKL")
+        monkeypatch.setattr(F, "_ggs_numba", _refuse)
+        monkeypatch.setattr(F, "_backward_numba", _refuse)
+    else:
+        monkeypatch.setattr(F, "_ggs_fused", _refuse)
+        monkeypatch.setattr(F, "_backward_fused", _refuse)
+        monkeypatch.setattr(fused_tiles, "available", lambda *args: False)
     with torch_threads(threads):
         _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
 
@@ -334,3 +351,66 @@ def test_openmp_team_found_where_torch_ships_libgomp():
         pytest.skip("this torch build does not ship GNU libgomp")
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # torch's OpenMP runtime is loaded by now
     assert openmp_team.team_available()
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_row_split_layout_buckets_every_pair_once_by_output_range(parts):
+    """Every pair but the skipped offset's lands once, in the part owning its destination row and in its
+    offset's run, in its original order; the parts' pair counts are balanced."""
+    rng = np.random.default_rng(parts)
+    idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
+    kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
+    skip = F._identity_offset(kmap)
+    bounds, seg, src, dst = fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
+                                               parts)
+    kv = kmap.kernel_volume
+    assert bounds[0] == 0 and bounds[-1] == kmap.num_out and np.all(np.diff(bounds) >= 0)
+    assert src.dtype == np.int32 and seg[-1] == kmap.num_pairs - kmap.num_out
+    for k in range(kv):
+        p_in, p_out = (t.numpy() for t in kmap.pairs(k))
+        got_in = np.concatenate([src[seg[t * kv + k]:seg[t * kv + k + 1]] for t in range(parts)])
+        got_out = np.concatenate([dst[seg[t * kv + k]:seg[t * kv + k + 1]] for t in range(parts)])
+        if k == skip:
+            assert got_in.size == 0
+            continue
+        order = np.argsort(np.searchsorted(bounds, p_out, side="right"), kind="stable")
+        assert np.array_equal(got_in, p_in[order]) and np.array_equal(got_out, p_out[order])
+        for t in range(parts):
+            rows = dst[seg[t * kv + k]:seg[t * kv + k + 1]]
+            assert np.all((rows >= bounds[t]) & (rows < bounds[t + 1]))
+    per_part = [seg[(t + 1) * kv] - seg[t * kv] for t in range(parts)]
+    most_per_row = int(np.bincount(dst, minlength=kmap.num_out).max())
+    assert max(per_part) - min(per_part) <= 2 * most_per_row + 1
+
+
+def test_fused_tiles_available_where_torch_has_mkl_and_libgomp():
+    """On the Linux x86 wheels the ungrouped CPU convolutions take the fused dataflow (else they would
+    silently fall back to the slower tiled passes); grouped ones, other dtypes and CUDA never do."""
+    import glob
+    import os
+    from largekernel3d.sparse import openmp_team
+
+    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
+    if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")) or not torch.backends.mkl.is_available():
+        pytest.skip("this torch build has no GNU libgomp or no MKL")
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
+    assert openmp_team.team_available()
+    x = torch.ones(4, 6)
+    assert fused_tiles.available(x, torch.ones(27, 1, 6, 5))
+    assert not fused_tiles.available(x, torch.ones(27, 2, 3, 5))
+    assert not fused_tiles.available(x.half(), torch.ones(27, 1, 6, 5).half())
+    assert not fused_tiles.available(x, torch.ones(27, 1, 6, 5, dtype=torch.float64))
+    assert not fused_tiles.available(x, torch.ones(27, 1, 6, 5), 2 ** 31)  # int32 pair lists
+
+
+def test_inverse_conv_reuses_the_adjoint_map_and_its_memo():
+    import largekernel3d.sparse as lsp
+
+    rng = np.random.default_rng(2)
+    idx = random_sites(rng, 300, (10, 10, 10), batch_size=1)
+    x = lsp.SparseConvTensor(torch.randn(300, 4), idx, [10, 10, 10], 1)
+    down = lsp.SparseConv3d(4, 4, 2, 2, indice_key="d")(x)
+    geo = ConvGeometry.create(3, 2, 2)
+    from largekernel3d.sparse.conv import inverse_map
+
+    assert inverse_map(down, geo, "d") is inverse_map(down, geo, "d")

@@ -60,7 +60,7 @@ def inverse_map(x: SparseConvTensor, geometry: ConvGeometry, indice_key: Optiona
     if not same_sites(cached.out_indices, x.indices) or tuple(x.spatial_shape) != tuple(cached.out_spatial_shape):
         raise ValueError(f"SparseInverseConv input sites (or spatial_shape) differ from the output of the conv "
                          f"under indice_key={indice_key!r}")
-    return cached.transposed()
+    return cached.derived("transposed", cached.transposed)
 
 
 class SparseConvolution(SparseModule):

@@ -12,18 +12,23 @@ and the backward pass reuses the same primitive on the adjoint map::
 
 Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dtype:
 
-* ``"numba"`` (CPU, float32/64): the offset-major pair list is cut into *tiles* of consecutive pairs
-  (about 1 MiB of gathered rows, so they stay in cache). Per tile: one gather of the
+* ``"numba"`` (CPU, float32/64), ungrouped, where torch runs on libgomp with MKL (the Linux wheels):
+  :mod:`.fused_tiles`. The output rows are split into one range per thread and each offset's pairs
+  bucketed by range (memoised on the map); every thread of torch's OpenMP team runs its own tiles from
+  gather through a single-threaded MKL GEMM to the scatter-add, in one parallel region. The backward
+  pass does the same over the adjoint split (input-row ranges), gathering ``d_out`` once per tile for
+  ``d_in`` and for the thread's own ``d_W`` accumulator. An offset whose pairs are the identity
+  ``(r, r)`` (the centre of a submanifold map) is one dense ``torch.mm`` that initialises the
+  accumulator (with the bias).
+* ``"numba"`` otherwise (grouped weights, other BLAS): the offset-major pair list is cut into *tiles* of
+  consecutive pairs (about 1 MiB of gathered rows, so they stay in cache). Per tile: one gather of the
   source rows into a reused buffer (the serial numba loop on one thread, ``torch.index_select`` on
   torch's threads otherwise), one ``torch.mm`` per offset segment of the tile into a second
   buffer, one numba scatter-add into the output (:func:`.openmp_team.scatter_add_segments`: each
   offset segment, whose destination rows are distinct, split over torch's own OpenMP threads; torch's
-  ``index_add_``/``index_put_`` were 2-6x slower, and a second thread pool of ours would compete with
-  torch's OpenMP workers, which keep spinning for milliseconds after every GEMM). An offset whose
-  pairs are the identity ``(r, r)`` (the centre of a submanifold map) skips gather/scatter: its
-  dense GEMM initialises the accumulator (with the bias). The backward pass gathers ``d_out`` once
-  per tile and uses it for both ``d_in`` and ``d_W``. Peak extra memory is two or three tiles, never
-  ``[P, C]``.
+  ``index_add_``/``index_put_`` were 2-6x slower). The identity offset is a dense GEMM as above. The
+  backward pass gathers ``d_out`` once per tile and uses it for both ``d_in`` and ``d_W``. Peak extra
+  memory is two or three tiles, never ``[P, C]``.
 * ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.
 """
 
@@ -34,7 +39,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import host_memory, openmp_team
+from . import fused_tiles, host_memory, openmp_team
 from .kernel_map import NUMBA, KernelMap, choose_backend
 
 _TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
@@ -178,6 +183,36 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
     return out
 
 
+def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layout:
+    """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads`` output-row ranges, without the
+    identity offset (memoised on the map)."""
+    def build():
+        src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
+        num_out = kmap.num_in if adjoint else kmap.num_out
+        return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out, threads)
+    return kmap.derived(("row_split", adjoint, threads), build)
+
+
+def _ggs_fused(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
+               bias: Optional[Tensor]) -> Tensor:
+    """The forward by :mod:`.fused_tiles` (``w`` is ``[K, C_in, C_out]``): the identity offset's dense GEMM
+    (or the bias, or zeros) initialises the accumulator, torch's team adds every other offset."""
+    x = x.contiguous()
+    c_out = w.shape[2]
+    identity = _identity_offset(kmap)
+    if identity >= 0:
+        out = torch.mm(x, w[identity], out=host_memory.empty((num_out, c_out), x.dtype))
+        if bias is not None:
+            out += bias.detach().to(out.dtype)
+    else:
+        out = _init_out(x, num_out, c_out, bias)
+    threads = torch.get_num_threads()
+    split = _row_split(kmap, adjoint, threads)
+    if split[2].shape[0]:
+        fused_tiles.accumulate(x, w, split, out, _tile_rows(max(x.shape[1], c_out), x.element_size()), threads)
+    return out
+
+
 def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False,
                         backend: Optional[str] = None, bias: Optional[Tensor] = None) -> Tensor:
     """``out[j] = bias + sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` with block-diagonal groups.
@@ -195,6 +230,8 @@ def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int
     c_out = g * (a if adjoint else b)
     src_all, dst_all = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
     if backend is None and _use_numba(x, weight, kmap):
+        if fused_tiles.available(x, weight, max(kmap.num_in, kmap.num_out)):
+            return _ggs_fused(x, w[:, 0], kmap, adjoint, num_out, bias)
         return _ggs_numba(x, w, src_all, dst_all, kmap.offset_starts, num_out, c_out, bias, _identity_offset(kmap))
     out = x.new_zeros((num_out, c_out)) if bias is None else x.new_zeros((num_out, c_out)) + bias.detach()
     for k in range(kmap.kernel_volume):
@@ -216,6 +253,33 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
             continue
         grad[k] = _weight_block(x.index_select(0, p_in), grad_out.index_select(0, p_out), g)
     return grad
+
+
+def _backward_fused(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
+    """Both gradients by :mod:`.fused_tiles` over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
+    B]``): the identity offset's dense GEMMs initialise ``d_in`` and give ``d_W`` of that offset."""
+    w = weight[:, 0]
+    x = x.contiguous()
+    identity = _identity_offset(kmap)
+    if not need_x:
+        grad_x = None
+    elif identity >= 0:
+        grad_x = torch.mm(grad_out, w[identity].t(), out=host_memory.empty((kmap.num_in, w.shape[1]), x.dtype))
+    else:
+        grad_x = host_memory.zeros((kmap.num_in, w.shape[1]), x.dtype)
+    threads = torch.get_num_threads()
+    split = _row_split(kmap, True, threads)
+    grad_w = None
+    if split[2].shape[0]:
+        tile = _tile_rows(max(w.shape[1], w.shape[2]), x.element_size())
+        grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, tile, threads)
+    if need_w:
+        if grad_w is None:
+            grad_w = weight.new_zeros(w.shape)
+        if identity >= 0:
+            grad_w[identity] += x.t().mm(grad_out)
+        grad_w = grad_w.reshape(weight.shape)
+    return grad_x, grad_w
 
 
 def _backward_numba(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
@@ -277,7 +341,9 @@ class SparseConvFunction(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_b = grad_out.sum(dim=0) if len(ctx.needs_input_grad) > 3 and ctx.needs_input_grad[3] else None
         if _use_numba(grad_out, weight, kmap) and features.dtype == grad_out.dtype:
-            grad_x, grad_w = _backward_numba(features, grad_out, weight, kmap, need_x, need_w)
+            backward = _backward_fused if fused_tiles.available(grad_out, weight, max(kmap.num_in, kmap.num_out)) \
+                else _backward_numba
+            grad_x, grad_w = backward(features, grad_out, weight, kmap, need_x, need_w)
             return grad_x, grad_w, None, grad_b
         grad_x = grad_w = None
         if need_x:
