@@ -229,6 +229,52 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
     torch.testing.assert_close(inference, reference, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("grouping", ["random", "center1"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, grouping, dtype, monkeypatch):
+    """The products on torch's team fused per row block (:mod:`.fused_groups`; small blocks and tiles here,
+    so that groups span several of each) and the chunked bags + GEMM + scatter: forward (inference and
+    training, which keeps ``A``) and all gradients against the torch path, at 1, 2 and 3 threads. With the
+    mirror-symmetric ``center1`` grouping the input gradient is a fused product over the forward's bag
+    entries with their encoding rows skipped."""
+    from largekernel3d.sparse import fused_groups
+
+    if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
+        pytest.skip("the fused products need a torch build with libgomp and MKL")
+    calls = []
+    real = fused_groups.accumulate
+    if fused:
+        monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
+        monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 9)
+        monkeypatch.setattr(fused_groups, "accumulate", lambda *a, **k: calls.append(a[2:4]) or real(*a, **k))
+    else:
+        monkeypatch.setattr(fused_groups, "available", lambda *args: False)
+    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", 5)
+    x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=5)
+    if grouping == "center1":
+        group = SpatialPartition.create(7, grouping).group_index()
+    weight = torch.randn(27, 4, 6, dtype=dtype, generator=torch.Generator().manual_seed(6))
+    rel = 1e-12 if dtype == torch.float64 else 1e-5
+    with torch_threads(threads):
+        with torch.no_grad():
+            inference = group_conv(x.features, enc, weight, kmap, group, backend="numba")
+        leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
+        out = group_conv(*leaves, kmap, group, backend="numba")
+        up = torch.randn(out.shape, dtype=dtype, generator=torch.Generator().manual_seed(7))
+        grads = torch.autograd.grad(out, leaves, up)
+    ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
+    ref = group_conv(*ref_leaves, kmap, group, backend="torch")
+    ref_grads = torch.autograd.grad(ref, ref_leaves, up)
+    for u, v in zip((inference, out) + grads, (ref, ref) + ref_grads):
+        torch.testing.assert_close(u, v, rtol=rel, atol=rel * float(v.detach().abs().max()))
+    if fused:
+        expected = [(2, 2), (2, 2)] + ([(2, 1)] if grouping == "center1" else [])
+        assert calls == expected  # (stride, use) of each fused call: forward twice, then the mirrored d_x
+
+
 def test_slot_layout_memoised_on_the_kernel_map():
     """Layers sharing a kernel map (one indice_key) build the group slots once; another grouping gets its own."""
     x, kmap, group, enc = _setup(kernel=5, num_groups=27)

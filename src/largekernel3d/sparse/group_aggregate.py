@@ -18,7 +18,9 @@ Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggreg
 ``i * G + g`` (``A`` is ``[N, G, C]``). On the CPU, ``group_conv`` uses compact slots: only the
 ``(i, g)`` with at least one active neighbour get a row (on LiDAR scans about 7 of the 27 groups of a 7^3
 window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
-``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows.
+``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows. Where torch runs on
+libgomp with MKL, those products run fused per thread and row block on torch's team instead (bag sums,
+GEMM and row adds of a block in one thread's cache; :mod:`.fused_groups`).
 
 The sums themselves are *embedding bags* (``torch.nn.functional.embedding_bag(mode="sum")``, FBGEMM's
 vectorised kernels on the CPU, run on torch's own threads): with the table ``[x; E]`` (rows ``j`` and
@@ -49,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import host_memory, openmp_team
+from . import fused_groups, host_memory, openmp_team
 from .kernel_map import KernelMap
 
 BACKENDS = ("numba", "torch")
@@ -281,6 +283,7 @@ class _Slots:
                                           ).astype(self.index_dtype)
         self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
+        self._row_blocks: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
     def _group_ranges(self, threads: int) -> np.ndarray:
         """Group boundaries ``[R + 1]`` of the compact layout's work: one range (serial) below
@@ -398,6 +401,40 @@ class _Slots:
     def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
         """``A [num_slots, C]``."""
         return self.aggregate(self.table(x, enc), enc is not None)
+
+    def row_blocks(self, rows_per_block: int, parts: int) -> Tuple[np.ndarray, np.ndarray]:
+        """``(ranges [blocks, G, 2], part_cuts [parts + 1])`` (compact layout, int64): the output rows are cut
+        into ``parts`` ranges of about equal slot counts, each range into blocks of at most
+        ``rows_per_block`` rows; ``ranges[b, g]`` is the slot range of group ``g`` whose rows fall in block
+        ``b`` (a range, as a group's rows ascend) and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t +
+        1]``. Memoised per block size and part count."""
+        key = (rows_per_block, parts)
+        if key not in self._row_blocks:
+            n = self.num_out
+            per_row = np.concatenate([[0], np.cumsum(np.bincount(self.rows, minlength=n))])
+            part_rows = np.searchsorted(per_row, per_row[-1] * np.arange(parts + 1) / parts)
+            part_rows[0], part_rows[-1] = 0, n
+            bounds, part_cuts = [], [0]
+            for t in range(parts):
+                bounds.append(np.arange(part_rows[t], part_rows[t + 1], rows_per_block))
+                part_cuts.append(part_cuts[-1] + bounds[-1].shape[0])
+            bounds = np.append(np.concatenate(bounds), n)
+            num_groups = self.gstart.shape[0] - 1
+            ranges = np.empty((bounds.shape[0] - 1, num_groups, 2), np.int64)
+            for g in range(num_groups):
+                s0, s1 = int(self.gstart[g]), int(self.gstart[g + 1])
+                cut = s0 + np.searchsorted(self.rows[s0:s1], bounds)
+                ranges[:, g, 0], ranges[:, g, 1] = cut[:-1], cut[1:]
+            self._row_blocks[key] = (ranges, np.asarray(part_cuts, np.int64))
+        return self._row_blocks[key]
+
+    def entries_for(self, with_encoding: bool) -> Tuple[np.ndarray, int, int]:
+        """``(entries, stride, use)`` for :func:`.fused_groups.accumulate`: the bag entries with encoding rows
+        (``stride`` 2, ``use`` 2), or without (``use`` 1: the encoding entries when they exist already, with
+        stride 2, else encoding-free ones)."""
+        if with_encoding or True in self._by_slot:
+            return self._bag_entries(True), 2, 2 if with_encoding else 1
+        return self._bag_entries(False), 1, 1
 
     def blocks(self, chunk: int):
         """``(g, start, end)``: the compact slot blocks of every group, cut into pieces of ``chunk`` rows."""
@@ -539,9 +576,11 @@ class GroupConvFunction(torch.autograd.Function):
             d_x, d_e = slots.scatter(d_a, need_x, need_e)
         elif mirrored is not None:
             if need_x:
-                # a zero encoding reuses the forward's bag entries (faster than building encoding-free ones:
-                # 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
-                zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
+                # the fused path reads the forward's bag entries and skips their encoding rows; the chunked
+                # bags sum a zero encoding (faster than building encoding-free entries: 25.7 vs 27.7 ms on
+                # KITTI 7^3 at 2 threads)
+                zero = None if fused_groups.available(grad_out, mirrored, slots.index_dtype) else \
+                    grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
                 d_x = _group_products(grad_out, zero, mirrored, kmap, group)
             if need_e:
                 d_e = _encoding_gradient(grad_out, weight, kmap, group)
@@ -676,7 +715,10 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     output rows while both stay in cache. A centre group (identity pairs) is one dense GEMM that
     initialises the output: ``out = x W_g + E[k] W_g``. ``keep`` (``[slots, C_in]``, for the backward pass)
     receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
-    that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`)."""
+    that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). Where
+    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp with MKL), every group but
+    the centre runs fused per thread and row block instead (:mod:`.fused_groups`; ``keep`` is then written
+    by the threads that own its rows)."""
     group_np = group.numpy()
     slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
     centre, k_centre = _identity_group(kmap, group_np)
@@ -702,9 +744,15 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     rows = min(chunk, int(sizes.max()) if sizes.size else 0)
     if rows == 0:
         return out
+    threads = torch.get_num_threads()
+    if fused_groups.available(features, weight, slots.index_dtype):
+        entries, stride, use = slots.entries_for(encoding is not None)
+        ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_out, features.element_size()), threads)
+        fused_groups.accumulate(slots.table(features, encoding), entries, stride, use, slots.bag_ptr, slots.rows,
+                                ranges, part_cuts, weight, out, centre, chunk, threads, keep)
+        return out
     buf_y = features.new_empty((rows, c_out))
     out_np = out.numpy()
-    threads = torch.get_num_threads()
     table = slots.table(features, encoding)
     for g, s, e in slots.blocks(chunk):
         if g == centre:

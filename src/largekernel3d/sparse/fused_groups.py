@@ -1,0 +1,176 @@
+"""SW-LK group products fused per thread on torch's OpenMP team (the CPU forward of ``group_conv``).
+
+With compact slots (:class:`.group_aggregate._Slots`: group-major blocks, output rows ascending inside a
+group) the products of every group but the centre are::
+
+    A[s]       = sum_{entries e of slot s} table[e]       (x[j], and E[k] from the rows N_in + k)
+    out[i(s)] += A[s] @ W[g(s)]
+
+:func:`accumulate` cuts the output rows into one *part* per thread (about equal slot counts) and each
+part into *row blocks* of about ``_BLOCK_BYTES`` of output, so that a block of ``out`` stays in cache
+while all groups add into it (and the neighbours its slots read are close together). Inside a block, the
+slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut into tiles::
+
+    bag sums into A (numba; or straight into ``keep`` when the forward keeps A for backward)
+    Y = A @ W[g]          one single-threaded MKL GEMM (see :mod:`.fused_tiles`)
+    out[rows] += Y        rows of this block only: no other thread writes them
+
+all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`). The bag sums add two
+table rows at a time (``A = (t0 + t1) + (t2 + t3) + ...``), which LLVM vectorises as well as FBGEMM's
+``embedding_bag`` on these tables; the rounding differs from the bags' sequential sums, within float32
+precision. Measured in the paper-config LargeKernel3D-Seg forward on a ScanNet scene at 2 threads
+(all SW-LK layers of one shape together, against the chunked bags + ``torch.mm`` + team scatter of
+:func:`.group_aggregate._group_products`, alternating in one process): 43 k sites x 32 ch 80.5 -> 68.7
+ms, 23 k x 64 ch 153 -> 136, 6.7 k x 128 ch 203 -> 184, 1.6 k x 256 ch 248 -> 230 (all SW-LK
+products 739 -> 670 ms). Single layers at 1 thread: 128 ch 199 -> 160 ms, 256 ch 204 -> 175 ms.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numba as nb
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import fused_tiles, openmp_team
+
+_HEADER = 27  # int64 words of the argument block of _groups_body
+_BLOCK_BYTES = 1 << 20  # output bytes per row block
+_MIN_BLOCK_ROWS = 256
+
+
+@nb.njit(nogil=True, inline="always")
+def _bag_sums(table, entries, bag_ptr, stride, use, s0, count, buf):
+    """``buf[q] = sum of table rows of slot s0 + q``: slot ``s`` owns pairs ``bag_ptr[s] : bag_ptr[s + 1]``;
+    pair ``p`` has ``stride`` entries from ``stride p``, of which the first ``use`` are summed (``use``
+    1 of 2 skips the encoding rows). Rows are added two at a time; a slot has at least one pair."""
+    c = table.shape[1]
+    step = stride // use
+    for q in range(count):
+        base = stride * bag_ptr[s0 + q]
+        m_end = use * (bag_ptr[s0 + q + 1] - bag_ptr[s0 + q])
+        r0 = entries[base]
+        if m_end > 1:
+            r1 = entries[base + step]
+            for j in range(c):
+                buf[q, j] = table[r0, j] + table[r1, j]
+            m = 2
+        else:
+            for j in range(c):
+                buf[q, j] = table[r0, j]
+            m = 1
+        while m + 1 < m_end:
+            ra, rb = entries[base + m * step], entries[base + (m + 1) * step]
+            for j in range(c):
+                buf[q, j] += table[ra, j] + table[rb, j]
+            m += 2
+        if m < m_end:
+            ra = entries[base + m * step]
+            for j in range(c):
+                buf[q, j] += table[ra, j]
+
+
+@nb.njit(nogil=True)
+def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep):
+    """This team thread's parts ``t, t + T, ...``: their row blocks, every group but the centre, by tiles."""
+    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    double = h[0] != 0
+    itemsize = 8 if double else 4
+    ng, centre, parts, tile, stride, use = h[1], h[2], h[4], h[5], h[6], h[7]
+    c_in, c_out = table.shape[1], out.shape[1]
+    coef_addr = h[22]
+    ints_addr = h[22] + 16 + fused_tiles._INTS_BYTES * t
+    y_addr = h[25] + t * tile * c_out * itemsize
+    with_keep = h[26] != 0
+    for part in range(t, parts, nt):
+        for blk in range(part_cuts[part], part_cuts[part + 1]):
+            for g in range(ng):
+                if g == centre:
+                    continue
+                w_g = h[11] + g * c_in * c_out * itemsize
+                hi = ranges[blk, g, 1]
+                for s in range(ranges[blk, g, 0], hi, tile):
+                    n = min(hi - s, tile)
+                    if with_keep:
+                        a = keep[s:s + n]
+                        a_addr = h[26] + s * c_in * itemsize
+                    else:
+                        a = a_buf[t]
+                        a_addr = h[24] + t * tile * c_in * itemsize
+                    _bag_sums(table, entries, bag_ptr, stride, use, s, n, a)
+                    # row-major Y = A W[g] is column-major Y^T = W[g]^T A^T
+                    fused_tiles._gemm(double, False, c_out, n, c_in, w_g, c_out, a_addr, c_in, 0, y_addr, c_out,
+                                      ints_addr, coef_addr, itemsize)
+                    fused_tiles._scatter_add(y_buf[t], rows, s, n, out)
+
+
+def _groups_body(block):
+    """The ``GOMP_parallel`` body of :func:`accumulate`. Argument block (int64): ``[double, G, centre,
+    blocks, parts, tile, stride, use, table, N_table, C_in, W, C_out, out, N_out, entries, E, bag_ptr,
+    slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep]``: flags, sizes and addresses;
+    ``W`` ``[G, C_in, C_out]``; ``entries``, ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32;
+    ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``scalars`` as in
+    :mod:`.fused_tiles`; ``a_buf``/``y_buf`` ``threads`` tiles of ``[tile, C_in]`` / ``[tile, C_out]``;
+    ``keep`` ``[slots, C_in]`` or 0."""
+    h = nb.carray(block, (_HEADER,))
+    ng, nblk, parts, tile, c_in, c_out, slots, threads = h[1], h[3], h[4], h[5], h[10], h[12], h[18], h[23]
+    entries = nb.carray(openmp_team.int32_pointer(h[15]), (h[16],))
+    bag_ptr = nb.carray(openmp_team.int32_pointer(h[17]), (slots + 1,))
+    rows = nb.carray(openmp_team.int32_pointer(h[19]), (slots,))
+    ranges = nb.carray(openmp_team.int64_pointer(h[20]), (nblk, ng, 2))
+    part_cuts = nb.carray(openmp_team.int64_pointer(h[21]), (parts + 1,))
+    keep_rows = slots if h[26] != 0 else 0
+    if h[0]:
+        p = openmp_team.float64_pointer
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), entries, bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
+                   nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)))
+    else:
+        p = openmp_team.float32_pointer
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), entries, bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
+                   nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)))
+
+
+def available(x: Tensor, weight: Tensor, index_dtype) -> bool:
+    """True when :func:`accumulate` can run: CPU float32/float64 ``x``/``weight`` of one dtype, int32 slot
+    indices, torch on GNU libgomp with MKL."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
+        return False
+    return index_dtype == np.int32 and openmp_team.team_available() and fused_tiles._torch_blas()
+
+
+def block_rows(c_out: int, itemsize: int) -> int:
+    """Output rows per row block: ``_BLOCK_BYTES`` of output (at least ``_MIN_BLOCK_ROWS``)."""
+    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (c_out * itemsize))
+
+
+def accumulate(table: Tensor, entries: np.ndarray, stride: int, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
+               ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int, tile: int,
+               threads: int, keep: Optional[np.ndarray] = None) -> None:
+    """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
+    of the ``table`` rows of its entries (see :func:`_bag_sums` for ``stride``/``use``), on ``threads``
+    threads of torch's team. ``ranges [blocks, G, 2]`` are the slots of each group in each row block and
+    part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]`` (:meth:`.group_aggregate._Slots.row_blocks`;
+    parts are taken by threads ``t, t + T, ...``); ``keep`` (``[slots, C_in]``) receives ``A``. Only when
+    :func:`available`."""
+    nblk, ng = ranges.shape[0], ranges.shape[1]
+    if nblk == 0:
+        return
+    double = table.dtype == torch.float64
+    dtype = np.float64 if double else np.float32
+    c_in, c_out = table.shape[1], weight.shape[2]
+    weight = weight.contiguous()
+    parts = part_cuts.shape[0] - 1
+    a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
+    y_buf = np.empty(threads * tile * c_out, dtype)
+    scalars = np.zeros((16 + fused_tiles._INTS_BYTES * threads) // 8, np.int64)
+    scalars[:2].view(dtype)[:2] = (1.0, 0.0)
+    block = np.array([int(double), ng, centre, nblk, parts, tile, stride, use, table.data_ptr(), table.shape[0], c_in,
+                      weight.data_ptr(), c_out, out.data_ptr(), out.shape[0], entries.ctypes.data, entries.shape[0],
+                      bag_ptr.ctypes.data, rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data,
+                      scalars.ctypes.data, threads, a_buf.ctypes.data, y_buf.ctypes.data,
+                      0 if keep is None else keep.ctypes.data], np.int64)
+    openmp_team.run_on_team(_groups_body, block, threads)
