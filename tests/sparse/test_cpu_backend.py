@@ -229,7 +229,8 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
     ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, backend="torch")
     ref_gw = F.weight_gradient(x.detach(), grad_out, kmap, w.shape)
     torch.testing.assert_close(gx, ref_gx, **tol)
-    torch.testing.assert_close(gw, ref_gw, **tol)
+    # d_W sums up to ~300 products per entry: error relative to the largest entry (sums in another order)
+    torch.testing.assert_close(gw, ref_gw, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(ref_gw.abs().max())))
 
 
 def test_tiles_span_offsets_and_split_large_ones():

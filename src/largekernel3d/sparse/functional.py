@@ -44,6 +44,9 @@ from .kernel_map import NUMBA, KernelMap, choose_backend
 
 _TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
 _MIN_TILE_ROWS, _MAX_TILE_ROWS = 256, 16384
+# Output-row parts per thread of the fused tiles: a part's rows stay in cache while its offsets add into them
+# (network forward at 1 thread: convs 1,603 -> 1,514 ms with 4 against 1, alternating).
+_PARTS_PER_THREAD = 4
 
 
 def module_weight_to_grouped(weight: Tensor, groups: int) -> Tensor:
@@ -184,32 +187,32 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
 
 
 def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layout:
-    """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads`` output-row ranges, without the
-    identity offset (memoised on the map)."""
+    """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads * _PARTS_PER_THREAD`` output-row
+    ranges, without the identity offset (memoised on the map)."""
     def build():
         src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
         num_out = kmap.num_in if adjoint else kmap.num_out
-        return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out, threads)
+        return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out,
+                                  threads * _PARTS_PER_THREAD)
     return kmap.derived(("row_split", adjoint, threads), build)
 
 
 def _ggs_fused(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
                bias: Optional[Tensor]) -> Tensor:
-    """The forward by :mod:`.fused_tiles` (``w`` is ``[K, C_in, C_out]``): the identity offset's dense GEMM
-    (or the bias, or zeros) initialises the accumulator, torch's team adds every other offset."""
+    """The forward by :mod:`.fused_tiles` (``w`` is ``[K, C_in, C_out]``) on torch's team: each part of the
+    output rows is set by the identity offset's GEMM (added to the bias, if any; else the accumulator
+    starts as the bias or zeros), then every other offset is added."""
     x = x.contiguous()
     c_out = w.shape[2]
     identity = _identity_offset(kmap)
-    if identity >= 0:
-        out = torch.mm(x, w[identity], out=host_memory.empty((num_out, c_out), x.dtype))
-        if bias is not None:
-            out += bias.detach().to(out.dtype)
+    if identity >= 0 and bias is None:  # every part sets its own rows with the identity product
+        out = host_memory.empty((num_out, c_out), x.dtype)
     else:
         out = _init_out(x, num_out, c_out, bias)
     threads = torch.get_num_threads()
     split = _row_split(kmap, adjoint, threads)
-    if split[2].shape[0]:
-        fused_tiles.accumulate(x, w, split, out, _tile_rows(max(x.shape[1], c_out), x.element_size()), threads)
+    fused_tiles.accumulate(x, w, split, out, _tile_rows(max(x.shape[1], c_out), x.element_size()), threads,
+                           identity, add_identity=bias is not None)
     return out
 
 
@@ -257,25 +260,22 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
 
 def _backward_fused(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
     """Both gradients by :mod:`.fused_tiles` over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
-    B]``): the identity offset's dense GEMMs initialise ``d_in`` and give ``d_W`` of that offset."""
+    B]``): each part of ``d_in`` is set by the identity offset's product first; that offset's ``d_W`` is
+    one dense ``torch.mm``."""
     w = weight[:, 0]
     x = x.contiguous()
     identity = _identity_offset(kmap)
     if not need_x:
         grad_x = None
-    elif identity >= 0:
-        grad_x = torch.mm(grad_out, w[identity].t(), out=host_memory.empty((kmap.num_in, w.shape[1]), x.dtype))
+    elif identity >= 0:  # every part sets its own rows with the identity product
+        grad_x = host_memory.empty((kmap.num_in, w.shape[1]), x.dtype)
     else:
         grad_x = host_memory.zeros((kmap.num_in, w.shape[1]), x.dtype)
     threads = torch.get_num_threads()
     split = _row_split(kmap, True, threads)
-    grad_w = None
-    if split[2].shape[0]:
-        tile = _tile_rows(max(w.shape[1], w.shape[2]), x.element_size())
-        grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, tile, threads)
+    tile = _tile_rows(max(w.shape[1], w.shape[2]), x.element_size())
+    grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, tile, threads, identity)
     if need_w:
-        if grad_w is None:
-            grad_w = weight.new_zeros(w.shape)
         if identity >= 0:
             grad_w[identity] += x.t().mm(grad_out)
         grad_w = grad_w.reshape(weight.shape)

@@ -5,16 +5,19 @@ threads in turn, with a fork/join between passes. At two threads that left much 
 unscaled (scatters of ~2 k rows do not split profitably) and every GEMM of a few hundred rows was itself
 split over threads. Here the *output rows* are split instead::
 
-    rows [b_t, b_{t+1})  belong to part t          (bounds balance the pairs per part)
-    part t:  for each offset k, for each tile of its pairs (i, o) with o in part t:
+    rows [b_p, b_{p+1})  belong to part p          (bounds balance the pairs per part)
+    part p:  out[b_p:b_{p+1}] = x[b_p:b_{p+1}] @ W[c]      the identity offset c, if the map has one
+             for each other offset k, for each tile of its pairs (i, o) with o in part p:
                  A    = x[i, :]          gather (numba)
                  Y    = A @ W[k]         one single-threaded BLAS GEMM (MKL ``sgemm_``/``dgemm_``)
                  out[o, :] += Y          scatter-add into rows no other part touches
 
-so each thread of torch's team (:func:`.openmp_team.run_on_team`) runs whole tiles from gather to
-scatter with its data in its own cache, in one parallel region, with no barrier and no atomics. Every
-output row receives its additions offset by offset, as in the serial loop. The pairs of a kernel map,
-re-bucketed by part (:func:`row_split_layout`, int32, memoised on the map), cost one pass over the map.
+Each thread of torch's team (:func:`.openmp_team.run_on_team`) takes a run of consecutive parts (a few
+per thread, so that a part's rows stay in cache while its offsets add into them) and runs whole tiles
+from gather to scatter with its data in its own cache, in one parallel region, with no barrier and no
+atomics. Every output row receives its additions offset by offset, as in the serial loop. The pairs of a
+kernel map, re-bucketed by part (:func:`row_split_layout`, int32, memoised on the map), cost one pass
+over the map.
 
 The backward pass (:func:`backward`) runs the same way over the *adjoint* split (pairs bucketed by
 input row): per tile ``d_out`` rows are gathered once, ``d_in[i] += d_out[o] W[k]^T`` is scattered into
@@ -49,7 +52,7 @@ from torch import Tensor
 
 from . import openmp_team
 
-_HEADER = 25  # int64 words of the argument block of _fused_body
+_HEADER = 28  # int64 words of the argument block of _fused_body
 _INTS_BYTES = 64  # int32 BLAS arguments per team thread (a cache line of its own)
 _N, _T = 78, 84  # ord("N"), ord("T"): BLAS "no transpose" / "transpose"
 _gemm_signature = types.void(*([types.int64] * 13))  # Fortran BLAS: every argument by address
@@ -209,8 +212,9 @@ def _backward_part(part, g, wt_addr, grad_x, src, dst, seg, kv, tile, g_buf, g_a
 
 
 @nb.njit(nogil=True)
-def _run_parts(h, a, out, x, grad_w, a_buf, y_buf, x_buf, src, dst, seg):
-    """This team thread's parts ``t, t + T, ...`` (``T`` the team size), forward or backward."""
+def _run_parts(h, a, out, x, grad_w, a_buf, y_buf, x_buf, src, dst, seg, bounds):
+    """This team thread's run of parts (``T`` threads share them in ``T`` consecutive runs), forward or
+    backward; each part first writes the identity offset's product into its own rows (if given)."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     backward, double, kv, tile = h[0] != 0, h[1] != 0, h[2], h[3]
     itemsize = 8 if double else 4
@@ -220,7 +224,13 @@ def _run_parts(h, a, out, x, grad_w, a_buf, y_buf, x_buf, src, dst, seg):
         grad_w[t] = 0
     gw_addr = h[21] + t * kv * x.shape[1] * a.shape[1] * itemsize
     a_addr, y_addr, x_addr = _thread_buffers(h, t, itemsize)
-    for part in range(t, parts, nt):
+    for part in range(parts * t // nt, parts * (t + 1) // nt):
+        if h[26] != 0:  # the identity offset of this part's rows: out[lo:hi] (+)= a[lo:hi] @ W_identity
+            lo, hi = bounds[part], bounds[part + 1]
+            if hi > lo:
+                c_a, c_o = a.shape[1], out.shape[1]
+                _gemm(double, False, c_o, hi - lo, c_a, h[26], c_o, h[11] + lo * c_a * itemsize, c_a, h[27],
+                      h[15] + lo * c_o * itemsize, c_o, ints_addr, coef_addr, itemsize)
         if backward:
             _backward_part(part, a, h[14], out, src, dst, seg, kv, tile, a_buf[t], a_addr, y_buf[t], y_addr, x,
                            x_buf[t], x_addr, gw_addr, ints_addr, coef_addr, itemsize, double, h[22] != 0, h[23] != 0)
@@ -242,17 +252,22 @@ def _thread_buffers(h, t, itemsize):
 def _fused_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64):
     ``[backward, double, K, tile, src, dst, seg, total, parts, scalars, threads, a, N_a, C_a, W, out,
-    N_out, C_out, x, N_x, C_x, grad_w, need_x, need_w, buffers]``: flags, addresses and sizes. ``a`` is
+    N_out, C_out, x, N_x, C_x, grad_w, need_x, need_w, buffers, bounds, W_identity, beta_identity]``:
+    flags, addresses and sizes. ``a`` is
     the gathered operand (``x`` forward, ``grad_out`` backward), ``W`` ``[K, C_a, C_out]`` (``W^T``
     backward), ``out`` the scatter target (``out`` / ``grad_x``), ``x``/``grad_w`` backward only
     (``grad_w``: ``[threads, K, C_x, C_a]``); ``src``/``dst`` int32, ``seg`` int64 ``[parts K + 1]``;
     ``scalars``: 16 bytes of ``(1, 0)`` in the value dtype, then ``_INTS_BYTES`` per thread; ``buffers``:
-    ``threads`` ``[tile, C_a]`` tiles, then as many ``[tile, C_out]``, then ``[tile, C_x]``."""
+    ``threads`` ``[tile, C_a]`` tiles, then as many ``[tile, C_out]``, then ``[tile, C_x]``; ``bounds``
+    ``[parts + 1]`` the parts' rows; ``W_identity`` (``[C_a, C_out]``, or 0) the weight of an identity
+    offset, whose product each part writes into its own rows first (``beta_identity`` 1: added to them).
+    """
     h = nb.carray(block, (_HEADER,))
     kv, tile, total, parts, threads = h[2], h[3], h[7], h[8], h[10]
     src = nb.carray(openmp_team.int32_pointer(h[4]), (total,))
     dst = nb.carray(openmp_team.int32_pointer(h[5]), (total,))
     seg = nb.carray(openmp_team.int64_pointer(h[6]), (parts * kv + 1,))
+    bounds = nb.carray(openmp_team.int64_pointer(h[25]), (parts + 1,))
     y_at = threads * tile * h[13]
     x_at = threads * tile * (h[13] + h[17])
     if h[1]:
@@ -260,13 +275,13 @@ def _fused_body(block):
         _run_parts(h, nb.carray(p(h[11]), (h[12], h[13])), nb.carray(p(h[15]), (h[16], h[17])),
                    nb.carray(p(h[18]), (h[19], h[20])), nb.carray(p(h[21]), (threads if h[23] else 0, kv, h[20], h[13])),
                    nb.carray(p(h[24]), (threads, tile, h[13])), nb.carray(p(h[24] + 8 * y_at), (threads, tile, h[17])),
-                   nb.carray(p(h[24] + 8 * x_at), (threads, tile, h[20])), src, dst, seg)
+                   nb.carray(p(h[24] + 8 * x_at), (threads, tile, h[20])), src, dst, seg, bounds)
     else:
         p = openmp_team.float32_pointer
         _run_parts(h, nb.carray(p(h[11]), (h[12], h[13])), nb.carray(p(h[15]), (h[16], h[17])),
                    nb.carray(p(h[18]), (h[19], h[20])), nb.carray(p(h[21]), (threads if h[23] else 0, kv, h[20], h[13])),
                    nb.carray(p(h[24]), (threads, tile, h[13])), nb.carray(p(h[24] + 4 * y_at), (threads, tile, h[17])),
-                   nb.carray(p(h[24] + 4 * x_at), (threads, tile, h[20])), src, dst, seg)
+                   nb.carray(p(h[24] + 4 * x_at), (threads, tile, h[20])), src, dst, seg, bounds)
 
 
 Layout = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -278,8 +293,9 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
 
 
 def _launch(backward: bool, split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optional[Tensor],
-            grad_w: Optional[np.ndarray], tile: int, threads: int) -> None:
-    _, seg, src32, dst32 = split
+            grad_w: Optional[np.ndarray], tile: int, threads: int, identity: Optional[Tensor] = None,
+            add_identity: bool = False) -> None:
+    bounds, seg, src32, dst32 = split
     kv = w.shape[0]
     double = a.dtype == torch.float64
     dtype = np.float64 if double else np.float32
@@ -299,27 +315,37 @@ def _launch(backward: bool, split: Layout, a: Tensor, w: Tensor, out: Optional[T
                       src32.shape[0], (seg.shape[0] - 1) // kv, scalars.ctypes.data, threads,
                       address(a), rows(a), c_a, w.data_ptr(), address(out), rows(out), c_out,
                       address(x), rows(x), c_x, address(grad_w), int(out is not None), int(grad_w is not None),
-                      buffers.ctypes.data], np.int64)
+                      buffers.ctypes.data, bounds.ctypes.data, 0 if identity is None else identity.data_ptr(),
+                      int(add_identity)], np.int64)
     _torch_blas()
     openmp_team.run_on_team(_fused_body, block, threads)
 
 
-def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, tile: int, threads: int) -> None:
+def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, tile: int, threads: int, identity: int = -1,
+               add_identity: bool = False) -> None:
     """``out[o] += x[i] @ W[k]`` for every pair ``(i, o)`` of offset ``k`` in ``split`` (a :func:`layout`
     with any number of parts) on ``threads`` threads of torch's team, tiles of ``tile`` pairs. ``x [N_in,
     C_in]``, ``w [K, C_in, C_out]`` and ``out [N_out, C_out]`` are contiguous CPU tensors of one dtype;
-    only when :func:`available`."""
-    _launch(False, split, x, w.contiguous(), out, None, None, tile, threads)
+    only when :func:`available`. With ``identity >= 0`` (an offset left out of ``split`` whose pairs are
+    ``(r, r)``), each part first sets its rows ``out[r] = x[r] @ W[identity]`` (``out`` may be
+    uninitialised), or adds that with ``add_identity``."""
+    w = w.contiguous()
+    _launch(False, split, x, w, out, None, None, tile, threads, w[identity] if identity >= 0 else None,
+            add_identity)
 
 
 def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Optional[Tensor], need_w: bool,
-             tile: int, threads: int) -> Optional[Tensor]:
+             tile: int, threads: int, identity: int = -1) -> Optional[Tensor]:
     """Both gradients of :func:`accumulate` over the *adjoint* ``split`` (pairs ``(o, i)`` bucketed by input
     row ``i``): ``grad_x[i] += grad_out[o] @ W[k]^T`` (when ``grad_x`` is given) and, when ``need_w``,
     returns ``d_W[k] = sum x[i]^T grad_out[o]`` ``[K, C_in, C_out]`` (summed over the threads' accumulators).
-    ``w`` is ``[K, C_in, C_out]``; tensors as in :func:`accumulate`."""
+    ``w`` is ``[K, C_in, C_out]``; tensors as in :func:`accumulate`. With ``identity >= 0`` each part first
+    sets its rows ``grad_x[r] = grad_out[r] @ W[identity]^T`` (``grad_x`` may be uninitialised); the
+    identity offset's ``d_W`` is left to the caller."""
     kv, c_in, c_out = w.shape
     grad_w = np.empty((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
         if need_w else None
-    _launch(True, split, grad_out, w.transpose(1, 2).contiguous(), grad_x, x, grad_w, tile, threads)
+    wt = w.transpose(1, 2).contiguous()
+    _launch(True, split, grad_out, wt, grad_x, x, grad_w, tile, threads,
+            wt[identity] if identity >= 0 and grad_x is not None else None)
     return torch.from_numpy(grad_w).sum(dim=0) if need_w else None
