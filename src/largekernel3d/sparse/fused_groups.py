@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import fused_tiles, openmp_team
 
-_HEADER = 27  # int64 words of the argument block of _groups_body
+_HEADER = 28  # int64 words of the argument block of _groups_body
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
 
@@ -86,6 +86,13 @@ def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, 
     with_keep = h[26] != 0
     for part in range(t, parts, nt):
         for blk in range(part_cuts[part], part_cuts[part + 1]):
+            if h[27] >= 0:  # the centre group's slots are the rows: out[rows] = x[rows] @ W[centre]
+                lo, hi = ranges[blk, centre, 0], ranges[blk, centre, 1]
+                r0 = lo - h[27]
+                if hi > lo:
+                    fused_tiles._gemm(double, False, c_out, hi - lo, c_in, h[11] + centre * c_in * c_out * itemsize,
+                                      c_out, h[8] + r0 * c_in * itemsize, c_in, 0, h[13] + r0 * c_out * itemsize,
+                                      c_out, ints_addr, coef_addr, itemsize)
             for g in range(ng):
                 if g == centre:
                     continue
@@ -109,11 +116,14 @@ def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, 
 def _groups_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate`. Argument block (int64): ``[double, G, centre,
     blocks, parts, tile, stride, use, table, N_table, C_in, W, C_out, out, N_out, entries, E, bag_ptr,
-    slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep]``: flags, sizes and addresses;
+    slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep, centre_start]``: flags, sizes and
+    addresses;
     ``W`` ``[G, C_in, C_out]``; ``entries``, ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32;
     ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``scalars`` as in
     :mod:`.fused_tiles`; ``a_buf``/``y_buf`` ``threads`` tiles of ``[tile, C_in]`` / ``[tile, C_out]``;
-    ``keep`` ``[slots, C_in]`` or 0."""
+    ``keep`` ``[slots, C_in]`` or 0; ``centre_start`` the first slot of the centre group when each block
+    writes ``x[rows] @ W[centre]`` into its rows first (the centre's slots are the rows in order), else -1.
+    """
     h = nb.carray(block, (_HEADER,))
     ng, nblk, parts, tile, c_in, c_out, slots, threads = h[1], h[3], h[4], h[5], h[10], h[12], h[18], h[23]
     entries = nb.carray(openmp_team.int32_pointer(h[15]), (h[16],))
@@ -149,13 +159,15 @@ def block_rows(c_out: int, itemsize: int) -> int:
 
 def accumulate(table: Tensor, entries: np.ndarray, stride: int, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
                ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int, tile: int,
-               threads: int, keep: Optional[np.ndarray] = None) -> None:
+               threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
     """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
     of the ``table`` rows of its entries (see :func:`_bag_sums` for ``stride``/``use``), on ``threads``
     threads of torch's team. ``ranges [blocks, G, 2]`` are the slots of each group in each row block and
     part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]`` (:meth:`.group_aggregate._Slots.row_blocks`;
-    parts are taken by threads ``t, t + T, ...``); ``keep`` (``[slots, C_in]``) receives ``A``. Only when
-    :func:`available`."""
+    parts are taken by threads ``t, t + T, ...``); ``keep`` (``[slots, C_in]``) receives ``A``. With
+    ``centre_start >= 0`` (the first slot of the identity centre group, whose slots are the output rows in
+    order) each row block first sets its rows ``out[r] = x[r] @ W[centre]`` (``table``'s first rows are
+    ``x``; ``out`` may be uninitialised). Only when :func:`available`."""
     nblk, ng = ranges.shape[0], ranges.shape[1]
     if nblk == 0:
         return
@@ -172,5 +184,5 @@ def accumulate(table: Tensor, entries: np.ndarray, stride: int, use: int, bag_pt
                       weight.data_ptr(), c_out, out.data_ptr(), out.shape[0], entries.ctypes.data, entries.shape[0],
                       bag_ptr.ctypes.data, rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data,
                       scalars.ctypes.data, threads, a_buf.ctypes.data, y_buf.ctypes.data,
-                      0 if keep is None else keep.ctypes.data], np.int64)
+                      0 if keep is None else keep.ctypes.data, centre_start], np.int64)
     openmp_team.run_on_team(_groups_body, block, threads)

@@ -716,40 +716,46 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     initialises the output: ``out = x W_g + E[k] W_g``. ``keep`` (``[slots, C_in]``, for the backward pass)
     receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
     that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). Where
-    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp with MKL), every group but
-    the centre runs fused per thread and row block instead (:mod:`.fused_groups`; ``keep`` is then written
-    by the threads that own its rows)."""
+    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp with MKL), the groups run
+    fused per thread and row block instead (:mod:`.fused_groups`; the centre's ``x W_g`` too, written by
+    each block into its own rows, unless the centre has a non-zero encoding; ``keep`` is then written by
+    the threads that own its rows)."""
     group_np = group.numpy()
     slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
     centre, k_centre = _identity_group(kmap, group_np)
     c_out = weight.shape[2]
-    if centre >= 0:
+    fused = fused_groups.available(features, weight, slots.index_dtype)
+    with_centre_encoding = centre >= 0 and encoding is not None and bool(encoding[k_centre].any())  # SW-LK: 0
+    centre_in_blocks = fused and centre >= 0 and not with_centre_encoding
+    if centre_in_blocks:  # every row block writes x W_c into its own rows (fused_groups)
+        out = host_memory.empty((kmap.num_out, c_out), features.dtype)
+    elif centre >= 0:
         w_c = weight[centre]
         out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, c_out), features.dtype))
-        with_centre_encoding = encoding is not None and bool(encoding[k_centre].any())  # SW-LK zeroes it
         if with_centre_encoding:
             out += encoding[k_centre:k_centre + 1].mm(w_c)
-        if keep is not None:
-            block = keep[int(slots.gstart[centre]):int(slots.gstart[centre + 1])]
-            if with_centre_encoding:
-                np.add(features.numpy(), encoding[k_centre].numpy(), out=block)
-            else:
-                np.copyto(block, features.numpy())
     else:
         out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
-    sizes = np.diff(slots.gstart)
-    if centre >= 0:
-        sizes[centre] = 0
+    if keep is not None and centre >= 0:
+        block = keep[int(slots.gstart[centre]):int(slots.gstart[centre + 1])]
+        if with_centre_encoding:
+            np.add(features.numpy(), encoding[k_centre].numpy(), out=block)
+        else:
+            np.copyto(block, features.numpy())
     chunk = _inference_chunk_rows(weight.shape[1], c_out, features.element_size())
-    rows = min(chunk, int(sizes.max()) if sizes.size else 0)
-    if rows == 0:
-        return out
     threads = torch.get_num_threads()
-    if fused_groups.available(features, weight, slots.index_dtype):
+    if fused:
         entries, stride, use = slots.entries_for(encoding is not None)
         ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_out, features.element_size()), threads)
         fused_groups.accumulate(slots.table(features, encoding), entries, stride, use, slots.bag_ptr, slots.rows,
-                                ranges, part_cuts, weight, out, centre, chunk, threads, keep)
+                                ranges, part_cuts, weight, out, centre, chunk, threads, keep,
+                                int(slots.gstart[centre]) if centre_in_blocks else -1)
+        return out
+    sizes = np.diff(slots.gstart)
+    if centre >= 0:
+        sizes[centre] = 0
+    rows = min(chunk, int(sizes.max()) if sizes.size else 0)
+    if rows == 0:
         return out
     buf_y = features.new_empty((rows, c_out))
     out_np = out.numpy()
