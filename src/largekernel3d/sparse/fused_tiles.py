@@ -221,7 +221,8 @@ def _run_parts(h, a, out, x, grad_w, a_buf, y_buf, x_buf, src, dst, seg, bounds)
     parts = (seg.shape[0] - 1) // kv
     ints_addr, coef_addr = h[9] + 16 + _INTS_BYTES * t, h[9]
     if backward and h[23]:
-        grad_w[t] = 0
+        for u in range(t, grad_w.shape[0], nt):  # every accumulator, also if the team has fewer threads
+            grad_w[u] = 0
     gw_addr = h[21] + t * kv * x.shape[1] * a.shape[1] * itemsize
     a_addr, y_addr, x_addr = _thread_buffers(h, t, itemsize)
     for part in range(parts * t // nt, parts * (t + 1) // nt):
@@ -253,9 +254,9 @@ def _fused_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64):
     ``[backward, double, K, tile, src, dst, seg, total, parts, scalars, threads, a, N_a, C_a, W, out,
     N_out, C_out, x, N_x, C_x, grad_w, need_x, need_w, buffers, bounds, W_identity, beta_identity]``:
-    flags, addresses and sizes. ``a`` is
-    the gathered operand (``x`` forward, ``grad_out`` backward), ``W`` ``[K, C_a, C_out]`` (``W^T``
-    backward), ``out`` the scatter target (``out`` / ``grad_x``), ``x``/``grad_w`` backward only
+    flags, addresses and sizes. ``a`` is the gathered operand (``x`` forward, ``grad_out`` backward),
+    ``W`` ``[K, C_a, C_out]`` (``W^T`` backward), ``out`` the scatter target (``out`` / ``grad_x``),
+    ``x``/``grad_w`` backward only
     (``grad_w``: ``[threads, K, C_x, C_a]``); ``src``/``dst`` int32, ``seg`` int64 ``[parts K + 1]``;
     ``scalars``: 16 bytes of ``(1, 0)`` in the value dtype, then ``_INTS_BYTES`` per thread; ``buffers``:
     ``threads`` ``[tile, C_a]`` tiles, then as many ``[tile, C_out]``, then ``[tile, C_x]``; ``bounds``
