@@ -415,3 +415,20 @@ def test_inverse_conv_reuses_the_adjoint_map_and_its_memo():
     from largekernel3d.sparse.conv import inverse_map
 
     assert inverse_map(down, geo, "d") is inverse_map(down, geo, "d")
+
+
+def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypatch):
+    """OpenMP may give a parallel region fewer threads than asked (thread limits, nesting): the parts and
+    every per-thread ``d_W`` accumulator must still be covered."""
+    from largekernel3d.sparse import openmp_team
+
+    if not fused_tiles.available(torch.ones(1), torch.ones(1, 1, 1, 1)):
+        pytest.skip("the fused dataflow needs a torch build with libgomp and MKL")
+    real = openmp_team.run_on_team
+    monkeypatch.setattr(openmp_team, "run_on_team", lambda body, block, threads: real(body, block, 1))
+    monkeypatch.setattr(fused_tiles, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
+    monkeypatch.setattr(F, "_ggs_numba", _refuse)
+    monkeypatch.setattr(F, "_backward_numba", _refuse)
+    with torch_threads(3):
+        for kind in ("submanifold", "regular"):
+            _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300)

@@ -293,6 +293,11 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
     return row_split_layout(src.numpy(), dst.numpy(), np.asarray(starts, np.int64), skip, num_out, parts)
 
 
+def _uninitialised(shape: Tuple[int, ...], dtype) -> np.ndarray:
+    """``np.empty``: the per-thread ``d_W`` accumulators, zeroed on torch's team by the threads that use them."""
+    return np.empty(shape, dtype)
+
+
 def _launch(backward: bool, split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optional[Tensor],
             grad_w: Optional[np.ndarray], tile: int, threads: int, identity: Optional[Tensor] = None,
             add_identity: bool = False) -> None:
@@ -344,7 +349,7 @@ def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Opti
     sets its rows ``grad_x[r] = grad_out[r] @ W[identity]^T`` (``grad_x`` may be uninitialised); the
     identity offset's ``d_W`` is left to the caller."""
     kv, c_in, c_out = w.shape
-    grad_w = np.empty((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
+    grad_w = _uninitialised((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
         if need_w else None
     wt = w.transpose(1, 2).contiguous()
     _launch(True, split, grad_out, wt, grad_x, x, grad_w, tile, threads,
