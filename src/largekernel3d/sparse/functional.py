@@ -13,20 +13,21 @@ and the backward pass reuses the same primitive on the adjoint map::
 Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dtype:
 
 * ``"numba"`` (CPU, float32/64), ungrouped, where torch runs on libgomp with MKL (the Linux wheels):
-  :mod:`.fused_tiles`. The output rows are split into one range per thread and each offset's pairs
-  bucketed by range (memoised on the map); every thread of torch's OpenMP team runs its own tiles from
-  gather through a single-threaded MKL GEMM to the scatter-add, in one parallel region. The backward
-  pass does the same over the adjoint split (input-row ranges), gathering ``d_out`` once per tile for
-  ``d_in`` and for the thread's own ``d_W`` accumulator. An offset whose pairs are the identity
-  ``(r, r)`` (the centre of a submanifold map) is one dense ``torch.mm`` that initialises the
-  accumulator (with the bias).
+  :mod:`.fused_tiles`. The output rows are split into ``_PARTS_PER_THREAD`` ranges per thread and each
+  offset's pairs bucketed by range (memoised on the map). Every thread of torch's OpenMP team takes a
+  run of parts; per part it writes the product of the offset whose pairs are the identity ``(r, r)``
+  (the centre of a submanifold map) into the part's rows (added to the bias, if any), then runs the
+  part's tiles from gather through a single-threaded MKL GEMM to the scatter-add, all in one parallel
+  region. The backward pass does the same over the adjoint split (input-row ranges), gathering
+  ``d_out`` once per tile for ``d_in`` and for the thread's own ``d_W`` accumulator.
 * ``"numba"`` otherwise (grouped weights, other BLAS): the offset-major pair list is cut into *tiles* of
   consecutive pairs (about 1 MiB of gathered rows, so they stay in cache). Per tile: one gather of the
   source rows into a reused buffer (the serial numba loop on one thread, ``torch.index_select`` on
   torch's threads otherwise), one ``torch.mm`` per offset segment of the tile into a second
   buffer, one numba scatter-add into the output (:func:`.openmp_team.scatter_add_segments`: each
   offset segment, whose destination rows are distinct, split over torch's own OpenMP threads; torch's
-  ``index_add_``/``index_put_`` were 2-6x slower). The identity offset is a dense GEMM as above. The
+  ``index_add_``/``index_put_`` were 2-6x slower). The identity offset skips gather/scatter: its dense
+  GEMM initialises the accumulator (with the bias). The
   backward pass gathers ``d_out`` once per tile and uses it for both ``d_in`` and ``d_W``. Peak extra
   memory is two or three tiles, never ``[P, C]``.
 * ``"torch"`` (any device): per offset ``index_select`` → matmul → ``index_add_``.

@@ -6,6 +6,9 @@ group) the products of every group but the centre are::
     A[s]       = sum_{entries e of slot s} table[e]       (x[j], and E[k] from the rows N_in + k)
     out[i(s)] += A[s] @ W[g(s)]
 
+and a centre group that holds only the identity offset (SW-LK's centre voxel, zero encoding) is
+``out[i] = x[i] @ W[centre]``, written by each row block into its own rows before the other groups add.
+
 :func:`accumulate` cuts the output rows into one *part* per thread (about equal slot counts) and each
 part into *row blocks* of about ``_BLOCK_BYTES`` of output, so that a block of ``out`` stays in cache
 while all groups add into it (and the neighbours its slots read are close together). Inside a block, the

@@ -28,10 +28,13 @@ The BLAS is the MKL that torch itself links (``libtorch_cpu.so`` exports ``sgemm
 called inside an OpenMP parallel region runs on the calling thread. Its entry points are registered with
 LLVM by name before the team body is compiled, so the machine code stays in numba's disk cache.
 Measured on a ScanNet scene (3^3 submanifold maps, against the tiled passes of :mod:`.functional` in one
-process, alternating): forward at 2 threads 64 ch at 4 cm 22.2 -> 17.1 ms, 96 ch at 4 cm 43.4 -> 33.7,
+process, alternating; first version: one part per thread, the identity offset by a separate
+``torch.mm``): forward at 2 threads 64 ch at 4 cm 22.2 -> 17.1 ms, 96 ch at 4 cm 43.4 -> 33.7,
 128 ch at 8 cm 69.9 -> 57.4, 256 ch at 16 cm 106 -> 73 (at 1 thread 41.3 -> 36.6 and 121 -> 116);
 backward (both gradients) at 2 threads 54.8 -> 40.2, 164 -> 138 and 205 -> 181 ms (64 / 128 / 256 ch),
-at 1 thread 96 ch 191 -> 154 ms. The forward output is bitwise that of the tiled passes.
+at 1 thread 96 ch 191 -> 154 ms. Four parts per thread with the identity product inside: the
+segmentation network's convolutions at 1 thread 1,698 -> 1,514 ms against that first version; a cached
+KITTI 7^3 64 -> 64 conv at 2 threads 88 ms against 134 ms for the three tiled passes (BENCHMARKS.md).
 
 Used by :mod:`.functional` for ungrouped float32/float64 CPU convolutions when :func:`available`;
 otherwise the tiled passes run.
