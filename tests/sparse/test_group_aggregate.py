@@ -248,7 +248,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     if fused:
         monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
         monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 9)
-        monkeypatch.setattr(fused_groups, "accumulate", lambda *a, **k: calls.append(a[2:4]) or real(*a, **k))
+        monkeypatch.setattr(fused_groups, "accumulate", lambda *a, **k: calls.append(a[3:5]) or real(*a, **k))
     else:
         monkeypatch.setattr(fused_groups, "available", lambda *args: False)
     monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)

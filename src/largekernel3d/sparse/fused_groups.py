@@ -3,7 +3,7 @@
 With compact slots (:class:`.group_aggregate._Slots`: group-major blocks, output rows ascending inside a
 group) the products of every group but the centre are::
 
-    A[s]       = sum_{entries e of slot s} table[e]       (x[j], and E[k] from the rows N_in + k)
+    A[s]       = sum_{pairs (j, k) of slot s} x[j] + E[k]      (the bag entries of the compact layout)
     out[i(s)] += A[s] @ W[g(s)]
 
 and a centre group that holds only the identity offset (SW-LK's centre voxel, zero encoding) is
@@ -18,9 +18,10 @@ slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut i
     Y = A @ W[g]          one single-threaded MKL GEMM (see :mod:`.fused_tiles`)
     out[rows] += Y        rows of this block only: no other thread writes them
 
-all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`). The bag sums add two
-table rows at a time (``A = (t0 + t1) + (t2 + t3) + ...``), which LLVM vectorises as well as FBGEMM's
-``embedding_bag`` on these tables; the rounding differs from the bags' sequential sums, within float32
+all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`). The bag sums read
+``x`` and ``E`` in place (no ``[x; E]`` table is built) and add ``x[j] + E[k]`` per pair, or without an
+encoding two rows at a time; LLVM vectorises them as well as FBGEMM's ``embedding_bag`` on these tables,
+and the rounding differs from the bags' sequential sums within float32
 precision. Measured in the paper-config LargeKernel3D-Seg forward on a ScanNet scene at 2 threads
 (all SW-LK layers of one shape together, against the chunked bags + ``torch.mm`` + team scatter of
 :func:`.group_aggregate._group_products`, alternating in one process): 43 k sites x 32 ch 80.5 -> 68.7
@@ -39,50 +40,61 @@ from torch import Tensor
 
 from . import fused_tiles, openmp_team
 
-_HEADER = 28  # int64 words of the argument block of _groups_body
+_HEADER = 30  # int64 words of the argument block of _groups_body
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
 
 
 @nb.njit(nogil=True, inline="always")
-def _bag_sums(table, entries, bag_ptr, stride, use, s0, count, buf):
-    """``buf[q] = sum of table rows of slot s0 + q``: slot ``s`` owns pairs ``bag_ptr[s] : bag_ptr[s + 1]``;
-    pair ``p`` has ``stride`` entries from ``stride p``, of which the first ``use`` are summed (``use``
-    1 of 2 skips the encoding rows). Rows are added two at a time; a slot has at least one pair."""
-    c = table.shape[1]
-    step = stride // use
+def _bag_sums(x, enc, n_in, entries, bag_ptr, stride, use, s0, count, buf):
+    """``buf[q] =`` the sum over the pairs of slot ``s0 + q`` (pairs ``bag_ptr[s] : bag_ptr[s + 1]``; a slot
+    has at least one): pair ``p`` has ``stride`` entries from ``stride p``, the row ``j`` of ``x`` and,
+    with ``stride`` 2, ``n_in + k`` for the row ``k`` of ``enc``. ``use`` 2 sums ``x[j] + enc[k]`` per pair;
+    ``use`` 1 sums ``x[j]`` only (two pairs at a time)."""
+    c = x.shape[1]
+    if use == 2:
+        for q in range(count):
+            p0, p1 = bag_ptr[s0 + q], bag_ptr[s0 + q + 1]
+            j, k = entries[2 * p0], entries[2 * p0 + 1] - n_in
+            for i in range(c):
+                buf[q, i] = x[j, i] + enc[k, i]
+            for p in range(p0 + 1, p1):
+                j, k = entries[2 * p], entries[2 * p + 1] - n_in
+                for i in range(c):
+                    buf[q, i] += x[j, i] + enc[k, i]
+        return
     for q in range(count):
         base = stride * bag_ptr[s0 + q]
-        m_end = use * (bag_ptr[s0 + q + 1] - bag_ptr[s0 + q])
+        m_end = bag_ptr[s0 + q + 1] - bag_ptr[s0 + q]
         r0 = entries[base]
         if m_end > 1:
-            r1 = entries[base + step]
-            for j in range(c):
-                buf[q, j] = table[r0, j] + table[r1, j]
+            r1 = entries[base + stride]
+            for i in range(c):
+                buf[q, i] = x[r0, i] + x[r1, i]
             m = 2
         else:
-            for j in range(c):
-                buf[q, j] = table[r0, j]
+            for i in range(c):
+                buf[q, i] = x[r0, i]
             m = 1
         while m + 1 < m_end:
-            ra, rb = entries[base + m * step], entries[base + (m + 1) * step]
-            for j in range(c):
-                buf[q, j] += table[ra, j] + table[rb, j]
+            ra, rb = entries[base + m * stride], entries[base + (m + 1) * stride]
+            for i in range(c):
+                buf[q, i] += x[ra, i] + x[rb, i]
             m += 2
         if m < m_end:
-            ra = entries[base + m * step]
-            for j in range(c):
-                buf[q, j] += table[ra, j]
+            ra = entries[base + m * stride]
+            for i in range(c):
+                buf[q, i] += x[ra, i]
 
 
 @nb.njit(nogil=True)
-def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep):
+def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep):
     """This team thread's parts ``t, t + T, ...``: their row blocks, every group but the centre, by tiles."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     double = h[0] != 0
     itemsize = 8 if double else 4
     ng, centre, parts, tile, stride, use = h[1], h[2], h[4], h[5], h[6], h[7]
-    c_in, c_out = table.shape[1], out.shape[1]
+    c_in, c_out = x.shape[1], out.shape[1]
     coef_addr = h[22]
     ints_addr = h[22] + 16 + fused_tiles._INTS_BYTES * t
     y_addr = h[25] + t * tile * c_out * itemsize
@@ -109,7 +121,7 @@ def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, 
                     else:
                         a = a_buf[t]
                         a_addr = h[24] + t * tile * c_in * itemsize
-                    _bag_sums(table, entries, bag_ptr, stride, use, s, n, a)
+                    _bag_sums(x, enc, h[9], entries, bag_ptr, stride, use, s, n, a)
                     # row-major Y = A W[g] is column-major Y^T = W[g]^T A^T
                     fused_tiles._gemm(double, False, c_out, n, c_in, w_g, c_out, a_addr, c_in, 0, y_addr, c_out,
                                       ints_addr, coef_addr, itemsize)
@@ -118,9 +130,9 @@ def _run_parts(h, table, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, 
 
 def _groups_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate`. Argument block (int64): ``[double, G, centre,
-    blocks, parts, tile, stride, use, table, N_table, C_in, W, C_out, out, N_out, entries, E, bag_ptr,
-    slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep, centre_start]``: flags, sizes and
-    addresses;
+    blocks, parts, tile, stride, use, x, N_in, C_in, W, C_out, out, N_out, entries, E, bag_ptr, slots,
+    rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep, centre_start, enc, K]``: flags, sizes and
+    addresses (``enc`` ``[K, C_in]``, K may be 0);
     ``W`` ``[G, C_in, C_out]``; ``entries``, ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32;
     ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``scalars`` as in
     :mod:`.fused_tiles`; ``a_buf``/``y_buf`` ``threads`` tiles of ``[tile, C_in]`` / ``[tile, C_out]``;
@@ -137,13 +149,13 @@ def _groups_body(block):
     keep_rows = slots if h[26] != 0 else 0
     if h[0]:
         p = openmp_team.float64_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), entries, bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
+                   ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
                    nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)))
     else:
         p = openmp_team.float32_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), entries, bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
+                   ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
                    nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)))
 
 
@@ -160,32 +172,34 @@ def block_rows(c_out: int, itemsize: int) -> int:
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (c_out * itemsize))
 
 
-def accumulate(table: Tensor, entries: np.ndarray, stride: int, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
-               ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int, tile: int,
-               threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
+def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, stride: int, use: int, bag_ptr: np.ndarray,
+               rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int,
+               tile: int, threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
     """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
-    of the ``table`` rows of its entries (see :func:`_bag_sums` for ``stride``/``use``), on ``threads``
-    threads of torch's team. ``ranges [blocks, G, 2]`` are the slots of each group in each row block and
-    part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]`` (:meth:`.group_aggregate._Slots.row_blocks`;
-    parts are taken by threads ``t, t + T, ...``); ``keep`` (``[slots, C_in]``) receives ``A``. With
-    ``centre_start >= 0`` (the first slot of the identity centre group, whose slots are the output rows in
-    order) each row block first sets its rows ``out[r] = x[r] @ W[centre]`` (``table``'s first rows are
-    ``x``; ``out`` may be uninitialised). Only when :func:`available`."""
+    of its pairs' ``x[j]`` (``+ enc[k]``; see :func:`_bag_sums` for the entries, ``stride`` and ``use``), on
+    ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are the slots of each group in each row
+    block and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]``
+    (:meth:`.group_aggregate._Slots.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
+    (``[slots, C_in]``) receives ``A``. With ``centre_start >= 0`` (the first slot of the identity centre
+    group, whose slots are the output rows in order) each row block first sets its rows ``out[r] = x[r] @
+    W[centre]`` (``out`` may be uninitialised). Only when :func:`available`."""
     nblk, ng = ranges.shape[0], ranges.shape[1]
     if nblk == 0:
         return
-    double = table.dtype == torch.float64
+    double = x.dtype == torch.float64
     dtype = np.float64 if double else np.float32
-    c_in, c_out = table.shape[1], weight.shape[2]
+    c_in, c_out = x.shape[1], weight.shape[2]
+    enc = x.new_empty((0, c_in)) if enc is None else enc.contiguous()
     weight = weight.contiguous()
     parts = part_cuts.shape[0] - 1
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
     y_buf = np.empty(threads * tile * c_out, dtype)
     scalars = np.zeros((16 + fused_tiles._INTS_BYTES * threads) // 8, np.int64)
     scalars[:2].view(dtype)[:2] = (1.0, 0.0)
-    block = np.array([int(double), ng, centre, nblk, parts, tile, stride, use, table.data_ptr(), table.shape[0], c_in,
+    block = np.array([int(double), ng, centre, nblk, parts, tile, stride, use, x.data_ptr(), x.shape[0], c_in,
                       weight.data_ptr(), c_out, out.data_ptr(), out.shape[0], entries.ctypes.data, entries.shape[0],
                       bag_ptr.ctypes.data, rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data,
                       scalars.ctypes.data, threads, a_buf.ctypes.data, y_buf.ctypes.data,
-                      0 if keep is None else keep.ctypes.data, centre_start], np.int64)
+                      0 if keep is None else keep.ctypes.data, centre_start, enc.data_ptr(), enc.shape[0]],
+                     np.int64)
     openmp_team.run_on_team(_groups_body, block, threads)

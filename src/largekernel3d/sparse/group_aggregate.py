@@ -747,8 +747,8 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     if fused:
         entries, stride, use = slots.entries_for(encoding is not None)
         ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_out, features.element_size()), threads)
-        fused_groups.accumulate(slots.table(features, encoding), entries, stride, use, slots.bag_ptr, slots.rows,
-                                ranges, part_cuts, weight, out, centre, chunk, threads, keep,
+        fused_groups.accumulate(features, encoding, entries, stride, use, slots.bag_ptr, slots.rows, ranges,
+                                part_cuts, weight, out, centre, chunk, threads, keep,
                                 int(slots.gstart[centre]) if centre_in_blocks else -1)
         return out
     sizes = np.diff(slots.gstart)
