@@ -89,7 +89,8 @@ def _bag_sums(x, enc, n_in, entries, bag_ptr, stride, use, s0, count, buf):
 
 @nb.njit(nogil=True)
 def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep):
-    """This team thread's parts ``t, t + T, ...``: their row blocks, every group but the centre, by tiles."""
+    """This team thread's parts ``t, t + T, ...``: per row block, the centre product (if ``centre_start``)
+    then every other group, by tiles."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     double = h[0] != 0
     itemsize = 8 if double else 4
@@ -194,8 +195,7 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, stride: in
     parts = part_cuts.shape[0] - 1
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
     y_buf = np.empty(threads * tile * c_out, dtype)
-    scalars = np.zeros((16 + fused_tiles._INTS_BYTES * threads) // 8, np.int64)
-    scalars[:2].view(dtype)[:2] = (1.0, 0.0)
+    scalars = fused_tiles.blas_scalars(threads, dtype)
     block = np.array([int(double), ng, centre, nblk, parts, tile, stride, use, x.data_ptr(), x.shape[0], c_in,
                       weight.data_ptr(), c_out, out.data_ptr(), out.shape[0], entries.ctypes.data, entries.shape[0],
                       bag_ptr.ctypes.data, rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data,

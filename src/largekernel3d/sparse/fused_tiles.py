@@ -296,6 +296,14 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
     return row_split_layout(src.numpy(), dst.numpy(), np.asarray(starts, np.int64), skip, num_out, parts)
 
 
+def blas_scalars(threads: int, dtype) -> np.ndarray:
+    """The ``scalars`` block of a team body calling :func:`_gemm`: 16 bytes of coefficients ``(1, 0)`` in
+    ``dtype``, then ``_INTS_BYTES`` of int32 BLAS arguments per thread."""
+    scalars = np.zeros((16 + _INTS_BYTES * threads) // 8, np.int64)
+    scalars[:2].view(dtype)[:2] = (1.0, 0.0)
+    return scalars
+
+
 def _uninitialised(shape: Tuple[int, ...], dtype) -> np.ndarray:
     """``np.empty``: the per-thread ``d_W`` accumulators, zeroed on torch's team by the threads that use them."""
     return np.empty(shape, dtype)
@@ -311,8 +319,7 @@ def _launch(backward: bool, split: Layout, a: Tensor, w: Tensor, out: Optional[T
     c_a, c_out = w.shape[1], w.shape[2]
     c_x = x.shape[1] if x is not None else 0
     buffers = np.empty(threads * tile * (c_a + c_out + (c_x if backward else 0)), dtype)
-    scalars = np.zeros((16 + _INTS_BYTES * threads) // 8, np.int64)
-    scalars[:2].view(dtype)[:2] = (1.0, 0.0)
+    scalars = blas_scalars(threads, dtype)
 
     def address(t):
         return 0 if t is None else (t.ctypes.data if isinstance(t, np.ndarray) else t.data_ptr())
