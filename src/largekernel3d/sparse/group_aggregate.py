@@ -31,9 +31,11 @@ weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 
 uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
 slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
-and grouping and memoised on the map; the compact one group by group, through a per-row count array that
-stays in cache (no ``[G, N]`` matrices: 2x faster on KITTI 7^3), and from ``_TEAM_LAYOUT_MIN_PAIRS`` pairs
-split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2 threads 8.9 -> 5.2 ms). Nothing here
+and grouping and memoised on the map; the compact one group by group, together with its bag entries
+(:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices, 2x faster on
+KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read twice while in cache: 9.0
+-> 7.8 ms at 1 thread), and from ``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own
+OpenMP team (KITTI 7^3 at 2 threads 8.9 -> 5.2 ms). Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
 milliseconds after every parallel region) was measured to slow both down on a 2-core machine.
 
@@ -49,6 +51,7 @@ import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba.cpython.unsafe.numbers import trailing_zeros
 from torch import Tensor
 
 from . import fused_groups, host_memory, openmp_team
@@ -114,35 +117,64 @@ def _fill_bags(pair_in, slot, starts, bag_ptr, num_in, with_encoding, entries):
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_slots(pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, rows, bag_ptr, gstart):
-    """The compact layout of groups ``[g_lo, g_hi)``, one group at a time (group ``g`` owns the offsets
-    ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``): count the pairs of every output row into ``count``
-    (zeros ``[num_out]``, reused by every group so that it stays in cache, left zero), then number the rows
-    with pairs in ascending order from slot ``s``: ``rows[s] = i``, ``bag_ptr[s + 1] = bag_ptr[s] + pairs of
-    (g, i)``, ``gstart[g + 1]`` = end of group ``g``'s block. ``bag_ptr[s]`` must hold the bag position of
-    slot ``s`` on entry. The numbering loop writes without branching: ``rows``/``bag_ptr`` need one and two
-    entries of room beyond the last slot. Returns the slot after the last."""
-    pos = bag_ptr[s]  # the running bag end, kept in a register
+def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, seen, rows, bag_ptr, gstart,
+                    num_in, entries):
+    """The compact layout of groups ``[g_lo, g_hi)`` with its bag entries, one group at a time (group ``g``
+    owns the offsets ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``), so that the group's pairs are still in
+    cache when they are read the second time:
+
+    1. count the pairs of every output row into ``count`` and mark the rows in the bitset ``seen``;
+    2. number the marked rows in ascending order from slot ``s`` (``rows[s] = i``, ``bag_ptr[s + 1] =
+       bag_ptr[s] + pairs of (g, i)``, ``gstart[g + 1]`` = end of group ``g``'s block), visiting only the
+       set bits (not all ``num_out`` rows: most groups have few of them); ``count[i]`` becomes the row's
+       bag cursor;
+    3. write the entries ``(pair_in, num_in + k)`` of every pair at its row's cursor (a slot's pairs by
+       offset, in ``offsets`` order).
+
+    ``count`` (``[num_out]``) and ``seen`` (uint64 ``[ceil(num_out / 64)]``) are zeros on entry and left
+    zero; ``bag_ptr[s]`` must hold the bag position of slot ``s``. Returns the slot after the last."""
+    one = np.uint64(1)
     for g in range(g_lo, g_hi):
+        first = s
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
             k = offsets[t]
             for p in range(starts[k], starts[k + 1]):
-                count[pair_out[p]] += 1
-        for i in range(count.shape[0]):
-            c = count[i]
-            count[i] = 0
-            rows[s] = i
-            pos += c
-            bag_ptr[s + 1] = pos
-            s += c != 0
+                i = pair_out[p]
+                count[i] += 1
+                seen[i >> 6] |= one << np.uint64(i & 63)
+        pos = bag_ptr[s]
+        for w in range(seen.shape[0]):
+            word = seen[w]
+            if word == 0:
+                continue
+            seen[w] = 0
+            while word != 0:
+                i = w * 64 + np.int64(trailing_zeros(word))
+                word &= word - one
+                c = count[i]
+                count[i] = pos
+                rows[s] = i
+                pos += c
+                bag_ptr[s + 1] = pos
+                s += 1
         gstart[g + 1] = s
+        for t in range(offset_ptr[g], offset_ptr[g + 1]):
+            k = offsets[t]
+            for p in range(starts[k], starts[k + 1]):
+                i = pair_out[p]
+                q = count[i]
+                count[i] = q + 1
+                entries[2 * q] = pair_in[p]
+                entries[2 * q + 1] = num_in + k
+        for r in range(first, s):
+            count[rows[r]] = 0
     return s
 
 
 @nb.njit(cache=True, nogil=True)
 def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, rows, bag_ptr, gstart, cursor, num_in,
                   with_encoding, entries):
-    """The bag entries of groups ``[g_lo, g_hi)`` of the compact layout of :func:`_compact_slots`, in slot
+    """The bag entries of groups ``[g_lo, g_hi)`` of the compact layout of :func:`_compact_layout`, in slot
     order (stable: a slot's pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or
     (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved. One group at a time, through the
     per-row write cursor ``cursor [num_out]`` (scratch)."""
@@ -171,6 +203,30 @@ def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num
                 slot[p] = slot_of_row[pair_out[p]]
 
 
+@nb.njit(cache=True, nogil=True)
+def _slots_before_rows(rows, n):
+    """int64 ``[n + 1]``: the slots (of all groups) whose row is below ``r``, for every ``r``."""
+    before = np.zeros(n + 1, np.int64)
+    for s in range(rows.shape[0]):
+        before[rows[s] + 1] += 1
+    for r in range(n):
+        before[r + 1] += before[r]
+    return before
+
+
+@nb.njit(cache=True, nogil=True)
+def _block_ranges(rows, gstart, bounds, ranges):
+    """``ranges[b, g]`` = the slots ``[lo, hi)`` of group ``g`` whose rows lie in ``[bounds[b], bounds[b + 1])``
+    (a group's rows ascend, as do the ``bounds``): one merge per group."""
+    for g in range(gstart.shape[0] - 1):
+        s, end = gstart[g], gstart[g + 1]
+        for b in range(bounds.shape[0] - 1):
+            ranges[b, g, 0] = s
+            while s < end and rows[s] < bounds[b + 1]:
+                s += 1
+            ranges[b, g, 1] = s
+
+
 _TEAM_LAYOUT_HEADER = 17  # int64 words of the argument block of _team_slots_body / _team_bags_body
 
 
@@ -196,16 +252,20 @@ def _team_layout_views(block):
 
 
 def _team_slots_body(block):
-    """Torch's OpenMP team numbers the compact slots (:meth:`_Slots._team_slots`): range ``r`` of the groups starts
-    at slot ``base[r]`` (``bag_ptr[base[r]]`` preset) and records its end in ``ends[r]``; ``extra`` = the
-    address of ``[base (R), ends (R)]`` (int64)."""
+    """Torch's OpenMP team builds the compact layout and its bag entries (:meth:`_Slots._team_slots`): range
+    ``r`` of the groups starts at slot ``base[r]`` (``bag_ptr[base[r]]`` preset) and records its end in
+    ``ends[r]``; ``extra`` = the address of ``[base (R), ends (R), entries, num_in, seen, W]`` (int64;
+    ``seen`` = ``[R, W]`` zeroed uint64 bitsets, ``entries`` the ``2 P`` int32 interleaved entries)."""
     pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
     h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
-    nr = h[9]
-    base_ends = nb.carray(openmp_team.int64_pointer(h[15]), (2 * nr,))
+    nr, num_pairs = h[9], h[2]
+    extra = nb.carray(openmp_team.int64_pointer(h[15]), (2 * nr + 4,))
+    entries = nb.carray(openmp_team.int32_pointer(extra[2 * nr]), (2 * num_pairs,))
+    seen = nb.carray(openmp_team.uint64_pointer(extra[2 * nr + 2]), (nr, extra[2 * nr + 3]))
     for r in range(openmp_team.omp_get_thread_num(), nr, openmp_team.omp_get_num_threads()):
-        base_ends[nr + r] = _compact_slots(pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1],
-                                           base_ends[r], scratch[r], rows, bag_ptr, gstart)
+        extra[nr + r] = _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1],
+                                        extra[r], scratch[r], seen[r], rows, bag_ptr, gstart, extra[2 * nr + 1],
+                                        entries)
 
 
 def _team_bags_body(block):
@@ -230,6 +290,11 @@ def choose_backend(device: torch.device, dtype: torch.dtype) -> str:
     return "torch"
 
 
+def _bitset(n: int) -> np.ndarray:
+    """Zeroed uint64 words with one bit per row of ``n`` (the ``seen`` scratch of :func:`_compact_layout`)."""
+    return np.zeros((n + 63) // 64, np.uint64)
+
+
 def _starts(kmap: KernelMap) -> np.ndarray:
     return np.asarray(kmap.offset_starts, dtype=np.int64)
 
@@ -245,8 +310,8 @@ class _Slots:
     ``(g, i)`` get a slot, group-major (``A_g`` is the block ``gstart[g]:gstart[g + 1]``, its output rows
     ``rows[gstart[g]:gstart[g + 1]]`` ascending); else the dense ``i * G + g`` (``A`` is ``[N, G, C]``).
     Slot ``s`` owns the pairs ``bag_ptr[s]:bag_ptr[s + 1]`` of the bag order. Built once per map and
-    grouping (see :meth:`for_map`); the bag entries and per-pair slots are built on first use; read-only
-    otherwise."""
+    grouping (see :meth:`for_map`), the compact layout with its bag entries with encoding rows; other bag
+    entries and the per-pair slots are built on first use; read-only otherwise."""
 
     def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> None:
         self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
@@ -260,28 +325,31 @@ class _Slots:
         largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
         self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
         self._slot: Optional[np.ndarray] = None
-        if compact:
+        self._by_slot: Dict[bool, np.ndarray] = {}
+        if compact:  # the slots and the bag entries with encoding rows, built together
             # the offsets of every group, ascending within a group
             self.offsets = np.argsort(group, kind="stable").astype(np.int64)
             self.offset_ptr = np.searchsorted(group[self.offsets], np.arange(num_groups + 1)).astype(np.int64)
             self.gstart = np.zeros(num_groups + 1, np.int64)
             self.ranges = self._group_ranges(torch.get_num_threads())
+            entries = np.empty(2 * self.num_pairs, self.index_dtype)
             if self.ranges.shape[0] > 2:
-                self.rows, self.bag_ptr = self._team_slots()
+                self.rows, self.bag_ptr = self._team_slots(entries)
             else:
-                rows = np.empty(self.num_pairs + 1, self.index_dtype)
-                bag_ptr = np.empty(self.num_pairs + 2, self.index_dtype)
+                rows = np.empty(self.num_pairs, self.index_dtype)
+                bag_ptr = np.empty(self.num_pairs + 1, self.index_dtype)
                 bag_ptr[0] = 0
-                end = _compact_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, 0, num_groups, 0,
-                                     np.zeros(n, self.index_dtype), rows, bag_ptr, self.gstart)
+                end = _compact_layout(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
+                                      num_groups, 0, np.zeros(n, self.index_dtype), _bitset(n), rows, bag_ptr,
+                                      self.gstart, self.num_in, entries)
                 self.rows, self.bag_ptr = rows[:end], bag_ptr[:end + 1]
+            self._by_slot[True] = entries
             self.num_slots = self.rows.shape[0]
         else:  # slot i * G + g of every pair, and the bags' starts from the pairs per slot
             self.num_slots = n * num_groups
             self._slot = (self.pair_out * num_groups + group[_pair_offsets(kmap)]).astype(self.index_dtype)
             self.bag_ptr = np.concatenate([[0], np.cumsum(np.bincount(self._slot, minlength=self.num_slots))]
                                           ).astype(self.index_dtype)
-        self._by_slot: Dict[bool, np.ndarray] = {}
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
         self._row_blocks: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
@@ -315,21 +383,24 @@ class _Slots:
                           self.gstart.ctypes.data, extra.ctypes.data, rows.shape[0]], np.int64)
         openmp_team.run_on_team(body, block, num_ranges)
 
-    def _team_slots(self) -> Tuple[np.ndarray, np.ndarray]:
-        """``(rows, bag_ptr)`` of the compact layout numbered on torch's team (:func:`_team_slots_body`):
-        range ``r`` numbers its slots from ``base[r]`` = the pairs (+ 2 spare entries) of the ranges before
-        it, an upper bound of their slots, and the blocks are then moved together."""
+    def _team_slots(self, entries: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(rows, bag_ptr)`` of the compact layout numbered on torch's team (:func:`_team_slots_body`), which
+        also writes the interleaved bag ``entries``: range ``r`` numbers its slots from ``base[r]`` = the pairs
+        of the ranges before it (+ 1 spare entry each, so that no two threads write one ``bag_ptr`` entry), an
+        upper bound of their slots, and the blocks are then moved together (the bag positions, and so the
+        entries, are final from the start)."""
         ranges = self.ranges
         num_ranges = ranges.shape[0] - 1
         pairs_before = self._pairs_before_groups()[ranges]
-        base = pairs_before[:-1] + 2 * np.arange(num_ranges)
-        size = int(self.num_pairs + 2 * num_ranges + 1)
-        rows = np.empty(size, np.int32)
-        bag_ptr = np.empty(size + 1, np.int32)
+        base = pairs_before[:-1] + np.arange(num_ranges)
+        rows = np.empty(self.num_pairs + num_ranges, np.int32)
+        bag_ptr = np.empty(self.num_pairs + num_ranges + 1, np.int32)
         bag_ptr[base] = pairs_before[:-1]
-        base_ends = np.concatenate([base, np.zeros(num_ranges, np.int64)]).astype(np.int64)
-        self._run_layout_team(_team_slots_body, rows, bag_ptr, base_ends)
-        ends = base_ends[num_ranges:]
+        seen = np.zeros((num_ranges, _bitset(self.num_out).shape[0]), np.uint64)
+        extra = np.concatenate([base, np.zeros(num_ranges, np.int64),
+                                [entries.ctypes.data, self.num_in, seen.ctypes.data, seen.shape[1]]]).astype(np.int64)
+        self._run_layout_team(_team_slots_body, rows, bag_ptr, extra)
+        ends = extra[num_ranges:2 * num_ranges]
         dst = 0
         for r in range(num_ranges):
             b, n = int(base[r]), int(ends[r] - base[r])
@@ -411,21 +482,15 @@ class _Slots:
         key = (rows_per_block, parts)
         if key not in self._row_blocks:
             n = self.num_out
-            per_row = np.concatenate([[0], np.cumsum(np.bincount(self.rows, minlength=n))])
+            per_row = _slots_before_rows(self.rows, n)
             part_rows = np.searchsorted(per_row, per_row[-1] * np.arange(parts + 1) / parts)
             part_rows[0], part_rows[-1] = 0, n
-            bounds, part_cuts = [], [0]
-            for t in range(parts):
-                bounds.append(np.arange(part_rows[t], part_rows[t + 1], rows_per_block))
-                part_cuts.append(part_cuts[-1] + bounds[-1].shape[0])
-            bounds = np.append(np.concatenate(bounds), n)
-            num_groups = self.gstart.shape[0] - 1
-            ranges = np.empty((bounds.shape[0] - 1, num_groups, 2), np.int64)
-            for g in range(num_groups):
-                s0, s1 = int(self.gstart[g]), int(self.gstart[g + 1])
-                cut = s0 + np.searchsorted(self.rows[s0:s1], bounds)
-                ranges[:, g, 0], ranges[:, g, 1] = cut[:-1], cut[1:]
-            self._row_blocks[key] = (ranges, np.asarray(part_cuts, np.int64))
+            bounds = [np.arange(part_rows[t], part_rows[t + 1], rows_per_block) for t in range(parts)]
+            part_cuts = np.concatenate([[0], np.cumsum([b.shape[0] for b in bounds])]).astype(np.int64)
+            bounds = np.append(np.concatenate(bounds), n).astype(np.int64)
+            ranges = np.empty((bounds.shape[0] - 1, self.gstart.shape[0] - 1, 2), np.int64)
+            _block_ranges(self.rows, self.gstart, bounds, ranges)
+            self._row_blocks[key] = (ranges, part_cuts)
         return self._row_blocks[key]
 
     def entries_for(self, with_encoding: bool) -> Tuple[np.ndarray, int, int]:

@@ -88,6 +88,7 @@ def _pointer_intrinsic(dtype):
 # typed pointers from int64 addresses, for ``numba.carray`` views inside team bodies
 float32_pointer, float64_pointer = _pointer_intrinsic(types.float32), _pointer_intrinsic(types.float64)
 int32_pointer, int64_pointer = _pointer_intrinsic(types.int32), _pointer_intrinsic(types.int64)
+uint64_pointer = _pointer_intrinsic(types.uint64)
 
 
 @nb.njit(nogil=True)
