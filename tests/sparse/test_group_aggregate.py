@@ -313,6 +313,37 @@ def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
     assert (slots.rows[slots.slot] == kmap.pair_out.numpy()).all()
 
 
+@pytest.mark.parametrize("rows_per_block, parts", [(7, 1), (16, 3), (50, 2), (1000, 4)])
+def test_row_blocks_cut_every_group_by_row_blocks_and_balance_the_parts(rows_per_block, parts):
+    """``row_blocks``: blocks of at most ``rows_per_block`` consecutive output rows, inside ``parts`` parts;
+    ``ranges[b, g]`` is exactly the slots of group ``g`` whose rows fall in block ``b`` (so every slot lies
+    in one block), and the parts hold about equal slot counts."""
+    x, kmap, group, _ = _setup(kernel=5, num_groups=27, seed=7)
+    slots = ga._Slots(kmap, group.numpy(), 27, compact=True)
+    ranges, part_cuts = slots.row_blocks(rows_per_block, parts)
+    assert part_cuts.shape == (parts + 1,) and part_cuts[0] == 0 and part_cuts[-1] == ranges.shape[0]
+    assert (np.diff(part_cuts) >= 0).all()
+    block_of_slot = np.full(slots.num_slots, -1)
+    row_lo = 0
+    for b in range(ranges.shape[0]):
+        block_rows = set()
+        for g in range(27):
+            lo, hi = ranges[b, g]
+            assert slots.gstart[g] <= lo <= hi <= slots.gstart[g + 1]
+            assert (block_of_slot[lo:hi] == -1).all()
+            block_of_slot[lo:hi] = b
+            block_rows.update(slots.rows[lo:hi].tolist())
+        if block_rows:
+            assert min(block_rows) >= row_lo and max(block_rows) - min(block_rows) < rows_per_block
+            row_lo = max(block_rows) + 1
+    assert (block_of_slot >= 0).all()  # every slot in exactly one block
+    part_slots = [int(sum(ranges[b, :, 1].sum() - ranges[b, :, 0].sum() for b in range(part_cuts[t], part_cuts[t + 1])))
+                  for t in range(parts)]
+    assert sum(part_slots) == slots.num_slots
+    # the cut falls at a row boundary: a part holds at most one average part plus one row's slots (<= 27)
+    assert max(part_slots) <= slots.num_slots / parts + 27
+
+
 @pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
 @pytest.mark.parametrize("threads", [2, 3])
 def test_compact_layout_on_the_team_equals_the_serial_one(threads, monkeypatch):
