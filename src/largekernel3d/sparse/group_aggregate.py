@@ -116,6 +116,19 @@ def _fill_bags(pair_in, slot, starts, bag_ptr, num_in, with_encoding, entries):
             _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries):
+    """Group ``g``'s bag entries (:func:`_put_entry`), every pair at its output row's write cursor
+    ``cursor[i]`` (advanced), its offsets in ``offsets`` order."""
+    for t in range(offset_ptr[g], offset_ptr[g + 1]):
+        k = offsets[t]
+        for p in range(starts[k], starts[k + 1]):
+            i = pair_out[p]
+            q = cursor[i]
+            cursor[i] = q + 1
+            _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
+
+
 @nb.njit(cache=True, nogil=True)
 def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, seen, rows, bag_ptr, gstart,
                     num_in, entries):
@@ -158,14 +171,7 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
                 bag_ptr[s + 1] = pos
                 s += 1
         gstart[g + 1] = s
-        for t in range(offset_ptr[g], offset_ptr[g + 1]):
-            k = offsets[t]
-            for p in range(starts[k], starts[k + 1]):
-                i = pair_out[p]
-                q = count[i]
-                count[i] = q + 1
-                entries[2 * q] = pair_in[p]
-                entries[2 * q + 1] = num_in + k
+        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries)
         for r in range(first, s):
             count[rows[r]] = 0
     return s
@@ -181,13 +187,7 @@ def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, ro
     for g in range(g_lo, g_hi):
         for s in range(gstart[g], gstart[g + 1]):
             cursor[rows[s]] = bag_ptr[s]
-        for t in range(offset_ptr[g], offset_ptr[g + 1]):
-            k = offsets[t]
-            for p in range(starts[k], starts[k + 1]):
-                i = pair_out[p]
-                q = cursor[i]
-                cursor[i] = q + 1
-                _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
+        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries)
 
 
 @nb.njit(cache=True, nogil=True)
