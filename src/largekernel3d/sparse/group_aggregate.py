@@ -290,9 +290,10 @@ def choose_backend(device: torch.device, dtype: torch.dtype) -> str:
     return "torch"
 
 
-def _bitset(n: int) -> np.ndarray:
-    """Zeroed uint64 words with one bit per row of ``n`` (the ``seen`` scratch of :func:`_compact_layout`)."""
-    return np.zeros((n + 63) // 64, np.uint64)
+def _bitsets(n: int, count: int) -> np.ndarray:
+    """``count`` zeroed bitsets of uint64 words with one bit per row of ``n`` (``[count, ceil(n / 64)]``, the
+    ``seen`` scratch of :func:`_compact_layout`)."""
+    return np.zeros((count, (n + 63) // 64), np.uint64)
 
 
 def _starts(kmap: KernelMap) -> np.ndarray:
@@ -340,7 +341,7 @@ class _Slots:
                 bag_ptr = np.empty(self.num_pairs + 1, self.index_dtype)
                 bag_ptr[0] = 0
                 end = _compact_layout(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
-                                      num_groups, 0, np.zeros(n, self.index_dtype), _bitset(n), rows, bag_ptr,
+                                      num_groups, 0, np.zeros(n, self.index_dtype), _bitsets(n, 1)[0], rows, bag_ptr,
                                       self.gstart, self.num_in, entries)
                 self.rows, self.bag_ptr = rows[:end], bag_ptr[:end + 1]
             self._by_slot[True] = entries
@@ -396,7 +397,7 @@ class _Slots:
         rows = np.empty(self.num_pairs + num_ranges, np.int32)
         bag_ptr = np.empty(self.num_pairs + num_ranges + 1, np.int32)
         bag_ptr[base] = pairs_before[:-1]
-        seen = np.zeros((num_ranges, _bitset(self.num_out).shape[0]), np.uint64)
+        seen = _bitsets(self.num_out, num_ranges)
         extra = np.concatenate([base, np.zeros(num_ranges, np.int64),
                                 [entries.ctypes.data, self.num_in, seen.ctypes.data, seen.shape[1]]]).astype(np.int64)
         self._run_layout_team(_team_slots_body, rows, bag_ptr, extra)
@@ -494,12 +495,10 @@ class _Slots:
         return self._row_blocks[key]
 
     def entries_for(self, with_encoding: bool) -> Tuple[np.ndarray, int, int]:
-        """``(entries, stride, use)`` for :func:`.fused_groups.accumulate`: the bag entries with encoding rows
-        (``stride`` 2, ``use`` 2), or without (``use`` 1: the encoding entries when they exist already, with
-        stride 2, else encoding-free ones)."""
-        if with_encoding or True in self._by_slot:
-            return self._bag_entries(True), 2, 2 if with_encoding else 1
-        return self._bag_entries(False), 1, 1
+        """``(entries, stride, use)`` for :func:`.fused_groups.accumulate` (compact layout): the interleaved bag
+        entries built with the slots (``stride`` 2), their encoding rows summed (``use`` 2) or skipped
+        (``use`` 1)."""
+        return self._by_slot[True], 2, 2 if with_encoding else 1
 
     def blocks(self, chunk: int):
         """``(g, start, end)``: the compact slot blocks of every group, cut into pieces of ``chunk`` rows."""
