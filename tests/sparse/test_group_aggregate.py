@@ -177,14 +177,17 @@ def test_mirrored_weight_only_for_symmetric_maps_and_groupings():
     weight = torch.randn(27, 3, 4, dtype=torch.float64)
     for name in ("center1", "center3", "thirds"):
         sym = SpatialPartition.create(5, name).group_index().numpy()
-        mirrored = ga._mirrored_weight(kmap, sym, weight[:int(sym.max()) + 1])
-        assert mirrored is not None and mirrored.shape == (int(sym.max()) + 1, 4, 3)
+        num_groups = int(sym.max()) + 1
+        sigma = ga._mirror_groups(kmap, sym, num_groups)
+        assert sigma is not None
+        mirrored = ga._mirrored_weight_of(weight[:num_groups], sigma)
+        assert mirrored.shape == (num_groups, 4, 3)
         k = 3  # offset k's group reads the transposed weight of its mirror offset's group
         assert torch.equal(mirrored[sym[k]], weight[sym[kmap.kernel_volume - 1 - k]].t())
-    assert ga._mirrored_weight(kmap, group.numpy(), weight) is None
+    assert ga._mirror_groups(kmap, group.numpy(), 27) is None
     regular = build_regular_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, 5, 1, 2))
     center1 = SpatialPartition.create(5, "center1").group_index().numpy()
-    assert ga._mirrored_weight(regular, center1, weight) is None
+    assert ga._mirror_groups(regular, center1, 27) is None
 
 
 def test_group_conv_bad_weight():
@@ -243,12 +246,10 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
 
     if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
         pytest.skip("the fused products need a torch build with libgomp and MKL")
-    calls = []
-    real = fused_groups.accumulate
+    calls = _record_fused_calls(monkeypatch) if fused else None
     if fused:
         monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
         monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 9)
-        monkeypatch.setattr(fused_groups, "accumulate", lambda *a, **k: calls.append(a[3:5]) or real(*a, **k))
     else:
         monkeypatch.setattr(fused_groups, "available", lambda *args: False)
     monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
@@ -270,9 +271,59 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     ref_grads = torch.autograd.grad(ref, ref_leaves, up)
     for u, v in zip((inference, out) + grads, (ref, ref) + ref_grads):
         torch.testing.assert_close(u, v, rtol=rel, atol=rel * float(v.detach().abs().max()))
-    if fused:
-        expected = [(2, 2), (2, 2)] + ([(2, 1)] if grouping == "center1" else [])
-        assert calls == expected  # (stride, use) of each fused call: forward twice, then the mirrored d_x
+    if fused:  # forward twice (bags with encodings), then the mirrored d_x and d_W in one pass
+        assert calls == [("forward", 2), ("forward", 2)] + ([("backward", True, True)] if grouping == "center1" else [])
+
+
+def _record_fused_calls(monkeypatch) -> list:
+    """Record each :mod:`.fused_groups` call: ``("forward", use)`` or ``("backward", with d_x, with d_W)``."""
+    from largekernel3d.sparse import fused_groups
+
+    calls = []
+    forward, backward = fused_groups.accumulate, fused_groups.backward
+
+    def record_forward(*args, **kwargs):
+        calls.append(("forward", args[3]))
+        return forward(*args, **kwargs)
+
+    def record_backward(*args, **kwargs):
+        calls.append(("backward", args[9] is not None, args[1] is not None))
+        return backward(*args, **kwargs)
+
+    monkeypatch.setattr(fused_groups, "accumulate", record_forward)
+    monkeypatch.setattr(fused_groups, "backward", record_backward)
+    return calls
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("wanted", [(True, False, False), (False, False, True), (False, True, False), (True, True, True)])
+def test_group_conv_fused_backward_computes_only_the_gradients_asked_for(threads, wanted, monkeypatch):
+    """The fused backward pass (SW-LK grouping) with only some of ``x``, ``E``, ``W`` requiring gradients:
+    each requested gradient matches the torch path, and the pass runs only the parts asked for (no fused
+    pass at all when only ``E`` needs one)."""
+    from largekernel3d.sparse import fused_groups
+
+    if not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
+        pytest.skip("the fused products need a torch build with libgomp and MKL")
+    calls = _record_fused_calls(monkeypatch)
+    monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
+    monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 7)
+    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", 3)
+    x, kmap, _, enc = _setup(kernel=5, shape=(12, 11, 13), channels=3, num_groups=27, dtype=torch.float64, seed=8)
+    group = SpatialPartition.create(5, "center1").group_index()
+    weight = torch.randn(27, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    up = torch.randn(kmap.num_out, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    leaves = [t.clone().requires_grad_(w) for t, w in zip((x.features, enc, weight), wanted)]
+    with torch_threads(threads):
+        out = group_conv(*leaves, kmap, group, backend="numba")
+        grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], up)
+    ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
+    ref_grads = torch.autograd.grad(group_conv(*ref_leaves, kmap, group, backend="torch"), ref_leaves, up)
+    for got, expected in zip(grads, [g for g, w in zip(ref_grads, wanted) if w]):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    need_x, _, need_w = wanted
+    assert calls[1:] == ([("backward", need_x, need_w)] if need_x or need_w else [])
 
 
 def test_slot_layout_memoised_on_the_kernel_map():

@@ -27,7 +27,9 @@ vectorised kernels on the CPU, run on torch's own threads): with the table ``[x;
 ``N_in + k``), slot ``s`` is the bag of the rows ``j`` and ``N_in + k`` of its pairs, so every slot is
 summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
 a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
-weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms); otherwise it
+weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms), and where the
+products run fused the weight gradient sums the bags again in that pass instead of keeping ``A`` from the
+forward (KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 106-120 -> 77-82 ms, peak RSS 591 -> 505 MiB); otherwise it
 uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
 slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
@@ -494,11 +496,11 @@ class _Slots:
             self._row_blocks[key] = (ranges, part_cuts)
         return self._row_blocks[key]
 
-    def entries_for(self, with_encoding: bool) -> Tuple[np.ndarray, int, int]:
-        """``(entries, stride, use)`` for :func:`.fused_groups.accumulate` (compact layout): the interleaved bag
-        entries built with the slots (``stride`` 2), their encoding rows summed (``use`` 2) or skipped
-        (``use`` 1)."""
-        return self._by_slot[True], 2, 2 if with_encoding else 1
+    @property
+    def entries(self) -> np.ndarray:
+        """The interleaved bag entries ``(j, N_in + k)`` per pair that the compact layout builds with its slots
+        (read by :mod:`.fused_groups`)."""
+        return self._by_slot[True]
 
     def blocks(self, chunk: int):
         """``(g, start, end)``: the compact slot blocks of every group, cut into pieces of ``chunk`` rows."""
@@ -588,36 +590,55 @@ class GroupAggregateFunction(torch.autograd.Function):
 
 
 class GroupConvFunction(torch.autograd.Function):
-    """``out = sum_g A_g @ W[g]`` on compact slots (numba path), computed chunk by chunk like the inference
-    path (:func:`_group_products`) while the chunks of ``A`` are kept for the weight gradient.
+    """``out = sum_g A_g @ W[g]`` on compact slots (numba path), computed like the inference path
+    (:func:`_group_products`).
 
-    Backward: ``dW[g] = A_g^T dOut[rows of g]`` block by block. On a symmetric map (submanifold, odd
-    kernel: pair ``(j, i)`` at offset ``k`` is pair ``(i, j)`` at ``K - 1 - k``) and a mirror-symmetric
-    grouping (``g(K - 1 - k) = sigma(g(k))``), the input gradient is the same chunked product on the same
-    slots, ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T`` (:func:`_mirrored_weight`), and the encoding gradient
-    is ``dE[k] = (sum_{(j, i) in pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is
-    ever formed. Other maps and groupings form it (``dA = dOut[rows] W[g]^T``) and sum it back per pair."""
+    Backward. On a symmetric map (submanifold, odd kernel: pair ``(j, i)`` at offset ``k`` is pair ``(i,
+    j)`` at ``K - 1 - k``) and a mirror-symmetric grouping (``g(K - 1 - k) = sigma(g(k))``, every SW-LK
+    partition), the input gradient is the same product on the same slots, ``dx = sum_g Agg_g(dOut) @
+    W[sigma(g)]^T`` (:func:`_mirrored_weight_of`), and the encoding gradient is ``dE[k] = (sum_{(j, i) in
+    pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever formed. Where the products
+    run fused (:mod:`.fused_groups`), ``A`` is not kept either: the backward pass sums it again tile by tile
+    for ``dW[g] = A_g^T dOut[rows of g]``, in the same parallel region as ``dx`` (KITTI 000001 7^3 32 -> 32:
+    the forward no longer writes the 85 MB of ``A``; see the module notes). Otherwise the forward keeps ``A`` for ``dW``, and other
+    maps and groupings form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
                 group: Tensor) -> Tensor:
-        slots = _Slots.for_map(kmap, group.numpy(), weight.shape[0], compact=True)
+        group_np = group.numpy()
+        slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
+        sigma = _mirror_groups(kmap, group_np, weight.shape[0])
+        ctx.slots, ctx.kmap, ctx.group, ctx.sigma = slots, kmap, group, sigma
+        ctx.centre, ctx.k_centre = _identity_group(kmap, group_np)
+        ctx.fused = sigma is not None and fused_groups.available(features, weight, slots.index_dtype)
+        if ctx.fused:  # the backward sums A again per tile (no [slots, C_in] kept)
+            ctx.save_for_backward(features, encoding, weight)
+            return _group_products(features, encoding, weight, kmap, group)
         a = host_memory.empty((slots.num_slots, features.shape[1]), features.dtype)
         out = _group_products(features, encoding, weight, kmap, group, keep=a.numpy())
-        ctx.slots, ctx.kmap, ctx.group = slots, kmap, group
-        ctx.centre = _identity_group(kmap, group.numpy())[0]
-        ctx.save_for_backward(a, weight)
+        ctx.save_for_backward(a, encoding, weight)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        a, weight = ctx.saved_tensors
+        saved, encoding, weight = ctx.saved_tensors
         slots: _Slots = ctx.slots
         kmap, group = ctx.kmap, ctx.group
         grad_out = grad_out.contiguous()
         need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        mirrored = _mirrored_weight(kmap, group.numpy(), weight) if need_x or need_e else None
+        mirrored = None if ctx.sigma is None else _mirrored_weight_of(weight, ctx.sigma)
+        d_e = _encoding_gradient(grad_out, weight, kmap, group) if need_e and mirrored is not None else None
+        if ctx.fused:
+            d_x = d_w = None
+            if need_x or need_w:
+                d_x, d_w = _fused_backward(grad_out, mirrored, slots, ctx.centre, need_x,
+                                           saved if need_w else None, encoding)
+            if d_w is not None and encoding is not None and ctx.centre >= 0:  # the centre's A is x + E[k_centre]
+                d_w[ctx.centre] += torch.outer(encoding[ctx.k_centre], grad_out.sum(dim=0))
+            return d_x, d_e, d_w, None, None
+        a = saved
         d_a = None
         if (need_x or need_e) and mirrored is None:  # touched here, serially: see host_memory.touched_empty
             d_a = host_memory.touched_empty(a.shape, a.dtype)
@@ -635,40 +656,63 @@ class GroupConvFunction(torch.autograd.Function):
                     torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
                 if d_w is not None:
                     d_w[g].addmm_(a[s:e].t(), g_rows)
-        d_x = d_e = None
+        d_x = None
         if d_a is not None:
             d_x, d_e = slots.scatter(d_a, need_x, need_e)
-        elif mirrored is not None:
-            if need_x:
-                # the fused path reads the forward's bag entries and skips their encoding rows; the chunked
-                # bags sum a zero encoding (faster than building encoding-free entries: 25.7 vs 27.7 ms on
-                # KITTI 7^3 at 2 threads)
-                zero = None if fused_groups.available(grad_out, mirrored, slots.index_dtype) else \
-                    grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
-                d_x = _group_products(grad_out, zero, mirrored, kmap, group)
-            if need_e:
-                d_e = _encoding_gradient(grad_out, weight, kmap, group)
+        elif need_x and mirrored is not None:  # the chunked bags sum a zero encoding (faster than building
+            # encoding-free entries: 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
+            zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
+            d_x = _group_products(grad_out, zero, mirrored, kmap, group)
         return d_x, d_e, d_w, None, None
 
 
-def _mirrored_weight(kmap: KernelMap, group: np.ndarray, weight: Tensor) -> Optional[Tensor]:
-    """``W' [G, C_out, C_in]`` with ``W'[g] = W[sigma(g)]^T``, so that the input gradient of
-    ``group_conv(x, E, W)`` is ``group_conv(dOut, None, W')`` on the same map and grouping; ``None``
-    unless the map is symmetric (submanifold, odd kernel sizes) and the grouping mirror-symmetric
-    (``g(K - 1 - k)`` a function ``sigma`` of ``g(k)``, as every SW-LK partition is).
+def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "_Slots", centre: int, need_x: bool,
+                    features: Optional[Tensor], encoding: Optional[Tensor]
+                    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dx, dW)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
+    :func:`.fused_groups.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
+    (if ``need_x``; each block writes the centre's ``dOut W[centre]^T`` into its rows first) and, given the
+    forward's ``features``, ``dW[g] = A_g^T dOut[rows of g]`` with ``A`` summed again per tile (the centre's
+    ``A`` taken as ``features``: its encoding row is left to the caller)."""
+    c_x = mirrored.shape[2]
+    d_x = None
+    if need_x:
+        shape = (slots.num_out, c_x)
+        d_x = host_memory.empty(shape, grad_out.dtype) if centre >= 0 else host_memory.zeros(shape, grad_out.dtype)
+    threads = torch.get_num_threads()
+    itemsize = grad_out.element_size()
+    ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_x, itemsize), threads)
+    d_w = fused_groups.backward(grad_out, None if features is None else features.contiguous(), encoding,
+                                slots.entries, slots.bag_ptr, slots.rows, ranges, part_cuts, mirrored, d_x, centre,
+                                _inference_chunk_rows(grad_out.shape[1], c_x, itemsize), threads,
+                                int(slots.gstart[centre]) if centre >= 0 else -1)
+    return d_x, d_w
 
-    Why: ``dx[j] = sum_{(j, i) in pairs(k)} dOut[i] W[g(k)]^T``; each such pair is the pair ``(i, j)`` at
-    offset ``k' = K - 1 - k``, whose group is ``g(k')`` with ``g(k) = sigma(g(k'))``."""
+
+def _mirror_groups(kmap: KernelMap, group: np.ndarray, num_groups: int) -> Optional[np.ndarray]:
+    """``sigma [G]`` with ``g(K - 1 - k) = sigma(g(k))`` for every offset ``k``, or ``None`` unless the map is
+    symmetric (submanifold, odd kernel sizes) and the grouping mirror-symmetric (as every SW-LK partition
+    is). Groups without offsets map to themselves (they have no pairs)."""
     from .kernel_map import SUBMANIFOLD
 
     if kmap.kind != SUBMANIFOLD or any(int(k) % 2 == 0 for k in kmap.geometry.kernel_size):
         return None
-    sigma = np.full(weight.shape[0], -1, np.int64)
+    sigma = np.full(num_groups, -1, np.int64)
     for g, h in zip(group.tolist(), group[::-1].tolist()):
         if sigma[g] not in (-1, h):
             return None
         sigma[g] = h
-    sigma[sigma < 0] = np.flatnonzero(sigma < 0)  # groups without offsets: any weight (they have no pairs)
+    sigma[sigma < 0] = np.flatnonzero(sigma < 0)
+    return sigma
+
+
+def _mirrored_weight_of(weight: Tensor, sigma: np.ndarray) -> Tensor:
+    """``W' [G, C_out, C_in]`` with ``W'[g] = W[sigma(g)]^T`` (``sigma`` from :func:`_mirror_groups`), so that
+    the input gradient of ``group_conv(x, E, W)`` is ``group_conv(dOut, None, W')`` on the same map and
+    grouping.
+
+    Why: ``dx[j] = sum_{(j, i) in pairs(k)} dOut[i] W[g(k)]^T``; each such pair is the pair ``(i, j)`` at
+    offset ``k' = K - 1 - k``, whose group is ``g(k')`` with ``g(k) = sigma(g(k'))``."""
     return weight[torch.from_numpy(sigma)].transpose(1, 2).contiguous()
 
 
@@ -809,10 +853,9 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     chunk = _inference_chunk_rows(weight.shape[1], c_out, features.element_size())
     threads = torch.get_num_threads()
     if fused:
-        entries, stride, use = slots.entries_for(encoding is not None)
         ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_out, features.element_size()), threads)
-        fused_groups.accumulate(features, encoding, entries, stride, use, slots.bag_ptr, slots.rows, ranges,
-                                part_cuts, weight, out, centre, chunk, threads, keep,
+        fused_groups.accumulate(features, encoding, slots.entries, 2 if encoding is not None else 1, slots.bag_ptr,
+                                slots.rows, ranges, part_cuts, weight, out, centre, chunk, threads, keep,
                                 int(slots.gstart[centre]) if centre_in_blocks else -1)
         return out
     sizes = np.diff(slots.gstart)
