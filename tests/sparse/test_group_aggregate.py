@@ -287,7 +287,7 @@ def _record_fused_calls(monkeypatch) -> list:
         return forward(*args, **kwargs)
 
     def record_backward(*args, **kwargs):
-        calls.append(("backward", args[9] is not None, args[1] is not None))
+        calls.append(("backward", args[8] is not None, args[1] is not None))
         return backward(*args, **kwargs)
 
     monkeypatch.setattr(fused_groups, "accumulate", record_forward)

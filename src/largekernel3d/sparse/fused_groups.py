@@ -20,12 +20,11 @@ slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut i
     out[rows] += Y        rows of this block only: no other thread writes them
 
 all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`). :func:`backward` runs the
-same blocks for the gradients on a symmetric map: the input gradient is this product of ``dOut`` with the
-mirrored weights, and per tile the weight gradient ``dW[g] += A^T dOut[rows]`` sums ``A`` again from the
-forward's input (bags are cheaper to redo than to keep: writing the ``[slots, C_in]`` of ``A`` in the forward
-cost 9 ms at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB faulted in on every call) and gathers
-the ``dOut`` rows of the tile's slots while the block is in cache; each thread adds into its own ``dW``
-accumulator.
+same blocks for the gradients on a symmetric map: the bags of ``dOut`` over the same slots give the input
+gradient (times the mirrored weights) and, times the gathered ``x`` rows of the slots, the weight
+gradient, so the forward's ``A`` is not needed (writing its ``[slots, C_in]`` in the forward cost 9 ms
+at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB faulted in on every call); each thread adds
+into its own ``dW`` accumulator.
 
 The bag sums read ``x`` and ``E`` in place (no ``[x; E]`` table is built) and add ``x[j] + E[k]`` per
 pair, or without an encoding two rows at a time; LLVM vectorises them as well as FBGEMM's ``embedding_bag`` on these tables,
@@ -48,7 +47,7 @@ from torch import Tensor
 
 from . import fused_tiles, openmp_team
 
-_HEADER = 35  # int64 words of the argument block of _groups_body
+_HEADER = 33  # int64 words of the argument block of _groups_body
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
 
@@ -98,8 +97,8 @@ def _bag_sums(x, enc, n_in, entries, bag_ptr, use, s0, count, buf):
 @nb.njit(nogil=True)
 def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep, feat, grad_w):
     """This team thread's parts ``t, t + T, ...``: per row block, the centre (if ``centre_start``) then every
-    other group, by tiles; the products into ``out`` (if ``products``) and, given the forward's input
-    ``feat``, the weight gradient into this thread's accumulator ``grad_w[t]``."""
+    other group, by tiles; the products into ``out`` (if ``products``) and, given ``feat``, ``feat[rows]^T A``
+    per group into this thread's accumulator ``grad_w[t]``."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     double = h[0] != 0
     itemsize = 8 if double else 4
@@ -123,7 +122,7 @@ def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf,
                     fused_tiles._gemm(double, False, c_out, hi - lo, c_in, h[11] + centre * c_in * c_out * itemsize,
                                       c_out, h[8] + r0 * c_in * itemsize, c_in, 0, h[13] + r0 * c_out * itemsize,
                                       c_out, ints_addr, coef_addr, itemsize)
-                if hi > lo and with_w:  # dW[centre] += feat[rows]^T x[rows] (both contiguous)
+                if hi > lo and with_w:  # acc[centre] += feat[rows]^T x[rows] (both contiguous)
                     _weight_gradient(double, c_in, c_out, hi - lo, h[8] + r0 * c_in * itemsize,
                                      h[30] + r0 * c_out * itemsize, gw_addr + centre * c_out * c_in * itemsize,
                                      ints_addr, coef_addr, itemsize)
@@ -140,15 +139,13 @@ def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf,
                     else:
                         a = a_buf[t]
                         a_addr = h[24] + t * tile * c_in * itemsize
-                    if products:
-                        _bag_sums(x, enc, h[9], entries, bag_ptr, use, s, n, a)
-                        # row-major Y = A W[g] is column-major Y^T = W[g]^T A^T
+                    _bag_sums(x, enc, h[9], entries, bag_ptr, use, s, n, a)
+                    if products:  # row-major Y = A W[g] is column-major Y^T = W[g]^T A^T
                         fused_tiles._gemm(double, False, c_out, n, c_in, w_g, c_out, a_addr, c_in, 0, y_addr, c_out,
                                           ints_addr, coef_addr, itemsize)
                         fused_tiles._scatter_add(y_buf[t], rows, s, n, out)
-                    if with_w:  # dW[g] += A^T x[rows of the slots], A recomputed from feat (+ enc) into y
-                        fused_tiles._gather(x, rows, s, n, a)
-                        _bag_sums(feat, enc, h[32], entries, bag_ptr, h[33], s, n, y_buf[t])
+                    if with_w:  # acc[g] += feat[rows of the slots]^T A
+                        fused_tiles._gather(feat, rows, s, n, y_buf[t])
                         _weight_gradient(double, c_in, c_out, n, a_addr, y_addr, gw_addr + g * c_out * c_in * itemsize,
                                          ints_addr, coef_addr, itemsize)
 
@@ -165,15 +162,14 @@ def _groups_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64):
     ``[double, G, centre, blocks, parts, tile, products, use, x, N_in, C_in, W, C_out, out, N_out, entries, E,
     bag_ptr, slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep, centre_start, enc, K, feat,
-    grad_w, N_feat, use_feat, C_enc]``: flags, sizes and addresses (``enc`` ``[K, C_in]``, K may be 0);
+    grad_w, N_feat]``: flags, sizes and addresses (``enc`` ``[K, C_in]``, K may be 0);
     ``W`` ``[G, C_in, C_out]``; ``entries``, ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32;
     ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``scalars`` as in
     :mod:`.fused_tiles`; ``a_buf``/``y_buf`` ``threads`` tiles of ``[tile, C_in]`` / ``[tile, C_out]``;
     ``keep`` ``[slots, C_in]`` or 0; ``centre_start`` the first slot of the centre group when each block
     writes ``x[rows] @ W[centre]`` into its rows first (the centre's slots are the rows in order), else -1;
-    ``products`` 0 leaves ``out`` (then ``N_out`` 0) alone; ``feat`` ``[N_feat, C_out]`` (the forward's input,
-    whose bags are summed with ``use_feat``) or 0, and ``grad_w`` ``[threads, G, C_out, C_in]``: the
-    weight-gradient accumulators; ``C_enc`` the columns of ``enc`` (``C_in`` forward, ``C_out`` backward).
+    ``products`` 0 leaves ``out`` (then ``N_out`` 0) alone; ``feat`` ``[N_feat, C_out]`` or 0, and ``grad_w``
+    ``[threads, G, C_out, C_in]``: the accumulators of ``feat[rows]^T A`` per group.
     """
     h = nb.carray(block, (_HEADER,))
     ng, nblk, parts, tile, c_in, c_out, slots, threads = h[1], h[3], h[4], h[5], h[10], h[12], h[18], h[23]
@@ -184,16 +180,16 @@ def _groups_body(block):
     part_cuts = nb.carray(openmp_team.int64_pointer(h[21]), (parts + 1,))
     keep_rows = slots if h[26] != 0 else 0
     gw_threads = threads if h[30] != 0 else 0
-    c_enc, c_feat = h[34], c_out if h[30] != 0 else 0
+    c_feat = c_out if h[30] != 0 else 0
     if h[0]:
         p = openmp_team.float64_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_enc)), entries, bag_ptr, rows,
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
                    ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
                    nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)),
                    nb.carray(p(h[30]), (h[32], c_feat)), nb.carray(p(h[31]), (gw_threads, ng, c_out, c_in)))
     else:
         p = openmp_team.float32_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_enc)), entries, bag_ptr, rows,
+        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
                    ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
                    nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)),
                    nb.carray(p(h[30]), (h[32], c_feat)), nb.carray(p(h[31]), (gw_threads, ng, c_out, c_in)))
@@ -215,7 +211,7 @@ def block_rows(c_out: int, itemsize: int) -> int:
 def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
             ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Optional[Tensor], centre: int, tile: int,
             threads: int, keep: Optional[np.ndarray], centre_start: int, feat: Optional[Tensor] = None,
-            use_feat: int = 0, grad_w: Optional[np.ndarray] = None) -> None:
+            grad_w: Optional[np.ndarray] = None) -> None:
     """Run :func:`_groups_body` on ``threads`` threads of torch's team (arguments as in :func:`accumulate` and
     :func:`backward`)."""
     nblk, ng = ranges.shape[0], ranges.shape[1]
@@ -234,8 +230,7 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
                       rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data, scalars.ctypes.data,
                       threads, a_buf.ctypes.data, y_buf.ctypes.data, 0 if keep is None else keep.ctypes.data,
                       centre_start, enc.data_ptr(), enc.shape[0], 0 if feat is None else feat.data_ptr(),
-                      0 if grad_w is None else grad_w.ctypes.data, 0 if feat is None else feat.shape[0], use_feat,
-                      enc.shape[1]], np.int64)
+                      0 if grad_w is None else grad_w.ctypes.data, 0 if feat is None else feat.shape[0]], np.int64)
     openmp_team.run_on_team(_groups_body, block, threads)
 
 
@@ -256,31 +251,29 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
             centre_start)
 
 
-def backward(grad_out: Tensor, features: Optional[Tensor], encoding: Optional[Tensor], entries: np.ndarray,
-             bag_ptr: np.ndarray, rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, mirrored: Tensor,
-             grad_x: Optional[Tensor], centre: int, tile: int, threads: int, centre_start: int = -1
-             ) -> Optional[Tensor]:
+def backward(grad_out: Tensor, features: Optional[Tensor], entries: np.ndarray, bag_ptr: np.ndarray,
+             rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, mirrored: Tensor, grad_x: Optional[Tensor],
+             centre: int, tile: int, threads: int, centre_start: int = -1) -> Optional[Tensor]:
     """The backward pass of :func:`accumulate` on a symmetric map and mirror-symmetric grouping, in one
-    parallel region over the same row blocks:
+    parallel region over the same row blocks. Per tile of slots ``s`` (group ``g``, output row ``i(s)``), the
+    bags of ``grad_out`` over the slots' entries, ``B[s] = sum_{pairs (j, k) of s} grad_out[j]`` (encoding
+    rows skipped), then:
 
-    - when ``grad_x`` is given, the input gradient ``grad_x = sum_g Agg_g(grad_out) @ mirrored[g]``
-      (``mirrored[g] = W[sigma(g)]^T``): :func:`accumulate` of ``grad_out`` over the same slots, with the
-      encoding rows of the entries skipped;
-    - when the forward's ``features`` are given, returns the weight gradient ``dW [G, C_in, C_out]``,
-      ``dW[g] = sum_{slots s of g} A[s]^T grad_out[rows[s]]``: per tile, ``A`` is summed again from
-      ``features`` (``+ encoding``, as the forward did) and the ``grad_out`` rows are gathered while the row
-      block is in cache; each thread accumulates into its own ``[G, C_in, C_out]`` (summed here). The centre
-      group's ``A`` is taken as ``features`` (its encoding row is the caller's to add).
+    - when ``grad_x`` is given, ``grad_x[i(s)] += B[s] @ mirrored[g]`` (``mirrored[g] = W[sigma(g)]^T``: the
+      input gradient, as pair ``j -> i`` at offset ``k`` is pair ``i -> j`` at ``K - 1 - k``);
+    - when the forward's ``features`` are given, ``acc[g] += features[i(s)]^T B[s]``, returned as
+      ``[G, C_in, C_out]`` (each thread adds into its own, summed here). ``acc[sigma(h)]`` is the part
+      ``sum_{pairs j -> i in group h} features[j]^T grad_out[i]`` of ``dW[h]``: the weight gradient without
+      its encoding term, from the same bags as ``grad_x`` (``A`` is neither kept nor summed again).
 
-    Only when :func:`available`."""
+    The centre group's ``B`` is ``grad_out`` itself (its slots are the rows). Only when :func:`available`."""
     ng, c_out, c_in = mirrored.shape
     double = grad_out.dtype == torch.float64
     grad_w = np.empty((threads, ng, c_in, c_out), np.float64 if double else np.float32) if features is not None \
         else None
     if ranges.shape[0] > 0:
-        enc = None if features is None or encoding is None else encoding
-        _launch(grad_out, enc, entries, 1, bag_ptr, rows, ranges, part_cuts, mirrored, grad_x, centre, tile,
-                threads, None, centre_start, features, 2 if enc is not None else 1, grad_w)
+        _launch(grad_out, None, entries, 1, bag_ptr, rows, ranges, part_cuts, mirrored, grad_x, centre, tile,
+                threads, None, centre_start, features, grad_w)
     elif grad_w is not None:
         grad_w.fill(0)
     return None if grad_w is None else torch.from_numpy(grad_w).sum(dim=0)

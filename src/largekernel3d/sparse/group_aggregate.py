@@ -28,8 +28,8 @@ vectorised kernels on the CPU, run on torch's own threads): with the table ``[x;
 summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
 a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
 weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms), and where the
-products run fused the weight gradient sums the bags again in that pass instead of keeping ``A`` from the
-forward (KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 106-120 -> 77-82 ms, peak RSS 591 -> 505 MiB); otherwise it
+products run fused the weight gradient comes from the same bags of ``dOut`` in that pass instead of from an
+``A`` kept by the forward (KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 104-112 -> 71-73 ms); otherwise it
 uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
 slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
@@ -598,10 +598,17 @@ class GroupConvFunction(torch.autograd.Function):
     partition), the input gradient is the same product on the same slots, ``dx = sum_g Agg_g(dOut) @
     W[sigma(g)]^T`` (:func:`_mirrored_weight_of`), and the encoding gradient is ``dE[k] = (sum_{(j, i) in
     pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever formed. Where the products
-    run fused (:mod:`.fused_groups`), ``A`` is not kept either: the backward pass sums it again tile by tile
-    for ``dW[g] = A_g^T dOut[rows of g]``, in the same parallel region as ``dx`` (KITTI 000001 7^3 32 -> 32:
-    the forward no longer writes the 85 MB of ``A``; see the module notes). Otherwise the forward keeps ``A`` for ``dW``, and other
-    maps and groupings form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
+    run fused (:mod:`.fused_groups`), the weight gradient comes from the same bags of ``dOut`` in the same
+    pass, so ``A`` is not kept either::
+
+        dW[h] = sum_{pairs j -> i in h} (x[j] + E[k])^T dOut[i]
+              = sum_{slots s of sigma(h)} x[row(s)]^T Agg(dOut)[s]  +  sum_{k in h} E[k]^T S[k]
+
+    (a pair ``j -> i`` of group ``h`` is the pair ``i -> j`` of group ``sigma(h)``, an entry of the slot of
+    row ``j``; ``S[k]`` the sum of ``dOut`` over the pairs of offset ``k``, as for ``dE``). KITTI 000001 7^3
+    32 -> 32 fwd+bwd: 104-112 -> 71-73 ms at 2 threads, 147-161 -> 122-126 ms at 1, peak RSS 586-615 ->
+    502-504 MiB (the forward no longer writes the 85 MB of ``A``). Otherwise the forward keeps ``A`` for
+    ``dW``, and other maps and groupings form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
@@ -612,7 +619,7 @@ class GroupConvFunction(torch.autograd.Function):
         ctx.slots, ctx.kmap, ctx.group, ctx.sigma = slots, kmap, group, sigma
         ctx.centre, ctx.k_centre = _identity_group(kmap, group_np)
         ctx.fused = sigma is not None and fused_groups.available(features, weight, slots.index_dtype)
-        if ctx.fused:  # the backward sums A again per tile (no [slots, C_in] kept)
+        if ctx.fused:  # dW comes from the bags of dOut (no [slots, C_in] kept)
             ctx.save_for_backward(features, encoding, weight)
             return _group_products(features, encoding, weight, kmap, group)
         a = host_memory.empty((slots.num_slots, features.shape[1]), features.dtype)
@@ -629,14 +636,18 @@ class GroupConvFunction(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         mirrored = None if ctx.sigma is None else _mirrored_weight_of(weight, ctx.sigma)
-        d_e = _encoding_gradient(grad_out, weight, kmap, group) if need_e and mirrored is not None else None
+        sums = _offset_sums(grad_out, kmap) if mirrored is not None and (
+            need_e or (need_w and ctx.fused and encoding is not None)) else None
+        d_e = torch.bmm(sums.unsqueeze(1), weight[group].transpose(1, 2)).squeeze(1) if need_e and sums is not None \
+            else None
         if ctx.fused:
             d_x = d_w = None
             if need_x or need_w:
-                d_x, d_w = _fused_backward(grad_out, mirrored, slots, ctx.centre, need_x,
-                                           saved if need_w else None, encoding)
-            if d_w is not None and encoding is not None and ctx.centre >= 0:  # the centre's A is x + E[k_centre]
-                d_w[ctx.centre] += torch.outer(encoding[ctx.k_centre], grad_out.sum(dim=0))
+                d_x, acc = _fused_backward(grad_out, mirrored, slots, ctx.centre, need_x, saved if need_w else None)
+                if acc is not None:  # dW[h] = acc[sigma(h)] + sum_{k in h} E[k]^T (sum of dOut over pairs(k))
+                    d_w = acc[torch.from_numpy(ctx.sigma)]
+                    if encoding is not None:
+                        d_w.index_add_(0, group, encoding.unsqueeze(2) * sums.unsqueeze(1))
             return d_x, d_e, d_w, None, None
         a = saved
         d_a = None
@@ -667,13 +678,12 @@ class GroupConvFunction(torch.autograd.Function):
 
 
 def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "_Slots", centre: int, need_x: bool,
-                    features: Optional[Tensor], encoding: Optional[Tensor]
-                    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    """``(dx, dW)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
+                    features: Optional[Tensor]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dx, acc)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
     :func:`.fused_groups.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
     (if ``need_x``; each block writes the centre's ``dOut W[centre]^T`` into its rows first) and, given the
-    forward's ``features``, ``dW[g] = A_g^T dOut[rows of g]`` with ``A`` summed again per tile (the centre's
-    ``A`` taken as ``features``: its encoding row is left to the caller)."""
+    forward's ``features``, ``acc[g] = sum_{slots s of g} features[row(s)]^T Agg(dOut)[s]``: ``acc[sigma(h)]``
+    is ``dW[h]`` without its encoding term."""
     c_x = mirrored.shape[2]
     d_x = None
     if need_x:
@@ -682,11 +692,11 @@ def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "_Slots", centre:
     threads = torch.get_num_threads()
     itemsize = grad_out.element_size()
     ranges, part_cuts = slots.row_blocks(fused_groups.block_rows(c_x, itemsize), threads)
-    d_w = fused_groups.backward(grad_out, None if features is None else features.contiguous(), encoding,
-                                slots.entries, slots.bag_ptr, slots.rows, ranges, part_cuts, mirrored, d_x, centre,
+    acc = fused_groups.backward(grad_out, None if features is None else features.contiguous(), slots.entries,
+                                slots.bag_ptr, slots.rows, ranges, part_cuts, mirrored, d_x, centre,
                                 _inference_chunk_rows(grad_out.shape[1], c_x, itemsize), threads,
                                 int(slots.gstart[centre]) if centre >= 0 else -1)
-    return d_x, d_w
+    return d_x, acc
 
 
 def _mirror_groups(kmap: KernelMap, group: np.ndarray, num_groups: int) -> Optional[np.ndarray]:
@@ -716,12 +726,12 @@ def _mirrored_weight_of(weight: Tensor, sigma: np.ndarray) -> Tensor:
     return weight[torch.from_numpy(sigma)].transpose(1, 2).contiguous()
 
 
-def _encoding_gradient(grad_out: Tensor, weight: Tensor, kmap: KernelMap, group: Tensor) -> Tensor:
-    """``dE[k] = (sum_{(j, i) in pairs(k)} dOut[i]) @ W[g(k)]^T`` as ``[K, C_in]`` (one embedding bag per
-    offset over the pairs' output rows, then ``K`` small products)."""
-    sums = F.embedding_bag(kmap.pair_out, grad_out, torch.tensor(kmap.offset_starts[:-1], dtype=torch.int64),
+def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
+    """``S[k] = sum_{(j, i) in pairs(k)} dOut[i]`` as ``[K, C_out]`` (one embedding bag per offset over the pairs'
+    output rows): the encoding gradient is ``dE[k] = S[k] @ W[g(k)]^T`` and the encoding's part of the weight
+    gradient ``dW[g] += sum_{k in g} E[k]^T S[k]``."""
+    return F.embedding_bag(kmap.pair_out, grad_out, torch.tensor(kmap.offset_starts[:-1], dtype=torch.int64),
                            mode="sum")
-    return torch.bmm(sums.unsqueeze(1), weight[group].transpose(1, 2)).squeeze(1)
 
 
 def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
