@@ -296,16 +296,19 @@ def _record_fused_calls(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("wanted", [(True, False, False), (False, False, True), (False, True, False), (True, True, True)])
-def test_group_conv_fused_backward_computes_only_the_gradients_asked_for(threads, wanted, monkeypatch):
-    """The fused backward pass (SW-LK grouping) with only some of ``x``, ``E``, ``W`` requiring gradients:
-    each requested gradient matches the torch path, and the pass runs only the parts asked for (no fused
-    pass at all when only ``E`` needs one)."""
+def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(threads, fused, wanted, monkeypatch):
+    """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
+    requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts
+    asked for (none when only ``E`` needs a gradient); the forward keeps no ``[slots, C]`` bags for it."""
     from largekernel3d.sparse import fused_groups
 
-    if not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
+    if fused and not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
         pytest.skip("the fused products need a torch build with libgomp and MKL")
     calls = _record_fused_calls(monkeypatch)
+    if not fused:
+        monkeypatch.setattr(fused_groups, "available", lambda *args: False)
     monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
     monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 7)
     monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
@@ -317,13 +320,18 @@ def test_group_conv_fused_backward_computes_only_the_gradients_asked_for(threads
     leaves = [t.clone().requires_grad_(w) for t, w in zip((x.features, enc, weight), wanted)]
     with torch_threads(threads):
         out = group_conv(*leaves, kmap, group, backend="numba")
+        num_slots = ga._Slots.for_map(kmap, group.numpy(), 27, compact=True).num_slots
+        assert all(t is None or t.shape[0] != num_slots for t in out.grad_fn.saved_tensors)
         grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], up)
     ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
     ref_grads = torch.autograd.grad(group_conv(*ref_leaves, kmap, group, backend="torch"), ref_leaves, up)
     for got, expected in zip(grads, [g for g, w in zip(ref_grads, wanted) if w]):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     need_x, _, need_w = wanted
-    assert calls[1:] == ([("backward", need_x, need_w)] if need_x or need_w else [])
+    if fused:
+        assert calls[1:] == ([("backward", need_x, need_w)] if need_x or need_w else [])
+    else:
+        assert calls == []
 
 
 def test_slot_layout_memoised_on_the_kernel_map():

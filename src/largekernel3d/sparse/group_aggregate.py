@@ -27,9 +27,9 @@ vectorised kernels on the CPU, run on torch's own threads): with the table ``[x;
 ``N_in + k``), slot ``s`` is the bag of the rows ``j`` and ``N_in + k`` of its pairs, so every slot is
 summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
 a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
-weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms), and where the
-products run fused the weight gradient comes from the same bags of ``dOut`` in that pass instead of from an
-``A`` kept by the forward (KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 104-112 -> 71-73 ms); otherwise it
+weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms), and the weight
+gradient comes from the same bags of ``dOut`` in that pass instead of from an ``A`` kept by the forward
+(KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 104-112 -> 71-73 ms); otherwise it
 uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
 slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
@@ -597,9 +597,9 @@ class GroupConvFunction(torch.autograd.Function):
     j)`` at ``K - 1 - k``) and a mirror-symmetric grouping (``g(K - 1 - k) = sigma(g(k))``, every SW-LK
     partition), the input gradient is the same product on the same slots, ``dx = sum_g Agg_g(dOut) @
     W[sigma(g)]^T`` (:func:`_mirrored_weight_of`), and the encoding gradient is ``dE[k] = (sum_{(j, i) in
-    pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever formed. Where the products
-    run fused (:mod:`.fused_groups`), the weight gradient comes from the same bags of ``dOut`` in the same
-    pass, so ``A`` is not kept either::
+    pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever formed. The weight gradient
+    comes from the same bags of ``dOut`` in the same pass (:func:`_mirrored_backward`), so ``A`` is not kept
+    either::
 
         dW[h] = sum_{pairs j -> i in h} (x[j] + E[k])^T dOut[i]
               = sum_{slots s of sigma(h)} x[row(s)]^T Agg(dOut)[s]  +  sum_{k in h} E[k]^T S[k]
@@ -607,8 +607,8 @@ class GroupConvFunction(torch.autograd.Function):
     (a pair ``j -> i`` of group ``h`` is the pair ``i -> j`` of group ``sigma(h)``, an entry of the slot of
     row ``j``; ``S[k]`` the sum of ``dOut`` over the pairs of offset ``k``, as for ``dE``). KITTI 000001 7^3
     32 -> 32 fwd+bwd: 104-112 -> 71-73 ms at 2 threads, 147-161 -> 122-126 ms at 1, peak RSS 586-615 ->
-    502-504 MiB (the forward no longer writes the 85 MB of ``A``). Otherwise the forward keeps ``A`` for
-    ``dW``, and other maps and groupings form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
+    502-504 MiB (the forward no longer writes the 85 MB of ``A``). Other maps and groupings keep ``A`` for
+    ``dW``, form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
 
     @staticmethod
     def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
@@ -617,9 +617,8 @@ class GroupConvFunction(torch.autograd.Function):
         slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
         sigma = _mirror_groups(kmap, group_np, weight.shape[0])
         ctx.slots, ctx.kmap, ctx.group, ctx.sigma = slots, kmap, group, sigma
-        ctx.centre, ctx.k_centre = _identity_group(kmap, group_np)
-        ctx.fused = sigma is not None and fused_groups.available(features, weight, slots.index_dtype)
-        if ctx.fused:  # dW comes from the bags of dOut (no [slots, C_in] kept)
+        ctx.centre = _identity_group(kmap, group_np)[0]
+        if sigma is not None:  # dW comes from the backward's bags of dOut: no [slots, C_in] kept
             ctx.save_for_backward(features, encoding, weight)
             return _group_products(features, encoding, weight, kmap, group)
         a = host_memory.empty((slots.num_slots, features.shape[1]), features.dtype)
@@ -635,23 +634,13 @@ class GroupConvFunction(torch.autograd.Function):
         kmap, group = ctx.kmap, ctx.group
         grad_out = grad_out.contiguous()
         need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        mirrored = None if ctx.sigma is None else _mirrored_weight_of(weight, ctx.sigma)
-        sums = _offset_sums(grad_out, kmap) if mirrored is not None and (
-            need_e or (need_w and ctx.fused and encoding is not None)) else None
-        d_e = torch.bmm(sums.unsqueeze(1), weight[group].transpose(1, 2)).squeeze(1) if need_e and sums is not None \
-            else None
-        if ctx.fused:
-            d_x = d_w = None
-            if need_x or need_w:
-                d_x, acc = _fused_backward(grad_out, mirrored, slots, ctx.centre, need_x, saved if need_w else None)
-                if acc is not None:  # dW[h] = acc[sigma(h)] + sum_{k in h} E[k]^T (sum of dOut over pairs(k))
-                    d_w = acc[torch.from_numpy(ctx.sigma)]
-                    if encoding is not None:
-                        d_w.index_add_(0, group, encoding.unsqueeze(2) * sums.unsqueeze(1))
+        if ctx.sigma is not None:
+            d_x, d_e, d_w = _mirrored_backward(grad_out, saved, encoding, weight, kmap, group, slots, ctx.sigma,
+                                               ctx.centre, need_x, need_e, need_w)
             return d_x, d_e, d_w, None, None
         a = saved
         d_a = None
-        if (need_x or need_e) and mirrored is None:  # touched here, serially: see host_memory.touched_empty
+        if need_x or need_e:  # touched here, serially: see host_memory.touched_empty
             d_a = host_memory.touched_empty(a.shape, a.dtype)
         d_w = torch.zeros_like(weight) if need_w else None
         if d_w is not None or d_a is not None:
@@ -667,14 +656,39 @@ class GroupConvFunction(torch.autograd.Function):
                     torch.mm(g_rows, weight[g].t(), out=d_a[s:e])
                 if d_w is not None:
                     d_w[g].addmm_(a[s:e].t(), g_rows)
-        d_x = None
+        d_x = d_e = None
         if d_a is not None:
             d_x, d_e = slots.scatter(d_a, need_x, need_e)
-        elif need_x and mirrored is not None:  # the chunked bags sum a zero encoding (faster than building
-            # encoding-free entries: 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
-            zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
-            d_x = _group_products(grad_out, zero, mirrored, kmap, group)
         return d_x, d_e, d_w, None, None
+
+
+def _mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Tensor], weight: Tensor,
+                       kmap: KernelMap, group: Tensor, slots: "_Slots", sigma: np.ndarray, centre: int, need_x: bool,
+                       need_e: bool, need_w: bool) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """``(dx, dE, dW)`` of :class:`GroupConvFunction` on a symmetric map and mirror-symmetric grouping (see its
+    docstring): one product of ``dOut`` with the mirrored weights over the same slots gives ``dx`` and, from the
+    same bags, ``acc[g] = sum_{slots s of g} x[row(s)]^T Agg(dOut)[s]``; then ``dW[h] = acc[sigma(h)] +
+    sum_{k in h} E[k]^T S[k]`` and ``dE[k] = S[k] W[g(k)]^T``. Fused per row block where
+    :func:`.fused_groups.available`, else chunk by chunk (:func:`_group_products`, bags of ``[dOut; 0]``)."""
+    mirrored = _mirrored_weight_of(weight, sigma)
+    sums = _offset_sums(grad_out, kmap) if need_e or (need_w and encoding is not None) else None
+    d_e = torch.bmm(sums.unsqueeze(1), weight[group].transpose(1, 2)).squeeze(1) if need_e else None
+    d_x = acc = None
+    if fused_groups.available(grad_out, mirrored, slots.index_dtype):
+        if need_x or need_w:
+            d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None)
+    elif need_x or need_w:  # the chunked bags sum a zero encoding (faster than building encoding-free entries:
+        # 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
+        acc = grad_out.new_zeros((weight.shape[0], weight.shape[1], weight.shape[2])) if need_w else None
+        zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
+        d_x = _group_products(grad_out, zero, mirrored, kmap, group, acc=acc, acc_rows=features)
+        d_x = d_x if need_x else None
+    d_w = None
+    if acc is not None:
+        d_w = acc[torch.from_numpy(sigma)]
+        if encoding is not None:
+            d_w.index_add_(0, group, encoding.unsqueeze(2) * sums.unsqueeze(1))
+    return d_x, d_e, d_w
 
 
 def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "_Slots", centre: int, need_x: bool,
@@ -827,7 +841,8 @@ def _inference_chunk_rows(c_in: int, c_out: int, itemsize: int) -> int:
 
 
 def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group: Tensor,
-                    keep: Optional[np.ndarray] = None) -> Tensor:
+                    keep: Optional[np.ndarray] = None, acc: Optional[Tensor] = None,
+                    acc_rows: Optional[Tensor] = None) -> Tensor:
     """``out = sum_g A_g @ W[g]`` (numba path) without holding ``A`` at once: the group blocks in chunks
     (:func:`_inference_chunk_rows`), each aggregated, multiplied into a reused buffer and added into the
     output rows while both stay in cache. A centre group (identity pairs) is one dense GEMM that
@@ -837,7 +852,9 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp with MKL), the groups run
     fused per thread and row block instead (:mod:`.fused_groups`; the centre's ``x W_g`` too, written by
     each block into its own rows, unless the centre has a non-zero encoding; ``keep`` is then written by
-    the threads that own its rows)."""
+    the threads that own its rows). ``acc`` (``[G, C_r, C_in]``, chunked path only) receives ``acc[g] +=
+    acc_rows[rows of g]^T A_g`` (``acc_rows [N_out, C_r]``; the centre's ``A`` is ``features``, which needs a
+    zero centre encoding)."""
     group_np = group.numpy()
     slots = _Slots.for_map(kmap, group_np, weight.shape[0], compact=True)
     centre, k_centre = _identity_group(kmap, group_np)
@@ -868,6 +885,8 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
                                 slots.rows, ranges, part_cuts, weight, out, centre, chunk, threads, keep,
                                 int(slots.gstart[centre]) if centre_in_blocks else -1)
         return out
+    if acc is not None and centre >= 0:
+        acc[centre].addmm_(acc_rows.t(), features)
     sizes = np.diff(slots.gstart)
     if centre >= 0:
         sizes[centre] = 0
@@ -883,6 +902,8 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
         a = slots.aggregate(table, encoding is not None, s, e)
         if keep is not None:
             np.copyto(keep[s:e], a.numpy())
+        if acc is not None:
+            acc[g].addmm_(acc_rows[torch.from_numpy(slots.rows[s:e])].t(), a)
         y = buf_y[: e - s]
         torch.mm(a, weight[g], out=y)
         openmp_team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
