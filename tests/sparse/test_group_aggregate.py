@@ -297,7 +297,8 @@ def _record_fused_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("wanted", [(True, False, False), (False, False, True), (False, True, False), (True, True, True)])
+@pytest.mark.parametrize("wanted", [(True, False, False), (False, False, True), (False, True, False),
+                                    (True, True, True)])
 def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(threads, fused, wanted, monkeypatch):
     """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
     requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts

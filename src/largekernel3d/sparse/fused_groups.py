@@ -27,8 +27,8 @@ at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB faulted in on every 
 into its own ``dW`` accumulator.
 
 The bag sums read ``x`` and ``E`` in place (no ``[x; E]`` table is built) and add ``x[j] + E[k]`` per
-pair, or without an encoding two rows at a time; LLVM vectorises them as well as FBGEMM's ``embedding_bag`` on these tables,
-and the rounding differs from the bags' sequential sums within float32
+pair, or without an encoding two rows at a time; LLVM vectorises them as well as FBGEMM's
+``embedding_bag`` on these tables, and the rounding differs from the bags' sequential sums within float32
 precision. Measured in the paper-config LargeKernel3D-Seg forward on a ScanNet scene at 2 threads
 (all SW-LK layers of one shape together, against the chunked bags + ``torch.mm`` + team scatter of
 :func:`.group_aggregate._group_products`, alternating in one process): 43 k sites x 32 ch 80.5 -> 68.7
