@@ -142,7 +142,7 @@ def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype
     monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
     monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", chunk)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=8)
-    if grouping == "center1":
+    if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
     weight = torch.randn(27, 4, 5, dtype=dtype, generator=torch.Generator().manual_seed(9))
     results = []
@@ -234,14 +234,15 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("grouping", ["random", "center1"])
+@pytest.mark.parametrize("grouping", ["random", "center1", "thirds"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, grouping, dtype, monkeypatch):
     """The products on torch's team fused per row block (:mod:`.fused_groups`; small blocks and tiles here,
     so that groups span several of each) and the chunked bags + GEMM + scatter: forward (inference and
-    training, which keeps ``A``) and all gradients against the torch path, at 1, 2 and 3 threads. With the
-    mirror-symmetric ``center1`` grouping the input gradient is a fused product over the forward's bag
-    entries with their encoding rows skipped."""
+    training) and all gradients against the torch path, at 1, 2 and 3 threads. With the mirror-symmetric
+    SW-LK groupings (``center1``, whose centre group is the identity offset; ``thirds``, whose centre group
+    is not) both gradients come from one product of ``dOut`` over the forward's bag entries with their
+    encoding rows skipped; a random grouping keeps ``A`` and forms its gradient."""
     from largekernel3d.sparse import fused_groups
 
     if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
@@ -255,7 +256,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
     monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", 5)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=5)
-    if grouping == "center1":
+    if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
     weight = torch.randn(27, 4, 6, dtype=dtype, generator=torch.Generator().manual_seed(6))
     rel = 1e-12 if dtype == torch.float64 else 1e-5
@@ -272,7 +273,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     for u, v in zip((inference, out) + grads, (ref, ref) + ref_grads):
         torch.testing.assert_close(u, v, rtol=rel, atol=rel * float(v.detach().abs().max()))
     if fused:  # forward twice (bags with encodings), then the mirrored d_x and d_W in one pass
-        assert calls == [("forward", 2), ("forward", 2)] + ([("backward", True, True)] if grouping == "center1" else [])
+        assert calls == [("forward", 2), ("forward", 2)] + ([("backward", True, True)] if grouping != "random" else [])
 
 
 def _record_fused_calls(monkeypatch) -> list:
