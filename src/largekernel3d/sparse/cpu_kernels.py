@@ -9,9 +9,9 @@ Submanifold maps (``in = out + dilation * (k - kernel_size // 2)``) are found al
 sorted by ``(b, c0, c1, c2)`` fall into runs of equal ``(b, c0, c1)``. For an output line and a
 kernel row ``(k0, k1)`` the neighbour line ``(b, c0 + d0 (k0 - m0), c1 + d1 (k1 - m1))`` is found once
 in the sorted line keys (a pointer per ``k0`` that only moves forward, as lines are visited in key
-order), then a two-pointer sweep along ``c2`` emits every pair of that
-line pair (starting at the first site whose window reaches the neighbour line, stopping where the
-neighbour line ends: KITTI 7³ map 4-6 % faster). Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
+order), then a two-pointer sweep along ``c2`` emits every pair of that line pair (starting at the first
+site whose window reaches the neighbour line, stopping where the neighbour line ends: KITTI 7³ map 4-6 %
+faster). Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
 site.
 
 For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at
