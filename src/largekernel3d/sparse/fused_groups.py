@@ -15,25 +15,25 @@ part into *row blocks* of about ``_BLOCK_BYTES`` of output, so that a block of `
 while all groups add into it (and the neighbours its slots read are close together). Inside a block, the
 slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut into tiles::
 
-    bag sums into A (numba; or straight into ``keep`` when the forward keeps A for backward)
-    Y = A @ W[g]          one single-threaded MKL GEMM (see :mod:`.fused_tiles`)
-    out[rows] += Y        rows of this block only: no other thread writes them
+    bag sums into A          (or straight into ``keep`` when the forward keeps A for backward)
+    out[rows] += A @ W[g]    register panels that add each product row into its output row; rows of
+                             this block only: no other thread writes them
 
-all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`). :func:`backward` runs the
-same blocks for the gradients on a symmetric map: the bags of ``dOut`` over the same slots give the input
-gradient (times the mirrored weights) and, times the gathered ``x`` rows of the slots, the weight
-gradient, so the forward's ``A`` is not needed (writing its ``[slots, C_in]`` in the forward cost 9 ms
-at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB faulted in on every call); each thread adds
-into its own ``dW`` accumulator.
+all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`), the arithmetic in the SIMD
+kernels of :mod:`.simd_products`. :func:`backward` runs the same blocks for the gradients on a symmetric
+map: the bags of ``dOut`` over the same slots give the input gradient (times the mirrored weights) and,
+times the ``x`` rows of the slots, the weight gradient, so the forward's ``A`` is not needed (writing its
+``[slots, C_in]`` in the forward cost 9 ms at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB
+faulted in on every call); each thread adds into its own ``dW`` accumulator.
 
-The bag sums read ``x`` and ``E`` in place (no ``[x; E]`` table is built) and add ``x[j] + E[k]`` per
-pair, or without an encoding two rows at a time; LLVM vectorises them as well as FBGEMM's
-``embedding_bag`` on these tables, and the rounding differs from the bags' sequential sums within float32
-precision. Measured in the paper-config LargeKernel3D-Seg forward on a ScanNet scene at 2 threads
-(all SW-LK layers of one shape together, against the chunked bags + ``torch.mm`` + team scatter of
-:func:`.group_aggregate._group_products`, alternating in one process): 43 k sites x 32 ch 80.5 -> 68.7
-ms, 23 k x 64 ch 153 -> 136, 6.7 k x 128 ch 203 -> 184, 1.6 k x 256 ch 248 -> 230 (all SW-LK
-products 739 -> 670 ms). Single layers at 1 thread: 128 ch 199 -> 160 ms, 256 ch 204 -> 175 ms.
+History, measured: the first version of this pass summed the bags with numba loops and multiplied each
+tile with one MKL ``sgemm`` into a buffer, then scattered the buffer; against the chunked bags +
+``torch.mm`` + team scatter of :func:`.group_aggregate._group_products` it took the paper-config
+LargeKernel3D-Seg's SW-LK products at 2 threads from 739 to 670 ms. The SIMD kernels (bag sums in vector
+registers; products in register panels added straight into the output rows; the weight gradient as
+outer products read through the slots' row indices, with no gathered copy) took the products of KITTI
+000001 7^3 32 -> 32 at 1 thread from ~35 to ~23 ms (bag sums 13.6 -> 9.3 ms, alone) and the layer's
+forward + backward from ~125 to ~105 ms.
 """
 
 from __future__ import annotations
@@ -45,162 +45,99 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import fused_tiles, openmp_team
+from . import openmp_team, simd_products
 
-_HEADER = 33  # int64 words of the argument block of _groups_body
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
 
-
-@nb.njit(nogil=True, inline="always")
-def _bag_sums(x, enc, n_in, entries, bag_ptr, use, s0, count, buf):
-    """``buf[q] =`` the sum over the pairs of slot ``s0 + q`` (pairs ``bag_ptr[s] : bag_ptr[s + 1]``; a slot
-    has at least one): pair ``p`` has the entries ``2 p`` (the row ``j`` of ``x``) and ``2 p + 1`` (``n_in +
-    k`` for the row ``k`` of ``enc``). ``use`` 2 sums ``x[j] + enc[k]`` per pair; ``use`` 1 sums ``x[j]``
-    only (two pairs at a time)."""
-    c = x.shape[1]
-    if use == 2:
-        for q in range(count):
-            p0, p1 = bag_ptr[s0 + q], bag_ptr[s0 + q + 1]
-            j, k = entries[2 * p0], entries[2 * p0 + 1] - n_in
-            for i in range(c):
-                buf[q, i] = x[j, i] + enc[k, i]
-            for p in range(p0 + 1, p1):
-                j, k = entries[2 * p], entries[2 * p + 1] - n_in
-                for i in range(c):
-                    buf[q, i] += x[j, i] + enc[k, i]
-        return
-    for q in range(count):
-        base = 2 * bag_ptr[s0 + q]
-        m_end = bag_ptr[s0 + q + 1] - bag_ptr[s0 + q]
-        r0 = entries[base]
-        if m_end > 1:
-            r1 = entries[base + 2]
-            for i in range(c):
-                buf[q, i] = x[r0, i] + x[r1, i]
-            m = 2
-        else:
-            for i in range(c):
-                buf[q, i] = x[r0, i]
-            m = 1
-        while m + 1 < m_end:
-            ra, rb = entries[base + 2 * m], entries[base + 2 * m + 2]
-            for i in range(c):
-                buf[q, i] += x[ra, i] + x[rb, i]
-            m += 2
-        if m < m_end:
-            ra = entries[base + 2 * m]
-            for i in range(c):
-                buf[q, i] += x[ra, i]
+# The int64 argument block of _groups_body: flags, sizes and addresses (0 for an absent array).
+(_DOUBLE, _GROUPS, _CENTRE, _BLOCKS, _PARTS, _TILE, _USE, _X, _N_IN, _C_IN, _W, _W_STRIDE, _C_OUT, _OUT, _ENTRIES,
+ _ENC, _BAG_PTR, _SLOTS, _ROWS, _RANGES, _PART_CUTS, _A_BUF, _KEEP, _CENTRE_START, _FEAT, _GRAD_W,
+ _THREADS) = range(27)
+_HEADER = 27
 
 
 @nb.njit(nogil=True)
-def _run_parts(h, x, enc, entries, bag_ptr, rows, ranges, part_cuts, out, a_buf, y_buf, keep, feat, grad_w):
-    """This team thread's parts ``t, t + T, ...``: per row block, the centre (if ``centre_start``) then every
-    other group, by tiles; the products into ``out`` (if ``products``) and, given ``feat``, ``feat[rows]^T A``
-    per group into this thread's accumulator ``grad_w[t]``."""
+def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
+    """This team thread's parts ``t, t + T, ...``: per row block, the centre (if ``h[_CENTRE_START] >= 0``)
+    then every other group, by tiles: the bag sums, the products into ``out`` (if ``h[_OUT]``) and, given
+    ``h[_FEAT]``, ``feat[rows]^T A`` per group into this thread's accumulator ``grad_w[t]``. ``x`` (the
+    ``[N_in, C_in]`` input) also sets the element type of the SIMD kernels."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
-    double = h[0] != 0
-    itemsize = 8 if double else 4
-    ng, centre, parts, tile, products, use = h[1], h[2], h[4], h[5], h[6] != 0, h[7]
-    c_in, c_out = x.shape[1], out.shape[1]
-    coef_addr = h[22]
-    ints_addr = h[22] + 16 + fused_tiles._INTS_BYTES * t
-    y_addr = h[25] + t * tile * c_out * itemsize
-    with_keep = h[26] != 0
-    with_w = h[30] != 0
-    gw_addr = h[31] + t * ng * c_out * c_in * itemsize
-    if with_w:
+    itemsize = x.itemsize
+    ng, centre, parts, tile, c_in, c_out = h[_GROUPS], h[_CENTRE], h[_PARTS], h[_TILE], h[_C_IN], h[_C_OUT]
+    x_addr, w_addr, w_stride, out_addr, feat_addr = h[_X], h[_W], h[_W_STRIDE], h[_OUT], h[_FEAT]
+    with_enc, centre_start = h[_USE] == 2, h[_CENTRE_START]
+    w_bytes = c_in * w_stride * itemsize  # one group's (padded) weight
+    gw_bytes = c_out * c_in * itemsize  # one group's weight gradient
+    gw_addr = h[_GRAD_W] + t * ng * gw_bytes
+    if feat_addr != 0:
         for u in range(t, grad_w.shape[0], nt):  # every accumulator, also if the team has fewer threads
             grad_w[u] = 0
     for part in range(t, parts, nt):
         for blk in range(part_cuts[part], part_cuts[part + 1]):
-            if h[27] >= 0:  # the centre group's slots are the rows: out[rows] = x[rows] @ W[centre]
+            if centre_start >= 0:  # the centre group's slots are the rows: out[rows] = x[rows] @ W[centre]
                 lo, hi = ranges[blk, centre, 0], ranges[blk, centre, 1]
-                r0 = lo - h[27]
-                if hi > lo and products:
-                    fused_tiles._gemm(double, False, c_out, hi - lo, c_in, h[11] + centre * c_in * c_out * itemsize,
-                                      c_out, h[8] + r0 * c_in * itemsize, c_in, 0, h[13] + r0 * c_out * itemsize,
-                                      c_out, ints_addr, coef_addr, itemsize)
-                if hi > lo and with_w:  # acc[centre] += feat[rows]^T x[rows] (both contiguous)
-                    _weight_gradient(double, c_in, c_out, hi - lo, h[8] + r0 * c_in * itemsize,
-                                     h[30] + r0 * c_out * itemsize, gw_addr + centre * c_out * c_in * itemsize,
-                                     ints_addr, coef_addr, itemsize)
+                r0 = lo - centre_start
+                x_rows = x_addr + r0 * c_in * itemsize
+                if hi > lo and out_addr != 0:
+                    simd_products.dense_products(x, x_rows, hi - lo, c_in, w_addr + centre * w_bytes, w_stride,
+                                                 out_addr + r0 * c_out * itemsize, c_out, False)
+                if hi > lo and feat_addr != 0:  # acc[centre] += feat[rows]^T x[rows] (both contiguous)
+                    simd_products.outer_products(x, feat_addr, c_out, 0, r0, hi - lo, x_rows, c_in,
+                                                 gw_addr + centre * gw_bytes)
             for g in range(ng):
                 if g == centre:
                     continue
-                w_g = h[11] + g * c_in * c_out * itemsize
                 hi = ranges[blk, g, 1]
                 for s in range(ranges[blk, g, 0], hi, tile):
                     n = min(hi - s, tile)
-                    if with_keep:
-                        a = keep[s:s + n]
-                        a_addr = h[26] + s * c_in * itemsize
-                    else:
-                        a = a_buf[t]
-                        a_addr = h[24] + t * tile * c_in * itemsize
-                    _bag_sums(x, enc, h[9], entries, bag_ptr, use, s, n, a)
-                    if products:  # row-major Y = A W[g] is column-major Y^T = W[g]^T A^T
-                        fused_tiles._gemm(double, False, c_out, n, c_in, w_g, c_out, a_addr, c_in, 0, y_addr, c_out,
-                                          ints_addr, coef_addr, itemsize)
-                        fused_tiles._scatter_add(y_buf[t], rows, s, n, out)
-                    if with_w:  # acc[g] += feat[rows of the slots]^T A
-                        fused_tiles._gather(feat, rows, s, n, y_buf[t])
-                        _weight_gradient(double, c_in, c_out, n, a_addr, y_addr, gw_addr + g * c_out * c_in * itemsize,
-                                         ints_addr, coef_addr, itemsize)
-
-
-@nb.njit(nogil=True, inline="always")
-def _weight_gradient(double, c_in, c_out, n, x_addr, a_addr, gw_addr, ints_addr, coef_addr, itemsize):
-    """Row-major ``D[c_out, c_in] += A^T X`` for ``n`` rows of ``X [n, c_in]`` at ``x_addr`` and ``A [n, c_out]``
-    at ``a_addr``: column-major ``D^T [c_in, c_out] += X^T A``."""
-    fused_tiles._gemm(double, True, c_in, c_out, n, x_addr, c_in, a_addr, c_out, 1, gw_addr, c_in, ints_addr,
-                      coef_addr, itemsize)
+                    a_addr = h[_KEEP] + s * c_in * itemsize if h[_KEEP] != 0 else \
+                        h[_A_BUF] + t * tile * c_in * itemsize
+                    simd_products.bag_sums(x, x_addr, h[_ENC], c_in, h[_ENTRIES], bag_ptr, h[_N_IN], with_enc, s, n,
+                                           a_addr)
+                    if out_addr != 0:
+                        simd_products.scatter_products(x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr,
+                                                       c_out, rows, s, True)
+                    if feat_addr != 0:  # acc[g] += feat[rows of the slots]^T A
+                        simd_products.outer_products(x, feat_addr, c_out, h[_ROWS] + 4 * s, 0, n, a_addr, c_in,
+                                                     gw_addr + g * gw_bytes)
 
 
 def _groups_body(block):
-    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64):
-    ``[double, G, centre, blocks, parts, tile, products, use, x, N_in, C_in, W, C_out, out, N_out, entries, E,
-    bag_ptr, slots, rows, ranges, part_cuts, scalars, threads, a_buf, y_buf, keep, centre_start, enc, K, feat,
-    grad_w, N_feat]``: flags, sizes and addresses (``enc`` ``[K, C_in]``, K may be 0);
-    ``W`` ``[G, C_in, C_out]``; ``entries``, ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32;
-    ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``scalars`` as in
-    :mod:`.fused_tiles`; ``a_buf``/``y_buf`` ``threads`` tiles of ``[tile, C_in]`` / ``[tile, C_out]``;
-    ``keep`` ``[slots, C_in]`` or 0; ``centre_start`` the first slot of the centre group when each block
-    writes ``x[rows] @ W[centre]`` into its rows first (the centre's slots are the rows in order), else -1;
-    ``products`` 0 leaves ``out`` (then ``N_out`` 0) alone; ``feat`` ``[N_feat, C_out]`` or 0, and ``grad_w``
-    ``[threads, G, C_out, C_in]``: the accumulators of ``feat[rows]^T A`` per group.
-    """
+    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64, the
+    ``_HEADER`` words named above): ``x`` ``[N_in, C_in]``; ``W`` ``[G, C_in, W_stride]`` (the weight padded
+    by :func:`.simd_products.padded_weight`); ``out`` ``[*, C_out]`` or 0 (then no products); ``entries``,
+    ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32; ``enc`` ``[K, C_in]`` (read when ``use`` is
+    2); ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``a_buf`` ``threads`` tiles of
+    ``[tile, C_in]``; ``keep`` ``[slots, C_in]`` or 0; ``centre_start`` the first slot of the centre group
+    when each block writes ``x[rows] @ W[centre]`` into its rows first (the centre's slots are the rows in
+    order), else -1; ``feat`` ``[*, C_out]`` or 0, and ``grad_w`` ``[threads, G, C_out, C_in]``: the
+    accumulators of ``feat[rows]^T A`` per group."""
     h = nb.carray(block, (_HEADER,))
-    ng, nblk, parts, tile, c_in, c_out, slots, threads = h[1], h[3], h[4], h[5], h[10], h[12], h[18], h[23]
-    entries = nb.carray(openmp_team.int32_pointer(h[15]), (h[16],))
-    bag_ptr = nb.carray(openmp_team.int32_pointer(h[17]), (slots + 1,))
-    rows = nb.carray(openmp_team.int32_pointer(h[19]), (slots,))
-    ranges = nb.carray(openmp_team.int64_pointer(h[20]), (nblk, ng, 2))
-    part_cuts = nb.carray(openmp_team.int64_pointer(h[21]), (parts + 1,))
-    keep_rows = slots if h[26] != 0 else 0
-    gw_threads = threads if h[30] != 0 else 0
-    c_feat = c_out if h[30] != 0 else 0
-    if h[0]:
+    ng, nblk, parts, slots, threads = h[_GROUPS], h[_BLOCKS], h[_PARTS], h[_SLOTS], h[_THREADS]
+    bag_ptr = nb.carray(openmp_team.int32_pointer(h[_BAG_PTR]), (slots + 1,))
+    rows = nb.carray(openmp_team.int32_pointer(h[_ROWS]), (slots,))
+    ranges = nb.carray(openmp_team.int64_pointer(h[_RANGES]), (nblk, ng, 2))
+    part_cuts = nb.carray(openmp_team.int64_pointer(h[_PART_CUTS]), (parts + 1,))
+    gw_threads = threads if h[_FEAT] != 0 else 0
+    x_shape, gw_shape = (h[_N_IN], h[_C_IN]), (gw_threads, ng, h[_C_OUT], h[_C_IN])
+    if h[_DOUBLE]:
         p = openmp_team.float64_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
-                   ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
-                   nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)),
-                   nb.carray(p(h[30]), (h[32], c_feat)), nb.carray(p(h[31]), (gw_threads, ng, c_out, c_in)))
+        _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[_GRAD_W]), gw_shape))
     else:
         p = openmp_team.float32_pointer
-        _run_parts(h, nb.carray(p(h[8]), (h[9], c_in)), nb.carray(p(h[28]), (h[29], c_in)), entries, bag_ptr, rows,
-                   ranges, part_cuts, nb.carray(p(h[13]), (h[14], c_out)), nb.carray(p(h[24]), (threads, tile, c_in)),
-                   nb.carray(p(h[25]), (threads, tile, c_out)), nb.carray(p(h[26]), (keep_rows, c_in)),
-                   nb.carray(p(h[30]), (h[32], c_feat)), nb.carray(p(h[31]), (gw_threads, ng, c_out, c_in)))
+        _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[_GRAD_W]), gw_shape))
 
 
 def available(x: Tensor, weight: Tensor, index_dtype) -> bool:
     """True when :func:`accumulate` can run: CPU float32/float64 ``x``/``weight`` of one dtype, int32 slot
-    indices, torch on GNU libgomp with MKL."""
+    indices, torch on GNU libgomp (whose team runs the parts)."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
         return False
-    return index_dtype == np.int32 and openmp_team.team_available() and fused_tiles._torch_blas()
+    return index_dtype == np.int32 and openmp_team.team_available()
 
 
 def block_rows(c_out: int, itemsize: int) -> int:
@@ -215,22 +152,23 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
     """Run :func:`_groups_body` on ``threads`` threads of torch's team (arguments as in :func:`accumulate` and
     :func:`backward`)."""
     nblk, ng = ranges.shape[0], ranges.shape[1]
-    double = x.dtype == torch.float64
-    dtype = np.float64 if double else np.float32
     c_in, c_out = x.shape[1], weight.shape[2]
     enc = x.new_empty((0, c_in)) if enc is None else enc.contiguous()
-    weight = weight.contiguous()
-    parts = part_cuts.shape[0] - 1
+    padded = simd_products.padded_weight(weight.detach().contiguous().numpy())
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
-    y_buf = np.empty(threads * tile * c_out, dtype)
-    scalars = fused_tiles.blas_scalars(threads, dtype)
-    block = np.array([int(double), ng, centre, nblk, parts, tile, int(out is not None), use, x.data_ptr(),
-                      x.shape[0], c_in, weight.data_ptr(), c_out, 0 if out is None else out.data_ptr(),
-                      0 if out is None else out.shape[0], entries.ctypes.data, entries.shape[0], bag_ptr.ctypes.data,
-                      rows.shape[0], rows.ctypes.data, ranges.ctypes.data, part_cuts.ctypes.data, scalars.ctypes.data,
-                      threads, a_buf.ctypes.data, y_buf.ctypes.data, 0 if keep is None else keep.ctypes.data,
-                      centre_start, enc.data_ptr(), enc.shape[0], 0 if feat is None else feat.data_ptr(),
-                      0 if grad_w is None else grad_w.ctypes.data, 0 if feat is None else feat.shape[0]], np.int64)
+    fields = {_DOUBLE: int(x.dtype == torch.float64), _GROUPS: ng, _CENTRE: centre, _BLOCKS: nblk,
+              _PARTS: part_cuts.shape[0] - 1, _TILE: tile, _USE: use, _X: x.data_ptr(), _N_IN: x.shape[0],
+              _C_IN: c_in, _W: padded.ctypes.data, _W_STRIDE: padded.shape[2], _C_OUT: c_out,
+              _OUT: 0 if out is None else out.data_ptr(), _ENTRIES: entries.ctypes.data, _ENC: enc.data_ptr(),
+              _BAG_PTR: bag_ptr.ctypes.data, _SLOTS: rows.shape[0], _ROWS: rows.ctypes.data,
+              _RANGES: ranges.ctypes.data, _PART_CUTS: part_cuts.ctypes.data, _A_BUF: a_buf.ctypes.data,
+              _KEEP: 0 if keep is None else keep.ctypes.data, _CENTRE_START: centre_start,
+              _FEAT: 0 if feat is None else feat.data_ptr(), _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data,
+              _THREADS: threads}
+    block = np.zeros(_HEADER, np.int64)
+    for index, value in fields.items():
+        block[index] = value
     openmp_team.run_on_team(_groups_body, block, threads)
 
 
@@ -238,9 +176,9 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
                rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int,
                tile: int, threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
     """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
-    of its pairs' ``x[j]`` (``+ enc[k]``; see :func:`_bag_sums` for the entries and ``use``), on
-    ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are the slots of each group in each row
-    block and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]``
+    of its pairs' ``x[j] + enc[k]`` (``use`` 2) or ``x[j]`` (``use`` 1; the entries as in
+    :func:`.simd_products.bag_sums`), on ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are
+    the slots of each group in each row block and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]``
     (:meth:`.group_aggregate._Slots.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
     (``[slots, C_in]``) receives ``A``. With ``centre_start >= 0`` (the first slot of the identity centre
     group, whose slots are the output rows in order) each row block first sets its rows ``out[r] = x[r] @

@@ -19,8 +19,8 @@ Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggreg
 ``(i, g)`` with at least one active neighbour get a row (on LiDAR scans about 7 of the 27 groups of a 7^3
 window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
 ``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows. Where torch runs on
-libgomp with MKL, those products run fused per thread and row block on torch's team instead (bag sums,
-GEMM and row adds of a block in one thread's cache; :mod:`.fused_groups`).
+libgomp, those products run fused per thread and row block on torch's team instead (bag sums, products
+and row adds of a block in one thread's cache, in SIMD registers; :mod:`.fused_groups`).
 
 The sums themselves are *embedding bags* (``torch.nn.functional.embedding_bag(mode="sum")``, FBGEMM's
 vectorised kernels on the CPU, run on torch's own threads): with the table ``[x; E]`` (rows ``j`` and
@@ -871,7 +871,7 @@ def _group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor
     initialises the output: ``out = x W_g + E[k] W_g``. ``keep`` (``[slots, C_in]``, for the backward pass)
     receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
     that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). Where
-    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp with MKL), the groups run
+    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp), the groups run
     fused per thread and row block instead (:mod:`.fused_groups`; the centre's ``x W_g`` too, written by
     each block into its own rows, unless the centre has a non-zero encoding; ``keep`` is then written by
     the threads that own its rows). ``acc`` (``[G, C_r, C_in]``, chunked path only) receives ``acc[g] +=
