@@ -246,7 +246,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     from largekernel3d.sparse import fused_groups
 
     if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
-        pytest.skip("the fused products need a torch build with libgomp and MKL")
+        pytest.skip("the fused products need a torch build with libgomp")
     calls = _record_fused_calls(monkeypatch) if fused else None
     if fused:
         monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
@@ -307,7 +307,7 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
     from largekernel3d.sparse import fused_groups
 
     if fused and not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
-        pytest.skip("the fused products need a torch build with libgomp and MKL")
+        pytest.skip("the fused products need a torch build with libgomp")
     calls = _record_fused_calls(monkeypatch)
     if not fused:
         monkeypatch.setattr(fused_groups, "available", lambda *args: False)

@@ -40,6 +40,12 @@ def _outer(f, index, row0, b, d, indexed):
                                  b.shape[0], b.ctypes.data, b.shape[1], d.ctypes.data)
 
 
+@nb.njit
+def _outer_both_indexed(f, index, b, b_index, d):
+    simd_products.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data, 0, index.shape[0], b.ctypes.data,
+                                 b.shape[1], d.ctypes.data, b_index.ctypes.data)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c_out", COLUMNS)
 def test_scatter_and_dense_products_match_numpy(dtype, c_out):
@@ -110,6 +116,10 @@ def test_outer_products_match_numpy(dtype, n_f):
             d = d0.copy()
             _outer(f, index, 3, b, d, False)
             np.testing.assert_allclose(d, d0 + f[3:3 + n].T @ b, atol=_tolerance(dtype))
+            b_index = rng.integers(0, max(n, 1), n).astype(np.int32)
+            d = d0.copy()
+            _outer_both_indexed(f, index, b, b_index, d)
+            np.testing.assert_allclose(d, d0 + f[index].T @ b[b_index], atol=_tolerance(dtype))
 
 
 def test_padded_weight_pads_columns_to_whole_vectors_with_zeros():
@@ -121,3 +131,24 @@ def test_padded_weight_pads_columns_to_whole_vectors_with_zeros():
     even = np.ones((3, 16), np.float64)
     assert simd_products.padded_weight(even).shape == (3, 16)
     assert simd_products.padded_columns(9, 8) == 16 and simd_products.lanes(4) == 16
+
+
+@nb.njit
+def _pairs(x, src, dst, s0, n, w, out):
+    simd_products.pair_products(x, x.ctypes.data, src, dst, s0, n, x.shape[1], w.ctypes.data, w.shape[1],
+                                out.ctypes.data, out.shape[1], True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c_out", [3, 32, 70])
+def test_pair_products_read_rows_in_place(dtype, c_out):
+    rng = np.random.default_rng(c_out)
+    x = rng.standard_normal((15, 9)).astype(dtype)
+    w = rng.standard_normal((9, c_out)).astype(dtype)
+    src = rng.integers(0, 15, 11).astype(np.int32)
+    dst = rng.integers(0, 6, 11).astype(np.int32)
+    out = rng.standard_normal((6, c_out)).astype(dtype)
+    expected = out.astype(np.float64)
+    np.add.at(expected, dst[1:], x[src[1:]].astype(np.float64) @ w)
+    _pairs(x, src, dst, 1, 10, simd_products.padded_weight(w), out)
+    np.testing.assert_allclose(out, expected, atol=_tolerance(dtype))

@@ -12,15 +12,15 @@ and the backward pass reuses the same primitive on the adjoint map::
 
 Dataflow, chosen by :func:`~.kernel_map.choose_backend` on the feature device/dtype:
 
-* ``"numba"`` (CPU, float32/64), ungrouped, where torch runs on libgomp with MKL (the Linux wheels):
+* ``"numba"`` (CPU, float32/64), ungrouped, where torch runs on libgomp (the Linux wheels):
   :mod:`.fused_tiles`. The output rows are split into ``_PARTS_PER_THREAD`` ranges per thread and each
   offset's pairs bucketed by range (memoised on the map). Every thread of torch's OpenMP team takes a
   run of parts; per part it writes the product of the offset whose pairs are the identity ``(r, r)``
-  (the centre of a submanifold map) into the part's rows (added to the bias, if any), then runs the
-  part's tiles from gather through a single-threaded MKL GEMM to the scatter-add, all in one parallel
-  region. The backward pass does the same over the adjoint split (input-row ranges), gathering
-  ``d_out`` once per tile for ``d_in`` and for the thread's own ``d_W`` accumulator.
-* ``"numba"`` otherwise (grouped weights, other BLAS): the offset-major pair list is cut into *tiles* of
+  (the centre of a submanifold map) into the part's rows (added to the bias, if any), then adds every
+  other offset's pairs with the SIMD register panels of :mod:`.simd_products` (rows read and added in
+  place), all in one parallel region. The backward pass does the same over the adjoint split (input-row
+  ranges) for ``d_in``, and the thread's own ``d_W`` accumulator takes the indexed outer products.
+* ``"numba"`` otherwise (grouped weights, torch without libgomp): the offset-major pair list is cut into *tiles* of
   consecutive pairs (about 1 MiB of gathered rows, so they stay in cache). Per tile: one gather of the
   source rows into a reused buffer (the serial numba loop on one thread, ``torch.index_select`` on
   torch's threads otherwise), one ``torch.mm`` per offset segment of the tile into a second
@@ -212,8 +212,7 @@ def _ggs_fused(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: in
         out = _init_out(x, num_out, c_out, bias)
     threads = torch.get_num_threads()
     split = _row_split(kmap, adjoint, threads)
-    fused_tiles.accumulate(x, w, split, out, _tile_rows(max(x.shape[1], c_out), x.element_size()), threads,
-                           identity, add_identity=bias is not None)
+    fused_tiles.accumulate(x, w, split, out, threads, identity, add_identity=bias is not None)
     return out
 
 
@@ -274,8 +273,7 @@ def _backward_fused(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
         grad_x = host_memory.zeros((kmap.num_in, w.shape[1]), x.dtype)
     threads = torch.get_num_threads()
     split = _row_split(kmap, True, threads)
-    tile = _tile_rows(max(w.shape[1], w.shape[2]), x.element_size())
-    grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, tile, threads, identity)
+    grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, threads, identity)
     if need_w:
         if identity >= 0:
             grad_w[identity] += x.t().mm(grad_out)

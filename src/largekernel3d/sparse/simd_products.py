@@ -126,25 +126,25 @@ def _float_array(marker) -> bool:
 
 
 def _panel_intrinsic(rows: int, vectors: int):
-    """The intrinsic ``panel(marker, a_addr, a_stride, w_addr, w_stride, k, n_cols, accumulate, outs)``:
-    for ``r < rows`` (``outs`` a tuple of ``rows`` row addresses) ``out_r[0:n_cols] (+)= sum_{q < k}
-    a[r a_stride + q] * W[q w_stride + 0 : n_cols]``; ``marker`` is any array of the element type (float32
-    or float64), addresses are in bytes and strides in elements; ``n_cols <= vectors L`` and every row of
-    ``W`` readable for ``vectors L`` elements."""
+    """The intrinsic ``panel(marker, a_rows, w_addr, w_stride, k, n_cols, accumulate, outs)``: for ``r <
+    rows`` (``a_rows`` and ``outs`` tuples of ``rows`` row addresses) ``out_r[0:n_cols] (+)= sum_{q < k}
+    a_r[q] * W[q w_stride + 0 : n_cols]``; ``marker`` is any array of the element type (float32 or
+    float64), addresses are in bytes and strides in elements; ``n_cols <= vectors L`` and every row of ``W``
+    readable for ``vectors L`` elements."""
 
     @intrinsic
-    def panel(typingctx, marker, a_addr, a_stride, w_addr, w_stride, k, n_cols, accumulate, outs):
+    def panel(typingctx, marker, a_rows, w_addr, w_stride, k, n_cols, accumulate, outs):
         if not _float_array(marker):
             return None
         double = marker.dtype == types.float64
-        sig = types.void(marker, types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                         types.boolean, types.UniTuple(types.int64, rows))
+        sig = types.void(marker, types.UniTuple(types.int64, rows), types.int64, types.int64, types.int64,
+                         types.int64, types.boolean, types.UniTuple(types.int64, rows))
 
         def codegen(context, builder, signature, args):
-            _, a_addr, a_stride, w_addr, w_stride, k, n_cols, accumulate, outs = args
+            _, a_tuple, w_addr, w_stride, k, n_cols, accumulate, outs = args
             vx = _Vectors(builder, double)
             acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
-            a_rows = [vx.element(a_addr, builder.mul(a_stride, ir.Constant(_I64, r))) for r in range(rows)]
+            a_rows = [builder.extract_value(a_tuple, r) for r in range(rows)]
             with cgutils.for_range(builder, k) as loop:
                 q = loop.index
                 w_row = vx.element(w_addr, builder.mul(q, w_stride))
@@ -225,41 +225,45 @@ def _bag_intrinsic(vectors: int):
 
 
 def _outer_intrinsic(rows: int, vectors: int):
-    """The intrinsic ``outer(marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, d_addr, d_stride,
-    n_r, n_cols)``: for ``r < n_r <= rows`` ``D[r, 0:n_cols] += sum_{q < n} F[i_q, r] * B[q, 0:n_cols]`` with
-    ``i_q = index[q]`` (int32 at ``index_addr``) or, if ``index_addr`` is 0, ``i_q = row0 + q``; ``F``, ``B`` and
-    ``D`` row-major with strides ``f_stride``, ``b_stride``, ``d_stride`` (elements; addresses in bytes,
-    element type of ``marker``); ``n_cols <= vectors L``."""
+    """The intrinsic ``outer(marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr,
+    d_addr, d_stride, n_r, n_cols)``: for ``r < n_r <= rows`` ``D[r, 0:n_cols] += sum_{q < n} F[i_q, r] *
+    B[j_q, 0:n_cols]`` with ``i_q = index[q]`` (int32 at ``index_addr``) or, if ``index_addr`` is 0, ``i_q =
+    row0 + q``, and ``j_q = b_index[q]`` or ``q``; ``F``, ``B`` and ``D`` row-major with strides ``f_stride``,
+    ``b_stride``, ``d_stride`` (elements; addresses in bytes, element type of ``marker``); ``n_cols <=
+    vectors L``."""
 
     @intrinsic
-    def outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, d_addr, d_stride, n_r,
-              n_cols):
+    def outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr,
+              d_stride, n_r, n_cols):
         if not _float_array(marker):
             return None
         double = marker.dtype == types.float64
-        sig = types.void(marker, *([types.int64] * 11))
+        sig = types.void(marker, *([types.int64] * 12))
 
         def codegen(context, builder, signature, args):
-            _, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, d_addr, d_stride, n_r, n_cols = args
+            _, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr, d_stride, n_r, \
+                n_cols = args
             vx = _Vectors(builder, double)
             i32 = ir.IntType(32)
             acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
             last = builder.sub(n_r, ir.Constant(_I64, 1))
             columns = [builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_r), ir.Constant(_I64, r), last)
                        for r in range(rows)]  # rows past n_r read row n_r - 1 and are not stored
-            indexed = builder.icmp_signed("!=", index_addr, ir.Constant(_I64, 0))
+
+            def row_index(q, index, default):  # index[q] (int32) if ``index`` is not 0, else ``default``
+                value = cgutils.alloca_once_value(builder, default)
+                with builder.if_then(builder.icmp_signed("!=", index, ir.Constant(_I64, 0)), likely=True):
+                    p = builder.inttoptr(builder.add(index, builder.mul(q, ir.Constant(_I64, 4))), i32.as_pointer())
+                    builder.store(builder.sext(builder.load(p, align=4), _I64), value)
+                return builder.load(value)
             full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
             with builder.if_else(full, likely=True) as (whole, partial):
                 for branch, cols in ((whole, None), (partial, n_cols)):
                     with branch, cgutils.for_range(builder, n) as loop:
                         q = loop.index
-                        i = cgutils.alloca_once_value(builder, builder.add(row0, q))
-                        with builder.if_then(indexed, likely=True):
-                            p = builder.inttoptr(builder.add(index_addr, builder.mul(q, ir.Constant(_I64, 4))),
-                                                 i32.as_pointer())
-                            builder.store(builder.sext(builder.load(p, align=4), _I64), i)
-                        f_row = vx.element(f_addr, builder.mul(builder.load(i), f_stride))
-                        b_row = vx.element(b_addr, builder.mul(q, b_stride))
+                        i = row_index(q, index_addr, builder.add(row0, q))
+                        f_row = vx.element(f_addr, builder.mul(i, f_stride))
+                        b_row = vx.element(b_addr, builder.mul(row_index(q, b_index_addr, q), b_stride))
                         b = [vx.load(b_row, v, cols) for v in range(vectors)]
                         for r in range(rows):
                             f = vx.splat(vx.scalar(vx.element(f_row, columns[r])))
@@ -285,10 +289,11 @@ _O1, _O2, _O3, _O4 = (_outer_intrinsic(OUTER_ROWS, v) for v in range(1, MAX_VECT
 
 
 @nb.njit(nogil=True, inline="always")
-def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr):
-    """``D += F[i_q]^T B`` summed over ``q < n``: ``D`` ``[n_f, c_b]``, ``F`` rows of ``n_f`` columns (``i_q =
-    index[q]``, int32 at ``index_addr``, or ``row0 + q`` if ``index_addr`` is 0), ``B`` ``[n, c_b]``; all
-    row-major (addresses in bytes; element type of ``marker``)."""
+def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr, b_index_addr=0):
+    """``D += F[i_q]^T B[j_q]`` summed over ``q < n``: ``D`` ``[n_f, c_b]``, ``F`` rows of ``n_f`` columns (``i_q
+    = index[q]``, int32 at ``index_addr``, or ``row0 + q`` if ``index_addr`` is 0), ``B`` rows of ``c_b``
+    columns (``j_q = b_index[q]`` at ``b_index_addr``, or ``q``); all row-major (addresses in bytes; element
+    type of ``marker``)."""
     itemsize = marker.itemsize
     width = VECTOR_BYTES // itemsize
     for a0 in range(0, n_f, OUTER_ROWS):
@@ -298,13 +303,13 @@ def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr
             v = (m + width - 1) // width
             f, b, d = f_addr + a0 * itemsize, b_addr + c0 * itemsize, d_addr + (a0 * c_b + c0) * itemsize
             if v == 4:
-                _O4(marker, f, n_f, index_addr, row0, n, b, c_b, d, c_b, n_r, m)
+                _O4(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
             elif v == 3:
-                _O3(marker, f, n_f, index_addr, row0, n, b, c_b, d, c_b, n_r, m)
+                _O3(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
             elif v == 2:
-                _O2(marker, f, n_f, index_addr, row0, n, b, c_b, d, c_b, n_r, m)
+                _O2(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
             else:
-                _O1(marker, f, n_f, index_addr, row0, n, b, c_b, d, c_b, n_r, m)
+                _O1(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
 
 
 @nb.njit(nogil=True, inline="always")
@@ -333,8 +338,9 @@ def bag_sums(marker, x_addr, enc_addr, c, entries_addr, bag_ptr, n_in, with_enc,
 
 
 @nb.njit(nogil=True, inline="always")
-def _columns(marker, a_addr, a_stride, w_addr, w_stride, k, c_out, accumulate, outs, itemsize):
-    """All ``c_out`` columns of ``PANEL_ROWS`` rows (``outs``), ``MAX_VECTORS`` vectors per pass."""
+def _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, itemsize):
+    """All ``c_out`` columns of ``PANEL_ROWS`` rows (``a_rows`` -> ``outs``), ``MAX_VECTORS`` vectors per
+    pass."""
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
         n = min(c_out - c0, MAX_VECTORS * width)
@@ -342,17 +348,17 @@ def _columns(marker, a_addr, a_stride, w_addr, w_stride, k, c_out, accumulate, o
         w = w_addr + c0 * itemsize
         o = (outs[0] + c0 * itemsize, outs[1] + c0 * itemsize, outs[2] + c0 * itemsize, outs[3] + c0 * itemsize)
         if v == 4:
-            _P4V4(marker, a_addr, a_stride, w, w_stride, k, n, accumulate, o)
+            _P4V4(marker, a_rows, w, w_stride, k, n, accumulate, o)
         elif v == 3:
-            _P4V3(marker, a_addr, a_stride, w, w_stride, k, n, accumulate, o)
+            _P4V3(marker, a_rows, w, w_stride, k, n, accumulate, o)
         elif v == 2:
-            _P4V2(marker, a_addr, a_stride, w, w_stride, k, n, accumulate, o)
+            _P4V2(marker, a_rows, w, w_stride, k, n, accumulate, o)
         else:
-            _P4V1(marker, a_addr, a_stride, w, w_stride, k, n, accumulate, o)
+            _P4V1(marker, a_rows, w, w_stride, k, n, accumulate, o)
 
 
 @nb.njit(nogil=True, inline="always")
-def _columns1(marker, a_addr, w_addr, w_stride, k, c_out, accumulate, out, itemsize):
+def _columns1(marker, a_row, w_addr, w_stride, k, c_out, accumulate, out, itemsize):
     """All ``c_out`` columns of one row."""
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
@@ -361,32 +367,55 @@ def _columns1(marker, a_addr, w_addr, w_stride, k, c_out, accumulate, out, items
         w = w_addr + c0 * itemsize
         o = (out + c0 * itemsize,)
         if v == 4:
-            _P1V4(marker, a_addr, 0, w, w_stride, k, n, accumulate, o)
+            _P1V4(marker, (a_row,), w, w_stride, k, n, accumulate, o)
         elif v == 3:
-            _P1V3(marker, a_addr, 0, w, w_stride, k, n, accumulate, o)
+            _P1V3(marker, (a_row,), w, w_stride, k, n, accumulate, o)
         elif v == 2:
-            _P1V2(marker, a_addr, 0, w, w_stride, k, n, accumulate, o)
+            _P1V2(marker, (a_row,), w, w_stride, k, n, accumulate, o)
         else:
-            _P1V1(marker, a_addr, 0, w, w_stride, k, n, accumulate, o)
+            _P1V1(marker, (a_row,), w, w_stride, k, n, accumulate, o)
 
 
 @nb.njit(nogil=True, inline="always")
 def scatter_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, rows, s0, accumulate):
     """``out[rows[s0 + q]] (+)= A[q] @ W`` for ``q < n``: ``A`` ``[n, k]`` row-major at ``a_addr``, ``W``
-    ``[k, c_out]`` at ``w_addr`` with row stride ``w_stride`` (:func:`padded_columns`), ``out`` ``[*, c_out]``
-    row-major at ``out_addr`` (addresses in bytes; element type of ``marker``). ``rows[s0 : s0 + n]`` must be
-    distinct only where ``accumulate`` is False."""
+    ``[k, c_out]`` at ``w_addr`` with row stride ``w_stride`` (:func:`padded_weight`), ``out`` ``[*, c_out]``
+    row-major at ``out_addr`` (addresses in bytes; element type of ``marker``). Repeated rows receive the
+    sum of their products when ``accumulate``."""
     itemsize = marker.itemsize
-    row_bytes = c_out * itemsize
+    a_bytes, row_bytes = k * itemsize, c_out * itemsize
     q = 0
     while q + PANEL_ROWS <= n:
+        a = a_addr + q * a_bytes
         outs = (out_addr + rows[s0 + q] * row_bytes, out_addr + rows[s0 + q + 1] * row_bytes,
                 out_addr + rows[s0 + q + 2] * row_bytes, out_addr + rows[s0 + q + 3] * row_bytes)
-        _columns(marker, a_addr + q * k * itemsize, k, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
+        _columns(marker, (a, a + a_bytes, a + 2 * a_bytes, a + 3 * a_bytes), w_addr, w_stride, k, c_out,
+                 accumulate, outs, itemsize)
         q += PANEL_ROWS
     while q < n:
-        _columns1(marker, a_addr + q * k * itemsize, w_addr, w_stride, k, c_out, accumulate,
+        _columns1(marker, a_addr + q * a_bytes, w_addr, w_stride, k, c_out, accumulate,
                   out_addr + rows[s0 + q] * row_bytes, itemsize)
+        q += 1
+
+
+@nb.njit(nogil=True, inline="always")
+def pair_products(marker, x_addr, src, dst, s0, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
+    """``out[dst[s0 + q]] (+)= x[src[s0 + q]] @ W`` for ``q < n``: the rows of ``x`` (``[*, k]``) read in place
+    (no gathered copy); otherwise as :func:`scatter_products`."""
+    itemsize = marker.itemsize
+    a_bytes, row_bytes = k * itemsize, c_out * itemsize
+    q = 0
+    while q + PANEL_ROWS <= n:
+        p = s0 + q
+        a_rows = (x_addr + src[p] * a_bytes, x_addr + src[p + 1] * a_bytes, x_addr + src[p + 2] * a_bytes,
+                  x_addr + src[p + 3] * a_bytes)
+        outs = (out_addr + dst[p] * row_bytes, out_addr + dst[p + 1] * row_bytes, out_addr + dst[p + 2] * row_bytes,
+                out_addr + dst[p + 3] * row_bytes)
+        _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
+        q += PANEL_ROWS
+    while q < n:
+        _columns1(marker, x_addr + src[s0 + q] * a_bytes, w_addr, w_stride, k, c_out, accumulate,
+                  out_addr + dst[s0 + q] * row_bytes, itemsize)
         q += 1
 
 
@@ -394,16 +423,16 @@ def scatter_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, ro
 def dense_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
     """``out[q] (+)= A[q] @ W`` for ``q < n`` (rows in order; arguments as in :func:`scatter_products`)."""
     itemsize = marker.itemsize
-    row_bytes = c_out * itemsize
+    a_bytes, row_bytes = k * itemsize, c_out * itemsize
     q = 0
     while q + PANEL_ROWS <= n:
-        o = out_addr + q * row_bytes
-        outs = (o, o + row_bytes, o + 2 * row_bytes, o + 3 * row_bytes)
-        _columns(marker, a_addr + q * k * itemsize, k, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
+        a, o = a_addr + q * a_bytes, out_addr + q * row_bytes
+        _columns(marker, (a, a + a_bytes, a + 2 * a_bytes, a + 3 * a_bytes), w_addr, w_stride, k, c_out,
+                 accumulate, (o, o + row_bytes, o + 2 * row_bytes, o + 3 * row_bytes), itemsize)
         q += PANEL_ROWS
     while q < n:
-        _columns1(marker, a_addr + q * k * itemsize, w_addr, w_stride, k, c_out, accumulate,
-                  out_addr + q * row_bytes, itemsize)
+        _columns1(marker, a_addr + q * a_bytes, w_addr, w_stride, k, c_out, accumulate, out_addr + q * row_bytes,
+                  itemsize)
         q += 1
 
 
