@@ -105,11 +105,11 @@ def test_bag_sums_match_numpy(dtype, c):
 def test_outer_products_match_numpy(dtype, n_f):
     rng = np.random.default_rng(n_f)
     for c_b in (1, 17, 32, 70, 130):
-        for n in (0, 1, 7):
-            f = rng.standard_normal((30, n_f)).astype(dtype)
+        for n in (0, 1, 7, 150):  # 150: several passes of OUTER_CHUNK terms
+            f = rng.standard_normal((160, n_f)).astype(dtype)
             b = rng.standard_normal((n, c_b)).astype(dtype)
             d0 = rng.standard_normal((n_f, c_b)).astype(dtype)
-            index = rng.integers(0, 30, n).astype(np.int32)
+            index = rng.integers(0, 160, n).astype(np.int32)
             d = d0.copy()
             _outer(f, index, 0, b, d, True)
             np.testing.assert_allclose(d, d0 + f[index].T @ b, atol=_tolerance(dtype))

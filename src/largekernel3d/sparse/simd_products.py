@@ -20,11 +20,14 @@ vectors per row, columns past ``V L`` in further passes, partial vectors masked:
 - :func:`bag_sums`, ``A[s] = sum_p x[j_p] (+ enc[k_p])`` over a slot's pairs: the row sum in registers,
   one store per slot (the slots of KITTI 000001 7^3 32 ch in their row blocks: 13.6 -> 9.3 ms against
   numba's loop).
-- :func:`outer_products`, ``D += F[i_q]^T B`` over ``q`` (the weight gradient): ``OUTER_ROWS`` rows of
-  ``D`` in registers; the rows ``i_q`` of ``F`` are read through their indices, not gathered.
+- :func:`outer_products`, ``D += F[i_q]^T B[j_q]`` over ``q`` (the weight gradient): ``OUTER_ACCUMULATORS``
+  vectors of ``D`` in registers, ``OUTER_CHUNK`` terms per pass; the rows of ``F`` and ``B`` are read
+  through their indices, not gathered.
 
 Each sum runs in order with one (fused multiply-)add per term, so results differ from BLAS only by
-rounding. The vector width is fixed at 64 bytes: LLVM splits the vectors on CPUs with narrower registers,
+rounding. The team bodies that inline these kernels (:mod:`.fused_tiles`, :mod:`.fused_groups`) are cached
+by numba per source file of their own: after editing this module, delete the ``__pycache__`` ``.nbi``/
+``.nbc`` files of those, or their cached machine code keeps the old kernels. The vector width is fixed at 64 bytes: LLVM splits the vectors on CPUs with narrower registers,
 where the code stays correct but slower.
 """
 
@@ -39,7 +42,8 @@ from numba.extending import intrinsic
 
 VECTOR_BYTES = 64  # bytes per SIMD vector of the panels (an AVX-512 register)
 PANEL_ROWS = 4  # rows of the multi-row panel
-OUTER_ROWS = 8  # rows of D per outer-product panel
+OUTER_ACCUMULATORS = 16  # vectors of D held per outer-product panel: 16 // V rows of V vectors
+OUTER_CHUNK = 64  # terms q per outer-product panel pass, so that their F and B rows stay in L1 across passes
 MAX_VECTORS = 4  # vectors per row of a panel: 4 rows x 4 vectors = 16 accumulators (of 32 AVX-512 registers)
 _I64 = ir.IntType(64)
 
@@ -285,10 +289,10 @@ _P4V1, _P4V2, _P4V3, _P4V4 = (_panel_intrinsic(PANEL_ROWS, v) for v in range(1, 
 _P1V1, _P1V2, _P1V3, _P1V4 = (_panel_intrinsic(1, v) for v in range(1, MAX_VECTORS + 1))
 _BAG1, _BAG2, _BAG3, _BAG4 = (_bag_intrinsic(v) for v in range(1, MAX_VECTORS + 1))
 
-_O1, _O2, _O3, _O4 = (_outer_intrinsic(OUTER_ROWS, v) for v in range(1, MAX_VECTORS + 1))
+_O1, _O2, _O3, _O4 = (_outer_intrinsic(OUTER_ACCUMULATORS // v, v) for v in range(1, MAX_VECTORS + 1))
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(nogil=True)
 def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr, b_index_addr=0):
     """``D += F[i_q]^T B[j_q]`` summed over ``q < n``: ``D`` ``[n_f, c_b]``, ``F`` rows of ``n_f`` columns (``i_q
     = index[q]``, int32 at ``index_addr``, or ``row0 + q`` if ``index_addr`` is 0), ``B`` rows of ``c_b``
@@ -296,23 +300,29 @@ def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr
     type of ``marker``)."""
     itemsize = marker.itemsize
     width = VECTOR_BYTES // itemsize
-    for a0 in range(0, n_f, OUTER_ROWS):
-        n_r = min(OUTER_ROWS, n_f - a0)
+    for q0 in range(0, n, OUTER_CHUNK):
+        nq = min(OUTER_CHUNK, n - q0)
+        index = index_addr + 4 * q0 if index_addr != 0 else 0
+        b_index = b_index_addr + 4 * q0 if b_index_addr != 0 else 0
+        b_rows = b_addr if b_index_addr != 0 else b_addr + q0 * c_b * itemsize
         for c0 in range(0, c_b, MAX_VECTORS * width):
             m = min(c_b - c0, MAX_VECTORS * width)
             v = (m + width - 1) // width
-            f, b, d = f_addr + a0 * itemsize, b_addr + c0 * itemsize, d_addr + (a0 * c_b + c0) * itemsize
-            if v == 4:
-                _O4(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
-            elif v == 3:
-                _O3(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
-            elif v == 2:
-                _O2(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
-            else:
-                _O1(marker, f, n_f, index_addr, row0, n, b, c_b, b_index_addr, d, c_b, n_r, m)
+            rows = OUTER_ACCUMULATORS // v
+            for a0 in range(0, n_f, rows):
+                n_r = min(rows, n_f - a0)
+                f, b, d = f_addr + a0 * itemsize, b_rows + c0 * itemsize, d_addr + (a0 * c_b + c0) * itemsize
+                if v == 4:
+                    _O4(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
+                elif v == 3:
+                    _O3(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
+                elif v == 2:
+                    _O2(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
+                else:
+                    _O1(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(nogil=True)
 def bag_sums(marker, x_addr, enc_addr, c, entries_addr, bag_ptr, n_in, with_enc, s0, count, dst_addr):
     """``dst[q] = sum_{pairs p of slot s0 + q} x[j_p] (+ enc[k_p])`` for ``q < count``: slot ``s`` has the
     pairs ``bag_ptr[s] : bag_ptr[s + 1]`` (at least one), pair ``p`` the int32 entries ``j_p = entries[2 p]``
@@ -376,7 +386,7 @@ def _columns1(marker, a_row, w_addr, w_stride, k, c_out, accumulate, out, itemsi
             _P1V1(marker, (a_row,), w, w_stride, k, n, accumulate, o)
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(nogil=True)
 def scatter_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, rows, s0, accumulate):
     """``out[rows[s0 + q]] (+)= A[q] @ W`` for ``q < n``: ``A`` ``[n, k]`` row-major at ``a_addr``, ``W``
     ``[k, c_out]`` at ``w_addr`` with row stride ``w_stride`` (:func:`padded_weight`), ``out`` ``[*, c_out]``
@@ -398,7 +408,7 @@ def scatter_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, ro
         q += 1
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(nogil=True)
 def pair_products(marker, x_addr, src, dst, s0, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
     """``out[dst[s0 + q]] (+)= x[src[s0 + q]] @ W`` for ``q < n``: the rows of ``x`` (``[*, k]``) read in place
     (no gathered copy); otherwise as :func:`scatter_products`."""
@@ -419,7 +429,7 @@ def pair_products(marker, x_addr, src, dst, s0, n, k, w_addr, w_stride, out_addr
         q += 1
 
 
-@nb.njit(nogil=True, inline="always")
+@nb.njit(nogil=True)
 def dense_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
     """``out[q] (+)= A[q] @ W`` for ``q < n`` (rows in order; arguments as in :func:`scatter_products`)."""
     itemsize = marker.itemsize
