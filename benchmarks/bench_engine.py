@@ -418,8 +418,8 @@ def profile(inp: common.SparseInput, reps: int) -> str:
                      common.fmt(ms["gemm"]), common.fmt(ms["scatter"]), common.fmt(passes), len(tiles),
                      sum(len(s) for _, _, s in tiles)])
     return (f"Input: {inp.name}, {torch.get_num_threads()} threads, forward incl. map, ms (medians). 'conv' is the "
-            f"convolution with the map cached as it runs by default (fused per-thread tiles where torch has "
-            f"libgomp and MKL); 'other' = total − map − conv (module overhead, Python). For comparison, the "
+            f"convolution with the map cached as it runs by default (SIMD panels on per-thread row ranges where "
+            f"torch has libgomp); 'other' = total − map − conv (module overhead, Python). For comparison, the "
             f"phases of the tiled pass-by-pass dataflow (the fallback), each timed over the same tiles.\n\n"
             + common.markdown_table(["layer", "total", "map", "conv (map cached)", "other", "tiled: gather",
                                      "tiled: GEMM", "tiled: scatter", "tiled: sum", "tiles", "GEMM calls"], rows))
