@@ -1,15 +1,17 @@
-"""SIMD kernels of the SW-LK group products, written as LLVM vector code (numba intrinsics).
+"""SIMD kernels of the fused CPU convolution products, written as LLVM vector code (numba intrinsics).
 
-The group products (:mod:`.fused_groups`) multiply a few hundred rows at a time by a small weight
-(``C_in x C_out``, often 32 x 32) and add each product row into a *different* output row. MKL's ``sgemm``
-reaches ~48 GFLOP/s on one core on these shapes here (a [200 k, 32] x [32, 32] product; fewer on the
-per-tile calls), and its result still has to be scattered; numba's own loops vectorise over a channel
-count known only at run time and keep their sums in memory. The kernels here hold their sums in SIMD
-registers (vectors of ``VECTOR_BYTES``: 16 float32 or 8 float64 lanes ``L``), ``V <= MAX_VECTORS``
-vectors per row, columns past ``V L`` in further passes, partial vectors masked:
+The plain convolutions (:mod:`.fused_tiles`) and SW-LK's group products (:mod:`.fused_groups`) multiply a
+few hundred rows at a time by a small weight (``C_in x C_out``, often 32 x 32) and add each product row
+into a *different* output row. MKL's ``sgemm`` reaches ~48 GFLOP/s on one core on these shapes here (a
+[200 k, 32] x [32, 32] product; fewer on the per-tile calls), its operands have to be gathered and its
+result scattered; numba's own loops vectorise over a channel count known only at run time and keep their
+sums in memory. The kernels here hold their sums in SIMD registers (vectors of ``VECTOR_BYTES``: 16
+float32 or 8 float64 lanes ``L``), ``V <= MAX_VECTORS`` vectors per row, columns past ``V L`` in further
+passes, partial vectors masked (each intrinsic is specialised to every ``V`` and branches once per call):
 
-- :func:`scatter_products` / :func:`dense_products`, ``out[r] (+)= A[r] @ W``: a *panel* of ``R x V``
-  accumulators (``R = PANEL_ROWS`` rows), added straight into the output rows::
+- :func:`scatter_products` / :func:`pair_products` / :func:`dense_products`, ``out[r] (+)= A[r] @ W``: a
+  *panel* of ``R x V`` accumulators (``R = PANEL_ROWS`` rows, read where they lie: ``pair_products``
+  takes the input rows ``x[src]`` in place), added straight into the output rows::
 
       for k in range(K):      w_v = W[k, v L : (v + 1) L]                       (V vector loads)
           for r in range(R):  acc[r][v] = fma(broadcast(A[r, k]), w_v, acc[r][v])
@@ -25,10 +27,11 @@ vectors per row, columns past ``V L`` in further passes, partial vectors masked:
   through their indices, not gathered.
 
 Each sum runs in order with one (fused multiply-)add per term, so results differ from BLAS only by
-rounding. The team bodies that inline these kernels (:mod:`.fused_tiles`, :mod:`.fused_groups`) are cached
-by numba per source file of their own: after editing this module, delete the ``__pycache__`` ``.nbi``/
-``.nbc`` files of those, or their cached machine code keeps the old kernels. The vector width is fixed at 64 bytes: LLVM splits the vectors on CPUs with narrower registers,
-where the code stays correct but slower.
+rounding. The vector width is fixed at 64 bytes: LLVM splits the vectors on CPUs with narrower registers,
+where the code stays correct but slower. The team bodies that compile these kernels in
+(:mod:`.fused_tiles`, :mod:`.fused_groups`) are cached by numba per source file of their own: after editing
+this module, delete their ``__pycache__`` ``.nbi``/``.nbc`` files, or the cached machine code keeps the old
+kernels.
 """
 
 from __future__ import annotations
@@ -129,12 +132,28 @@ def _float_array(marker) -> bool:
     return isinstance(marker, types.Array) and marker.dtype in (types.float32, types.float64)
 
 
-def _panel_intrinsic(rows: int, vectors: int):
+def _for_vector_count(builder, n_cols, width: int, emit) -> None:
+    """Emit ``emit(V)`` for every ``V`` in ``1..MAX_VECTORS`` and run the one with ``V = ceil(n_cols /
+    width)`` (an i64 value; at most ``MAX_VECTORS`` vectors): one branch per call, the loops inside are
+    specialised to their vector count."""
+    count = builder.udiv(builder.add(n_cols, ir.Constant(_I64, width - 1)), ir.Constant(_I64, width))
+    done = builder.append_basic_block("vectors.done")
+    switch = builder.switch(count, done)
+    for vectors in range(1, MAX_VECTORS + 1):
+        case = builder.append_basic_block(f"vectors.{vectors}")
+        switch.add_case(ir.Constant(_I64, vectors), case)
+        builder.position_at_end(case)
+        emit(vectors)
+        builder.branch(done)
+    builder.position_at_end(done)
+
+
+def _panel_intrinsic(rows: int):
     """The intrinsic ``panel(marker, a_rows, w_addr, w_stride, k, n_cols, accumulate, outs)``: for ``r <
     rows`` (``a_rows`` and ``outs`` tuples of ``rows`` row addresses) ``out_r[0:n_cols] (+)= sum_{q < k}
     a_r[q] * W[q w_stride + 0 : n_cols]``; ``marker`` is any array of the element type (float32 or
-    float64), addresses are in bytes and strides in elements; ``n_cols <= vectors L`` and every row of ``W``
-    readable for ``vectors L`` elements."""
+    float64), addresses are in bytes and strides in elements; ``n_cols <= MAX_VECTORS L`` and every row of
+    ``W`` readable for ``ceil(n_cols / L) L`` elements."""
 
     @intrinsic
     def panel(typingctx, marker, a_rows, w_addr, w_stride, k, n_cols, accumulate, outs):
@@ -147,28 +166,32 @@ def _panel_intrinsic(rows: int, vectors: int):
         def codegen(context, builder, signature, args):
             _, a_tuple, w_addr, w_stride, k, n_cols, accumulate, outs = args
             vx = _Vectors(builder, double)
-            acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
             a_rows = [builder.extract_value(a_tuple, r) for r in range(rows)]
-            with cgutils.for_range(builder, k) as loop:
-                q = loop.index
-                w_row = vx.element(w_addr, builder.mul(q, w_stride))
-                w = [vx.load(w_row, v) for v in range(vectors)]
-                for r in range(rows):
-                    a = vx.splat(vx.scalar(vx.element(a_rows[r], q)))
-                    for v in range(vectors):
-                        builder.store(vx.fma(a, w[v], builder.load(acc[r][v])), acc[r][v])
-            full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
-            with builder.if_else(full, likely=True) as (whole, partial):
-                for branch, cols in ((whole, None), (partial, n_cols)):
-                    with branch:
-                        for r in range(rows):
-                            out = builder.extract_value(outs, r)
-                            for v in range(vectors):
-                                value = builder.load(acc[r][v])
-                                with builder.if_then(accumulate):
-                                    vx.store(builder.fadd(vx.load(out, v, cols), value), out, v, cols)
-                                with builder.if_then(builder.not_(accumulate)):
-                                    vx.store(value, out, v, cols)
+
+            def emit(vectors):
+                acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
+                with cgutils.for_range(builder, k) as loop:
+                    q = loop.index
+                    w_row = vx.element(w_addr, builder.mul(q, w_stride))
+                    w = [vx.load(w_row, v) for v in range(vectors)]
+                    for r in range(rows):
+                        a = vx.splat(vx.scalar(vx.element(a_rows[r], q)))
+                        for v in range(vectors):
+                            builder.store(vx.fma(a, w[v], builder.load(acc[r][v])), acc[r][v])
+                full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
+                with builder.if_else(full, likely=True) as (whole, partial):
+                    for branch, cols in ((whole, None), (partial, n_cols)):
+                        with branch:
+                            for r in range(rows):
+                                out = builder.extract_value(outs, r)
+                                for v in range(vectors):
+                                    value = builder.load(acc[r][v])
+                                    with builder.if_then(accumulate):
+                                        vx.store(builder.fadd(vx.load(out, v, cols), value), out, v, cols)
+                                    with builder.if_then(builder.not_(accumulate)):
+                                        vx.store(value, out, v, cols)
+
+            _for_vector_count(builder, n_cols, vx.width, emit)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -176,32 +199,30 @@ def _panel_intrinsic(rows: int, vectors: int):
     return panel
 
 
-def _bag_intrinsic(vectors: int):
-    """The intrinsic ``bag(marker, x_addr, enc_addr, stride, entries_addr, p0, p1, n_in, with_enc, n_cols,
-    dst_addr)``: ``dst[0:n_cols] = sum_{p0 <= p < p1} x[j_p] (+ enc[k_p])`` with ``j_p = entries[2 p]``,
-    ``k_p = entries[2 p + 1] - n_in`` (int32 entries; rows of ``x`` and ``enc`` ``stride`` elements apart,
-    their column 0 at ``x_addr`` / ``enc_addr``); ``n_cols <= vectors L``, ``p1 > p0``."""
+@intrinsic
+def _bag(typingctx, marker, x_addr, enc_addr, stride, entries_addr, p0, p1, n_in, with_enc, n_cols, dst_addr):
+    """``dst[0:n_cols] = sum_{p0 <= p < p1} x[j_p] (+ enc[k_p])`` with ``j_p = entries[2 p]``, ``k_p =
+    entries[2 p + 1] - n_in`` (int32 entries; rows of ``x`` and ``enc`` ``stride`` elements apart, their
+    column 0 at ``x_addr`` / ``enc_addr``); ``n_cols <= MAX_VECTORS L``, ``p1 > p0``."""
+    if not _float_array(marker):
+        return None
+    double = marker.dtype == types.float64
+    sig = types.void(marker, types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
+                     types.int64, types.boolean, types.int64, types.int64)
 
-    @intrinsic
-    def bag(typingctx, marker, x_addr, enc_addr, stride, entries_addr, p0, p1, n_in, with_enc, n_cols, dst_addr):
-        if not _float_array(marker):
-            return None
-        double = marker.dtype == types.float64
-        sig = types.void(marker, types.int64, types.int64, types.int64, types.int64, types.int64, types.int64,
-                         types.int64, types.boolean, types.int64, types.int64)
+    def codegen(context, builder, signature, args):
+        _, x_addr, enc_addr, stride, entries_addr, p0, p1, n_in, with_enc, n_cols, dst_addr = args
+        vx = _Vectors(builder, double)
+        i32 = ir.IntType(32)
 
-        def codegen(context, builder, signature, args):
-            _, x_addr, enc_addr, stride, entries_addr, p0, p1, n_in, with_enc, n_cols, dst_addr = args
-            vx = _Vectors(builder, double)
-            i32 = ir.IntType(32)
+        def entry(index):
+            p = builder.inttoptr(builder.add(entries_addr, builder.mul(index, ir.Constant(_I64, 4))),
+                                 i32.as_pointer())
+            return builder.sext(builder.load(p, align=4), _I64)
+
+        def emit(vectors):
             acc = [cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)]
             term = [cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)]
-
-            def entry(index):
-                p = builder.inttoptr(builder.add(entries_addr, builder.mul(index, ir.Constant(_I64, 4))),
-                                     i32.as_pointer())
-                return builder.sext(builder.load(p, align=4), _I64)
-
             full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
             with builder.if_else(full, likely=True) as (whole, partial):
                 for branch, cols in ((whole, None), (partial, n_cols)):
@@ -221,52 +242,52 @@ def _bag_intrinsic(vectors: int):
                                 builder.store(builder.fadd(builder.load(acc[v]), builder.load(term[v])), acc[v])
                         for v in range(vectors):
                             vx.store(builder.load(acc[v]), dst_addr, v, cols)
-            return context.get_dummy_value()
 
-        return sig, codegen
+        _for_vector_count(builder, n_cols, vx.width, emit)
+        return context.get_dummy_value()
 
-    return bag
+    return sig, codegen
 
 
-def _outer_intrinsic(rows: int, vectors: int):
-    """The intrinsic ``outer(marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr,
-    d_addr, d_stride, n_r, n_cols)``: for ``r < n_r <= rows`` ``D[r, 0:n_cols] += sum_{q < n} F[i_q, r] *
-    B[j_q, 0:n_cols]`` with ``i_q = index[q]`` (int32 at ``index_addr``) or, if ``index_addr`` is 0, ``i_q =
-    row0 + q``, and ``j_q = b_index[q]`` or ``q``; ``F``, ``B`` and ``D`` row-major with strides ``f_stride``,
-    ``b_stride``, ``d_stride`` (elements; addresses in bytes, element type of ``marker``); ``n_cols <=
-    vectors L``."""
+@intrinsic
+def _outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr,
+           d_stride, n_r, n_cols):
+    """For ``r < n_r <= OUTER_ACCUMULATORS // V`` (``V = ceil(n_cols / L) <= MAX_VECTORS``) ``D[r, 0:n_cols] +=
+    sum_{q < n} F[i_q, r] * B[j_q, 0:n_cols]`` with ``i_q = index[q]`` (int32 at ``index_addr``) or, if
+    ``index_addr`` is 0, ``i_q = row0 + q``, and ``j_q = b_index[q]`` or ``q``; ``F``, ``B`` and ``D``
+    row-major with strides ``f_stride``, ``b_stride``, ``d_stride`` (elements; addresses in bytes, element
+    type of ``marker``)."""
+    if not _float_array(marker):
+        return None
+    double = marker.dtype == types.float64
+    sig = types.void(marker, *([types.int64] * 12))
 
-    @intrinsic
-    def outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr,
-              d_stride, n_r, n_cols):
-        if not _float_array(marker):
-            return None
-        double = marker.dtype == types.float64
-        sig = types.void(marker, *([types.int64] * 12))
+    def codegen(context, builder, signature, args):
+        _, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr, d_stride, n_r, \
+            n_cols = args
+        vx = _Vectors(builder, double)
+        i32 = ir.IntType(32)
+        last = builder.sub(n_r, ir.Constant(_I64, 1))
 
-        def codegen(context, builder, signature, args):
-            _, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr, d_stride, n_r, \
-                n_cols = args
-            vx = _Vectors(builder, double)
-            i32 = ir.IntType(32)
+        def row_index(q, index, default):  # index[q] (int32) if ``index`` is not 0, else ``default``
+            value = cgutils.alloca_once_value(builder, default)
+            with builder.if_then(builder.icmp_signed("!=", index, ir.Constant(_I64, 0)), likely=True):
+                p = builder.inttoptr(builder.add(index, builder.mul(q, ir.Constant(_I64, 4))), i32.as_pointer())
+                builder.store(builder.sext(builder.load(p, align=4), _I64), value)
+            return builder.load(value)
+
+        def emit(vectors):
+            rows = OUTER_ACCUMULATORS // vectors
             acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
-            last = builder.sub(n_r, ir.Constant(_I64, 1))
-            columns = [builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_r), ir.Constant(_I64, r), last)
-                       for r in range(rows)]  # rows past n_r read row n_r - 1 and are not stored
-
-            def row_index(q, index, default):  # index[q] (int32) if ``index`` is not 0, else ``default``
-                value = cgutils.alloca_once_value(builder, default)
-                with builder.if_then(builder.icmp_signed("!=", index, ir.Constant(_I64, 0)), likely=True):
-                    p = builder.inttoptr(builder.add(index, builder.mul(q, ir.Constant(_I64, 4))), i32.as_pointer())
-                    builder.store(builder.sext(builder.load(p, align=4), _I64), value)
-                return builder.load(value)
+            columns = [builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_r), ir.Constant(_I64, r),
+                                      last) for r in range(rows)]  # rows past n_r read row n_r - 1, not stored
             full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
             with builder.if_else(full, likely=True) as (whole, partial):
                 for branch, cols in ((whole, None), (partial, n_cols)):
                     with branch, cgutils.for_range(builder, n) as loop:
                         q = loop.index
-                        i = row_index(q, index_addr, builder.add(row0, q))
-                        f_row = vx.element(f_addr, builder.mul(i, f_stride))
+                        f_row = vx.element(f_addr, builder.mul(row_index(q, index_addr, builder.add(row0, q)),
+                                                               f_stride))
                         b_row = vx.element(b_addr, builder.mul(row_index(q, b_index_addr, q), b_stride))
                         b = [vx.load(b_row, v, cols) for v in range(vectors)]
                         for r in range(rows):
@@ -278,18 +299,15 @@ def _outer_intrinsic(rows: int, vectors: int):
                     d_row = vx.element(d_addr, builder.mul(ir.Constant(_I64, r), d_stride))
                     for v in range(vectors):
                         vx.store(builder.fadd(vx.load(d_row, v, n_cols), builder.load(acc[r][v])), d_row, v, n_cols)
-            return context.get_dummy_value()
 
-        return sig, codegen
+        _for_vector_count(builder, n_cols, vx.width, emit)
+        return context.get_dummy_value()
 
-    return outer
+    return sig, codegen
 
 
-_P4V1, _P4V2, _P4V3, _P4V4 = (_panel_intrinsic(PANEL_ROWS, v) for v in range(1, MAX_VECTORS + 1))
-_P1V1, _P1V2, _P1V3, _P1V4 = (_panel_intrinsic(1, v) for v in range(1, MAX_VECTORS + 1))
-_BAG1, _BAG2, _BAG3, _BAG4 = (_bag_intrinsic(v) for v in range(1, MAX_VECTORS + 1))
-
-_O1, _O2, _O3, _O4 = (_outer_intrinsic(OUTER_ACCUMULATORS // v, v) for v in range(1, MAX_VECTORS + 1))
+_PANEL = _panel_intrinsic(PANEL_ROWS)
+_PANEL1 = _panel_intrinsic(1)
 
 
 @nb.njit(nogil=True)
@@ -307,19 +325,10 @@ def outer_products(marker, f_addr, n_f, index_addr, row0, n, b_addr, c_b, d_addr
         b_rows = b_addr if b_index_addr != 0 else b_addr + q0 * c_b * itemsize
         for c0 in range(0, c_b, MAX_VECTORS * width):
             m = min(c_b - c0, MAX_VECTORS * width)
-            v = (m + width - 1) // width
-            rows = OUTER_ACCUMULATORS // v
+            rows = OUTER_ACCUMULATORS // ((m + width - 1) // width)  # as in _outer
             for a0 in range(0, n_f, rows):
-                n_r = min(rows, n_f - a0)
                 f, b, d = f_addr + a0 * itemsize, b_rows + c0 * itemsize, d_addr + (a0 * c_b + c0) * itemsize
-                if v == 4:
-                    _O4(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
-                elif v == 3:
-                    _O3(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
-                elif v == 2:
-                    _O2(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
-                else:
-                    _O1(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, n_r, m)
+                _outer(marker, f, n_f, index, row0 + q0, nq, b, c_b, b_index, d, c_b, min(rows, n_f - a0), m)
 
 
 @nb.njit(nogil=True)
@@ -334,17 +343,8 @@ def bag_sums(marker, x_addr, enc_addr, c, entries_addr, bag_ptr, n_in, with_enc,
         p0, p1 = bag_ptr[s0 + q], bag_ptr[s0 + q + 1]
         dst = dst_addr + q * c * itemsize
         for c0 in range(0, c, MAX_VECTORS * width):
-            n = min(c - c0, MAX_VECTORS * width)
-            v = (n + width - 1) // width
-            x0, e0, d0 = x_addr + c0 * itemsize, enc_addr + c0 * itemsize, dst + c0 * itemsize
-            if v == 4:
-                _BAG4(marker, x0, e0, c, entries_addr, p0, p1, n_in, with_enc, n, d0)
-            elif v == 3:
-                _BAG3(marker, x0, e0, c, entries_addr, p0, p1, n_in, with_enc, n, d0)
-            elif v == 2:
-                _BAG2(marker, x0, e0, c, entries_addr, p0, p1, n_in, with_enc, n, d0)
-            else:
-                _BAG1(marker, x0, e0, c, entries_addr, p0, p1, n_in, with_enc, n, d0)
+            _bag(marker, x_addr + c0 * itemsize, enc_addr + c0 * itemsize, c, entries_addr, p0, p1, n_in, with_enc,
+                 min(c - c0, MAX_VECTORS * width), dst + c0 * itemsize)
 
 
 @nb.njit(nogil=True, inline="always")
@@ -353,18 +353,9 @@ def _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, items
     pass."""
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
-        n = min(c_out - c0, MAX_VECTORS * width)
-        v = (n + width - 1) // width
-        w = w_addr + c0 * itemsize
-        o = (outs[0] + c0 * itemsize, outs[1] + c0 * itemsize, outs[2] + c0 * itemsize, outs[3] + c0 * itemsize)
-        if v == 4:
-            _P4V4(marker, a_rows, w, w_stride, k, n, accumulate, o)
-        elif v == 3:
-            _P4V3(marker, a_rows, w, w_stride, k, n, accumulate, o)
-        elif v == 2:
-            _P4V2(marker, a_rows, w, w_stride, k, n, accumulate, o)
-        else:
-            _P4V1(marker, a_rows, w, w_stride, k, n, accumulate, o)
+        off = c0 * itemsize
+        _PANEL(marker, a_rows, w_addr + off, w_stride, k, min(c_out - c0, MAX_VECTORS * width), accumulate,
+               (outs[0] + off, outs[1] + off, outs[2] + off, outs[3] + off))
 
 
 @nb.njit(nogil=True, inline="always")
@@ -372,18 +363,9 @@ def _columns1(marker, a_row, w_addr, w_stride, k, c_out, accumulate, out, itemsi
     """All ``c_out`` columns of one row."""
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
-        n = min(c_out - c0, MAX_VECTORS * width)
-        v = (n + width - 1) // width
-        w = w_addr + c0 * itemsize
-        o = (out + c0 * itemsize,)
-        if v == 4:
-            _P1V4(marker, (a_row,), w, w_stride, k, n, accumulate, o)
-        elif v == 3:
-            _P1V3(marker, (a_row,), w, w_stride, k, n, accumulate, o)
-        elif v == 2:
-            _P1V2(marker, (a_row,), w, w_stride, k, n, accumulate, o)
-        else:
-            _P1V1(marker, (a_row,), w, w_stride, k, n, accumulate, o)
+        off = c0 * itemsize
+        _PANEL1(marker, (a_row,), w_addr + off, w_stride, k, min(c_out - c0, MAX_VECTORS * width), accumulate,
+                (out + off,))
 
 
 @nb.njit(nogil=True)
