@@ -166,10 +166,7 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
               _KEEP: 0 if keep is None else keep.ctypes.data, _CENTRE_START: centre_start,
               _FEAT: 0 if feat is None else feat.data_ptr(), _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data,
               _THREADS: threads}
-    block = np.zeros(_HEADER, np.int64)
-    for index, value in fields.items():
-        block[index] = value
-    openmp_team.run_on_team(_groups_body, block, threads)
+    openmp_team.run_on_team(_groups_body, openmp_team.argument_block(fields, _HEADER), threads)
 
 
 def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray,

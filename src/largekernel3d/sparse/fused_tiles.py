@@ -197,10 +197,7 @@ def _launch(split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optio
               _X: 0 if x is None else x.data_ptr(), _C_X: 0 if x is None else x.shape[1],
               _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data, _BOUNDS: bounds.ctypes.data,
               _IDENTITY: identity, _ADD_IDENTITY: int(add_identity)}
-    block = np.zeros(_HEADER, np.int64)
-    for index, value in fields.items():
-        block[index] = value
-    openmp_team.run_on_team(_fused_body, block, threads)
+    openmp_team.run_on_team(_fused_body, openmp_team.argument_block(fields, _HEADER), threads)
 
 
 def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, identity: int = -1,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numba as nb
 import numpy as np
@@ -133,6 +133,15 @@ def _compiled(body: Callable) -> int:
     """Address of ``body`` compiled as a ``void(int64 *)`` C function (on first use, then loaded from numba's
     disk cache; :func:`_torch_libgomp` has registered libgomp's symbols by then)."""
     return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(body).address
+
+
+def argument_block(fields: Dict[int, int], size: int) -> np.ndarray:
+    """The int64 argument block of a team body: ``fields`` maps each word's index to its value (flags,
+    sizes, addresses); words not given are 0."""
+    block = np.zeros(size, np.int64)
+    for index, value in fields.items():
+        block[index] = value
+    return block
 
 
 def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
