@@ -368,64 +368,54 @@ def _columns1(marker, a_row, w_addr, w_stride, k, c_out, accumulate, out, itemsi
                 (out + off,))
 
 
+@nb.njit(nogil=True, inline="always")
+def _row(addr, index, s0, q, row_bytes):
+    """The address of row ``index[s0 + q]`` (or of row ``q`` when ``index`` is empty) of rows ``row_bytes`` apart
+    from ``addr``."""
+    return addr + (index[s0 + q] if index.shape[0] > 0 else q) * row_bytes
+
+
+@nb.njit(nogil=True, inline="always")
+def _row_products(marker, a_addr, a_index, out_addr, out_index, s0, n, k, w_addr, w_stride, c_out, accumulate):
+    """``out[o_q] (+)= A[a_q] @ W`` for ``q < n``, ``a_q = a_index[s0 + q]`` and ``o_q = out_index[s0 + q]``
+    (or ``q`` for an empty index): the panels of ``PANEL_ROWS`` rows, then the rows left one by one."""
+    itemsize = marker.itemsize
+    a_bytes, row_bytes = k * itemsize, c_out * itemsize
+    q = 0
+    while q + PANEL_ROWS <= n:
+        a_rows = (_row(a_addr, a_index, s0, q, a_bytes), _row(a_addr, a_index, s0, q + 1, a_bytes),
+                  _row(a_addr, a_index, s0, q + 2, a_bytes), _row(a_addr, a_index, s0, q + 3, a_bytes))
+        outs = (_row(out_addr, out_index, s0, q, row_bytes), _row(out_addr, out_index, s0, q + 1, row_bytes),
+                _row(out_addr, out_index, s0, q + 2, row_bytes), _row(out_addr, out_index, s0, q + 3, row_bytes))
+        _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
+        q += PANEL_ROWS
+    while q < n:
+        _columns1(marker, _row(a_addr, a_index, s0, q, a_bytes), w_addr, w_stride, k, c_out, accumulate,
+                  _row(out_addr, out_index, s0, q, row_bytes), itemsize)
+        q += 1
+
+
 @nb.njit(nogil=True)
 def scatter_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, rows, s0, accumulate):
     """``out[rows[s0 + q]] (+)= A[q] @ W`` for ``q < n``: ``A`` ``[n, k]`` row-major at ``a_addr``, ``W``
     ``[k, c_out]`` at ``w_addr`` with row stride ``w_stride`` (:func:`padded_weight`), ``out`` ``[*, c_out]``
     row-major at ``out_addr`` (addresses in bytes; element type of ``marker``). Repeated rows receive the
     sum of their products when ``accumulate``."""
-    itemsize = marker.itemsize
-    a_bytes, row_bytes = k * itemsize, c_out * itemsize
-    q = 0
-    while q + PANEL_ROWS <= n:
-        a = a_addr + q * a_bytes
-        outs = (out_addr + rows[s0 + q] * row_bytes, out_addr + rows[s0 + q + 1] * row_bytes,
-                out_addr + rows[s0 + q + 2] * row_bytes, out_addr + rows[s0 + q + 3] * row_bytes)
-        _columns(marker, (a, a + a_bytes, a + 2 * a_bytes, a + 3 * a_bytes), w_addr, w_stride, k, c_out,
-                 accumulate, outs, itemsize)
-        q += PANEL_ROWS
-    while q < n:
-        _columns1(marker, a_addr + q * a_bytes, w_addr, w_stride, k, c_out, accumulate,
-                  out_addr + rows[s0 + q] * row_bytes, itemsize)
-        q += 1
+    _row_products(marker, a_addr, rows[:0], out_addr, rows, s0, n, k, w_addr, w_stride, c_out, accumulate)
 
 
 @nb.njit(nogil=True)
 def pair_products(marker, x_addr, src, dst, s0, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
     """``out[dst[s0 + q]] (+)= x[src[s0 + q]] @ W`` for ``q < n``: the rows of ``x`` (``[*, k]``) read in place
     (no gathered copy); otherwise as :func:`scatter_products`."""
-    itemsize = marker.itemsize
-    a_bytes, row_bytes = k * itemsize, c_out * itemsize
-    q = 0
-    while q + PANEL_ROWS <= n:
-        p = s0 + q
-        a_rows = (x_addr + src[p] * a_bytes, x_addr + src[p + 1] * a_bytes, x_addr + src[p + 2] * a_bytes,
-                  x_addr + src[p + 3] * a_bytes)
-        outs = (out_addr + dst[p] * row_bytes, out_addr + dst[p + 1] * row_bytes, out_addr + dst[p + 2] * row_bytes,
-                out_addr + dst[p + 3] * row_bytes)
-        _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
-        q += PANEL_ROWS
-    while q < n:
-        _columns1(marker, x_addr + src[s0 + q] * a_bytes, w_addr, w_stride, k, c_out, accumulate,
-                  out_addr + dst[s0 + q] * row_bytes, itemsize)
-        q += 1
+    _row_products(marker, x_addr, src, out_addr, dst, s0, n, k, w_addr, w_stride, c_out, accumulate)
 
 
 @nb.njit(nogil=True)
 def dense_products(marker, a_addr, n, k, w_addr, w_stride, out_addr, c_out, accumulate):
     """``out[q] (+)= A[q] @ W`` for ``q < n`` (rows in order; arguments as in :func:`scatter_products`)."""
-    itemsize = marker.itemsize
-    a_bytes, row_bytes = k * itemsize, c_out * itemsize
-    q = 0
-    while q + PANEL_ROWS <= n:
-        a, o = a_addr + q * a_bytes, out_addr + q * row_bytes
-        _columns(marker, (a, a + a_bytes, a + 2 * a_bytes, a + 3 * a_bytes), w_addr, w_stride, k, c_out,
-                 accumulate, (o, o + row_bytes, o + 2 * row_bytes, o + 3 * row_bytes), itemsize)
-        q += PANEL_ROWS
-    while q < n:
-        _columns1(marker, a_addr + q * a_bytes, w_addr, w_stride, k, c_out, accumulate, out_addr + q * row_bytes,
-                  itemsize)
-        q += 1
+    none = np.empty(0, np.int32)
+    _row_products(marker, a_addr, none, out_addr, none, 0, n, k, w_addr, w_stride, c_out, accumulate)
 
 
 def padded_weight(weight: np.ndarray) -> np.ndarray:
