@@ -672,7 +672,8 @@ def _mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Te
     :func:`.fused_groups.available`, else chunk by chunk (:func:`_group_products`, bags of ``[dOut; 0]``)."""
     mirrored = _mirrored_weight_of(weight, sigma)
     with_e_term = need_w and encoding is not None
-    d_e, d_w_e = _encoding_terms(_offset_sums(grad_out, kmap), encoding, weight, slots, need_e, with_e_term) \
+    d_e, d_w_e = _encoding_terms(_offset_sums(grad_out, kmap), encoding, mirrored, sigma, slots, need_e,
+                                 with_e_term) \
         if need_e or with_e_term else (None, None)
     d_x = acc = None
     if fused_groups.available(grad_out, mirrored, slots.index_dtype):
@@ -692,27 +693,29 @@ def _mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Te
     return d_x, d_e, d_w
 
 
-def _encoding_terms(sums: Tensor, encoding: Tensor, weight: Tensor, slots: "_Slots", need_e: bool,
-                    need_w: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+def _encoding_terms(sums: Tensor, encoding: Tensor, mirrored: Tensor, sigma: np.ndarray, slots: "_Slots",
+                    need_e: bool, need_w: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dE, dW_E)`` from the per-offset sums ``S [K, C_out]`` (:func:`_offset_sums`), one group at a time:
     ``dE[k] = S[k] @ W[g]^T`` for the offsets ``k`` of group ``g`` (if ``need_e``) and the encoding's part of
     the weight gradient ``dW_E[g] = E[k in g]^T S[k in g]`` (if ``need_w``), in the SIMD kernels of
-    :mod:`.simd_products` (:func:`_encoding_terms_kernel`). Through ``torch.mm`` per group (54 calls of a few
-    rows per layer) these took 0.33 s of a 4.6 s LargeKernel3D-Seg training step on the ScanNet scene at 2
-    threads; through one ``[K, C_in, C_out]`` product before that, 0.55 s and 90 MB per 256-channel layer."""
-    k, c_in = encoding.shape
-    d_e = sums.new_empty((k if need_e else 0, c_in))
-    d_w_e = torch.zeros_like(weight) if need_w else weight.new_empty((0,) + tuple(weight.shape[1:]))
-    w_t = simd_products.padded_weight(weight.detach().transpose(1, 2).contiguous().numpy())
-    _encoding_terms_kernel(sums.contiguous().numpy(), encoding.detach().contiguous().numpy(), w_t,
+    :mod:`.simd_products` (:func:`_encoding_terms_kernel`). ``W[g]^T`` is ``mirrored[sigma(g)]``
+    (:func:`_mirrored_weight_of`; ``sigma`` pairs mirror groups, so it is its own inverse). Through
+    ``torch.mm`` per group (54 calls of a few rows per layer) these took 0.33 s of a 4.6 s LargeKernel3D-Seg
+    training step on the ScanNet scene at 2 threads; through one ``[K, C_in, C_out]`` product before that,
+    0.55 s and 90 MB per 256-channel layer."""
+    groups, c_out, c_in = mirrored.shape
+    d_e = sums.new_empty((encoding.shape[0] if need_e else 0, c_in))
+    d_w_e = sums.new_zeros((groups if need_w else 0, c_in, c_out))
+    _encoding_terms_kernel(sums.contiguous().numpy(), encoding.detach().contiguous().numpy(),
+                           simd_products.padded_weight(mirrored.detach().numpy()), sigma,
                            slots.offsets.astype(np.int32), slots.offset_ptr, d_e.numpy(), d_w_e.numpy(), need_e, need_w)
     return (d_e if need_e else None), (d_w_e if need_w else None)
 
 
 @nb.njit(cache=True, nogil=True)
-def _encoding_terms_kernel(sums, enc, w_t, offsets, offset_ptr, d_e, d_w_e, need_e, need_w):
+def _encoding_terms_kernel(sums, enc, w_t, sigma, offsets, offset_ptr, d_e, d_w_e, need_e, need_w):
     """:func:`_encoding_terms` on arrays: ``sums [K, C_out]``, ``enc [K, C_in]``, ``w_t [G, C_out, C_pad]``
-    (``W^T`` padded by :func:`.simd_products.padded_weight`), ``offsets`` int32 (group ``g`` owns
+    (``w_t[sigma(g)] = W[g]^T``, padded by :func:`.simd_products.padded_weight`), ``offsets`` int32 (group ``g`` owns
     ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``), ``d_e [K, C_in]`` and ``d_w_e [G, C_in, C_out]`` (zeros)
     written where asked."""
     c_out, c_in = sums.shape[1], enc.shape[1]
@@ -724,7 +727,8 @@ def _encoding_terms_kernel(sums, enc, w_t, offsets, offset_ptr, d_e, d_w_e, need
             continue
         if need_e:  # dE[k] = S[k] @ W[g]^T, every offset's row written once
             simd_products.pair_products(sums, sums.ctypes.data, offsets, offsets, lo, n, c_out,
-                                        w_t.ctypes.data + g * w_bytes, w_t.shape[2], d_e.ctypes.data, c_in, False)
+                                        w_t.ctypes.data + sigma[g] * w_bytes, w_t.shape[2], d_e.ctypes.data, c_in,
+                                        False)
         if need_w:  # dW_E[g] = E[k in g]^T S[k in g]
             simd_products.outer_products(sums, enc.ctypes.data, c_in, offsets.ctypes.data + 4 * lo, 0, n,
                                          sums.ctypes.data, c_out, d_w_e.ctypes.data + g * c_in * c_out * itemsize,
