@@ -206,27 +206,43 @@ def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num
 
 
 @nb.njit(cache=True, nogil=True)
-def _slots_before_rows(rows, n):
-    """int64 ``[n + 1]``: the slots (of all groups) whose row is below ``r``, for every ``r``."""
-    before = np.zeros(n + 1, np.int64)
-    for s in range(rows.shape[0]):
-        before[rows[s] + 1] += 1
-    for r in range(n):
-        before[r + 1] += before[r]
-    return before
+def _slots_below(rows, gstart, r):
+    """The slots (of all groups) whose row is below ``r``: a group's rows ascend, so one binary search each."""
+    total = 0
+    for g in range(gstart.shape[0] - 1):
+        total += np.searchsorted(rows[gstart[g]:gstart[g + 1]], r)
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _part_rows(rows, gstart, n, parts):
+    """int64 ``[parts + 1]``: row cuts ``0 = r_0 <= ... <= r_parts = n`` with ``r_t`` the smallest row that has
+    at least ``t / parts`` of the slots below it (bisection over :func:`_slots_below`, never a pass over the
+    slots: 0.6 ms on KITTI 7^3's 0.66 M slots before)."""
+    cuts = np.empty(parts + 1, np.int64)
+    cuts[0], cuts[parts] = 0, n
+    for t in range(1, parts):
+        target = gstart[gstart.shape[0] - 1] * t / parts
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _slots_below(rows, gstart, mid) >= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        cuts[t] = lo
+    return cuts
 
 
 @nb.njit(cache=True, nogil=True)
 def _block_ranges(rows, gstart, bounds, ranges):
     """``ranges[b, g]`` = the slots ``[lo, hi)`` of group ``g`` whose rows lie in ``[bounds[b], bounds[b + 1])``
-    (a group's rows ascend, as do the ``bounds``): one merge per group."""
+    (a group's rows ascend, as do the ``bounds``): the bounds binary-searched in each group's rows."""
     for g in range(gstart.shape[0] - 1):
-        s, end = gstart[g], gstart[g + 1]
+        at = gstart[g] + np.searchsorted(rows[gstart[g]:gstart[g + 1]], bounds)
         for b in range(bounds.shape[0] - 1):
-            ranges[b, g, 0] = s
-            while s < end and rows[s] < bounds[b + 1]:
-                s += 1
-            ranges[b, g, 1] = s
+            ranges[b, g, 0] = at[b]
+            ranges[b, g, 1] = at[b + 1]
 
 
 _TEAM_LAYOUT_HEADER = 17  # int64 words of the argument block of _team_slots_body / _team_bags_body
@@ -485,9 +501,7 @@ class _Slots:
         key = (rows_per_block, parts)
         if key not in self._row_blocks:
             n = self.num_out
-            per_row = _slots_before_rows(self.rows, n)
-            part_rows = np.searchsorted(per_row, per_row[-1] * np.arange(parts + 1) / parts)
-            part_rows[0], part_rows[-1] = 0, n
+            part_rows = _part_rows(self.rows, self.gstart, n, parts)
             bounds = [np.arange(part_rows[t], part_rows[t + 1], rows_per_block) for t in range(parts)]
             part_cuts = np.concatenate([[0], np.cumsum([b.shape[0] for b in bounds])]).astype(np.int64)
             bounds = np.append(np.concatenate(bounds), n).astype(np.int64)
