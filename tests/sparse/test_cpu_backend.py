@@ -103,7 +103,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
         builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
     # one pass with every chunk's buffers too short (on torch's OpenMP team at > 1 thread: swept again)
     monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", float("inf"))
-    monkeypatch.setattr(ck, "_chunk_capacity", lambda per_site, sites: 16)
+    monkeypatch.setattr(ck, "_chunk_capacity", lambda *args: 16)
     builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
@@ -125,6 +125,41 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
         outs.append((kbuf[:n].copy(), ibuf[:n].copy(), obuf[:n].copy(), table.copy()))
     for a, b in zip(*outs):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), ((3, 5, 7), (1, 2, 1))])
+def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation, monkeypatch):
+    """``_DensitySample``: with every line sampled its mean is the exact half-window pairs per site of the
+    map (``(P - N) / 2 / N``); a range's figure is that of its own lines, never below the mean; with fewer
+    sampled lines it is the exact figure of those lines."""
+    rng = np.random.default_rng(3)
+    shape = (14, 13, 15)
+    idx = random_sites(rng, 900, shape, batch_size=2)
+    idx64, prm = _lifted(idx, shape, kernel, dilation)
+    keys = ((idx64[:, 0] * shape[0] + idx64[:, 1]) * shape[1] + idx64[:, 2]) * shape[2] + idx64[:, 3]
+    perm = torch.argsort(keys)
+    coords, rows = idx64[perm].numpy(), perm.numpy().astype(np.int32)
+    line_start, line_key = ck._lines(coords, prm["shape"])
+    cz = np.ascontiguousarray(coords[:, 3])
+    num_pairs = ck.submanifold_pairs(coords, perm.numpy(), prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
+    n = coords.shape[0]
+    monkeypatch.setattr(ck, "_SAMPLED_LINES", line_key.shape[0])
+    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    assert full.step == 1 and full.mean == pytest.approx((num_pairs - n) / 2 / n, rel=1e-12)
+    # per line: the sampled pairs of each line are the emitted pairs whose output lies on it
+    half = ck._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
+                          np.array([0, line_key.shape[0]]), np.zeros((1, int(np.prod(prm["ksize"]))), np.int64), True,
+                          16)
+    emitted_out = half[2][:int(half[3][-1])]
+    line_of_site = np.searchsorted(line_start, np.argsort(rows), side="right") - 1  # row -> its line
+    assert np.array_equal(full.pairs, np.bincount(line_of_site[emitted_out], minlength=line_key.shape[0]))
+    lo, hi = 5, 40
+    dense = full.pairs[lo:hi].sum() / full.sites[lo:hi].sum()
+    assert full.per_site(lo, hi) == pytest.approx(max(full.mean, dense))
+    monkeypatch.setattr(ck, "_SAMPLED_LINES", 10)
+    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    lines = np.arange(0, line_key.shape[0], sparse.step)
+    assert np.array_equal(sparse.pairs, full.pairs[lines]) and np.array_equal(sparse.sites, full.sites[lines])
 
 
 def _lifted(idx, shape, kernel, dilation):

@@ -19,7 +19,7 @@ For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is 
 others are mirrored copies. The work is cut into fixed blocks of the (sorted) sites; per-block counts
 ``counts[block, k]`` give every block its prefix-sum position in each offset. Strided builders and
 dense submanifold maps run two passes (count, then fill in place); sparse submanifold maps (at most
-``_ONE_PASS_MAX_PAIRS_PER_SITE`` pairs per site, estimated on a sample of blocks) run the sweep once,
+``_ONE_PASS_MAX_PAIRS_PER_SITE`` pairs per site, counted on a sample of lines) run the sweep once,
 emitting ``(k, in, out)`` into per-chunk buffers while counting, then place the buffered pairs (the
 sweep is the costly part on LiDAR-like scans: 30-40 % off a 7^3 map). Either way the pair order is
 independent of the thread count: offset-major, then by block, then by sorted output (submanifold)
@@ -27,7 +27,8 @@ or sorted input (regular / transposed).
 
 Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
 the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.openmp_team`): its chunks of blocks
-(``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sample, and a chunk whose buffers
+(``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sampled lines of each chunk (a
+chunk's density differs from the scene's by up to 40 % on LiDAR scans), and a chunk whose buffers
 were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, identical pairs); the team
 then places the buffered pairs and fills the mirrored offsets (KITTI 7³ placement 8.2 -> 4.1 ms against the
 Python-thread pool, the map 19.9 -> 16.8 ms). The other
@@ -63,6 +64,11 @@ _CHUNKS_PER_THREAD = 4
 # Above this many (half-window) pairs per site the submanifold builder sweeps twice (count, then fill in
 # place) instead of once into buffers: dense surfaces make the buffers (fresh pages) cost more than a sweep.
 _ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
+# Output lines the pairs per site are counted on, spread over the scene. Every 16th block of sites before: 2-10x
+# the cost (KITTI 7^3 1.0 -> 0.5 ms), estimates 10 % low to 43 % high against 11 % low to 11 % high now, and one
+# figure for all chunks, so that SemanticKITTI's denser chunks were swept again (3 of 8 at 2 threads, 6 of 16
+# at 4; none now on the five benchmark scenes): its 7^3 map at 2 threads 22-23 -> 12-16 ms.
+_SAMPLED_LINES = 512
 
 
 def _run_parallel(calls: list, threads: int) -> list:
@@ -323,16 +329,18 @@ def _team_sweep_body(block):
         ok[c] = 1 if done else 0
 
 
-def _chunk_capacity(per_site: float, sites: int) -> int:
-    """Emission buffer entries for a chunk of ``sites`` sites: the sampled pairs per site + 25 %, + 1024."""
-    return int(1.25 * per_site * sites) + 1024
+def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, blk_hi: int) -> int:
+    """Emission buffer entries for the blocks ``[blk_lo, blk_hi)``: their sites times the sampled pairs per
+    site of their lines (:meth:`_DensitySample.per_site`) + 50 %, + 1024 (pages never written cost nothing)."""
+    line_lo, line_hi = int(blocks[blk_lo]), int(blocks[blk_hi])
+    sites = int(line_start[line_hi] - line_start[line_lo])
+    return int(1.5 * density.per_site(line_lo, line_hi) * sites) + 1024
 
 
 def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
-                   half: bool, per_site: float) -> list:
+                   half: bool, density: "_DensitySample") -> list:
     """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
-    (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers sized from the sampled pairs per
-    site (+25 %); a chunk whose buffers were short is swept again here with growing buffers. ``rows`` must
+    (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk whose buffers were short is swept again here with growing buffers. ``rows`` must
     be int32. Returns ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of
     :func:`_subm_sweep`."""
     cuts = _chunk_cuts(nblk, threads)
@@ -340,7 +348,7 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     meta = np.empty((chunks, 5), np.int64)
     buffers = []
     for c in range(chunks):
-        cap = _chunk_capacity(per_site, int(line_start[blocks[cuts[c + 1]]] - line_start[blocks[cuts[c]]]))
+        cap = _chunk_capacity(density, line_start, blocks, int(cuts[c]), int(cuts[c + 1]))
         bufs = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32),
                 np.empty(int(cuts[c + 1] - cuts[c]), np.int64))
         meta[c] = [b.ctypes.data for b in bufs] + [cap]
@@ -468,20 +476,43 @@ def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, star
     openmp_team.run_on_team(_team_place_body, block, threads)
 
 
-def _pairs_per_site(line_start, line_key, cz, perm, shape, ksize, dil, blocks, half) -> float:
-    """Pairs emitted per site on a sample of the lines (every 16th block, swept into scratch buffers
-    with room for the most pairs a site can have: only the pages written are ever touched)."""
-    nblk = blocks.shape[0] - 1
-    most = int(_most_pairs_per_site(ksize, half, cz.shape[0]))
-    sampled = emitted = 0
-    scratch = np.zeros((nblk, int(np.prod(ksize))), np.int64)
-    for blk in range(0, nblk, 16):
-        sites = int(line_start[blocks[blk + 1]] - line_start[blocks[blk]])
-        ends = _subm_sweep(blk, blk + 1, line_start, line_key, cz, perm, shape, ksize, dil, blocks, scratch, half,
-                           sites * most + 16)[3]
-        emitted += int(ends[-1])
-        sampled += sites
-    return emitted / max(sampled, 1)
+@nb.njit(cache=True, nogil=True)
+def _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, step):
+    """``(pairs [S], sites [S])`` of the output lines ``0, step, 2 step, ...``, counted (``_COUNT``: nothing
+    is written)."""
+    ptr = np.empty(ksize[0], np.int64)
+    counts = np.zeros(ksize[0] * ksize[1] * ksize[2], np.int64)
+    empty = np.empty(0, perm.dtype)
+    num = (line_key.shape[0] + step - 1) // step
+    pairs = np.zeros(num, np.int64)
+    sites = np.zeros(num, np.int64)
+    for s in range(num):
+        line = s * step
+        ptr[:] = -1
+        counts[:] = 0
+        _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, counts, half, _COUNT,
+                    np.empty(0, np.int32), empty, empty, 0)
+        pairs[s] = counts.sum()
+        sites[s] = line_start[line + 1] - line_start[line]
+    return pairs, sites
+
+
+class _DensitySample:
+    """Pairs per site (of the half window when ``half``) counted on ``_SAMPLED_LINES`` output lines spread
+    evenly over the sorted sites, for the whole map or a range of lines (a chunk's emission buffers are sized
+    from its own lines: on LiDAR scans a chunk's density differs from the mean by up to 40 %)."""
+
+    def __init__(self, line_start, line_key, cz, perm, shape, ksize, dil, half) -> None:
+        self.step = max(1, line_key.shape[0] // _SAMPLED_LINES)
+        self.pairs, self.sites = _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, self.step)
+        self.mean = self.pairs.sum() / max(int(self.sites.sum()), 1)
+
+    def per_site(self, line_lo: int, line_hi: int) -> float:
+        """The pairs per site of the sampled lines in ``[line_lo, line_hi)``, at least the mean (a chunk
+        with few sampled lines is not trusted to be sparser than the scene)."""
+        lo, hi = -(-line_lo // self.step), -(-line_hi // self.step)
+        sites = int(self.sites[lo:hi].sum())
+        return max(self.mean, self.pairs[lo:hi].sum() / sites) if sites else self.mean
 
 
 def _cursors(counts: np.ndarray, per_offset: np.ndarray):
@@ -519,17 +550,20 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     nblk = blocks.shape[0] - 1
     half = bool(np.all(ksize % 2 == 1))
     rows = perm.astype(np.int32) if perm.shape[0] < 2 ** 31 else perm  # half the bytes in the buffers
-    per_site = _pairs_per_site(line_start, line_key, cz, rows, shape, ksize, dil, blocks, half)
+    density = _DensitySample(line_start, line_key, cz, rows, shape, ksize, dil, half)
+    per_site = density.mean
     one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
     on_team = one_pass and threads > 1 and rows.dtype == np.int32 and openmp_team.team_available()
     team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0])
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
-                                 counts, half, per_site)
-    elif one_pass:  # one sweep into per-chunk buffers (sized from the sample, +25 %; they grow if short)
-        capacity = _chunk_capacity(per_site, cz.shape[0] // _num_chunks(nblk, threads))
-        emitted = _run_blocks(_subm_sweep, nblk, threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
-                              counts, half, capacity)
+                                 counts, half, density)
+    elif one_pass:  # one sweep into per-chunk buffers (sized from the sample; they grow if short)
+        cuts = _chunk_cuts(nblk, threads).tolist()
+        calls = [(_subm_sweep, (lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
+                                _chunk_capacity(density, line_start, blocks, lo, hi)))
+                 for lo, hi in zip(cuts[:-1], cuts[1:])]
+        emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
     else:
         _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, counts,
                     np.zeros(0, np.int64), np.zeros(0, np.int64), _COUNT, half)
