@@ -30,6 +30,22 @@ def test_touched_empty_is_zero():
     assert t.shape == (300, 7) and not bool(t.any())
 
 
+@pytest.mark.parametrize("make", [host_memory.empty, host_memory.zeros])
+def test_buffers_above_the_fresh_mapping_size_are_touched_here(make, monkeypatch):
+    """Blocks above ``_FRESH_MAPPING_BYTES`` are fresh mappings: ``empty``/``zeros`` touch them (zeros, one
+    thread) before parallel kernels write them; smaller ones are left alone."""
+    touched = []
+    real = host_memory.touched_empty
+    monkeypatch.setattr(host_memory, "touched_empty", lambda shape, dtype: touched.append(shape) or real(shape, dtype))
+    monkeypatch.setattr(host_memory, "_FRESH_MAPPING_BYTES", 1000)
+    small = make((25, 10), torch.float32)  # exactly 1000 bytes
+    big = make((25, 5), torch.float64)  # 1000 bytes
+    bigger = make((3, 42), torch.float64)  # 1008 bytes
+    assert touched == [(3, 42)]
+    assert small.shape == (25, 10) and big.dtype == torch.float64 and bigger.shape == (3, 42)
+    assert not bool(bigger.any())
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"trim_threshold": 0}, "trim_threshold"), ({"trim_threshold": -5}, "trim_threshold"),
     ({"trim_threshold": True}, "trim_threshold"), ({"mmap_threshold": 1.5e6}, "mmap_threshold"),
