@@ -194,7 +194,7 @@ def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layo
         src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
         num_out = kmap.num_in if adjoint else kmap.num_out
         return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out,
-                                  threads * _PARTS_PER_THREAD)
+                                  threads * _PARTS_PER_THREAD, threads)
     return kmap.derived(("row_split", adjoint, threads), build)
 
 

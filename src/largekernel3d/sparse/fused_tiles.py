@@ -17,7 +17,7 @@ with no barrier and no atomics. Every output row receives its additions offset b
 serial loop. The products are the register panels of :mod:`.simd_products`: four pairs at a time, their
 ``x`` rows broadcast from where they lie and the product rows added straight into ``out`` (no gathered
 tile, no product buffer, no scatter pass). The pairs of a kernel map, re-bucketed by part
-(:func:`row_split_layout`, int32, memoised on the map), cost one pass over the map.
+(:func:`layout`, int32, memoised on the map), cost two passes over the map, split over the team.
 
 The backward pass (:func:`backward`) runs the same way over the *adjoint* split (pairs bucketed by input
 row): ``d_in[i] += d_out[o] W[k]^T`` into the part's own input rows, and ``d_W[k] += x[i]^T d_out[o]`` as
@@ -66,18 +66,23 @@ def available(x: Tensor, weight: Tensor, num_rows: int = 0) -> bool:
     return openmp_team.team_available()
 
 
+# Pairs counted (at most, about) for the part bounds of a layout: every (P // _BOUND_SAMPLE)-th pair's row.
+_BOUND_SAMPLE = 1 << 18
+# The int64 argument block of _layout_body.
+(_L_SRC, _L_DST, _L_PAIRS, _L_STARTS, _L_K, _L_SKIP, _L_OWNER, _L_NUM_OUT, _L_PARTS, _L_SEG, _L_SRC32, _L_DST32,
+ _L_TOTAL) = range(13)
+_LAYOUT_HEADER = 13
+
+
 @nb.njit(cache=True, nogil=True)
-def row_split_layout(src, dst, starts, skip, num_out, parts):
-    """The pairs of every offset but ``skip``, bucketed by which of ``parts`` contiguous output-row ranges
-    their destination falls in. Returns ``(bounds [parts + 1], seg [parts * K + 1], src32, dst32)``:
-    part ``t`` owns rows ``[bounds[t], bounds[t + 1])`` and its offset-``k`` pairs are
-    ``src32/dst32[seg[t K + k] : seg[t K + k + 1]]``, in their original order. Bounds are chosen so that
-    each part has about the same number of pairs."""
+def _part_bounds(dst, starts, skip, num_out, parts, stride):
+    """``(bounds [parts + 1], owner [num_out])``: contiguous output-row ranges with about equal pairs (of every
+    offset but ``skip``; every ``stride``-th pair counted), and the part of every row (int32)."""
     kv = starts.shape[0] - 1
     cum = np.zeros(num_out + 1, np.int64)
     for k in range(kv):
         if k != skip:
-            for p in range(starts[k], starts[k + 1]):
+            for p in range(starts[k], starts[k + 1], stride):
                 cum[dst[p] + 1] += 1
     for r in range(num_out):
         cum[r + 1] += cum[r]
@@ -92,22 +97,44 @@ def row_split_layout(src, dst, starts, skip, num_out, parts):
     owner = np.empty(num_out, np.int32)
     for t in range(parts):
         owner[bounds[t]:bounds[t + 1]] = t
-    seg = np.zeros(parts * kv + 1, np.int64)
-    for k in range(kv):
+    return bounds, owner
+
+
+def _layout_body(block):
+    """Torch's OpenMP team buckets the pairs of :func:`layout` (argument block: the ``_L_*`` words), thread
+    ``t`` of ``T`` the offsets ``t, t + T, ...``: it counts their pairs per part into ``seg``, and after a
+    barrier (and the prefix sum) writes them, each into its own ``(part, offset)`` runs."""
+    h = nb.carray(block, (_LAYOUT_HEADER,))
+    kv, parts, skip, num_pairs = h[_L_K], h[_L_PARTS], h[_L_SKIP], h[_L_PAIRS]
+    src = nb.carray(openmp_team.int64_pointer(h[_L_SRC]), (num_pairs,))
+    dst = nb.carray(openmp_team.int64_pointer(h[_L_DST]), (num_pairs,))
+    starts = nb.carray(openmp_team.int64_pointer(h[_L_STARTS]), (kv + 1,))
+    owner = nb.carray(openmp_team.int32_pointer(h[_L_OWNER]), (h[_L_NUM_OUT],))
+    seg = nb.carray(openmp_team.int64_pointer(h[_L_SEG]), (parts * kv + 1,))
+    src32 = nb.carray(openmp_team.int32_pointer(h[_L_SRC32]), (h[_L_TOTAL],))
+    dst32 = nb.carray(openmp_team.int32_pointer(h[_L_DST32]), (h[_L_TOTAL],))
+    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    for k in range(t, kv, nt):
         if k != skip:
             for p in range(starts[k], starts[k + 1]):
                 seg[owner[dst[p]] * kv + k + 1] += 1
-    for c in range(parts * kv):
-        seg[c + 1] += seg[c]
-    cursor = seg[:-1].copy()
-    src32, dst32 = np.empty(total, np.int32), np.empty(total, np.int32)
-    for k in range(kv):
-        if k != skip:
-            for p in range(starts[k], starts[k + 1]):
-                c = owner[dst[p]] * kv + k
-                src32[cursor[c]], dst32[cursor[c]] = src[p], dst[p]
-                cursor[c] += 1
-    return bounds, seg, src32, dst32
+    openmp_team.gomp_barrier()
+    if t == 0:
+        for c in range(parts * kv):
+            seg[c + 1] += seg[c]
+    openmp_team.gomp_barrier()
+    cursor = np.empty(parts, np.int64)
+    for k in range(t, kv, nt):
+        if k == skip:
+            continue
+        for c in range(parts):
+            cursor[c] = seg[c * kv + k]
+        for p in range(starts[k], starts[k + 1]):
+            c = owner[dst[p]]
+            pos = cursor[c]
+            src32[pos] = src[p]
+            dst32[pos] = dst[p]
+            cursor[c] = pos + 1
 
 
 @nb.njit(nogil=True)
@@ -175,9 +202,27 @@ def _fused_body(block):
 Layout = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int) -> Layout:
-    """:func:`row_split_layout` of torch pair lists."""
-    return row_split_layout(src.numpy(), dst.numpy(), np.asarray(starts, np.int64), skip, num_out, parts)
+def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int, threads: int) -> Layout:
+    """The pairs ``(src, dst)`` (int64, offset-major with ``starts``) of every offset but ``skip``, bucketed by
+    which of ``parts`` contiguous output-row ranges their destination falls in, on ``threads`` threads of
+    torch's team (:func:`_layout_body`). Returns ``(bounds [parts + 1], seg [parts * K + 1], src32, dst32)``:
+    part ``t`` owns rows ``[bounds[t], bounds[t + 1])`` and its offset-``k`` pairs are ``src32/dst32[seg[t K
+    + k] : seg[t K + k + 1]]``, in their original order. Bounds give each part about the same number of
+    pairs (counted on about ``_BOUND_SAMPLE`` of them). Only when :func:`available`."""
+    starts = np.asarray(starts, np.int64)
+    src_np, dst_np = src.numpy(), dst.numpy()
+    kv = starts.shape[0] - 1
+    total = int(starts[-1]) - (int(starts[skip + 1] - starts[skip]) if 0 <= skip < kv else 0)
+    stride = max(1, int(starts[-1]) // _BOUND_SAMPLE)
+    bounds, owner = _part_bounds(dst_np, starts, skip, num_out, parts, stride)
+    seg = np.zeros(parts * kv + 1, np.int64)
+    src32, dst32 = np.empty(total, np.int32), np.empty(total, np.int32)
+    fields = {_L_SRC: src_np.ctypes.data, _L_DST: dst_np.ctypes.data, _L_PAIRS: src_np.shape[0],
+              _L_STARTS: starts.ctypes.data, _L_K: kv, _L_SKIP: skip, _L_OWNER: owner.ctypes.data,
+              _L_NUM_OUT: num_out, _L_PARTS: parts, _L_SEG: seg.ctypes.data, _L_SRC32: src32.ctypes.data,
+              _L_DST32: dst32.ctypes.data, _L_TOTAL: total}
+    openmp_team.run_on_team(_layout_body, openmp_team.argument_block(fields, _LAYOUT_HEADER), threads)
+    return bounds, seg, src32, dst32
 
 
 def _uninitialised(shape: Tuple[int, ...], dtype) -> np.ndarray:
