@@ -260,8 +260,8 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
 
 def _backward_fused(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
     """Both gradients by :mod:`.fused_tiles` over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
-    B]``): each part of ``d_in`` is set by the identity offset's product first; that offset's ``d_W`` is
-    one dense ``torch.mm``."""
+    B]``): each part of ``d_in`` is set by the identity offset's product first, and adds its rows to that
+    offset's ``d_W``."""
     w = weight[:, 0]
     x = x.contiguous()
     identity = _identity_offset(kmap)
@@ -275,8 +275,6 @@ def _backward_fused(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap
     split = _row_split(kmap, True, threads)
     grad_w = fused_tiles.backward(grad_out, w, x, split, grad_x, need_w, threads, identity)
     if need_w:
-        if identity >= 0:
-            grad_w[identity] += x.t().mm(grad_out)
         grad_w = grad_w.reshape(weight.shape)
     return grad_x, grad_w
 

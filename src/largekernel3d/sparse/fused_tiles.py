@@ -142,7 +142,8 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
     """This team thread's run of parts (``T`` threads share them in ``T`` consecutive runs), forward or
     backward: each part first writes the identity offset's product into its own rows (if any), then adds
     every other offset's pairs, ``out[dst] += a[src] @ W[k]`` (rows read and written in place), and in the
-    backward pass ``dW[k] += x[dst]^T a[src]`` into this thread's accumulator ``grad_w[t]``. ``a`` (the
+    backward pass ``dW[k] += x[dst]^T a[src]`` (the identity's over the part's rows) into this thread's
+    accumulator ``grad_w[t]``. ``a`` (the
     gathered operand) also sets the element type of the SIMD kernels."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     kv, c_a, c_out, c_x = h[_K], h[_C_A], h[_C_OUT], h[_C_X]
@@ -155,12 +156,16 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
         for u in range(t, grad_w.shape[0], nt):  # every accumulator, also if the team has fewer threads
             grad_w[u] = 0
     gw_addr = h[_GRAD_W] + t * kv * c_x * c_a * itemsize
+    identity = h[_IDENTITY]
     for part in range(parts * t // nt, parts * (t + 1) // nt):
-        if h[_IDENTITY] >= 0 and out_addr != 0:  # out[lo:hi] (+)= a[lo:hi] @ W_identity
-            lo, hi = bounds[part], bounds[part + 1]
+        lo, hi = bounds[part], bounds[part + 1]
+        if identity >= 0 and out_addr != 0:  # out[lo:hi] (+)= a[lo:hi] @ W_identity
             simd_products.dense_products(a, a_addr + lo * c_a * itemsize, hi - lo, c_a,
-                                         w_addr + h[_IDENTITY] * w_bytes, w_stride, out_addr + lo * c_out * itemsize,
+                                         w_addr + identity * w_bytes, w_stride, out_addr + lo * c_out * itemsize,
                                          c_out, h[_ADD_IDENTITY] != 0)
+        if identity >= 0 and need_w and hi > lo:  # dW_identity += x[lo:hi]^T a[lo:hi] (rows in order)
+            simd_products.outer_products(a, x_addr, c_x, 0, lo, hi - lo, a_addr + lo * c_a * itemsize, c_a,
+                                         gw_addr + identity * c_x * c_a * itemsize)
         for k in range(kv):
             s0, s1 = seg[part * kv + k], seg[part * kv + k + 1]
             if s1 == s0:
@@ -262,8 +267,9 @@ def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Opti
     row ``i``): ``grad_x[i] += grad_out[o] @ W[k]^T`` (when ``grad_x`` is given) and, when ``need_w``,
     returns ``d_W[k] = sum x[i]^T grad_out[o]`` ``[K, C_in, C_out]`` (summed over the threads' accumulators).
     ``w`` is ``[K, C_in, C_out]``; tensors as in :func:`accumulate`. With ``identity >= 0`` each part first
-    sets its rows ``grad_x[r] = grad_out[r] @ W[identity]^T`` (``grad_x`` may be uninitialised); the
-    identity offset's ``d_W`` is left to the caller."""
+    sets its rows ``grad_x[r] = grad_out[r] @ W[identity]^T`` (``grad_x`` may be uninitialised) and adds
+    ``x[r]^T grad_out[r]`` over its rows to the identity offset's ``d_W`` (outer products of rows in order:
+    ~100 GFLOP/s a thread against ~50 for ``torch.mm`` of the whole ``x^T grad_out``)."""
     kv, c_in, c_out = w.shape
     grad_w = _uninitialised((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
         if need_w else None
