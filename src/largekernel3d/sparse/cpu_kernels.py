@@ -340,9 +340,9 @@ def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, 
 def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
                    half: bool, density: "_DensitySample") -> list:
     """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
-    (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk whose buffers were short is swept again here with growing buffers. ``rows`` must
-    be int32. Returns ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of
-    :func:`_subm_sweep`."""
+    (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk
+    whose buffers were short is swept again here with growing buffers. ``rows`` must be int32. Returns
+    ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of :func:`_subm_sweep`."""
     cuts = _chunk_cuts(nblk, threads)
     chunks = cuts.shape[0] - 1
     meta = np.empty((chunks, 5), np.int64)

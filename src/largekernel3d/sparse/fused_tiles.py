@@ -143,8 +143,7 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
     backward: each part first writes the identity offset's product into its own rows (if any), then adds
     every other offset's pairs, ``out[dst] += a[src] @ W[k]`` (rows read and written in place), and in the
     backward pass ``dW[k] += x[dst]^T a[src]`` (the identity's over the part's rows) into this thread's
-    accumulator ``grad_w[t]``. ``a`` (the
-    gathered operand) also sets the element type of the SIMD kernels."""
+    accumulator ``grad_w[t]``. ``a`` (the gathered operand) also sets the element type of the SIMD kernels."""
     t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
     kv, c_a, c_out, c_x = h[_K], h[_C_A], h[_C_OUT], h[_C_X]
     a_addr, w_addr, w_stride, out_addr, x_addr = h[_A], h[_W], h[_W_STRIDE], h[_OUT], h[_X]
@@ -215,7 +214,7 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
     + k] : seg[t K + k + 1]]``, in their original order. Bounds give each part about the same number of
     pairs (counted on about ``_BOUND_SAMPLE`` of them). Only when :func:`available`."""
     starts = np.asarray(starts, np.int64)
-    src_np, dst_np = src.numpy(), dst.numpy()
+    src_np, dst_np = (np.ascontiguousarray(t.numpy(), np.int64) for t in (src, dst))
     kv = starts.shape[0] - 1
     total = int(starts[-1]) - (int(starts[skip + 1] - starts[skip]) if 0 <= skip < kv else 0)
     stride = max(1, int(starts[-1]) // _BOUND_SAMPLE)
