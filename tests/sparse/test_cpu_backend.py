@@ -90,13 +90,8 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     pairs in the same order, for any thread count; emission buffers that start too small grow (or the
     team's chunks are swept again)."""
     monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)  # split even this small map over ``threads``
-    rng = np.random.default_rng(7)
     shape = (14, 13, 15)
-    idx = random_sites(rng, 900, shape, batch_size=2)
-    idx64, prm = _lifted(idx, shape, kernel, dilation)
-    keys = ((idx64[:, 0] * shape[0] + idx64[:, 1]) * shape[1] + idx64[:, 2]) * shape[2] + idx64[:, 3]
-    perm = torch.argsort(keys)
-    coords, perm = idx64[perm].numpy(), perm.numpy()
+    idx, prm, coords, perm = _sorted_sites(7, shape, kernel, dilation)
     builds = []
     for threshold in (float("inf"), -1.0):
         monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", threshold)
@@ -132,16 +127,11 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     """``_DensitySample``: with every line sampled its mean is the exact half-window pairs per site of the
     map (``(P - N) / 2 / N``); a range's figure is that of its own lines, never below the mean; with fewer
     sampled lines it is the exact figure of those lines."""
-    rng = np.random.default_rng(3)
-    shape = (14, 13, 15)
-    idx = random_sites(rng, 900, shape, batch_size=2)
-    idx64, prm = _lifted(idx, shape, kernel, dilation)
-    keys = ((idx64[:, 0] * shape[0] + idx64[:, 1]) * shape[1] + idx64[:, 2]) * shape[2] + idx64[:, 3]
-    perm = torch.argsort(keys)
-    coords, rows = idx64[perm].numpy(), perm.numpy().astype(np.int32)
+    _, prm, coords, perm = _sorted_sites(3, (14, 13, 15), kernel, dilation)
+    rows = perm.astype(np.int32)
     line_start, line_key = ck._lines(coords, prm["shape"])
     cz = np.ascontiguousarray(coords[:, 3])
-    num_pairs = ck.submanifold_pairs(coords, perm.numpy(), prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
+    num_pairs = ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
     n = coords.shape[0]
     monkeypatch.setattr(ck, "_SAMPLED_LINES", line_key.shape[0])
     full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
@@ -160,6 +150,16 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
     lines = np.arange(0, line_key.shape[0], sparse.step)
     assert np.array_equal(sparse.pairs, full.pairs[lines]) and np.array_equal(sparse.sites, full.sites[lines])
+
+
+def _sorted_sites(seed, shape, kernel, dilation):
+    """900 random sites of 2 batches in ``shape``: ``(idx, prm, coords, perm)``, the sites as given, the
+    lifted parameters, the lifted sites sorted by key and their original rows (numpy)."""
+    idx = random_sites(np.random.default_rng(seed), 900, shape, batch_size=2)
+    idx64, prm = _lifted(idx, shape, kernel, dilation)
+    keys = ((idx64[:, 0] * shape[0] + idx64[:, 1]) * shape[1] + idx64[:, 2]) * shape[2] + idx64[:, 3]
+    perm = torch.argsort(keys)
+    return idx, prm, idx64[perm].numpy(), perm.numpy()
 
 
 def _lifted(idx, shape, kernel, dilation):
