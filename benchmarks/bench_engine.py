@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import largekernel3d.sparse as ours  # noqa: E402
-from largekernel3d.sparse import functional, keep_freed_memory, openmp_team  # noqa: E402
+from largekernel3d.sparse import functional, fused_tiles, keep_freed_memory, openmp_team  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -367,9 +367,10 @@ def dense_baseline(inputs: List[common.SparseInput], reps: int) -> str:
 
 
 def profile(inp: common.SparseInput, reps: int) -> str:
-    """Where our forward time goes: map building and the convolution with the map cached (the fused
-    per-thread tiles that run by default where available), and for comparison the phases of the tiled
-    pass-by-pass dataflow (gather, GEMM, scatter, each re-run over the same tiles on all threads)."""
+    """Where our forward time goes: map building, the fused path's pair layout (built once per map), and the
+    convolution with the map cached (the fused per-thread tiles that run by default where available), and for
+    comparison the phases of the tiled pass-by-pass dataflow (gather, GEMM, scatter, each re-run over the
+    same tiles on all threads)."""
     rows = []
     for k, c in ((3, 32), (3, 64), (7, 32), (7, 64)):
         conv = ours.SubMConv3d(c, c, k, bias=False)
@@ -405,23 +406,36 @@ def profile(inp: common.SparseInput, reps: int) -> str:
             with torch.no_grad():
                 return functional.gather_gemm_scatter(feats, w, kmap, kmap.num_out)
 
+        threads = torch.get_num_threads()
+        fused = fused_tiles.available(feats, w, kmap.num_out)
+
+        def layout():  # what the first conv on a fresh map builds (memoised on the map after)
+            fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, identity, kmap.num_out,
+                               threads * functional._PARTS_PER_THREAD, threads)
+
         def total():
             with torch.no_grad():
                 return conv(ours.SparseConvTensor(feats, inp.indices, shape, 1, validate=False))
 
-        ms = common.time_alternating({
-            "map": lambda: ours.build_submanifold_map(inp.indices, shape, 1, geo), "cached": cached,
-            "gather": gather, "gemm": gemm, "scatter": scatter, "total": total}, reps)
+        fns = {"map": lambda: ours.build_submanifold_map(inp.indices, shape, 1, geo), "cached": cached,
+               "gather": gather, "gemm": gemm, "scatter": scatter, "total": total}
+        if fused:
+            fns["layout"] = layout
+        ms = common.time_alternating(fns, reps)
         passes = ms["gather"] + ms["gemm"] + ms["scatter"]
-        rows.append([f"k{k} {c}→{c}", common.fmt(ms["total"]), common.fmt(ms["map"]), common.fmt(ms["cached"]),
-                     common.fmt(ms["total"] - ms["map"] - ms["cached"]), common.fmt(ms["gather"]),
+        other = ms["total"] - ms["map"] - ms.get("layout", 0.0) - ms["cached"]
+        rows.append([f"k{k} {c}→{c}", common.fmt(ms["total"]), common.fmt(ms["map"]),
+                     common.fmt(ms["layout"]) if fused else "–", common.fmt(ms["cached"]), common.fmt(other),
+                     common.fmt(ms["gather"]),
                      common.fmt(ms["gemm"]), common.fmt(ms["scatter"]), common.fmt(passes), len(tiles),
                      sum(len(s) for _, _, s in tiles)])
     return (f"Input: {inp.name}, {torch.get_num_threads()} threads, forward incl. map, ms (medians). 'conv' is the "
             f"convolution with the map cached as it runs by default (SIMD panels on per-thread row ranges where "
-            f"torch has libgomp); 'other' = total − map − conv (module overhead, Python). For comparison, the "
-            f"phases of the tiled pass-by-pass dataflow (the fallback), each timed over the same tiles.\n\n"
-            + common.markdown_table(["layer", "total", "map", "conv (map cached)", "other", "tiled: gather",
+            f"torch has libgomp); 'layout' is that path's split of the pairs by output-row range, built by the "
+            f"first conv on a map and memoised on it; 'other' = total − map − layout − conv (module overhead, "
+            f"Python). For comparison, the phases of the tiled pass-by-pass dataflow (the fallback), each timed "
+            f"over the same tiles.\n\n"
+            + common.markdown_table(["layer", "total", "map", "layout", "conv (map cached)", "other", "tiled: gather",
                                      "tiled: GEMM", "tiled: scatter", "tiled: sum", "tiles", "GEMM calls"], rows))
 
 
