@@ -410,8 +410,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         fused = fused_tiles.available(feats, w, kmap.num_out)
 
         def layout():  # what the first conv on a fresh map builds (memoised on the map after)
-            fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, identity, kmap.num_out,
-                               threads * functional._PARTS_PER_THREAD, threads)
+            functional.build_row_split(kmap, False, threads)
 
         def total():
             with torch.no_grad():

@@ -187,15 +187,18 @@ def _ggs_numba(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: 
     return out
 
 
-def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layout:
+def build_row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layout:
     """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads * _PARTS_PER_THREAD`` output-row
-    ranges, without the identity offset (memoised on the map)."""
-    def build():
-        src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
-        num_out = kmap.num_in if adjoint else kmap.num_out
-        return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out,
-                                  threads * _PARTS_PER_THREAD, threads)
-    return kmap.derived(("row_split", adjoint, threads), build)
+    ranges, without the identity offset, built afresh (:func:`_row_split` memoises it on the map)."""
+    src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
+    num_out = kmap.num_in if adjoint else kmap.num_out
+    return fused_tiles.layout(src, dst, kmap.offset_starts, _identity_offset(kmap), num_out,
+                              threads * _PARTS_PER_THREAD, threads)
+
+
+def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> fused_tiles.Layout:
+    """:func:`build_row_split`, memoised on the map."""
+    return kmap.derived(("row_split", adjoint, threads), lambda: build_row_split(kmap, adjoint, threads))
 
 
 def _ggs_fused(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
