@@ -122,6 +122,43 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("kernel,dilation", [(5, 1), ((3, 5, 7), (1, 2, 1))])
+def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, threads, monkeypatch):
+    """``lower_half=False`` writes the centre and the offsets after it as the complete build does;
+    :func:`mirror_lower_half` (serial, or on torch's team) then fills every position before the centre (set to
+    -1 here) to the complete build exactly. The numba map is built that way (``mirror_lazily``) and fills
+    its lower half once, on the first read of ``pair_in`` or ``pair_out``, never for ``stored_pairs``."""
+    shape = (14, 13, 15)
+    idx, prm, coords, perm = _sorted_sites(11, shape, kernel, dilation)
+    args = (coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads)
+    full_in, full_out, starts = ck.submanifold_pairs(*args)
+    got_in, got_out, got_starts = ck.submanifold_pairs(*args, lower_half=False)
+    np.testing.assert_array_equal(got_starts, starts)
+    lo = int(starts[(starts.shape[0] - 1) // 2])
+    assert lo > 0
+    np.testing.assert_array_equal(got_in[lo:], full_in[lo:])
+    np.testing.assert_array_equal(got_out[lo:], full_out[lo:])
+    got_in[:lo], got_out[:lo] = -1, -1
+    with torch_threads(threads):
+        ck.mirror_lower_half(got_in, got_out, starts, threads)
+    np.testing.assert_array_equal(got_in, full_in)
+    np.testing.assert_array_equal(got_out, full_out)
+
+    fills = []
+    real = ck.mirror_lower_half
+    monkeypatch.setattr(ck, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
+    kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=NUMBA)
+    assert kmap.mirror_lazily and kmap.symmetric
+    stored_in, stored_out = kmap.stored_pairs()
+    assert fills == [] and kmap.num_pairs == full_in.shape[0]
+    np.testing.assert_array_equal(stored_out[lo:].numpy(), full_out[lo:])
+    np.testing.assert_array_equal(kmap.pair_in.numpy(), full_in)
+    np.testing.assert_array_equal(kmap.pair_out.numpy(), full_out)
+    assert fills == [1]  # once
+    assert kmap.stored_pairs()[0] is stored_in  # filled in place
+
+
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), ((3, 5, 7), (1, 2, 1))])
 def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation, monkeypatch):
     """``_DensitySample``: with every line sampled its mean is the exact half-window pairs per site of the

@@ -336,6 +336,46 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
         assert calls == []
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
+    """A numba map of odd kernels leaves its offsets before the centre unwritten until its pair lists are read
+    (``KernelMap.mirror_lazily``). The compact layout (serial or on the team), the forward and the backward of
+    a SW-LK grouping read the offsets after the centre in their place: nothing is filled, the layout is the
+    one of the torch builder's complete map, entry for entry, and the output and the gradients are the torch
+    path's on that map."""
+    from largekernel3d.sparse import cpu_kernels
+
+    fills = []
+    real = cpu_kernels.mirror_lower_half
+    monkeypatch.setattr(cpu_kernels, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
+    monkeypatch.setattr(ga, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    x = random_sparse_tensor((12, 11, 13), 3, density=0.25, batch_size=2, dtype=torch.float64, seed=4)
+    geometry = ConvGeometry.create(3, 5)
+    lazy = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="numba")
+    full = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="torch")
+    assert lazy.mirror_lazily and not full.mirror_lazily
+    group = SpatialPartition.create(5, "center3").group_index()  # its centre group holds mirrored pairs
+    num_groups = int(group.max()) + 1
+    gen = torch.Generator().manual_seed(5)
+    enc = torch.randn(25 * 5, 3, dtype=torch.float64, generator=gen)
+    weight = torch.randn(num_groups, 3, 4, dtype=torch.float64, generator=gen)
+    up = torch.randn(x.features.shape[0], 4, dtype=torch.float64, generator=gen)
+    results = []
+    with torch_threads(threads):
+        for kmap, backend in ((lazy, "numba"), (full, "torch")):
+            leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
+            out = group_conv(*leaves, kmap, group, backend=backend)
+            results.append((out, *torch.autograd.grad(out, leaves, up)))
+    layouts = [ga._Slots.for_map(kmap, group.numpy(), num_groups, compact=True) for kmap in (lazy, full)]
+    assert fills == []
+    for name in ("rows", "bag_ptr", "gstart", "entries"):
+        np.testing.assert_array_equal(getattr(layouts[0], name), getattr(layouts[1], name))
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    # the per-pair slots (read mirrored) point at the complete map's pairs, once it is filled
+    assert (layouts[0].rows[layouts[0].slot] == lazy.pair_out.numpy()).all() and fills == [1]
+
+
 def test_slot_layout_memoised_on_the_kernel_map():
     """Layers sharing a kernel map (one indice_key) build the group slots once; another grouping gets its own."""
     x, kmap, group, enc = _setup(kernel=5, num_groups=27)

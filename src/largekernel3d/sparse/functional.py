@@ -85,7 +85,7 @@ def _use_numba(x: Tensor, weight: Tensor, kmap: KernelMap) -> bool:
     write into buffers; :class:`SparseConvFunction` calls this with grad mode off)."""
     if choose_backend(x.device, kmap.geometry.ndim, x.dtype) != NUMBA or weight.dtype != x.dtype:
         return False
-    if kmap.pair_in.device.type != "cpu":
+    if kmap.device.type != "cpu":
         return False
     return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
 
@@ -132,7 +132,8 @@ def _find_identity_offset(kmap: KernelMap) -> int:
         return -1
     c = kv // 2
     s, e = kmap.offset_starts[c], kmap.offset_starts[c + 1]
-    if e - s != kmap.num_in or not ck.is_identity(_np(kmap.pair_in), _np(kmap.pair_out), s, e):
+    pair_in, pair_out = kmap.stored_pairs()  # the centre is stored on every map
+    if e - s != kmap.num_in or not ck.is_identity(_np(pair_in), _np(pair_out), s, e):
         return -1
     return c
 

@@ -37,7 +37,9 @@ and grouping and memoised on the map; the compact one group by group, together w
 (:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices, 2x faster on
 KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read twice while in cache: 9.0
 -> 7.8 ms at 1 thread), and from ``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own
-OpenMP team (KITTI 7^3 at 2 threads 8.9 -> 5.2 ms). Nothing here
+OpenMP team (KITTI 7^3 at 2 threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
+backward's per-offset sums read the offsets before the centre as the mirrors of those after it
+(:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.mirror_lazily``) is never filled. Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
 milliseconds after every parallel region) was measured to slow both down on a 2-core machine.
 
@@ -119,21 +121,35 @@ def _fill_bags(pair_in, slot, starts, bag_ptr, num_in, with_encoding, entries):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries):
+def _offset_pairs(pair_in, pair_out, starts, k, mirrored):
+    """``(ins, outs, lo, hi)``: offset ``k``'s pairs are ``(ins[p], outs[p])`` for ``lo <= p < hi``; with
+    ``mirrored`` (a symmetric map read through :meth:`.KernelMap.stored_pairs`) an offset before the centre
+    is read as offset ``K - 1 - k`` with input and output swapped."""
+    kv = starts.shape[0] - 1
+    if mirrored and k < kv // 2:
+        m = kv - 1 - k
+        return pair_out, pair_in, starts[m], starts[m + 1]
+    return pair_in, pair_out, starts[k], starts[k + 1]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries,
+                        mirrored):
     """Group ``g``'s bag entries (:func:`_put_entry`), every pair at its output row's write cursor
-    ``cursor[i]`` (advanced), its offsets in ``offsets`` order."""
+    ``cursor[i]`` (advanced), its offsets in ``offsets`` order (``mirrored``: see :func:`_offset_pairs`)."""
     for t in range(offset_ptr[g], offset_ptr[g + 1]):
         k = offsets[t]
-        for p in range(starts[k], starts[k + 1]):
-            i = pair_out[p]
+        ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, k, mirrored)
+        for p in range(lo, hi):
+            i = outs[p]
             q = cursor[i]
             cursor[i] = q + 1
-            _put_entry(entries, q, pair_in[p], num_in + k, with_encoding)
+            _put_entry(entries, q, ins[p], num_in + k, with_encoding)
 
 
 @nb.njit(cache=True, nogil=True)
 def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, seen, rows, bag_ptr, gstart,
-                    num_in, entries):
+                    num_in, entries, mirrored):
     """The compact layout of groups ``[g_lo, g_hi)`` with its bag entries, one group at a time (group ``g``
     owns the offsets ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``), so that the group's pairs are still in
     cache when they are read the second time:
@@ -147,14 +163,15 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
        offset, in ``offsets`` order).
 
     ``count`` (``[num_out]``) and ``seen`` (uint64 ``[ceil(num_out / 64)]``) are zeros on entry and left
-    zero; ``bag_ptr[s]`` must hold the bag position of slot ``s``. Returns the slot after the last."""
+    zero; ``bag_ptr[s]`` must hold the bag position of slot ``s``. ``mirrored``: the pairs are read as in
+    :func:`_offset_pairs`. Returns the slot after the last."""
     one = np.uint64(1)
     for g in range(g_lo, g_hi):
         first = s
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
-            k = offsets[t]
-            for p in range(starts[k], starts[k + 1]):
-                i = pair_out[p]
+            ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, offsets[t], mirrored)
+            for p in range(lo, hi):
+                i = outs[p]
                 count[i] += 1
                 seen[i >> 6] |= one << np.uint64(i & 63)
         pos = bag_ptr[s]
@@ -173,7 +190,8 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
                 bag_ptr[s + 1] = pos
                 s += 1
         gstart[g + 1] = s
-        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries)
+        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries,
+                            mirrored)
         for r in range(first, s):
             count[rows[r]] = 0
     return s
@@ -181,28 +199,43 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
 
 @nb.njit(cache=True, nogil=True)
 def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, rows, bag_ptr, gstart, cursor, num_in,
-                  with_encoding, entries):
+                  with_encoding, entries, mirrored):
     """The bag entries of groups ``[g_lo, g_hi)`` of the compact layout of :func:`_compact_layout`, in slot
     order (stable: a slot's pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or
     (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved. One group at a time, through the
-    per-row write cursor ``cursor [num_out]`` (scratch)."""
+    per-row write cursor ``cursor [num_out]`` (scratch); ``mirrored`` as in :func:`_offset_pairs`."""
     for g in range(g_lo, g_hi):
         for s in range(gstart[g], gstart[g + 1]):
             cursor[rows[s]] = bag_ptr[s]
-        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries)
+        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries,
+                            mirrored)
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_pair_slots(pair_out, starts, offsets, offset_ptr, rows, gstart, num_out, slot):
-    """``slot[p]`` = the compact slot of every pair ``p`` (group by group, through a per-row table)."""
+def _compact_pair_slots(pair_in, pair_out, starts, offsets, offset_ptr, rows, gstart, num_out, slot, mirrored):
+    """``slot[p]`` = the compact slot of every pair ``p`` (group by group, through a per-row table). A pair
+    read mirrored (:func:`_offset_pairs`) keeps the position its mirror copy has in the complete map."""
     slot_of_row = np.empty(num_out, slot.dtype)
     for g in range(offset_ptr.shape[0] - 1):
         for s in range(gstart[g], gstart[g + 1]):
             slot_of_row[rows[s]] = s
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
             k = offsets[t]
-            for p in range(starts[k], starts[k + 1]):
-                slot[p] = slot_of_row[pair_out[p]]
+            ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, k, mirrored)
+            for p in range(lo, hi):
+                slot[starts[k] + p - lo] = slot_of_row[outs[p]]
+
+
+@nb.njit(cache=True, nogil=True)
+def _pair_inputs(pair_in, pair_out, starts, mirrored):
+    """int64 ``[P]``: the input row of every pair of the complete map (a copy; ``mirrored`` as in
+    :func:`_offset_pairs`)."""
+    inputs = np.empty(pair_in.shape[0], np.int64)
+    for k in range(starts.shape[0] - 1):
+        ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, k, mirrored)
+        for p in range(lo, hi):
+            inputs[starts[k] + p - lo] = ins[p]
+    return inputs
 
 
 @nb.njit(cache=True, nogil=True)
@@ -272,32 +305,34 @@ def _team_layout_views(block):
 def _team_slots_body(block):
     """Torch's OpenMP team builds the compact layout and its bag entries (:meth:`_Slots._team_slots`): range
     ``r`` of the groups starts at slot ``base[r]`` (``bag_ptr[base[r]]`` preset) and records its end in
-    ``ends[r]``; ``extra`` = the address of ``[base (R), ends (R), entries, num_in, seen, W]`` (int64;
-    ``seen`` = ``[R, W]`` zeroed uint64 bitsets, ``entries`` the ``2 P`` int32 interleaved entries)."""
+    ``ends[r]``; ``extra`` = the address of ``[base (R), ends (R), entries, num_in, seen, W, mirrored]`` (int64;
+    ``seen`` = ``[R, W]`` zeroed uint64 bitsets, ``entries`` the ``2 P`` int32 interleaved entries, ``mirrored``
+    as in :func:`_offset_pairs`)."""
     pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
     h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
     nr, num_pairs = h[9], h[2]
-    extra = nb.carray(openmp_team.int64_pointer(h[15]), (2 * nr + 4,))
+    extra = nb.carray(openmp_team.int64_pointer(h[15]), (2 * nr + 5,))
     entries = nb.carray(openmp_team.int32_pointer(extra[2 * nr]), (2 * num_pairs,))
     seen = nb.carray(openmp_team.uint64_pointer(extra[2 * nr + 2]), (nr, extra[2 * nr + 3]))
+    mirrored = extra[2 * nr + 4] != 0
     for r in range(openmp_team.omp_get_thread_num(), nr, openmp_team.omp_get_num_threads()):
         extra[nr + r] = _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1],
                                         extra[r], scratch[r], seen[r], rows, bag_ptr, gstart, extra[2 * nr + 1],
-                                        entries)
+                                        entries, mirrored)
 
 
 def _team_bags_body(block):
     """Torch's OpenMP team writes the bag entries (:meth:`_Slots._bag_entries`), one group range per thread;
-    ``extra`` = ``[entries address, num_in, with_encoding]`` (int64)."""
+    ``extra`` = ``[entries address, num_in, with_encoding, mirrored]`` (int64)."""
     pair_in, pair_out, starts, offsets, offset_ptr, ranges, scratch, rows, bag_ptr, gstart = _team_layout_views(block)
     h = nb.carray(block, (_TEAM_LAYOUT_HEADER,))
     nr, num_pairs = h[9], h[2]
-    extra = nb.carray(openmp_team.int64_pointer(h[15]), (3,))
+    extra = nb.carray(openmp_team.int64_pointer(h[15]), (4,))
     with_encoding = extra[2] != 0
     entries = nb.carray(openmp_team.int32_pointer(extra[0]), ((2 if with_encoding else 1) * num_pairs,))
     for r in range(openmp_team.omp_get_thread_num(), nr, openmp_team.omp_get_num_threads()):
         _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1], rows, bag_ptr,
-                      gstart, scratch[r], extra[1], with_encoding, entries)
+                      gstart, scratch[r], extra[1], with_encoding, entries, extra[3] != 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,9 +371,12 @@ class _Slots:
         self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
         self.num_pairs = kmap.num_pairs
         self.starts = _starts(kmap)
-        self.pair_in = kmap.pair_in.numpy()
-        self.pair_out = kmap.pair_out.numpy()
         self.compact = compact
+        # the compact layout reads a symmetric map's lower offsets as the mirrors of the upper ones, so that
+        # a lazily mirrored map (KernelMap.mirror_lazily) is never filled for the SW-LK forward
+        self.mirrored = compact and kmap.symmetric
+        pair_in, pair_out = kmap.stored_pairs() if self.mirrored else (kmap.pair_in, kmap.pair_out)
+        self.pair_in, self.pair_out = pair_in.numpy(), pair_out.numpy()
         n = kmap.num_out
         # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
         largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
@@ -360,7 +398,7 @@ class _Slots:
                 bag_ptr[0] = 0
                 end = _compact_layout(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
                                       num_groups, 0, np.zeros(n, self.index_dtype), _bitsets(n, 1)[0], rows, bag_ptr,
-                                      self.gstart, self.num_in, entries)
+                                      self.gstart, self.num_in, entries, self.mirrored)
                 self.rows, self.bag_ptr = rows[:end], bag_ptr[:end + 1]
             self._by_slot[True] = entries
             self.num_slots = self.rows.shape[0]
@@ -417,7 +455,8 @@ class _Slots:
         bag_ptr[base] = pairs_before[:-1]
         seen = _bitsets(self.num_out, num_ranges)
         extra = np.concatenate([base, np.zeros(num_ranges, np.int64),
-                                [entries.ctypes.data, self.num_in, seen.ctypes.data, seen.shape[1]]]).astype(np.int64)
+                                [entries.ctypes.data, self.num_in, seen.ctypes.data, seen.shape[1],
+                                 int(self.mirrored)]]).astype(np.int64)
         self._run_layout_team(_team_slots_body, rows, bag_ptr, extra)
         ends = extra[num_ranges:2 * num_ranges]
         dst = 0
@@ -441,8 +480,8 @@ class _Slots:
         """``[P]``: the slot of every pair (built on first use: the backward pass needs it)."""
         if self._slot is None:  # compact layout (the dense one has it from the start)
             self._slot = np.empty(self.num_pairs, self.index_dtype)
-            _compact_pair_slots(self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
-                                self.gstart, self.num_out, self._slot)
+            _compact_pair_slots(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
+                                self.gstart, self.num_out, self._slot, self.mirrored)
         return self._slot
 
     def _bag_entries(self, with_encoding: bool) -> np.ndarray:
@@ -453,11 +492,12 @@ class _Slots:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
             if self.compact and self.ranges.shape[0] > 2:
                 self._run_layout_team(_team_bags_body, self.rows, self.bag_ptr, np.array(
-                    [entries.ctypes.data, self.num_in, int(with_encoding)], np.int64))
+                    [entries.ctypes.data, self.num_in, int(with_encoding), int(self.mirrored)], np.int64))
             elif self.compact:
                 _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
                               self.offset_ptr.shape[0] - 1, self.rows, self.bag_ptr, self.gstart,
-                              np.empty(self.num_out, self.index_dtype), self.num_in, with_encoding, entries)
+                              np.empty(self.num_out, self.index_dtype), self.num_in, with_encoding, entries,
+                              self.mirrored)
             else:
                 _fill_bags(self.pair_in, self.slot, self.starts, self.bag_ptr, self.num_in, with_encoding, entries)
             self._by_slot[with_encoding] = entries
@@ -466,7 +506,7 @@ class _Slots:
     def _bags_by_input(self) -> Tuple[Tensor, Tensor]:
         """``(ptr [N_in + 1], slots [P])``: per input row, the slots its pairs feed."""
         if self._by_input is None:
-            ptr, perm = _csr(self.pair_in, self.num_in)
+            ptr, perm = _csr(_pair_inputs(self.pair_in, self.pair_out, self.starts, self.mirrored), self.num_in)
             self._by_input = (torch.from_numpy(ptr.astype(self.index_dtype)), torch.from_numpy(self.slot[perm]))
         return self._by_input
 
@@ -800,9 +840,21 @@ def _mirrored_weight_of(weight: Tensor, sigma: np.ndarray) -> Tensor:
 
 def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
     """``S[k] = sum_{(j, i) in pairs(k)} dOut[i]`` as ``[K, C_out]`` (one embedding bag per offset over the pairs'
-    output rows), for :func:`_encoding_terms`."""
-    return F.embedding_bag(kmap.pair_out, grad_out, torch.tensor(kmap.offset_starts[:-1], dtype=torch.int64),
-                           mode="sum")
+    output rows), for :func:`_encoding_terms`. On a symmetric map only the stored offsets from the centre ``c``
+    on are read (:meth:`.KernelMap.stored_pairs`): for ``k < c`` the pairs of ``k`` are those of ``K - 1 - k``
+    swapped, so ``S[k]`` sums ``dOut`` over the *input* rows of offset ``K - 1 - k``."""
+    starts = kmap.offset_starts
+    c = kmap.kernel_volume // 2
+
+    def bags(rows: Tensor, first: int, last: int) -> Tensor:  # one bag per offset in [first, last)
+        base = starts[first]
+        bounds = torch.tensor(starts[first:last], dtype=torch.int64) - base
+        return F.embedding_bag(rows[base:starts[last]], grad_out, bounds, mode="sum")
+
+    if not kmap.symmetric or c == 0:
+        return bags(kmap.pair_out, 0, kmap.kernel_volume)
+    pair_in, pair_out = kmap.stored_pairs()
+    return torch.cat([bags(pair_in, c + 1, kmap.kernel_volume).flip(0), bags(pair_out, c, kmap.kernel_volume)])
 
 
 def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,

@@ -48,9 +48,14 @@ class KernelMap:
         in_indices: ``[N_in, 1 + D]`` int32 sites the map reads (batch first).
         out_indices: ``[N_out, 1 + D]`` int32 sites the map writes.
         in_spatial_shape, out_spatial_shape: the grids of the two site lists.
-        pair_in, pair_out: ``[P]`` int64 row indices, offset-major.
+        stored_in, stored_out: ``[P]`` int64 row indices, offset-major, as built; read them as the
+            properties ``pair_in`` / ``pair_out`` (complete: a lazily mirrored map fills its lower half on
+            the first read) or through :meth:`stored_pairs`.
         offset_starts: ``K + 1`` ints; offset ``k`` owns ``pair_*[offset_starts[k]:offset_starts[k+1]]``.
         batch_size: number of batch elements.
+        mirror_lazily: the stored offsets before the centre are not written yet (a symmetric map of the
+            numba builder); they are mirrored from those after it when ``pair_in`` or ``pair_out`` is first
+            read.
 
     Layouts derived from the pairs (e.g. the group slots of SW-LK conv) are memoised per map with
     :meth:`derived`, so layers sharing an ``indice_key`` compute them once.
@@ -62,11 +67,51 @@ class KernelMap:
     out_indices: Tensor
     in_spatial_shape: Tuple[int, ...]
     out_spatial_shape: Tuple[int, ...]
-    pair_in: Tensor
-    pair_out: Tensor
+    stored_in: Tensor
+    stored_out: Tensor
     offset_starts: Tuple[int, ...]
     batch_size: int
+    mirror_lazily: bool = False
     _derived: Dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def pair_in(self) -> Tensor:
+        """``[P]`` int64: the input row of every pair, offset-major."""
+        self._fill_lower_half()
+        return self.stored_in
+
+    @property
+    def pair_out(self) -> Tensor:
+        """``[P]`` int64: the output row of every pair, offset-major."""
+        self._fill_lower_half()
+        return self.stored_out
+
+    @property
+    def symmetric(self) -> bool:
+        """True for a submanifold map with odd kernel sizes: offset ``K - 1 - k`` holds the pairs of offset ``k``
+        with input and output swapped (the centre, ``K // 2``, is the identity)."""
+        return self.kind == SUBMANIFOLD and all(int(k) % 2 == 1 for k in self.geometry.kernel_size)
+
+    def stored_pairs(self) -> Tuple[Tensor, Tensor]:
+        """``(pair_in, pair_out)`` as stored, without filling a lazily mirrored map: on a :attr:`symmetric` map
+        only the offsets from the centre on may be read (those before it are the mirrors of ``K - 1 - k``)."""
+        return self.stored_in, self.stored_out
+
+    def _fill_lower_half(self) -> None:
+        if self.mirror_lazily:
+            self.derived("lower_half_mirrored", self._mirror_lower_half)
+
+    def _mirror_lower_half(self) -> bool:
+        from . import cpu_kernels
+
+        cpu_kernels.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
+                                      np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
+        return True
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the pair lists."""
+        return self.stored_in.device
 
     @property
     def num_in(self) -> int:
@@ -82,7 +127,7 @@ class KernelMap:
 
     @property
     def num_pairs(self) -> int:
-        return int(self.pair_in.shape[0])
+        return int(self.stored_in.shape[0])
 
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """``build()``, computed on the first call with this ``key`` and returned from the memo after.
@@ -109,8 +154,8 @@ class KernelMap:
             out_indices=self.in_indices,
             in_spatial_shape=self.out_spatial_shape,
             out_spatial_shape=self.in_spatial_shape,
-            pair_in=self.pair_out,
-            pair_out=self.pair_in,
+            stored_in=self.pair_out,
+            stored_out=self.pair_in,
             offset_starts=self.offset_starts,
             batch_size=self.batch_size,
         )
@@ -194,6 +239,8 @@ def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry
 
 def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
                        ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    """The pairs with the offsets before the centre left unwritten on odd kernels (see
+    :attr:`KernelMap.mirror_lazily`)."""
     from . import cpu_kernels
 
     idx, prm = _lift3(indices, spatial_shape, geometry)
@@ -204,7 +251,8 @@ def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: 
     else:
         perm = torch.arange(idx.shape[0], dtype=torch.int64)
     pair_in, pair_out, starts = cpu_kernels.submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"],
-                                                              prm["ksize"], prm["dil"], torch.get_num_threads())
+                                                              prm["ksize"], prm["dil"], torch.get_num_threads(),
+                                                              lower_half=False)
     return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
 
 
@@ -277,12 +325,14 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     def query(coords: Tensor, j0: int, j1: int) -> Tensor:
         return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
 
-    if _resolve(backend, indices, spatial_shape) == NUMBA:
+    lazy = _resolve(backend, indices, spatial_shape) == NUMBA
+    if lazy:
         pair_in, pair_out, starts = _numba_submanifold(indices, spatial_shape, geometry)
     else:
         pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
-                     pair_in, pair_out, starts, batch_size)
+                     pair_in, pair_out, starts, batch_size,
+                     mirror_lazily=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
 
 
 def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: Sequence[int],
