@@ -51,6 +51,7 @@ import numba as nb
 import numpy as np
 
 from . import openmp_team
+from .array_index import uidx
 
 _NUM_BLOCKS = 64  # work blocks of the builders (a multiple of any sensible thread count)
 _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
@@ -211,36 +212,36 @@ def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, ro
                 ms, me = line_start[m], line_start[m + 1]
                 j = ms
                 first = ls  # the sites whose window ends below the neighbour line's first site pair with nothing
-                reach = cz[ms] - (k2 - 1 - m2) * d2
-                while first < le and cz[first] < reach:
+                reach = cz[uidx(ms)] - (k2 - 1 - m2) * d2
+                while first < le and cz[uidx(first)] < reach:
                     first += 1
                 for p in range(first, le):
-                    z = cz[p]
+                    z = cz[uidx(p)]
                     zb = z - m2 * d2
                     zlo = z + d2 if same_line else zb
                     zhi = z + (k2 - 1 - m2) * d2
-                    while j < me and cz[j] < zlo:
+                    while j < me and cz[uidx(j)] < zlo:
                         j += 1
                     if j == me:  # the neighbour line ends below this site's window, and so below the next ones'
                         break
-                    po = perm[p]
+                    po = perm[uidx(p)]
                     jj = j
-                    while jj < me and cz[jj] <= zhi:
-                        uz = cz[jj] - zb
+                    while jj < me and cz[uidx(jj)] <= zhi:
+                        uz = cz[uidx(jj)] - zb
                         if d2 == 1 or uz % d2 == 0:
                             k = kbase + (uz if d2 == 1 else uz // d2)
                             if mode == _FILL:
-                                pos = row[k]
-                                ibuf[pos] = perm[jj]
-                                obuf[pos] = po
-                                row[k] = pos + 1
+                                pos = row[uidx(k)]
+                                ibuf[uidx(pos)] = perm[uidx(jj)]
+                                obuf[uidx(pos)] = po
+                                row[uidx(k)] = pos + 1
                             else:
                                 if mode == _EMIT:
-                                    kbuf[n] = k
-                                    ibuf[n] = perm[jj]
-                                    obuf[n] = po
+                                    kbuf[uidx(n)] = k
+                                    ibuf[uidx(n)] = perm[uidx(jj)]
+                                    obuf[uidx(n)] = po
                                     n += 1
-                                row[k] += 1
+                                row[uidx(k)] += 1
                         jj += 1
             m += 1
     return n
@@ -396,10 +397,10 @@ def _place(blk_lo, blk_hi, kbuf, ibuf, obuf, ends, cursors, pair_in, pair_out):
         row = cursors[blk]
         end = ends[blk - blk_lo]
         while t < end:
-            k = kbuf[t]
+            k = uidx(kbuf[uidx(t)])
             pos = row[k]
-            pair_in[pos] = ibuf[t]
-            pair_out[pos] = obuf[t]
+            pair_in[uidx(pos)] = ibuf[uidx(t)]
+            pair_out[uidx(pos)] = obuf[uidx(t)]
             row[k] = pos + 1
             t += 1
 
@@ -419,13 +420,13 @@ def _mirror_range(pair_in, pair_out, starts, lo, hi):
         end = min(hi, starts[k + 1])
         if k == c:
             for q in range(p, end):
-                pair_in[q] = q - starts[c]
-                pair_out[q] = q - starts[c]
+                pair_in[uidx(q)] = q - starts[c]
+                pair_out[uidx(q)] = q - starts[c]
         else:
             shift = starts[kv - 1 - k] - starts[k]
             for q in range(p, end):
-                pair_in[q] = pair_out[q + shift]
-                pair_out[q] = pair_in[q + shift]
+                pair_in[uidx(q)] = pair_out[uidx(q + shift)]
+                pair_out[uidx(q)] = pair_in[uidx(q + shift)]
         p = end
         k += 1
 

@@ -59,6 +59,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from torch import Tensor
 
 from . import fused_groups, host_memory, openmp_team, simd_products
+from .array_index import uidx
 from .kernel_map import KernelMap
 
 BACKENDS = ("numba", "torch")
@@ -100,10 +101,10 @@ def _csr(key, n):
 def _put_entry(entries, q, j, table_row, with_encoding):
     """Bag entry ``q``: input row ``j``, or (``with_encoding``) the pair ``(j, table_row)`` at ``2q, 2q + 1``."""
     if with_encoding:
-        entries[2 * q] = j
-        entries[2 * q + 1] = table_row
+        entries[uidx(2 * q)] = j
+        entries[uidx(2 * q + 1)] = table_row
     else:
-        entries[q] = j
+        entries[uidx(q)] = j
 
 
 @nb.njit(cache=True, nogil=True)
@@ -141,10 +142,10 @@ def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, curso
         k = offsets[t]
         ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, k, mirrored)
         for p in range(lo, hi):
-            i = outs[p]
+            i = uidx(outs[uidx(p)])
             q = cursor[i]
             cursor[i] = q + 1
-            _put_entry(entries, q, ins[p], num_in + k, with_encoding)
+            _put_entry(entries, q, ins[uidx(p)], num_in + k, with_encoding)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -171,9 +172,9 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
         for t in range(offset_ptr[g], offset_ptr[g + 1]):
             ins, outs, lo, hi = _offset_pairs(pair_in, pair_out, starts, offsets[t], mirrored)
             for p in range(lo, hi):
-                i = outs[p]
-                count[i] += 1
-                seen[i >> 6] |= one << np.uint64(i & 63)
+                i = outs[uidx(p)]
+                count[uidx(i)] += 1
+                seen[uidx(i >> 6)] |= one << np.uint64(i & 63)
         pos = bag_ptr[s]
         for w in range(seen.shape[0]):
             word = seen[w]
@@ -183,17 +184,17 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
             while word != 0:
                 i = w * 64 + np.int64(trailing_zeros(word))
                 word &= word - one
-                c = count[i]
-                count[i] = pos
-                rows[s] = i
+                c = count[uidx(i)]
+                count[uidx(i)] = pos
+                rows[uidx(s)] = i
                 pos += c
-                bag_ptr[s + 1] = pos
+                bag_ptr[uidx(s + 1)] = pos
                 s += 1
         gstart[g + 1] = s
         _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries,
                             mirrored)
         for r in range(first, s):
-            count[rows[r]] = 0
+            count[uidx(rows[uidx(r)])] = 0
     return s
 
 
