@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from . import openmp_team, simd_products
+from .array_index import uidx
 
 # The int64 argument block of _fused_body: flags, sizes and addresses (0 for an absent array).
 (_DOUBLE, _K, _SRC, _DST, _SEG, _TOTAL, _PARTS, _THREADS, _A, _N_A, _C_A, _W, _W_STRIDE, _OUT, _C_OUT, _X, _C_X,
@@ -83,7 +84,7 @@ def _part_bounds(dst, starts, skip, num_out, parts, stride):
     for k in range(kv):
         if k != skip:
             for p in range(starts[k], starts[k + 1], stride):
-                cum[dst[p] + 1] += 1
+                cum[uidx(dst[uidx(p)] + 1)] += 1
     for r in range(num_out):
         cum[r + 1] += cum[r]
     total = cum[num_out]
@@ -117,7 +118,7 @@ def _layout_body(block):
     for k in range(t, kv, nt):
         if k != skip:
             for p in range(starts[k], starts[k + 1]):
-                seg[owner[dst[p]] * kv + k + 1] += 1
+                seg[uidx(owner[uidx(dst[uidx(p)])] * kv + k + 1)] += 1
     openmp_team.gomp_barrier()
     if t == 0:
         for c in range(parts * kv):
@@ -130,10 +131,10 @@ def _layout_body(block):
         for c in range(parts):
             cursor[c] = seg[c * kv + k]
         for p in range(starts[k], starts[k + 1]):
-            c = owner[dst[p]]
+            c = uidx(owner[uidx(dst[uidx(p)])])
             pos = cursor[c]
-            src32[pos] = src[p]
-            dst32[pos] = dst[p]
+            src32[uidx(pos)] = src[uidx(p)]
+            dst32[uidx(pos)] = dst[uidx(p)]
             cursor[c] = pos + 1
 
 
