@@ -36,8 +36,9 @@ layouts (counting sorts of the pairs by slot and by input row, in numba) are bui
 and grouping and memoised on the map; the compact one group by group, together with its bag entries
 (:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices, 2x faster on
 KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read twice while in cache: 9.0
--> 7.8 ms at 1 thread; indexed through :data:`.array_index.uidx`: 7.2-7.4 -> 5.4-5.8 ms), and from ``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own
-OpenMP team (KITTI 7^3 at 2 threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
+-> 7.8 ms at 1 thread; indexed through :data:`.array_index.uidx`: 7.2-7.4 -> 5.4-5.8 ms), and from
+``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2
+threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
 backward's per-offset sums read the offsets before the centre as the mirrors of those after it
 (:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.mirror_lazily``) is never filled. Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
