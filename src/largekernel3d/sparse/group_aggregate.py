@@ -817,9 +817,7 @@ def _mirror_groups(kmap: KernelMap, group: np.ndarray, num_groups: int) -> Optio
     """``sigma [G]`` with ``g(K - 1 - k) = sigma(g(k))`` for every offset ``k``, or ``None`` unless the map is
     symmetric (submanifold, odd kernel sizes) and the grouping mirror-symmetric (as every SW-LK partition
     is). Groups without offsets map to themselves (they have no pairs)."""
-    from .kernel_map import SUBMANIFOLD
-
-    if kmap.kind != SUBMANIFOLD or any(int(k) % 2 == 0 for k in kmap.geometry.kernel_size):
+    if not kmap.symmetric:
         return None
     sigma = np.full(num_groups, -1, np.int64)
     for g, h in zip(group.tolist(), group[::-1].tolist()):
