@@ -1,10 +1,11 @@
 """Run configuration: a nested mapping with a fixed schema, loaded from YAML and overridden from the
 command line.
 
-Every section except ``model`` has a fixed set of keys (:data:`DEFAULTS`); a YAML file or an override
-that names another key raises a :class:`ConfigError` naming the key and the keys that exist. The
-``model`` section is handed to :func:`largekernel3d.models.build_model` (plus ``in_channels`` and
-``num_classes``, which the data decides), which checks its own keys.
+Every section except ``model`` has a fixed set of keys (a :class:`ConfigSchema`: :data:`SEG_SCHEMA` for
+segmentation, whose defaults are :data:`DEFAULTS`; the detection schema lives in :mod:`.det_config`); a YAML
+file or an override that names another key raises a :class:`ConfigError` naming the key and the keys that
+exist. The ``model`` section is handed to the model builder (plus what the data decides, e.g. ``in_channels``
+and ``num_classes``), which checks its own keys.
 
 Overrides are ``dotted.key=value`` strings; the value is parsed as YAML (``3`` -> int, ``0.1`` ->
 float, ``[7,7,7,7]`` -> list, ``null`` -> None, anything else a string).
@@ -13,8 +14,9 @@ float, ``[7,7,7,7]`` -> list, ``null`` -> None, anything else a string).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import yaml
 
@@ -22,6 +24,7 @@ OPEN_SECTIONS = ("model",)
 
 DEFAULTS: Dict[str, Any] = {
     "name": "seg",
+    "task": "seg",
     "seed": 0,
     "output_dir": "runs/seg",
     "data": {
@@ -125,11 +128,30 @@ def read_yaml(path: Path) -> Dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class ConfigSchema:
+    """The fixed shape of a task's run configuration.
+
+    Attributes:
+        defaults: every section and key with its default value (``model`` is open).
+        choices: ``(section, key) -> allowed values``.
+        positive: ``(section, key)`` entries that must be positive numbers.
+        check: further checks of the whole configuration (raise :class:`ConfigError`).
+    """
+
+    defaults: Mapping[str, Any]
+    choices: Mapping[Tuple[str, str], Tuple[Any, ...]]
+    positive: FrozenSet[Tuple[str, str]]
+    check: Optional[Callable[[Mapping[str, Any]], None]] = None
+
+
 def build_config(file_data: Optional[Mapping[str, Any]] = None, overrides: Iterable[str] = (),
-                 source: str = "<config>") -> Dict[str, Any]:
-    """:data:`DEFAULTS` merged with ``file_data`` and then with each override in order; validated."""
+                 source: str = "<config>", schema: Optional[ConfigSchema] = None) -> Dict[str, Any]:
+    """``schema.defaults`` (default: segmentation's :data:`DEFAULTS`) merged with ``file_data`` and then
+    with each override in order; validated against ``schema``."""
+    schema = schema or SEG_SCHEMA
     try:
-        cfg = merge(DEFAULTS, file_data or {})
+        cfg = merge(schema.defaults, file_data or {})
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     for text in overrides:
@@ -137,35 +159,50 @@ def build_config(file_data: Optional[Mapping[str, Any]] = None, overrides: Itera
             cfg = merge(cfg, parse_override(text))
         except ConfigError as err:
             raise ConfigError(f"--set {text}: {err}") from None
-    validate(cfg)
+    validate(cfg, schema)
     return cfg
 
 
-_CHOICES = {
-    ("data", "dataset"): ("generated", "scannet", "s3dis", "semantickitti"),
-    ("train", "optimizer"): ("sgd", "adamw"),
-    ("train", "scheduler"): ("cosine", "poly", "constant"),
-}
-_POSITIVE = {("data", "voxel_size"), ("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
-             ("eval", "batch_size"), ("data", "points_per_scene")}
-
-
-def validate(cfg: Mapping[str, Any]) -> None:
-    """Check choices and ranges; raise :class:`ConfigError` naming the key."""
-    for (sec, key), choices in _CHOICES.items():
+def validate(cfg: Mapping[str, Any], schema: Optional[ConfigSchema] = None) -> None:
+    """Check choices and ranges of ``schema`` (default: segmentation's); raise :class:`ConfigError` naming the
+    key."""
+    schema = schema or SEG_SCHEMA
+    for (sec, key), choices in schema.choices.items():
         if cfg[sec][key] not in choices:
-            raise ConfigError(f"config key '{sec}.{key}' = {cfg[sec][key]!r}; choose one of {', '.join(choices)}")
-    for sec, key in _POSITIVE:
+            raise ConfigError(f"config key '{sec}.{key}' = {cfg[sec][key]!r}; choose one of "
+                              f"{', '.join(str(c) for c in choices)}")
+    for sec, key in sorted(schema.positive):
         value = cfg[sec][key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"config key '{sec}.{key}' must be a positive number, got {value!r}")
     if not isinstance(cfg["model"].get("name"), str):
-        raise ConfigError("config key 'model.name' must name a model (e.g. largekernel3d_seg, minkunet34c)")
+        raise ConfigError("config key 'model.name' must name a model (e.g. largekernel3d_seg, minkunet34c, "
+                          "centerpoint_largekernel3d)")
+    if schema.check is not None:
+        schema.check(cfg)
+
+
+def _check_segmentation(cfg: Mapping[str, Any]) -> None:
+    if cfg["task"] != "seg":
+        raise ConfigError(f"config key 'task' = {cfg['task']!r}: this is a segmentation configuration ('seg'); "
+                          f"detection runs use lk3d train det")
     if cfg["data"]["dataset"] != "generated" and not cfg["data"]["root"]:
         raise ConfigError(f"config key 'data.root' must name the data folder for dataset "
                           f"'{cfg['data']['dataset']}'")
     if not 0 < float(cfg["data"]["val_fraction"]) < 1:
         raise ConfigError(f"config key 'data.val_fraction' must lie in (0, 1), got {cfg['data']['val_fraction']!r}")
+
+
+SEG_SCHEMA = ConfigSchema(
+    defaults=DEFAULTS,
+    choices={("data", "dataset"): ("generated", "scannet", "s3dis", "semantickitti"),
+             ("train", "optimizer"): ("sgd", "adamw"),
+             ("train", "scheduler"): ("cosine", "poly", "constant")},
+    positive=frozenset({("data", "voxel_size"), ("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
+                        ("eval", "batch_size"), ("data", "points_per_scene")}),
+    check=_check_segmentation,
+)
+"""The segmentation run configuration."""
 
 
 def dump(cfg: Mapping[str, Any]) -> str:

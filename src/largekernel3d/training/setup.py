@@ -7,6 +7,9 @@ Learning rate at optimiser step ``t`` of ``T`` (``W`` warm-up steps, base rate `
     cosine    lr * 0.5 * (1 + cos(pi * t / T))
     poly      lr * (1 - t / T) ** 0.9
     constant  lr
+    onecycle  one-cycle (Smith): cosine rise from lr / 10 to lr over the first 40 % of the steps, then cosine
+              decay to lr / 1e5; Adam's beta1 (or SGD's momentum) cycles 0.95 -> 0.85 -> 0.95 (OpenPCDet's
+              ``adam_onecycle``; warm-up steps are ignored)
 """
 
 from __future__ import annotations
@@ -158,7 +161,11 @@ def lr_factor(step: int, total: int, kind: str, warmup: int) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], total_steps: int):
-    """A per-step ``LambdaLR`` following :func:`lr_factor`."""
+    """A per-step ``LambdaLR`` following :func:`lr_factor`, or torch's ``OneCycleLR`` for ``onecycle``."""
     t = cfg["train"]
     kind, warmup = str(t["scheduler"]), int(t["warmup_steps"])
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(t["lr"]), total_steps=max(total_steps, 1),
+                                                   pct_start=0.4, div_factor=10.0, final_div_factor=1e4,
+                                                   base_momentum=0.85, max_momentum=0.95)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, kind, warmup))
