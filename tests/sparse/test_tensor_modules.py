@@ -118,6 +118,21 @@ def test_indice_key_reuse_with_other_kernel_or_kind_raises():
         lsp.SubMConv3d(2, 2, 3, dilation=2, indice_key="k").double()(x)
 
 
+def test_submanifold_layers_sharing_a_key_may_differ_in_padding():
+    """OpenPCDet's backbones pass padding=1 to the first SubMConv3d of a key and nothing to the next ones:
+    padding does not change a submanifold map, so the map is shared and each output is the dense reference."""
+    x = random_sparse_tensor((6, 6, 6), 2, density=0.3, seed=13)
+    first = lsp.SubMConv3d(2, 3, 3, padding=1, indice_key="subm1").double()
+    second = lsp.SubMConv3d(3, 3, 3, indice_key="subm1").double()
+    y = first(x)
+    z = second(y)
+    assert y.indice_dict["subm1"] is z.indice_dict["subm1"]
+    torch.testing.assert_close(y.features, dense_subm_conv(x, first.weight, first.bias), **TOL)
+    torch.testing.assert_close(z.features, dense_subm_conv(y, second.weight, second.bias), **TOL)
+    with pytest.raises(ValueError, match="must share kernel_size/dilation"):
+        lsp.SubMConv3d(3, 3, 3, dilation=2, padding=1, indice_key="subm1").double()(y)
+
+
 def test_reuse_on_same_sites_in_a_new_tensor_object_is_allowed():
     x = random_sparse_tensor((6, 6, 6), 2, density=0.3, seed=10)
     c = lsp.SubMConv3d(2, 2, 3, indice_key="k").double()

@@ -166,12 +166,23 @@ class KernelMap:
         if kind != self.kind:
             raise ValueError(f"indice_key={key!r} holds a {self.kind} kernel map but a {kind} conv asked for it; "
                              f"give this layer its own indice_key")
-        if geometry != self.geometry:
+        if map_geometry(kind, geometry) != map_geometry(kind, self.geometry):
+            shared = "kernel_size/dilation" if kind == SUBMANIFOLD else "kernel_size/stride/padding/dilation"
             raise ValueError(f"indice_key={key!r} was built for {self.geometry} but this layer has {geometry}; "
-                             f"layers that share an indice_key must share kernel_size/stride/padding/dilation")
+                             f"layers that share an indice_key must share {shared}")
         if not same_sites(self.in_indices, indices):
             raise ValueError(f"indice_key={key!r} was built on other sites ({self.num_in} rows) than this "
                              f"layer's input ({int(indices.shape[0])} rows); give this layer its own indice_key")
+
+
+def map_geometry(kind: str, geometry: ConvGeometry) -> ConvGeometry:
+    """The part of ``geometry`` that decides a kernel map of ``kind``: all of it for strided maps; for a
+    submanifold map only kernel size and dilation (its window is centred on each site, so stride and padding
+    change nothing; spconv ignores padding there too, and networks pass ``padding=1`` to some submanifold
+    layers of a shared ``indice_key`` and not to others)."""
+    if kind == SUBMANIFOLD:
+        return ConvGeometry(geometry.kernel_size, (1,) * geometry.ndim, (0,) * geometry.ndim, geometry.dilation)
+    return geometry
 
 
 def same_sites(a: Tensor, b: Tensor) -> bool:
