@@ -67,7 +67,7 @@ def test_spconv21_state_dicts_load_into_our_layers():
     ours = lsp.SparseSequential(lsp.SubMConv3d(2, 6, 3, indice_key="a"), nn.BatchNorm1d(6),
                                 lsp.SparseConv3d(6, 5, 2, 2), lsp.SubMConv3d(5, 4, 1, bias=False)).double()
     ref = {k: v.clone() for k, v in ours.state_dict().items()}
-    m = ref["3.weight"].reshape(4, 5).t().contiguous()  # the [C_in, C_out] matrix spconv multiplies by
+    m = ref["3.weight"].reshape(5, 4)  # our state dict holds the [C_in, C_out] matrix spconv multiplies by
     rskc = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 0, 4), "3.weight": m.reshape(1, 1, 1, 4, 5)}
     mixed = {**rskc, "0.weight": ref["0.weight"]}  # implicit-GEMM layers of spconv 2.1 were KRSC
     rsck = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 4, 0),
@@ -105,6 +105,11 @@ def test_one_by_one_weights_are_read_as_c_in_by_c_out():
     load_spconv_state_dict(ours, {"weight": w_sp})
     x = random_sparse_tensor((4, 4, 4), 3, num_sites=9)
     torch.testing.assert_close(ours(x).features, x.features @ w_sp.reshape(3, 5))
+    # plain load_state_dict reads spconv's checkpoint the same way, and state_dict gives it back unchanged
+    plain = lsp.SubMConv3d(3, 5, 1, bias=False).double()
+    plain.load_state_dict({"weight": w_sp})
+    torch.testing.assert_close(plain(x).features, x.features @ w_sp.reshape(3, 5))
+    assert torch.equal(plain.state_dict()["weight"], w_sp)
     # a strided 1x1 conv is not on spconv's matmul path: its weight loads unchanged
     strided = lsp.SparseConv3d(3, 5, 1, stride=2, bias=False).double()
     load_spconv_state_dict(strided, {"weight": w_sp})
@@ -320,6 +325,14 @@ def test_our_state_dict_exported_to_spconv_gives_the_same_outputs(kitti, one_thr
     load_spconv_state_dict(again, theirs.state_dict())
     for k, v in again.state_dict().items():
         assert torch.equal(v, ours.state_dict()[k]), k
+    # plain PyTorch state dicts move both ways too (what drop-in users do)
+    plain_theirs = build(spconv)
+    plain_theirs.load_state_dict(ours.state_dict())
+    plain_ours = build(lsp)
+    plain_ours.load_state_dict(theirs.state_dict())
+    with torch.no_grad():
+        _assert_same_output(ours(kitti), plain_theirs(lsp.to_spconv(kitti)))
+        _assert_same_output(plain_ours(kitti), theirs(lsp.to_spconv(kitti)))
 
 
 @needs_spconv

@@ -157,6 +157,38 @@ class SparseConvolution(SparseModule):
             s += f", indice_key={self.indice_key!r}"
         return s
 
+    @property
+    def weight_read_as_matrix(self) -> bool:
+        """True when spconv 2.x computes this layer as one matrix product on the raw weight memory: kernel
+        volume 1, and a submanifold conv or all strides 1 (see :meth:`_save_to_state_dict`)."""
+        return self.geometry.kernel_volume == 1 and (self.subm or all(s == 1 for s in self.geometry.stride))
+
+    # State dicts in spconv's format. spconv multiplies a kernel-volume-1 layer's input by its weight memory
+    # ``m`` read as the ``[C_in, C_out]`` matrix, not by ``W[o, 0.., i]``. Our parameter keeps the meaning
+    # ``W[o, 0.., i]`` of every other layer; its state-dict entry holds the memory spconv would read, so that
+    # ``load_state_dict`` / ``state_dict`` move checkpoints between the two libraries unchanged, both ways:
+    #     state m  = W.reshape(C_out, C_in)^T  (contiguous, shape of W)        W = m.reshape(C_in, C_out)^T
+    def _matrix_layout(self) -> bool:
+        return self.weight_read_as_matrix and self.groups == 1
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        key = prefix + "weight"
+        if self._matrix_layout() and key in destination:
+            w = destination[key]
+            m = w.detach().reshape(self.out_channels, self.in_channels).t().contiguous().reshape(w.shape)
+            destination[key] = m if keep_vars is False else nn.Parameter(m, requires_grad=w.requires_grad)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + "weight"
+        if self._matrix_layout() and key in state_dict and state_dict[key].numel() == self.weight.numel():
+            m = state_dict[key]
+            state_dict[key] = m.reshape(self.in_channels, self.out_channels).t().contiguous().reshape(
+                self.weight.shape)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     def kernel_map(self, x: SparseConvTensor) -> KernelMap:
         """The (cached or new) kernel map this layer uses on ``x``."""
         if self.inverse:

@@ -16,7 +16,9 @@ matrix product that ignores the declared layout and reads the weight memory ``m`
     KRSC / RSKC:  out = in @ m.reshape(c_in, c_out)          (not in @ W.reshape(c_out, c_in)^T)
     RSCK:         out = in @ m.reshape(c_out, c_in)^T
 
-:func:`load_spconv_state_dict` converts such weights so that our layers reproduce spconv's outputs.
+Our layers store such a weight in their state dict as the memory spconv >= 2.2 reads
+(:meth:`SparseConvolution._save_to_state_dict`), so plain ``load_state_dict`` / ``state_dict`` move
+checkpoints between the libraries unchanged; :func:`load_spconv_state_dict` adds spconv 2.1's layouts.
 
 Differences from spconv 2.3.8 (checked in tests/sparse/test_spconv_compat.py where spconv can run):
 
@@ -116,7 +118,7 @@ def convert_spconv21_weight(weight: Tensor, layout: str = "RSKC") -> Tensor:
 def spconv_uses_matmul_path(module: SparseConvolution) -> bool:
     """True when spconv runs this layer as one matrix product on the raw weight memory (kernel volume 1,
     and a submanifold conv or all strides 1)."""
-    return module.geometry.kernel_volume == 1 and (module.subm or all(s == 1 for s in module.geometry.stride))
+    return module.weight_read_as_matrix
 
 
 def _parse_version(version: str) -> Tuple[int, int]:
@@ -149,11 +151,12 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
     """The ``state_dict`` of a spconv 2.x network rewritten for the same module tree built from our layers.
 
     For every :class:`SparseConvolution` under ``module`` (key prefix ``p``), ``p + "weight"`` is brought to
-    our layout: spconv >= 2.2 weights are KRSC; spconv 2.1 weights are in ``layout`` (``"auto"``: KRSC or
-    RSKC by shape, which spconv 2.1 mixed by algorithm; ``"RSCK"`` must be named). Layers spconv ran as a
-    matrix product (:func:`spconv_uses_matmul_path`) are converted from the memory spconv actually read:
-    ``W[o, 0.., i] = m.reshape(C_in, C_out)[i, o]`` (``m.reshape(C_out, C_in)[o, i]`` for RSCK). Other
-    entries (BatchNorm, ...) pass through unchanged.
+    our layout: spconv >= 2.2 weights are KRSC (our state-dict format: they pass unchanged); spconv 2.1 weights
+    are in ``layout`` (``"auto"``: KRSC or RSKC by shape, which spconv 2.1 mixed by algorithm; ``"RSCK"`` must
+    be named). Layers spconv ran as a matrix product (:func:`spconv_uses_matmul_path`) keep the memory spconv
+    read as ``m.reshape(C_in, C_out)``, which is what our state dict holds for them (an RSCK ``m`` was read as
+    ``m.reshape(C_out, C_in)^T`` and is transposed into that form). Other entries (BatchNorm, ...) pass
+    through unchanged.
     """
     _, minor = _parse_version(spconv_version)
     if layout != "auto" and layout not in LAYOUTS:
@@ -172,9 +175,9 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
         expected = tuple(sub.weight.shape)
         if spconv_uses_matmul_path(sub) and w.numel() == sub.in_channels * sub.out_channels and sub.groups == 1:
             if minor <= 1 and layout == "RSCK":
-                converted = w.reshape(expected).contiguous()
+                converted = w.reshape(sub.out_channels, sub.in_channels).t().contiguous().reshape(expected)
             else:
-                converted = w.reshape(sub.in_channels, sub.out_channels).t().reshape(expected).contiguous()
+                converted = w.reshape(expected).contiguous()
         else:
             lay = "KRSC" if minor >= 2 else _resolve_layout(w, sub, layout, key)
             converted = convert_spconv21_weight(w, lay) if w.dim() >= 3 else w
@@ -187,18 +190,13 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
 
 
 def to_spconv_state_dict(module: nn.Module) -> Dict[str, Tensor]:
-    """``module.state_dict()`` for the same network built from spconv >= 2.2 layers: equal except the
-    weights of layers spconv runs as a matrix product, stored so that spconv's reading
-    ``m.reshape(C_in, C_out)`` gives our ``W[o, 0.., i]`` (the inverse of :func:`convert_spconv_state_dict`)."""
-    out = dict(module.state_dict())
+    """``module.state_dict()`` for the same network built from spconv >= 2.2 layers. Our state dicts are
+    already in spconv's format (kernel-volume-1 layers included, see the module docstring), so this is
+    ``dict(module.state_dict())``, after checking that spconv can build every layer."""
     for name, sub in module.named_modules():
-        if isinstance(sub, SparseConvolution) and spconv_uses_matmul_path(sub):
-            if sub.groups != 1:
-                raise ValueError(f"{name or type(sub).__name__} has groups={sub.groups}; spconv has no grouped convs")
-            key = f"{name}.weight" if name else "weight"
-            w = out[key]
-            out[key] = w.reshape(sub.out_channels, sub.in_channels).t().contiguous().reshape(w.shape)
-    return out
+        if isinstance(sub, SparseConvolution) and sub.groups != 1:
+            raise ValueError(f"{name or type(sub).__name__} has groups={sub.groups}; spconv has no grouped convs")
+    return dict(module.state_dict())
 
 
 def load_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
