@@ -9,9 +9,15 @@ import pytest
 import torch
 
 from boxes_reference import corners_by_loop, random_boxes
-from largekernel3d.boxes import (bev_iou, boxes_bev_aabb, boxes_to_bev_corners, boxes_to_corners_3d, enlarge_boxes,
-                                 points_in_boxes, wrap_angle)
-
+from largekernel3d.boxes import (
+    bev_iou,
+    boxes_bev_aabb,
+    boxes_to_bev_corners,
+    boxes_to_corners_3d,
+    enlarge_boxes,
+    points_in_boxes,
+    wrap_angle,
+)
 
 
 # ----------------------------------------------------------------------------------------------- wrap_angle

@@ -131,6 +131,8 @@ def test_empty_and_bad_inputs(fn, args):
         fn(np.zeros((3, 7)), np.zeros(3), *args, post_max_size=-1)
     with pytest.raises(ValueError, match="min_distance"):
         circle_nms(np.zeros((3, 2)), np.zeros(3), -1.0)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        nms_bev(np.zeros((3, 7)), np.zeros(3), -0.1)
     with pytest.raises(ValueError, match="pre_max_size"):
         nms_bev(np.zeros((3, 7)), np.zeros(3), 0.5, pre_max_size=1.5)
 

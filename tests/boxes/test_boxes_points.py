@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from boxes_reference import inside_box, kitti_lidar_boxes, random_boxes
-from largekernel3d.boxes import points_in_boxes, points_in_boxes_index
 from largekernel3d.boxes import points as points_module
+from largekernel3d.boxes import points_in_boxes, points_in_boxes_index
 
 
 def _brute_force(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -18,8 +18,14 @@ float64; geometry comes back in the input dtype, indices as int64, masks as bool
 
 from .angles import wrap_angle
 from .coding import decode_center_boxes, encode_center_boxes
-from .corners import (BEV_CORNER_SIGNS, CORNER_SIGNS, boxes_bev_aabb, boxes_to_bev_corners, boxes_to_corners_3d,
-                      enlarge_boxes)
+from .corners import (
+    BEV_CORNER_SIGNS,
+    CORNER_SIGNS,
+    boxes_bev_aabb,
+    boxes_to_bev_corners,
+    boxes_to_corners_3d,
+    enlarge_boxes,
+)
 from .iou import bev_iou, bev_iou_aligned, iou_3d, iou_3d_aligned
 from .nms import circle_nms, nms_bev
 from .points import points_in_boxes, points_in_boxes_index

@@ -19,8 +19,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._inputs import (ArrayLike, back, check_geometry, check_optional_count, check_real, check_scores, same_kind,
-                      to_tensor)
+from ._inputs import (
+    ArrayLike,
+    back,
+    check_geometry,
+    check_optional_count,
+    check_real,
+    check_scores,
+    same_kind,
+    to_tensor,
+)
 from .iou import aabb_overlap_pairs, pair_iou, row_blocks
 
 
@@ -63,7 +71,7 @@ def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_s
     Args:
         boxes: ``[N, >=7]`` float32/float64 ``[x, y, z, dx, dy, dz, yaw, ...]`` (torch or numpy).
         scores: ``[N]`` real scores, of the same kind and device as ``boxes``.
-        iou_threshold: suppression threshold on the BEV IoU.
+        iou_threshold: suppression threshold on the BEV IoU, ``>= 0`` (``0``: any overlap suppresses).
         pre_max_size: keep only this many top-scoring boxes before NMS (``None``: all).
         post_max_size: return at most this many boxes (``None``: all kept).
 
@@ -76,6 +84,9 @@ def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_s
     check_geometry(box_tensor, "boxes", 7)
     check_scores(score_tensor, "scores", box_tensor.shape[0])
     threshold = check_real(iou_threshold, "iou_threshold")
+    if threshold < 0:
+        raise ValueError(f"iou_threshold must be >= 0 (a box suppresses others whose IoU with it is above it), "
+                         f"got {threshold}")
     check_optional_count(pre_max_size, "pre_max_size")
     check_optional_count(post_max_size, "post_max_size")
     order = _ranking(score_tensor, pre_max_size)
