@@ -68,16 +68,16 @@ def _perfect_preds(g, boxes_per_sample, labels_per_sample, n_classes, velocity):
     return pred
 
 
-def _assert_same_boxes(det_boxes, det_labels, gt_boxes, gt_labels):
+def _assert_same_boxes(det_boxes, det_labels, gt_boxes, gt_labels, atol=1e-4):
     assert det_boxes.shape == gt_boxes.shape
     order_d = np.lexsort((det_boxes[:, 1].numpy(), det_boxes[:, 0].numpy()))
     order_g = np.lexsort((gt_boxes[:, 1].numpy(), gt_boxes[:, 0].numpy()))
     d, gt = det_boxes[order_d], gt_boxes[order_g]
     np.testing.assert_array_equal(det_labels[order_d].numpy(), gt_labels[order_g].numpy())
-    np.testing.assert_allclose(d[:, [0, 1, 2, 3, 4, 5]].numpy(), gt[:, [0, 1, 2, 3, 4, 5]].numpy(), atol=1e-4)
+    np.testing.assert_allclose(d[:, [0, 1, 2, 3, 4, 5]].numpy(), gt[:, [0, 1, 2, 3, 4, 5]].numpy(), atol=atol)
     dyaw = torch.remainder(d[:, 6] - gt[:, 6] + math.pi, 2 * math.pi) - math.pi
-    assert float(dyaw.abs().max()) < 1e-4
-    np.testing.assert_allclose(d[:, 7:].numpy(), gt[:, 7:].numpy(), atol=1e-4)
+    assert float(dyaw.abs().max()) < atol
+    np.testing.assert_allclose(d[:, 7:].numpy(), gt[:, 7:].numpy(), atol=atol)
 
 
 @pytest.mark.parametrize("nms_type,velocity", [("rotate", True), ("circle", False), ("rotate", False)])
@@ -104,6 +104,16 @@ def test_perfect_predictions_decode_to_the_ground_truth(nms_type, velocity):
         assert det.boxes.shape[1] == (9 if velocity else 7) and det.labels.dtype == torch.int64
         torch.testing.assert_close(det.scores, torch.full_like(det.scores, 1 / (1 + math.exp(-PEAK_LOGIT))))
         _assert_same_boxes(det.boxes, det.labels, boxes, labels)
+
+
+def test_half_precision_predictions_decode_in_float32():
+    g = torch.Generator().manual_seed(9)
+    boxes = _separated_boxes(g, 5, True)
+    labels = torch.zeros(5, dtype=torch.int64)
+    pred = {k: v.half() for k, v in _perfect_preds(g, [boxes], [labels], 1, True).items()}
+    ((bx, sc, cl),) = decode_task(pred, ORIGIN, CELL, CenterDecodeConfig())
+    assert bx.dtype == torch.float32 and sc.dtype == torch.float32
+    _assert_same_boxes(bx.double(), cl, boxes, labels, atol=2e-2)
 
 
 def test_range_filter_score_threshold_and_top_k():

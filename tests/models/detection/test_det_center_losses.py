@@ -124,3 +124,16 @@ def test_loss_config_defaults_and_validation():
         CenterLossConfig(code_weights=(1.0,) * 7 + (float("nan"),))
     with pytest.raises(ValueError, match="loc_weight"):
         CenterLossConfig(loc_weight=-1.0)
+
+
+def test_focal_loss_half_precision_stays_finite():
+    g = torch.Generator().manual_seed(13)
+    logits = torch.randn(1, 2, 8, 8, generator=g) * 6
+    logits.view(-1)[:2] = torch.tensor([30.0, -30.0])
+    target = _heat_target(g, (1, 2, 8, 8), 3).float()
+    want = float(penalty_reduced_focal_loss(logits.half().float(), target.half().float()))
+    for dtype in (torch.float16, torch.bfloat16):
+        got = penalty_reduced_focal_loss(logits.to(dtype).float().to(dtype), target.to(dtype))
+        assert math.isfinite(float(got))
+        if dtype == torch.float16:
+            assert float(got) == pytest.approx(want, rel=1e-5)

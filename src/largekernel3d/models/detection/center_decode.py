@@ -141,9 +141,10 @@ def decode_task(pred: Dict[str, Tensor], origin_xy: Tuple[float, float], cell_si
     Returns:
         per sample ``(boxes [K, 7 | 9], scores [K], channel ids [K] int64)``, sorted by score.
     """
-    heat = local_peaks(torch.sigmoid(pred["hm"]))
+    dtype = torch.float64 if pred["hm"].dtype == torch.float64 else torch.float32  # half precision decodes in fp32
+    heat = local_peaks(torch.sigmoid(pred["hm"].to(dtype)))
     w = heat.shape[-1]
-    regs = _regression_maps(pred, "vel" in pred)
+    regs = _regression_maps(pred, "vel" in pred).to(dtype)
     scores, classes, cells = top_peaks(heat, config.top_k)
     gathered = gather_bev(regs, cells)
     cells_xy = torch.stack(((cells % w), torch.div(cells, w, rounding_mode="floor")), dim=-1).to(gathered.dtype)

@@ -76,11 +76,14 @@ def penalty_reduced_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.
     """The heatmap loss ``L_hm`` of the module docstring (a scalar).
 
     Args:
-        logits: ``[...]`` heatmap logits.
+        logits: ``[...]`` heatmap logits (float16 / bfloat16 are computed in float32: ``1 - eps`` would round
+            to 1 there and ``log(1 - p)`` become infinite).
         target: ``[...]`` Gaussian targets in ``[0, 1]``; positives are the entries equal to 1.
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     p = clamped_sigmoid(logits, eps)
     target = target.to(p.dtype)
     pos = target.eq(1.0)
