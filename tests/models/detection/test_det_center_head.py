@@ -284,3 +284,24 @@ def test_tiny_overfit_drops_the_loss():
         opt.step()
         losses.append(float(total.detach()))
     assert losses[-1] < 0.2 * losses[0], losses[::8]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_loss_and_predict_match_cpu():
+    torch.manual_seed(5)
+    head = _head(with_velocity=True).eval()
+    x = torch.randn(2, 16, H, W)
+    gt_boxes, gt_labels = _scene()
+    with torch.no_grad():
+        cpu_preds = head(x)
+        cpu_loss, _ = head.loss(cpu_preds, gt_boxes, gt_labels)
+        cpu_dets = head.predict(cpu_preds)
+        head.cuda()
+        gpu_preds = head(x.cuda())
+        gpu_loss, _ = head.loss(gpu_preds, [b.cuda() for b in gt_boxes], [lab.cuda() for lab in gt_labels])
+        gpu_dets = head.predict(gpu_preds)
+    assert gpu_loss.device.type == "cuda"
+    assert float(gpu_loss) == pytest.approx(float(cpu_loss), rel=1e-4)
+    for c, g in zip(cpu_dets, gpu_dets):
+        assert g.boxes.device.type == "cuda" and len(c) == len(g)
+        torch.testing.assert_close(g.boxes.cpu(), c.boxes, atol=1e-3, rtol=1e-4)
