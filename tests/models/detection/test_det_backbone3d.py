@@ -16,9 +16,14 @@ import pytest
 import torch
 
 import largekernel3d.sparse as lsp
-from largekernel3d.models.detection.backbone3d import (LARGEKERNEL3D_BACKBONE_PRESETS, MULTI_SCALE_STRIDES,
-                                                       LargeKernel3DBackbone, VoxelBackBone8x, VoxelResBackBone8x,
-                                                       build_largekernel3d_backbone)
+from largekernel3d.models.detection.backbone3d import (
+    LARGEKERNEL3D_BACKBONE_PRESETS,
+    MULTI_SCALE_STRIDES,
+    LargeKernel3DBackbone,
+    VoxelBackBone8x,
+    VoxelResBackBone8x,
+    build_largekernel3d_backbone,
+)
 from largekernel3d.nn import SWLKConv3d
 
 try:
@@ -31,21 +36,25 @@ except ImportError:
 needs_spconv = pytest.mark.skipif(spconv is None, reason="spconv is not importable")
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
 
-FRAME = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "kitti" / "training" / "velodyne" / "000001.bin"
+SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+FRAME = SHARED_DATA / "kitti" / "training" / "velodyne" / "000001.bin"
 KITTI_RANGE = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)  # OpenPCDet's KITTI point_cloud_range
 KITTI_VOXEL = (0.05, 0.05, 0.1)
 KITTI_SHAPE = [41, 1600, 1408]  # [n_z + 1, n_y, n_x]
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-def kitti_voxels(x_max: float):
-    """Frame 000001 cropped to OpenPCDet's KITTI range and x < ``x_max``, mean (x, y, z, intensity) per
-    0.05 x 0.05 x 0.1 m voxel: ``(features [N, 4], indices [N, 4] = (0, z, y, x))``; skips without data."""
+def kitti_voxels(x_range=(0.0, 70.4), y_range=(-40.0, 40.0)):
+    """Frame 000001 cropped to OpenPCDet's KITTI range and to ``x_range`` x ``y_range`` (m), mean (x, y, z,
+    intensity) per 0.05 x 0.05 x 0.1 m voxel on the full KITTI grid: ``(features [N, 4], indices [N, 4] =
+    (0, z, y, x))``; skips without the shared data."""
     if not FRAME.exists():
         pytest.skip("../shared/data is not present")
     pts = torch.from_numpy(np.fromfile(FRAME, dtype=np.float32).reshape(-1, 4))
     lo, hi = torch.tensor(KITTI_RANGE[:3]), torch.tensor(KITTI_RANGE[3:])
-    pts = pts[((pts[:, :3] >= lo) & (pts[:, :3] < hi)).all(dim=1) & (pts[:, 0] < x_max)]
+    x, y = pts[:, 0], pts[:, 1]
+    inside = (x >= x_range[0]) & (x < x_range[1]) & (y >= y_range[0]) & (y < y_range[1])
+    pts = pts[((pts[:, :3] >= lo) & (pts[:, :3] < hi)).all(dim=1) & inside]
     vox = lsp.voxelize(pts[:, :3], KITTI_VOXEL, features=pts, origin=lo.tolist())
     zyx = vox.coords.flip(1).to(torch.int32)
     keep = (zyx < torch.tensor(KITTI_SHAPE, dtype=torch.int32)).all(dim=1)  # float rounding at the far edge
@@ -55,12 +64,15 @@ def kitti_voxels(x_max: float):
 
 @pytest.fixture(scope="module")
 def frame30():
-    return kitti_voxels(30.0)
+    """The frame's points with x < 30 m (about 42 k voxels)."""
+    return kitti_voxels(x_range=(0.0, 30.0))
 
 
 @pytest.fixture(scope="module")
-def frame12():
-    return kitti_voxels(12.0)
+def patch():
+    """A 10 m x 10 m patch of the frame (x in [10, 20), y in [-5, 5) m; about 3 k voxels) for the large
+    kernels, whose 5³ down layers grow the site count."""
+    return kitti_voxels(x_range=(10.0, 20.0), y_range=(-5.0, 5.0))
 
 
 def random_state(module: torch.nn.Module, seed: int) -> dict:
@@ -142,7 +154,8 @@ def test_weight_shapes_and_bn_settings():
     assert sd["conv4.2.conv2.weight"].shape == (128, 3, 3, 3, 128)
     assert sd["conv_out.0.weight"].shape == (128, 3, 1, 1, 128)
     plain = VoxelBackBone8x(4, KITTI_SHAPE).state_dict()
-    assert plain["conv4.0.0.weight"].shape == (64, 3, 3, 3, 64) and plain["conv_out.0.weight"].shape == (128, 3, 1, 1, 64)
+    assert plain["conv4.0.0.weight"].shape == (64, 3, 3, 3, 64)
+    assert plain["conv_out.0.weight"].shape == (128, 3, 1, 1, 64)
     assert "conv1.0.0.bias" not in plain
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert len(bns) == 1 + 4 + 3 * 5 + 1 and all(b.eps == 1e-3 and b.momentum == 0.01 for b in bns)
@@ -208,8 +221,8 @@ def test_matches_spconv_on_a_kitti_frame(cls, frame30, one_thread):
 
 
 # -- geometry ----------------------------------------------------------------------------------------
-def test_stride_8_geometry_on_a_real_crop(frame12):
-    feats, idx = frame12
+def test_stride_8_geometry_on_a_real_crop(frame30):
+    feats, idx = frame30
     net = VoxelResBackBone8x(4, KITTI_SHAPE).eval()
     assert (net.out_channels, net.stride) == (128, 8)
     assert net.output_spatial_shape() == [2, 200, 176]
@@ -249,8 +262,8 @@ def test_presets_are_the_documented_configurations():
 
 
 @pytest.mark.parametrize("preset", sorted(LARGEKERNEL3D_BACKBONE_PRESETS))
-def test_preset_forward_backward_on_a_real_crop(preset, frame12):
-    feats, idx = frame12
+def test_preset_forward_backward_on_a_real_crop(preset, patch):
+    feats, idx = patch
     torch.manual_seed(3)
     net = build_largekernel3d_backbone(4, KITTI_SHAPE, preset).train()
     x = lsp.SparseConvTensor(feats.clone().requires_grad_(True), idx, KITTI_SHAPE, 1)
@@ -263,8 +276,8 @@ def test_preset_forward_backward_on_a_real_crop(preset, frame12):
 
 
 @needs_spconv
-def test_swlk_backbone_equals_its_plain_spconv_copy(frame12, one_thread):
-    feats, idx = frame12
+def test_swlk_backbone_equals_its_plain_spconv_copy(patch, one_thread):
+    feats, idx = patch
     net = build_largekernel3d_backbone(4, KITTI_SHAPE, "nuscenes")
     net.load_state_dict(random_state(net, seed=11))
     net.eval()
@@ -287,8 +300,8 @@ def test_plain_stages_equal_voxelresbackbone8x():
 
 
 # -- bad input -----------------------------------------------------------------------------------------
-def test_bad_inputs_raise_clear_errors(frame12):
-    feats, idx = frame12
+def test_bad_inputs_raise_clear_errors(patch):
+    feats, idx = patch
     net = VoxelResBackBone8x(4, KITTI_SHAPE)
     with pytest.raises(ValueError, match=r"in_channels=4 .* build it with in_channels=3"):
         net(lsp.SparseConvTensor(feats[:, :3].contiguous(), idx, KITTI_SHAPE, 1))
