@@ -86,6 +86,7 @@ class BEVNeck(nn.Module):
         num_upsample_filters: ``F_i``, channels after each up-sampling (``[256, 256]``).
 
     Attributes:
+        in_channels: as given.
         out_channels: ``sum_i F_i`` (512 by default).
         stride: output cell size over input cell size (``prod_{j <= i} s_j / u_i``, equal for all levels;
             1.0 by default), a float.
@@ -147,6 +148,7 @@ class BEVNeck(nn.Module):
         if len(ups) == levels + 1:
             self.deblocks.append(self._resample(out_channels, out_channels, ups[-1]))
             stride = stride / ups[-1]
+        self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = float(stride)
         self.layer_nums, self.layer_strides, self.num_filters = layer_nums, layer_strides, num_filters
