@@ -198,6 +198,16 @@ def test_pipeline_from_dict_is_ordered_and_reproducible():
     assert np.array_equal(a.points, b.points) and np.array_equal(a.boxes, b.boxes)
     assert not np.array_equal(a.points[:, :3], c.points[:, :3])
     assert DetectionAugmentation({}).transforms == [] and DetectionAugmentation(None).transforms == []
+    seen = []
+
+    def sampler(f, rng):          # ground-truth sampling runs first, on the frame as given
+        seen.append(f)
+        return f
+
+    aug = DetectionAugmentation(cfg, gt_sampler=sampler)
+    assert aug.transforms[0] is sampler
+    aug(frame, np.random.default_rng(5))
+    assert len(seen) == 1 and seen[0] is frame
 
 
 def test_keep_boxes_accepts_masks_and_indices():

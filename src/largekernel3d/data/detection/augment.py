@@ -304,11 +304,14 @@ class DetectionAugmentation:
 
     OpenPCDet's upper-case names (``ALONG_AXIS_LIST``, ``WORLD_ROT_ANGLE``, ``WORLD_SCALE_RANGE``,
     ``NOISE_TRANSLATE_STD``, ``POINT_CLOUD_RANGE``, ``SHUFFLE_ENABLED``) are accepted for the same settings.
-    The steps run in OpenPCDet's order: flip, rotation, scaling, translation, range filters, shuffle.
-    ``DetectionAugmentation(config)(frame, rng)`` returns the augmented frame; ``transforms`` lists the steps.
+    The steps run in OpenPCDet's order: ground-truth sampling (``gt_sampler``, e.g. a
+    :class:`largekernel3d.data.detection.gt_sampling.GTSampler`, when given), flip, rotation, scaling,
+    translation, range filters, shuffle. ``DetectionAugmentation(config)(frame, rng)`` returns the augmented
+    frame; ``transforms`` lists the steps.
     """
 
-    def __init__(self, config: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, config: Optional[Mapping[str, Any]] = None,
+                 gt_sampler: Optional[FrameTransform] = None) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         cfg: Dict[str, Any] = {}
@@ -321,6 +324,10 @@ class DetectionAugmentation:
                 raise ValueError(f"config sets {name!r} twice (as {key!r} and under its other name)")
             cfg[name] = value
         steps: List[FrameTransform] = []
+        if gt_sampler is not None:
+            if not callable(gt_sampler):
+                raise TypeError(f"gt_sampler must be a callable (frame, rng) -> frame, got {gt_sampler!r}")
+            steps.append(gt_sampler)
         if cfg.get("flip_axes"):
             steps.append(RandomFlip(cfg["flip_axes"]))
         if cfg.get("rotation_range") is not None:
