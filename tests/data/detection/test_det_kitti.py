@@ -12,9 +12,16 @@ import pytest
 
 from largekernel3d.boxes import points_in_boxes, wrap_angle
 from largekernel3d.data.detection.classes import KITTI_TYPES
-from largekernel3d.data.detection.kitti import (KittiCalib, KittiDetection, camera_boxes_to_lidar, kitti_difficulty,
-                                                lidar_boxes_to_camera, png_size, read_kitti_labels,
-                                                write_kitti_labels)
+from largekernel3d.data.detection.kitti import (
+    KittiCalib,
+    KittiDetection,
+    camera_boxes_to_lidar,
+    kitti_difficulty,
+    lidar_boxes_to_camera,
+    png_size,
+    read_kitti_labels,
+    write_kitti_labels,
+)
 
 ALL_TYPES = KITTI_TYPES[:-1]   # every object type but DontCare
 
@@ -146,7 +153,7 @@ def test_label_round_trip(kitti_root: Path, tmp_path: Path) -> None:
         np.testing.assert_allclose(back.dims_hwl, label.dims_hwl, atol=1e-4)
         np.testing.assert_allclose(back.rotation_y, label.rotation_y, atol=1e-4)
         assert np.abs(wrap_angle(back.alpha - label.alpha)).max() <= 0.012
-        assert all(_iou_2d(a, b) > 0.75 for a, b in zip(back.bbox2d, label.bbox2d))
+        assert all(_iou_2d(a, b) > 0.75 for a, b in zip(back.bbox2d, label.bbox2d, strict=False))
         assert (back.truncated == -1).all() and (back.occluded == -1).all()
 
 

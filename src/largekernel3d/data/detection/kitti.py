@@ -165,7 +165,7 @@ class KittiLabels:
         """The entries where the boolean ``mask [M]`` is true."""
         mask = np.asarray(mask, dtype=bool)
         return KittiLabels(
-            names=[n for n, keep in zip(self.names, mask) if keep], truncated=self.truncated[mask],
+            names=[n for n, keep in zip(self.names, mask, strict=False) if keep], truncated=self.truncated[mask],
             occluded=self.occluded[mask], alpha=self.alpha[mask], bbox2d=self.bbox2d[mask],
             dims_hwl=self.dims_hwl[mask], location=self.location[mask], rotation_y=self.rotation_y[mask],
             score=None if self.score is None else self.score[mask])
@@ -426,7 +426,7 @@ class KittiDetection(DetectionDataset):
         else:
             labels = _empty_labels()
         dontcare = np.array([n == "DontCare" for n in labels.names], dtype=bool)
-        targets = [None if dc else self._target(n) for n, dc in zip(labels.names, dontcare)]
+        targets = [None if dc else self._target(n) for n, dc in zip(labels.names, dontcare, strict=False)]
         keep = np.array([t is not None for t in targets], dtype=bool)
         ignored = ~keep & ~dontcare
         kept = labels.select(keep)
