@@ -8,8 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from largekernel3d.training.detection_metrics import (NUSCENES_CLASSES, TP_METRICS, NuScenesBoxes, NuScenesConfig,
-                                                      evaluate_nuscenes)
+from largekernel3d.training.detection_metrics import (
+    NUSCENES_CLASSES,
+    TP_METRICS,
+    NuScenesBoxes,
+    NuScenesConfig,
+    evaluate_nuscenes,
+)
 
 RELEVANT_ATTRIBUTES = {"pedestrian": ["pedestrian.moving", "pedestrian.sitting_lying_down", "pedestrian.standing"],
                        "bicycle": ["cycle.with_rider", "cycle.without_rider"],

@@ -13,9 +13,8 @@ prediction ``i`` of sample ``s``
    strictly (``A[i, g] < t`` for distances, ``A[i, g] > t`` for IoUs; on a tie the lower ``g``) and
    is a true positive (TP);
 2. otherwise takes the best untaken *ignored* ground truth that beats the threshold and is ignored
-   (neither TP nor FP: a KITTI "don't care" neighbour class or too-hard object absorbs one detection);
-3. otherwise is a false positive (FP), or ignored when the caller flagged it ignorable (a KITTI
-   detection below the 2D height of the difficulty: it may still be a TP through step 1).
+   (neither TP nor FP: a KITTI neighbour class or too-hard object absorbs one detection);
+3. otherwise is a false positive (FP).
 
 Each ground-truth box is taken at most once. Matching inside a sample depends only on the order of
 that sample's predictions, so the result is the one of the devkit's single loop over all samples.
@@ -47,7 +46,6 @@ class MatchProblem:
         scores: float64 ``[P]`` prediction scores (the predictions of sample 0 first, then sample 1, ...).
         pred_sample: int64 ``[P]`` sample of each prediction.
         pred_local: int64 ``[P]`` row of each prediction in its sample's affinity matrix.
-        pred_ignored: bool ``[P]`` predictions that are ignored unless they match a counted ground truth.
         gt_offset: int64 ``[S]`` index of the first ground truth of each sample in the flat GT arrays.
         gt_count: int64 ``[S]`` ground truths per sample ``G_s``.
         gt_ignored: bool ``[G]`` ground truths that absorb a detection without counting.
@@ -61,7 +59,6 @@ class MatchProblem:
     scores: np.ndarray
     pred_sample: np.ndarray
     pred_local: np.ndarray
-    pred_ignored: np.ndarray
     gt_offset: np.ndarray
     gt_count: np.ndarray
     gt_ignored: np.ndarray
@@ -85,8 +82,7 @@ class MatchProblem:
 
 
 def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray], higher_is_better: bool,
-                  gt_ignored: Optional[Sequence[Optional[np.ndarray]]] = None,
-                  pred_ignored: Optional[Sequence[Optional[np.ndarray]]] = None) -> MatchProblem:
+                  gt_ignored: Optional[Sequence[Optional[np.ndarray]]] = None) -> MatchProblem:
     """A :class:`MatchProblem` from per-sample pieces.
 
     Args:
@@ -94,7 +90,6 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
         affinities: per sample the affinity ``[P_s, G_s]`` between those predictions and its ground truth.
         higher_is_better: ``True`` when a larger affinity is a better match (IoU), ``False`` (distance).
         gt_ignored: optional per sample bool ``[G_s]`` (``None`` entries: nothing ignored).
-        pred_ignored: optional per sample bool ``[P_s]``.
 
     Raises:
         ValueError: when the lists differ in length or a matrix does not have the shape its sample needs.
@@ -102,10 +97,9 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
     num_samples = len(scores)
     if len(affinities) != num_samples:
         raise ValueError(f"scores has {num_samples} samples but affinities has {len(affinities)}")
-    for name, extra in (("gt_ignored", gt_ignored), ("pred_ignored", pred_ignored)):
-        if extra is not None and len(extra) != num_samples:
-            raise ValueError(f"{name} has {len(extra)} samples, expected {num_samples}")
-    flat_scores, sample_of, local_of, pred_ign, gt_count, gt_ign, aff_offset, aff = [], [], [], [], [], [], [], []
+    if gt_ignored is not None and len(gt_ignored) != num_samples:
+        raise ValueError(f"gt_ignored has {len(gt_ignored)} samples, expected {num_samples}")
+    flat_scores, sample_of, local_of, gt_count, gt_ign, aff_offset, aff = [], [], [], [], [], [], []
     offset = 0
     for s in range(num_samples):
         sc = np.asarray(scores[s], dtype=np.float64).reshape(-1)
@@ -116,16 +110,11 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
         g = a.shape[1]
         gi = np.zeros(g, dtype=bool) if gt_ignored is None or gt_ignored[s] is None else \
             np.asarray(gt_ignored[s], dtype=bool).reshape(-1)
-        pi = np.zeros(p, dtype=bool) if pred_ignored is None or pred_ignored[s] is None else \
-            np.asarray(pred_ignored[s], dtype=bool).reshape(-1)
         if gi.shape != (g,):
             raise ValueError(f"sample {s}: gt_ignored must have shape [{g}], got {gi.shape}")
-        if pi.shape != (p,):
-            raise ValueError(f"sample {s}: pred_ignored must have shape [{p}], got {pi.shape}")
         flat_scores.append(sc)
         sample_of.append(np.full(p, s, dtype=np.int64))
         local_of.append(np.arange(p, dtype=np.int64))
-        pred_ign.append(pi)
         gt_count.append(g)
         gt_ign.append(gi)
         aff_offset.append(offset)
@@ -138,7 +127,7 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
     counts = np.asarray(gt_count, dtype=np.int64)
     return MatchProblem(
         scores=cat(flat_scores, np.float64), pred_sample=cat(sample_of, np.int64), pred_local=cat(local_of, np.int64),
-        pred_ignored=cat(pred_ign, bool), gt_offset=(np.cumsum(counts) - counts).astype(np.int64), gt_count=counts,
+        gt_offset=(np.cumsum(counts) - counts).astype(np.int64), gt_count=counts,
         gt_ignored=cat(gt_ign, bool), affinity_offset=np.asarray(aff_offset, dtype=np.int64),
         affinity=cat(aff, np.float64), higher_is_better=bool(higher_is_better))
 
@@ -161,7 +150,7 @@ class MatchResult:
 
 
 @nb.njit(cache=True, nogil=True)
-def _greedy_kernel(order, pred_sample, pred_local, pred_ignored, gt_offset, gt_count, gt_ignored,
+def _greedy_kernel(order, pred_sample, pred_local, gt_offset, gt_count, gt_ignored,
                    affinity_offset, affinity, threshold, higher_is_better, status, matched_gt):  # pragma: no cover
     taken = np.zeros(gt_ignored.shape[0], dtype=np.bool_)
     sign = 1.0 if higher_is_better else -1.0
@@ -192,7 +181,7 @@ def _greedy_kernel(order, pred_sample, pred_local, pred_ignored, gt_offset, gt_c
             status[i] = -1
             matched_gt[i] = g0 + best_ignored
         else:
-            status[i] = -1 if pred_ignored[i] else 0
+            status[i] = 0
             matched_gt[i] = -1
 
 
@@ -210,7 +199,7 @@ def greedy_match(problem: MatchProblem, threshold: float) -> MatchResult:
     status = np.zeros(p, dtype=np.int8)
     matched = np.full(p, -1, dtype=np.int64)
     if p:
-        _greedy_kernel(order, problem.pred_sample, problem.pred_local, problem.pred_ignored, problem.gt_offset,
+        _greedy_kernel(order, problem.pred_sample, problem.pred_local, problem.gt_offset,
                        problem.gt_count, problem.gt_ignored, problem.affinity_offset, problem.affinity, threshold,
                        problem.higher_is_better, status, matched)
     return MatchResult(order=order, status=status, matched_gt=matched, num_gt=problem.num_counted_gt)

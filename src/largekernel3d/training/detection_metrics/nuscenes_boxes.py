@@ -99,7 +99,10 @@ class NuScenesBoxes:
     def subset(self, keep: np.ndarray) -> "NuScenesBoxes":
         """The boxes selected by the bool mask or index array ``keep``."""
         idx = np.arange(len(self))[keep]
-        pick = (lambda seq: None if seq is None else tuple(seq[i] for i in idx))
+
+        def pick(seq):
+            return None if seq is None else tuple(seq[i] for i in idx)
+
         return NuScenesBoxes(boxes=self.boxes[idx], names=pick(self.names),
                              scores=None if self.scores is None else self.scores[idx],
                              attributes=pick(self.attributes),
