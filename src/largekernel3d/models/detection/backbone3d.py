@@ -273,7 +273,7 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
     backbone: the official ``SpMiddleResNetFHDLargeKernel`` / ``VoxelResBackBone8xLargeKernel3D``).
 
     Stage ``s`` (channels 16, 32, 64, 128) is two residual blocks whose convs are ``conv_types[s]`` with a
-    ``kernel_sizes[s]³`` window (all with a bias): ``"plain"`` SubM conv (``k³ C² `` weights), ``"swlk"``
+    ``kernel_sizes[s]³`` window (all with a bias): ``"plain"`` SubM conv (``k³ C²`` weights), ``"swlk"``
     SW-LK conv (``27 C²`` weights + ``k³ C`` position encoding), ``"swlk_dilated"`` SW-LK + a parallel 3³
     conv with dilation ``k // 2 - 1`` (outputs summed). The ``conv2`` / ``conv3`` down layers have kernel
     ``down_kernel_size`` (padding ``// 2``); ``conv4``'s is 3³ with padding (0, 1, 1). With all stages

@@ -210,7 +210,7 @@ def _plan_swlk(plan: _Plan, path: str, src: str, layer: SWLKConv3d, layout: str,
             raise ValueError(f"checkpoint layer {src!r} {'has' if has_enc else 'has no'} position embedding but our "
                              f"{path!r} was built with position_encoding={layer.position_encoding is not None}; "
                              f"build the backbone with position_encoding={has_enc}")
-        load_official_v2(scratch, state, prefix=f"{src}.", layout="auto" if layout == "auto" else layout)
+        load_official_v2(scratch, state, prefix=f"{src}.", layout=layout)
         keys = [f"{src}.block.{n}" for n in ("weight", "position_embedding", "bias")]
     else:
         if layer.dilated is None or layer.position_encoding is not None:
@@ -225,11 +225,13 @@ def _plan_swlk(plan: _Plan, path: str, src: str, layer: SWLKConv3d, layout: str,
     present = [k for k in keys if k in state]
     plan.read.update(present)
     has_bias = any(k.endswith(".bias") for k in present)
+    sources = {"weight": "block.weight", "position_encoding": "block.position_embedding",
+               "dilated.weight": "conv3x3_1.weight", "bias": "block.bias"}
     for name, value in scratch.state_dict().items():
         if name == "bias" and not has_bias:
             plan.missing.append(f"{path}.bias")  # the official blocks have biases; never zero one silently
             continue
-        plan.put(f"{path}.{name}", value, f"{src}.block.weight")
+        plan.put(f"{path}.{name}", value, f"{src}.{sources.get(name, name)}")
 
 
 def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, source: str = "auto",
