@@ -244,7 +244,9 @@ class PointToVoxel:
 
     ``D = len(vsize_xyz)`` axes (1 to 4); points carry their ``D`` coordinates in their first columns. The
     grid has ``round((max - min) / v)`` voxels per axis (any extent is accepted, as in spconv; use
-    :class:`VoxelGrid` for a checked one). Outputs follow the module docstring's rules.
+    :class:`VoxelGrid` for a checked one). Outputs follow the module docstring's rules. With
+    ``empty_mean=True`` each voxel's free slots hold that voxel's own mean (spconv 2.3's CPU kernel carries
+    its running sum over from one voxel to the next there; the stored points agree).
 
     Attributes (as spconv names them, in reversed axis order ``z, y, x``): ``vsize``, ``grid_size``,
     ``grid_stride`` (row-major strides of ``grid_size``), ``coors_range`` (``[min..., max...]``); and

@@ -160,7 +160,9 @@ class DetectionBatch:
 
     def to(self, device: Union[torch.device, str], non_blocking: bool = False) -> "DetectionBatch":
         """A copy with every tensor on ``device`` (metadata untouched)."""
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
         return replace(self, voxels=move(self.voxels), num_points=move(self.num_points), coords=move(self.coords),
                        gt_boxes=[move(b) for b in self.gt_boxes], gt_labels=[move(lb) for lb in self.gt_labels])
 
