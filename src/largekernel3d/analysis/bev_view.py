@@ -142,7 +142,7 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
     ax.set_facecolor(BEV_BACKGROUND)
     scatter = ax.scatter(pts[order, 0], pts[order, 1], c=value[order], cmap=_point_cmap(), vmin=lo,
                          vmax=max(hi, lo + 1e-6), s=1.0, linewidths=0, rasterized=True, zorder=1)
-    cbar = fig.colorbar(scatter, ax=ax, fraction=0.035, pad=0.02)
+    cbar = fig.colorbar(scatter, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))   # as high as the map
     cbar.set_label("height z [m]" if color_by == "height" else "intensity")
 
     # a light rim under every outline keeps dark class colours visible on the dark background
@@ -178,10 +178,13 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
     ax.set_ylabel("y [m]")
     present = sorted(set(gt_lab.tolist()) | set(pred_lab.tolist()))
     handles = [Patch(color=palette[c], label=class_names[c]) for c in present]
-    handles += [Line2D([], [], color="0.3", linestyle="-", label="ground truth"),
-                Line2D([], [], color="0.3", linestyle="--", label=f"prediction (score >= {score_threshold:g})")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(len(handles), 6),
-              fontsize=8, frameon=False)
+    if gt_boxes is not None:
+        handles.append(Line2D([], [], color="0.3", linestyle="-", label="ground truth"))
+    if pred_boxes is not None:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label=f"prediction (score >= {score_threshold:g})"))
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(len(handles), 6),
+                  fontsize=8, frameon=False)
     if title is None:
         title = f"{len(points)} points, {gt.shape[0]} ground-truth boxes, {pred.shape[0]} predictions"
     ax.set_title(title)
