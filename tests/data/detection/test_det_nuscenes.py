@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -216,6 +217,18 @@ def test_boxes_and_velocities_match_the_devkit(scene_root: Path, tmp_path: Path)
         "vehicle.bus.bendy", "vehicle.emergency.ambulance", "movable_object.pushable_pullable"]
     for name in categories:
         assert NUSCENES_CATEGORY_TO_CLASS.get(name) == category_to_detection_name(name), name
+
+
+def test_auto_backend_falls_back_to_the_tables(scene_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` takes the JSON reader when tables are missing (the shared sample) or the devkit does not import."""
+    assert NuScenesDetection(scene_root, VERSION).backend == "json"
+    root = _devkit_root(scene_root, tmp_path / "nus")
+    monkeypatch.setitem(sys.modules, "nuscenes.nuscenes", None)
+    assert choose_backend(root, VERSION) == "json"
+    assert NuScenesDetection(root, VERSION).backend == "json"
+    with pytest.raises(ImportError, match="pip install nuscenes-devkit"):
+        NuScenesDetection(root, VERSION, backend="devkit")
 
 
 # ----------------------------------------------------------------------------------------------------- sweeps

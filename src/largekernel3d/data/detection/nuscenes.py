@@ -112,6 +112,7 @@ class NuScenesTables:
         return self.tables["scene"]
 
     def has_table(self, name: str) -> bool:
+        """Whether ``<name>.json`` was read (the optional tables may be absent)."""
         return name in self.tables
 
     def get(self, table: str, token: str) -> Dict[str, Any]:
@@ -225,15 +226,22 @@ class _DevkitTables:
 
 
 def choose_backend(root: PathLike, version: str, backend: str = "auto") -> str:
-    """``"json"`` or ``"devkit"``: ``auto`` picks the devkit when ``nuscenes`` is importable and
-    ``<root>/<version>/`` holds every table it loads (:data:`REQUIRED_TABLES` + :data:`OPTIONAL_TABLES`)."""
+    """``"json"`` or ``"devkit"``: ``auto`` picks the devkit when ``<root>/<version>/`` holds every table it
+    loads (:data:`REQUIRED_TABLES` + :data:`OPTIONAL_TABLES`) and ``nuscenes.nuscenes`` imports."""
     if backend not in ("auto", "json", "devkit"):
         raise ValueError(f"backend must be 'auto', 'json' or 'devkit', got {backend!r}")
     if backend != "auto":
         return backend
     table_dir = Path(root) / version
-    complete = all((table_dir / f"{t}.json").is_file() for t in REQUIRED_TABLES + OPTIONAL_TABLES)
-    return "devkit" if complete and importlib.util.find_spec("nuscenes") is not None else "json"
+    if not all((table_dir / f"{t}.json").is_file() for t in REQUIRED_TABLES + OPTIONAL_TABLES):
+        return "json"
+    if importlib.util.find_spec("nuscenes") is None:
+        return "json"
+    try:   # installed but unusable (e.g. installed with --no-deps and a dependency missing): the JSON reader
+        importlib.import_module("nuscenes.nuscenes")
+    except ImportError:
+        return "json"
+    return "devkit"
 
 
 def _read_json_records(path: Path) -> List[Dict[str, Any]]:
