@@ -290,13 +290,15 @@ def remove_close(points: np.ndarray, radius: float) -> np.ndarray:
     return points[~close]
 
 
-def _check_sweep_args(nsweeps: int, missing_sweeps: str, sweep_min_distance: float) -> None:
+def _check_sweep_args(nsweeps: int, missing_sweeps: str, sweep_min_distance: float, min_points: int) -> None:
     if isinstance(nsweeps, bool) or not isinstance(nsweeps, (int, np.integer)) or nsweeps < 1:
         raise ValueError(f"nsweeps must be an int >= 1 (1 = the key frame alone), got {nsweeps!r}")
     if missing_sweeps not in ("error", "skip"):
         raise ValueError(f"missing_sweeps must be 'error' or 'skip', got {missing_sweeps!r}")
     if not np.isfinite(sweep_min_distance) or sweep_min_distance < 0:
         raise ValueError(f"sweep_min_distance must be a finite distance >= 0 (m), got {sweep_min_distance!r}")
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
+        raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
 
 
 def _load_points(path: Path, ncols: int = 5) -> np.ndarray:
@@ -348,9 +350,7 @@ class NuScenesDetection(DetectionDataset):
                  backend: str = "auto", missing_sweeps: str = "error", sweep_min_distance: float = 1.0,
                  min_points: int = 0) -> None:
         self.class_names = check_classes(classes, NUSCENES_CLASSES, "NuScenesDetection")
-        _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance)
-        if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
-            raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
+        _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance, min_points)
         self.backend = choose_backend(root, version, backend)
         self.tables = NuScenesTables(root, version) if self.backend == "json" else _DevkitTables(root, version)
         self.root = Path(root)
@@ -504,7 +504,7 @@ class NuScenesInfoDetection(DetectionDataset):
                  sweep_min_distance: float = 1.0, min_points: int = 0, valid_only: bool = False,
                  channel: str = "LIDAR_TOP") -> None:
         self.class_names = check_classes(classes, NUSCENES_CLASSES, "NuScenesInfoDetection")
-        _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance)
+        _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance, min_points)
         self.info_path = Path(info_path)
         data = load_info_file(self.info_path)
         self.infos: List[Dict[str, Any]] = data["data_list"]
