@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import random_sparse_tensor
-from largekernel3d.models import MINKUNET_VARIANTS, MODEL_NAMES, build_model, count_parameters
+from largekernel3d.models import MINKUNET_VARIANTS, SEGMENTATION_NAMES, build_model, count_parameters
 from largekernel3d.models.minkunet import MINKUNET34C_LAYERS, MINKUNET34C_PLANES
 
 IN_CHANNELS, NUM_CLASSES = 3, 5
@@ -96,7 +96,7 @@ def test_plain_3x3_largekernel3d_is_minkunet34c_and_swlk_adds_only_encodings():
 
 
 # ---- forward: logits on the input sites ----------------------------------------------------------------------
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", SEGMENTATION_NAMES)
 def test_every_model_gives_logits_on_the_input_sites(name):
     torch.manual_seed(0)
     x = tiny_scene(batch_size=2, num_sites=400)

@@ -19,6 +19,7 @@ from ..sparse.host_memory import keep_freed_memory
 COMMAND_MODULES = (
     "largekernel3d.cli.demo",
     "largekernel3d.cli.seg",
+    "largekernel3d.cli.det",
     "largekernel3d.cli.models",
     "largekernel3d.cli.bench",
 )
@@ -27,6 +28,7 @@ VERBS = {
     "eval": "evaluate a checkpoint",
     "predict": "run a checkpoint on scenes and write predictions",
     "bench": "benchmarks and the paper's analyses",
+    "data": "prepare data (ground-truth database for detection)",
 }
 
 

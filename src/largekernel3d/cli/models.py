@@ -1,8 +1,9 @@
 """``lk3d models``: the networks this package builds and their parameter counts.
 
-Two Markdown tables: every shipped YAML config's model (with the input channels and classes its data
-implies), and every registered model name at its defaults. Networks are built on the ``meta`` device, so
-even the 323 M-parameter plain-7³ ablation costs no memory.
+Markdown tables: every shipped segmentation config's model (with the input channels and classes its data
+implies), every registered segmentation model at its defaults, every shipped detection config's detector, and
+every registered detector with each dataset preset (nuScenes, KITTI). Networks are built on the ``meta``
+device, so even the 323 M-parameter plain-7³ ablation costs no memory.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any, List, Mapping, Sequence, Tuple
 
 import torch
 
-from ..models import LARGEKERNEL3D_SEG, MODEL_NAMES, build_model, count_parameters
+from ..models import LARGEKERNEL3D_SEG, SEGMENTATION_NAMES, build_model, count_parameters
+from ..models.detection import DETECTOR_NAMES, DETECTOR_PRESETS, build_detector
 
 
 def classes_of(dataset: str) -> int:
@@ -60,7 +62,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def config_rows(config_names: Sequence[str], in_channels: int) -> List[Tuple[Any, ...]]:
     """``(config, model, encoder, classes, parameters)`` for each shipped config."""
-    from .seg import load_run_config
+    from .run_configs import load_run_config
 
     rows = []
     for name in config_names:
@@ -72,17 +74,65 @@ def config_rows(config_names: Sequence[str], in_channels: int) -> List[Tuple[Any
 
 
 def registry_rows(in_channels: int, num_classes: int) -> List[Tuple[Any, ...]]:
-    """``(model, encoder, parameters)`` for each registered model name at its defaults."""
+    """``(model, encoder, parameters)`` for each registered segmentation model at its defaults."""
     rows = []
-    for name in MODEL_NAMES:
+    for name in SEGMENTATION_NAMES:
         model_cfg = {"name": name, "in_channels": in_channels, "num_classes": num_classes}
         rows.append((name, describe(model_cfg), f"{parameter_count(model_cfg):,}"))
     return rows
 
 
+def describe_detector(model_cfg: Mapping[str, Any]) -> str:
+    """The 3D backbone of a detector config (e.g. ``LargeKernel3D nuscenes``)."""
+    if model_cfg["name"] == "centerpoint_voxel":
+        return "VoxelBackBone8x"
+    if model_cfg["name"] == "centerpoint_voxelres":
+        return "VoxelResBackBone8x"
+    overrides = model_cfg.get("backbone") or {}
+    extra = ", " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
+    return f"LargeKernel3D {model_cfg.get('backbone_preset', 'nuscenes')}{extra}"
+
+
+def _detector_parameters(model_cfg: Mapping[str, Any]) -> int:
+    with torch.device("meta"):
+        return count_parameters(build_detector(model_cfg))
+
+
+def detector_config_rows(config_names: Sequence[str]) -> List[Tuple[Any, ...]]:
+    """``(config, model, 3D backbone, classes, parameters)`` for each shipped detection config."""
+    from ..training.det_setup import detector_config
+    from .run_configs import load_run_config
+
+    rows = []
+    for name in config_names:
+        cfg = load_run_config(name, task="det")
+        class_names = cfg["data"]["class_names"] or _default_classes(cfg)
+        model_cfg = detector_config(cfg, class_names)
+        rows.append((name, model_cfg["name"], describe_detector(model_cfg), len(class_names),
+                     f"{_detector_parameters(model_cfg):,}"))
+    return rows
+
+
+def _default_classes(cfg: Mapping[str, Any]) -> Sequence[str]:
+    from ..data.detection import classes as K
+    from ..data.detection.synthetic import SYNTHETIC_CLASSES
+    return {"synthetic": SYNTHETIC_CLASSES, "kitti": K.KITTI_CLASSES, "nuscenes": K.NUSCENES_CLASSES,
+            "pandaset": K.PANDASET_CLASSES}[cfg["data"]["dataset"]]
+
+
+def detector_rows() -> List[Tuple[Any, ...]]:
+    """``(model, preset, 3D backbone, parameters)`` for each registered detector and dataset preset."""
+    rows = []
+    for preset, make in DETECTOR_PRESETS.items():
+        for name in DETECTOR_NAMES:
+            model_cfg = make(name)
+            rows.append((name, preset, describe_detector(model_cfg), f"{_detector_parameters(model_cfg):,}"))
+    return rows
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .. import data as D
-    from .seg import shipped_configs
+    from .run_configs import shipped_configs
 
     in_channels = D.IN_CHANNELS
     print(f"## Shipped configs (in_channels={in_channels}, classes from each config's data)\n")
@@ -90,6 +140,11 @@ def cmd_models(args: argparse.Namespace) -> int:
                          config_rows(shipped_configs(), in_channels)))
     print(f"\n## Registered models (in_channels={in_channels}, num_classes={args.num_classes})\n")
     print(markdown_table(("model", "encoder stages 1-4", "parameters"), registry_rows(in_channels, args.num_classes)))
+    print("\n## Shipped detection configs\n")
+    print(markdown_table(("config", "model", "3D backbone", "classes", "parameters"),
+                         detector_config_rows(shipped_configs("det"))))
+    print("\n## Registered detectors (dataset presets)\n")
+    print(markdown_table(("model", "preset", "3D backbone", "parameters"), detector_rows()))
     return 0
 
 
@@ -101,4 +156,4 @@ def register(verbs, top) -> None:
 
 
 __all__ = ["classes_of", "describe", "parameter_count", "markdown_table", "config_rows", "registry_rows",
-           "cmd_models", "register"]
+           "describe_detector", "detector_config_rows", "detector_rows", "cmd_models", "register"]

@@ -12,39 +12,11 @@ configuration; ``--set`` there changes the data side (e.g. ``data.root=...``).
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..training import config as C
-
-CONFIG_PACKAGE = "largekernel3d.cli"
-
-
-def shipped_configs() -> List[str]:
-    """Names of the YAML configurations shipped with the package."""
-    folder = resources.files(CONFIG_PACKAGE) / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def read_config_source(source: str) -> Dict[str, Any]:
-    """The YAML mapping of ``source``: an existing file path, or the name of a shipped config."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        return C.read_yaml(path)
-    name = source[:-5] if source.endswith(".yaml") else source
-    res = resources.files(CONFIG_PACKAGE) / "configs" / f"{name}.yaml"
-    if not res.is_file():
-        raise FileNotFoundError(f"--config {source}: no such file, and no shipped config of that name "
-                                f"(shipped: {', '.join(shipped_configs())})")
-    with resources.as_file(res) as p:
-        return C.read_yaml(p)
-
-
-def load_run_config(source: str, overrides: Sequence[str] = (), output: Optional[str] = None) -> Dict[str, Any]:
-    """Shipped/file config + ``--set`` overrides (+ ``--output``), validated."""
-    sets = list(overrides) + ([f"output_dir={output}"] if output else [])
-    return C.build_config(read_config_source(source), sets, source=f"config {source}")
+from .run_configs import load_run_config, shipped_configs
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

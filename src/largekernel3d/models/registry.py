@@ -1,4 +1,7 @@
-"""Model names → networks: ``build_model({"name": ..., "in_channels": ..., "num_classes": ...})``.
+"""Model names → networks: ``build_model({"name": ..., "in_channels": ..., "num_classes": ...})`` for the
+segmentation networks, ``build_model({"name": "centerpoint_largekernel3d", "class_names": [...],
+"point_cloud_range": [...], "voxel_size": [...], ...})`` for the detectors
+(:func:`largekernel3d.models.detection.build_detector` checks their keys).
 
 MinkUNet widths are MinkowskiEngine's (``examples/minkunet.py``): depth 14/18/34 sets the blocks per stage
 ``(1,)*8`` / ``(2,)*8`` / ``(2, 3, 4, 6, 2, 2, 2, 2)``, the letter sets the 8 stage widths (it has no 18C).
@@ -11,6 +14,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
+from .detection import DETECTOR_NAMES, allowed_detector_keys, build_detector
 from .minkunet import MINKUNET34C_LAYERS, LargeKernel3DSeg, MinkUNet
 
 _LAYERS = {"14": (1,) * 8, "18": (2,) * 8, "34": MINKUNET34C_LAYERS}
@@ -28,7 +32,8 @@ _PLANES = {
 MINKUNET_VARIANTS: Mapping[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = MappingProxyType(
     {f"minkunet{v}": (_LAYERS[v[:2]], planes) for v, planes in _PLANES.items()})
 LARGEKERNEL3D_SEG = "largekernel3d_seg"
-MODEL_NAMES: Tuple[str, ...] = tuple(MINKUNET_VARIANTS) + (LARGEKERNEL3D_SEG,)
+SEGMENTATION_NAMES: Tuple[str, ...] = tuple(MINKUNET_VARIANTS) + (LARGEKERNEL3D_SEG,)
+MODEL_NAMES: Tuple[str, ...] = SEGMENTATION_NAMES + DETECTOR_NAMES
 
 _REQUIRED_KEYS = ("name", "in_channels", "num_classes")
 _LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch",
@@ -37,6 +42,8 @@ _LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encodin
 
 def allowed_keys(name: str) -> Tuple[str, ...]:
     """The config keys ``build_model`` accepts for model ``name``."""
+    if name in DETECTOR_NAMES:
+        return allowed_detector_keys(name)
     return _REQUIRED_KEYS + (_LK_OPTIONAL_KEYS if name == LARGEKERNEL3D_SEG else ())
 
 
@@ -55,6 +62,8 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
     name = config.get("name")
     if name not in MODEL_NAMES:
         raise ValueError(f"model config key 'name' must be one of {list(MODEL_NAMES)}, got {name!r}")
+    if name in DETECTOR_NAMES:
+        return build_detector(config, backend)
     allowed = allowed_keys(name)
     unknown = [key for key in config if key not in allowed]
     if unknown:
@@ -74,5 +83,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MINKUNET_VARIANTS", "LARGEKERNEL3D_SEG", "MODEL_NAMES", "allowed_keys", "build_model",
+__all__ = ["MINKUNET_VARIANTS", "LARGEKERNEL3D_SEG", "MODEL_NAMES", "SEGMENTATION_NAMES", "allowed_keys", "build_model",
            "count_parameters"]

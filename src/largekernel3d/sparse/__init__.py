@@ -15,6 +15,7 @@ from .host_memory import keep_freed_memory
 from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, build_transposed_map
 from .modules import (AddTable, ConcatTable, JoinTable, RemoveGrid, SparseBatchNorm, SparseIdentity, SparseModule,
                       SparseReLU, SparseSequential, ToDense)
+from .point_to_voxel import PointToVoxel, VoxelGrid, VoxelizedPoints, points_to_voxels
 from .pool import (SparseAvgPool, SparseAvgPool1d, SparseAvgPool2d, SparseAvgPool3d, SparseGlobalAvgPool,
                    SparseGlobalMaxPool, SparseMaxPool, SparseMaxPool1d, SparseMaxPool2d, SparseMaxPool3d)
 from .spconv_compat import (convert_spconv21_weight, convert_spconv_state_dict, from_spconv,
@@ -33,5 +34,5 @@ __all__ = [
     "SparseConvTranspose1d", "SparseInverseConv1d", "SparseBatchNorm", "SparseReLU", "SparseIdentity",
     "JoinTable", "AddTable", "ConcatTable",
     "from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict", "load_spconv_state_dict",
-    "to_spconv_state_dict", "keep_freed_memory",
+    "to_spconv_state_dict", "keep_freed_memory", "PointToVoxel", "VoxelGrid", "VoxelizedPoints", "points_to_voxels",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 from tqdm import tqdm
 
 CSV_FIELDS = ("time", "epoch", "step", "phase", "lr", "loss", "accuracy", "miou", "point_miou", "seconds",
-              "cpu_seconds")
+              "cpu_seconds", "score", "metric")
 
 
 class RunLogger:

@@ -1,0 +1,185 @@
+"""``lk3d train det``, ``lk3d eval det``, ``lk3d predict det`` and ``lk3d data gt-database``: LiDAR 3D object
+detection from the command line.
+
+Configurations are YAML files shipped in ``largekernel3d/cli/configs/det`` (``--config demo_det``; ``lk3d train
+det --list-configs`` lists them) or any YAML path, with overrides ``--set train.epochs=3 data.root=/data/kitti``.
+``eval`` and ``predict`` rebuild the detector from the checkpoint's own configuration; ``--set`` there changes
+the data side. Several processes: ``torchrun --nproc_per_node N -m largekernel3d.cli.main train det ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..training import config as C
+from .run_configs import load_run_config, schema_of, shipped_configs
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override config entries, e.g. --set train.epochs=3 data.root=/data/kitti")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.det_trainer import DetectionTrainer
+    if args.list_configs:
+        for name in shipped_configs("det"):
+            print(name)
+        return 0
+    cfg = load_run_config(args.config, args.overrides, args.output, task="det")
+    if args.print_config:
+        print(C.dump(cfg))
+        return 0
+    trainer = DetectionTrainer(cfg, resume=args.resume)
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.ctx.distributed:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if result.final_eval is not None and trainer.ctx.is_main:
+        print(result.final_eval.markdown(title=f"validation frames, epoch {len(result.history)}"))
+        print(f"best {result.final_eval.score_name} {100 * result.best_score:.1f} at epoch {result.best_epoch}; "
+              f"checkpoints in {result.last_checkpoint.parent}")
+    return 0
+
+
+def _checkpoint_config(args: argparse.Namespace):
+    """``(payload config with --set applied, payload)`` of ``--checkpoint``."""
+    from ..training.checkpoint import load_checkpoint
+    payload = load_checkpoint(Path(args.checkpoint))
+    cfg = C.build_config(payload["config"], args.overrides, source=f"checkpoint {args.checkpoint}",
+                         schema=schema_of("det"))
+    return cfg, payload
+
+
+def _view_for(cfg: Dict[str, Any], split: str):
+    from ..training import det_setup
+    frames = det_setup.build_frame_split(cfg)
+    chosen = frames.val if split == "val" else frames.train
+    if chosen is None:
+        raise ValueError(f"--split {split}: the configuration defines no {split} frames")
+    return det_setup.voxelize(chosen, cfg, train=False), chosen
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..training.det_evaluation import evaluate_detection
+    from ..training.det_trainer import load_trained_detector
+    from ..training.distributed import DistContext, resolve_device
+    cfg, _ = _checkpoint_config(args)
+    device = resolve_device(args.device)
+    model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
+    view, _ = _view_for(cfg, args.split)
+    result = evaluate_detection(model, view, payload["class_names"], cfg, DistContext(device=device))
+    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "eval"
+    path = result.write(out, f"{args.split}_ap", title=f"{args.split} frames (epoch {payload['epoch']})")
+    print(result.markdown(title=f"{args.split} frames (epoch {payload['epoch']})"))
+    print(f"tables written to {path} (+ .csv)")
+    return 0
+
+
+def write_frame_outputs(prediction, frame, class_names: Sequence[str], out: Path, point_cloud_range=None,
+                        score_threshold: float = 0.3, views: bool = True) -> List[Path]:
+    """Per frame: ``<name>.json`` (boxes, scores, classes), a KITTI label file when the frame has KITTI
+    calibration, and unless ``views`` is off a bird's-eye-view PNG and a self-contained HTML 3D view."""
+    stem = prediction.name.replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    keep = prediction.scores >= score_threshold
+    record = {"frame": prediction.name, "box_format": "x y z dx dy dz yaw (vx vy), LiDAR frame, centre",
+              "boxes": prediction.boxes[keep].round(4).tolist(), "scores": prediction.scores[keep].round(4).tolist(),
+              "classes": [class_names[int(i)] for i in prediction.labels[keep]]}
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps(record, indent=1))
+    written.append(path)
+    calib = frame.metadata.get("calib")
+    if calib is not None and hasattr(calib, "P2"):
+        from ..data.detection.kitti import write_kitti_labels
+        path = out / f"{stem}.txt"
+        write_kitti_labels(path, prediction.boxes[keep][:, :7], prediction.scores[keep],
+                           [class_names[int(i)] for i in prediction.labels[keep]], calib)
+        written.append(path)
+    if views:
+        from ..analysis.bev_view import render_bev
+        from ..analysis.html_view import write_html_view
+        path = out / f"{stem}.png"
+        render_bev(frame.points, prediction.gt_boxes, prediction.gt_labels, prediction.boxes, prediction.labels,
+                   prediction.scores, class_names=class_names, point_cloud_range=point_cloud_range, path=path,
+                   title=f"{prediction.name}: ground truth (solid) and detections (dashed)",
+                   score_threshold=score_threshold)
+        written.append(path)
+        path = out / f"{stem}.html"
+        write_html_view(path, frame.points, boxes=prediction.boxes[keep], box_labels=prediction.labels[keep],
+                        box_scores=prediction.scores[keep], class_names=class_names,
+                        title=f"{prediction.name}: detections with score >= {score_threshold}")
+        written.append(path)
+    return written
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..training.det_evaluation import predict_frames
+    from ..training.det_trainer import load_trained_detector
+    from ..training.distributed import resolve_device
+    cfg, _ = _checkpoint_config(args)
+    device = resolve_device(args.device)
+    model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
+    view, frames = _view_for(cfg, args.split)
+    n = len(view) if args.limit is None else min(args.limit, len(view))
+    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "predictions"
+    predictions = predict_frames(model, view, device, range(n))
+    for p in predictions:
+        write_frame_outputs(p, view.frame(view.frame_names.index(p.name)), payload["class_names"], out,
+                            cfg["data"]["point_cloud_range"], args.score_threshold, views=not args.no_views)
+    counts = [int((p.scores >= args.score_threshold).sum()) for p in predictions]
+    print(f"wrote {len(predictions)} frame(s) to {out}: {sum(counts)} boxes with score >= {args.score_threshold} "
+          f"({', '.join(f'{p.name}: {c}' for p, c in zip(predictions, counts))})")
+    return 0
+
+
+def cmd_gt_database(args: argparse.Namespace) -> int:
+    from ..data.detection.gt_sampling import build_gt_database
+    from ..training import det_setup
+    cfg = load_run_config(args.config, args.overrides, None, task="det")
+    frames = det_setup.build_frame_split(cfg)
+    out = Path(args.output)
+    index = build_gt_database(frames.train, out, min_points=args.min_points)
+    print(f"ground-truth database of {len(frames.train)} training frames written to {out} ({index})")
+    return 0
+
+
+def register(verbs, top) -> None:
+    """Add the ``det`` task to ``train``, ``eval``, ``predict`` and ``data``."""
+    p = verbs["train"].add_parser("det", help="train a 3D object detector (CenterPoint)")
+    p.add_argument("--config", default="demo_det", help="shipped config name or YAML path (default: demo_det)")
+    p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    for verb, func, help_text in (("eval", cmd_eval, "evaluate a detection checkpoint (per-class AP table)"),
+                                  ("predict", cmd_predict, "write boxes (JSON, KITTI labels), BEV PNG and 3D HTML "
+                                                           "per frame")):
+        q = verbs[verb].add_parser("det", help=help_text)
+        q.add_argument("--checkpoint", required=True, help="a checkpoint written by lk3d train det")
+        q.add_argument("--split", choices=("val", "train"), default="val", help="frames to use (default: val)")
+        q.add_argument("--output", default=None, help="output folder (default: beside the run's checkpoints)")
+        q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        if verb == "predict":
+            q.add_argument("--limit", type=int, default=None, help="at most this many frames")
+            q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
+            q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
+        _add_common(q)
+        q.set_defaults(func=func)
+
+    g = verbs["data"].add_parser("gt-database", help="cut the ground-truth objects of the training frames into a "
+                                                     "database for ground-truth sampling")
+    g.add_argument("--config", default="demo_det", help="detection config naming the dataset (default: demo_det)")
+    g.add_argument("--output", required=True, help="database folder to write")
+    g.add_argument("--min-points", type=int, default=5, help="objects with fewer points are left out (default 5)")
+    _add_common(g)
+    g.set_defaults(func=cmd_gt_database)
