@@ -5,6 +5,7 @@ in their boxes, the frame's boxes keep their points, a seed fixes the result, an
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -43,19 +44,22 @@ def overlap_by_sampling(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 class TinyDataset(DetectionDataset):
-    """Three frames; boxes sit in distinct cells of a 6 x 6 grid of 7 m cells (different cells per frame),
-    each with a known number of points strictly inside; background points stay clear of every box."""
+    """Three frames; boxes sit in distinct cells of a 6 x 6 grid of 7 m cells, each with a known number of
+    points strictly inside; background points stay clear of every box. With ``distinct`` no two boxes of the
+    dataset share a cell (so no two stored objects overlap), else frames reuse each other's cells."""
 
     class_names = CLASSES
 
-    def __init__(self, seed: int = 0, velocity: bool = True) -> None:
+    def __init__(self, seed: int = 0, velocity: bool = True, distinct: bool = False) -> None:
         self.frame_names = ["f0", "scene/f1", "f2"]
-        self.frames = [self._make(i, np.random.default_rng(seed * 10 + i), velocity) for i in range(3)]
+        cells = np.random.default_rng(seed).choice(36, 18, replace=False).reshape(3, 6)
+        self.frames = [self._make(i, np.random.default_rng(seed * 10 + i), velocity, cells[i] if distinct else None)
+                       for i in range(3)]
 
     @staticmethod
-    def _make(index: int, rng: np.random.Generator, velocity: bool) -> LidarFrame:
+    def _make(index: int, rng: np.random.Generator, velocity: bool, cells: Optional[np.ndarray]) -> LidarFrame:
         m = 6
-        cells = rng.choice(36, m, replace=False)
+        cells = rng.choice(36, m, replace=False) if cells is None else cells
         labels = rng.integers(0, 3, m)
         labels[:2] = [0, 1]
         centres = np.stack([(cells % 6) * 7.0 - 17.5, (cells // 6) * 7.0 - 17.5, rng.uniform(-1.0, 0.0, m)], 1)
@@ -168,6 +172,24 @@ def test_paste_is_deterministic_and_filters(dataset, database):
         assert (out.difficulty[new] != 2).all()
         assert (out.num_lidar_points[new][out.labels[new] == 0] >= 20).all()
         assert not (out.labels[new] == 1).any()
+
+
+def test_fill_up_or_fixed_number(tmp_path):
+    """With limit_whole_scene a frame is filled up to the group size, without it the group size is drawn
+    afresh. No two stored objects overlap here, so every candidate away from the frame's far box is kept."""
+    dataset = TinyDataset(seed=3, distinct=True)
+    build_gt_database(dataset, tmp_path / "db", min_points=1, progress=False)
+    frame = dataset[0]
+    one_car = LidarFrame(name="one", points=frame.points[:10], point_features=FEATURES,
+                         boxes=[[60.0, 60.0, 0.0, 4.0, 1.8, 1.6, 0.0, 0.0, 0.0]], labels=np.array([0]))
+    cars = sum(int((f.labels == 0).sum()) for f in dataset.frames)
+    assert cars >= 4
+    for seed in range(3):
+        filled = GTSampler(tmp_path / "db", {"Car": 3})(one_car, np.random.default_rng(seed))
+        fixed = GTSampler(tmp_path / "db", {"Car": 3}, limit_whole_scene=False)(one_car, np.random.default_rng(seed))
+        assert (filled.labels == 0).sum() == 3 and (fixed.labels == 0).sum() == 4
+        everything = GTSampler(tmp_path / "db", {"Car": 100})(one_car, np.random.default_rng(seed))
+        assert (everything.labels == 0).sum() == 1 + cars              # the pool runs out: each object once
 
 
 def test_paste_into_frames_without_velocity_or_fields(database):

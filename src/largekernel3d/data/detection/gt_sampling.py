@@ -11,10 +11,11 @@ The index is written last (and every file through a temporary name that is then 
 interrupted build leaves no index, and :class:`GTSampler` refuses a folder without one.
 
 :class:`GTSampler` pastes stored objects into a training frame. For each class ``c`` with a group size
-``n_c`` it draws ``max(0, n_c - #boxes of class c in the frame)`` objects without replacement from the
-objects of that class (after the ``min_points_per_class`` and difficulty filters), then accepts them one by
-one in the drawn order: a candidate is kept when its BEV IoU with every box of the frame and with every
-candidate accepted before it is zero. Objects are pasted where they were recorded (their points are
+``n_c`` it draws ``max(0, n_c - #boxes of class c in the frame)`` objects (``n_c`` when
+``limit_whole_scene`` is off) without replacement from the objects of that class (after the
+``min_points_per_class`` and difficulty filters), then accepts them one by one in the drawn order: a
+candidate is kept when its BEV IoU with every box of the frame and with every candidate accepted before it
+is zero. Objects are pasted where they were recorded (their points are
 ``stored points + box centre``). The frame's own points inside a pasted box (grown by ``remove_margin``)
 are removed, so a pasted object does not intersect the scene, and since pasted boxes do not overlap the
 frame's boxes in BEV, the frame's boxes keep all their points.
@@ -218,6 +219,9 @@ class GTSampler:
             database's own.
         remove_margin: growth of the pasted boxes' sizes (metres, see
             :func:`largekernel3d.boxes.enlarge_boxes`) when removing the frame's points inside them.
+        limit_whole_scene: ``True`` fills each frame up to ``n`` boxes of a class (draws ``n`` minus the
+            frame's own boxes of that class); ``False`` draws ``n`` candidates whatever the frame holds
+            (OpenPCDet's ``LIMIT_WHOLE_SCENE``).
 
     ``sampler(frame, rng)`` returns a new frame (a :data:`FrameTransform`, so it can lead a pipeline of
     :mod:`largekernel3d.data.detection.augment`). Pasted points come first, then the frame's remaining points;
@@ -227,7 +231,8 @@ class GTSampler:
 
     def __init__(self, database_dir: Union[str, Path], sample_groups: Mapping[str, int],
                  min_points_per_class: Optional[Mapping[str, int]] = None, exclude_difficulty: Sequence[int] = (),
-                 class_names: Optional[Sequence[str]] = None, remove_margin: float = 0.0) -> None:
+                 class_names: Optional[Sequence[str]] = None, remove_margin: float = 0.0,
+                 limit_whole_scene: bool = True) -> None:
         self.database = GTDatabase.load(database_dir)
         self.class_names = tuple(class_names) if class_names is not None else self.database.class_names
         if not isinstance(sample_groups, Mapping) or not sample_groups:
@@ -245,6 +250,7 @@ class GTSampler:
         excluded = {int(d) for d in exclude_difficulty}
         self.sample_groups = {name: int(n) for name, n in sample_groups.items()}
         self.remove_margin = float(remove_margin)
+        self.limit_whole_scene = bool(limit_whole_scene)
         self.pools: Dict[str, List[Mapping[str, Any]]] = {}
         for name in self.sample_groups:
             least = int(min_points_per_class.get(name, 0))
@@ -271,7 +277,7 @@ class GTSampler:
         chosen: List[Mapping[str, Any]] = []
         for name, target in self.sample_groups.items():
             label = self.class_names.index(name)
-            want = target - int((frame.labels == label).sum())
+            want = target - int((frame.labels == label).sum()) if self.limit_whole_scene else target
             pool = self.pools[name]
             if want <= 0 or not pool:
                 continue
