@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from largekernel3d.data.detection.classes import NUSCENES_CLASSES
 from largekernel3d.training.detection_metrics import (
-    NUSCENES_CLASSES,
     TP_METRICS,
     NuScenesBoxes,
     NuScenesConfig,

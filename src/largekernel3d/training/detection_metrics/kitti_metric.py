@@ -38,12 +38,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from largekernel3d.boxes import bev_iou, iou_3d
+from largekernel3d.data.detection.classes import KITTI_CLASSES
 
 from .curves import PrecisionRecallCurve, sampled_ap
 from .matching import FP, IGNORED, MatchResult, greedy_match, match_problem
 from .report import csv_table, markdown_table
 
-KITTI_CLASSES: Tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
 KITTI_DIFFICULTIES: Tuple[str, ...] = ("easy", "moderate", "hard")
 MIN_HEIGHT: Tuple[float, ...] = (40.0, 25.0, 25.0)
 MAX_OCCLUSION: Tuple[int, ...] = (0, 1, 2)
@@ -318,6 +318,6 @@ class KittiMetrics:
         return csv_table(header, rows, path)
 
 
-__all__ = ["KITTI_CLASSES", "KITTI_DIFFICULTIES", "MIN_HEIGHT", "MAX_OCCLUSION", "MAX_TRUNCATION", "STRICT_IOU",
+__all__ = ["KITTI_DIFFICULTIES", "MIN_HEIGHT", "MAX_OCCLUSION", "MAX_TRUNCATION", "STRICT_IOU",
            "LOOSE_IOU", "NEIGHBOUR_CLASSES", "KITTI_METRICS", "kitti_difficulty", "KittiGroundTruth",
            "KittiDetections", "evaluate_kitti", "KittiMetrics"]

@@ -4,10 +4,10 @@ Frames. Our networks and :class:`~largekernel3d.data.detection.LidarFrame` use t
 frame, boxes ``[x, y, z, dx, dy, dz, yaw, vx, vy]`` (centre, length along the heading, width, height).
 The nuScenes devkit evaluates in the *global* frame. A :class:`SensorPose` holds the two rigid transforms
 of a sample (the ``calibrated_sensor`` record of ``LIDAR_TOP``: LiDAR -> ego, and the ``ego_pose``
-record of that sweep: ego -> global), quaternions ``(w, x, y, z)``. With ``R_c, t_c`` and ``R_e, t_e``:
+record of that sweep: ego -> global). With ``R_c, t_c`` and ``R_e, t_e``:
 
     centre_g   = R_e (R_c c + t_c) + t_e
-    q_g        = q_e * q_c * q_z(yaw)                (the box orientation, a full rotation)
+    q_g        = q(R_e R_c) * q_z(yaw)               (the box orientation, a full rotation, as a quaternion)
     yaw_g      = atan2(v_y, v_x),  v = R_e R_c (cos yaw, sin yaw, 0)   (the devkit's ``quaternion_yaw``)
     velocity_g = (R_e R_c (vx, vy, 0))_xy
     size (w, l, h) = (dy, dx, dz)                    (nuScenes' size order)
@@ -18,18 +18,11 @@ so that a LiDAR-frame box and its global record describe the same object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-NUSCENES_CLASSES: Tuple[str, ...] = ("car", "truck", "bus", "trailer", "construction_vehicle", "pedestrian",
-                                     "motorcycle", "bicycle", "traffic_cone", "barrier")
-"""The ten detection classes of the nuScenes detection benchmark, in the devkit's order."""
-
-NUSCENES_ATTRIBUTES: Tuple[str, ...] = ("pedestrian.moving", "pedestrian.sitting_lying_down", "pedestrian.standing",
-                                        "cycle.with_rider", "cycle.without_rider", "vehicle.moving", "vehicle.parked",
-                                        "vehicle.stopped")
-"""The eight attribute names (``""`` is "no attribute")."""
+from largekernel3d.data.detection.poses import make_pose, quaternion_to_matrix, transform_points
 
 
 def _as_names(values: Optional[Sequence[str]], count: int, what: str) -> Optional[Tuple[str, ...]]:
@@ -109,26 +102,6 @@ class NuScenesBoxes:
                              num_points=None if self.num_points is None else self.num_points[idx])
 
 
-def _quaternion(q: Sequence[float], what: str) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64).reshape(-1)
-    if q.shape != (4,) or not np.isfinite(q).all():
-        raise ValueError(f"{what} must be a finite quaternion (w, x, y, z), got {q}")
-    norm = float(np.linalg.norm(q))
-    if abs(norm - 1.0) > 1e-3:
-        raise ValueError(f"{what} must be a unit quaternion (w, x, y, z), its norm is {norm:.6f}")
-    return q / norm
-
-
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """The rotation matrix ``[..., 3, 3]`` of unit quaternions ``q [..., 4]`` ``(w, x, y, z)``."""
-    q = np.asarray(q, dtype=np.float64)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return np.stack(rows, axis=-1).reshape(q.shape[:-1] + (3, 3))
-
-
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product ``a * b`` of quaternions ``[..., 4]`` ``(w, x, y, z)`` (the rotation ``b`` then ``a``)."""
     a = np.asarray(a, dtype=np.float64)
@@ -148,43 +121,80 @@ def yaw_quaternion(yaw: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(yaw / 2), zeros, zeros, np.sin(yaw / 2)], axis=-1)
 
 
+def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """The unit quaternion ``(w, x, y, z)``, ``w >= 0``, of a rotation matrix ``[3, 3]`` (the inverse of
+    :func:`~largekernel3d.data.detection.poses.quaternion_to_matrix`), from the largest of
+    ``4w² = 1 + tr R``, ``4x² = 1 + R00 - R11 - R22``, ``4y² = 1 - R00 + R11 - R22``, ``4z² = 1 - R00 - R11 + R22``
+    and the off-diagonal sums and differences, for accuracy near every rotation."""
+    r = np.asarray(rotation, dtype=np.float64)
+    squares = np.array([1 + r[0, 0] + r[1, 1] + r[2, 2], 1 + r[0, 0] - r[1, 1] - r[2, 2],
+                        1 - r[0, 0] + r[1, 1] - r[2, 2], 1 - r[0, 0] - r[1, 1] + r[2, 2]])
+    k = int(np.argmax(squares))
+    f = 2.0 * np.sqrt(squares[k])                          # 4 * |component k|
+    if k == 0:
+        q = [f / 4, (r[2, 1] - r[1, 2]) / f, (r[0, 2] - r[2, 0]) / f, (r[1, 0] - r[0, 1]) / f]
+    elif k == 1:
+        q = [(r[2, 1] - r[1, 2]) / f, f / 4, (r[0, 1] + r[1, 0]) / f, (r[0, 2] + r[2, 0]) / f]
+    elif k == 2:
+        q = [(r[0, 2] - r[2, 0]) / f, (r[0, 1] + r[1, 0]) / f, f / 4, (r[1, 2] + r[2, 1]) / f]
+    else:
+        q = [(r[1, 0] - r[0, 1]) / f, (r[0, 2] + r[2, 0]) / f, (r[1, 2] + r[2, 1]) / f, f / 4]
+    q = np.asarray(q) / np.linalg.norm(q)
+    return -q if q[0] < 0 else q
+
+
+def _rigid(value: np.ndarray, what: str) -> np.ndarray:
+    pose = np.asarray(value, dtype=np.float64)
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise ValueError(f"{what} must be a finite [4, 4] pose, got shape {pose.shape}")
+    rot = pose[:3, :3]
+    if np.abs(rot.T @ rot - np.eye(3)).max() > 1e-6 or np.linalg.det(rot) < 0:
+        raise ValueError(f"{what} must hold a rotation (orthonormal, det +1) in its upper-left 3x3 block")
+    return pose
+
+
 @dataclass(frozen=True)
 class SensorPose:
-    """The LiDAR -> ego and ego -> global transforms of one sample (quaternions ``(w, x, y, z)``, metres).
+    """The LiDAR -> ego and ego -> global poses of one sample, ``[[R, t], [0, 1]]`` (``p_parent = R p + t``).
 
-    Build it from the devkit's table records with :meth:`from_records`.
+    Build it from the devkit's table records (:meth:`from_records`) or from a nuScenes ``LidarFrame``
+    (:meth:`from_frame`: its ``metadata["lidar_to_ego"]`` and ``metadata["ego_to_global"]``).
     """
 
-    lidar_to_ego_rotation: Tuple[float, float, float, float]
-    lidar_to_ego_translation: Tuple[float, float, float]
-    ego_to_global_rotation: Tuple[float, float, float, float]
-    ego_to_global_translation: Tuple[float, float, float]
+    lidar_to_ego: np.ndarray
+    ego_to_global: np.ndarray
 
     def __post_init__(self) -> None:
-        for name in ("lidar_to_ego_rotation", "ego_to_global_rotation"):
-            object.__setattr__(self, name, tuple(_quaternion(getattr(self, name), name).tolist()))
-        for name in ("lidar_to_ego_translation", "ego_to_global_translation"):
-            t = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
-            if t.shape != (3,) or not np.isfinite(t).all():
-                raise ValueError(f"{name} must be 3 finite numbers, got {getattr(self, name)}")
-            object.__setattr__(self, name, tuple(t.tolist()))
+        object.__setattr__(self, "lidar_to_ego", _rigid(self.lidar_to_ego, "lidar_to_ego"))
+        object.__setattr__(self, "ego_to_global", _rigid(self.ego_to_global, "ego_to_global"))
 
     @classmethod
     def from_records(cls, calibrated_sensor: Mapping, ego_pose: Mapping) -> "SensorPose":
         """From a ``calibrated_sensor`` record (of ``LIDAR_TOP``) and the ``ego_pose`` record of that sweep,
-        each a mapping with ``rotation`` and ``translation``."""
-        return cls(calibrated_sensor["rotation"], calibrated_sensor["translation"],
-                   ego_pose["rotation"], ego_pose["translation"])
+        each a mapping with ``rotation`` (quaternion ``(w, x, y, z)``) and ``translation``."""
+        return cls(make_pose(quaternion_to_matrix(calibrated_sensor["rotation"], "calibrated_sensor"),
+                             calibrated_sensor["translation"], "calibrated_sensor"),
+                   make_pose(quaternion_to_matrix(ego_pose["rotation"], "ego_pose"), ego_pose["translation"],
+                             "ego_pose"))
+
+    @classmethod
+    def from_frame(cls, frame: Any) -> "SensorPose":
+        """From a ``LidarFrame`` of the nuScenes readers (``metadata["lidar_to_ego"]``, ``["ego_to_global"]``)."""
+        missing = [k for k in ("lidar_to_ego", "ego_to_global") if k not in frame.metadata]
+        if missing:
+            raise ValueError(f"frame {frame.name!r} has no {missing} in its metadata; read it with a nuScenes "
+                             f"reader or build the SensorPose from the calibrated_sensor / ego_pose records")
+        return cls(frame.metadata["lidar_to_ego"], frame.metadata["ego_to_global"])
 
     @property
-    def lidar_to_global_rotation(self) -> np.ndarray:
-        """``q_e * q_c`` ``[4]``."""
-        return quaternion_multiply(np.asarray(self.ego_to_global_rotation), np.asarray(self.lidar_to_ego_rotation))
+    def lidar_to_global(self) -> np.ndarray:
+        """``T_ego T_cs`` ``[4, 4]``."""
+        return self.ego_to_global @ self.lidar_to_ego
 
     @property
     def ego_translation(self) -> np.ndarray:
         """The ego position in the global frame ``[3]`` (the centre of the evaluation ranges)."""
-        return np.asarray(self.ego_to_global_translation, dtype=np.float64)
+        return self.ego_to_global[:3, 3].copy()
 
 
 def lidar_to_global(boxes: np.ndarray, pose: SensorPose) -> Tuple[np.ndarray, np.ndarray]:
@@ -197,22 +207,19 @@ def lidar_to_global(boxes: np.ndarray, pose: SensorPose) -> Tuple[np.ndarray, np
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.ndim != 2 or boxes.shape[1] not in (7, 9):
         raise ValueError(f"boxes must have shape [N, 7] or [N, 9], got {boxes.shape}")
-    r_c = quaternion_to_matrix(np.asarray(pose.lidar_to_ego_rotation))
-    r_e = quaternion_to_matrix(np.asarray(pose.ego_to_global_rotation))
-    rot = r_e @ r_c
-    centre = (boxes[:, :3] @ r_c.T + np.asarray(pose.lidar_to_ego_translation)) @ r_e.T \
-        + np.asarray(pose.ego_to_global_translation)
-    heading = np.stack([np.cos(boxes[:, 6]), np.sin(boxes[:, 6]), np.zeros(boxes.shape[0])], axis=1) @ rot.T
-    out = np.empty((boxes.shape[0], 9), dtype=np.float64)
-    out[:, :3] = centre
+    transform = pose.lidar_to_global
+    rot = transform[:3, :3]
+    n = boxes.shape[0]
+    heading = np.stack([np.cos(boxes[:, 6]), np.sin(boxes[:, 6]), np.zeros(n)], axis=1) @ rot.T
+    out = np.empty((n, 9), dtype=np.float64)
+    out[:, :3] = transform_points(transform, boxes[:, :3])
     out[:, 3:6] = boxes[:, 3:6]
     out[:, 6] = np.arctan2(heading[:, 1], heading[:, 0])
     if boxes.shape[1] == 9:
-        vel = np.concatenate([boxes[:, 7:9], np.zeros((boxes.shape[0], 1))], axis=1) @ rot.T
-        out[:, 7:9] = vel[:, :2]
+        out[:, 7:9] = (np.concatenate([boxes[:, 7:9], np.zeros((n, 1))], axis=1) @ rot.T)[:, :2]
     else:
         out[:, 7:9] = np.nan
-    rotation = quaternion_multiply(pose.lidar_to_global_rotation[None, :], yaw_quaternion(boxes[:, 6]))
+    rotation = quaternion_multiply(matrix_to_quaternion(rot)[None, :], yaw_quaternion(boxes[:, 6]))
     return out, rotation
 
 
@@ -223,5 +230,6 @@ def boxes_to_global(boxes: NuScenesBoxes, pose: SensorPose) -> NuScenesBoxes:
                          num_points=boxes.num_points)
 
 
-__all__ = ["NUSCENES_CLASSES", "NUSCENES_ATTRIBUTES", "NuScenesBoxes", "SensorPose", "quaternion_to_matrix",
+__all__ = ["NuScenesBoxes", "SensorPose", "matrix_to_quaternion",
            "quaternion_multiply", "yaw_quaternion", "lidar_to_global", "boxes_to_global"]
+

@@ -45,16 +45,18 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from largekernel3d.boxes import points_in_boxes_index, wrap_angle
+from largekernel3d.data.detection.classes import NUSCENES_CLASSES
 
 from .curves import PrecisionRecallCurve, linear_precision
 from .matching import TP, MatchProblem, greedy_match, match_problem
-from .nuscenes_boxes import NUSCENES_CLASSES, NuScenesBoxes
+from .nuscenes_boxes import NuScenesBoxes
 from .report import csv_table, markdown_table
 
 NUSCENES_CLASS_RANGE: Dict[str, float] = {"car": 50.0, "truck": 50.0, "bus": 50.0, "trailer": 50.0,
                                           "construction_vehicle": 50.0, "pedestrian": 40.0, "motorcycle": 40.0,
                                           "bicycle": 40.0, "traffic_cone": 30.0, "barrier": 30.0}
-"""Evaluation range per class in metres (``detection_cvpr_2019``)."""
+"""Evaluation range per class in metres (``detection_cvpr_2019``), in the devkit's class order (the order of
+the reports)."""
 
 TP_METRICS: Tuple[str, ...] = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 """The true-positive error names, in the devkit's order."""

@@ -27,8 +27,10 @@ from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from largekernel3d.data.detection.classes import NUSCENES_ATTRIBUTES, NUSCENES_CLASSES
+
 from .matching import score_order
-from .nuscenes_boxes import NUSCENES_ATTRIBUTES, NUSCENES_CLASSES, NuScenesBoxes, SensorPose, lidar_to_global
+from .nuscenes_boxes import NuScenesBoxes, SensorPose, lidar_to_global
 
 DEFAULT_META: Dict[str, bool] = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False,
                                  "use_external": False}
