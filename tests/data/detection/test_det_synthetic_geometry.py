@@ -12,8 +12,13 @@ import pytest
 
 from largekernel3d.data.detection.synthetic import LidarSpec, PartsBuilder, StreetGround, StreetSceneConfig
 from largekernel3d.data.detection.synthetic.categories import ROAD, SIDEWALK
-from largekernel3d.data.detection.synthetic.intersect import (box_interval, convex_interval, convex_slack,
-                                                              cylinder_interval, ellipsoid_interval)
+from largekernel3d.data.detection.synthetic.intersect import (
+    box_interval,
+    convex_interval,
+    convex_slack,
+    cylinder_interval,
+    ellipsoid_interval,
+)
 from largekernel3d.data.detection.synthetic.materials import CONCRETE
 from largekernel3d.data.detection.synthetic.primitives import Kind, rot_x, rot_y, rot_z
 from largekernel3d.data.detection.synthetic.raycast import cast_rays

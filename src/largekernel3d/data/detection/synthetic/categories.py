@@ -76,5 +76,6 @@ def check_class_names(class_names) -> Tuple[str, ...]:
 
 
 __all__ = ["OBJECT_CLASSES", "SEMANTIC_CLASSES", "OBJECT_SEMANTIC", "SizeRange", "CLASS_SIZES",
-           "check_class_names", "draw_size", "ROAD", "SIDEWALK", "BUILDING", "VEGETATION", "TRUNK", "POLE", "TRAFFIC_SIGN",
+           "check_class_names", "draw_size",
+           "ROAD", "SIDEWALK", "BUILDING", "VEGETATION", "TRUNK", "POLE", "TRAFFIC_SIGN",
            "CAR", "TRUCK", "PEDESTRIAN", "CYCLIST"]

@@ -89,7 +89,8 @@ class StreetSceneConfig:
             if int(low) != low or int(high) != high:
                 raise ValueError(f"StreetSceneConfig.{name} must hold integers, got {(low, high)}")
         if self.lanes_per_direction[0] < 1:
-            raise ValueError(f"StreetSceneConfig.lanes_per_direction must start at >= 1, got {self.lanes_per_direction}")
+            raise ValueError(f"StreetSceneConfig.lanes_per_direction must start at >= 1, "
+                             f"got {self.lanes_per_direction}")
         for name in ("lane_width", "sidewalk_width", "building_width", "building_depth", "building_height",
                      "tree_spacing", "lamp_spacing"):
             if getattr(self, name)[0] <= 1.0:

@@ -41,14 +41,15 @@ def _check_min_points(min_points: int) -> int:
     return int(min_points)
 
 
-def generate_frame(seed: Seed, spec: LidarSpec = LidarSpec(), scene_config: StreetSceneConfig = StreetSceneConfig(),
+def generate_frame(seed: Seed, spec: Optional[LidarSpec] = None, scene_config: Optional[StreetSceneConfig] = None,
                    class_names: Sequence[str] = OBJECT_CLASSES, min_points: int = 1, keep_sparse: bool = False,
                    name: Optional[str] = None) -> LidarFrame:
     """One labelled frame of a random street scanned by ``spec`` (a function of ``seed`` only).
 
     Args:
         seed: a non-negative int or a sequence of them (a dataset passes ``(seed, index)``).
-        spec, scene_config: the sensor and what the street may look like.
+        spec, scene_config: the sensor and what the street may look like (None: ``LidarSpec()`` and
+            ``StreetSceneConfig()``).
         class_names: the detection classes to box (a subset of ``OBJECT_CLASSES``, any order);
             labels index this tuple. Objects of other classes stay in the scene without a box.
         min_points: objects with fewer returns are dropped, or kept when ``keep_sparse`` (their
@@ -63,6 +64,8 @@ def generate_frame(seed: Seed, spec: LidarSpec = LidarSpec(), scene_config: Stre
         index), ``semantic_classes``, ``seed``, ``mount_height``.
     """
     words = _seed_words(seed)
+    spec = LidarSpec() if spec is None else spec
+    scene_config = StreetSceneConfig() if scene_config is None else scene_config
     class_names = check_class_names(class_names)
     min_points = _check_min_points(min_points)
     if not isinstance(spec, LidarSpec):
@@ -89,17 +92,20 @@ def generate_frame(seed: Seed, spec: LidarSpec = LidarSpec(), scene_config: Stre
 
 
 class SyntheticLidarDataset(DetectionDataset):
-    """``num_frames`` synthetic street frames (see :func:`generate_frame`); frame ``i`` depends only on
-    ``(seed, i)``, so datasets with different seeds are disjoint streams (use one per split)."""
+    """``num_frames`` synthetic street frames (see :func:`generate_frame`; ``spec`` and ``scene_config``
+    default to ``LidarSpec()`` and ``StreetSceneConfig()``); frame ``i`` depends only on ``(seed, i)``, so
+    datasets with different seeds are disjoint streams (use one per split)."""
 
-    def __init__(self, num_frames: int, seed: int = 0, spec: LidarSpec = LidarSpec(),
-                 scene_config: StreetSceneConfig = StreetSceneConfig(), class_names: Sequence[str] = OBJECT_CLASSES,
+    def __init__(self, num_frames: int, seed: int = 0, spec: Optional[LidarSpec] = None,
+                 scene_config: Optional[StreetSceneConfig] = None, class_names: Sequence[str] = OBJECT_CLASSES,
                  min_points: int = 1, keep_sparse: bool = False) -> None:
         if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
         self.seed = _seed_words(seed)[0] if isinstance(seed, (int, np.integer)) else None
         if self.seed is None:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        spec = LidarSpec() if spec is None else spec
+        scene_config = StreetSceneConfig() if scene_config is None else scene_config
         if not isinstance(spec, LidarSpec):
             raise TypeError(f"spec must be a LidarSpec, got {type(spec).__name__}")
         if not isinstance(scene_config, StreetSceneConfig):

@@ -168,7 +168,8 @@ class StreetGround:
                     base = self.profile(u)
                     valid = (z >= base) & (z <= base + self.curb_height)
                     if axis == "v":
-                        valid &= (self.cross_street is None) or (np.abs(u - self.cross_street[0]) > self.cross_street[1])
+                        if self.cross_street is not None:
+                            valid &= np.abs(u - self.cross_street[0]) > self.cross_street[1]
                         normal = np.c_[np.zeros(n), np.full(n, -np.sign(value)), np.zeros(n)]
                     else:
                         valid &= np.abs(v) > self.road_half_width

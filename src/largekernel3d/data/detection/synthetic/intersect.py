@@ -128,4 +128,5 @@ def local_normals(kind: int, p: np.ndarray, half: np.ndarray, planes: np.ndarray
     return n / np.where(norm > 0, norm, 1.0)
 
 
-__all__ = ["box_interval", "cylinder_interval", "ellipsoid_interval", "convex_slack", "convex_interval", "local_normals"]
+__all__ = ["box_interval", "cylinder_interval", "ellipsoid_interval", "convex_slack", "convex_interval",
+           "local_normals"]

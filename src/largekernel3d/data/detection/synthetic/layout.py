@@ -82,7 +82,7 @@ def draw_layout(rng: np.random.Generator, config: StreetSceneConfig) -> StreetLa
         v += width
     # painted lines between lanes: solid between opposite directions and along parking, dashed otherwise
     lines = []
-    for a, b in zip(lanes[:-1], lanes[1:]):
+    for a, b in zip(lanes[:-1], lanes[1:], strict=True):
         edge = a.centre + a.width / 2
         if a.direction == b.direction:
             lines.append((edge, True))

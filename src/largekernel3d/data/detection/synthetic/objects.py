@@ -1,8 +1,9 @@
 """Objects with ground-truth boxes: a model in its own frame, and the model placed in the world.
 
-An :class:`ObjectModel` is built in the object frame (x forward along the heading, y left, z up, the
-bottom at z = 0); its box is the tight axis-aligned bounding box ``[low, high]`` of its primitives in
-that frame. :func:`place_object` moves it by ``x -> R_z(yaw) x + (x0, y0, z0)``; the box becomes
+An :class:`ObjectModel` is built in the object frame (x forward along the heading, y left, z up); its
+box is the tight axis-aligned bounding box ``[low, high]`` of its primitives in that frame, and the
+frame origin is moved to the bottom centre of that box. :func:`place_object` moves it by
+``x -> R_z(yaw) x + (x0, y0, z0)``; the box becomes
 OpenPCDet's ``[x, y, z, dx, dy, dz, yaw, vx, vy]`` with centre ``R_z(yaw) (low + high) / 2 + (x0, y0, z0)``,
 size ``high - low`` and velocity ``speed * (cos yaw, sin yaw)`` (objects move along their heading).
 """
@@ -35,7 +36,8 @@ class ObjectModel:
             raise ValueError(f"ObjectModel: unknown category {category!r}; expected one of {OBJECT_CLASSES}")
         parts = builder.build()
         low, high = parts.bounds()
-        return ObjectModel(category, parts, low, high)
+        shift = -np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]])
+        return ObjectModel(category, parts.transformed(0.0, shift), low + shift, high + shift)
 
     @property
     def size(self) -> np.ndarray:

@@ -52,11 +52,11 @@ class StreetPopulator:
         x, y, z, yaw = self._world(u, v, heading)
         ext = parts.extents()
         centres = parts.centre[:, :2] @ rot_z(yaw)[:2, :2].T + [x, y]
-        feet = np.stack([rectangle(cx, cy, 2 * e[0], 2 * e[1], yaw) for (cx, cy), e in zip(centres, ext)])
+        feet = np.stack([rectangle(cx, cy, 2 * e[0], 2 * e[1], yaw) for (cx, cy), e in zip(centres, ext, strict=True)])
         heights = np.c_[z + parts.centre[:, 2] - ext[:, 2], z + parts.centre[:, 2] + ext[:, 2]]
         if self.occupancy.collides_any(feet, heights, margin):
             return False
-        for f, (z0, z1) in zip(feet, heights):
+        for f, (z0, z1) in zip(feet, heights, strict=True):
             self.occupancy.add(f, z0, z1)
         self.background.append(parts.transformed(yaw, (x, y, z)))
         return True
@@ -90,9 +90,11 @@ class StreetPopulator:
                 if lay.ground.cross_street is not None:
                     uc, wc = lay.ground.cross_street
                     lo, hi = uc - wc - lay.sidewalk_width - 1.0, uc + wc + lay.sidewalk_width + 1.0
-                    if u < hi and u + width > lo:
-                        u = hi
-                        continue
+                    if u < hi and u + width > lo:       # end the row at the corner of the cross street
+                        if u >= lo or lo - u < cfg.building_width[0]:
+                            u = hi
+                            continue
+                        width = lo - u
                 parts = make_building(rng, width, rng.uniform(*cfg.building_depth), rng.uniform(*cfg.building_height))
                 v = side * (lay.building_line + rng.uniform(*cfg.building_setback))
                 # a small negative margin lets neighbouring buildings touch

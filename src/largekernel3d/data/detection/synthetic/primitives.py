@@ -205,7 +205,8 @@ class PartsBuilder:
         self.rows.append(dict(kind=int(kind), centre=np.asarray(centre, dtype=np.float64), rotation=rotation,
                               half=half, planes=padded, semantic=int(semantic), reflectivity=material.reflectivity,
                               dropout=material.dropout, free_path=material.free_path,
-                              windows=np.zeros(WINDOW_FIELDS) if windows is None else np.asarray(windows, dtype=np.float64)))
+                              windows=np.zeros(WINDOW_FIELDS) if windows is None
+                              else np.asarray(windows, dtype=np.float64)))
 
     def box(self, lo, hi, semantic: int, material: Material, windows: Optional[Sequence[float]] = None) -> None:
         """The axis-aligned box ``[lo, hi]`` (``windows``: a facade window grid, buildings only)."""
@@ -266,4 +267,5 @@ class PartsBuilder:
                           windows=col["windows"].reshape(-1, WINDOW_FIELDS))
 
 
-__all__ = ["Kind", "MAX_PLANES", "WINDOW_FIELDS", "Primitives", "PartsBuilder", "rot_x", "rot_y", "rot_z", "frame_with_z_axis"]
+__all__ = ["Kind", "MAX_PLANES", "WINDOW_FIELDS", "Primitives", "PartsBuilder", "rot_x", "rot_y", "rot_z",
+           "frame_with_z_axis"]

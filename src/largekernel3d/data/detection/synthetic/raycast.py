@@ -23,8 +23,7 @@ from typing import Tuple
 import numpy as np
 
 from .ground import GroundHits, StreetGround
-from .intersect import (box_interval, convex_interval, convex_slack, cylinder_interval, ellipsoid_interval,
-                        local_normals)
+from .intersect import box_interval, convex_interval, convex_slack, cylinder_interval, ellipsoid_interval, local_normals
 from .primitives import Kind, Primitives
 from .sensor import ray_directions
 

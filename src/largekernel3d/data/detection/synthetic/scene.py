@@ -41,8 +41,10 @@ class StreetScene:
         return np.stack([o.box for o in self.objects])
 
 
-def generate_street_scene(rng: np.random.Generator, config: StreetSceneConfig = StreetSceneConfig()) -> StreetScene:
-    """A random street scene drawn from ``rng`` within ``config`` (a function of the stream only)."""
+def generate_street_scene(rng: np.random.Generator, config: Optional[StreetSceneConfig] = None) -> StreetScene:
+    """A random street scene drawn from ``rng`` within ``config`` (default ``StreetSceneConfig()``); a
+    function of the stream only."""
+    config = StreetSceneConfig() if config is None else config
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if not isinstance(config, StreetSceneConfig):

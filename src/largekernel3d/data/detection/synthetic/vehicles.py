@@ -23,6 +23,14 @@ from .primitives import PartsBuilder
 
 _ACROSS = (0.0, 1.0, 0.0)
 
+#: per car style: windscreen and rear window angles from the horizontal (degrees), hood and tail
+#: (the body ahead of and behind the cabin) as fractions of the length
+_CAR_STYLES = {
+    "sedan": dict(windscreen=(24, 32), rear_window=(25, 35), hood=(0.22, 0.27), tail=(0.14, 0.19)),
+    "hatchback": dict(windscreen=(27, 35), rear_window=(50, 65), hood=(0.18, 0.23), tail=(0.03, 0.06)),
+    "suv": dict(windscreen=(32, 42), rear_window=(65, 80), hood=(0.17, 0.21), tail=(0.02, 0.05)),
+}
+
 
 def _unit(*v: float) -> np.ndarray:
     a = np.asarray(v, dtype=np.float64)
@@ -51,13 +59,12 @@ def make_car(rng: np.random.Generator, size: Optional[Sequence[float]] = None) -
         (_unit(0, 1, 1.2), (0, half_w, belt - 0.08)), (_unit(0, -1, 1.2), (0, -half_w, belt - 0.08))], CAR, paint)
     # cabin: windscreen angle alpha and rear angle beta from the horizontal, sides leaning in by gamma
     cabin_h = height - belt
-    alpha = np.radians({"sedan": rng.uniform(24, 32), "hatchback": rng.uniform(27, 35), "suv": rng.uniform(32, 42)}[style])
-    beta = np.radians({"sedan": rng.uniform(25, 35), "hatchback": rng.uniform(50, 65), "suv": rng.uniform(65, 80)}[style])
+    shape = _CAR_STYLES[style]
+    alpha = np.radians(rng.uniform(*shape["windscreen"]))
+    beta = np.radians(rng.uniform(*shape["rear_window"]))
     gamma = np.radians(rng.uniform(8, 16))
-    hood = length * {"sedan": rng.uniform(0.22, 0.27), "hatchback": rng.uniform(0.18, 0.23),
-                     "suv": rng.uniform(0.17, 0.21)}[style]
-    tail = length * {"sedan": rng.uniform(0.14, 0.19), "hatchback": rng.uniform(0.03, 0.06),
-                     "suv": rng.uniform(0.02, 0.05)}[style]
+    hood = length * rng.uniform(*shape["hood"])
+    tail = length * rng.uniform(*shape["tail"])
     x_front, x_rear = half_l - hood, -half_l + tail
     # keep a roof of at least 0.6 m: steepen the windows where the cabin is short
     run = x_front - x_rear - 0.6
