@@ -17,8 +17,8 @@ from largekernel3d.data.detection.synthetic import (
     place_object,
     scan,
 )
-from largekernel3d.data.detection.synthetic.categories import BUILDING, CAR, ROAD
-from largekernel3d.data.detection.synthetic.materials import FACADE
+from largekernel3d.data.detection.synthetic.categories import BUILDING, CAR, ROAD, VEGETATION
+from largekernel3d.data.detection.synthetic.materials import FACADE, FOLIAGE
 
 FAST = LidarSpec(beams=16, azimuth_resolution_deg=1.0)
 SMALL = StreetSceneConfig(half_length=40.0)
@@ -103,6 +103,48 @@ def test_occlusion_by_a_building_and_by_another_car():
     behind = scan(_scene([_car(15.0), _car(8.0)]), spec, np.random.default_rng(4))
     assert 0 < (behind.instance == 0).sum() < 0.5 * seen
     assert (behind.instance == 1).sum() > seen           # the nearer car gets more points
+
+
+def test_foliage_is_entered_and_partly_passed_through():
+    spec = LidarSpec(beams=32, azimuth_resolution_deg=0.3, range_noise_std=0.0, dropout_probability=0.0)
+    parts = PartsBuilder()
+    centre, semi = np.array([10.0, 0.0, 2.0]), np.array([2.0, 2.0, 1.5])
+    parts.ellipsoid(centre, semi, VEGETATION, FOLIAGE)
+    parts.box((16.0, -8.0, 0.0), (17.0, 8.0, 6.0), BUILDING, FACADE)
+    out = scan(_scene(background=parts.build()), spec, np.random.default_rng(6))
+    world = out.points[:, :3] + [0.0, 0.0, spec.mount_height]
+    leaves = world[out.semantic == VEGETATION]
+    assert len(leaves) > 100 and np.all((((leaves - centre) / semi) ** 2).sum(1) <= 1 + 1e-6)   # inside the crown
+    # how far past the crown's surface each return lies: the entry of its ray, |o + t d - c|_semi = 1
+    origin = np.array([0.0, 0.0, spec.mount_height])
+    r = np.linalg.norm(leaves - origin, axis=1)
+    d = (leaves - origin) / r[:, None]
+    oc, ds = (origin - centre) / semi, d / semi
+    a, b, c = (ds * ds).sum(1), (oc * ds).sum(1), (oc * oc).sum() - 1
+    entry = (-b - np.sqrt(b * b - a * c)) / a
+    depth = r - entry
+    assert np.all(depth >= -1e-6)
+    assert (depth > 0.05).mean() > 0.5 and 0.1 < depth.mean() < FOLIAGE.free_path * 1.5
+    # some rays through the crown (those with a short chord) reach the wall behind it
+    wall = world[out.semantic == BUILDING]
+    d = (wall - origin) / np.linalg.norm(wall - origin, axis=1, keepdims=True)
+    ds = d / semi
+    a, b = (ds * ds).sum(1), (oc * ds).sum(1)
+    crosses = b * b - a * c > 0
+    assert crosses.sum() > 10
+
+
+def test_facade_windows_return_less_often_and_weaker():
+    spec = LidarSpec(beams=32, azimuth_resolution_deg=0.3, dropout_probability=0.0)
+    counts = []
+    for windows in (None, (2.0, 0.5, 0.5, 3.0, 0.5)):
+        parts = PartsBuilder()
+        parts.box((12.0, -10.0, 0.0), (13.0, 10.0, 12.0), BUILDING, FACADE, windows=windows)
+        out = scan(_scene(background=parts.build()), spec, np.random.default_rng(7))
+        wall = out.semantic == BUILDING
+        counts.append((wall.sum(), np.percentile(out.points[wall, 3], 10)))
+    (plain, plain_low), (glazed, glazed_low) = counts
+    assert glazed < 0.95 * plain and glazed_low < 0.5 * plain_low
 
 
 def test_more_beams_see_the_same_scene_with_more_points():

@@ -101,9 +101,9 @@ class SyntheticLidarDataset(DetectionDataset):
                  min_points: int = 1, keep_sparse: bool = False) -> None:
         if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
-        self.seed = _seed_words(seed)[0] if isinstance(seed, (int, np.integer)) else None
-        if self.seed is None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = int(seed)
         spec = LidarSpec() if spec is None else spec
         scene_config = StreetSceneConfig() if scene_config is None else scene_config
         if not isinstance(spec, LidarSpec):

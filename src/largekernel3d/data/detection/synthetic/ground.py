@@ -138,6 +138,7 @@ class StreetGround:
         best_n = np.zeros((n, 3))   # (n_u, n_v, n_z) in street axes, turned to world at the end
 
         def consider(t: np.ndarray, valid: np.ndarray, sem: int, normal_uvz: np.ndarray) -> None:
+            """Keep the crossings ``t`` that are valid and nearer than the best so far."""
             better = valid & (t > 1e-9) & (t < best_t)
             best_t[better] = t[better]
             best_sem[better] = sem

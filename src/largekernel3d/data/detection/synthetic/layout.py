@@ -27,6 +27,7 @@ class Lane:
 
     @property
     def parking(self) -> bool:
+        """Whether this is a parking lane."""
         return self.direction == 0
 
 
@@ -42,6 +43,7 @@ class StreetLayout:
 
     @property
     def road_half_width(self) -> float:
+        """``|v|`` of the curbs."""
         return self.ground.road_half_width
 
     @property

@@ -64,6 +64,7 @@ class SceneObject:
 
     @property
     def speed(self) -> float:
+        """``|(vx, vy)|`` in m/s."""
         return float(np.hypot(self.box[7], self.box[8]))
 
 

@@ -85,8 +85,8 @@ def scan(scene: StreetScene, spec: LidarSpec, rng: np.random.Generator) -> Lidar
         semantic, instance = hits.ground.semantic, np.full(n_rays, -1, dtype=np.int64)
         reflectivity, material_drop = hits.ground.reflectivity, np.zeros(n_rays)
     noise = rng.normal(0.0, spec.range_noise_std, n_rays) if spec.range_noise_std > 0 else np.zeros(n_rays)
-    survive = 1.0 - (1.0 - spec.dropout_probability) * (1.0 - material_drop)
-    lost = rng.random(n_rays) < survive
+    p_lost = 1.0 - (1.0 - spec.dropout_probability) * (1.0 - material_drop)
+    lost = rng.random(n_rays) < p_lost
     with np.errstate(invalid="ignore"):
         distance = hits.t + noise
         keep = np.isfinite(hits.t) & (distance >= spec.min_range) & (distance <= spec.max_range) & ~lost
