@@ -20,7 +20,6 @@ from .kitti_metric import (
     KittiGroundTruth,
     KittiMetrics,
     evaluate_kitti,
-    kitti_difficulty,
 )
 from .matching import MatchProblem, MatchResult, greedy_match, match_problem, score_order
 from .nuscenes_boxes import (
@@ -43,7 +42,7 @@ from .nuscenes_submission import default_attribute, to_nuscenes_submission
 __all__ = [
     "KITTI_DIFFICULTIES", "NUSCENES_CLASS_RANGE", "TP_METRICS", "APMetrics", "boxes_to_global", "default_attribute",
     "envelope_ap", "evaluate_ap", "evaluate_kitti", "evaluate_nuscenes", "frame_ground_truth", "FrameBoxes",
-    "greedy_match", "kitti_difficulty", "KittiDetections", "KittiGroundTruth", "KittiMetrics", "lidar_to_global",
+    "greedy_match", "KittiDetections", "KittiGroundTruth", "KittiMetrics", "lidar_to_global",
     "linear_precision", "match_problem", "MatchProblem", "MatchResult", "NuScenesBoxes", "NuScenesClassCurve",
     "NuScenesConfig", "NuScenesMetrics", "PrecisionRecallCurve", "recall_points", "sampled_ap", "SampleGroundTruth",
     "score_order", "SensorPose", "tables_ground_truth", "to_nuscenes_submission",

@@ -5,16 +5,21 @@ The rules of the KITTI devkit (``evaluate_object.cpp``), applied to LiDAR-frame 
 
 * **Difficulties** (easy, moderate, hard): minimum 2D box height 40 / 25 / 25 px, maximum occlusion
   0 / 1 / 2, maximum truncation 0.15 / 0.3 / 0.5. Each ground truth carries its *difficulty*, the easiest
-  level whose limits it passes (:func:`kitti_difficulty`; ``-1`` none, as OpenPCDet's infos store it).
-  At level ``L`` a ground truth of the evaluated class counts when ``0 <= difficulty <= L``; otherwise it is
-  ignored: it absorbs one detection that matches it, which is then neither TP nor FP.
+  level whose limits it passes (:func:`~largekernel3d.data.detection.kitti.kitti_difficulty`; ``-1`` none,
+  as OpenPCDet's infos store it; the devkit drops a box exactly 40 or 25 px high from that level, the
+  stored difficulty keeps it). At level ``L`` a ground truth of the evaluated class counts when
+  ``0 <= difficulty <= L``; otherwise it is ignored: it absorbs one detection that matches it, which is
+  then neither TP nor FP.
 * **Neighbouring classes** are ignored the same way: ``Van`` when evaluating ``Car``, ``Person_sitting`` for
   ``Pedestrian``. All other classes (and ``DontCare`` labels) play no part for the evaluated class.
 * **Detections** of the evaluated class count. When their 2D box heights are given, those lower than the
-  level's minimum height are left out (neither TP nor FP; the devkit lets them absorb the object they
-  overlap, which changes nothing in its precision). *LiDAR-only simplification:* without 2D heights every
-  detection counts, so detections of far, tiny objects that the devkit would drop can be false positives
-  here; keep detections inside the camera field of view, as OpenPCDet's KITTI pipeline does.
+  level's minimum height are left out (neither TP nor FP). The devkit lets them absorb the object they
+  overlap instead: that changes none of its TP / FP counts, only, when such a detection outscores a
+  counted one on the same object, which score enters its threshold list (a corner case not copied).
+  :meth:`KittiDetections.from_lidar` gets the heights as OpenPCDet does, from the 3D boxes projected into
+  image 2 with the frame's calibration. *LiDAR-only simplification:* without 2D heights every detection
+  counts, so detections of far, tiny objects that the devkit would drop can be false positives here; keep
+  detections inside the camera field of view, as OpenPCDet's KITTI pipeline does.
 * **DontCare regions**: KITTI's ``DontCare`` labels have no 3D box, so they affect only the 2D image metric,
   which this module does not compute. Regions given here as 3D boxes act as the devkit's: an unmatched
   detection whose overlap with a region, intersection over the *detection's* area (BEV) or volume (3D), is
@@ -33,48 +38,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from largekernel3d.boxes import bev_iou, iou_3d
 from largekernel3d.data.detection.classes import KITTI_CLASSES
+from largekernel3d.data.detection.kitti import DIFFICULTY_THRESHOLDS, kitti_difficulty, project_boxes_to_image
 
 from .curves import PrecisionRecallCurve, sampled_ap
 from .matching import FP, IGNORED, MatchResult, greedy_match, match_problem
 from .report import csv_table, markdown_table
 
 KITTI_DIFFICULTIES: Tuple[str, ...] = ("easy", "moderate", "hard")
-MIN_HEIGHT: Tuple[float, ...] = (40.0, 25.0, 25.0)
-MAX_OCCLUSION: Tuple[int, ...] = (0, 1, 2)
-MAX_TRUNCATION: Tuple[float, ...] = (0.15, 0.3, 0.5)
+MIN_HEIGHT: Tuple[float, ...] = tuple(float(t[0]) for t in DIFFICULTY_THRESHOLDS)
+"""Minimum 2D box height (pixels) of easy, moderate, hard."""
 STRICT_IOU: Dict[str, float] = {"Car": 0.7, "Pedestrian": 0.5, "Cyclist": 0.5}
 """The benchmark's IoU thresholds (BEV and 3D)."""
 LOOSE_IOU: Dict[str, float] = {"Car": 0.5, "Pedestrian": 0.25, "Cyclist": 0.25}
 """The second, looser set OpenPCDet also prints."""
 NEIGHBOUR_CLASSES: Dict[str, Tuple[str, ...]] = {"Car": ("Van",), "Pedestrian": ("Person_sitting",)}
 KITTI_METRICS: Tuple[str, ...] = ("bev", "3d")
-
-
-def kitti_difficulty(height: np.ndarray, occlusion: np.ndarray, truncation: np.ndarray) -> np.ndarray:
-    """int64 ``[N]``: the easiest level ``L`` with ``height > MIN_HEIGHT[L]``, ``occlusion <= MAX_OCCLUSION[L]``
-    and ``truncation <= MAX_TRUNCATION[L]`` (the devkit's inequalities), ``-1`` when none holds.
-
-    Args:
-        height: ``[N]`` 2D box heights in pixels; occlusion: ``[N]`` 0..3; truncation: ``[N]`` 0..1.
-    """
-    height = np.asarray(height, dtype=np.float64).reshape(-1)
-    occlusion = np.asarray(occlusion, dtype=np.float64).reshape(-1)
-    truncation = np.asarray(truncation, dtype=np.float64).reshape(-1)
-    if not height.shape == occlusion.shape == truncation.shape:
-        raise ValueError(f"height, occlusion and truncation must have one shape, got {height.shape}, "
-                         f"{occlusion.shape}, {truncation.shape}")
-    out = np.full(height.shape, -1, dtype=np.int64)
-    for level in (2, 1, 0):
-        ok = (height > MIN_HEIGHT[level]) & (occlusion <= MAX_OCCLUSION[level]) & \
-            (truncation <= MAX_TRUNCATION[level])
-        out[ok] = level
-    return out
 
 
 def _boxes7(value, what: str) -> np.ndarray:
@@ -105,7 +89,7 @@ class KittiGroundTruth:
     Attributes:
         boxes: ``[G, 7]``.
         names: ``G`` KITTI class names (``Car``, ``Van``, ``Pedestrian``, ``Person_sitting``, ``Cyclist``, ...).
-        difficulty: int ``[G]`` 0 easy, 1 moderate, 2 hard, -1 none (:func:`kitti_difficulty`).
+        difficulty: int ``[G]`` 0 easy, 1 moderate, 2 hard, -1 none (as :class:`LidarFrame` stores it).
         dontcare_boxes: optional ``[K, 7]`` regions where unmatched detections are not false positives.
     """
 
@@ -126,6 +110,25 @@ class KittiGroundTruth:
         self.difficulty = difficulty.astype(np.int64)
         self.dontcare_boxes = _boxes7(self.dontcare_boxes if self.dontcare_boxes is not None else np.zeros((0, 7)),
                                       "dontcare_boxes")
+
+    @classmethod
+    def from_frame(cls, frame: Any) -> "KittiGroundTruth":
+        """From a ``LidarFrame`` of :class:`~largekernel3d.data.detection.kitti.KittiDetection`: its boxes under
+        their original KITTI type names (``metadata["label"]``, so a ``Van`` folded into ``Car`` for training
+        is a neighbour again here) with the frame's difficulties, plus the objects the reader set aside
+        (``metadata["ignored"]``; ``Van`` / ``Person_sitting`` among them act as neighbours, the other types
+        play no part). ``DontCare`` labels have no 3D box and are not used (module docstring)."""
+        meta = frame.metadata
+        if "label" not in meta or "ignored" not in meta:
+            raise ValueError(f"frame {frame.name!r} has no KITTI labels in its metadata (read it with KittiDetection)")
+        ignored = meta["ignored"]
+        ign_label = ignored["label"]
+        return cls(boxes=np.concatenate([np.asarray(frame.boxes, dtype=np.float64)[:, :7],
+                                         np.asarray(ignored["boxes"], dtype=np.float64).reshape(-1, 7)]),
+                   names=list(meta["label"].names) + list(ign_label.names),
+                   difficulty=np.concatenate([frame.difficulty,
+                                              kitti_difficulty(ign_label.bbox2d, ign_label.occluded,
+                                                               ign_label.truncated)]))
 
 
 @dataclass
@@ -153,6 +156,22 @@ class KittiDetections:
             self.heights_2d = np.asarray(self.heights_2d, dtype=np.float64).reshape(-1)
             if self.heights_2d.shape != (n,):
                 raise ValueError(f"heights_2d must have shape [{n}], got {self.heights_2d.shape}")
+
+    @classmethod
+    def from_lidar(cls, boxes: np.ndarray, names: Sequence[str], scores: np.ndarray,
+                   frame: Optional[Any] = None) -> "KittiDetections":
+        """Detections ``boxes [P, >=7]`` (LiDAR frame) of a KITTI ``LidarFrame``; with the frame, the 2D heights
+        are those of the boxes projected into image 2 and clipped to the image (``metadata["calib"]``,
+        ``metadata["image_size"]``), OpenPCDet's way; without it, no heights (every detection counts)."""
+        boxes = _boxes7(boxes, "detection boxes")
+        heights = None
+        if frame is not None:
+            if "calib" not in frame.metadata:
+                raise ValueError(f"frame {frame.name!r} has no calibration in its metadata (read it with "
+                                 f"KittiDetection)")
+            rect = project_boxes_to_image(boxes, frame.metadata["calib"], frame.metadata.get("image_size"))
+            heights = rect[:, 3] - rect[:, 1]
+        return cls(boxes, names, scores, heights_2d=heights)
 
 
 def _thresholds(iou_thresholds: Union[str, Mapping[str, float]], classes: Sequence[str]) -> Dict[str, float]:
@@ -318,6 +337,5 @@ class KittiMetrics:
         return csv_table(header, rows, path)
 
 
-__all__ = ["KITTI_DIFFICULTIES", "MIN_HEIGHT", "MAX_OCCLUSION", "MAX_TRUNCATION", "STRICT_IOU",
-           "LOOSE_IOU", "NEIGHBOUR_CLASSES", "KITTI_METRICS", "kitti_difficulty", "KittiGroundTruth",
-           "KittiDetections", "evaluate_kitti", "KittiMetrics"]
+__all__ = ["KITTI_DIFFICULTIES", "MIN_HEIGHT", "STRICT_IOU", "LOOSE_IOU", "NEIGHBOUR_CLASSES", "KITTI_METRICS",
+           "KittiGroundTruth", "KittiDetections", "evaluate_kitti", "KittiMetrics"]

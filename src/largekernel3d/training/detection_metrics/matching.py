@@ -30,6 +30,7 @@ import numba as nb
 import numpy as np
 
 TP, FP, IGNORED = 1, 0, -1
+"""Prediction outcomes in :attr:`MatchResult.status`."""
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
@@ -74,11 +75,6 @@ class MatchProblem:
     def num_counted_gt(self) -> int:
         """Ground truths that count in the recall denominator (not ignored)."""
         return int((~self.gt_ignored).sum())
-
-    @property
-    def gt_sample(self) -> np.ndarray:
-        """int64 ``[G]`` sample of each ground truth."""
-        return np.repeat(np.arange(self.gt_count.shape[0], dtype=np.int64), self.gt_count)
 
 
 def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray], higher_is_better: bool,
