@@ -129,6 +129,11 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
             raise ValueError(f"point_cloud_range must be [x0, y0, z0, x1, y1, z1] with max > min, "
                              f"got {point_cloud_range}")
         pts = pts[((pts[:, :3] >= r[:3]) & (pts[:, :3] <= r[3:])).all(axis=1)]
+        # boxes centred outside the drawn area cannot be shown (an untrained head can place them anywhere)
+        inside = lambda b: ((b[:, :2] >= r[:2]) & (b[:, :2] <= r[3:5])).all(axis=1)  # noqa: E731
+        gt_in, pred_in = inside(gt), inside(pred)
+        gt, gt_lab = gt[gt_in], gt_lab[gt_in]
+        pred, pred_lab, scores = pred[pred_in], pred_lab[pred_in], scores[pred_in]
     if pts.shape[0] > max_points:
         pts = pts[np.sort(np.random.default_rng(seed).choice(pts.shape[0], max_points, replace=False))]
     value = pts[:, 2] if color_by == "height" else pts[:, 3]

@@ -115,8 +115,8 @@ def detector_config_rows(config_names: Sequence[str]) -> List[Tuple[Any, ...]]:
 
 def _default_classes(cfg: Mapping[str, Any]) -> Sequence[str]:
     from ..data.detection import classes as K
-    from ..data.detection.synthetic import SYNTHETIC_CLASSES
-    return {"synthetic": SYNTHETIC_CLASSES, "kitti": K.KITTI_CLASSES, "nuscenes": K.NUSCENES_CLASSES,
+    from ..data.detection.synthetic import OBJECT_CLASSES
+    return {"synthetic": OBJECT_CLASSES, "kitti": K.KITTI_CLASSES, "nuscenes": K.NUSCENES_CLASSES,
             "pandaset": K.PANDASET_CLASSES}[cfg["data"]["dataset"]]
 
 

@@ -30,6 +30,7 @@ DET_DEFAULTS: Dict[str, Any] = {
         "num_train_frames": 64,              # synthetic only
         "num_val_frames": 16,
         "synthetic_beams": 32,               # synthetic LiDAR: beams of the spinning sensor
+        "cache_frames": False,               # keep loaded frames in memory (small or generated datasets)
         "sweeps": 1,                         # nuScenes: LiDAR sweeps merged per key frame
         "point_cloud_range": [-40.0, -40.0, -3.0, 40.0, 40.0, 1.0],   # x_min y_min z_min x_max y_max z_max (m)
         "voxel_size": [0.1, 0.1, 0.2],       # metres (x, y, z)

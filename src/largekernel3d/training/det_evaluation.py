@@ -6,11 +6,13 @@ picks it from the dataset):
 
 * ``generic`` (generated frames, PandaSet): per-class AP matching by BEV centre distance (mean over
   ``eval.distance_thresholds``) or, with ``eval.iou_threshold``, by rotated BEV IoU
-  (:func:`.detection_metrics.generic_ap.evaluate_generic`);
+  (:func:`.detection_metrics.generic_ap.evaluate_ap`); the run's score is the mAP over the classes with
+  ground truth;
 * ``kitti``: AP R40 on BEV and 3D rotated IoU per difficulty
   (:func:`.detection_metrics.kitti_metric.evaluate_kitti`), the run's score is the moderate 3D mAP;
 * ``nuscenes``: mAP over centre distances, TP errors and NDS
-  (:func:`.detection_metrics.nuscenes_metric.evaluate_nuscenes`) in the LiDAR frame, the run's score is the NDS.
+  (:func:`.detection_metrics.nuscenes_metric.evaluate_nuscenes`) in the global frame (ground truth and
+  detections moved there with each frame's poses), the run's score is the NDS.
 
 Scores are fractions in ``[0, 1]`` (the metric tables print percent).
 """
@@ -134,34 +136,33 @@ def _gather(predictions: List[FramePrediction], ctx: DistContext) -> List[FrameP
 
 def _generic(predictions: Sequence[FramePrediction], class_names: Sequence[str],
              eval_cfg: Mapping[str, Any]) -> DetectionEvaluation:
-    from .detection_metrics.generic_ap import evaluate_generic
+    from .detection_metrics.generic_ap import FrameBoxes, evaluate_ap
 
-    result = evaluate_generic([p.gt_boxes for p in predictions], [p.gt_labels for p in predictions],
-                              [p.boxes for p in predictions], [p.scores for p in predictions],
-                              [p.labels for p in predictions], class_names,
-                              iou_threshold=eval_cfg["iou_threshold"],
-                              distance_thresholds=eval_cfg["distance_thresholds"])
-    return DetectionEvaluation("generic", result.mean_ap, "mAP", dict(result.per_class_ap), result, len(predictions))
+    if eval_cfg["iou_threshold"] is not None:
+        matching, thresholds = "bev_iou", float(eval_cfg["iou_threshold"])
+    else:
+        matching, thresholds = "center_distance", [float(t) for t in eval_cfg["distance_thresholds"]]
+    result = evaluate_ap([FrameBoxes(p.gt_boxes, p.gt_labels) for p in predictions],
+                         [FrameBoxes(p.boxes, p.labels, p.scores) for p in predictions], class_names,
+                         matching=matching, thresholds=thresholds)
+    per_class = {c: float(v) / 100.0 for c, v in zip(class_names, result.class_ap)}
+    score = result.mean_ap / 100.0
+    return DetectionEvaluation("generic", score if np.isfinite(score) else 0.0, "mAP", per_class, result,
+                               len(predictions))
 
 
 def _kitti(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -> DetectionEvaluation:
+    from types import SimpleNamespace
+
     from .detection_metrics.kitti_metric import KittiDetections, KittiGroundTruth, evaluate_kitti
 
     gts, dets = [], []
     for p in predictions:
-        names = [class_names[int(i)] for i in p.gt_labels]
-        difficulty = p.metadata.get("difficulty")
-        difficulty = np.zeros(len(names), np.int64) if difficulty is None else np.asarray(difficulty, np.int64)
-        boxes = p.gt_boxes[:, :7]
-        ignored = p.metadata.get("ignored")
-        if ignored is not None and len(ignored["label"]):
-            from ..data.detection.kitti import kitti_difficulty
-            lab = ignored["label"]
-            names = names + list(lab.names)
-            difficulty = np.concatenate([difficulty, kitti_difficulty(lab.bbox2d, lab.occluded, lab.truncated)])
-            boxes = np.concatenate([boxes, np.asarray(ignored["boxes"], np.float32)[:, :7]])
-        gts.append(KittiGroundTruth(boxes, names, difficulty))
-        dets.append(KittiDetections(p.boxes[:, :7], [class_names[int(i)] for i in p.labels], p.scores))
+        frame = SimpleNamespace(name=p.name, boxes=p.gt_boxes, difficulty=p.metadata.get("difficulty"),
+                                metadata=p.metadata)
+        gts.append(KittiGroundTruth.from_frame(frame))
+        dets.append(KittiDetections.from_lidar(p.boxes[:, :7], [class_names[int(i)] for i in p.labels], p.scores,
+                                               frame))
     result = evaluate_kitti(gts, dets, classes=class_names)
     per_class = {c: result.get(c, "moderate", "3d") / 100.0 for c in class_names}
     return DetectionEvaluation("kitti", result.mean_ap("moderate", "3d") / 100.0, "moderate 3D mAP", per_class,
@@ -169,21 +170,25 @@ def _kitti(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -
 
 
 def _nuscenes(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -> DetectionEvaluation:
-    from .detection_metrics.nuscenes_boxes import NuScenesBoxes
+    from types import SimpleNamespace
+
+    from .detection_metrics.nuscenes_boxes import NuScenesBoxes, SensorPose, boxes_to_global
+    from .detection_metrics.nuscenes_ground_truth import frame_ground_truth
     from .detection_metrics.nuscenes_metric import evaluate_nuscenes
 
     gt, det, ego = {}, {}, {}
     for p in predictions:
-        attrs = p.metadata.get("attributes")
-        num_points = p.metadata.get("num_lidar_points")
-        gt[p.name] = NuScenesBoxes(p.gt_boxes, [class_names[int(i)] for i in p.gt_labels],
-                                   attributes=list(attrs) if attrs is not None else None,
-                                   num_points=None if num_points is None else np.asarray(num_points, np.int64))
-        det[p.name] = NuScenesBoxes(p.boxes, [class_names[int(i)] for i in p.labels], scores=p.scores)
-        ego[p.name] = np.zeros(3)   # the boxes are in the LiDAR frame, whose origin is (nearly) the ego's
+        frame = SimpleNamespace(name=p.name, boxes=p.gt_boxes, labels=p.gt_labels, metadata=p.metadata,
+                                num_lidar_points=p.metadata.get("num_lidar_points"),
+                                attributes=p.metadata.get("attributes"))
+        pose = SensorPose.from_frame(frame)
+        gt[p.name] = frame_ground_truth(frame, class_names)
+        det[p.name] = boxes_to_global(NuScenesBoxes(p.boxes, [class_names[int(i)] for i in p.labels],
+                                                    scores=p.scores), pose)
+        ego[p.name] = pose.ego_translation
     result = evaluate_nuscenes(gt, det, ego)
-    return DetectionEvaluation("nuscenes", float(result.nds), "NDS", dict(result.per_class_ap()), result,
-                               len(predictions))
+    per_class = {c: float(v) for c, v in zip(result.class_names, result.class_ap)}
+    return DetectionEvaluation("nuscenes", float(result.nds), "NDS", per_class, result, len(predictions))
 
 
 def score_predictions(predictions: Sequence[FramePrediction], class_names: Sequence[str], metric: str,

@@ -85,7 +85,16 @@ def _class_kwargs(d: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def build_frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
-    """The train/val frame datasets described by ``cfg["data"]``."""
+    """The train/val frame datasets described by ``cfg["data"]`` (kept in memory with ``data.cache_frames``)."""
+    split = _frame_split(cfg)
+    if not cfg["data"]["cache_frames"]:
+        return split
+    from ..data.detection.frame import CachedFrames
+    return FrameSplit(CachedFrames(split.train), CachedFrames(split.val) if split.val is not None else None,
+                      split.class_names)
+
+
+def _frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
     from ..data.detection import synthetic
 
     d = cfg["data"]

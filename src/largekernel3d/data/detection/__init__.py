@@ -13,7 +13,7 @@ from .batch import (DetectionBatch, DetectionSample, boxes_in_range, collate_det
                     voxelize_frame)
 from .classes import (KITTI_CLASSES, KITTI_TYPES, NUSCENES_ATTRIBUTES, NUSCENES_CATEGORY_TO_CLASS, NUSCENES_CLASSES,
                       PANDASET_CLASSES, PANDASET_LABEL_TO_CLASS, PANDASET_LABELS)
-from .frame import BOX_FIELDS, VELOCITY_FIELDS, DetectionDataset, LidarFrame
+from .frame import BOX_FIELDS, VELOCITY_FIELDS, CachedFrames, DetectionDataset, LidarFrame
 from .kitti import (KittiCalib, KittiDetection, KittiLabels, camera_boxes_to_lidar, kitti_difficulty,
                     lidar_boxes_to_camera, read_kitti_labels, write_kitti_labels)
 from .nuscenes import NuScenesDetection, NuScenesInfoDetection, NuScenesTables
@@ -21,7 +21,7 @@ from .pandaset import PandaSetDetection, split_frames_temporal
 from .voxelized import VoxelizedDetection, drop_sparse_boxes
 
 __all__ = [
-    "BOX_FIELDS", "VELOCITY_FIELDS", "LidarFrame", "DetectionDataset",
+    "BOX_FIELDS", "VELOCITY_FIELDS", "LidarFrame", "DetectionDataset", "CachedFrames",
     "DetectionSample", "DetectionBatch", "voxelize_frame", "collate_detection", "select_point_columns",
     "boxes_in_range", "VoxelizedDetection", "drop_sparse_boxes", "DetectionAugmentation",
     "KittiDetection", "KittiCalib", "KittiLabels", "read_kitti_labels", "write_kitti_labels", "kitti_difficulty",

@@ -160,4 +160,27 @@ class DetectionDataset:
         return f"{type(self).__name__}(frames={len(self)}, classes={self.num_classes})"
 
 
-__all__ = ["BOX_FIELDS", "VELOCITY_FIELDS", "LidarFrame", "DetectionDataset"]
+class CachedFrames(DetectionDataset):
+    """``dataset`` with every frame kept in memory after its first load (generated frames cost a ray cast per
+    load; a training run reads each frame once per epoch). Frames are returned as loaded: transforms must not
+    modify them in place (the augmentations of :mod:`.augment` return new frames)."""
+
+    def __init__(self, dataset: DetectionDataset) -> None:
+        self.dataset = dataset
+        self.class_names = dataset.class_names
+        self.frame_names = list(dataset.frame_names)
+        self._frames: Dict[int, LidarFrame] = {}
+
+    def _source(self, index: int) -> str:
+        return self.dataset._source(index)
+
+    def _load(self, index: int) -> LidarFrame:
+        if index not in self._frames:
+            self._frames[index] = self.dataset[index]
+        return self._frames[index]
+
+    def __repr__(self) -> str:
+        return f"CachedFrames({self.dataset!r})"
+
+
+__all__ = ["BOX_FIELDS", "VELOCITY_FIELDS", "LidarFrame", "DetectionDataset", "CachedFrames"]

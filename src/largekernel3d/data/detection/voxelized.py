@@ -103,8 +103,15 @@ class VoxelizedDetection:
         return frame
 
     def __getitem__(self, index: int) -> DetectionSample:
-        return voxelize_frame(self.frame(index), self.grid, self.point_features, self.max_points_per_voxel,
-                              self.max_voxels, remove_outside_boxes=self.remove_outside_boxes)
+        """Frame ``index`` voxelised. When no box is removed (validation views), the sample's metadata also
+        holds the frame's per-box ``difficulty``, ``num_lidar_points`` and ``attributes`` (for the metrics)."""
+        frame = self.frame(index)
+        sample = voxelize_frame(frame, self.grid, self.point_features, self.max_points_per_voxel, self.max_voxels,
+                                remove_outside_boxes=self.remove_outside_boxes)
+        if not self.remove_outside_boxes:
+            sample.metadata.update(difficulty=frame.difficulty, num_lidar_points=frame.num_lidar_points,
+                                   attributes=frame.attributes)
+        return sample
 
     def __repr__(self) -> str:
         return f"VoxelizedDetection({self.dataset!r}, {len(self)} frames, augmented={self.augmentation is not None})"

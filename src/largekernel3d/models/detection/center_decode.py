@@ -8,7 +8,8 @@ Per task and sample:
 3. the regression maps at those cells (offset x, y; z; log dx, dy, dz; sin, cos yaw; vx, vy) decode into
    boxes with :func:`largekernel3d.boxes.decode_center_boxes`: ``x = x_0 + (ix + offset_x) s_x``,
    ``y = y_0 + (iy + offset_y) s_y``, ``d = exp(log d)``, ``yaw = atan2(sin, cos)``;
-4. boxes scoring ``<= score_threshold`` and boxes whose centre leaves ``post_center_range`` are dropped;
+4. boxes scoring ``<= score_threshold``, boxes whose regression is no valid box (non-finite, size <= 0) and
+   boxes whose centre leaves ``post_center_range`` are dropped;
 5. class-agnostic NMS within the task: rotated BEV IoU (:func:`largekernel3d.boxes.nms_bev`) or centre
    distance (:func:`largekernel3d.boxes.circle_nms`), keeping at most ``post_max_size``.
 
@@ -149,7 +150,9 @@ def decode_task(pred: Dict[str, Tensor], origin_xy: Tuple[float, float], cell_si
     gathered = gather_bev(regs, cells)
     cells_xy = torch.stack(((cells % w), torch.div(cells, w, rounding_mode="floor")), dim=-1).to(gathered.dtype)
     boxes = decode_center_boxes(cells_xy, gathered, origin_xy, cell_size_xy)
-    keep = scores > config.score_threshold
+    # a peak whose regression gives no valid box (non-finite values, a log-size that under- or overflows exp,
+    # as an untrained head's can) is no detection
+    keep = (scores > config.score_threshold) & torch.isfinite(boxes).all(dim=-1) & (boxes[..., 3:6] > 0).all(dim=-1)
     if config.post_center_range is not None:
         rng = torch.tensor(config.post_center_range, dtype=boxes.dtype, device=boxes.device)
         keep &= ((boxes[..., :3] >= rng[:3]) & (boxes[..., :3] <= rng[3:])).all(dim=-1)
