@@ -47,7 +47,7 @@ DET_DEFAULTS: Dict[str, Any] = {
         "translation_std": [0.0, 0.0, 0.0],
         "gt_sampling": False,                # paste objects from the ground-truth database
         "gt_database": None,                 # folder written by `lk3d data gt-database`
-        "gt_sample_groups": {},              # class -> objects to paste per frame
+        "gt_sample_groups": None,            # {class: objects per frame}, e.g. {Car: 15, Pedestrian: 10}
         "num_workers": 0,
     },
     "model": {"name": "centerpoint_largekernel3d"},
@@ -102,9 +102,10 @@ def _check_detection(cfg: Mapping[str, Any]) -> None:
     if d["gt_sampling"] and not d["gt_database"]:
         raise ConfigError("config key 'data.gt_sampling' is on but 'data.gt_database' names no folder; build one "
                           "with `lk3d data gt-database --config ...` and set data.gt_database=FOLDER")
-    if not isinstance(d["gt_sample_groups"], Mapping):
-        raise ConfigError(f"config key 'data.gt_sample_groups' must map class names to counts, got "
-                          f"{d['gt_sample_groups']!r}")
+    groups = d["gt_sample_groups"]
+    if d["gt_sampling"] and not (isinstance(groups, Mapping) and groups):
+        raise ConfigError(f"config key 'data.gt_sample_groups' must map class names to the objects to paste per "
+                          f"frame (e.g. {{Car: 15}}) when data.gt_sampling is on, got {groups!r}")
     from_data = {"class_names": "class_names", "point_cloud_range": "point_cloud_range", "voxel_size": "voxel_size",
                  "point_features": "point_features", "in_channels": "point_features",
                  "max_points_per_voxel": "max_points_per_voxel", "max_voxels": "max_voxels_train / max_voxels_val"}
