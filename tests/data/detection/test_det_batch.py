@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from largekernel3d.data.detection.batch import (DetectionBatch, DetectionSample, boxes_in_range, collate_detection,
+from largekernel3d.data.detection.augment import boxes_in_range_mask
+from largekernel3d.data.detection.batch import (DetectionBatch, DetectionSample, collate_detection,
                                                 voxelize_frame)
 from largekernel3d.data.detection.frame import LidarFrame
 from largekernel3d.sparse.point_to_voxel import VoxelGrid
@@ -74,11 +75,11 @@ def test_remove_outside_boxes_uses_the_centre():
                        boxes=boxes, labels=np.arange(40) % 3)
     sample = voxelize_frame(frame, KITTI_GRID, ("x", "y", "z", "i"), 5, 1000, remove_outside_boxes=True)
     pcr = KITTI_GRID.point_cloud_range
-    keep = [all(pcr[a] <= b[a] <= pcr[a + 3] for a in range(3)) for b in boxes.tolist()]
+    keep = [all(pcr[a] <= b[a] < pcr[a + 3] for a in range(3)) for b in boxes.tolist()]
     assert 0 < sum(keep) < 40
     np.testing.assert_array_equal(sample.gt_boxes.numpy(), boxes[keep])
     np.testing.assert_array_equal(sample.gt_labels.numpy(), (np.arange(40) % 3)[keep])
-    assert boxes_in_range(boxes, pcr).tolist() == keep
+    assert boxes_in_range_mask(boxes, pcr, use_z=True).tolist() == keep
 
 
 def test_collate_prepends_the_batch_index(kitti_frame):

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels
+from .augment import boxes_in_range_mask
 from .frame import LidarFrame
 
 
@@ -85,13 +86,6 @@ def select_point_columns(frame: LidarFrame, point_features: Sequence[str]) -> np
     return np.ascontiguousarray(frame.points[:, columns])
 
 
-def boxes_in_range(boxes: np.ndarray, point_cloud_range: Sequence[float]) -> np.ndarray:
-    """bool ``[K]``: box centre inside the closed range, ``min <= (x, y, z) <= max`` (OpenPCDet's filter)."""
-    pcr = np.asarray(point_cloud_range, dtype=np.float64)
-    centres = np.asarray(boxes, dtype=np.float64)[:, :3]
-    return ((centres >= pcr[:3]) & (centres <= pcr[3:])).all(axis=1)
-
-
 def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[str], max_points_per_voxel: int,
                    max_voxels: int, remove_outside_boxes: bool = False) -> DetectionSample:
     """Voxelise one frame's points (columns chosen by name) and attach its boxes and labels.
@@ -103,8 +97,9 @@ def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[
             ``("x", "y", "z", "intensity")``).
         max_points_per_voxel: ``P``, points kept per voxel (the first ones in the frame's order).
         max_voxels: ``M_max``, voxels kept (in order of their first point; later ones dropped).
-        remove_outside_boxes: drop the boxes whose centre lies outside ``grid.point_cloud_range``
-            (OpenPCDet does this for training; keep them for evaluation).
+        remove_outside_boxes: drop the boxes whose centre lies outside ``grid.point_cloud_range`` (``min <= c <
+            max`` on x, y, z; :func:`.augment.boxes_in_range_mask`). OpenPCDet does this for training; keep
+            them for evaluation.
 
     Returns:
         :class:`DetectionSample` (CPU tensors).
@@ -119,7 +114,7 @@ def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[
                            _positive_int(max_voxels, "max_voxels"))
     boxes, labels = frame.boxes, frame.labels
     if remove_outside_boxes and len(boxes):
-        keep = boxes_in_range(boxes, grid.point_cloud_range)
+        keep = boxes_in_range_mask(boxes, grid.point_cloud_range, use_z=True)
         boxes, labels = boxes[keep], labels[keep]
     return DetectionSample(name=frame.name, voxels=vox.voxels, coords=vox.coords, num_points=vox.num_points,
                            gt_boxes=torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
@@ -205,5 +200,5 @@ def collate_detection(samples: Sequence[DetectionSample]) -> DetectionBatch:
                           point_features=first.point_features, metadata=[s.metadata for s in samples])
 
 
-__all__ = ["DetectionSample", "DetectionBatch", "select_point_columns", "boxes_in_range", "voxelize_frame",
+__all__ = ["DetectionSample", "DetectionBatch", "select_point_columns", "voxelize_frame",
            "collate_detection"]
