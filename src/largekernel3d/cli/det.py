@@ -120,6 +120,9 @@ def write_frame_outputs(prediction, frame, class_names: Sequence[str], out: Path
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.input:
+        from .seg import cmd_predict_files
+        return cmd_predict_files(args, "det", windows=args.windows, overlap=args.window_overlap)
     from ..training.det_evaluation import predict_frames
     from ..training.det_trainer import load_trained_detector
     from ..training.distributed import resolve_device
@@ -173,6 +176,13 @@ def register(verbs, top) -> None:
             q.add_argument("--limit", type=int, default=None, help="at most this many frames")
             q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
             q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
+            from .seg import add_file_input_options
+            add_file_input_options(q)
+            q.add_argument("--intensity-scale", type=float, default=1.0, help="with --input: multiply the "
+                           "files' intensity by this to match the training data (e.g. 1/255 for 8-bit)")
+            q.add_argument("--windows", action="store_true", help="with --input: cover scans larger than the "
+                           "model's range with overlapping windows")
+            q.add_argument("--window-overlap", type=float, default=10.0, help="window overlap in metres (10)")
         _add_common(q)
         q.set_defaults(func=func)
 

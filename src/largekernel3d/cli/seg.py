@@ -66,8 +66,8 @@ def _dataset_for(cfg: Dict[str, Any], split: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..training import evaluate, load_trained_model
     from ..data import IGNORE_INDEX
+    from ..training import evaluate, load_trained_model
     from ..training.distributed import DistContext, resolve_device
     cfg, _ = _checkpoint_config(args)
     device = resolve_device(args.device)
@@ -89,8 +89,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_file_input_options(q: argparse.ArgumentParser) -> None:
+    """``--input PATH...`` and the reader options shared by ``lk3d predict seg`` and ``lk3d predict det``."""
+    q.add_argument("--input", nargs="+", default=None, metavar="PATH",
+                   help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt "
+                        ".csv); without it the configured dataset's --split is used")
+    q.add_argument("--format", default=None, help="reader to use for every input instead of the extension's "
+                                                  "(ply, pcd, las, kitti_bin, nuscenes_bin, npy, npz, text)")
+    q.add_argument("--units", default="auto", help="metres per file unit: m, cm, mm, ft, us-ft or a number "
+                                                   "(default auto: metres; LAS/LAZ from their CRS)")
+    q.add_argument("--axes", default="xyz", help="file axes giving our x y z (z up), e.g. 'x -z y' for a y-up file")
+    q.add_argument("--columns", default=None, help="column names for .txt/.csv/.npy/.bin, e.g. 'x y z r g b i'")
+    q.add_argument("--recursive", action="store_true", help="also read point-cloud files in sub-folders")
+    q.add_argument("--verbose", action="store_true", help="print what each reader found")
+
+
+def read_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``read_point_cloud`` keyword options of ``args``."""
+    return {"format": args.format, "units": args.units, "axes": args.axes, "columns": args.columns}
+
+
+def cmd_predict_files(args: argparse.Namespace, task: str, **predictor_options) -> int:
+    """``lk3d predict seg|det --input ...``: a thin wrapper over :mod:`largekernel3d.inference`."""
+    from ..data.pointcloud_files import expand_inputs
+    from ..inference import Predictor, predict_files, summary_table
+    paths = expand_inputs(args.input, recursive=args.recursive)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, **predictor_options)
+    if predictor.task != task:
+        raise ValueError(f"checkpoint {args.checkpoint} holds a {predictor.task!r} model; use lk3d predict "
+                         f"{predictor.task}")
+    out = Path(args.output) if args.output else Path("predictions")
+    rows = predict_files(predictor, paths, out, views=not args.no_views,
+                         score_threshold=getattr(args, "score_threshold", 0.3),
+                         intensity_scale=getattr(args, "intensity_scale", 1.0), verbose=args.verbose,
+                         read_options=read_options(args))
+    print(summary_table(rows, task))
+    print(f"wrote {len(rows)} file(s) to {out}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..training import load_trained_model
+    if args.input:
+        return cmd_predict_files(args, "seg", tile_size=args.tile_size, overlap=args.overlap, tta=args.tta)
     from ..training.distributed import resolve_device
     cfg, _ = _checkpoint_config(args)
     device = resolve_device(args.device)
@@ -138,5 +179,12 @@ def register(verbs, top) -> None:
         q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
         if verb == "predict":
             q.add_argument("--limit", type=int, default=None, help="at most this many scenes")
+            add_file_input_options(q)
+            q.add_argument("--tile-size", type=float, default=None, help="with --input: x-y tile edge in metres "
+                           "for large scans (default: one pass, tiles only above 1.5 M voxels)")
+            q.add_argument("--overlap", type=float, default=None, help="with --input: tile halo in metres "
+                           "(default: the network's receptive field, which makes tiling exact)")
+            q.add_argument("--tta", action="store_true", help="with --input: average 4 rotations x 2 mirrors")
+            q.add_argument("--no-views", action="store_true", help="with --input: skip the PNG and HTML views")
         _add_common(q)
         q.set_defaults(func=func)

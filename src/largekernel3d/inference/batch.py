@@ -1,0 +1,86 @@
+"""Many files in one go (what ``lk3d predict seg|det --input`` runs): read, predict, write, summarise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from tqdm import tqdm
+
+from .detection import DetectionPredictor
+from .outputs import find_kitti_calibration, write_det_outputs, write_seg_outputs
+from .predictor import predict_cloud
+from .segmentation import SegmentationPredictor
+
+
+@dataclass
+class FileSummary:
+    """One row of the summary: the file, its points and voxels, passes, seconds, and what was found
+    (class histogram for segmentation, boxes per class for detection)."""
+
+    path: Path
+    points: int
+    voxels: int
+    passes: int
+    seconds: float
+    found: Dict[str, int] = field(default_factory=dict)
+    written: List[Path] = field(default_factory=list)
+
+
+def unique_stems(paths: Sequence[Path]) -> List[str]:
+    """Output stems: the file name without point-cloud extensions, ``_2``, ``_3`` ... appended on clashes."""
+    stems, seen = [], {}
+    for p in paths:
+        name = p.name
+        for ext in (".pcd.bin", ".ply", ".pcd", ".las", ".laz", ".bin", ".npy", ".npz", ".txt", ".csv", ".xyz",
+                    ".pts", ".asc"):
+            if name.lower().endswith(ext):
+                name = name[: -len(ext)]
+                break
+        seen[name] = seen.get(name, 0) + 1
+        stems.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return stems
+
+
+def predict_files(predictor: Union[SegmentationPredictor, DetectionPredictor], paths: Sequence[Path], out: Path,
+                  views: bool = True, score_threshold: float = 0.3, intensity_scale: float = 1.0,
+                  progress: bool = True, verbose: bool = False, read_options: Optional[dict] = None
+                  ) -> List[FileSummary]:
+    """Predict every file of ``paths`` and write its outputs (:mod:`.outputs`) to ``out``."""
+    from ..data.pointcloud_files import read_point_cloud
+    rows = []
+    for path, stem in tqdm(list(zip(paths, unique_stems(paths))), desc="predict", disable=not progress,
+                           unit="file"):
+        cloud = read_point_cloud(path, **(read_options or {}))
+        if verbose:
+            tqdm.write(cloud.describe())
+        prediction = predict_cloud(predictor, cloud, intensity_scale)
+        if isinstance(predictor, SegmentationPredictor):
+            written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
+            rows.append(FileSummary(Path(path), cloud.num_points, prediction.num_voxels,
+                                    prediction.num_tiles * prediction.num_passes, prediction.seconds,
+                                    prediction.histogram(), written))
+        else:
+            written = write_det_outputs(out, stem, cloud.points, prediction, score_threshold, views,
+                                        find_kitti_calibration(path), source=str(path),
+                                        point_cloud_range=None if predictor.windows else predictor.range.tolist())
+            rows.append(FileSummary(Path(path), cloud.num_points, prediction.num_voxels, prediction.num_windows,
+                                    prediction.seconds, prediction.counts(score_threshold), written))
+    return rows
+
+
+def summary_table(rows: Sequence[FileSummary], task: str, top: int = 4) -> str:
+    """A Markdown table: file, points, voxels, passes, seconds, classes (seg: points per class; det: boxes)."""
+    what = "boxes per class" if task == "det" else "points per class (most frequent)"
+    lines = [f"| file | points | voxels | passes | seconds | {what} |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        items = list(r.found.items())
+        found = ", ".join(f"{k} {v:,}" for k, v in items[:top]) + (", ..." if len(items) > top else "")
+        if task == "det":
+            found = f"{sum(r.found.values())}: " + (found or "none")
+        lines.append(f"| {r.path.name} | {r.points:,} | {r.voxels:,} | {r.passes} | {r.seconds:.2f} | {found} |")
+    return "\n".join(lines)
+
+
+__all__ = ["FileSummary", "predict_files", "summary_table", "unique_stems"]
