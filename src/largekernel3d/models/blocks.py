@@ -43,7 +43,9 @@ class ConvSpec:
         partition: SW-LK split of each axis (``"center1"``: ``[-(k//2)..-1], {0}, [1..k//2]``; also
             ``"center3"``, ``"thirds"``).
         position_encoding: SW-LK adds a learned ``E[k] ∈ R^{C_in}`` to each neighbour feature.
-        dilated_branch: SW-LK adds a parallel dilated ``3³`` submanifold conv (official detection code).
+        dilated_branch: SW-LK adds a parallel dilated ``3³`` submanifold conv (the official ``SpatialGroupConv``).
+        dilated_dilation: that branch's dilation; ``None``: ``k // 2 - 1`` (official detection code), the
+            official segmentation network uses ``3``. Only with ``dilated_branch``.
     """
 
     conv_type: str = "plain"
@@ -51,6 +53,7 @@ class ConvSpec:
     partition: str = "center1"
     position_encoding: bool = True
     dilated_branch: bool = False
+    dilated_dilation: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.conv_type not in CONV_TYPES:
@@ -63,12 +66,21 @@ class ConvSpec:
         for name in ("position_encoding", "dilated_branch"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        d = self.dilated_dilation
+        if d is not None:
+            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                raise ValueError(f"dilated_dilation must be a positive int or None, got {d!r}")
+            if not (self.conv_type == "swlk" and self.dilated_branch):
+                raise ValueError(f"dilated_dilation={d} needs conv_type='swlk' with dilated_branch=True")
 
     def layer_options(self) -> dict:
         """Keyword options of the :mod:`largekernel3d.nn` layer of this kind."""
         if self.conv_type == "swlk":
-            return {"partition": self.partition, "position_encoding": self.position_encoding,
-                    "dilated_branch": self.dilated_branch}
+            options = {"partition": self.partition, "position_encoding": self.position_encoding,
+                       "dilated_branch": self.dilated_branch}
+            if self.dilated_dilation is not None:
+                options["dilated_dilation"] = self.dilated_dilation
+            return options
         return {}
 
 

@@ -8,7 +8,9 @@ The UNet has five resolution levels ``0..4`` (voxel stride ``2^level``)::
     level 3:       down ─ stage 3 (planes[2]) ───── cat ─ stage 5 ─ up ┘
     level 4:         down ─ stage 4 (planes[3]) ─ up ┘
 
-Every ``down`` is ``SparseConv3d(k=2, stride=2)`` + BN + ReLU keeping the width; every ``up`` is the
+Every ``down`` is ``SparseConv3d(k=2, stride=2, padding=down_padding)`` + BN + ReLU keeping the width (padding 0:
+site ``p`` has parent ``p // 2``; padding 1, the official LargeKernel3D segmentation network: ``(p + 1) // 2``, so
+other voxels share a parent); every ``up`` is the
 ``SparseInverseConv3d`` of the down conv at the same level (same ``indice_key``), so it restores exactly the
 finer sites, followed by BN + ReLU; ``cat`` concatenates the skip features (decoder stage ``j`` gets
 ``planes[j-1] + skip`` channels). Stage ``s`` is ``layers[s-1]`` residual :class:`BasicBlock` s of width
@@ -65,14 +67,21 @@ class MinkUNet(nn.Module):
         stem_kernel_size: odd width of the stem submanifold conv (5 in MinkowskiEngine).
         backend: the sparse-conv module to build from (``None``: :mod:`largekernel3d.sparse`).
         bn_momentum: momentum of every BatchNorm1d.
+        down_padding: padding of the ``2³``/s2 down convs, 0 (MinkowskiEngine's sites) or 1 (the official
+            LargeKernel3D segmentation network's spconv convs).
 
     ``forward(x: SparseConvTensor [N, C_in]) -> SparseConvTensor [N, num_classes]`` on ``x``'s sites.
     """
 
     def __init__(self, in_channels: int, num_classes: int, layers: Sequence[int], planes: Sequence[int],
                  init_dim: int = 32, encoder_specs: Optional[Sequence[ConvSpec]] = None,
-                 stem_kernel_size: int = 5, backend: Optional[ModuleType] = None, bn_momentum: float = 0.1) -> None:
+                 stem_kernel_size: int = 5, backend: Optional[ModuleType] = None, bn_momentum: float = 0.1,
+                 down_padding: int = 0) -> None:
         super().__init__()
+        if down_padding not in (0, 1) or isinstance(down_padding, bool):
+            raise ValueError(f"down_padding must be 0 (MinkowskiEngine) or 1 (the official LargeKernel3D "
+                             f"segmentation network), got {down_padding!r}")
+        self.down_padding = down_padding
         (in_channels, num_classes, init_dim, stem_kernel_size) = _positive_ints(
             "in_channels, num_classes, init_dim, stem_kernel_size", (in_channels, num_classes, init_dim,
                                                                     stem_kernel_size), 4)
@@ -98,7 +107,7 @@ class MinkUNet(nn.Module):
         skip_widths = [init_dim]
         for s in range(NUM_LEVELS):
             level = s + 1
-            self.down.append(ConvBNReLU(sp.SparseConv3d(width, width, 2, stride=2, bias=False,
+            self.down.append(ConvBNReLU(sp.SparseConv3d(width, width, 2, stride=2, padding=down_padding, bias=False,
                                                         indice_key=f"down{level}"), width, bn_momentum))
             self.encoder.append(self._stage(width, self.planes[s], self.layers[s], specs[s], level, sp, bn_momentum))
             width = self.planes[s]
@@ -138,7 +147,8 @@ class MinkUNet(nn.Module):
 
     def extra_repr(self) -> str:
         stages = ", ".join(f"{s.conv_type}{s.kernel_size}" for s in self.encoder_specs)
-        return f"layers={self.layers}, planes={self.planes}, encoder=[{stages}]"
+        pad = f", down_padding={self.down_padding}" if self.down_padding else ""
+        return f"layers={self.layers}, planes={self.planes}, encoder=[{stages}]{pad}"
 
 
 class LargeKernel3DSeg(MinkUNet):
@@ -149,8 +159,9 @@ class LargeKernel3DSeg(MinkUNet):
         stage_kernel_sizes: 4 odd kernel widths of encoder stages 1–4 (paper: ``7, 7, 7, 7``).
         stage_conv_types: one of ``"plain" | "swlk" | "depthwise" | "dilated"`` for all 4 stages, or 4 of
             them (paper: ``"swlk"``). ``"plain"`` with ``3, 3, 3, 3`` is exactly MinkUNet34C.
-        position_encoding, partition, dilated_branch: options of the SW-LK stages (see
-            :class:`largekernel3d.nn.SWLKConv3d`).
+        position_encoding, partition, dilated_branch, dilated_dilation: options of the SW-LK stages (see
+            :class:`largekernel3d.nn.SWLKConv3d`; ``dilated_dilation=None`` is ``k // 2 - 1``).
+        down_padding: as :class:`MinkUNet` (0; 1 reproduces the official segmentation network).
         backend: as :class:`MinkUNet` (spconv only has the ``"plain"`` kind).
         layers, planes, init_dim: depth/widths as :class:`MinkUNet` (default MinkUNet34C's); smaller
             values give small LargeKernel3D networks (e.g. for CPU demos).
@@ -160,7 +171,8 @@ class LargeKernel3DSeg(MinkUNet):
                  stage_conv_types: Union[str, Sequence[str]] = "swlk", position_encoding: bool = True,
                  partition: str = "center1", dilated_branch: bool = False, backend: Optional[ModuleType] = None,
                  bn_momentum: float = 0.1, layers: Sequence[int] = MINKUNET34C_LAYERS,
-                 planes: Sequence[int] = MINKUNET34C_PLANES, init_dim: int = 32) -> None:
+                 planes: Sequence[int] = MINKUNET34C_PLANES, init_dim: int = 32, down_padding: int = 0,
+                 dilated_dilation: Optional[int] = None) -> None:
         kernels = tuple(stage_kernel_sizes) if not isinstance(stage_kernel_sizes, (str, int)) else ()
         if len(kernels) != NUM_LEVELS:
             raise ValueError(f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), "
@@ -173,12 +185,13 @@ class LargeKernel3DSeg(MinkUNet):
         specs = []
         for i, (k, t) in enumerate(zip(kernels, types)):
             try:
-                specs.append(ConvSpec(t, k, partition, position_encoding, dilated_branch))
+                specs.append(ConvSpec(t, k, partition, position_encoding, dilated_branch,
+                                      dilated_dilation if t == "swlk" else None))
             except ValueError as err:
                 raise ValueError(f"encoder stage {i + 1} (stage_kernel_sizes[{i}]={k!r}, "
                                  f"stage_conv_types[{i}]={t!r}): {err}") from None
         super().__init__(in_channels, num_classes, layers, planes, init_dim=init_dim,
-                         encoder_specs=specs, backend=backend, bn_momentum=bn_momentum)
+                         encoder_specs=specs, backend=backend, bn_momentum=bn_momentum, down_padding=down_padding)
 
 
 __all__ = ["MinkUNet", "LargeKernel3DSeg", "MINKUNET34C_LAYERS", "MINKUNET34C_PLANES", "NUM_LEVELS"]

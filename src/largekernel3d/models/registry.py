@@ -37,7 +37,7 @@ MODEL_NAMES: Tuple[str, ...] = SEGMENTATION_NAMES + DETECTOR_NAMES
 
 _REQUIRED_KEYS = ("name", "in_channels", "num_classes")
 _LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch",
-                     "layers", "planes", "init_dim")
+                     "layers", "planes", "init_dim", "down_padding", "dilated_dilation")
 
 
 def allowed_keys(name: str) -> Tuple[str, ...]:

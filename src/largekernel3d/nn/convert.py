@@ -12,8 +12,9 @@ offsets, row-major), a SW-LK layer has ``W [G, C_in, C_out]`` and the group map 
   constant all-ones channel with weight ``b`` (``[C_out, *k, 1]``), so an export to spconv is ONE
   ``SubMConv3d(C_in + 1, C_out, k)`` on the features with a ones column appended (weight
   ``cat([P, b], -1)``), see :class:`PlainExport`.
-* The dilated branch (3x3x3, dilation ``d = k // 2 - 1``) puts its tap ``t`` at kernel position
-  ``k // 2 + d (t - 1)`` of the large window; merging adds it there (RepLKNet's re-parameterisation).
+* The dilated branch (3x3x3, dilation ``d``: ``k // 2 - 1`` in the official detection code, ``3`` in the
+  official segmentation code) puts its tap ``t`` at kernel position ``k // 2 + d (t - 1)`` of the large
+  window; merging adds it there (RepLKNet's re-parameterisation; only when the taps fit the window).
 * BatchNorm ``y = gamma (z - mu) / sqrt(var + eps) + beta`` after a conv folds into it:
   ``W' = W s``, ``b' = (b - mu) s + beta`` with ``s = gamma / sqrt(var + eps)`` per output channel.
 
@@ -22,9 +23,9 @@ Official checkpoints (dvlab-research/LargeKernel3D, spconv-plus):
 * V1 ``SpatialGroupConv`` (keys ``block.weight``, ``block.bias``, ``conv3x3_1.weight``,
   ``conv3x3_1.bias``): a full ``k^3`` ``SubMConv3d`` whose weight is overwritten by its group means at
   every training step, plus the dilated 3x3x3 branch. ``block.weight`` (k^3 > 32, ConvAlgo.Native in
-  spconv 2.1) is stored ``[*k, C_out, C_in]`` (spconv 2.1 "RSKC", ``FILTER_HWIO = False``);
-  ``conv3x3_1.weight`` is ``[C_out, 3, 3, 3, C_in]`` (KRSC) when it ran the implicit-GEMM CUDA algorithm
-  and RSKC on the native algorithm, so its layout defaults to ``"auto"`` (by shape). The official code
+  spconv 2.1) is stored ``[*k, C_out, C_in]`` (spconv 2.1 "RSKC", ``FILTER_HWIO = False``), spconv >= 2.2
+  stores ``[C_out, *k, C_in]`` (KRSC); ``conv3x3_1.weight`` is KRSC when it ran the implicit-GEMM CUDA
+  algorithm and RSKC on the native algorithm, so both layouts default to ``"auto"`` (by shape). The official code
   reshapes as ``permute(3, 4, 0, 1, 2)`` and labels the dims (out, in), which agrees with RSKC; the
   spconv 1.x / ``FILTER_HWIO`` layout ``[*k, C_in, C_out]`` ("RSCK") is accepted via ``block_layout``.
   Its blocks have ``C_in == C_out``, where RSKC and RSCK cannot be told apart from the shape.
@@ -36,6 +37,7 @@ Official checkpoints (dvlab-research/LargeKernel3D, spconv-plus):
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
@@ -48,6 +50,9 @@ from ..sparse.kernel_map import KernelMap
 from ..sparse.spconv_compat import LAYOUTS, convert_spconv21_weight
 from .partition import SpatialPartition
 from .swlk_conv import SWLKConv3d
+from .swlk_conv import branch_dilation as branch_dilation_of
+
+DEVIATION_TOLERANCE = 1e-4  # relative grouping deviation of a V1 weight above which loading warns
 
 
 
@@ -223,32 +228,56 @@ def fuse_dilated(layer: SWLKConv3d, indice_key: Optional[str] = None) -> SubMCon
 
 # ---------------------------------------------------------------------------------------------------------
 # official checkpoints
+_LAYOUT_MEANING = {"KRSC": "[C_out, *k, C_in], written by spconv >= 2.2 and by spconv 2.1's implicit-GEMM algorithm",
+                   "RSKC": "[*k, C_out, C_in], written by spconv 2.1's native algorithm (spconv-plus)",
+                   "RSCK": "[*k, C_in, C_out], spconv 1.x / FILTER_HWIO"}
+
+
 def to_krsc(weight: Tensor, layout: str, kernel_size: Sequence[int], c_in: int, c_out: int, name: str) -> Tensor:
     """Bring a stored weight to our ``[C_out, *k, C_in]`` (KRSC) layout.
 
-    ``layout``: ``"KRSC"`` ``[C_out, *k, C_in]``, ``"RSKC"`` ``[*k, C_out, C_in]`` (spconv 2.1 native),
-    ``"RSCK"`` ``[*k, C_in, C_out]`` (spconv 1.x / FILTER_HWIO) or ``"auto"`` (by shape; ambiguous
-    shapes raise). ``name`` names the checkpoint key in errors.
+    ``layout``: ``"KRSC"`` ``[C_out, *k, C_in]`` (spconv >= 2.2), ``"RSKC"`` ``[*k, C_out, C_in]`` (spconv
+    2.1 native), ``"RSCK"`` ``[*k, C_in, C_out]`` (spconv 1.x / FILTER_HWIO) or ``"auto"`` (by shape: the one
+    layout whose shape matches; RSKC when only RSKC and RSCK match, i.e. ``C_in == C_out``; still ambiguous
+    shapes raise). ``name`` names the checkpoint key in errors, which say which layouts the shape fits.
     """
     k = tuple(kernel_size)
     expected = {"KRSC": (c_out, *k, c_in), "RSKC": (*k, c_out, c_in), "RSCK": (*k, c_in, c_out)}
+    shape = tuple(weight.shape)
+    fits = [lay for lay, shp in expected.items() if shape == shp]
+    meaning = "; ".join(f"{lay} {text} -> {expected[lay]}" for lay, text in _LAYOUT_MEANING.items())
     if layout == "auto":
-        matches = [lay for lay, shp in expected.items() if tuple(weight.shape) == shp]
-        if not matches:
-            raise ValueError(f"{name} has shape {tuple(weight.shape)}, which matches no layout for kernel {k}, "
-                             f"C_in={c_in}, C_out={c_out} (expected one of {sorted(set(expected.values()))})")
-        if set(matches) == {"RSKC", "RSCK"}:
-            matches = ["RSKC"]  # C_in == C_out: both read the same shape; spconv 2.1 wrote RSKC
-        if len(matches) > 1:
-            raise ValueError(f"{name} shape {tuple(weight.shape)} is ambiguous between {matches}; "
-                             f"pass its layout explicitly")
-        layout = matches[0]
+        if not fits:
+            raise ValueError(f"{name} has shape {shape}, which matches no weight layout for kernel {k}, C_in={c_in}, "
+                             f"C_out={c_out} ({meaning}); the checkpoint was trained with another architecture")
+        if set(fits) == {"RSKC", "RSCK"}:
+            fits = ["RSKC"]  # C_in == C_out: both read the same shape; spconv 2.1 wrote RSKC
+        if len(fits) > 1:
+            raise ValueError(f"{name} shape {shape} is ambiguous between layouts {fits} ({meaning}); pass the "
+                             f"layout of the spconv version that wrote the checkpoint explicitly")
+        layout = fits[0]
     if layout not in expected:
         raise ValueError(f"layout for {name} must be one of {LAYOUTS} or 'auto', got {layout!r}")
-    if tuple(weight.shape) != expected[layout]:
-        raise ValueError(f"{name} has shape {tuple(weight.shape)} but layout {layout} with kernel {k}, "
-                         f"C_in={c_in}, C_out={c_out} needs {expected[layout]}")
+    if shape != expected[layout]:
+        hint = (f"the shape fits layout {fits} instead: pass layout='auto' (detected by shape) or {fits[0]!r}"
+                if fits else "it fits no layout: the checkpoint was trained with another architecture")
+        raise ValueError(f"{name} has shape {shape} but layout {layout} with kernel {k}, C_in={c_in}, C_out={c_out} "
+                         f"needs {expected[layout]}; {hint} ({meaning})")
     return convert_spconv21_weight(weight, layout)
+
+
+def linear_from_pointwise(weight: Tensor, c_in: int, c_out: int, name: str) -> Tensor:
+    """``[C_out, C_in]`` (an ``nn.Linear`` weight) from a stored spconv ``1³`` conv weight.
+
+    spconv 2.x computes a kernel-volume-1 conv as ``x @ m.view(C_in, C_out)`` on the weight's memory ``m``,
+    whatever shape label it has (``[C_out, 1, 1, 1, C_in]`` or ``[1, 1, 1, C_out, C_in]``), so the linear map
+    is ``m.reshape(C_in, C_out)^T``.
+    """
+    if weight.numel() != c_in * c_out or weight.dim() not in (2, 5) or \
+            sorted(weight.shape)[:weight.dim() - 2] != [1] * (weight.dim() - 2):
+        raise ValueError(f"{name} has shape {tuple(weight.shape)}; a 1x1x1 conv {c_in} -> {c_out} needs "
+                         f"[{c_out}, 1, 1, 1, {c_in}] (or [1, 1, 1, {c_out}, {c_in}])")
+    return weight.reshape(c_in, c_out).t().contiguous()
 
 
 def _get(state_dict: Mapping[str, Tensor], key: str) -> Tensor:
@@ -258,11 +287,10 @@ def _get(state_dict: Mapping[str, Tensor], key: str) -> Tensor:
     return state_dict[key]
 
 
-def _copy_bias(layer: SWLKConv3d, biases: Sequence[Tensor], prefix: str) -> None:
+def _summed_bias(layer: SWLKConv3d, biases: Sequence[Tensor], prefix: str) -> Optional[Tensor]:
+    """The layer's new bias (sum of the checkpoint's biases), validated; ``None``: no bias in the checkpoint."""
     if not biases:
-        if layer.bias is not None:
-            layer.bias.zero_()
-        return
+        return None
     total = sum(b.to(layer.weight.dtype) for b in biases)
     if total.shape != (layer.out_channels,):
         raise ValueError(f"bias under prefix {prefix!r} has shape {tuple(total.shape)}, the layer out_channels="
@@ -270,42 +298,93 @@ def _copy_bias(layer: SWLKConv3d, biases: Sequence[Tensor], prefix: str) -> None
     if layer.bias is None:
         raise ValueError(f"the checkpoint under prefix {prefix!r} has a bias but the layer was built with "
                          f"bias=False; build it with bias=True")
-    layer.bias.copy_(total)
+    return total
+
+
+def _write_bias(layer: SWLKConv3d, bias: Optional[Tensor]) -> None:
+    if layer.bias is None:
+        return
+    if bias is None:
+        layer.bias.zero_()
+    else:
+        layer.bias.copy_(bias)
+
+
+def relative_grouping_deviation(plain: Tensor, partition: SpatialPartition) -> float:
+    """``max |P - expand(group means of P)| / max |P|`` for a plain ``[C_out, *k, C_in]`` weight (0 for a
+    group-constant or all-zero weight): how far a V1 weight is from what the SW-LK layer computes with."""
+    grouped = grouped_from_plain(plain, partition)
+    scale = float(plain.abs().max())
+    return float((plain - plain_from_grouped(grouped, partition)).abs().max()) / scale if scale > 0 else 0.0
+
+
+def warn_grouping_deviation(name: str, relative: float, tolerance: Optional[float], stacklevel: int = 3) -> None:
+    """``UserWarning`` when a V1 layer's relative grouping deviation exceeds ``tolerance`` (``None``: never)."""
+    if tolerance is not None and relative > tolerance:
+        warnings.warn(f"{name}: the checkpoint's full k^3 weight is not constant over the spatial groups (relative "
+                      f"deviation {relative:.3g} > {tolerance:g}): it was saved before being averaged. The official "
+                      f"evaluation used this ungrouped weight; the SW-LK layer uses its group means (the official "
+                      f"convert_weights.py), so outputs differ from the official ones", UserWarning,
+                      stacklevel=stacklevel)
 
 
 def load_official_v1(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix: str = "",
-                     block_layout: str = "RSKC", branch_layout: str = "auto") -> float:
+                     block_layout: str = "auto", branch_layout: str = "auto",
+                     branch_dilation: Optional[Union[int, Sequence[int]]] = None,
+                     deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE) -> float:
     """Load an official V1 ``SpatialGroupConv`` (``{prefix}block.weight``, ``{prefix}conv3x3_1.weight``
     and their optional biases) into ``layer`` (built with ``position_encoding=False,
     dilated_branch=True``; ``bias=True`` when the checkpoint has biases -- the two are summed).
 
     The group weights are the group means of ``block.weight`` (as the official ``convert_weights.py``).
+    Layouts default to ``"auto"`` (by shape, see :func:`to_krsc`): spconv >= 2.2 writes KRSC, spconv 2.1's
+    native algorithm RSKC.
+
+    The dilation of ``conv3x3_1`` is not in the checkpoint: the official detection code uses
+    ``k // 2 - 1``, the official segmentation code ``3``. Pass the checkpoint's as ``branch_dilation`` to
+    have it checked against the layer's (``layer.dilated.dilation``; build the layer with
+    ``dilated_dilation``); ``None`` trusts the layer.
+
+    Everything is validated before anything is written. Warns (``UserWarning``) when the relative
+    deviation ``max |P - expand(W)| / max |P|`` exceeds ``deviation_tolerance`` (``None``: never): such a
+    weight was saved before its last averaging, and the official evaluation used it ungrouped.
+
     Returns the largest absolute deviation of ``block.weight`` from its group means (0 for a weight
-    that was exactly group-constant; V1 checkpoints store the weight after the last optimizer step).
+    that was exactly group-constant).
     """
     if layer.position_encoding is not None or layer.dilated is None:
         raise ValueError("a V1 SpatialGroupConv has no position encoding and has the dilated branch: build the "
                          "layer with position_encoding=False, dilated_branch=True")
+    if branch_dilation is not None:
+        want = branch_dilation_of(layer.kernel_size, branch_dilation)
+        if tuple(layer.dilated.dilation) != want:
+            raise ValueError(f"the checkpoint's dilated branch {prefix}conv3x3_1 has dilation {want} but the layer's "
+                             f"has {tuple(layer.dilated.dilation)}; build the layer with dilated_dilation={want[0]} "
+                             f"(the official segmentation code uses 3, the detection code k // 2 - 1)")
     w_key, d_key = f"{prefix}block.weight", f"{prefix}conv3x3_1.weight"
     plain = to_krsc(_get(state_dict, w_key), block_layout, layer.kernel_size, layer.in_channels,
                     layer.out_channels, w_key).to(layer.weight)
     branch = to_krsc(_get(state_dict, d_key), branch_layout, (3, 3, 3), layer.in_channels, layer.out_channels,
                      d_key).to(layer.weight)
+    biases = [state_dict[k] for k in (f"{prefix}block.bias", f"{prefix}conv3x3_1.bias") if k in state_dict]
+    bias = _summed_bias(layer, biases, prefix)
     with torch.no_grad():
         grouped = grouped_from_plain(plain, layer.partition)
         deviation = float((plain - plain_from_grouped(grouped, layer.partition)).abs().max())
+        scale = float(plain.abs().max())
         layer.weight.copy_(grouped)
         layer.dilated.weight.copy_(branch)
-        biases = [state_dict[k] for k in (f"{prefix}block.bias", f"{prefix}conv3x3_1.bias") if k in state_dict]
-        _copy_bias(layer, biases, prefix)
+        _write_bias(layer, bias)
+    warn_grouping_deviation(w_key, deviation / scale if scale > 0 else 0.0, deviation_tolerance)
     return deviation
 
 
 def load_official_v2(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix: str = "",
-                     layout: str = "RSKC") -> None:
+                     layout: str = "auto") -> None:
     """Load a spconv-plus V2 ``SpatialGroupConv3d`` (``{prefix}block.weight [3, 3, 3, C_out, C_in]``,
     ``{prefix}block.position_embedding [k^3, C_in]``, optional ``{prefix}block.bias``) into ``layer``
-    (``"center1"`` partition with 27 groups; ``position_encoding`` as in the checkpoint)."""
+    (``"center1"`` partition with 27 groups; ``position_encoding`` as in the checkpoint). ``layout``:
+    as :func:`to_krsc` (default ``"auto"``). Everything is validated before anything is written."""
     if layer.partition.name != "center1" or layer.partition.group_shape != (3, 3, 3):
         raise ValueError(f"V2 checkpoints use the 'center1' partition with 27 groups, the layer has "
                          f"{layer.partition}")
@@ -317,19 +396,21 @@ def load_official_v2(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix
     if has_enc != (layer.position_encoding is not None):
         raise ValueError(f"checkpoint {'has' if has_enc else 'has no'} {e_key!r} but the layer was built with "
                          f"position_encoding={layer.position_encoding is not None}")
+    enc = state_dict[e_key] if has_enc else None
+    if enc is not None and tuple(enc.shape) != tuple(layer.position_encoding.shape):
+        raise ValueError(f"{e_key} has shape {tuple(enc.shape)} but the layer needs "
+                         f"{tuple(layer.position_encoding.shape)} (k^3 x C_in for kernel_size="
+                         f"{layer.kernel_size}, in_channels={layer.in_channels})")
+    bias_key = f"{prefix}block.bias"
+    bias = _summed_bias(layer, [state_dict[bias_key]] if bias_key in state_dict else [], prefix)
     with torch.no_grad():
         layer.weight.copy_(grouped.reshape(layer.out_channels, 27, layer.in_channels).permute(1, 2, 0))
-        if has_enc:
-            enc = state_dict[e_key]
-            if tuple(enc.shape) != tuple(layer.position_encoding.shape):
-                raise ValueError(f"{e_key} has shape {tuple(enc.shape)} but the layer needs "
-                                 f"{tuple(layer.position_encoding.shape)} (k^3 x C_in for kernel_size="
-                                 f"{layer.kernel_size}, in_channels={layer.in_channels})")
+        if enc is not None:
             layer.position_encoding.copy_(enc)
-        bias_key = f"{prefix}block.bias"
-        _copy_bias(layer, [state_dict[bias_key]] if bias_key in state_dict else [], prefix)
+        _write_bias(layer, bias)
 
 
 __all__ = ["LAYOUTS", "PlainExport", "grouped_from_plain", "plain_from_grouped", "encoding_weight", "merge_dilated",
            "dilated_positions", "export_plain", "to_submconv", "swlk_from_plain", "fuse_bn", "fuse_dilated",
-           "to_krsc", "load_official_v1", "load_official_v2"]
+           "to_krsc", "linear_from_pointwise", "relative_grouping_deviation", "warn_grouping_deviation",
+           "load_official_v1", "load_official_v2", "DEVIATION_TOLERANCE"]

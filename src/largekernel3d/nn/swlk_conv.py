@@ -5,7 +5,10 @@ A submanifold convolution with a ``k_0 x k_1 x k_2`` window whose offsets are sp
 optional per-offset position encoding ``E [K, C_in]`` (``K = k_0 k_1 k_2``)::
 
     out[i] = bias + sum_g  W_g^T  sum_{k in g}  sum_{j = N(i, k) active} ( x[j] + E[k] )
-           (+ dilated branch: sum_t D_t^T x[N_d(i, t)], a 3x3x3 submanifold conv with dilation k // 2 - 1)
+           (+ dilated branch: sum_t D_t^T x[N_d(i, t)], a 3x3x3 submanifold conv with dilation d)
+
+The dilated branch's dilation ``d`` is ``k // 2 - 1`` per axis by default (the official detection code's
+``SpatialGroupConv``); the official segmentation code hard-codes ``d = 3`` (``dilated_dilation=3``).
 
 ``W`` has shape ``[G, C_in, C_out]`` (``G = 27`` for the default ``"center1"`` partition).
 
@@ -26,7 +29,7 @@ including non-centre offsets of a larger centre group (``"center3"``), get their
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +51,22 @@ def _check_channels(**channels: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def branch_dilation(kernel_size: Tuple[int, ...], dilation: Optional[IntOrSeq] = None) -> Tuple[int, ...]:
+    """The dilated branch's per-axis dilation: ``dilation`` (int or one per axis, each >= 1) or, for ``None``,
+    ``k // 2 - 1`` per axis of ``kernel_size`` (the official detection code; needs every ``k >= 5``)."""
+    if dilation is None:
+        dil = tuple(k // 2 - 1 for k in kernel_size)
+        if min(dil) < 1:
+            raise ValueError(f"dilated_branch needs kernel_size >= 5 on every axis (dilation k // 2 - 1 >= 1), "
+                             f"got kernel_size={tuple(kernel_size)}; or pass dilated_dilation")
+        return dil
+    dil = (dilation,) * len(kernel_size) if isinstance(dilation, int) and not isinstance(dilation, bool) \
+        else tuple(dilation) if isinstance(dilation, (tuple, list)) else ()
+    if len(dil) != len(kernel_size) or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dil):
+        raise ValueError(f"dilated_dilation must be a positive int or {len(kernel_size)} of them, got {dilation!r}")
+    return dil
+
+
 class SWLKConv3d(SparseModule):
     """Spatial-wise large-kernel submanifold convolution (see the module docstring for the math).
 
@@ -58,8 +77,10 @@ class SWLKConv3d(SparseModule):
         partition: ``"center1"`` (default), ``"center3"`` or ``"thirds"``
             (see :mod:`largekernel3d.nn.partition`).
         position_encoding: learn the per-offset encoding ``E [K, C_in]`` (trunc-normal, std 0.02).
-        dilated_branch: add the official detection code's parallel 3x3x3 submanifold conv with dilation
-            ``k // 2 - 1`` per axis (needs every ``k >= 5``).
+        dilated_branch: add the official code's parallel 3x3x3 submanifold conv (outputs summed).
+        dilated_dilation: the branch's dilation, int or per-axis tuple; ``None`` (default) is ``k // 2 - 1``
+            per axis as in the official detection code (needs every ``k >= 5``); the official segmentation
+            network uses ``3``. Only with ``dilated_branch=True``.
         bias: learnable ``[C_out]`` bias.
         indice_key: kernel-map cache key; layers (SW-LK or ``SubMConv3d``) with the same key and kernel
             size on the same sites share the map. The dilated branch uses ``indice_key + "_dilated"``.
@@ -70,7 +91,7 @@ class SWLKConv3d(SparseModule):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 7, partition: str = "center1",
                  position_encoding: bool = True, dilated_branch: bool = False, bias: bool = False,
-                 indice_key: Optional[str] = None) -> None:
+                 indice_key: Optional[str] = None, dilated_dilation: Optional[IntOrSeq] = None) -> None:
         super().__init__()
         _check_channels(in_channels=in_channels, out_channels=out_channels)
         self.partition = SpatialPartition.create(kernel_size, partition)
@@ -84,11 +105,10 @@ class SWLKConv3d(SparseModule):
         self.position_encoding = nn.Parameter(torch.empty(k, in_channels)) if position_encoding else None
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.dilated: Optional[SubMConv3d] = None
+        if dilated_dilation is not None and not dilated_branch:
+            raise ValueError(f"dilated_dilation={dilated_dilation!r} needs dilated_branch=True")
         if dilated_branch:
-            dil = tuple(s // 2 - 1 for s in self.partition.kernel_size)
-            if min(dil) < 1:
-                raise ValueError(f"dilated_branch needs kernel_size >= 5 on every axis (dilation k // 2 - 1 >= 1), "
-                                 f"got kernel_size={self.partition.kernel_size}")
+            dil = branch_dilation(self.partition.kernel_size, dilated_dilation)
             key = None if indice_key is None else f"{indice_key}_dilated"
             self.dilated = SubMConv3d(in_channels, out_channels, 3, dilation=dil, bias=False, indice_key=key)
         self.reset_parameters()
@@ -116,6 +136,8 @@ class SWLKConv3d(SparseModule):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"partition={self.partition.name!r}, groups={self.num_groups}, "
              f"position_encoding={self.position_encoding is not None}")
+        if self.dilated is not None:
+            s += f", dilated_dilation={tuple(self.dilated.dilation)}"
         if self.bias is None:
             s += ", bias=False"
         if self.indice_key is not None:
@@ -145,4 +167,4 @@ class SWLKConv3d(SparseModule):
         return x.replace_feature(out)
 
 
-__all__ = ["SWLKConv3d", "ENCODING_STD"]
+__all__ = ["SWLKConv3d", "ENCODING_STD", "branch_dilation"]
