@@ -42,6 +42,7 @@ from torch import Tensor
 
 from . import fused_tiles, host_memory, openmp_team
 from .kernel_map import NUMBA, KernelMap, choose_backend
+from .validation import check_conv_operands
 
 _TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
 _MIN_TILE_ROWS, _MAX_TILE_ROWS = 256, 16384
@@ -357,7 +358,11 @@ class SparseConvFunction(torch.autograd.Function):
 def sparse_conv(features: Tensor, weight: Tensor, kmap: KernelMap, groups: int = 1,
                 bias: Optional[Tensor] = None) -> Tensor:
     """Sparse convolution of ``features [N_in, C_in]`` by a spconv-layout ``weight
-    [C_out, *kernel, C_in / groups]`` over ``kmap``; returns ``[N_out, C_out]``."""
+    [C_out, *kernel, C_in / groups]`` over ``kmap``; returns ``[N_out, C_out]``.
+
+    Shapes, dtypes, devices and the map's rows are checked first (:func:`.validation.check_conv_operands`):
+    a mismatch raises ``TypeError``/``ValueError`` before any kernel touches memory."""
+    check_conv_operands(features, weight, kmap, groups, bias)
     grouped = module_weight_to_grouped(weight, groups)
     if bias is not None and bias.dtype == features.dtype and bias.shape == (grouped.shape[1] * grouped.shape[3],):
         return SparseConvFunction.apply(features, grouped, kmap, bias)

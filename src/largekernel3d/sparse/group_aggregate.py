@@ -62,6 +62,7 @@ from torch import Tensor
 from . import fused_groups, host_memory, openmp_team, simd_products
 from .array_index import uidx
 from .kernel_map import KernelMap
+from .validation import check_group_index, check_kernel_map, check_same_device, check_tensor
 
 BACKENDS = ("numba", "torch")
 # Pairs processed at once by the torch path (bounds the temporary [pairs, C] buffer).
@@ -858,15 +859,18 @@ def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
 
 
 def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
-           backend: Optional[str]) -> str:
-    if features.dim() != 2:
-        raise ValueError(f"features must be [N, C], got {tuple(features.shape)}")
+           backend: Optional[str], num_groups: int, groups_from: str) -> str:
+    """Every argument checked before a kernel reads memory (see :mod:`.validation`); returns the backend."""
+    check_tensor(features, "features", floating=True, dim=2)
+    check_kernel_map(kmap)
     if features.shape[0] != kmap.num_in:
         raise ValueError(f"features has {features.shape[0]} rows but the kernel map reads {kmap.num_in} sites")
-    if group_index.shape != (kmap.kernel_volume,):
-        raise ValueError(f"group_index must have one entry per kernel offset ({kmap.kernel_volume}), "
-                         f"got shape {tuple(group_index.shape)}")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
+        raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
+    check_group_index(group_index, kmap.kernel_volume, int(num_groups), groups_from)
+    check_same_device(features, "features", (kmap.stored_in, "the kernel map"))
     if encoding is not None:
+        check_tensor(encoding, "encoding", floating=True)
         if encoding.shape != (kmap.kernel_volume, features.shape[1]):
             raise ValueError(f"encoding must be [K={kmap.kernel_volume}, C={features.shape[1]}], "
                              f"got {tuple(encoding.shape)}")
@@ -898,7 +902,7 @@ def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMa
     Returns:
         ``[N_out, G, C]``.
     """
-    backend = _check(features, encoding, kmap, group_index, backend)
+    backend = _check(features, encoding, kmap, group_index, backend, num_groups, "num_groups")
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
     enc = encoding.contiguous() if encoding is not None else None
     return GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, int(num_groups), backend)
@@ -915,12 +919,15 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
     Returns:
         ``[N_out, C_out]``. The numba path never builds the dense ``A`` (empty groups are skipped).
     """
-    backend = _check(features, encoding, kmap, group_index, backend)
-    if weight.dim() != 3 or weight.shape[1] != features.shape[1]:
+    check_tensor(features, "features", floating=True, dim=2)
+    check_tensor(weight, "weight", floating=True)
+    num_groups = weight.shape[0] if weight.dim() == 3 else 0
+    if weight.dim() != 3 or weight.shape[1] != features.shape[1] or num_groups == 0:
         raise ValueError(f"weight must be [G, C_in={features.shape[1]}, C_out], got {tuple(weight.shape)}")
     if weight.dtype != features.dtype or weight.device != features.device:
         raise TypeError(f"weight ({weight.dtype}, {weight.device}) must match features "
                         f"({features.dtype}, {features.device})")
+    backend = _check(features, encoding, kmap, group_index, backend, num_groups, "the weight's first axis")
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
     enc = encoding.contiguous() if encoding is not None else None
     if backend == "torch":

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .coords import check_key_range, encode, decode
+from .coords import check_key_range, decode, encode, validate_indices
 from .geometry import ConvGeometry
 
 SUBMANIFOLD = "submanifold"
@@ -328,6 +328,7 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     ``backend``: ``"torch"`` or ``"numba"``; ``None`` applies :func:`choose_backend`. Within an offset
     the numba backend orders pairs by output site, the torch backend by output row."""
     spatial_shape = tuple(int(s) for s in spatial_shape)
+    validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     offs = kernel_offsets(geometry, indices.device)
     centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
     dil = torch.tensor(geometry.dilation, device=indices.device)
@@ -381,6 +382,7 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
     """Regular (strided) map: output ``q`` is active when some input ``p = stride*q - padding +
     dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...). Within an offset pairs
     ascend by input row (both backends; ``backend`` as in :func:`build_submanifold_map`)."""
+    validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.conv_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
     stride = torch.tensor(geometry.stride, device=indices.device)
@@ -400,6 +402,7 @@ def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_si
                          geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
     ``p = stride*q - padding + dilation*k`` inside the output grid."""
+    validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.transposed_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
     stride = torch.tensor(geometry.stride, device=indices.device)
