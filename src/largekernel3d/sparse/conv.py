@@ -10,6 +10,7 @@ dilation k`` for regular convs, and the adjoint relation for transposed / invers
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Optional
 
@@ -18,10 +19,26 @@ from torch import nn
 
 from .functional import sparse_conv
 from .geometry import ConvGeometry, IntOrSeq
-from .kernel_map import (REGULAR, SUBMANIFOLD, TRANSPOSED, KernelMap, build_regular_map,
-                         build_submanifold_map, build_transposed_map, same_sites)
+from .kernel_map import (
+    REGULAR,
+    SUBMANIFOLD,
+    TRANSPOSED,
+    KernelMap,
+    build_regular_map,
+    build_submanifold_map,
+    build_transposed_map,
+    same_sites,
+)
 from .modules import SparseModule, check_parameter_match, check_sparse_input
 from .tensor import SparseConvTensor
+
+
+class ConvAlgo(enum.Enum):
+    """spconv's algorithm choice (``algo=`` of every conv and pool), accepted and ignored: this engine has one
+    dataflow per device and picks it itself (:mod:`.functional`). Same member names and values as spconv 2.3."""
+    Native = 0
+    MaskImplicitGemm = 1
+    MaskSplitImplicitGemm = 2
 
 
 def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, indice_key: Optional[str]) -> KernelMap:
@@ -196,9 +213,34 @@ class SparseConvolution(SparseModule):
         kind = SUBMANIFOLD if self.subm else TRANSPOSED if self.transposed else REGULAR
         return get_or_build_map(x, kind, self.geometry, self.indice_key)
 
+    def check_parameters(self) -> None:
+        """Raise ``ValueError``/``TypeError`` when ``weight`` / ``bias`` no longer have the shapes this layer was
+        built with (e.g. after ``conv.weight.data = ...``), naming spconv 2.1's ``[*kernel, C_out, C_in]`` layout
+        and its converter when the weight is in it."""
+        name = type(self).__name__
+        expected = (self.out_channels, *self.geometry.kernel_size, self.in_channels // self.groups)
+        w = self.weight
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            raise TypeError(f"{name}.weight must be a floating-point tensor, got "
+                            f"{w.dtype if isinstance(w, torch.Tensor) else type(w).__name__}")
+        if tuple(w.shape) != expected:
+            k = tuple(self.geometry.kernel_size)
+            hint = ""
+            if tuple(w.shape) in ((*k, self.out_channels, self.in_channels), (*k, self.in_channels, self.out_channels)):
+                hint = (" — this is spconv 2.1's [*kernel, C_out, C_in] (RSKC) or spconv 1.x's [*kernel, C_in, C_out] "
+                        "(RSCK) layout; convert it with largekernel3d.sparse.convert_spconv21_weight(w, 'RSKC' or "
+                        "'RSCK') or load the checkpoint with load_spconv_state_dict(..., spconv_version='2.1')")
+            raise ValueError(f"{name}.weight has shape {tuple(w.shape)} but this layer needs {expected} "
+                             f"([C_out, *kernel_size, C_in / groups]){hint}")
+        b = self.bias
+        if b is not None and (not isinstance(b, torch.Tensor) or tuple(b.shape) != (self.out_channels,)):
+            raise ValueError(f"{name}.bias must have shape ({self.out_channels},), got "
+                             f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
+
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         name = type(self).__name__
         check_sparse_input(x, name, self.in_channels, self.ndim)
+        self.check_parameters()
         check_parameter_match(x, self.weight, name)
         kmap = self.kernel_map(x)
         out = sparse_conv(x.features, self.weight, kmap, self.groups, self.bias)
@@ -231,6 +273,11 @@ class SubMConv3d(SparseConvolution):
     __init__ = _named(3, subm=True)
 
 
+class SubMConv4d(SparseConvolution):
+    """4-D submanifold conv (runs on the torch dataflow: the numba kernels cover 1 to 3 axes)."""
+    __init__ = _named(4, subm=True)
+
+
 class SparseConv1d(SparseConvolution):
     """1-D regular sparse conv."""
     __init__ = _named(1)
@@ -247,6 +294,11 @@ class SparseConv3d(SparseConvolution):
     __init__ = _named(3)
 
 
+class SparseConv4d(SparseConvolution):
+    """4-D regular sparse conv (torch dataflow)."""
+    __init__ = _named(4)
+
+
 class SparseConvTranspose1d(SparseConvolution):
     """1-D transposed sparse conv."""
     __init__ = _named(1, transposed=True)
@@ -260,6 +312,11 @@ class SparseConvTranspose2d(SparseConvolution):
 class SparseConvTranspose3d(SparseConvolution):
     """3-D transposed sparse conv: ``out[stride q - padding + dilation k] += W[k] in[q]`` on every reached site."""
     __init__ = _named(3, transposed=True)
+
+
+class SparseConvTranspose4d(SparseConvolution):
+    """4-D transposed sparse conv (torch dataflow)."""
+    __init__ = _named(4, transposed=True)
 
 
 def _inverse_named(ndim: int):
@@ -285,6 +342,12 @@ class SparseInverseConv3d(SparseConvolution):
     __init__ = _inverse_named(3)
 
 
-__all__ = ["SparseConvolution", "SubMConv1d", "SubMConv2d", "SubMConv3d", "SparseConv1d", "SparseConv2d",
-           "SparseConv3d", "SparseConvTranspose1d", "SparseConvTranspose2d", "SparseConvTranspose3d",
-           "SparseInverseConv1d", "SparseInverseConv2d", "SparseInverseConv3d", "get_or_build_map", "inverse_map"]
+class SparseInverseConv4d(SparseConvolution):
+    """4-D inverse conv of the ``SparseConv4d`` sharing ``indice_key``."""
+    __init__ = _inverse_named(4)
+
+
+__all__ = ["SparseConvolution", "SubMConv1d", "SubMConv2d", "SubMConv3d", "SubMConv4d", "SparseConv1d",
+           "SparseConv2d", "SparseConv3d", "SparseConv4d", "SparseConvTranspose1d", "SparseConvTranspose2d",
+           "SparseConvTranspose3d", "SparseConvTranspose4d", "SparseInverseConv1d", "SparseInverseConv2d",
+           "SparseInverseConv3d", "SparseInverseConv4d", "ConvAlgo", "get_or_build_map", "inverse_map"]

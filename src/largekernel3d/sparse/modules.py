@@ -8,6 +8,7 @@ from typing import List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .coords import decode, encode
 from .kernel_map import same_sites
 from .tensor import SparseConvTensor
 
@@ -110,6 +111,45 @@ class SparseReLU(nn.ReLU):
         return _on_features(super().forward, input)
 
 
+class SparseSyncBatchNorm(nn.SyncBatchNorm):
+    """``SyncBatchNorm`` over the features of a :class:`SparseConvTensor` (or a plain tensor); as in torch, its
+    training mode needs an initialised distributed process group."""
+
+    def forward(self, input):
+        return _on_features(super().forward, input)
+
+
+class Identity(nn.Module):
+    """spconv's ``Identity``: returns its input (a :class:`SparseConvTensor` or anything else) unchanged."""
+
+    def forward(self, input):
+        return input
+
+    def input_spatial_size(self, out_size):
+        """The input grid that gives ``out_size``: the same."""
+        return out_size
+
+
+def is_spconv_module(module: nn.Module) -> bool:
+    """True for the modules that take a :class:`SparseConvTensor` (``SparseModule`` subclasses)."""
+    return isinstance(module, SparseModule)
+
+
+def is_sparse_conv(module: nn.Module) -> bool:
+    """True for sparse convolutions (``SparseConvolution`` and its named subclasses)."""
+    from .conv import SparseConvolution
+
+    return isinstance(module, SparseConvolution)
+
+
+def assign_name_for_sparse_modules(module: nn.Module) -> None:
+    """Set ``_sparse_unique_name`` of every :class:`SparseModule` under ``module`` to its dotted name in
+    ``module.named_modules()`` (spconv uses it for debugging and quantisation; nothing here reads it)."""
+    for name, sub in module.named_modules():
+        if isinstance(sub, SparseModule):
+            sub._sparse_unique_name = name
+
+
 class SparseIdentity(nn.Identity):
     """Returns its input (a :class:`SparseConvTensor` or a plain tensor) unchanged."""
 
@@ -151,6 +191,48 @@ class AddTable(SparseModule):
         return inputs[0].replace_feature(total)
 
 
+class AddTableMisaligned(SparseModule):
+    """Sum the features of tensors on possibly different sites (same grid, batch size and channels): the output
+    holds every site of any input, ``out[p] = sum_t in_t[p]`` (absent sites count as zero).
+
+    When the largest input already holds every site, the output keeps its rows, their order and its kernel-map
+    cache (as spconv does); otherwise the sites are sorted by (batch, axis 0, ...) and the cache starts empty, so
+    a ``SparseInverseConv`` after this module cannot find the keys of earlier layers (spconv's warning too)."""
+
+    def forward(self, inputs: Sequence[SparseConvTensor]) -> SparseConvTensor:
+        if len(inputs) == 0:
+            raise ValueError("AddTableMisaligned needs at least one SparseConvTensor")
+        for i, t in enumerate(inputs):
+            check_sparse_input(t, "AddTableMisaligned")
+            if (t.spatial_shape != inputs[0].spatial_shape or t.batch_size != inputs[0].batch_size
+                    or t.features.shape[1] != inputs[0].features.shape[1]):
+                raise ValueError(f"AddTableMisaligned input {i} has another grid, batch size or channel count than "
+                                 f"input 0 ({t.spatial_shape}, {t.batch_size}, {t.features.shape[1]} vs "
+                                 f"{inputs[0].spatial_shape}, {inputs[0].batch_size}, {inputs[0].features.shape[1]})")
+        shape = inputs[0].spatial_shape
+        keys = [encode(t.indices[:, 0].long(), t.indices[:, 1:].long(), shape) for t in inputs]
+        base = max(range(len(inputs)), key=lambda i: inputs[i].indices.shape[0])
+        base_sorted, perm = torch.sort(keys[base])
+        rows = []
+        for k in keys:
+            pos = torch.searchsorted(base_sorted, k).clamp_(max=max(base_sorted.numel() - 1, 0))
+            if base_sorted.numel() == 0 or not bool((base_sorted[pos] == k).all()):
+                rows = None
+                break
+            rows.append(perm[pos])
+        if rows is not None:  # every site is one of the largest input's: keep its rows and cache
+            total = inputs[base].features
+            for i, t in enumerate(inputs):
+                if i != base:
+                    total = total.index_add(0, rows[i], t.features)
+            return inputs[base].replace_feature(total)
+        union, inverse = torch.unique(torch.cat(keys), sorted=True, return_inverse=True)
+        feats = torch.cat([t.features for t in inputs])
+        total = feats.new_zeros((union.numel(), feats.shape[1])).index_add(0, inverse, feats)
+        indices = decode(union, shape).to(inputs[0].indices.device)
+        return SparseConvTensor(total, indices, shape, inputs[0].batch_size, validate=False)
+
+
 class ConcatTable(SparseModule):
     """Apply every child module to the same input; returns the list of their outputs."""
 
@@ -168,6 +250,13 @@ def check_sparse_input(x, module_name: str, in_channels: Union[int, None] = None
     """Raise a clear ``TypeError``/``ValueError`` when ``x`` cannot feed ``module_name``."""
     if not isinstance(x, SparseConvTensor):
         raise TypeError(f"{module_name} expects a SparseConvTensor, got {type(x).__name__}")
+    features = x.features
+    if not isinstance(features, Tensor) or features.dim() != 2:
+        raise ValueError(f"{module_name} needs features of shape [N, C], got "
+                         f"{tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__}")
+    if not isinstance(x.indices, Tensor) or x.indices.dim() != 2 or x.indices.shape[0] != features.shape[0]:
+        raise ValueError(f"{module_name} needs one feature row per site: features {tuple(features.shape)}, indices "
+                         f"{tuple(x.indices.shape) if isinstance(x.indices, Tensor) else type(x.indices).__name__}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{module_name} is {ndim}-D but the input has spatial_shape {x.spatial_shape} "
                          f"({x.ndim}-D)")
@@ -189,4 +278,6 @@ def check_parameter_match(x: SparseConvTensor, weight: Tensor, module_name: str)
 
 
 __all__ = ["SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "SparseBatchNorm", "SparseReLU",
-           "SparseIdentity", "JoinTable", "AddTable", "ConcatTable", "check_sparse_input", "check_parameter_match"]
+           "SparseIdentity", "SparseSyncBatchNorm", "Identity", "is_spconv_module", "is_sparse_conv",
+           "assign_name_for_sparse_modules", "JoinTable", "AddTable", "AddTableMisaligned", "ConcatTable",
+           "check_sparse_input", "check_parameter_match"]

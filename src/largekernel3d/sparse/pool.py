@@ -88,6 +88,10 @@ class SparseMaxPool3d(SparseMaxPool):
     __init__ = _fixed(SparseMaxPool, 3)
 
 
+class SparseMaxPool4d(SparseMaxPool):
+    __init__ = _fixed(SparseMaxPool, 4)
+
+
 class SparseAvgPool1d(SparseAvgPool):
     __init__ = _fixed(SparseAvgPool, 1)
 

@@ -83,12 +83,18 @@ class SparseConvTensor:
 
     @features.setter
     def features(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor) or value.dim() == 0:
+            raise TypeError(f"features must be a [N, C] torch.Tensor, got "
+                            f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
         if value.shape[0] != self.indices.shape[0]:
             raise ValueError(f"new features have {value.shape[0]} rows, the tensor has {self.indices.shape[0]} sites")
         self._features = value
 
     def replace_feature(self, feature: Tensor) -> "SparseConvTensor":
         """A tensor on the same sites (sharing the kernel-map cache) with ``feature [N, C']``."""
+        if not isinstance(feature, Tensor) or feature.dim() == 0:
+            raise TypeError(f"replace_feature needs a [N, C] torch.Tensor, got "
+                            f"{tuple(feature.shape) if isinstance(feature, Tensor) else type(feature).__name__}")
         if feature.shape[0] != self.indices.shape[0]:
             raise ValueError(f"replace_feature got {feature.shape[0]} rows for {self.indices.shape[0]} sites")
         return SparseConvTensor(feature, self.indices, self.spatial_shape, self.batch_size, self.grid,
@@ -162,6 +168,22 @@ class SparseConvTensor:
         indices = torch.nonzero(active).to(torch.int32)
         features = x[active]
         return cls(features, indices, list(x.shape[1:-1]), int(x.shape[0]), validate=False)
+
+    # -- spconv's quantisation accessors (features here are always floating point) ---------------------
+    @property
+    def is_quantized(self) -> bool:
+        """``features.is_quantized``: always ``False`` here (the layers take floating-point features only)."""
+        return bool(self.features.is_quantized)
+
+    def q_scale(self) -> float:
+        """The quantisation scale of quantised features; raises ``ValueError`` for floating-point ones."""
+        if not self.is_quantized:
+            raise ValueError("q_scale() needs quantized features; these are floating point")
+        return float(self.features.q_scale())
+
+    def dequantize(self) -> "SparseConvTensor":
+        """The tensor with floating-point features (itself when they already are)."""
+        return self.replace_feature(self.features.dequantize()) if self.is_quantized else self
 
     # -- conveniences -----------------------------------------------------------------------------
     @property
