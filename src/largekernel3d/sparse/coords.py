@@ -13,6 +13,9 @@ import torch
 from torch import Tensor
 
 _MAX_KEY = 2 ** 62
+# spconv 2.x does not check its inputs: the same call there runs and returns wrong numbers
+_SILENT = ("spconv does not check this and would have run with silently wrong results (sites outside the grid "
+           "alias other cells or are dropped, repeated sites are computed twice)")
 
 
 def check_key_range(spatial_shape: Sequence[int], batch_size: int) -> None:
@@ -72,18 +75,23 @@ def validate_indices(indices: Tensor, spatial_shape: Sequence[int], batch_size: 
     hi = indices.amax(dim=0).tolist()
     if lo[0] < 0 or hi[0] >= batch_size:
         raise ValueError(f"{name}[:, 0] (batch index) must lie in [0, batch_size={batch_size}), "
-                         f"found range [{lo[0]}, {hi[0]}]; raise batch_size or fix the batch column")
+                         f"found range [{lo[0]}, {hi[0]}]; raise batch_size or fix the batch column. {_SILENT}")
     for d in range(ndim):
         if lo[d + 1] < 0:
             raise ValueError(f"{name}[:, {d + 1}] has negative coordinates (min {lo[d + 1]}); shift the "
-                             f"coordinates so they start at 0")
+                             f"coordinates so they start at 0 (or crop the points to the grid). {_SILENT}")
         if hi[d + 1] >= int(spatial_shape[d]):
+            fix = (f"spatial_shape[{d}] must be at least {hi[d + 1] + 1}: use spatial_shape[{d}]="
+                   f"{hi[d + 1] + 1} (e.g. OpenPCDet-style grid_size[::-1] + [1, 0, 0] for the z axis) or crop the "
+                   f"points to the grid" if hi[d + 1] == int(spatial_shape[d]) else
+                   "enlarge spatial_shape or crop the points to the grid")
             raise ValueError(f"{name}[:, {d + 1}] has coordinates outside spatial_shape[{d}]="
-                             f"{spatial_shape[d]} (max {hi[d + 1]}); enlarge spatial_shape or crop the points")
+                             f"{spatial_shape[d]} (max {hi[d + 1]}); {fix}. {_SILENT}")
     if check_duplicates:
         idx = indices.to(torch.int64)
         keys = encode(idx[:, 0], idx[:, 1:], spatial_shape)
         if torch.unique(keys).numel() != keys.numel():
             raise ValueError(f"{name} contains duplicate sites ({keys.numel() - torch.unique(keys).numel()} "
                              f"repeated); merge them first, e.g. with largekernel3d.sparse.voxelize or "
-                             f"torch.unique(indices, dim=0, return_inverse=True) and a scatter-mean of features")
+                             f"torch.unique(indices, dim=0, return_inverse=True) and a scatter-mean of features. "
+                             f"{_SILENT}")
