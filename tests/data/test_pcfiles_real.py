@@ -86,7 +86,7 @@ def test_scannet_bin_with_columns_and_ply_meshes(shared_data, checks):
     s = read_point_cloud(shared_data / "scannet/mmdet3d_demo/scene0000_00.bin", columns="x y z r g b")
     ref = checks["scannet/mmdet3d_demo/scene0000_00.bin"]
     assert s.num_points == ref["n_points"] and s.colors is not None
-    np.testing.assert_allclose(s.points.max(axis=0), ref["xyz_extent"]["max"], atol=1e-6)
+    np.testing.assert_allclose(s.points.max(axis=0), ref["xyz_extent"]["max"], atol=1e-3)  # manifest: mm
     from plyfile import PlyData
     folder = shared_data / "scannet/official_v1/scene0000_00"
     mesh = read_point_cloud(folder / "scene0000_00_vh_clean_2.ply")
@@ -97,7 +97,8 @@ def test_scannet_bin_with_columns_and_ply_meshes(shared_data, checks):
     np.testing.assert_allclose(mesh.colors, np.stack([v["red"], v["green"], v["blue"]], 1) / 255.0, atol=1e-6)
     assert int((labels.extra["label"] == 0).sum()) == 18717      # README: label 0 on 18,717 vertices
     # every point of the mmdet3d demo is a vertex of this mesh (README section 9)
-    assert s.points.min(axis=0) == pytest.approx(mesh.points.min(axis=0), abs=1e-6)
+    vertices = set(map(tuple, mesh.points.astype(np.float32)))
+    assert all(tuple(p) in vertices for p in s.points.astype(np.float32))
 
 
 def test_votenet_npy(shared_data, checks):
