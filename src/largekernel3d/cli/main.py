@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "largekernel3d.cli.det",
     "largekernel3d.cli.models",
     "largekernel3d.cli.bench",
+    "largekernel3d.cli.convert",
 )
 VERBS = {
     "train": "train a model",
@@ -29,6 +30,7 @@ VERBS = {
     "predict": "run a checkpoint on scenes and write predictions",
     "bench": "benchmarks and the paper's analyses",
     "data": "prepare data (ground-truth database for detection)",
+    "convert": "convert official LargeKernel3D checkpoints",
 }
 
 

@@ -49,8 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from largekernel3d.nn import SWLKConv3d, load_official_v1, load_official_v2
-from largekernel3d.nn.convert import (DEVIATION_TOLERANCE, linear_from_pointwise, relative_grouping_deviation,
-                                      to_krsc)
+from largekernel3d.nn.convert import DEVIATION_TOLERANCE, linear_from_pointwise, relative_grouping_deviation, to_krsc
 
 from .blocks import SiteLinear
 from .detection.official_det import DEFAULT_PREFIX, OfficialLoadReport, detect_source, load_official_backbone

@@ -271,12 +271,14 @@ def linear_from_pointwise(weight: Tensor, c_in: int, c_out: int, name: str) -> T
 
     spconv 2.x computes a kernel-volume-1 conv as ``x @ m.view(C_in, C_out)`` on the weight's memory ``m``,
     whatever shape label it has (``[C_out, 1, 1, 1, C_in]`` or ``[1, 1, 1, C_out, C_in]``), so the linear map
-    is ``m.reshape(C_in, C_out)^T``.
+    is ``m.reshape(C_in, C_out)^T``. Accepted shapes: ``[C_out, 1, 1, 1, C_in]``, ``[1, 1, 1, C_out, C_in]``,
+    ``[1, 1, 1, C_in, C_out]``.
     """
-    if weight.numel() != c_in * c_out or weight.dim() not in (2, 5) or \
-            sorted(weight.shape)[:weight.dim() - 2] != [1] * (weight.dim() - 2):
-        raise ValueError(f"{name} has shape {tuple(weight.shape)}; a 1x1x1 conv {c_in} -> {c_out} needs "
-                         f"[{c_out}, 1, 1, 1, {c_in}] (or [1, 1, 1, {c_out}, {c_in}])")
+    s = tuple(weight.shape)
+    fits = s in ((c_out, 1, 1, 1, c_in), (1, 1, 1, c_out, c_in), (1, 1, 1, c_in, c_out))
+    if not fits:
+        raise ValueError(f"{name} has shape {s}; a 1x1x1 conv {c_in} -> {c_out} needs [{c_out}, 1, 1, 1, {c_in}] "
+                         f"(or [1, 1, 1, {c_out}, {c_in}])")
     return weight.reshape(c_in, c_out).t().contiguous()
 
 
