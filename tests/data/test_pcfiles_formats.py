@@ -6,8 +6,13 @@ import struct
 import numpy as np
 import pytest
 
-from largekernel3d.data.pointcloud_files import (PointCloudFileError, detect_format, expand_inputs, lzf_decompress,
-                                                 read_point_cloud)
+from largekernel3d.data.pointcloud_files import (
+    PointCloudFileError,
+    detect_format,
+    expand_inputs,
+    lzf_decompress,
+    read_point_cloud,
+)
 
 
 @pytest.fixture
