@@ -1,0 +1,92 @@
+"""``lk3d predict seg|det --input PATH...``: one command from a checkpoint and files in several formats to
+labelled points / boxes, pictures and the summary table; the split-based behaviour without ``--input``."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from plyfile import PlyData, PlyElement
+
+from largekernel3d.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from det_tiny import TINY_DET  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def seg_ckpt(tmp_path_factory):
+    from cli_tiny import TINY
+    folder = tmp_path_factory.mktemp("pf_seg")
+    cfg = folder / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(dict(TINY, output_dir=str(folder / "run"))))
+    assert main(["train", "seg", "--config", str(cfg), "--set", "train.epochs=1"]) == 0
+    return folder / "run" / "checkpoints" / "last.pt"
+
+
+def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    xyz = rng.uniform(0, 6, (900, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (900, 3)).astype(np.uint8)
+    v = np.empty(900, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    v["x"], v["y"], v["z"] = xyz.T
+    v["red"], v["green"], v["blue"] = rgb.T
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(inputs / "room.ply"))
+    head = "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 900\nHEIGHT 1\nPOINTS 900\nDATA binary\n"
+    (inputs / "scan.pcd").write_bytes(head.encode() + xyz.astype("<f4").tobytes())
+    np.save(tmp_path / "cloud.npy", np.c_[xyz, rgb])
+    out = tmp_path / "out"
+    assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--device", "cpu", "--input", str(inputs),
+                 str(tmp_path / "*.npy"), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| file | points | voxels |" in text and "| room.ply | 900 |" in text and "wrote 3 file(s)" in text
+    for stem in ("room", "scan", "cloud"):
+        labels = np.load(out / f"{stem}_labels.npy")
+        ply = PlyData.read(str(out / f"{stem}_pred.ply"))["vertex"].data
+        assert labels.shape == (900,) and np.array_equal(ply["label"], labels)
+        np.testing.assert_allclose(ply["x"], xyz[:, 0])
+        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG" and (out / f"{stem}.html").exists()
+        names = (out / f"{stem}_classes.txt").read_text().splitlines()
+        assert sum(int(line.split()[-1]) for line in names) == 900
+    # the same colours through the PLY and the .npy give the same labels
+    assert np.array_equal(np.load(out / "room_labels.npy"), np.load(out / "cloud_labels.npy"))
+
+
+def test_predict_seg_without_input_keeps_the_split_behaviour(seg_ckpt, tmp_path):
+    assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--device", "cpu", "--output", str(tmp_path),
+                 "--limit", "1"]) == 0
+    assert len(list(tmp_path.glob("*.ply"))) == 1 and not list(tmp_path.glob("*_labels.npy"))
+
+
+def test_predict_det_on_a_kitti_bin(tmp_path, capsys):
+    folder = tmp_path / "det"
+    cfg = folder / "tiny_det.yaml"
+    folder.mkdir()
+    data = dict(TINY_DET["data"], num_train_frames=2, num_val_frames=1)
+    cfg.write_text(yaml.safe_dump(dict(TINY_DET, data=data, output_dir=str(folder / "run"),
+                                       train=dict(TINY_DET["train"], epochs=1))))
+    assert main(["train", "det", "--config", str(cfg)]) == 0
+    rng = np.random.default_rng(2)
+    pts = np.c_[rng.uniform(-12, 12, (3000, 2)), rng.uniform(-2.5, 0.5, 3000), rng.uniform(0, 1, 3000)]
+    velodyne = tmp_path / "velodyne"
+    velodyne.mkdir()
+    pts.astype("<f4").tofile(velodyne / "000007.bin")
+    out = tmp_path / "out"
+    assert main(["predict", "det", "--checkpoint", str(folder / "run" / "checkpoints" / "last.pt"), "--device",
+                 "cpu", "--input", str(velodyne / "000007.bin"), "--output", str(out), "--score-threshold",
+                 "0.0", "--no-views"]) == 0
+    text = capsys.readouterr().out
+    assert "| 000007.bin | 3,000 |" in text
+    record = json.loads((out / "000007.json").read_text())
+    lines = (out / "000007_kitti.txt").read_text().splitlines()
+    assert len(record["boxes"]) == len(record["scores"]) == len(lines) and record["points_in_range"] == 3000
+    assert all(len(line.split()) == 16 for line in lines) and not (out / "000007.png").exists()
+
+
+def test_missing_input_is_named(seg_ckpt, tmp_path, capsys):
+    assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--input", str(tmp_path / "nope.ply")]) == 2
+    assert "nope.ply" in capsys.readouterr().err
