@@ -218,7 +218,8 @@ def _plan_swlk(plan: _Plan, path: str, src: str, layer: SWLKConv3d, layout: str,
                              f"branch, no position encoding) but our {path!r} has dilated_branch="
                              f"{layer.dilated is not None}, position_encoding={layer.position_encoding is not None}; "
                              f"build that stage with conv_types 'swlk_dilated' and position_encoding=False")
-        deviation = load_official_v1(scratch, state, prefix=f"{src}.", block_layout=layout, branch_layout=layout)
+        deviation = load_official_v1(scratch, state, prefix=f"{src}.", block_layout=layout, branch_layout=layout,
+                                     deviation_tolerance=None)   # the backbone loader warns once, relative
         scale = float(state[f"{src}.block.weight"].abs().max())
         plan.deviation[path] = deviation / scale if scale > 0 else 0.0
         keys = [f"{src}.{n}" for n in ("block.weight", "block.bias", "conv3x3_1.weight", "conv3x3_1.bias")]
