@@ -36,7 +36,8 @@ def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
     PlyData([PlyElement.describe(v, "vertex")]).write(str(inputs / "room.ply"))
-    head = "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 900\nHEIGHT 1\nPOINTS 900\nDATA binary\n"
+    head = ("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 900\nHEIGHT 1\nPOINTS 900\n"
+            "DATA binary\n")
     (inputs / "scan.pcd").write_bytes(head.encode() + xyz.astype("<f4").tobytes())
     np.save(tmp_path / "cloud.npy", np.c_[xyz, rgb])
     out = tmp_path / "out"
