@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from . import openmp_team, simd_products
+from .weight_cache import derived_layout
 
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
@@ -146,6 +147,12 @@ def block_rows(c_out: int, itemsize: int) -> int:
     return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (c_out * itemsize))
 
 
+def _padded(weight: Tensor) -> np.ndarray:
+    """The kernels' weight array: ``weight`` ``[..., C_in, C_out]`` C-contiguous, last axis padded
+    (:func:`.simd_products.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
+    return simd_products.padded_weight(weight.detach().contiguous().numpy())
+
+
 def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
             ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Optional[Tensor], centre: int, tile: int,
             threads: int, keep: Optional[np.ndarray], centre_start: int, feat: Optional[Tensor] = None,
@@ -155,7 +162,7 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
     nblk, ng = ranges.shape[0], ranges.shape[1]
     c_in, c_out = x.shape[1], weight.shape[2]
     enc = x.new_empty((0, c_in)) if enc is None else enc.contiguous()
-    padded = simd_products.padded_weight(weight.detach().contiguous().numpy())
+    padded = derived_layout(weight, "padded", _padded)
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
     fields = {_DOUBLE: int(x.dtype == torch.float64), _GROUPS: ng, _CENTRE: centre, _BLOCKS: nblk,

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from . import openmp_team, simd_products
 from .array_index import uidx
+from .weight_cache import derived_layout
 
 # The int64 argument block of _fused_body: flags, sizes and addresses (0 for an absent array).
 (_DOUBLE, _K, _SRC, _DST, _SEG, _TOTAL, _PARTS, _THREADS, _A, _N_A, _C_A, _W, _W_STRIDE, _OUT, _C_OUT, _X, _C_X,
@@ -235,11 +236,17 @@ def _uninitialised(shape: Tuple[int, ...], dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+def _padded(weight: Tensor) -> np.ndarray:
+    """The kernels' weight array: ``weight`` ``[..., C_in, C_out]`` C-contiguous, last axis padded
+    (:func:`.simd_products.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
+    return simd_products.padded_weight(weight.detach().contiguous().numpy())
+
+
 def _launch(split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optional[Tensor],
             grad_w: Optional[np.ndarray], threads: int, identity: int = -1, add_identity: bool = False) -> None:
     bounds, seg, src32, dst32 = split
     kv = w.shape[0]
-    padded = simd_products.padded_weight(w.detach().contiguous().numpy())
+    padded = derived_layout(w, "padded", _padded)
     fields = {_DOUBLE: int(a.dtype == torch.float64), _K: kv, _SRC: src32.ctypes.data, _DST: dst32.ctypes.data,
               _SEG: seg.ctypes.data, _TOTAL: src32.shape[0], _PARTS: (seg.shape[0] - 1) // kv, _THREADS: threads,
               _A: a.data_ptr(), _N_A: a.shape[0], _C_A: w.shape[1], _W: padded.ctypes.data,
