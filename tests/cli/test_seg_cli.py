@@ -6,7 +6,7 @@ import yaml
 from plyfile import PlyData
 
 from largekernel3d.cli.main import main
-from largekernel3d.cli.seg import load_run_config, shipped_configs
+from largekernel3d.cli.run_configs import load_run_config, shipped_configs
 
 
 @pytest.fixture(scope="module")

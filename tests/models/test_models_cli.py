@@ -6,7 +6,7 @@ import re
 
 from largekernel3d.cli.main import main
 from largekernel3d.cli.models import describe
-from largekernel3d.cli.seg import load_run_config, shipped_configs
+from largekernel3d.cli.run_configs import load_run_config, shipped_configs
 from largekernel3d.data import IN_CHANNELS
 from largekernel3d.models import MODEL_NAMES, build_model, count_parameters
 

@@ -55,8 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def seg_demo(args: argparse.Namespace) -> None:
     """The segmentation demo (module docstring)."""
     from ..data import IGNORE_INDEX
-    from ..training import SegmentationTrainer, evaluate, load_trained_model
-    from ..training import setup
+    from ..training import SegmentationTrainer, evaluate, load_trained_model, setup
     from ..training.distributed import DistContext
 
     t0 = time.perf_counter()

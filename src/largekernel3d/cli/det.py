@@ -14,46 +14,27 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from ..training import config as C
-from .run_configs import load_run_config, schema_of, shipped_configs
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override config entries, e.g. --set train.epochs=3 data.root=/data/kitti")
+from .run_configs import (
+    add_checkpoint_parser,
+    add_overrides,
+    add_train_parser,
+    checkpoint_config,
+    load_run_config,
+    train,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.det_trainer import DetectionTrainer
-    if args.list_configs:
-        for name in shipped_configs("det"):
-            print(name)
+    ran = train(args, "det", DetectionTrainer)
+    if ran is None:
         return 0
-    cfg = load_run_config(args.config, args.overrides, args.output, task="det")
-    if args.print_config:
-        print(C.dump(cfg))
-        return 0
-    trainer = DetectionTrainer(cfg, resume=args.resume)
-    try:
-        result = trainer.fit()
-    finally:
-        if trainer.ctx.distributed:
-            import torch.distributed as dist
-            dist.destroy_process_group()
+    trainer, result = ran
     if result.final_eval is not None and trainer.ctx.is_main:
         print(result.final_eval.markdown(title=f"validation frames, epoch {len(result.history)}"))
         print(f"best {result.final_eval.score_name} {100 * result.best_score:.1f} at epoch {result.best_epoch}; "
               f"checkpoints in {result.last_checkpoint.parent}")
     return 0
-
-
-def _checkpoint_config(args: argparse.Namespace):
-    """``(payload config with --set applied, payload)`` of ``--checkpoint``."""
-    from ..training.checkpoint import load_checkpoint
-    payload = load_checkpoint(Path(args.checkpoint))
-    cfg = C.build_config(payload["config"], args.overrides, source=f"checkpoint {args.checkpoint}",
-                         schema=schema_of("det"))
-    return cfg, payload
 
 
 def _view_for(cfg: Dict[str, Any], split: str):
@@ -69,7 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.det_evaluation import evaluate_detection
     from ..training.det_trainer import load_trained_detector
     from ..training.distributed import DistContext, resolve_device
-    cfg, _ = _checkpoint_config(args)
+    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "det")
     device = resolve_device(args.device)
     model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
     view, _ = _view_for(cfg, args.split)
@@ -126,7 +107,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..training.det_evaluation import predict_frames
     from ..training.det_trainer import load_trained_detector
     from ..training.distributed import resolve_device
-    cfg, _ = _checkpoint_config(args)
+    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "det")
     device = resolve_device(args.device)
     model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
     view, frames = _view_for(cfg, args.split)
@@ -153,43 +134,31 @@ def cmd_gt_database(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXAMPLE = "train.epochs=3 data.root=/data/kitti"
+
+
 def register(verbs, top) -> None:
     """Add the ``det`` task to ``train``, ``eval``, ``predict`` and ``data``."""
-    p = verbs["train"].add_parser("det", help="train a 3D object detector (CenterPoint)")
-    p.add_argument("--config", default="demo_det", help="shipped config name or YAML path (default: demo_det)")
-    p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
-    p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
-    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
-    _add_common(p)
-    p.set_defaults(func=cmd_train)
-
-    for verb, func, help_text in (("eval", cmd_eval, "evaluate a detection checkpoint (per-class AP table)"),
-                                  ("predict", cmd_predict, "write boxes (JSON, KITTI labels), BEV PNG and 3D HTML "
-                                                           "per frame")):
-        q = verbs[verb].add_parser("det", help=help_text)
-        q.add_argument("--checkpoint", required=True, help="a checkpoint written by lk3d train det")
-        q.add_argument("--split", choices=("val", "train"), default="val", help="frames to use (default: val)")
-        q.add_argument("--output", default=None, help="output folder (default: beside the run's checkpoints)")
-        q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-        if verb == "predict":
-            q.add_argument("--limit", type=int, default=None, help="at most this many frames")
-            q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
-            q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
-            from .seg import add_file_input_options
-            add_file_input_options(q)
-            q.add_argument("--intensity-scale", type=float, default=1.0, help="with --input: multiply the "
-                           "files' intensity by this to match the training data (e.g. 1/255 for 8-bit)")
-            q.add_argument("--windows", action="store_true", help="with --input: cover scans larger than the "
-                           "model's range with overlapping windows")
-            q.add_argument("--window-overlap", type=float, default=10.0, help="window overlap in metres (10)")
-        _add_common(q)
-        q.set_defaults(func=func)
+    add_train_parser(verbs, "det", "demo_det", "train a 3D object detector (CenterPoint)", cmd_train, _EXAMPLE)
+    add_checkpoint_parser(verbs, "eval", "det", "evaluate a detection checkpoint (per-class AP table)", cmd_eval,
+                          "frames", _EXAMPLE)
+    q = add_checkpoint_parser(verbs, "predict", "det", "write boxes (JSON, KITTI labels), BEV PNG and 3D HTML per "
+                              "frame (or per --input file)", cmd_predict, "frames", _EXAMPLE)
+    q.add_argument("--limit", type=int, default=None, help="at most this many frames")
+    q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
+    q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
+    from .seg import add_file_input_options
+    add_file_input_options(q)
+    q.add_argument("--intensity-scale", type=float, default=1.0, help="with --input: multiply the "
+                   "files' intensity by this to match the training data (e.g. 1/255 for 8-bit)")
+    q.add_argument("--windows", action="store_true", help="with --input: cover scans larger than the "
+                   "model's range with overlapping windows")
+    q.add_argument("--window-overlap", type=float, default=10.0, help="window overlap in metres (10)")
 
     g = verbs["data"].add_parser("gt-database", help="cut the ground-truth objects of the training frames into a "
                                                      "database for ground-truth sampling")
     g.add_argument("--config", default="demo_det", help="detection config naming the dataset (default: demo_det)")
     g.add_argument("--output", required=True, help="database folder to write")
     g.add_argument("--min-points", type=int, default=5, help="objects with fewer points are left out (default 5)")
-    _add_common(g)
+    add_overrides(g, _EXAMPLE)
     g.set_defaults(func=cmd_gt_database)

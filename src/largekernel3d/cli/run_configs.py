@@ -7,6 +7,7 @@ overrides entries (validated against the task's :class:`~largekernel3d.training.
 
 from __future__ import annotations
 
+import argparse
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -60,4 +61,67 @@ def load_run_config(source: str, overrides: Sequence[str] = (), output: Optional
     return C.build_config(read_config_source(source, task), sets, source=f"config {source}", schema=schema_of(task))
 
 
-__all__ = ["CONFIG_PACKAGE", "schema_of", "shipped_configs", "read_config_source", "load_run_config"]
+def checkpoint_config(checkpoint: str, overrides: Sequence[str], task: str):
+    """``(config of the checkpoint with the --set overrides applied, payload)`` of a ``task`` checkpoint."""
+    from ..training.checkpoint import load_checkpoint
+    payload = load_checkpoint(Path(checkpoint))
+    cfg = C.build_config(payload["config"], overrides, source=f"checkpoint {checkpoint}", schema=schema_of(task))
+    return cfg, payload
+
+
+def add_overrides(p: argparse.ArgumentParser, example: str) -> None:
+    """The ``--set KEY=VALUE ...`` option."""
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help=f"override config entries, e.g. --set {example}")
+
+
+def add_train_parser(verbs, task: str, default_config: str, help_text: str, func, example: str) -> None:
+    """``lk3d train <task>`` with ``--config --output --resume --list-configs --print-config --set``."""
+    p = verbs["train"].add_parser(task, help=help_text)
+    p.add_argument("--config", default=default_config,
+                   help=f"shipped config name or YAML path (default: {default_config})")
+    p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
+    p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    add_overrides(p, example)
+    p.set_defaults(func=func)
+
+
+def add_checkpoint_parser(verbs, verb: str, task: str, help_text: str, func, items: str, example: str):
+    """``lk3d <verb> <task>`` with ``--checkpoint --split --output --device --set``; returns the parser for
+    the command's own options."""
+    q = verbs[verb].add_parser(task, help=help_text)
+    q.add_argument("--checkpoint", required=True, help=f"a checkpoint written by lk3d train {task}")
+    q.add_argument("--split", choices=("val", "train"), default="val", help=f"{items} to use (default: val)")
+    q.add_argument("--output", default=None, help="output folder (default: beside the run's checkpoints)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_overrides(q, example)
+    q.set_defaults(func=func)
+    return q
+
+
+def train(args: argparse.Namespace, task: str, trainer_class):
+    """The body of ``lk3d train <task>``: list or print configs, or train; returns ``(trainer, result)`` after
+    a run (``None`` when only configs were listed or printed). The process group of a ``torchrun`` launch is
+    closed however the run ends."""
+    if args.list_configs:
+        for name in shipped_configs(task):
+            print(name)
+        return None
+    cfg = load_run_config(args.config, args.overrides, args.output, task=task)
+    if args.print_config:
+        print(C.dump(cfg))
+        return None
+    trainer = trainer_class(cfg, resume=args.resume)
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.ctx.distributed:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    return trainer, result
+
+
+__all__ = ["CONFIG_PACKAGE", "schema_of", "shipped_configs", "read_config_source", "load_run_config",
+           "checkpoint_config", "add_overrides", "add_train_parser", "add_checkpoint_parser", "train"]

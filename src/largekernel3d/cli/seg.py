@@ -15,45 +15,20 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..training import config as C
-from .run_configs import load_run_config, shipped_configs
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override config entries, e.g. --set train.epochs=3 model.name=minkunet14a")
+from .run_configs import add_checkpoint_parser, add_train_parser, checkpoint_config, train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training import SegmentationTrainer
-    if args.list_configs:
-        for name in shipped_configs():
-            print(name)
+    ran = train(args, "seg", SegmentationTrainer)
+    if ran is None:
         return 0
-    cfg = load_run_config(args.config, args.overrides, args.output)
-    if args.print_config:
-        print(C.dump(cfg))
-        return 0
-    trainer = SegmentationTrainer(cfg, resume=args.resume)
-    try:
-        result = trainer.fit()
-    finally:
-        if trainer.ctx.distributed:
-            import torch.distributed as dist
-            dist.destroy_process_group()
+    trainer, result = ran
     if result.final_eval is not None and trainer.ctx.is_main:
         print(result.final_eval.point.markdown(title=f"validation (points), epoch {len(result.history)}"))
         print(f"best val point mIoU {100 * result.best_miou:.1f} at epoch {result.best_epoch}; "
               f"checkpoints in {result.last_checkpoint.parent}")
     return 0
-
-
-def _checkpoint_config(args: argparse.Namespace):
-    """``(payload config with --set applied, payload)`` of ``--checkpoint``."""
-    from ..training.checkpoint import load_checkpoint
-    payload = load_checkpoint(Path(args.checkpoint))
-    cfg = C.build_config(payload["config"], args.overrides, source=f"checkpoint {args.checkpoint}")
-    return cfg, payload
 
 
 def _dataset_for(cfg: Dict[str, Any], split: str):
@@ -69,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import IGNORE_INDEX
     from ..training import evaluate, load_trained_model
     from ..training.distributed import DistContext, resolve_device
-    cfg, _ = _checkpoint_config(args)
+    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "seg")
     device = resolve_device(args.device)
     model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
     dataset, scenes = _dataset_for(cfg, args.split)
@@ -133,7 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         return cmd_predict_files(args, "seg", tile_size=args.tile_size, overlap=args.overlap, tta=args.tta)
     from ..training.distributed import resolve_device
-    cfg, _ = _checkpoint_config(args)
+    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "seg")
     device = resolve_device(args.device)
     model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
     dataset, scenes = _dataset_for(cfg, args.split)
@@ -159,32 +134,21 @@ def write_predictions(model, dataset, class_names: Sequence[str], out: Path, dev
     return pngs
 
 
+_EXAMPLE = "train.epochs=3 model.name=minkunet14a"
+
+
 def register(verbs, top) -> None:
     """Add the ``seg`` task to ``train``, ``eval`` and ``predict``."""
-    p = verbs["train"].add_parser("seg", help="train a semantic-segmentation network")
-    p.add_argument("--config", default="demo", help="shipped config name or YAML path (default: demo)")
-    p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
-    p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
-    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
-    _add_common(p)
-    p.set_defaults(func=cmd_train)
-
-    for verb, func, help_text in (("eval", cmd_eval, "evaluate a segmentation checkpoint (per-class table)"),
-                                  ("predict", cmd_predict, "write coloured PLY + PNG per scene")):
-        q = verbs[verb].add_parser("seg", help=help_text)
-        q.add_argument("--checkpoint", required=True, help="a checkpoint written by lk3d train seg")
-        q.add_argument("--split", choices=("val", "train"), default="val", help="scenes to use (default: val)")
-        q.add_argument("--output", default=None, help="output folder (default: beside the run's checkpoints)")
-        q.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-        if verb == "predict":
-            q.add_argument("--limit", type=int, default=None, help="at most this many scenes")
-            add_file_input_options(q)
-            q.add_argument("--tile-size", type=float, default=None, help="with --input: x-y tile edge in metres "
-                           "for large scans (default: one pass, tiles only above 1.5 M voxels)")
-            q.add_argument("--overlap", type=float, default=None, help="with --input: tile halo in metres "
-                           "(default: the network's receptive field, which makes tiling exact)")
-            q.add_argument("--tta", action="store_true", help="with --input: average 4 rotations x 2 mirrors")
-            q.add_argument("--no-views", action="store_true", help="with --input: skip the PNG and HTML views")
-        _add_common(q)
-        q.set_defaults(func=func)
+    add_train_parser(verbs, "seg", "demo", "train a semantic-segmentation network", cmd_train, _EXAMPLE)
+    add_checkpoint_parser(verbs, "eval", "seg", "evaluate a segmentation checkpoint (per-class table)", cmd_eval,
+                          "scenes", _EXAMPLE)
+    q = add_checkpoint_parser(verbs, "predict", "seg", "write coloured PLY + PNG per scene (or per --input file)",
+                              cmd_predict, "scenes", _EXAMPLE)
+    q.add_argument("--limit", type=int, default=None, help="at most this many scenes")
+    add_file_input_options(q)
+    q.add_argument("--tile-size", type=float, default=None, help="with --input: x-y tile edge in metres "
+                   "for large scans (default: one pass, tiles only above 1.5 M voxels)")
+    q.add_argument("--overlap", type=float, default=None, help="with --input: tile halo in metres "
+                   "(default: the network's receptive field, which makes tiling exact)")
+    q.add_argument("--tta", action="store_true", help="with --input: average 4 rotations x 2 mirrors")
+    q.add_argument("--no-views", action="store_true", help="with --input: skip the PNG and HTML views")
