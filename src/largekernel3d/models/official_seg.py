@@ -43,7 +43,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,13 @@ from largekernel3d.nn import SWLKConv3d, load_official_v1, load_official_v2
 from largekernel3d.nn.convert import DEVIATION_TOLERANCE, linear_from_pointwise, relative_grouping_deviation, to_krsc
 
 from .blocks import SiteLinear
-from .detection.official_det import DEFAULT_PREFIX, OfficialLoadReport, detect_source, load_official_backbone
+from .detection.official_det import (
+    DEFAULT_PREFIX,
+    ConversionPlan,
+    OfficialLoadReport,
+    detect_source,
+    load_official_backbone,
+)
 from .detection.official_det import unwrap_checkpoint as _unwrap
 from .minkunet import NUM_LEVELS, LargeKernel3DSeg
 
@@ -238,31 +244,7 @@ def official_seg_path(path: str) -> str:
     raise ValueError(f"{path!r} is not a module of LargeKernel3DSeg")
 
 
-class _Plan:
-    """Tensors converted for the model (validated), and which checkpoint keys were read."""
-
-    def __init__(self, state: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> None:
-        self.state, self.target = state, target
-        self.read: Set[str] = set()
-        self.out: Dict[str, Tensor] = {}
-        self.missing: List[str] = []
-        self.deviation: Dict[str, float] = {}
-
-    def put(self, ours: str, value: Tensor, source: str) -> None:
-        want = self.target[ours]
-        if tuple(value.shape) != tuple(want.shape):
-            raise ValueError(f"checkpoint key {source!r} gives shape {tuple(value.shape)} but our {ours!r} needs "
-                             f"{tuple(want.shape)}; the checkpoint has another architecture")
-        self.out[ours] = value.detach().to(dtype=want.dtype, device=want.device).clone()
-
-    def take(self, key: str) -> Optional[Tensor]:
-        if key not in self.state:
-            return None
-        self.read.add(key)
-        return self.state[key]
-
-
-def _plan_module(plan: _Plan, path: str, module: nn.Module, layout: str, dilation: int) -> None:
+def _plan_module(plan: ConversionPlan, path: str, module: nn.Module, layout: str, dilation: int) -> None:
     src = official_seg_path(path)
     if isinstance(module, SWLKConv3d):
         scratch = copy.deepcopy(module)
@@ -366,7 +348,7 @@ def load_official_seg(model: LargeKernel3DSeg, checkpoint: Union[Mapping, str, P
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
     state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else _unwrap(checkpoint)
-    plan = _Plan(state, model.state_dict())
+    plan = ConversionPlan(state, model.state_dict(), "the checkpoint has another architecture")
     done: Set[str] = set()
     swlk = [p for p, m in model.named_modules() if isinstance(m, SWLKConv3d)]
     for path, module in model.named_modules():

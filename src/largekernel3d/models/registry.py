@@ -54,8 +54,9 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
     ``"largekernel3d_seg"`` optionally ``stage_kernel_sizes`` (4 odd ints, default ``[7, 7, 7, 7]``),
     ``stage_conv_types`` (``"plain" | "swlk" | "depthwise" | "dilated"`` or 4 of them, default ``"swlk"``),
     ``position_encoding`` (default ``True``), ``partition`` (default ``"center1"``) and ``dilated_branch``
-    (default ``False``), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's). ``backend``: the
-    sparse-conv module (default ours; ``spconv.pytorch`` works for plain convs). Unknown or missing keys raise ``ValueError``.
+    (default ``False``), ``dilated_dilation`` (default ``k // 2 - 1``), ``down_padding`` (default 0; the official
+    network's 1), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's). ``backend``: the sparse-conv
+    module (default ours; ``spconv.pytorch`` works for plain convs). Unknown or missing keys raise ``ValueError``.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"build_model expects a mapping (dict) config, got {type(config).__name__}")

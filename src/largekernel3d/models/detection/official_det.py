@@ -144,33 +144,48 @@ def _is_sparse_conv(module: nn.Module) -> bool:
             and hasattr(module, "in_channels") and hasattr(module, "out_channels"))
 
 
-class _Plan:
-    """The conversion in progress: what was read from the checkpoint and what will be written."""
+class ConversionPlan:
+    """A checkpoint conversion in progress: the tensors converted for the model (each validated against the
+    model's own shape before anything is written), the checkpoint keys read, the model keys the checkpoint
+    lacks, and the grouping deviation per SW-LK layer. Used by the detection and segmentation loaders.
 
-    def __init__(self, state: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> None:
-        self.state, self.target = state, target
+    Args:
+        state: the checkpoint's tensors (official names); target: the model's state dict (our names);
+        shape_hint: what a shape mismatch means and what to check, appended to the error.
+    """
+
+    def __init__(self, state: Mapping[str, Tensor], target: Mapping[str, Tensor], shape_hint: str) -> None:
+        self.state, self.target, self.shape_hint = state, target, shape_hint
         self.read: Set[str] = set()
         self.out: Dict[str, Tensor] = {}
         self.missing: List[str] = []
         self.deviation: Dict[str, float] = {}
 
     def put(self, ours: str, value: Tensor, source: str) -> None:
+        """Convert ``value`` (from checkpoint key ``source``) into model key ``ours``."""
         want = self.target[ours]
         if tuple(value.shape) != tuple(want.shape):
             raise ValueError(f"checkpoint key {source!r} has shape {tuple(value.shape)} but our {ours!r} needs "
-                             f"{tuple(want.shape)}; the checkpoint was trained with another architecture (check "
-                             f"kernel_sizes / conv_types / down_kernel_size / in_channels)")
+                             f"{tuple(want.shape)}; {self.shape_hint}")
         self.out[ours] = value.detach().to(dtype=want.dtype, device=want.device).clone()
 
+    def take(self, key: str) -> Optional[Tensor]:
+        """Checkpoint tensor ``key`` (marked as read), or ``None`` when the checkpoint lacks it."""
+        if key not in self.state:
+            return None
+        self.read.add(key)
+        return self.state[key]
+
     def copy(self, ours: str, theirs: str) -> None:
-        if theirs in self.state:
-            self.read.add(theirs)
-            self.put(ours, self.state[theirs], theirs)
-        else:
+        """``ours`` := checkpoint ``theirs`` unchanged (recorded as missing when the checkpoint lacks it)."""
+        value = self.take(theirs)
+        if value is None:
             self.missing.append(ours)
+        else:
+            self.put(ours, value, theirs)
 
 
-def _plan_plain_conv(plan: _Plan, path: str, src: str, conv: nn.Module, layout: str, stage_hint: str) -> None:
+def _plan_plain_conv(plan: ConversionPlan, path: str, src: str, conv: nn.Module, layout: str, stage_hint: str) -> None:
     key = f"{src}.weight"
     if key not in plan.state and f"{src}.block.weight" in plan.state:
         raise ValueError(f"checkpoint has a spatial-group conv at {src!r} but our {path!r} is a plain conv; "
@@ -185,7 +200,7 @@ def _plan_plain_conv(plan: _Plan, path: str, src: str, conv: nn.Module, layout: 
         plan.copy(f"{path}.bias", f"{src}.bias")
 
 
-def _plan_swlk(plan: _Plan, path: str, src: str, layer: SWLKConv3d, layout: str, stage_hint: str) -> None:
+def _plan_swlk(plan: ConversionPlan, path: str, src: str, layer: SWLKConv3d, layout: str, stage_hint: str) -> None:
     state = plan.state
     ours = [k for k in plan.target if k.startswith(f"{path}.")]
     if f"{src}.block.weight" not in state:
@@ -274,7 +289,8 @@ def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, s
                          f"the backbone's prefix")
     other_parts = len(state) - len(ours_state)
     to_theirs = _PATH_MAPS[source]
-    plan = _Plan(ours_state, backbone.state_dict())
+    plan = ConversionPlan(ours_state, backbone.state_dict(), "the checkpoint was trained with another architecture "
+                          "(check kernel_sizes / conv_types / down_kernel_size / in_channels)")
 
     swlk = {p: m for p, m in backbone.named_modules() if isinstance(m, SWLKConv3d)}
     done: Set[str] = set()
