@@ -292,10 +292,12 @@ def forward_parts(net: nn.Module, x, record: Optional[Dict[str, List[float]]] = 
     return x
 
 
-def part_gflop(net: nn.Module, out) -> Dict[str, float]:
-    """Per part: ``2 · pairs · C_in · C_out`` summed over its convs as plain convs (a SW-LK layer as the ``k³``
-    conv it equals; its dilated branch is merged into it), pairs from the kernel maps of ``out.indice_dict``."""
+def part_stats(net: nn.Module, out) -> Tuple[Dict[str, float], Dict[str, int]]:
+    """Per part: GFLOP ``2 · pairs · C_in · C_out / 1e9`` summed over its convs as plain convs (a SW-LK layer as
+    the ``k³`` conv it equals, its dilated branch merged into it), and the active sites the part outputs; both
+    from the kernel maps in ``out.indice_dict``."""
     flops: Dict[str, float] = {}
+    sites: Dict[str, int] = {}
     maps = out.indice_dict
     for part in PARTS:
         swlk = [n for n, m in getattr(net, part).named_modules() if isinstance(m, SWLKConv3d)]
@@ -305,8 +307,9 @@ def part_gflop(net: nn.Module, out) -> Dict[str, float]:
             if key is None or not hasattr(m, "in_channels") or any(name.startswith(s + ".") for s in swlk):
                 continue
             total += 2.0 * maps[key].num_pairs * m.in_channels * m.out_channels
+            sites[part] = int(maps[key].num_out)
         flops[part] = total / 1e9
-    return flops
+    return flops, sites
 
 
 def rel_diff(a, b) -> Optional[float]:
@@ -334,7 +337,7 @@ class BackboneResult:
     ms: Dict[Tuple[str, str, int], float] = field(default_factory=dict)
     parts: Dict[Tuple[str, str, int], Dict[str, float]] = field(default_factory=dict)
     gflop: Dict[str, Dict[str, float]] = field(default_factory=dict)
-    out_sites: Dict[str, int] = field(default_factory=dict)
+    sites: Dict[str, Dict[str, int]] = field(default_factory=dict)
     rel: Dict[str, Optional[float]] = field(default_factory=dict)
     mem: Dict[Tuple[str, str], Optional[float]] = field(default_factory=dict)
     rounds: Dict[int, int] = field(default_factory=dict)
@@ -385,8 +388,7 @@ def bench_backbones(inp: FrameInput, sp: Optional[ModuleType], reps: Dict[int, i
               ", ".join(f"{k.replace('|', ' ')} {v:.0f} ms" for k, v in got.ms.items()) +
               (f" [{got.note}]" if got.note else ""), file=sys.stderr)
     for bb in BACKBONES:
-        res.gflop[bb] = part_gflop(nets[(bb, "ours")], outputs[(bb, "ours")])
-        res.out_sites[bb] = int(outputs[(bb, "ours")].features.shape[0])
+        res.gflop[bb], res.sites[bb] = part_stats(nets[(bb, "ours")], outputs[(bb, "ours")])
     return res
 
 
@@ -485,9 +487,10 @@ def parts_table(r: BackboneResult) -> str:
         for bb in BACKBONES:
             g = r.gflop[bb]
             row.append(fmt(sum(g.values()) if part == "sum" else g[part], 1))
+        row += ["" if part == "sum" else f"{r.sites[bb][part]:,}" for bb in (VR, LK)]
         rows.append(row)
     header = ["part"] + [f"{_short(bb)} {engine} ms" for bb, engine in cols] + \
-        [f"{_short(bb)} GFLOP as plain" for bb in BACKBONES]
+        [f"{_short(bb)} GFLOP as plain" for bb in BACKBONES] + [f"{_short(bb)} sites out" for bb in (VR, LK)]
     text = markdown_table(header, rows)
     slower = [f"{_short(bb)} {part} ({r.parts[(bb, 'ours', 1)][part]:.0f} vs {r.parts[(bb, 'spconv', 1)][part]:.0f} ms)"
               for bb in (VR, LK) if (bb, "spconv", 1) in r.parts for part in PARTS
@@ -636,7 +639,8 @@ def bench_training(reps: int) -> str:
 
         steps[name] = step
         m = cfg["model"]
-        info.append(f"`{name}`: {m['name']}" + (f", backbone {m.get('backbone')}" if m.get("backbone") else "") +
+        backbone = "".join(f", {k} {m[k]}" for k in ("backbone_preset", "backbone") if m.get(k))
+        info.append(f"`{name}`: {m['name']}{backbone}" +
                     f", {sum(p.numel() for p in model.parameters()):,} parameters, grid "
                     f"{det_setup.voxel_grid(cfg).sparse_shape} at {cfg['data']['voxel_size']} m, "
                     f"train.threads = {cfg['train']['threads']}, optimizer {cfg['train']['optimizer']} + "
@@ -792,8 +796,11 @@ def run(quick: bool) -> str:
         "",
         "GFLOP as plain = Σ 2 · pairs · C_in · C_out of each part's convs with their kernel maps (a SW-LK layer "
         "counted as the k³ conv it equals; what spconv computes; our SW-LK layers multiply per group instead). "
-        "Output sites: " + "; ".join(f"{r.inp.name} " + ", ".join(f"{_short(bb)} {n:,}" for bb, n in
-                                                                   r.out_sites.items()) for r in results) + ".",
+        "Sites out: active sites after the part (the 17³ preset has the [7,5,5,5] one's down layers and sites). "
+        "The 5³ down layers of the LargeKernel3D presets enlarge the active set against VoxelRes' 3³ ones ("
+        + "; ".join(f"{r.inp.name}: " + ", ".join(f"{p} {r.sites[LK][p] / r.sites[VR][p]:.1f}×"
+                                                  for p in ("conv2", "conv3", "conv4")) for r in results)
+        + ") and their stages 2-4 convolve 5³ = 125 offsets instead of 27.",
         "",
     ]
     for r in results:
