@@ -124,3 +124,17 @@ def test_swlk_group_weights_are_cached_and_refreshed(builds):
         doubled = layer(x).features
     assert torch.equal(first, again)
     assert torch.allclose(doubled, 2 * first, atol=1e-5)
+
+
+def test_plain_tensors_are_not_memoised(builds):
+    """gradcheck perturbs its (plain tensor) inputs in place through ``.data``: only parameters are memoised."""
+    x, conv = _setup(3)
+    w = conv.weight.detach().clone()
+    kmap = conv.kernel_map(x)
+    with torch.no_grad():
+        first = lsp.sparse_conv(x.features, w, kmap)
+        w.data[0, 1, 1, 1, 0] += 1.0  # invisible to the version counter
+        second = lsp.sparse_conv(x.features, w, kmap)
+    assert builds["n"] == 2
+    assert torch.allclose(second, dense_subm_conv(x, w, None), atol=1e-4)
+    assert not torch.allclose(first, second)

@@ -3,11 +3,12 @@
 The fused CPU kernels read a weight as a C-contiguous ``[K, C_in, C_out]`` array with its last axis padded to whole
 SIMD vectors (:func:`.simd_products.padded_weight`), while the parameter is stored as spconv's ``[C_out, *kernel,
 C_in]`` (or, in the backward pass, read transposed). Building that array is a strided copy of the whole weight.
-:func:`derived_layout` memoises it on the parameter itself, keyed by the view's geometry and stamped with autograd's
-version counter (``weight._version``, shared by every view of it) and the storage address. Any in-place update
-through autograd's view of the tensor (optimizer steps, ``load_state_dict``, ``torch.no_grad()`` edits, ``nn.init``)
-bumps the version, and assigning ``weight.data = ...`` changes the storage, so the layout is rebuilt once after each:
-inference pays for it once, training once per step (forward and backward each keep their own layout).
+:func:`derived_layout` memoises it on the parameter (``nn.Parameter``) itself, keyed by the view's geometry and
+stamped with autograd's version counter (``weight._version``, shared by every view of it) and the storage address.
+Any in-place update through autograd's view of the tensor (optimizer steps, ``load_state_dict``, ``torch.no_grad()``
+edits, ``nn.init``) bumps the version, and assigning ``weight.data = ...`` changes the storage, so the layout is
+rebuilt once after each: inference pays for it once, training once per step (forward and backward each keep their
+own layout).
 
 In-place edits through ``weight.data`` (``weight.data.copy_(...)``) are not seen by the version counter (that is
 what ``.data`` is for); edit a parameter under ``torch.no_grad()`` instead, or call :func:`clear`.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 _ATTR = "_largekernel3d_weight_layouts"
@@ -47,12 +47,13 @@ def derived_layout(weight: Tensor, kind: Hashable, build: Callable[[Tensor], Any
     """``build(weight)``, computed once per ``(kind, weight's view geometry)`` while ``weight``'s version counter and
     storage stay the same, and memoised on the tensor ``weight`` views (the parameter).
 
-    ``build`` must depend only on ``weight``'s values (and ``kind``). Tensors that are not views nor parameters
-    (weights computed anew on every call) are memoised on themselves, which costs nothing and saves nothing.
+    ``build`` must depend only on ``weight``'s values (and ``kind``). Only parameters (``nn.Parameter``, or views of
+    one) are memoised: other tensors are often edited in place through ``.data`` (``torch.autograd.gradcheck``
+    perturbs its inputs that way) or computed anew on every call, so they get ``build(weight)`` every time.
     """
-    if torch.jit.is_scripting() or _is_fake(weight):
-        return build(weight)
     root = _root(weight)
+    if not isinstance(root, nn.Parameter) or _is_fake(weight):
+        return build(weight)
     layouts: Optional[_Layouts] = root.__dict__.get(_ATTR)
     if layouts is None:
         layouts = _Layouts()
