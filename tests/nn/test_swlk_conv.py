@@ -184,3 +184,14 @@ def test_empty_and_single_site_inputs(num_sites):
     if num_sites:  # one site: only the centre (group weight + dilated centre tap) and the bias act
         w_c = layer.weight[layer.group_index[layer.partition.centre_offset]] + layer.dilated.weight[:, 1, 1, 1].t()
         torch.testing.assert_close(y, feats @ w_c + layer.bias)
+
+
+@pytest.mark.parametrize("name, shape", [("weight", (28, 4, 5)), ("weight", (7, 7, 7, 5, 4)),
+                                         ("position_encoding", (7, 4)), ("bias", (4,))])
+def test_a_replaced_parameter_of_the_wrong_shape_is_named(name, shape):
+    layer = SWLKConv3d(4, 5, kernel_size=7, bias=True)
+    x = random_sparse_tensor((8, 8, 8), 4, num_sites=40, seed=3)
+    layer = layer.to(x.features.dtype)
+    setattr(layer, name, torch.nn.Parameter(torch.randn(shape, dtype=x.features.dtype)))
+    with pytest.raises(ValueError, match=f"SWLKConv3d.{name} has shape"):
+        layer(x)

@@ -155,10 +155,24 @@ class SWLKConv3d(SparseModule):
         """The (cached or new) ``k``-window submanifold kernel map on ``x``'s sites."""
         return get_or_build_map(x, SUBMANIFOLD, self.geometry, self.indice_key)
 
+    def _check_parameters(self) -> None:
+        """Raise ``ValueError`` naming the parameter when one was replaced by a tensor of another shape (e.g. a
+        full ``k^3`` official weight written into ``.weight.data``: load it with ``load_official_v1`` / ``v2``)."""
+        expected = {"weight": (self.partition.num_groups, self.in_channels, self.out_channels),
+                    "position_encoding": (self.partition.kernel_volume, self.in_channels),
+                    "bias": (self.out_channels,)}
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{type(self).__name__}.{name} has shape {tuple(value.shape)} but this layer needs "
+                                 f"{shape} ([groups, C_in, C_out] weight, [k^3, C_in] encoding); convert full-kernel "
+                                 f"weights with swlk_from_plain / load_official_v1 / load_official_v2")
+
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         name = type(self).__name__
         check_sparse_input(x, name, self.in_channels, 3)
         check_parameter_match(x, self.weight, name)
+        self._check_parameters()
         out = group_conv(x.features, self.effective_encoding(), self.weight, self.kernel_map(x), self.group_index)
         if self.dilated is not None:
             out = out + self.dilated(x).features
