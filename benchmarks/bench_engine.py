@@ -27,7 +27,6 @@ Run standalone: ``python benchmarks/bench_engine.py [--quick] [--extras] [--thre
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -55,7 +54,8 @@ class Layer:
 def layers(quick: bool) -> List[Layer]:
     if quick:
         return [Layer("SubMConv3d k3 32→32", "subm", 3, 32), Layer("SubMConv3d k7 32→32", "subm", 7, 32),
-                Layer("SparseConv3d k3 s2 32→32", "down", 3, 32), Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32)]
+                Layer("SparseConv3d k3 s2 32→32", "down", 3, 32),
+                Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32)]
     out = [Layer(f"SubMConv3d k{k} {c}→{c}", "subm", k, c) for k in (3, 5, 7) for c in (32, 64)]
     out += [Layer("SparseConv3d k3 s2 32→32", "down", 3, 32), Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32)]
     return out
@@ -262,7 +262,8 @@ def results_table(results: List[Result]) -> str:
             common.fmt(oc), common.fmt(sc), common.fmt(_ratio(oc, sc), 2),
             common.fmt(omap), common.fmt(smap),
             common.fmt(fb), common.fmt(None if not o else fb / o, 2),
-            common.fmt(g_ours), common.fmt(g_mm), common.fmt(None if not g_mm or g_ours is None else 100 * g_ours / g_mm, 0),
+            common.fmt(g_ours), common.fmt(g_mm),
+            common.fmt(None if not g_mm or g_ours is None else 100 * g_ours / g_mm, 0),
             common.fmt(r.floor_ms), common.fmt(_ratio(r.floor_ms, s), 2),
             common.fmt(r.mem.get("ours")), common.fmt(r.mem.get("spconv")),
             "–" if r.rel_err is None else f"{r.rel_err:.1e}",
@@ -398,7 +399,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
                     functional._apply_offset(bi[s:e], w[kk], out=bo[s:e])
 
         def scatter():
-            for a, b, segs in tiles:
+            for a, _b, segs in tiles:
                 openmp_team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
                                                  out.numpy(), torch.get_num_threads())
 
@@ -447,7 +448,7 @@ def run(quick: bool, threads: Optional[List[int]] = None) -> str:
     reps = 2 if quick else 3
     thread_counts = sorted(set(threads or [common_default_threads(), 1]), reverse=True)
     # the layers of the targets first, 1 thread (spconv's reliable setting) before the default
-    order = sorted(layers(quick), key=lambda l: (l.kind != "subm", l.kernel == 5, l.channels, l.kernel))
+    order = sorted(layers(quick), key=lambda ly: (ly.kind != "subm", ly.kernel == 5, ly.channels, ly.kernel))
     cases = [(inp, layer, t) for layer in order for t in sorted(thread_counts) for inp in inputs]
     results = []
     bar = tqdm(cases, desc="engine cases", file=sys.stderr)
@@ -471,14 +472,16 @@ def run(quick: bool, threads: Optional[List[int]] = None) -> str:
         f". Times are medians of {reps} alternating rounds after one warm-up round, wall clock, ms. "
         "'fwd' = first call (kernel map built), 'cached' = map reused via indice_key, 'map' = their "
         "difference (spconv's cached call gets the indice_dict of its first output, as its next layer would; "
-        "spconv does not reuse strided-conv pairs). Inverse conv always reuses its paired conv's map. GFLOP/s are useful FLOPs "
+        "spconv does not reuse strided-conv pairs). Inverse conv always reuses its paired conv's map. "
+        "GFLOP/s are useful FLOPs "
         "2·pairs·C_in·C_out of the cached forward; 'mm' is torch.mm of the same size in the same run. "
         "'GEMM floor' is the same FLOPs at torch.mm's best in-cache rate (blocks of 4 k or 16 k rows, operands "
         "cached), and 'spconv fwd / floor' the largest speed-up over spconv that an engine whose GEMMs run at "
         "torch.mm's speed could reach even with a free kernel map, gathers and scatters (our products run in "
         "SIMD register panels at about twice torch.mm's rate on these shapes, so the bound is not ours). "
         "Peak MiB: RSS high-water-mark increase of one first call (VmHWM reset via /proc/self/clear_refs), "
-        "each engine in its own process with glibc's mmap threshold pinned at 64 KiB, default threads. Max rel. diff: max|ours−spconv|/max|spconv| at 1 thread.",
+        "each engine in its own process with glibc's mmap threshold pinned at 64 KiB, default threads. "
+        "Max rel. diff: max|ours−spconv|/max|spconv| at 1 thread.",
         "",
         results_table(results),
         "",

@@ -36,8 +36,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (SHARED_DATA, gemm_floor_ms, load_spconv, markdown_table, num_threads,  # noqa: E402
-                    time_alternating)
+from common import SHARED_DATA, gemm_floor_ms, load_spconv, markdown_table, num_threads, time_alternating  # noqa: E402
 
 from largekernel3d import data as D  # noqa: E402
 from largekernel3d.models import build_model, count_parameters  # noqa: E402
@@ -238,8 +237,8 @@ def run(quick: bool) -> str:
                  f"and costs {_ratio(train_ms[LK], train_ms[BASELINE])} the time of MinkUNet34C (3³).")
     lines.append(f"- Forward at {default_threads} thread(s): SW-LK costs "
                  f"{_ratio(forward[(LK, default_threads)], forward[(BASELINE, default_threads)])} the time of "
-                 f"MinkUNet34C (3³); our plain 7³ is {_ratio(forward[(PLAIN7, default_threads)], forward[(LK, default_threads)])} "
-                 f"slower than SW-LK.")
+                 f"MinkUNet34C (3³); our plain 7³ is "
+                 f"{_ratio(forward[(PLAIN7, default_threads)], forward[(LK, default_threads)])} slower than SW-LK.")
     return "\n".join(lines) + "\n"
 
 

@@ -51,8 +51,8 @@ def test_predict_writes_boxes_and_views(trained, tmp_path, capsys):
     assert len(jsons) == 1 and len(list(tmp_path.glob("*.png"))) == 1 and len(list(tmp_path.glob("*.html"))) == 1
     record = json.loads(jsons[0].read_text())
     assert len(record["boxes"]) == len(record["scores"]) == len(record["classes"])
-    assert all(len(b) == 7 for b in record["boxes"]) and set(record["classes"]) <= set(TINY_DET["model"]["tasks"][0]
-                                                                                          + TINY_DET["model"]["tasks"][1])
+    assert all(len(b) == 7 for b in record["boxes"])
+    assert set(record["classes"]) <= set(TINY_DET["model"]["tasks"][0] + TINY_DET["model"]["tasks"][1])
     assert "wrote 1 frame(s)" in capsys.readouterr().out
 
 
@@ -97,8 +97,8 @@ def test_every_shipped_detection_config_builds_its_detector(name):
     import torch
 
     from largekernel3d.cli.models import _default_classes
-    from largekernel3d.training.det_setup import detector_config
     from largekernel3d.models.detection import build_detector
+    from largekernel3d.training.det_setup import detector_config
     cfg = load_run_config(name, task="det")
     classes = cfg["data"]["class_names"] or _default_classes(cfg)
     with torch.device("meta"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from helpers import random_sparse_tensor
+
 from largekernel3d.models import MINKUNET_VARIANTS, SEGMENTATION_NAMES, build_model, count_parameters
 from largekernel3d.models.minkunet import MINKUNET34C_LAYERS, MINKUNET34C_PLANES
 
@@ -45,7 +45,8 @@ def conv_params(conv_type: str, k: int, cin: int, cout: int, position_encoding: 
 
 def block_params(conv_type: str, k: int, cin: int, cout: int, **kw) -> int:
     shortcut = cin * cout + 2 * cout if cin != cout else 0
-    return conv_params(conv_type, k, cin, cout, **kw) + conv_params(conv_type, k, cout, cout, **kw) + 4 * cout + shortcut
+    return (conv_params(conv_type, k, cin, cout, **kw) + conv_params(conv_type, k, cout, cout, **kw)
+            + 4 * cout + shortcut)
 
 
 def expected_params(layers, planes, kernels=(3, 3, 3, 3), types=("plain",) * 4, init=32, **kw) -> int:
@@ -134,8 +135,10 @@ def test_forward_backward_reaches_every_parameter(cfg):
 
 
 # ---- same network from spconv -------------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg", [config("minkunet14a"),
-                                 config("largekernel3d_seg", stage_conv_types="plain", stage_kernel_sizes=[5, 3, 5, 3])])
+@pytest.mark.parametrize("cfg", [
+    config("minkunet14a"),
+    config("largekernel3d_seg", stage_conv_types="plain", stage_kernel_sizes=[5, 3, 5, 3]),
+])
 def test_spconv_built_network_agrees_with_ours(cfg, one_thread):
     spconv = pytest.importorskip("spconv.pytorch")
     torch.manual_seed(0)
@@ -160,8 +163,10 @@ def test_spconv_backend_rejects_kinds_it_lacks():
 @pytest.mark.parametrize("cfg, message", [
     (config("minkunet99z"), "'name' must be one of"),
     ({"in_channels": 3, "num_classes": 2}, "'name' must be one of"),
-    (config("minkunet14a", stage_kernel_sizes=[7] * 4), r"unknown model config key\(s\) \['stage_kernel_sizes'\].*allowed"),
-    (config("largekernel3d_seg", kernel=7), r"\['kernel'\].*allowed keys: \['name', 'in_channels', 'num_classes', 'stage_kernel_sizes'"),
+    (config("minkunet14a", stage_kernel_sizes=[7] * 4),
+     r"unknown model config key\(s\) \['stage_kernel_sizes'\].*allowed"),
+    (config("largekernel3d_seg", kernel=7),
+     r"\['kernel'\].*allowed keys: \['name', 'in_channels', 'num_classes', 'stage_kernel_sizes'"),
     ({"name": "minkunet14a", "in_channels": 3}, r"lacks the key\(s\) \['num_classes'\]"),
     (config("largekernel3d_seg", stage_kernel_sizes=[7, 7, 7]), "stage_kernel_sizes must be 4"),
     (config("largekernel3d_seg", stage_kernel_sizes=7), "stage_kernel_sizes must be 4"),

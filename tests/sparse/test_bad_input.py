@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import random_sparse_tensor
 
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import SparseConvTensor
-from helpers import random_sparse_tensor
 
 
 def _indices(rows, dtype=torch.int32):
@@ -228,7 +228,8 @@ def test_inverse_conv_needs_an_indice_key():
 def test_inverse_conv_with_unknown_key():
     x = random_sparse_tensor((6, 6, 6), 3, num_sites=20, dtype=torch.float32)
     y = _down(x)
-    with pytest.raises(ValueError, match=r"indice_key='nope' is not in the input's indice_dict \(known keys: \['down'\]\)"):
+    with pytest.raises(ValueError,
+                       match=r"indice_key='nope' is not in the input's indice_dict \(known keys: \['down'\]\)"):
         lsp.SparseInverseConv3d(4, 3, 3, indice_key="nope")(y)
 
 

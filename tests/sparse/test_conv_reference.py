@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import (
+    dense_conv,
+    dense_conv_transpose,
+    dense_subm_conv,
+    gather_sites,
+    random_sparse_tensor,
+    reached_sites,
+    site_mask,
+)
 
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import SparseConvTensor
-from helpers import (dense_conv, dense_conv_transpose, dense_subm_conv, gather_sites, random_sparse_tensor,
-                     reached_sites, site_mask)
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 
@@ -37,7 +44,7 @@ def _check_grads(out_rows: torch.Tensor, ref_rows: torch.Tensor, x: SparseConvTe
     ref_grads = torch.autograd.grad((ref_rows * cot).sum(), [x_ref.features] + params)
     names = ["features"] + [n for n, _ in module.named_parameters()]
     for name, g, r in zip(names, grads, ref_grads):
-        torch.testing.assert_close(g, r, **TOL, msg=lambda m: f"grad wrt {name}: {m}")
+        torch.testing.assert_close(g, r, **TOL, msg=lambda m, name=name: f"grad wrt {name}: {m}")
 
 
 def _conv_module(ndim: int, subm: bool, transposed: bool, cin: int, cout: int, k, s, p, d, groups: int,
@@ -309,6 +316,7 @@ def test_int64_and_non_contiguous_indices(layout):
     torch.testing.assert_close(subm(y).features, dense_subm_conv(y, subm.weight, subm.bias), **TOL)
     down = lsp.SparseConv3d(3, 4, 3, 2, 1, indice_key="d").double()
     out = down(y)
-    torch.testing.assert_close(out.features, gather_sites(dense_conv(y, down.weight, down.bias, 2, 1), out.indices), **TOL)
+    torch.testing.assert_close(out.features, gather_sites(dense_conv(y, down.weight, down.bias, 2, 1), out.indices),
+                               **TOL)
     up = lsp.SparseInverseConv3d(4, 3, 3, indice_key="d").double()(out)
     assert torch.equal(up.indices.long(), idx.long())

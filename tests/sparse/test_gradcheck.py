@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import random_sparse_tensor
 
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import SparseConvTensor
-from helpers import random_sparse_tensor
-
 
 FULL = {"subm_k2_even", "regular_k2_s2_1d", "transposed_k2_s2", "max2d"}
 
@@ -72,7 +71,8 @@ def test_gradcheck_inverse_conv():
 
 
 POOLS = {"max3d": lambda: lsp.SparseMaxPool3d(2, 2), "avg3d": lambda: lsp.SparseAvgPool3d(3, 2, 1),
-         "max2d": lambda: lsp.SparseMaxPool2d(3, 1, 1), "gmax": lsp.SparseGlobalMaxPool, "gavg": lsp.SparseGlobalAvgPool}
+         "max2d": lambda: lsp.SparseMaxPool2d(3, 1, 1), "gmax": lsp.SparseGlobalMaxPool,
+         "gavg": lsp.SparseGlobalAvgPool}
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))

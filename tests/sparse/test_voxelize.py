@@ -1,5 +1,7 @@
 """voxelize / batch_sparse against a NumPy reference, property-based, plus bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -134,7 +136,7 @@ def test_bad_input():
 def test_voxelization_is_frozen():
     vox = voxelize(torch.rand(5, 3), 0.5)
     assert isinstance(vox, Voxelization)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         vox.coords = None
 
 

@@ -115,16 +115,16 @@ def efficiency_table(x: SparseConvTensor, kernels: Sequence[int] = DEFAULT_KERNE
         for k in tqdm(list(kernels), desc="efficiency (kernel sizes)", disable=not progress):
             swlk = SWLKConv3d(c_in, c_out, k)
             kmap = build_submanifold_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, k))
-            map_ms = _median_ms(lambda: build_submanifold_map(x.indices, x.spatial_shape, x.batch_size,
-                                                              ConvGeometry.create(3, k)), repeats)
+            map_ms = _median_ms(lambda k=k: build_submanifold_map(x.indices, x.spatial_shape, x.batch_size,
+                                                                  ConvGeometry.create(3, k)), repeats)
             swlk(_fresh(x))
-            swlk_ms = _median_ms(lambda: swlk(_fresh(x)), repeats)
+            swlk_ms = _median_ms(lambda swlk=swlk: swlk(_fresh(x)), repeats)
             plain = SubMConv3d(c_in, c_out, k, bias=False)
             plain_ms = None
             predicted_s = 0.0 if last_plain is None else last_plain[0] / 1000.0 * kmap.num_pairs / max(last_plain[1], 1)
             if predicted_s <= plain_budget_s:
                 plain(_fresh(x))
-                plain_ms = _median_ms(lambda: plain(_fresh(x)), repeats)
+                plain_ms = _median_ms(lambda plain=plain: plain(_fresh(x)), repeats)
                 last_plain = (plain_ms, kmap.num_pairs)
             enc = swlk.position_encoding.numel() if swlk.position_encoding is not None else 0
             rows.append(EfficiencyRow(k, _params(plain), _params(swlk), enc, kmap.num_pairs / max(kmap.num_in, 1),

@@ -873,7 +873,7 @@ def _kitchen_row(room: _Room, rng) -> bool:
 
 
 def _radiators(room: _Room, rng) -> None:
-    for wall, t0, t1, z0, z1 in room.windows:
+    for wall, t0, t1, z0, _z1 in room.windows:
         if rng.random() < 0.35 and z0 > 0.7:
             w = min(t1 - t0, rng.uniform(0.6, 1.4))
             obj = _Obj(_Parts(), w, 0.1, z0 - 0.15, "radiator")
@@ -1077,7 +1077,8 @@ def _hidden_mask(points: np.ndarray, pids: np.ndarray, solids, margin: float = 0
     return hidden
 
 
-def generate_indoor_scene(seed: int, index: int, num_points: int = 40000, name: Optional[str] = None) -> PointCloudScene:
+def generate_indoor_scene(seed: int, index: int, num_points: int = 40000,
+                          name: Optional[str] = None) -> PointCloudScene:
     """Generate scene ``index`` of the stream ``seed`` (deterministic in ``(seed, index)``).
 
     Returns a :class:`PointCloudScene` with ``num_points`` points (metres, room corner at the origin,
@@ -1179,4 +1180,5 @@ class GeneratedIndoorDataset(SegmentationDataset):
         return PointCloudScene(s.name, s.points.copy(), s.colors.copy(), s.labels.copy())
 
     def __repr__(self) -> str:
-        return f"GeneratedIndoorDataset(num_scenes={len(self)}, seed={self.seed}, points_per_scene={self.points_per_scene})"
+        return (f"GeneratedIndoorDataset(num_scenes={len(self)}, seed={self.seed}, "
+                f"points_per_scene={self.points_per_scene})")

@@ -75,7 +75,8 @@ class SemanticKITTIDataset(SegmentationDataset):
     def __init__(self, root: Union[str, Path], sequences: Optional[Sequence[Union[int, str]]] = None,
                  config_yaml: Optional[Union[str, Path]] = None) -> None:
         self.root = require_dir(Path(root), "SemanticKITTI root")
-        self.learning_map = read_learning_map(config_yaml) if config_yaml is not None else dict(SEMANTICKITTI_LEARNING_MAP)
+        self.learning_map = (read_learning_map(config_yaml) if config_yaml is not None
+                             else dict(SEMANTICKITTI_LEARNING_MAP))
         self._table = _lookup(self.learning_map)
         seq_dirs: List[Tuple[str, Path]] = []
         if (self.root / "velodyne").is_dir():

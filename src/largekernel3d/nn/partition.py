@@ -40,7 +40,8 @@ def check_kernel_size(kernel_size: IntOrSeq, ndim: int = 3, name: str = "kernel_
     Raises ``TypeError``/``ValueError`` naming ``name`` otherwise.
     """
     if isinstance(kernel_size, bool):
-        raise TypeError(f"{name} must be an odd int in [{MIN_KERNEL}, {MAX_KERNEL}] or a sequence of {ndim}, got a bool")
+        raise TypeError(f"{name} must be an odd int in [{MIN_KERNEL}, {MAX_KERNEL}] or a sequence of {ndim}, "
+                        f"got a bool")
     if isinstance(kernel_size, int):
         sizes = (kernel_size,) * ndim
     else:

@@ -630,8 +630,8 @@ def _strided_target(c, i, stride, pad, dil, transposed, size):
 
 
 @nb.njit(cache=True, nogil=True)
-def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in,
-                  fill):
+def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key,
+                  cand_in, fill):
     """Count or write, per input row and offset, the output key it reaches: regular
     ``q = (c + pad - dil * k) / stride`` (exact division only), transposed ``q = stride * c - pad + dil * k``;
     ``q`` must lie in ``out_shape``."""

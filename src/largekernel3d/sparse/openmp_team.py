@@ -115,13 +115,15 @@ def _team_body(block):
     seg = nb.carray(int64_pointer(head[7]), (2 * num_segments,))
     end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
     if head[8] == 0:
-        buf, out = nb.carray(float32_pointer(head[0]), (end, channels)), nb.carray(float32_pointer(head[2]), (rows, channels))
+        buf = nb.carray(float32_pointer(head[0]), (end, channels))
+        out = nb.carray(float32_pointer(head[2]), (rows, channels))
         if head[9] == 0:
             _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
         else:
             _team_segments(buf, nb.carray(int64_pointer(head[1]), (start + end,)), start, seg, out)
     else:
-        buf, out = nb.carray(float64_pointer(head[0]), (end, channels)), nb.carray(float64_pointer(head[2]), (rows, channels))
+        buf = nb.carray(float64_pointer(head[0]), (end, channels))
+        out = nb.carray(float64_pointer(head[2]), (rows, channels))
         if head[9] == 0:
             _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
         else:

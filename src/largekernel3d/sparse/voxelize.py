@@ -239,7 +239,8 @@ def batch_sparse(coords_list: Sequence[ArrayLike], features_list: Sequence[Array
             raise ValueError(f"cloud {b} is on {c.device}/{f.device} but features_list[0] on {feats_t[0].device}; "
                              f"move all clouds to one device")
         if c.shape[0] > 0 and int(c.min()) < 0:
-            raise ValueError(f"coords_list[{b}] has negative coordinates (min {int(c.min())}); shift them to start at 0")
+            raise ValueError(f"coords_list[{b}] has negative coordinates (min {int(c.min())}); "
+                             f"shift them to start at 0")
     device = feats_t[0].device
     batch_cols = [torch.full((c.shape[0], 1), b, dtype=torch.int64, device=device) for b, c in enumerate(coords_t)]
     coords_cat = torch.cat([c.to(device=device, dtype=torch.int64) for c in coords_t], dim=0)

@@ -138,7 +138,7 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
     """SGD (momentum, Nesterov off) or AdamW from ``cfg["train"]``; no weight decay on norms and biases."""
     t = cfg["train"]
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": float(t["weight_decay"])},
