@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from helpers import random_sparse_tensor, torch_threads
 

@@ -12,7 +12,7 @@ from largekernel3d.nn import SWLKConv3d
 from largekernel3d.nn.convert import (export_plain, fuse_bn, fuse_dilated, grouped_from_plain, load_official_v1,
                                       load_official_v2, plain_from_grouped, swlk_from_plain, to_krsc, to_submconv)
 from largekernel3d.nn.partition import SpatialPartition
-from largekernel3d.sparse import SparseConvTensor, SubMConv3d
+from largekernel3d.sparse import SubMConv3d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,8 +15,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .io import (check_shape, colors_to_unit, load_bin, load_label_npy, load_npy, load_pth, read_ply_vertices, require_dir,
-                 scannet_scene_name, select_scenes)
+from .io import (check_shape, colors_to_unit, load_bin, load_label_npy, load_npy, load_pth, read_ply_vertices,
+                 require_dir, scannet_scene_name, select_scenes)
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
 SCANNET20_CLASSES: Tuple[str, ...] = (
