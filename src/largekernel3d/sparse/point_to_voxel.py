@@ -129,7 +129,8 @@ class VoxelizedPoints:
         return self.num_occupied - self.num_voxels
 
 
-def _positive_int(value: object, name: str) -> int:
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an int after checking it is an integer ``>= 1`` (``TypeError`` / ``ValueError`` naming ``name``)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a positive int, got {value!r}")
     if value < 1:
@@ -233,8 +234,8 @@ def points_to_voxels(points: Union[Tensor, np.ndarray], grid: VoxelGrid, max_poi
     if not isinstance(grid, VoxelGrid):
         raise TypeError(f"grid must be a VoxelGrid, got {type(grid).__name__}")
     pts = _check_points(points, 3)
-    max_points = _positive_int(max_points_per_voxel, "max_points_per_voxel")
-    max_vox = _positive_int(max_voxels, "max_voxels")
+    max_points = positive_int(max_points_per_voxel, "max_points_per_voxel")
+    max_vox = positive_int(max_voxels, "max_voxels")
     return _hard_voxelize(pts, grid.point_cloud_range[:3], grid.voxel_size, grid.grid_size, max_points, max_vox,
                           bool(empty_mean))
 
@@ -289,11 +290,11 @@ class PointToVoxel:
             raise ValueError(f"the grid of {cells} voxels is too large for int64 voxel keys; use larger voxels")
         self.ndim = ndim
         self.device = torch.device(device)
-        self.num_point_features = _positive_int(num_point_features, "num_point_features")
+        self.num_point_features = positive_int(num_point_features, "num_point_features")
         if self.num_point_features < ndim:
             raise ValueError(f"num_point_features ({num_point_features}) must cover the {ndim} coordinates")
-        self.max_num_voxels = _positive_int(max_num_voxels, "max_num_voxels")
-        self.max_num_points_per_voxel = _positive_int(max_num_points_per_voxel, "max_num_points_per_voxel")
+        self.max_num_voxels = positive_int(max_num_voxels, "max_num_voxels")
+        self.max_num_points_per_voxel = positive_int(max_num_points_per_voxel, "max_num_points_per_voxel")
         self._lower = [float(v) for v in lo32]
         self._vsize = [float(v) for v in v32]
         self._cells = cells
@@ -332,4 +333,4 @@ class PointToVoxel:
                 f"max_num_voxels={self.max_num_voxels}, max_num_points_per_voxel={self.max_num_points_per_voxel})")
 
 
-__all__ = ["VoxelGrid", "VoxelizedPoints", "points_to_voxels", "PointToVoxel"]
+__all__ = ["positive_int", "VoxelGrid", "VoxelizedPoints", "points_to_voxels", "PointToVoxel"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels
+from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels, positive_int
 from .augment import boxes_in_range_mask
 from .frame import LidarFrame
 
@@ -56,14 +56,6 @@ class DetectionSample:
     @property
     def num_voxels(self) -> int:
         return int(self.coords.shape[0])
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def select_point_columns(frame: LidarFrame, point_features: Sequence[str]) -> np.ndarray:
@@ -110,8 +102,8 @@ def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[
         raise TypeError(f"grid must be a VoxelGrid, got {type(grid).__name__}")
     names = tuple(point_features) if not isinstance(point_features, str) else (point_features,)
     points = select_point_columns(frame, names)
-    vox = points_to_voxels(torch.from_numpy(points), grid, _positive_int(max_points_per_voxel, "max_points_per_voxel"),
-                           _positive_int(max_voxels, "max_voxels"))
+    vox = points_to_voxels(torch.from_numpy(points), grid, positive_int(max_points_per_voxel, "max_points_per_voxel"),
+                           positive_int(max_voxels, "max_voxels"))
     boxes, labels = frame.boxes, frame.labels
     if remove_outside_boxes and len(boxes):
         keep = boxes_in_range_mask(boxes, grid.point_cloud_range, use_z=True)
