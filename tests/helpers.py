@@ -12,6 +12,8 @@ Conventions (see ``largekernel3d.sparse.conv``): weights are ``[C_out, *kernel, 
 from __future__ import annotations
 
 import contextlib
+import socket
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -192,3 +194,22 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def optional_spconv():
+    """``spconv.pytorch`` when it imports (its build helper's deprecation warning silenced), else ``None``: the
+    comparison tests skip without it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import spconv.pytorch as spconv_pytorch
+    except ImportError:
+        return None
+    return spconv_pytorch
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for gloo process groups in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

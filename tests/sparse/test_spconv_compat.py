@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -17,14 +16,9 @@ from torch import nn
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import SparseConvTensor, convert_spconv21_weight, load_spconv_state_dict
 from largekernel3d.sparse.spconv_compat import convert_spconv_state_dict
-from helpers import dense_subm_conv, kitti_sparse_tensor, random_sparse_tensor
+from helpers import dense_subm_conv, kitti_sparse_tensor, optional_spconv, random_sparse_tensor
 
-try:
-    with warnings.catch_warnings():  # spconv's build helper warns about a deprecated locale call on import
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import spconv.pytorch as spconv
-except ImportError:  # the comparison tests skip; the spconv-free tests below still run
-    spconv = None
+spconv = optional_spconv()
 
 needs_spconv = pytest.mark.skipif(spconv is None, reason="spconv is not importable")
 # spconv's own deprecation noise (its dense()), not ours

@@ -1,18 +1,11 @@
 """Detection training with 2 CPU processes (gloo, what torchrun launches): bit-identical weights on both ranks,
 disjoint frames per rank, and one validation score from the predictions gathered over the ranks."""
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port
 
 
 def _worker(rank, world, port, out_dir, results_dir):
@@ -40,7 +33,7 @@ def _worker(rank, world, port, out_dir, results_dir):
 def test_two_gloo_processes_train_a_detector_to_identical_weights(tmp_path):
     out, res = tmp_path / "run", tmp_path / "res"
     res.mkdir()
-    mp.spawn(_worker, args=(2, _free_port(), str(out), str(res)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out), str(res)), nprocs=2, join=True)
     r0 = torch.load(res / "rank0.pt", weights_only=False)
     r1 = torch.load(res / "rank1.pt", weights_only=False)
     for k in r0["state"]:

@@ -3,18 +3,11 @@
 Both ranks must end with bit-identical weights (DDP averages the gradients), see different scenes, and
 agree on the validation score (confusion matrices are summed over ranks)."""
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port
 
 
 def _worker(rank, world, port, out_dir, results_dir):
@@ -41,7 +34,7 @@ def _worker(rank, world, port, out_dir, results_dir):
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     out, res = tmp_path / "run", tmp_path / "res"
     res.mkdir()
-    mp.spawn(_worker, args=(2, _free_port(), str(out), str(res)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out), str(res)), nprocs=2, join=True)
     r0 = torch.load(res / "rank0.pt", weights_only=False)
     r1 = torch.load(res / "rank1.pt", weights_only=False)
     assert r0["state"].keys() == r1["state"].keys()

@@ -8,12 +8,12 @@ effect on their output) while every BatchNorm stays in eval mode with the loaded
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import optional_spconv
 
 import largekernel3d.sparse as lsp
 from largekernel3d.models.detection.backbone3d import (
@@ -26,12 +26,7 @@ from largekernel3d.models.detection.backbone3d import (
 )
 from largekernel3d.nn import SWLKConv3d
 
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import spconv.pytorch as spconv
-except ImportError:
-    spconv = None
+spconv = optional_spconv()
 
 needs_spconv = pytest.mark.skipif(spconv is None, reason="spconv is not importable")
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")

@@ -11,13 +11,14 @@ summed) with the checkpoint loaded under its own key names, run on a real KITTI 
 from __future__ import annotations
 
 import itertools
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+from helpers import optional_spconv
 
 import largekernel3d.sparse as lsp
 from largekernel3d.models.detection.backbone3d import (
@@ -31,12 +32,7 @@ from largekernel3d.models.detection.official_det import (
     load_openpcdet_largekernel3d,
 )
 
-try:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import spconv.pytorch as spconv
-except ImportError:
-    spconv = None
+spconv = optional_spconv()
 
 needs_spconv = pytest.mark.skipif(spconv is None, reason="spconv is not importable")
 pytestmark = pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")
