@@ -121,3 +121,13 @@ def test_frame_split_explicit_and_temporal(tmp_path):
         _split(frames, dict(cfg["data"], val_frames=["nope"]))
     sub = FrameSubset(frames, [3, 1])
     assert sub[0].name == names[3] and np.array_equal(sub[1].points, frames[1].points)
+
+
+def test_the_default_configuration_builds_a_detector(tmp_path):
+    from largekernel3d.training import det_setup
+    from largekernel3d.training.config import build_config
+    from largekernel3d.training.det_config import DET_SCHEMA
+    cfg = build_config({"output_dir": str(tmp_path)}, schema=DET_SCHEMA)
+    with torch.device("meta"):
+        model = det_setup.build_network(cfg, ["Car", "Truck", "Pedestrian", "Cyclist"])
+    assert model.class_names == ("Car", "Truck", "Pedestrian", "Cyclist")

@@ -114,8 +114,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     n = len(view) if args.limit is None else min(args.limit, len(view))
     out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "predictions"
     predictions = predict_frames(model, view, device, range(n))
+    position = {name: i for i, name in enumerate(view.frame_names)}
     for p in predictions:
-        write_frame_outputs(p, view.frame(view.frame_names.index(p.name)), payload["class_names"], out,
+        write_frame_outputs(p, view.frame(position[p.name]), payload["class_names"], out,
                             cfg["data"]["point_cloud_range"], args.score_threshold, views=not args.no_views)
     counts = [int((p.scores >= args.score_threshold).sum()) for p in predictions]
     print(f"wrote {len(predictions)} frame(s) to {out}: {sum(counts)} boxes with score >= {args.score_threshold} "

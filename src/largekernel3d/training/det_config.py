@@ -33,7 +33,7 @@ DET_DEFAULTS: Dict[str, Any] = {
         "cache_frames": False,               # keep loaded frames in memory (small or generated datasets)
         "sweeps": 1,                         # nuScenes: LiDAR sweeps merged per key frame
         "point_cloud_range": [-40.0, -40.0, -3.0, 40.0, 40.0, 1.0],   # x_min y_min z_min x_max y_max z_max (m)
-        "voxel_size": [0.1, 0.1, 0.2],       # metres (x, y, z)
+        "voxel_size": [0.1, 0.1, 0.1],       # metres (x, y, z): 800 x 800 x 40 voxels, z 41 -> 2 in the backbone
         "point_features": ["x", "y", "z", "intensity"],
         "max_points_per_voxel": 10,
         "max_voxels_train": 60000,

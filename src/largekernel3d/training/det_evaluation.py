@@ -213,7 +213,8 @@ def evaluate_detection(model: nn.Module, view, class_names: Sequence[str], cfg: 
     n = len(view) if e["max_frames"] is None else min(int(e["max_frames"]), len(view))
     mine = list(range(ctx.rank, n, ctx.world_size))
     preds = predict_frames(model, view, ctx.device, mine, int(e["batch_size"]), progress and ctx.is_main, desc)
-    preds = sorted(_gather(preds, ctx), key=lambda p: view.frame_names.index(p.name))
+    order = {name: i for i, name in enumerate(view.frame_names)}
+    preds = sorted(_gather(preds, ctx), key=lambda p: order[p.name])
     metric = resolve_metric(str(e["metric"]), str(cfg["data"]["dataset"]))
     return score_predictions(preds, class_names, metric, e)
 
