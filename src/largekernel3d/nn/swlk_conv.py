@@ -34,6 +34,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..sparse.compile_support import eager_under_compile
 from ..sparse.conv import SubMConv3d, get_or_build_map
 from ..sparse.geometry import ConvGeometry
 from ..sparse.group_aggregate import group_conv
@@ -168,6 +169,7 @@ class SWLKConv3d(SparseModule):
                                  f"{shape} ([groups, C_in, C_out] weight, [k^3, C_in] encoding); convert full-kernel "
                                  f"weights with swlk_from_plain / load_official_v1 / load_official_v2")
 
+    @eager_under_compile
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         name = type(self).__name__
         check_sparse_input(x, name, self.in_channels, 3)

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .compile_support import eager_under_compile
 from .functional import sparse_conv
 from .geometry import ConvGeometry, IntOrSeq
 from .kernel_map import (
@@ -237,6 +238,7 @@ class SparseConvolution(SparseModule):
             raise ValueError(f"{name}.bias must have shape ({self.out_channels},), got "
                              f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
 
+    @eager_under_compile
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         name = type(self).__name__
         check_sparse_input(x, name, self.in_channels, self.ndim)

@@ -8,6 +8,7 @@ from typing import List, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from .compile_support import refuse_script
 from .coords import decode, encode
 from .kernel_map import same_sites
 from .tensor import SparseConvTensor
@@ -20,6 +21,9 @@ class SparseModule(nn.Module):
     def __init__(self, name: Union[str, None] = None) -> None:
         super().__init__()
         self.name = name
+
+    def __prepare_scriptable__(self):
+        refuse_script(type(self).__name__)
 
 
 def _is_sparse_module(module: nn.Module) -> bool:

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .compile_support import eager_under_compile
 from .conv import get_or_build_map
 from .geometry import ConvGeometry, IntOrSeq
 from .kernel_map import REGULAR, SUBMANIFOLD, KernelMap
@@ -48,6 +49,7 @@ class _SparsePool(SparseModule):
         g = self.geometry
         return f"kernel_size={g.kernel_size}, stride={g.stride}, padding={g.padding}, dilation={g.dilation}"
 
+    @eager_under_compile
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         check_sparse_input(x, type(self).__name__, ndim=self.ndim)
         kmap = get_or_build_map(x, SUBMANIFOLD if self.subm else REGULAR, self.geometry, self.indice_key)
@@ -119,6 +121,7 @@ def global_pool(x: SparseConvTensor, reduce: str) -> Tensor:
 class SparseGlobalMaxPool(SparseModule):
     """Per batch element max over all sites: ``[B, C]`` dense output."""
 
+    @eager_under_compile
     def forward(self, x: SparseConvTensor) -> Tensor:
         check_sparse_input(x, type(self).__name__)
         return global_pool(x, "max")
@@ -127,6 +130,7 @@ class SparseGlobalMaxPool(SparseModule):
 class SparseGlobalAvgPool(SparseModule):
     """Per batch element mean over all sites: ``[B, C]`` dense output."""
 
+    @eager_under_compile
     def forward(self, x: SparseConvTensor) -> Tensor:
         check_sparse_input(x, type(self).__name__)
         return global_pool(x, "mean")
