@@ -12,6 +12,9 @@ from helpers import random_sparse_tensor
 import largekernel3d.sparse as lsp
 from largekernel3d.nn import SWLKConv3d
 
+# torch.jit itself warns that it is deprecated (also while torch.compile inspects modules)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+
 
 def _network():
     torch.manual_seed(0)
@@ -49,7 +52,6 @@ def test_compiled_network_in_eval_mode():
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch.jit.script itself is deprecated
 @pytest.mark.parametrize("module, name", [(lsp.SubMConv3d(4, 8, 3), "SubMConv3d"), (SWLKConv3d(4, 4, 5), "SWLKConv3d"),
                                           (lsp.SparseSequential(lsp.SubMConv3d(4, 8, 3), torch.nn.ReLU()),
                                            "SparseSequential")])
