@@ -47,7 +47,7 @@ from largekernel3d.data.detection.classes import KITTI_CLASSES
 from largekernel3d.data.detection.kitti import DIFFICULTY_THRESHOLDS, kitti_difficulty, project_boxes_to_image
 
 from .curves import PrecisionRecallCurve, sampled_ap
-from .matching import FP, IGNORED, MatchResult, greedy_match, match_problem
+from .matching import FP, IGNORED, MatchResult, greedy_match, match_problem, name_list
 from .report import csv_table, markdown_table
 
 KITTI_DIFFICULTIES: Tuple[str, ...] = ("easy", "moderate", "hard")
@@ -73,15 +73,6 @@ def _boxes7(value, what: str) -> np.ndarray:
     return boxes
 
 
-def _names(values, count: int, what: str) -> Tuple[str, ...]:
-    if isinstance(values, str):
-        raise TypeError(f"{what} must be a sequence of strings, not one string")
-    names = tuple(str(v) for v in values)
-    if len(names) != count:
-        raise ValueError(f"{what} must have {count} entries, got {len(names)}")
-    return names
-
-
 @dataclass
 class KittiGroundTruth:
     """The labels of one frame in the LiDAR frame.
@@ -101,7 +92,7 @@ class KittiGroundTruth:
     def __post_init__(self) -> None:
         self.boxes = _boxes7(self.boxes, "ground-truth boxes")
         n = self.boxes.shape[0]
-        self.names = _names(self.names, n, "ground-truth names")
+        self.names = name_list(self.names, n, "ground-truth names")
         difficulty = np.asarray(self.difficulty).reshape(-1)
         if difficulty.size and not np.issubdtype(difficulty.dtype, np.integer):
             raise TypeError(f"difficulty must be integers (0, 1, 2 or -1), got {difficulty.dtype}")
@@ -148,7 +139,7 @@ class KittiDetections:
     def __post_init__(self) -> None:
         self.boxes = _boxes7(self.boxes, "detection boxes")
         n = self.boxes.shape[0]
-        self.names = _names(self.names, n, "detection names")
+        self.names = name_list(self.names, n, "detection names")
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         if self.scores.shape != (n,) or not np.isfinite(self.scores).all():
             raise ValueError(f"scores must be [{n}] finite numbers, got shape {self.scores.shape}")

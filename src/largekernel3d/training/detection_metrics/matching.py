@@ -24,13 +24,26 @@ The loop runs in a compiled numba kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numba as nb
 import numpy as np
 
 TP, FP, IGNORED = 1, 0, -1
 """Prediction outcomes in :attr:`MatchResult.status`."""
+
+
+def name_list(values: Optional[Sequence[str]], count: int, what: str) -> Optional[Tuple[str, ...]]:
+    """``values`` as a tuple of ``count`` strings (``None`` stays ``None``); ``TypeError`` for a single string,
+    ``ValueError`` naming ``what`` for another length."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise TypeError(f"{what} must be a sequence of strings, not one string")
+    names = tuple(str(v) for v in values)
+    if len(names) != count:
+        raise ValueError(f"{what} must have {count} entries (one per box), got {len(names)}")
+    return names
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
@@ -201,4 +214,5 @@ def greedy_match(problem: MatchProblem, threshold: float) -> MatchResult:
     return MatchResult(order=order, status=status, matched_gt=matched, num_gt=problem.num_counted_gt)
 
 
-__all__ = ["TP", "FP", "IGNORED", "score_order", "MatchProblem", "match_problem", "MatchResult", "greedy_match"]
+__all__ = ["TP", "FP", "IGNORED", "name_list", "score_order", "MatchProblem", "match_problem", "MatchResult",
+           "greedy_match"]

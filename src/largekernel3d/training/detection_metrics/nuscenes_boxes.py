@@ -24,16 +24,7 @@ import numpy as np
 
 from largekernel3d.data.detection.poses import make_pose, quaternion_to_matrix, transform_points
 
-
-def _as_names(values: Optional[Sequence[str]], count: int, what: str) -> Optional[Tuple[str, ...]]:
-    if values is None:
-        return None
-    if isinstance(values, str):
-        raise TypeError(f"{what} must be a sequence of strings, not one string")
-    names = tuple(str(v) for v in values)
-    if len(names) != count:
-        raise ValueError(f"{what} must have {count} entries (one per box), got {len(names)}")
-    return names
+from .matching import name_list
 
 
 @dataclass
@@ -69,8 +60,8 @@ class NuScenesBoxes:
             raise ValueError("box sizes dx, dy, dz must be positive")
         self.boxes = boxes
         n = boxes.shape[0]
-        self.names = _as_names(self.names, n, "names")
-        self.attributes = _as_names(self.attributes, n, "attributes")
+        self.names = name_list(self.names, n, "names")
+        self.attributes = name_list(self.attributes, n, "attributes")
         if self.scores is not None:
             scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
             if scores.shape != (n,):
