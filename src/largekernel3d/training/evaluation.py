@@ -28,8 +28,11 @@ class EvalResult:
     point: SegmentationScores
 
     def summary(self) -> str:
-        return (f"voxel mIoU {100 * self.voxel.miou:.1f} acc {100 * self.voxel.accuracy:.1f} | "
-                f"point mIoU {100 * self.point.miou:.1f} acc {100 * self.point.accuracy:.1f}")
+        """One log line: ``mIoU`` is the mean over classes with a non-empty union, ``in GT`` the mean over
+        the classes present in the ground truth (:mod:`.metrics`)."""
+        return (f"voxel mIoU {100 * self.voxel.miou:.1f} (in GT {100 * self.voxel.miou_present_classes:.1f}) "
+                f"acc {100 * self.voxel.accuracy:.1f} | point mIoU {100 * self.point.miou:.1f} "
+                f"(in GT {100 * self.point.miou_present_classes:.1f}) acc {100 * self.point.accuracy:.1f}")
 
 
 @dataclass(frozen=True)

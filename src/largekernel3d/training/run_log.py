@@ -15,7 +15,10 @@ from typing import Any, Mapping, Optional
 from tqdm import tqdm
 
 CSV_FIELDS = ("time", "epoch", "step", "phase", "lr", "loss", "accuracy", "miou", "point_miou", "seconds",
-              "cpu_seconds", "score", "metric")
+              "cpu_seconds", "score", "metric", "miou_present", "point_miou_present")
+"""``miou`` / ``point_miou``: mean IoU over classes with a non-empty union (voxels / points);
+``miou_present`` / ``point_miou_present``: over the classes present in the ground truth
+(:mod:`largekernel3d.training.metrics`)."""
 
 
 class RunLogger:
@@ -34,8 +37,12 @@ class RunLogger:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.folder / "metrics.csv"
         new = not self.csv_path.exists()
+        fields = CSV_FIELDS
+        if not new:  # a resumed run appends under the header the file already has (columns added later are dropped)
+            with self.csv_path.open(newline="") as f:
+                fields = tuple(next(csv.reader(f), ())) or CSV_FIELDS
         self._csv_file = self.csv_path.open("a", newline="")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=fields, extrasaction="ignore")
         if new:
             self._csv.writeheader()
             self._csv_file.flush()

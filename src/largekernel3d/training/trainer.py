@@ -75,9 +75,13 @@ class SegmentationTrainer(EpochTrainer):
                           progress=bool(t["progress"]), desc=f"val {epoch + 1}")
         return Validation(score=result.point.miou,
                           record={"val_miou": result.point.miou, "val_accuracy": result.point.accuracy,
-                                  "val_voxel_miou": result.voxel.miou},
+                                  "val_voxel_miou": result.voxel.miou,
+                                  "val_miou_present": result.point.miou_present_classes,
+                                  "val_voxel_miou_present": result.voxel.miou_present_classes},
                           log_values={"miou": result.voxel.miou, "accuracy": result.voxel.accuracy,
-                                      "point_miou": result.point.miou},
+                                      "point_miou": result.point.miou,
+                                      "miou_present": result.voxel.miou_present_classes,
+                                      "point_miou_present": result.point.miou_present_classes},
                           summary=result.summary(), result=result)
 
     def write_tables(self, result: EvalResult) -> None:
