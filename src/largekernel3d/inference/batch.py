@@ -11,7 +11,7 @@ from tqdm import tqdm
 from .detection import DetectionPredictor
 from .outputs import find_kitti_calibration, write_det_outputs, write_seg_outputs
 from .predictor import predict_cloud
-from .segmentation import SegmentationPredictor
+from .segmentation import SegmentationPredictor, SegPrediction
 
 
 @dataclass
@@ -30,7 +30,8 @@ class FileSummary:
 
 def unique_stems(paths: Sequence[Path]) -> List[str]:
     """Output stems: the file name without point-cloud extensions, ``_2``, ``_3`` ... appended on clashes."""
-    stems, seen = [], {}
+    stems: List[str] = []
+    seen: Dict[str, int] = {}
     for p in paths:
         name = p.name
         for ext in (".pcd.bin", ".ply", ".pcd", ".las", ".laz", ".bin", ".npy", ".npz", ".txt", ".csv", ".xyz",
@@ -56,12 +57,13 @@ def predict_files(predictor: Union[SegmentationPredictor, DetectionPredictor], p
         if verbose:
             tqdm.write(cloud.describe())
         prediction = predict_cloud(predictor, cloud, intensity_scale)
-        if isinstance(predictor, SegmentationPredictor):
+        if isinstance(prediction, SegPrediction):
             written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
             rows.append(FileSummary(Path(path), cloud.num_points, prediction.num_voxels,
                                     prediction.num_tiles * prediction.num_passes, prediction.seconds,
                                     prediction.histogram(), written))
         else:
+            assert isinstance(predictor, DetectionPredictor)
             written = write_det_outputs(out, stem, cloud.points, prediction, score_threshold, views,
                                         find_kitti_calibration(path), source=str(path),
                                         point_cloud_range=None if predictor.windows else predictor.range.tolist())

@@ -17,11 +17,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union, cast
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..models.detection.centerpoint import CenterPoint
 
 
 @dataclass
@@ -75,10 +78,10 @@ class DetectionPredictor:
         if not (isinstance(overlap, (int, float)) and np.isfinite(overlap) and overlap >= 0):
             raise ValueError(f"overlap must be non-negative metres, got {overlap!r}")
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
-        self.model = model.to(self.device).eval()
-        self.class_names = [str(c) for c in model.class_names]
-        self.point_features = tuple(model.point_features)
-        self.range = np.asarray(model.grid.point_cloud_range, dtype=np.float64).reshape(6)
+        self.model = cast("CenterPoint", model.to(self.device).eval())
+        self.class_names = [str(c) for c in self.model.class_names]
+        self.point_features = tuple(self.model.point_features)
+        self.range = np.asarray(self.model.grid.point_cloud_range, dtype=np.float64).reshape(6)
         self.windows = bool(windows)
         self.overlap = float(overlap)
         size = self.range[3:5] - self.range[:2]

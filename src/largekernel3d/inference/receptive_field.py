@@ -35,11 +35,12 @@ def conv_radius(module: nn.Module) -> int:
         own = max(int(dd) * (int(kk) // 2) for kk, dd in zip(ks, ds))
         children = [conv_radius(c) for c in module.children()]
         return max([own, *children])                      # parallel branches of one layer
-    return sum(conv_radius(c) for c in module.children())  # a sequence of layers (depth-wise, point-wise)
+    return sum((conv_radius(c) for c in module.children()), 0)  # a sequence of layers (depth-wise, point-wise)
 
 
 def _stage_radius(stage: nn.Module) -> int:
-    return sum(conv_radius(block.conv1) + conv_radius(block.conv2) for block in stage)
+    return sum(conv_radius(block.get_submodule("conv1")) + conv_radius(block.get_submodule("conv2"))
+               for block in stage.children())
 
 
 def unet_radii(model: nn.Module) -> Tuple[int, List[int], List[int]]:
@@ -49,8 +50,9 @@ def unet_radii(model: nn.Module) -> Tuple[int, List[int], List[int]]:
         if not hasattr(model, name):
             raise TypeError(f"receptive_field_radius needs a MinkUNet-style network (stem / down / encoder / up / "
                             f"decoder), got {type(model).__name__} without {name!r}")
-    return (conv_radius(model.stem.conv), [_stage_radius(s) for s in model.encoder],
-            [_stage_radius(s) for s in model.decoder])
+    return (conv_radius(model.get_submodule("stem.conv")),
+            [_stage_radius(s) for s in model.get_submodule("encoder").children()],
+            [_stage_radius(s) for s in model.get_submodule("decoder").children()])
 
 
 def receptive_field_radius(model: nn.Module) -> int:

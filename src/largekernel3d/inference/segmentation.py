@@ -194,6 +194,7 @@ class SegmentationPredictor:
                                  f"divide 8-bit colours by 255")
         local = pts - pts.min(axis=0)
         vox = voxelize(torch.from_numpy(local), self.voxel_size, features=torch.from_numpy(rgb))
+        assert vox.features is not None  # voxelize was given features
         feats = (vox.features - 0.5).to(torch.float32)
         return vox.coords.numpy().astype(np.int64), feats, vox.point_to_voxel.numpy()
 
@@ -210,12 +211,15 @@ class SegmentationPredictor:
         """
         start = time.perf_counter()
         coords, feats, p2v = self.voxelize(points, features)
-        total = None
+        if not self.transforms:
+            raise ValueError("the predictor has no transforms; pass at least the identity")
+        total: Optional[torch.Tensor] = None
         tiles = 1
         for matrix in self.transforms:
             logits, tiles = self.voxel_logits(transform_coords(coords, matrix), feats)
             total = logits if total is None else total + logits
-        total /= len(self.transforms)
+        assert total is not None
+        total = total / len(self.transforms)
         voxel_labels = total.argmax(dim=1).numpy().astype(np.int64)
         return SegPrediction(labels=voxel_labels[p2v], voxel_labels=voxel_labels, voxel_logits=total.numpy(),
                              point_to_voxel=p2v.astype(np.int64), class_names=list(self.class_names),

@@ -49,7 +49,8 @@ import torch
 from torch import Tensor, nn
 
 from largekernel3d.nn import SWLKConv3d, load_official_v1, load_official_v2
-from largekernel3d.nn.convert import DEVIATION_TOLERANCE, linear_from_pointwise, relative_grouping_deviation, to_krsc
+from largekernel3d.nn.convert import (DEVIATION_TOLERANCE, conv_weight_to_krsc, linear_from_pointwise,
+                                      relative_grouping_deviation, to_krsc)
 
 from .blocks import SiteLinear
 from .detection.official_det import (
@@ -290,9 +291,7 @@ def _plan_module(plan: ConversionPlan, path: str, module: nn.Module, layout: str
                 raise ValueError(f"checkpoint has a spatial-group conv at {src!r} but our {path!r} is a plain conv")
             plan.missing.append(f"{path}.weight")
             return
-        k = tuple(module.kernel_size)
-        c_in, c_out = module.in_channels, module.out_channels
-        plan.put(f"{path}.weight", to_krsc(weight, layout, k, c_in, c_out, key), key)
+        plan.put(f"{path}.weight", conv_weight_to_krsc(weight, layout, module, key), key)
 
 
 def _is_conv(module: nn.Module) -> bool:
@@ -316,7 +315,7 @@ def _warn_deviation(deviation: Mapping[str, float], tolerance: Optional[float]) 
         return
     over = {p: d for p, d in deviation.items() if d > tolerance}
     if over:
-        worst = max(over, key=over.get)
+        worst = max(over, key=lambda p: over[p])
         warnings.warn(f"{len(over)} V1 spatial-group layers were saved with ungrouped k^3 weights (relative deviation "
                       f"from their group means up to {over[worst]:.3g} at {worst}, tolerance {tolerance:g}); they "
                       f"were averaged over the groups. The official evaluation used the ungrouped weights, so "
@@ -462,6 +461,7 @@ def convert_official_checkpoint(path_or_state_dict: Union[str, Path, Mapping], t
         arch = detect_official_seg(state)
         config = arch.model_config(down_padding=down_padding, dilated_dilation=dilated_dilation)
         model = build_model(config, backend=backend)
+        assert isinstance(model, LargeKernel3DSeg), type(model)
         report = load_official_seg(model, state, strict=strict, layout=layout, dilation=dilated_dilation,
                                    deviation_tolerance=deviation_tolerance)
         return OfficialConversion("seg", model.eval(), config, report)

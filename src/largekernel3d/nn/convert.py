@@ -184,7 +184,7 @@ def swlk_from_plain(conv: SubMConv3d, partition: str = "center1", indice_key: Op
                        indice_key=indice_key).to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(grouped_from_plain(conv.weight, layer.partition))
-        if conv.bias is not None:
+        if conv.bias is not None and layer.bias is not None:
             layer.bias.copy_(conv.bias)
     return layer
 
@@ -195,7 +195,7 @@ ConvWithBN = Union[SWLKConv3d, SubMConv3d]
 def fuse_bn(conv: ConvWithBN, bn: nn.BatchNorm1d) -> ConvWithBN:
     """A copy of ``conv`` (SW-LK or any sparse conv with spconv weight layout) with the eval-mode
     ``bn`` that follows it folded in: ``W' = W s``, ``b' = (b - mu) s + beta``, ``s = gamma / sqrt(var + eps)``."""
-    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None:
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None or bn.running_var is None:
         raise TypeError(f"bn must be a BatchNorm with running statistics, got {type(bn).__name__}")
     c_out = conv.out_channels
     if bn.num_features != c_out:
@@ -266,6 +266,14 @@ def to_krsc(weight: Tensor, layout: str, kernel_size: Sequence[int], c_in: int, 
     return convert_spconv21_weight(weight, layout)
 
 
+def conv_weight_to_krsc(weight: Tensor, layout: str, conv: nn.Module, name: str) -> Tensor:
+    """:func:`to_krsc` for the weight of ``conv``, a sparse conv of ours or of spconv (its ``kernel_size``,
+    ``in_channels`` and ``out_channels`` give the expected shape)."""
+    kernel_size = tuple(int(v) for v in conv.kernel_size)  # type: ignore[union-attr]
+    c_in, c_out = int(conv.in_channels), int(conv.out_channels)  # type: ignore[arg-type]
+    return to_krsc(weight, layout, kernel_size, c_in, c_out, name)
+
+
 def linear_from_pointwise(weight: Tensor, c_in: int, c_out: int, name: str) -> Tensor:
     """``[C_out, C_in]`` (an ``nn.Linear`` weight) from a stored spconv ``1³`` conv weight.
 
@@ -293,7 +301,9 @@ def _summed_bias(layer: SWLKConv3d, biases: Sequence[Tensor], prefix: str) -> Op
     """The layer's new bias (sum of the checkpoint's biases), validated; ``None``: no bias in the checkpoint."""
     if not biases:
         return None
-    total = sum(b.to(layer.weight.dtype) for b in biases)
+    total = biases[0].to(layer.weight.dtype)
+    for b in biases[1:]:
+        total = total + b.to(layer.weight.dtype)
     if total.shape != (layer.out_channels,):
         raise ValueError(f"bias under prefix {prefix!r} has shape {tuple(total.shape)}, the layer out_channels="
                          f"{layer.out_channels}")
@@ -399,16 +409,17 @@ def load_official_v2(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix
         raise ValueError(f"checkpoint {'has' if has_enc else 'has no'} {e_key!r} but the layer was built with "
                          f"position_encoding={layer.position_encoding is not None}")
     enc = state_dict[e_key] if has_enc else None
-    if enc is not None and tuple(enc.shape) != tuple(layer.position_encoding.shape):
+    target = layer.position_encoding
+    if enc is not None and target is not None and tuple(enc.shape) != tuple(target.shape):
         raise ValueError(f"{e_key} has shape {tuple(enc.shape)} but the layer needs "
-                         f"{tuple(layer.position_encoding.shape)} (k^3 x C_in for kernel_size="
+                         f"{tuple(target.shape)} (k^3 x C_in for kernel_size="
                          f"{layer.kernel_size}, in_channels={layer.in_channels})")
     bias_key = f"{prefix}block.bias"
     bias = _summed_bias(layer, [state_dict[bias_key]] if bias_key in state_dict else [], prefix)
     with torch.no_grad():
         layer.weight.copy_(grouped.reshape(layer.out_channels, 27, layer.in_channels).permute(1, 2, 0))
-        if enc is not None:
-            layer.position_encoding.copy_(enc)
+        if enc is not None and target is not None:
+            target.copy_(enc)
         _write_bias(layer, bias)
 
 

@@ -90,6 +90,10 @@ class SWLKConv3d(SparseModule):
     (optional), ``dilated.weight`` (optional, spconv layout ``[C_out, 3, 3, 3, C_in]``).
     """
 
+    group_index: Tensor  # [K] group of each kernel offset (a non-persistent buffer)
+    position_encoding: Optional[nn.Parameter]
+    bias: Optional[nn.Parameter]
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 7, partition: str = "center1",
                  position_encoding: bool = True, dilated_branch: bool = False, bias: bool = False,
                  indice_key: Optional[str] = None, dilated_dilation: Optional[IntOrSeq] = None) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, fields
 from types import MappingProxyType, ModuleType
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -141,6 +141,13 @@ class DetectionBackbone3d(nn.Module):
 
     out_channels: int = OUT_CHANNELS
     stride: int = STRIDE
+    # built by each subclass
+    conv_input: nn.Module
+    conv1: nn.Module
+    conv2: nn.Module
+    conv3: nn.Module
+    conv4: nn.Module
+    conv_out: nn.Module
 
     def __init__(self, in_channels: int, sparse_shape: Sequence[int], backend: Optional[ModuleType],
                  down_kernel_size: int = 3) -> None:
@@ -304,8 +311,11 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
 
         def stage(s: int) -> List[nn.Module]:
             c, key = STAGE_CHANNELS[s], f"res{s + 1}"
-            return [SparseBasicBlock(*(_stage_conv(conv_types[s], c, kernel_sizes[s], key, sp, position_encoding,
-                                                   partition) for _ in range(2)), c) for _ in range(2)]
+
+            def conv() -> nn.Module:
+                return _stage_conv(conv_types[s], c, kernel_sizes[s], key, sp, position_encoding, partition)
+
+            return [SparseBasicBlock(conv(), conv(), c) for _ in range(2)]
 
         self.conv_input = _conv_bn_relu(sp.SubMConv3d(self.in_channels, 16, 3, padding=1, bias=False,
                                                       indice_key="subm1"), 16)
@@ -315,7 +325,7 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
         self.conv4 = ConvChain(_down(sp, 64, 128, 3, 2, (0, 1, 1), "spconv4"), *stage(3))
         self.conv_out = _down(sp, 128, OUT_CHANNELS, (3, 1, 1), (2, 1, 1), 0, "spconv_down2")
 
-    def config(self) -> Dict[str, object]:
+    def config(self) -> Dict[str, Any]:
         """The constructor arguments besides ``backend`` (to rebuild the same architecture)."""
         return {"in_channels": self.in_channels, "sparse_shape": list(self.sparse_shape),
                 "kernel_sizes": self.kernel_sizes, "conv_types": self.conv_types,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +149,7 @@ def decode_task(pred: Dict[str, Tensor], origin_xy: Tuple[float, float], cell_si
     scores, classes, cells = top_peaks(heat, config.top_k)
     gathered = gather_bev(regs, cells)
     cells_xy = torch.stack(((cells % w), torch.div(cells, w, rounding_mode="floor")), dim=-1).to(gathered.dtype)
-    boxes = decode_center_boxes(cells_xy, gathered, origin_xy, cell_size_xy)
+    boxes = cast(Tensor, decode_center_boxes(cells_xy, gathered, origin_xy, cell_size_xy))
     # a peak whose regression gives no valid box (non-finite values, a log-size that under- or overflows exp,
     # as an untrained head's can) is no detection
     keep = (scores > config.score_threshold) & torch.isfinite(boxes).all(dim=-1) & (boxes[..., 3:6] > 0).all(dim=-1)

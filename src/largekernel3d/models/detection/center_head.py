@@ -69,7 +69,9 @@ class SeparateHead(nn.Module):
             layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=True))
             branch = nn.Sequential(*layers)
             if name == "hm":
-                nn.init.constant_(layers[-1].bias, init_bias)
+                last = layers[-1]
+                assert isinstance(last, nn.Conv2d) and last.bias is not None
+                nn.init.constant_(last.bias, init_bias)
             else:
                 for m in branch.modules():
                     if isinstance(m, nn.Conv2d):
@@ -148,10 +150,10 @@ class CenterHead(nn.Module):
             nn.Conv2d(in_channels, shared_channels, 3, padding=1, bias=use_bias_before_norm),
             nn.BatchNorm2d(shared_channels), nn.ReLU())
         outputs = REGRESSION_CHANNELS + ((VELOCITY_CHANNELS,) if self.with_velocity else ())
-        self.heads_list = nn.ModuleList(
-            SeparateHead(shared_channels, outputs + (("hm", len(ids)),), head_channels, num_head_convs,
-                         float(init_bias), use_bias_before_norm)
-            for ids in self.task_class_ids)
+        heads = [SeparateHead(shared_channels, outputs + (("hm", len(ids)),), head_channels, num_head_convs,
+                              float(init_bias), use_bias_before_norm) for ids in self.task_class_ids]
+        self.heads_list = nn.ModuleList(heads)
+        self.task_output_names: Tuple[Tuple[str, ...], ...] = tuple(head.names for head in heads)
 
     @staticmethod
     def _check_class_names(class_names: Sequence[str]) -> List[str]:
@@ -204,7 +206,7 @@ class CenterHead(nn.Module):
         if len(preds) != len(self.heads_list):
             raise ValueError(f"preds has {len(preds)} task dicts, the head has {len(self.heads_list)} tasks")
         for t, pred in enumerate(preds):
-            missing = [n for n in self.heads_list[t].names if n not in pred]
+            missing = [n for n in self.task_output_names[t] if n not in pred]
             if missing:
                 raise ValueError(f"preds[{t}] lacks {missing}; pass the output of CenterHead.forward")
 
@@ -271,7 +273,7 @@ class CenterHead(nn.Module):
         parts: Dict[str, float] = {}
         for t, (pred, target) in enumerate(zip(preds, targets)):
             hm_loss = self.loss_config.hm_weight * penalty_reduced_focal_loss(pred["hm"], target.heatmap)
-            regs = torch.cat([pred[name] for name in self.heads_list[t].names if name != "hm"], dim=1)
+            regs = torch.cat([pred[name] for name in self.task_output_names[t] if name != "hm"], dim=1)
             per_channel = masked_l1_loss(gather_bev(regs, target.indices), target.boxes, target.mask)
             loc_loss = self.loss_config.loc_weight * (per_channel * weights).sum()
             total = total + hm_loss + loc_loss

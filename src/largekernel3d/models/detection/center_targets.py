@@ -20,7 +20,7 @@ without boxes gives an all-zero heatmap and an all-false mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor
@@ -187,7 +187,8 @@ def build_task_targets(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
         boxes64 = boxes.detach().to(device="cpu", dtype=torch.float64)[:, :7 if code_size == 8 else 9]
         labels = labels.detach().cpu()
         if boxes64.shape[0] > 0:
-            cells, regs = encode_center_boxes(boxes64, origin_xy, cell_size_xy)
+            encoded = encode_center_boxes(boxes64, origin_xy, cell_size_xy)
+            cells, regs = cast(Tensor, encoded[0]), cast(Tensor, encoded[1])
         else:
             cells = torch.zeros(0, 2, dtype=torch.int64)
             regs = torch.zeros(0, code_size, dtype=torch.float64)

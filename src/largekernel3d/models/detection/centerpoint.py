@@ -22,6 +22,7 @@ functions :func:`nuscenes_detector_config` and :func:`kitti_detector_config` ret
 from __future__ import annotations
 
 import copy
+import dataclasses
 from types import MappingProxyType, ModuleType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -55,11 +56,11 @@ def _max_voxels(value: MaxVoxels) -> Dict[str, int]:
     if isinstance(value, Mapping):
         if set(value) != {"train", "test"}:
             raise ValueError(f"max_voxels as a mapping needs exactly the keys 'train' and 'test', got {sorted(value)}")
-        pair = (value["train"], value["test"])
+        pair: Tuple[object, object] = (value["train"], value["test"])
     elif isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ValueError(f"max_voxels as a sequence must be [train, test], got {list(value)}")
-        pair = tuple(value)
+        pair = (value[0], value[1])
     else:
         pair = (value, value)
     return {"train": _positive_int(pair[0], "max_voxels['train']"),
@@ -84,6 +85,8 @@ class CenterPoint(nn.Module):
 
     Raises ``ValueError`` naming the part when the parts do not fit together.
     """
+
+    global_step: Tensor  # OpenPCDet's step counter buffer (kept for state-dict compatibility)
 
     def __init__(self, grid: VoxelGrid, point_features: Sequence[str], backbone_3d: DetectionBackbone3d,
                  backbone_2d: BEVNeck, dense_head: CenterHead, max_points_per_voxel: int = 10,
@@ -316,7 +319,7 @@ def build_detector(config: Mapping[str, Any], backend: Optional[ModuleType] = No
     neck_options = _section(config, "neck", NECK_KEYS)
     head_options = _section(config, "head", HEAD_KEYS)
     for key, kind in _HEAD_SUBCONFIGS.items():
-        fields = tuple(kind.__dataclass_fields__)
+        fields = tuple(f.name for f in dataclasses.fields(kind))
         sub = _section(head_options, key, fields, prefix="head.")
         head_options.pop(key, None)
         head_options[f"{key}_config"] = kind(**sub)

@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 from torch import Tensor, nn
 
 from largekernel3d.nn import SWLKConv3d, load_official_v1, load_official_v2
-from largekernel3d.nn.convert import to_krsc
+from largekernel3d.nn.convert import conv_weight_to_krsc
 
 from .backbone3d import DetectionBackbone3d
 
@@ -192,7 +192,7 @@ def _plan_plain_conv(plan: ConversionPlan, path: str, src: str, conv: nn.Module,
                          f"{stage_hint}")
     if key in plan.state:
         plan.read.add(key)
-        weight = to_krsc(plan.state[key], layout, tuple(conv.kernel_size), conv.in_channels, conv.out_channels, key)
+        weight = conv_weight_to_krsc(plan.state[key], layout, conv, key)
         plan.put(f"{path}.weight", weight, key)
     else:
         plan.missing.append(f"{path}.weight")
