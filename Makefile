@@ -24,6 +24,7 @@ test-perf: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(VENV)/bin/lk3d demo
