@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "largekernel3d.cli.models",
     "largekernel3d.cli.bench",
     "largekernel3d.cli.convert",
+    "largekernel3d.cli.ablate",
 )
 VERBS = {
     "train": "train a model",
