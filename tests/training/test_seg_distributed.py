@@ -3,6 +3,9 @@
 Both ranks must end with bit-identical weights (DDP averages the gradients), see different scenes, and
 agree on the validation score (confusion matrices are summed over ranks)."""
 
+import csv
+import math
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -47,9 +50,18 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
         s1 = {i for b in r1["seen"][e] for i in b}
         assert s0.isdisjoint(s1) and s0 | s1 == {0, 1, 2, 3}
     assert r0["best_miou"] == r1["best_miou"]
-    # only rank 0 writes the run folder
-    assert (out / "checkpoints" / "last.pt").exists() and (out / "metrics.csv").exists()
+    # only rank 0 writes the run folder: the last checkpoint holds rank 0's weights after 2 epochs of 1 step,
+    # and metrics.csv has one train and one val row per epoch (not one per rank)
     from largekernel3d.training.checkpoint import load_checkpoint
-    saved = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
-    for k in saved:
-        torch.testing.assert_close(saved[k], r0["state"][k], rtol=0, atol=0)
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert (payload["epoch"], payload["batch_in_epoch"], payload["step"]) == (2, 0, 2)
+    assert [h["epoch"] for h in payload["history"]] == [1, 2] and payload["best_miou"] == r0["best_miou"]
+    assert payload["model"].keys() == r0["state"].keys()
+    for k in payload["model"]:
+        torch.testing.assert_close(payload["model"][k], r0["state"][k], rtol=0, atol=0)
+    with (out / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["phase"], r["epoch"], r["step"]) for r in rows] == [("train", "1", "1"), ("val", "1", "1"),
+                                                                   ("train", "2", "2"), ("val", "2", "2")]
+    assert all(math.isfinite(float(r["loss"])) for r in rows if r["phase"] == "train")
+    assert all(0.0 <= float(r["miou"]) <= 1.0 for r in rows if r["phase"] == "val")
