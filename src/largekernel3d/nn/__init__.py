@@ -31,3 +31,9 @@ __all__ = [
     "to_submconv", "swlk_from_plain", "fuse_bn", "fuse_dilated", "grouped_from_plain", "plain_from_grouped",
     "load_official_v1", "load_official_v2",
 ]
+
+from .reparam import (RepLargeKernelConv3d, add_small_kernels, merge_small_kernel, merge_small_kernel_export,
+                      merge_small_kernels)
+
+__all__ += ["RepLargeKernelConv3d", "merge_small_kernel", "merge_small_kernels", "merge_small_kernel_export",
+            "add_small_kernels"]
