@@ -1,12 +1,17 @@
 """``lk3d train seg`` / ``eval seg`` / ``predict seg``: end to end on a tiny config, and the errors a user
 meets (unknown key, corrupt checkpoint, missing data folder, unknown config name)."""
 
+import csv
+import math
+
 import pytest
+import torch
 import yaml
 from plyfile import PlyData
 
 from largekernel3d.cli.main import main
 from largekernel3d.cli.run_configs import load_run_config, shipped_configs
+from largekernel3d.data import collate_segmentation, generate_indoor_scene, voxelize_scene
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +26,18 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_a_run_folder(trained, capsys):
-    assert (trained / "checkpoints" / "last.pt").exists() and (trained / "checkpoints" / "best.pt").exists()
-    assert (trained / "metrics.csv").exists()
+    """One epoch of 2 scenes at batch 2: the last and best checkpoints hold epoch 1, step 1; metrics.csv
+    has one train row with a finite loss and one val row whose point mIoU is the best score."""
+    from largekernel3d.training.checkpoint import load_checkpoint
+    last = load_checkpoint(trained / "checkpoints" / "last.pt")
+    best = load_checkpoint(trained / "checkpoints" / "best.pt")
+    assert (last["epoch"], last["step"], best["epoch"], best["best_epoch"]) == (1, 1, 1, 1)
+    assert 0.0 <= last["best_miou"] <= 1.0 and best["best_miou"] == last["best_miou"]
+    with (trained / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["phase"], r["epoch"], r["step"]) for r in rows] == [("train", "1", "1"), ("val", "1", "1")]
+    assert math.isfinite(float(rows[0]["loss"]))
+    assert float(rows[1]["point_miou"]) == pytest.approx(last["best_miou"], rel=1e-5)
     assert yaml.safe_load((trained / "config.yaml").read_text())["name"] == "tiny_cli"
 
 
@@ -104,5 +119,8 @@ def test_every_shipped_config_builds_its_network(name):
                                    "model.init_dim=8"] if cfg["model"]["name"] == "largekernel3d_seg" else [])
     assert {k: v for k, v in small["model"].items() if k not in ("layers", "planes", "init_dim")} == \
         {k: v for k, v in cfg["model"].items() if k not in ("layers", "planes", "init_dim")}
-    net = build_network(small, 20)
-    assert sum(p.numel() for p in net.parameters()) > 0
+    net = build_network(small, 20).eval()
+    batch = collate_segmentation([voxelize_scene(generate_indoor_scene(0, 0, 2000), 0.1, 20)])
+    with torch.no_grad():
+        logits = net(batch.to_sparse_tensor()).features
+    assert logits.shape == (len(batch.labels), 20) and torch.isfinite(logits).all()
