@@ -18,6 +18,7 @@ def plot_ablation_curves(path: Path, panels: Mapping[str, Mapping[str, Curve]], 
     black. Returns ``path``."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure  # no pyplot: no global figure state, no backend switch
+    from matplotlib.ticker import MaxNLocator
 
     if not panels:
         raise ValueError("plot_ablation_curves: no panels to draw")
@@ -47,6 +48,7 @@ def plot_ablation_curves(path: Path, panels: Mapping[str, Mapping[str, Curve]], 
             if n > 1:
                 ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=color, alpha=0.12, linewidth=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{panel}")
         ax.grid(True, alpha=0.3)
         ax.set_title(panel)

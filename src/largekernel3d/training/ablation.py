@@ -306,16 +306,17 @@ def execute_run(cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, se
 def run_ablation(aset: AblationSet, seeds: Sequence[int], output: Path, overrides: Sequence[str] = (),
                  progress: bool = True, latency_repeats: int = 5,
                  runner: Optional[Callable[..., RunRecord]] = None) -> List[RunRecord]:
-    """Every ``(variant, seed)`` run of ``aset`` under ``output`` (tqdm progress over runs); finished runs are
-    reused. ``overrides`` apply to every run (after the set's own). ``runner`` replaces :func:`execute_run`
-    (tests)."""
+    """Every ``(variant, seed)`` run of ``aset`` under ``output``, all variants of the first seed first (tqdm
+    progress over runs); finished runs are reused. ``overrides`` apply to every run (after the set's own).
+    ``runner`` replaces :func:`execute_run` (tests)."""
     if not seeds:
         raise ValueError("seeds: give at least one seed, e.g. --seeds 0 1 2")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {list(seeds)}")
     schema = _schema(aset.task)
-    # every configuration is built (and validated) before the first run starts
-    jobs = [(v[0], s, aset.run_config(v[0], s, output, overrides, schema)) for v in aset.variants for s in seeds]
+    # every configuration is built (and validated) before the first run starts; seed-major order, so that an
+    # interrupted ablation already holds every configuration of its first seed(s)
+    jobs = [(v[0], s, aset.run_config(v[0], s, output, overrides, schema)) for s in seeds for v in aset.variants]
     runner = runner or execute_run
     records = []
     bar = tqdm(jobs, desc=f"ablation {aset.name}", unit="run", disable=not progress)
