@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -31,8 +32,11 @@ def trained(det_yaml):
 
 
 def test_train_writes_a_run_folder_and_prints_the_table(trained):
-    assert (trained / "checkpoints" / "last.pt").exists() and (trained / "val_ap.md").exists()
-    assert "| mean |" in (trained / "val_ap.md").read_text()
+    from largekernel3d.training.checkpoint import load_checkpoint
+    payload = load_checkpoint(trained / "checkpoints" / "last.pt")
+    assert payload["epoch"] == 1 and payload["step"] > 0 and len(payload["history"]) == 1
+    table = (trained / "val_ap.md").read_text()
+    assert "| mean |" in table and all(f"| {name} |" in table for name in payload["class_names"])
     assert (trained / "val_ap.csv").read_text().splitlines()[-1].startswith("mean,")
 
 
@@ -41,7 +45,9 @@ def test_eval_writes_the_per_class_ap_table(trained, tmp_path, capsys):
                  "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| Pedestrian |" in out and "mAP" in out
-    assert (tmp_path / "val_ap.md").exists() and (tmp_path / "val_ap.csv").exists()
+    assert "| Pedestrian |" in (tmp_path / "val_ap.md").read_text()
+    # the same checkpoint on the same validation frames: the training run's final table
+    assert (tmp_path / "val_ap.csv").read_text() == (trained / "val_ap.csv").read_text()
 
 
 def test_predict_writes_boxes_and_views(trained, tmp_path, capsys):
@@ -59,12 +65,18 @@ def test_predict_writes_boxes_and_views(trained, tmp_path, capsys):
 def test_gt_database_command_and_sampling_run(det_yaml, tmp_path):
     db = tmp_path / "db"
     assert main(["data", "gt-database", "--config", str(det_yaml), "--output", str(db), "--min-points", "3"]) == 0
-    assert list(db.glob("*.json"))
+    index = json.loads((db / "gt_database.json").read_text())
+    assert index["objects"] and all(o["num_points"] >= 3 for o in index["objects"])
+    for o in index["objects"][:5]:
+        assert np.load(db / o["file"]).shape == (o["num_points"], len(index["point_features"]))
     run = tmp_path / "sampled"
     assert main(["train", "det", "--config", str(det_yaml), "--output", str(run), "--set", "train.epochs=1",
                  "data.gt_sampling=true", f"data.gt_database={db}", "data.gt_sample_groups={Car: 6}",
                  "data.num_val_frames=0"]) == 0
-    assert (run / "checkpoints" / "last.pt").exists()
+    from largekernel3d.training.checkpoint import load_checkpoint
+    payload = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert payload["epoch"] == 1 and payload["config"]["data"]["gt_sampling"] is True
+    assert payload["config"]["data"]["gt_database"] == str(db)
 
 
 def test_a_seg_checkpoint_is_refused_by_eval_det(tmp_path, capsys):
