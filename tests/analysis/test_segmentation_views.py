@@ -1,5 +1,6 @@
 """Coloured PLY and prediction-vs-ground-truth PNG of a segmented scene."""
 
+import matplotlib.image as plt_image
 import numpy as np
 import pytest
 from plyfile import PlyData
@@ -50,4 +51,14 @@ def test_png_is_written(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
     path2 = plot_segmentation(tmp_path / "u.png", pts, pred, None, names)  # unlabelled scene
-    assert path2.exists()
+    assert path2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without labels the ground-truth and error panels (top row, first and last third) are grey only
+    labelled, unlabelled = (plt_image.imread(str(q))[..., :3] for q in (path, path2))
+    assert labelled.shape == unlabelled.shape
+
+    def colourful(img):
+        h, w = img.shape[0] // 2, img.shape[1] // 3
+        sat = img.max(-1) - img.min(-1)
+        return [(sat[:h, :w] > 0.25).mean(), (sat[:h, 2 * w:] > 0.25).mean()]
+
+    assert min(colourful(labelled)) > 0.002 and max(colourful(unlabelled)) == 0.0
