@@ -128,7 +128,7 @@ def test_radii_and_share_on_a_hand_built_distribution():
     assert res.share_beyond(0.6) == pytest.approx(0.25)  # 0.6 m itself is not beyond
     # anisotropic voxels: metres use the voxel size of each axis
     aniso = ERFResult("a", "output", ("z", "y", "x"), (0.5, 0.1, 0.1), offsets, torch.full((4,), 0.25), 4, 0, 1)
-    assert sorted(aniso.distances("m").tolist()) == pytest.approx([0.2, 0.3, 0.4, 0.5])
+    assert sorted(aniso.distances("m").tolist()) == pytest.approx([0.2, 0.3, 0.5, 2.0])  # z: 0.5 m per voxel
     assert mass_radius(torch.tensor([3.0, 1.0, 2.0]), torch.tensor([0.1, 0.6, 0.3]), 0.8) == 2.0
 
 
