@@ -1,7 +1,9 @@
 """``lk3d predict seg|det --input PATH...``: one command from a checkpoint and files in several formats to
 labelled points / boxes, pictures and the summary table; the split-based behaviour without ``--input``."""
 
+import base64
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import yaml
 from plyfile import PlyData, PlyElement
 
+from largekernel3d.analysis.segmentation_views import class_colors
 from largekernel3d.cli.main import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
@@ -50,8 +53,16 @@ def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
         ply = PlyData.read(str(out / f"{stem}_pred.ply"))["vertex"].data
         assert labels.shape == (900,) and np.array_equal(ply["label"], labels)
         np.testing.assert_allclose(ply["x"], xyz[:, 0])
-        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG" and (out / f"{stem}.html").exists()
+        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
         names = (out / f"{stem}_classes.txt").read_text().splitlines()
+        # the 3D viewer embeds every point (moved to the origin) coloured by its predicted class
+        page = (out / f"{stem}.html").read_text(encoding="utf-8")
+        data = json.loads(re.search(r'<script id="lk3d-data" type="application/json">(.*?)</script>', page,
+                                    re.S).group(1))
+        shown = np.frombuffer(base64.b64decode(data["points"]), "<f4").reshape(-1, 3)
+        np.testing.assert_allclose(shown, xyz - xyz.min(axis=0), atol=1e-5)
+        rgb = np.frombuffer(base64.b64decode(data["colors"]), "u1").reshape(-1, 3)
+        np.testing.assert_array_equal(rgb, np.round(class_colors(len(names))[labels] * 255))
         assert sum(int(line.split()[-1]) for line in names) == 900
     # the same colours through the PLY and the .npy give the same labels
     assert np.array_equal(np.load(out / "room_labels.npy"), np.load(out / "cloud_labels.npy"))
