@@ -182,6 +182,8 @@ def _place_many(makers, counts) -> None:
 
 
 def furnish(room: Room, rng, rtype: str) -> None:
+    """Furnish ``room`` for its type ``rtype`` (one of :data:`.layout.ROOM_TYPES`), then add radiators,
+    curtains, pictures and boxes on the floor."""
     r = rng.random
 
     def wall_obj(make):

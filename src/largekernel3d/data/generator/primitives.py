@@ -30,10 +30,13 @@ class Parts:
     next_id: int = 0
 
     def new_id(self) -> int:
+        """A fresh part id (ids start at 1; 0 means 'no part')."""
         self.next_id += 1
         return self.next_id
 
     def rect(self, o, e1, e2, label, color, density=1.0, wave=0.0, waves=0.0, pid=0, carvable=False) -> None:
+        """Add the patch ``o + u e1 + v e2`` (u, v in [0, 1]) with normal ``e1 x e2 / |e1 x e2|``; a
+        degenerate patch is skipped."""
         o, e1, e2 = (np.asarray(v, dtype=np.float64) for v in (o, e1, e2))
         n = np.array([e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]])
         norm = float(np.sqrt(n @ n))
@@ -75,6 +78,8 @@ class Parts:
         return pid
 
     def cylinder(self, cx, cy, z0, z1, r, label, color, density=1.0, top=True, solid=True) -> int:
+        """Add the side of a vertical cylinder (centre (cx, cy), z in [z0, z1], radius ``r``), a square cap
+        of the same area when ``top``, and an inner solid when ``solid``. Returns the part id."""
         pid = self.new_id()
         self.cyl.append((cx, cy, z0, z1, r, label, np.asarray(color, dtype=np.float64), density, pid))
         if top:

@@ -16,6 +16,9 @@ from .primitives import Parts
 
 @dataclass
 class Room:
+    """A room [0, W] x [0, D] x [0, H] (metres) being built: its parts, the floor footprints taken
+    (x0, x1, y0, y1), the wall spans taken (wall, t0, t1, z0, z1), the openings carved out of carvable faces
+    (lo, hi corners) and its windows. Walls 0-3 run counter-clockwise from the origin."""
     W: float
     D: float
     H: float
@@ -57,6 +60,7 @@ def wall_pose(room: Room, wall: int, t: float, depth: float, gap: float) -> Tupl
 
 
 def footprint(cx, cy, w, d, k) -> Tuple[float, float, float, float]:
+    """Axis-aligned (x0, x1, y0, y1) of a ``w`` x ``d`` object centred at (cx, cy), turned by ``k`` x 90 degrees."""
     hw, hd = (w / 2, d / 2) if k % 2 == 0 else (d / 2, w / 2)
     return cx - hw, cx + hw, cy - hd, cy + hd
 
@@ -66,6 +70,8 @@ FURNITURE_DENSITY = 1.6
 
 
 def place(room: Room, obj: Furniture, cx, cy, k, z=0.0, register=True, yaw=0.0) -> None:
+    """Add ``obj`` turned by ``k`` x 90 degrees plus ``yaw`` and moved to (cx, cy, z), at
+    :data:`FURNITURE_DENSITY`; ``register`` marks its footprint as taken."""
     room.parts.extend(obj.parts, k, (cx, cy, z), density_scale=FURNITURE_DENSITY, yaw=yaw)
     if register:
         room.footprints.append(footprint(cx, cy, obj.w, obj.d, k))
@@ -107,6 +113,8 @@ def wall_frame(room: Room, wall: int):
 
 
 def add_wall_item(room: Room, rng, label, w, h, zc, depth=0.025, color=None, wall=None, t=None) -> bool:
+    """Hang a ``w`` x ``h`` box ``depth`` thick, centred at height ``zc``, on a free span of ``wall``
+    (random when None) at ``t`` (random when None); True when placed."""
     for _ in range(15):
         wl = int(rng.integers(4)) if wall is None else wall
         L = room.wall_len(wl)

@@ -12,6 +12,8 @@ from .room import Room, wall_frame
 
 
 def build_shell(room: Room, rng) -> None:
+    """Floor, four walls (some with skirting boards), usually a sparsely scanned ceiling, and sometimes
+    a corner column or notch whose wall stretches are marked taken."""
     W, D, H = room.W, room.D, room.H
     wall_col = material(rng, WALL_MATS)
     p = room.parts
@@ -52,6 +54,8 @@ def _add_opening(room: Room, wall: int, t0: float, t1: float, z0: float, z1: flo
 
 
 def add_door(room: Room, rng) -> bool:
+    """Cut a door (0.8-1 m wide, 2-2.15 m high) into a free wall span, with a frame and a closed or open
+    panel; its swing area is kept free of furniture. True when placed."""
     for _ in range(20):
         wall = int(rng.integers(4))
         L = room.wall_len(wall)
@@ -94,6 +98,8 @@ def add_door(room: Room, rng) -> bool:
 
 
 def add_window(room: Room, rng) -> bool:
+    """Cut a window into a free wall span: recessed glass, reveals, frame bars, mullions and a sill.
+    True when placed."""
     for _ in range(20):
         wall = int(rng.integers(4))
         L = room.wall_len(wall)
@@ -140,6 +146,7 @@ def add_window(room: Room, rng) -> bool:
 
 
 def add_curtains(room: Room, rng) -> None:
+    """Wavy curtains beside some of the room's windows."""
     for wall, t0, t1, z0, z1 in room.windows:
         if rng.random() > 0.45:
             continue
