@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "largekernel3d.cli.bench",
     "largekernel3d.cli.convert",
     "largekernel3d.cli.ablate",
+    "largekernel3d.cli.analyze",
 )
 VERBS = {
     "train": "train a model",
@@ -32,6 +33,7 @@ VERBS = {
     "bench": "benchmarks and the paper's analyses",
     "data": "prepare data (ground-truth database for detection)",
     "convert": "convert official LargeKernel3D checkpoints",
+    "analyze": "analyses of networks (effective receptive field)",
 }
 
 
