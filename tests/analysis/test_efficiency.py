@@ -40,5 +40,6 @@ def test_cli_writes_markdown_and_png_on_the_generated_scene(tmp_path, capsys):
     assert rc == 0
     text = (out / "efficiency.md").read_text()
     assert "generated indoor scene" in text and "| 3 |" in text and "| 5 |" in text
-    assert (out / "efficiency.png").exists()
+    png = (out / "efficiency.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
     assert "efficiency.png" in capsys.readouterr().out

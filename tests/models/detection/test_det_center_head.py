@@ -214,7 +214,7 @@ def test_empty_frames_give_zero_loc_loss_and_a_gradient():
     p = torch.sigmoid(preds[0]["hm"].detach()).clamp(1e-4, 1 - 1e-4)
     assert parts["hm_loss_task_0"] == pytest.approx(float(-(torch.log(1 - p) * p ** 2).sum()), rel=1e-5)
     total.backward()
-    assert head.shared_conv[0].weight.grad is not None
+    assert head.shared_conv[0].weight.grad.abs().sum() > 0  # the negatives alone train the shared conv
 
 
 def test_boxes_outside_the_map_are_skipped():
