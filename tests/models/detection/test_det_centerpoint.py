@@ -127,8 +127,11 @@ def test_frames_without_points_in_range(kitti_frames):
     model.eval()
     dets = model(only_empty)
     assert len(dets) == 2 and all(isinstance(d, Detections) for d in dets)
-    dets = model.predict_points([torch.zeros((0, 4)), torch.from_numpy(kitti_frames[0].points)])
-    assert len(dets) == 2
+    # both frames are an all-zero BEV map: the same detections, and the same again for no points at all
+    assert torch.equal(dets[0].boxes, dets[1].boxes) and torch.equal(dets[0].scores, dets[1].scores)
+    from_points = model.predict_points([torch.zeros((0, 4)), torch.from_numpy(kitti_frames[0].points)])
+    assert len(from_points) == 2
+    assert torch.equal(from_points[0].boxes, dets[0].boxes) and torch.equal(from_points[0].scores, dets[0].scores)
 
 
 def test_every_name_builds_with_the_official_settings():
