@@ -74,8 +74,8 @@ WARMUP_VOXELS = 4000
 THREADS = (1, 2)
 MIN_PARALLEL_GAIN = 1.3
 """2-thread rounds run only when a probe GEMM runs at least this much faster on 2 threads than on 1. Where other
-jobs hold the second core, multi-threaded kernels wait on each other at every barrier (a 1.1 s spconv forward took
-24 s in a trial on this machine), so such a timing measures the other jobs, not the engines."""
+jobs hold the second core, multi-threaded kernels wait on each other at every barrier, so such a timing measures
+the other jobs, not the engines."""
 OVERSUBSCRIBED = 1.5
 """A 2-thread call slower than this multiple of its 1-thread median ends its block after that round, flagged."""
 PARTS = ("conv_input", "conv1", "conv2", "conv3", "conv4", "conv_out")
