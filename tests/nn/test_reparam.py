@@ -361,3 +361,28 @@ def test_docs_example_runs():
     namespace: dict = {}
     exec(compile(code[0], str(DOC), "exec"), namespace)
     assert namespace["error"] <= 1e-5
+
+
+def test_largekernel3d_seg_small_kernel_branch_trains_and_merges():
+    from largekernel3d.models import LargeKernel3DSeg
+
+    kw = dict(stage_kernel_sizes=(5, 3, 5, 5), stage_conv_types=("swlk", "plain", "depthwise", "dilated"),
+              layers=(1,) * 8, planes=(8, 8, 8, 8, 8, 8, 8, 8), init_dim=8)
+    torch.manual_seed(0)
+    net = LargeKernel3DSeg(4, 3, small_kernel_branch=True, **kw).double()
+    blocks = [m for m in net.modules() if isinstance(m, RepLargeKernelConv3d)]
+    assert [b.kind for b in blocks] == ["swlk"] * 2 + ["depthwise"] * 2 + ["dilated"] * 2  # the 3^3 stage: none
+    assert blocks[0].small.indice_key == "subm1_k3" and blocks[-1].small.indice_key == "subm4_k3"
+    plain_params = sum(p.numel() for p in LargeKernel3DSeg(4, 3, **kw).parameters())
+    assert sum(p.numel() for p in net.parameters()) == plain_params + sum(
+        p.numel() for b in blocks for m in (b.small, b.large_bn, b.small_bn) for p in m.parameters())
+    x = random_sparse_tensor((32, 32, 32), 4, density=0.03, batch_size=2, dtype=torch.float64, seed=8)
+    net(x).features.square().mean().backward()
+    assert blocks[0].small.weight.grad.abs().sum() > 0
+    randomize(net, 9).eval()
+    ref = net(x).features
+    merged = merge_small_kernels(net)
+    assert not any(isinstance(m, RepLargeKernelConv3d) for m in merged.modules())
+    assert rel_err(merged(x).features, ref) <= 1e-10
+    with pytest.raises(ValueError, match="small_kernel_branch must be a bool"):
+        LargeKernel3DSeg(4, 3, small_kernel_branch="yes", **kw)

@@ -30,7 +30,9 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .backend import resolve_backend
+from largekernel3d.nn.reparam import RepLargeKernelConv3d, is_large_kernel
+
+from .backend import is_ours, resolve_backend
 from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, SiteLinear, subm_key
 
 NUM_LEVELS = 4  # down-sampling steps
@@ -165,6 +167,10 @@ class LargeKernel3DSeg(MinkUNet):
         backend: as :class:`MinkUNet` (spconv only has the ``"plain"`` kind).
         layers, planes, init_dim: depth/widths as :class:`MinkUNet` (default MinkUNet34C's); smaller
             values give small LargeKernel3D networks (e.g. for CPU demos).
+        small_kernel_branch: train every encoder conv whose window is at least 5 wide with a parallel
+            ``3³`` conv, each with its BatchNorm (RepLKNet; :class:`largekernel3d.nn.RepLargeKernelConv3d`, the
+            ``3³`` map shared under the level's ``3³`` key); :func:`largekernel3d.nn.merge_small_kernels` merges
+            them into single layers for inference. Our engine only.
     """
 
     def __init__(self, in_channels: int, num_classes: int, stage_kernel_sizes: Sequence[int] = (7, 7, 7, 7),
@@ -172,7 +178,12 @@ class LargeKernel3DSeg(MinkUNet):
                  partition: str = "center1", dilated_branch: bool = False, backend: Optional[ModuleType] = None,
                  bn_momentum: float = 0.1, layers: Sequence[int] = MINKUNET34C_LAYERS,
                  planes: Sequence[int] = MINKUNET34C_PLANES, init_dim: int = 32, down_padding: int = 0,
-                 dilated_dilation: Optional[int] = None) -> None:
+                 dilated_dilation: Optional[int] = None, small_kernel_branch: bool = False) -> None:
+        if not isinstance(small_kernel_branch, bool):
+            raise ValueError(f"small_kernel_branch must be a bool, got {small_kernel_branch!r}")
+        if small_kernel_branch and not is_ours(resolve_backend(backend)):
+            raise ValueError("small_kernel_branch=True needs our engine (largekernel3d.sparse): the parallel 3³ "
+                             "branch wraps its layers; build without it for spconv")
         kernels = tuple(stage_kernel_sizes) if not isinstance(stage_kernel_sizes, (str, int)) else ()
         if len(kernels) != NUM_LEVELS:
             raise ValueError(f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), "
@@ -192,6 +203,15 @@ class LargeKernel3DSeg(MinkUNet):
                                  f"stage_conv_types[{i}]={t!r}): {err}") from None
         super().__init__(in_channels, num_classes, layers, planes, init_dim=init_dim,
                          encoder_specs=specs, backend=backend, bn_momentum=bn_momentum, down_padding=down_padding)
+        self.small_kernel_branch = small_kernel_branch
+        if small_kernel_branch:
+            for s, stage in enumerate(self.encoder):
+                for block in stage:
+                    for name in ("conv1", "conv2"):
+                        conv = getattr(block, name)
+                        if is_large_kernel(conv, min_window=5):
+                            setattr(block, name, RepLargeKernelConv3d(conv, small_indice_key=subm_key(s + 1, 3),
+                                                                      bn_momentum=bn_momentum))
 
 
 __all__ = ["MinkUNet", "LargeKernel3DSeg", "MINKUNET34C_LAYERS", "MINKUNET34C_PLANES", "NUM_LEVELS"]
