@@ -11,4 +11,19 @@ Rooms (data flows one way, lower rooms never import higher ones):
 - :mod:`largekernel3d.cli`      the ``lk3d`` command
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+UNKNOWN_VERSION = "0+unknown"
+"""``__version__`` of a source tree imported without being installed (no package metadata to read)."""
+
+
+def _installed_version() -> str:
+    """The installed distribution's version: ``pyproject.toml`` is its only source, read back through the
+    package metadata; :data:`UNKNOWN_VERSION` when ``largekernel3d`` is not installed."""
+    try:
+        return _metadata.version("largekernel3d")
+    except _metadata.PackageNotFoundError:
+        return UNKNOWN_VERSION
+
+
+__version__ = _installed_version()
