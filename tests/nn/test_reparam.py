@@ -124,7 +124,9 @@ def test_block_equals_dense_reference(case):
 def test_auto_merge_equals_block(case, dtype):
     x = make_input(dtype)
     block = make_block(case, dtype)
+    before = {k: v.clone() for k, v in block.state_dict().items()}
     merged = block.merge()
+    assert all(torch.equal(v, before[k]) for k, v in block.state_dict().items())  # the block is left as it was
     _, cls, swlk_target = CASES[case]
     assert type(merged) is cls
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in merged.modules())
