@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import random_sparse_tensor
 
+import largekernel3d.sparse as spconv
 from largekernel3d.models import MINKUNET_VARIANTS, SEGMENTATION_NAMES, build_model, count_parameters
 from largekernel3d.models.minkunet import MINKUNET34C_LAYERS, MINKUNET34C_PLANES
 
@@ -197,3 +198,29 @@ def test_meta_device_count_equals_cpu_count():
     cfg = config("largekernel3d_seg", stage_conv_types=["swlk", "depthwise", "plain", "dilated"],
                  layers=[1] * 8, planes=[8] * 8, init_dim=8)
     assert parameters_of(cfg) == count_parameters(build_model(cfg)) > 0
+
+
+def test_small_kernel_branch_config_key_builds_rep_blocks_that_merge_exactly():
+    from largekernel3d.nn import RepLargeKernelConv3d, merge_small_kernels
+
+    cfg = {"name": "largekernel3d_seg", "in_channels": 3, "num_classes": 5, "small_kernel_branch": True,
+           "planes": [8] * 8, "init_dim": 8, "layers": [1] * 8}
+    net = build_model(cfg)
+    assert sum(isinstance(m, RepLargeKernelConv3d) for m in net.modules()) == 8   # two per encoder stage
+    assert not any(isinstance(m, RepLargeKernelConv3d) for m in build_model({**cfg, "small_kernel_branch": False})
+                   .modules())
+    torch.manual_seed(0)
+    for m in net.modules():   # non-trivial BatchNorm statistics, so that the merge has something to fold
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    coords = torch.unique(torch.randint(0, 24, (1500, 3)), dim=0)
+    feats = torch.randn(len(coords), 3)
+    x = spconv.SparseConvTensor(feats, torch.cat([torch.zeros(len(coords), 1, dtype=torch.int64), coords], 1).int(),
+                                [24, 24, 24], 1)
+    merged = merge_small_kernels(net)
+    assert not any(isinstance(m, RepLargeKernelConv3d) for m in merged.modules())
+    with torch.no_grad():
+        a, b = net(x).features, merged(x).features
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()

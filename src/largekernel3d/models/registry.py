@@ -37,7 +37,7 @@ MODEL_NAMES: Tuple[str, ...] = SEGMENTATION_NAMES + DETECTOR_NAMES
 
 _REQUIRED_KEYS = ("name", "in_channels", "num_classes")
 _LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch",
-                     "layers", "planes", "init_dim", "down_padding", "dilated_dilation")
+                     "layers", "planes", "init_dim", "down_padding", "dilated_dilation", "small_kernel_branch")
 
 
 def allowed_keys(name: str) -> Tuple[str, ...]:
@@ -55,7 +55,9 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
     ``stage_conv_types`` (``"plain" | "swlk" | "depthwise" | "dilated"`` or 4 of them, default ``"swlk"``),
     ``position_encoding`` (default ``True``), ``partition`` (default ``"center1"``) and ``dilated_branch``
     (default ``False``), ``dilated_dilation`` (default ``k // 2 - 1``), ``down_padding`` (default 0; the official
-    network's 1), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's). ``backend``: the sparse-conv
+    network's 1), ``layers``/``planes``/``init_dim`` (default MinkUNet34C's), ``small_kernel_branch`` (default
+    ``False``; ``True`` trains each encoder large kernel with a parallel 3³ conv + BN as in RepLKNet: merge for
+    inference with :func:`largekernel3d.nn.merge_small_kernels`). ``backend``: the sparse-conv
     module (default ours; ``spconv.pytorch`` works for plain convs). Unknown or missing keys raise ``ValueError``.
     """
     if not isinstance(config, Mapping):

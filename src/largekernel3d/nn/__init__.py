@@ -16,6 +16,8 @@ Which version to use, and how the large kernel becomes a small one:
   all-ones input channel; :func:`to_submconv` gives a ``SubMConv3d`` when there is no encoding.
 * Re-parameterise for inference: :func:`fuse_bn` (BatchNorm into the conv), :func:`fuse_dilated`
   (dilated branch into one plain kernel).
+* RepLKNet: :class:`RepLargeKernelConv3d` trains a parallel 3³ branch next to any large kernel;
+  :func:`merge_small_kernel` / :func:`merge_small_kernels` merge it exactly into one layer for inference.
 """
 
 from .baselines import (CONV_KINDS, DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d,
