@@ -48,7 +48,7 @@ class ERFSubject:
 
 def task_of(model_name: str) -> str:
     """``"seg"`` or ``"det"`` for a ``build_model`` name (``ValueError`` naming the choices otherwise)."""
-    from ..models import DETECTOR_NAMES, SEGMENTATION_NAMES
+    from ..models.registry import DETECTOR_NAMES, SEGMENTATION_NAMES
     if model_name in SEGMENTATION_NAMES:
         return "seg"
     if model_name in DETECTOR_NAMES:

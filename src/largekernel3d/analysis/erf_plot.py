@@ -54,7 +54,7 @@ def plot_erf_grid(results: Sequence[Sequence[ERFResult]], path: Path, half_width
     width, height = erf_figure_size(n_rows, n_nets)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     top = 1 - TITLE_INCHES / (height / DPI)
-    grid = fig.add_gridspec(n_rows, 2 * n_nets, left=0.04, right=0.975, bottom=0.06 / n_rows, top=top - 0.02,
+    grid = fig.add_gridspec(n_rows, 2 * n_nets, left=0.04, right=0.955, bottom=0.06 / n_rows, top=top - 0.02,
                             wspace=0.25, hspace=0.35)
     image = None
     for i, row in enumerate(rows):
@@ -79,7 +79,7 @@ def plot_erf_grid(results: Sequence[Sequence[ERFResult]], path: Path, half_width
     fig.suptitle(title or "effective receptive field: gradient mass by offset (x, y in m), log10(E / max E)",
                  fontsize=9, y=1 - 0.15 * TITLE_INCHES / (height / DPI))
     if image is not None:
-        cax = fig.add_axes([0.983, 0.3, 0.006, 0.4])
+        cax = fig.add_axes([0.965, 0.3, 0.006, 0.4])
         fig.colorbar(image, cax=cax).ax.tick_params(labelsize=5)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ def _overrides(args: argparse.Namespace, task: str, ckpt: Optional[Dict]) -> Lis
     if args.data_root:
         sets.append(f"data.root={args.data_root}")
     if task == "seg":
-        voxel = args.voxel_size or (None if ckpt else DEFAULT_SEG_VOXEL)
+        voxel = args.voxel_size or (None if ckpt or args.config else DEFAULT_SEG_VOXEL)
         if voxel:
             sets.append(f"data.voxel_size={voxel}")
         if args.points:
@@ -185,7 +185,7 @@ def register(verbs, top) -> None:
                         "nuscenes (detection); default: the config's (generated / synthetic)")
     p.add_argument("--data-root", default=None, help="data folder (not needed for generated / synthetic)")
     p.add_argument("--voxel-size", type=float, default=None,
-                   help=f"segmentation voxel size in m (default: the checkpoint's, else {DEFAULT_SEG_VOXEL})")
+                   help=f"segmentation voxel size in m (default: the checkpoint's or --config's, else {DEFAULT_SEG_VOXEL})")
     p.add_argument("--points", type=int, default=None, help="points per generated scene (default: the config's)")
     p.add_argument("--stage", default=OUTPUT_STAGE,
                    help="'output' (the network's output; for detectors the backbone's encoded tensor) or a module "
