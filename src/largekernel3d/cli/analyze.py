@@ -185,7 +185,8 @@ def register(verbs, top) -> None:
                         "nuscenes (detection); default: the config's (generated / synthetic)")
     p.add_argument("--data-root", default=None, help="data folder (not needed for generated / synthetic)")
     p.add_argument("--voxel-size", type=float, default=None,
-                   help=f"segmentation voxel size in m (default: the checkpoint's or --config's, else {DEFAULT_SEG_VOXEL})")
+                   help=f"segmentation voxel size in m (default: the checkpoint's or --config's, else "
+                        f"{DEFAULT_SEG_VOXEL})")
     p.add_argument("--points", type=int, default=None, help="points per generated scene (default: the config's)")
     p.add_argument("--stage", default=OUTPUT_STAGE,
                    help="'output' (the network's output; for detectors the backbone's encoded tensor) or a module "
