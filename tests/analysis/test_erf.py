@@ -142,3 +142,11 @@ def test_planes_hold_the_mass_of_the_window(tmp_path):
     res.save(tmp_path / "r.npz")
     back = ERFResult.load(tmp_path / "r.npz")
     assert back.label == "p" and torch.equal(back.offsets, res.offsets) and back.axes == res.axes
+
+
+def test_one_input_serves_networks_whose_layers_share_key_names():
+    torch.manual_seed(7)
+    x = _dense_input(7)
+    small = _erf(SubMConv3d(3, 4, 3, indice_key="k"), x, centres=10)
+    large = _erf(SubMConv3d(3, 4, 5, indice_key="k"), x, centres=10)
+    assert _support(small) == _cube(1) and _support(large) == _cube(2)

@@ -248,7 +248,9 @@ def _forward(network: nn.Module, x, stage: str) -> Tuple[Tensor, object, Tensor,
     """``(input features with requires_grad, stage output, a, b)`` with ``π(q) = a q + b``."""
     feats = x.features.detach().clone().requires_grad_(True)
     tracer = _PositionTracer(x.indices.shape[1] - 1)
-    out = _run_to_stage(network, x.replace_feature(feats), stage, tracer)
+    xin = x.replace_feature(feats)
+    xin.indice_dict = {}   # kernel maps of this pass only: another network may use the same keys differently
+    out = _run_to_stage(network, xin, stage, tracer)
     return (feats, out, torch.tensor(tracer.current.scale, dtype=torch.float64),
             torch.tensor(tracer.current.offset, dtype=torch.float64))
 
