@@ -3,5 +3,7 @@ frames with boxes, and self-contained HTML 3D views (WebGL, offline) for detecti
 
 from .bev_view import render_bev
 from .html_view import write_html_view
+from .erf import ERFResult, effective_receptive_field
+from .erf_plot import plot_erf_grid
 
-__all__ = ["render_bev", "write_html_view"]
+__all__ = ["render_bev", "write_html_view", "ERFResult", "effective_receptive_field", "plot_erf_grid"]
