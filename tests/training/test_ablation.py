@@ -190,3 +190,23 @@ def test_interrupted_run_resumes(tmp_path):
     resumed = A.run_ablation(aset, [0], tmp_path, ["train.epochs=1"], progress=False)[0]
     assert "resumed from" in (folder / "log.txt").read_text()
     assert resumed.final == one.final and resumed.steps == one.steps
+
+
+def test_detection_set_reports_ap(tmp_path):
+    """A detection set: the score is the validation mAP, latency is measured on a detector forward."""
+    from det_tiny import TINY_DET
+    aset = A.parse_ablation_set({"name": "tiny_det", "task": "det", "base": "inline", "baseline": "swlk5",
+                                 "set": ["train.epochs=1", "data.num_train_frames=2", "data.num_val_frames=1"],
+                                 "variants": {"swlk5": [], "plain3": ["model.backbone.kernel_sizes=[3,3,3,3]",
+                                                                      "model.backbone.conv_types=[plain,plain,plain,plain]"]}},
+                                TINY_DET)
+    assert aset.metrics == ("map",)
+    recs = A.run_ablation(aset, [0], tmp_path, progress=False, latency_repeats=1)
+    for r in recs:
+        assert set(r.final) == {"map"} and 0 <= r.final["map"] <= 1 and r.curves["map"][0][0] == 1
+        assert r.latency_ms > 0
+    assert recs[1].config["model"]["backbone"]["conv_types"] == ["plain"] * 4
+    assert recs[0].final != recs[1].final
+    rows = A.aggregate(aset, recs)
+    assert rows[1].verdict == "n/a (1 seed)"
+    assert "| config | mAP % |" in A.markdown_table(aset, rows)
