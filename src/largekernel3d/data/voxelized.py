@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..sparse.tensor import SparseConvTensor
 from ..sparse.voxelize import batch_sparse, voxelize
+from .epoch_stream import EpochStream, check_step
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 from .transforms import Transform
 
@@ -82,7 +83,7 @@ def voxelize_scene(scene: PointCloudScene, voxel_size: float, num_classes: int) 
                      labels=labels, point_to_voxel=vox.point_to_voxel, point_labels=point_labels, points=points)
 
 
-class VoxelizedSegmentation:
+class VoxelizedSegmentation(EpochStream):
     """A dataset of voxelised, augmented scenes: ``self[i]`` is a :class:`SegSample`.
 
     The augmentation of scene ``i`` in epoch ``e`` uses ``numpy.random.default_rng([seed, i, e])``:
@@ -94,38 +95,21 @@ class VoxelizedSegmentation:
                  transforms: Optional[Transform] = None, seed: int = 0) -> None:
         if not (isinstance(voxel_size, (int, float)) and np.isfinite(voxel_size) and voxel_size > 0):
             raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size!r}")
-        if transforms is not None and not callable(transforms):
-            raise TypeError(f"transforms must be a callable (scene, rng) -> scene, got {transforms!r}")
+        check_step(transforms, "transforms", "scene")
         if dataset.num_classes <= 0:
             raise ValueError(f"dataset {dataset!r} declares no classes")
-        self.dataset = dataset
+        super().__init__(dataset, seed)
         self.voxel_size = float(voxel_size)
         self.transforms = transforms
-        self.seed = int(seed)
-        self.epoch = 0
-
-    @property
-    def class_names(self):
-        return self.dataset.class_names
 
     @property
     def num_classes(self) -> int:
         return self.dataset.num_classes
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, index: int) -> SegSample:
         scene = self.dataset[index]
         if self.transforms is not None:
-            rng = np.random.default_rng([self.seed, int(index) % len(self), self.epoch])
-            scene = self.transforms(scene, rng)
+            scene = self.transforms(scene, self.rng(int(index) % len(self)))
         return voxelize_scene(scene, self.voxel_size, self.num_classes)
 
 

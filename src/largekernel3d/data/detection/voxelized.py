@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ...sparse.point_to_voxel import VoxelGrid
+from ..epoch_stream import EpochStream, check_step
 from .batch import DetectionSample, voxelize_frame
 from .frame import DetectionDataset, LidarFrame
 
@@ -36,7 +37,7 @@ def drop_sparse_boxes(frame: LidarFrame, min_points: int) -> LidarFrame:
     return keep_boxes(frame, np.nonzero(counts >= min_points)[0])
 
 
-class VoxelizedDetection:
+class VoxelizedDetection(EpochStream):
     """A dataset of voxelised (and, for training, augmented) frames: ``self[i]`` is a :class:`DetectionSample`.
 
     Args:
@@ -56,12 +57,11 @@ class VoxelizedDetection:
                  max_points_per_voxel: int, max_voxels: int, augmentation: Optional[FrameStep] = None,
                  gt_sampler: Optional[FrameStep] = None, min_points_in_box: int = 0,
                  remove_outside_boxes: bool = False, seed: int = 0) -> None:
-        for name, step in (("augmentation", augmentation), ("gt_sampler", gt_sampler)):
-            if step is not None and not callable(step):
-                raise TypeError(f"{name} must be a callable (frame, rng) -> frame, got {step!r}")
+        check_step(augmentation, "augmentation", "frame")
+        check_step(gt_sampler, "gt_sampler", "frame")
         if not isinstance(grid, VoxelGrid):
             raise TypeError(f"grid must be a VoxelGrid, got {type(grid).__name__}")
-        self.dataset = dataset
+        super().__init__(dataset, seed)
         self.grid = grid
         self.point_features = tuple(point_features)
         self.max_points_per_voxel = int(max_points_per_voxel)
@@ -70,32 +70,17 @@ class VoxelizedDetection:
         self.gt_sampler = gt_sampler
         self.min_points_in_box = int(min_points_in_box)
         self.remove_outside_boxes = bool(remove_outside_boxes)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    @property
-    def class_names(self):
-        return self.dataset.class_names
 
     @property
     def frame_names(self):
         return self.dataset.frame_names
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
 
     def frame(self, index: int) -> LidarFrame:
         """Frame ``index`` after box filtering, sampling and augmentation (what :meth:`__getitem__` voxelises)."""
         frame = drop_sparse_boxes(self.dataset[index], self.min_points_in_box)
         if self.gt_sampler is None and self.augmentation is None:
             return frame
-        rng = np.random.default_rng([self.seed, int(index), self.epoch])
+        rng = self.rng(index)
         if self.gt_sampler is not None:
             frame = self.gt_sampler(frame, rng)
         if self.augmentation is not None:
