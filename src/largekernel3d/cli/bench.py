@@ -25,14 +25,10 @@ def _kernel_list(text: str) -> List[int]:
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
-    import torch
-
     from ..analysis.efficiency import run_efficiency
+    from .command_steps import set_threads
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     md, png, rows = run_efficiency(Path(args.out_dir), args.kernels, args.channels, args.repeats, args.plain_budget_s,
                                    Path(args.data_root), num_points=args.num_points)
     print(md.read_text())

@@ -14,14 +14,16 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from .run_configs import (
-    add_checkpoint_parser,
-    add_overrides,
-    add_train_parser,
-    checkpoint_config,
-    load_run_config,
-    train,
+from .command_steps import (
+    TrainedRun,
+    add_file_input_options,
+    cmd_predict_files,
+    item_count,
+    open_checkpoint,
+    output_folder,
+    split_items,
 )
+from .run_configs import add_checkpoint_parser, add_overrides, add_train_parser, load_run_config, train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -39,25 +41,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _view_for(cfg: Dict[str, Any], split: str):
     from ..training import det_setup
-    frames = det_setup.build_frame_split(cfg)
-    chosen = frames.val if split == "val" else frames.train
-    if chosen is None:
-        raise ValueError(f"--split {split}: the configuration defines no {split} frames")
-    return det_setup.voxelize(chosen, cfg, train=False), chosen
+    return det_setup.voxelize(split_items(det_setup.build_frame_split(cfg), split, "frames"), cfg, train=False)
+
+
+def _open(args: argparse.Namespace) -> TrainedRun:
+    from ..training.det_trainer import load_trained_detector
+    return open_checkpoint(args, "det", load_trained_detector)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..training.det_evaluation import evaluate_detection
-    from ..training.det_trainer import load_trained_detector
-    from ..training.distributed import DistContext, resolve_device
-    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "det")
-    device = resolve_device(args.device)
-    model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
-    view, _ = _view_for(cfg, args.split)
-    result = evaluate_detection(model, view, payload["class_names"], cfg, DistContext(device=device))
-    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "eval"
-    path = result.write(out, f"{args.split}_ap", title=f"{args.split} frames (epoch {payload['epoch']})")
-    print(result.markdown(title=f"{args.split} frames (epoch {payload['epoch']})"))
+    from ..training.distributed import DistContext
+    run = _open(args)
+    view = _view_for(run.cfg, args.split)
+    result = evaluate_detection(run.model, view, run.payload["class_names"], run.cfg, DistContext(device=run.device))
+    title = f"{args.split} frames (epoch {run.payload['epoch']})"
+    path = result.write(output_folder(args, "eval"), f"{args.split}_ap", title=title)
+    print(result.markdown(title=title))
     print(f"tables written to {path} (+ .csv)")
     return 0
 
@@ -102,22 +102,16 @@ def write_frame_outputs(prediction, frame, class_names: Sequence[str], out: Path
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
-        from .seg import cmd_predict_files
         return cmd_predict_files(args, "det", windows=args.windows, overlap=args.window_overlap)
     from ..training.det_evaluation import predict_frames
-    from ..training.det_trainer import load_trained_detector
-    from ..training.distributed import resolve_device
-    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "det")
-    device = resolve_device(args.device)
-    model, payload = load_trained_detector(Path(args.checkpoint), cfg, device)
-    view, frames = _view_for(cfg, args.split)
-    n = len(view) if args.limit is None else min(args.limit, len(view))
-    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "predictions"
-    predictions = predict_frames(model, view, device, range(n))
+    run = _open(args)
+    view = _view_for(run.cfg, args.split)
+    out = output_folder(args, "predictions")
+    predictions = predict_frames(run.model, view, run.device, range(item_count(len(view), args.limit)))
     position = {name: i for i, name in enumerate(view.frame_names)}
     for p in predictions:
-        write_frame_outputs(p, view.frame(position[p.name]), payload["class_names"], out,
-                            cfg["data"]["point_cloud_range"], args.score_threshold, views=not args.no_views)
+        write_frame_outputs(p, view.frame(position[p.name]), run.payload["class_names"], out,
+                            run.cfg["data"]["point_cloud_range"], args.score_threshold, views=not args.no_views)
     counts = [int((p.scores >= args.score_threshold).sum()) for p in predictions]
     print(f"wrote {len(predictions)} frame(s) to {out}: {sum(counts)} boxes with score >= {args.score_threshold} "
           f"({', '.join(f'{p.name}: {c}' for p, c in zip(predictions, counts))})")
@@ -148,7 +142,6 @@ def register(verbs, top) -> None:
     q.add_argument("--limit", type=int, default=None, help="at most this many frames")
     q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
     q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
-    from .seg import add_file_input_options
     add_file_input_options(q)
     q.add_argument("--intensity-scale", type=float, default=1.0, help="with --input: multiply the "
                    "files' intensity by this to match the training data (e.g. 1/255 for 8-bit)")

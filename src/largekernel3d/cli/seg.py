@@ -15,7 +15,16 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .run_configs import add_checkpoint_parser, add_train_parser, checkpoint_config, train
+from .command_steps import (
+    TrainedRun,
+    add_file_input_options,
+    cmd_predict_files,
+    item_count,
+    open_checkpoint,
+    output_folder,
+    split_items,
+)
+from .run_configs import add_checkpoint_parser, add_train_parser, train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -34,25 +43,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _dataset_for(cfg: Dict[str, Any], split: str):
     from ..training import setup
     scenes = setup.build_scene_split(cfg)
-    chosen = scenes.val if split == "val" else scenes.train
-    if chosen is None:
-        raise ValueError(f"--split {split}: the configuration defines no {split} scenes")
-    return setup.voxelize(chosen, cfg, train=False), scenes
+    return setup.voxelize(split_items(scenes, split, "scenes"), cfg, train=False), scenes
+
+
+def _open(args: argparse.Namespace) -> TrainedRun:
+    from ..training import load_trained_model
+    return open_checkpoint(args, "seg", load_trained_model)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import IGNORE_INDEX
-    from ..training import evaluate, load_trained_model
-    from ..training.distributed import DistContext, resolve_device
-    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "seg")
-    device = resolve_device(args.device)
-    model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
-    dataset, scenes = _dataset_for(cfg, args.split)
-    result = evaluate(model, dataset, scenes.num_classes, scenes.class_names, IGNORE_INDEX,
-                      DistContext(device=device), batch_size=int(cfg["eval"]["batch_size"]))
-    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "eval"
+    from ..training import evaluate
+    from ..training.distributed import DistContext
+    run = _open(args)
+    dataset, scenes = _dataset_for(run.cfg, args.split)
+    result = evaluate(run.model, dataset, scenes.num_classes, scenes.class_names, IGNORE_INDEX,
+                      DistContext(device=run.device), batch_size=int(run.cfg["eval"]["batch_size"]))
+    out = output_folder(args, "eval")
     out.mkdir(parents=True, exist_ok=True)
-    text = (result.point.markdown(f"{args.split} scenes, original points (epoch {payload['epoch']})") + "\n" +
+    text = (result.point.markdown(f"{args.split} scenes, original points (epoch {run.payload['epoch']})") + "\n" +
             result.voxel.markdown(f"{args.split} scenes, voxels"))
     print(text)
     print(f"majority-class baseline: accuracy {100 * result.point.majority_accuracy:.1f} %, "
@@ -64,56 +73,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_file_input_options(q: argparse.ArgumentParser) -> None:
-    """``--input PATH...`` and the reader options shared by ``lk3d predict seg`` and ``lk3d predict det``."""
-    q.add_argument("--input", nargs="+", default=None, metavar="PATH",
-                   help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt "
-                        ".csv); without it the configured dataset's --split is used")
-    q.add_argument("--format", default=None, help="reader to use for every input instead of the extension's "
-                                                  "(ply, pcd, las, kitti_bin, nuscenes_bin, npy, npz, text)")
-    q.add_argument("--units", default="auto", help="metres per file unit: m, cm, mm, ft, us-ft or a number "
-                                                   "(default auto: metres; LAS/LAZ from their CRS)")
-    q.add_argument("--axes", default="xyz", help="file axes giving our x y z (z up), e.g. 'x -z y' for a y-up file")
-    q.add_argument("--columns", default=None, help="column names for .txt/.csv/.npy/.bin, e.g. 'x y z r g b i'")
-    q.add_argument("--recursive", action="store_true", help="also read point-cloud files in sub-folders")
-    q.add_argument("--verbose", action="store_true", help="print what each reader found")
-
-
-def read_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The ``read_point_cloud`` keyword options of ``args``."""
-    return {"format": args.format, "units": args.units, "axes": args.axes, "columns": args.columns}
-
-
-def cmd_predict_files(args: argparse.Namespace, task: str, **predictor_options) -> int:
-    """``lk3d predict seg|det --input ...``: a thin wrapper over :mod:`largekernel3d.inference`."""
-    from ..data.pointcloud_files import expand_inputs
-    from ..inference import Predictor, predict_files, summary_table
-    paths = expand_inputs(args.input, recursive=args.recursive)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, **predictor_options)
-    if predictor.task != task:
-        raise ValueError(f"checkpoint {args.checkpoint} holds a {predictor.task!r} model; use lk3d predict "
-                         f"{predictor.task}")
-    out = Path(args.output) if args.output else Path("predictions")
-    rows = predict_files(predictor, paths, out, views=not args.no_views,
-                         score_threshold=getattr(args, "score_threshold", 0.3),
-                         intensity_scale=getattr(args, "intensity_scale", 1.0), verbose=args.verbose,
-                         read_options=read_options(args))
-    print(summary_table(rows, task))
-    print(f"wrote {len(rows)} file(s) to {out}")
-    return 0
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..training import load_trained_model
     if args.input:
         return cmd_predict_files(args, "seg", tile_size=args.tile_size, overlap=args.overlap, tta=args.tta)
-    from ..training.distributed import resolve_device
-    cfg, _ = checkpoint_config(args.checkpoint, args.overrides, "seg")
-    device = resolve_device(args.device)
-    model, payload = load_trained_model(Path(args.checkpoint), cfg, device)
-    dataset, scenes = _dataset_for(cfg, args.split)
-    out = Path(args.output) if args.output else Path(args.checkpoint).resolve().parent.parent / "predictions"
-    written = write_predictions(model, dataset, scenes.class_names, out, device, args.limit)
+    run = _open(args)
+    dataset, scenes = _dataset_for(run.cfg, args.split)
+    out = output_folder(args, "predictions")
+    written = write_predictions(run.model, dataset, scenes.class_names, out, run.device, args.limit)
     print(f"wrote {len(written)} scene(s) (PLY + PNG) to {out}")
     return 0
 
@@ -125,7 +91,7 @@ def write_predictions(model, dataset, class_names: Sequence[str], out: Path, dev
 
     from ..analysis.segmentation_views import plot_segmentation, write_labelled_ply
     from ..training import predict_scenes
-    n = len(dataset) if limit is None else min(limit, len(dataset))
+    n = item_count(len(dataset), limit)
     pngs = []
     for pred in predict_scenes(model, Subset(dataset, range(n)), device, progress=progress):
         write_labelled_ply(out / f"{pred.name}.ply", pred.points, pred.pred, pred.labels, len(class_names))
