@@ -13,7 +13,7 @@ rectangles overlap are clipped exactly), then the sequential walk runs over them
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -55,9 +55,37 @@ def greedy_select(count: int, first: Tensor, second: Tensor) -> Tensor:
     return torch.as_tensor(np.asarray(keep, dtype=np.int64))
 
 
+def _checked_inputs(geometry: ArrayLike, name: str, min_cols: int, scores: ArrayLike, threshold: float,
+                    threshold_name: str, threshold_meaning: str,
+                    **counts: Optional[int]) -> Tuple[Tensor, Tensor, float, bool]:
+    """The argument checks both NMS functions make: ``geometry`` ``[N, >=min_cols]`` float32/float64, ``scores``
+    ``[N]`` real and of the same kind and device, ``threshold`` a finite real ``>= 0``, each of ``counts`` ``None``
+    or an int ``>= 0`` (checked in the order given). Returns ``(geometry, scores, threshold, was_numpy)``."""
+    geometry_tensor, geometry_numpy = to_tensor(geometry, name)
+    score_tensor, score_numpy = to_tensor(scores, "scores")
+    was_numpy = same_kind(**{name: (geometry_tensor, geometry_numpy)}, scores=(score_tensor, score_numpy))
+    check_geometry(geometry_tensor, name, min_cols)
+    check_scores(score_tensor, "scores", geometry_tensor.shape[0])
+    value = check_real(threshold, threshold_name)
+    if value < 0:
+        raise ValueError(f"{threshold_name} must be >= 0 ({threshold_meaning}), got {value}")
+    for count_name, count in counts.items():
+        check_optional_count(count, count_name)
+    return geometry_tensor, score_tensor, value, was_numpy
+
+
 def _ranking(scores: Tensor, pre_max_size: Optional[int]) -> Tensor:
     order = torch.sort(scores, descending=True, stable=True).indices
     return order if pre_max_size is None else order[:pre_max_size]
+
+
+def _kept(order: Tensor, first: Tensor, second: Tensor, post_max_size: Optional[int], was_numpy: bool) -> ArrayLike:
+    """The greedy walk over the ranking ``order`` with conflicting rank pairs ``(first, second)``: the kept
+    indices (at most ``post_max_size``), numpy when the inputs were."""
+    keep = order[greedy_select(order.shape[0], first, second).to(order.device)]
+    if post_max_size is not None:
+        keep = keep[:post_max_size]
+    return back(keep, was_numpy)
 
 
 def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_size: Optional[int] = None,
@@ -78,27 +106,17 @@ def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_s
     Returns:
         int64 ``[K]`` indices into ``boxes`` of the kept boxes, in descending score order.
     """
-    box_tensor, box_numpy = to_tensor(boxes, "boxes")
-    score_tensor, score_numpy = to_tensor(scores, "scores")
-    was_numpy = same_kind(boxes=(box_tensor, box_numpy), scores=(score_tensor, score_numpy))
-    check_geometry(box_tensor, "boxes", 7)
-    check_scores(score_tensor, "scores", box_tensor.shape[0])
-    threshold = check_real(iou_threshold, "iou_threshold")
-    if threshold < 0:
-        raise ValueError(f"iou_threshold must be >= 0 (a box suppresses others whose IoU with it is above it), "
-                         f"got {threshold}")
-    check_optional_count(pre_max_size, "pre_max_size")
-    check_optional_count(post_max_size, "post_max_size")
+    box_tensor, score_tensor, threshold, was_numpy = _checked_inputs(
+        boxes, "boxes", 7, scores, iou_threshold, "iou_threshold",
+        "a box suppresses others whose IoU with it is above it", pre_max_size=pre_max_size,
+        post_max_size=post_max_size)
     order = _ranking(score_tensor, pre_max_size)
     ranked = box_tensor[order]
     first, second = aabb_overlap_pairs(ranked, ranked, upper=True)
     if first.numel():
         conflict = pair_iou(ranked, ranked, first, second, three_d=False) > threshold
         first, second = first[conflict], second[conflict]
-    keep = order[greedy_select(order.shape[0], first, second).to(order.device)]
-    if post_max_size is not None:
-        keep = keep[:post_max_size]
-    return back(keep, was_numpy)
+    return _kept(order, first, second, post_max_size, was_numpy)
 
 
 def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
@@ -124,15 +142,8 @@ def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
     Returns:
         int64 ``[K]`` indices into ``centers`` of the kept boxes, in descending score order.
     """
-    center_tensor, center_numpy = to_tensor(centers, "centers")
-    score_tensor, score_numpy = to_tensor(scores, "scores")
-    was_numpy = same_kind(centers=(center_tensor, center_numpy), scores=(score_tensor, score_numpy))
-    check_geometry(center_tensor, "centers", 2)
-    check_scores(score_tensor, "scores", center_tensor.shape[0])
-    radius = check_real(min_distance, "min_distance")
-    if radius < 0:
-        raise ValueError(f"min_distance must be >= 0 (metres), got {radius}")
-    check_optional_count(post_max_size, "post_max_size")
+    center_tensor, score_tensor, radius, was_numpy = _checked_inputs(
+        centers, "centers", 2, scores, min_distance, "min_distance", "metres", post_max_size=post_max_size)
     order = _ranking(score_tensor, None)
     xy = center_tensor[order, 0:2]
     count = xy.shape[0]
@@ -148,7 +159,4 @@ def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
     empty = torch.zeros(0, dtype=torch.long, device=xy.device)
     first = torch.cat(firsts) if firsts else empty
     second = torch.cat(seconds) if seconds else empty
-    keep = order[greedy_select(count, first, second).to(order.device)]
-    if post_max_size is not None:
-        keep = keep[:post_max_size]
-    return back(keep, was_numpy)
+    return _kept(order, first, second, post_max_size, was_numpy)
