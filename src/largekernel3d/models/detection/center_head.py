@@ -28,18 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from ...sparse.point_to_voxel import VoxelGrid
+from ._checks import config_positive_int
 from .center_decode import CenterDecodeConfig, Detections, decode_detections
 from .center_losses import CenterLossConfig, masked_l1_loss, penalty_reduced_focal_loss
 from .center_targets import CenterTargetConfig, TaskTargets, build_task_targets, gather_bev
 
 REGRESSION_CHANNELS: Tuple[Tuple[str, int], ...] = (("center", 2), ("center_z", 1), ("dim", 3), ("rot", 2))
 VELOCITY_CHANNELS: Tuple[str, int] = ("vel", 2)
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class SeparateHead(nn.Module):
@@ -112,11 +107,11 @@ class CenterHead(nn.Module):
                  loss_config: Optional[CenterLossConfig] = None, target_config: Optional[CenterTargetConfig] = None,
                  decode_config: Optional[CenterDecodeConfig] = None, use_bias_before_norm: bool = True) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        _positive_int("shared_channels", shared_channels)
-        _positive_int("head_channels", head_channels)
-        _positive_int("num_head_convs", num_head_convs)
-        self.out_stride = _positive_int("out_stride", out_stride)
+        self.in_channels = config_positive_int(in_channels, "in_channels")
+        config_positive_int(shared_channels, "shared_channels")
+        config_positive_int(head_channels, "head_channels")
+        config_positive_int(num_head_convs, "num_head_convs")
+        self.out_stride = config_positive_int(out_stride, "out_stride")
         if not isinstance(grid, VoxelGrid):
             raise TypeError(f"grid must be a largekernel3d.sparse.point_to_voxel.VoxelGrid, got {type(grid).__name__}")
         if not math.isfinite(float(init_bias)):

@@ -33,6 +33,7 @@ from ...data.detection.batch import DetectionBatch, DetectionSample, collate_det
 from ...data.detection.classes import KITTI_CLASSES, NUSCENES_CLASSES
 from ...data.detection.frame import LidarFrame
 from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels
+from ._checks import config_positive_int
 from .backbone3d import (LARGEKERNEL3D_BACKBONE_PRESETS, DetectionBackbone3d, VoxelBackBone8x, VoxelResBackBone8x,
                          build_largekernel3d_backbone)
 from .bev import BEVNeck, HeightCompression
@@ -43,12 +44,6 @@ from .center_targets import CenterTargetConfig
 from .vfe import MeanVFE
 
 MaxVoxels = Union[int, Sequence[int], Mapping[str, int]]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _max_voxels(value: MaxVoxels) -> Dict[str, int]:
@@ -63,8 +58,8 @@ def _max_voxels(value: MaxVoxels) -> Dict[str, int]:
         pair = (value[0], value[1])
     else:
         pair = (value, value)
-    return {"train": _positive_int(pair[0], "max_voxels['train']"),
-            "test": _positive_int(pair[1], "max_voxels['test']")}
+    return {"train": config_positive_int(pair[0], "max_voxels['train']"),
+            "test": config_positive_int(pair[1], "max_voxels['test']")}
 
 
 class CenterPoint(nn.Module):
@@ -120,7 +115,7 @@ class CenterPoint(nn.Module):
                              f"out_stride = backbone stride x neck stride")
         self.grid = grid
         self.point_features = names
-        self.max_points_per_voxel = _positive_int(max_points_per_voxel, "max_points_per_voxel")
+        self.max_points_per_voxel = config_positive_int(max_points_per_voxel, "max_points_per_voxel")
         self.max_voxels = _max_voxels(max_voxels)
         self.config: Dict[str, Any] = copy.deepcopy(dict(config)) if config is not None else {}
         self.vfe = MeanVFE(len(names))
