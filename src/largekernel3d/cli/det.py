@@ -14,15 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from .command_steps import (
-    TrainedRun,
-    add_file_input_options,
-    cmd_predict_files,
-    item_count,
-    open_checkpoint,
-    output_folder,
-    split_items,
-)
+from . import command_steps as steps
 from .run_configs import add_checkpoint_parser, add_overrides, add_train_parser, load_run_config, train
 
 
@@ -41,12 +33,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _view_for(cfg: Dict[str, Any], split: str):
     from ..training import det_setup
-    return det_setup.voxelize(split_items(det_setup.build_frame_split(cfg), split, "frames"), cfg, train=False)
+    return det_setup.voxelize(steps.split_items(det_setup.build_frame_split(cfg), split, "frames"), cfg, train=False)
 
 
-def _open(args: argparse.Namespace) -> TrainedRun:
+def _open(args: argparse.Namespace) -> steps.TrainedRun:
     from ..training.det_trainer import load_trained_detector
-    return open_checkpoint(args, "det", load_trained_detector)
+    return steps.open_checkpoint(args, "det", load_trained_detector)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -56,7 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     view = _view_for(run.cfg, args.split)
     result = evaluate_detection(run.model, view, run.payload["class_names"], run.cfg, DistContext(device=run.device))
     title = f"{args.split} frames (epoch {run.payload['epoch']})"
-    path = result.write(output_folder(args, "eval"), f"{args.split}_ap", title=title)
+    path = result.write(steps.output_folder(args, "eval"), f"{args.split}_ap", title=title)
     print(result.markdown(title=title))
     print(f"tables written to {path} (+ .csv)")
     return 0
@@ -102,12 +94,12 @@ def write_frame_outputs(prediction, frame, class_names: Sequence[str], out: Path
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
-        return cmd_predict_files(args, "det", windows=args.windows, overlap=args.window_overlap)
+        return steps.cmd_predict_files(args, "det", windows=args.windows, overlap=args.window_overlap)
     from ..training.det_evaluation import predict_frames
     run = _open(args)
     view = _view_for(run.cfg, args.split)
-    out = output_folder(args, "predictions")
-    predictions = predict_frames(run.model, view, run.device, range(item_count(len(view), args.limit)))
+    out = steps.output_folder(args, "predictions")
+    predictions = predict_frames(run.model, view, run.device, range(steps.item_count(len(view), args.limit)))
     position = {name: i for i, name in enumerate(view.frame_names)}
     for p in predictions:
         write_frame_outputs(p, view.frame(position[p.name]), run.payload["class_names"], out,
@@ -142,7 +134,7 @@ def register(verbs, top) -> None:
     q.add_argument("--limit", type=int, default=None, help="at most this many frames")
     q.add_argument("--score-threshold", type=float, default=0.3, help="boxes drawn / written (default 0.3)")
     q.add_argument("--no-views", action="store_true", help="skip the PNG and HTML views")
-    add_file_input_options(q)
+    steps.add_file_input_options(q)
     q.add_argument("--intensity-scale", type=float, default=1.0, help="with --input: multiply the "
                    "files' intensity by this to match the training data (e.g. 1/255 for 8-bit)")
     q.add_argument("--windows", action="store_true", help="with --input: cover scans larger than the "

@@ -15,15 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .command_steps import (
-    TrainedRun,
-    add_file_input_options,
-    cmd_predict_files,
-    item_count,
-    open_checkpoint,
-    output_folder,
-    split_items,
-)
+from . import command_steps as steps
 from .run_configs import add_checkpoint_parser, add_train_parser, train
 
 
@@ -43,12 +35,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _dataset_for(cfg: Dict[str, Any], split: str):
     from ..training import setup
     scenes = setup.build_scene_split(cfg)
-    return setup.voxelize(split_items(scenes, split, "scenes"), cfg, train=False), scenes
+    return setup.voxelize(steps.split_items(scenes, split, "scenes"), cfg, train=False), scenes
 
 
-def _open(args: argparse.Namespace) -> TrainedRun:
+def _open(args: argparse.Namespace) -> steps.TrainedRun:
     from ..training import load_trained_model
-    return open_checkpoint(args, "seg", load_trained_model)
+    return steps.open_checkpoint(args, "seg", load_trained_model)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -59,7 +51,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset, scenes = _dataset_for(run.cfg, args.split)
     result = evaluate(run.model, dataset, scenes.num_classes, scenes.class_names, IGNORE_INDEX,
                       DistContext(device=run.device), batch_size=int(run.cfg["eval"]["batch_size"]))
-    out = output_folder(args, "eval")
+    out = steps.output_folder(args, "eval")
     out.mkdir(parents=True, exist_ok=True)
     text = (result.point.markdown(f"{args.split} scenes, original points (epoch {run.payload['epoch']})") + "\n" +
             result.voxel.markdown(f"{args.split} scenes, voxels"))
@@ -75,10 +67,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
-        return cmd_predict_files(args, "seg", tile_size=args.tile_size, overlap=args.overlap, tta=args.tta)
+        return steps.cmd_predict_files(args, "seg", tile_size=args.tile_size, overlap=args.overlap, tta=args.tta)
     run = _open(args)
     dataset, scenes = _dataset_for(run.cfg, args.split)
-    out = output_folder(args, "predictions")
+    out = steps.output_folder(args, "predictions")
     written = write_predictions(run.model, dataset, scenes.class_names, out, run.device, args.limit)
     print(f"wrote {len(written)} scene(s) (PLY + PNG) to {out}")
     return 0
@@ -91,7 +83,7 @@ def write_predictions(model, dataset, class_names: Sequence[str], out: Path, dev
 
     from ..analysis.segmentation_views import plot_segmentation, write_labelled_ply
     from ..training import predict_scenes
-    n = item_count(len(dataset), limit)
+    n = steps.item_count(len(dataset), limit)
     pngs = []
     for pred in predict_scenes(model, Subset(dataset, range(n)), device, progress=progress):
         write_labelled_ply(out / f"{pred.name}.ply", pred.points, pred.pred, pred.labels, len(class_names))
@@ -111,7 +103,7 @@ def register(verbs, top) -> None:
     q = add_checkpoint_parser(verbs, "predict", "seg", "write coloured PLY + PNG per scene (or per --input file)",
                               cmd_predict, "scenes", _EXAMPLE)
     q.add_argument("--limit", type=int, default=None, help="at most this many scenes")
-    add_file_input_options(q)
+    steps.add_file_input_options(q)
     q.add_argument("--tile-size", type=float, default=None, help="with --input: x-y tile edge in metres "
                    "for large scans (default: one pass, tiles only above 1.5 M voxels)")
     q.add_argument("--overlap", type=float, default=None, help="with --input: tile halo in metres "
