@@ -196,6 +196,22 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def gradcheck_sparse_module(module: torch.nn.Module, x: SparseConvTensor) -> bool:
+    """``torch.autograd.gradcheck`` (fast mode) of ``module(x).features`` with respect to ``x.features`` and every
+    parameter of ``module`` at once (the sites of ``x`` fixed); use float64 modules and inputs."""
+    from torch.func import functional_call
+
+    names = [n for n, _ in module.named_parameters()]
+    inputs = [x.features.clone().requires_grad_(True)] + [p.detach().clone().requires_grad_(True)
+                                                         for p in module.parameters()]
+
+    def f(feats, *params):
+        y = SparseConvTensor(feats, x.indices, x.spatial_shape, x.batch_size, validate=False)
+        return functional_call(module, dict(zip(names, params)), (y,)).features
+
+    return torch.autograd.gradcheck(f, inputs, fast_mode=True)
+
+
 def optional_spconv():
     """``spconv.pytorch`` when it imports (its build helper's deprecation warning silenced), else ``None``: the
     comparison tests skip without it."""

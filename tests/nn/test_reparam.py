@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from helpers import dense_subm_conv, random_sparse_tensor
+from helpers import dense_subm_conv, gradcheck_sparse_module, random_sparse_tensor
 from largekernel3d.nn import (DepthwiseLargeKernelConv3d, DilatedConv3d, PlainExport, PlainLargeKernelConv3d,
                               RepLargeKernelConv3d, SWLKConv3d, add_small_kernels, merge_small_kernel,
                               merge_small_kernel_export, merge_small_kernels)
@@ -240,15 +239,7 @@ def test_training_forward_backward_and_gradcheck(case):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in block.named_parameters()
                if not n.endswith("position_encoding")), case
     assert not torch.equal(block.large_bn.running_mean, before)  # batch statistics in training mode
-    names = [n for n, _ in block.named_parameters()]
-    inputs = [x.features.clone().requires_grad_(True)] + [p.detach().clone().requires_grad_(True)
-                                                         for p in block.parameters()]
-
-    def f(feats, *params):
-        y = SparseConvTensor(feats, x.indices, x.spatial_shape, x.batch_size, validate=False)
-        return functional_call(block, dict(zip(names, params)), (y,)).features
-
-    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
+    assert gradcheck_sparse_module(block, x)
 
 
 def test_kernel_maps_are_shared_by_key():

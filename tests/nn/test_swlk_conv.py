@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import functional_call
 
-from helpers import dense_subm_conv, kitti_sparse_tensor, random_sparse_tensor
+from helpers import dense_subm_conv, gradcheck_sparse_module, kitti_sparse_tensor, random_sparse_tensor
 from largekernel3d.nn import SWLKConv3d
 from largekernel3d.nn.convert import encoding_weight, merge_dilated, plain_from_grouped
 from largekernel3d.sparse import SparseConvTensor, SubMConv3d, sparse_conv
@@ -91,15 +90,7 @@ def test_equals_dense_conv3d_reference_float64():
 def test_gradcheck_float64(cfg):
     x = random_sparse_tensor((5, 6, 5), 2, num_sites=14, dtype=torch.float64, seed=5)
     layer = make_layer(2, 3, dtype=torch.float64, **cfg)
-    names = [n for n, _ in layer.named_parameters()]
-    inputs = [x.features.clone().requires_grad_(True)] + [p.detach().clone().requires_grad_(True)
-                                                         for p in layer.parameters()]
-
-    def f(feats, *params):
-        y = SparseConvTensor(feats, x.indices, x.spatial_shape, x.batch_size, validate=False)
-        return functional_call(layer, dict(zip(names, params)), (y,)).features
-
-    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
+    assert gradcheck_sparse_module(layer, x)
 
 
 def test_centre_offset_gets_no_encoding():
