@@ -41,3 +41,32 @@ def test_set_threads_sets_torch_threads_and_refuses_zero():
             set_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+class _Trainer:
+    """A stand-in trainer: ``fit`` returns a result with (or without) a final validation."""
+
+    final_eval = "table"
+
+    def __init__(self, cfg, resume):
+        self.cfg, self.resume = cfg, resume
+        self.ctx = SimpleNamespace(distributed=False, is_main=True)
+
+    def fit(self):
+        return SimpleNamespace(final_eval=type(self).final_eval, best_epoch=2)
+
+
+def test_train_prints_the_task_summary_after_a_run_with_a_final_validation(capsys):
+    from largekernel3d.cli.run_configs import train
+    args = argparse.Namespace(list_configs=False, print_config=False, config="demo", overrides=[], output=None,
+                              resume=False)
+    trainer, result = train(args, "seg", _Trainer, lambda r: f"{r.final_eval}: best at epoch {r.best_epoch}")
+    assert isinstance(trainer, _Trainer) and result.best_epoch == 2
+    assert capsys.readouterr().out == "table: best at epoch 2\n"
+
+    class NoValidation(_Trainer):
+        final_eval = None
+
+    train(args, "seg", NoValidation, lambda r: "never printed")
+    train(args, "seg", _Trainer)
+    assert capsys.readouterr().out == ""

@@ -18,16 +18,15 @@ from . import command_steps as steps
 from .run_configs import add_checkpoint_parser, add_overrides, add_train_parser, load_run_config, train
 
 
+def _train_summary(result) -> str:
+    return (result.final_eval.markdown(title=f"validation frames, epoch {len(result.history)}") + "\n" +
+            f"best {result.final_eval.score_name} {100 * result.best_score:.1f} at epoch {result.best_epoch}; "
+            f"checkpoints in {result.last_checkpoint.parent}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.det_trainer import DetectionTrainer
-    ran = train(args, "det", DetectionTrainer)
-    if ran is None:
-        return 0
-    trainer, result = ran
-    if result.final_eval is not None and trainer.ctx.is_main:
-        print(result.final_eval.markdown(title=f"validation frames, epoch {len(result.history)}"))
-        print(f"best {result.final_eval.score_name} {100 * result.best_score:.1f} at epoch {result.best_epoch}; "
-              f"checkpoints in {result.last_checkpoint.parent}")
+    train(args, "det", DetectionTrainer, _train_summary)
     return 0
 
 

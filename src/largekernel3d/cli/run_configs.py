@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..training import config as C
 
@@ -101,10 +101,11 @@ def add_checkpoint_parser(verbs, verb: str, task: str, help_text: str, func, ite
     return q
 
 
-def train(args: argparse.Namespace, task: str, trainer_class):
+def train(args: argparse.Namespace, task: str, trainer_class, summary: Optional[Callable[[Any], str]] = None):
     """The body of ``lk3d train <task>``: list or print configs, or train; returns ``(trainer, result)`` after
-    a run (``None`` when only configs were listed or printed). The process group of a ``torchrun`` launch is
-    closed however the run ends."""
+    a run (``None`` when only configs were listed or printed). After a run with a final validation, the main
+    process prints ``summary(result)`` (the task's table and best score) when it is given. The process group of
+    a ``torchrun`` launch is closed however the run ends."""
     if args.list_configs:
         for name in shipped_configs(task):
             print(name)
@@ -120,6 +121,8 @@ def train(args: argparse.Namespace, task: str, trainer_class):
         if trainer.ctx.distributed:
             import torch.distributed as dist
             dist.destroy_process_group()
+    if summary is not None and result.final_eval is not None and trainer.ctx.is_main:
+        print(summary(result))
     return trainer, result
 
 

@@ -19,16 +19,15 @@ from . import command_steps as steps
 from .run_configs import add_checkpoint_parser, add_train_parser, train
 
 
+def _train_summary(result) -> str:
+    return (result.final_eval.point.markdown(title=f"validation (points), epoch {len(result.history)}") + "\n" +
+            f"best val point mIoU {100 * result.best_miou:.1f} at epoch {result.best_epoch}; "
+            f"checkpoints in {result.last_checkpoint.parent}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training import SegmentationTrainer
-    ran = train(args, "seg", SegmentationTrainer)
-    if ran is None:
-        return 0
-    trainer, result = ran
-    if result.final_eval is not None and trainer.ctx.is_main:
-        print(result.final_eval.point.markdown(title=f"validation (points), epoch {len(result.history)}"))
-        print(f"best val point mIoU {100 * result.best_miou:.1f} at epoch {result.best_epoch}; "
-              f"checkpoints in {result.last_checkpoint.parent}")
+    train(args, "seg", SegmentationTrainer, _train_summary)
     return 0
 
 
