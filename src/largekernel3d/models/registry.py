@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from torch import nn
 
+from ._config_checks import check_config_keys
 from .detection import DETECTOR_NAMES, allowed_detector_keys, build_detector
 from .minkunet import MINKUNET34C_LAYERS, LargeKernel3DSeg, MinkUNet
 
@@ -67,13 +68,7 @@ def build_model(config: Mapping, backend: Optional[ModuleType] = None) -> nn.Mod
         raise ValueError(f"model config key 'name' must be one of {list(MODEL_NAMES)}, got {name!r}")
     if name in DETECTOR_NAMES:
         return build_detector(config, backend)
-    allowed = allowed_keys(name)
-    unknown = [key for key in config if key not in allowed]
-    if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown} for {name!r}; allowed keys: {list(allowed)}")
-    missing = [key for key in _REQUIRED_KEYS if key not in config]
-    if missing:
-        raise ValueError(f"model config for {name!r} lacks the key(s) {missing}")
+    check_config_keys(config, name, allowed_keys(name), _REQUIRED_KEYS, "model")
     options: Dict = {key: value for key, value in config.items() if key != "name"}
     if name == LARGEKERNEL3D_SEG:
         return LargeKernel3DSeg(backend=backend, **options)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from largekernel3d.models.detection._checks import config_positive_int
+from largekernel3d.models._config_checks import config_positive_int
 from largekernel3d.models.detection.centerpoint import _max_voxels
 
 

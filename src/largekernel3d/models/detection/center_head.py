@@ -27,8 +27,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .._config_checks import config_positive_int
 from ...sparse.point_to_voxel import VoxelGrid
-from ._checks import config_positive_int
 from .center_decode import CenterDecodeConfig, Detections, decode_detections
 from .center_losses import CenterLossConfig, masked_l1_loss, penalty_reduced_focal_loss
 from .center_targets import CenterTargetConfig, TaskTargets, build_task_targets, gather_bev

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from ...data.detection.batch import DetectionBatch, DetectionSample, collate_detection, voxelize_frame
 from ...data.detection.classes import KITTI_CLASSES, NUSCENES_CLASSES
 from ...data.detection.frame import LidarFrame
+from .._config_checks import check_config_keys, config_positive_int
 from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels
-from ._checks import config_positive_int
 from .backbone3d import (LARGEKERNEL3D_BACKBONE_PRESETS, DetectionBackbone3d, VoxelBackBone8x, VoxelResBackBone8x,
                          build_largekernel3d_backbone)
 from .bev import BEVNeck, HeightCompression
@@ -295,13 +295,7 @@ def build_detector(config: Mapping[str, Any], backend: Optional[ModuleType] = No
     name = config.get("name")
     if name not in DETECTOR_NAMES:
         raise ValueError(f"detector config key 'name' must be one of {list(DETECTOR_NAMES)}, got {name!r}")
-    allowed = allowed_detector_keys(name)
-    unknown = [key for key in config if key not in allowed]
-    if unknown:
-        raise ValueError(f"unknown detector config key(s) {unknown} for {name!r}; allowed keys: {list(allowed)}")
-    missing = [key for key in _REQUIRED_KEYS if key not in config]
-    if missing:
-        raise ValueError(f"detector config for {name!r} lacks the key(s) {missing}")
+    check_config_keys(config, name, allowed_detector_keys(name), _REQUIRED_KEYS, "detector")
     grid = VoxelGrid(config["point_cloud_range"], config["voxel_size"])
     point_features = _point_features(config)
     class_names = config["class_names"]
