@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .command_steps import set_threads
+
 SEG_DEFAULTS = ("minkunet34c", "largekernel3d_seg")
 DET_DEFAULTS = ("centerpoint_voxelres", "centerpoint_largekernel3d")
 # detection configs shipped per dataset (their data sections: range, voxel size, point columns)
@@ -104,7 +106,6 @@ def _table(results, settings: Dict[str, Any]) -> str:
 
 
 def cmd_erf(args: argparse.Namespace) -> int:
-    import torch
 
     from ..analysis.erf import effective_receptive_field
     from ..analysis.erf_inputs import build_subject, check_same_inputs, load_split, model_section, scene_inputs
@@ -115,10 +116,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     for key in ("centres", "scenes"):
         if getattr(args, key) < 1:
             raise ValueError(f"--{key} must be >= 1, got {getattr(args, key)}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     ckpt_a, ckpt_b = _checkpoint_config(args.checkpoint), _checkpoint_config(args.compare_checkpoint)
     task, first, second = _names(args, ckpt_a, ckpt_b)
     cfg = dict(ckpt_a) if ckpt_a else _base_config(task, args.dataset, args.config)
