@@ -55,7 +55,7 @@ class SegScene:
 def load_seg_scene(data_root: Optional[Path], points: int = SEG_POINTS, crop_m: Optional[float] = None,
                    keep_fraction: Optional[float] = None) -> SegScene:
     """``data_root/scannet/votenet_50k/scene0000_00`` when it exists, else a generated indoor scene of
-    ``points`` points; optionally cropped to a ``crop_m`` × ``crop_m`` column from the scene's x/y minimum, or
+    ``points`` points; optionally cropped to a ``crop_m`` × ``crop_m`` column from the scene's x/y minimum, then
     to the ``keep_fraction`` of its points with the smallest x (a scene of the same density, fewer voxels)."""
     folder = None if data_root is None else Path(data_root) / SCANNET_SUBDIR
     if folder is not None and folder.is_dir():
@@ -64,19 +64,19 @@ def load_seg_scene(data_root: Optional[Path], points: int = SEG_POINTS, crop_m: 
     else:
         scene = D.GeneratedIndoorDataset(1, seed=0, points_per_scene=points)[0]
         source = f"generated indoor scene ({scene.num_points:,} points; no ScanNet sample under {data_root})"
-    keep = None
     if crop_m is not None:
         lo = scene.points[:, :2].min(axis=0)
-        keep = ((scene.points[:, :2] - lo) < crop_m).all(axis=1)
-        source += f", cropped to a {crop_m:g} m × {crop_m:g} m column"
-    elif keep_fraction is not None and keep_fraction < 1.0:
-        keep = scene.points[:, 0] <= np.quantile(scene.points[:, 0], keep_fraction)
-        source += f", the {keep_fraction:.0%} of its points with the smallest x"
-    if keep is not None:
-        labels = None if scene.labels is None else scene.labels[keep]
-        scene = D.PointCloudScene(scene.name, scene.points[keep], scene.colors[keep], labels)
-        source += f" ({scene.num_points:,} points)"
+        scene = _subset(scene, ((scene.points[:, :2] - lo) < crop_m).all(axis=1))
+        source += f", cropped to a {crop_m:g} m × {crop_m:g} m column ({scene.num_points:,} points)"
+    if keep_fraction is not None and keep_fraction < 1.0:
+        scene = _subset(scene, scene.points[:, 0] <= np.quantile(scene.points[:, 0], keep_fraction))
+        source += f", the {keep_fraction:.0%} of its points with the smallest x ({scene.num_points:,} points)"
     return SegScene(scene, source)
+
+
+def _subset(scene: D.PointCloudScene, keep: np.ndarray) -> D.PointCloudScene:
+    labels = None if scene.labels is None else scene.labels[keep]
+    return D.PointCloudScene(scene.name, scene.points[keep], scene.colors[keep], labels)
 
 
 def seg_batch(scene: SegScene, voxel_size: float = SEG_VOXEL) -> D.SegBatch:

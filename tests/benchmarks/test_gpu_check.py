@@ -141,6 +141,7 @@ def test_report_from_fake_results():
     assert "Partial report" in report.render(env, {}, checks, timings, ["float32"], [], finished=False)
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_end_to_end(tmp_path):
     out = tmp_path / "report.md"
     rc = gpu_check.main(["--device", "cpu", "--out", str(out), "--precisions", "float32", "bfloat16",
