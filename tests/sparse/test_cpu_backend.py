@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from helpers import torch_threads
-from largekernel3d.sparse import cpu_kernels as ck
+from largekernel3d.sparse.cpu import maps as ck
 from largekernel3d.sparse import functional as F
-from largekernel3d.sparse import fused_tiles, openmp_team
+from largekernel3d.sparse.cpu import conv_fused as fused_tiles
+from largekernel3d.sparse.cpu import conv_tiled
+from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.torch_ref import conv as torch_conv
 from largekernel3d.sparse.geometry import ConvGeometry
 from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
                                              build_transposed_map, choose_backend)
@@ -200,7 +203,7 @@ def _sorted_sites(seed, shape, kernel, dilation):
 
 
 def _lifted(idx, shape, kernel, dilation):
-    from largekernel3d.sparse.kernel_map import _lift3
+    from largekernel3d.sparse.cpu.maps import _lift3
 
     return _lift3(idx, shape, ConvGeometry.create(3, kernel, 1, 0, dilation))
 
@@ -269,11 +272,11 @@ def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, th
     if dataflow == "fused":
         if not fused_tiles.available(torch.ones(1, dtype=dtype), torch.ones(1, 1, 1, 1, dtype=dtype)):
             pytest.skip("the fused dataflow needs a torch build with libgomp")
-        monkeypatch.setattr(F, "_ggs_numba", _refuse)
-        monkeypatch.setattr(F, "_backward_numba", _refuse)
+        monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
+        monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
     else:
-        monkeypatch.setattr(F, "_ggs_fused", _refuse)
-        monkeypatch.setattr(F, "_backward_fused", _refuse)
+        monkeypatch.setattr(fused_tiles, "conv_forward", _refuse)
+        monkeypatch.setattr(fused_tiles, "conv_backward", _refuse)
         monkeypatch.setattr(fused_tiles, "available", lambda *args: False)
     with torch_threads(threads):
         _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
@@ -299,7 +302,7 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
     grad_out = torch.randn(out.shape, generator=gen, dtype=dtype)
     gx, gw = torch.autograd.grad(out, (x, w), grad_out)
     ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, backend="torch")
-    ref_gw = F.weight_gradient(x.detach(), grad_out, kmap, w.shape)
+    ref_gw = torch_conv.weight_gradient(x.detach(), grad_out, kmap, w.shape)
     torch.testing.assert_close(gx, ref_gx, **tol)
     # d_W sums up to ~300 products per entry: error relative to the largest entry (sums in another order)
     torch.testing.assert_close(gw, ref_gw, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(ref_gw.abs().max())))
@@ -307,7 +310,7 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
 
 def test_tiles_span_offsets_and_split_large_ones():
     starts = (0, 3, 3, 10, 11)
-    tiles = list(F._tiles(starts, 4))
+    tiles = list(conv_tiled._tiles(starts, 4))
     assert [(a, b) for a, b, _ in tiles] == [(0, 4), (4, 8), (8, 11)]
     assert tiles[0][2] == [(0, 0, 3), (2, 3, 4)]
     assert tiles[2][2] == [(2, 0, 2), (3, 2, 3)]
@@ -318,7 +321,7 @@ def test_tiles_span_offsets_and_split_large_ones():
 
 def test_tiles_skip_offset():
     starts = (0, 3, 8, 10)
-    tiles = list(F._tiles(starts, 4, skip=1))
+    tiles = list(conv_tiled._tiles(starts, 4, skip=1))
     covered = [(k, a + s, a + e) for a, _, segs in tiles for k, s, e in segs]
     assert sorted(covered) == [(0, 0, 3), (2, 8, 10)]
 
@@ -328,11 +331,11 @@ def test_identity_offset_detected_only_for_identity_pairs():
     idx = random_sites(rng, 120, (8, 8, 8), batch_size=1)
     for backend in (NUMBA, TORCH):
         kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), backend=backend)
-        assert F._identity_offset(kmap) == 13
+        assert ck.identity_offset(kmap) == 13
     even = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 2))
-    assert F._identity_offset(even) == -1
+    assert ck.identity_offset(even) == -1
     strided = build_regular_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3, 2, 1))
-    assert F._identity_offset(strided) == -1
+    assert ck.identity_offset(strided) == -1
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -340,7 +343,6 @@ def test_identity_offset_detected_only_for_identity_pairs():
 def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dtype):
     """Segments of distinct destinations, repeated across segments (enough rows for the parallel path):
     the OpenMP-team scatter-add equals ``np.add.at`` bit for bit (same additions, same order per row)."""
-    from largekernel3d.sparse import openmp_team
 
     rng = np.random.default_rng(3)
     rows, channels, start = 3000, 5, 11
@@ -417,7 +419,6 @@ def test_openmp_team_found_where_torch_ships_libgomp():
     silently stay serial)."""
     import glob
     import os
-    from largekernel3d.sparse import openmp_team
 
     torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
@@ -438,7 +439,7 @@ def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads
     rng = np.random.default_rng(parts)
     idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
     kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
-    skip = F._identity_offset(kmap)
+    skip = ck.identity_offset(kmap)
     bounds, seg, src, dst = fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
                                                parts, threads)
     kv = kmap.kernel_volume
@@ -469,7 +470,6 @@ def test_fused_tiles_available_where_torch_has_libgomp():
     silently fall back to the slower tiled passes); grouped ones, other dtypes and CUDA never do."""
     import glob
     import os
-    from largekernel3d.sparse import openmp_team
 
     torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
@@ -500,15 +500,14 @@ def test_inverse_conv_reuses_the_adjoint_map_and_its_memo():
 def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypatch):
     """OpenMP may give a parallel region fewer threads than asked (thread limits, nesting): the parts and
     every per-thread ``d_W`` accumulator must still be covered."""
-    from largekernel3d.sparse import openmp_team
 
     if not fused_tiles.available(torch.ones(1), torch.ones(1, 1, 1, 1)):
         pytest.skip("the fused dataflow needs a torch build with libgomp")
     real = openmp_team.run_on_team
     monkeypatch.setattr(openmp_team, "run_on_team", lambda body, block, threads: real(body, block, 1))
     monkeypatch.setattr(fused_tiles, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
-    monkeypatch.setattr(F, "_ggs_numba", _refuse)
-    monkeypatch.setattr(F, "_backward_numba", _refuse)
+    monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
+    monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
     with torch_threads(3):
         for kind in ("submanifold", "regular"):
             _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300)

@@ -11,7 +11,7 @@ once (and, for submanifold/regular maps, every input row at most once).
 Two implementations build the same pairs (possibly in another order within an offset):
 
 * ``"torch"``: sorted keys + ``searchsorted``; runs on any device (CUDA included).
-* ``"numba"``: CPU kernels in :mod:`.cpu_kernels` (line sweeps for submanifold maps, two-pass
+* ``"numba"``: CPU kernels in :mod:`.cpu.maps` (line sweeps for submanifold maps, two-pass
   count/fill for strided maps), for CPU tensors with 1 to 3 spatial axes.
 
 :func:`choose_backend` is the one rule that picks between them.
@@ -26,17 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .coords import check_key_range, decode, encode, validate_indices
+from .coords import check_key_range, validate_indices
 from .geometry import ConvGeometry
+from .torch_ref import maps as torch_maps
 
 SUBMANIFOLD = "submanifold"
 REGULAR = "regular"
 TRANSPOSED = "transposed"
 INVERSE = "inverse"
-
-# Work on at most this many (offset, site) candidates at once in the torch builders (memory bound).
-_CANDIDATE_CHUNK = 1 << 23
-
 
 @dataclass(frozen=True, eq=False)
 class KernelMap:
@@ -102,9 +99,9 @@ class KernelMap:
             self.derived("lower_half_mirrored", self._mirror_lower_half)
 
     def _mirror_lower_half(self) -> bool:
-        from . import cpu_kernels
+        from .cpu import maps
 
-        cpu_kernels.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
+        maps.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
                                       np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
         return True
 
@@ -194,12 +191,6 @@ def same_sites(a: Tensor, b: Tensor) -> bool:
     return bool(torch.equal(a.to(torch.int64), b.to(torch.int64)))
 
 
-def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
-    """All kernel positions ``k`` as an int64 ``[K, D]`` tensor, row-major (last axis fastest)."""
-    grids = torch.meshgrid(*[torch.arange(k, device=device) for k in geometry.kernel_size], indexing="ij")
-    return torch.stack([g.reshape(-1) for g in grids], dim=1)
-
-
 TORCH = "torch"
 NUMBA = "numba"
 _NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -232,94 +223,6 @@ def _resolve(backend: Optional[str], indices: Tensor, spatial_shape: Sequence[in
     return backend
 
 
-def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
-    """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
-    ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
-    lead = 3 - len(spatial_shape)
-    idx = indices.to(torch.int64)
-    if lead:
-        idx = torch.cat([idx[:, :1], idx.new_zeros((idx.shape[0], lead)), idx[:, 1:]], dim=1)
-
-    def arr(values: Sequence[int], fill: int) -> np.ndarray:
-        return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
-
-    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
-                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
-    return idx.contiguous(), params
-
-
-def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
-                       ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
-    """The pairs with the offsets before the centre left unwritten on odd kernels (see
-    :attr:`KernelMap.mirror_lazily`)."""
-    from . import cpu_kernels
-
-    idx, prm = _lift3(indices, spatial_shape, geometry)
-    keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
-    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
-        keys, perm = torch.sort(keys)
-        idx = idx.index_select(0, perm)
-    else:
-        perm = torch.arange(idx.shape[0], dtype=torch.int64)
-    pair_in, pair_out, starts = cpu_kernels.submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"],
-                                                              prm["ksize"], prm["dil"], torch.get_num_threads(),
-                                                              lower_half=False)
-    return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
-
-
-def _numba_strided(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                   batch_size: int, geometry: ConvGeometry) -> KernelMap:
-    from . import cpu_kernels
-
-    idx, prm = _lift3(indices, spatial_shape, geometry)
-    lead = 3 - len(spatial_shape)
-    out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
-    cand_key, pair_in, starts = cpu_kernels.strided_candidates(
-        idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"], prm["dil"], kind == TRANSPOSED,
-        torch.get_num_threads())
-    uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
-    out_sites = decode(uniq, tuple(out3.tolist()))
-    if lead:
-        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
-    return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
-                     torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts), batch_size)
-
-
-def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
-    starts = [0]
-    for c in counts.tolist():
-        starts.append(starts[-1] + int(c))
-    return tuple(starts)
-
-
-def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int,
-                  ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
-    """For each offset ``j`` and input row ``n``, look up the site ``query_coords_fn(j-chunk)`` among
-    ``indices``; return (row of found site, n, starts) offset-major."""
-    n = indices.shape[0]
-    device = indices.device
-    idx = indices.to(torch.int64)
-    batch, coords = idx[:, 0], idx[:, 1:]
-    keys = encode(batch, coords, spatial_shape)
-    sorted_keys, perm = torch.sort(keys)
-    shape_t = torch.tensor(list(spatial_shape), dtype=torch.int64, device=device)
-    rows_found, rows_query, counts = [], [], []
-    chunk = max(1, _CANDIDATE_CHUNK // max(n, 1))
-    for j0 in range(0, num_offsets, chunk):
-        j1 = min(num_offsets, j0 + chunk)
-        q = query_coords_fn(coords, j0, j1)  # [J, N, D]
-        valid = ((q >= 0) & (q < shape_t)).all(dim=-1)
-        qk = encode(batch.expand(j1 - j0, n).reshape(-1), q.reshape(-1, q.shape[-1]), spatial_shape)
-        pos = torch.searchsorted(sorted_keys, qk).clamp_(max=max(n - 1, 0))
-        found = valid.reshape(-1) & (sorted_keys[pos] == qk)
-        flat = torch.nonzero(found).squeeze(1)
-        j = torch.div(flat, n, rounding_mode="floor")
-        rows_found.append(perm[pos[flat]])
-        rows_query.append(flat - j * n)
-        counts.append(torch.bincount(j, minlength=j1 - j0))
-    return torch.cat(rows_found), torch.cat(rows_query), _starts_from_counts(torch.cat(counts))
-
-
 def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
                           geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
@@ -329,52 +232,28 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     the numba backend orders pairs by output site, the torch backend by output row."""
     spatial_shape = tuple(int(s) for s in spatial_shape)
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
-    offs = kernel_offsets(geometry, indices.device)
-    centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-    deltas = (offs - centre) * dil
-
-    def query(coords: Tensor, j0: int, j1: int) -> Tensor:
-        return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
-
     lazy = _resolve(backend, indices, spatial_shape) == NUMBA
     if lazy:
-        pair_in, pair_out, starts = _numba_submanifold(indices, spatial_shape, geometry)
+        from .cpu import maps
+        pair_in, pair_out, starts = maps.submanifold_map_pairs(indices, spatial_shape, geometry)
     else:
-        pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
+        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
                      pair_in, pair_out, starts, batch_size,
                      mirror_lazily=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
 
 
-def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: Sequence[int],
-                         ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """From candidate output coords ``cand [K, N, D]`` and mask ``valid [K, N]`` (chunked by caller),
-    return (out sites int32, pair_in, pair_out, counts per offset)."""
-    k, n = valid.shape
-    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
-    j = torch.div(flat, n, rounding_mode="floor")
-    rows = flat - j * n
-    keys = encode(batch[rows], cand.reshape(-1, cand.shape[-1])[flat], out_shape)
-    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    counts = torch.bincount(j, minlength=k)
-    return decode(uniq, out_shape), rows, inverse, counts
-
-
 def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                 batch_size: int, geometry: ConvGeometry, candidate_fn, backend: Optional[str]) -> KernelMap:
+                 batch_size: int, geometry: ConvGeometry, backend: Optional[str]) -> KernelMap:
     if _resolve(backend, indices, spatial_shape) == NUMBA:
-        return _numba_strided(kind, indices, spatial_shape, out_shape, batch_size, geometry)
-    device = indices.device
-    idx = indices.to(torch.int64)
-    batch, coords = idx[:, 0], idx[:, 1:]
-    offs = kernel_offsets(geometry, device)
-    out_t = torch.tensor(list(out_shape), dtype=torch.int64, device=device)
-    cand, valid = candidate_fn(coords, offs)  # [K, N, D], [K, N]
-    valid &= ((cand >= 0) & (cand < out_t)).all(dim=-1)
-    out_sites, pair_in, pair_out, counts = _unique_output_sites(batch, cand, valid, out_shape)
+        from .cpu import maps
+        out_sites, pair_in, pair_out, starts = maps.strided_map_pairs(indices, spatial_shape, out_shape, geometry,
+                                                                      kind == TRANSPOSED)
+    else:
+        out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(indices, out_shape, geometry,
+                                                                            kind == TRANSPOSED)
     return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
-                     pair_in, pair_out, _starts_from_counts(counts), batch_size)
+                     pair_in, pair_out, starts, batch_size)
 
 
 def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
@@ -385,17 +264,7 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.conv_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    stride = torch.tensor(geometry.stride, device=indices.device)
-    pad = torch.tensor(geometry.padding, device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-
-    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
-        num = coords.unsqueeze(0) + pad - (offs * dil).unsqueeze(1)
-        cand = torch.div(num, stride, rounding_mode="floor")
-        valid = (num - cand * stride == 0).all(dim=-1)
-        return cand, valid
-
-    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)
+    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, backend)
 
 
 def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
@@ -405,12 +274,4 @@ def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_si
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.transposed_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    stride = torch.tensor(geometry.stride, device=indices.device)
-    pad = torch.tensor(geometry.padding, device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-
-    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
-        cand = (coords * stride - pad).unsqueeze(0) + (offs * dil).unsqueeze(1)
-        return cand, torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
-
-    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)
+    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, backend)

@@ -49,10 +49,16 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import Sequence, Tuple
+
 import numba as nb
 import numpy as np
+import torch
+from torch import Tensor
 
-from . import openmp_team
+from ..coords import decode, encode
+from ..geometry import ConvGeometry
+from . import team
 from .array_index import uidx
 
 _NUM_BLOCKS = 64  # work blocks of the builders (a multiple of any sensible thread count)
@@ -311,24 +317,24 @@ def _team_sweep_body(block):
     and the buffers' capacity."""
     h = nb.carray(block, (_TEAM_SWEEP_HEADER,))
     num_lines, num_sites, nblk, kv, num_chunks = h[1], h[5], h[8], h[10], h[13]
-    line_start = nb.carray(openmp_team.int64_pointer(h[0]), (num_lines + 1,))
-    line_key = nb.carray(openmp_team.int64_pointer(h[2]), (num_lines,))
-    cz = nb.carray(openmp_team.int64_pointer(h[3]), (num_sites,))
-    rows = nb.carray(openmp_team.int32_pointer(h[4]), (num_sites,))
-    shape = nb.carray(openmp_team.int64_pointer(h[6]), (3,))
-    ksize = nb.carray(openmp_team.int64_pointer(h[6] + 24), (3,))
-    dil = nb.carray(openmp_team.int64_pointer(h[6] + 48), (3,))
-    blocks = nb.carray(openmp_team.int64_pointer(h[7]), (nblk + 1,))
-    table = nb.carray(openmp_team.int64_pointer(h[9]), (nblk, kv))
-    cuts = nb.carray(openmp_team.int64_pointer(h[12]), (num_chunks + 1,))
-    meta = nb.carray(openmp_team.int64_pointer(h[14]), (num_chunks, 5))
-    ok = nb.carray(openmp_team.int64_pointer(h[15]), (num_chunks,))
-    for c in range(openmp_team.omp_get_thread_num(), num_chunks, openmp_team.omp_get_num_threads()):
+    line_start = nb.carray(team.int64_pointer(h[0]), (num_lines + 1,))
+    line_key = nb.carray(team.int64_pointer(h[2]), (num_lines,))
+    cz = nb.carray(team.int64_pointer(h[3]), (num_sites,))
+    rows = nb.carray(team.int32_pointer(h[4]), (num_sites,))
+    shape = nb.carray(team.int64_pointer(h[6]), (3,))
+    ksize = nb.carray(team.int64_pointer(h[6] + 24), (3,))
+    dil = nb.carray(team.int64_pointer(h[6] + 48), (3,))
+    blocks = nb.carray(team.int64_pointer(h[7]), (nblk + 1,))
+    table = nb.carray(team.int64_pointer(h[9]), (nblk, kv))
+    cuts = nb.carray(team.int64_pointer(h[12]), (num_chunks + 1,))
+    meta = nb.carray(team.int64_pointer(h[14]), (num_chunks, 5))
+    ok = nb.carray(team.int64_pointer(h[15]), (num_chunks,))
+    for c in range(team.omp_get_thread_num(), num_chunks, team.omp_get_num_threads()):
         lo, hi, cap = cuts[c], cuts[c + 1], meta[c, 4]
-        kbuf = nb.carray(openmp_team.int32_pointer(meta[c, 0]), (cap,))
-        ibuf = nb.carray(openmp_team.int32_pointer(meta[c, 1]), (cap,))
-        obuf = nb.carray(openmp_team.int32_pointer(meta[c, 2]), (cap,))
-        ends = nb.carray(openmp_team.int64_pointer(meta[c, 3]), (hi - lo,))
+        kbuf = nb.carray(team.int32_pointer(meta[c, 0]), (cap,))
+        ibuf = nb.carray(team.int32_pointer(meta[c, 1]), (cap,))
+        obuf = nb.carray(team.int32_pointer(meta[c, 2]), (cap,))
+        ends = nb.carray(team.int64_pointer(meta[c, 3]), (hi - lo,))
         done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, h[11] != 0,
                                 kbuf, ibuf, obuf, ends)
         ok[c] = 1 if done else 0
@@ -363,7 +369,7 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     block = np.array([line_start.ctypes.data, line_key.shape[0], line_key.ctypes.data, cz.ctypes.data,
                       rows.ctypes.data, cz.shape[0], params.ctypes.data, blocks.ctypes.data, nblk, counts.ctypes.data,
                       counts.shape[1], int(half), cuts.ctypes.data, chunks, meta.ctypes.data, ok.ctypes.data], np.int64)
-    openmp_team.run_on_team(_team_sweep_body, block, threads)
+    team.run_on_team(_team_sweep_body, block, threads)
     emitted = []
     for c in range(chunks):
         lo, hi = int(cuts[c]), int(cuts[c + 1])
@@ -444,7 +450,7 @@ def mirror_lower_half(pair_in: np.ndarray, pair_out: np.ndarray, starts: np.ndar
     """Fill the offsets before the centre of a symmetric map that :func:`submanifold_pairs` built with
     ``lower_half=False`` (each the mirror of ``K - 1 - k``), on torch's team when ``threads > 1``."""
     hi = int(starts[(starts.shape[0] - 1) // 2])
-    if threads > 1 and openmp_team.team_available():
+    if threads > 1 and team.team_available():
         _place_on_team([], threads, np.zeros((0, starts.shape[0] - 1), np.int64), pair_in, pair_out, starts, (0, hi))
     else:
         _mirror_range(pair_in, pair_out, starts, 0, hi)
@@ -463,22 +469,22 @@ def _team_place_body(block):
     buffers and of its int64 ``ends``; ``[lo, hi)`` the positions to mirror (none if empty)."""
     h = nb.carray(block, (_TEAM_PLACE_HEADER,))
     nblk, kv, num_pairs, num_chunks = h[1], h[2], h[5], h[8]
-    cursors = nb.carray(openmp_team.int64_pointer(h[0]), (nblk, kv))
-    pair_in = nb.carray(openmp_team.int64_pointer(h[3]), (num_pairs,))
-    pair_out = nb.carray(openmp_team.int64_pointer(h[4]), (num_pairs,))
-    starts = nb.carray(openmp_team.int64_pointer(h[6]), (kv + 1,))
-    meta = nb.carray(openmp_team.int64_pointer(h[7]), (num_chunks, 6))
-    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    cursors = nb.carray(team.int64_pointer(h[0]), (nblk, kv))
+    pair_in = nb.carray(team.int64_pointer(h[3]), (num_pairs,))
+    pair_out = nb.carray(team.int64_pointer(h[4]), (num_pairs,))
+    starts = nb.carray(team.int64_pointer(h[6]), (kv + 1,))
+    meta = nb.carray(team.int64_pointer(h[7]), (num_chunks, 6))
+    t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     for c in range(t, num_chunks, nt):
         lo, hi = meta[c, 0], meta[c, 1]
-        ends = nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,))
+        ends = nb.carray(team.int64_pointer(meta[c, 5]), (hi - lo,))
         end = ends[hi - lo - 1]
-        _place(lo, hi, nb.carray(openmp_team.int32_pointer(meta[c, 2]), (end,)),
-               nb.carray(openmp_team.int32_pointer(meta[c, 3]), (end,)),
-               nb.carray(openmp_team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
+        _place(lo, hi, nb.carray(team.int32_pointer(meta[c, 2]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, 3]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
     lo, hi = h[9], h[10]
     if hi > lo:
-        openmp_team.gomp_barrier()
+        team.gomp_barrier()
         _mirror_range(pair_in, pair_out, starts, lo + (hi - lo) * t // nt, lo + (hi - lo) * (t + 1) // nt)
 
 
@@ -491,7 +497,7 @@ def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, star
     block = np.array([cursors.ctypes.data, cursors.shape[0], cursors.shape[1], pair_in.ctypes.data,
                       pair_out.ctypes.data, pair_in.shape[0], starts.ctypes.data, meta.ctypes.data, meta.shape[0],
                       *mirror], np.int64)
-    openmp_team.run_on_team(_team_place_body, block, threads)
+    team.run_on_team(_team_place_body, block, threads)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -574,7 +580,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     density = _DensitySample(line_start, line_key, cz, rows, shape, ksize, dil, half)
     per_site = density.mean
     one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
-    on_team = one_pass and threads > 1 and rows.dtype == np.int32 and openmp_team.team_available()
+    on_team = one_pass and threads > 1 and rows.dtype == np.int32 and team.team_available()
     team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0])
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
@@ -690,18 +696,8 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
 
 
 # --------------------------------------------------------------------------------------------------
-# gather of feature rows (the memory-bound first step of gather-GEMM-scatter)
+# the identity offset
 # --------------------------------------------------------------------------------------------------
-
-@nb.njit(cache=True, nogil=True)
-def gather_rows(x, idx, start, stop, buf):
-    """``buf[r] = x[idx[start + r]]`` for ``r < stop - start``."""
-    c = x.shape[1]
-    for r in range(stop - start):
-        i = idx[start + r]
-        for j in range(c):
-            buf[r, j] = x[i, j]
-
 
 @nb.njit(cache=True, nogil=True)
 def is_identity(pair_in, pair_out, start, stop):
@@ -710,3 +706,74 @@ def is_identity(pair_in, pair_out, start, stop):
         if pair_in[start + r] != r or pair_out[start + r] != r:
             return False
     return True
+
+
+def identity_offset(kmap) -> int:
+    """The offset whose pairs are exactly ``(r, r)`` for every row ``r`` in order (the centre of a
+    submanifold map with an odd kernel, as both builders write it), or ``-1`` (memoised on the map). Its
+    product needs no gather/scatter: it is one dense GEMM that also initialises the accumulator."""
+    return kmap.derived("identity_offset", lambda: _find_identity_offset(kmap))
+
+
+def _find_identity_offset(kmap) -> int:
+    kv = kmap.kernel_volume
+    if kmap.num_in != kmap.num_out or kv % 2 == 0 or kmap.num_in == 0:
+        return -1
+    c = kv // 2
+    s, e = kmap.offset_starts[c], kmap.offset_starts[c + 1]
+    pair_in, pair_out = kmap.stored_pairs()  # the centre is stored on every map
+    if e - s != kmap.num_in or not is_identity(pair_in.detach().numpy(), pair_out.detach().numpy(), s, e):
+        return -1
+    return c
+
+
+# --------------------------------------------------------------------------------------------------
+# torch tensors in, torch tensors out: the builders of :mod:`..kernel_map` call these
+# --------------------------------------------------------------------------------------------------
+
+def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
+    """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
+    ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
+    lead = 3 - len(spatial_shape)
+    idx = indices.to(torch.int64)
+    if lead:
+        idx = torch.cat([idx[:, :1], idx.new_zeros((idx.shape[0], lead)), idx[:, 1:]], dim=1)
+
+    def arr(values: Sequence[int], fill: int) -> np.ndarray:
+        return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
+
+    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
+                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
+    return idx.contiguous(), params
+
+
+def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
+                          ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    """``(pair_in, pair_out, offset_starts)`` of a submanifold map of CPU ``indices`` (1 to 3 spatial axes);
+    on odd kernels the offsets before the centre are left unwritten (the caller stores half a map)."""
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
+    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
+        keys, perm = torch.sort(keys)
+        idx = idx.index_select(0, perm)
+    else:
+        perm = torch.arange(idx.shape[0], dtype=torch.int64)
+    pair_in, pair_out, starts = submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"], prm["ksize"], prm["dil"],
+                                                  torch.get_num_threads(), lower_half=False)
+    return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
+
+
+def strided_map_pairs(indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
+                      geometry: ConvGeometry, transposed: bool) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
+    """``(out_sites, pair_in, pair_out, offset_starts)`` of a regular (or ``transposed``) map of CPU ``indices``:
+    the output sites sorted by key, int32 ``[N_out, 1 + D]``."""
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    lead = 3 - len(spatial_shape)
+    out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
+    cand_key, pair_in, starts = strided_candidates(idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"],
+                                                   prm["dil"], transposed, torch.get_num_threads())
+    uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
+    out_sites = decode(uniq, tuple(out3.tolist()))
+    if lead:
+        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
+    return out_sites, torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts)
