@@ -130,7 +130,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
 def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, threads, monkeypatch):
     """``lower_half=False`` writes the centre and the offsets after it as the complete build does;
     :func:`mirror_lower_half` (serial, or on torch's team) then fills every position before the centre (set to
-    -1 here) to the complete build exactly. The numba map is built that way (``mirror_lazily``) and fills
+    -1 here) to the complete build exactly. The numba map is built that way (``half_stored``) and fills
     its lower half once, on the first read of ``pair_in`` or ``pair_out``, never for ``stored_pairs``."""
     shape = (14, 13, 15)
     idx, prm, coords, perm = _sorted_sites(11, shape, kernel, dilation)
@@ -152,7 +152,7 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
     real = ck.mirror_lower_half
     monkeypatch.setattr(ck, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
     kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=NUMBA)
-    assert kmap.mirror_lazily and kmap.symmetric
+    assert kmap.half_stored and kmap.symmetric
     stored_in, stored_out = kmap.stored_pairs()
     assert fills == [] and kmap.num_pairs == full_in.shape[0]
     np.testing.assert_array_equal(stored_out[lo:].numpy(), full_out[lo:])

@@ -88,7 +88,7 @@ def _forged(changes):
     x, kmap = _kmap()
     fields = {f.name: getattr(kmap, f.name) for f in dataclasses.fields(kmap) if f.init}
     fields["stored_in"], fields["stored_out"] = kmap.pair_in.clone(), kmap.pair_out.clone()
-    fields["mirror_lazily"] = False
+    fields["half_stored"] = False
     fields.update(changes(fields))
     return x, type(kmap)(**fields)
 

@@ -340,7 +340,7 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
 @pytest.mark.parametrize("threads", [1, 2])
 def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     """A numba map of odd kernels leaves its offsets before the centre unwritten until its pair lists are read
-    (``KernelMap.mirror_lazily``). The compact layout (serial or on the team), the forward and the backward of
+    (``KernelMap.half_stored``). The compact layout (serial or on the team), the forward and the backward of
     a SW-LK grouping read the offsets after the centre in their place: nothing is filled, the layout is the
     one of the torch builder's complete map, entry for entry, and the output and the gradients are the torch
     path's on that map."""
@@ -354,7 +354,7 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     geometry = ConvGeometry.create(3, 5)
     lazy = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="numba")
     full = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="torch")
-    assert lazy.mirror_lazily and not full.mirror_lazily
+    assert lazy.half_stored and not full.half_stored
     group = SpatialPartition.create(5, "center3").group_index()  # its centre group holds mirrored pairs
     num_groups = int(group.max()) + 1
     gen = torch.Generator().manual_seed(5)

@@ -40,7 +40,7 @@ KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read t
 ``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2
 threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
 backward's per-offset sums read the offsets before the centre as the mirrors of those after it
-(:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.mirror_lazily``) is never filled. Nothing here
+(:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.half_stored``) is never filled. Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
 milliseconds after every parallel region) was measured to slow both down on a 2-core machine.
 

@@ -35,6 +35,32 @@ REGULAR = "regular"
 TRANSPOSED = "transposed"
 INVERSE = "inverse"
 
+class MapCache:
+    """The one mutable part of a :class:`KernelMap`, on purpose: a memo of what is derived from the map's
+    immutable content (the mirrored lower half of a half-stored map, row splits, SW-LK slot layouts, the identity
+    offset, validation results), so that layers sharing an ``indice_key`` compute each once.
+
+    Every entry is a pure function of the map's content and its key; entries are never replaced. Not shared
+    between maps (the adjoint map of :meth:`KernelMap.transposed` has its own)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: Dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()`` on the first call with ``key``, the memoised value after."""
+        if key not in self._values:
+            self._values[key] = build()
+        return self._values[key]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"MapCache({len(self._values)} entries)"
+
+
 @dataclass(frozen=True, eq=False)
 class KernelMap:
     """Pairs of (input row, output row) per kernel offset, plus the sites and grids they connect.
@@ -45,17 +71,16 @@ class KernelMap:
         in_indices: ``[N_in, 1 + D]`` int32 sites the map reads (batch first).
         out_indices: ``[N_out, 1 + D]`` int32 sites the map writes.
         in_spatial_shape, out_spatial_shape: the grids of the two site lists.
-        stored_in, stored_out: ``[P]`` int64 row indices, offset-major, as built; read them as the
-            properties ``pair_in`` / ``pair_out`` (complete: a lazily mirrored map fills its lower half on
-            the first read) or through :meth:`stored_pairs`.
+        stored_in, stored_out: ``[P]`` int64 row indices, offset-major, as built (see ``half_stored``).
         offset_starts: ``K + 1`` ints; offset ``k`` owns ``pair_*[offset_starts[k]:offset_starts[k+1]]``.
         batch_size: number of batch elements.
-        mirror_lazily: the stored offsets before the centre are not written yet (a symmetric map of the
-            numba builder); they are mirrored from those after it when ``pair_in`` or ``pair_out`` is first
-            read.
-
-    Layouts derived from the pairs (e.g. the group slots of SW-LK conv) are memoised per map with
-    :meth:`derived`, so layers sharing an ``indice_key`` compute them once.
+        half_stored: the storage holds half of a :attr:`symmetric` map: the offsets from the centre on are
+            written, the positions of those before it are reserved but not written (the numba builder searches
+            only half the window). :attr:`pair_in` / :attr:`pair_out` are the complete map: on first read the
+            lower half is computed from the upper one (:func:`.cpu.maps.mirror_lower_half`, offset ``k`` is offset
+            ``K - 1 - k`` swapped) into the reserved positions, once, recorded in :attr:`cache`. Readers that can
+            work on half a map (SW-LK's layout) use :meth:`stored_pairs` and never trigger it.
+        cache: the explicitly mutable :class:`MapCache` of layouts derived from this map (:meth:`derived`).
     """
 
     kind: str
@@ -68,19 +93,19 @@ class KernelMap:
     stored_out: Tensor
     offset_starts: Tuple[int, ...]
     batch_size: int
-    mirror_lazily: bool = False
-    _derived: Dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    half_stored: bool = False
+    cache: MapCache = field(default_factory=MapCache, init=False, repr=False, compare=False)
 
     @property
     def pair_in(self) -> Tensor:
-        """``[P]`` int64: the input row of every pair, offset-major."""
-        self._fill_lower_half()
+        """``[P]`` int64: the input row of every pair, offset-major (the complete map)."""
+        self._complete()
         return self.stored_in
 
     @property
     def pair_out(self) -> Tensor:
-        """``[P]`` int64: the output row of every pair, offset-major."""
-        self._fill_lower_half()
+        """``[P]`` int64: the output row of every pair, offset-major (the complete map)."""
+        self._complete()
         return self.stored_out
 
     @property
@@ -90,19 +115,19 @@ class KernelMap:
         return self.kind == SUBMANIFOLD and all(int(k) % 2 == 1 for k in self.geometry.kernel_size)
 
     def stored_pairs(self) -> Tuple[Tensor, Tensor]:
-        """``(pair_in, pair_out)`` as stored, without filling a lazily mirrored map: on a :attr:`symmetric` map
-        only the offsets from the centre on may be read (those before it are the mirrors of ``K - 1 - k``)."""
+        """``(pair_in, pair_out)`` as stored: on a :attr:`half_stored` map only the offsets from the centre on may
+        be read (those before it are the mirrors of ``K - 1 - k``)."""
         return self.stored_in, self.stored_out
 
-    def _fill_lower_half(self) -> None:
-        if self.mirror_lazily:
-            self.derived("lower_half_mirrored", self._mirror_lower_half)
+    def _complete(self) -> None:
+        if self.half_stored:
+            self.cache.get("lower_half_mirrored", self._mirror_lower_half)
 
     def _mirror_lower_half(self) -> bool:
         from .cpu import maps
 
         maps.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
-                                      np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
+                               np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
         return True
 
     @property
@@ -127,11 +152,9 @@ class KernelMap:
         return int(self.stored_in.shape[0])
 
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """``build()``, computed on the first call with this ``key`` and returned from the memo after.
+        """``build()``, computed on the first call with this ``key`` and returned from :attr:`cache` after.
         ``build`` must depend only on this map's (immutable) content and what ``key`` names."""
-        if key not in self._derived:
-            self._derived[key] = build()
-        return self._derived[key]
+        return self.cache.get(key, build)
 
     def pairs(self, k: int) -> Tuple[Tensor, Tensor]:
         """``(pair_in, pair_out)`` of kernel offset ``k`` (flattened row-major over the kernel axes)."""
@@ -240,7 +263,7 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
         pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
                      pair_in, pair_out, starts, batch_size,
-                     mirror_lazily=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
+                     half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
 
 
 def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],

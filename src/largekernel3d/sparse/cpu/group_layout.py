@@ -57,7 +57,7 @@ class GroupLayout:
         self.starts = _starts(kmap)
         self.compact = compact
         # the compact layout reads a symmetric map's lower offsets as the mirrors of the upper ones, so that
-        # a lazily mirrored map (KernelMap.mirror_lazily) is never filled for the SW-LK forward
+        # a lazily mirrored map (KernelMap.half_stored) is never filled for the SW-LK forward
         self.mirrored = compact and kmap.symmetric
         pair_in, pair_out = kmap.stored_pairs() if self.mirrored else (kmap.pair_in, kmap.pair_out)
         self.pair_in, self.pair_out = pair_in.numpy(), pair_out.numpy()

@@ -17,7 +17,7 @@ site.
 For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at
 ``-d``), so only the offsets after the centre are searched; the centre is the identity and the
 others are mirrored copies, which the map builder leaves to :func:`mirror_lower_half` on the first read
-of its pair lists (``KernelMap.mirror_lazily``: SW-LK's layout and backward read the offsets after the
+of its pair lists (``KernelMap.half_stored``: SW-LK's layout and backward read the offsets after the
 centre in their place, so its forward never writes them: 1.2 ms of KITTI 7³ at 1 thread). The work is
 cut into fixed blocks of the (sorted) sites; per-block counts ``counts[block, k]`` give every block its
 prefix-sum position in each offset. Strided builders and
