@@ -3,6 +3,8 @@ output sites) and the tiled gather-GEMM-scatter (forward and fused backward), pl
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from largekernel3d.sparse import functional as F
 from largekernel3d.sparse.cpu import conv_fused as fused_tiles
 from largekernel3d.sparse.cpu import conv_tiled
 from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING, CpuTuning
 from largekernel3d.sparse.torch_ref import conv as torch_conv
 from largekernel3d.sparse.geometry import ConvGeometry
 from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
@@ -92,17 +95,18 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     OpenMP team at more than one thread) and the two-sweep build (count, then fill in place) give the same
     pairs in the same order, for any thread count; emission buffers that start too small grow (or the
     team's chunks are swept again)."""
-    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)  # split even this small map over ``threads``
+    split = dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=1)  # split even this small map over ``threads``
     shape = (14, 13, 15)
     idx, prm, coords, perm = _sorted_sites(7, shape, kernel, dilation)
     builds = []
-    for threshold in (float("inf"), -1.0):
-        monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", threshold)
-        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    for threshold in (float("inf"), 1e-9):  # one sweep always; two sweeps always (every map has > 1e-9 pairs per site)
+        tuning = dataclasses.replace(split, map_one_pass_max_pairs_per_site=threshold)
+        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+                                           tuning=tuning))
     # one pass with every chunk's buffers too short (on torch's OpenMP team at > 1 thread: swept again)
-    monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", float("inf"))
     monkeypatch.setattr(ck, "_chunk_capacity", lambda *args: 16)
-    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+                                       tuning=dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"))))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
             assert np.array_equal(a, b)
@@ -111,7 +115,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     assert tuple(int(s) for s in starts) == ref.offset_starts
     rows = perm.astype(np.int32)
     line_start, line_key = ck._lines(coords, prm["shape"])
-    blocks = ck._balanced_blocks(line_start, min(ck._NUM_BLOCKS, line_key.shape[0]))
+    blocks = ck._balanced_blocks(line_start, min(DEFAULT_TUNING.map_blocks, line_key.shape[0]))
     cz = np.ascontiguousarray(coords[:, 3])
     outs = []
     for capacity in (16, 1 << 16):  # 16 entries: the buffers must grow many times
@@ -163,7 +167,7 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
 
 
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), ((3, 5, 7), (1, 2, 1))])
-def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation, monkeypatch):
+def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation):
     """``_DensitySample``: with every line sampled its mean is the exact half-window pairs per site of the
     map (``(P - N) / 2 / N``); a range's figure is that of its own lines, never below the mean; with fewer
     sampled lines it is the exact figure of those lines."""
@@ -173,8 +177,8 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     cz = np.ascontiguousarray(coords[:, 3])
     num_pairs = ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
     n = coords.shape[0]
-    monkeypatch.setattr(ck, "_SAMPLED_LINES", line_key.shape[0])
-    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True,
+                             line_key.shape[0])
     assert full.step == 1 and full.mean == pytest.approx((num_pairs - n) / 2 / n, rel=1e-12)
     # per line: the sampled pairs of each line are the emitted pairs whose output lies on it
     half = ck._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
@@ -186,8 +190,7 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     lo, hi = 5, 40
     dense = full.pairs[lo:hi].sum() / full.sites[lo:hi].sum()
     assert full.per_site(lo, hi) == pytest.approx(max(full.mean, dense))
-    monkeypatch.setattr(ck, "_SAMPLED_LINES", 10)
-    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True, 10)
     lines = np.arange(0, line_key.shape[0], sparse.step)
     assert np.array_equal(sparse.pairs, full.pairs[lines]) and np.array_equal(sparse.sites, full.sites[lines])
 
@@ -209,23 +212,25 @@ def _lifted(idx, shape, kernel, dilation):
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_strided_candidates_independent_of_threads(transposed, monkeypatch):
+def test_strided_candidates_independent_of_threads(transposed):
     """The strided builder's candidates (and their order) do not depend on how its blocks are split."""
-    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)
+    split = dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=1)
     rng = np.random.default_rng(3)
     shape = (11, 9, 13)
     idx64, prm = _lifted(random_sites(rng, 500, shape, batch_size=2), shape, 3, 1)
     out_shape = np.array(shape, dtype=np.int64)
     builds = [ck.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
-                                    prm["dil"], transposed, threads) for threads in (1, 3)]
+                                    prm["dil"], transposed, threads, split) for threads in (1, 3)]
     for a, b in zip(*builds):
         assert np.array_equal(a, b)
 
 
 def test_builders_split_only_large_maps():
     """Small maps are built on the calling thread (a split loses against torch's spinning workers)."""
-    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS - 1) == 1
-    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS) == 4
+    limit = DEFAULT_TUNING.map_split_min_pairs
+    assert ck._split_threads(4, limit - 1, DEFAULT_TUNING) == 1
+    assert ck._split_threads(4, limit, DEFAULT_TUNING) == 4
+    assert ck._split_threads(4, 10, dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=10)) == 4
 
 
 def test_choose_backend_rule():
@@ -511,3 +516,12 @@ def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypa
     with torch_threads(3):
         for kind in ("submanifold", "regular"):
             _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300)
+
+
+def test_tuning_rejects_non_positive_values():
+    """A tuning object is checked when made: every constant positive, tile bounds ordered."""
+    with pytest.raises(ValueError, match="map_blocks"):
+        CpuTuning(map_blocks=0)
+    with pytest.raises(ValueError, match="conv_min_tile_rows"):
+        CpuTuning(conv_min_tile_rows=10, conv_max_tile_rows=5)
+    assert dataclasses.replace(DEFAULT_TUNING, conv_tile_bytes=7).conv_tile_bytes == 7
