@@ -40,7 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import largekernel3d.sparse as ours  # noqa: E402
-from largekernel3d.sparse import functional, fused_tiles, keep_freed_memory, openmp_team  # noqa: E402
+from largekernel3d.sparse import functional, keep_freed_memory  # noqa: E402
+from largekernel3d.sparse.cpu import conv_fused as fused_tiles  # noqa: E402
+from largekernel3d.sparse.cpu import conv_tiled, maps  # noqa: E402
+from largekernel3d.sparse.cpu import team as openmp_team  # noqa: E402
+from largekernel3d.sparse.torch_ref import conv as torch_conv  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -380,12 +384,12 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         shape = list(inp.spatial_shape)
         kmap = ours.build_submanifold_map(inp.indices, shape, 1, geo)
         w = functional.module_weight_to_grouped(conv.weight.detach(), 1)
-        tile = functional._tile_rows(c, 4)
-        identity = functional._identity_offset(kmap)  # the centre: one dense GEMM, no gather/scatter
-        tiles = list(functional._tiles(kmap.offset_starts, tile, identity))
+        tile = conv_tiled._tile_rows(c, 4)
+        identity = maps.identity_offset(kmap)  # the centre: one dense GEMM, no gather/scatter
+        tiles = list(conv_tiled._tiles(kmap.offset_starts, tile, identity))
         bi, bo, out = torch.empty(tile, c), torch.empty(tile, c), torch.zeros(inp.num_sites, c)
         pout = kmap.pair_out.numpy()
-        gather_rows = functional._row_gatherer(feats, kmap.pair_in)  # as the tiled passes do at this thread count
+        gather_rows = conv_tiled._row_gatherer(feats, kmap.pair_in)  # as the tiled passes do at this thread count
 
         def gather():
             for a, b, _ in tiles:
@@ -393,10 +397,10 @@ def profile(inp: common.SparseInput, reps: int) -> str:
 
         def gemm():
             if identity >= 0:
-                functional._apply_offset(feats, w[identity])
+                torch_conv.apply_offset(feats, w[identity])
             for _, _, segs in tiles:
                 for kk, s, e in segs:
-                    functional._apply_offset(bi[s:e], w[kk], out=bo[s:e])
+                    torch_conv.apply_offset(bi[s:e], w[kk], out=bo[s:e])
 
         def scatter():
             for a, _b, segs in tiles:
@@ -411,7 +415,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         fused = fused_tiles.available(feats, w, kmap.num_out)
 
         def layout():  # what the first conv on a fresh map builds (memoised on the map after)
-            functional.build_row_split(kmap, False, threads)
+            fused_tiles.build_row_split(kmap, False, threads)
 
         def total():
             with torch.no_grad():

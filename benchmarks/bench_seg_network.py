@@ -40,7 +40,9 @@ from common import SHARED_DATA, gemm_floor_ms, load_spconv, markdown_table, num_
 
 from largekernel3d import data as D  # noqa: E402
 from largekernel3d.models import build_model, count_parameters  # noqa: E402
-from largekernel3d.sparse import fused_groups, fused_tiles, keep_freed_memory  # noqa: E402
+from largekernel3d.sparse import keep_freed_memory  # noqa: E402
+from largekernel3d.sparse.cpu import conv_fused as fused_tiles  # noqa: E402
+from largekernel3d.sparse.cpu import group_fused as fused_groups  # noqa: E402
 
 SCANNET = SHARED_DATA / "scannet" / "votenet_50k"
 SCENE = "scene0000_00"

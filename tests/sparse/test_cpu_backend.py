@@ -3,14 +3,20 @@ output sites) and the tiled gather-GEMM-scatter (forward and fused backward), pl
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from helpers import torch_threads
-from largekernel3d.sparse import cpu_kernels as ck
+from largekernel3d.sparse.cpu import maps as ck
 from largekernel3d.sparse import functional as F
-from largekernel3d.sparse import fused_tiles, openmp_team
+from largekernel3d.sparse.cpu import conv_fused as fused_tiles
+from largekernel3d.sparse.cpu import conv_tiled
+from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING, CpuTuning
+from largekernel3d.sparse.torch_ref import conv as torch_conv
 from largekernel3d.sparse.geometry import ConvGeometry
 from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
                                              build_transposed_map, choose_backend)
@@ -89,17 +95,18 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     OpenMP team at more than one thread) and the two-sweep build (count, then fill in place) give the same
     pairs in the same order, for any thread count; emission buffers that start too small grow (or the
     team's chunks are swept again)."""
-    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)  # split even this small map over ``threads``
+    split = dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=1)  # split even this small map over ``threads``
     shape = (14, 13, 15)
     idx, prm, coords, perm = _sorted_sites(7, shape, kernel, dilation)
     builds = []
-    for threshold in (float("inf"), -1.0):
-        monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", threshold)
-        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    for threshold in (float("inf"), 1e-9):  # one sweep always; two sweeps always (every map has > 1e-9 pairs per site)
+        tuning = dataclasses.replace(split, map_one_pass_max_pairs_per_site=threshold)
+        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+                                           tuning=tuning))
     # one pass with every chunk's buffers too short (on torch's OpenMP team at > 1 thread: swept again)
-    monkeypatch.setattr(ck, "_ONE_PASS_MAX_PAIRS_PER_SITE", float("inf"))
     monkeypatch.setattr(ck, "_chunk_capacity", lambda *args: 16)
-    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads))
+    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+                                       tuning=dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"))))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
             assert np.array_equal(a, b)
@@ -108,7 +115,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     assert tuple(int(s) for s in starts) == ref.offset_starts
     rows = perm.astype(np.int32)
     line_start, line_key = ck._lines(coords, prm["shape"])
-    blocks = ck._balanced_blocks(line_start, min(ck._NUM_BLOCKS, line_key.shape[0]))
+    blocks = ck._balanced_blocks(line_start, min(DEFAULT_TUNING.map_blocks, line_key.shape[0]))
     cz = np.ascontiguousarray(coords[:, 3])
     outs = []
     for capacity in (16, 1 << 16):  # 16 entries: the buffers must grow many times
@@ -127,7 +134,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
 def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, threads, monkeypatch):
     """``lower_half=False`` writes the centre and the offsets after it as the complete build does;
     :func:`mirror_lower_half` (serial, or on torch's team) then fills every position before the centre (set to
-    -1 here) to the complete build exactly. The numba map is built that way (``mirror_lazily``) and fills
+    -1 here) to the complete build exactly. The numba map is built that way (``half_stored``) and fills
     its lower half once, on the first read of ``pair_in`` or ``pair_out``, never for ``stored_pairs``."""
     shape = (14, 13, 15)
     idx, prm, coords, perm = _sorted_sites(11, shape, kernel, dilation)
@@ -149,7 +156,7 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
     real = ck.mirror_lower_half
     monkeypatch.setattr(ck, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
     kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=NUMBA)
-    assert kmap.mirror_lazily and kmap.symmetric
+    assert kmap.half_stored and kmap.symmetric
     stored_in, stored_out = kmap.stored_pairs()
     assert fills == [] and kmap.num_pairs == full_in.shape[0]
     np.testing.assert_array_equal(stored_out[lo:].numpy(), full_out[lo:])
@@ -160,7 +167,7 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
 
 
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), ((3, 5, 7), (1, 2, 1))])
-def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation, monkeypatch):
+def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilation):
     """``_DensitySample``: with every line sampled its mean is the exact half-window pairs per site of the
     map (``(P - N) / 2 / N``); a range's figure is that of its own lines, never below the mean; with fewer
     sampled lines it is the exact figure of those lines."""
@@ -170,8 +177,8 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     cz = np.ascontiguousarray(coords[:, 3])
     num_pairs = ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
     n = coords.shape[0]
-    monkeypatch.setattr(ck, "_SAMPLED_LINES", line_key.shape[0])
-    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True,
+                             line_key.shape[0])
     assert full.step == 1 and full.mean == pytest.approx((num_pairs - n) / 2 / n, rel=1e-12)
     # per line: the sampled pairs of each line are the emitted pairs whose output lies on it
     half = ck._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
@@ -183,8 +190,7 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     lo, hi = 5, 40
     dense = full.pairs[lo:hi].sum() / full.sites[lo:hi].sum()
     assert full.per_site(lo, hi) == pytest.approx(max(full.mean, dense))
-    monkeypatch.setattr(ck, "_SAMPLED_LINES", 10)
-    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True)
+    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True, 10)
     lines = np.arange(0, line_key.shape[0], sparse.step)
     assert np.array_equal(sparse.pairs, full.pairs[lines]) and np.array_equal(sparse.sites, full.sites[lines])
 
@@ -200,29 +206,31 @@ def _sorted_sites(seed, shape, kernel, dilation):
 
 
 def _lifted(idx, shape, kernel, dilation):
-    from largekernel3d.sparse.kernel_map import _lift3
+    from largekernel3d.sparse.cpu.maps import _lift3
 
     return _lift3(idx, shape, ConvGeometry.create(3, kernel, 1, 0, dilation))
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_strided_candidates_independent_of_threads(transposed, monkeypatch):
+def test_strided_candidates_independent_of_threads(transposed):
     """The strided builder's candidates (and their order) do not depend on how its blocks are split."""
-    monkeypatch.setattr(ck, "_SPLIT_MIN_PAIRS", 0)
+    split = dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=1)
     rng = np.random.default_rng(3)
     shape = (11, 9, 13)
     idx64, prm = _lifted(random_sites(rng, 500, shape, batch_size=2), shape, 3, 1)
     out_shape = np.array(shape, dtype=np.int64)
     builds = [ck.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
-                                    prm["dil"], transposed, threads) for threads in (1, 3)]
+                                    prm["dil"], transposed, threads, split) for threads in (1, 3)]
     for a, b in zip(*builds):
         assert np.array_equal(a, b)
 
 
 def test_builders_split_only_large_maps():
     """Small maps are built on the calling thread (a split loses against torch's spinning workers)."""
-    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS - 1) == 1
-    assert ck._split_threads(4, ck._SPLIT_MIN_PAIRS) == 4
+    limit = DEFAULT_TUNING.map_split_min_pairs
+    assert ck._split_threads(4, limit - 1, DEFAULT_TUNING) == 1
+    assert ck._split_threads(4, limit, DEFAULT_TUNING) == 4
+    assert ck._split_threads(4, 10, dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=10)) == 4
 
 
 def test_choose_backend_rule():
@@ -269,11 +277,11 @@ def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, th
     if dataflow == "fused":
         if not fused_tiles.available(torch.ones(1, dtype=dtype), torch.ones(1, 1, 1, 1, dtype=dtype)):
             pytest.skip("the fused dataflow needs a torch build with libgomp")
-        monkeypatch.setattr(F, "_ggs_numba", _refuse)
-        monkeypatch.setattr(F, "_backward_numba", _refuse)
+        monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
+        monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
     else:
-        monkeypatch.setattr(F, "_ggs_fused", _refuse)
-        monkeypatch.setattr(F, "_backward_fused", _refuse)
+        monkeypatch.setattr(fused_tiles, "conv_forward", _refuse)
+        monkeypatch.setattr(fused_tiles, "conv_backward", _refuse)
         monkeypatch.setattr(fused_tiles, "available", lambda *args: False)
     with torch_threads(threads):
         _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
@@ -299,7 +307,7 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
     grad_out = torch.randn(out.shape, generator=gen, dtype=dtype)
     gx, gw = torch.autograd.grad(out, (x, w), grad_out)
     ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, backend="torch")
-    ref_gw = F.weight_gradient(x.detach(), grad_out, kmap, w.shape)
+    ref_gw = torch_conv.weight_gradient(x.detach(), grad_out, kmap, w.shape)
     torch.testing.assert_close(gx, ref_gx, **tol)
     # d_W sums up to ~300 products per entry: error relative to the largest entry (sums in another order)
     torch.testing.assert_close(gw, ref_gw, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(ref_gw.abs().max())))
@@ -307,7 +315,7 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
 
 def test_tiles_span_offsets_and_split_large_ones():
     starts = (0, 3, 3, 10, 11)
-    tiles = list(F._tiles(starts, 4))
+    tiles = list(conv_tiled._tiles(starts, 4))
     assert [(a, b) for a, b, _ in tiles] == [(0, 4), (4, 8), (8, 11)]
     assert tiles[0][2] == [(0, 0, 3), (2, 3, 4)]
     assert tiles[2][2] == [(2, 0, 2), (3, 2, 3)]
@@ -318,7 +326,7 @@ def test_tiles_span_offsets_and_split_large_ones():
 
 def test_tiles_skip_offset():
     starts = (0, 3, 8, 10)
-    tiles = list(F._tiles(starts, 4, skip=1))
+    tiles = list(conv_tiled._tiles(starts, 4, skip=1))
     covered = [(k, a + s, a + e) for a, _, segs in tiles for k, s, e in segs]
     assert sorted(covered) == [(0, 0, 3), (2, 8, 10)]
 
@@ -328,11 +336,11 @@ def test_identity_offset_detected_only_for_identity_pairs():
     idx = random_sites(rng, 120, (8, 8, 8), batch_size=1)
     for backend in (NUMBA, TORCH):
         kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), backend=backend)
-        assert F._identity_offset(kmap) == 13
+        assert ck.identity_offset(kmap) == 13
     even = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 2))
-    assert F._identity_offset(even) == -1
+    assert ck.identity_offset(even) == -1
     strided = build_regular_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3, 2, 1))
-    assert F._identity_offset(strided) == -1
+    assert ck.identity_offset(strided) == -1
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -340,7 +348,6 @@ def test_identity_offset_detected_only_for_identity_pairs():
 def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dtype):
     """Segments of distinct destinations, repeated across segments (enough rows for the parallel path):
     the OpenMP-team scatter-add equals ``np.add.at`` bit for bit (same additions, same order per row)."""
-    from largekernel3d.sparse import openmp_team
 
     rng = np.random.default_rng(3)
     rows, channels, start = 3000, 5, 11
@@ -417,7 +424,6 @@ def test_openmp_team_found_where_torch_ships_libgomp():
     silently stay serial)."""
     import glob
     import os
-    from largekernel3d.sparse import openmp_team
 
     torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
@@ -438,7 +444,7 @@ def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads
     rng = np.random.default_rng(parts)
     idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
     kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
-    skip = F._identity_offset(kmap)
+    skip = ck.identity_offset(kmap)
     bounds, seg, src, dst = fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
                                                parts, threads)
     kv = kmap.kernel_volume
@@ -469,7 +475,6 @@ def test_fused_tiles_available_where_torch_has_libgomp():
     silently fall back to the slower tiled passes); grouped ones, other dtypes and CUDA never do."""
     import glob
     import os
-    from largekernel3d.sparse import openmp_team
 
     torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
     if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
@@ -500,15 +505,23 @@ def test_inverse_conv_reuses_the_adjoint_map_and_its_memo():
 def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypatch):
     """OpenMP may give a parallel region fewer threads than asked (thread limits, nesting): the parts and
     every per-thread ``d_W`` accumulator must still be covered."""
-    from largekernel3d.sparse import openmp_team
 
     if not fused_tiles.available(torch.ones(1), torch.ones(1, 1, 1, 1)):
         pytest.skip("the fused dataflow needs a torch build with libgomp")
     real = openmp_team.run_on_team
     monkeypatch.setattr(openmp_team, "run_on_team", lambda body, block, threads: real(body, block, 1))
     monkeypatch.setattr(fused_tiles, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
-    monkeypatch.setattr(F, "_ggs_numba", _refuse)
-    monkeypatch.setattr(F, "_backward_numba", _refuse)
+    monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
+    monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
     with torch_threads(3):
         for kind in ("submanifold", "regular"):
             _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300)
+
+
+def test_tuning_rejects_non_positive_values():
+    """A tuning object is checked when made: every constant positive, tile bounds ordered."""
+    with pytest.raises(ValueError, match="map_blocks"):
+        CpuTuning(map_blocks=0)
+    with pytest.raises(ValueError, match="conv_min_tile_rows"):
+        CpuTuning(conv_min_tile_rows=10, conv_max_tile_rows=5)
+    assert dataclasses.replace(DEFAULT_TUNING, conv_tile_bytes=7).conv_tile_bytes == 7

@@ -88,7 +88,7 @@ def _forged(changes):
     x, kmap = _kmap()
     fields = {f.name: getattr(kmap, f.name) for f in dataclasses.fields(kmap) if f.init}
     fields["stored_in"], fields["stored_out"] = kmap.pair_in.clone(), kmap.pair_out.clone()
-    fields["mirror_lazily"] = False
+    fields["half_stored"] = False
     fields.update(changes(fields))
     return x, type(kmap)(**fields)
 
@@ -519,7 +519,7 @@ def _group_inputs(k: int = 7):
 
 @error_case
 def group_conv_weight_wrong_groups():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     with torch.no_grad():
@@ -528,7 +528,7 @@ def group_conv_weight_wrong_groups():
 
 @error_case
 def group_conv_group_index_out_of_range():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     gi = gi.clone()
@@ -539,7 +539,7 @@ def group_conv_group_index_out_of_range():
 
 @error_case
 def group_conv_group_index_negative():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     gi = gi.clone()
@@ -550,7 +550,7 @@ def group_conv_group_index_negative():
 
 @error_case
 def group_conv_group_index_float():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     with torch.no_grad():
@@ -559,7 +559,7 @@ def group_conv_group_index_float():
 
 @error_case
 def group_conv_encoding_wrong_shape():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     with torch.no_grad():
@@ -568,7 +568,7 @@ def group_conv_encoding_wrong_shape():
 
 @error_case
 def group_conv_features_integer():
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     x, kmap, gi, g = _group_inputs()
     with torch.no_grad():
@@ -578,7 +578,7 @@ def group_conv_features_integer():
 @error_case
 def group_conv_forged_map():
     from largekernel3d.nn.partition import SpatialPartition
-    from largekernel3d.sparse.group_aggregate import group_conv
+    from largekernel3d.sparse.group_conv import group_conv
 
     def change(f):
         f["stored_out"][3] = 5000
@@ -591,7 +591,7 @@ def group_conv_forged_map():
 
 @error_case
 def group_aggregate_num_groups_too_small():
-    from largekernel3d.sparse.group_aggregate import group_aggregate
+    from largekernel3d.sparse.group_conv import group_aggregate
 
     x, kmap, gi, g = _group_inputs()
     with torch.no_grad():

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 import largekernel3d.sparse as lsp
-from largekernel3d.sparse import fused_groups, fused_tiles, openmp_team, weight_cache
+from largekernel3d.sparse import weight_cache
+from largekernel3d.sparse.cpu import conv_fused as fused_tiles
+from largekernel3d.sparse.cpu import group_fused as fused_groups
+from largekernel3d.sparse.cpu import team as openmp_team
 from helpers import dense_subm_conv, random_sparse_tensor
 
 pytestmark = pytest.mark.skipif(not openmp_team.team_available(), reason="the fused kernels need torch on libgomp")

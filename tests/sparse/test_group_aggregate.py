@@ -10,9 +10,10 @@ import torch
 from helpers import random_sparse_tensor, torch_threads
 from largekernel3d.nn.partition import SpatialPartition
 from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanifold_map
-import largekernel3d.sparse.group_aggregate as ga
-from largekernel3d.sparse import openmp_team
-from largekernel3d.sparse.group_aggregate import choose_backend, group_aggregate, group_conv
+import largekernel3d.sparse.cpu.group_layout as gl
+import largekernel3d.sparse.cpu.group_products as gp
+from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.group_conv import choose_backend, group_aggregate, group_conv
 
 BACKENDS = ("numba", "torch")
 # Many tiny ops: one torch thread avoids thread-pool wake-ups on a busy machine.
@@ -138,9 +139,9 @@ def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype
     identity centre group of ``center1`` read/written in place; the input and encoding gradients as a
     mirrored product for ``center1``, through the gradient of ``A`` for a random grouping) against the dense
     path (A [N, G C] @ W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
-    monkeypatch.setattr(ga, "_GEMM_CHUNK", chunk)
-    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(gp, "GEMM_CHUNK", chunk)
+    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", chunk)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=8)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
@@ -178,16 +179,16 @@ def test_mirrored_weight_only_for_symmetric_maps_and_groupings():
     for name in ("center1", "center3", "thirds"):
         sym = SpatialPartition.create(5, name).group_index().numpy()
         num_groups = int(sym.max()) + 1
-        sigma = ga._mirror_groups(kmap, sym, num_groups)
+        sigma = gp.mirror_groups(kmap, sym, num_groups)
         assert sigma is not None
-        mirrored = ga._mirrored_weight_of(weight[:num_groups], sigma)
+        mirrored = gp._mirrored_weight_of(weight[:num_groups], sigma)
         assert mirrored.shape == (num_groups, 4, 3)
         k = 3  # offset k's group reads the transposed weight of its mirror offset's group
         assert torch.equal(mirrored[sym[k]], weight[sym[kmap.kernel_volume - 1 - k]].t())
-    assert ga._mirror_groups(kmap, group.numpy(), 27) is None
+    assert gp.mirror_groups(kmap, group.numpy(), 27) is None
     regular = build_regular_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, 5, 1, 2))
     center1 = SpatialPartition.create(5, "center1").group_index().numpy()
-    assert ga._mirror_groups(regular, center1, 27) is None
+    assert gp.mirror_groups(regular, center1, 27) is None
 
 
 def test_group_conv_bad_weight():
@@ -215,13 +216,13 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
     holds only the identity centre offset, as in the default SW-LK partition, is one dense GEMM); it must
     give the training path's output and the torch path's, also when group blocks span several chunks."""
     if chunk_rows is not None:
-        monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
-        monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
+        monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", chunk_rows)
     x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64,
                                  seed=3)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
-    assert (ga._identity_group(kmap, group.numpy())[0] >= 0) == (grouping == "center1")
+    assert (gp.identity_group(kmap, group.numpy())[0] >= 0) == (grouping == "center1")
     enc = enc if encoding else None
     weight = torch.randn(27, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -243,7 +244,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     SW-LK groupings (``center1``, whose centre group is the identity offset; ``thirds``, whose centre group
     is not) both gradients come from one product of ``dOut`` over the forward's bag entries with their
     encoding rows skipped; a random grouping keeps ``A`` and forms its gradient."""
-    from largekernel3d.sparse import fused_groups
+    from largekernel3d.sparse.cpu import group_fused as fused_groups
 
     if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
         pytest.skip("the fused products need a torch build with libgomp")
@@ -253,8 +254,8 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
         monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 9)
     else:
         monkeypatch.setattr(fused_groups, "available", lambda *args: False)
-    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", 5)
+    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", 5)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=5)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
@@ -278,7 +279,7 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
 
 def _record_fused_calls(monkeypatch) -> list:
     """Record each :mod:`.fused_groups` call: ``("forward", use)`` or ``("backward", with d_x, with d_W)``."""
-    from largekernel3d.sparse import fused_groups
+    from largekernel3d.sparse.cpu import group_fused as fused_groups
 
     calls = []
     forward, backward = fused_groups.accumulate, fused_groups.backward
@@ -304,7 +305,7 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
     """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
     requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts
     asked for (none when only ``E`` needs a gradient); the forward keeps no ``[slots, C]`` bags for it."""
-    from largekernel3d.sparse import fused_groups
+    from largekernel3d.sparse.cpu import group_fused as fused_groups
 
     if fused and not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
         pytest.skip("the fused products need a torch build with libgomp")
@@ -313,8 +314,8 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
         monkeypatch.setattr(fused_groups, "available", lambda *args: False)
     monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
     monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 7)
-    monkeypatch.setattr(ga, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(ga, "_MIN_INFERENCE_CHUNK_ROWS", 3)
+    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", 3)
     x, kmap, _, enc = _setup(kernel=5, shape=(12, 11, 13), channels=3, num_groups=27, dtype=torch.float64, seed=8)
     group = SpatialPartition.create(5, "center1").group_index()
     weight = torch.randn(27, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
@@ -322,7 +323,7 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
     leaves = [t.clone().requires_grad_(w) for t, w in zip((x.features, enc, weight), wanted)]
     with torch_threads(threads):
         out = group_conv(*leaves, kmap, group, backend="numba")
-        num_slots = ga._Slots.for_map(kmap, group.numpy(), 27, compact=True).num_slots
+        num_slots = gl.GroupLayout.for_map(kmap, group.numpy(), 27, compact=True).num_slots
         assert all(t is None or t.shape[0] != num_slots for t in out.grad_fn.saved_tensors)
         grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], up)
     ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
@@ -339,21 +340,21 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
 @pytest.mark.parametrize("threads", [1, 2])
 def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     """A numba map of odd kernels leaves its offsets before the centre unwritten until its pair lists are read
-    (``KernelMap.mirror_lazily``). The compact layout (serial or on the team), the forward and the backward of
+    (``KernelMap.half_stored``). The compact layout (serial or on the team), the forward and the backward of
     a SW-LK grouping read the offsets after the centre in their place: nothing is filled, the layout is the
     one of the torch builder's complete map, entry for entry, and the output and the gradients are the torch
     path's on that map."""
-    from largekernel3d.sparse import cpu_kernels
+    from largekernel3d.sparse.cpu import maps as cpu_kernels
 
     fills = []
     real = cpu_kernels.mirror_lower_half
     monkeypatch.setattr(cpu_kernels, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
-    monkeypatch.setattr(ga, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    monkeypatch.setattr(gl, "_TEAM_LAYOUT_MIN_PAIRS", 0)
     x = random_sparse_tensor((12, 11, 13), 3, density=0.25, batch_size=2, dtype=torch.float64, seed=4)
     geometry = ConvGeometry.create(3, 5)
     lazy = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="numba")
     full = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="torch")
-    assert lazy.mirror_lazily and not full.mirror_lazily
+    assert lazy.half_stored and not full.half_stored
     group = SpatialPartition.create(5, "center3").group_index()  # its centre group holds mirrored pairs
     num_groups = int(group.max()) + 1
     gen = torch.Generator().manual_seed(5)
@@ -366,7 +367,7 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
             leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
             out = group_conv(*leaves, kmap, group, backend=backend)
             results.append((out, *torch.autograd.grad(out, leaves, up)))
-    layouts = [ga._Slots.for_map(kmap, group.numpy(), num_groups, compact=True) for kmap in (lazy, full)]
+    layouts = [gl.GroupLayout.for_map(kmap, group.numpy(), num_groups, compact=True) for kmap in (lazy, full)]
     assert fills == []
     for name in ("rows", "bag_ptr", "gstart", "entries"):
         np.testing.assert_array_equal(getattr(layouts[0], name), getattr(layouts[1], name))
@@ -379,11 +380,11 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
 def test_slot_layout_memoised_on_the_kernel_map():
     """Layers sharing a kernel map (one indice_key) build the group slots once; another grouping gets its own."""
     x, kmap, group, enc = _setup(kernel=5, num_groups=27)
-    a = ga._Slots.for_map(kmap, group.numpy(), 27, compact=True)
-    assert ga._Slots.for_map(kmap, group.numpy(), 27, compact=True) is a
-    assert ga._Slots.for_map(kmap, group.numpy(), 27, compact=False) is not a
+    a = gl.GroupLayout.for_map(kmap, group.numpy(), 27, compact=True)
+    assert gl.GroupLayout.for_map(kmap, group.numpy(), 27, compact=True) is a
+    assert gl.GroupLayout.for_map(kmap, group.numpy(), 27, compact=False) is not a
     other = torch.roll(group, 1)
-    assert ga._Slots.for_map(kmap, other.numpy(), 27, compact=True) is not a
+    assert gl.GroupLayout.for_map(kmap, other.numpy(), 27, compact=True) is not a
 
 
 @pytest.mark.parametrize("with_encoding", [True, False])
@@ -393,7 +394,7 @@ def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
     pairs, offsets ascending; the per-pair slots point back to the same slots."""
     x, kmap, group, _ = _setup(kernel=5, num_groups=9, seed=3)
     group_np = group.numpy()
-    slots = ga._Slots(kmap, group_np, 9, compact=True)
+    slots = gl.GroupLayout(kmap, group_np, 9, compact=True)
     entries = slots._bag_entries(with_encoding)
     width = 2 if with_encoding else 1
     expected = {}
@@ -408,7 +409,7 @@ def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
             got[(g, int(slots.rows[s]))] = entries[width * slots.bag_ptr[s]:width * slots.bag_ptr[s + 1]].tolist()
     assert got == expected
     assert slots.num_slots == len(expected) and slots.bag_ptr[-1] == kmap.num_pairs
-    pair_group = group_np[ga._pair_offsets(kmap)]
+    pair_group = group_np[gl.pair_offsets(kmap)]
     slot_group = np.searchsorted(slots.gstart, slots.slot, side="right") - 1
     assert (slot_group == pair_group).all()
     assert (slots.rows[slots.slot] == kmap.pair_out.numpy()).all()
@@ -420,7 +421,7 @@ def test_row_blocks_cut_every_group_by_row_blocks_and_balance_the_parts(rows_per
     ``ranges[b, g]`` is exactly the slots of group ``g`` whose rows fall in block ``b`` (so every slot lies
     in one block), and the parts hold about equal slot counts."""
     x, kmap, group, _ = _setup(kernel=5, num_groups=27, seed=7)
-    slots = ga._Slots(kmap, group.numpy(), 27, compact=True)
+    slots = gl.GroupLayout(kmap, group.numpy(), 27, compact=True)
     ranges, part_cuts = slots.row_blocks(rows_per_block, parts)
     assert part_cuts.shape == (parts + 1,) and part_cuts[0] == 0 and part_cuts[-1] == ranges.shape[0]
     assert (np.diff(part_cuts) >= 0).all()
@@ -453,10 +454,10 @@ def test_compact_layout_on_the_team_equals_the_serial_one(threads, monkeypatch):
     layout exactly, whatever the split; the layer output is unchanged."""
     x, kmap, group, enc = _setup(kernel=5, num_groups=27, seed=5)
     group_np = group.numpy()
-    serial = ga._Slots(kmap, group_np, 27, compact=True)
-    monkeypatch.setattr(ga, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    serial = gl.GroupLayout(kmap, group_np, 27, compact=True)
+    monkeypatch.setattr(gl, "_TEAM_LAYOUT_MIN_PAIRS", 0)
     with torch_threads(threads):
-        team = ga._Slots(kmap, group_np, 27, compact=True)
+        team = gl.GroupLayout(kmap, group_np, 27, compact=True)
         assert team.ranges.shape[0] == threads + 1  # one group range per thread
         for width in (True, False):
             np.testing.assert_array_equal(team._bag_entries(width), serial._bag_entries(width))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from largekernel3d.sparse import host_memory
+from largekernel3d.sparse.cpu import host_memory
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32, torch.int64])

@@ -5,7 +5,7 @@ import numba as nb
 import numpy as np
 import pytest
 
-from largekernel3d.sparse import simd_products
+from largekernel3d.sparse.cpu import simd as simd_products
 
 DTYPES = [np.float32, np.float64]
 # column counts: under one vector, one, a partial second, 2-4 vectors, several passes with a partial last

@@ -13,7 +13,7 @@ import importlib
 import sys
 from typing import Dict, List, Optional
 
-from ..sparse.host_memory import keep_freed_memory
+from ..sparse import keep_freed_memory
 
 # Modules that contribute commands; each defines ``register(verbs, top)``.
 COMMAND_MODULES = (

@@ -13,7 +13,7 @@ The dilated branch's dilation ``d`` is ``k // 2 - 1`` per axis by default (the o
 ``W`` has shape ``[G, C_in, C_out]`` (``G = 27`` for the default ``"center1"`` partition).
 
 Computation (forward and backward cost proportional to the groups, not to ``k^3``), by
-:func:`largekernel3d.sparse.group_aggregate.group_conv`: ``A = sum over each group of (x[j] + E[k])``
+:func:`largekernel3d.sparse.group_conv.group_conv`: ``A = sum over each group of (x[j] + E[k])``
 (additions only), then ``out = sum_g A_g W_g``; backward ``dW_g = A_g^T dOut``, ``dA_g = dOut W_g^T``
 (GEMMs over groups) and the aggregation's adjoint scatters ``dA`` back to ``dx`` and ``dE``. On the CPU
 only non-empty ``(site, group)`` rows of ``A`` are formed (one GEMM per group); elsewhere ``A`` is the
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..sparse.compile_support import eager_under_compile
 from ..sparse.conv import SubMConv3d, get_or_build_map
 from ..sparse.geometry import ConvGeometry
-from ..sparse.group_aggregate import group_conv
+from ..sparse.group_conv import group_conv
 from ..sparse.kernel_map import SUBMANIFOLD, KernelMap
 from ..sparse.modules import SparseModule, check_parameter_match, check_sparse_input
 from ..sparse.tensor import SparseConvTensor

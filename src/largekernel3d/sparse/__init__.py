@@ -13,7 +13,7 @@ from .conv import (ConvAlgo, SparseConv1d, SparseConv2d, SparseConv3d, SparseCon
                    SubMConv2d, SubMConv3d, SubMConv4d)
 from .functional import sparse_conv
 from .geometry import ConvGeometry
-from .host_memory import keep_freed_memory
+from .cpu.host_memory import keep_freed_memory
 from .kernel_map import KernelMap, build_regular_map, build_submanifold_map, build_transposed_map
 from .modules import (AddTable, AddTableMisaligned, ConcatTable, Identity, JoinTable, RemoveGrid, SparseBatchNorm,
                       SparseIdentity, SparseModule, SparseReLU, SparseSequential, SparseSyncBatchNorm, ToDense,

@@ -11,7 +11,7 @@ once (and, for submanifold/regular maps, every input row at most once).
 Two implementations build the same pairs (possibly in another order within an offset):
 
 * ``"torch"``: sorted keys + ``searchsorted``; runs on any device (CUDA included).
-* ``"numba"``: CPU kernels in :mod:`.cpu_kernels` (line sweeps for submanifold maps, two-pass
+* ``"numba"``: CPU kernels in :mod:`.cpu.maps` (line sweeps for submanifold maps, two-pass
   count/fill for strided maps), for CPU tensors with 1 to 3 spatial axes.
 
 :func:`choose_backend` is the one rule that picks between them.
@@ -26,16 +26,39 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .coords import check_key_range, decode, encode, validate_indices
+from .coords import check_key_range, validate_indices
 from .geometry import ConvGeometry
+from .torch_ref import maps as torch_maps
 
 SUBMANIFOLD = "submanifold"
 REGULAR = "regular"
 TRANSPOSED = "transposed"
 INVERSE = "inverse"
 
-# Work on at most this many (offset, site) candidates at once in the torch builders (memory bound).
-_CANDIDATE_CHUNK = 1 << 23
+class MapCache:
+    """The one mutable part of a :class:`KernelMap`, on purpose: a memo of what is derived from the map's
+    immutable content (the mirrored lower half of a half-stored map, row splits, SW-LK slot layouts, the identity
+    offset, validation results), so that layers sharing an ``indice_key`` compute each once.
+
+    Every entry is a pure function of the map's content and its key; entries are never replaced. Not shared
+    between maps (the adjoint map of :meth:`KernelMap.transposed` has its own)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: Dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()`` on the first call with ``key``, the memoised value after."""
+        if key not in self._values:
+            self._values[key] = build()
+        return self._values[key]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"MapCache({len(self._values)} entries)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,17 +71,16 @@ class KernelMap:
         in_indices: ``[N_in, 1 + D]`` int32 sites the map reads (batch first).
         out_indices: ``[N_out, 1 + D]`` int32 sites the map writes.
         in_spatial_shape, out_spatial_shape: the grids of the two site lists.
-        stored_in, stored_out: ``[P]`` int64 row indices, offset-major, as built; read them as the
-            properties ``pair_in`` / ``pair_out`` (complete: a lazily mirrored map fills its lower half on
-            the first read) or through :meth:`stored_pairs`.
+        stored_in, stored_out: ``[P]`` int64 row indices, offset-major, as built (see ``half_stored``).
         offset_starts: ``K + 1`` ints; offset ``k`` owns ``pair_*[offset_starts[k]:offset_starts[k+1]]``.
         batch_size: number of batch elements.
-        mirror_lazily: the stored offsets before the centre are not written yet (a symmetric map of the
-            numba builder); they are mirrored from those after it when ``pair_in`` or ``pair_out`` is first
-            read.
-
-    Layouts derived from the pairs (e.g. the group slots of SW-LK conv) are memoised per map with
-    :meth:`derived`, so layers sharing an ``indice_key`` compute them once.
+        half_stored: the storage holds half of a :attr:`symmetric` map: the offsets from the centre on are
+            written, the positions of those before it are reserved but not written (the numba builder searches
+            only half the window). :attr:`pair_in` / :attr:`pair_out` are the complete map: on first read the
+            lower half is computed from the upper one (:func:`.cpu.maps.mirror_lower_half`, offset ``k`` is offset
+            ``K - 1 - k`` swapped) into the reserved positions, once, recorded in :attr:`cache`. Readers that can
+            work on half a map (SW-LK's layout) use :meth:`stored_pairs` and never trigger it.
+        cache: the explicitly mutable :class:`MapCache` of layouts derived from this map (:meth:`derived`).
     """
 
     kind: str
@@ -71,19 +93,19 @@ class KernelMap:
     stored_out: Tensor
     offset_starts: Tuple[int, ...]
     batch_size: int
-    mirror_lazily: bool = False
-    _derived: Dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    half_stored: bool = False
+    cache: MapCache = field(default_factory=MapCache, init=False, repr=False, compare=False)
 
     @property
     def pair_in(self) -> Tensor:
-        """``[P]`` int64: the input row of every pair, offset-major."""
-        self._fill_lower_half()
+        """``[P]`` int64: the input row of every pair, offset-major (the complete map)."""
+        self._complete()
         return self.stored_in
 
     @property
     def pair_out(self) -> Tensor:
-        """``[P]`` int64: the output row of every pair, offset-major."""
-        self._fill_lower_half()
+        """``[P]`` int64: the output row of every pair, offset-major (the complete map)."""
+        self._complete()
         return self.stored_out
 
     @property
@@ -93,19 +115,19 @@ class KernelMap:
         return self.kind == SUBMANIFOLD and all(int(k) % 2 == 1 for k in self.geometry.kernel_size)
 
     def stored_pairs(self) -> Tuple[Tensor, Tensor]:
-        """``(pair_in, pair_out)`` as stored, without filling a lazily mirrored map: on a :attr:`symmetric` map
-        only the offsets from the centre on may be read (those before it are the mirrors of ``K - 1 - k``)."""
+        """``(pair_in, pair_out)`` as stored: on a :attr:`half_stored` map only the offsets from the centre on may
+        be read (those before it are the mirrors of ``K - 1 - k``)."""
         return self.stored_in, self.stored_out
 
-    def _fill_lower_half(self) -> None:
-        if self.mirror_lazily:
-            self.derived("lower_half_mirrored", self._mirror_lower_half)
+    def _complete(self) -> None:
+        if self.half_stored:
+            self.cache.get("lower_half_mirrored", self._mirror_lower_half)
 
     def _mirror_lower_half(self) -> bool:
-        from . import cpu_kernels
+        from .cpu import maps
 
-        cpu_kernels.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
-                                      np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
+        maps.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
+                               np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
         return True
 
     @property
@@ -130,11 +152,9 @@ class KernelMap:
         return int(self.stored_in.shape[0])
 
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """``build()``, computed on the first call with this ``key`` and returned from the memo after.
+        """``build()``, computed on the first call with this ``key`` and returned from :attr:`cache` after.
         ``build`` must depend only on this map's (immutable) content and what ``key`` names."""
-        if key not in self._derived:
-            self._derived[key] = build()
-        return self._derived[key]
+        return self.cache.get(key, build)
 
     def pairs(self, k: int) -> Tuple[Tensor, Tensor]:
         """``(pair_in, pair_out)`` of kernel offset ``k`` (flattened row-major over the kernel axes)."""
@@ -194,12 +214,6 @@ def same_sites(a: Tensor, b: Tensor) -> bool:
     return bool(torch.equal(a.to(torch.int64), b.to(torch.int64)))
 
 
-def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
-    """All kernel positions ``k`` as an int64 ``[K, D]`` tensor, row-major (last axis fastest)."""
-    grids = torch.meshgrid(*[torch.arange(k, device=device) for k in geometry.kernel_size], indexing="ij")
-    return torch.stack([g.reshape(-1) for g in grids], dim=1)
-
-
 TORCH = "torch"
 NUMBA = "numba"
 _NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -232,94 +246,6 @@ def _resolve(backend: Optional[str], indices: Tensor, spatial_shape: Sequence[in
     return backend
 
 
-def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
-    """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
-    ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
-    lead = 3 - len(spatial_shape)
-    idx = indices.to(torch.int64)
-    if lead:
-        idx = torch.cat([idx[:, :1], idx.new_zeros((idx.shape[0], lead)), idx[:, 1:]], dim=1)
-
-    def arr(values: Sequence[int], fill: int) -> np.ndarray:
-        return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
-
-    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
-                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
-    return idx.contiguous(), params
-
-
-def _numba_submanifold(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
-                       ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
-    """The pairs with the offsets before the centre left unwritten on odd kernels (see
-    :attr:`KernelMap.mirror_lazily`)."""
-    from . import cpu_kernels
-
-    idx, prm = _lift3(indices, spatial_shape, geometry)
-    keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
-    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
-        keys, perm = torch.sort(keys)
-        idx = idx.index_select(0, perm)
-    else:
-        perm = torch.arange(idx.shape[0], dtype=torch.int64)
-    pair_in, pair_out, starts = cpu_kernels.submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"],
-                                                              prm["ksize"], prm["dil"], torch.get_num_threads(),
-                                                              lower_half=False)
-    return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
-
-
-def _numba_strided(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                   batch_size: int, geometry: ConvGeometry) -> KernelMap:
-    from . import cpu_kernels
-
-    idx, prm = _lift3(indices, spatial_shape, geometry)
-    lead = 3 - len(spatial_shape)
-    out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
-    cand_key, pair_in, starts = cpu_kernels.strided_candidates(
-        idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"], prm["dil"], kind == TRANSPOSED,
-        torch.get_num_threads())
-    uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
-    out_sites = decode(uniq, tuple(out3.tolist()))
-    if lead:
-        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
-    return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
-                     torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts), batch_size)
-
-
-def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
-    starts = [0]
-    for c in counts.tolist():
-        starts.append(starts[-1] + int(c))
-    return tuple(starts)
-
-
-def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int,
-                  ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
-    """For each offset ``j`` and input row ``n``, look up the site ``query_coords_fn(j-chunk)`` among
-    ``indices``; return (row of found site, n, starts) offset-major."""
-    n = indices.shape[0]
-    device = indices.device
-    idx = indices.to(torch.int64)
-    batch, coords = idx[:, 0], idx[:, 1:]
-    keys = encode(batch, coords, spatial_shape)
-    sorted_keys, perm = torch.sort(keys)
-    shape_t = torch.tensor(list(spatial_shape), dtype=torch.int64, device=device)
-    rows_found, rows_query, counts = [], [], []
-    chunk = max(1, _CANDIDATE_CHUNK // max(n, 1))
-    for j0 in range(0, num_offsets, chunk):
-        j1 = min(num_offsets, j0 + chunk)
-        q = query_coords_fn(coords, j0, j1)  # [J, N, D]
-        valid = ((q >= 0) & (q < shape_t)).all(dim=-1)
-        qk = encode(batch.expand(j1 - j0, n).reshape(-1), q.reshape(-1, q.shape[-1]), spatial_shape)
-        pos = torch.searchsorted(sorted_keys, qk).clamp_(max=max(n - 1, 0))
-        found = valid.reshape(-1) & (sorted_keys[pos] == qk)
-        flat = torch.nonzero(found).squeeze(1)
-        j = torch.div(flat, n, rounding_mode="floor")
-        rows_found.append(perm[pos[flat]])
-        rows_query.append(flat - j * n)
-        counts.append(torch.bincount(j, minlength=j1 - j0))
-    return torch.cat(rows_found), torch.cat(rows_query), _starts_from_counts(torch.cat(counts))
-
-
 def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
                           geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
     """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
@@ -329,52 +255,28 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     the numba backend orders pairs by output site, the torch backend by output row."""
     spatial_shape = tuple(int(s) for s in spatial_shape)
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
-    offs = kernel_offsets(geometry, indices.device)
-    centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-    deltas = (offs - centre) * dil
-
-    def query(coords: Tensor, j0: int, j1: int) -> Tensor:
-        return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
-
     lazy = _resolve(backend, indices, spatial_shape) == NUMBA
     if lazy:
-        pair_in, pair_out, starts = _numba_submanifold(indices, spatial_shape, geometry)
+        from .cpu import maps
+        pair_in, pair_out, starts = maps.submanifold_map_pairs(indices, spatial_shape, geometry)
     else:
-        pair_in, pair_out, starts = _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
+        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
                      pair_in, pair_out, starts, batch_size,
-                     mirror_lazily=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
-
-
-def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: Sequence[int],
-                         ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """From candidate output coords ``cand [K, N, D]`` and mask ``valid [K, N]`` (chunked by caller),
-    return (out sites int32, pair_in, pair_out, counts per offset)."""
-    k, n = valid.shape
-    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
-    j = torch.div(flat, n, rounding_mode="floor")
-    rows = flat - j * n
-    keys = encode(batch[rows], cand.reshape(-1, cand.shape[-1])[flat], out_shape)
-    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    counts = torch.bincount(j, minlength=k)
-    return decode(uniq, out_shape), rows, inverse, counts
+                     half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
 
 
 def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                 batch_size: int, geometry: ConvGeometry, candidate_fn, backend: Optional[str]) -> KernelMap:
+                 batch_size: int, geometry: ConvGeometry, backend: Optional[str]) -> KernelMap:
     if _resolve(backend, indices, spatial_shape) == NUMBA:
-        return _numba_strided(kind, indices, spatial_shape, out_shape, batch_size, geometry)
-    device = indices.device
-    idx = indices.to(torch.int64)
-    batch, coords = idx[:, 0], idx[:, 1:]
-    offs = kernel_offsets(geometry, device)
-    out_t = torch.tensor(list(out_shape), dtype=torch.int64, device=device)
-    cand, valid = candidate_fn(coords, offs)  # [K, N, D], [K, N]
-    valid &= ((cand >= 0) & (cand < out_t)).all(dim=-1)
-    out_sites, pair_in, pair_out, counts = _unique_output_sites(batch, cand, valid, out_shape)
+        from .cpu import maps
+        out_sites, pair_in, pair_out, starts = maps.strided_map_pairs(indices, spatial_shape, out_shape, geometry,
+                                                                      kind == TRANSPOSED)
+    else:
+        out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(indices, out_shape, geometry,
+                                                                            kind == TRANSPOSED)
     return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
-                     pair_in, pair_out, _starts_from_counts(counts), batch_size)
+                     pair_in, pair_out, starts, batch_size)
 
 
 def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
@@ -385,17 +287,7 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.conv_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    stride = torch.tensor(geometry.stride, device=indices.device)
-    pad = torch.tensor(geometry.padding, device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-
-    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
-        num = coords.unsqueeze(0) + pad - (offs * dil).unsqueeze(1)
-        cand = torch.div(num, stride, rounding_mode="floor")
-        valid = (num - cand * stride == 0).all(dim=-1)
-        return cand, valid
-
-    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)
+    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, backend)
 
 
 def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
@@ -405,12 +297,4 @@ def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_si
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.transposed_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    stride = torch.tensor(geometry.stride, device=indices.device)
-    pad = torch.tensor(geometry.padding, device=indices.device)
-    dil = torch.tensor(geometry.dilation, device=indices.device)
-
-    def candidates(coords: Tensor, offs: Tensor) -> Tuple[Tensor, Tensor]:
-        cand = (coords * stride - pad).unsqueeze(0) + (offs * dil).unsqueeze(1)
-        return cand, torch.ones(cand.shape[:2], dtype=torch.bool, device=cand.device)
-
-    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, candidates, backend)
+    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, backend)

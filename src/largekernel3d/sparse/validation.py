@@ -65,7 +65,7 @@ def _check_map_content(kmap: KernelMap, name: str) -> bool:
         raise ValueError(f"{name}.offset_starts must rise from 0 to the number of pairs ({num_pairs}), "
                          f"got {starts[0]} .. {starts[-1]} (non-decreasing: {not np.any(np.diff(starts) < 0)})")
     # a lazily mirrored map has not written the offsets before its centre yet (they mirror those after it)
-    lo = int(starts[kv // 2]) if kmap.mirror_lazily else 0
+    lo = int(starts[kv // 2]) if kmap.half_stored else 0
     for field, bound, what in (("stored_in", kmap.num_in, "input"), ("stored_out", kmap.num_out, "output")):
         rows = getattr(kmap, field)[lo:]
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= bound):

@@ -26,7 +26,7 @@ command and the benchmarks call it at start-up).
 from __future__ import annotations
 
 import ctypes
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -129,3 +129,12 @@ def _glibc():
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
     return libc
+
+
+def accumulator(num_out: int, c_out: int, dtype: torch.dtype, bias: Optional[Tensor]) -> Tensor:
+    """A convolution's ``[num_out, c_out]`` accumulator: zeros, or ``bias`` in every row (saves a separate pass
+    adding it)."""
+    if bias is None:
+        return zeros((num_out, c_out), dtype)
+    # a fresh buffer: ``expand(...).contiguous()`` would alias the bias itself when num_out == 1
+    return empty((num_out, c_out), dtype).copy_(bias.detach().reshape(1, c_out).expand(num_out, c_out))

@@ -19,8 +19,8 @@ slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut i
     out[rows] += A @ W[g]    register panels that add each product row into its output row; rows of
                              this block only: no other thread writes them
 
-all in one parallel region of torch's team (:func:`.openmp_team.run_on_team`), the arithmetic in the SIMD
-kernels of :mod:`.simd_products`. :func:`backward` runs the same blocks for the gradients on a symmetric
+all in one parallel region of torch's team (:func:`.team.run_on_team`), the arithmetic in the SIMD
+kernels of :mod:`.simd`. :func:`backward` runs the same blocks for the gradients on a symmetric
 map: the bags of ``dOut`` over the same slots give the input gradient (times the mirrored weights) and,
 times the ``x`` rows of the slots, the weight gradient, so the forward's ``A`` is not needed (writing its
 ``[slots, C_in]`` in the forward cost 9 ms at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB
@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import openmp_team, simd_products
-from .weight_cache import derived_layout
+from ..weight_cache import derived_layout
+from . import simd, team
 
 _BLOCK_BYTES = 1 << 20  # output bytes per row block
 _MIN_BLOCK_ROWS = 256
@@ -65,7 +65,7 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
     then every other group, by tiles: the bag sums, the products into ``out`` (if ``h[_OUT]``) and, given
     ``h[_FEAT]``, ``feat[rows]^T A`` per group into this thread's accumulator ``grad_w[t]``. ``x`` (the
     ``[N_in, C_in]`` input) also sets the element type of the SIMD kernels."""
-    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     itemsize = x.itemsize
     ng, centre, parts, tile, c_in, c_out = h[_GROUPS], h[_CENTRE], h[_PARTS], h[_TILE], h[_C_IN], h[_C_OUT]
     x_addr, w_addr, w_stride, out_addr, feat_addr = h[_X], h[_W], h[_W_STRIDE], h[_OUT], h[_FEAT]
@@ -83,10 +83,10 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
                 r0 = lo - centre_start
                 x_rows = x_addr + r0 * c_in * itemsize
                 if hi > lo and out_addr != 0:
-                    simd_products.dense_products(x, x_rows, hi - lo, c_in, w_addr + centre * w_bytes, w_stride,
+                    simd.dense_products(x, x_rows, hi - lo, c_in, w_addr + centre * w_bytes, w_stride,
                                                  out_addr + r0 * c_out * itemsize, c_out, False)
                 if hi > lo and feat_addr != 0:  # acc[centre] += feat[rows]^T x[rows] (both contiguous)
-                    simd_products.outer_products(x, feat_addr, c_out, 0, r0, hi - lo, x_rows, c_in,
+                    simd.outer_products(x, feat_addr, c_out, 0, r0, hi - lo, x_rows, c_in,
                                                  gw_addr + centre * gw_bytes)
             for g in range(ng):
                 if g == centre:
@@ -96,20 +96,20 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
                     n = min(hi - s, tile)
                     a_addr = h[_KEEP] + s * c_in * itemsize if h[_KEEP] != 0 else \
                         h[_A_BUF] + t * tile * c_in * itemsize
-                    simd_products.bag_sums(x, x_addr, h[_ENC], c_in, h[_ENTRIES], bag_ptr, h[_N_IN], with_enc, s, n,
+                    simd.bag_sums(x, x_addr, h[_ENC], c_in, h[_ENTRIES], bag_ptr, h[_N_IN], with_enc, s, n,
                                            a_addr)
                     if out_addr != 0:
-                        simd_products.scatter_products(x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr,
+                        simd.scatter_products(x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr,
                                                        c_out, rows, s, True)
                     if feat_addr != 0:  # acc[g] += feat[rows of the slots]^T A
-                        simd_products.outer_products(x, feat_addr, c_out, h[_ROWS] + 4 * s, 0, n, a_addr, c_in,
+                        simd.outer_products(x, feat_addr, c_out, h[_ROWS] + 4 * s, 0, n, a_addr, c_in,
                                                      gw_addr + g * gw_bytes)
 
 
 def _groups_body(block):
     """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64, the
     ``_HEADER`` words named above): ``x`` ``[N_in, C_in]``; ``W`` ``[G, C_in, W_stride]`` (the weight padded
-    by :func:`.simd_products.padded_weight`); ``out`` ``[*, C_out]`` or 0 (then no products); ``entries``,
+    by :func:`.simd.padded_weight`); ``out`` ``[*, C_out]`` or 0 (then no products); ``entries``,
     ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32; ``enc`` ``[K, C_in]`` (read when ``use`` is
     2); ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``a_buf`` ``threads`` tiles of
     ``[tile, C_in]``; ``keep`` ``[slots, C_in]`` or 0; ``centre_start`` the first slot of the centre group
@@ -118,18 +118,18 @@ def _groups_body(block):
     accumulators of ``feat[rows]^T A`` per group."""
     h = nb.carray(block, (_HEADER,))
     ng, nblk, parts, slots, threads = h[_GROUPS], h[_BLOCKS], h[_PARTS], h[_SLOTS], h[_THREADS]
-    bag_ptr = nb.carray(openmp_team.int32_pointer(h[_BAG_PTR]), (slots + 1,))
-    rows = nb.carray(openmp_team.int32_pointer(h[_ROWS]), (slots,))
-    ranges = nb.carray(openmp_team.int64_pointer(h[_RANGES]), (nblk, ng, 2))
-    part_cuts = nb.carray(openmp_team.int64_pointer(h[_PART_CUTS]), (parts + 1,))
+    bag_ptr = nb.carray(team.int32_pointer(h[_BAG_PTR]), (slots + 1,))
+    rows = nb.carray(team.int32_pointer(h[_ROWS]), (slots,))
+    ranges = nb.carray(team.int64_pointer(h[_RANGES]), (nblk, ng, 2))
+    part_cuts = nb.carray(team.int64_pointer(h[_PART_CUTS]), (parts + 1,))
     gw_threads = threads if h[_FEAT] != 0 else 0
     x_shape, gw_shape = (h[_N_IN], h[_C_IN]), (gw_threads, ng, h[_C_OUT], h[_C_IN])
     if h[_DOUBLE]:
-        p = openmp_team.float64_pointer
+        p = team.float64_pointer
         _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
                    nb.carray(p(h[_GRAD_W]), gw_shape))
     else:
-        p = openmp_team.float32_pointer
+        p = team.float32_pointer
         _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
                    nb.carray(p(h[_GRAD_W]), gw_shape))
 
@@ -139,7 +139,7 @@ def available(x: Tensor, weight: Tensor, index_dtype) -> bool:
     indices, torch on GNU libgomp (whose team runs the parts)."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
         return False
-    return index_dtype == np.int32 and openmp_team.team_available()
+    return index_dtype == np.int32 and team.team_available()
 
 
 def block_rows(c_out: int, itemsize: int) -> int:
@@ -149,8 +149,8 @@ def block_rows(c_out: int, itemsize: int) -> int:
 
 def _padded(weight: Tensor) -> np.ndarray:
     """The kernels' weight array: ``weight`` ``[..., C_in, C_out]`` C-contiguous, last axis padded
-    (:func:`.simd_products.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
-    return simd_products.padded_weight(weight.detach().contiguous().numpy())
+    (:func:`.simd.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
+    return simd.padded_weight(weight.detach().contiguous().numpy())
 
 
 def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
@@ -174,7 +174,7 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
               _KEEP: 0 if keep is None else keep.ctypes.data, _CENTRE_START: centre_start,
               _FEAT: 0 if feat is None else feat.data_ptr(), _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data,
               _THREADS: threads}
-    openmp_team.run_on_team(_groups_body, openmp_team.argument_block(fields, _HEADER), threads)
+    team.run_on_team(_groups_body, team.argument_block(fields, _HEADER), threads)
 
 
 def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray,
@@ -182,7 +182,7 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
                tile: int, threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
     """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
     of its pairs' ``x[j] + enc[k]`` (``use`` 2) or ``x[j]`` (``use`` 1; the entries as in
-    :func:`.simd_products.bag_sums`), on ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are
+    :func:`.simd.bag_sums`), on ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are
     the slots of each group in each row block and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]``
     (:meth:`.group_aggregate._Slots.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
     (``[slots, C_in]``) receives ``A``. With ``centre_start >= 0`` (the first slot of the identity centre

@@ -17,7 +17,7 @@ site.
 For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at
 ``-d``), so only the offsets after the centre are searched; the centre is the identity and the
 others are mirrored copies, which the map builder leaves to :func:`mirror_lower_half` on the first read
-of its pair lists (``KernelMap.mirror_lazily``: SW-LK's layout and backward read the offsets after the
+of its pair lists (``KernelMap.half_stored``: SW-LK's layout and backward read the offsets after the
 centre in their place, so its forward never writes them: 1.2 ms of KITTI 7³ at 1 thread). The work is
 cut into fixed blocks of the (sorted) sites; per-block counts ``counts[block, k]`` give every block its
 prefix-sum position in each offset. Strided builders and
@@ -49,31 +49,20 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import Sequence, Tuple
+
 import numba as nb
 import numpy as np
+import torch
+from torch import Tensor
 
-from . import openmp_team
+from ..coords import decode, encode
+from ..geometry import ConvGeometry
+from . import team
 from .array_index import uidx
+from .tuning import DEFAULT_TUNING, CpuTuning
 
-_NUM_BLOCKS = 64  # work blocks of the builders (a multiple of any sensible thread count)
 _COUNT, _EMIT, _FILL = 0, 1, 2  # modes of the submanifold line sweep
-# Builders split their blocks over threads only for at least this many (estimated) pairs: right after a torch
-# parallel region torch's OpenMP workers keep spinning for milliseconds, and a Python thread sharing a core with
-# one of them made small builds slower than serial ones. Measured after a GEMM at 2 threads, split vs serial:
-# 3^3 maps (80-240 k pairs) 5.4-10.1 vs 4.7-9.2 ms, KITTI stride-2 (300 k) 17.1 vs 15.6 ms, but 7^3 maps of
-# 0.6-0.8 M pairs 18.2-19.2 vs 20.2-20.5 ms and the generated stride-2 map (0.85 M) 24.9 vs 27.8 ms.
-_SPLIT_MIN_PAIRS = 500_000
-# Chunks of blocks per thread when a builder splits: threads take the next chunk when done, so chunks of uneven
-# cost balance out (the two halves of a KITTI 7^3 sweep took 7-15 ms each, unevenly).
-_CHUNKS_PER_THREAD = 4
-# Above this many (half-window) pairs per site the submanifold builder sweeps twice (count, then fill in
-# place) instead of once into buffers: dense surfaces make the buffers (fresh pages) cost more than a sweep.
-_ONE_PASS_MAX_PAIRS_PER_SITE = 24.0
-# Output lines the pairs per site are counted on, spread over the scene. Every 16th block of sites before: 2-10x
-# the cost (KITTI 7^3 1.0 -> 0.5 ms), estimates 10 % low to 43 % high against 11 % low to 11 % high now, and one
-# figure for all chunks, so that SemanticKITTI's denser chunks were swept again (3 of 8 at 2 threads, 6 of 16
-# at 4; none now on the five benchmark scenes): its 7^3 map at 2 threads 22-23 -> 12-16 ms.
-_SAMPLED_LINES = 512
 
 
 def _run_parallel(calls: list, threads: int) -> list:
@@ -105,27 +94,27 @@ def _run_parallel(calls: list, threads: int) -> list:
     return results
 
 
-def _split_threads(threads: int, pairs: float) -> int:
-    """The threads a builder uses for about ``pairs`` pairs: ``threads``, or 1 below ``_SPLIT_MIN_PAIRS``."""
-    return int(threads) if pairs >= _SPLIT_MIN_PAIRS else 1
+def _split_threads(threads: int, pairs: float, tuning: CpuTuning) -> int:
+    """The threads a builder uses for about ``pairs`` pairs: ``threads``, or 1 below ``tuning.map_split_min_pairs``."""
+    return int(threads) if pairs >= tuning.map_split_min_pairs else 1
 
 
-def _num_chunks(num_blocks: int, threads: int) -> int:
-    """Chunks of blocks for ``threads`` workers: one when serial, else ``_CHUNKS_PER_THREAD`` per thread."""
-    return max(1, min(num_blocks, 1 if threads <= 1 else int(threads) * _CHUNKS_PER_THREAD))
+def _num_chunks(num_blocks: int, threads: int, per_thread: int) -> int:
+    """Chunks of blocks for ``threads`` workers: one when serial, else ``per_thread`` per thread."""
+    return max(1, min(num_blocks, 1 if threads <= 1 else int(threads) * per_thread))
 
 
-def _chunk_cuts(num_blocks: int, threads: int) -> np.ndarray:
+def _chunk_cuts(num_blocks: int, threads: int, per_thread: int) -> np.ndarray:
     """Block boundaries ``[C + 1]`` (int64) of the :func:`_num_chunks` contiguous chunks of ``[0, num_blocks)``."""
-    chunks = _num_chunks(num_blocks, threads)
+    chunks = _num_chunks(num_blocks, threads, per_thread)
     return np.array([num_blocks * t // chunks for t in range(chunks + 1)], np.int64)
 
 
-def _run_blocks(kernel, num_blocks: int, threads: int, *args) -> list:
+def _run_blocks(kernel, num_blocks: int, threads: int, per_thread: int, *args) -> list:
     """Call ``kernel(blk_lo, blk_hi, *args)`` over ``[0, num_blocks)`` cut into :func:`_chunk_cuts`
     chunks, run on ``threads`` workers (:func:`_run_parallel`). Returns ``[(blk_lo, blk_hi, result)]`` per
     chunk."""
-    cuts = _chunk_cuts(num_blocks, threads).tolist()
+    cuts = _chunk_cuts(num_blocks, threads, per_thread).tolist()
     results = _run_parallel([(kernel, (lo, hi, *args)) for lo, hi in zip(cuts[:-1], cuts[1:])], threads)
     return [(cuts[t], cuts[t + 1], r) for t, r in enumerate(results)]
 
@@ -311,24 +300,24 @@ def _team_sweep_body(block):
     and the buffers' capacity."""
     h = nb.carray(block, (_TEAM_SWEEP_HEADER,))
     num_lines, num_sites, nblk, kv, num_chunks = h[1], h[5], h[8], h[10], h[13]
-    line_start = nb.carray(openmp_team.int64_pointer(h[0]), (num_lines + 1,))
-    line_key = nb.carray(openmp_team.int64_pointer(h[2]), (num_lines,))
-    cz = nb.carray(openmp_team.int64_pointer(h[3]), (num_sites,))
-    rows = nb.carray(openmp_team.int32_pointer(h[4]), (num_sites,))
-    shape = nb.carray(openmp_team.int64_pointer(h[6]), (3,))
-    ksize = nb.carray(openmp_team.int64_pointer(h[6] + 24), (3,))
-    dil = nb.carray(openmp_team.int64_pointer(h[6] + 48), (3,))
-    blocks = nb.carray(openmp_team.int64_pointer(h[7]), (nblk + 1,))
-    table = nb.carray(openmp_team.int64_pointer(h[9]), (nblk, kv))
-    cuts = nb.carray(openmp_team.int64_pointer(h[12]), (num_chunks + 1,))
-    meta = nb.carray(openmp_team.int64_pointer(h[14]), (num_chunks, 5))
-    ok = nb.carray(openmp_team.int64_pointer(h[15]), (num_chunks,))
-    for c in range(openmp_team.omp_get_thread_num(), num_chunks, openmp_team.omp_get_num_threads()):
+    line_start = nb.carray(team.int64_pointer(h[0]), (num_lines + 1,))
+    line_key = nb.carray(team.int64_pointer(h[2]), (num_lines,))
+    cz = nb.carray(team.int64_pointer(h[3]), (num_sites,))
+    rows = nb.carray(team.int32_pointer(h[4]), (num_sites,))
+    shape = nb.carray(team.int64_pointer(h[6]), (3,))
+    ksize = nb.carray(team.int64_pointer(h[6] + 24), (3,))
+    dil = nb.carray(team.int64_pointer(h[6] + 48), (3,))
+    blocks = nb.carray(team.int64_pointer(h[7]), (nblk + 1,))
+    table = nb.carray(team.int64_pointer(h[9]), (nblk, kv))
+    cuts = nb.carray(team.int64_pointer(h[12]), (num_chunks + 1,))
+    meta = nb.carray(team.int64_pointer(h[14]), (num_chunks, 5))
+    ok = nb.carray(team.int64_pointer(h[15]), (num_chunks,))
+    for c in range(team.omp_get_thread_num(), num_chunks, team.omp_get_num_threads()):
         lo, hi, cap = cuts[c], cuts[c + 1], meta[c, 4]
-        kbuf = nb.carray(openmp_team.int32_pointer(meta[c, 0]), (cap,))
-        ibuf = nb.carray(openmp_team.int32_pointer(meta[c, 1]), (cap,))
-        obuf = nb.carray(openmp_team.int32_pointer(meta[c, 2]), (cap,))
-        ends = nb.carray(openmp_team.int64_pointer(meta[c, 3]), (hi - lo,))
+        kbuf = nb.carray(team.int32_pointer(meta[c, 0]), (cap,))
+        ibuf = nb.carray(team.int32_pointer(meta[c, 1]), (cap,))
+        obuf = nb.carray(team.int32_pointer(meta[c, 2]), (cap,))
+        ends = nb.carray(team.int64_pointer(meta[c, 3]), (hi - lo,))
         done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, h[11] != 0,
                                 kbuf, ibuf, obuf, ends)
         ok[c] = 1 if done else 0
@@ -343,12 +332,12 @@ def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, 
 
 
 def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
-                   half: bool, density: "_DensitySample") -> list:
+                   half: bool, density: "_DensitySample", per_thread: int) -> list:
     """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
     (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk
     whose buffers were short is swept again here with growing buffers. ``rows`` must be int32. Returns
     ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of :func:`_subm_sweep`."""
-    cuts = _chunk_cuts(nblk, threads)
+    cuts = _chunk_cuts(nblk, threads, per_thread)
     chunks = cuts.shape[0] - 1
     meta = np.empty((chunks, 5), np.int64)
     buffers = []
@@ -363,7 +352,7 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     block = np.array([line_start.ctypes.data, line_key.shape[0], line_key.ctypes.data, cz.ctypes.data,
                       rows.ctypes.data, cz.shape[0], params.ctypes.data, blocks.ctypes.data, nblk, counts.ctypes.data,
                       counts.shape[1], int(half), cuts.ctypes.data, chunks, meta.ctypes.data, ok.ctypes.data], np.int64)
-    openmp_team.run_on_team(_team_sweep_body, block, threads)
+    team.run_on_team(_team_sweep_body, block, threads)
     emitted = []
     for c in range(chunks):
         lo, hi = int(cuts[c]), int(cuts[c + 1])
@@ -444,7 +433,7 @@ def mirror_lower_half(pair_in: np.ndarray, pair_out: np.ndarray, starts: np.ndar
     """Fill the offsets before the centre of a symmetric map that :func:`submanifold_pairs` built with
     ``lower_half=False`` (each the mirror of ``K - 1 - k``), on torch's team when ``threads > 1``."""
     hi = int(starts[(starts.shape[0] - 1) // 2])
-    if threads > 1 and openmp_team.team_available():
+    if threads > 1 and team.team_available():
         _place_on_team([], threads, np.zeros((0, starts.shape[0] - 1), np.int64), pair_in, pair_out, starts, (0, hi))
     else:
         _mirror_range(pair_in, pair_out, starts, 0, hi)
@@ -463,22 +452,22 @@ def _team_place_body(block):
     buffers and of its int64 ``ends``; ``[lo, hi)`` the positions to mirror (none if empty)."""
     h = nb.carray(block, (_TEAM_PLACE_HEADER,))
     nblk, kv, num_pairs, num_chunks = h[1], h[2], h[5], h[8]
-    cursors = nb.carray(openmp_team.int64_pointer(h[0]), (nblk, kv))
-    pair_in = nb.carray(openmp_team.int64_pointer(h[3]), (num_pairs,))
-    pair_out = nb.carray(openmp_team.int64_pointer(h[4]), (num_pairs,))
-    starts = nb.carray(openmp_team.int64_pointer(h[6]), (kv + 1,))
-    meta = nb.carray(openmp_team.int64_pointer(h[7]), (num_chunks, 6))
-    t, nt = openmp_team.omp_get_thread_num(), openmp_team.omp_get_num_threads()
+    cursors = nb.carray(team.int64_pointer(h[0]), (nblk, kv))
+    pair_in = nb.carray(team.int64_pointer(h[3]), (num_pairs,))
+    pair_out = nb.carray(team.int64_pointer(h[4]), (num_pairs,))
+    starts = nb.carray(team.int64_pointer(h[6]), (kv + 1,))
+    meta = nb.carray(team.int64_pointer(h[7]), (num_chunks, 6))
+    t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     for c in range(t, num_chunks, nt):
         lo, hi = meta[c, 0], meta[c, 1]
-        ends = nb.carray(openmp_team.int64_pointer(meta[c, 5]), (hi - lo,))
+        ends = nb.carray(team.int64_pointer(meta[c, 5]), (hi - lo,))
         end = ends[hi - lo - 1]
-        _place(lo, hi, nb.carray(openmp_team.int32_pointer(meta[c, 2]), (end,)),
-               nb.carray(openmp_team.int32_pointer(meta[c, 3]), (end,)),
-               nb.carray(openmp_team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
+        _place(lo, hi, nb.carray(team.int32_pointer(meta[c, 2]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, 3]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
     lo, hi = h[9], h[10]
     if hi > lo:
-        openmp_team.gomp_barrier()
+        team.gomp_barrier()
         _mirror_range(pair_in, pair_out, starts, lo + (hi - lo) * t // nt, lo + (hi - lo) * (t + 1) // nt)
 
 
@@ -491,7 +480,7 @@ def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, star
     block = np.array([cursors.ctypes.data, cursors.shape[0], cursors.shape[1], pair_in.ctypes.data,
                       pair_out.ctypes.data, pair_in.shape[0], starts.ctypes.data, meta.ctypes.data, meta.shape[0],
                       *mirror], np.int64)
-    openmp_team.run_on_team(_team_place_body, block, threads)
+    team.run_on_team(_team_place_body, block, threads)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -516,12 +505,12 @@ def _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, step
 
 
 class _DensitySample:
-    """Pairs per site (of the half window when ``half``) counted on ``_SAMPLED_LINES`` output lines spread
+    """Pairs per site (of the half window when ``half``) counted on ``sampled_lines`` output lines spread
     evenly over the sorted sites, for the whole map or a range of lines (a chunk's emission buffers are sized
     from its own lines: on LiDAR scans a chunk's density differs from the mean by up to 40 %)."""
 
-    def __init__(self, line_start, line_key, cz, perm, shape, ksize, dil, half) -> None:
-        self.step = max(1, line_key.shape[0] // _SAMPLED_LINES)
+    def __init__(self, line_start, line_key, cz, perm, shape, ksize, dil, half, sampled_lines: int) -> None:
+        self.step = max(1, line_key.shape[0] // sampled_lines)
         self.pairs, self.sites = _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, self.step)
         self.mean = self.pairs.sum() / max(int(self.sites.sum()), 1)
 
@@ -543,14 +532,15 @@ def _cursors(counts: np.ndarray, per_offset: np.ndarray):
 
 
 def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.ndarray, ksize: np.ndarray,
-                      dil: np.ndarray, threads: int = 1, lower_half: bool = True):
+                      dil: np.ndarray, threads: int = 1, lower_half: bool = True,
+                      tuning: CpuTuning = DEFAULT_TUNING):
     """Submanifold pairs of 3-D sites.
 
     Args:
         sorted_coords: int64 ``[N, 4]`` sites ``(b, c0, c1, c2)`` sorted lexicographically, unique.
         perm: int64 ``[N]``, the original row of each sorted site.
         shape, ksize, dil: int64 ``[3]`` grid size, kernel size and dilation.
-        threads: most threads to split the work over (maps of fewer than ``_SPLIT_MIN_PAIRS`` estimated
+        threads: most threads to split the work over (maps of fewer than ``tuning.map_split_min_pairs`` estimated
             pairs use one).
         lower_half: for odd kernels, False leaves the offsets before the centre unwritten (allocated but
             never touched), for :func:`mirror_lower_half` to fill when they are read (SW-LK's layout reads
@@ -565,28 +555,30 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     if sorted_coords.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(kv + 1, np.int64)
     line_start, line_key = _lines(sorted_coords, shape)
-    blocks = _balanced_blocks(line_start, min(_NUM_BLOCKS, line_key.shape[0]))
+    blocks = _balanced_blocks(line_start, min(tuning.map_blocks, line_key.shape[0]))
     cz = np.ascontiguousarray(sorted_coords[:, 3])
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
     nblk = blocks.shape[0] - 1
     half = bool(np.all(ksize % 2 == 1))
     rows = perm.astype(np.int32) if perm.shape[0] < 2 ** 31 else perm  # half the bytes in the buffers
-    density = _DensitySample(line_start, line_key, cz, rows, shape, ksize, dil, half)
+    density = _DensitySample(line_start, line_key, cz, rows, shape, ksize, dil, half, tuning.map_sampled_lines)
     per_site = density.mean
-    one_pass = per_site <= _ONE_PASS_MAX_PAIRS_PER_SITE
-    on_team = one_pass and threads > 1 and rows.dtype == np.int32 and openmp_team.team_available()
-    team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0])
+    one_pass = per_site <= tuning.map_one_pass_max_pairs_per_site
+    per_thread = tuning.map_chunks_per_thread
+    on_team = one_pass and threads > 1 and rows.dtype == np.int32 and team.team_available()
+    team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0], tuning)
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
-                                 counts, half, density)
+                                 counts, half, density, per_thread)
     elif one_pass:  # one sweep into per-chunk buffers (sized from the sample; they grow if short)
-        cuts = _chunk_cuts(nblk, threads).tolist()
+        cuts = _chunk_cuts(nblk, threads, per_thread).tolist()
         calls = [(_subm_sweep, (lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
                                 _chunk_capacity(density, line_start, blocks, lo, hi)))
                  for lo, hi in zip(cuts[:-1], cuts[1:])]
         emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
     else:
-        _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, counts,
+        _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                    counts,
                     np.zeros(0, np.int64), np.zeros(0, np.int64), _COUNT, half)
     per_offset = counts.sum(axis=0)
     if half:
@@ -604,7 +596,8 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     if one_pass:
         _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
     else:
-        _run_blocks(_subm_pass, nblk, threads, line_start, line_key, cz, perm, shape, ksize, dil, blocks, cursors,
+        _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                    cursors,
                     pair_in, pair_out, _FILL, half)
     _mirror_range(pair_in, pair_out, starts, *mirror)
     return pair_in, pair_out, starts
@@ -664,7 +657,8 @@ def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, tr
 
 
 def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndarray, stride: np.ndarray,
-                       pad: np.ndarray, dil: np.ndarray, transposed: bool, threads: int = 1):
+                       pad: np.ndarray, dil: np.ndarray, transposed: bool, threads: int = 1,
+                       tuning: CpuTuning = DEFAULT_TUNING):
     """Offset-major ``(cand_key, cand_in, offset_starts)`` of a regular (or transposed) map: for every
     input row ``i`` and offset ``k`` reaching an output site, that site's key
     ``((b * t0 + q0) * t1 + q1) * t2 + q2`` and ``i``; within an offset, rows ascend."""
@@ -672,36 +666,29 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
     n = coords.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(kv + 1, np.int64)
-    blocks = np.linspace(0, n, min(_NUM_BLOCKS, n) + 1).astype(np.int64)
+    blocks = np.linspace(0, n, min(tuning.map_blocks, n) + 1).astype(np.int64)
+    per_thread = tuning.map_chunks_per_thread
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
     # expected candidates per row: every offset (transposed), or prod(k / s) (regular: exact divisions only)
-    threads = _split_threads(threads, n * (kv if transposed else float(np.prod(ksize / stride))))
+    threads = _split_threads(threads, n * (kv if transposed else float(np.prod(ksize / stride))), tuning)
     empty = np.zeros(0, np.int64)
     nblk = blocks.shape[0] - 1
-    _run_blocks(_strided_pass, nblk, threads, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, counts,
+    _run_blocks(_strided_pass, nblk, threads, per_thread, coords, out_shape, ksize, stride, pad, dil, transposed,
+                blocks, counts,
                 empty, empty, False)
     cursors, starts = _cursors(counts, counts.sum(axis=0))
     total = int(starts[-1])
     cand_key = np.empty(total, np.int64)
     cand_in = np.empty(total, np.int64)
-    _run_blocks(_strided_pass, nblk, threads, coords, out_shape, ksize, stride, pad, dil, transposed, blocks,
+    _run_blocks(_strided_pass, nblk, threads, per_thread, coords, out_shape, ksize, stride, pad, dil, transposed,
+                blocks,
                 np.ascontiguousarray(cursors), cand_key, cand_in, True)
     return cand_key, cand_in, starts
 
 
 # --------------------------------------------------------------------------------------------------
-# gather of feature rows (the memory-bound first step of gather-GEMM-scatter)
+# the identity offset
 # --------------------------------------------------------------------------------------------------
-
-@nb.njit(cache=True, nogil=True)
-def gather_rows(x, idx, start, stop, buf):
-    """``buf[r] = x[idx[start + r]]`` for ``r < stop - start``."""
-    c = x.shape[1]
-    for r in range(stop - start):
-        i = idx[start + r]
-        for j in range(c):
-            buf[r, j] = x[i, j]
-
 
 @nb.njit(cache=True, nogil=True)
 def is_identity(pair_in, pair_out, start, stop):
@@ -710,3 +697,76 @@ def is_identity(pair_in, pair_out, start, stop):
         if pair_in[start + r] != r or pair_out[start + r] != r:
             return False
     return True
+
+
+def identity_offset(kmap) -> int:
+    """The offset whose pairs are exactly ``(r, r)`` for every row ``r`` in order (the centre of a
+    submanifold map with an odd kernel, as both builders write it), or ``-1`` (memoised on the map). Its
+    product needs no gather/scatter: it is one dense GEMM that also initialises the accumulator."""
+    return kmap.derived("identity_offset", lambda: _find_identity_offset(kmap))
+
+
+def _find_identity_offset(kmap) -> int:
+    kv = kmap.kernel_volume
+    if kmap.num_in != kmap.num_out or kv % 2 == 0 or kmap.num_in == 0:
+        return -1
+    c = kv // 2
+    s, e = kmap.offset_starts[c], kmap.offset_starts[c + 1]
+    pair_in, pair_out = kmap.stored_pairs()  # the centre is stored on every map
+    if e - s != kmap.num_in or not is_identity(pair_in.detach().numpy(), pair_out.detach().numpy(), s, e):
+        return -1
+    return c
+
+
+# --------------------------------------------------------------------------------------------------
+# torch tensors in, torch tensors out: the builders of :mod:`..kernel_map` call these
+# --------------------------------------------------------------------------------------------------
+
+def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
+    """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
+    ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
+    lead = 3 - len(spatial_shape)
+    idx = indices.to(torch.int64)
+    if lead:
+        idx = torch.cat([idx[:, :1], idx.new_zeros((idx.shape[0], lead)), idx[:, 1:]], dim=1)
+
+    def arr(values: Sequence[int], fill: int) -> np.ndarray:
+        return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
+
+    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
+                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
+    return idx.contiguous(), params
+
+
+def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
+                          tuning: CpuTuning = DEFAULT_TUNING) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    """``(pair_in, pair_out, offset_starts)`` of a submanifold map of CPU ``indices`` (1 to 3 spatial axes);
+    on odd kernels the offsets before the centre are left unwritten (the caller stores half a map)."""
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    keys = encode(idx[:, 0], idx[:, 1:], tuple(prm["shape"].tolist()))
+    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
+        keys, perm = torch.sort(keys)
+        idx = idx.index_select(0, perm)
+    else:
+        perm = torch.arange(idx.shape[0], dtype=torch.int64)
+    pair_in, pair_out, starts = submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"], prm["ksize"], prm["dil"],
+                                                  torch.get_num_threads(), lower_half=False,
+                                                  tuning=tuning)
+    return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
+
+
+def strided_map_pairs(indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
+                      geometry: ConvGeometry, transposed: bool, tuning: CpuTuning = DEFAULT_TUNING,
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
+    """``(out_sites, pair_in, pair_out, offset_starts)`` of a regular (or ``transposed``) map of CPU ``indices``:
+    the output sites sorted by key, int32 ``[N_out, 1 + D]``."""
+    idx, prm = _lift3(indices, spatial_shape, geometry)
+    lead = 3 - len(spatial_shape)
+    out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
+    cand_key, pair_in, starts = strided_candidates(idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"],
+                                                   prm["dil"], transposed, torch.get_num_threads(), tuning)
+    uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
+    out_sites = decode(uniq, tuple(out3.tolist()))
+    if lead:
+        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
+    return out_sites, torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts)
