@@ -206,7 +206,7 @@ class LargeKernel3DSeg(MinkUNet):
         self.small_kernel_branch = small_kernel_branch
         if small_kernel_branch:
             for s, stage in enumerate(self.encoder):
-                for block in stage:
+                for block in stage.children():
                     for name in ("conv1", "conv2"):
                         conv = getattr(block, name)
                         if is_large_kernel(conv, min_window=5):

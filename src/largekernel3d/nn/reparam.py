@@ -95,7 +95,8 @@ def place_kernel(weight: Tensor, window: Sequence[int], dilation: Sequence[int] 
         shape = [1] * len(kernel)
         shape[axis] = k
         index.append(pos.view(shape))
-    out[(slice(None), *index, slice(None))] = weight
+    where: Tuple[Union[slice, Tensor], ...] = (slice(None), *index, slice(None))
+    out[where] = weight
     return out
 
 
@@ -178,9 +179,12 @@ def _kind(large: nn.Module) -> str:
                     f"{type(large).__name__}")
 
 
-def _large_conv(large: nn.Module) -> nn.Module:
+def _large_conv(large: nn.Module) -> Union[SubMConv3d, SWLKConv3d]:
     """The layer the small branch runs parallel to (the depth-wise part of a depth-wise + point-wise layer)."""
-    return large.depthwise if isinstance(large, DepthwiseLargeKernelConv3d) else large
+    conv = large.depthwise if isinstance(large, DepthwiseLargeKernelConv3d) else large
+    if not isinstance(conv, (SubMConv3d, SWLKConv3d)):
+        raise TypeError(f"expected a SubMConv3d or SWLKConv3d, got {type(conv).__name__}")
+    return conv
 
 
 class RepLargeKernelConv3d(SparseModule):
@@ -214,13 +218,14 @@ class RepLargeKernelConv3d(SparseModule):
         if small_indice_key is None and key is not None:
             small_indice_key = f"{key}_small"
         groups = getattr(conv, "groups", 1)
-        ref = conv.weight
+        device, dtype = conv.weight.device, conv.weight.dtype
         self.large = large
-        factory = {"device": ref.device, "dtype": ref.dtype}
-        self.large_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, **factory)
+        self.large_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device,
+                                        dtype=dtype)
         self.small = SubMConv3d(conv.in_channels, conv.out_channels, SMALL_KERNEL, groups=groups, bias=False,
-                                indice_key=small_indice_key, **factory)
-        self.small_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, **factory)
+                                indice_key=small_indice_key, device=device, dtype=dtype)
+        self.small_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device,
+                                        dtype=dtype)
 
     @property
     def in_channels(self) -> int:
@@ -258,7 +263,9 @@ class RepLargeKernelConv3d(SparseModule):
         y = conv(x)
         features = self.large_bn(y.features) + self.small_bn(self.small(x).features)
         y = y.replace_feature(features)
-        return self.large.pointwise(y) if self.kind == "depthwise" else y
+        if isinstance(self.large, DepthwiseLargeKernelConv3d):
+            return self.large.pointwise(y)
+        return y
 
     def merge(self, target: str = "auto") -> MergedLayer:
         """The single layer equivalent to this block in eval mode (see :func:`merge_small_kernel`)."""
@@ -267,7 +274,7 @@ class RepLargeKernelConv3d(SparseModule):
 
 # ---------------------------------------------------------------------------------------------------------
 # merging
-def _folded(block: RepLargeKernelConv3d, target: str) -> Tuple[nn.Module, SubMConv3d]:
+def _folded(block: RepLargeKernelConv3d, target: str) -> Tuple[Union[SubMConv3d, SWLKConv3d], SubMConv3d]:
     """Checks, then (large conv with ``large_bn`` folded, small conv with ``small_bn`` folded)."""
     if not isinstance(block, RepLargeKernelConv3d):
         raise TypeError(f"merge_small_kernel needs a RepLargeKernelConv3d, got {type(block).__name__}")
@@ -280,7 +287,9 @@ def _folded(block: RepLargeKernelConv3d, target: str) -> Tuple[nn.Module, SubMCo
         raise RuntimeError("merge_small_kernel folds the BatchNorms' running statistics, which only eval mode "
                            "uses: call block.eval() (or network.eval()) before merging")
     block.validate()
-    return fuse_bn(_large_conv(block.large), block.large_bn), fuse_bn(block.small, block.small_bn)
+    small = fuse_bn(block.small, block.small_bn)
+    assert isinstance(small, SubMConv3d)
+    return fuse_bn(_large_conv(block.large), block.large_bn), small
 
 
 def _resolve_swlk_target(layer: SWLKConv3d, target: str) -> str:
@@ -304,6 +313,7 @@ def _resolve_swlk_target(layer: SWLKConv3d, target: str) -> str:
 
 def _merge_swlk(large: SWLKConv3d, small: SubMConv3d, target: str) -> Union[SWLKConv3d, SubMConv3d]:
     target = _resolve_swlk_target(large, target)
+    merged: Union[SWLKConv3d, SubMConv3d]
     with torch.no_grad():
         if target == "grouped":
             per_offset = small.weight.reshape(small.out_channels, -1, small.in_channels).permute(1, 2, 0)
@@ -320,8 +330,15 @@ def _merge_swlk(large: SWLKConv3d, small: SubMConv3d, target: str) -> Union[SWLK
         else:
             merged = to_submconv(large, large.indice_key)
             merged.weight.add_(place_kernel(small.weight, merged.kernel_size))
-        merged.bias.add_(small.bias)
+        _add_bias(merged, small)
     return merged
+
+
+def _add_bias(merged: Union[SWLKConv3d, SubMConv3d], small: SubMConv3d) -> None:
+    """``merged.bias += small.bias`` (both exist after BN folding)."""
+    if merged.bias is None or small.bias is None:
+        raise ValueError("BN folding gives both layers a bias; got a layer without one")
+    merged.bias.add_(small.bias)
 
 
 def merge_small_kernel(block: RepLargeKernelConv3d, target: str = "auto") -> MergedLayer:
@@ -338,8 +355,9 @@ def merge_small_kernel(block: RepLargeKernelConv3d, target: str = "auto") -> Mer
     exactly (naming the targets that can) or the branches no longer fit each other.
     """
     large, small = _folded(block, target)
-    if block.kind == "swlk":
+    if isinstance(large, SWLKConv3d):
         return _merge_swlk(large, small, target)
+    merged: SubMConv3d
     with torch.no_grad():
         if block.kind == "dilated":
             window = spanned_window(large.kernel_size, large.dilation)
@@ -347,11 +365,12 @@ def merge_small_kernel(block: RepLargeKernelConv3d, target: str = "auto") -> Mer
             merged = SubMConv3d(large.in_channels, large.out_channels, window, groups=large.groups, bias=True,
                                 indice_key=key).to(device=large.weight.device, dtype=large.weight.dtype)
             merged.weight.copy_(place_kernel(large.weight, window, large.dilation))
-            merged.bias.copy_(large.bias)
+            if merged.bias is not None and large.bias is not None:
+                merged.bias.copy_(large.bias)
         else:
             merged = large
         merged.weight.add_(place_kernel(small.weight, merged.kernel_size))
-        merged.bias.add_(small.bias)
+        _add_bias(merged, small)
     if block.kind == "depthwise":
         layer = copy.deepcopy(block.large)
         layer.depthwise = merged
@@ -368,10 +387,12 @@ def merge_small_kernel_export(block: RepLargeKernelConv3d) -> PlainExport:
                         f"merge into one layer with merge_small_kernel, got "
                         f"{getattr(block, 'kind', type(block).__name__)}")
     large, small = _folded(block, "auto")
+    assert isinstance(large, SWLKConv3d)
     exp = export_plain(large)
     with torch.no_grad():
         weight = exp.weight + place_kernel(small.weight, tuple(exp.weight.shape[1:-1]))
-        bias = exp.bias + small.bias
+        assert small.bias is not None  # BN folding gives the small conv a bias
+        bias = small.bias if exp.bias is None else exp.bias + small.bias
     return PlainExport(weight, exp.encoding_weight, bias)
 
 
@@ -413,6 +434,7 @@ def add_small_kernels(network: nn.Module, min_window: int = 5, bn_eps: float = 1
     :class:`RepLargeKernelConv3d` for training; returns ``network`` (or the block when ``network`` is itself
     such a layer). The layers inside a SW-LK / depth-wise layer or an existing block are left alone."""
     if is_large_kernel(network, min_window):
+        assert isinstance(network, (SubMConv3d, DepthwiseLargeKernelConv3d, SWLKConv3d))
         return RepLargeKernelConv3d(network, bn_eps=bn_eps, bn_momentum=bn_momentum)
     if isinstance(network, (RepLargeKernelConv3d, SWLKConv3d, DepthwiseLargeKernelConv3d)):
         return network
