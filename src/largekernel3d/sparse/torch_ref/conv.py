@@ -61,5 +61,6 @@ def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int
         if p_in.numel() == 0:
             continue
         src, dst = (p_out, p_in) if adjoint else (p_in, p_out)
-        out.index_add_(0, dst, apply_offset(x.index_select(0, src), w[k]))
+        # under autocast the product comes back in half precision: accumulate in the features' dtype
+        out.index_add_(0, dst, apply_offset(x.index_select(0, src), w[k]).to(out.dtype))
     return out
