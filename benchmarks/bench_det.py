@@ -54,7 +54,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import SHARED_DATA, fmt, markdown_table, num_threads  # noqa: E402
+from common import SHARED_DATA, fmt, markdown_table, num_threads, timed_training_step  # noqa: E402
 
 import largekernel3d.sparse as ours  # noqa: E402
 from largekernel3d.models import detection as det  # noqa: E402
@@ -620,22 +620,9 @@ def bench_training(reps: int) -> str:
         threads[name] = int(cfg["train"]["threads"])
 
         def step(model=model, data=data, optimizer=optimizer, scheduler=scheduler, clip=clip) -> Dict[str, float]:
-            t0 = time.perf_counter()
-            batch = collate_detection([data[0]])
-            t1 = time.perf_counter()
-            loss, _ = model(batch)
-            loss = loss.float()
-            t2 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            t3 = time.perf_counter()
-            if clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            scheduler.step()
-            t4 = time.perf_counter()
-            return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3,
-                    "voxels": float(batch.coords.shape[0]), "boxes": float(len(batch.gt_boxes[0]))}
+            times, batch = timed_training_step(lambda: collate_detection([data[0]]), lambda b: model(b)[0].float(),
+                                               model, optimizer, scheduler, clip)
+            return {**times, "voxels": float(batch.coords.shape[0]), "boxes": float(len(batch.gt_boxes[0]))}
 
         steps[name] = step
         m = cfg["model"]

@@ -46,7 +46,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import SHARED_DATA, markdown_table, num_threads  # noqa: E402
+from common import SHARED_DATA, markdown_table, num_threads, timed_training_step  # noqa: E402
 from gpu_checks import workloads as W  # noqa: E402
 
 from largekernel3d import data as D  # noqa: E402
@@ -79,26 +79,6 @@ class OneScene(D.SegmentationDataset):
 # steps
 # ------------------------------------------------------------------------------------------------
 
-def _phase_times(make_batch: Callable[[], Any], loss_fn: Callable[[Any], torch.Tensor], model: nn.Module,
-                 optimizer, scheduler, clip: float) -> Dict[str, float]:
-    """One training step, seconds per phase."""
-    t0 = time.perf_counter()
-    batch = make_batch()
-    t1 = time.perf_counter()
-    model.train()
-    loss = loss_fn(batch)
-    t2 = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    t3 = time.perf_counter()
-    if clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    scheduler.step()
-    t4 = time.perf_counter()
-    return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3}
-
-
 class Trainee:
     """A network with its optimiser, scheduler and data as the trainers build them; :meth:`step` runs one
     training step (phase times in seconds), :meth:`infer` one inference forward."""
@@ -116,7 +96,8 @@ class Trainee:
         self._infer_batch = make_batch() if infer_batch is None else infer_batch
 
     def step(self) -> Dict[str, float]:
-        return _phase_times(self.make_batch, self.loss_fn, self.model, self.optimizer, self.scheduler, self.clip)
+        return timed_training_step(self.make_batch, self.loss_fn, self.model, self.optimizer, self.scheduler,
+                                   self.clip)[0]
 
     def infer(self) -> float:
         self.model.eval()

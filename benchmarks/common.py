@@ -13,7 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -261,3 +261,27 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 def fmt(x: Optional[float], digits: int = 1) -> str:
     """A number for a table, ``–`` for missing."""
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def timed_training_step(make_batch: Callable[[], Any], loss_fn: Callable[[Any], Any], model: Any, optimizer: Any,
+                        scheduler: Any, clip: float) -> Tuple[Dict[str, float], Any]:
+    """One training step, ``({"data", "forward", "backward", "optimizer"}: seconds, the batch)``: the batch is
+    built, the loss computed in train mode, gradients (clipped to ``clip`` when > 0) applied, the schedule
+    stepped."""
+    import torch
+
+    t0 = time.perf_counter()
+    batch = make_batch()
+    t1 = time.perf_counter()
+    model.train()
+    loss = loss_fn(batch)
+    t2 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    t3 = time.perf_counter()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    scheduler.step()
+    t4 = time.perf_counter()
+    return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3}, batch
