@@ -14,11 +14,12 @@ from largekernel3d.training.config import ConfigError
 # -- synthetic numbers ------------------------------------------------------------------------------------------
 
 
-def _record(variant, seed, present, union, curve=None, params=1000, latency=10.0, step=0.5):
+def _record(variant, seed, present, union, curve=None, params=1000, latency=10.0, step=0.5, cpu=0.25):
     curve = curve or [(1, present / 2), (2, present)]
     return A.RunRecord(variant=variant, seed=seed, final={"miou_present": present, "miou_union": union},
                        curves={"miou_present": curve, "miou_union": [(e, v * union / present) for e, v in curve]},
-                       params=params, latency_ms=latency, step_seconds=step, epochs=2, steps=4)
+                       params=params, latency_ms=latency, step_seconds=step, epochs=2, steps=4,
+                       step_cpu_seconds=cpu)
 
 
 def _set(variants=("base", "wide", "noisy"), baseline="base"):
@@ -49,7 +50,7 @@ def test_verdict_rule():
 
 def test_aggregate_means_spreads_and_verdicts_by_hand():
     aset = _set()
-    recs = [_record("base", 0, 0.30, 0.25, latency=10), _record("base", 1, 0.32, 0.27, latency=12),
+    recs = [_record("base", 0, 0.30, 0.25, latency=10, cpu=0.2), _record("base", 1, 0.32, 0.27, latency=12, cpu=0.3),
             _record("wide", 0, 0.40, 0.30, params=4000), _record("wide", 1, 0.42, 0.33, params=4000),
             _record("noisy", 0, 0.10, 0.08), _record("noisy", 1, 0.60, 0.50)]
     rows = {r.variant: r for r in A.aggregate(aset, recs)}
@@ -59,11 +60,12 @@ def test_aggregate_means_spreads_and_verdicts_by_hand():
     assert b.scores["miou_present"].mean == pytest.approx(0.31)
     assert b.scores["miou_union"].mean == pytest.approx(0.26)
     assert b.latency_ms.mean == pytest.approx(11.0) and b.seeds == (0, 1)
+    assert b.step_cpu_seconds.mean == pytest.approx(0.25) and b.step_cpu_seconds.range == pytest.approx(0.1)
     assert w.delta == pytest.approx(0.41 - 0.31) and w.verdict == "better" and w.params == 4000
     assert w.scores["miou_union"].min == pytest.approx(0.30) and w.scores["miou_union"].max == pytest.approx(0.33)
     assert n.delta == pytest.approx(0.35 - 0.31) and n.verdict == "within noise"   # range 0.5 swamps it
     md = A.markdown_table(aset, list(rows.values()))
-    assert "| **base** | 31.0 (30.0–32.0) | 26.0 (25.0–27.0) | — | baseline |" in md
+    assert "| **base** | 31.0 (30.0–32.0) | 26.0 (25.0–27.0) | — | baseline | 0.00 M | 11 | 0.50 | 0.250 | 0 1 |" in md
     assert "| wide | 41.0 (40.0–42.0) | 31.5 (30.0–33.0) | +10.0 | better | 0.00 M |" in md
     assert "| noisy | 35.0 (10.0–60.0) |" in md and "within noise" in md
     assert "min–max range over seeds" in md
@@ -149,7 +151,7 @@ def test_tiny_runs_are_recorded(tiny_ablation):
         assert (folder / "checkpoints" / "last.pt").is_file() and (folder / A.RUN_FILE).is_file()
         assert [e for e, _ in r.curves["miou_present"]] == [1, 2] and r.steps == 4
         assert 0 < r.final["miou_union"] <= r.final["miou_present"] <= 1   # absent classes only lower the union mean
-        assert r.latency_ms > 0 and r.step_seconds > 0 and not r.reused
+        assert r.latency_ms > 0 and r.step_seconds > 0 and r.step_cpu_seconds > 0 and not r.reused
         saved = json.loads((folder / A.RUN_FILE).read_text())
         assert saved["config"]["seed"] == r.seed and saved["config"]["output_dir"] == str(folder)
     plain, swlk = recs[0], recs[1]

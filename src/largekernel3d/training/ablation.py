@@ -8,8 +8,10 @@ from its last checkpoint.
 
 Per run we keep, for every validated epoch, the validation score(s), and at the end the parameter count, the
 forward latency (median wall time of ``latency_repeats`` inference passes on the first validation sample, after one
-warm-up pass, at the run's thread setting) and the training time per optimiser step (median over epochs of the
-epoch's wall time, data loading included, divided by its number of steps).
+warm-up pass, at the run's thread setting) and the training time per optimiser step: the median over epochs of
+the epoch's wall time / its steps, and its CPU time (``time.process_time``, all threads of the process) / its
+steps. Data loading is included in both; the CPU time hardly moves when other jobs share the machine, the wall
+time and the latency do.
 
 Aggregation over the seeds ``s = 1..n`` of a variant, for a final-epoch score ``x_s``::
 
@@ -161,6 +163,7 @@ class RunRecord:
         params: trainable + frozen parameter count.
         latency_ms: forward latency on the first validation sample (milliseconds).
         step_seconds: training wall time per optimiser step (seconds).
+        step_cpu_seconds: training CPU time per optimiser step (seconds).
         epochs, steps: the run's length.
         config: the run's configuration (reuse is allowed only for an equal one).
     """
@@ -175,11 +178,12 @@ class RunRecord:
     epochs: int
     steps: int
     config: Dict[str, Any] = field(default_factory=dict)
+    step_cpu_seconds: float = math.nan
     reused: bool = False
 
     def to_json(self) -> Dict[str, Any]:
         d = {k: getattr(self, k) for k in ("variant", "seed", "final", "params", "latency_ms", "step_seconds",
-                                           "epochs", "steps", "config")}
+                                           "step_cpu_seconds", "epochs", "steps", "config")}
         d["curves"] = {k: [list(p) for p in v] for k, v in self.curves.items()}
         return d
 
@@ -189,7 +193,8 @@ class RunRecord:
                          curves={k: [(int(e), float(v)) for e, v in pts] for k, pts in d["curves"].items()},
                          params=int(d["params"]), latency_ms=float(d["latency_ms"]),
                          step_seconds=float(d["step_seconds"]), epochs=int(d["epochs"]), steps=int(d["steps"]),
-                         config=dict(d["config"]), reused=True)
+                         config=dict(d["config"]), step_cpu_seconds=float(d.get("step_cpu_seconds", math.nan)),
+                         reused=True)
 
 
 _HISTORY_KEYS = {"miou_present": "val_miou_present", "miou_union": "val_miou", "map": "val_score"}
@@ -249,6 +254,11 @@ def measure_forward_latency(trainer, repeats: int = 5) -> float:
     return 1000.0 * statistics.median(times)
 
 
+def _median_per_step(history: Sequence[Mapping[str, Any]], key: str, steps_per_epoch: int) -> float:
+    values = [float(h[key]) / steps_per_epoch for h in history if key in h]
+    return statistics.median(values) if values else math.nan
+
+
 def _trainer_class(task: str):
     from .det_trainer import DetectionTrainer
     from .trainer import SegmentationTrainer
@@ -274,6 +284,10 @@ def execute_run(cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, se
             diff = sorted(k for k in set(wanted) | set(record.config) if wanted.get(k) != record.config.get(k))
             raise ValueError(f"run folder {folder} holds a finished run of another configuration (differs in "
                              f"{', '.join(diff)}); delete the folder or choose another --output")
+        if math.isnan(record.step_cpu_seconds) and (folder / "checkpoints" / "last.pt").is_file():
+            from .checkpoint import load_checkpoint  # a record written before CPU time was kept
+            record.step_cpu_seconds = _median_per_step(load_checkpoint(folder / "checkpoints" / "last.pt")["history"],
+                                                       "train_cpu_seconds", record.steps // max(record.epochs, 1))
         return record
     last = folder / "checkpoints" / "last.pt"
     resume = last.is_file()
@@ -291,11 +305,12 @@ def execute_run(cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, se
                          f"configuration must define validation scenes/frames")
     curves = curves_from_history(result.history, metrics)
     final = {m: pts[-1][1] if pts else math.nan for m, pts in curves.items()}
-    per_step = [h["train_seconds"] / trainer.steps_per_epoch for h in result.history]
     record = RunRecord(variant=variant, seed=int(seed), final=final, curves=curves,
                        params=sum(p.numel() for p in trainer.model.parameters()),
                        latency_ms=measure_forward_latency(trainer, latency_repeats),
-                       step_seconds=statistics.median(per_step) if per_step else math.nan,
+                       step_seconds=_median_per_step(result.history, "train_seconds", trainer.steps_per_epoch),
+                       step_cpu_seconds=_median_per_step(result.history, "train_cpu_seconds",
+                                                         trainer.steps_per_epoch),
                        epochs=int(cfg["train"]["epochs"]), steps=int(trainer.global_step), config=wanted)
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record.to_json(), indent=1))
@@ -380,6 +395,7 @@ class VariantSummary:
     params: int
     latency_ms: Spread
     step_seconds: Spread
+    step_cpu_seconds: Spread
     is_baseline: bool
 
 
@@ -405,7 +421,8 @@ def aggregate(aset: AblationSet, records: Sequence[RunRecord]) -> List[VariantSu
             delta=0.0 if is_base else sc[head].mean - base.mean,
             verdict="baseline" if is_base else verdict(sc[head], base),
             params=int(rs[0].params), latency_ms=Spread.of([r.latency_ms for r in rs]),
-            step_seconds=Spread.of([r.step_seconds for r in rs]), is_baseline=is_base))
+            step_seconds=Spread.of([r.step_seconds for r in rs]),
+            step_cpu_seconds=Spread.of([r.step_cpu_seconds for r in rs]), is_baseline=is_base))
     return rows
 
 
@@ -433,20 +450,22 @@ def markdown_table(aset: AblationSet, rows: Sequence[VariantSummary]) -> str:
     baseline with its verdict, parameters, forward latency and training time per step (means over seeds)."""
     metric_cols = [METRIC_LABELS[m] for m in aset.metrics]
     head = ["config", *metric_cols, "Δ vs baseline", "vs baseline", "parameters", "forward ms", "train s/step",
-            "seeds"]
+            "train CPU s/step", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "| --- | " + " | ".join(["---:"] * (len(head) - 2)) + " | --- |"]
     for r in rows:
         name = f"**{r.variant}**" if r.is_baseline else r.variant
         delta = "—" if r.is_baseline else f"{100 * r.delta:+.1f}"
         cells = [name, *[_pct(r.scores[m]) for m in aset.metrics], delta, r.verdict, f"{r.params / 1e6:.2f} M",
-                 f"{r.latency_ms.mean:.0f}", f"{r.step_seconds.mean:.2f}", " ".join(str(s) for s in r.seeds)]
+                 f"{r.latency_ms.mean:.0f}", f"{r.step_seconds.mean:.2f}", f"{r.step_cpu_seconds.mean:.3f}",
+                 " ".join(str(s) for s in r.seeds)]
         lines.append("| " + " | ".join(cells) + " |")
     n = max((len(r.seeds) for r in rows), default=0)
     notes = [f"Scores: final-epoch validation, mean over {n} seed(s) with the min–max range over seeds in brackets. "
              f"'vs baseline' compares the headline ({metric_cols[0]}): within noise when the difference of the means "
-             "is no bigger than the larger of the two seed ranges. Forward ms / train s/step: means over seeds "
-             "(forward: median of repeated inference passes on the first validation sample; train: wall time per "
-             "optimiser step, data loading included)."]
+             "is no bigger than the larger of the two seed ranges. Forward ms / train s/step / train CPU s/step: "
+             "means over seeds (forward: median wall time of repeated inference passes on the first validation "
+             "sample; train: wall and CPU time per optimiser step, data loading included; the wall times move "
+             "with the load of the machine, the CPU time hardly)."]
     descs = [f"- `{r.variant}`: {r.description}" for r in rows if r.description]
     return "\n".join(lines) + "\n\n" + notes[0] + "\n" + ("\n" + "\n".join(descs) + "\n" if descs else "")
 
@@ -460,7 +479,8 @@ def write_csv(aset: AblationSet, rows: Sequence[VariantSummary], path: Path) -> 
     for m in aset.metrics:
         header += [f"{m}_mean", f"{m}_std", f"{m}_min", f"{m}_max"]
     header += ["delta_vs_baseline", "vs_baseline", "params", "latency_ms_mean", "latency_ms_std",
-               "step_seconds_mean", "step_seconds_std", "description"]
+               "step_seconds_mean", "step_seconds_std", "step_cpu_seconds_mean", "step_cpu_seconds_std",
+               "description"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -470,7 +490,8 @@ def write_csv(aset: AblationSet, rows: Sequence[VariantSummary], path: Path) -> 
                 s = r.scores[m]
                 row += [f"{s.mean:.6f}", f"{s.std:.6f}", f"{s.min:.6f}", f"{s.max:.6f}"]
             row += [f"{r.delta:.6f}", r.verdict, r.params, f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.std:.3f}",
-                    f"{r.step_seconds.mean:.5f}", f"{r.step_seconds.std:.5f}", r.description]
+                    f"{r.step_seconds.mean:.5f}", f"{r.step_seconds.std:.5f}", f"{r.step_cpu_seconds.mean:.5f}",
+                    f"{r.step_cpu_seconds.std:.5f}", r.description]
             w.writerow(row)
 
 
@@ -480,10 +501,12 @@ def write_runs_csv(aset: AblationSet, records: Sequence[RunRecord], path: Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["config", "seed", *aset.metrics, "params", "latency_ms", "step_seconds", "epochs", "steps"])
+        w.writerow(["config", "seed", *aset.metrics, "params", "latency_ms", "step_seconds", "step_cpu_seconds",
+                    "epochs", "steps"])
         for r in records:
             w.writerow([r.variant, r.seed, *[f"{r.final[m]:.6f}" for m in aset.metrics], r.params,
-                        f"{r.latency_ms:.3f}", f"{r.step_seconds:.5f}", r.epochs, r.steps])
+                        f"{r.latency_ms:.3f}", f"{r.step_seconds:.5f}", f"{r.step_cpu_seconds:.5f}", r.epochs,
+                        r.steps])
 
 
 __all__ = ["AblationSet", "parse_ablation_set", "run_folder", "RunRecord", "curves_from_history",
