@@ -44,6 +44,8 @@ from largekernel3d.sparse import functional, keep_freed_memory  # noqa: E402
 from largekernel3d.sparse.cpu import conv_fused as fused_tiles  # noqa: E402
 from largekernel3d.sparse.cpu import conv_tiled, maps  # noqa: E402
 from largekernel3d.sparse.cpu import team as openmp_team  # noqa: E402
+from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING  # noqa: E402
+from largekernel3d.sparse.dispatch import Dataflow, plan_conv  # noqa: E402
 from largekernel3d.sparse.torch_ref import conv as torch_conv  # noqa: E402
 
 
@@ -384,7 +386,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         shape = list(inp.spatial_shape)
         kmap = ours.build_submanifold_map(inp.indices, shape, 1, geo)
         w = functional.module_weight_to_grouped(conv.weight.detach(), 1)
-        tile = conv_tiled._tile_rows(c, 4)
+        tile = conv_tiled._tile_rows(c, 4, DEFAULT_TUNING)
         identity = maps.identity_offset(kmap)  # the centre: one dense GEMM, no gather/scatter
         tiles = list(conv_tiled._tiles(kmap.offset_starts, tile, identity))
         bi, bo, out = torch.empty(tile, c), torch.empty(tile, c), torch.zeros(inp.num_sites, c)
@@ -405,17 +407,18 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         def scatter():
             for a, _b, segs in tiles:
                 openmp_team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
-                                                 out.numpy(), torch.get_num_threads())
+                                                 out.numpy(), torch.get_num_threads(),
+                                                 DEFAULT_TUNING.scatter_min_parallel_rows)
 
         def cached():
             with torch.no_grad():
                 return functional.gather_gemm_scatter(feats, w, kmap, kmap.num_out)
 
         threads = torch.get_num_threads()
-        fused = fused_tiles.available(feats, w, kmap.num_out)
+        fused = plan_conv(feats, w, kmap).dataflow is Dataflow.CPU_FUSED
 
         def layout():  # what the first conv on a fresh map builds (memoised on the map after)
-            fused_tiles.build_row_split(kmap, False, threads)
+            fused_tiles.build_row_split(kmap, False, threads, DEFAULT_TUNING)
 
         def total():
             with torch.no_grad():

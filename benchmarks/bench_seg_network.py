@@ -28,9 +28,9 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
-from unittest.mock import patch
 
 import torch
 from tqdm import tqdm
@@ -41,8 +41,9 @@ from common import SHARED_DATA, gemm_floor_ms, load_spconv, markdown_table, num_
 from largekernel3d import data as D  # noqa: E402
 from largekernel3d.models import build_model, count_parameters  # noqa: E402
 from largekernel3d.sparse import keep_freed_memory  # noqa: E402
-from largekernel3d.sparse.cpu import conv_fused as fused_tiles  # noqa: E402
-from largekernel3d.sparse.cpu import group_fused as fused_groups  # noqa: E402
+from largekernel3d.nn import SWLKConv3d  # noqa: E402
+from largekernel3d.sparse import SparseConvolution  # noqa: E402
+from largekernel3d.sparse.dispatch import Dataflow  # noqa: E402
 
 SCANNET = SHARED_DATA / "scannet" / "votenet_50k"
 SCENE = "scene0000_00"
@@ -102,15 +103,27 @@ _GEMM_OPERANDS = {"aten::mm": (0, 1), "aten::addmm": (1, 2), "aten::addmm_": (1,
 _FLOOR_REPS, _FLOOR_MAX_CALLS = 3, 4
 
 
-def gemm_rows(fn: Callable[[], object]) -> Dict[Tuple[int, int], int]:
+@contextmanager
+def unfused(model: torch.nn.Module):
+    """Every conv of ``model`` on ``CPU_TILED`` and every SW-LK layer on ``CPU_CHUNKED`` while inside."""
+    flows = {SparseConvolution: Dataflow.CPU_TILED, SWLKConv3d: Dataflow.CPU_CHUNKED}
+    layers = [(m, m.dataflow) for m in model.modules() if isinstance(m, tuple(flows))]
+    try:
+        for m, _ in layers:
+            m.dataflow = next(flow for cls, flow in flows.items() if isinstance(m, cls))
+        yield model
+    finally:
+        for m, flow in layers:
+            m.dataflow = flow
+
+
+def gemm_rows(model: torch.nn.Module, fn: Callable[[], object]) -> Dict[Tuple[int, int], int]:
     """Rows multiplied per weight shape ``(K, N)`` in one call of ``fn``: every ``torch.mm`` / ``addmm``
     that ``torch.profiler`` records (conv GEMMs, SW-LK group products, 1³ convs, the classifier). The
     fused dataflows multiply in numba's SIMD kernels, out of the profiler's sight, so this pass runs on the
-    tiled ones; both multiply the same rows by the same weights."""
+    tiled / chunked ones (:func:`unfused`); both multiply the same rows by the same weights."""
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with patch.object(fused_tiles, "available", lambda *args: False), \
-            patch.object(fused_groups, "available", lambda *args: False), \
-            torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+    with unfused(model), torch.profiler.profile(activities=activities, record_shapes=True) as prof:
         fn()
     rows: Dict[Tuple[int, int], int] = defaultdict(int)
     for event in prof.events():
@@ -167,7 +180,7 @@ def run(quick: bool) -> str:
 
     forward: Dict[Tuple[str, int], float] = {}
     floor: Dict[int, float] = {}
-    shapes = gemm_rows(forward_fn(models[LK], inputs[LK]))
+    shapes = gemm_rows(models[LK], forward_fn(models[LK], inputs[LK]))
     spconv_out: Dict[int, torch.Tensor] = {}
     train_ms: Dict[str, float] = {}
     progress = tqdm(total=len(thread_counts) + 3, desc="bench_seg_network", leave=False)

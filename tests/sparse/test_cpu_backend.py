@@ -1,5 +1,6 @@
 """The numba CPU backend against the pure-torch reference: kernel maps (same pairs per offset, same
-output sites) and the tiled gather-GEMM-scatter (forward and fused backward), plus the backend rule."""
+output sites) and the fused and tiled gather-GEMM-scatter (forward and backward). The rules that choose them are
+tested in test_dispatch.py."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from largekernel3d.sparse.cpu import team as openmp_team
 from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING, CpuTuning
 from largekernel3d.sparse.torch_ref import conv as torch_conv
 from largekernel3d.sparse.geometry import ConvGeometry
-from largekernel3d.sparse.kernel_map import (NUMBA, TORCH, build_regular_map, build_submanifold_map,
-                                             build_transposed_map, choose_backend)
+from largekernel3d.sparse.dispatch import Dataflow, plan_conv
+from largekernel3d.sparse.kernel_map import build_regular_map, build_submanifold_map, build_transposed_map
+
+CPU, TORCH_REF = Dataflow.CPU, Dataflow.TORCH_REF
 
 
 def random_sites(rng: np.random.Generator, n: int, shape, batch_size: int, shuffle: bool = True) -> torch.Tensor:
@@ -58,14 +61,14 @@ def test_maps_match_torch(ndim, shape, kernel, stride, padding, dilation, n):
     rng = np.random.default_rng(n + ndim)
     idx = random_sites(rng, n, shape, batch_size=2)
     subm = ConvGeometry.create(ndim, kernel, 1, 0, dilation)
-    a = build_submanifold_map(idx, shape, 2, subm, backend=NUMBA)
-    b = build_submanifold_map(idx, shape, 2, subm, backend=TORCH)
+    a = build_submanifold_map(idx, shape, 2, subm, dataflow=CPU)
+    b = build_submanifold_map(idx, shape, 2, subm, dataflow=TORCH_REF)
     assert a.offset_starts == b.offset_starts
     assert pair_sets(a) == pair_sets(b)
     geo = ConvGeometry.create(ndim, kernel, stride, padding, dilation)
     for builder in (build_regular_map, build_transposed_map):
-        a = builder(idx, shape, 2, geo, backend=NUMBA)
-        b = builder(idx, shape, 2, geo, backend=TORCH)
+        a = builder(idx, shape, 2, geo, dataflow=CPU)
+        b = builder(idx, shape, 2, geo, dataflow=TORCH_REF)
         assert a.out_spatial_shape == b.out_spatial_shape
         assert torch.equal(a.out_indices, b.out_indices)
         assert a.offset_starts == b.offset_starts
@@ -79,7 +82,7 @@ def test_submanifold_pairs_sorted_and_unique(kernel):
     the centre) by ascending input row; rows never repeat within an offset."""
     rng = np.random.default_rng(0)
     idx = random_sites(rng, 400, (12, 12, 12), batch_size=1, shuffle=False)
-    kmap = build_submanifold_map(idx, (12, 12, 12), 1, ConvGeometry.create(3, kernel), backend=NUMBA)
+    kmap = build_submanifold_map(idx, (12, 12, 12), 1, ConvGeometry.create(3, kernel), dataflow=CPU)
     mirrored = all(k % 2 == 1 for k in kmap.geometry.kernel_size)
     for k in range(kmap.kernel_volume):
         p_in, p_out = kmap.pairs(k)
@@ -110,7 +113,7 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
             assert np.array_equal(a, b)
-    ref = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=TORCH)
+    ref = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), dataflow=TORCH_REF)
     got_in, got_out, starts = builds[0]
     assert tuple(int(s) for s in starts) == ref.offset_starts
     rows = perm.astype(np.int32)
@@ -155,7 +158,7 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
     fills = []
     real = ck.mirror_lower_half
     monkeypatch.setattr(ck, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
-    kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), backend=NUMBA)
+    kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), dataflow=CPU)
     assert kmap.half_stored and kmap.symmetric
     stored_in, stored_out = kmap.stored_pairs()
     assert fills == [] and kmap.num_pairs == full_in.shape[0]
@@ -233,61 +236,30 @@ def test_builders_split_only_large_maps():
     assert ck._split_threads(4, 10, dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=10)) == 4
 
 
-def test_choose_backend_rule():
-    cpu = torch.device("cpu")
-    assert choose_backend(cpu, 3) == NUMBA
-    assert choose_backend(cpu, 1, torch.float64) == NUMBA
-    assert choose_backend(cpu, 4) == TORCH
-    assert choose_backend(cpu, 3, torch.float16) == TORCH
-    assert choose_backend(cpu, 3, torch.bfloat16) == TORCH
-    assert choose_backend(torch.device("cuda"), 3) == TORCH
-    assert choose_backend(torch.device("cuda"), 3, torch.float32) == TORCH
-
-
-def test_bad_backend_argument():
-    idx = torch.zeros((1, 4), dtype=torch.int32)
-    geo = ConvGeometry.create(3, 3)
-    with pytest.raises(ValueError, match="backend"):
-        build_submanifold_map(idx, (4, 4, 4), 1, geo, backend="cuda")
-    idx4 = torch.zeros((1, 5), dtype=torch.int32)
-    with pytest.raises(ValueError, match="backend='numba'"):
-        build_submanifold_map(idx4, (2, 2, 2, 2), 1, ConvGeometry.create(4, 3), backend=NUMBA)
-
-
 def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> torch.Tensor:
     gen = torch.Generator().manual_seed(rng_seed)
     return torch.randn((kv, g, a, b), generator=gen, dtype=dtype)
 
 
-def _refuse(*args, **kwargs):
-    raise AssertionError("this dataflow must not run here")
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("dataflow,groups,c_in,c_out", [("fused", 1, 5, 7), ("fused", 1, 32, 32), ("tiles", 1, 5, 7),
-                                                        ("tiles", 1, 32, 32), ("tiles", 2, 6, 4), ("tiles", 8, 8, 8)])
+@pytest.mark.parametrize("dataflow,groups,c_in,c_out", [
+    (Dataflow.CPU_FUSED, 1, 5, 7), (Dataflow.CPU_FUSED, 1, 32, 32), (Dataflow.CPU_TILED, 1, 5, 7),
+    (Dataflow.CPU_TILED, 1, 32, 32), (Dataflow.CPU_TILED, 2, 6, 4), (Dataflow.CPU_TILED, 8, 8, 8)])
 @pytest.mark.parametrize("kind", ["submanifold", "regular", "transposed"])
 @pytest.mark.parametrize("n", [0, 1, 300])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, threads, monkeypatch):
+def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, threads):
     """The numba dataflows against the per-offset torch reference, forward and both gradients: the fused
     per-thread tiles (ungrouped, where torch has libgomp) and the tiled passes (grouped, or forced
     here; with one torch thread numba gathers, with more ``torch.index_select``), at 1, 2 and 3 (more than
     the cores) threads."""
-    if dataflow == "fused":
-        if not fused_tiles.available(torch.ones(1, dtype=dtype), torch.ones(1, 1, 1, 1, dtype=dtype)):
-            pytest.skip("the fused dataflow needs a torch build with libgomp")
-        monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
-        monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
-    else:
-        monkeypatch.setattr(fused_tiles, "conv_forward", _refuse)
-        monkeypatch.setattr(fused_tiles, "conv_backward", _refuse)
-        monkeypatch.setattr(fused_tiles, "available", lambda *args: False)
+    if dataflow is Dataflow.CPU_FUSED and not openmp_team.team_available():
+        pytest.skip("the fused dataflow needs a torch build with libgomp")
     with torch_threads(threads):
-        _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n)
+        _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, dataflow)
 
 
-def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
+def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, dataflow):
     rng = np.random.default_rng(n + c_in)
     shape = (11, 10, 12)
     idx = random_sites(rng, n, shape, batch_size=2)
@@ -300,13 +272,15 @@ def _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n):
     gen = torch.Generator().manual_seed(n)
     x = torch.randn((kmap.num_in, c_in), generator=gen, dtype=dtype, requires_grad=True)
     w = _grouped_weight(n, kmap.kernel_volume, groups, c_in // groups, c_out // groups, dtype).requires_grad_()
-    out = F.SparseConvFunction.apply(x, w, kmap)
-    ref = F.gather_gemm_scatter(x.detach(), w.detach(), kmap, kmap.num_out, backend="torch")
+    plan = plan_conv(x, w, kmap, dataflow)
+    assert plan.dataflow is dataflow
+    out = F.SparseConvFunction.apply(x, w, plan)
+    ref = F.gather_gemm_scatter(x.detach(), w.detach(), kmap, kmap.num_out, dataflow=TORCH_REF)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out, ref, **tol)
     grad_out = torch.randn(out.shape, generator=gen, dtype=dtype)
     gx, gw = torch.autograd.grad(out, (x, w), grad_out)
-    ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, backend="torch")
+    ref_gx = F.gather_gemm_scatter(grad_out, w.detach(), kmap, kmap.num_in, adjoint=True, dataflow=TORCH_REF)
     ref_gw = torch_conv.weight_gradient(x.detach(), grad_out, kmap, w.shape)
     torch.testing.assert_close(gx, ref_gx, **tol)
     # d_W sums up to ~300 products per entry: error relative to the largest entry (sums in another order)
@@ -334,8 +308,8 @@ def test_tiles_skip_offset():
 def test_identity_offset_detected_only_for_identity_pairs():
     rng = np.random.default_rng(5)
     idx = random_sites(rng, 120, (8, 8, 8), batch_size=1)
-    for backend in (NUMBA, TORCH):
-        kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), backend=backend)
+    for dataflow in (CPU, TORCH_REF):
+        kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), dataflow=dataflow)
         assert ck.identity_offset(kmap) == 13
     even = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 2))
     assert ck.identity_offset(even) == -1
@@ -362,7 +336,8 @@ def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dt
     for s, e in segments:
         np.add.at(ref, idx[start + s:start + e], buf[s:e])
     with torch_threads(threads):
-        openmp_team.scatter_add_segments(buf, idx, start, segments, out, threads)
+        openmp_team.scatter_add_segments(buf, idx, start, segments, out, threads,
+                                         DEFAULT_TUNING.scatter_min_parallel_rows)
     np.testing.assert_array_equal(out, ref)
 
 
@@ -380,7 +355,7 @@ def test_sparse_conv_bias_folded_into_accumulator(dtype):
     g = torch.randn(out.shape, generator=gen, dtype=dtype)
     grads = torch.autograd.grad(out, (x, w, b), g)
     x2, w2, b2 = (t.detach().clone().requires_grad_() for t in (x, w, b))
-    ref = F.gather_gemm_scatter(x2, F.module_weight_to_grouped(w2, 1), kmap, 200, backend="torch") + b2
+    ref = F.gather_gemm_scatter(x2, F.module_weight_to_grouped(w2, 1), kmap, 200, dataflow=TORCH_REF) + b2
     ref_grads = torch.autograd.grad(ref, (x2, w2, b2), g)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
     torch.testing.assert_close(out, ref, **tol)
@@ -435,18 +410,16 @@ def test_openmp_team_found_where_torch_ships_libgomp():
 @pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
 @pytest.mark.parametrize("parts, threads, sample", [(1, 1, None), (2, 2, None), (3, 2, None), (7, 3, None),
                                                     (3, 2, 500)])
-def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads, sample, monkeypatch):
+def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads, sample):
     """Every pair but the skipped offset's lands once, in the part owning its destination row and in its
     offset's run, in its original order; the parts' pair counts are balanced (when every pair is counted
     for the bounds: ``sample`` None)."""
-    if sample is not None:
-        monkeypatch.setattr(fused_tiles, "_BOUND_SAMPLE", sample)
     rng = np.random.default_rng(parts)
     idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
     kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
     skip = ck.identity_offset(kmap)
     bounds, seg, src, dst = fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
-                                               parts, threads)
+                                               parts, threads, sample or DEFAULT_TUNING.conv_bound_sample)
     kv = kmap.kernel_volume
     assert bounds[0] == 0 and bounds[-1] == kmap.num_out and np.all(np.diff(bounds) >= 0)
     assert src.dtype == np.int32 and seg[-1] == kmap.num_pairs - kmap.num_out
@@ -470,25 +443,6 @@ def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads
         assert max(per_part) <= 1.5 * sum(per_part) / parts
 
 
-def test_fused_tiles_available_where_torch_has_libgomp():
-    """On the Linux x86 wheels the ungrouped CPU convolutions take the fused dataflow (else they would
-    silently fall back to the slower tiled passes); grouped ones, other dtypes and CUDA never do."""
-    import glob
-    import os
-
-    torch_lib = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "lib")
-    if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
-        pytest.skip("this torch build has no GNU libgomp")
-    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
-    assert openmp_team.team_available()
-    x = torch.ones(4, 6)
-    assert fused_tiles.available(x, torch.ones(27, 1, 6, 5))
-    assert not fused_tiles.available(x, torch.ones(27, 2, 3, 5))
-    assert not fused_tiles.available(x.half(), torch.ones(27, 1, 6, 5).half())
-    assert not fused_tiles.available(x, torch.ones(27, 1, 6, 5, dtype=torch.float64))
-    assert not fused_tiles.available(x, torch.ones(27, 1, 6, 5), 2 ** 31)  # int32 pair lists
-
-
 def test_inverse_conv_reuses_the_adjoint_map_and_its_memo():
     import largekernel3d.sparse as lsp
 
@@ -506,16 +460,14 @@ def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypa
     """OpenMP may give a parallel region fewer threads than asked (thread limits, nesting): the parts and
     every per-thread ``d_W`` accumulator must still be covered."""
 
-    if not fused_tiles.available(torch.ones(1), torch.ones(1, 1, 1, 1)):
+    if not openmp_team.team_available():
         pytest.skip("the fused dataflow needs a torch build with libgomp")
     real = openmp_team.run_on_team
     monkeypatch.setattr(openmp_team, "run_on_team", lambda body, block, threads: real(body, block, 1))
     monkeypatch.setattr(fused_tiles, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
-    monkeypatch.setattr(conv_tiled, "conv_forward", _refuse)
-    monkeypatch.setattr(conv_tiled, "conv_backward", _refuse)
     with torch_threads(3):
         for kind in ("submanifold", "regular"):
-            _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300)
+            _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300, Dataflow.CPU_FUSED)
 
 
 def test_tuning_rejects_non_positive_values():

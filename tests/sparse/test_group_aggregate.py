@@ -1,7 +1,10 @@
-"""Group aggregation (``largekernel3d.sparse.group_aggregate``): the numba and torch paths against a naive
-per-pair loop and against each other, gradients, gradcheck, and bad input."""
+"""Group aggregation and SW-LK's group convolution (``largekernel3d.sparse.group_conv``): every dataflow against a
+naive per-pair loop and against each other, gradients, gradcheck, and bad input. Paths and tuning values are chosen
+with ``dataflow=`` / ``tuning=`` (the rule itself: test_dispatch.py)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -13,9 +16,20 @@ from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanif
 import largekernel3d.sparse.cpu.group_layout as gl
 import largekernel3d.sparse.cpu.group_products as gp
 from largekernel3d.sparse.cpu import team as openmp_team
-from largekernel3d.sparse.group_conv import choose_backend, group_aggregate, group_conv
+from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING
+from largekernel3d.sparse.dispatch import Dataflow
+from largekernel3d.sparse.group_conv import group_aggregate, group_conv
 
-BACKENDS = ("numba", "torch")
+AUTO, TORCH_REF = Dataflow.AUTO, Dataflow.TORCH_REF
+AGGREGATE_DATAFLOWS = (Dataflow.CPU, TORCH_REF)
+# the CPU dataflows of the SW-LK products that can run here (the fused one needs torch on libgomp)
+CPU_GROUP_DATAFLOWS = ((Dataflow.CPU_FUSED,) if openmp_team.team_available() else ()) + (Dataflow.CPU_CHUNKED,)
+
+
+def _small_steps(block_rows: int, chunk_rows: int):
+    """A tuning whose row blocks and chunks hold ``block_rows`` / ``chunk_rows`` rows, so that groups span many."""
+    return dataclasses.replace(DEFAULT_TUNING, group_block_bytes=1, group_min_block_rows=block_rows,
+                               group_chunk_bytes=1, group_min_chunk_rows=chunk_rows)
 # Many tiny ops: one torch thread avoids thread-pool wake-ups on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,35 +52,35 @@ def naive(features, enc, kmap, group, num_groups):
     return out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dataflow", AGGREGATE_DATAFLOWS)
 @pytest.mark.parametrize("with_enc", [True, False])
-def test_forward_matches_pair_by_pair_sum(backend, with_enc):
+def test_forward_matches_pair_by_pair_sum(dataflow, with_enc):
     x, kmap, group, enc = _setup()
     enc = enc if with_enc else None
-    got = group_aggregate(x.features, enc, kmap, group, 7, backend=backend)
+    got = group_aggregate(x.features, enc, kmap, group, 7, dataflow=dataflow)
     torch.testing.assert_close(got, naive(x.features, enc, kmap, group, 7), rtol=1e-12, atol=1e-12)
 
 
 def test_backends_agree_forward_and_backward_float32():
     x, kmap, group, enc = _setup(kernel=7, shape=(12, 12, 12), channels=5, num_groups=27, dtype=torch.float32)
     results = []
-    for backend in BACKENDS:
+    for dataflow in AGGREGATE_DATAFLOWS:
         feats = x.features.clone().requires_grad_(True)
         e = enc.clone().requires_grad_(True)
-        a = group_aggregate(feats, e, kmap, group, 27, backend=backend)
+        a = group_aggregate(feats, e, kmap, group, 27, dataflow=dataflow)
         up = torch.randn(a.shape, generator=torch.Generator().manual_seed(5))
         results.append((a, *torch.autograd.grad(a, (feats, e), up)))
     for u, v in zip(*results):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_backward_is_the_adjoint(backend):
+@pytest.mark.parametrize("dataflow", AGGREGATE_DATAFLOWS)
+def test_backward_is_the_adjoint(dataflow):
     """<dA, A(x, E)> is linear in (x, E): the gradients are its exact adjoint on random data."""
     x, kmap, group, enc = _setup(num_groups=5)
     feats = x.features.clone().requires_grad_(True)
     e = enc.clone().requires_grad_(True)
-    a = group_aggregate(feats, e, kmap, group, 5, backend=backend)
+    a = group_aggregate(feats, e, kmap, group, 5, dataflow=dataflow)
     up = torch.randn(a.shape, dtype=a.dtype, generator=torch.Generator().manual_seed(3))
     d_x, d_e = torch.autograd.grad(a, (feats, e), up)
     ref_x = torch.zeros_like(feats)
@@ -79,49 +93,45 @@ def test_backward_is_the_adjoint(backend):
     torch.testing.assert_close(d_e, ref_e)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_gradcheck_float64(backend):
+@pytest.mark.parametrize("dataflow", AGGREGATE_DATAFLOWS)
+def test_gradcheck_float64(dataflow):
     x, kmap, group, enc = _setup(kernel=3, shape=(5, 4, 5), channels=2, num_groups=4)
     feats = x.features.clone().requires_grad_(True)
     e = enc.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda f, w: group_aggregate(f, w, kmap, group, 4, backend=backend), (feats, e))
+    assert torch.autograd.gradcheck(lambda f, w: group_aggregate(f, w, kmap, group, 4, dataflow=dataflow), (feats, e))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_general_maps_strided_regular_conv(backend):
+@pytest.mark.parametrize("dataflow", AGGREGATE_DATAFLOWS)
+def test_general_maps_strided_regular_conv(dataflow):
     """The kernels only assume a pair list: a strided regular map (N_in != N_out) works too."""
     x = random_sparse_tensor((9, 9, 9), 3, density=0.2, seed=4)
     kmap = build_regular_map(x.indices, x.spatial_shape, 1, ConvGeometry.create(3, 3, stride=2, padding=1))
     group = torch.arange(27) % 4
-    got = group_aggregate(x.features, None, kmap, group, 4, backend=backend)
+    got = group_aggregate(x.features, None, kmap, group, 4, dataflow=dataflow)
     torch.testing.assert_close(got, naive(x.features, None, kmap, group, 4))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_no_pairs_and_no_sites(backend):
+@pytest.mark.parametrize("dataflow", AGGREGATE_DATAFLOWS)
+def test_no_pairs_and_no_sites(dataflow):
     x = random_sparse_tensor((6, 6, 6), 2, num_sites=1, seed=1)
     kmap = build_submanifold_map(x.indices, x.spatial_shape, 1, ConvGeometry.create(3, 3))
-    a = group_aggregate(x.features, None, kmap, torch.zeros(27, dtype=torch.int64), 1, backend=backend)
+    a = group_aggregate(x.features, None, kmap, torch.zeros(27, dtype=torch.int64), 1, dataflow=dataflow)
     torch.testing.assert_close(a[:, 0], x.features)  # only the centre pair
     empty = build_submanifold_map(torch.zeros(0, 4, dtype=torch.int32), [4, 4, 4], 1, ConvGeometry.create(3, 3))
     out = group_aggregate(torch.zeros(0, 2, dtype=torch.float64), None, empty, torch.zeros(27, dtype=torch.int64), 3,
-                          backend=backend)
+                          dataflow=dataflow)
     assert out.shape == (0, 3, 2)
-
-
-def test_backend_rule():
-    assert choose_backend(torch.device("cpu"), torch.float32) == "numba"
-    assert choose_backend(torch.device("cpu"), torch.float64) == "numba"
-    assert choose_backend(torch.device("cpu"), torch.float16) == "torch"
-    assert choose_backend(torch.device("cuda"), torch.float32) == "torch"
 
 
 def test_bad_input_names_the_argument():
     x, kmap, group, enc = _setup()
-    with pytest.raises(ValueError, match="backend"):
-        group_aggregate(x.features, enc, kmap, group, 7, backend="cuda")
-    with pytest.raises(ValueError, match="backend='numba'"):
-        group_aggregate(x.features.half(), None, kmap, group, 7, backend="numba")
+    with pytest.raises(ValueError, match="dataflow='cuda' is not a Dataflow"):
+        group_aggregate(x.features, enc, kmap, group, 7, dataflow="cuda")
+    with pytest.raises(ValueError, match="dataflow=CPU_FUSED is not a dataflow of group aggregation"):
+        group_aggregate(x.features, enc, kmap, group, 7, dataflow=Dataflow.CPU_FUSED)
+    with pytest.raises(ValueError, match="dataflow=CPU cannot run .* float32/float64 CPU tensors; got features "
+                                         "torch.float16"):
+        group_aggregate(x.features.half(), None, kmap, group, 7, dataflow=Dataflow.CPU)
     with pytest.raises(ValueError, match="group_index"):
         group_aggregate(x.features, enc, kmap, group[:-1], 7)
     with pytest.raises(ValueError, match="encoding"):
@@ -134,22 +144,21 @@ def test_bad_input_names_the_argument():
 
 @pytest.mark.parametrize("grouping", ["random", "center1"])
 @pytest.mark.parametrize("dtype, chunk", [(torch.float64, 7), (torch.float32, 1 << 16)])
-def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype, chunk, grouping, monkeypatch):
+@pytest.mark.parametrize("dataflow", CPU_GROUP_DATAFLOWS)
+def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype, chunk, grouping, dataflow):
     """The CPU path (compact slots, GEMMs per non-empty group block, in chunks of ``chunk`` rows; the
     identity centre group of ``center1`` read/written in place; the input and encoding gradients as a
     mirrored product for ``center1``, through the gradient of ``A`` for a random grouping) against the dense
     path (A [N, G C] @ W [G C, C_out], autograd), on a sparse cloud where many groups are empty."""
-    monkeypatch.setattr(gp, "GEMM_CHUNK", chunk)
-    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", chunk)
+    tuning = dataclasses.replace(DEFAULT_TUNING, group_gemm_rows=chunk, group_chunk_bytes=1, group_min_chunk_rows=chunk)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=8)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
     weight = torch.randn(27, 4, 5, dtype=dtype, generator=torch.Generator().manual_seed(9))
     results = []
-    for backend in BACKENDS:
+    for flow in (dataflow, TORCH_REF):
         leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-        out = group_conv(leaves[0], leaves[1], leaves[2], kmap, group, backend=backend)
+        out = group_conv(leaves[0], leaves[1], leaves[2], kmap, group, dataflow=flow, tuning=tuning)
         up = torch.randn(out.shape, dtype=dtype, generator=torch.Generator().manual_seed(10))
         results.append((out, *torch.autograd.grad(out, leaves, up)))
     rel = 1e-12 if dtype == torch.float64 else 1e-5
@@ -157,9 +166,9 @@ def test_group_conv_numba_compact_equals_torch_dense_forward_and_gradients(dtype
         torch.testing.assert_close(u, v, rtol=rel, atol=rel * float(v.detach().abs().max()))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dataflow", CPU_GROUP_DATAFLOWS + (TORCH_REF,))
 @pytest.mark.parametrize("grouping", ["random", "center1"])
-def test_group_conv_gradcheck_float64(backend, grouping):
+def test_group_conv_gradcheck_float64(dataflow, grouping):
     x, kmap, group, enc = _setup(kernel=3, shape=(5, 4, 5), channels=2, num_groups=4)
     num_groups = 4
     if grouping == "center1":  # mirror-symmetric: the input/encoding gradients take the mirrored product
@@ -167,7 +176,7 @@ def test_group_conv_gradcheck_float64(backend, grouping):
         num_groups = 27
     weight = torch.randn(num_groups, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-    assert torch.autograd.gradcheck(lambda f, e, w: group_conv(f, e, w, kmap, group, backend=backend), leaves,
+    assert torch.autograd.gradcheck(lambda f, e, w: group_conv(f, e, w, kmap, group, dataflow=dataflow), leaves,
                                     fast_mode=True)
 
 
@@ -204,20 +213,19 @@ def test_numba_path_keeps_torchs_thread_count():
     assert torch.get_num_threads() == 1
     x, kmap, group, enc = _setup(kernel=5, num_groups=27, dtype=torch.float32)
     weight = torch.randn(27, 3, 2, requires_grad=True)
-    group_conv(x.features, enc, weight, kmap, group, backend="numba").sum().backward()
+    group_conv(x.features, enc, weight, kmap, group, dataflow=AUTO).sum().backward()
     assert torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize("encoding", [True, False])
 @pytest.mark.parametrize("grouping", ["random", "center1", "center3"])
 @pytest.mark.parametrize("chunk_rows", [None, 7])
-def test_group_conv_inference_path_equals_training_path(encoding, grouping, chunk_rows, monkeypatch):
+@pytest.mark.parametrize("dataflow", CPU_GROUP_DATAFLOWS)
+def test_group_conv_inference_path_equals_training_path(encoding, grouping, chunk_rows, dataflow):
     """Without autograd, group_conv takes the chunked inference path (no full ``A`` kept; a group that
     holds only the identity centre offset, as in the default SW-LK partition, is one dense GEMM); it must
     give the training path's output and the torch path's, also when group blocks span several chunks."""
-    if chunk_rows is not None:
-        monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
-        monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", chunk_rows)
+    tuning = DEFAULT_TUNING if chunk_rows is None else _small_steps(chunk_rows, chunk_rows)
     x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64,
                                  seed=3)
     if grouping != "random":
@@ -226,9 +234,10 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
     enc = enc if encoding else None
     weight = torch.randn(27, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        inference = group_conv(x.features, enc, weight, kmap, group, backend="numba")
-    training = group_conv(x.features.clone().requires_grad_(), enc, weight, kmap, group, backend="numba")
-    reference = group_conv(x.features, enc, weight, kmap, group, backend="torch")
+        inference = group_conv(x.features, enc, weight, kmap, group, dataflow=dataflow, tuning=tuning)
+    training = group_conv(x.features.clone().requires_grad_(), enc, weight, kmap, group, dataflow=dataflow,
+                          tuning=tuning)
+    reference = group_conv(x.features, enc, weight, kmap, group, dataflow=TORCH_REF)
     torch.testing.assert_close(inference, training.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(inference, reference, rtol=1e-12, atol=1e-12)
 
@@ -244,18 +253,11 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     SW-LK groupings (``center1``, whose centre group is the identity offset; ``thirds``, whose centre group
     is not) both gradients come from one product of ``dOut`` over the forward's bag entries with their
     encoding rows skipped; a random grouping keeps ``A`` and forms its gradient."""
-    from largekernel3d.sparse.cpu import group_fused as fused_groups
-
-    if fused and not fused_groups.available(torch.ones(1, dtype=dtype), torch.ones(1, dtype=dtype), np.int32):
+    if fused and not openmp_team.team_available():
         pytest.skip("the fused products need a torch build with libgomp")
-    calls = _record_fused_calls(monkeypatch) if fused else None
-    if fused:
-        monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
-        monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 9)
-    else:
-        monkeypatch.setattr(fused_groups, "available", lambda *args: False)
-    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", 5)
+    calls = _record_fused_calls(monkeypatch)
+    dataflow = Dataflow.CPU_FUSED if fused else Dataflow.CPU_CHUNKED
+    tuning = _small_steps(9, 5)
     x, kmap, group, enc = _setup(kernel=7, shape=(14, 13, 15), channels=4, num_groups=27, dtype=dtype, seed=5)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
@@ -263,18 +265,20 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
     rel = 1e-12 if dtype == torch.float64 else 1e-5
     with torch_threads(threads):
         with torch.no_grad():
-            inference = group_conv(x.features, enc, weight, kmap, group, backend="numba")
+            inference = group_conv(x.features, enc, weight, kmap, group, dataflow=dataflow, tuning=tuning)
         leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-        out = group_conv(*leaves, kmap, group, backend="numba")
+        out = group_conv(*leaves, kmap, group, dataflow=dataflow, tuning=tuning)
         up = torch.randn(out.shape, dtype=dtype, generator=torch.Generator().manual_seed(7))
         grads = torch.autograd.grad(out, leaves, up)
     ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-    ref = group_conv(*ref_leaves, kmap, group, backend="torch")
+    ref = group_conv(*ref_leaves, kmap, group, dataflow=TORCH_REF)
     ref_grads = torch.autograd.grad(ref, ref_leaves, up)
     for u, v in zip((inference, out) + grads, (ref, ref) + ref_grads):
         torch.testing.assert_close(u, v, rtol=rel, atol=rel * float(v.detach().abs().max()))
     if fused:  # forward twice (bags with encodings), then the mirrored d_x and d_W in one pass
         assert calls == [("forward", 2), ("forward", 2)] + ([("backward", True, True)] if grouping != "random" else [])
+    else:
+        assert calls == []
 
 
 def _record_fused_calls(monkeypatch) -> list:
@@ -305,29 +309,23 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
     """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
     requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts
     asked for (none when only ``E`` needs a gradient); the forward keeps no ``[slots, C]`` bags for it."""
-    from largekernel3d.sparse.cpu import group_fused as fused_groups
-
-    if fused and not fused_groups.available(torch.ones(1), torch.ones(1), np.int32):
+    if fused and not openmp_team.team_available():
         pytest.skip("the fused products need a torch build with libgomp")
     calls = _record_fused_calls(monkeypatch)
-    if not fused:
-        monkeypatch.setattr(fused_groups, "available", lambda *args: False)
-    monkeypatch.setattr(fused_groups, "_BLOCK_BYTES", 1)
-    monkeypatch.setattr(fused_groups, "_MIN_BLOCK_ROWS", 7)
-    monkeypatch.setattr(gp, "_INFERENCE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(gp, "_MIN_INFERENCE_CHUNK_ROWS", 3)
+    dataflow = Dataflow.CPU_FUSED if fused else Dataflow.CPU_CHUNKED
+    tuning = _small_steps(7, 3)
     x, kmap, _, enc = _setup(kernel=5, shape=(12, 11, 13), channels=3, num_groups=27, dtype=torch.float64, seed=8)
     group = SpatialPartition.create(5, "center1").group_index()
     weight = torch.randn(27, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     up = torch.randn(kmap.num_out, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
     leaves = [t.clone().requires_grad_(w) for t, w in zip((x.features, enc, weight), wanted)]
     with torch_threads(threads):
-        out = group_conv(*leaves, kmap, group, backend="numba")
+        out = group_conv(*leaves, kmap, group, dataflow=dataflow, tuning=tuning)
         num_slots = gl.GroupLayout.for_map(kmap, group.numpy(), 27, compact=True).num_slots
         assert all(t is None or t.shape[0] != num_slots for t in out.grad_fn.saved_tensors)
         grads = torch.autograd.grad(out, [t for t in leaves if t.requires_grad], up)
     ref_leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-    ref_grads = torch.autograd.grad(group_conv(*ref_leaves, kmap, group, backend="torch"), ref_leaves, up)
+    ref_grads = torch.autograd.grad(group_conv(*ref_leaves, kmap, group, dataflow=TORCH_REF), ref_leaves, up)
     for got, expected in zip(grads, [g for g, w in zip(ref_grads, wanted) if w]):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     need_x, _, need_w = wanted
@@ -349,11 +347,11 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     fills = []
     real = cpu_kernels.mirror_lower_half
     monkeypatch.setattr(cpu_kernels, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
-    monkeypatch.setattr(gl, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    on_team = dataclasses.replace(DEFAULT_TUNING, group_team_layout_min_pairs=1)  # the team layout at 2 threads
     x = random_sparse_tensor((12, 11, 13), 3, density=0.25, batch_size=2, dtype=torch.float64, seed=4)
     geometry = ConvGeometry.create(3, 5)
-    lazy = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="numba")
-    full = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, backend="torch")
+    lazy = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, dataflow=Dataflow.CPU)
+    full = build_submanifold_map(x.indices, x.spatial_shape, 2, geometry, dataflow=TORCH_REF)
     assert lazy.half_stored and not full.half_stored
     group = SpatialPartition.create(5, "center3").group_index()  # its centre group holds mirrored pairs
     num_groups = int(group.max()) + 1
@@ -363,9 +361,9 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     up = torch.randn(x.features.shape[0], 4, dtype=torch.float64, generator=gen)
     results = []
     with torch_threads(threads):
-        for kmap, backend in ((lazy, "numba"), (full, "torch")):
+        for kmap, dataflow in ((lazy, AUTO), (full, TORCH_REF)):
             leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-            out = group_conv(*leaves, kmap, group, backend=backend)
+            out = group_conv(*leaves, kmap, group, dataflow=dataflow, tuning=on_team)
             results.append((out, *torch.autograd.grad(out, leaves, up)))
     layouts = [gl.GroupLayout.for_map(kmap, group.numpy(), num_groups, compact=True) for kmap in (lazy, full)]
     assert fills == []
@@ -448,16 +446,16 @@ def test_row_blocks_cut_every_group_by_row_blocks_and_balance_the_parts(rows_per
 
 @pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
 @pytest.mark.parametrize("threads", [2, 3])
-def test_compact_layout_on_the_team_equals_the_serial_one(threads, monkeypatch):
+def test_compact_layout_on_the_team_equals_the_serial_one(threads):
     """Numbering the slots and writing the bag entries split by group ranges over torch's OpenMP team (each
     range numbered from an upper bound of the slots before it, then moved together) gives the serial
     layout exactly, whatever the split; the layer output is unchanged."""
     x, kmap, group, enc = _setup(kernel=5, num_groups=27, seed=5)
     group_np = group.numpy()
     serial = gl.GroupLayout(kmap, group_np, 27, compact=True)
-    monkeypatch.setattr(gl, "_TEAM_LAYOUT_MIN_PAIRS", 0)
+    on_team = dataclasses.replace(DEFAULT_TUNING, group_team_layout_min_pairs=1)
     with torch_threads(threads):
-        team = gl.GroupLayout(kmap, group_np, 27, compact=True)
+        team = gl.GroupLayout(kmap, group_np, 27, compact=True, tuning=on_team)
         assert team.ranges.shape[0] == threads + 1  # one group range per thread
         for width in (True, False):
             np.testing.assert_array_equal(team._bag_entries(width), serial._bag_entries(width))

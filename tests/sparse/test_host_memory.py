@@ -73,6 +73,7 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.perf  # a page-fault count: depends on the kernel, the C library and the machine's memory state
 def test_keep_freed_memory_reuses_freed_pages():
     """After ``keep_freed_memory()`` a process that allocates and frees the same buffers again takes (almost)
     no new page faults. Without it, glibc returns the freed memory and every round faults it in again

@@ -36,6 +36,8 @@ from torch import Tensor, nn
 
 from ..sparse.compile_support import eager_under_compile
 from ..sparse.conv import SubMConv3d, get_or_build_map
+from ..sparse.cpu.tuning import DEFAULT_TUNING, CpuTuning
+from ..sparse.dispatch import GROUP_CONV_DATAFLOWS, Dataflow, DataflowLike, as_dataflow, check_tuning
 from ..sparse.geometry import ConvGeometry
 from ..sparse.group_conv import group_conv
 from ..sparse.kernel_map import SUBMANIFOLD, KernelMap
@@ -85,6 +87,11 @@ class SWLKConv3d(SparseModule):
         bias: learnable ``[C_out]`` bias.
         indice_key: kernel-map cache key; layers (SW-LK or ``SubMConv3d``) with the same key and kernel
             size on the same sites share the map. The dilated branch uses ``indice_key + "_dilated"``.
+        dataflow: the SW-LK products' :class:`~largekernel3d.sparse.dispatch.Dataflow` (``AUTO``: the rule of
+            :func:`~largekernel3d.sparse.dispatch.plan_group_conv`; ``CPU_FUSED``, ``CPU_CHUNKED`` or ``TORCH_REF``
+            by name; the dilated branch keeps its own rule). Not saved in the state dict.
+        tuning: the :class:`~largekernel3d.sparse.cpu.tuning.CpuTuning` the map builder and kernels read (the
+            dilated branch's too). Not saved either.
 
     Parameters: ``weight [G, C_in, C_out]``, ``position_encoding [K, C_in]`` (optional), ``bias [C_out]``
     (optional), ``dilated.weight`` (optional, spconv layout ``[C_out, 3, 3, 3, C_in]``).
@@ -96,8 +103,11 @@ class SWLKConv3d(SparseModule):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 7, partition: str = "center1",
                  position_encoding: bool = True, dilated_branch: bool = False, bias: bool = False,
-                 indice_key: Optional[str] = None, dilated_dilation: Optional[IntOrSeq] = None) -> None:
+                 indice_key: Optional[str] = None, dilated_dilation: Optional[IntOrSeq] = None,
+                 dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> None:
         super().__init__()
+        self.dataflow = as_dataflow(dataflow, "group convolution", GROUP_CONV_DATAFLOWS)
+        self.tuning = check_tuning(tuning)
         _check_channels(in_channels=in_channels, out_channels=out_channels)
         self.partition = SpatialPartition.create(kernel_size, partition)
         self.geometry = ConvGeometry.create(3, self.partition.kernel_size)
@@ -115,7 +125,8 @@ class SWLKConv3d(SparseModule):
         if dilated_branch:
             dil = branch_dilation(self.partition.kernel_size, dilated_dilation)
             key = None if indice_key is None else f"{indice_key}_dilated"
-            self.dilated = SubMConv3d(in_channels, out_channels, 3, dilation=dil, bias=False, indice_key=key)
+            self.dilated = SubMConv3d(in_channels, out_channels, 3, dilation=dil, bias=False, indice_key=key,
+                                      tuning=tuning)
         self.reset_parameters()
 
     @property
@@ -158,7 +169,7 @@ class SWLKConv3d(SparseModule):
 
     def kernel_map(self, x: SparseConvTensor) -> KernelMap:
         """The (cached or new) ``k``-window submanifold kernel map on ``x``'s sites."""
-        return get_or_build_map(x, SUBMANIFOLD, self.geometry, self.indice_key)
+        return get_or_build_map(x, SUBMANIFOLD, self.geometry, self.indice_key, self.tuning)
 
     def _check_parameters(self) -> None:
         """Raise ``ValueError`` naming the parameter when one was replaced by a tensor of another shape (e.g. a
@@ -179,7 +190,8 @@ class SWLKConv3d(SparseModule):
         check_sparse_input(x, name, self.in_channels, 3)
         check_parameter_match(x, self.weight, name)
         self._check_parameters()
-        out = group_conv(x.features, self.effective_encoding(), self.weight, self.kernel_map(x), self.group_index)
+        out = group_conv(x.features, self.effective_encoding(), self.weight, self.kernel_map(x), self.group_index,
+                         self.dataflow, self.tuning)
         if self.dilated is not None:
             out = out + self.dilated(x).features
         if self.bias is not None:

@@ -10,47 +10,33 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .cpu import conv_fused, conv_tiled, host_memory
+from .cpu import host_memory
 from .cpu.group_layout import GroupLayout
-from .cpu import group_products as cpu_group_products
 from .cpu.group_products import group_products, identity_group, mirror_groups, mirrored_backward
-from .kernel_map import KernelMap
-from .torch_ref import conv as torch_conv
+from .dispatch import ConvPlan, Dataflow, GroupPlan
 from .torch_ref.group_conv import aggregate_backward, aggregate_forward
 
 
 class SparseConvFunction(torch.autograd.Function):
-    """Autograd wrapper of :func:`gather_gemm_scatter` (with an optional bias folded into the
-    accumulator, ``d_bias = sum_rows d_out``); saves only the input and the weight."""
+    """Autograd wrapper of a :class:`.dispatch.ConvPlan` (``out = plan.forward(...)``, with an optional bias folded
+    into the accumulator, ``d_bias = sum_rows d_out``; the backward pass runs on the same plan); saves only the
+    input and the weight."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, weight: Tensor, kmap: KernelMap, bias: Optional[Tensor] = None) -> Tensor:
-        ctx.kmap = kmap
+    def forward(ctx, features: Tensor, weight: Tensor, plan: ConvPlan, bias: Optional[Tensor] = None) -> Tensor:
+        ctx.plan = plan
         ctx.save_for_backward(features, weight)
-        from .functional import gather_gemm_scatter
-
-        return gather_gemm_scatter(features, weight, kmap, kmap.num_out, bias=bias)
+        return plan.forward(features, weight, plan.kmap.num_out, bias=bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
         features, weight = ctx.saved_tensors
-        kmap: KernelMap = ctx.kmap
+        plan: ConvPlan = ctx.plan
         grad_out = grad_out.contiguous()
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_b = grad_out.sum(dim=0) if len(ctx.needs_input_grad) > 3 and ctx.needs_input_grad[3] else None
-        from .functional import _use_numba, gather_gemm_scatter
-
-        if _use_numba(grad_out, weight, kmap) and features.dtype == grad_out.dtype:
-            module = conv_fused if conv_fused.available(grad_out, weight, max(kmap.num_in, kmap.num_out)) \
-                else conv_tiled
-            grad_x, grad_w = module.conv_backward(features, grad_out, weight, kmap, need_x, need_w)
-            return grad_x, grad_w, None, grad_b
-        grad_x = grad_w = None
-        if need_x:
-            grad_x = gather_gemm_scatter(grad_out, weight, kmap, kmap.num_in, adjoint=True)
-        if need_w:
-            grad_w = torch_conv.weight_gradient(features, grad_out, kmap, weight.shape)
+        grad_x, grad_w = plan.backward(features, grad_out, weight, need_x, need_w)
         return grad_x, grad_w, None, grad_b
 
 
@@ -58,13 +44,13 @@ class GroupAggregateFunction(torch.autograd.Function):
     """Autograd wrapper of the dense aggregation ``A [N_out, G, C]`` (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group: Tensor,
-                num_groups: int, backend: str) -> Tensor:
-        ctx.kmap, ctx.backend, ctx.c_dim = kmap, backend, features.shape[1]
+    def forward(ctx, features: Tensor, encoding: Optional[Tensor], group: Tensor, plan: GroupPlan) -> Tensor:
+        ctx.plan, ctx.c_dim = plan, features.shape[1]
         ctx.save_for_backward(group)
-        if backend == "torch":
-            return aggregate_forward(features, encoding, kmap, group, num_groups)
-        ctx.slots = GroupLayout.for_map(kmap, group.numpy(), num_groups, compact=False)
+        kmap, num_groups = plan.kmap, plan.num_groups
+        if plan.dataflow is Dataflow.TORCH_REF:
+            return aggregate_forward(features, encoding, kmap, group, num_groups, plan.tuning.torch_pair_chunk)
+        ctx.slots = plan.layout(group.numpy(), compact=False)
         return ctx.slots.gather(features, encoding).view(kmap.num_out, num_groups, features.shape[1])
 
     @staticmethod
@@ -72,11 +58,13 @@ class GroupAggregateFunction(torch.autograd.Function):
     def backward(ctx, grad_a: Tensor):
         (group,) = ctx.saved_tensors
         need_x, need_e = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if ctx.backend == "torch":
-            d_x, d_e = aggregate_backward(grad_a.contiguous(), ctx.kmap, group, need_x, need_e, ctx.c_dim)
+        plan: GroupPlan = ctx.plan
+        if plan.dataflow is Dataflow.TORCH_REF:
+            d_x, d_e = aggregate_backward(grad_a.contiguous(), plan.kmap, group, need_x, need_e, ctx.c_dim,
+                                          plan.tuning.torch_pair_chunk)
         else:
             d_x, d_e = ctx.slots.scatter(grad_a.reshape(-1, ctx.c_dim).contiguous(), need_x, need_e)
-        return d_x, d_e, None, None, None, None
+        return d_x, d_e, None, None
 
 
 class GroupConvFunction(torch.autograd.Function):
@@ -101,18 +89,19 @@ class GroupConvFunction(torch.autograd.Function):
     ``dW``, form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap,
-                group: Tensor) -> Tensor:
+    def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, group: Tensor,
+                plan: GroupPlan) -> Tensor:
+        kmap = plan.kmap
         group_np = group.numpy()
-        slots = GroupLayout.for_map(kmap, group_np, weight.shape[0], compact=True)
+        slots = plan.layout(group_np, compact=True)
         sigma = mirror_groups(kmap, group_np, weight.shape[0])
-        ctx.slots, ctx.kmap, ctx.group, ctx.sigma = slots, kmap, group, sigma
+        ctx.slots, ctx.plan, ctx.group, ctx.sigma = slots, plan, group, sigma
         ctx.centre = identity_group(kmap, group_np)[0]
         if sigma is not None:  # dW comes from the backward's bags of dOut: no [slots, C_in] kept
             ctx.save_for_backward(features, encoding, weight)
-            return group_products(features, encoding, weight, kmap, group)
+            return group_products(features, encoding, weight, kmap, group, plan.fused, plan.tuning)
         a = host_memory.empty((slots.num_slots, features.shape[1]), features.dtype)
-        out = group_products(features, encoding, weight, kmap, group, keep=a.numpy())
+        out = group_products(features, encoding, weight, kmap, group, plan.fused, plan.tuning, keep=a.numpy())
         ctx.save_for_backward(a, encoding, weight)
         return out
 
@@ -121,12 +110,13 @@ class GroupConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         saved, encoding, weight = ctx.saved_tensors
         slots: GroupLayout = ctx.slots
-        kmap, group = ctx.kmap, ctx.group
+        plan: GroupPlan = ctx.plan
+        kmap, group = plan.kmap, ctx.group
         grad_out = grad_out.contiguous()
         need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         if ctx.sigma is not None:
             d_x, d_e, d_w = mirrored_backward(grad_out, saved, encoding, weight, kmap, group, slots, ctx.sigma,
-                                               ctx.centre, need_x, need_e, need_w)
+                                               ctx.centre, need_x, need_e, need_w, plan.fused, plan.tuning)
             return d_x, d_e, d_w, None, None
         a = saved
         d_a = None
@@ -135,8 +125,9 @@ class GroupConvFunction(torch.autograd.Function):
         d_w = torch.zeros_like(weight) if need_w else None
         if d_w is not None or d_a is not None:
             rows = torch.from_numpy(slots.rows)
-            buf = grad_out.new_empty((min(cpu_group_products.GEMM_CHUNK, max(slots.num_slots, 1)), weight.shape[2]))
-            for g, s, e in slots.blocks(cpu_group_products.GEMM_CHUNK):
+            gemm_rows = plan.tuning.group_gemm_rows
+            buf = grad_out.new_empty((min(gemm_rows, max(slots.num_slots, 1)), weight.shape[2]))
+            for g, s, e in slots.blocks(gemm_rows):
                 if g == ctx.centre:  # the centre block's slots are the output rows 0, 1, ... in order
                     lo = s - int(slots.gstart[g])
                     g_rows = grad_out[lo:lo + e - s]

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from .compile_support import eager_under_compile
+from .cpu.tuning import DEFAULT_TUNING, CpuTuning
+from .dispatch import CONV_DATAFLOWS, Dataflow, DataflowLike, as_dataflow, check_tuning
 from .functional import sparse_conv
 from .geometry import ConvGeometry, IntOrSeq
 from .kernel_map import (
@@ -35,16 +37,20 @@ from .tensor import SparseConvTensor
 
 
 class ConvAlgo(enum.Enum):
-    """spconv's algorithm choice (``algo=`` of every conv and pool), accepted and ignored: this engine has one
-    dataflow per device and picks it itself (:mod:`.functional`). Same member names and values as spconv 2.3."""
+    """spconv's algorithm choice (``algo=`` of every conv and pool), accepted and ignored: this engine picks its
+    dataflow by its own rule (:func:`.dispatch.plan_conv`; ``dataflow=`` asks for one). Same member names and values
+    as spconv 2.3."""
     Native = 0
     MaskImplicitGemm = 1
     MaskSplitImplicitGemm = 2
 
 
-def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, indice_key: Optional[str]) -> KernelMap:
+def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, indice_key: Optional[str],
+                     tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
     """The kernel map of ``kind``/``geometry`` on ``x``'s sites: taken from ``x.indice_dict`` when
-    ``indice_key`` names a compatible one (an incompatible one raises), otherwise built and cached."""
+    ``indice_key`` names a compatible one (an incompatible one raises), otherwise built (by the map rule,
+    :func:`.dispatch.plan_kernel_map`, with ``tuning``) and cached. Maps are shared through ``indice_key`` by
+    layers of any dataflow, so a layer's ``dataflow`` does not choose its map's."""
     cached = x.find_indice_pair(indice_key)
     if cached is not None:
         cached.check_reusable(kind, geometry, x.indices, indice_key)
@@ -54,7 +60,7 @@ def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, ind
                              f"batch_size={x.batch_size}; give this layer its own indice_key")
         return cached
     builders = {SUBMANIFOLD: build_submanifold_map, REGULAR: build_regular_map, TRANSPOSED: build_transposed_map}
-    kmap = builders[kind](x.indices, x.spatial_shape, x.batch_size, geometry)
+    kmap = builders[kind](x.indices, x.spatial_shape, x.batch_size, geometry, tuning=tuning)
     if indice_key is not None:
         x.indice_dict[indice_key] = kmap
     return kmap
@@ -95,6 +101,9 @@ class SparseConvolution(SparseModule):
         inverse: inverse conv (restores the input sites of the regular conv under ``indice_key``).
         indice_key: name under which the kernel map is cached / looked up in ``indice_dict``.
         device, dtype: where / how the parameters are created (as ``nn.Conv3d``).
+        dataflow: the convolution's :class:`.dispatch.Dataflow` (``AUTO``: :func:`.dispatch.plan_conv`'s rule;
+            ``CPU_FUSED``, ``CPU_TILED`` or ``TORCH_REF`` by name). Not saved in the state dict.
+        tuning: the :class:`.cpu.tuning.CpuTuning` the map builder and the kernels read. Not saved either.
 
     spconv's ``algo``, ``fp32_accum``, ``record_voxel_count``, ``large_kernel_fast_algo`` and ``name`` are
     accepted and have no effect; ``act_type`` (fused activation) must be left unset.
@@ -106,8 +115,10 @@ class SparseConvolution(SparseModule):
                  transposed: bool = False, inverse: bool = False, indice_key: Optional[str] = None,
                  algo=None, fp32_accum=None, record_voxel_count: bool = False, act_type=None, act_alpha: float = 0,
                  act_beta: float = 0, large_kernel_fast_algo: bool = False, name=None, device=None,
-                 dtype=None) -> None:
+                 dtype=None, dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> None:
         super().__init__(name)
+        self.dataflow = as_dataflow(dataflow, "convolution", CONV_DATAFLOWS)
+        self.tuning = check_tuning(tuning)
         if act_type is not None and not str(act_type).endswith("None_"):
             raise ValueError(f"act_type={act_type!r}: fused activations are not supported; put an nn.ReLU (or "
                              f"another activation) after the conv in a SparseSequential")
@@ -173,6 +184,8 @@ class SparseConvolution(SparseModule):
             s += ", bias=False"
         if self.indice_key is not None:
             s += f", indice_key={self.indice_key!r}"
+        if self.dataflow is not Dataflow.AUTO:
+            s += f", dataflow={self.dataflow.name}"
         return s
 
     @property
@@ -212,7 +225,7 @@ class SparseConvolution(SparseModule):
         if self.inverse:
             return inverse_map(x, self.geometry, self.indice_key)
         kind = SUBMANIFOLD if self.subm else TRANSPOSED if self.transposed else REGULAR
-        return get_or_build_map(x, kind, self.geometry, self.indice_key)
+        return get_or_build_map(x, kind, self.geometry, self.indice_key, self.tuning)
 
     def check_parameters(self) -> None:
         """Raise ``ValueError``/``TypeError`` when ``weight`` / ``bias`` no longer have the shapes this layer was
@@ -245,7 +258,7 @@ class SparseConvolution(SparseModule):
         self.check_parameters()
         check_parameter_match(x, self.weight, name)
         kmap = self.kernel_map(x)
-        out = sparse_conv(x.features, self.weight, kmap, self.groups, self.bias)
+        out = sparse_conv(x.features, self.weight, kmap, self.groups, self.bias, self.dataflow, self.tuning)
         return SparseConvTensor(out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size,
                                 indice_dict=x.indice_dict, validate=False)
 

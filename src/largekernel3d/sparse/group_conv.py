@@ -37,15 +37,19 @@ and grouping and memoised on the map; the compact one group by group, together w
 (:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices, 2x faster on
 KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read twice while in cache: 9.0
 -> 7.8 ms at 1 thread; indexed through :data:`.array_index.uidx`: 7.2-7.4 -> 5.4-5.8 ms), and from
-``_TEAM_LAYOUT_MIN_PAIRS`` pairs split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2
+``CpuTuning.group_team_layout_min_pairs`` pairs split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2
 threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
 backward's per-offset sums read the offsets before the centre as the mirrors of those after it
 (:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.half_stored``) is never filled. Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
 milliseconds after every parallel region) was measured to slow both down on a 2-core machine.
 
-Backends (:func:`choose_backend`): ``"numba"`` (CPU float32/float64) and ``"torch"`` (any device/dtype:
-``index_add_`` over dense slots, then one GEMM ``A.reshape(N, G C) @ W.reshape(G C, C_out)``).
+Dataflows (:class:`.dispatch.Dataflow`, chosen once per call by :func:`.dispatch.plan_group_conv` /
+:func:`.dispatch.plan_group_aggregate`; ``dataflow=`` asks for one): ``group_conv`` runs ``CPU_FUSED`` (the products
+fused per row block on torch's team), ``CPU_CHUNKED`` (chunk by chunk: bags, ``torch.mm``, scatter-add) or
+``TORCH_REF`` (any device/dtype: ``index_add_`` over dense slots, then one GEMM ``A.reshape(N, G C) @
+W.reshape(G C, C_out)``); ``group_aggregate`` runs ``CPU`` (bags over dense slots) or ``TORCH_REF``. ``tuning``
+(:class:`.cpu.tuning.CpuTuning`) holds the chunk, block and split sizes the kernels read.
 """
 
 from __future__ import annotations
@@ -58,23 +62,15 @@ from torch import Tensor
 
 from .autograd import GroupAggregateFunction, GroupConvFunction
 from .cpu.group_products import group_products
+from .cpu.tuning import DEFAULT_TUNING, CpuTuning
+from .dispatch import Dataflow, DataflowLike, plan_group_aggregate, plan_group_conv
 from .kernel_map import KernelMap
 from .validation import check_group_index, check_kernel_map, check_same_device, check_tensor
 
 
-BACKENDS = ("numba", "torch")
-
-
-def choose_backend(device: torch.device, dtype: torch.dtype) -> str:
-    """``"numba"`` for float32/float64 CPU tensors, ``"torch"`` otherwise (CUDA, half precision)."""
-    if device.type == "cpu" and dtype in (torch.float32, torch.float64):
-        return "numba"
-    return "torch"
-
-
-def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
-           backend: Optional[str], num_groups: int, groups_from: str) -> str:
-    """Every argument checked before a kernel reads memory (see :mod:`.validation`); returns the backend."""
+def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor, num_groups: int,
+           groups_from: str) -> None:
+    """Every argument checked before a kernel reads memory (see :mod:`.validation`)."""
     check_tensor(features, "features", floating=True, dim=2)
     check_kernel_map(kmap)
     if features.shape[0] != kmap.num_in:
@@ -91,18 +87,11 @@ def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_
         if encoding.dtype != features.dtype or encoding.device != features.device:
             raise TypeError(f"encoding ({encoding.dtype}, {encoding.device}) must match features "
                             f"({features.dtype}, {features.device})")
-    if backend is None:
-        backend = choose_backend(features.device, features.dtype)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
-    if backend == "numba" and (features.device.type != "cpu" or features.dtype not in (torch.float32, torch.float64)):
-        raise ValueError(f"backend='numba' needs float32/float64 CPU tensors, got {features.dtype} on "
-                         f"{features.device}; use backend='torch'")
-    return backend
 
 
 def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
-                    num_groups: int, backend: Optional[str] = None) -> Tensor:
+                    num_groups: int, dataflow: DataflowLike = Dataflow.AUTO,
+                    tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
     """``A[i, g] = sum_{k in g} sum_{(j, i) in pairs(k)} (features[j] + encoding[k])`` (differentiable).
 
     Args:
@@ -111,27 +100,32 @@ def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMa
         kmap: kernel map with ``K`` offsets (pairs offset-major).
         group_index: int64 ``[K]``, the group ``g(k) in [0, num_groups)`` of every offset.
         num_groups: ``G``.
-        backend: ``"numba"`` or ``"torch"``; ``None`` picks :func:`choose_backend`.
+        dataflow: ``CPU`` or ``TORCH_REF``; ``AUTO`` applies :func:`.dispatch.plan_group_aggregate`.
+        tuning: the constants the kernels read (the torch path's pair chunk).
 
     Returns:
         ``[N_out, G, C]``.
     """
-    backend = _check(features, encoding, kmap, group_index, backend, num_groups, "num_groups")
+    _check(features, encoding, kmap, group_index, num_groups, "num_groups")
+    plan = plan_group_aggregate(features, kmap, int(num_groups), dataflow, tuning)
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
     enc = encoding.contiguous() if encoding is not None else None
-    return GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, int(num_groups), backend)
+    return GroupAggregateFunction.apply(features.contiguous(), enc, group, plan)
 
 
 def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group_index: Tensor,
-               backend: Optional[str] = None) -> Tensor:
+               dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
     """``out[i] = sum_g A[i, g] @ weight[g]`` with ``A = group_aggregate(...)`` (differentiable in
     features, encoding and weight).
 
     Args:
         weight: ``[G, C_in, C_out]``, one slice per group; other arguments as :func:`group_aggregate`.
+        dataflow: ``CPU_FUSED``, ``CPU_CHUNKED`` or ``TORCH_REF``; ``AUTO`` applies
+            :func:`.dispatch.plan_group_conv`.
+        tuning: the chunk, block and split sizes the kernels read.
 
     Returns:
-        ``[N_out, C_out]``. The numba path never builds the dense ``A`` (empty groups are skipped).
+        ``[N_out, C_out]``. The CPU dataflows never build the dense ``A`` (empty groups are skipped).
     """
     check_tensor(features, "features", floating=True, dim=2)
     check_tensor(weight, "weight", floating=True)
@@ -141,17 +135,17 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
     if weight.dtype != features.dtype or weight.device != features.device:
         raise TypeError(f"weight ({weight.dtype}, {weight.device}) must match features "
                         f"({features.dtype}, {features.device})")
-    backend = _check(features, encoding, kmap, group_index, backend, num_groups, "the weight's first axis")
+    _check(features, encoding, kmap, group_index, num_groups, "the weight's first axis")
+    plan = plan_group_conv(features, kmap, num_groups, dataflow, tuning)
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()
     enc = encoding.contiguous() if encoding is not None else None
-    if backend == "torch":
-        a = GroupAggregateFunction.apply(features.contiguous(), enc, kmap, group, weight.shape[0], backend)
+    if plan.dataflow is Dataflow.TORCH_REF:
+        a = GroupAggregateFunction.apply(features.contiguous(), enc, group, plan)
         return a.reshape(a.shape[0], -1).mm(weight.reshape(-1, weight.shape[2]))
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (features, enc, weight))
     if not needs_grad:
-        return group_products(features.contiguous(), enc, weight.contiguous(), kmap, group)
-    return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), kmap, group)
+        return group_products(features.contiguous(), enc, weight.contiguous(), kmap, group, plan.fused, plan.tuning)
+    return GroupConvFunction.apply(features.contiguous(), enc, weight.contiguous(), group, plan)
 
 
-__all__ = ["BACKENDS", "GroupAggregateFunction", "GroupConvFunction", "choose_backend", "group_aggregate",
-           "group_conv"]
+__all__ = ["GroupAggregateFunction", "GroupConvFunction", "group_aggregate", "group_conv"]

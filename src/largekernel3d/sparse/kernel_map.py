@@ -8,25 +8,27 @@ Pairs are stored offset-major: the pairs of offset ``k`` are ``pair_in[s:e]``, `
 ``s, e = offset_starts[k], offset_starts[k + 1]``. Within one offset every output row appears at most
 once (and, for submanifold/regular maps, every input row at most once).
 
-Two implementations build the same pairs (possibly in another order within an offset):
+Two dataflows build the same pairs (possibly in another order within an offset):
 
-* ``"torch"``: sorted keys + ``searchsorted``; runs on any device (CUDA included).
-* ``"numba"``: CPU kernels in :mod:`.cpu.maps` (line sweeps for submanifold maps, two-pass
+* ``TORCH_REF``: sorted keys + ``searchsorted``; runs on any device (CUDA included).
+* ``CPU``: numba kernels in :mod:`.cpu.maps` (line sweeps for submanifold maps, two-pass
   count/fill for strided maps), for CPU tensors with 1 to 3 spatial axes.
 
-:func:`choose_backend` is the one rule that picks between them.
+:func:`.dispatch.plan_kernel_map` is the one rule that picks between them (``dataflow=`` asks for one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .coords import check_key_range, validate_indices
+from .cpu.tuning import DEFAULT_TUNING, CpuTuning
+from .dispatch import Dataflow, DataflowLike, plan_kernel_map
 from .geometry import ConvGeometry
 from .torch_ref import maps as torch_maps
 
@@ -214,64 +216,37 @@ def same_sites(a: Tensor, b: Tensor) -> bool:
     return bool(torch.equal(a.to(torch.int64), b.to(torch.int64)))
 
 
-TORCH = "torch"
-NUMBA = "numba"
-_NUMBA_DTYPES = (torch.float32, torch.float64)
-
-
-def choose_backend(device: torch.device, ndim: int, dtype: Optional[torch.dtype] = None) -> str:
-    """The implementation used for kernel maps (``dtype=None``) or for the feature computation of a
-    convolution (``dtype`` = the feature dtype).
-
-    Rule: ``"numba"`` when the tensors live on the CPU, there are 1 to 3 spatial axes and (for feature
-    computation) the dtype is float32 or float64; ``"torch"`` otherwise (CUDA tensors, 4+ axes,
-    half precision).
-    """
-    if torch.device(device).type != "cpu" or not 1 <= ndim <= 3:
-        return TORCH
-    if dtype is not None and dtype not in _NUMBA_DTYPES:
-        return TORCH
-    return NUMBA
-
-
-def _resolve(backend: Optional[str], indices: Tensor, spatial_shape: Sequence[int]) -> str:
-    """``backend`` checked against the input, or :func:`choose_backend`'s pick when ``None``."""
-    if backend is None:
-        return choose_backend(indices.device, len(spatial_shape))
-    if backend not in (TORCH, NUMBA):
-        raise ValueError(f"backend must be None, {TORCH!r} or {NUMBA!r}, got {backend!r}")
-    if backend == NUMBA and choose_backend(indices.device, len(spatial_shape)) != NUMBA:
-        raise ValueError(f"backend='numba' needs CPU indices with 1 to 3 spatial axes, got {indices.device} "
-                         f"with {len(spatial_shape)} axes; use backend=None")
-    return backend
-
-
 def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                          geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
+                          geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
+                          tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
     """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
     the active site at ``p + dilation * (k - kernel_size // 2)`` (if any).
 
-    ``backend``: ``"torch"`` or ``"numba"``; ``None`` applies :func:`choose_backend`. Within an offset
-    the numba backend orders pairs by output site, the torch backend by output row."""
+    ``dataflow``: ``Dataflow.CPU`` or ``Dataflow.TORCH_REF``; ``AUTO`` applies
+    :func:`.dispatch.plan_kernel_map`. ``tuning``: the builders' block and split constants. Within an offset
+    the CPU builder orders pairs by output site, the torch one by output row."""
     spatial_shape = tuple(int(s) for s in spatial_shape)
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
-    lazy = _resolve(backend, indices, spatial_shape) == NUMBA
+    plan = plan_kernel_map(indices, len(spatial_shape), dataflow, tuning)
+    lazy = plan.dataflow is Dataflow.CPU
     if lazy:
         from .cpu import maps
-        pair_in, pair_out, starts = maps.submanifold_map_pairs(indices, spatial_shape, geometry)
+        pair_in, pair_out, starts = maps.submanifold_map_pairs(indices, spatial_shape, geometry, plan.tuning)
     else:
-        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry)
+        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry,
+                                                                     plan.tuning.torch_candidate_chunk)
     return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
                      pair_in, pair_out, starts, batch_size,
                      half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
 
 
 def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                 batch_size: int, geometry: ConvGeometry, backend: Optional[str]) -> KernelMap:
-    if _resolve(backend, indices, spatial_shape) == NUMBA:
+                 batch_size: int, geometry: ConvGeometry, dataflow: DataflowLike, tuning: CpuTuning) -> KernelMap:
+    plan = plan_kernel_map(indices, len(spatial_shape), dataflow, tuning)
+    if plan.dataflow is Dataflow.CPU:
         from .cpu import maps
         out_sites, pair_in, pair_out, starts = maps.strided_map_pairs(indices, spatial_shape, out_shape, geometry,
-                                                                      kind == TRANSPOSED)
+                                                                      kind == TRANSPOSED, plan.tuning)
     else:
         out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(indices, out_shape, geometry,
                                                                             kind == TRANSPOSED)
@@ -280,21 +255,23 @@ def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_s
 
 
 def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                      geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
+                      geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
+                      tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
     """Regular (strided) map: output ``q`` is active when some input ``p = stride*q - padding +
     dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...). Within an offset pairs
-    ascend by input row (both backends; ``backend`` as in :func:`build_submanifold_map`)."""
+    ascend by input row (both dataflows; ``dataflow`` and ``tuning`` as in :func:`build_submanifold_map`)."""
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.conv_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, backend)
+    return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, dataflow, tuning)
 
 
 def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                         geometry: ConvGeometry, backend: Optional[str] = None) -> KernelMap:
+                         geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
+                         tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
     """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
     ``p = stride*q - padding + dilation*k`` inside the output grid."""
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)
     out_shape = geometry.transposed_output_shape(spatial_shape)
     check_key_range(out_shape, batch_size)  # the output grid's keys must fit int64 too
-    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, backend)
+    return _strided_map(TRANSPOSED, indices, spatial_shape, out_shape, batch_size, geometry, dataflow, tuning)

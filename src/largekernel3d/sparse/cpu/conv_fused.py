@@ -32,8 +32,8 @@ at 8 cm 69.9 -> 57.4, 256 ch at 16 cm 106 -> 73, and the backward (both gradient
 (forward incl. map / forward + backward) from 24.5 / 59 to 19 / 49 ms (3^3) and 99 / 309 to 81 / 213 ms
 (7^3), separate processes alternating.
 
-Used by :mod:`.functional` for ungrouped float32/float64 CPU convolutions when :func:`available`;
-otherwise the tiled passes run.
+The ``CPU_FUSED`` dataflow of :class:`..dispatch.ConvPlan` (ungrouped float32/float64 CPU convolutions where
+torch runs on libgomp: the rule is :func:`..dispatch.conv_blocker`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from ..weight_cache import derived_layout
 from . import host_memory, simd, team
 from .array_index import uidx
 from .maps import identity_offset
+from .tuning import CpuTuning
 
 # The int64 argument block of _fused_body: flags, sizes and addresses (0 for an absent array).
 (_DOUBLE, _K, _SRC, _DST, _SEG, _TOTAL, _PARTS, _THREADS, _A, _N_A, _C_A, _W, _W_STRIDE, _OUT, _C_OUT, _X, _C_X,
@@ -57,21 +58,6 @@ from .maps import identity_offset
 _HEADER = 21
 
 
-def available(x: Tensor, weight: Tensor, num_rows: int = 0) -> bool:
-    """True when the fused team path can run ``x @ W`` products over maps of ``num_rows`` input/output rows
-    at most: CPU float32/float64 of one dtype, one group, torch on GNU libgomp, rows (int32 pair lists)
-    below 2^31."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
-        return False
-    if num_rows >= 2 ** 31:
-        return False
-    if weight.shape[1] != 1:
-        return False
-    return team.team_available()
-
-
-# Pairs counted (at most, about) for the part bounds of a layout: every (P // _BOUND_SAMPLE)-th pair's row.
-_BOUND_SAMPLE = 1 << 18
 # The int64 argument block of _layout_body.
 (_L_SRC, _L_DST, _L_PAIRS, _L_STARTS, _L_K, _L_SKIP, _L_OWNER, _L_NUM_OUT, _L_PARTS, _L_SEG, _L_SRC32, _L_DST32,
  _L_TOTAL) = range(13)
@@ -210,18 +196,20 @@ def _fused_body(block):
 Layout = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int, threads: int) -> Layout:
+def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int, threads: int,
+           bound_sample: int) -> Layout:
     """The pairs ``(src, dst)`` (int64, offset-major with ``starts``) of every offset but ``skip``, bucketed by
     which of ``parts`` contiguous output-row ranges their destination falls in, on ``threads`` threads of
     torch's team (:func:`_layout_body`). Returns ``(bounds [parts + 1], seg [parts * K + 1], src32, dst32)``:
     part ``t`` owns rows ``[bounds[t], bounds[t + 1])`` and its offset-``k`` pairs are ``src32/dst32[seg[t K
     + k] : seg[t K + k + 1]]``, in their original order. Bounds give each part about the same number of
-    pairs (counted on about ``_BOUND_SAMPLE`` of them). Only when :func:`available`."""
+    pairs (counted on about ``bound_sample`` of them, ``CpuTuning.conv_bound_sample``). Only where torch runs
+    on libgomp (:func:`.team.team_available`)."""
     starts = np.asarray(starts, np.int64)
     src_np, dst_np = (np.ascontiguousarray(t.numpy(), np.int64) for t in (src, dst))
     kv = starts.shape[0] - 1
     total = int(starts[-1]) - (int(starts[skip + 1] - starts[skip]) if 0 <= skip < kv else 0)
-    stride = max(1, int(starts[-1]) // _BOUND_SAMPLE)
+    stride = max(1, int(starts[-1]) // bound_sample)
     bounds, owner = _part_bounds(dst_np, starts, skip, num_out, parts, stride)
     seg = np.zeros(parts * kv + 1, np.int64)
     src32, dst32 = np.empty(total, np.int32), np.empty(total, np.int32)
@@ -264,7 +252,7 @@ def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, i
     """``out[o] += x[i] @ W[k]`` for every pair ``(i, o)`` of offset ``k`` in ``split`` (a :func:`layout`
     with any number of parts) on ``threads`` threads of torch's team. ``x [N_in, C_in]``, ``w [K, C_in,
     C_out]`` and ``out [N_out, C_out]`` are contiguous CPU tensors of one dtype; only when
-    :func:`available`. With ``identity >= 0`` (an offset left out of ``split`` whose pairs are ``(r, r)``),
+    torch on libgomp. With ``identity >= 0`` (an offset left out of ``split`` whose pairs are ``(r, r)``),
     each part first sets its rows ``out[r] = x[r] @ W[identity]`` (``out`` may be uninitialised), or adds
     that with ``add_identity``."""
     _launch(split, x, w, out, None, None, threads, identity, add_identity)
@@ -286,27 +274,23 @@ def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Opti
     return torch.from_numpy(grad_w).sum(dim=0) if need_w else None
 
 
-# Output-row parts per thread of the fused tiles: a part's rows stay in cache while its offsets add into them
-# (network forward at 1 thread: convs 1,603 -> 1,514 ms with 4 against 1, alternating).
-_PARTS_PER_THREAD = 4
-
-
-def build_row_split(kmap: KernelMap, adjoint: bool, threads: int) -> Layout:
-    """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads * _PARTS_PER_THREAD`` output-row
-    ranges, without the identity offset, built afresh (:func:`_row_split` memoises it on the map)."""
+def build_row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTuning) -> Layout:
+    """The pairs of ``kmap`` (or of its adjoint) bucketed by ``threads * tuning.conv_parts_per_thread``
+    output-row ranges, without the identity offset, built afresh (:func:`row_split` memoises it on the map)."""
     src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
     num_out = kmap.num_in if adjoint else kmap.num_out
     return layout(src, dst, kmap.offset_starts, identity_offset(kmap), num_out,
-                              threads * _PARTS_PER_THREAD, threads)
+                  threads * tuning.conv_parts_per_thread, threads, tuning.conv_bound_sample)
 
 
-def _row_split(kmap: KernelMap, adjoint: bool, threads: int) -> Layout:
-    """:func:`build_row_split`, memoised on the map."""
-    return kmap.derived(("row_split", adjoint, threads), lambda: build_row_split(kmap, adjoint, threads))
+def row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTuning) -> Layout:
+    """:func:`build_row_split`, memoised on the map (keyed by the tuning values it depends on)."""
+    key = ("row_split", adjoint, threads, tuning.conv_parts_per_thread, tuning.conv_bound_sample)
+    return kmap.derived(key, lambda: build_row_split(kmap, adjoint, threads, tuning))
 
 
 def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
-               bias: Optional[Tensor]) -> Tensor:
+                 bias: Optional[Tensor], tuning: CpuTuning) -> Tensor:
     """The forward by :mod:`.fused_tiles` (``w`` is ``[K, C_in, C_out]``) on torch's team: each part of the
     output rows is set by the identity offset's GEMM (added to the bias, if any; else the accumulator
     starts as the bias or zeros), then every other offset is added."""
@@ -318,12 +302,13 @@ def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: 
     else:
         out = host_memory.accumulator(num_out, c_out, x.dtype, bias)
     threads = torch.get_num_threads()
-    split = _row_split(kmap, adjoint, threads)
+    split = row_split(kmap, adjoint, threads, tuning)
     accumulate(x, w, split, out, threads, identity, add_identity=bias is not None)
     return out
 
 
-def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
+def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool,
+                  tuning: CpuTuning):
     """Both gradients by :mod:`.fused_tiles` over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
     B]``): each part of ``d_in`` is set by the identity offset's product first, and adds its rows to that
     offset's ``d_W``."""
@@ -337,7 +322,7 @@ def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, 
     else:
         grad_x = host_memory.zeros((kmap.num_in, w.shape[1]), x.dtype)
     threads = torch.get_num_threads()
-    split = _row_split(kmap, True, threads)
+    split = row_split(kmap, True, threads, tuning)
     grad_w = backward(grad_out, w, x, split, grad_x, need_w, threads, identity)
     if need_w:
         grad_w = grad_w.reshape(weight.shape)

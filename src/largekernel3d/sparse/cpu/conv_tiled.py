@@ -22,16 +22,13 @@ from ..kernel_map import KernelMap
 from ..torch_ref.conv import apply_offset, weight_block
 from . import host_memory, team
 from .maps import identity_offset
+from .tuning import CpuTuning
 
 
-_TILE_BYTES = 1 << 20  # gathered bytes per tile of the numba dataflow
-
-
-_MIN_TILE_ROWS, _MAX_TILE_ROWS = 256, 16384
-
-
-def _tile_rows(channels: int, itemsize: int) -> int:
-    return int(min(_MAX_TILE_ROWS, max(_MIN_TILE_ROWS, _TILE_BYTES // max(1, channels * itemsize))))
+def _tile_rows(channels: int, itemsize: int, tuning: CpuTuning) -> int:
+    """Pairs per tile: ``tuning.conv_tile_bytes`` of gathered rows, clamped to the tuning's row bounds."""
+    rows = tuning.conv_tile_bytes // max(1, channels * itemsize)
+    return int(min(tuning.conv_max_tile_rows, max(tuning.conv_min_tile_rows, rows)))
 
 
 def _tiles(starts, tile: int, skip: int = -1):
@@ -72,7 +69,9 @@ def _row_gatherer(x: Tensor, idx: Tensor):
 
 
 def conv_forward(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
-               bias: Optional[Tensor] = None, identity: int = -1) -> Tensor:
+                 tuning: CpuTuning, bias: Optional[Tensor] = None, identity: int = -1) -> Tensor:
+    """``out[dst] += x[src] @ W[k]`` per offset segment of ``starts`` (``w [K, G, A, B]``), tile by tile; the
+    ``identity`` offset's dense GEMM initialises ``out`` (with ``bias``)."""
     x = x.contiguous()
     if identity >= 0:  # the identity offset's GEMM initialises the accumulator
         out = apply_offset(x, w[identity], out=host_memory.empty((num_out, c_out), x.dtype))
@@ -82,7 +81,7 @@ def conv_forward(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out
         out = host_memory.accumulator(num_out, c_out, x.dtype, bias)
     if starts[-1] == 0:
         return out
-    tile = _tile_rows(max(x.shape[1], c_out), x.element_size())
+    tile = _tile_rows(max(x.shape[1], c_out), x.element_size(), tuning)
     buf_in = x.new_empty((tile, x.shape[1]))
     buf_out = x.new_empty((tile, c_out))
     gather = _row_gatherer(x, src)
@@ -92,11 +91,13 @@ def conv_forward(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out
         gather(a, b, buf_in)
         for k, s, e in segs:
             apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
-        team.scatter_add_segments(bout, dstn, a, [(s, e) for _, s, e in segs], outn, threads)
+        team.scatter_add_segments(bout, dstn, a, [(s, e) for _, s, e in segs], outn, threads,
+                                  tuning.scatter_min_parallel_rows)
     return out
 
 
-def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool):
+def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool,
+                  tuning: CpuTuning):
     """Both gradients in one tiled pass: per tile ``d_out`` rows are gathered once and serve
     ``d_W[k] += x_tile^T d_out_tile`` and ``d_in[pairs_in] += d_out_tile W[k]^T``."""
     g, a, b = weight.shape[1:]
@@ -114,7 +115,7 @@ def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, 
         grad_x = host_memory.zeros((kmap.num_in, c_in), x.dtype) if need_x else None
     if kmap.num_pairs == 0:
         return grad_x, grad_w
-    tile = _tile_rows(max(c_in, c_out), x.element_size())
+    tile = _tile_rows(max(c_in, c_out), x.element_size(), tuning)
     buf_g = grad_out.new_empty((tile, c_out))
     buf_x = x.new_empty((tile, c_in)) if need_w else None
     buf_y = x.new_empty((tile, c_in)) if need_x else None
@@ -132,7 +133,8 @@ def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, 
             if need_x:
                 apply_offset(buf_g[s:e], wt[k], out=buf_y[s:e])
         if need_x:
-            team.scatter_add_segments(_np(buf_y), pin, lo, [(s, e) for _, s, e in segs], _np(grad_x), threads)
+            team.scatter_add_segments(_np(buf_y), pin, lo, [(s, e) for _, s, e in segs], _np(grad_x), threads,
+                                      tuning.scatter_min_parallel_rows)
     return grad_x, grad_w
 
 

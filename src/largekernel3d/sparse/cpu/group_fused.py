@@ -11,7 +11,7 @@ and a centre group that holds only the identity offset (SW-LK's centre voxel, ze
 ``out[i] = x[i] @ W[centre]``, written by each row block into its own rows before the other groups add.
 
 :func:`accumulate` cuts the output rows into one *part* per thread (about equal slot counts) and each
-part into *row blocks* of about ``_BLOCK_BYTES`` of output, so that a block of ``out`` stays in cache
+part into *row blocks* of about ``CpuTuning.group_block_bytes`` of output, so that a block of ``out`` stays in cache
 while all groups add into it (and the neighbours its slots read are close together). Inside a block, the
 slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut into tiles::
 
@@ -48,9 +48,7 @@ from torch import Tensor
 
 from ..weight_cache import derived_layout
 from . import simd, team
-
-_BLOCK_BYTES = 1 << 20  # output bytes per row block
-_MIN_BLOCK_ROWS = 256
+from .tuning import CpuTuning
 
 # The int64 argument block of _groups_body: flags, sizes and addresses (0 for an absent array).
 (_DOUBLE, _GROUPS, _CENTRE, _BLOCKS, _PARTS, _TILE, _USE, _X, _N_IN, _C_IN, _W, _W_STRIDE, _C_OUT, _OUT, _ENTRIES,
@@ -134,17 +132,9 @@ def _groups_body(block):
                    nb.carray(p(h[_GRAD_W]), gw_shape))
 
 
-def available(x: Tensor, weight: Tensor, index_dtype) -> bool:
-    """True when :func:`accumulate` can run: CPU float32/float64 ``x``/``weight`` of one dtype, int32 slot
-    indices, torch on GNU libgomp (whose team runs the parts)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
-        return False
-    return index_dtype == np.int32 and team.team_available()
-
-
-def block_rows(c_out: int, itemsize: int) -> int:
-    """Output rows per row block: ``_BLOCK_BYTES`` of output (at least ``_MIN_BLOCK_ROWS``)."""
-    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (c_out * itemsize))
+def block_rows(c_out: int, itemsize: int, tuning: CpuTuning) -> int:
+    """Output rows per row block: ``tuning.group_block_bytes`` of output (at least ``group_min_block_rows``)."""
+    return max(tuning.group_min_block_rows, tuning.group_block_bytes // (c_out * itemsize))
 
 
 def _padded(weight: Tensor) -> np.ndarray:
@@ -187,7 +177,8 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
     (:meth:`.group_aggregate._Slots.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
     (``[slots, C_in]``) receives ``A``. With ``centre_start >= 0`` (the first slot of the identity centre
     group, whose slots are the output rows in order) each row block first sets its rows ``out[r] = x[r] @
-    W[centre]`` (``out`` may be uninitialised). Only when :func:`available`."""
+    W[centre]`` (``out`` may be uninitialised).
+    Only for ``Dataflow.CPU_FUSED`` (:func:`..dispatch.group_conv_blocker`)."""
     if ranges.shape[0] == 0:
         return
     _launch(x, enc, entries, use, bag_ptr, rows, ranges, part_cuts, weight, out, centre, tile, threads, keep,
@@ -209,7 +200,8 @@ def backward(grad_out: Tensor, features: Optional[Tensor], entries: np.ndarray, 
       ``sum_{pairs j -> i in group h} features[j]^T grad_out[i]`` of ``dW[h]``: the weight gradient without
       its encoding term, from the same bags as ``grad_x`` (``A`` is neither kept nor summed again).
 
-    The centre group's ``B`` is ``grad_out`` itself (its slots are the rows). Only when :func:`available`."""
+    The centre group's ``B`` is ``grad_out`` itself (its slots are the rows).
+    Only for ``Dataflow.CPU_FUSED`` (:func:`..dispatch.group_conv_blocker`)."""
     ng, c_out, c_in = mirrored.shape
     double = grad_out.dtype == torch.float64
     grad_w = np.empty((threads, ng, c_in, c_out), np.float64 if double else np.float32) if features is not None \

@@ -21,10 +21,14 @@ from . import host_memory, team
 from .group_kernels import (_block_ranges, _compact_bags, _compact_layout, _compact_pair_slots, _csr, _fill_bags,
                             _pair_inputs, _part_rows)
 from .group_team import _team_bags_body, _team_slots_body
+from .tuning import DEFAULT_TUNING, CpuTuning
 
 
-# The compact slot layout (numbering, bag entries) is split over torch's OpenMP team from this many pairs.
-_TEAM_LAYOUT_MIN_PAIRS = 200_000
+def slot_index_dtype(num_pairs: int, num_out: int, num_groups: int, num_in: int, kernel_volume: int):
+    """``np.int32`` when every slot, bag entry and table row of a layout fits (half the memory), else
+    ``np.int64``. The fused SW-LK products need int32 (:func:`..dispatch.group_conv_blocker`)."""
+    largest = max(2 * num_pairs, num_out * num_groups, num_in + kernel_volume)
+    return np.int32 if largest < 2 ** 31 else np.int64
 
 
 def _bitsets(n: int, count: int) -> np.ndarray:
@@ -49,9 +53,12 @@ class GroupLayout:
     ``rows[gstart[g]:gstart[g + 1]]`` ascending); else the dense ``i * G + g`` (``A`` is ``[N, G, C]``).
     Slot ``s`` owns the pairs ``bag_ptr[s]:bag_ptr[s + 1]`` of the bag order. Built once per map and
     grouping (see :meth:`for_map`), the compact layout with its bag entries with encoding rows; other bag
-    entries and the per-pair slots are built on first use; read-only otherwise."""
+    entries and the per-pair slots are built on first use; read-only otherwise. ``tuning`` decides only whether
+    the layout is built on torch's team (``group_team_layout_min_pairs``); the layout is the same either way."""
 
-    def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> None:
+    def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool,
+                 tuning: CpuTuning = DEFAULT_TUNING) -> None:
+        self.team_min_pairs = tuning.group_team_layout_min_pairs
         self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
         self.num_pairs = kmap.num_pairs
         self.starts = _starts(kmap)
@@ -63,8 +70,7 @@ class GroupLayout:
         self.pair_in, self.pair_out = pair_in.numpy(), pair_out.numpy()
         n = kmap.num_out
         # int32 slots and bag entries (half the memory of the layouts) whenever every index fits
-        largest = max(2 * self.num_pairs, n * num_groups, self.num_in + self.kernel_volume)
-        self.index_dtype = np.int32 if largest < 2 ** 31 else np.int64
+        self.index_dtype = slot_index_dtype(self.num_pairs, n, num_groups, self.num_in, self.kernel_volume)
         self._slot: Optional[np.ndarray] = None
         self._by_slot: Dict[bool, np.ndarray] = {}
         if compact:  # the slots and the bag entries with encoding rows, built together
@@ -96,11 +102,11 @@ class GroupLayout:
 
     def _group_ranges(self, threads: int) -> np.ndarray:
         """Group boundaries ``[R + 1]`` of the compact layout's work: one range (serial) below
-        ``_TEAM_LAYOUT_MIN_PAIRS`` pairs, with one thread, without torch's libgomp or with int64 indices;
+        ``tuning.group_team_layout_min_pairs`` pairs, with one thread, without torch's libgomp or with int64 indices;
         else ``threads`` contiguous ranges of about equal work (a group costs its pairs plus one pass over
         the output rows)."""
         num_groups = self.offset_ptr.shape[0] - 1
-        if (threads <= 1 or self.num_pairs < _TEAM_LAYOUT_MIN_PAIRS or self.index_dtype != np.int32
+        if (threads <= 1 or self.num_pairs < self.team_min_pairs or self.index_dtype != np.int32
                 or not team.team_available()):
             return np.array([0, num_groups], np.int64)
         work = np.concatenate([[0], np.cumsum(np.diff(self._pairs_before_groups()) + self.num_out)])
@@ -154,10 +160,12 @@ class GroupLayout:
         return rows[:dst], bag_ptr[:dst + 1]
 
     @classmethod
-    def for_map(cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool) -> "GroupLayout":
-        """The slots of ``kmap`` for this grouping, memoised on the map."""
+    def for_map(cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool,
+                tuning: CpuTuning = DEFAULT_TUNING) -> "GroupLayout":
+        """The slots of ``kmap`` for this grouping, memoised on the map (``tuning`` changes how the first caller
+        builds it, not what it holds)."""
         key = ("group_slots", group.tobytes(), int(num_groups), bool(compact))
-        return kmap.derived(key, lambda: cls(kmap, group, num_groups, compact))
+        return kmap.derived(key, lambda: cls(kmap, group, num_groups, compact, tuning))
 
     @property
     def slot(self) -> np.ndarray:

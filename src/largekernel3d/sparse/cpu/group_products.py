@@ -19,20 +19,7 @@ from ..kernel_map import KernelMap
 from . import group_fused, host_memory, simd, team
 from .group_layout import GroupLayout
 from .maps import identity_offset
-
-
-# Rows per GEMM of group_conv's backward loop: the weight gradient, and the gradient of A where it is formed
-# (non-symmetric maps or groupings).
-GEMM_CHUNK = 1 << 16
-
-
-# Inference steps of this many bytes of A (or Y) rows stay in cache between the aggregation, the GEMM and
-# the row adds, and bound the temporaries: KITTI 7^3 (32 channels) cached forward 0-15 % faster (in 6 of 8
-# alternating runs at 1 and 2 threads) with 8-16 k rows than with whole group blocks (25 k rows) or 32 k.
-_INFERENCE_CHUNK_BYTES = 1 << 21
-
-
-_MIN_INFERENCE_CHUNK_ROWS = 1024
+from .tuning import CpuTuning
 
 
 def identity_group(kmap: KernelMap, group: np.ndarray) -> Tuple[int, int]:
@@ -44,32 +31,31 @@ def identity_group(kmap: KernelMap, group: np.ndarray) -> Tuple[int, int]:
     return int(group[k]), k
 
 
-def _inference_chunk_rows(c_in: int, c_out: int, itemsize: int) -> int:
-    """Slots per aggregation + GEMM + row-add step of :func:`group_products`: ``_INFERENCE_CHUNK_BYTES`` of the
-    wider of ``A`` and ``Y`` (at least ``_MIN_INFERENCE_CHUNK_ROWS``)."""
-    return max(_MIN_INFERENCE_CHUNK_ROWS, _INFERENCE_CHUNK_BYTES // (max(c_in, c_out) * itemsize))
+def _inference_chunk_rows(c_in: int, c_out: int, itemsize: int, tuning: CpuTuning) -> int:
+    """Slots per aggregation + GEMM + row-add step of :func:`group_products`: ``tuning.group_chunk_bytes`` of the
+    wider of ``A`` and ``Y`` (at least ``tuning.group_min_chunk_rows``)."""
+    return max(tuning.group_min_chunk_rows, tuning.group_chunk_bytes // (max(c_in, c_out) * itemsize))
 
 
 def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group: Tensor,
-                    keep: Optional[np.ndarray] = None, acc: Optional[Tensor] = None,
-                    acc_rows: Optional[Tensor] = None) -> Tensor:
+                   fused: bool, tuning: CpuTuning, keep: Optional[np.ndarray] = None, acc: Optional[Tensor] = None,
+                   acc_rows: Optional[Tensor] = None) -> Tensor:
     """``out = sum_g A_g @ W[g]`` (numba path) without holding ``A`` at once: the group blocks in chunks
     (:func:`_inference_chunk_rows`), each aggregated, multiplied into a reused buffer and added into the
     output rows while both stay in cache. A centre group (identity pairs) is one dense GEMM that
     initialises the output: ``out = x W_g + E[k] W_g``. ``keep`` (``[slots, C_in]``, for the backward pass)
     receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
-    that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). Where
-    :func:`.fused_groups.available` (float32/64, int32 slots, torch on libgomp), the groups run
+    that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). With ``fused``
+    (the plan's ``CPU_FUSED``: float32/64, int32 slots, torch on libgomp), the groups run
     fused per thread and row block instead (:mod:`.fused_groups`; the centre's ``x W_g`` too, written by
     each block into its own rows, unless the centre has a non-zero encoding; ``keep`` is then written by
     the threads that own its rows). ``acc`` (``[G, C_r, C_in]``, chunked path only) receives ``acc[g] +=
     acc_rows[rows of g]^T A_g`` (``acc_rows [N_out, C_r]``; the centre's ``A`` is ``features``, which needs a
     zero centre encoding)."""
     group_np = group.numpy()
-    slots = GroupLayout.for_map(kmap, group_np, weight.shape[0], compact=True)
+    slots = GroupLayout.for_map(kmap, group_np, weight.shape[0], True, tuning)
     centre, k_centre = identity_group(kmap, group_np)
     c_out = weight.shape[2]
-    fused = group_fused.available(features, weight, slots.index_dtype)
     with_centre_encoding = centre >= 0 and encoding is not None and bool(encoding[k_centre].any())  # SW-LK: 0
     centre_in_blocks = fused and centre >= 0 and not with_centre_encoding
     if centre_in_blocks:  # every row block writes x W_c into its own rows (group_fused)
@@ -87,10 +73,10 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
             np.add(features.numpy(), encoding[k_centre].numpy(), out=block)
         else:
             np.copyto(block, features.numpy())
-    chunk = _inference_chunk_rows(weight.shape[1], c_out, features.element_size())
+    chunk = _inference_chunk_rows(weight.shape[1], c_out, features.element_size(), tuning)
     threads = torch.get_num_threads()
     if fused:
-        ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_out, features.element_size()), threads)
+        ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_out, features.element_size(), tuning), threads)
         group_fused.accumulate(features, encoding, slots.entries, 2 if encoding is not None else 1, slots.bag_ptr,
                                 slots.rows, ranges, part_cuts, weight, out, centre, chunk, threads, keep,
                                 int(slots.gstart[centre]) if centre_in_blocks else -1)
@@ -116,7 +102,8 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
             acc[g].addmm_(acc_rows[torch.from_numpy(slots.rows[s:e])].t(), a)
         y = buf_y[: e - s]
         torch.mm(a, weight[g], out=y)
-        team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads)
+        team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads,
+                                  tuning.scatter_min_parallel_rows)
     return out
 
 
@@ -166,26 +153,28 @@ def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
 
 def mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Tensor], weight: Tensor,
                       kmap: KernelMap, group: Tensor, slots: GroupLayout, sigma: np.ndarray, centre: int, need_x: bool,
-                      need_e: bool, need_w: bool) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+                      need_e: bool, need_w: bool, fused: bool, tuning: CpuTuning,
+                      ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """``(dx, dE, dW)`` of :class:`GroupConvFunction` on a symmetric map and mirror-symmetric grouping (see its
     docstring): one product of ``dOut`` with the mirrored weights over the same slots gives ``dx`` and, from the
     same bags, ``acc[g] = sum_{slots s of g} x[row(s)]^T Agg(dOut)[s]``; then ``dW[h] = acc[sigma(h)] +
-    sum_{k in h} E[k]^T S[k]`` and ``dE[k] = S[k] W[g(k)]^T``. Fused per row block where
-    :func:`.fused_groups.available`, else chunk by chunk (:func:`group_products`, bags of ``[dOut; 0]``)."""
+    sum_{k in h} E[k]^T S[k]`` and ``dE[k] = S[k] W[g(k)]^T``. Fused per row block with ``fused`` (the
+    forward's plan), else chunk by chunk (:func:`group_products`, bags of ``[dOut; 0]``)."""
     mirrored = _mirrored_weight_of(weight, sigma)
     with_e_term = need_w and encoding is not None
     d_e, d_w_e = _encoding_terms(_offset_sums(grad_out, kmap), encoding, mirrored, sigma, slots, need_e,
                                  with_e_term) \
         if need_e or with_e_term else (None, None)
     d_x = acc = None
-    if group_fused.available(grad_out, mirrored, slots.index_dtype):
+    if fused:
         if need_x or need_w:
-            d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None)
+            d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None,
+                                       tuning)
     elif need_x or need_w:  # the chunked bags sum a zero encoding (faster than building encoding-free entries:
         # 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
         acc = grad_out.new_zeros((weight.shape[0], weight.shape[1], weight.shape[2])) if need_w else None
         zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
-        d_x = group_products(grad_out, zero, mirrored, kmap, group, acc=acc, acc_rows=features)
+        d_x = group_products(grad_out, zero, mirrored, kmap, group, False, tuning, acc=acc, acc_rows=features)
         d_x = d_x if need_x else None
     d_w = None
     if acc is not None:
@@ -238,7 +227,7 @@ def _encoding_terms_kernel(sums, enc, w_t, sigma, offsets, offset_ptr, d_e, d_w_
 
 
 def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "GroupLayout", centre: int, need_x: bool,
-                    features: Optional[Tensor]) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+                    features: Optional[Tensor], tuning: CpuTuning) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dx, acc)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
     :func:`.fused_groups.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
     (if ``need_x``; each block writes the centre's ``dOut W[centre]^T`` into its rows first) and, given the
@@ -251,9 +240,9 @@ def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "GroupLayout", ce
         d_x = host_memory.empty(shape, grad_out.dtype) if centre >= 0 else host_memory.zeros(shape, grad_out.dtype)
     threads = torch.get_num_threads()
     itemsize = grad_out.element_size()
-    ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_x, itemsize), threads)
+    ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_x, itemsize, tuning), threads)
     acc = group_fused.backward(grad_out, None if features is None else features.contiguous(), slots.entries,
                                 slots.bag_ptr, slots.rows, ranges, part_cuts, mirrored, d_x, centre,
-                                _inference_chunk_rows(grad_out.shape[1], c_x, itemsize), threads,
+                                _inference_chunk_rows(grad_out.shape[1], c_x, itemsize, tuning), threads,
                                 int(slots.gstart[centre]) if centre >= 0 else -1)
     return d_x, acc

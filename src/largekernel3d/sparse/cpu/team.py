@@ -36,8 +36,6 @@ import torch
 from numba import types
 from numba.core.extending import intrinsic
 
-# Below this many rows in all segments of a call, the serial loop is used (a parallel region costs a few µs).
-_MIN_PARALLEL_ROWS = 2048
 _HEADER = 10  # int64 words of the argument block
 _VALUE_CODES = {"float32": 0, "float64": 1}
 _INDEX_CODES = {"int32": 0, "int64": 1}
@@ -171,20 +169,21 @@ def team_available() -> bool:
 
 
 def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments: Sequence[Tuple[int, int]],
-                         out: np.ndarray, threads: int) -> None:
+                         out: np.ndarray, threads: int, min_parallel_rows: int) -> None:
     """``out[idx[start + r]] += buf[r]`` for every ``r`` of every segment ``[s, e)`` (rows of ``buf``),
     segments in order, ascending and disjoint; within a segment the destinations
     ``idx[start + s : start + e]`` must be distinct.
 
     ``buf`` ``[>= e_max, C]`` and ``out`` ``[N, C]`` are C-contiguous float32/float64 arrays of one dtype,
     ``idx`` a contiguous int32/int64 array. With ``threads > 1``, torch's libgomp and at least
-    ``_MIN_PARALLEL_ROWS`` rows, each segment is split over ``threads`` threads of torch's OpenMP team;
+    ``min_parallel_rows`` rows (``CpuTuning.scatter_min_parallel_rows``: a parallel region costs a few µs), each
+    segment is split over ``threads`` threads of torch's OpenMP team;
     otherwise the serial loop runs. Either way the result is the same, bit for bit."""
     seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
     if seg.shape[0] == 0:
         return
     rows = int((seg[:, 1] - seg[:, 0]).sum())
-    if threads <= 1 or rows < _MIN_PARALLEL_ROWS or not team_available():
+    if threads <= 1 or rows < min_parallel_rows or not team_available():
         _scatter_serial(buf, idx, start, seg, out)
         return
     if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):

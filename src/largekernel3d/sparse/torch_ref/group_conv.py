@@ -13,13 +13,10 @@ from torch import Tensor
 from ..kernel_map import KernelMap
 
 
-# Pairs processed at once by the torch path (bounds the temporary [pairs, C] buffer).
-_TORCH_PAIR_CHUNK = 1 << 21
-
-
-def _chunks(num: int):
-    for s in range(0, num, _TORCH_PAIR_CHUNK):
-        yield s, min(num, s + _TORCH_PAIR_CHUNK)
+def _chunks(num: int, chunk: int):
+    """Pair ranges of ``chunk`` pairs (``CpuTuning.torch_pair_chunk``: bounds the temporary ``[pairs, C]``)."""
+    for s in range(0, num, chunk):
+        yield s, min(num, s + chunk)
 
 
 def _starts(kmap: KernelMap) -> np.ndarray:
@@ -31,11 +28,13 @@ def pair_offsets(kmap: KernelMap) -> np.ndarray:
     return np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
 
 
-def aggregate_forward(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int) -> Tensor:
+def aggregate_forward(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int,
+                      pair_chunk: int) -> Tensor:
+    """``A [N_out, G, C]``, ``pair_chunk`` pairs at a time."""
     c_dim = x.shape[1]
     out = x.new_zeros((kmap.num_out * num_groups, c_dim))
     koff = torch.from_numpy(pair_offsets(kmap)).to(x.device)
-    for s, e in _chunks(kmap.num_pairs):
+    for s, e in _chunks(kmap.num_pairs, pair_chunk):
         k = koff[s:e]
         vals = x.index_select(0, kmap.pair_in[s:e])
         if enc is not None:
@@ -45,13 +44,14 @@ def aggregate_forward(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: 
 
 
 def aggregate_backward(d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, need_e: bool, c_dim: int,
-                    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+                       pair_chunk: int) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dx, dE)`` of :func:`aggregate_forward` (``None`` where not needed), ``pair_chunk`` pairs at a time."""
     num_groups = d_a.shape[1]
     flat = d_a.reshape(-1, c_dim)
     koff = torch.from_numpy(pair_offsets(kmap)).to(d_a.device)
     d_x = d_a.new_zeros((kmap.num_in, c_dim)) if need_x else None
     d_e = d_a.new_zeros((kmap.kernel_volume, c_dim)) if need_e else None
-    for s, e in _chunks(kmap.num_pairs):
+    for s, e in _chunks(kmap.num_pairs, pair_chunk):
         k = koff[s:e]
         vals = flat.index_select(0, kmap.pair_out[s:e] * num_groups + group[k])
         if d_x is not None:

@@ -13,10 +13,6 @@ from ..coords import decode, encode
 from ..geometry import ConvGeometry
 
 
-# Work on at most this many (offset, site) candidates at once in the torch builders (memory bound).
-_CANDIDATE_CHUNK = 1 << 23
-
-
 def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
     starts = [0]
     for c in counts.tolist():
@@ -25,9 +21,10 @@ def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
 
 
 def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int,
-                  ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+                  candidate_chunk: int) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     """For each offset ``j`` and input row ``n``, look up the site ``query_coords_fn(j-chunk)`` among
-    ``indices``; return (row of found site, n, starts) offset-major."""
+    ``indices``, about ``candidate_chunk`` (offset, site) candidates at once (a memory bound); return (row of
+    found site, n, starts) offset-major."""
     n = indices.shape[0]
     device = indices.device
     idx = indices.to(torch.int64)
@@ -36,7 +33,7 @@ def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn
     sorted_keys, perm = torch.sort(keys)
     shape_t = torch.tensor(list(spatial_shape), dtype=torch.int64, device=device)
     rows_found, rows_query, counts = [], [], []
-    chunk = max(1, _CANDIDATE_CHUNK // max(n, 1))
+    chunk = max(1, candidate_chunk // max(n, 1))
     for j0 in range(0, num_offsets, chunk):
         j1 = min(num_offsets, j0 + chunk)
         q = query_coords_fn(coords, j0, j1)  # [J, N, D]
@@ -73,9 +70,10 @@ def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
 
 
 def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
-                          ) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+                          candidate_chunk: int) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     """``(pair_in, pair_out, offset_starts)``: for output ``p`` and offset ``k`` the input is the active site at
-    ``p + dilation * (k - kernel_size // 2)``."""
+    ``p + dilation * (k - kernel_size // 2)``; ``candidate_chunk`` (offset, site) candidates are looked up at once
+    (``CpuTuning.torch_candidate_chunk``)."""
     offs = kernel_offsets(geometry, indices.device)
     centre = torch.tensor([k // 2 for k in geometry.kernel_size], device=indices.device)
     dil = torch.tensor(geometry.dilation, device=indices.device)
@@ -84,7 +82,7 @@ def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometr
     def query(coords: Tensor, j0: int, j1: int) -> Tensor:
         return coords.unsqueeze(0) + deltas[j0:j1].unsqueeze(1)
 
-    return _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume)
+    return _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume, candidate_chunk)
 
 
 def strided_map_pairs(indices: Tensor, out_shape: Sequence[int], geometry: ConvGeometry, transposed: bool,
