@@ -23,10 +23,33 @@ def _inputs(seed: int = 0):
 def test_gather_gemm_scatter_under_cpu_autocast_matches_float32(dtype):
     indices, x, weight = _inputs()
     geometry = ConvGeometry.create(3, 3, 1, 1, 1)
-    kmap = build_submanifold_map(indices, [12, 12, 12], 1, geometry, backend="torch")
+    kmap = build_submanifold_map(indices, [12, 12, 12], 1, geometry, dataflow="torch_ref")
     exact = gather_gemm_scatter(x, weight, kmap, len(x))
     with torch.autocast("cpu", dtype=dtype):
         got = gather_gemm_scatter(x, weight, kmap, len(x))
     assert got.dtype == torch.float32 and got.shape == exact.shape
     rel = (got - exact).abs().max() / exact.abs().max()
     assert 1e-6 < rel < 2e-2   # half-precision products (not exact), float32 sums (close)
+
+
+@pytest.mark.parametrize("layer", ["subm", "strided", "swlk"])
+def test_layers_on_the_torch_path_run_under_cpu_autocast(layer):
+    import largekernel3d.sparse as spconv
+    from largekernel3d.nn import SWLKConv3d
+
+    indices, x, _ = _inputs(1)
+    torch.manual_seed(0)
+    if layer == "subm":
+        net = spconv.SubMConv3d(16, 24, 3, dataflow="torch_ref")
+    elif layer == "strided":
+        net = spconv.SparseConv3d(16, 24, 3, stride=2, padding=1, dataflow="torch_ref")
+    else:
+        net = SWLKConv3d(16, 24, kernel_size=5, dataflow="torch_ref")
+    st = spconv.SparseConvTensor(x.requires_grad_(), indices, [12, 12, 12], 1)
+    exact = net(st).features
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(spconv.SparseConvTensor(x, indices, [12, 12, 12], 1)).features
+    out.float().square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    rel = (out.float() - exact).abs().max() / exact.abs().max()
+    assert rel < 3e-2
