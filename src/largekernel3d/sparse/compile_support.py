@@ -23,7 +23,7 @@ class eager_under_compile:  # noqa: N801  (used as a decorator, like ``functools
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self._disabled: Optional[Callable[..., Any]] = None
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # copies __doc__/__name__ onto the descriptor
 
     def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
         fn = self.fn

@@ -20,7 +20,7 @@ Two dataflows build the same pairs (possibly in another order within an offset):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -182,7 +182,7 @@ class KernelMap:
             batch_size=self.batch_size,
         )
 
-    def check_reusable(self, kind: str, geometry: ConvGeometry, indices: Tensor, key: str) -> None:
+    def check_reusable(self, kind: str, geometry: ConvGeometry, indices: Tensor, key: Optional[str]) -> None:
         """Raise ``ValueError`` when this cached map cannot serve a layer of ``kind``/``geometry`` on
         ``indices`` (reusing an ``indice_key`` on other sites or another kernel would compute garbage)."""
         if kind != self.kind:

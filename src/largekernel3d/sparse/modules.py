@@ -54,7 +54,7 @@ class SparseSequential(SparseModule):
         return len(self._modules)
 
     def __getitem__(self, idx: int) -> nn.Module:
-        modules = list(self._modules.values())
+        modules = [m for m in self._modules.values() if m is not None]
         if not -len(modules) <= idx < len(modules):
             raise IndexError(f"index {idx} is out of range for SparseSequential of length {len(modules)}")
         return modules[idx]
@@ -217,14 +217,13 @@ class AddTableMisaligned(SparseModule):
         keys = [encode(t.indices[:, 0].long(), t.indices[:, 1:].long(), shape) for t in inputs]
         base = max(range(len(inputs)), key=lambda i: inputs[i].indices.shape[0])
         base_sorted, perm = torch.sort(keys[base])
-        rows = []
+        rows: List[Tensor] = []
         for k in keys:
             pos = torch.searchsorted(base_sorted, k).clamp_(max=max(base_sorted.numel() - 1, 0))
             if base_sorted.numel() == 0 or not bool((base_sorted[pos] == k).all()):
-                rows = None
                 break
             rows.append(perm[pos])
-        if rows is not None:  # every site is one of the largest input's: keep its rows and cache
+        if len(rows) == len(keys):  # every site is one of the largest input's: keep its rows and cache
             total = inputs[base].features
             for i, t in enumerate(inputs):
                 if i != base:
@@ -241,7 +240,7 @@ class ConcatTable(SparseModule):
     """Apply every child module to the same input; returns the list of their outputs."""
 
     def forward(self, input) -> List:
-        return [module(input) for module in self._modules.values()]
+        return [module(input) for module in self._modules.values() if module is not None]
 
     def add(self, module: nn.Module) -> "ConcatTable":
         """Append ``module`` (named by position)."""

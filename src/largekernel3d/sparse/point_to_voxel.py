@@ -63,9 +63,9 @@ class VoxelGrid:
         vs = _floats(self.voxel_size, 3, "voxel_size")
         object.__setattr__(self, "point_cloud_range", pcr)
         object.__setattr__(self, "voxel_size", vs)
-        for axis, v in zip("xyz", vs):
+        for name, v in zip("xyz", vs):
             if not v > 0:
-                raise ValueError(f"voxel_size along {axis} must be > 0, got {v}")
+                raise ValueError(f"voxel_size along {name} must be > 0, got {v}")
         for axis in range(3):
             extent = pcr[axis + 3] - pcr[axis]
             if not extent > 0:

@@ -79,6 +79,7 @@ def _voxel_size3(voxel_size: Union[float, Sequence[float], Tensor, np.ndarray]) 
         voxel_size = voxel_size.tolist()
     if isinstance(voxel_size, bool):
         raise TypeError("voxel_size must be a positive float or a sequence of 3 positive floats, got a bool")
+    size: Tuple[float, ...]
     if isinstance(voxel_size, (int, float, np.integer, np.floating)):
         size = (float(voxel_size),) * 3
     else:
@@ -91,7 +92,7 @@ def _voxel_size3(voxel_size: Union[float, Sequence[float], Tensor, np.ndarray]) 
             raise ValueError(f"voxel_size must have 3 entries (x, y, z), got {len(size)}: {voxel_size!r}")
     if not all(np.isfinite(v) and v > 0 for v in size):
         raise ValueError(f"voxel_size must be finite and positive on every axis, got {size}")
-    return size  # type: ignore[return-value]
+    return size[0], size[1], size[2]
 
 
 def voxelize(points: ArrayLike, voxel_size: Union[float, Sequence[float]],
