@@ -45,6 +45,7 @@ import torch
 
 # Word 0 and the two extra members of every block; no field may take these names.
 _RESERVED = ("check", "size", "fingerprint")
+_CHECK_WORD = 0
 _TORCH_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
                  torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64)}
 _INT64_MAX = np.iinfo(np.int64).max
@@ -136,7 +137,7 @@ class BlockWords(enum.IntEnum):
                 + ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []))
                 + f" (declared: {', '.join(names)})")
         block = np.zeros(int(cls.SIZE), np.int64)
-        block[0] = int(cls.FINGERPRINT)
+        block[_CHECK_WORD] = int(cls.FINGERPRINT)
         ints: Dict[str, int] = {}
         for f in cls.declared_fields:
             if isinstance(f, Int):
@@ -199,7 +200,7 @@ class BlockWords(enum.IntEnum):
         if block.shape[0] != int(cls.SIZE):
             raise ValueError(f"argument block {cls.block_name!r} has {block.shape[0]} words, the declaration "
                              f"{int(cls.SIZE)}: pack it with {cls.__name__}.pack")
-        if int(block[0]) != int(cls.FINGERPRINT):
+        if int(block[_CHECK_WORD]) != int(cls.FINGERPRINT):
             raise ValueError(f"argument block {cls.block_name!r}: word 0 is not its fingerprint (a block of another "
                              f"declaration?): pack it with {cls.__name__}.pack")
 
@@ -237,7 +238,7 @@ def arg_block(name: str, fields: Sequence[Field], base: Optional[Type[BlockWords
                                  f"which are not Int fields of the block")
     signature = name + ";" + ";".join(f"{type(f).__name__}:{f!r}" for f in fields)
     fingerprint = (1 << 40) | zlib.crc32(signature.encode())
-    members = {"CHECK": 0, **{n.upper(): i + 1 for i, n in enumerate(names)}, "SIZE": len(fields) + 1,
+    members = {"CHECK": _CHECK_WORD, **{n.upper(): i + 1 for i, n in enumerate(names)}, "SIZE": len(fields) + 1,
                "FINGERPRINT": fingerprint}
     cls_name = "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
     cls = BlockWords(cls_name, members)
@@ -252,9 +253,9 @@ def open_block(block, size, fingerprint):
     if not, word 0 is set to 0 so that the launcher reports the mismatch. Call as ``open_block(block, X.SIZE,
     X.FINGERPRINT)`` and return at once when not ``ok``."""
     h = nb.carray(block, (size,))
-    ok = h[0] == fingerprint
+    ok = h[_CHECK_WORD] == fingerprint
     if not ok:
-        h[0] = 0
+        h[_CHECK_WORD] = 0
     return h, ok
 
 

@@ -141,13 +141,6 @@ def _compiled(body: Callable) -> int:
     return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(body).address
 
 
-def argument_block(fields, size):  # TRANSITION: removed when every body is converted
-    block = np.zeros(size, np.int64)
-    for index, value in fields.items():
-        block[index] = value
-    return block
-
-
 def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
     """Run ``body(block)`` on ``threads`` threads of torch's OpenMP team (``GOMP_parallel``) and return when
     all are done. ``body`` is a module-level function, compiled once as a cached ``cfunc``, marked with the
@@ -157,13 +150,13 @@ def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
     another layout of it (a stale disk cache) raises ``RuntimeError`` after the team returns, having touched no
     array. The body splits the work by :data:`omp_get_thread_num`. Only when :func:`team_available`."""
     declaration = getattr(body, "arg_block", None)
-    if declaration is None:  # TRANSITION: positional blocks, removed when every body is converted
-        _torch_libgomp().GOMP_parallel(_compiled(body), block.ctypes.data, int(threads), 0)
-        return
+    if declaration is None:
+        raise TypeError(f"OpenMP body {getattr(body, '__name__', body)!r} declares no argument block: mark it "
+                        "with @arg_blocks.reads(<declaration>)")
     declaration.check(block)
     lib = _torch_libgomp()
     lib.GOMP_parallel(_compiled(body), block.ctypes.data, int(threads), 0)
-    if int(block[0]) != int(declaration.FINGERPRINT):
+    if int(block[declaration.CHECK]) != int(declaration.FINGERPRINT):
         raise RuntimeError(f"OpenMP body {body.__name__!r} was compiled against another layout of argument block "
                            f"{declaration.block_name!r} (a stale numba cache): delete the __pycache__ folder of "
                            f"{body.__module__} and run again")
