@@ -11,10 +11,10 @@ split over threads. Here the *output rows* are split instead::
              for each other offset k, for its pairs (i, o) with o in part p:
                  out[o, :] += x[i, :] @ W[k]      rows read and added in place, no other part writes them
 
-Each thread of torch's team (:func:`.openmp_team.run_on_team`) takes a run of consecutive parts (a few
+Each thread of torch's team (:func:`.team.run_on_team`) takes a run of consecutive parts (a few
 per thread, so that a part's rows stay in cache while its offsets add into them), in one parallel region,
 with no barrier and no atomics. Every output row receives its additions offset by offset, as in the
-serial loop. The products are the register panels of :mod:`.simd_products`: four pairs at a time, their
+serial loop. The products are the register panels of :mod:`.simd`: four pairs at a time, their
 ``x`` rows broadcast from where they lie and the product rows added straight into ``out`` (no gathered
 tile, no product buffer, no scatter pass). The pairs of a kernel map, re-bucketed by part
 (:func:`layout`, int32, memoised on the map), cost two passes over the map, split over the team.
@@ -23,14 +23,6 @@ The backward pass (:func:`backward`) runs the same way over the *adjoint* split 
 row): ``d_in[i] += d_out[o] W[k]^T`` into the part's own input rows, and ``d_W[k] += x[i]^T d_out[o]`` as
 indexed outer products into the thread's own accumulator (summed over threads at the end; zeroed by its
 thread, so its pages are touched in parallel).
-
-History, measured: the first version gathered each tile's ``x`` rows, multiplied them by one
-single-threaded MKL ``sgemm`` and scattered the product; against the tiled passes of :mod:`.functional` on
-a ScanNet scene at 2 threads (3^3 maps) it took the forward of 64 ch at 4 cm from 22.2 to 17.1 ms, 128 ch
-at 8 cm 69.9 -> 57.4, 256 ch at 16 cm 106 -> 73, and the backward (both gradients) of 64 / 128 / 256 ch
-54.8 -> 40.2, 164 -> 138 and 205 -> 181 ms. The SIMD panels then took KITTI 000001 32 -> 32 at 1 thread
-(forward incl. map / forward + backward) from 24.5 / 59 to 19 / 49 ms (3^3) and 99 / 309 to 81 / 213 ms
-(7^3), separate processes alternating.
 
 The ``CPU_FUSED`` dataflow of :class:`..dispatch.ConvPlan` (ungrouped float32/float64 CPU convolutions where
 torch runs on libgomp: the rule is :func:`..dispatch.conv_blocker`).
@@ -48,20 +40,10 @@ from torch import Tensor
 from ..kernel_map import KernelMap
 from ..weight_cache import derived_layout
 from . import host_memory, simd, team
+from .arg_blocks import ConvFused, ConvLayout, open_block, reads
 from .array_index import uidx
 from .maps import identity_offset
 from .tuning import CpuTuning
-
-# The int64 argument block of _fused_body: flags, sizes and addresses (0 for an absent array).
-(_DOUBLE, _K, _SRC, _DST, _SEG, _TOTAL, _PARTS, _THREADS, _A, _N_A, _C_A, _W, _W_STRIDE, _OUT, _C_OUT, _X, _C_X,
- _GRAD_W, _BOUNDS, _IDENTITY, _ADD_IDENTITY) = range(21)
-_HEADER = 21
-
-
-# The int64 argument block of _layout_body.
-(_L_SRC, _L_DST, _L_PAIRS, _L_STARTS, _L_K, _L_SKIP, _L_OWNER, _L_NUM_OUT, _L_PARTS, _L_SEG, _L_SRC32, _L_DST32,
- _L_TOTAL) = range(13)
-_LAYOUT_HEADER = 13
 
 
 @nb.njit(cache=True, nogil=True)
@@ -90,19 +72,22 @@ def _part_bounds(dst, starts, skip, num_out, parts, stride):
     return bounds, owner
 
 
+@reads(ConvLayout)
 def _layout_body(block):
-    """Torch's OpenMP team buckets the pairs of :func:`layout` (argument block: the ``_L_*`` words), thread
-    ``t`` of ``T`` the offsets ``t, t + T, ...``: it counts their pairs per part into ``seg``, and after a
+    """Torch's OpenMP team buckets the pairs of :func:`layout` (argument block: :data:`.arg_blocks.ConvLayout`),
+    thread ``t`` of ``T`` the offsets ``t, t + T, ...``: it counts their pairs per part into ``seg``, and after a
     barrier (and the prefix sum) writes them, each into its own ``(part, offset)`` runs."""
-    h = nb.carray(block, (_LAYOUT_HEADER,))
-    kv, parts, skip, num_pairs = h[_L_K], h[_L_PARTS], h[_L_SKIP], h[_L_PAIRS]
-    src = nb.carray(team.int64_pointer(h[_L_SRC]), (num_pairs,))
-    dst = nb.carray(team.int64_pointer(h[_L_DST]), (num_pairs,))
-    starts = nb.carray(team.int64_pointer(h[_L_STARTS]), (kv + 1,))
-    owner = nb.carray(team.int32_pointer(h[_L_OWNER]), (h[_L_NUM_OUT],))
-    seg = nb.carray(team.int64_pointer(h[_L_SEG]), (parts * kv + 1,))
-    src32 = nb.carray(team.int32_pointer(h[_L_SRC32]), (h[_L_TOTAL],))
-    dst32 = nb.carray(team.int32_pointer(h[_L_DST32]), (h[_L_TOTAL],))
+    h, ok = open_block(block, ConvLayout.SIZE, ConvLayout.FINGERPRINT)
+    if not ok:
+        return
+    kv, parts, skip, num_pairs = h[ConvLayout.K], h[ConvLayout.PARTS], h[ConvLayout.SKIP], h[ConvLayout.NUM_PAIRS]
+    src = nb.carray(team.int64_pointer(h[ConvLayout.SRC]), (num_pairs,))
+    dst = nb.carray(team.int64_pointer(h[ConvLayout.DST]), (num_pairs,))
+    starts = nb.carray(team.int64_pointer(h[ConvLayout.STARTS]), (kv + 1,))
+    owner = nb.carray(team.int32_pointer(h[ConvLayout.OWNER]), (h[ConvLayout.NUM_OUT],))
+    seg = nb.carray(team.int64_pointer(h[ConvLayout.SEG]), (parts * kv + 1,))
+    src32 = nb.carray(team.int32_pointer(h[ConvLayout.SRC32]), (h[ConvLayout.TOTAL],))
+    dst32 = nb.carray(team.int32_pointer(h[ConvLayout.DST32]), (h[ConvLayout.TOTAL],))
     t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     for k in range(t, kv, nt):
         if k != skip:
@@ -135,23 +120,24 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
     backward pass ``dW[k] += x[dst]^T a[src]`` (the identity's over the part's rows) into this thread's
     accumulator ``grad_w[t]``. ``a`` (the gathered operand) also sets the element type of the SIMD kernels."""
     t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
-    kv, c_a, c_out, c_x = h[_K], h[_C_A], h[_C_OUT], h[_C_X]
-    a_addr, w_addr, w_stride, out_addr, x_addr = h[_A], h[_W], h[_W_STRIDE], h[_OUT], h[_X]
+    kv, c_a, c_out, c_x = h[ConvFused.K], h[ConvFused.C_A], h[ConvFused.C_OUT], h[ConvFused.C_X]
+    a_addr, w_addr, w_stride = h[ConvFused.A], h[ConvFused.W], h[ConvFused.W_STRIDE]
+    out_addr, x_addr = h[ConvFused.OUT], h[ConvFused.X]
     itemsize = a.itemsize
     w_bytes = c_a * w_stride * itemsize  # one offset's (padded) weight
-    need_w = h[_GRAD_W] != 0
+    need_w = h[ConvFused.GRAD_W] != 0
     parts = (seg.shape[0] - 1) // kv
     if need_w:
         for u in range(t, grad_w.shape[0], nt):  # every accumulator, also if the team has fewer threads
             grad_w[u] = 0
-    gw_addr = h[_GRAD_W] + t * kv * c_x * c_a * itemsize
-    identity = h[_IDENTITY]
+    gw_addr = h[ConvFused.GRAD_W] + t * kv * c_x * c_a * itemsize
+    identity = h[ConvFused.IDENTITY]
     for part in range(parts * t // nt, parts * (t + 1) // nt):
         lo, hi = bounds[part], bounds[part + 1]
         if identity >= 0 and out_addr != 0:  # out[lo:hi] (+)= a[lo:hi] @ W_identity
             simd.dense_products(a, a_addr + lo * c_a * itemsize, hi - lo, c_a,
                                          w_addr + identity * w_bytes, w_stride, out_addr + lo * c_out * itemsize,
-                                         c_out, h[_ADD_IDENTITY] != 0)
+                                         c_out, h[ConvFused.ADD_IDENTITY] != 0)
         if identity >= 0 and need_w and hi > lo:  # dW_identity += x[lo:hi]^T a[lo:hi] (rows in order)
             simd.outer_products(a, x_addr, c_x, 0, lo, hi - lo, a_addr + lo * c_a * itemsize, c_a,
                                          gw_addr + identity * c_x * c_a * itemsize)
@@ -163,34 +149,38 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
                 simd.pair_products(a, a_addr, src, dst, s0, s1 - s0, c_a, w_addr + k * w_bytes, w_stride,
                                             out_addr, c_out, True)
             if need_w:
-                simd.outer_products(a, x_addr, c_x, h[_DST] + 4 * s0, 0, s1 - s0, a_addr, c_a,
-                                             gw_addr + k * c_x * c_a * itemsize, h[_SRC] + 4 * s0)
+                simd.outer_products(a, x_addr, c_x, h[ConvFused.DST] + 4 * s0, 0, s1 - s0, a_addr, c_a,
+                                    gw_addr + k * c_x * c_a * itemsize, h[ConvFused.SRC] + 4 * s0)
 
 
+@reads(ConvFused)
 def _fused_body(block):
-    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64, the
-    ``_HEADER`` words named above): ``a`` ``[N_a, C_a]`` is the read operand (``x`` forward, ``grad_out``
-    backward), ``W`` ``[K, C_a, W_stride]`` (``W^T`` backward; padded by :func:`.simd_products.padded_weight`),
+    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block:
+    :data:`.arg_blocks.ConvFused`. ``a`` ``[N_a, C_a]`` is the read operand (``x`` forward, ``grad_out``
+    backward), ``W`` ``[K, C_a, W_stride]`` (``W^T`` backward; padded by :func:`.simd.padded_weight`),
     ``out`` ``[*, C_out]`` the target (``out`` / ``grad_x``, or 0), ``x`` ``[*, C_x]`` and ``grad_w``
     ``[threads, K, C_x, C_a]`` backward only (``grad_w`` 0: no weight gradient); ``src``/``dst`` int32,
     ``seg`` int64 ``[parts K + 1]``, ``bounds`` ``[parts + 1]`` the parts' rows; ``identity`` the offset
     (left out of ``src``/``dst``) whose pairs are ``(r, r)``, whose product each part writes into its own
     rows first (``add_identity`` 1: added to them), or -1."""
-    h = nb.carray(block, (_HEADER,))
-    kv, total, parts, threads = h[_K], h[_TOTAL], h[_PARTS], h[_THREADS]
-    src = nb.carray(team.int32_pointer(h[_SRC]), (total,))
-    dst = nb.carray(team.int32_pointer(h[_DST]), (total,))
-    seg = nb.carray(team.int64_pointer(h[_SEG]), (parts * kv + 1,))
-    bounds = nb.carray(team.int64_pointer(h[_BOUNDS]), (parts + 1,))
-    gw_shape = (threads if h[_GRAD_W] != 0 else 0, kv, h[_C_X], h[_C_A])
-    if h[_DOUBLE]:
+    h, ok = open_block(block, ConvFused.SIZE, ConvFused.FINGERPRINT)
+    if not ok:
+        return
+    kv, total, parts, threads = h[ConvFused.K], h[ConvFused.TOTAL], h[ConvFused.PARTS], h[ConvFused.THREADS]
+    src = nb.carray(team.int32_pointer(h[ConvFused.SRC]), (total,))
+    dst = nb.carray(team.int32_pointer(h[ConvFused.DST]), (total,))
+    seg = nb.carray(team.int64_pointer(h[ConvFused.SEG]), (parts * kv + 1,))
+    bounds = nb.carray(team.int64_pointer(h[ConvFused.BOUNDS]), (parts + 1,))
+    gw_shape = (threads if h[ConvFused.GRAD_W] != 0 else 0, kv, h[ConvFused.C_X], h[ConvFused.C_A])
+    a_shape = (h[ConvFused.N_A], h[ConvFused.C_A])
+    if h[ConvFused.DOUBLE]:
         p = team.float64_pointer
-        _run_parts(h, nb.carray(p(h[_A]), (h[_N_A], h[_C_A])), nb.carray(p(h[_GRAD_W]), gw_shape), src, dst, seg,
-                   bounds)
+        _run_parts(h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst,
+                   seg, bounds)
     else:
         p = team.float32_pointer
-        _run_parts(h, nb.carray(p(h[_A]), (h[_N_A], h[_C_A])), nb.carray(p(h[_GRAD_W]), gw_shape), src, dst, seg,
-                   bounds)
+        _run_parts(h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst,
+                   seg, bounds)
 
 
 Layout = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -213,11 +203,9 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
     bounds, owner = _part_bounds(dst_np, starts, skip, num_out, parts, stride)
     seg = np.zeros(parts * kv + 1, np.int64)
     src32, dst32 = np.empty(total, np.int32), np.empty(total, np.int32)
-    fields = {_L_SRC: src_np.ctypes.data, _L_DST: dst_np.ctypes.data, _L_PAIRS: src_np.shape[0],
-              _L_STARTS: starts.ctypes.data, _L_K: kv, _L_SKIP: skip, _L_OWNER: owner.ctypes.data,
-              _L_NUM_OUT: num_out, _L_PARTS: parts, _L_SEG: seg.ctypes.data, _L_SRC32: src32.ctypes.data,
-              _L_DST32: dst32.ctypes.data, _L_TOTAL: total}
-    team.run_on_team(_layout_body, team.argument_block(fields, _LAYOUT_HEADER), threads)
+    block = ConvLayout.pack(num_pairs=src_np.shape[0], k=kv, skip=skip, num_out=num_out, parts=parts, total=total,
+                            src=src_np, dst=dst_np, starts=starts, owner=owner, seg=seg, src32=src32, dst32=dst32)
+    team.run_on_team(_layout_body, block, threads)
     return bounds, seg, src32, dst32
 
 
@@ -228,7 +216,7 @@ def _uninitialised(shape: Tuple[int, ...], dtype) -> np.ndarray:
 
 def _padded(weight: Tensor) -> np.ndarray:
     """The kernels' weight array: ``weight`` ``[..., C_in, C_out]`` C-contiguous, last axis padded
-    (:func:`.simd_products.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
+    (:func:`.simd.padded_weight`); memoised per parameter version by :func:`.weight_cache.derived_layout`."""
     return simd.padded_weight(weight.detach().contiguous().numpy())
 
 
@@ -237,14 +225,12 @@ def _launch(split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optio
     bounds, seg, src32, dst32 = split
     kv = w.shape[0]
     padded = derived_layout(w, "padded", _padded)
-    fields = {_DOUBLE: int(a.dtype == torch.float64), _K: kv, _SRC: src32.ctypes.data, _DST: dst32.ctypes.data,
-              _SEG: seg.ctypes.data, _TOTAL: src32.shape[0], _PARTS: (seg.shape[0] - 1) // kv, _THREADS: threads,
-              _A: a.data_ptr(), _N_A: a.shape[0], _C_A: w.shape[1], _W: padded.ctypes.data,
-              _W_STRIDE: padded.shape[2], _OUT: 0 if out is None else out.data_ptr(), _C_OUT: w.shape[2],
-              _X: 0 if x is None else x.data_ptr(), _C_X: 0 if x is None else x.shape[1],
-              _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data, _BOUNDS: bounds.ctypes.data,
-              _IDENTITY: identity, _ADD_IDENTITY: int(add_identity)}
-    team.run_on_team(_fused_body, team.argument_block(fields, _HEADER), threads)
+    block = ConvFused.pack(double=a.dtype == torch.float64, k=kv, total=src32.shape[0], parts=(seg.shape[0] - 1) // kv,
+                           threads=threads, n_a=a.shape[0], c_a=w.shape[1], w_stride=padded.shape[2],
+                           c_out=w.shape[2], c_x=0 if x is None else x.shape[1], identity=identity,
+                           add_identity=add_identity, src=src32, dst=dst32, seg=seg, bounds=bounds, a=a, w=padded,
+                           out=out, x=x, grad_w=grad_w)
+    team.run_on_team(_fused_body, block, threads)
 
 
 def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, identity: int = -1,

@@ -23,18 +23,8 @@ all in one parallel region of torch's team (:func:`.team.run_on_team`), the arit
 kernels of :mod:`.simd`. :func:`backward` runs the same blocks for the gradients on a symmetric
 map: the bags of ``dOut`` over the same slots give the input gradient (times the mirrored weights) and,
 times the ``x`` rows of the slots, the weight gradient, so the forward's ``A`` is not needed (writing its
-``[slots, C_in]`` in the forward cost 9 ms at 1 thread and 13 ms at 2 on KITTI 7^3 32 -> 32, its 85 MB
-faulted in on every call); each thread adds into its own ``dW`` accumulator.
-
-History, measured: the first version of this pass summed the bags with numba loops and multiplied each
-tile with one MKL ``sgemm`` into a buffer, then scattered the buffer; against the chunked bags +
-``torch.mm`` + team scatter of :func:`.group_aggregate._group_products` it took the paper-config
-LargeKernel3D-Seg's SW-LK products at 2 threads from 739 to 670 ms. The SIMD kernels (bag sums in vector
-registers; products in register panels added straight into the output rows; the weight gradient as
-outer products read through the slots' row indices, with no gathered copy) took the products of KITTI
-000001 7^3 32 -> 32 at 1 thread from ~35 to ~23 ms (bag sums 13.6 -> 9.3 ms, alone) and the layer's
-forward + backward from ~125 to ~105 ms; prefetching the bags' rows and looping over a tile's slots inside
-the SIMD kernel took the layer's forward from 51-53 to 47-48 ms (fwd + bwd 92-101 -> 86-88 ms).
+``[slots, C_in]`` in the forward costs a pass over memory that is faulted in on every call); each thread adds
+into its own ``dW`` accumulator.
 """
 
 from __future__ import annotations
@@ -48,29 +38,28 @@ from torch import Tensor
 
 from ..weight_cache import derived_layout
 from . import simd, team
+from .arg_blocks import GroupFused, open_block, reads
 from .tuning import CpuTuning
-
-# The int64 argument block of _groups_body: flags, sizes and addresses (0 for an absent array).
-(_DOUBLE, _GROUPS, _CENTRE, _BLOCKS, _PARTS, _TILE, _USE, _X, _N_IN, _C_IN, _W, _W_STRIDE, _C_OUT, _OUT, _ENTRIES,
- _ENC, _BAG_PTR, _SLOTS, _ROWS, _RANGES, _PART_CUTS, _A_BUF, _KEEP, _CENTRE_START, _FEAT, _GRAD_W,
- _THREADS) = range(27)
-_HEADER = 27
 
 
 @nb.njit(nogil=True)
 def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
-    """This team thread's parts ``t, t + T, ...``: per row block, the centre (if ``h[_CENTRE_START] >= 0``)
-    then every other group, by tiles: the bag sums, the products into ``out`` (if ``h[_OUT]``) and, given
-    ``h[_FEAT]``, ``feat[rows]^T A`` per group into this thread's accumulator ``grad_w[t]``. ``x`` (the
+    """This team thread's parts ``t, t + T, ...``: per row block, the centre (if ``centre_start >= 0``) then every
+    other group, by tiles: the bag sums, the products into ``out`` (if given) and, given ``feat``, ``feat[rows]^T A``
+    per group into this thread's accumulator ``grad_w[t]`` (``h``: the words of :data:`.arg_blocks.GroupFused`).
+    ``x`` (the
     ``[N_in, C_in]`` input) also sets the element type of the SIMD kernels."""
     t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     itemsize = x.itemsize
-    ng, centre, parts, tile, c_in, c_out = h[_GROUPS], h[_CENTRE], h[_PARTS], h[_TILE], h[_C_IN], h[_C_OUT]
-    x_addr, w_addr, w_stride, out_addr, feat_addr = h[_X], h[_W], h[_W_STRIDE], h[_OUT], h[_FEAT]
-    with_enc, centre_start = h[_USE] == 2, h[_CENTRE_START]
+    ng, centre, parts, tile = h[GroupFused.GROUPS], h[GroupFused.CENTRE], h[GroupFused.PARTS], h[GroupFused.TILE]
+    c_in, c_out, n_in = h[GroupFused.C_IN], h[GroupFused.C_OUT], h[GroupFused.N_IN]
+    x_addr, w_addr, w_stride = h[GroupFused.X], h[GroupFused.W], h[GroupFused.W_STRIDE]
+    out_addr, feat_addr, enc_addr, entries_addr = h[GroupFused.OUT], h[GroupFused.FEAT], h[GroupFused.ENC], \
+        h[GroupFused.ENTRIES]
+    with_enc, centre_start = h[GroupFused.USE] == 2, h[GroupFused.CENTRE_START]
     w_bytes = c_in * w_stride * itemsize  # one group's (padded) weight
     gw_bytes = c_out * c_in * itemsize  # one group's weight gradient
-    gw_addr = h[_GRAD_W] + t * ng * gw_bytes
+    gw_addr = h[GroupFused.GRAD_W] + t * ng * gw_bytes
     if feat_addr != 0:
         for u in range(t, grad_w.shape[0], nt):  # every accumulator, also if the team has fewer threads
             grad_w[u] = 0
@@ -92,21 +81,21 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
                 hi = ranges[blk, g, 1]
                 for s in range(ranges[blk, g, 0], hi, tile):
                     n = min(hi - s, tile)
-                    a_addr = h[_KEEP] + s * c_in * itemsize if h[_KEEP] != 0 else \
-                        h[_A_BUF] + t * tile * c_in * itemsize
-                    simd.bag_sums(x, x_addr, h[_ENC], c_in, h[_ENTRIES], bag_ptr, h[_N_IN], with_enc, s, n,
-                                           a_addr)
+                    a_addr = h[GroupFused.KEEP] + s * c_in * itemsize if h[GroupFused.KEEP] != 0 else \
+                        h[GroupFused.A_BUF] + t * tile * c_in * itemsize
+                    simd.bag_sums(x, x_addr, enc_addr, c_in, entries_addr, bag_ptr, n_in, with_enc, s, n, a_addr)
                     if out_addr != 0:
                         simd.scatter_products(x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr,
                                                        c_out, rows, s, True)
                     if feat_addr != 0:  # acc[g] += feat[rows of the slots]^T A
-                        simd.outer_products(x, feat_addr, c_out, h[_ROWS] + 4 * s, 0, n, a_addr, c_in,
+                        simd.outer_products(x, feat_addr, c_out, h[GroupFused.ROWS] + 4 * s, 0, n, a_addr, c_in,
                                                      gw_addr + g * gw_bytes)
 
 
+@reads(GroupFused)
 def _groups_body(block):
-    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block (int64, the
-    ``_HEADER`` words named above): ``x`` ``[N_in, C_in]``; ``W`` ``[G, C_in, W_stride]`` (the weight padded
+    """The ``GOMP_parallel`` body of :func:`accumulate` and :func:`backward`. Argument block:
+    :data:`.arg_blocks.GroupFused`. ``x`` ``[N_in, C_in]``; ``W`` ``[G, C_in, W_stride]`` (the weight padded
     by :func:`.simd.padded_weight`); ``out`` ``[*, C_out]`` or 0 (then no products); ``entries``,
     ``bag_ptr`` ``[slots + 1]`` and ``rows`` ``[slots]`` int32; ``enc`` ``[K, C_in]`` (read when ``use`` is
     2); ``ranges`` ``[blocks, G, 2]`` and ``part_cuts`` ``[parts + 1]`` int64; ``a_buf`` ``threads`` tiles of
@@ -114,22 +103,26 @@ def _groups_body(block):
     when each block writes ``x[rows] @ W[centre]`` into its rows first (the centre's slots are the rows in
     order), else -1; ``feat`` ``[*, C_out]`` or 0, and ``grad_w`` ``[threads, G, C_out, C_in]``: the
     accumulators of ``feat[rows]^T A`` per group."""
-    h = nb.carray(block, (_HEADER,))
-    ng, nblk, parts, slots, threads = h[_GROUPS], h[_BLOCKS], h[_PARTS], h[_SLOTS], h[_THREADS]
-    bag_ptr = nb.carray(team.int32_pointer(h[_BAG_PTR]), (slots + 1,))
-    rows = nb.carray(team.int32_pointer(h[_ROWS]), (slots,))
-    ranges = nb.carray(team.int64_pointer(h[_RANGES]), (nblk, ng, 2))
-    part_cuts = nb.carray(team.int64_pointer(h[_PART_CUTS]), (parts + 1,))
-    gw_threads = threads if h[_FEAT] != 0 else 0
-    x_shape, gw_shape = (h[_N_IN], h[_C_IN]), (gw_threads, ng, h[_C_OUT], h[_C_IN])
-    if h[_DOUBLE]:
+    h, ok = open_block(block, GroupFused.SIZE, GroupFused.FINGERPRINT)
+    if not ok:
+        return
+    ng, nblk, parts = h[GroupFused.GROUPS], h[GroupFused.BLOCKS], h[GroupFused.PARTS]
+    slots, threads = h[GroupFused.SLOTS], h[GroupFused.THREADS]
+    bag_ptr = nb.carray(team.int32_pointer(h[GroupFused.BAG_PTR]), (slots + 1,))
+    rows = nb.carray(team.int32_pointer(h[GroupFused.ROWS]), (slots,))
+    ranges = nb.carray(team.int64_pointer(h[GroupFused.RANGES]), (nblk, ng, 2))
+    part_cuts = nb.carray(team.int64_pointer(h[GroupFused.PART_CUTS]), (parts + 1,))
+    gw_threads = threads if h[GroupFused.FEAT] != 0 else 0
+    x_shape = (h[GroupFused.N_IN], h[GroupFused.C_IN])
+    gw_shape = (gw_threads, ng, h[GroupFused.C_OUT], h[GroupFused.C_IN])
+    if h[GroupFused.DOUBLE]:
         p = team.float64_pointer
-        _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[_GRAD_W]), gw_shape))
+        _run_parts(h, nb.carray(p(h[GroupFused.X]), x_shape), bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[GroupFused.GRAD_W]), gw_shape))
     else:
         p = team.float32_pointer
-        _run_parts(h, nb.carray(p(h[_X]), x_shape), bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[_GRAD_W]), gw_shape))
+        _run_parts(h, nb.carray(p(h[GroupFused.X]), x_shape), bag_ptr, rows, ranges, part_cuts,
+                   nb.carray(p(h[GroupFused.GRAD_W]), gw_shape))
 
 
 def block_rows(c_out: int, itemsize: int, tuning: CpuTuning) -> int:
@@ -155,16 +148,13 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
     padded = derived_layout(weight, "padded", _padded)
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
-    fields = {_DOUBLE: int(x.dtype == torch.float64), _GROUPS: ng, _CENTRE: centre, _BLOCKS: nblk,
-              _PARTS: part_cuts.shape[0] - 1, _TILE: tile, _USE: use, _X: x.data_ptr(), _N_IN: x.shape[0],
-              _C_IN: c_in, _W: padded.ctypes.data, _W_STRIDE: padded.shape[2], _C_OUT: c_out,
-              _OUT: 0 if out is None else out.data_ptr(), _ENTRIES: entries.ctypes.data, _ENC: enc.data_ptr(),
-              _BAG_PTR: bag_ptr.ctypes.data, _SLOTS: rows.shape[0], _ROWS: rows.ctypes.data,
-              _RANGES: ranges.ctypes.data, _PART_CUTS: part_cuts.ctypes.data, _A_BUF: a_buf.ctypes.data,
-              _KEEP: 0 if keep is None else keep.ctypes.data, _CENTRE_START: centre_start,
-              _FEAT: 0 if feat is None else feat.data_ptr(), _GRAD_W: 0 if grad_w is None else grad_w.ctypes.data,
-              _THREADS: threads}
-    team.run_on_team(_groups_body, team.argument_block(fields, _HEADER), threads)
+    block = GroupFused.pack(double=x.dtype == torch.float64, groups=ng, centre=centre, blocks=nblk,
+                            parts=part_cuts.shape[0] - 1, tile=tile, use=use, n_in=x.shape[0], c_in=c_in,
+                            w_stride=padded.shape[2], c_out=c_out, slots=rows.shape[0], centre_start=centre_start,
+                            threads=threads, x=x, w=padded, out=out, entries=entries, enc=enc, bag_ptr=bag_ptr,
+                            rows=rows, ranges=ranges, part_cuts=part_cuts, a_buf=a_buf, keep=keep, feat=feat,
+                            grad_w=grad_w)
+    team.run_on_team(_groups_body, block, threads)
 
 
 def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray,

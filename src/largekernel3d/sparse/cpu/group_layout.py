@@ -118,16 +118,17 @@ class GroupLayout:
         :attr:`offsets`, not of the offset-major pairs), and the total last."""
         return np.concatenate([[0], np.cumsum(np.diff(self.starts)[self.offsets])])[self.offset_ptr]
 
-    def _run_layout_team(self, body, rows: np.ndarray, bag_ptr: np.ndarray, extra: np.ndarray) -> None:
+    def _run_layout_team(self, body, rows: np.ndarray, bag_ptr: np.ndarray, **own) -> None:
         """``body`` (:func:`_team_slots_body` or :func:`_team_bags_body`) on torch's OpenMP team, one group
-        range of :attr:`ranges` per thread, each with an int32 scratch row of ``num_out``."""
+        range of :attr:`ranges` per thread, each with an int32 scratch row of ``num_out``; ``own``: the body's own
+        fields of its argument block (after the :data:`.arg_blocks.GroupLayout` ones)."""
         num_ranges = self.ranges.shape[0] - 1
         scratch = np.zeros((num_ranges, self.num_out), np.int32)
-        block = np.array([self.pair_in.ctypes.data, self.pair_out.ctypes.data, self.num_pairs,
-                          self.starts.ctypes.data, self.kernel_volume, self.offsets.ctypes.data,
-                          self.offset_ptr.ctypes.data, self.offset_ptr.shape[0] - 1, self.ranges.ctypes.data,
-                          num_ranges, scratch.ctypes.data, self.num_out, rows.ctypes.data, bag_ptr.ctypes.data,
-                          self.gstart.ctypes.data, extra.ctypes.data, rows.shape[0]], np.int64)
+        block = body.arg_block.pack(
+            num_pairs=self.num_pairs, k=self.kernel_volume, groups=self.offset_ptr.shape[0] - 1,
+            num_ranges=num_ranges, num_out=self.num_out, num_slots=rows.shape[0], pair_in=self.pair_in,
+            pair_out=self.pair_out, starts=self.starts, offsets=self.offsets, offset_ptr=self.offset_ptr,
+            ranges=self.ranges, scratch=scratch, rows=rows, bag_ptr=bag_ptr, gstart=self.gstart, **own)
         team.run_on_team(body, block, num_ranges)
 
     def _team_slots(self, entries: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -144,11 +145,10 @@ class GroupLayout:
         bag_ptr = np.empty(self.num_pairs + num_ranges + 1, np.int32)
         bag_ptr[base] = pairs_before[:-1]
         seen = _bitsets(self.num_out, num_ranges)
-        extra = np.concatenate([base, np.zeros(num_ranges, np.int64),
-                                [entries.ctypes.data, self.num_in, seen.ctypes.data, seen.shape[1],
-                                 int(self.mirrored)]]).astype(np.int64)
-        self._run_layout_team(_team_slots_body, rows, bag_ptr, extra)
-        ends = extra[num_ranges:2 * num_ranges]
+        ends = np.zeros(num_ranges, np.int64)
+        self._run_layout_team(_team_slots_body, rows, bag_ptr, num_in=self.num_in, seen_words=seen.shape[1],
+                              mirrored=self.mirrored, base=np.ascontiguousarray(base, np.int64), ends=ends,
+                              entries=entries, seen=seen)
         dst = 0
         for r in range(num_ranges):
             b, n = int(base[r]), int(ends[r] - base[r])
@@ -183,8 +183,8 @@ class GroupLayout:
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
             if self.compact and self.ranges.shape[0] > 2:
-                self._run_layout_team(_team_bags_body, self.rows, self.bag_ptr, np.array(
-                    [entries.ctypes.data, self.num_in, int(with_encoding), int(self.mirrored)], np.int64))
+                self._run_layout_team(_team_bags_body, self.rows, self.bag_ptr, num_in=self.num_in,
+                                      with_encoding=with_encoding, mirrored=self.mirrored, entries=entries)
             elif self.compact:
                 _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
                               self.offset_ptr.shape[0] - 1, self.rows, self.bag_ptr, self.gstart,

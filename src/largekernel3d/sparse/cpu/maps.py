@@ -10,38 +10,36 @@ sorted by ``(b, c0, c1, c2)`` fall into runs of equal ``(b, c0, c1)``. For an ou
 kernel row ``(k0, k1)`` the neighbour line ``(b, c0 + d0 (k0 - m0), c1 + d1 (k1 - m1))`` is found once
 in the sorted line keys (a pointer per ``k0`` that only moves forward, as lines are visited in key
 order), then a two-pointer sweep along ``c2`` emits every pair of that line pair (starting at the first
-site whose window reaches the neighbour line, stopping where the neighbour line ends: KITTI 7³ map 4-6 %
-faster). Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per
-site.
+site whose window reaches the neighbour line, stopping where the neighbour line ends).
+Cost: ``k0 * k1`` look-ups per line and O(1) per emitted pair, instead of ``K`` look-ups per site.
 
 For odd kernels the map is symmetric (pair ``(i, o)`` at displacement ``+d`` is pair ``(o, i)`` at
 ``-d``), so only the offsets after the centre are searched; the centre is the identity and the
 others are mirrored copies, which the map builder leaves to :func:`mirror_lower_half` on the first read
 of its pair lists (``KernelMap.half_stored``: SW-LK's layout and backward read the offsets after the
-centre in their place, so its forward never writes them: 1.2 ms of KITTI 7³ at 1 thread). The work is
+centre in their place, so its forward never writes them). The work is
 cut into fixed blocks of the (sorted) sites; per-block counts ``counts[block, k]`` give every block its
 prefix-sum position in each offset. Strided builders and
 dense submanifold maps run two passes (count, then fill in place); sparse submanifold maps (at most
 ``_ONE_PASS_MAX_PAIRS_PER_SITE`` pairs per site, counted on a sample of lines) run the sweep once,
 emitting ``(k, in, out)`` into per-chunk buffers while counting, then place the buffered pairs (the
-sweep is the costly part on LiDAR-like scans: 30-40 % off a 7^3 map). Either way the pair order is
+sweep is the costly part on LiDAR-like scans). Either way the pair order is
 independent of the thread count: offset-major, then by block, then by sorted output (submanifold)
 or sorted input (regular / transposed).
 
 Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
-the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.openmp_team`): its chunks of blocks
+the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.team`): its chunks of blocks
 (``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sampled lines of each chunk (a
-chunk's density differs from the scene's by up to 40 % on LiDAR scans), and a chunk whose buffers
-were short is swept again (3³ maps at 2 threads 1.06-1.4x faster than serial, identical pairs); the team
-then places the buffered pairs and fills the mirrored offsets (KITTI 7³ placement 8.2 -> 4.1 ms against the
-Python-thread pool, the map 19.9 -> 16.8 ms). The other
+chunk's density differs from the scene's on LiDAR scans), and a chunk whose buffers were short is swept
+again (the pairs are identical to the serial sweep's); the team then places the buffered pairs and fills the
+mirrored offsets. The argument blocks of the two team bodies are declared in :mod:`.arg_blocks`. The other
 builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
 takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
-small machine a second OpenMP runtime next to torch's spins against it and was measured to be 10-100x
-slower than serial code. The feature gather here is a serial, memory-bound loop (used at one thread); the
-GEMMs, the gathers at more threads (``index_select``) and the scatter-adds (:mod:`.openmp_team`) run on
+small machine a second OpenMP runtime next to torch's spins against it and runs far slower than serial
+code. The feature gather here is a serial, memory-bound loop (used at one thread); the
+GEMMs, the gathers at more threads (``index_select``) and the scatter-adds (:mod:`.team`) run on
 torch's own threads (see :mod:`.functional`). The inner loops index through :data:`.array_index.uidx`
-(no negative-index fix-up per access: KITTI 7³ map 20.3-20.7 -> 17.9-18.5 ms at 1 thread).
+(no negative-index fix-up per access).
 """
 
 from __future__ import annotations
@@ -59,6 +57,7 @@ from torch import Tensor
 from ..coords import decode, encode
 from ..geometry import ConvGeometry
 from . import team
+from .arg_blocks import MapPlace, MapSweep, PlaceChunk, SweepChunk, open_block, reads
 from .array_index import uidx
 from .tuning import DEFAULT_TUNING, CpuTuning
 
@@ -287,38 +286,41 @@ def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, di
         capacity *= 2
 
 
-_TEAM_SWEEP_HEADER = 16  # int64 words of the argument block of _team_sweep_body
+_SWEEP_COLUMNS = len(SweepChunk)  # words of a row of the sweep's chunk table
 
 
+@reads(MapSweep)
 def _team_sweep_body(block):
     """Torch's OpenMP team runs the submanifold sweep of :func:`_sweep_on_team`: thread ``t`` of ``T``
     sweeps chunks ``t, t + T, ...`` into their preallocated buffers (``ok[c] = 0`` where they were short).
-
-    Argument block (int64): ``[line_start, L, line_key, cz, rows, N, params, blocks, B, table, K, half,
-    cuts, C, chunk_meta, ok]``: addresses and sizes; ``params`` = shape, kernel size and dilation (9 words);
-    ``chunk_meta [C, 5]`` = addresses of the int32 ``k``/``in``/``out`` buffers and of the int64 ``ends``,
-    and the buffers' capacity."""
-    h = nb.carray(block, (_TEAM_SWEEP_HEADER,))
-    num_lines, num_sites, nblk, kv, num_chunks = h[1], h[5], h[8], h[10], h[13]
-    line_start = nb.carray(team.int64_pointer(h[0]), (num_lines + 1,))
-    line_key = nb.carray(team.int64_pointer(h[2]), (num_lines,))
-    cz = nb.carray(team.int64_pointer(h[3]), (num_sites,))
-    rows = nb.carray(team.int32_pointer(h[4]), (num_sites,))
-    shape = nb.carray(team.int64_pointer(h[6]), (3,))
-    ksize = nb.carray(team.int64_pointer(h[6] + 24), (3,))
-    dil = nb.carray(team.int64_pointer(h[6] + 48), (3,))
-    blocks = nb.carray(team.int64_pointer(h[7]), (nblk + 1,))
-    table = nb.carray(team.int64_pointer(h[9]), (nblk, kv))
-    cuts = nb.carray(team.int64_pointer(h[12]), (num_chunks + 1,))
-    meta = nb.carray(team.int64_pointer(h[14]), (num_chunks, 5))
-    ok = nb.carray(team.int64_pointer(h[15]), (num_chunks,))
+    Argument block: :data:`.arg_blocks.MapSweep`; a row of ``chunks`` holds the :class:`.arg_blocks.SweepChunk`
+    columns (the addresses of the chunk's int32 ``k``/``in``/``out`` buffers and of its int64 ``ends``, and the
+    buffers' capacity)."""
+    h, ok_block = open_block(block, MapSweep.SIZE, MapSweep.FINGERPRINT)
+    if not ok_block:
+        return
+    num_lines, num_sites, nblk = h[MapSweep.NUM_LINES], h[MapSweep.NUM_SITES], h[MapSweep.NUM_BLOCKS]
+    kv, num_chunks = h[MapSweep.K], h[MapSweep.NUM_CHUNKS]
+    line_start = nb.carray(team.int64_pointer(h[MapSweep.LINE_START]), (num_lines + 1,))
+    line_key = nb.carray(team.int64_pointer(h[MapSweep.LINE_KEY]), (num_lines,))
+    cz = nb.carray(team.int64_pointer(h[MapSweep.CZ]), (num_sites,))
+    rows = nb.carray(team.int32_pointer(h[MapSweep.ROWS]), (num_sites,))
+    shape = nb.carray(team.int64_pointer(h[MapSweep.SHAPE]), (3,))
+    ksize = nb.carray(team.int64_pointer(h[MapSweep.KSIZE]), (3,))
+    dil = nb.carray(team.int64_pointer(h[MapSweep.DIL]), (3,))
+    blocks = nb.carray(team.int64_pointer(h[MapSweep.BLOCKS]), (nblk + 1,))
+    table = nb.carray(team.int64_pointer(h[MapSweep.TABLE]), (nblk, kv))
+    cuts = nb.carray(team.int64_pointer(h[MapSweep.CUTS]), (num_chunks + 1,))
+    meta = nb.carray(team.int64_pointer(h[MapSweep.CHUNKS]), (num_chunks, _SWEEP_COLUMNS))
+    ok = nb.carray(team.int64_pointer(h[MapSweep.OK]), (num_chunks,))
+    half = h[MapSweep.HALF] != 0
     for c in range(team.omp_get_thread_num(), num_chunks, team.omp_get_num_threads()):
-        lo, hi, cap = cuts[c], cuts[c + 1], meta[c, 4]
-        kbuf = nb.carray(team.int32_pointer(meta[c, 0]), (cap,))
-        ibuf = nb.carray(team.int32_pointer(meta[c, 1]), (cap,))
-        obuf = nb.carray(team.int32_pointer(meta[c, 2]), (cap,))
-        ends = nb.carray(team.int64_pointer(meta[c, 3]), (hi - lo,))
-        done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, h[11] != 0,
+        lo, hi, cap = cuts[c], cuts[c + 1], meta[c, SweepChunk.CAPACITY]
+        kbuf = nb.carray(team.int32_pointer(meta[c, SweepChunk.KBUF]), (cap,))
+        ibuf = nb.carray(team.int32_pointer(meta[c, SweepChunk.IBUF]), (cap,))
+        obuf = nb.carray(team.int32_pointer(meta[c, SweepChunk.OBUF]), (cap,))
+        ends = nb.carray(team.int64_pointer(meta[c, SweepChunk.ENDS]), (hi - lo,))
+        done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, half,
                                 kbuf, ibuf, obuf, ends)
         ok[c] = 1 if done else 0
 
@@ -339,19 +341,22 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     ``[(blk_lo, blk_hi, (k, in, out, ends))]`` like :func:`_run_blocks` of :func:`_subm_sweep`."""
     cuts = _chunk_cuts(nblk, threads, per_thread)
     chunks = cuts.shape[0] - 1
-    meta = np.empty((chunks, 5), np.int64)
+    meta = np.empty((chunks, len(SweepChunk)), np.int64)
     buffers = []
     for c in range(chunks):
         cap = _chunk_capacity(density, line_start, blocks, int(cuts[c]), int(cuts[c + 1]))
-        bufs = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32),
-                np.empty(int(cuts[c + 1] - cuts[c]), np.int64))
-        meta[c] = [b.ctypes.data for b in bufs] + [cap]
-        buffers.append(bufs)
+        kbuf, ibuf, obuf = np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32)
+        ends = np.empty(int(cuts[c + 1] - cuts[c]), np.int64)
+        meta[c, SweepChunk.KBUF], meta[c, SweepChunk.IBUF] = kbuf.ctypes.data, ibuf.ctypes.data
+        meta[c, SweepChunk.OBUF], meta[c, SweepChunk.ENDS] = obuf.ctypes.data, ends.ctypes.data
+        meta[c, SweepChunk.CAPACITY] = cap
+        buffers.append((kbuf, ibuf, obuf, ends))
     ok = np.zeros(chunks, np.int64)
-    params = np.concatenate([shape, ksize, dil]).astype(np.int64)
-    block = np.array([line_start.ctypes.data, line_key.shape[0], line_key.ctypes.data, cz.ctypes.data,
-                      rows.ctypes.data, cz.shape[0], params.ctypes.data, blocks.ctypes.data, nblk, counts.ctypes.data,
-                      counts.shape[1], int(half), cuts.ctypes.data, chunks, meta.ctypes.data, ok.ctypes.data], np.int64)
+    block = MapSweep.pack(num_lines=line_key.shape[0], num_sites=cz.shape[0], num_blocks=nblk, k=counts.shape[1],
+                          half=half, num_chunks=chunks, line_start=line_start, line_key=line_key, cz=cz, rows=rows,
+                          shape=np.ascontiguousarray(shape, np.int64), ksize=np.ascontiguousarray(ksize, np.int64),
+                          dil=np.ascontiguousarray(dil, np.int64), blocks=blocks, table=counts, cuts=cuts,
+                          chunks=meta, ok=ok)
     team.run_on_team(_team_sweep_body, block, threads)
     emitted = []
     for c in range(chunks):
@@ -359,7 +364,7 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
         if not ok[c]:
             counts[lo:hi] = 0
             buffers[c] = _subm_sweep(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
-                                     2 * int(meta[c, 4]))
+                                     2 * int(meta[c, SweepChunk.CAPACITY]))
         emitted.append((lo, hi, buffers[c]))
     return emitted
 
@@ -439,33 +444,36 @@ def mirror_lower_half(pair_in: np.ndarray, pair_out: np.ndarray, starts: np.ndar
         _mirror_range(pair_in, pair_out, starts, 0, hi)
 
 
-_TEAM_PLACE_HEADER = 11  # int64 words of the argument block of _team_place_body
+_PLACE_COLUMNS = len(PlaceChunk)  # words of a row of the placement's chunk table
 
 
+@reads(MapPlace)
 def _team_place_body(block):
     """Torch's OpenMP team places the swept pairs (:func:`_place_on_team`): thread ``t`` of ``T`` places
     chunks ``t, t + T, ...``; after a barrier (``mirror``) each thread fills its share of the positions up to
-    the centre offset (:func:`_mirror_range`).
-
-    Argument block (int64): ``[cursors, B, K, pair_in, pair_out, P, starts, meta, C, lo, hi]``: addresses and
-    sizes; ``meta [C, 6]`` = ``blk_lo``, ``blk_hi`` and the addresses of the chunk's int32 ``k``/``in``/``out``
-    buffers and of its int64 ``ends``; ``[lo, hi)`` the positions to mirror (none if empty)."""
-    h = nb.carray(block, (_TEAM_PLACE_HEADER,))
-    nblk, kv, num_pairs, num_chunks = h[1], h[2], h[5], h[8]
-    cursors = nb.carray(team.int64_pointer(h[0]), (nblk, kv))
-    pair_in = nb.carray(team.int64_pointer(h[3]), (num_pairs,))
-    pair_out = nb.carray(team.int64_pointer(h[4]), (num_pairs,))
-    starts = nb.carray(team.int64_pointer(h[6]), (kv + 1,))
-    meta = nb.carray(team.int64_pointer(h[7]), (num_chunks, 6))
+    the centre offset (:func:`_mirror_range`). Argument block: :data:`.arg_blocks.MapPlace`; a row of ``chunks``
+    holds the :class:`.arg_blocks.PlaceChunk` columns (``blk_lo``, ``blk_hi`` and the addresses of the chunk's
+    int32 ``k``/``in``/``out`` buffers and of its int64 ``ends``); ``[mirror_lo, mirror_hi)`` the positions to
+    mirror (none if empty)."""
+    h, ok = open_block(block, MapPlace.SIZE, MapPlace.FINGERPRINT)
+    if not ok:
+        return
+    nblk, kv, num_pairs, num_chunks = h[MapPlace.NUM_BLOCKS], h[MapPlace.K], h[MapPlace.NUM_PAIRS], \
+        h[MapPlace.NUM_CHUNKS]
+    cursors = nb.carray(team.int64_pointer(h[MapPlace.CURSORS]), (nblk, kv))
+    pair_in = nb.carray(team.int64_pointer(h[MapPlace.PAIR_IN]), (num_pairs,))
+    pair_out = nb.carray(team.int64_pointer(h[MapPlace.PAIR_OUT]), (num_pairs,))
+    starts = nb.carray(team.int64_pointer(h[MapPlace.STARTS]), (kv + 1,))
+    meta = nb.carray(team.int64_pointer(h[MapPlace.CHUNKS]), (num_chunks, _PLACE_COLUMNS))
     t, nt = team.omp_get_thread_num(), team.omp_get_num_threads()
     for c in range(t, num_chunks, nt):
-        lo, hi = meta[c, 0], meta[c, 1]
-        ends = nb.carray(team.int64_pointer(meta[c, 5]), (hi - lo,))
+        lo, hi = meta[c, PlaceChunk.BLK_LO], meta[c, PlaceChunk.BLK_HI]
+        ends = nb.carray(team.int64_pointer(meta[c, PlaceChunk.ENDS]), (hi - lo,))
         end = ends[hi - lo - 1]
-        _place(lo, hi, nb.carray(team.int32_pointer(meta[c, 2]), (end,)),
-               nb.carray(team.int32_pointer(meta[c, 3]), (end,)),
-               nb.carray(team.int32_pointer(meta[c, 4]), (end,)), ends, cursors, pair_in, pair_out)
-    lo, hi = h[9], h[10]
+        _place(lo, hi, nb.carray(team.int32_pointer(meta[c, PlaceChunk.KBUF]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, PlaceChunk.IBUF]), (end,)),
+               nb.carray(team.int32_pointer(meta[c, PlaceChunk.OBUF]), (end,)), ends, cursors, pair_in, pair_out)
+    lo, hi = h[MapPlace.MIRROR_LO], h[MapPlace.MIRROR_HI]
     if hi > lo:
         team.gomp_barrier()
         _mirror_range(pair_in, pair_out, starts, lo + (hi - lo) * t // nt, lo + (hi - lo) * (t + 1) // nt)
@@ -475,11 +483,15 @@ def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, star
     """:func:`_place` of every chunk of ``emitted`` (int32 buffers, from :func:`_sweep_on_team`), then
     :func:`_mirror_range` of the positions ``mirror = (lo, hi)``, on ``threads`` threads of torch's OpenMP team
     (:func:`_team_place_body`)."""
-    meta = np.array([[lo, hi] + [b.ctypes.data for b in bufs[:3]] + [bufs[3].ctypes.data]
-                     for lo, hi, bufs in emitted if hi > lo], np.int64).reshape(-1, 6)
-    block = np.array([cursors.ctypes.data, cursors.shape[0], cursors.shape[1], pair_in.ctypes.data,
-                      pair_out.ctypes.data, pair_in.shape[0], starts.ctypes.data, meta.ctypes.data, meta.shape[0],
-                      *mirror], np.int64)
+    chunks = [(lo, hi, bufs) for lo, hi, bufs in emitted if hi > lo]
+    meta = np.empty((len(chunks), len(PlaceChunk)), np.int64)
+    for c, (lo, hi, (kbuf, ibuf, obuf, ends)) in enumerate(chunks):
+        meta[c, PlaceChunk.BLK_LO], meta[c, PlaceChunk.BLK_HI] = lo, hi
+        meta[c, PlaceChunk.KBUF], meta[c, PlaceChunk.IBUF] = kbuf.ctypes.data, ibuf.ctypes.data
+        meta[c, PlaceChunk.OBUF], meta[c, PlaceChunk.ENDS] = obuf.ctypes.data, ends.ctypes.data
+    block = MapPlace.pack(num_blocks=cursors.shape[0], k=cursors.shape[1], num_pairs=pair_in.shape[0],
+                          num_chunks=meta.shape[0], mirror_lo=mirror[0], mirror_hi=mirror[1], cursors=cursors,
+                          pair_in=pair_in, pair_out=pair_out, starts=starts, chunks=meta)
     team.run_on_team(_team_place_body, block, threads)
 
 
@@ -544,7 +556,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
             pairs use one).
         lower_half: for odd kernels, False leaves the offsets before the centre unwritten (allocated but
             never touched), for :func:`mirror_lower_half` to fill when they are read (SW-LK's layout reads
-            the offsets after the centre in their place: 1.2 ms of KITTI 7^3's map at 1 thread).
+            the offsets after the centre in their place).
 
     Returns:
         ``(pair_in, pair_out, offset_starts)``: int64 ``[P]``, int64 ``[P]`` (original rows,

@@ -2,8 +2,8 @@
 
 The scatter-add of gather-GEMM-scatter (``out[idx[r]] += buf[r]``) is memory-bound and used to run on one
 thread while torch's other OpenMP workers spun idle after the GEMM. A thread pool of our own (numba's
-OpenMP/TBB layers, Python threads) competes with those spinning workers on a small machine and was measured
-slower than the serial loop. Instead, this module hands a numba ``cfunc`` to ``GOMP_parallel`` of the libgomp
+OpenMP/TBB layers, Python threads) competes with those spinning workers on a small machine and runs slower
+than the serial loop. Instead, this module hands a numba ``cfunc`` to ``GOMP_parallel`` of the libgomp
 that torch itself loaded, so the very threads that ran the GEMM run the scatter, with no second pool.
 
 Race freedom without atomics: every call gets *segments* of rows within which the destination rows are
@@ -14,8 +14,8 @@ repeat across segments)::
     for each segment [s, e):   thread t of T adds rows  s + (e - s) t / T  ...  s + (e - s) (t + 1) / T
 
 The result is bitwise identical to the serial loop (each row receives the same additions in the same
-order). Measured at 2 threads on KITTI 000001 (32 channels, tiles of 8 k rows): scatter 3.9 -> 2.7 ms (3^3)
-and 19.8 -> 14.3 ms (7^3), the whole cached conv 12.9 -> 11.7 and 55.8 -> 50.4 ms.
+order). Every body reads its int64 argument block through the words of its declaration in :mod:`.arg_blocks`;
+:func:`run_on_team` checks the block against that declaration before the team starts.
 
 Available where torch runs on GNU libgomp (the Linux wheels); elsewhere, with one thread, or for segments
 too short to split, :func:`scatter_add_segments` runs the serial numba loop. Nothing is loaded or compiled
@@ -28,7 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numba as nb
 import numpy as np
@@ -36,9 +36,9 @@ import torch
 from numba import types
 from numba.core.extending import intrinsic
 
-_HEADER = 10  # int64 words of the argument block
-_VALUE_CODES = {"float32": 0, "float64": 1}
-_INDEX_CODES = {"int32": 0, "int64": 1}
+
+from .arg_blocks import TeamScatter, open_block, reads
+
 # libgomp's entry points, called by name: :func:`_torch_libgomp` registers torch's addresses for these
 # names with LLVM before the kernel is compiled or loaded, so the machine code can be cached on disk.
 _LIBGOMP_SYMBOLS = ("omp_get_thread_num", "omp_get_num_threads", "GOMP_barrier")
@@ -104,28 +104,33 @@ def _team_segments(buf, idx, start, seg, out):
             gomp_barrier()
 
 
+@reads(TeamScatter)
 def _team_body(block):
-    """The ``GOMP_parallel`` body. Argument block (int64): ``[buf, idx, out, out_rows, channels, idx_start,
-    num_segments, segments, value code, index code]`` (addresses, sizes, and the dtypes of ``buf``/``out``
-    and ``idx`` as ``_VALUE_CODES`` / ``_INDEX_CODES``); ``segments`` points at ``(s, e)`` pairs."""
-    head = nb.carray(block, (_HEADER,))
-    rows, channels, start, num_segments = head[3], head[4], head[5], head[6]
-    seg = nb.carray(int64_pointer(head[7]), (2 * num_segments,))
+    """The ``GOMP_parallel`` body of :func:`scatter_add_segments` (argument block: :data:`.arg_blocks.TeamScatter`;
+    ``buf`` / ``out`` float32 or float64 by ``double``, ``idx`` int32 or int64 by ``index64``, ``segments`` the
+    ``(s, e)`` pairs)."""
+    h, ok = open_block(block, TeamScatter.SIZE, TeamScatter.FINGERPRINT)
+    if not ok:
+        return
+    rows, channels, start = h[TeamScatter.OUT_ROWS], h[TeamScatter.CHANNELS], h[TeamScatter.IDX_START]
+    num_segments = h[TeamScatter.NUM_SEGMENTS]
+    seg = nb.carray(int64_pointer(h[TeamScatter.SEGMENTS]), (2 * num_segments,))
     end = seg[2 * num_segments - 1]  # segments ascend: the last one ends last
-    if head[8] == 0:
-        buf = nb.carray(float32_pointer(head[0]), (end, channels))
-        out = nb.carray(float32_pointer(head[2]), (rows, channels))
-        if head[9] == 0:
-            _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
+    buf_addr, idx_addr, out_addr = h[TeamScatter.BUF], h[TeamScatter.IDX], h[TeamScatter.OUT]
+    if h[TeamScatter.DOUBLE] == 0:
+        buf = nb.carray(float32_pointer(buf_addr), (end, channels))
+        out = nb.carray(float32_pointer(out_addr), (rows, channels))
+        if h[TeamScatter.INDEX64] == 0:
+            _team_segments(buf, nb.carray(int32_pointer(idx_addr), (start + end,)), start, seg, out)
         else:
-            _team_segments(buf, nb.carray(int64_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int64_pointer(idx_addr), (start + end,)), start, seg, out)
     else:
-        buf = nb.carray(float64_pointer(head[0]), (end, channels))
-        out = nb.carray(float64_pointer(head[2]), (rows, channels))
-        if head[9] == 0:
-            _team_segments(buf, nb.carray(int32_pointer(head[1]), (start + end,)), start, seg, out)
+        buf = nb.carray(float64_pointer(buf_addr), (end, channels))
+        out = nb.carray(float64_pointer(out_addr), (rows, channels))
+        if h[TeamScatter.INDEX64] == 0:
+            _team_segments(buf, nb.carray(int32_pointer(idx_addr), (start + end,)), start, seg, out)
         else:
-            _team_segments(buf, nb.carray(int64_pointer(head[1]), (start + end,)), start, seg, out)
+            _team_segments(buf, nb.carray(int64_pointer(idx_addr), (start + end,)), start, seg, out)
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,22 +140,25 @@ def _compiled(body: Callable) -> int:
     return nb.cfunc(types.void(types.CPointer(types.int64)), nopython=True, cache=True)(body).address
 
 
-def argument_block(fields: Dict[int, int], size: int) -> np.ndarray:
-    """The int64 argument block of a team body: ``fields`` maps each word's index to its value (flags,
-    sizes, addresses); words not given are 0."""
-    block = np.zeros(size, np.int64)
-    for index, value in fields.items():
-        block[index] = value
-    return block
-
-
 def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
     """Run ``body(block)`` on ``threads`` threads of torch's OpenMP team (``GOMP_parallel``) and return when
-    all are done. ``body`` is a module-level function, compiled once as a cached ``cfunc``, that reads its
-    arguments from the int64 ``block`` (addresses and sizes; views via ``numba.carray`` and the pointer
-    intrinsics here) and splits the work by :data:`omp_get_thread_num`. Only when :func:`team_available`."""
+    all are done. ``body`` is a module-level function, compiled once as a cached ``cfunc``, marked with the
+    declaration of its argument block (:func:`.arg_blocks.reads`); ``block`` is that declaration's ``pack``
+    (addresses and sizes; views via ``numba.carray`` and the pointer intrinsics here). The block is checked
+    against the declaration before the team starts (``TypeError`` / ``ValueError``), and a body compiled against
+    another layout of it (a stale disk cache) raises ``RuntimeError`` after the team returns, having touched no
+    array. The body splits the work by :data:`omp_get_thread_num`. Only when :func:`team_available`."""
+    declaration = getattr(body, "arg_block", None)
+    if declaration is None:
+        raise TypeError(f"OpenMP body {getattr(body, '__name__', body)!r} declares no argument block: mark it "
+                        "with @arg_blocks.reads(<declaration>)")
+    declaration.check(block)
     lib = _torch_libgomp()
     lib.GOMP_parallel(_compiled(body), block.ctypes.data, int(threads), 0)
+    if int(block[declaration.CHECK]) != int(declaration.FINGERPRINT):
+        raise RuntimeError(f"OpenMP body {body.__name__!r} was compiled against another layout of argument block "
+                           f"{declaration.block_name!r} (a stale numba cache): delete the __pycache__ folder of "
+                           f"{body.__module__} and run again")
 
 
 @nb.njit(cache=True, nogil=True)
@@ -188,7 +196,7 @@ def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments:
         return
     if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):
         raise ValueError("scatter_add_segments needs C-contiguous buf/out of one dtype and a contiguous idx")
-    block = np.array([buf.ctypes.data, idx.ctypes.data, out.ctypes.data, out.shape[0], out.shape[1], start,
-                      seg.shape[0], seg.ctypes.data, _VALUE_CODES[buf.dtype.name], _INDEX_CODES[idx.dtype.name]],
-                     np.int64)
+    block = TeamScatter.pack(double=buf.dtype == np.float64, index64=idx.dtype == np.int64, out_rows=out.shape[0],
+                             channels=out.shape[1], idx_start=start, num_segments=seg.shape[0], buf=buf, idx=idx,
+                             out=out, segments=seg)
     run_on_team(_team_body, block, threads)
