@@ -20,29 +20,27 @@ Implementation: every pair is assigned a *slot* (a row of ``A``). ``group_aggreg
 window are non-empty), stored group-major so that group ``g`` is one contiguous block ``A_g``; then
 ``A_g @ W[g]`` is one GEMM per group (in chunks), added into the output rows. Where torch runs on
 libgomp, those products run fused per thread and row block on torch's team instead (bag sums, products
-and row adds of a block in one thread's cache, in SIMD registers; :mod:`.fused_groups`).
+and row adds of a block in one thread's cache, in SIMD registers; :mod:`.cpu.group_fused`).
 
 The sums themselves are *embedding bags* (``torch.nn.functional.embedding_bag(mode="sum")``, FBGEMM's
 vectorised kernels on the CPU, run on torch's own threads): with the table ``[x; E]`` (rows ``j`` and
 ``N_in + k``), slot ``s`` is the bag of the rows ``j`` and ``N_in + k`` of its pairs, so every slot is
 summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
 a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
-weights (see :class:`GroupConvFunction`; KITTI 7^3 fwd+bwd at 2 threads 184-264 -> 137 ms), and the weight
-gradient comes from the same bags of ``dOut`` in that pass instead of from an ``A`` kept by the forward
-(KITTI 7^3 32 -> 32 fwd+bwd at 2 threads 104-112 -> 71-73 ms); otherwise it
+weights (see :class:`GroupConvFunction`), and the weight gradient comes from the same bags of ``dOut`` in that
+pass instead of from an ``A`` kept by the forward; otherwise it
 uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
 slots of offset ``k``'s pairs. The bag
 layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
 and grouping and memoised on the map; the compact one group by group, together with its bag entries
-(:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices, 2x faster on
-KITTI 7^3; the rows with pairs found from a bitset, and the group's pairs read twice while in cache: 9.0
--> 7.8 ms at 1 thread; indexed through :data:`.array_index.uidx`: 7.2-7.4 -> 5.4-5.8 ms), and from
-``CpuTuning.group_team_layout_min_pairs`` pairs split by group ranges over torch's own OpenMP team (KITTI 7^3 at 2
-threads 8.9 -> 5.2 ms). On a symmetric map the compact layout and the
+(:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices; the rows with pairs
+found from a bitset, and the group's pairs read twice while in cache; indexed through :data:`.array_index.uidx`),
+and from ``CpuTuning.group_team_layout_min_pairs`` pairs split by group ranges over torch's own OpenMP team. On a
+symmetric map the compact layout and the
 backward's per-offset sums read the offsets before the centre as the mirrors of those after it
 (:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.half_stored``) is never filled. Nothing here
 starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
-milliseconds after every parallel region) was measured to slow both down on a 2-core machine.
+milliseconds after every parallel region) slows both down on a small machine.
 
 Dataflows (:class:`.dispatch.Dataflow`, chosen once per call by :func:`.dispatch.plan_group_conv` /
 :func:`.dispatch.plan_group_aggregate`; ``dataflow=`` asks for one): ``group_conv`` runs ``CPU_FUSED`` (the products

@@ -1,6 +1,6 @@
 """Checks at the entry points of the engine, before any CPU kernel reads memory through a raw pointer.
 
-The numba kernels behind :func:`~.functional.sparse_conv` and :func:`~.group_aggregate.group_conv` index the
+The numba kernels behind :func:`~.functional.sparse_conv` and :func:`~.group_conv.group_conv` index the
 weight, the features and the output by the kernel map's pairs without bounds checks; a weight of another shape,
 a feature matrix of another length or a pair outside ``[0, N)`` would read or write outside the buffers. The
 functions here raise ``TypeError``/``ValueError`` naming the argument and the fix instead. They are O(1) per

@@ -1,7 +1,7 @@
 """Weight layouts derived once per parameter version instead of on every call.
 
 The fused CPU kernels read a weight as a C-contiguous ``[K, C_in, C_out]`` array with its last axis padded to whole
-SIMD vectors (:func:`.simd_products.padded_weight`), while the parameter is stored as spconv's ``[C_out, *kernel,
+SIMD vectors (:func:`.cpu.simd.padded_weight`), while the parameter is stored as spconv's ``[C_out, *kernel,
 C_in]`` (or, in the backward pass, read transposed). Building that array is a strided copy of the whole weight.
 :func:`derived_layout` memoises it on the parameter (``nn.Parameter``) itself, keyed by the view's geometry and
 stamped with autograd's version counter (``weight._version``, shared by every view of it) and the storage address.

@@ -3,8 +3,7 @@
 numba indexes like Python: ``a[i]`` with a signed ``i < 0`` counts from the end, so every access through a
 signed index carries a compare and a select before the load or store. An unsigned index skips that fix-up.
 In the inner loops of the kernel-map builders and the SW-LK layout, where a pair costs only a few loads and
-stores, indexing through :data:`uidx` took the KITTI 000001 7^3 submanifold map from 20.3-20.7 to 17.9-18.5
-ms at 1 thread (3^3: 6.4-7.0 -> 5.8-6.1 ms).
+stores, that fix-up is a noticeable part of the time, and indexing through :data:`uidx` removes it.
 
 Only for indices that are never negative: a negative value becomes a huge unsigned one and reads or writes
 out of bounds (numba does not check bounds). Mixing ``uint64`` and ``int64`` in arithmetic gives ``float64``

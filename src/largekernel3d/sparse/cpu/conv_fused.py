@@ -1,7 +1,7 @@
 """Sparse convolution products fused per thread on torch's OpenMP team (CPU convolution, forward and
 backward).
 
-The tiled dataflow of :mod:`.functional` runs each pass of a tile (gather, GEMM, scatter-add) on all
+The tiled dataflow of :mod:`.conv_tiled` runs each pass of a tile (gather, GEMM, scatter-add) on all
 threads in turn, with a fork/join between passes. At two threads that left much of the non-GEMM work
 unscaled (scatters of ~2 k rows do not split profitably) and every GEMM of a few hundred rows was itself
 split over threads. Here the *output rows* are split instead::
@@ -251,8 +251,8 @@ def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Opti
     returns ``d_W[k] = sum x[i]^T grad_out[o]`` ``[K, C_in, C_out]`` (summed over the threads' accumulators).
     ``w`` is ``[K, C_in, C_out]``; tensors as in :func:`accumulate`. With ``identity >= 0`` each part first
     sets its rows ``grad_x[r] = grad_out[r] @ W[identity]^T`` (``grad_x`` may be uninitialised) and adds
-    ``x[r]^T grad_out[r]`` over its rows to the identity offset's ``d_W`` (outer products of rows in order:
-    ~100 GFLOP/s a thread against ~50 for ``torch.mm`` of the whole ``x^T grad_out``)."""
+    ``x[r]^T grad_out[r]`` over its rows to the identity offset's ``d_W`` (outer products of rows in order, in
+    the thread's cache, instead of one ``torch.mm`` of the whole ``x^T grad_out`` afterwards)."""
     kv, c_in, c_out = w.shape
     grad_w = _uninitialised((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
         if need_w else None
@@ -277,7 +277,7 @@ def row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTuning) -
 
 def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
                  bias: Optional[Tensor], tuning: CpuTuning) -> Tensor:
-    """The forward by :mod:`.fused_tiles` (``w`` is ``[K, C_in, C_out]``) on torch's team: each part of the
+    """The forward fused per thread (``w`` is ``[K, C_in, C_out]``) on torch's team: each part of the
     output rows is set by the identity offset's GEMM (added to the bias, if any; else the accumulator
     starts as the bias or zeros), then every other offset is added."""
     x = x.contiguous()
@@ -295,7 +295,7 @@ def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: 
 
 def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool,
                   tuning: CpuTuning):
-    """Both gradients by :mod:`.fused_tiles` over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
+    """Both gradients fused per thread over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
     B]``): each part of ``d_in`` is set by the identity offset's product first, and adds its rows to that
     offset's ``d_W``."""
     w = weight[:, 0]

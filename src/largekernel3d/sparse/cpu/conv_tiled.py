@@ -59,9 +59,8 @@ def _np(t: Tensor):
 
 
 def _row_gatherer(x: Tensor, idx: Tensor):
-    """``gather(a, b, buf)``: ``buf[:b - a] = x[idx[a:b]]``. With one thread, the serial numba loop (about
-    20 % faster than torch there); with more, ``torch.index_select``, parallel on torch's own threads
-    (15-20 % off a 7^3 forward at 2 threads)."""
+    """``gather(a, b, buf)``: ``buf[:b - a] = x[idx[a:b]]``. With one thread, the serial numba loop (faster
+    than torch there); with more, ``torch.index_select``, parallel on torch's own threads."""
     if torch.get_num_threads() > 1:
         return lambda a, b, buf: torch.index_select(x, 0, idx[a:b], out=buf[: b - a])
     xn, idxn = _np(x), _np(idx)

@@ -1,7 +1,7 @@
 """SW-LK group products fused per thread on torch's OpenMP team (the CPU forward and backward of
 ``group_conv``).
 
-With compact slots (:class:`.group_aggregate._Slots`: group-major blocks, output rows ascending inside a
+With compact slots (:class:`.group_layout.GroupLayout`: group-major blocks, output rows ascending inside a
 group) the products of every group but the centre are::
 
     A[s]       = sum_{pairs (j, k) of slot s} x[j] + E[k]      (the bag entries of the compact layout)
@@ -13,7 +13,7 @@ and a centre group that holds only the identity offset (SW-LK's centre voxel, ze
 :func:`accumulate` cuts the output rows into one *part* per thread (about equal slot counts) and each
 part into *row blocks* of about ``CpuTuning.group_block_bytes`` of output, so that a block of ``out`` stays in cache
 while all groups add into it (and the neighbours its slots read are close together). Inside a block, the
-slots of group ``g`` are one contiguous range (:meth:`_Slots.row_blocks`), cut into tiles::
+slots of group ``g`` are one contiguous range (:meth:`.group_layout.GroupLayout.row_blocks`), cut into tiles::
 
     bag sums into A          (or straight into ``keep`` when the forward keeps A for backward)
     out[rows] += A @ W[g]    register panels that add each product row into its output row; rows of
@@ -164,7 +164,7 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
     of its pairs' ``x[j] + enc[k]`` (``use`` 2) or ``x[j]`` (``use`` 1; the entries as in
     :func:`.simd.bag_sums`), on ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are
     the slots of each group in each row block and part ``t`` owns blocks ``part_cuts[t]:part_cuts[t + 1]``
-    (:meth:`.group_aggregate._Slots.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
+    (:meth:`.group_layout.GroupLayout.row_blocks`; parts are taken by threads ``t, t + T, ...``); ``keep``
     (``[slots, C_in]``) receives ``A``. With ``centre_start >= 0`` (the first slot of the identity centre
     group, whose slots are the output rows in order) each row block first sets its rows ``out[r] = x[r] @
     W[centre]`` (``out`` may be uninitialised).

@@ -188,7 +188,7 @@ def _slots_below(rows, gstart, r):
 def _part_rows(rows, gstart, n, parts):
     """int64 ``[parts + 1]``: row cuts ``0 = r_0 <= ... <= r_parts = n`` with ``r_t`` the smallest row that has
     at least ``t / parts`` of the slots below it (bisection over :func:`_slots_below`, never a pass over the
-    slots: 0.6 ms on KITTI 7^3's 0.66 M slots before)."""
+    slots)."""
     cuts = np.empty(parts + 1, np.int64)
     cuts[0], cuts[parts] = 0, n
     for t in range(1, parts):

@@ -245,7 +245,7 @@ class GroupLayout:
     @property
     def entries(self) -> np.ndarray:
         """The interleaved bag entries ``(j, N_in + k)`` per pair that the compact layout builds with its slots
-        (read by :mod:`.fused_groups`)."""
+        (read by :mod:`.group_fused`)."""
         return self._by_slot[True]
 
     def blocks(self, chunk: int):

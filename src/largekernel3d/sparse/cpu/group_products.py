@@ -47,7 +47,7 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
     receives every chunk of ``A`` (the centre block as ``x + E[k]``), written serially as it is computed so
     that its fresh pages are touched by one thread (see :func:`.host_memory.touched_empty`). With ``fused``
     (the plan's ``CPU_FUSED``: float32/64, int32 slots, torch on libgomp), the groups run
-    fused per thread and row block instead (:mod:`.fused_groups`; the centre's ``x W_g`` too, written by
+    fused per thread and row block instead (:mod:`.group_fused`; the centre's ``x W_g`` too, written by
     each block into its own rows, unless the centre has a non-zero encoding; ``keep`` is then written by
     the threads that own its rows). ``acc`` (``[G, C_r, C_in]``, chunked path only) receives ``acc[g] +=
     acc_rows[rows of g]^T A_g`` (``acc_rows [N_out, C_r]``; the centre's ``A`` is ``features``, which needs a
@@ -170,8 +170,7 @@ def mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Ten
         if need_x or need_w:
             d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None,
                                        tuning)
-    elif need_x or need_w:  # the chunked bags sum a zero encoding (faster than building encoding-free entries:
-        # 25.7 vs 27.7 ms on KITTI 7^3 at 2 threads)
+    elif need_x or need_w:  # the chunked bags sum a zero encoding (cheaper than building encoding-free entries)
         acc = grad_out.new_zeros((weight.shape[0], weight.shape[1], weight.shape[2])) if need_w else None
         zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
         d_x = group_products(grad_out, zero, mirrored, kmap, group, False, tuning, acc=acc, acc_rows=features)
@@ -189,11 +188,9 @@ def _encoding_terms(sums: Tensor, encoding: Tensor, mirrored: Tensor, sigma: np.
     """``(dE, dW_E)`` from the per-offset sums ``S [K, C_out]`` (:func:`_offset_sums`), one group at a time:
     ``dE[k] = S[k] @ W[g]^T`` for the offsets ``k`` of group ``g`` (if ``need_e``) and the encoding's part of
     the weight gradient ``dW_E[g] = E[k in g]^T S[k in g]`` (if ``need_w``), in the SIMD kernels of
-    :mod:`.simd_products` (:func:`_encoding_terms_kernel`). ``W[g]^T`` is ``mirrored[sigma(g)]``
-    (:func:`_mirrored_weight_of`; ``sigma`` pairs mirror groups, so it is its own inverse). Through
-    ``torch.mm`` per group (54 calls of a few rows per layer) these took 0.33 s of a 4.6 s LargeKernel3D-Seg
-    training step on the ScanNet scene at 2 threads; through one ``[K, C_in, C_out]`` product before that,
-    0.55 s and 90 MB per 256-channel layer."""
+    :mod:`.simd` (:func:`_encoding_terms_kernel`). ``W[g]^T`` is ``mirrored[sigma(g)]``
+    (:func:`_mirrored_weight_of`; ``sigma`` pairs mirror groups, so it is its own inverse). One kernel call
+    instead of a ``torch.mm`` of a few rows per group, whose per-call overhead dominated a training step."""
     groups, c_out, c_in = mirrored.shape
     d_e = sums.new_empty((encoding.shape[0] if need_e else 0, c_in))
     d_w_e = sums.new_zeros((groups if need_w else 0, c_in, c_out))
@@ -206,7 +203,7 @@ def _encoding_terms(sums: Tensor, encoding: Tensor, mirrored: Tensor, sigma: np.
 @nb.njit(cache=True, nogil=True)
 def _encoding_terms_kernel(sums, enc, w_t, sigma, offsets, offset_ptr, d_e, d_w_e, need_e, need_w):
     """:func:`_encoding_terms` on arrays: ``sums [K, C_out]``, ``enc [K, C_in]``, ``w_t [G, C_out, C_pad]``
-    (``w_t[sigma(g)] = W[g]^T``, padded by :func:`.simd_products.padded_weight`), ``offsets`` int32 (group ``g`` owns
+    (``w_t[sigma(g)] = W[g]^T``, padded by :func:`.simd.padded_weight`), ``offsets`` int32 (group ``g`` owns
     ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``), ``d_e [K, C_in]`` and ``d_w_e [G, C_in, C_out]`` (zeros)
     written where asked."""
     c_out, c_in = sums.shape[1], enc.shape[1]
@@ -229,7 +226,7 @@ def _encoding_terms_kernel(sums, enc, w_t, sigma, offsets, offset_ptr, d_e, d_w_
 def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "GroupLayout", centre: int, need_x: bool,
                     features: Optional[Tensor], tuning: CpuTuning) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dx, acc)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
-    :func:`.fused_groups.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
+    :func:`.group_fused.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
     (if ``need_x``; each block writes the centre's ``dOut W[centre]^T`` into its rows first) and, given the
     forward's ``features``, ``acc[g] = sum_{slots s of g} features[row(s)]^T Agg(dOut)[s]``: ``acc[sigma(h)]``
     is ``dW[h]`` without its encoding term."""

@@ -1,25 +1,23 @@
 """CPU buffers that are cheap to touch for the first time: large temporaries allocated through numpy.
 
 On Linux numpy advises transparent huge pages for large arrays (``madvise(MADV_HUGEPAGE)``); torch's CPU
-allocator and numba's do not. With THP in ``madvise`` mode (the default of many distributions, and of the
-machines this was measured on) the first write of a fresh 85 MB buffer took about 10 ms for a numpy
-array against 38-45 ms for ``torch.empty``/``torch.zeros`` or an ``np.empty`` inside a numba kernel
-(4 KiB page faults, 21,760 of them). Buffers above glibc's mmap threshold (32 MiB at most) are fresh
+allocator and numba's do not. With THP in ``madvise`` mode (the default of many distributions) the first write
+of a fresh large numpy array takes one fault per 2 MiB page instead of one per 4 KiB page, a fraction of the
+first-touch cost of ``torch.empty``/``torch.zeros`` or of an ``np.empty`` inside a numba kernel. Buffers above
+glibc's mmap threshold (32 MiB at most) are fresh
 mappings on every call, so that cost recurs per call: the aggregated ``A`` of an SW-LK layer in training
 is such a buffer.
 
 A fresh buffer that a *parallel* torch kernel writes first is worse still: page faults taken by several
-OpenMP threads at once serialise in the kernel. Writing the 85 MB gradient of an SW-LK layer's ``A`` with
-``torch.mm(..., out=)`` at 2 threads took 50-114 ms on fresh pages against 13 ms on touched ones, and
-touching them serially first cost 10 ms (:func:`touched_empty`).
+OpenMP threads at once serialise in the kernel, so a large buffer is cheaper touched serially first
+(:func:`touched_empty`) than faulted in by the team.
 
 The tensors returned here share memory with their numpy array (freed with the tensor) and behave like
 any other CPU tensor.
 
 Between calls, glibc's ``malloc`` gives freed memory back to the kernel once more than its trim threshold
-is free at the top of the heap, and the next call takes every page fault again. A KITTI 7^3 SW-LK forward
-frees 70-80 MB of temporaries and took 2,000-3,600 page faults per call at 2 threads (tens of ms of kernel
-time on a virtual machine). :func:`keep_freed_memory` is the opt-in remedy for a whole process (the ``lk3d``
+is free at the top of the heap, and the next call takes every page fault again (an SW-LK forward frees tens of
+megabytes of temporaries per call). :func:`keep_freed_memory` is the opt-in remedy for a whole process (the ``lk3d``
 command and the benchmarks call it at start-up).
 """
 
@@ -60,8 +58,7 @@ def empty(shape: Sequence[int], dtype: torch.dtype) -> Tensor:
     """An uninitialised CPU tensor of ``shape``/``dtype`` on numpy-allocated memory; one of more than
     ``_FRESH_MAPPING_BYTES`` is touched here by one thread (:func:`touched_empty`): glibc maps such a block
     afresh on every call, and the parallel kernels that write these buffers first would take its page faults
-    at once (a 64 MB input gradient of a 64-channel 3^3 conv on 250 k sites at 2 threads: 164-166 ms with
-    fresh pages, 102-104 touched here, 95 on pages already touched)."""
+    at once, which costs more than touching it here."""
     if _fresh_mapping(shape, dtype):
         return touched_empty(shape, dtype)
     return torch.from_numpy(np.empty(tuple(shape), dtype=_numpy_dtype(dtype)))
@@ -94,10 +91,8 @@ def keep_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = _MA
       own dynamic threshold grows to, at most 32 MiB, fixed from the start);
     * ``M_TRIM_THRESHOLD = trim_threshold``: up to this much free memory stays at the top of the heap.
 
-    The cost is resident memory: up to ``trim_threshold`` bytes of freed memory stay mapped. Measured on a
-    2-core VM, KITTI 000001 7^3 SW-LK forward at 2 threads (5 processes each way, alternating): 51-57 ms
-    with, 58-88 ms without (94-225 vs 1,900-3,600 page faults per call); a 3^3 ``SubMConv3d`` 17-19 vs
-    17-29 ms.
+    The cost is resident memory: up to ``trim_threshold`` bytes of freed memory stay mapped. The gain is the
+    page faults of every call's large temporaries.
 
     Returns:
         ``True`` when applied, ``False`` where the C library is not glibc (nothing is changed).

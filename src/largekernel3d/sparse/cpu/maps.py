@@ -1,4 +1,4 @@
-"""Numba CPU kernels: kernel-map construction and the row gather of gather-GEMM-scatter.
+"""Numba CPU kernels: kernel-map construction (and the identity offset and mirrored half of a map).
 
 Everything here works on numpy views of CPU tensors and is compiled lazily on first call
 (``cache=True`` keeps the machine code on disk between processes); importing this module compiles
@@ -21,7 +21,7 @@ centre in their place, so its forward never writes them). The work is
 cut into fixed blocks of the (sorted) sites; per-block counts ``counts[block, k]`` give every block its
 prefix-sum position in each offset. Strided builders and
 dense submanifold maps run two passes (count, then fill in place); sparse submanifold maps (at most
-``_ONE_PASS_MAX_PAIRS_PER_SITE`` pairs per site, counted on a sample of lines) run the sweep once,
+``CpuTuning.map_one_pass_max_pairs_per_site`` pairs per site, counted on a sample of lines) run the sweep once,
 emitting ``(k, in, out)`` into per-chunk buffers while counting, then place the buffered pairs (the
 sweep is the costly part on LiDAR-like scans). Either way the pair order is
 independent of the thread count: offset-major, then by block, then by sorted output (submanifold)
@@ -29,16 +29,14 @@ or sorted input (regular / transposed).
 
 Threading: the kernels themselves are serial and release the GIL (``nogil``). With more than one thread,
 the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.team`): its chunks of blocks
-(``_CHUNKS_PER_THREAD`` per thread) sweep into buffers sized from the sampled lines of each chunk (a
+(``CpuTuning.map_chunks_per_thread`` per thread) sweep into buffers sized from the sampled lines of each chunk (a
 chunk's density differs from the scene's on LiDAR scans), and a chunk whose buffers were short is swept
 again (the pairs are identical to the serial sweep's); the team then places the buffered pairs and fills the
 mirrored offsets. The argument blocks of the two team bodies are declared in :mod:`.arg_blocks`. The other
-builders split large maps (``_SPLIT_MIN_PAIRS``) into chunks that a short-lived pool of Python threads
+builders split large maps (``CpuTuning.map_split_min_pairs``) into chunks that a short-lived pool of Python threads
 takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
 small machine a second OpenMP runtime next to torch's spins against it and runs far slower than serial
-code. The feature gather here is a serial, memory-bound loop (used at one thread); the
-GEMMs, the gathers at more threads (``index_select``) and the scatter-adds (:mod:`.team`) run on
-torch's own threads (see :mod:`.functional`). The inner loops index through :data:`.array_index.uidx`
+code. The inner loops index through :data:`.array_index.uidx`
 (no negative-index fix-up per access).
 """
 
@@ -519,7 +517,7 @@ def _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, step
 class _DensitySample:
     """Pairs per site (of the half window when ``half``) counted on ``sampled_lines`` output lines spread
     evenly over the sorted sites, for the whole map or a range of lines (a chunk's emission buffers are sized
-    from its own lines: on LiDAR scans a chunk's density differs from the mean by up to 40 %)."""
+    from its own lines: on LiDAR scans a chunk's density can differ much from the mean)."""
 
     def __init__(self, line_start, line_key, cz, perm, shape, ksize, dil, half, sampled_lines: int) -> None:
         self.step = max(1, line_key.shape[0] // sampled_lines)

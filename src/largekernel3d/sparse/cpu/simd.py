@@ -1,13 +1,13 @@
 """SIMD kernels of the fused CPU convolution products, written as LLVM vector code (numba intrinsics).
 
-The plain convolutions (:mod:`.fused_tiles`) and SW-LK's group products (:mod:`.fused_groups`) multiply a
+The plain convolutions (:mod:`.conv_fused`) and SW-LK's group products (:mod:`.group_fused`) multiply a
 few hundred rows at a time by a small weight (``C_in x C_out``, often 32 x 32) and add each product row
-into a *different* output row. MKL's ``sgemm`` reaches ~48 GFLOP/s on one core on these shapes here (a
-[200 k, 32] x [32, 32] product; fewer on the per-tile calls), its operands have to be gathered and its
-result scattered; numba's own loops vectorise over a channel count known only at run time and keep their
-sums in memory. The kernels here hold their sums in SIMD registers (vectors of ``VECTOR_BYTES``: 16
-float32 or 8 float64 lanes ``L``), ``V <= MAX_VECTORS`` vectors per row, columns past ``V L`` in further
-passes, partial vectors masked (each intrinsic is specialised to every ``V`` and branches once per call):
+into a *different* output row. A BLAS ``sgemm`` is far from its peak on these thin shapes, and its operands
+have to be gathered and its result scattered; numba's own loops vectorise over a channel count known only at
+run time and keep their sums in memory. The kernels here hold their sums in SIMD registers (vectors of
+``VECTOR_BYTES``: 16 float32 or 8 float64 lanes ``L``), ``V <= MAX_VECTORS`` vectors per row, columns past
+``V L`` in further passes, partial vectors masked (each intrinsic is specialised to every ``V`` and branches
+once per call):
 
 - :func:`scatter_products` / :func:`pair_products` / :func:`dense_products`, ``out[r] (+)= A[r] @ W``: a
   *panel* of ``R x V`` accumulators (``R = PANEL_ROWS`` rows, read where they lie: ``pair_products``
@@ -17,23 +17,21 @@ passes, partial vectors masked (each intrinsic is specialised to every ``V`` and
           for r in range(R):  acc[r][v] = fma(broadcast(A[r, k]), w_v, acc[r][v])
       out[row_r] += acc[r]
 
-  106 GFLOP/s against MKL's 51 on a [200 k, 32] x [32, 32] float32 product, one core of this machine
-  (AMD EPYC, AVX-512). ``W``'s rows must be readable for whole vectors: :func:`padded_weight`.
+  About twice MKL's rate on these shapes (BENCHMARKS.md). ``W``'s rows must be readable for whole vectors:
+  :func:`padded_weight`.
 - :func:`bag_sums`, ``A[s] = sum_p x[j_p] (+ enc[k_p])`` over a slot's pairs: the row sum in registers,
-  one store per slot (the slots of KITTI 000001 7^3 32 ch in their row blocks: 13.6 -> 9.3 ms against
-  numba's loop); the ``x`` row ``BAG_AHEAD`` terms ahead is prefetched, and the slot loop runs inside the
-  specialised code, branching on the vector count, the column mask and the encoding once per call instead
-  of once per slot (all 663 k slots, group-major, 1 thread, 32 ch: 8.1-9.9 -> 6.2-6.7 ms; 64 ch: 14-16 ->
-  9.8-11 ms).
+  one store per slot; the ``x`` row ``BAG_AHEAD`` terms ahead is prefetched, and the slot loop runs inside
+  the specialised code, branching on the vector count, the column mask and the encoding once per call
+  instead of once per slot.
 - :func:`outer_products`, ``D += F[i_q]^T B[j_q]`` over ``q`` (the weight gradient): ``OUTER_ACCUMULATORS``
   vectors of ``D`` in registers, ``OUTER_CHUNK`` terms per pass; the rows of ``F`` and ``B`` are read
-  through their indices, not gathered, and the next chunk's rows are prefetched during a chunk's first pass
-  (indexed [238 k terms] 32 ch: 71-74 -> 92-98 GFLOP/s; a KITTI 7^3 weight gradient 37.5-42 -> 35-36 ms).
+  through their indices, not gathered, and the next chunk's rows are prefetched during a chunk's first
+  pass.
 
 Each sum runs in order with one (fused multiply-)add per term, so results differ from BLAS only by
 rounding. The vector width is fixed at 64 bytes: LLVM splits the vectors on CPUs with narrower registers,
 where the code stays correct but slower. The team bodies that compile these kernels in
-(:mod:`.fused_tiles`, :mod:`.fused_groups`) are cached by numba per source file of their own: after editing
+(:mod:`.conv_fused`, :mod:`.group_fused`) are cached by numba per source file of their own: after editing
 this module, delete their ``__pycache__`` ``.nbi``/``.nbc`` files, or the cached machine code keeps the old
 kernels.
 """

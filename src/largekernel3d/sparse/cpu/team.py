@@ -20,7 +20,7 @@ order). Every body reads its int64 argument block through the words of its decla
 Available where torch runs on GNU libgomp (the Linux wheels); elsewhere, with one thread, or for segments
 too short to split, :func:`scatter_add_segments` runs the serial numba loop. Nothing is loaded or compiled
 at import: on first use the library is found, its entry points are registered with LLVM by name, and the
-kernel is compiled (once, ~1 s for its four dtype variants) or loaded from numba's disk cache (a few ms).
+kernel is compiled (once, for its four dtype variants) or loaded from numba's disk cache.
 """
 
 from __future__ import annotations
