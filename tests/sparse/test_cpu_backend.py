@@ -93,7 +93,7 @@ def test_submanifold_pairs_sorted_and_unique(kernel):
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("kernel,dilation", [(5, 1), ((3, 5, 7), (1, 2, 1)), ((4, 3, 2), 1)])
-def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, threads, monkeypatch):
+def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, threads):
     """The one-sweep build (emission buffers, then placement; used below the density threshold; on torch's
     OpenMP team at more than one thread) and the two-sweep build (count, then fill in place) give the same
     pairs in the same order, for any thread count; emission buffers that start too small grow (or the
@@ -106,10 +106,10 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
         tuning = dataclasses.replace(split, map_one_pass_max_pairs_per_site=threshold)
         builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
                                            tuning=tuning))
-    # one pass with every chunk's buffers too short (on torch's OpenMP team at > 1 thread: swept again)
-    monkeypatch.setattr(ck, "_chunk_capacity", lambda *args: 16)
-    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
-                                       tuning=dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"))))
+    # one pass with every chunk's buffers too short (16 entries; on torch's OpenMP team at > 1 thread: swept again)
+    short = dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"), map_buffer_headroom=1e-9,
+                                map_buffer_slack=16)
+    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=short))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
             assert np.array_equal(a, b)

@@ -1,4 +1,4 @@
-"""``largekernel3d.sparse.host_memory``: numpy-backed CPU buffers."""
+"""``largekernel3d.sparse.cpu.host_memory``: numpy-backed CPU buffers."""
 
 from __future__ import annotations
 
@@ -32,16 +32,17 @@ def test_touched_empty_is_zero():
 
 @pytest.mark.parametrize("make", [host_memory.empty, host_memory.zeros])
 def test_buffers_above_the_fresh_mapping_size_are_touched_here(make, monkeypatch):
-    """Blocks above ``_FRESH_MAPPING_BYTES`` are fresh mappings: ``empty``/``zeros`` touch them (zeros, one
-    thread) before parallel kernels write them; smaller ones are left alone."""
+    """Blocks above ``touch_above`` bytes (glibc's fresh mappings by default) are touched by ``empty``/``zeros``
+    (zeros, one thread) before parallel kernels write them; smaller ones are left alone."""
     touched = []
     real = host_memory.touched_empty
     monkeypatch.setattr(host_memory, "touched_empty", lambda shape, dtype: touched.append(shape) or real(shape, dtype))
-    monkeypatch.setattr(host_memory, "_FRESH_MAPPING_BYTES", 1000)
-    small = make((25, 10), torch.float32)  # exactly 1000 bytes
-    big = make((25, 5), torch.float64)  # 1000 bytes
-    bigger = make((3, 42), torch.float64)  # 1008 bytes
+    small = make((25, 10), torch.float32, touch_above=1000)  # exactly 1000 bytes
+    big = make((25, 5), torch.float64, touch_above=1000)  # 1000 bytes
+    bigger = make((3, 42), torch.float64, touch_above=1000)  # 1008 bytes
+    default = make((3, 42), torch.float64)  # far below glibc's fresh-mapping size
     assert touched == [(3, 42)]
+    assert default.shape == (3, 42)
     assert small.shape == (25, 10) and big.dtype == torch.float64 and bigger.shape == (3, 42)
     assert not bool(bigger.any())
 

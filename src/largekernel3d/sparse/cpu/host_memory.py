@@ -48,26 +48,27 @@ def _numpy_dtype(dtype: torch.dtype) -> type:
     return _NUMPY_DTYPES[dtype]
 
 
-def _fresh_mapping(shape: Sequence[int], dtype: torch.dtype) -> bool:
-    """Whether a buffer of ``shape``/``dtype`` is above ``_FRESH_MAPPING_BYTES``."""
+def _fresh_mapping(shape: Sequence[int], dtype: torch.dtype, touch_above: int) -> bool:
+    """Whether a buffer of ``shape``/``dtype`` is above ``touch_above`` bytes."""
     nbytes = int(np.prod(tuple(shape), dtype=np.int64)) * np.dtype(_numpy_dtype(dtype)).itemsize
-    return nbytes > _FRESH_MAPPING_BYTES
+    return nbytes > touch_above
 
 
-def empty(shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+def empty(shape: Sequence[int], dtype: torch.dtype, touch_above: int = _FRESH_MAPPING_BYTES) -> Tensor:
     """An uninitialised CPU tensor of ``shape``/``dtype`` on numpy-allocated memory; one of more than
-    ``_FRESH_MAPPING_BYTES`` is touched here by one thread (:func:`touched_empty`): glibc maps such a block
+    ``touch_above`` bytes (by default glibc's largest mmap threshold, ``_FRESH_MAPPING_BYTES``) is touched here
+    by one thread (:func:`touched_empty`): glibc maps such a block
     afresh on every call, and the parallel kernels that write these buffers first would take its page faults
     at once, which costs more than touching it here."""
-    if _fresh_mapping(shape, dtype):
+    if _fresh_mapping(shape, dtype, touch_above):
         return touched_empty(shape, dtype)
     return torch.from_numpy(np.empty(tuple(shape), dtype=_numpy_dtype(dtype)))
 
 
-def zeros(shape: Sequence[int], dtype: torch.dtype) -> Tensor:
-    """A zero CPU tensor of ``shape``/``dtype`` on numpy-allocated memory (touched here when large, as
-    :func:`empty`)."""
-    if _fresh_mapping(shape, dtype):
+def zeros(shape: Sequence[int], dtype: torch.dtype, touch_above: int = _FRESH_MAPPING_BYTES) -> Tensor:
+    """A zero CPU tensor of ``shape``/``dtype`` on numpy-allocated memory (touched here when above
+    ``touch_above`` bytes, as :func:`empty`)."""
+    if _fresh_mapping(shape, dtype, touch_above):
         return touched_empty(shape, dtype)
     return torch.from_numpy(np.zeros(tuple(shape), dtype=_numpy_dtype(dtype)))
 

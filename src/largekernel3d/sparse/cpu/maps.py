@@ -323,16 +323,18 @@ def _team_sweep_body(block):
         ok[c] = 1 if done else 0
 
 
-def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, blk_hi: int) -> int:
+def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, blk_hi: int,
+                    tuning: CpuTuning) -> int:
     """Emission buffer entries for the blocks ``[blk_lo, blk_hi)``: their sites times the sampled pairs per
-    site of their lines (:meth:`_DensitySample.per_site`) + 50 %, + 1024 (pages never written cost nothing)."""
+    site of their lines (:meth:`_DensitySample.per_site`) times ``tuning.map_buffer_headroom``, plus
+    ``tuning.map_buffer_slack`` (pages never written cost nothing)."""
     line_lo, line_hi = int(blocks[blk_lo]), int(blocks[blk_hi])
     sites = int(line_start[line_hi] - line_start[line_lo])
-    return int(1.5 * density.per_site(line_lo, line_hi) * sites) + 1024
+    return int(tuning.map_buffer_headroom * density.per_site(line_lo, line_hi) * sites) + tuning.map_buffer_slack
 
 
 def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
-                   half: bool, density: "_DensitySample", per_thread: int) -> list:
+                   half: bool, density: "_DensitySample", per_thread: int, tuning: CpuTuning) -> list:
     """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
     (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk
     whose buffers were short is swept again here with growing buffers. ``rows`` must be int32. Returns
@@ -342,7 +344,7 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
     meta = np.empty((chunks, len(SweepChunk)), np.int64)
     buffers = []
     for c in range(chunks):
-        cap = _chunk_capacity(density, line_start, blocks, int(cuts[c]), int(cuts[c + 1]))
+        cap = _chunk_capacity(density, line_start, blocks, int(cuts[c]), int(cuts[c + 1]), tuning)
         kbuf, ibuf, obuf = np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32)
         ends = np.empty(int(cuts[c + 1] - cuts[c]), np.int64)
         meta[c, SweepChunk.KBUF], meta[c, SweepChunk.IBUF] = kbuf.ctypes.data, ibuf.ctypes.data
@@ -579,11 +581,11 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0], tuning)
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
-                                 counts, half, density, per_thread)
+                                 counts, half, density, per_thread, tuning)
     elif one_pass:  # one sweep into per-chunk buffers (sized from the sample; they grow if short)
         cuts = _chunk_cuts(nblk, threads, per_thread).tolist()
         calls = [(_subm_sweep, (lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
-                                _chunk_capacity(density, line_start, blocks, lo, hi)))
+                                _chunk_capacity(density, line_start, blocks, lo, hi, tuning)))
                  for lo, hi in zip(cuts[:-1], cuts[1:])]
         emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
     else:

@@ -30,6 +30,11 @@ class CpuTuning:
     map_one_pass_max_pairs_per_site: float = 24.0
     # Output lines on which the pairs per site are counted to size the sweep's buffers (spread over the scene).
     map_sampled_lines: int = 512
+    # A chunk's sweep buffers hold its sites x sampled pairs per site x this: a chunk denser than its sample is
+    # swept again with larger buffers, and pages never written cost nothing.
+    map_buffer_headroom: float = 1.5
+    # ... plus this many entries (chunks with few sampled lines).
+    map_buffer_slack: int = 1024
 
     # --- convolution (cpu/conv_fused.py, cpu/conv_tiled.py, cpu/team.py)
     # Gathered bytes per tile of the tiled dataflow: gather, product and scatter of a tile stay in cache.
