@@ -41,9 +41,9 @@ import common  # noqa: E402
 
 import largekernel3d.sparse as ours  # noqa: E402
 from largekernel3d.sparse import functional, keep_freed_memory  # noqa: E402
-from largekernel3d.sparse.cpu import conv_fused as fused_tiles  # noqa: E402
+from largekernel3d.sparse.cpu import conv_fused  # noqa: E402
 from largekernel3d.sparse.cpu import conv_tiled, maps  # noqa: E402
-from largekernel3d.sparse.cpu import team as openmp_team  # noqa: E402
+from largekernel3d.sparse.cpu import team  # noqa: E402
 from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING  # noqa: E402
 from largekernel3d.sparse.dispatch import Dataflow, plan_conv  # noqa: E402
 from largekernel3d.sparse.torch_ref import conv as torch_conv  # noqa: E402
@@ -406,7 +406,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
 
         def scatter():
             for a, _b, segs in tiles:
-                openmp_team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
+                team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
                                                  out.numpy(), torch.get_num_threads(),
                                                  DEFAULT_TUNING.scatter_min_parallel_rows)
 
@@ -418,7 +418,7 @@ def profile(inp: common.SparseInput, reps: int) -> str:
         fused = plan_conv(feats, w, kmap).dataflow is Dataflow.CPU_FUSED
 
         def layout():  # what the first conv on a fresh map builds (memoised on the map after)
-            fused_tiles.build_row_split(kmap, False, threads, DEFAULT_TUNING)
+            conv_fused.build_row_split(kmap, False, threads, DEFAULT_TUNING)
 
         def total():
             with torch.no_grad():

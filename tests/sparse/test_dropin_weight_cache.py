@@ -11,19 +11,19 @@ import torch
 
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import weight_cache
-from largekernel3d.sparse.cpu import conv_fused as fused_tiles
-from largekernel3d.sparse.cpu import group_fused as fused_groups
-from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.cpu import conv_fused
+from largekernel3d.sparse.cpu import group_fused
+from largekernel3d.sparse.cpu import team
 from helpers import dense_subm_conv, random_sparse_tensor
 
-pytestmark = pytest.mark.skipif(not openmp_team.team_available(), reason="the fused kernels need torch on libgomp")
+pytestmark = pytest.mark.skipif(not team.team_available(), reason="the fused kernels need torch on libgomp")
 
 
 @pytest.fixture
 def builds(monkeypatch):
     """Counts the layout builds of both fused engines."""
     count = {"n": 0}
-    for module in (fused_tiles, fused_groups):
+    for module in (conv_fused, group_fused):
         original = module._padded
 
         def counted(w, original=original):

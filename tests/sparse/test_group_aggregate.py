@@ -15,7 +15,7 @@ from largekernel3d.nn.partition import SpatialPartition
 from largekernel3d.sparse import ConvGeometry, build_regular_map, build_submanifold_map
 import largekernel3d.sparse.cpu.group_layout as gl
 import largekernel3d.sparse.cpu.group_products as gp
-from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.cpu import team
 from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING
 from largekernel3d.sparse.dispatch import Dataflow
 from largekernel3d.sparse.group_conv import group_aggregate, group_conv
@@ -23,7 +23,7 @@ from largekernel3d.sparse.group_conv import group_aggregate, group_conv
 AUTO, TORCH_REF = Dataflow.AUTO, Dataflow.TORCH_REF
 AGGREGATE_DATAFLOWS = (Dataflow.CPU, TORCH_REF)
 # the CPU dataflows of the SW-LK products that can run here (the fused one needs torch on libgomp)
-CPU_GROUP_DATAFLOWS = ((Dataflow.CPU_FUSED,) if openmp_team.team_available() else ()) + (Dataflow.CPU_CHUNKED,)
+CPU_GROUP_DATAFLOWS = ((Dataflow.CPU_FUSED,) if team.team_available() else ()) + (Dataflow.CPU_CHUNKED,)
 
 
 def _small_steps(block_rows: int, chunk_rows: int):
@@ -247,13 +247,13 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
 @pytest.mark.parametrize("grouping", ["random", "center1", "thirds"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, grouping, dtype, monkeypatch):
-    """The products on torch's team fused per row block (:mod:`.fused_groups`; small blocks and tiles here,
+    """The products on torch's team fused per row block (:mod:`.group_fused`; small blocks and tiles here,
     so that groups span several of each) and the chunked bags + GEMM + scatter: forward (inference and
     training) and all gradients against the torch path, at 1, 2 and 3 threads. With the mirror-symmetric
     SW-LK groupings (``center1``, whose centre group is the identity offset; ``thirds``, whose centre group
     is not) both gradients come from one product of ``dOut`` over the forward's bag entries with their
     encoding rows skipped; a random grouping keeps ``A`` and forms its gradient."""
-    if fused and not openmp_team.team_available():
+    if fused and not team.team_available():
         pytest.skip("the fused products need a torch build with libgomp")
     calls = _record_fused_calls(monkeypatch)
     dataflow = Dataflow.CPU_FUSED if fused else Dataflow.CPU_CHUNKED
@@ -282,11 +282,11 @@ def test_group_conv_fused_and_chunked_products_match_torch(threads, fused, group
 
 
 def _record_fused_calls(monkeypatch) -> list:
-    """Record each :mod:`.fused_groups` call: ``("forward", use)`` or ``("backward", with d_x, with d_W)``."""
-    from largekernel3d.sparse.cpu import group_fused as fused_groups
+    """Record each :mod:`.group_fused` call: ``("forward", use)`` or ``("backward", with d_x, with d_W)``."""
+    from largekernel3d.sparse.cpu import group_fused
 
     calls = []
-    forward, backward = fused_groups.accumulate, fused_groups.backward
+    forward, backward = group_fused.accumulate, group_fused.backward
 
     def record_forward(*args, **kwargs):
         calls.append(("forward", args[3]))
@@ -296,8 +296,8 @@ def _record_fused_calls(monkeypatch) -> list:
         calls.append(("backward", args[8] is not None, args[1] is not None))
         return backward(*args, **kwargs)
 
-    monkeypatch.setattr(fused_groups, "accumulate", record_forward)
-    monkeypatch.setattr(fused_groups, "backward", record_backward)
+    monkeypatch.setattr(group_fused, "accumulate", record_forward)
+    monkeypatch.setattr(group_fused, "backward", record_backward)
     return calls
 
 
@@ -309,7 +309,7 @@ def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(thre
     """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
     requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts
     asked for (none when only ``E`` needs a gradient); the forward keeps no ``[slots, C]`` bags for it."""
-    if fused and not openmp_team.team_available():
+    if fused and not team.team_available():
         pytest.skip("the fused products need a torch build with libgomp")
     calls = _record_fused_calls(monkeypatch)
     dataflow = Dataflow.CPU_FUSED if fused else Dataflow.CPU_CHUNKED
@@ -342,11 +342,11 @@ def test_swlk_grouping_never_fills_a_lazily_mirrored_map(threads, monkeypatch):
     a SW-LK grouping read the offsets after the centre in their place: nothing is filled, the layout is the
     one of the torch builder's complete map, entry for entry, and the output and the gradients are the torch
     path's on that map."""
-    from largekernel3d.sparse.cpu import maps as cpu_kernels
+    from largekernel3d.sparse.cpu import maps
 
     fills = []
-    real = cpu_kernels.mirror_lower_half
-    monkeypatch.setattr(cpu_kernels, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
+    real = maps.mirror_lower_half
+    monkeypatch.setattr(maps, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
     on_team = dataclasses.replace(DEFAULT_TUNING, group_team_layout_min_pairs=1)  # the team layout at 2 threads
     x = random_sparse_tensor((12, 11, 13), 3, density=0.25, batch_size=2, dtype=torch.float64, seed=4)
     geometry = ConvGeometry.create(3, 5)
@@ -444,7 +444,7 @@ def test_row_blocks_cut_every_group_by_row_blocks_and_balance_the_parts(rows_per
     assert max(part_slots) <= slots.num_slots / parts + 27
 
 
-@pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
+@pytest.mark.skipif(not team.team_available(), reason="torch does not run on GNU libgomp here")
 @pytest.mark.parametrize("threads", [2, 3])
 def test_compact_layout_on_the_team_equals_the_serial_one(threads):
     """Numbering the slots and writing the bag entries split by group ranges over torch's OpenMP team (each

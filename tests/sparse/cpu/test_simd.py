@@ -5,7 +5,7 @@ import numba as nb
 import numpy as np
 import pytest
 
-from largekernel3d.sparse.cpu import simd as simd_products
+from largekernel3d.sparse.cpu import simd
 
 DTYPES = [np.float32, np.float64]
 # column counts: under one vector, one, a partial second, 2-4 vectors, several passes with a partial last
@@ -18,31 +18,31 @@ def _tolerance(dtype) -> float:
 
 @nb.njit
 def _scatter(a, w, out, rows, s0, accumulate):
-    simd_products.scatter_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
+    simd.scatter_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
                                    out.ctypes.data, out.shape[1], rows, s0, accumulate)
 
 
 @nb.njit
 def _dense(a, w, out, accumulate):
-    simd_products.dense_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
+    simd.dense_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
                                  out.ctypes.data, out.shape[1], accumulate)
 
 
 @nb.njit
 def _bags(x, enc, entries, bag_ptr, with_enc, s0, count, dst):
-    simd_products.bag_sums(x, x.ctypes.data, enc.ctypes.data, x.shape[1], entries.ctypes.data, bag_ptr,
+    simd.bag_sums(x, x.ctypes.data, enc.ctypes.data, x.shape[1], entries.ctypes.data, bag_ptr,
                            x.shape[0], with_enc, s0, count, dst.ctypes.data)
 
 
 @nb.njit
 def _outer(f, index, row0, b, d, indexed):
-    simd_products.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data if indexed else 0, row0,
+    simd.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data if indexed else 0, row0,
                                  b.shape[0], b.ctypes.data, b.shape[1], d.ctypes.data)
 
 
 @nb.njit
 def _outer_both_indexed(f, index, b, b_index, d):
-    simd_products.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data, 0, index.shape[0], b.ctypes.data,
+    simd.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data, 0, index.shape[0], b.ctypes.data,
                                  b.shape[1], d.ctypes.data, b_index.ctypes.data)
 
 
@@ -54,7 +54,7 @@ def test_scatter_and_dense_products_match_numpy(dtype, c_out):
         for n in (0, 1, 3, 4, 9):
             a = rng.standard_normal((n, k)).astype(dtype)
             w = rng.standard_normal((k, c_out)).astype(dtype)
-            padded = simd_products.padded_weight(w)
+            padded = simd.padded_weight(w)
             out = rng.standard_normal((12, c_out)).astype(dtype)
             expected = out.copy()
             rows = rng.permutation(12)[:n].astype(np.int32)
@@ -75,7 +75,7 @@ def test_scatter_products_sum_repeated_rows(dtype):
     w = rng.standard_normal((6, 20)).astype(dtype)
     rows = np.array([2, 2, 2, 0, 2, 1, 1, 0, 2], np.int32)  # repeats inside one 4-row panel and across
     out = np.zeros((3, 20), dtype)
-    _scatter(a, simd_products.padded_weight(w), out, rows, 0, True)
+    _scatter(a, simd.padded_weight(w), out, rows, 0, True)
     expected = np.zeros((3, 20))
     np.add.at(expected, rows, a.astype(np.float64) @ w)
     np.testing.assert_allclose(out, expected, atol=_tolerance(dtype))
@@ -124,18 +124,18 @@ def test_outer_products_match_numpy(dtype, n_f):
 
 def test_padded_weight_pads_columns_to_whole_vectors_with_zeros():
     w = np.arange(2 * 3 * 20, dtype=np.float32).reshape(2, 3, 20)
-    padded = simd_products.padded_weight(w)
+    padded = simd.padded_weight(w)
     assert padded.shape == (2, 3, 32)
     np.testing.assert_array_equal(padded[..., :20], w)
     assert not padded[..., 20:].any()
     even = np.ones((3, 16), np.float64)
-    assert simd_products.padded_weight(even).shape == (3, 16)
-    assert simd_products.padded_columns(9, 8) == 16 and simd_products.lanes(4) == 16
+    assert simd.padded_weight(even).shape == (3, 16)
+    assert simd.padded_columns(9, 8) == 16 and simd.lanes(4) == 16
 
 
 @nb.njit
 def _pairs(x, src, dst, s0, n, w, out):
-    simd_products.pair_products(x, x.ctypes.data, src, dst, s0, n, x.shape[1], w.ctypes.data, w.shape[1],
+    simd.pair_products(x, x.ctypes.data, src, dst, s0, n, x.shape[1], w.ctypes.data, w.shape[1],
                                 out.ctypes.data, out.shape[1], True)
 
 
@@ -150,5 +150,5 @@ def test_pair_products_read_rows_in_place(dtype, c_out):
     out = rng.standard_normal((6, c_out)).astype(dtype)
     expected = out.astype(np.float64)
     np.add.at(expected, dst[1:], x[src[1:]].astype(np.float64) @ w)
-    _pairs(x, src, dst, 1, 10, simd_products.padded_weight(w), out)
+    _pairs(x, src, dst, 1, 10, simd.padded_weight(w), out)
     np.testing.assert_allclose(out, expected, atol=_tolerance(dtype))

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from helpers import torch_threads
-from largekernel3d.sparse.cpu import maps as ck
+from largekernel3d.sparse.cpu import maps
 from largekernel3d.sparse import functional as F
-from largekernel3d.sparse.cpu import conv_fused as fused_tiles
+from largekernel3d.sparse.cpu import conv_fused
 from largekernel3d.sparse.cpu import conv_tiled
-from largekernel3d.sparse.cpu import team as openmp_team
+from largekernel3d.sparse.cpu import team
 from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING, CpuTuning
 from largekernel3d.sparse.torch_ref import conv as torch_conv
 from largekernel3d.sparse.geometry import ConvGeometry
@@ -104,12 +104,12 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     builds = []
     for threshold in (float("inf"), 1e-9):  # one sweep always; two sweeps always (every map has > 1e-9 pairs per site)
         tuning = dataclasses.replace(split, map_one_pass_max_pairs_per_site=threshold)
-        builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+        builds.append(maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
                                            tuning=tuning))
     # one pass with every chunk's buffers too short (16 entries; on torch's OpenMP team at > 1 thread: swept again)
     short = dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"), map_buffer_headroom=1e-9,
                                 map_buffer_slack=16)
-    builds.append(ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=short))
+    builds.append(maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=short))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
             assert np.array_equal(a, b)
@@ -117,13 +117,13 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     got_in, got_out, starts = builds[0]
     assert tuple(int(s) for s in starts) == ref.offset_starts
     rows = perm.astype(np.int32)
-    line_start, line_key = ck._lines(coords, prm["shape"])
-    blocks = ck._balanced_blocks(line_start, min(DEFAULT_TUNING.map_blocks, line_key.shape[0]))
+    line_start, line_key = maps._lines(coords, prm["shape"])
+    blocks = maps._balanced_blocks(line_start, min(DEFAULT_TUNING.map_blocks, line_key.shape[0]))
     cz = np.ascontiguousarray(coords[:, 3])
     outs = []
     for capacity in (16, 1 << 16):  # 16 entries: the buffers must grow many times
         table = np.zeros((blocks.shape[0] - 1, int(np.prod(prm["ksize"]))), np.int64)
-        kbuf, ibuf, obuf, ends = ck._subm_sweep(0, blocks.shape[0] - 1, line_start, line_key, cz, rows, prm["shape"],
+        kbuf, ibuf, obuf, ends = maps._subm_sweep(0, blocks.shape[0] - 1, line_start, line_key, cz, rows, prm["shape"],
                                                 prm["ksize"], prm["dil"], blocks, table,
                                                 bool(np.all(prm["ksize"] % 2 == 1)), capacity)
         n = int(ends[-1])
@@ -142,8 +142,8 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
     shape = (14, 13, 15)
     idx, prm, coords, perm = _sorted_sites(11, shape, kernel, dilation)
     args = (coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads)
-    full_in, full_out, starts = ck.submanifold_pairs(*args)
-    got_in, got_out, got_starts = ck.submanifold_pairs(*args, lower_half=False)
+    full_in, full_out, starts = maps.submanifold_pairs(*args)
+    got_in, got_out, got_starts = maps.submanifold_pairs(*args, lower_half=False)
     np.testing.assert_array_equal(got_starts, starts)
     lo = int(starts[(starts.shape[0] - 1) // 2])
     assert lo > 0
@@ -151,13 +151,13 @@ def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, thre
     np.testing.assert_array_equal(got_out[lo:], full_out[lo:])
     got_in[:lo], got_out[:lo] = -1, -1
     with torch_threads(threads):
-        ck.mirror_lower_half(got_in, got_out, starts, threads)
+        maps.mirror_lower_half(got_in, got_out, starts, threads)
     np.testing.assert_array_equal(got_in, full_in)
     np.testing.assert_array_equal(got_out, full_out)
 
     fills = []
-    real = ck.mirror_lower_half
-    monkeypatch.setattr(ck, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
+    real = maps.mirror_lower_half
+    monkeypatch.setattr(maps, "mirror_lower_half", lambda *a, **k: (fills.append(1), real(*a, **k)))
     kmap = build_submanifold_map(idx, shape, 2, ConvGeometry.create(3, kernel, 1, 0, dilation), dataflow=CPU)
     assert kmap.half_stored and kmap.symmetric
     stored_in, stored_out = kmap.stored_pairs()
@@ -176,15 +176,15 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     sampled lines it is the exact figure of those lines."""
     _, prm, coords, perm = _sorted_sites(3, (14, 13, 15), kernel, dilation)
     rows = perm.astype(np.int32)
-    line_start, line_key = ck._lines(coords, prm["shape"])
+    line_start, line_key = maps._lines(coords, prm["shape"])
     cz = np.ascontiguousarray(coords[:, 3])
-    num_pairs = ck.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
+    num_pairs = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
     n = coords.shape[0]
-    full = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True,
+    full = maps._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True,
                              line_key.shape[0])
     assert full.step == 1 and full.mean == pytest.approx((num_pairs - n) / 2 / n, rel=1e-12)
     # per line: the sampled pairs of each line are the emitted pairs whose output lies on it
-    half = ck._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
+    half = maps._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
                           np.array([0, line_key.shape[0]]), np.zeros((1, int(np.prod(prm["ksize"]))), np.int64), True,
                           16)
     emitted_out = half[2][:int(half[3][-1])]
@@ -193,7 +193,7 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     lo, hi = 5, 40
     dense = full.pairs[lo:hi].sum() / full.sites[lo:hi].sum()
     assert full.per_site(lo, hi) == pytest.approx(max(full.mean, dense))
-    sparse = ck._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True, 10)
+    sparse = maps._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True, 10)
     lines = np.arange(0, line_key.shape[0], sparse.step)
     assert np.array_equal(sparse.pairs, full.pairs[lines]) and np.array_equal(sparse.sites, full.sites[lines])
 
@@ -222,7 +222,7 @@ def test_strided_candidates_independent_of_threads(transposed):
     shape = (11, 9, 13)
     idx64, prm = _lifted(random_sites(rng, 500, shape, batch_size=2), shape, 3, 1)
     out_shape = np.array(shape, dtype=np.int64)
-    builds = [ck.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
+    builds = [maps.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
                                     prm["dil"], transposed, threads, split) for threads in (1, 3)]
     for a, b in zip(*builds):
         assert np.array_equal(a, b)
@@ -231,9 +231,9 @@ def test_strided_candidates_independent_of_threads(transposed):
 def test_builders_split_only_large_maps():
     """Small maps are built on the calling thread (a split loses against torch's spinning workers)."""
     limit = DEFAULT_TUNING.map_split_min_pairs
-    assert ck._split_threads(4, limit - 1, DEFAULT_TUNING) == 1
-    assert ck._split_threads(4, limit, DEFAULT_TUNING) == 4
-    assert ck._split_threads(4, 10, dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=10)) == 4
+    assert maps._split_threads(4, limit - 1, DEFAULT_TUNING) == 1
+    assert maps._split_threads(4, limit, DEFAULT_TUNING) == 4
+    assert maps._split_threads(4, 10, dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=10)) == 4
 
 
 def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> torch.Tensor:
@@ -253,7 +253,7 @@ def test_compute_matches_torch(dtype, dataflow, groups, c_in, c_out, kind, n, th
     per-thread tiles (ungrouped, where torch has libgomp) and the tiled passes (grouped, or forced
     here; with one torch thread numba gathers, with more ``torch.index_select``), at 1, 2 and 3 (more than
     the cores) threads."""
-    if dataflow is Dataflow.CPU_FUSED and not openmp_team.team_available():
+    if dataflow is Dataflow.CPU_FUSED and not team.team_available():
         pytest.skip("the fused dataflow needs a torch build with libgomp")
     with torch_threads(threads):
         _check_compute_matches_torch(dtype, groups, c_in, c_out, kind, n, dataflow)
@@ -310,11 +310,11 @@ def test_identity_offset_detected_only_for_identity_pairs():
     idx = random_sites(rng, 120, (8, 8, 8), batch_size=1)
     for dataflow in (CPU, TORCH_REF):
         kmap = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3), dataflow=dataflow)
-        assert ck.identity_offset(kmap) == 13
+        assert maps.identity_offset(kmap) == 13
     even = build_submanifold_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 2))
-    assert ck.identity_offset(even) == -1
+    assert maps.identity_offset(even) == -1
     strided = build_regular_map(idx, (8, 8, 8), 1, ConvGeometry.create(3, 3, 2, 1))
-    assert ck.identity_offset(strided) == -1
+    assert maps.identity_offset(strided) == -1
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -336,7 +336,7 @@ def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dt
     for s, e in segments:
         np.add.at(ref, idx[start + s:start + e], buf[s:e])
     with torch_threads(threads):
-        openmp_team.scatter_add_segments(buf, idx, start, segments, out, threads,
+        team.scatter_add_segments(buf, idx, start, segments, out, threads,
                                          DEFAULT_TUNING.scatter_min_parallel_rows)
     np.testing.assert_array_equal(out, ref)
 
@@ -404,10 +404,10 @@ def test_openmp_team_found_where_torch_ships_libgomp():
     if not glob.glob(os.path.join(torch_lib, "libgomp*.so*")):
         pytest.skip("this torch build does not ship GNU libgomp")
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))  # torch's OpenMP runtime is loaded by now
-    assert openmp_team.team_available()
+    assert team.team_available()
 
 
-@pytest.mark.skipif(not openmp_team.team_available(), reason="torch does not run on GNU libgomp here")
+@pytest.mark.skipif(not team.team_available(), reason="torch does not run on GNU libgomp here")
 @pytest.mark.parametrize("parts, threads, sample", [(1, 1, None), (2, 2, None), (3, 2, None), (7, 3, None),
                                                     (3, 2, 500)])
 def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads, sample):
@@ -417,8 +417,8 @@ def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads
     rng = np.random.default_rng(parts)
     idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
     kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
-    skip = ck.identity_offset(kmap)
-    bounds, seg, src, dst = fused_tiles.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
+    skip = maps.identity_offset(kmap)
+    bounds, seg, src, dst = conv_fused.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
                                                parts, threads, sample or DEFAULT_TUNING.conv_bound_sample)
     kv = kmap.kernel_volume
     assert bounds[0] == 0 and bounds[-1] == kmap.num_out and np.all(np.diff(bounds) >= 0)
@@ -460,11 +460,11 @@ def test_fused_tiles_correct_when_the_team_has_fewer_threads_than_asked(monkeypa
     """OpenMP may give a parallel region fewer threads than asked (thread limits, nesting): the parts and
     every per-thread ``d_W`` accumulator must still be covered."""
 
-    if not openmp_team.team_available():
+    if not team.team_available():
         pytest.skip("the fused dataflow needs a torch build with libgomp")
-    real = openmp_team.run_on_team
-    monkeypatch.setattr(openmp_team, "run_on_team", lambda body, block, threads: real(body, block, 1))
-    monkeypatch.setattr(fused_tiles, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
+    real = team.run_on_team
+    monkeypatch.setattr(team, "run_on_team", lambda body, block, threads: real(body, block, 1))
+    monkeypatch.setattr(conv_fused, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
     with torch_threads(3):
         for kind in ("submanifold", "regular"):
             _check_compute_matches_torch(torch.float64, 1, 6, 5, kind, 300, Dataflow.CPU_FUSED)
