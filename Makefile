@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-perf lint demo bench clean
+.PHONY: venv test test-perf lint format demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ test-perf: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m ruff format --check src tests benchmarks examples
 	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff format src tests benchmarks examples
 
 demo: $(STAMP)
 	$(VENV)/bin/lk3d demo
