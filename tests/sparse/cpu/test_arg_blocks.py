@@ -17,7 +17,8 @@ from largekernel3d.sparse.cpu.arg_blocks import (Array, ConvFused, ConvLayout, G
 BODIES = [(team._team_body, TeamScatter), (conv_fused._layout_body, ConvLayout),
           (conv_fused._fused_body, ConvFused), (group_fused._groups_body, arg_blocks.GroupFused),
           (group_team._team_slots_body, GroupLayoutSlots), (group_team._team_bags_body, GroupLayoutBags),
-          (maps._team_sweep_body, arg_blocks.MapSweep), (maps._team_place_body, arg_blocks.MapPlace)]
+          (maps._team_sweep_body, arg_blocks.MapSweep), (maps._team_pass_body, arg_blocks.MapPass),
+          (maps._team_place_body, arg_blocks.MapPlace)]
 
 
 def _sample_values(decl, seed: int):

@@ -132,6 +132,26 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("kernel,dilation", [(7, 1), ((3, 5, 7), (1, 2, 1)), ((4, 3, 2), 1)])
+def test_two_pass_build_on_the_team_matches_the_serial_one(kernel, dilation, monkeypatch):
+    """Above the density threshold the two sweeps (count, fill) run on torch's OpenMP team at more than one
+    thread: the same pairs in the same order as the serial build, and the team is really used."""
+    if not team.team_available():
+        pytest.skip("torch does not run on GNU libgomp here")
+    two_pass = dataclasses.replace(DEFAULT_TUNING, map_split_min_pairs=1, map_one_pass_max_pairs_per_site=1e-9)
+    idx, prm, coords, perm = _sorted_sites(11, (14, 13, 15), kernel, dilation)
+    serial = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], 1, tuning=two_pass)
+    modes = []
+    real = maps._pass_on_team
+    monkeypatch.setattr(maps, "_pass_on_team", lambda *args: modes.append(args[-2]) or real(*args))
+    for threads in (2, 3):
+        on_team = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
+                                         tuning=two_pass)
+        for a, b in zip(serial, on_team):
+            assert np.array_equal(a, b)
+    assert modes == [maps._COUNT, maps._FILL] * 2
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("kernel,dilation", [(5, 1), ((3, 5, 7), (1, 2, 1))])
 def test_submanifold_lower_half_is_mirrored_on_first_read(kernel, dilation, threads, monkeypatch):

@@ -361,6 +361,20 @@ class SweepChunk(enum.IntEnum):
     CAPACITY = 4
 
 
+# maps.py: one pass of the two-pass submanifold build, chunk by chunk: count (table = per-block counts, no pairs)
+# or fill (table = per-block write cursors)
+MapPass = arg_block("map_pass", [
+    Int("num_lines"), Int("num_sites"), Int("num_blocks"), Int("k"), Int("half"), Int("mode"), Int("num_chunks"),
+    Int("num_pairs"),
+    Array("line_start", np.int64, ("num_lines + 1",)), Array("line_key", np.int64, ("num_lines",)),
+    Array("cz", np.int64, ("num_sites",)), Array("perm", np.int64, ("num_sites",)),
+    Array("shape", np.int64, (3,)), Array("ksize", np.int64, (3,)), Array("dil", np.int64, (3,)),
+    Array("blocks", np.int64, ("num_blocks + 1",)), Array("table", np.int64, ("num_blocks", "k")),
+    Array("cuts", np.int64, ("num_chunks + 1",)),
+    Array("pair_in", np.int64, ("num_pairs",)), Array("pair_out", np.int64, ("num_pairs",)),
+])
+
+
 # maps.py: the swept pairs placed at their offset-major positions, then the mirrored positions [lo, hi)
 MapPlace = arg_block("map_place", [
     Int("num_blocks"), Int("k"), Int("num_pairs"), Int("num_chunks"), Int("mirror_lo"), Int("mirror_hi"),
@@ -383,4 +397,4 @@ class PlaceChunk(enum.IntEnum):
 
 
 DECLARATIONS: Tuple[Type[BlockWords], ...] = (TeamScatter, ConvLayout, ConvFused, GroupFused, GroupLayout,
-                                              GroupLayoutSlots, GroupLayoutBags, MapSweep, MapPlace)
+                                              GroupLayoutSlots, GroupLayoutBags, MapSweep, MapPass, MapPlace)

@@ -32,11 +32,12 @@ the one-pass submanifold sweep runs on torch's own OpenMP team (:mod:`.team`): i
 (``CpuTuning.map_chunks_per_thread`` per thread) sweep into buffers sized from the sampled lines of each chunk (a
 chunk's density differs from the scene's on LiDAR scans), and a chunk whose buffers were short is swept
 again (the pairs are identical to the serial sweep's); the team then places the buffered pairs and fills the
-mirrored offsets. The argument blocks of the two team bodies are declared in :mod:`.arg_blocks`. The other
-builders split large maps (``CpuTuning.map_split_min_pairs``) into chunks that a short-lived pool of Python threads
-takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB) is used: on a
-small machine a second OpenMP runtime next to torch's spins against it and runs far slower than serial
-code. The inner loops index through :data:`.array_index.uidx`
+mirrored offsets. The two passes (count, fill) of a dense submanifold map that is large enough to split
+(``CpuTuning.map_split_min_pairs``) run on the team too, chunk by chunk. The argument blocks of the three team
+bodies are declared in :mod:`.arg_blocks`. The strided builders split large maps into chunks that a short-lived
+pool of Python threads takes one at a time, so uneven chunks balance out. No numba threading layer (OpenMP/TBB)
+is used: on a small machine a second OpenMP runtime next to torch's spins against it and runs far slower than
+serial code. The inner loops index through :data:`.array_index.uidx`
 (no negative-index fix-up per access).
 """
 
@@ -55,7 +56,7 @@ from torch import Tensor
 from ..coords import decode, encode
 from ..geometry import ConvGeometry
 from . import team
-from .arg_blocks import MapPlace, MapSweep, PlaceChunk, SweepChunk, open_block, reads
+from .arg_blocks import MapPass, MapPlace, MapSweep, PlaceChunk, SweepChunk, open_block, reads
 from .array_index import uidx
 from .tuning import DEFAULT_TUNING, CpuTuning
 
@@ -384,6 +385,50 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
                         pair_in, pair_out, 0)
 
 
+@reads(MapPass)
+def _team_pass_body(block):
+    """Torch's OpenMP team runs one pass of the two-pass submanifold sweep (:func:`_pass_on_team`): thread ``t`` of
+    ``T`` runs :func:`_subm_pass` on chunks ``t, t + T, ...`` of the blocks (each block writes only its own
+    ``table`` row, and in ``_FILL`` mode only its own cursor ranges of the pair arrays). Argument block:
+    :data:`.arg_blocks.MapPass`."""
+    h, ok = open_block(block, MapPass.SIZE, MapPass.FINGERPRINT)
+    if not ok:
+        return
+    num_lines, num_sites, nblk = h[MapPass.NUM_LINES], h[MapPass.NUM_SITES], h[MapPass.NUM_BLOCKS]
+    kv, num_chunks, num_pairs = h[MapPass.K], h[MapPass.NUM_CHUNKS], h[MapPass.NUM_PAIRS]
+    line_start = nb.carray(team.int64_pointer(h[MapPass.LINE_START]), (num_lines + 1,))
+    line_key = nb.carray(team.int64_pointer(h[MapPass.LINE_KEY]), (num_lines,))
+    cz = nb.carray(team.int64_pointer(h[MapPass.CZ]), (num_sites,))
+    perm = nb.carray(team.int64_pointer(h[MapPass.PERM]), (num_sites,))
+    shape = nb.carray(team.int64_pointer(h[MapPass.SHAPE]), (3,))
+    ksize = nb.carray(team.int64_pointer(h[MapPass.KSIZE]), (3,))
+    dil = nb.carray(team.int64_pointer(h[MapPass.DIL]), (3,))
+    blocks = nb.carray(team.int64_pointer(h[MapPass.BLOCKS]), (nblk + 1,))
+    table = nb.carray(team.int64_pointer(h[MapPass.TABLE]), (nblk, kv))
+    cuts = nb.carray(team.int64_pointer(h[MapPass.CUTS]), (num_chunks + 1,))
+    pair_in = nb.carray(team.int64_pointer(h[MapPass.PAIR_IN]), (num_pairs,))
+    pair_out = nb.carray(team.int64_pointer(h[MapPass.PAIR_OUT]), (num_pairs,))
+    mode, half = h[MapPass.MODE], h[MapPass.HALF] != 0
+    for c in range(team.omp_get_thread_num(), num_chunks, team.omp_get_num_threads()):
+        _subm_pass(cuts[c], cuts[c + 1], line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in,
+                   pair_out, mode, half)
+
+
+def _pass_on_team(nblk: int, threads: int, per_thread: int, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                  table, pair_in, pair_out, mode: int, half: bool) -> None:
+    """:func:`_subm_pass` over the blocks ``[0, nblk)`` in :func:`_chunk_cuts` chunks on ``threads`` threads of
+    torch's OpenMP team (:func:`_team_pass_body`) instead of a pool of Python threads next to torch's spinning
+    workers; the same counts and pairs as the serial pass. ``perm``, ``pair_in``, ``pair_out``: int64."""
+    cuts = _chunk_cuts(nblk, threads, per_thread)
+    block = MapPass.pack(num_lines=line_key.shape[0], num_sites=cz.shape[0], num_blocks=nblk, k=table.shape[1],
+                         half=half, mode=mode, num_chunks=cuts.shape[0] - 1, num_pairs=pair_in.shape[0],
+                         line_start=line_start, line_key=line_key, cz=cz, perm=perm,
+                         shape=np.ascontiguousarray(shape, np.int64), ksize=np.ascontiguousarray(ksize, np.int64),
+                         dil=np.ascontiguousarray(dil, np.int64), blocks=blocks, table=table, cuts=cuts,
+                         pair_in=pair_in, pair_out=pair_out)
+    team.run_on_team(_team_pass_body, block, threads)
+
+
 @nb.njit(cache=True, nogil=True)
 def _place(blk_lo, blk_hi, kbuf, ibuf, obuf, ends, cursors, pair_in, pair_out):
     """Write the emitted pairs of blocks ``[blk_lo, blk_hi)`` (from :func:`_subm_sweep`) at their
@@ -579,6 +624,8 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     per_thread = tuning.map_chunks_per_thread
     on_team = one_pass and threads > 1 and rows.dtype == np.int32 and team.team_available()
     team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0], tuning)
+    passes_on_team = (not one_pass and threads > 1 and perm.dtype == np.int64 and perm.flags.c_contiguous
+                      and team.team_available())
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
                                  counts, half, density, per_thread, tuning)
@@ -588,6 +635,9 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
                                 _chunk_capacity(density, line_start, blocks, lo, hi, tuning)))
                  for lo, hi in zip(cuts[:-1], cuts[1:])]
         emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
+    elif passes_on_team:  # two passes (count, fill) on torch's own threads: no second pool
+        _pass_on_team(nblk, team_threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                      counts, np.zeros(0, np.int64), np.zeros(0, np.int64), _COUNT, half)
     else:
         _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
                     counts,
@@ -607,6 +657,9 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
         return pair_in, pair_out, starts
     if one_pass:
         _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
+    elif passes_on_team:
+        _pass_on_team(nblk, team_threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
+                      cursors, pair_in, pair_out, _FILL, half)
     else:
         _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
                     cursors,
