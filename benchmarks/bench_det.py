@@ -89,6 +89,7 @@ BACKBONES = (VR, LK, LK17)
 # inputs
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class FrameInput:
     """One voxelised frame: ``features [M, C]`` (voxel means), ``indices [M, 4]`` int32 ``(0, z, y, x)``."""
@@ -116,8 +117,9 @@ def ground_z(points: np.ndarray) -> float:
 
 def voxelised(name: str, source: str, points: np.ndarray, grid: VoxelGrid, frame=None) -> FrameInput:
     """Mean voxel features of ``points`` on ``grid`` (at most :data:`MAX_POINTS` points per voxel)."""
-    vox = points_to_voxels(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), grid, MAX_POINTS,
-                           MAX_VOXELS)
+    vox = points_to_voxels(
+        torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), grid, MAX_POINTS, MAX_VOXELS
+    )
     feats = det.MeanVFE(points.shape[1])(vox.voxels, vox.num_points)
     idx = torch.cat([torch.zeros((vox.num_voxels, 1), dtype=torch.int32), vox.coords], dim=1).contiguous()
     return FrameInput(name, source, len(points), grid, feats.contiguous(), idx, frame)
@@ -129,31 +131,45 @@ def load_frames(quick: bool) -> Tuple[List[FrameInput], List[str]]:
     notes: List[str] = []
     if NUSCENES_ROOT.is_dir():
         from largekernel3d.data.detection import NuScenesDetection
+
         ds = NuScenesDetection(NUSCENES_ROOT, version="v1.0-mini", backend="json")
         frame = ds[0]
         filename = ds.tables.get("sample_data", frame.metadata["lidar_token"])["filename"]
         grid = VoxelGrid(NUSCENES_RANGE, VOXEL_SIZE)
-        frames.append(voxelised(
-            "nuScenes key frame", f"nuScenes scene-0523 first key frame `{filename}` (no sweeps in the shared sample: "
-            f"one sweep, time_lag = 0; x, y, z, intensity, time_lag; ground z ≈ {ground_z(frame.points):.1f} m)",
-            frame.points, grid, frame))
+        frames.append(
+            voxelised(
+                "nuScenes key frame",
+                f"nuScenes scene-0523 first key frame `{filename}` (no sweeps in the shared sample: "
+                f"one sweep, time_lag = 0; x, y, z, intensity, time_lag; ground z ≈ {ground_z(frame.points):.1f} m)",
+                frame.points,
+                grid,
+                frame,
+            )
+        )
     else:
         notes.append(f"nuScenes sample absent ({NUSCENES_ROOT}): its rows are skipped")
     if quick:
         return frames, notes
     try:
         from largekernel3d.data.detection import PandaSetDetection
+
         frame = PandaSetDetection(PANDASET_ROOT, frames=[0])[0] if PANDASET_ROOT.is_dir() else None
     except ImportError as err:  # pandas missing
         frame, notes = None, notes + [f"PandaSet skipped: {err}"]
     if frame is not None:
         lo = NUSCENES_RANGE[2] + PANDASET_Z_SHIFT
         rng = NUSCENES_RANGE[:2] + (lo,) + NUSCENES_RANGE[3:5] + (NUSCENES_RANGE[5] + PANDASET_Z_SHIFT,)
-        frames.append(voxelised(
-            "PandaSet 002/00", f"PandaSet sequence 002 `lidar/00.pkl.gz`, Pandar64 points (sensor 0), gravity-aligned "
-            f"x-forward LiDAR frame (x, y, z, intensity; ground z ≈ {ground_z(frame.points):.1f} m), z range "
-            f"[{lo:g}, {rng[5]:g}] (nuScenes' moved up {PANDASET_Z_SHIFT} m, same grid)", frame.points,
-            VoxelGrid(rng, VOXEL_SIZE), frame))
+        frames.append(
+            voxelised(
+                "PandaSet 002/00",
+                f"PandaSet sequence 002 `lidar/00.pkl.gz`, Pandar64 points (sensor 0), gravity-aligned "
+                f"x-forward LiDAR frame (x, y, z, intensity; ground z ≈ {ground_z(frame.points):.1f} m), z range "
+                f"[{lo:g}, {rng[5]:g}] (nuScenes' moved up {PANDASET_Z_SHIFT} m, same grid)",
+                frame.points,
+                VoxelGrid(rng, VOXEL_SIZE),
+                frame,
+            )
+        )
     elif not notes or "PandaSet" not in notes[-1]:
         notes.append(f"PandaSet sample absent ({PANDASET_ROOT}): its rows and the training section are skipped")
     return frames, notes
@@ -162,6 +178,7 @@ def load_frames(quick: bool) -> Tuple[List[FrameInput], List[str]]:
 # ------------------------------------------------------------------------------------------------
 # timing rounds
 # ------------------------------------------------------------------------------------------------
+
 
 def parallel_gain(rounds: int = 3) -> float:
     """``t(1 thread) / t(2 threads)`` of a fixed GEMM workload (10 × ``[512, 512] @ [512, 512]``), medians of
@@ -188,8 +205,10 @@ def two_thread_gate() -> Optional[str]:
     gain = parallel_gain()
     if gain >= MIN_PARALLEL_GAIN:
         return None
-    return (f"skipped: a probe GEMM ran at {gain:.2f}× its 1-thread speed on 2 threads (load average "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): other jobs held the second core")
+    return (
+        f"skipped: a probe GEMM ran at {gain:.2f}× its 1-thread speed on 2 threads (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): other jobs held the second core"
+    )
 
 
 @dataclass
@@ -201,8 +220,13 @@ class Rounds:
     note: str = ""
 
 
-def alternate(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, threads: int,
-              limit_ms: Optional[Dict[str, float]] = None) -> Rounds:
+def alternate(
+    fns: Dict[str, Callable[[], object]],
+    reps: int,
+    warmup: int,
+    threads: int,
+    limit_ms: Optional[Dict[str, float]] = None,
+) -> Rounds:
     """``common.time_alternating`` at ``threads`` threads, stopping after the first timed round in which a call
     exceeds its ``limit_ms`` (the block is then flagged as oversubscribed)."""
     times: Dict[str, List[float]] = {k: [] for k in fns}
@@ -216,9 +240,11 @@ def alternate(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, thre
                     times[name].append((time.perf_counter() - start) * 1e3)
             over = [n for n in fns if limit_ms and rnd >= warmup and times[n][-1] > limit_ms[n]]
             if over:
-                note = (f"oversubscribed: at {threads} threads {len(over)} of {len(fns)} calls took over "
-                        f"{OVERSUBSCRIBED}× their 1-thread time (load average {os.getloadavg()[0]:.1f}); stopped "
-                        f"after {rnd + 1 - warmup} round(s), these numbers measure the other jobs")
+                note = (
+                    f"oversubscribed: at {threads} threads {len(over)} of {len(fns)} calls took over "
+                    f"{OVERSUBSCRIBED}× their 1-thread time (load average {os.getloadavg()[0]:.1f}); stopped "
+                    f"after {rnd + 1 - warmup} round(s), these numbers measure the other jobs"
+                )
                 break
     return Rounds({k: float(np.median(v)) for k, v in times.items()}, len(times[next(iter(fns))]), note)
 
@@ -226,6 +252,7 @@ def alternate(fns: Dict[str, Callable[[], object]], reps: int, warmup: int, thre
 # ------------------------------------------------------------------------------------------------
 # backbones
 # ------------------------------------------------------------------------------------------------
+
 
 def randomize_(net: nn.Module, seed: int) -> nn.Module:
     """Random weights (``N(0, 2 / fan_in)``; SW-LK groups ``[G, C_in, C_out]`` with ``fan_in = G C_in``), biases
@@ -314,6 +341,7 @@ def part_stats(net: nn.Module, out) -> Tuple[Dict[str, float], Dict[str, int]]:
 
 def rel_diff(a, b) -> Optional[float]:
     """``max |a − b| / max |b|`` over the outputs' features matched by site; ``inf`` when the sites differ."""
+
     def by_site(t):
         s = [int(v) for v in t.spatial_shape]
         i = t.indices.long()
@@ -349,8 +377,9 @@ class BackboneResult:
         return threads in self.rounds and not self.notes.get(threads)
 
 
-def bench_backbones(inp: FrameInput, sp: Optional[ModuleType], reps: Dict[int, int], warmup: int,
-                    seed: int) -> BackboneResult:
+def bench_backbones(
+    inp: FrameInput, sp: Optional[ModuleType], reps: Dict[int, int], warmup: int, seed: int
+) -> BackboneResult:
     """Alternating rounds over the backbones of ``inp``: 1 thread (``warmup`` untimed rounds, then ``reps[1]``),
     then 2 threads (:func:`two_thread_gate` first; ``reps[2]`` rounds, no new warm-up: everything is compiled and
     allocated by then; cut short when oversubscribed)."""
@@ -367,8 +396,10 @@ def bench_backbones(inp: FrameInput, sp: Optional[ModuleType], reps: Dict[int, i
         records = {k: defaultdict(list) for k in nets}
         fns: Dict[str, Callable[[], object]] = {}
         for (bb, engine), net in nets.items():
+
             def fn(bb=bb, engine=engine, net=net):
                 outputs[(bb, engine)] = forward_parts(net, make_tensor(inp, engine, sp), records[(bb, engine)])
+
             fns[f"{bb}|{engine}"] = fn
         limit = None if threads == 1 else {f"{bb}|{e}": OVERSUBSCRIBED * res.ms[(bb, e, 1)] for bb, e in nets}
         got = alternate(fns, reps[threads], warmup if threads == 1 else 0, threads, limit)
@@ -376,23 +407,28 @@ def bench_backbones(inp: FrameInput, sp: Optional[ModuleType], reps: Dict[int, i
         res.rounds[threads] = got.rounds
         if got.note:
             res.notes[threads] = got.note
-        for (bb, engine) in nets:
+        for bb, engine in nets:
             res.ms[(bb, engine, threads)] = got.ms[f"{bb}|{engine}"]
-            res.parts[(bb, engine, threads)] = {p: float(np.median(v[skip_rounds:])) for p, v in
-                                                records[(bb, engine)].items()}
+            res.parts[(bb, engine, threads)] = {
+                p: float(np.median(v[skip_rounds:])) for p, v in records[(bb, engine)].items()
+            }
         if threads == 1:
             for bb in BACKBONES:
                 if (bb, "spconv") in outputs:
                     res.rel[bb] = rel_diff(outputs[(bb, "ours")], outputs[(bb, "spconv")])
-        print(f"bench_det: {inp.name} {threads} thread(s): " +
-              ", ".join(f"{k.replace('|', ' ')} {v:.0f} ms" for k, v in got.ms.items()) +
-              (f" [{got.note}]" if got.note else ""), file=sys.stderr)
+        print(
+            f"bench_det: {inp.name} {threads} thread(s): "
+            + ", ".join(f"{k.replace('|', ' ')} {v:.0f} ms" for k, v in got.ms.items())
+            + (f" [{got.note}]" if got.note else ""),
+            file=sys.stderr,
+        )
     for bb in BACKBONES:
         res.gflop[bb], res.sites[bb] = part_stats(nets[(bb, "ours")], outputs[(bb, "ours")])
     return res
 
 
 # -- peak memory, one process per engine ---------------------------------------------------------
+
 
 def _memory_worker(engine: str, path: str, threads: int) -> None:
     """Subprocess body: per input saved at ``path`` and backbone of ``engine``, the peak RSS increase (MiB) of
@@ -402,9 +438,17 @@ def _memory_worker(engine: str, path: str, threads: int) -> None:
     sp = common.load_spconv() if engine == "spconv" else None
     data = np.load(path)
     names = [str(n) for n in data["names"]]
-    inputs = [FrameInput(n, "", 0, VoxelGrid(tuple(data[f"range{i}"]), VOXEL_SIZE),
-                         torch.from_numpy(data[f"features{i}"]), torch.from_numpy(data[f"indices{i}"]))
-              for i, n in enumerate(names)]
+    inputs = [
+        FrameInput(
+            n,
+            "",
+            0,
+            VoxelGrid(tuple(data[f"range{i}"]), VOXEL_SIZE),
+            torch.from_numpy(data[f"features{i}"]),
+            torch.from_numpy(data[f"indices{i}"]),
+        )
+        for i, n in enumerate(names)
+    ]
     nets = [build_backbones(inp, sp, seed=0) for inp in inputs]
     for bb in (VR, LK):
         if (bb, engine) not in nets[0]:
@@ -417,16 +461,22 @@ def _memory_worker(engine: str, path: str, threads: int) -> None:
             print(f"{inp.name}\t{bb}\t{mib}", flush=True)
 
 
-def measure_memory(frames: Sequence[FrameInput], engines: Sequence[str], threads: int
-                   ) -> Dict[Tuple[str, str, str], Optional[float]]:
+def measure_memory(
+    frames: Sequence[FrameInput], engines: Sequence[str], threads: int
+) -> Dict[Tuple[str, str, str], Optional[float]]:
     """``{(input, backbone, engine): MiB}`` from one :func:`_memory_worker` process per engine."""
     out: Dict[Tuple[str, str, str], Optional[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "frames.npz")
         arrays = {"names": np.array([f.name for f in frames])}
         for i, f in enumerate(frames):
-            arrays.update({f"features{i}": f.features.numpy(), f"indices{i}": f.indices.numpy(),
-                           f"range{i}": np.array(f.grid.point_cloud_range)})
+            arrays.update(
+                {
+                    f"features{i}": f.features.numpy(),
+                    f"indices{i}": f.indices.numpy(),
+                    f"range{i}": np.array(f.grid.point_cloud_range),
+                }
+            )
         np.savez(path, **arrays)
         for engine in engines:
             stdout = common.run_memory_worker(__file__, ["--memory-worker", engine, path, str(threads)])
@@ -437,6 +487,7 @@ def measure_memory(frames: Sequence[FrameInput], engines: Sequence[str], threads
 
 
 # -- backbone tables ------------------------------------------------------------------------------
+
 
 def _x(num: Optional[float], den: Optional[float]) -> str:
     return "–" if num is None or den is None or den <= 0 else f"{num / den:.2f}×"
@@ -457,15 +508,40 @@ def backbone_table(results: Sequence[BackboneResult]) -> str:
                 else:
                     s_txt = fmt(s, 0)
                     agree = "not checked (spconv races)" if t > 1 else ("–" if rel is None else f"{rel:.1e}")
-                rows.append([r.inp.name, bb, f"{t}{' †' if r.notes.get(t) else ''}", fmt(o, 0), s_txt, _x(s, o),
-                             _x(o, r.ms.get((VR, "ours", t))) if bb != VR else "1",
-                             _x(o, r.ms.get((LK, "ours", t))) if bb == LK17 else "–",
-                             fmt(r.mem.get((bb, "ours"))) if bb != LK17 else "–",
-                             fmt(r.mem.get((bb, "spconv"))) if bb != LK17 else "–", agree])
-    header = ["input", "backbone", "threads", "ours ms", "spconv ms", "spconv / ours", "ours / VoxelRes ours",
-              "ours / [7,5,5,5] ours", "ours peak MiB", "spconv peak MiB", "max rel. diff (1 thr)"]
-    notes = [f"- {r.inp.name}, {t} threads{' (†)' if t in r.rounds else ''}: {r.notes[t]}." for r in results
-             for t in THREADS if r.notes.get(t)]
+                rows.append(
+                    [
+                        r.inp.name,
+                        bb,
+                        f"{t}{' †' if r.notes.get(t) else ''}",
+                        fmt(o, 0),
+                        s_txt,
+                        _x(s, o),
+                        _x(o, r.ms.get((VR, "ours", t))) if bb != VR else "1",
+                        _x(o, r.ms.get((LK, "ours", t))) if bb == LK17 else "–",
+                        fmt(r.mem.get((bb, "ours"))) if bb != LK17 else "–",
+                        fmt(r.mem.get((bb, "spconv"))) if bb != LK17 else "–",
+                        agree,
+                    ]
+                )
+    header = [
+        "input",
+        "backbone",
+        "threads",
+        "ours ms",
+        "spconv ms",
+        "spconv / ours",
+        "ours / VoxelRes ours",
+        "ours / [7,5,5,5] ours",
+        "ours peak MiB",
+        "spconv peak MiB",
+        "max rel. diff (1 thr)",
+    ]
+    notes = [
+        f"- {r.inp.name}, {t} threads{' (†)' if t in r.rounds else ''}: {r.notes[t]}."
+        for r in results
+        for t in THREADS
+        if r.notes.get(t)
+    ]
     return markdown_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
@@ -476,8 +552,11 @@ def _short(bb: str) -> str:
 def parts_table(r: BackboneResult) -> str:
     """Per part at 1 thread: ms of each network, the plain-conv GFLOP of its kernel maps, and the parts where
     ours is slower than spconv."""
-    cols = [(bb, e) for bb, e in ((VR, "ours"), (VR, "spconv"), (LK, "ours"), (LK, "spconv"), (LK17, "ours"))
-            if (bb, e, 1) in r.parts]
+    cols = [
+        (bb, e)
+        for bb, e in ((VR, "ours"), (VR, "spconv"), (LK, "ours"), (LK, "spconv"), (LK17, "ours"))
+        if (bb, e, 1) in r.parts
+    ]
     rows = []
     for part in PARTS + ("sum",):
         row: List[object] = [part]
@@ -489,17 +568,32 @@ def parts_table(r: BackboneResult) -> str:
             row.append(fmt(sum(g.values()) if part == "sum" else g[part], 1))
         row += ["" if part == "sum" else f"{r.sites[bb][part]:,}" for bb in (VR, LK)]
         rows.append(row)
-    header = ["part"] + [f"{_short(bb)} {engine} ms" for bb, engine in cols] + \
-        [f"{_short(bb)} GFLOP as plain" for bb in BACKBONES] + [f"{_short(bb)} sites out" for bb in (VR, LK)]
+    header = (
+        ["part"]
+        + [f"{_short(bb)} {engine} ms" for bb, engine in cols]
+        + [f"{_short(bb)} GFLOP as plain" for bb in BACKBONES]
+        + [f"{_short(bb)} sites out" for bb in (VR, LK)]
+    )
     text = markdown_table(header, rows)
-    slower = [f"{_short(bb)} {part} ({r.parts[(bb, 'ours', 1)][part]:.0f} vs {r.parts[(bb, 'spconv', 1)][part]:.0f} ms)"
-              for bb in (VR, LK) if (bb, "spconv", 1) in r.parts for part in PARTS
-              if r.parts[(bb, "ours", 1)][part] > 1.1 * r.parts[(bb, "spconv", 1)][part] + 5.0]
+    slower = [
+        f"{_short(bb)} {part} ({r.parts[(bb, 'ours', 1)][part]:.0f} vs {r.parts[(bb, 'spconv', 1)][part]:.0f} ms)"
+        for bb in (VR, LK)
+        if (bb, "spconv", 1) in r.parts
+        for part in PARTS
+        if r.parts[(bb, "ours", 1)][part] > 1.1 * r.parts[(bb, "spconv", 1)][part] + 5.0
+    ]
     lk_share = {part: r.parts[(LK, "ours", 1)][part] / sum(r.parts[(LK, "ours", 1)].values()) for part in PARTS}
     top = sorted(lk_share, key=lk_share.get, reverse=True)[:3]
-    text += ("\n\nOurs [7,5,5,5]: " + ", ".join(f"{p} {100 * lk_share[p]:.0f}%" for p in top) + " of the forward. "
-             + ("Parts where ours is slower than spconv (by > 10% + 5 ms): " + "; ".join(slower) + "." if slower
-                else "No part of ours is slower than spconv's by more than 10% + 5 ms."))
+    text += (
+        "\n\nOurs [7,5,5,5]: "
+        + ", ".join(f"{p} {100 * lk_share[p]:.0f}%" for p in top)
+        + " of the forward. "
+        + (
+            "Parts where ours is slower than spconv (by > 10% + 5 ms): " + "; ".join(slower) + "."
+            if slower
+            else "No part of ours is slower than spconv's by more than 10% + 5 ms."
+        )
+    )
     return text
 
 
@@ -507,8 +601,10 @@ def parts_table(r: BackboneResult) -> str:
 # whole detector
 # ------------------------------------------------------------------------------------------------
 
-DET_LABELS = {"centerpoint_voxelres": "CenterPoint VoxelResBackBone8x",
-              "centerpoint_largekernel3d": "CenterPoint LargeKernel3D [7,5,5,5]"}
+DET_LABELS = {
+    "centerpoint_voxelres": "CenterPoint VoxelResBackBone8x",
+    "centerpoint_largekernel3d": "CenterPoint LargeKernel3D [7,5,5,5]",
+}
 
 
 def bench_detectors(frame, reps: Dict[int, int], warmup: int) -> Tuple[str, Dict[Tuple[str, str, int], float]]:
@@ -546,11 +642,19 @@ def bench_detectors(frame, reps: Dict[int, int], warmup: int) -> Tuple[str, Dict
         def voxelize(model=model):
             return collate_detection([model.voxelize(frame, training=False)])
 
-        fns.update({f"{label}|voxelise": voxelize, f"{label}|forward": forward, f"{label}|decode": decode,
-                    f"{label}|fwd+bwd": forward_backward})
-        info.append(f"{label}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-                    f"{batch.coords.shape[0]:,} voxels, {len(train_batch.gt_boxes[0])} training boxes, "
-                    f"{found} boxes decoded")
+        fns.update(
+            {
+                f"{label}|voxelise": voxelize,
+                f"{label}|forward": forward,
+                f"{label}|decode": decode,
+                f"{label}|fwd+bwd": forward_backward,
+            }
+        )
+        info.append(
+            f"{label}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{batch.coords.shape[0]:,} voxels, {len(train_batch.gt_boxes[0])} training boxes, "
+            f"{found} boxes decoded"
+        )
     ms: Dict[Tuple[str, str, int], float] = {}
     rounds: Dict[int, int] = {}
     notes: Dict[int, str] = {}
@@ -568,36 +672,66 @@ def bench_detectors(frame, reps: Dict[int, int], warmup: int) -> Tuple[str, Dict
         for key, v in got.ms.items():
             label, what = key.split("|")
             ms[(label, what, threads)] = v
-        print(f"bench_det: detectors {threads} thread(s): " +
-              ", ".join(f"{k.replace('|', ' ')} {v:.0f} ms" for k, v in got.ms.items()), file=sys.stderr)
+        print(
+            f"bench_det: detectors {threads} thread(s): "
+            + ", ".join(f"{k.replace('|', ' ')} {v:.0f} ms" for k, v in got.ms.items()),
+            file=sys.stderr,
+        )
     rows = []
     vr_label, lk_label = DET_LABELS.values()
     for label in DET_LABELS.values():
         for t in sorted(rounds):
             f, fb = ms[(label, "forward", t)], ms[(label, "fwd+bwd", t)]
-            rows.append([label, f"{t}{' †' if notes.get(t) else ''}", fmt(ms[(label, "voxelise", t)], 0), fmt(f, 0),
-                         fmt(ms[(label, "decode", t)], 0), fmt(fb, 0), _x(fb, f),
-                         _x(f, ms[(vr_label, "forward", t)]) if label == lk_label else "1",
-                         _x(fb, ms[(vr_label, "fwd+bwd", t)]) if label == lk_label else "1"])
-    table = markdown_table(["detector", "threads", "voxelise ms", "forward ms (eval, incl. decoding)",
-                            "of which decoding ms", "fwd+bwd ms (train)", "fwd+bwd / fwd", "forward / VoxelRes",
-                            "fwd+bwd / VoxelRes"], rows)
+            rows.append(
+                [
+                    label,
+                    f"{t}{' †' if notes.get(t) else ''}",
+                    fmt(ms[(label, "voxelise", t)], 0),
+                    fmt(f, 0),
+                    fmt(ms[(label, "decode", t)], 0),
+                    fmt(fb, 0),
+                    _x(fb, f),
+                    _x(f, ms[(vr_label, "forward", t)]) if label == lk_label else "1",
+                    _x(fb, ms[(vr_label, "fwd+bwd", t)]) if label == lk_label else "1",
+                ]
+            )
+    table = markdown_table(
+        [
+            "detector",
+            "threads",
+            "voxelise ms",
+            "forward ms (eval, incl. decoding)",
+            "of which decoding ms",
+            "fwd+bwd ms (train)",
+            "fwd+bwd / fwd",
+            "forward / VoxelRes",
+            "fwd+bwd / VoxelRes",
+        ],
+        rows,
+    )
     table += "".join(f"\n\n- {t} threads{' (†)' if t in rounds else ''}: {n}." for t, n in sorted(notes.items()))
-    done = ", ".join(f"{t} thread(s): {n} round(s)" + (f" after {warmup} warm-up round(s)" if t == 1 and warmup
-                                                         else "") for t, n in sorted(rounds.items()))
-    text = (f"nuScenes CenterPoint settings (`nuscenes_detector_config`: grid 1440 × 1440 × 41, 10 classes in 6 "
-            f"tasks, velocity, neck [5, 5] layers of 128 / 256 filters up-sampled to 2 × 256, NMS per task) on the "
-            f"nuScenes key frame above; default initialisation (seed 0), untrained, so the heat maps sit near their "
-            f"prior and decoding handles its full top-k. Forward: eval mode, `torch.no_grad`, batch → detections "
-            f"(voxelisation timed apart). Fwd+bwd: train mode, CenterPoint loss on the frame's boxes, backward "
-            f"(no optimizer). Medians of alternating rounds after one untimed forward of each detector; {done}.\n\n"
-            + "\n".join(f"- {line}" for line in info) + "\n\n" + table)
+    done = ", ".join(
+        f"{t} thread(s): {n} round(s)" + (f" after {warmup} warm-up round(s)" if t == 1 and warmup else "")
+        for t, n in sorted(rounds.items())
+    )
+    text = (
+        f"nuScenes CenterPoint settings (`nuscenes_detector_config`: grid 1440 × 1440 × 41, 10 classes in 6 "
+        f"tasks, velocity, neck [5, 5] layers of 128 / 256 filters up-sampled to 2 × 256, NMS per task) on the "
+        f"nuScenes key frame above; default initialisation (seed 0), untrained, so the heat maps sit near their "
+        f"prior and decoding handles its full top-k. Forward: eval mode, `torch.no_grad`, batch → detections "
+        f"(voxelisation timed apart). Fwd+bwd: train mode, CenterPoint loss on the frame's boxes, backward "
+        f"(no optimizer). Medians of alternating rounds after one untimed forward of each detector; {done}.\n\n"
+        + "\n".join(f"- {line}" for line in info)
+        + "\n\n"
+        + table
+    )
     return text, ms
 
 
 # ------------------------------------------------------------------------------------------------
 # training step of the shipped PandaSet configs
 # ------------------------------------------------------------------------------------------------
+
 
 def bench_training(reps: int) -> str:
     """Per config: the trainer's step on the first training frame, phase by phase, alternating configs."""
@@ -620,18 +754,20 @@ def bench_training(reps: int) -> str:
         threads[name] = int(cfg["train"]["threads"])
 
         def step(model=model, data=data, optimizer=optimizer, scheduler=scheduler, clip=clip) -> Dict[str, float]:
-            times, batch = timed_training_step(lambda: collate_detection([data[0]]), lambda b: model(b)[0].float(),
-                                               model, optimizer, scheduler, clip)
+            times, batch = timed_training_step(
+                lambda: collate_detection([data[0]]), lambda b: model(b)[0].float(), model, optimizer, scheduler, clip
+            )
             return {**times, "voxels": float(batch.coords.shape[0]), "boxes": float(len(batch.gt_boxes[0]))}
 
         steps[name] = step
         m = cfg["model"]
         backbone = "".join(f", {k} {m[k]}" for k in ("backbone_preset", "backbone") if m.get(k))
-        info.append(f"`{name}`: {m['name']}{backbone}" +
-                    f", {sum(p.numel() for p in model.parameters()):,} parameters, grid "
-                    f"{det_setup.voxel_grid(cfg).sparse_shape} at {cfg['data']['voxel_size']} m, "
-                    f"train.threads = {cfg['train']['threads']}, optimizer {cfg['train']['optimizer']} + "
-                    f"{cfg['train']['scheduler']}, grad_clip {clip:g}")
+        info.append(
+            f"`{name}`: {m['name']}{backbone}" + f", {sum(p.numel() for p in model.parameters()):,} parameters, grid "
+            f"{det_setup.voxel_grid(cfg).sparse_shape} at {cfg['data']['voxel_size']} m, "
+            f"train.threads = {cfg['train']['threads']}, optimizer {cfg['train']['optimizer']} + "
+            f"{cfg['train']['scheduler']}, grad_clip {clip:g}"
+        )
     records: Dict[str, List[Dict[str, float]]] = defaultdict(list)
     for _ in range(1 + reps):  # the first round reads the frame from disk and warms up
         for name, step in steps.items():
@@ -645,29 +781,56 @@ def bench_training(reps: int) -> str:
         med["total"] = float(np.median([r["data"] + r["forward"] + r["backward"] + r["optimizer"] for r in recs]))
         med["fb"] = float(np.median([r["forward"] + r["backward"] for r in recs]))
         medians[name] = med
-        rows.append([f"`{name}`", threads[name], f"{med['voxels']:,.0f}", f"{med['boxes']:.0f}"] +
-                    [fmt(1e3 * med[k], 0) for k in ("data", "forward", "backward", "optimizer", "total")] +
-                    [fmt(med["fb"], 2)])
+        rows.append(
+            [f"`{name}`", threads[name], f"{med['voxels']:,.0f}", f"{med['boxes']:.0f}"]
+            + [fmt(1e3 * med[k], 0) for k in ("data", "forward", "backward", "optimizer", "total")]
+            + [fmt(med["fb"], 2)]
+        )
     vr, lk = (medians[n] for n in PANDASET_CONFIGS)
-    table = markdown_table(["config", "threads", "voxels", "boxes", "data ms", "forward ms", "backward ms",
-                            "optimizer ms", "step ms", "fwd+bwd s / frame"], rows)
-    return (f"The shipped PandaSet configs (`src/largekernel3d/cli/configs/det/`) on the first frame of their "
-            f"training split (PandaSet 002/00, Pandar64), batch of 1 (the configs train with 2), as "
-            f"`DetectionTrainer` runs a step: data = `VoxelizedDetection[0]` (augmentation + voxelisation of the "
-            f"cached frame) + collate; forward = loss; backward = `zero_grad` + `backward`; optimizer = gradient "
-            f"clipping + AdamW + one-cycle step. Medians of {reps} steps per config, alternating, after a warm-up "
-            f"step (which also reads the frame from disk); at the configs' `train.threads`. Random initialisation "
-            f"(the config's seed).\n\n" + "\n".join(f"- {line}" for line in info) + "\n\n" + table +
-            f"\n\nLargeKernel3D / VoxelRes: forward+backward per frame {lk['fb'] / vr['fb']:.2f}×, whole step "
-            f"{lk['total'] / vr['total']:.2f}×.")
+    table = markdown_table(
+        [
+            "config",
+            "threads",
+            "voxels",
+            "boxes",
+            "data ms",
+            "forward ms",
+            "backward ms",
+            "optimizer ms",
+            "step ms",
+            "fwd+bwd s / frame",
+        ],
+        rows,
+    )
+    return (
+        f"The shipped PandaSet configs (`src/largekernel3d/cli/configs/det/`) on the first frame of their "
+        f"training split (PandaSet 002/00, Pandar64), batch of 1 (the configs train with 2), as "
+        f"`DetectionTrainer` runs a step: data = `VoxelizedDetection[0]` (augmentation + voxelisation of the "
+        f"cached frame) + collate; forward = loss; backward = `zero_grad` + `backward`; optimizer = gradient "
+        f"clipping + AdamW + one-cycle step. Medians of {reps} steps per config, alternating, after a warm-up "
+        f"step (which also reads the frame from disk); at the configs' `train.threads`. Random initialisation "
+        f"(the config's seed).\n\n"
+        + "\n".join(f"- {line}" for line in info)
+        + "\n\n"
+        + table
+        + f"\n\nLargeKernel3D / VoxelRes: forward+backward per frame {lk['fb'] / vr['fb']:.2f}×, whole step "
+        f"{lk['total'] / vr['total']:.2f}×."
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # verdict and section
 # ------------------------------------------------------------------------------------------------
 
-def _check(lines: List[str], values: Sequence[Tuple[str, Optional[float]]], ok: Optional[Callable[[float], bool]],
-           name: str, unit: str, extra: str = "") -> None:
+
+def _check(
+    lines: List[str],
+    values: Sequence[Tuple[str, Optional[float]]],
+    ok: Optional[Callable[[float], bool]],
+    name: str,
+    unit: str,
+    extra: str = "",
+) -> None:
     """One verdict line: ``values`` are ``(where, value or None = not measured)``; ``ok=None``: reported only."""
     got = [(w, v) for w, v in values if v is not None]
     missing = [w for w, v in values if v is None]
@@ -692,38 +855,84 @@ def verdict(results: Sequence[BackboneResult], sp_found: bool, det_ms: Dict[Tupl
         return [(f"{r.inp.name} {t} thr", fn(r, t) if r.valid(t) else None) for r in results for t in THREADS]
 
     if not sp_found:
-        lines.append("- not checked: LargeKernel3D backbone ≥ 2× the spconv build, peak memory ≤ spconv's (spconv "
-                     "not installed)")
+        lines.append(
+            "- not checked: LargeKernel3D backbone ≥ 2× the spconv build, peak memory ≤ spconv's (spconv not installed)"
+        )
     else:
-        _check(lines, per_run(lambda r, t: r.ms[(LK, "spconv", t)] / r.ms[(LK, "ours", t)]), lambda v: v >= 2.0,
-               "LargeKernel3D [7,5,5,5] backbone forward ≥ 2× its spconv build, at 1 and 2 threads", "×")
-        _check(lines, per_run(lambda r, t: r.ms[(VR, "spconv", t)] / r.ms[(VR, "ours", t)]), lambda v: v >= 1.0,
-               "VoxelResBackBone8x forward faster than spconv's (no target in the issue; for reference)", "×")
-        mem = [(r.inp.name, None if r.mem.get((LK, "ours")) is None or not r.mem.get((LK, "spconv"))
-                else r.mem[(LK, "ours")] / r.mem[(LK, "spconv")]) for r in results]
-        _check(lines, mem, lambda v: v <= 1.05, "LargeKernel3D backbone peak memory ≤ spconv's (ours / spconv, 5% "
-               "slack)", "×", "; MiB: " + "; ".join(f"{r.inp.name} {fmt(r.mem.get((LK, 'ours')), 0)} vs "
-                                                   f"{fmt(r.mem.get((LK, 'spconv')), 0)}" for r in results))
+        _check(
+            lines,
+            per_run(lambda r, t: r.ms[(LK, "spconv", t)] / r.ms[(LK, "ours", t)]),
+            lambda v: v >= 2.0,
+            "LargeKernel3D [7,5,5,5] backbone forward ≥ 2× its spconv build, at 1 and 2 threads",
+            "×",
+        )
+        _check(
+            lines,
+            per_run(lambda r, t: r.ms[(VR, "spconv", t)] / r.ms[(VR, "ours", t)]),
+            lambda v: v >= 1.0,
+            "VoxelResBackBone8x forward faster than spconv's (no target in the issue; for reference)",
+            "×",
+        )
+        mem = [
+            (
+                r.inp.name,
+                None
+                if r.mem.get((LK, "ours")) is None or not r.mem.get((LK, "spconv"))
+                else r.mem[(LK, "ours")] / r.mem[(LK, "spconv")],
+            )
+            for r in results
+        ]
+        _check(
+            lines,
+            mem,
+            lambda v: v <= 1.05,
+            "LargeKernel3D backbone peak memory ≤ spconv's (ours / spconv, 5% slack)",
+            "×",
+            "; MiB: "
+            + "; ".join(
+                f"{r.inp.name} {fmt(r.mem.get((LK, 'ours')), 0)} vs {fmt(r.mem.get((LK, 'spconv')), 0)}"
+                for r in results
+            ),
+        )
         agree = "; ".join(f"{r.inp.name} {r.rel.get(LK, float('nan')):.1e}" for r in results)
         ok = all(r.rel.get(LK) is not None and r.rel[LK] < 1e-4 for r in results)
-        lines.append(f"- {'met' if ok else 'MISSED'}: ours and spconv compute the same [7,5,5,5] backbone "
-                     f"(1 thread, max rel. diff < 1e-4: {agree}; 2 threads not checked, spconv races)")
+        lines.append(
+            f"- {'met' if ok else 'MISSED'}: ours and spconv compute the same [7,5,5,5] backbone "
+            f"(1 thread, max rel. diff < 1e-4: {agree}; 2 threads not checked, spconv races)"
+        )
     ratios = {r.inp.name: sum(r.gflop[LK].values()) / sum(r.gflop[VR].values()) for r in results}
     flops = "; ".join(f"{name} {q:.1f}×" for name, q in ratios.items())
-    _check(lines, per_run(lambda r, t: r.ms[(LK, "ours", t)] / r.ms[(VR, "ours", t)]), lambda v: v <= 1.5,
-           "[7,5,5,5] backbone forward ≤ 1.5× VoxelResBackBone8x forward (ours)", "×",
-           f". As plain convs the preset's kernel maps hold {flops} the FLOPs of VoxelRes' (stages 2-4 plain 5³ "
-           f"convs, first two down layers 5³): 1.5× would need the [7,5,5,5] network to run at "
-           f"{max(ratios.values()) / 1.5:.1f}× the FLOP rate of our VoxelRes forward")
-    stage1 = "; ".join(f"{r.inp.name} {_x(r.parts[(LK17, 'ours', 1)]['conv1'], r.parts[(LK, 'ours', 1)]['conv1'])}"
-                       for r in results)
-    _check(lines, per_run(lambda r, t: r.ms[(LK17, "ours", t)] / r.ms[(LK, "ours", t)]), None,
-           "waymo17 preset [17,5,5,3] / nuscenes preset [7,5,5,5] backbone forward (ours)", "×",
-           f"; the presets also differ in stage 4 (3³ vs 5³), so the SW-LK stage (conv1) alone at 1 thread: {stage1}")
+    _check(
+        lines,
+        per_run(lambda r, t: r.ms[(LK, "ours", t)] / r.ms[(VR, "ours", t)]),
+        lambda v: v <= 1.5,
+        "[7,5,5,5] backbone forward ≤ 1.5× VoxelResBackBone8x forward (ours)",
+        "×",
+        f". As plain convs the preset's kernel maps hold {flops} the FLOPs of VoxelRes' (stages 2-4 plain 5³ "
+        f"convs, first two down layers 5³): 1.5× would need the [7,5,5,5] network to run at "
+        f"{max(ratios.values()) / 1.5:.1f}× the FLOP rate of our VoxelRes forward",
+    )
+    stage1 = "; ".join(
+        f"{r.inp.name} {_x(r.parts[(LK17, 'ours', 1)]['conv1'], r.parts[(LK, 'ours', 1)]['conv1'])}" for r in results
+    )
+    _check(
+        lines,
+        per_run(lambda r, t: r.ms[(LK17, "ours", t)] / r.ms[(LK, "ours", t)]),
+        None,
+        "waymo17 preset [17,5,5,3] / nuscenes preset [7,5,5,5] backbone forward (ours)",
+        "×",
+        f"; the presets also differ in stage 4 (3³ vs 5³), so the SW-LK stage (conv1) alone at 1 thread: {stage1}",
+    )
     if det_ms:
-        lines.append("- reported: whole detector per frame (ours): " + "; ".join(
-            f"{label} {t} thr forward {det_ms[(label, 'forward', t)] / 1e3:.1f} s, fwd+bwd "
-            f"{det_ms[(label, 'fwd+bwd', t)] / 1e3:.1f} s" for (label, what, t) in det_ms if what == "forward"))
+        lines.append(
+            "- reported: whole detector per frame (ours): "
+            + "; ".join(
+                f"{label} {t} thr forward {det_ms[(label, 'forward', t)] / 1e3:.1f} s, fwd+bwd "
+                f"{det_ms[(label, 'fwd+bwd', t)] / 1e3:.1f} s"
+                for (label, what, t) in det_ms
+                if what == "forward"
+            )
+        )
     return "\n".join(lines)
 
 
@@ -734,6 +943,7 @@ def run(quick: bool) -> str:
     sp_version = "not installed (ours only)"
     if sp is not None:
         import spconv
+
         sp_version = f"spconv {spconv.__version__}"
     frames, notes = load_frames(quick)
     parts = ["## Detection: sparse 3D backbones, CenterPoint and training steps (CPU)", ""]
@@ -751,17 +961,32 @@ def run(quick: bool) -> str:
     det_text, det_ms = ("Skipped: no nuScenes frame.", {})
     if nus is not None:
         det_text, det_ms = bench_detectors(nus.frame, {1: 1} if quick else {1: 2, 2: 1}, warmup=0)
-    train_text = "Skipped in --quick mode." if quick else (
-        bench_training(2) if PANDASET_ROOT.is_dir() else f"Skipped: no PandaSet sample at {PANDASET_ROOT}.")
+    train_text = (
+        "Skipped in --quick mode."
+        if quick
+        else (bench_training(2) if PANDASET_ROOT.is_dir() else f"Skipped: no PandaSet sample at {PANDASET_ROOT}.")
+    )
 
-    rounds = "; ".join(f"{r.inp.name}: " + ", ".join(
-        f"{t} thread(s) {r.rounds[t]} round(s)" + (f" after {r.warmup} warm-up round" if t == 1 and r.warmup else "")
-        for t in THREADS if t in r.rounds) for r in results)
+    rounds = "; ".join(
+        f"{r.inp.name}: "
+        + ", ".join(
+            f"{t} thread(s) {r.rounds[t]} round(s)"
+            + (f" after {r.warmup} warm-up round" if t == 1 and r.warmup else "")
+            for t in THREADS
+            if t in r.rounds
+        )
+        for r in results
+    )
     parts += [
         "Inputs (0.075 × 0.075 × 0.2 m voxels, mean of ≤ 10 points per voxel, grid [z, y, x] = "
-        f"{frames[0].shape}): " + "; ".join(
+        f"{frames[0].shape}): "
+        + "; ".join(
             f"**{f.name}**: {f.source}, {f.points:,} points → {f.features.shape[0]:,} voxels in "
-            f"{list(f.grid.point_cloud_range)}" for f in frames) + "." + "".join(f" {n}." for n in notes),
+            f"{list(f.grid.point_cloud_range)}"
+            for f in frames
+        )
+        + "."
+        + "".join(f" {n}." for n in notes),
         "",
         f"{sp_version}; torch {torch.__version__}; threads {list(THREADS)}; load average at start {load0[0]:.1f} on "
         f"{os.cpu_count()} cores (shared with other jobs: expect noise; 2-thread blocks run only when a probe GEMM "
@@ -785,18 +1010,31 @@ def run(quick: bool) -> str:
         "counted as the k³ conv it equals; what spconv computes; our SW-LK layers multiply per group instead). "
         "Sites out: active sites after the part (the 17³ preset has the [7,5,5,5] one's down layers and sites). "
         "The 5³ down layers of the LargeKernel3D presets enlarge the active set against VoxelRes' 3³ ones ("
-        + "; ".join(f"{r.inp.name}: " + ", ".join(f"{p} {r.sites[LK][p] / r.sites[VR][p]:.1f}×"
-                                                  for p in ("conv2", "conv3", "conv4")) for r in results)
+        + "; ".join(
+            f"{r.inp.name}: "
+            + ", ".join(f"{p} {r.sites[LK][p] / r.sites[VR][p]:.1f}×" for p in ("conv2", "conv3", "conv4"))
+            for r in results
+        )
         + ") and their stages 2-4 convolve 5³ = 125 offsets instead of 27.",
         "",
     ]
     for r in results:
         parts += [f"**{r.inp.name}**", "", parts_table(r), ""]
-    parts += ["### Whole detector per frame (ours)", "", det_text, "",
-              "### Training step per frame: shipped PandaSet configs (ours)", "", train_text, "",
-              "### Verdict (this run)", "", verdict(results, sp is not None, det_ms), "",
-              f"Load average at the end: {os.getloadavg()[0]:.1f}; module wall time "
-              f"{time.perf_counter() - start:.0f} s."]
+    parts += [
+        "### Whole detector per frame (ours)",
+        "",
+        det_text,
+        "",
+        "### Training step per frame: shipped PandaSet configs (ours)",
+        "",
+        train_text,
+        "",
+        "### Verdict (this run)",
+        "",
+        verdict(results, sp is not None, det_ms),
+        "",
+        f"Load average at the end: {os.getloadavg()[0]:.1f}; module wall time {time.perf_counter() - start:.0f} s.",
+    ]
     return "\n".join(parts)
 
 

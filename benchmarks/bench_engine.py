@@ -59,9 +59,12 @@ class Layer:
 
 def layers(quick: bool) -> List[Layer]:
     if quick:
-        return [Layer("SubMConv3d k3 32→32", "subm", 3, 32), Layer("SubMConv3d k7 32→32", "subm", 7, 32),
-                Layer("SparseConv3d k3 s2 32→32", "down", 3, 32),
-                Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32)]
+        return [
+            Layer("SubMConv3d k3 32→32", "subm", 3, 32),
+            Layer("SubMConv3d k7 32→32", "subm", 7, 32),
+            Layer("SparseConv3d k3 s2 32→32", "down", 3, 32),
+            Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32),
+        ]
     out = [Layer(f"SubMConv3d k{k} {c}→{c}", "subm", k, c) for k in (3, 5, 7) for c in (32, 64)]
     out += [Layer("SparseConv3d k3 s2 32→32", "down", 3, 32), Layer("SparseInverseConv3d k3 32→32", "inverse", 3, 32)]
     return out
@@ -146,6 +149,7 @@ def bench_case(sp, inp: common.SparseInput, layer: Layer, threads: int, reps: in
         fns: Dict[str, Callable[[], object]] = {}
         cached_inputs = {}
         for name, (make, mod) in eng.items():
+
             def fresh(make=make, mod=mod):
                 with torch.no_grad():
                     return mod(make())
@@ -259,25 +263,59 @@ def results_table(results: List[Result]) -> str:
         omap = None if r.layer.kind == "inverse" else o - oc
         smap = None if r.layer.kind == "inverse" or s is None or sc is None else s - sc
         fb = ms.get("ours fwd+bwd")
-        gflop = 2.0 * r.pairs * r.layer.channels ** 2 / 1e9
+        gflop = 2.0 * r.pairs * r.layer.channels**2 / 1e9
         g_ours = gflop / (oc / 1e3) if oc else None
         g_mm = gflop / (r.mm_ms / 1e3) if r.mm_ms else None
-        rows.append([
-            r.input, r.layer.name, r.threads, f"{r.pairs / max(1, _sites(r)):.1f}" if r.layer.kind == "subm" else "–",
-            common.fmt(o), common.fmt(s), common.fmt(_ratio(o, s), 2),
-            common.fmt(oc), common.fmt(sc), common.fmt(_ratio(oc, sc), 2),
-            common.fmt(omap), common.fmt(smap),
-            common.fmt(fb), common.fmt(None if not o else fb / o, 2),
-            common.fmt(g_ours), common.fmt(g_mm),
-            common.fmt(None if not g_mm or g_ours is None else 100 * g_ours / g_mm, 0),
-            common.fmt(r.floor_ms), common.fmt(_ratio(r.floor_ms, s), 2),
-            common.fmt(r.mem.get("ours")), common.fmt(r.mem.get("spconv")),
-            "–" if r.rel_err is None else f"{r.rel_err:.1e}",
-        ])
-    header = ["input", "layer", "threads", "pairs/site", "ours fwd ms", "spconv fwd ms", "speed-up",
-              "ours cached ms", "spconv cached ms", "speed-up cached", "ours map ms", "spconv map ms",
-              "ours fwd+bwd ms", "fwd+bwd / fwd", "ours GFLOP/s", "mm GFLOP/s", "% of mm",
-              "GEMM floor ms", "spconv fwd / floor", "ours peak MiB", "spconv peak MiB", "max rel. diff (1 thr)"]
+        rows.append(
+            [
+                r.input,
+                r.layer.name,
+                r.threads,
+                f"{r.pairs / max(1, _sites(r)):.1f}" if r.layer.kind == "subm" else "–",
+                common.fmt(o),
+                common.fmt(s),
+                common.fmt(_ratio(o, s), 2),
+                common.fmt(oc),
+                common.fmt(sc),
+                common.fmt(_ratio(oc, sc), 2),
+                common.fmt(omap),
+                common.fmt(smap),
+                common.fmt(fb),
+                common.fmt(None if not o else fb / o, 2),
+                common.fmt(g_ours),
+                common.fmt(g_mm),
+                common.fmt(None if not g_mm or g_ours is None else 100 * g_ours / g_mm, 0),
+                common.fmt(r.floor_ms),
+                common.fmt(_ratio(r.floor_ms, s), 2),
+                common.fmt(r.mem.get("ours")),
+                common.fmt(r.mem.get("spconv")),
+                "–" if r.rel_err is None else f"{r.rel_err:.1e}",
+            ]
+        )
+    header = [
+        "input",
+        "layer",
+        "threads",
+        "pairs/site",
+        "ours fwd ms",
+        "spconv fwd ms",
+        "speed-up",
+        "ours cached ms",
+        "spconv cached ms",
+        "speed-up cached",
+        "ours map ms",
+        "spconv map ms",
+        "ours fwd+bwd ms",
+        "fwd+bwd / fwd",
+        "ours GFLOP/s",
+        "mm GFLOP/s",
+        "% of mm",
+        "GEMM floor ms",
+        "spconv fwd / floor",
+        "ours peak MiB",
+        "spconv peak MiB",
+        "max rel. diff (1 thr)",
+    ]
     return common.markdown_table(header, rows)
 
 
@@ -301,43 +339,65 @@ def targets(results: List[Result]) -> str:
             worst = min(sel, key=lambda r: r.ms["spconv fwd"] / r.ms["ours fwd"])
             sp = worst.ms["spconv fwd"] / worst.ms["ours fwd"]
             beyond = [r for r in sel if r.floor_ms and r.ms["spconv fwd"] / r.floor_ms < bar]
-            floor_note = "" if not beyond else (
-                f"; on {len(beyond)} of {len(sel)} rows the bar lies beyond the GEMM floor (spconv fwd / floor < "
-                f"{bar:.0f}: " + ", ".join(f"{r.input} {r.layer.name} {r.threads} thr "
-                                          f"{r.ms['spconv fwd'] / r.floor_ms:.2f}×" for r in beyond) + ")")
-            check(f"SubMConv3d {k}³ forward incl. map ≥ {bar:.0f}× spconv on every input", sp >= bar,
-                  f"worst {sp:.2f}× on {worst.input}, {worst.layer.name}, {worst.threads} thr{floor_note}")
+            floor_note = (
+                ""
+                if not beyond
+                else (
+                    f"; on {len(beyond)} of {len(sel)} rows the bar lies beyond the GEMM floor (spconv fwd / floor < "
+                    f"{bar:.0f}: "
+                    + ", ".join(
+                        f"{r.input} {r.layer.name} {r.threads} thr {r.ms['spconv fwd'] / r.floor_ms:.2f}×"
+                        for r in beyond
+                    )
+                    + ")"
+                )
+            )
+            check(
+                f"SubMConv3d {k}³ forward incl. map ≥ {bar:.0f}× spconv on every input",
+                sp >= bar,
+                f"worst {sp:.2f}× on {worst.input}, {worst.layer.name}, {worst.threads} thr{floor_note}",
+            )
     for k in (3, 7):
         sel = [r for r in results if r.layer.kind == "subm" and r.layer.kernel == k]
         if sel:
             worst = max(sel, key=lambda r: r.ms["ours fwd+bwd"] / r.ms["ours fwd"])
             q = worst.ms["ours fwd+bwd"] / worst.ms["ours fwd"]
-            check(f"SubMConv3d {k}³ forward+backward ≤ 3× forward", q <= 3.0,
-                  f"worst {q:.2f}× on {worst.input}, {worst.layer.name}, {worst.threads} thr")
+            check(
+                f"SubMConv3d {k}³ forward+backward ≤ 3× forward",
+                q <= 3.0,
+                f"worst {q:.2f}× on {worst.input}, {worst.layer.name}, {worst.threads} thr",
+            )
     sel = [r for r in results if r.layer.kind == "subm" and r.layer.kernel == 3 and r.layer.channels == 64 and r.mm_ms]
     if sel:
         worst = min(sel, key=lambda r: r.mm_ms / r.ms["ours fwd cached"])
         q = worst.mm_ms / worst.ms["ours fwd cached"]
-        check("cached 3³ 64→64 forward ≥ 50% of torch.mm GFLOP/s", q >= 0.5,
-              f"worst {100 * q:.0f}% on {worst.input}, {worst.threads} thr")
+        check(
+            "cached 3³ 64→64 forward ≥ 50% of torch.mm GFLOP/s",
+            q >= 0.5,
+            f"worst {100 * q:.0f}% on {worst.input}, {worst.threads} thr",
+        )
     sel = [r for r in results if r.mem.get("ours") is not None and r.mem.get("spconv") is not None]
     if sel:
         worst = max(sel, key=lambda r: r.mem["ours"] - r.mem["spconv"])
         ok = all(r.mem["ours"] <= r.mem["spconv"] * 1.05 + 1.0 for r in sel)
-        check("peak memory ≤ spconv's (5% + 1 MiB measurement slack)", ok,
-              f"worst {worst.mem['ours']:.0f} vs {worst.mem['spconv']:.0f} MiB on {worst.input}, {worst.layer.name}")
+        check(
+            "peak memory ≤ spconv's (5% + 1 MiB measurement slack)",
+            ok,
+            f"worst {worst.mem['ours']:.0f} vs {worst.mem['spconv']:.0f} MiB on {worst.input}, {worst.layer.name}",
+        )
     return "\n".join(lines)
 
 
 def dense_baseline(inputs: List[common.SparseInput], reps: int) -> str:
     """Dense ``F.conv3d`` 3³ forward+backward on a densified scene vs our SubMConv3d 3³ and 7³."""
-    cand = [i for i in inputs if i.name.startswith("ScanNet") and "0.05" in i.name] or \
-        [min(inputs, key=lambda i: int(np.prod(i.spatial_shape)))]
+    cand = [i for i in inputs if i.name.startswith("ScanNet") and "0.05" in i.name] or [
+        min(inputs, key=lambda i: int(np.prod(i.spatial_shape)))
+    ]
     inp = cand[0]
     c = 32
     shape = list(inp.spatial_shape)
     cells = int(np.prod(shape))
-    if cells * c * 4 > 2 ** 30:
+    if cells * c * 4 > 2**30:
         return f"Dense baseline skipped: {inp.name} densifies to {cells:,} cells (> 1 GiB per tensor)."
     feats = torch.randn(inp.num_sites, c)
     rows = []
@@ -368,9 +428,11 @@ def dense_baseline(inputs: List[common.SparseInput], reps: int) -> str:
     dense_ms = ms["dense F.conv3d 3³ fwd+bwd"]
     for name, t in ms.items():
         rows.append([name, common.fmt(t), common.fmt(dense_ms / t, 1)])
-    return (f"Input: {inp.name} ({inp.num_sites:,} sites, dense grid {shape} = {cells:,} cells), 32→32, "
-            f"{torch.get_num_threads()} threads. A dense 7³ step costs ~13× the 3³ one and is not run.\n\n"
-            + common.markdown_table(["step", "ms", "dense 3³ / this"], rows))
+    return (
+        f"Input: {inp.name} ({inp.num_sites:,} sites, dense grid {shape} = {cells:,} cells), 32→32, "
+        f"{torch.get_num_threads()} threads. A dense 7³ step costs ~13× the 3³ one and is not run.\n\n"
+        + common.markdown_table(["step", "ms", "dense 3³ / this"], rows)
+    )
 
 
 def profile(inp: common.SparseInput, reps: int) -> str:
@@ -406,9 +468,15 @@ def profile(inp: common.SparseInput, reps: int) -> str:
 
         def scatter():
             for a, _b, segs in tiles:
-                team.scatter_add_segments(bo.numpy(), pout, a, [(s, e) for _, s, e in segs],
-                                                 out.numpy(), torch.get_num_threads(),
-                                                 DEFAULT_TUNING.scatter_min_parallel_rows)
+                team.scatter_add_segments(
+                    bo.numpy(),
+                    pout,
+                    a,
+                    [(s, e) for _, s, e in segs],
+                    out.numpy(),
+                    torch.get_num_threads(),
+                    DEFAULT_TUNING.scatter_min_parallel_rows,
+                )
 
         def cached():
             with torch.no_grad():
@@ -424,26 +492,60 @@ def profile(inp: common.SparseInput, reps: int) -> str:
             with torch.no_grad():
                 return conv(ours.SparseConvTensor(feats, inp.indices, shape, 1, validate=False))
 
-        fns = {"map": lambda: ours.build_submanifold_map(inp.indices, shape, 1, geo), "cached": cached,
-               "gather": gather, "gemm": gemm, "scatter": scatter, "total": total}
+        fns = {
+            "map": lambda: ours.build_submanifold_map(inp.indices, shape, 1, geo),
+            "cached": cached,
+            "gather": gather,
+            "gemm": gemm,
+            "scatter": scatter,
+            "total": total,
+        }
         if fused:
             fns["layout"] = layout
         ms = common.time_alternating(fns, reps)
         passes = ms["gather"] + ms["gemm"] + ms["scatter"]
         other = ms["total"] - ms["map"] - ms.get("layout", 0.0) - ms["cached"]
-        rows.append([f"k{k} {c}→{c}", common.fmt(ms["total"]), common.fmt(ms["map"]),
-                     common.fmt(ms["layout"]) if fused else "–", common.fmt(ms["cached"]), common.fmt(other),
-                     common.fmt(ms["gather"]),
-                     common.fmt(ms["gemm"]), common.fmt(ms["scatter"]), common.fmt(passes), len(tiles),
-                     sum(len(s) for _, _, s in tiles)])
-    return (f"Input: {inp.name}, {torch.get_num_threads()} threads, forward incl. map, ms (medians). 'conv' is the "
-            f"convolution with the map cached as it runs by default (SIMD panels on per-thread row ranges where "
-            f"torch has libgomp); 'layout' is that path's split of the pairs by output-row range, built by the "
-            f"first conv on a map and memoised on it; 'other' = total − map − layout − conv (module overhead, "
-            f"Python). For comparison, the phases of the tiled pass-by-pass dataflow (the fallback), each timed "
-            f"over the same tiles.\n\n"
-            + common.markdown_table(["layer", "total", "map", "layout", "conv (map cached)", "other", "tiled: gather",
-                                     "tiled: GEMM", "tiled: scatter", "tiled: sum", "tiles", "GEMM calls"], rows))
+        rows.append(
+            [
+                f"k{k} {c}→{c}",
+                common.fmt(ms["total"]),
+                common.fmt(ms["map"]),
+                common.fmt(ms["layout"]) if fused else "–",
+                common.fmt(ms["cached"]),
+                common.fmt(other),
+                common.fmt(ms["gather"]),
+                common.fmt(ms["gemm"]),
+                common.fmt(ms["scatter"]),
+                common.fmt(passes),
+                len(tiles),
+                sum(len(s) for _, _, s in tiles),
+            ]
+        )
+    return (
+        f"Input: {inp.name}, {torch.get_num_threads()} threads, forward incl. map, ms (medians). 'conv' is the "
+        f"convolution with the map cached as it runs by default (SIMD panels on per-thread row ranges where "
+        f"torch has libgomp); 'layout' is that path's split of the pairs by output-row range, built by the "
+        f"first conv on a map and memoised on it; 'other' = total − map − layout − conv (module overhead, "
+        f"Python). For comparison, the phases of the tiled pass-by-pass dataflow (the fallback), each timed "
+        f"over the same tiles.\n\n"
+        + common.markdown_table(
+            [
+                "layer",
+                "total",
+                "map",
+                "layout",
+                "conv (map cached)",
+                "other",
+                "tiled: gather",
+                "tiled: GEMM",
+                "tiled: scatter",
+                "tiled: sum",
+                "tiles",
+                "GEMM calls",
+            ],
+            rows,
+        )
+    )
 
 
 def run(quick: bool, threads: Optional[List[int]] = None) -> str:
@@ -472,11 +574,13 @@ def run(quick: bool, threads: Optional[List[int]] = None) -> str:
     parts = [
         "## Sparse-convolution engine vs spconv 2.3.8 (CPU)",
         "",
-        "Inputs: " + "; ".join(f"**{i.name}**: {i.source}, {i.num_sites:,} sites, grid {list(i.spatial_shape)}"
-                               for i in inputs) + ".",
+        "Inputs: "
+        + "; ".join(f"**{i.name}**: {i.source}, {i.num_sites:,} sites, grid {list(i.spatial_shape)}" for i in inputs)
+        + ".",
         "",
-        "spconv: " + ("2.3.8 installed" if sp is not None else "not installed (ours only)") +
-        f". Times are medians of {reps} alternating rounds after one warm-up round, wall clock, ms. "
+        "spconv: "
+        + ("2.3.8 installed" if sp is not None else "not installed (ours only)")
+        + f". Times are medians of {reps} alternating rounds after one warm-up round, wall clock, ms. "
         "'fwd' = first call (kernel map built), 'cached' = map reused via indice_key, 'map' = their "
         "difference (spconv's cached call gets the indice_dict of its first output, as its next layer would; "
         "spconv does not reuse strided-conv pairs). Inverse conv always reuses its paired conv's map. "
@@ -519,13 +623,21 @@ def extras(quick: bool) -> str:
         mem = measure_memory(inp, engines, quick)
         for layer in layers(quick):
             rows.append([inp.name, layer.name] + [common.fmt(mem.get((layer.name, e))) for e in engines])
-    return "\n".join([
-        "### Peak memory of one first call (MiB, RSS high-water mark, own process per engine)", "",
-        common.markdown_table(["input", "layer"] + [f"{e} peak MiB" for e in engines], rows), "",
-        "### Dense baseline", "", dense_baseline(inputs, reps), "",
-        "### Where our time goes", "",
-        profile(inputs[-1] if quick else next((i for i in inputs if i.name.startswith("KITTI")), inputs[0]), reps),
-    ])
+    return "\n".join(
+        [
+            "### Peak memory of one first call (MiB, RSS high-water mark, own process per engine)",
+            "",
+            common.markdown_table(["input", "layer"] + [f"{e} peak MiB" for e in engines], rows),
+            "",
+            "### Dense baseline",
+            "",
+            dense_baseline(inputs, reps),
+            "",
+            "### Where our time goes",
+            "",
+            profile(inputs[-1] if quick else next((i for i in inputs if i.name.startswith("KITTI")), inputs[0]), reps),
+        ]
+    )
 
 
 if __name__ == "__main__":

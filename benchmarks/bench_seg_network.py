@@ -83,18 +83,22 @@ def load_scene(quick: bool) -> Tuple[D.SegBatch, str]:
 
 def forward_fn(model: torch.nn.Module, make_input: Callable[[], object]) -> Callable[[], torch.Tensor]:
     """Inference: eval mode, no autograd; the logits."""
+
     def run() -> torch.Tensor:
         with torch.no_grad():
             return model(make_input()).features
+
     return run
 
 
 def forward_backward_fn(model: torch.nn.Module, batch: D.SegBatch) -> Callable[[], None]:
     """One training step without the optimizer: cross-entropy on the voxel labels, backward."""
+
     def run() -> None:
         model.zero_grad(set_to_none=True)
         logits = model(batch.to_sparse_tensor()).features
         torch.nn.functional.cross_entropy(logits, batch.labels, ignore_index=D.IGNORE_INDEX).backward()
+
     return run
 
 
@@ -173,8 +177,9 @@ def run(quick: bool) -> str:
     if spconv is not None:
         models[SPCONV_PLAIN7] = build_model(config(PLAIN7), backend=spconv).eval()
         models[SPCONV_PLAIN7].load_state_dict(models[PLAIN7].state_dict())
-        inputs[SPCONV_PLAIN7] = lambda: spconv.SparseConvTensor(batch.features, batch.indices, batch.spatial_shape,
-                                                                batch.batch_size)
+        inputs[SPCONV_PLAIN7] = lambda: spconv.SparseConvTensor(
+            batch.features, batch.indices, batch.spatial_shape, batch.batch_size
+        )
     compared = [label for label in models if label != PLAIN7]
     forward_fn(models[LK], inputs[LK])()  # compiles (or loads) the numba kernels outside the timings
 
@@ -204,12 +209,18 @@ def run(quick: bool) -> str:
         progress.close()
     agreement = {t: float((out - reference).abs().max() / reference.abs().max()) for t, out in spconv_out.items()}
 
-    header = (["network", "parameters"] + [f"forward ms, {t} thread{'s' if t > 1 else ''}" for t in thread_counts]
-              + [f"fwd+bwd ms, {default_threads} threads"])
+    header = (
+        ["network", "parameters"]
+        + [f"forward ms, {t} thread{'s' if t > 1 else ''}" for t in thread_counts]
+        + [f"fwd+bwd ms, {default_threads} threads"]
+    )
     rows = []
     for label, model in models.items():
-        rows.append([label, f"{count_parameters(model):,}"] + [_ms(forward.get((label, t))) for t in thread_counts]
-                    + [_ms(train_ms[label]) if label in train_ms else "n/a (no CPU backward)"])
+        rows.append(
+            [label, f"{count_parameters(model):,}"]
+            + [_ms(forward.get((label, t))) for t in thread_counts]
+            + [_ms(train_ms[label]) if label in train_ms else "n/a (no CPU backward)"]
+        )
     lines: List[str] = [
         "## Segmentation network speed: LargeKernel3DSeg vs the same network with plain 7³ convs",
         "",
@@ -224,19 +235,29 @@ def run(quick: bool) -> str:
     ]
     if spconv is not None:
         for t in thread_counts:
-            lines.append(f"- SW-LK forward speed-up over spconv plain 7³ at {t} thread(s): "
-                         f"**{_ratio(forward[(SPCONV_PLAIN7, t)], forward[(LK, t)])}** (target ≥ 3×).")
+            lines.append(
+                f"- SW-LK forward speed-up over spconv plain 7³ at {t} thread(s): "
+                f"**{_ratio(forward[(SPCONV_PLAIN7, t)], forward[(LK, t)])}** (target ≥ 3×)."
+            )
         for t, err in agreement.items():
-            note = ("" if err < 1e-4 else " — spconv's CPU kernels race with more than one thread, so this "
-                    "output is wrong and its timing is no valid reference")
-            lines.append(f"- spconv at {t} thread(s) vs our plain 7³ with the same weights: max |Δ| / max |y| "
-                         f"= {err:.1e}{note}.")
+            note = (
+                ""
+                if err < 1e-4
+                else " — spconv's CPU kernels race with more than one thread, so this "
+                "output is wrong and its timing is no valid reference"
+            )
+            lines.append(
+                f"- spconv at {t} thread(s) vs our plain 7³ with the same weights: max |Δ| / max |y| = {err:.1e}{note}."
+            )
     else:
         lines.append("- spconv is not installed: its rows are skipped.")
     gflop = 2e-9 * sum(m * k * n for (k, n), m in shapes.items())
-    lines.append(f"- GEMM floor of the SW-LK forward: {gflop:.1f} GFLOP in {len(shapes)} weight shapes (every "
-                 f"torch.mm/addmm of one pass), at torch.mm's best in-cache rate "
-                 + ", ".join(f"{_ms(floor[t])} ms at {t} thread(s)" for t in thread_counts) + ".")
+    lines.append(
+        f"- GEMM floor of the SW-LK forward: {gflop:.1f} GFLOP in {len(shapes)} weight shapes (every "
+        f"torch.mm/addmm of one pass), at torch.mm's best in-cache rate "
+        + ", ".join(f"{_ms(floor[t])} ms at {t} thread(s)" for t in thread_counts)
+        + "."
+    )
     for t in thread_counts:
         spent = forward[(LK, t)] - floor[t]
         if spconv is None:
@@ -244,16 +265,22 @@ def run(quick: bool) -> str:
             continue
         bar = forward[(SPCONV_PLAIN7, t)] / 3
         budget = bar - floor[t]  # what 3x spconv leaves for everything but the GEMMs
-        lines.append(f"  - {t} thread(s): 3× spconv means ≤ {_ms(bar)} ms, which leaves {_ms(budget)} ms "
-                     f"({budget / floor[t]:.0%} of the floor) for everything outside the GEMMs (maps, "
-                     f"gathers, bag sums, scatters, norms, activations, adds) at torch.mm's speed; ours spends "
-                     f"{_ms(spent)} ms beyond the floor (forward − floor; our products run faster than torch.mm).")
-    lines.append(f"- Forward+backward: SW-LK is {_ratio(train_ms[PLAIN7], train_ms[LK])} faster than our plain 7³ "
-                 f"and costs {_ratio(train_ms[LK], train_ms[BASELINE])} the time of MinkUNet34C (3³).")
-    lines.append(f"- Forward at {default_threads} thread(s): SW-LK costs "
-                 f"{_ratio(forward[(LK, default_threads)], forward[(BASELINE, default_threads)])} the time of "
-                 f"MinkUNet34C (3³); our plain 7³ is "
-                 f"{_ratio(forward[(PLAIN7, default_threads)], forward[(LK, default_threads)])} slower than SW-LK.")
+        lines.append(
+            f"  - {t} thread(s): 3× spconv means ≤ {_ms(bar)} ms, which leaves {_ms(budget)} ms "
+            f"({budget / floor[t]:.0%} of the floor) for everything outside the GEMMs (maps, "
+            f"gathers, bag sums, scatters, norms, activations, adds) at torch.mm's speed; ours spends "
+            f"{_ms(spent)} ms beyond the floor (forward − floor; our products run faster than torch.mm)."
+        )
+    lines.append(
+        f"- Forward+backward: SW-LK is {_ratio(train_ms[PLAIN7], train_ms[LK])} faster than our plain 7³ "
+        f"and costs {_ratio(train_ms[LK], train_ms[BASELINE])} the time of MinkUNet34C (3³)."
+    )
+    lines.append(
+        f"- Forward at {default_threads} thread(s): SW-LK costs "
+        f"{_ratio(forward[(LK, default_threads)], forward[(BASELINE, default_threads)])} the time of "
+        f"MinkUNet34C (3³); our plain 7³ is "
+        f"{_ratio(forward[(PLAIN7, default_threads)], forward[(LK, default_threads)])} slower than SW-LK."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -25,13 +25,30 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (SHARED_DATA, SparseInput, fmt, generated_indoor_scene, load_spconv, machine_line,  # noqa: E402
-                    markdown_table, num_threads, peak_rss_mib, run_memory_worker, time_alternating, voxel_sites)
+from common import (
+    SHARED_DATA,
+    SparseInput,
+    fmt,
+    generated_indoor_scene,
+    load_spconv,
+    machine_line,  # noqa: E402
+    markdown_table,
+    num_threads,
+    peak_rss_mib,
+    run_memory_worker,
+    time_alternating,
+    voxel_sites,
+)
 
 from largekernel3d.nn import SWLKConv3d  # noqa: E402
 from largekernel3d.nn.convert import export_plain  # noqa: E402
-from largekernel3d.sparse import (ConvGeometry, SparseConvTensor, SubMConv3d, build_submanifold_map,  # noqa: E402
-                                  keep_freed_memory)
+from largekernel3d.sparse import (
+    ConvGeometry,
+    SparseConvTensor,
+    SubMConv3d,
+    build_submanifold_map,  # noqa: E402
+    keep_freed_memory,
+)
 
 
 def load_input() -> SparseInput:
@@ -39,8 +56,12 @@ def load_input() -> SparseInput:
     if kitti.is_file():
         pts = np.fromfile(kitti, dtype=np.float32).reshape(-1, 4)
         idx, shape = voxel_sites(pts, (0.05, 0.05, 0.1), (2, 1, 0))
-        return SparseInput("KITTI 000001 0.05×0.05×0.1 m", idx, shape,
-                           f"KITTI training/velodyne/000001.bin, {len(pts):,} points, axes (z, y, x)")
+        return SparseInput(
+            "KITTI 000001 0.05×0.05×0.1 m",
+            idx,
+            shape,
+            f"KITTI training/velodyne/000001.bin, {len(pts):,} points, axes (z, y, x)",
+        )
     return generated_indoor_scene(100_000)
 
 
@@ -74,7 +95,8 @@ def _forward_times(inp: SparseInput, reps: int, spconv) -> Dict[str, float]:
     if spconv is not None:
         sp7 = spconv.SubMConv3d(32, 32, 7, bias=False)
         fns["spconv SubMConv3d 7³ (incl. map)"] = lambda: sp7(
-            spconv.SparseConvTensor(feats, inp.indices, list(inp.spatial_shape), 1))
+            spconv.SparseConvTensor(feats, inp.indices, list(inp.spatial_shape), 1)
+        )
     with torch.no_grad():
         return time_alternating(fns, reps)
 
@@ -94,6 +116,7 @@ def _train_times(inp: SparseInput, reps: int) -> Dict[str, float]:
         def run():
             x = _tensor(inp, feats, requires_grad=True)
             layer(x).features.square().mean().backward()
+
         return run
 
     return time_alternating({"SW-LK 7³ fwd+bwd": step(swlk), "ours SubMConv3d 3³ fwd+bwd": step(conv3)}, reps)
@@ -106,8 +129,13 @@ def _large_kernel(inp: SparseInput, reps: int) -> Dict[str, float]:
     feats = _features(inp, 16)
     with torch.no_grad():
         layer(_tensor(inp, feats))
-        t = time_alternating({"fwd": lambda: layer(_tensor(inp, feats)),
-                              "map": lambda: build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)}, reps)
+        t = time_alternating(
+            {
+                "fwd": lambda: layer(_tensor(inp, feats)),
+                "map": lambda: build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo),
+            },
+            reps,
+        )
     t["mem"] = _peak_memory_17(inp)
     kmap = build_submanifold_map(inp.indices, inp.spatial_shape, 1, geo)
     t["pairs"] = kmap.num_pairs / kmap.num_in
@@ -165,10 +193,14 @@ def run(quick: bool) -> str:
     inp = load_input()
     spconv = load_spconv()
     reps = 3 if quick else 7
-    out: List[str] = ["## SW-LK convolution (`benchmarks/bench_swlk.py`)", "",
-                      f"Machine: {machine_line()}. Input: {inp.name} ({inp.source}; {inp.num_sites:,} voxels, "
-                      f"grid {inp.spatial_shape}). Medians of {reps} alternating rounds; every pass builds its "
-                      f"kernel map.", ""]
+    out: List[str] = [
+        "## SW-LK convolution (`benchmarks/bench_swlk.py`)",
+        "",
+        f"Machine: {machine_line()}. Input: {inp.name} ({inp.source}; {inp.num_sites:,} voxels, "
+        f"grid {inp.spatial_shape}). Medians of {reps} alternating rounds; every pass builds its "
+        f"kernel map.",
+        "",
+    ]
     thread_counts = [1] if quick else [1, torch.get_num_threads()]
     for threads in dict.fromkeys(thread_counts):
         with num_threads(threads):
@@ -178,25 +210,56 @@ def run(quick: bool) -> str:
         sp = fwd.get("spconv SubMConv3d 7³ (incl. map)")
         tb_sw, tb_c3 = trn["SW-LK 7³ fwd+bwd"], trn["ours SubMConv3d 3³ fwd+bwd"]
         rows = [[name, fmt(ms, 0)] for name, ms in fwd.items()] + [[name, fmt(ms, 0)] for name, ms in trn.items()]
-        out += [f"### {threads} thread(s), 32 → 32 channels", "", markdown_table(["pass", "ms"], rows), "",
-                markdown_table(["target", "measured", "verdict"], [
-                    ["spconv 7³ / SW-LK 7³ forward ≥ 8×", "–" if sp is None else f"{sp / sw:.1f}×",
-                     "no spconv" if sp is None else _verdict(sp / sw >= 8)],
+        out += [
+            f"### {threads} thread(s), 32 → 32 channels",
+            "",
+            markdown_table(["pass", "ms"], rows),
+            "",
+            markdown_table(
+                ["target", "measured", "verdict"],
+                [
+                    [
+                        "spconv 7³ / SW-LK 7³ forward ≥ 8×",
+                        "–" if sp is None else f"{sp / sw:.1f}×",
+                        "no spconv" if sp is None else _verdict(sp / sw >= 8),
+                    ],
                     ["SW-LK 7³ / ours 3³ forward ≤ 3×", f"{sw / c3:.2f}×", _verdict(sw / c3 <= 3)],
-                    ["SW-LK 7³ / ours 3³ forward+backward ≤ 3.5×", f"{tb_sw / tb_c3:.2f}×",
-                     _verdict(tb_sw / tb_c3 <= 3.5)]]), ""]
+                    [
+                        "SW-LK 7³ / ours 3³ forward+backward ≤ 3.5×",
+                        f"{tb_sw / tb_c3:.2f}×",
+                        _verdict(tb_sw / tb_c3 <= 3.5),
+                    ],
+                ],
+            ),
+            "",
+        ]
     with num_threads(torch.get_num_threads()):
         big = _large_kernel(inp, 2 if quick else 3)
-    out += [f"### SW-LK 17³, 16 → 16 channels ({torch.get_num_threads()} threads)", "",
-            markdown_table(["forward ms (incl. map)", "of which kernel map ms", "pairs / site", "peak memory MiB",
-                            "target < 2 s"],
-                           [[fmt(big["fwd"], 0), fmt(big["map"], 0), fmt(big["pairs"], 1), fmt(big["mem"], 0),
-                             _verdict(big["fwd"] < 2000)]]), ""]
+    out += [
+        f"### SW-LK 17³, 16 → 16 channels ({torch.get_num_threads()} threads)",
+        "",
+        markdown_table(
+            ["forward ms (incl. map)", "of which kernel map ms", "pairs / site", "peak memory MiB", "target < 2 s"],
+            [
+                [
+                    fmt(big["fwd"], 0),
+                    fmt(big["map"], 0),
+                    fmt(big["pairs"], 1),
+                    fmt(big["mem"], 0),
+                    _verdict(big["fwd"] < 2000),
+                ]
+            ],
+        ),
+        "",
+    ]
     if spconv is not None:
         with num_threads(1):
             err = _agreement(inp, spconv)
-        out += [f"Agreement: SW-LK 7³ (with encoding, bias) vs spconv running the exported plain 7³ weight "
-                f"(+ ones channel): max relative difference {err:.1e}.", ""]
+        out += [
+            f"Agreement: SW-LK 7³ (with encoding, bias) vs spconv running the exported plain 7³ weight "
+            f"(+ ones channel): max relative difference {err:.1e}.",
+            "",
+        ]
     return "\n".join(out)
 
 

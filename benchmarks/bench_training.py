@@ -79,13 +79,23 @@ class OneScene(D.SegmentationDataset):
 # steps
 # ------------------------------------------------------------------------------------------------
 
+
 class Trainee:
     """A network with its optimiser, scheduler and data as the trainers build them; :meth:`step` runs one
     training step (phase times in seconds), :meth:`infer` one inference forward."""
 
-    def __init__(self, label: str, model: nn.Module, cfg: Dict[str, Any], make_batch: Callable[[], Any],
-                 loss_fn: Callable[[Any], torch.Tensor], infer_fn: Callable[[Any], Any], voxels: int,
-                 info: str, infer_batch: Any = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        model: nn.Module,
+        cfg: Dict[str, Any],
+        make_batch: Callable[[], Any],
+        loss_fn: Callable[[Any], torch.Tensor],
+        infer_fn: Callable[[Any], Any],
+        voxels: int,
+        info: str,
+        infer_batch: Any = None,
+    ) -> None:
         from largekernel3d.training import setup
 
         self.label, self.model, self.cfg, self.voxels, self.info = label, model, cfg, voxels, info
@@ -96,8 +106,9 @@ class Trainee:
         self._infer_batch = make_batch() if infer_batch is None else infer_batch
 
     def step(self) -> Dict[str, float]:
-        return timed_training_step(self.make_batch, self.loss_fn, self.model, self.optimizer, self.scheduler,
-                                   self.clip)[0]
+        return timed_training_step(
+            self.make_batch, self.loss_fn, self.model, self.optimizer, self.scheduler, self.clip
+        )[0]
 
     def infer(self) -> float:
         self.model.eval()
@@ -119,15 +130,25 @@ def seg_trainee(label: str, scene: W.SegScene, backend=None) -> Trainee:
     if backend is None:
         tensor = D.SegBatch.to_sparse_tensor
     else:
+
         def tensor(b: D.SegBatch):
             return backend.SparseConvTensor(b.features, b.indices, b.spatial_shape, b.batch_size)
+
     plain_batch = W.seg_batch(scene)
     voxels = int(plain_batch.indices.shape[0])
-    return Trainee(label, model, cfg, lambda: D.collate_segmentation([data[0]]),
-                   lambda b: W.seg_loss(model, b, tensor), lambda b: model(tensor(b)), voxels,
-                   f"`{W.SEG_NETWORKS[label][0]}`: {sum(p.numel() for p in model.parameters()):,} parameters, "
-                   f"optimizer {cfg['train']['optimizer']} + {cfg['train']['scheduler']}, augment "
-                   f"{cfg['data']['augment']} (elastic {cfg['data']['elastic']})", plain_batch)
+    return Trainee(
+        label,
+        model,
+        cfg,
+        lambda: D.collate_segmentation([data[0]]),
+        lambda b: W.seg_loss(model, b, tensor),
+        lambda b: model(tensor(b)),
+        voxels,
+        f"`{W.SEG_NETWORKS[label][0]}`: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"optimizer {cfg['train']['optimizer']} + {cfg['train']['scheduler']}, augment "
+        f"{cfg['data']['augment']} (elastic {cfg['data']['elastic']})",
+        plain_batch,
+    )
 
 
 def det_trainee(name: str, overrides: Sequence[str], backend=None) -> Trainee:
@@ -146,16 +167,27 @@ def det_trainee(name: str, overrides: Sequence[str], backend=None) -> Trainee:
             model.backbone_3d = model.backbone_3d.to_plain(backend)
     model.train()
     first = setup_.batch()
-    return Trainee(name, model, setup_.cfg, setup_.batch, lambda b: model(b)[0].float(),
-                   lambda b: model.head_outputs(b), int(first.coords.shape[0]), setup_.describe(), first)
+    return Trainee(
+        name,
+        model,
+        setup_.cfg,
+        setup_.batch,
+        lambda b: model(b)[0].float(),
+        lambda b: model.head_outputs(b),
+        int(first.coords.shape[0]),
+        setup_.describe(),
+        first,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # timing
 # ------------------------------------------------------------------------------------------------
 
-def time_steps(trainees: Sequence[Trainee], threads: Sequence[int], reps: int
-               ) -> Dict[Tuple[str, int], Dict[str, float]]:
+
+def time_steps(
+    trainees: Sequence[Trainee], threads: Sequence[int], reps: int
+) -> Dict[Tuple[str, int], Dict[str, float]]:
     """Per (network, threads): median seconds of each phase, of the step, of fwd+bwd and of the inference
     forward, over ``reps`` alternating rounds after a warm-up round."""
     out: Dict[Tuple[str, int], Dict[str, float]] = {}
@@ -168,9 +200,14 @@ def time_steps(trainees: Sequence[Trainee], threads: Sequence[int], reps: int
                     rec["inference"] = tr.infer()
                     if rnd:
                         records[tr.label].append(rec)
-                print(f"bench_training: {t} thread(s) round {rnd}: " + ", ".join(
-                    f"{tr.label} {sum(records[tr.label][-1][p] for p in PHASES) if rnd else 0:.1f} s"
-                    for tr in trainees), file=sys.stderr)
+                print(
+                    f"bench_training: {t} thread(s) round {rnd}: "
+                    + ", ".join(
+                        f"{tr.label} {sum(records[tr.label][-1][p] for p in PHASES) if rnd else 0:.1f} s"
+                        for tr in trainees
+                    ),
+                    file=sys.stderr,
+                )
         for tr in trainees:
             recs = records[tr.label]
             med = {k: float(np.median([r[k] for r in recs])) for k in recs[0]}
@@ -194,18 +231,41 @@ def step_table(trainees: Sequence[Trainee], med: Dict[Tuple[str, int], Dict[str,
     rows = []
     for (label, t), m in med.items():
         b = med.get((base, t))
-        rows.append([label, t] + [_ms(m[p]) for p in PHASES] + [_ms(m["step"]), _ms(m["inference"]),
-                                                                 _x(m["fb"], m["forward"]), _x(m["fb"], m["inference"]),
-                                                                 _x(m["compute"], b["compute"]) if b else "–",
-                                                                 _x(m["step"], b["step"]) if b else "–"])
-    return markdown_table(["network", "threads", "data ms", "forward ms", "backward ms", "optimizer ms", "step ms",
-                           "inference fwd ms", "fwd+bwd / train fwd", "fwd+bwd / inference fwd",
-                           f"fwd+bwd+opt / {base}", f"step / {base}"], rows)
+        rows.append(
+            [label, t]
+            + [_ms(m[p]) for p in PHASES]
+            + [
+                _ms(m["step"]),
+                _ms(m["inference"]),
+                _x(m["fb"], m["forward"]),
+                _x(m["fb"], m["inference"]),
+                _x(m["compute"], b["compute"]) if b else "–",
+                _x(m["step"], b["step"]) if b else "–",
+            ]
+        )
+    return markdown_table(
+        [
+            "network",
+            "threads",
+            "data ms",
+            "forward ms",
+            "backward ms",
+            "optimizer ms",
+            "step ms",
+            "inference fwd ms",
+            "fwd+bwd / train fwd",
+            "fwd+bwd / inference fwd",
+            f"fwd+bwd+opt / {base}",
+            f"step / {base}",
+        ],
+        rows,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # memory, one process per measurement
 # ------------------------------------------------------------------------------------------------
+
 
 def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
@@ -241,8 +301,10 @@ def _memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         full = trainee.make_batch()
         n = WARMUP_DET_VOXELS
         import dataclasses
-        warm_batch = dataclasses.replace(full, voxels=full.voxels[:n], num_points=full.num_points[:n],
-                                         coords=full.coords[:n])
+
+        warm_batch = dataclasses.replace(
+            full, voxels=full.voxels[:n], num_points=full.num_points[:n], coords=full.coords[:n]
+        )
         loss_of = trainee.loss_fn
     note = ""
 
@@ -264,8 +326,13 @@ def _memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     maxrss_before, hwm_before = _maxrss_mib(), _status_mib("VmHWM")
     peak = common.peak_rss_mib(lambda: one_step(batch))  # resets VmHWM, then VmHWM - VmRSS(before)
     voxels = int(batch.indices.shape[0]) if spec["kind"] == "seg" else int(batch.coords.shape[0])
-    return {"peak_mib": peak, "baseline_mib": before, "voxels": voxels, "note": note,
-            "maxrss_inherited": maxrss_before > hwm_before + 1.0}
+    return {
+        "peak_mib": peak,
+        "baseline_mib": before,
+        "voxels": voxels,
+        "note": note,
+        "maxrss_inherited": maxrss_before > hwm_before + 1.0,
+    }
 
 
 def measure(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -283,12 +350,30 @@ def memory_section(specs: Sequence[Dict[str, Any]]) -> Tuple[str, List[Dict[str,
         res = measure(spec)
         results.append({**spec, **res})
         print(f"bench_training: memory {spec['label']} {spec['engine']} {spec['threads']} thr: {res}", file=sys.stderr)
-    rows = [[r["label"], r["engine"], r["threads"], f"{r['voxels']:,}" if "voxels" in r else "–",
-             f"{r['baseline_mib']:,.0f}" if "baseline_mib" in r else "–",
-             f"{r['peak_mib']:,.0f}" if "peak_mib" in r else "–", r.get("error") or r.get("note") or ""]
-            for r in results]
-    table = markdown_table(["network", "engine", "threads", "voxels", "RSS before the step MiB",
-                            "peak RSS increase of one step MiB", "note"], rows)
+    rows = [
+        [
+            r["label"],
+            r["engine"],
+            r["threads"],
+            f"{r['voxels']:,}" if "voxels" in r else "–",
+            f"{r['baseline_mib']:,.0f}" if "baseline_mib" in r else "–",
+            f"{r['peak_mib']:,.0f}" if "peak_mib" in r else "–",
+            r.get("error") or r.get("note") or "",
+        ]
+        for r in results
+    ]
+    table = markdown_table(
+        [
+            "network",
+            "engine",
+            "threads",
+            "voxels",
+            "RSS before the step MiB",
+            "peak RSS increase of one step MiB",
+            "note",
+        ],
+        rows,
+    )
     return table, results
 
 
@@ -308,6 +393,7 @@ def fit_24gib(points: Sequence[Tuple[int, float]]) -> Optional[Tuple[float, floa
 # ------------------------------------------------------------------------------------------------
 # section
 # ------------------------------------------------------------------------------------------------
+
 
 def run(quick: bool) -> str:
     """Measure and return the Markdown section (see the module docstring)."""
@@ -335,57 +421,96 @@ def run(quick: bool) -> str:
                 specs.append(dict(base, engine="spconv", threads=1))
     mem_table, mem = memory_section(specs)
     fractions = QUICK_SCALING_FRACTIONS if quick else SCALING_FRACTIONS
-    scale_specs = [{"kind": "seg", "label": label, "data": data, "crop_m": crop, "fraction": f, "engine": "ours",
-                    "threads": 1, "overrides": []} for label in (W.LK_SEG, W.MINKUNET) for f in fractions if f < 1.0]
+    scale_specs = [
+        {
+            "kind": "seg",
+            "label": label,
+            "data": data,
+            "crop_m": crop,
+            "fraction": f,
+            "engine": "ours",
+            "threads": 1,
+            "overrides": [],
+        }
+        for label in (W.LK_SEG, W.MINKUNET)
+        for f in fractions
+        if f < 1.0
+    ]
     _, scaled = memory_section(scale_specs)
     fits = {}
     for label in (W.LK_SEG, W.MINKUNET):
-        pts = [(r["voxels"], r["baseline_mib"] + r["peak_mib"]) for r in scaled + mem if r["label"] == label
-               and r["kind"] == "seg" and r["engine"] == "ours" and r["threads"] == 1 and r.get("peak_mib") is not None]
+        pts = [
+            (r["voxels"], r["baseline_mib"] + r["peak_mib"])
+            for r in scaled + mem
+            if r["label"] == label
+            and r["kind"] == "seg"
+            and r["engine"] == "ours"
+            and r["threads"] == 1
+            and r.get("peak_mib") is not None
+        ]
         fits[label] = (pts, fit_24gib(pts))
 
     lk, mk = W.LK_SEG, W.MINKUNET
-    lines = ["## Training step and memory: LargeKernel3D-Seg vs MinkUNet34C, CenterPoint VoxelRes vs LargeKernel3D "
-             "(CPU)", "",
-             f"Load average at start {' '.join(load0)} on {os.cpu_count()} cores (shared machine); torch "
-             f"{torch.__version__}; {'spconv installed' if sp is not None else 'spconv not installed'}. Medians of "
-             f"{reps} alternating round(s) after a warm-up round; the phases as the trainers run them (data = "
-             "augmentation + voxelisation + collate; forward = loss; backward = zero_grad + backward; optimizer = "
-             "clipping + step + scheduler step); inference fwd = eval mode, `torch.no_grad`, on the unaugmented "
-             "scene (seg) / the first augmented batch (det). Batch of one.", "",
-             "### Segmentation, one scene at 2 cm", "",
-             f"Scene: {scene.source} → {seg[0].voxels:,} voxels (before augmentation).", ""]
+    lines = [
+        "## Training step and memory: LargeKernel3D-Seg vs MinkUNet34C, CenterPoint VoxelRes vs LargeKernel3D (CPU)",
+        "",
+        f"Load average at start {' '.join(load0)} on {os.cpu_count()} cores (shared machine); torch "
+        f"{torch.__version__}; {'spconv installed' if sp is not None else 'spconv not installed'}. Medians of "
+        f"{reps} alternating round(s) after a warm-up round; the phases as the trainers run them (data = "
+        "augmentation + voxelisation + collate; forward = loss; backward = zero_grad + backward; optimizer = "
+        "clipping + step + scheduler step); inference fwd = eval mode, `torch.no_grad`, on the unaugmented "
+        "scene (seg) / the first augmented batch (det). Batch of one.",
+        "",
+        "### Segmentation, one scene at 2 cm",
+        "",
+        f"Scene: {scene.source} → {seg[0].voxels:,} voxels (before augmentation).",
+        "",
+    ]
     lines += [f"- {tr.info}" for tr in seg] + ["", step_table(seg, seg_med, mk), ""]
     for t in threads:
         a, b = seg_med[(lk, t)], seg_med[(mk, t)]
-        lines.append(f"- {t} thread(s): LargeKernel3D-Seg training step (fwd+bwd+optimizer) "
-                     f"**{_x(a['compute'], b['compute'])}** MinkUNet34C's (target ≤ 1.15×; whole step with data "
-                     f"{_x(a['step'], b['step'])}); LargeKernel3D-Seg fwd+bwd **{_x(a['fb'], a['inference'])}** its "
-                     f"inference forward and {_x(a['fb'], a['forward'])} its training forward (target ≤ 2.5×).")
+        lines.append(
+            f"- {t} thread(s): LargeKernel3D-Seg training step (fwd+bwd+optimizer) "
+            f"**{_x(a['compute'], b['compute'])}** MinkUNet34C's (target ≤ 1.15×; whole step with data "
+            f"{_x(a['step'], b['step'])}); LargeKernel3D-Seg fwd+bwd **{_x(a['fb'], a['inference'])}** its "
+            f"inference forward and {_x(a['fb'], a['forward'])} its training forward (target ≤ 2.5×)."
+        )
     lines += ["", "### Detection, shipped PandaSet configs", "", f"Data: {det_source}.", ""]
     lines += [f"- {tr.info}" for tr in det] + ["", step_table(det, det_med, W.DET_VOXELRES), ""]
-    lines += ["### Peak memory of one training step", "",
-              "Each row in a fresh process (glibc's mmap threshold pinned at 64 KiB so freed buffers return to the "
-              "system): the peak RSS of one training step (`VmHWM`, reset before the step; `ru_maxrss` cannot be "
-              "used, a worker inherits its parent's) minus the RSS before it, which already holds the "
-              "imports, the network, its gradients and optimiser state, the data and a warm-up step on a small crop "
-              f"({WARMUP_CROP_M} m column / {WARMUP_DET_VOXELS:,} voxels). Same inputs as the timings (seg step "
-              "augmented). spconv: the same networks built from spconv modules (LargeKernel3D-Seg with plain 7³ "
-              "convs; the LargeKernel3D detector's backbone via `to_plain`).", "", mem_table, "",
-              "### Largest ScanNet-sized scene trainable at 2 cm in 24 GiB (extrapolation)", ""]
+    lines += [
+        "### Peak memory of one training step",
+        "",
+        "Each row in a fresh process (glibc's mmap threshold pinned at 64 KiB so freed buffers return to the "
+        "system): the peak RSS of one training step (`VmHWM`, reset before the step; `ru_maxrss` cannot be "
+        "used, a worker inherits its parent's) minus the RSS before it, which already holds the "
+        "imports, the network, its gradients and optimiser state, the data and a warm-up step on a small crop "
+        f"({WARMUP_CROP_M} m column / {WARMUP_DET_VOXELS:,} voxels). Same inputs as the timings (seg step "
+        "augmented). spconv: the same networks built from spconv modules (LargeKernel3D-Seg with plain 7³ "
+        "convs; the LargeKernel3D detector's backbone via `to_plain`).",
+        "",
+        mem_table,
+        "",
+        "### Largest ScanNet-sized scene trainable at 2 cm in 24 GiB (extrapolation)",
+        "",
+    ]
     for label, (pts, fit) in fits.items():
         measured = ", ".join(f"{v:,} voxels → {m:,.0f} MiB" for v, m in sorted(pts))
         if fit is None:
             lines.append(f"- {label}: not enough sizes measured ({measured or 'none'}).")
             continue
         a, b, v24 = fit
-        lines.append(f"- {label} (1 thread): measured {measured}; fit {a:,.0f} MiB + {1024 * b:,.2f} MiB per 1,000 "
-                     f"voxels → 24 GiB at about **{v24:,.0f} voxels** ({v24 / seg[0].voxels:.0f}× this scene). "
-                     "A linear extrapolation far beyond the measured sizes, of the process's whole peak RSS "
-                     "(RSS before the step, which holds the imports, parameters, gradients and optimiser state, plus "
-                     "the step's peak increase).")
-    lines += ["", f"Load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; module wall "
-              f"time {time.perf_counter() - start:.0f} s."]
+        lines.append(
+            f"- {label} (1 thread): measured {measured}; fit {a:,.0f} MiB + {1024 * b:,.2f} MiB per 1,000 "
+            f"voxels → 24 GiB at about **{v24:,.0f} voxels** ({v24 / seg[0].voxels:.0f}× this scene). "
+            "A linear extrapolation far beyond the measured sizes, of the process's whole peak RSS "
+            "(RSS before the step, which holds the imports, parameters, gradients and optimiser state, plus "
+            "the step's peak increase)."
+        )
+    lines += [
+        "",
+        f"Load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; module wall "
+        f"time {time.perf_counter() - start:.0f} s.",
+    ]
     return "\n".join(lines)
 
 

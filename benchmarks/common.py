@@ -25,6 +25,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 # inputs
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SparseInput:
     """One voxelised benchmark scene: ``indices [N, 4]`` int32 (batch 0, then the axes of
@@ -40,8 +41,9 @@ class SparseInput:
         return int(self.indices.shape[0])
 
 
-def voxel_sites(points: np.ndarray, voxel_size: Sequence[float], axis_order: Sequence[int]) -> Tuple[torch.Tensor,
-                                                                                                      Tuple[int, ...]]:
+def voxel_sites(
+    points: np.ndarray, voxel_size: Sequence[float], axis_order: Sequence[int]
+) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """Unique voxels of ``points [N, 3]`` (origin at the per-axis minimum, no range crop) as int32
     ``[M, 4]`` indices with batch 0 and the axes in ``axis_order`` (e.g. ``(2, 1, 0)`` = z, y, x as in
     OpenPCDet), plus the spatial shape (``max + 1`` per axis)."""
@@ -69,13 +71,13 @@ def generated_indoor_scene(target_sites: int = 250_000) -> SparseInput:
         g = np.stack(np.meshgrid(np.arange(x0, x1), np.arange(y0, y1), np.arange(z0, z1), indexing="ij"), -1)
         cells.append(g.reshape(-1, 3))
 
-    plate(0, side, 0, side, 0, 1)                       # floor
-    plate(0, 1, 0, side, 1, height)                     # walls
+    plate(0, side, 0, side, 0, 1)  # floor
+    plate(0, 1, 0, side, 1, height)  # walls
     plate(side - 1, side, 0, side, 1, height)
     plate(1, side - 1, 0, 1, 1, height)
     plate(1, side - 1, side - 1, side, 1, height)
     lo, hi = max(2, side // 12), max(3, side // 5)
-    for _ in range(8):                                  # furniture: box tops and two sides
+    for _ in range(8):  # furniture: box tops and two sides
         w, d, h = rng.integers(lo, hi, size=3)
         x0, y0 = rng.integers(2, side - hi - 2, size=2)
         plate(x0, x0 + w, y0, y0 + d, h, h + 1)
@@ -84,8 +86,12 @@ def generated_indoor_scene(target_sites: int = 250_000) -> SparseInput:
     coords = np.unique(np.concatenate(cells), axis=0)
     shape = tuple(int(s) + 1 for s in coords.max(axis=0))
     idx = np.concatenate([np.zeros((len(coords), 1), np.int64), coords], axis=1).astype(np.int32)
-    return SparseInput("generated indoor 0.02 m", torch.from_numpy(idx), shape,
-                       f"generated floor/walls/furniture surfaces, {len(coords):,} voxels, axes (x, y, z)")
+    return SparseInput(
+        "generated indoor 0.02 m",
+        torch.from_numpy(idx),
+        shape,
+        f"generated floor/walls/furniture surfaces, {len(coords):,} voxels, axes (x, y, z)",
+    )
 
 
 def load_inputs(quick: bool) -> List[SparseInput]:
@@ -96,23 +102,41 @@ def load_inputs(quick: bool) -> List[SparseInput]:
     if kitti.is_file():
         pts = np.fromfile(kitti, dtype=np.float32).reshape(-1, 4)
         idx, shape = voxel_sites(pts, (0.05, 0.05, 0.1), (2, 1, 0))
-        out.append(SparseInput("KITTI 000001 0.05×0.05×0.1 m", idx, shape,
-                               f"KITTI training/velodyne/000001.bin, {len(pts):,} points, axes (z, y, x)"))
+        out.append(
+            SparseInput(
+                "KITTI 000001 0.05×0.05×0.1 m",
+                idx,
+                shape,
+                f"KITTI training/velodyne/000001.bin, {len(pts):,} points, axes (z, y, x)",
+            )
+        )
     if quick:
         return [generated_indoor_scene(60_000)] + out
     semkitti = SHARED_DATA / "semantickitti" / "spvnas_sample" / "velodyne" / "000000.bin"
     if semkitti.is_file():
         pts = np.fromfile(semkitti, dtype=np.float32).reshape(-1, 4)
         idx, shape = voxel_sites(pts, (0.05,) * 3, (0, 1, 2))
-        out.append(SparseInput("SemanticKITTI 0.05 m", idx, shape,
-                               f"SemanticKITTI spvnas_sample 000000.bin, {len(pts):,} points, axes (x, y, z)"))
+        out.append(
+            SparseInput(
+                "SemanticKITTI 0.05 m",
+                idx,
+                shape,
+                f"SemanticKITTI spvnas_sample 000000.bin, {len(pts):,} points, axes (x, y, z)",
+            )
+        )
     scannet = SHARED_DATA / "scannet" / "votenet_50k" / "scene0000_00_vert.npy"
     if scannet.is_file():
         pts = np.load(scannet)
         for size in (0.02, 0.05):
             idx, shape = voxel_sites(pts, (size,) * 3, (0, 1, 2))
-            out.append(SparseInput(f"ScanNet scene0000_00 {size} m", idx, shape,
-                                   f"ScanNet votenet_50k scene0000_00, {len(pts):,} points, axes (x, y, z)"))
+            out.append(
+                SparseInput(
+                    f"ScanNet scene0000_00 {size} m",
+                    idx,
+                    shape,
+                    f"ScanNet votenet_50k scene0000_00, {len(pts):,} points, axes (x, y, z)",
+                )
+            )
     out.append(generated_indoor_scene())
     return out
 
@@ -120,6 +144,7 @@ def load_inputs(quick: bool) -> List[SparseInput]:
 # ------------------------------------------------------------------------------------------------
 # timing, threads, memory
 # ------------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def num_threads(n: int) -> Iterator[None]:
@@ -222,8 +247,7 @@ def run_memory_worker(script: str, args: Sequence[str], timeout_s: int = 1800) -
     import sys
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
-    proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout_s)
+    proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, timeout=timeout_s)
     return proc.stdout
 
 
@@ -247,8 +271,10 @@ def machine_line() -> str:
                     break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads by default), Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads by default), Python {platform.python_version()}"
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -263,8 +289,14 @@ def fmt(x: Optional[float], digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def timed_training_step(make_batch: Callable[[], Any], loss_fn: Callable[[Any], Any], model: Any, optimizer: Any,
-                        scheduler: Any, clip: float) -> Tuple[Dict[str, float], Any]:
+def timed_training_step(
+    make_batch: Callable[[], Any],
+    loss_fn: Callable[[Any], Any],
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    clip: float,
+) -> Tuple[Dict[str, float], Any]:
     """One training step, ``({"data", "forward", "backward", "optimizer"}: seconds, the batch)``: the batch is
     built, the loss computed in train mode, gradients (clipped to ``clip`` when > 0) applied, the schedule
     stepped."""

@@ -61,6 +61,7 @@ INPUTS = ("kitti", "indoor")
 # worker: one process, one tree, one thread count, every case
 # ------------------------------------------------------------------------------------------------
 
+
 def _load_input(name: str, quick: bool):
     sys.path.insert(0, str(HERE))
     import numpy as np
@@ -109,17 +110,22 @@ def _case_fns(indices, shape) -> Dict[str, Callable[[], object]]:
         def run():
             with torch.no_grad():
                 return layer(tensor())
+
         return run
 
     def train(layer):
         def run():
             layer(tensor(True)).features.square().mean().backward()
+
         return run
 
     return {
-        "subm3 fwd": forward(subm3), "subm3 fwd+bwd": train(subm3),
-        "subm7 fwd": forward(subm7), "subm7 fwd+bwd": train(subm7),
-        "swlk7 fwd": forward(swlk), "swlk7 fwd+bwd": train(swlk),
+        "subm3 fwd": forward(subm3),
+        "subm3 fwd+bwd": train(subm3),
+        "subm7 fwd": forward(subm7),
+        "subm7 fwd+bwd": train(subm7),
+        "swlk7 fwd": forward(swlk),
+        "swlk7 fwd+bwd": train(swlk),
         "strided3 fwd": forward(strided),
         "map subm3": lambda: sp.build_submanifold_map(indices, shape, 1, geo3),
         "map subm7": lambda: sp.build_submanifold_map(indices, shape, 1, geo7),
@@ -155,14 +161,24 @@ def worker(threads: int, reps: int, quick: bool, cases: Sequence[str]) -> None:
 # driver
 # ------------------------------------------------------------------------------------------------
 
+
 def _run_worker(src: Path, threads: int, reps: int, quick: bool, cases: Sequence[str]) -> Dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--threads", str(threads), "--reps",
-           str(reps), "--cases", ",".join(cases)] + (["--quick"] if quick else [])
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--threads",
+        str(threads),
+        "--reps",
+        str(reps),
+        "--cases",
+        ",".join(cases),
+    ] + (["--quick"] if quick else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=str(HERE))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"worker on {src} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
@@ -176,8 +192,9 @@ def _check_tree(src: Path, label: str) -> Path:
 def _throwaway_worktree(rev: str) -> Tuple[Path, Callable[[], None]]:
     """A detached ``git worktree`` of ``rev`` in a temporary folder, and the function that removes it."""
     folder = Path(tempfile.mkdtemp(prefix="lk3d_compare_")) / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev], check=True, capture_output=True
+    )
 
     def remove() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)
@@ -185,8 +202,16 @@ def _throwaway_worktree(rev: str) -> Tuple[Path, Callable[[], None]]:
     return folder / "src", remove
 
 
-def compare(old: Path, new: Path, rounds: int, reps: int, threads: Sequence[int], quick: bool,
-            cases: Sequence[str], progress: bool = True) -> Dict[Tuple[int, str], Tuple[List[float], List[float]]]:
+def compare(
+    old: Path,
+    new: Path,
+    rounds: int,
+    reps: int,
+    threads: Sequence[int],
+    quick: bool,
+    cases: Sequence[str],
+    progress: bool = True,
+) -> Dict[Tuple[int, str], Tuple[List[float], List[float]]]:
     """``{(threads, "input/case"): (old medians per round, new medians per round)}``."""
     samples: Dict[Tuple[int, str], Tuple[List[float], List[float]]] = {}
     for t in threads:  # a first process per tree fills numba's disk cache (not timed)
@@ -202,14 +227,19 @@ def compare(old: Path, new: Path, rounds: int, reps: int, threads: Sequence[int]
                     samples.setdefault((t, key), ([], []))[which].append(ms)
                 done += 1
                 if progress:
-                    print(f"  [{done}/{total}] round {rnd + 1} threads {t} {('old', 'new')[which]}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  [{done}/{total}] round {rnd + 1} threads {t} {('old', 'new')[which]}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     return samples
 
 
 def table(samples: Dict[Tuple[int, str], Tuple[List[float], List[float]]]) -> str:
-    lines = ["| threads | input | case | old ms | new ms | new/old | old range | new range |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| threads | input | case | old ms | new ms | new/old | old range | new range |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     order = {c: i for i, (c, _) in enumerate(CASES)}
 
     def rank(item) -> Tuple[int, int, int]:
@@ -221,8 +251,10 @@ def table(samples: Dict[Tuple[int, str], Tuple[List[float], List[float]]]) -> st
         name, case = key.split("/", 1)
         ma, mb = statistics.median(a), statistics.median(b)
         flag = " **" if mb / ma > 1.05 else ""
-        lines.append(f"| {t} | {name} | {case} | {ma:.1f} | {mb:.1f} | {mb / ma:.3f}{flag} | "
-                     f"{min(a):.1f}-{max(a):.1f} | {min(b):.1f}-{max(b):.1f} |")
+        lines.append(
+            f"| {t} | {name} | {case} | {ma:.1f} | {mb:.1f} | {mb / ma:.3f}{flag} | "
+            f"{min(a):.1f}-{max(a):.1f} | {min(b):.1f}-{max(b):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -261,13 +293,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     finally:
         if cleanup is not None:
             cleanup()
-    report = "\n".join([
-        "## Engine speed: new vs old", "",
-        f"old: `{old_label}`; new: `{new}`; {args.rounds} alternating rounds of fresh processes per thread count, "
-        f"{args.reps} timed calls per case per process (median of process medians); 32 -> 32 channels"
-        f"{'; QUICK inputs' if args.quick else ''}. Load average before {' '.join(load_before)}, "
-        f"after {' '.join(load_after)}. `**`: new/old above 1.05.", "",
-        table(samples), ""])
+    report = "\n".join(
+        [
+            "## Engine speed: new vs old",
+            "",
+            f"old: `{old_label}`; new: `{new}`; {args.rounds} alternating rounds of fresh processes per thread count, "
+            f"{args.reps} timed calls per case per process (median of process medians); 32 -> 32 channels"
+            f"{'; QUICK inputs' if args.quick else ''}. Load average before {' '.join(load_before)}, "
+            f"after {' '.join(load_after)}. `**`: new/old above 1.05.",
+            "",
+            table(samples),
+            "",
+        ]
+    )
     print(report)
     if args.out:
         args.out.write_text(report)

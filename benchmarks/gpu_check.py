@@ -44,27 +44,48 @@ CHECK_SHARE = 0.25
 LAYER_CHANNELS = {"full": 32, "tiny": 8}
 TINY_POINTS, TINY_CROP_M = 3000, 0.6
 """The CPU dry run's indoor scene: a 0.6 m column of a 3,000-point generated scene."""
-NO_CUDA = ("CUDA is not available to this torch ({version}, CUDA build: {cuda}): gpu_check.py needs a CUDA GPU. "
-           "Run it on a CUDA machine, or pass --device cpu for a dry run of the script on the CPU at tiny sizes.")
+NO_CUDA = (
+    "CUDA is not available to this torch ({version}, CUDA build: {cuda}): gpu_check.py needs a CUDA GPU. "
+    "Run it on a CUDA machine, or pass --device cpu for a dry run of the script on the CPU at tiny sizes."
+)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_report.md"), help="Markdown report to write")
-    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                        help="cuda (default), or cpu: a dry run of the whole script at tiny sizes")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help=f"wall-clock budget of the run in seconds (default {DEFAULT_BUDGET_S:g}, "
-                             f"{QUICK_BUDGET_S:g} with --quick)")
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cuda (default), or cpu: a dry run of the whole script at tiny sizes",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help=f"wall-clock budget of the run in seconds (default {DEFAULT_BUDGET_S:g}, {QUICK_BUDGET_S:g} with --quick)",
+    )
     parser.add_argument("--quick", action="store_true", help="a 2 m crop of the scene, at most 3 timed calls")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="the shared data folder (with scannet/votenet_50k and pandaset); default: generated "
-                             "scene and synthetic LiDAR frame")
-    parser.add_argument("--precisions", nargs="+", choices=timing.PRECISIONS, default=list(timing.PRECISIONS),
-                        help="precisions to time (default all)")
-    parser.add_argument("--networks", nargs="*", default=None,
-                        help="networks to time, among " + ", ".join(NETWORK_NAMES) + " (default all; none: "
-                             "`--networks` alone)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the shared data folder (with scannet/votenet_50k and pandaset); default: generated "
+        "scene and synthetic LiDAR frame",
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=timing.PRECISIONS,
+        default=list(timing.PRECISIONS),
+        help="precisions to time (default all)",
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="*",
+        default=None,
+        help="networks to time, among " + ", ".join(NETWORK_NAMES) + " (default all; none: `--networks` alone)",
+    )
     parser.add_argument("--no-layers", action="store_true", help="skip the layer timings")
     parser.add_argument("--no-checks", action="store_true", help="skip the dense-reference checks")
     args = parser.parse_args(argv)
@@ -95,8 +116,10 @@ def resolve_device(name: str) -> torch.device:
 # workloads
 # ------------------------------------------------------------------------------------------------
 
-def layer_workloads(name: str, indices: torch.Tensor, shape: Sequence[int], channels: int,
-                    device: torch.device) -> List[timing.Workload]:
+
+def layer_workloads(
+    name: str, indices: torch.Tensor, shape: Sequence[int], channels: int, device: torch.device
+) -> List[timing.Workload]:
     """SubMConv3d 3³ / 7³ and SW-LK 7³ (position encoding) on ``indices`` with random features."""
     import largekernel3d.sparse as lsp
     from largekernel3d.nn import SWLKConv3d
@@ -105,15 +128,20 @@ def layer_workloads(name: str, indices: torch.Tensor, shape: Sequence[int], chan
     feats = torch.randn(indices.shape[0], channels, generator=g).to(device)
     idx = indices.to(device=device, dtype=torch.int32).contiguous()
     c = channels
-    layers = {f"SubMConv3d 3³ {c}→{c}": lsp.SubMConv3d(c, c, 3, bias=False),
-              f"SubMConv3d 7³ {c}→{c}": lsp.SubMConv3d(c, c, 7, bias=False),
-              f"SW-LK 7³ {c}→{c}": SWLKConv3d(c, c, 7)}
-    return [timing.layer_workload(f"{label}, {name}", reference.randomize_(m, i).to(device), feats, idx, shape)
-            for i, (label, m) in enumerate(layers.items())]
+    layers = {
+        f"SubMConv3d 3³ {c}→{c}": lsp.SubMConv3d(c, c, 3, bias=False),
+        f"SubMConv3d 7³ {c}→{c}": lsp.SubMConv3d(c, c, 7, bias=False),
+        f"SW-LK 7³ {c}→{c}": SWLKConv3d(c, c, 7),
+    }
+    return [
+        timing.layer_workload(f"{label}, {name}", reference.randomize_(m, i).to(device), feats, idx, shape)
+        for i, (label, m) in enumerate(layers.items())
+    ]
 
 
-def build_workloads(args: argparse.Namespace, device: torch.device, tiny: bool
-                    ) -> Tuple[List[timing.Workload], List[str]]:
+def build_workloads(
+    args: argparse.Namespace, device: torch.device, tiny: bool
+) -> Tuple[List[timing.Workload], List[str]]:
     """``(workloads, input lines)`` for the timing part."""
     lines: List[str] = []
     out: List[timing.Workload] = []
@@ -121,11 +149,16 @@ def build_workloads(args: argparse.Namespace, device: torch.device, tiny: bool
     det_needed = not args.no_layers or any(n in args.networks for n in (workloads.DET_VOXELRES, workloads.DET_LK))
     seg_batch = det = None
     if seg_needed:
-        scene = workloads.load_seg_scene(args.data, points=TINY_POINTS if tiny else workloads.SEG_POINTS,
-                                         crop_m=TINY_CROP_M if tiny else (2.0 if args.quick else None))
+        scene = workloads.load_seg_scene(
+            args.data,
+            points=TINY_POINTS if tiny else workloads.SEG_POINTS,
+            crop_m=TINY_CROP_M if tiny else (2.0 if args.quick else None),
+        )
         seg_batch = workloads.seg_batch(scene)
-        lines.append(f"indoor scene: {scene.source} → {seg_batch.indices.shape[0]:,} voxels at "
-                     f"{workloads.SEG_VOXEL} m, grid {list(seg_batch.spatial_shape)}")
+        lines.append(
+            f"indoor scene: {scene.source} → {seg_batch.indices.shape[0]:,} voxels at "
+            f"{workloads.SEG_VOXEL} m, grid {list(seg_batch.spatial_shape)}"
+        )
     dets: Dict[str, workloads.DetSetup] = {}
     if det_needed:
         root = None if args.data is None else args.data / "pandaset"
@@ -135,8 +168,10 @@ def build_workloads(args: argparse.Namespace, device: torch.device, tiny: bool
                 dets[name] = workloads.build_det(name, sets)
         det = next(iter(dets.values()))
         batch = det.batch()
-        lines.append(f"LiDAR frame: {source} → {batch.coords.shape[0]:,} voxels, grid "
-                     f"{list(det.model.grid.sparse_shape)} (z, y, x)")
+        lines.append(
+            f"LiDAR frame: {source} → {batch.coords.shape[0]:,} voxels, grid "
+            f"{list(det.model.grid.sparse_shape)} (z, y, x)"
+        )
     channels = LAYER_CHANNELS["tiny" if tiny else "full"]
     if not args.no_layers:
         out += layer_workloads("indoor 2 cm", seg_batch.indices, seg_batch.spatial_shape, channels, device)
@@ -158,8 +193,13 @@ def build_workloads(args: argparse.Namespace, device: torch.device, tiny: bool
 # main
 # ------------------------------------------------------------------------------------------------
 
-def run_checks(size: reference.CheckSize, device: torch.device, budget: timing.Budget,
-               on_result: Callable[[reference.CheckResult], None]) -> List[reference.CheckResult]:
+
+def run_checks(
+    size: reference.CheckSize,
+    device: torch.device,
+    budget: timing.Budget,
+    on_result: Callable[[reference.CheckResult], None],
+) -> List[reference.CheckResult]:
     """The reference checks in order, until ``budget`` (their share) is spent."""
     from tqdm import tqdm
 
@@ -167,8 +207,9 @@ def run_checks(size: reference.CheckSize, device: torch.device, budget: timing.B
     checks = reference.all_checks(size, device)
     for name, thunk in tqdm(checks, desc="checks", leave=False):
         if budget.left() <= 0:
-            res = reference.CheckResult(name, "", False, None, message="skipped: the checks' share of --budget-s "
-                                        "was spent")
+            res = reference.CheckResult(
+                name, "", False, None, message="skipped: the checks' share of --budget-s was spent"
+            )
         else:
             try:
                 with timing.alarm_at(budget):
@@ -188,8 +229,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     budget = timing.Budget.seconds(args.budget_s)
     env = report.environment(device)
     command = "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    run_info = {"command": f"`{command.strip()}`", "budget": f"{args.budget_s:g} s",
-                "sizes": "tiny (CPU dry run)" if tiny else ("quick" if args.quick else "full")}
+    run_info = {
+        "command": f"`{command.strip()}`",
+        "budget": f"{args.budget_s:g} s",
+        "sizes": "tiny (CPU dry run)" if tiny else ("quick" if args.quick else "full"),
+    }
     checks: List[reference.CheckResult] = []
     timings: List[timing.Timing] = []
     inputs: List[str] = []
@@ -211,17 +255,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cases, inputs[:] = [], ["building the inputs and networks ran past --budget-s: no timings"]
     total = len(cases) * len(args.precisions) * 2
     with tqdm(total=total, desc="timing", leave=False) as bar:
+
         def on_result(t: timing.Timing) -> None:
             timings.append(t)
             bar.update()
             write(False)
 
-        timing.run_cases(cases, args.precisions, timing.DeviceTimer(device), budget, 1 if tiny else
-                         (3 if args.quick else 20), on_result, bar.set_description)
+        timing.run_cases(
+            cases,
+            args.precisions,
+            timing.DeviceTimer(device),
+            budget,
+            1 if tiny else (3 if args.quick else 20),
+            on_result,
+            bar.set_description,
+        )
     write(True)
     failed = [c.name for c in checks if not c.passed]
-    print(f"wrote {args.out}: {len(checks) - len(failed)} of {len(checks)} checks passed, "
-          f"{sum(t.status == 'ok' for t in timings)} of {len(timings)} timings", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(checks) - len(failed)} of {len(checks)} checks passed, "
+        f"{sum(t.status == 'ok' for t in timings)} of {len(timings)} timings",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

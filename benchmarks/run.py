@@ -63,8 +63,11 @@ def main(argv=None) -> int:
     keep_freed_memory()
     start = datetime.datetime.now(datetime.timezone.utc)
     sections = [run_module(m, args.quick) for m in discover(args.only)]
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + \
-        (" --only " + " ".join(args.only) if args.only else "")
+    command = (
+        "python benchmarks/run.py"
+        + (" --quick" if args.quick else "")
+        + (" --only " + " ".join(args.only) if args.only else "")
+    )
     header = [
         "# Benchmarks",
         "",

@@ -21,8 +21,8 @@ from largekernel3d.nn.convert import plain_from_grouped
 
 def random_input(sites: int, channels: int, size: int = 24, seed: int = 0) -> spconv.SparseConvTensor:
     g = torch.Generator().manual_seed(seed)
-    flat = torch.randperm(size ** 3, generator=g)[:sites]
-    idx = torch.stack([torch.zeros_like(flat), flat // size ** 2, flat // size % size, flat % size], dim=1).int()
+    flat = torch.randperm(size**3, generator=g)[:sites]
+    idx = torch.stack([torch.zeros_like(flat), flat // size**2, flat // size % size, flat % size], dim=1).int()
     return spconv.SparseConvTensor(torch.randn(sites, channels, generator=g), idx, [size] * 3, 1)
 
 
@@ -52,8 +52,10 @@ def main(argv=None) -> int:
     ref, t_plain = timed(plain, x)
     out, t_swlk = timed(swlk, x)
     exact = float((out - ref).abs().max() / ref.abs().max())
-    print(f"group-constant 7^3 weight: {partition.num_groups} groups, max relative difference {exact:.1e} "
-          f"(plain {t_plain:.1f} ms, SW-LK {t_swlk:.1f} ms)")
+    print(
+        f"group-constant 7^3 weight: {partition.num_groups} groups, max relative difference {exact:.1e} "
+        f"(plain {t_plain:.1f} ms, SW-LK {t_swlk:.1f} ms)"
+    )
 
     # a general weight: the group means approximate it
     with torch.no_grad():

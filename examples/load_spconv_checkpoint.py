@@ -28,15 +28,19 @@ from largekernel3d.sparse.spconv_compat import spconv_uses_matmul_path
 def build(spconv: types.ModuleType) -> nn.Module:
     """A stem, a strided conv, a 1x1 conv (the layer kind spconv reads as a plain matrix) and an inverse conv."""
     return spconv.SparseSequential(
-        spconv.SubMConv3d(3, 8, 3, bias=False, indice_key="s1"), nn.BatchNorm1d(8), nn.ReLU(),
-        spconv.SparseConv3d(8, 16, 3, stride=2, padding=1, bias=False, indice_key="down"), nn.ReLU(),
+        spconv.SubMConv3d(3, 8, 3, bias=False, indice_key="s1"),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        spconv.SparseConv3d(8, 16, 3, stride=2, padding=1, bias=False, indice_key="down"),
+        nn.ReLU(),
         spconv.SubMConv3d(16, 16, 1, bias=False, indice_key="s2"),
-        spconv.SparseInverseConv3d(16, 8, 3, indice_key="down", bias=False))
+        spconv.SparseInverseConv3d(16, 8, 3, indice_key="down", bias=False),
+    )
 
 
 def random_input(library: types.ModuleType, sites: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    flat = torch.randperm(16 ** 3, generator=g)[:sites]
+    flat = torch.randperm(16**3, generator=g)[:sites]
     idx = torch.stack([torch.zeros_like(flat), flat // 256, flat // 16 % 16, flat % 16], dim=1).int()
     return library.SparseConvTensor(torch.randn(sites, 3, generator=g), idx, [16, 16, 16], 1)
 
@@ -74,8 +78,10 @@ def main(argv=None) -> int:
     ours.load_state_dict(checkpoint)
     with torch.no_grad():
         out = ours(random_input(lk_spconv, args.sites)).features
-    print(f"loaded a {'spconv' if spconv is not None else 'largekernel3d'} checkpoint with load_state_dict: "
-          f"{len(checkpoint)} entries, output {tuple(out.shape)}")
+    print(
+        f"loaded a {'spconv' if spconv is not None else 'largekernel3d'} checkpoint with load_state_dict: "
+        f"{len(checkpoint)} entries, output {tuple(out.shape)}"
+    )
     if spconv is not None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # spconv's CPU kernels give wrong sums on more than one torch thread

@@ -27,18 +27,21 @@ from torch import nn
 
 import largekernel3d.sparse as lk_spconv
 
-DEFAULT_FRAME = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kitti" / "training" / "velodyne" / \
-    "000001.bin"
+DEFAULT_FRAME = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kitti" / "training" / "velodyne" / "000001.bin"
+)
 
 
-def block(spconv: types.ModuleType, conv_type: str, c_in: int, c_out: int, kernel_size, indice_key: str,
-          stride=1, padding=0) -> nn.Module:
+def block(
+    spconv: types.ModuleType, conv_type: str, c_in: int, c_out: int, kernel_size, indice_key: str, stride=1, padding=0
+) -> nn.Module:
     """conv + BatchNorm1d + ReLU, as OpenPCDet's ``post_act_block``."""
     if conv_type == "subm":
         conv = spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key=indice_key)
     else:
-        conv = spconv.SparseConv3d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False,
-                                   indice_key=indice_key)
+        conv = spconv.SparseConv3d(
+            c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False, indice_key=indice_key
+        )
     return spconv.SparseSequential(conv, nn.BatchNorm1d(c_out, eps=1e-3, momentum=0.01), nn.ReLU())
 
 
@@ -51,14 +54,19 @@ class SmallBackbone8x(nn.Module):
         self.sparse_shape = list(sparse_shape)
         self.conv_input = spconv.SparseSequential(
             spconv.SubMConv3d(in_channels, 16, 3, padding=1, bias=False, indice_key="subm1"),
-            nn.BatchNorm1d(16, eps=1e-3, momentum=0.01), nn.ReLU())
+            nn.BatchNorm1d(16, eps=1e-3, momentum=0.01),
+            nn.ReLU(),
+        )
         self.conv1 = block(spconv, "subm", 16, 16, 3, "subm1")
-        self.conv2 = spconv.SparseSequential(block(spconv, "spconv", 16, 32, 3, "spconv2", 2, 1),
-                                             block(spconv, "subm", 32, 32, 3, "subm2"))
-        self.conv3 = spconv.SparseSequential(block(spconv, "spconv", 32, 64, 3, "spconv3", 2, 1),
-                                             block(spconv, "subm", 64, 64, 3, "subm3"))
-        self.conv4 = spconv.SparseSequential(block(spconv, "spconv", 64, 64, 3, "spconv4", 2, (0, 1, 1)),
-                                             block(spconv, "subm", 64, 64, 3, "subm4"))
+        self.conv2 = spconv.SparseSequential(
+            block(spconv, "spconv", 16, 32, 3, "spconv2", 2, 1), block(spconv, "subm", 32, 32, 3, "subm2")
+        )
+        self.conv3 = spconv.SparseSequential(
+            block(spconv, "spconv", 32, 64, 3, "spconv3", 2, 1), block(spconv, "subm", 64, 64, 3, "subm3")
+        )
+        self.conv4 = spconv.SparseSequential(
+            block(spconv, "spconv", 64, 64, 3, "spconv4", 2, (0, 1, 1)), block(spconv, "subm", 64, 64, 3, "subm4")
+        )
         self.conv_out = block(spconv, "spconv", 64, 64, (3, 1, 1), "spconv_down2", (2, 1, 1))
 
     def forward(self, voxel_features: torch.Tensor, voxel_coords: torch.Tensor, batch_size: int):
@@ -104,8 +112,10 @@ def main(argv=None) -> int:
     ours = SmallBackbone8x(lk_spconv, 4, shape).eval()
     with torch.no_grad():
         out = ours(feats, coords, 1)
-    print(f"voxels {coords.shape[0]} on {shape} -> {out.indices.shape[0]} sites, {out.features.shape[1]} channels, "
-          f"grid {out.spatial_shape}")
+    print(
+        f"voxels {coords.shape[0]} on {shape} -> {out.indices.shape[0]} sites, {out.features.shape[1]} channels, "
+        f"grid {out.spatial_shape}"
+    )
     try:
         import spconv.pytorch as spconv
     except ImportError:
@@ -121,8 +131,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(threads)
     a, b = out.dense(), ref.dense()
     err = float((a - b).abs().max() / b.abs().max())
-    print(f"spconv {spconv.__name__}: same output grid {list(ref.spatial_shape) == out.spatial_shape}, "
-          f"max relative difference {err:.2e}")
+    print(
+        f"spconv {spconv.__name__}: same output grid {list(ref.spatial_shape) == out.spatial_shape}, "
+        f"max relative difference {err:.2e}"
+    )
     if list(ref.spatial_shape) != out.spatial_shape or err > 1e-4:
         print("MISMATCH")
         return 1

@@ -36,8 +36,7 @@ def as_tuple(v, ndim: int) -> Tuple[int, ...]:
     return (v,) * ndim if isinstance(v, int) else tuple(int(x) for x in v)
 
 
-def random_sites(batch_size: int, spatial_shape: Sequence[int], num_sites: int,
-                 generator: torch.Generator) -> Tensor:
+def random_sites(batch_size: int, spatial_shape: Sequence[int], num_sites: int, generator: torch.Generator) -> Tensor:
     """``num_sites`` distinct random sites ``[N, 1 + D]`` int32 (unsorted), batch index first."""
     cells = batch_size * int(np.prod(spatial_shape))
     num_sites = min(num_sites, cells)
@@ -50,9 +49,16 @@ def random_sites(batch_size: int, spatial_shape: Sequence[int], num_sites: int,
     return torch.stack(cols[::-1], dim=1).to(torch.int32)
 
 
-def random_sparse_tensor(spatial_shape: Sequence[int], channels: int, num_sites: Optional[int] = None,
-                         batch_size: int = 1, density: float = 0.3, dtype: torch.dtype = torch.float64,
-                         seed: int = 0, requires_grad: bool = False) -> SparseConvTensor:
+def random_sparse_tensor(
+    spatial_shape: Sequence[int],
+    channels: int,
+    num_sites: Optional[int] = None,
+    batch_size: int = 1,
+    density: float = 0.3,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    requires_grad: bool = False,
+) -> SparseConvTensor:
     """A random :class:`SparseConvTensor`: ``num_sites`` (or ``density`` of all cells) distinct sites in
     random order, standard-normal features."""
     g = torch.Generator().manual_seed(seed)
@@ -64,8 +70,9 @@ def random_sparse_tensor(spatial_shape: Sequence[int], channels: int, num_sites:
     return SparseConvTensor(features, indices, list(spatial_shape), batch_size)
 
 
-def random_weight(out_channels: int, kernel_size: Sequence[int], in_per_group: int, seed: int = 1,
-                  dtype: torch.dtype = torch.float64) -> Tensor:
+def random_weight(
+    out_channels: int, kernel_size: Sequence[int], in_per_group: int, seed: int = 1, dtype: torch.dtype = torch.float64
+) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(out_channels, *kernel_size, in_per_group, generator=g, dtype=dtype)
 
@@ -98,14 +105,14 @@ def torch_transposed_weight(weight: Tensor, groups: int) -> Tensor:
     return w.reshape(groups * cig, c_out // groups, *kernel)
 
 
-def dense_conv(x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0, dilation=1,
-               groups: int = 1) -> Tensor:
+def dense_conv(
+    x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0, dilation=1, groups: int = 1
+) -> Tensor:
     """Reference regular conv on the densified input: ``[B, C_out, *out_shape]``."""
     return _CONV[x.ndim](x.dense(), torch_weight(weight), bias, stride, padding, dilation, groups)
 
 
-def dense_subm_conv(x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor], dilation=1,
-                    groups: int = 1) -> Tensor:
+def dense_subm_conv(x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor], dilation=1, groups: int = 1) -> Tensor:
     """Reference submanifold conv: zero-padded dense conv (asymmetric for even kernels) read at x's sites
     (``[N, C_out]`` in x's row order)."""
     nd = x.ndim
@@ -120,15 +127,25 @@ def dense_subm_conv(x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor],
     return gather_sites(out, x.indices)
 
 
-def dense_conv_transpose(x: SparseConvTensor, weight: Tensor, bias: Optional[Tensor], stride=1, padding=0,
-                         dilation=1, groups: int = 1, output_padding=0) -> Tensor:
+def dense_conv_transpose(
+    x: SparseConvTensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    output_padding=0,
+) -> Tensor:
     """Reference transposed conv on the densified input: ``[B, C_out, *out_shape]``."""
-    return _CONV_T[x.ndim](x.dense(), torch_transposed_weight(weight, groups), bias, stride, padding,
-                           output_padding, groups, dilation)
+    return _CONV_T[x.ndim](
+        x.dense(), torch_transposed_weight(weight, groups), bias, stride, padding, output_padding, groups, dilation
+    )
 
 
-def reached_sites(x: SparseConvTensor, kernel_size, stride=1, padding=0, dilation=1,
-                  transposed: bool = False, output_padding=0) -> Tensor:
+def reached_sites(
+    x: SparseConvTensor, kernel_size, stride=1, padding=0, dilation=1, transposed: bool = False, output_padding=0
+) -> Tensor:
     """Dense boolean ``[B, *out_shape]``: output cells a regular (or transposed) conv of x's sites reaches."""
     nd = x.ndim
     ones = torch.ones(1, 1, *as_tuple(kernel_size, nd), dtype=torch.float64)
@@ -161,8 +178,11 @@ def dense_max_pool(x: SparseConvTensor, kernel_size, stride, padding=0, dilation
     return _MAX_POOL[x.ndim](filled, kernel_size, stride, padding, dilation)
 
 
-def kitti_sparse_tensor(channels: int = 4, voxel_size: float = 0.2, frames: Sequence[str] = ("000001",),
-                        ) -> Optional[SparseConvTensor]:
+def kitti_sparse_tensor(
+    channels: int = 4,
+    voxel_size: float = 0.2,
+    frames: Sequence[str] = ("000001",),
+) -> Optional[SparseConvTensor]:
     """KITTI velodyne ``frames`` (one batch element each) cropped to x in [0, 40), y in [-20, 20),
     z in [-3, 1) m, voxelised by :func:`largekernel3d.sparse.voxelize` (mean of x, y, z, reflectance per
     voxel, then their squares up to ``channels``), as a float32 tensor on the grid [20, 200, 200] with
@@ -202,8 +222,9 @@ def gradcheck_sparse_module(module: torch.nn.Module, x: SparseConvTensor) -> boo
     from torch.func import functional_call
 
     names = [n for n, _ in module.named_parameters()]
-    inputs = [x.features.clone().requires_grad_(True)] + [p.detach().clone().requires_grad_(True)
-                                                         for p in module.parameters()]
+    inputs = [x.features.clone().requires_grad_(True)] + [
+        p.detach().clone().requires_grad_(True) for p in module.parameters()
+    ]
 
     def f(feats, *params):
         y = SparseConvTensor(feats, x.indices, x.spatial_shape, x.batch_size, validate=False)

@@ -78,8 +78,8 @@ def random_input(size: CheckSize, device: torch.device, seed: int) -> lsp.Sparse
     """Random distinct sites (``density`` of the ``batch × side³`` cells, unsorted) with standard-normal
     float64 features, on ``device``."""
     g = torch.Generator().manual_seed(seed)
-    cells = size.batch * size.side ** 3
-    flat = torch.randperm(cells, generator=g)[:max(8, int(size.density * cells))]
+    cells = size.batch * size.side**3
+    flat = torch.randperm(cells, generator=g)[: max(8, int(size.density * cells))]
     cols = []
     for _ in range(3):
         cols.append(flat % size.side)
@@ -96,7 +96,7 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
     with torch.no_grad():
         for p in module.parameters():
             fan = max(1, p.numel() // p.shape[0]) if p.dim() > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p) / fan ** 0.5)
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64).to(p) / fan**0.5)
     return module
 
 
@@ -131,9 +131,16 @@ def dense_subm(x: lsp.SparseConvTensor, weight: Tensor, dilation: Sequence[int] 
 # one check = engine module, reference module (float64 copy), reference function
 # ------------------------------------------------------------------------------------------------
 
-def _compare(name: str, dtype: torch.dtype, x64: lsp.SparseConvTensor, module: nn.Module,
-             run: Callable[[nn.Module, lsp.SparseConvTensor], Tuple[Tensor, Tensor]],
-             reference: Callable[[nn.Module, lsp.SparseConvTensor], Tensor], seed: int) -> CheckResult:
+
+def _compare(
+    name: str,
+    dtype: torch.dtype,
+    x64: lsp.SparseConvTensor,
+    module: nn.Module,
+    run: Callable[[nn.Module, lsp.SparseConvTensor], Tuple[Tensor, Tensor]],
+    reference: Callable[[nn.Module, lsp.SparseConvTensor], Tensor],
+    seed: int,
+) -> CheckResult:
     """``run(module, x) -> (out rows, out indices)`` in ``dtype`` vs ``reference(module64, x64) -> rows``
     in float64 (rows in the engine's output order); then one backward of the same random cotangent through
     both, gradients of the features and of every parameter compared."""
@@ -147,8 +154,7 @@ def _compare(name: str, dtype: torch.dtype, x64: lsp.SparseConvTensor, module: n
     g = torch.Generator().manual_seed(seed + 1)
     cot = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(ref.device)
     names = ["features"] + [n for n, _ in module.named_parameters()]
-    grads = torch.autograd.grad((out * cot.to(out.dtype)).sum(), [feats] + list(module.parameters()),
-                                allow_unused=True)
+    grads = torch.autograd.grad((out * cot.to(out.dtype)).sum(), [feats] + list(module.parameters()), allow_unused=True)
     ref_grads = torch.autograd.grad((ref * cot).sum(), [feats64] + list(ref_module.parameters()), allow_unused=True)
     for n, got, want in zip(names, grads, ref_grads):
         if want is None or not bool(want.abs().max() > 0):
@@ -164,8 +170,9 @@ def _run_rows(module: nn.Module, x: lsp.SparseConvTensor) -> Tuple[Tensor, Tenso
     return y.features, y.indices
 
 
-def check_subm(size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int, dilation: int = 1,
-               seed: int = 0) -> CheckResult:
+def check_subm(
+    size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int, dilation: int = 1, seed: int = 0
+) -> CheckResult:
     """``SubMConv3d(C, C, kernel, dilation)`` with bias against the padded dense conv."""
     c = size.channels
     x = random_input(size, device, seed)
@@ -178,8 +185,9 @@ def check_subm(size: CheckSize, device: torch.device, dtype: torch.dtype, kernel
     return _compare(name, dtype, x, conv, _run_rows, reference, seed)
 
 
-def check_strided(size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int, stride: int,
-                  padding: int, seed: int = 0) -> CheckResult:
+def check_strided(
+    size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int, stride: int, padding: int, seed: int = 0
+) -> CheckResult:
     """``SparseConv3d(C, 2C, kernel, stride, padding)`` with bias against ``conv3d``, read at its output sites
     (which must be exactly the cells the kernel reaches from an active site)."""
     c = size.channels
@@ -194,8 +202,13 @@ def check_strided(size: CheckSize, device: torch.device, dtype: torch.dtype, ker
 
     def reference(m: nn.Module, x64: lsp.SparseConvTensor) -> Tensor:
         dense = F.conv3d(x64.dense(), conv_weight(m.weight), m.bias, stride, padding)
-        reached = F.conv3d(active_mask(x64, torch.float64), torch.ones((1, 1) + (kernel,) * 3, dtype=torch.float64,
-                                                                         device=dense.device), None, stride, padding)
+        reached = F.conv3d(
+            active_mask(x64, torch.float64),
+            torch.ones((1, 1) + (kernel,) * 3, dtype=torch.float64, device=dense.device),
+            None,
+            stride,
+            padding,
+        )
         expected = int((reached > 0.5).sum())
         if expected != out_indices[0].shape[0]:
             raise AssertionError(f"{out_indices[0].shape[0]} output sites, the dense conv reaches {expected}")
@@ -217,8 +230,15 @@ class _DownUp(nn.Module):
         return self.up(self.down(x))
 
 
-def check_inverse(size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int = 3, stride: int = 2,
-                  padding: int = 1, seed: int = 0) -> CheckResult:
+def check_inverse(
+    size: CheckSize,
+    device: torch.device,
+    dtype: torch.dtype,
+    kernel: int = 3,
+    stride: int = 2,
+    padding: int = 1,
+    seed: int = 0,
+) -> CheckResult:
     """``SparseInverseConv3d`` after a strided ``SparseConv3d`` (gradients through both) against
     ``conv_transpose3d`` of the dense strided output, read at the input sites."""
     x = random_input(size, device, seed)
@@ -241,22 +261,31 @@ def check_inverse(size: CheckSize, device: torch.device, dtype: torch.dtype, ker
         pads = []
         for have, want in zip(reversed(full.shape[2:]), reversed(list(x64.spatial_shape))):
             pads += [0, max(0, padding + want - have)]
-        fine = F.pad(full, pads)[(slice(None), slice(None)) +
-                                 tuple(slice(padding, padding + s) for s in x64.spatial_shape)]
+        fine = F.pad(full, pads)[
+            (slice(None), slice(None)) + tuple(slice(padding, padding + s) for s in x64.spatial_shape)
+        ]
         return site_rows(fine, x64.indices) + m.up.bias
 
-    return _compare(f"SparseInverseConv3d {kernel}³ stride {stride} (after the strided conv)", dtype, x, net, run,
-                    reference, seed)
+    return _compare(
+        f"SparseInverseConv3d {kernel}³ stride {stride} (after the strided conv)", dtype, x, net, run, reference, seed
+    )
 
 
-def check_swlk(size: CheckSize, device: torch.device, dtype: torch.dtype, kernel: int = 7,
-               dilated_branch: bool = True, seed: int = 0) -> CheckResult:
+def check_swlk(
+    size: CheckSize,
+    device: torch.device,
+    dtype: torch.dtype,
+    kernel: int = 7,
+    dilated_branch: bool = True,
+    seed: int = 0,
+) -> CheckResult:
     """``SWLKConv3d(kernel, position_encoding=True, bias=True)`` (optionally with the dilated branch) against
     the dense conv with its groups expanded plus the encoding conv of the site indicator."""
     c = size.channels
     x = random_input(size, device, seed)
-    layer = randomize_(SWLKConv3d(c, c, kernel, position_encoding=True, dilated_branch=dilated_branch,
-                                  bias=True), seed + 10).to(device)
+    layer = randomize_(
+        SWLKConv3d(c, c, kernel, position_encoding=True, dilated_branch=dilated_branch, bias=True), seed + 10
+    ).to(device)
 
     def reference(m: nn.Module, x64: lsp.SparseConvTensor) -> Tensor:
         weight = plain_from_grouped(m.weight, m.partition)

@@ -74,6 +74,7 @@ class Budget:
 def alarm_at(budget: Budget) -> Iterator[None]:
     """Raise :class:`BudgetExceeded` in the block when the deadline passes (main thread on Unix; elsewhere
     the block just runs)."""
+
     def handler(signum, frame):
         raise BudgetExceeded("ran past the --budget-s deadline")
 
@@ -122,10 +123,11 @@ class DeviceTimer:
         torch.cuda.reset_peak_memory_stats(self.device)
         fn()
         self.sync()
-        return (torch.cuda.max_memory_allocated(self.device) - base) / 2 ** 20
+        return (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
 
-    def measure(self, fn: Callable[[], Any], allowance_s: float, max_reps: int, budget: Budget
-                ) -> Tuple[float, int, Optional[float]]:
+    def measure(
+        self, fn: Callable[[], Any], allowance_s: float, max_reps: int, budget: Budget
+    ) -> Tuple[float, int, Optional[float]]:
         """``(median ms, timed calls, peak MiB)``: one warm-up call, then as many timed calls as
         ``allowance_s`` allows (1 to ``max_reps``), then the peak-memory call; interrupted at the deadline."""
         with alarm_at(budget):
@@ -139,6 +141,7 @@ class DeviceTimer:
 # ------------------------------------------------------------------------------------------------
 # cases
 # ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Workload:
@@ -169,8 +172,14 @@ def model_for(model: nn.Module, precision: str) -> nn.Module:
     return model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
 
 
-def layer_workload(name: str, module: nn.Module, features: torch.Tensor, indices: torch.Tensor,
-                   spatial_shape: Sequence[int], info: str = "") -> Workload:
+def layer_workload(
+    name: str,
+    module: nn.Module,
+    features: torch.Tensor,
+    indices: torch.Tensor,
+    spatial_shape: Sequence[int],
+    info: str = "",
+) -> Workload:
     """One sparse layer on fixed sites: forward in eval mode, forward+backward of ``sum(out * cot)``."""
     import largekernel3d.sparse as lsp
 
@@ -249,9 +258,15 @@ def det_workload(name: str, model: nn.Module, batch: Any, info: str = "") -> Wor
     return Workload(name, "network", make, info)
 
 
-def run_cases(workloads: Sequence[Workload], precisions: Sequence[str], timer: DeviceTimer, budget: Budget,
-              max_reps: int, on_result: Optional[Callable[[Timing], None]] = None,
-              progress: Optional[Callable[[str], None]] = None) -> List[Timing]:
+def run_cases(
+    workloads: Sequence[Workload],
+    precisions: Sequence[str],
+    timer: DeviceTimer,
+    budget: Budget,
+    max_reps: int,
+    on_result: Optional[Callable[[Timing], None]] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> List[Timing]:
     """Every workload × precision × (forward, forward+backward), precision-major (all float32 first, so a short
     budget keeps the float32 table complete); each gets an equal share of the remaining budget."""
     combos = [(p, w, what) for p in precisions for w in workloads for what in (FORWARD, TRAIN)]
@@ -271,8 +286,9 @@ def run_cases(workloads: Sequence[Workload], precisions: Sequence[str], timer: D
                     made.clear()  # one cast copy alive at a time
                     with alarm_at(budget):
                         made[key] = w.make(precision)
-                res.ms, res.reps, res.peak_mib = timer.measure(made[key][what], left / (len(combos) - i), max_reps,
-                                                               budget)
+                res.ms, res.reps, res.peak_mib = timer.measure(
+                    made[key][what], left / (len(combos) - i), max_reps, budget
+                )
             except BudgetExceeded:
                 res.status = "skipped: ran past --budget-s (interrupted)"
             except Exception as err:  # report the combination as unsupported, go on with the others

@@ -34,8 +34,10 @@ SEG_NETWORKS: Mapping[str, Tuple[str, Dict[str, Any]]] = {
 """label -> (shipped run config, model config without channels / classes)."""
 
 DET_VOXELRES, DET_LK = "centerpoint_voxelres", "centerpoint_largekernel3d"
-DET_CONFIGS: Mapping[str, str] = {DET_VOXELRES: "pandaset_centerpoint_voxelres",
-                                  DET_LK: "pandaset_centerpoint_largekernel3d"}
+DET_CONFIGS: Mapping[str, str] = {
+    DET_VOXELRES: "pandaset_centerpoint_voxelres",
+    DET_LK: "pandaset_centerpoint_largekernel3d",
+}
 SYNTHETIC_TASKS = "[[Car], [Truck], [Pedestrian, Cyclist]]"
 TINY_RANGE = "[-6.4, -6.4, -2.0, 6.4, 6.4, 6.0]"
 
@@ -43,6 +45,7 @@ TINY_RANGE = "[-6.4, -6.4, -2.0, 6.4, 6.4, 6.0]"
 # ------------------------------------------------------------------------------------------------
 # segmentation
 # ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class SegScene:
@@ -52,8 +55,12 @@ class SegScene:
     source: str
 
 
-def load_seg_scene(data_root: Optional[Path], points: int = SEG_POINTS, crop_m: Optional[float] = None,
-                   keep_fraction: Optional[float] = None) -> SegScene:
+def load_seg_scene(
+    data_root: Optional[Path],
+    points: int = SEG_POINTS,
+    crop_m: Optional[float] = None,
+    keep_fraction: Optional[float] = None,
+) -> SegScene:
     """``data_root/scannet/votenet_50k/scene0000_00`` when it exists, else a generated indoor scene of
     ``points`` points; optionally cropped to a ``crop_m`` × ``crop_m`` column from the scene's x/y minimum, then
     to the ``keep_fraction`` of its points with the smallest x (a scene of the same density, fewer voxels)."""
@@ -110,6 +117,7 @@ def seg_loss(model: nn.Module, batch: D.SegBatch, tensor: Callable[[D.SegBatch],
 # detection
 # ------------------------------------------------------------------------------------------------
 
+
 def det_overrides(pandaset_root: Optional[Path], tiny: bool = False) -> Tuple[List[str], str]:
     """``--set`` overrides of the shipped PandaSet configs and a line naming the data: the PandaSet sample
     when ``pandaset_root`` is a folder, else one synthetic LiDAR frame (64 beams, the synthetic classes in
@@ -117,8 +125,13 @@ def det_overrides(pandaset_root: Optional[Path], tiny: bool = False) -> Tuple[Li
     beams (the CPU dry run)."""
     if pandaset_root is not None and Path(pandaset_root).is_dir() and not tiny:
         return [f"data.root={pandaset_root}"], f"PandaSet sample ({pandaset_root}), first training frame"
-    sets = ["data.dataset=synthetic", "data.num_train_frames=1", "data.num_val_frames=1",
-            f"data.synthetic_beams={16 if tiny else 64}", f"model.tasks={SYNTHETIC_TASKS}"]
+    sets = [
+        "data.dataset=synthetic",
+        "data.num_train_frames=1",
+        "data.num_val_frames=1",
+        f"data.synthetic_beams={16 if tiny else 64}",
+        f"model.tasks={SYNTHETIC_TASKS}",
+    ]
     if tiny:
         sets.append(f"data.point_cloud_range={TINY_RANGE}")
     return sets, f"one synthetic LiDAR frame ({16 if tiny else 64} beams{', ±6.4 m' if tiny else ''})"
@@ -143,8 +156,10 @@ class DetSetup:
     def describe(self) -> str:
         m = self.cfg["model"]
         extra = "".join(f", {k} {m[k]}" for k in ("backbone_preset",) if m.get(k))
-        return (f"`{DET_CONFIGS[self.name]}` ({m['name']}{extra}, {sum(p.numel() for p in self.model.parameters()):,} "
-                f"parameters, voxel {self.cfg['data']['voxel_size']} m, range {self.cfg['data']['point_cloud_range']})")
+        return (
+            f"`{DET_CONFIGS[self.name]}` ({m['name']}{extra}, {sum(p.numel() for p in self.model.parameters()):,} "
+            f"parameters, voxel {self.cfg['data']['voxel_size']} m, range {self.cfg['data']['point_cloud_range']})"
+        )
 
 
 def build_det(name: str, overrides: Sequence[str], seed_offset: int = 0) -> DetSetup:

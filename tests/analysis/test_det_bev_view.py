@@ -17,15 +17,23 @@ CLASS_NAMES = ("Car", "Pedestrian", "Cyclist", "Truck")
 def scene(seed: int = 0):
     rng = np.random.default_rng(seed)
     points = np.concatenate([rng.uniform([-20, -15, -2], [20, 15, 1], (20000, 3)), rng.uniform(0, 1, (20000, 1))], 1)
-    gt = np.array([[-10.0, 6.0, -0.5, 6.0, 3.0, 1.6, 0.5],
-                   [5.0, -6.0, -0.4, 4.0, 4.0, 1.8, -2.0],
-                   [10.0, 7.0, -0.6, 5.0, 2.5, 1.7, 2.8]])
+    gt = np.array(
+        [
+            [-10.0, 6.0, -0.5, 6.0, 3.0, 1.6, 0.5],
+            [5.0, -6.0, -0.4, 4.0, 4.0, 1.8, -2.0],
+            [10.0, 7.0, -0.6, 5.0, 2.5, 1.7, 2.8],
+        ]
+    )
     gt[:, :2] += rng.uniform(-1, 1, (3, 2))
     gt_labels = np.array([0, 1, 2])
-    pred = np.array([[-10.0, -7.0, -0.5, 5.0, 2.5, 1.5, -0.7],      # away from the ground truth, so that
-                     [-1.0, 7.0, -0.5, 4.0, 4.0, 1.5, 1.2],         # no outline crosses another
-                     [14.0, -5.0, -0.5, 5.0, 2.5, 1.5, -2.5],
-                     [-2.0, -10.0, -0.5, 5.0, 3.0, 1.5, 1.0]])      # the last one scores too low
+    pred = np.array(
+        [
+            [-10.0, -7.0, -0.5, 5.0, 2.5, 1.5, -0.7],  # away from the ground truth, so that
+            [-1.0, 7.0, -0.5, 4.0, 4.0, 1.5, 1.2],  # no outline crosses another
+            [14.0, -5.0, -0.5, 5.0, 2.5, 1.5, -2.5],
+            [-2.0, -10.0, -0.5, 5.0, 3.0, 1.5, 1.0],
+        ]
+    )  # the last one scores too low
     pred_labels = np.array([0, 1, 2, 3])
     scores = np.array([0.9, 0.6, 0.4, 0.1])
     return points, gt, gt_labels, pred, pred_labels, scores
@@ -41,7 +49,7 @@ def bev_corners(box: np.ndarray) -> np.ndarray:
 def best_distance(image: np.ndarray, xy_pixel: np.ndarray, color: np.ndarray, radius: int = 2) -> float:
     """The smallest max-channel difference to ``color`` among the pixels within ``radius`` of a point."""
     col, row = int(round(xy_pixel[0])), int(round(xy_pixel[1]))
-    patch = image[row - radius:row + radius + 1, col - radius:col + radius + 1, :3]
+    patch = image[row - radius : row + radius + 1, col - radius : col + radius + 1, :3]
     return float(np.abs(patch - color).max(-1).min())
 
 
@@ -53,7 +61,7 @@ def render_both(tmp_path, **kwargs):
     image = mpimg.imread(path)
     fig = render_bev(**kwargs)
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=fig.dpi, format="png")       # lays the figure out as the file was
+    fig.savefig(buffer, dpi=fig.dpi, format="png")  # lays the figure out as the file was
     buffer.seek(0)
     assert np.array_equal(mpimg.imread(buffer, format="png"), image)
     ax = fig.axes[0]
@@ -70,22 +78,44 @@ def test_png_exists_with_the_asked_size(tmp_path):
     import matplotlib.image as mpimg
 
     points, gt, gt_labels, pred, pred_labels, scores = scene()
-    path = render_bev(points, gt, gt_labels, pred, pred_labels, scores, class_names=CLASS_NAMES,
-                      path=tmp_path / "sub" / "bev.png", figsize=(8, 6), dpi=80, title="synthetic")
+    path = render_bev(
+        points,
+        gt,
+        gt_labels,
+        pred,
+        pred_labels,
+        scores,
+        class_names=CLASS_NAMES,
+        path=tmp_path / "sub" / "bev.png",
+        figsize=(8, 6),
+        dpi=80,
+        title="synthetic",
+    )
     assert path.is_file() and path.suffix == ".png"
     assert mpimg.imread(path).shape[:2] == (480, 640)
     auto = render_bev(points[:, :3], gt, gt_labels, class_names=CLASS_NAMES, path=tmp_path / "auto.png", dpi=50)
-    assert mpimg.imread(auto).shape[0] == 450                  # 9 inches high by default
+    assert mpimg.imread(auto).shape[0] == 450  # 9 inches high by default
 
 
 @pytest.mark.parametrize("color_by", ["height", "intensity"])
 def test_outlines_and_heading_ticks_carry_the_class_colour(tmp_path, color_by):
     points, gt, gt_labels, pred, pred_labels, scores = scene(1)
     palette = class_colors(len(CLASS_NAMES))
-    _, image, to_pixel = render_both(tmp_path, points=points, gt_boxes=gt, gt_labels=gt_labels, pred_boxes=pred,
-                                     pred_labels=pred_labels, pred_scores=scores, class_names=CLASS_NAMES,
-                                     point_cloud_range=[-20, -15, -3, 20, 15, 2], figsize=(9, 7), dpi=100,
-                                     score_threshold=0.3, color_by=color_by)
+    _, image, to_pixel = render_both(
+        tmp_path,
+        points=points,
+        gt_boxes=gt,
+        gt_labels=gt_labels,
+        pred_boxes=pred,
+        pred_labels=pred_labels,
+        pred_scores=scores,
+        class_names=CLASS_NAMES,
+        point_cloud_range=[-20, -15, -3, 20, 15, 2],
+        figsize=(9, 7),
+        dpi=100,
+        score_threshold=0.3,
+        color_by=color_by,
+    )
     for box, label in zip(gt, gt_labels):
         corners = bev_corners(box)
         along = [corners[k] + t * (corners[(k + 1) % 4] - corners[k]) for k in range(4) for t in (0.3, 0.5, 0.7)]
@@ -95,11 +125,12 @@ def test_outlines_and_heading_ticks_carry_the_class_colour(tmp_path, color_by):
         ahead = to_pixel(box[:2] + 0.7 * box[3] / 2 * heading)[0]
         behind = to_pixel(box[:2] - 0.7 * box[3] / 2 * heading)[0]
         assert best_distance(image, ahead, palette[label], radius=1) < 0.06
-        assert best_distance(image, behind, palette[label], radius=1) > 0.2   # the tick points forwards only
-    for box, label in zip(pred[:3], pred_labels[:3]):       # dashed: most sample points hit a dash
+        assert best_distance(image, behind, palette[label], radius=1) > 0.2  # the tick points forwards only
+    for box, label in zip(pred[:3], pred_labels[:3]):  # dashed: most sample points hit a dash
         corners = bev_corners(box)
-        along = [corners[k] + t * (corners[(k + 1) % 4] - corners[k])
-                 for k in range(4) for t in np.linspace(0.1, 0.9, 9)]
+        along = [
+            corners[k] + t * (corners[(k + 1) % 4] - corners[k]) for k in range(4) for t in np.linspace(0.1, 0.9, 9)
+        ]
         hits = [best_distance(image, xy, palette[label], radius=1) < 0.06 for xy in to_pixel(np.array(along))]
         assert 0.4 < np.mean(hits) < 1.0, np.mean(hits)
     # the prediction under the score threshold is not drawn: its class colour appears nowhere

@@ -19,8 +19,8 @@ def test_table_parameters_and_timings(tmp_path):
     assert [r.kernel_size for r in rows] == [3, 5]
     for r in rows:
         k = r.kernel_size
-        assert r.plain_params == k ** 3 * 4 * 6
-        assert r.swlk_params == 27 * 4 * 6 + k ** 3 * 4 and r.swlk_encoding_params == k ** 3 * 4
+        assert r.plain_params == k**3 * 4 * 6
+        assert r.swlk_params == 27 * 4 * 6 + k**3 * 4 and r.swlk_encoding_params == k**3 * 4
         assert r.swlk_ms > 0 and r.plain_ms > 0 and r.map_ms > 0 and r.pairs_per_site >= 1
     assert rows[1].pairs_per_site > rows[0].pairs_per_site
     skipped = efficiency_table(x, (3, 5), repeats=1, plain_budget_s=0.0, progress=False)
@@ -35,8 +35,26 @@ def test_table_parameters_and_timings(tmp_path):
 
 def test_cli_writes_markdown_and_png_on_the_generated_scene(tmp_path, capsys):
     out = tmp_path / "eff"
-    rc = main(["bench", "efficiency", "--kernels", "3,5", "--channels", "4", "--repeats", "1", "--out-dir", str(out),
-               "--data-root", str(tmp_path / "missing"), "--num-points", "3000", "--threads", "1"])
+    rc = main(
+        [
+            "bench",
+            "efficiency",
+            "--kernels",
+            "3,5",
+            "--channels",
+            "4",
+            "--repeats",
+            "1",
+            "--out-dir",
+            str(out),
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--num-points",
+            "3000",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     text = (out / "efficiency.md").read_text()
     assert "generated indoor scene" in text and "| 3 |" in text and "| 5 |" in text

@@ -101,8 +101,9 @@ def test_accumulated_map_is_the_mean_of_normalised_centre_maps():
 @pytest.mark.parametrize("kernel, padding, support", [(2, 0, {-0.5, 0.5}), (3, 1, {-1.0, 0.0, 1.0})])
 def test_strided_stage_output_sits_at_its_window_centre(kernel, padding, support):
     torch.manual_seed(5)
-    net = SparseSequential(SubMConv3d(2, 2, 1, indice_key="s"), SparseConv3d(2, 3, kernel, stride=2, padding=padding,
-                                                                              indice_key="down"))
+    net = SparseSequential(
+        SubMConv3d(2, 2, 1, indice_key="s"), SparseConv3d(2, 3, kernel, stride=2, padding=padding, indice_key="down")
+    )
     x = random_sparse_tensor((12, 12, 12), 2, density=1.0, dtype=torch.float32, seed=5)
     res = _erf(net, x, centres=30)
     assert res.stride == (2.0, 2.0, 2.0)
@@ -124,7 +125,7 @@ def test_radii_and_share_on_a_hand_built_distribution():
     res = ERFResult("hand", "output", ("x", "y", "z"), (0.2, 0.2, 0.2), offsets, torch.full((4,), 0.25), 4, 0, 1)
     assert [res.radius(t) for t in (0.2, 0.25, 0.5, 0.51, 0.9, 1.0)] == [1.0, 1.0, 2.0, 3.0, 4.0, 4.0]
     assert res.radius(0.5, "m") == pytest.approx(0.4)
-    assert res.share_beyond(0.5) == pytest.approx(0.5)   # 0.6 m and 0.8 m
+    assert res.share_beyond(0.5) == pytest.approx(0.5)  # 0.6 m and 0.8 m
     assert res.share_beyond(0.6) == pytest.approx(0.25)  # 0.6 m itself is not beyond
     # anisotropic voxels: metres use the voxel size of each axis
     aniso = ERFResult("a", "output", ("z", "y", "x"), (0.5, 0.1, 0.1), offsets, torch.full((4,), 0.25), 4, 0, 1)
@@ -137,7 +138,7 @@ def test_planes_hold_the_mass_of_the_window(tmp_path):
     res = ERFResult("p", "s", ("x", "y", "z"), (0.1, 0.1, 0.1), offsets, torch.tensor([0.5, 0.3, 0.2]), 1, 0, 1)
     planes = erf_planes(res, 0.3)
     assert planes.projection.sum() == pytest.approx(1.0)
-    assert planes.slice.sum() == pytest.approx(0.4)      # the two planes at z = +-0.5, averaged
+    assert planes.slice.sum() == pytest.approx(0.4)  # the two planes at z = +-0.5, averaged
     assert planes.extent == pytest.approx((-0.3, 0.4, -0.3, 0.4))
     res.save(tmp_path / "r.npz")
     back = ERFResult.load(tmp_path / "r.npz")

@@ -17,8 +17,14 @@ import pytest
 from largekernel3d.analysis.html_view import BOX_EDGES, box_segments, write_html_view
 from largekernel3d.analysis.segmentation_views import class_colors
 
-CHROMIUM_NAMES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
-                  "headless_shell")
+CHROMIUM_NAMES = (
+    "chromium-headless-shell",
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "headless_shell",
+)
 CLASS_NAMES = ("Car", "Pedestrian", "Cyclist", "Truck")
 
 
@@ -40,9 +46,21 @@ def chromium() -> str:
 
 def run_chromium(binary: str, page: Path, profile: Path, *mode: str) -> str:
     """Load ``page`` headless with software WebGL (SwiftShader); returns stdout (``--dump-dom``)."""
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
-           f"--user-data-dir={profile}", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-           "--window-size=800,600", "--hide-scrollbars", "--virtual-time-budget=8000", *mode, page.resolve().as_uri()]
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        "--window-size=800,600",
+        "--hide-scrollbars",
+        "--virtual-time-budget=8000",
+        *mode,
+        page.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -90,8 +108,15 @@ def detection_scene(seed: int = 0, n: int = 30000):
 
 def test_embedded_data_round_trips_and_page_is_offline(tmp_path):
     points, boxes, labels, scores = detection_scene()
-    page = write_html_view(tmp_path / "det.html", points, boxes=boxes, box_labels=labels, box_scores=scores,
-                           class_names=CLASS_NAMES, title="detection <test>")
+    page = write_html_view(
+        tmp_path / "det.html",
+        points,
+        boxes=boxes,
+        box_labels=labels,
+        box_scores=scores,
+        class_names=CLASS_NAMES,
+        title="detection <test>",
+    )
     text = page.read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text and " src=" not in text
     assert "detection &lt;test&gt;" in text and "Car (1 box)" in text and "Cyclist (1 box)" in text
@@ -116,15 +141,16 @@ def test_subsampling_is_said_in_the_legend(tmp_path):
     rng = np.random.default_rng(1)
     points = rng.normal(0, 10, (120_000, 3))
     labels = rng.integers(0, 3, 120_000)
-    page = write_html_view(tmp_path / "seg.html", points, point_labels=labels, class_names=CLASS_NAMES[:3],
-                           max_points=50_000)
+    page = write_html_view(
+        tmp_path / "seg.html", points, point_labels=labels, class_names=CLASS_NAMES[:3], max_points=50_000
+    )
     assert "showing 50,000 of 120,000 points (random subsample)" in page.read_text(encoding="utf-8")
     data = embedded(page)
     shown = decode(data["points"], "<f4").reshape(-1, 3)
     rgb = decode(data["colors"], "u1").reshape(-1, 3)
     assert shown.shape == (50_000, 3)
     index = {tuple(p): i for i, p in enumerate(points.astype(np.float32))}
-    picked = np.array([index[tuple(p)] for p in shown])                 # a subset of the input, each point once
+    picked = np.array([index[tuple(p)] for p in shown])  # a subset of the input, each point once
     assert len(set(picked.tolist())) == 50_000
     np.testing.assert_array_equal(rgb, np.round(class_colors(3)[labels[picked]] * 255))
 
@@ -142,8 +168,15 @@ def test_bad_input_is_named(tmp_path):
 
 def test_detection_page_draws_in_headless_chromium(chromium, tmp_path):
     points, boxes, labels, scores = detection_scene(n=120_000)
-    page = write_html_view(tmp_path / "det.html", points, boxes=boxes, box_labels=labels, box_scores=scores,
-                           class_names=CLASS_NAMES, max_points=100_000)
+    page = write_html_view(
+        tmp_path / "det.html",
+        points,
+        boxes=boxes,
+        box_labels=labels,
+        box_scores=scores,
+        class_names=CLASS_NAMES,
+        max_points=100_000,
+    )
     status = page_status(chromium, page, tmp_path / "profile")
     assert status.get("data-status") == "ok", status
     drawn = int(status["data-drawn-pixels"])
@@ -160,7 +193,7 @@ def test_segmentation_page_draws_class_colours(chromium, tmp_path):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 3, 60_000)
     points = rng.normal(0, 1, (60_000, 3)) * [6, 6, 1] + np.array([[-8, 0, 0], [8, 0, 0], [0, 8, 0]])[labels]
-    labels[:100] = -1                                                     # ignored points are grey
+    labels[:100] = -1  # ignored points are grey
     page = write_html_view(tmp_path / "seg.html", points, point_labels=labels, class_names=CLASS_NAMES[:3])
     status = page_status(chromium, page, tmp_path / "profile")
     assert status.get("data-status") == "ok", status
@@ -174,6 +207,6 @@ def test_a_broken_page_reports_its_error(chromium, tmp_path):
     points, boxes, labels, scores = detection_scene(n=1000)
     page = write_html_view(tmp_path / "det.html", points, boxes=boxes, box_labels=labels)
     text = page.read_text(encoding="utf-8")
-    page.write_text(text.replace('"points": "', '"points": "#', 1), encoding="utf-8")   # not base64 any more
+    page.write_text(text.replace('"points": "', '"points": "#', 1), encoding="utf-8")  # not base64 any more
     status = page_status(chromium, page, tmp_path / "profile")
     assert status.get("data-status", "").startswith("error"), status

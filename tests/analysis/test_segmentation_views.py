@@ -59,6 +59,6 @@ def test_png_is_written(tmp_path):
     def colourful(img):
         h, w = img.shape[0] // 2, img.shape[1] // 3
         sat = img.max(-1) - img.min(-1)
-        return [(sat[:h, :w] > 0.25).mean(), (sat[:h, 2 * w:] > 0.25).mean()]
+        return [(sat[:h, :w] > 0.25).mean(), (sat[:h, 2 * w :] > 0.25).mean()]
 
     assert min(colourful(labelled)) > 0.002 and max(colourful(unlabelled)) == 0.0

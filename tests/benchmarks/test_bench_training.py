@@ -25,10 +25,28 @@ def test_fit_24gib_solves_the_line():
 
 
 def test_step_table_ratios():
-    med = {("A", 1): {"data": 0.1, "forward": 1.0, "backward": 2.0, "optimizer": 0.1, "step": 3.2,
-                      "compute": 3.1, "fb": 3.0, "inference": 0.75},
-           ("B", 1): {"data": 0.1, "forward": 0.5, "backward": 1.0, "optimizer": 0.05, "step": 1.65,
-                      "compute": 1.55, "fb": 1.5, "inference": 0.5}}
+    med = {
+        ("A", 1): {
+            "data": 0.1,
+            "forward": 1.0,
+            "backward": 2.0,
+            "optimizer": 0.1,
+            "step": 3.2,
+            "compute": 3.1,
+            "fb": 3.0,
+            "inference": 0.75,
+        },
+        ("B", 1): {
+            "data": 0.1,
+            "forward": 0.5,
+            "backward": 1.0,
+            "optimizer": 0.05,
+            "step": 1.65,
+            "compute": 1.55,
+            "fb": 1.5,
+            "inference": 0.5,
+        },
+    }
     table = B.step_table([], med, "B")
     row_a = next(line for line in table.splitlines() if line.startswith("| A |"))
     assert row_a == "| A | 1 | 100 | 1,000 | 2,000 | 100 | 3,200 | 750 | 3.00× | 4.00× | 2.00× | 1.94× |"
@@ -50,8 +68,16 @@ def test_seg_trainee_step_phases_and_update():
 
 
 def test_memory_worker_in_process_reports_a_positive_peak():
-    spec = {"kind": "seg", "label": W.MINKUNET, "data": None, "crop_m": 0.6, "fraction": None,
-            "engine": "ours", "threads": 1, "overrides": []}
+    spec = {
+        "kind": "seg",
+        "label": W.MINKUNET,
+        "data": None,
+        "crop_m": 0.6,
+        "fraction": None,
+        "engine": "ours",
+        "threads": 1,
+        "overrides": [],
+    }
     res = B._memory_worker(spec)
     unaugmented = W.seg_batch(W.load_seg_scene(None, crop_m=0.6)).indices.shape[0]  # the worker's 50k-point scene
     assert abs(res["voxels"] - unaugmented) <= 0.05 * unaugmented and res["note"] == ""  # measured step: augmented

@@ -26,8 +26,15 @@ def test_parse_args_defaults_and_quick():
     assert gpu_check.parse_args(["--budget-s", "30", "--quick"]).budget_s == 30
 
 
-@pytest.mark.parametrize("argv,needle", [(["--budget-s", "0"], "--budget-s"), (["--networks", "resnet"], "resnet"),
-                                         (["--precisions", "float8"], "float8"), (["--device", "tpu"], "tpu")])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--budget-s", "0"], "--budget-s"),
+        (["--networks", "resnet"], "resnet"),
+        (["--precisions", "float8"], "float8"),
+        (["--device", "tpu"], "tpu"),
+    ],
+)
 def test_parse_args_rejects_bad_values(argv, needle, capsys):
     with pytest.raises(SystemExit) as exc:
         gpu_check.parse_args(argv)
@@ -45,12 +52,15 @@ def test_no_cuda_exits_with_a_clear_message(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "r.md").exists()
 
 
-@pytest.mark.parametrize("check", [
-    lambda: reference.check_subm(reference.TINY, torch.device("cpu"), torch.float32, 3, seed=1),
-    lambda: reference.check_strided(reference.TINY, torch.device("cpu"), torch.float32, 3, 2, 1, seed=2),
-    lambda: reference.check_inverse(reference.TINY, torch.device("cpu"), torch.float32, 3, 2, 1, seed=3),
-    lambda: reference.check_swlk(reference.TINY, torch.device("cpu"), torch.float32, 5, seed=4),
-])
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: reference.check_subm(reference.TINY, torch.device("cpu"), torch.float32, 3, seed=1),
+        lambda: reference.check_strided(reference.TINY, torch.device("cpu"), torch.float32, 3, 2, 1, seed=2),
+        lambda: reference.check_inverse(reference.TINY, torch.device("cpu"), torch.float32, 3, 2, 1, seed=3),
+        lambda: reference.check_swlk(reference.TINY, torch.device("cpu"), torch.float32, 5, seed=4),
+    ],
+)
 def test_reference_checks_pass_on_the_engine(check):
     res = check()
     assert res.passed, res
@@ -83,15 +93,18 @@ def test_run_check_turns_an_exception_into_a_failed_result():
 
 
 def _workload(name, fn):
-    return timing.Workload(name, "layer", lambda precision: {timing.FORWARD: fn(precision),
-                                                              timing.TRAIN: fn(precision)})
+    return timing.Workload(
+        name, "layer", lambda precision: {timing.FORWARD: fn(precision), timing.TRAIN: fn(precision)}
+    )
 
 
 def test_run_cases_reports_unsupported_and_skips_past_the_budget():
     def make(precision):
         if precision == "float16":
+
             def fail():
                 raise TypeError("weight is torch.float16 but the features are torch.float32")
+
             return fail
         return lambda: torch.randn(64, 64) @ torch.randn(64, 64)
 
@@ -118,17 +131,33 @@ def test_a_call_running_past_the_deadline_is_interrupted():
 
 
 def test_report_from_fake_results():
-    checks = [reference.CheckResult("SubMConv3d 3³", "float32", True, 2e-7, {"forward": 1e-7, "d weight": 2e-7}),
-              reference.CheckResult("SWLKConv3d 7³", "float16", False, 0.5, {"forward": 0.5}),
-              reference.CheckResult("SparseConv3d", "", False, None, message="RuntimeError: boom")]
-    timings = [timing.Timing("LargeKernel3D-Seg", "network", "float32", timing.FORWARD, "ok", 12.345, 5, 812.0),
-               timing.Timing("LargeKernel3D-Seg", "network", "float32", timing.TRAIN, "ok", 345.6, 4, 2048.0),
-               timing.Timing("LargeKernel3D-Seg", "network", "autocast-float16", timing.FORWARD,
-                             "unsupported: RuntimeError: index_add_(): self (Float) and source (Half)"),
-               timing.Timing("SW-LK 7³", "layer", "float32", timing.FORWARD, "skipped: --budget-s spent")]
+    checks = [
+        reference.CheckResult("SubMConv3d 3³", "float32", True, 2e-7, {"forward": 1e-7, "d weight": 2e-7}),
+        reference.CheckResult("SWLKConv3d 7³", "float16", False, 0.5, {"forward": 0.5}),
+        reference.CheckResult("SparseConv3d", "", False, None, message="RuntimeError: boom"),
+    ]
+    timings = [
+        timing.Timing("LargeKernel3D-Seg", "network", "float32", timing.FORWARD, "ok", 12.345, 5, 812.0),
+        timing.Timing("LargeKernel3D-Seg", "network", "float32", timing.TRAIN, "ok", 345.6, 4, 2048.0),
+        timing.Timing(
+            "LargeKernel3D-Seg",
+            "network",
+            "autocast-float16",
+            timing.FORWARD,
+            "unsupported: RuntimeError: index_add_(): self (Float) and source (Half)",
+        ),
+        timing.Timing("SW-LK 7³", "layer", "float32", timing.FORWARD, "skipped: --budget-s spent"),
+    ]
     env = {"device": "NVIDIA H100 80GB HBM3", "torch": "2.13.0"}
-    text = report.render(env, {"budget": "420 s"}, checks, timings, ["float32", "autocast-float16"],
-                         ["indoor scene: generated"], finished=True)
+    text = report.render(
+        env,
+        {"budget": "420 s"},
+        checks,
+        timings,
+        ["float32", "autocast-float16"],
+        ["indoor scene: generated"],
+        finished=True,
+    )
     for section in report.SECTIONS:
         assert section in text
     assert "**1 of 3 checks passed.**" in text
@@ -144,8 +173,21 @@ def test_report_from_fake_results():
 @pytest.mark.slow
 def test_cpu_dry_run_end_to_end(tmp_path):
     out = tmp_path / "report.md"
-    rc = gpu_check.main(["--device", "cpu", "--out", str(out), "--precisions", "float32", "bfloat16",
-                         "--networks", "centerpoint_voxelres", "--budget-s", "240"])
+    rc = gpu_check.main(
+        [
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--precisions",
+            "float32",
+            "bfloat16",
+            "--networks",
+            "centerpoint_voxelres",
+            "--budget-s",
+            "240",
+        ]
+    )
     text = out.read_text()
     assert rc == 0, text
     for section in report.SECTIONS:

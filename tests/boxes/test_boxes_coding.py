@@ -24,8 +24,17 @@ def test_encode_matches_per_box_formulas(rng, extra):
     for k, box in enumerate(boxes):
         gx, gy = (box[0] - ORIGIN[0]) / CELL[0], (box[1] - ORIGIN[1]) / CELL[1]
         assert cells[k].tolist() == [math.floor(gx), math.floor(gy)]
-        expected = [gx - math.floor(gx), gy - math.floor(gy), box[2], math.log(box[3]), math.log(box[4]),
-                    math.log(box[5]), math.sin(box[6]), math.cos(box[6]), *box[7:]]
+        expected = [
+            gx - math.floor(gx),
+            gy - math.floor(gy),
+            box[2],
+            math.log(box[3]),
+            math.log(box[4]),
+            math.log(box[5]),
+            math.sin(box[6]),
+            math.cos(box[6]),
+            *box[7:],
+        ]
         np.testing.assert_allclose(targets[k], expected, rtol=0, atol=1e-12)
     assert (targets[:, :2] >= 0).all() and (targets[:, :2] < 1).all()
 

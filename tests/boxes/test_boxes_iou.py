@@ -15,7 +15,6 @@ from largekernel3d.boxes import iou as iou_module
 pytest.importorskip("shapely")
 
 
-
 def test_bev_iou_random_boxes_float64_numpy(rng):
     a, b = random_boxes(rng, 45, extra=2), random_boxes(rng, 35)
     got = bev_iou(a, b)
@@ -125,7 +124,7 @@ def test_iou_3d_against_monte_carlo_volume(rng):
         samples = rng.uniform(corners.min(axis=0), corners.max(axis=0), (300_000, 3))
         in_a, in_b = inside_box(samples, a[k]), inside_box(samples, b[k])
         estimate = (in_a & in_b).sum() / (in_a | in_b).sum()
-        assert iou_3d_aligned(a[k:k + 1], b[k:k + 1])[0] == pytest.approx(estimate, abs=0.01)
+        assert iou_3d_aligned(a[k : k + 1], b[k : k + 1])[0] == pytest.approx(estimate, abs=0.01)
         assert estimate > 0.05
 
 

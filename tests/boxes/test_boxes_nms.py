@@ -112,7 +112,7 @@ def test_circle_nms_relation_to_centerpoint_squared_threshold(rng):
         if i in suppressed:
             continue
         keep.append(int(i))
-        for j in order[position + 1:]:
+        for j in order[position + 1 :]:
             if (centres[i, 0] - centres[j, 0]) ** 2 + (centres[i, 1] - centres[j, 1]) ** 2 <= min_radius:
                 suppressed.add(j)
     assert circle_nms(centres, scores, math.sqrt(min_radius)).tolist() == keep

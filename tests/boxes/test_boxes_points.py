@@ -47,8 +47,13 @@ def test_random_points_float32_torch(rng):
     got = points_in_boxes(torch.from_numpy(points32), torch.from_numpy(boxes32)).numpy()
     expected = _brute_force(points32.astype(np.float64), boxes32.astype(np.float64))
     # float32 rounding may only flip points within a hair (0.1 mm) of a face
-    near_face = np.stack([inside_box(points32, box, slack=1e-4) ^ inside_box(points32, box, slack=-1e-4)
-                          for box in boxes32.astype(np.float64)], axis=1)
+    near_face = np.stack(
+        [
+            inside_box(points32, box, slack=1e-4) ^ inside_box(points32, box, slack=-1e-4)
+            for box in boxes32.astype(np.float64)
+        ],
+        axis=1,
+    )
     assert ((got != expected) & ~near_face).sum() == 0
     assert (got != expected).sum() <= 2
     index = points_in_boxes_index(torch.from_numpy(points32), torch.from_numpy(boxes32))
@@ -118,8 +123,10 @@ def _large_frame(rng):
     """170 k points x 120 boxes, LiDAR-like density (most points near the sensor)."""
     radius = np.abs(rng.normal(0, 15, 170_000)) + 2
     angle = rng.uniform(-math.pi, math.pi, 170_000)
-    points = np.stack((radius * np.cos(angle), radius * np.sin(angle), rng.uniform(-2, 1, 170_000),
-                       rng.uniform(0, 1, 170_000)), axis=1).astype(np.float32)
+    points = np.stack(
+        (radius * np.cos(angle), radius * np.sin(angle), rng.uniform(-2, 1, 170_000), rng.uniform(0, 1, 170_000)),
+        axis=1,
+    ).astype(np.float32)
     boxes = random_boxes(rng, 120, spread=30.0).astype(np.float32)
     boxes[:, 3:6] *= 1.5
     return torch.from_numpy(points), torch.from_numpy(boxes)

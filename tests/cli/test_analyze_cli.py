@@ -32,8 +32,21 @@ def _swlk_yaml(tmp_path):
 
 def test_random_init_writes_png_markdown_json_and_npz(tmp_path, tiny_yaml, capsys):
     out = tmp_path / "erf"
-    rc = main(["analyze", "erf", "--config", str(tiny_yaml), "--model", "largekernel3d_seg", "--compare",
-               "minkunet14a", "--out", str(out), *SMALL])
+    rc = main(
+        [
+            "analyze",
+            "erf",
+            "--config",
+            str(tiny_yaml),
+            "--model",
+            "largekernel3d_seg",
+            "--compare",
+            "minkunet14a",
+            "--out",
+            str(out),
+            *SMALL,
+        ]
+    )
     assert rc == 0
     assert _png_size(out / "erf.png") == erf_figure_size(1, 2)
     summary = json.loads((out / "erf.json").read_text())
@@ -59,14 +72,27 @@ def test_checkpoints_add_the_trained_row(tmp_path, tiny_yaml):
         assert main(["train", "seg", "--config", str(cfg), "--output", str(run)]) == 0
         runs.append(run / "checkpoints" / "last.pt")
     out = tmp_path / "erf"
-    rc = main(["analyze", "erf", "--checkpoint", str(runs[0]), "--compare-checkpoint", str(runs[1]),
-               "--out", str(out), "--stage", "encoder.1", *SMALL])
+    rc = main(
+        [
+            "analyze",
+            "erf",
+            "--checkpoint",
+            str(runs[0]),
+            "--compare-checkpoint",
+            str(runs[1]),
+            "--out",
+            str(out),
+            "--stage",
+            "encoder.1",
+            *SMALL,
+        ]
+    )
     assert rc == 0
     assert _png_size(out / "erf.png") == erf_figure_size(2, 2)
     results = json.loads((out / "erf.json").read_text())["results"]
     assert [r["label"].split(", ")[1] for r in results] == ["random init", "random init", "trained", "trained"]
     assert {r["stage"] for r in results} == {"encoder.1"}
-    assert [r["stride"] for r in results] == [[4.0, 4.0, 4.0]] * 4     # encoder stage 2: level 2
+    assert [r["stride"] for r in results] == [[4.0, 4.0, 4.0]] * 4  # encoder stage 2: level 2
 
 
 def test_errors_name_the_argument(tmp_path, tiny_yaml, capsys):

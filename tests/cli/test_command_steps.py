@@ -58,8 +58,10 @@ class _Trainer:
 
 def test_train_prints_the_task_summary_after_a_run_with_a_final_validation(capsys):
     from largekernel3d.cli.run_configs import train
-    args = argparse.Namespace(list_configs=False, print_config=False, config="demo", overrides=[], output=None,
-                              resume=False)
+
+    args = argparse.Namespace(
+        list_configs=False, print_config=False, config="demo", overrides=[], output=None, resume=False
+    )
     trainer, result = train(args, "seg", _Trainer, lambda r: f"{r.final_eval}: best at epoch {r.best_epoch}")
     assert isinstance(trainer, _Trainer) and result.best_epoch == 2
     assert capsys.readouterr().out == "table: best at epoch 2\n"

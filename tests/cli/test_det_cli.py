@@ -20,8 +20,9 @@ from det_tiny import TINY_DET  # noqa: E402
 def det_yaml(tmp_path_factory):
     folder = tmp_path_factory.mktemp("det_cli")
     path = folder / "tiny_det.yaml"
-    path.write_text(yaml.safe_dump(dict(TINY_DET, output_dir=str(folder / "run"),
-                                        train=dict(TINY_DET["train"], epochs=1))))
+    path.write_text(
+        yaml.safe_dump(dict(TINY_DET, output_dir=str(folder / "run"), train=dict(TINY_DET["train"], epochs=1)))
+    )
     return path
 
 
@@ -33,6 +34,7 @@ def trained(det_yaml):
 
 def test_train_writes_a_run_folder_and_prints_the_table(trained):
     from largekernel3d.training.checkpoint import load_checkpoint
+
     payload = load_checkpoint(trained / "checkpoints" / "last.pt")
     assert payload["epoch"] == 1 and payload["step"] > 0 and len(payload["history"]) == 1
     table = (trained / "val_ap.md").read_text()
@@ -41,8 +43,9 @@ def test_train_writes_a_run_folder_and_prints_the_table(trained):
 
 
 def test_eval_writes_the_per_class_ap_table(trained, tmp_path, capsys):
-    assert main(["eval", "det", "--checkpoint", str(trained / "checkpoints" / "last.pt"),
-                 "--output", str(tmp_path)]) == 0
+    assert (
+        main(["eval", "det", "--checkpoint", str(trained / "checkpoints" / "last.pt"), "--output", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out
     assert "| Pedestrian |" in out and "mAP" in out
     assert "| Pedestrian |" in (tmp_path / "val_ap.md").read_text()
@@ -51,8 +54,23 @@ def test_eval_writes_the_per_class_ap_table(trained, tmp_path, capsys):
 
 
 def test_predict_writes_boxes_and_views(trained, tmp_path, capsys):
-    assert main(["predict", "det", "--checkpoint", str(trained / "checkpoints" / "last.pt"), "--output",
-                 str(tmp_path), "--limit", "1", "--score-threshold", "0.0"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "det",
+                "--checkpoint",
+                str(trained / "checkpoints" / "last.pt"),
+                "--output",
+                str(tmp_path),
+                "--limit",
+                "1",
+                "--score-threshold",
+                "0.0",
+            ]
+        )
+        == 0
+    )
     jsons = sorted(tmp_path.glob("*.json"))
     assert len(jsons) == 1 and len(list(tmp_path.glob("*.png"))) == 1 and len(list(tmp_path.glob("*.html"))) == 1
     record = json.loads(jsons[0].read_text())
@@ -70,10 +88,27 @@ def test_gt_database_command_and_sampling_run(det_yaml, tmp_path):
     for o in index["objects"][:5]:
         assert np.load(db / o["file"]).shape == (o["num_points"], len(index["point_features"]))
     run = tmp_path / "sampled"
-    assert main(["train", "det", "--config", str(det_yaml), "--output", str(run), "--set", "train.epochs=1",
-                 "data.gt_sampling=true", f"data.gt_database={db}", "data.gt_sample_groups={Car: 6}",
-                 "data.num_val_frames=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "det",
+                "--config",
+                str(det_yaml),
+                "--output",
+                str(run),
+                "--set",
+                "train.epochs=1",
+                "data.gt_sampling=true",
+                f"data.gt_database={db}",
+                "data.gt_sample_groups={Car: 6}",
+                "data.num_val_frames=0",
+            ]
+        )
+        == 0
+    )
     from largekernel3d.training.checkpoint import load_checkpoint
+
     payload = load_checkpoint(run / "checkpoints" / "last.pt")
     assert payload["epoch"] == 1 and payload["config"]["data"]["gt_sampling"] is True
     assert payload["config"]["data"]["gt_database"] == str(db)
@@ -83,6 +118,7 @@ def test_a_seg_checkpoint_is_refused_by_eval_det(tmp_path, capsys):
     from seg_tiny import tiny_run_config
 
     from largekernel3d.training import SegmentationTrainer
+
     result = SegmentationTrainer(tiny_run_config(tmp_path, ["train.epochs=1"])).fit()
     assert main(["eval", "det", "--checkpoint", str(result.last_checkpoint)]) == 2
     assert "error" in capsys.readouterr().err
@@ -91,14 +127,18 @@ def test_a_seg_checkpoint_is_refused_by_eval_det(tmp_path, capsys):
 def test_unknown_detection_key_and_missing_root_are_named(det_yaml, capsys):
     assert main(["train", "det", "--config", str(det_yaml), "--set", "data.voxel_sise=[1,1,1]"]) == 2
     assert "data.voxel_sise" in capsys.readouterr().err
-    assert main(["train", "det", "--config", str(det_yaml), "--set", "data.dataset=kitti",
-                 "data.root=/nonexistent/kitti"]) == 2
+    assert (
+        main(["train", "det", "--config", str(det_yaml), "--set", "data.dataset=kitti", "data.root=/nonexistent/kitti"])
+        == 2
+    )
     assert "/nonexistent/kitti" in capsys.readouterr().err
 
 
 def test_demo_det_runs_and_reports_the_baseline(det_yaml, tmp_path, capsys):
-    assert main(["demo", "--task", "det", "--det-config", str(det_yaml), "--det-output", str(tmp_path),
-                 "--pictures", "1"]) == 0
+    assert (
+        main(["demo", "--task", "det", "--det-config", str(det_yaml), "--det-output", str(tmp_path), "--pictures", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "AP, chance-level boxes" in out and "**mAP**" in out
     assert (tmp_path / "results.md").exists() and len(list((tmp_path / "predictions").glob("*.html"))) == 1
@@ -111,6 +151,7 @@ def test_every_shipped_detection_config_builds_its_detector(name):
     from largekernel3d.cli.models import _default_classes
     from largekernel3d.models.detection import build_detector
     from largekernel3d.training.det_setup import detector_config
+
     cfg = load_run_config(name, task="det")
     classes = cfg["data"]["class_names"] or _default_classes(cfg)
     with torch.device("meta"):

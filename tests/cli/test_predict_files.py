@@ -22,6 +22,7 @@ from det_tiny import TINY_DET  # noqa: E402
 @pytest.fixture(scope="module")
 def seg_ckpt(tmp_path_factory):
     from cli_tiny import TINY
+
     folder = tmp_path_factory.mktemp("pf_seg")
     cfg = folder / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(dict(TINY, output_dir=str(folder / "run"))))
@@ -39,13 +40,30 @@ def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
     PlyData([PlyElement.describe(v, "vertex")]).write(str(inputs / "room.ply"))
-    head = ("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 900\nHEIGHT 1\nPOINTS 900\n"
-            "DATA binary\n")
+    head = (
+        "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 900\nHEIGHT 1\nPOINTS 900\nDATA binary\n"
+    )
     (inputs / "scan.pcd").write_bytes(head.encode() + xyz.astype("<f4").tobytes())
     np.save(tmp_path / "cloud.npy", np.c_[xyz, rgb])
     out = tmp_path / "out"
-    assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--device", "cpu", "--input", str(inputs),
-                 str(tmp_path / "*.npy"), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "seg",
+                "--checkpoint",
+                str(seg_ckpt),
+                "--device",
+                "cpu",
+                "--input",
+                str(inputs),
+                str(tmp_path / "*.npy"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| file | points | voxels |" in text and "| room.ply | 900 |" in text and "wrote 3 file(s)" in text
     for stem in ("room", "scan", "cloud"):
@@ -57,8 +75,9 @@ def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
         names = (out / f"{stem}_classes.txt").read_text().splitlines()
         # the 3D viewer embeds every point (moved to the origin) coloured by its predicted class
         page = (out / f"{stem}.html").read_text(encoding="utf-8")
-        data = json.loads(re.search(r'<script id="lk3d-data" type="application/json">(.*?)</script>', page,
-                                    re.S).group(1))
+        data = json.loads(
+            re.search(r'<script id="lk3d-data" type="application/json">(.*?)</script>', page, re.S).group(1)
+        )
         shown = np.frombuffer(base64.b64decode(data["points"]), "<f4").reshape(-1, 3)
         np.testing.assert_allclose(shown, xyz - xyz.min(axis=0), atol=1e-5)
         rgb = np.frombuffer(base64.b64decode(data["colors"]), "u1").reshape(-1, 3)
@@ -69,8 +88,23 @@ def test_predict_seg_on_ply_pcd_and_npy(seg_ckpt, tmp_path, capsys):
 
 
 def test_predict_seg_without_input_keeps_the_split_behaviour(seg_ckpt, tmp_path):
-    assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--device", "cpu", "--output", str(tmp_path),
-                 "--limit", "1"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "seg",
+                "--checkpoint",
+                str(seg_ckpt),
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path),
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(list(tmp_path.glob("*.ply"))) == 1 and not list(tmp_path.glob("*_labels.npy"))
 
 
@@ -79,8 +113,11 @@ def test_predict_det_on_a_kitti_bin(tmp_path, capsys):
     cfg = folder / "tiny_det.yaml"
     folder.mkdir()
     data = dict(TINY_DET["data"], num_train_frames=2, num_val_frames=1)
-    cfg.write_text(yaml.safe_dump(dict(TINY_DET, data=data, output_dir=str(folder / "run"),
-                                       train=dict(TINY_DET["train"], epochs=1))))
+    cfg.write_text(
+        yaml.safe_dump(
+            dict(TINY_DET, data=data, output_dir=str(folder / "run"), train=dict(TINY_DET["train"], epochs=1))
+        )
+    )
     assert main(["train", "det", "--config", str(cfg)]) == 0
     rng = np.random.default_rng(2)
     pts = np.c_[rng.uniform(-12, 12, (3000, 2)), rng.uniform(-2.5, 0.5, 3000), rng.uniform(0, 1, 3000)]
@@ -88,9 +125,26 @@ def test_predict_det_on_a_kitti_bin(tmp_path, capsys):
     velodyne.mkdir()
     pts.astype("<f4").tofile(velodyne / "000007.bin")
     out = tmp_path / "out"
-    assert main(["predict", "det", "--checkpoint", str(folder / "run" / "checkpoints" / "last.pt"), "--device",
-                 "cpu", "--input", str(velodyne / "000007.bin"), "--output", str(out), "--score-threshold",
-                 "0.0", "--no-views"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "det",
+                "--checkpoint",
+                str(folder / "run" / "checkpoints" / "last.pt"),
+                "--device",
+                "cpu",
+                "--input",
+                str(velodyne / "000007.bin"),
+                "--output",
+                str(out),
+                "--score-threshold",
+                "0.0",
+                "--no-views",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| 000007.bin | 3,000 |" in text
     record = json.loads((out / "000007.json").read_text())

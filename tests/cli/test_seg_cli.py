@@ -18,6 +18,7 @@ from largekernel3d.data import collate_segmentation, generate_indoor_scene, voxe
 def trained(tmp_path_factory):
     """One tiny training run through the CLI; returns its folder."""
     from cli_tiny import TINY
+
     folder = tmp_path_factory.mktemp("cli")
     cfg = folder / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(dict(TINY, output_dir=str(folder / "run"))))
@@ -29,6 +30,7 @@ def test_train_writes_a_run_folder(trained, capsys):
     """One epoch of 2 scenes at batch 2: the last and best checkpoints hold epoch 1, step 1; metrics.csv
     has one train row with a finite loss and one val row whose point mIoU is the best score."""
     from largekernel3d.training.checkpoint import load_checkpoint
+
     last = load_checkpoint(trained / "checkpoints" / "last.pt")
     best = load_checkpoint(trained / "checkpoints" / "best.pt")
     assert (last["epoch"], last["step"], best["epoch"], best["best_epoch"]) == (1, 1, 1, 1)
@@ -42,8 +44,21 @@ def test_train_writes_a_run_folder(trained, capsys):
 
 
 def test_eval_prints_and_saves_the_per_class_table(trained, capsys, tmp_path):
-    assert main(["eval", "seg", "--checkpoint", str(trained / "checkpoints" / "last.pt"), "--device", "cpu",
-                 "--output", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "seg",
+                "--checkpoint",
+                str(trained / "checkpoints" / "last.pt"),
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| class | IoU % | support |" in out and "| wall |" in out and "| mIoU |" in out
     assert "majority-class baseline" in out
@@ -52,8 +67,23 @@ def test_eval_prints_and_saves_the_per_class_table(trained, capsys, tmp_path):
 
 
 def test_predict_writes_ply_and_png(trained, tmp_path):
-    assert main(["predict", "seg", "--checkpoint", str(trained / "checkpoints" / "best.pt"), "--device", "cpu",
-                 "--output", str(tmp_path), "--limit", "1"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "seg",
+                "--checkpoint",
+                str(trained / "checkpoints" / "best.pt"),
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path),
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     plys, pngs = sorted(tmp_path.glob("*.ply")), sorted(tmp_path.glob("*.png"))
     assert len(plys) == 1 and len(pngs) == 1 and plys[0].stem == pngs[0].stem
     v = PlyData.read(str(plys[0]))["vertex"]
@@ -74,8 +104,9 @@ def test_unknown_model_key_is_named(tiny_yaml, capsys):
 
 def test_missing_data_folder_is_named(tiny_yaml, tmp_path, capsys):
     missing = tmp_path / "no_scannet_here"
-    assert main(["train", "seg", "--config", str(tiny_yaml), "--set", "data.dataset=scannet",
-                 f"data.root={missing}"]) == 2
+    assert (
+        main(["train", "seg", "--config", str(tiny_yaml), "--set", "data.dataset=scannet", f"data.root={missing}"]) == 2
+    )
     assert str(missing) in capsys.readouterr().err
 
 
@@ -89,8 +120,23 @@ def test_corrupt_checkpoint_is_named(tmp_path, capsys):
 
 def test_checkpoint_of_another_architecture_is_named(trained, tmp_path, capsys):
     ckpt = trained / "checkpoints" / "last.pt"
-    assert main(["eval", "seg", "--checkpoint", str(ckpt), "--device", "cpu", "--output", str(tmp_path),
-                 "--set", "model.planes=[16,8,8,8,8,8,8,8]"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "seg",
+                "--checkpoint",
+                str(ckpt),
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path),
+                "--set",
+                "model.planes=[16,8,8,8,8,8,8,8]",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "last.pt" in err and "architecture" in err
 
@@ -114,11 +160,17 @@ def test_every_shipped_config_builds_its_network(name):
     """Each shipped config is valid and its model section builds (at width 8 to stay fast: the paper
     configs' full-size plain 7^3 network alone has hundreds of millions of weights)."""
     from largekernel3d.training.setup import build_network
+
     cfg = load_run_config(name)
-    small = load_run_config(name, ["model.layers=[1,1,1,1,1,1,1,1]", "model.planes=[8,8,8,8,8,8,8,8]",
-                                   "model.init_dim=8"] if cfg["model"]["name"] == "largekernel3d_seg" else [])
-    assert {k: v for k, v in small["model"].items() if k not in ("layers", "planes", "init_dim")} == \
-        {k: v for k, v in cfg["model"].items() if k not in ("layers", "planes", "init_dim")}
+    small = load_run_config(
+        name,
+        ["model.layers=[1,1,1,1,1,1,1,1]", "model.planes=[8,8,8,8,8,8,8,8]", "model.init_dim=8"]
+        if cfg["model"]["name"] == "largekernel3d_seg"
+        else [],
+    )
+    assert {k: v for k, v in small["model"].items() if k not in ("layers", "planes", "init_dim")} == {
+        k: v for k, v in cfg["model"].items() if k not in ("layers", "planes", "init_dim")
+    }
     net = build_network(small, 20).eval()
     batch = collate_segmentation([voxelize_scene(generate_indoor_scene(0, 0, 2000), 0.1, 20)])
     with torch.no_grad():

@@ -20,12 +20,12 @@ def test_rng_is_the_documented_stream_per_seed_item_epoch():
     assert len(view) == 5 and view.class_names == ("a", "b") and view.epoch == 0
     first = view.rng(3).random(4)
     np.testing.assert_array_equal(first, np.random.default_rng([7, 3, 0]).random(4))
-    np.testing.assert_array_equal(view.rng(3).random(4), first)           # reproducible
-    assert not np.array_equal(view.rng(2).random(4), first)               # differs per item
+    np.testing.assert_array_equal(view.rng(3).random(4), first)  # reproducible
+    assert not np.array_equal(view.rng(2).random(4), first)  # differs per item
     view.set_epoch(2)
     assert view.epoch == 2
     np.testing.assert_array_equal(view.rng(3).random(4), np.random.default_rng([7, 3, 2]).random(4))
-    assert not np.array_equal(view.rng(3).random(4), first)               # differs per epoch
+    assert not np.array_equal(view.rng(3).random(4), first)  # differs per epoch
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         view.set_epoch(-1)
     assert view.epoch == 2

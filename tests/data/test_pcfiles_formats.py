@@ -29,9 +29,21 @@ def cloud():
 @pytest.mark.parametrize("text", [False, True])
 def test_ply_binary_and_ascii(tmp_path, cloud, text):
     from plyfile import PlyData, PlyElement
+
     xyz, rgb, inten = cloud
-    v = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
-                                  ("blue", "u1"), ("intensity", "f4"), ("label", "i4")])
+    v = np.empty(
+        len(xyz),
+        dtype=[
+            ("x", "f4"),
+            ("y", "f4"),
+            ("z", "f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+            ("intensity", "f4"),
+            ("label", "i4"),
+        ],
+    )
     v["x"], v["y"], v["z"] = xyz.T
     v["red"], v["green"], v["blue"] = rgb.T
     v["intensity"], v["label"] = inten, np.arange(len(xyz))
@@ -48,6 +60,7 @@ def test_ply_binary_and_ascii(tmp_path, cloud, text):
 
 def test_ply_truncated_and_not_ply(tmp_path, cloud):
     from plyfile import PlyData, PlyElement
+
     xyz = cloud[0]
     v = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     v["x"], v["y"], v["z"] = xyz.T
@@ -70,15 +83,15 @@ def lzf_compress(data: bytes) -> bytes:
 
     def flush():
         for s in range(0, len(lit), 32):
-            chunk = lit[s:s + 32]
+            chunk = lit[s : s + 32]
             out.append(len(chunk) - 1)
             out.extend(chunk)
         lit.clear()
 
     while i < n:
-        ref = table.get(data[i:i + 3]) if i + 3 <= n else None
+        ref = table.get(data[i : i + 3]) if i + 3 <= n else None
         if i + 3 <= n:
-            table[data[i:i + 3]] = i
+            table[data[i : i + 3]] = i
         if ref is not None and 0 < i - ref <= 8192:
             length = 0
             while i + length < n and length < 264 and data[ref + length] == data[i + length]:
@@ -103,13 +116,24 @@ def lzf_compress(data: bytes) -> bytes:
 def write_pcd(path, fields, sizes, types, columns, kind):
     """A PCD writer: ``columns`` a list of [N] arrays with the given numpy types."""
     n = len(columns[0])
-    head = ("# .PCD v0.7\nVERSION 0.7\nFIELDS " + " ".join(fields) + "\nSIZE " + " ".join(map(str, sizes)) +
-            "\nTYPE " + " ".join(types) + "\nCOUNT " + " ".join("1" for _ in fields) + f"\nWIDTH {n}\nHEIGHT 1\n"
-            f"VIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {kind}\n").encode()
+    head = (
+        "# .PCD v0.7\nVERSION 0.7\nFIELDS "
+        + " ".join(fields)
+        + "\nSIZE "
+        + " ".join(map(str, sizes))
+        + "\nTYPE "
+        + " ".join(types)
+        + "\nCOUNT "
+        + " ".join("1" for _ in fields)
+        + f"\nWIDTH {n}\nHEIGHT 1\n"
+        f"VIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {kind}\n"
+    ).encode()
     dts = [np.dtype(f"<{t.lower() if t != 'F' else 'f'}{s}") for t, s in zip(types, sizes)]
     if kind == "ascii":
-        body = "".join(" ".join(repr(float(c[i])) if dt.kind == "f" else str(int(c[i]))
-                                for c, dt in zip(columns, dts)) + "\n" for i in range(n)).encode()
+        body = "".join(
+            " ".join(repr(float(c[i])) if dt.kind == "f" else str(int(c[i])) for c, dt in zip(columns, dts)) + "\n"
+            for i in range(n)
+        ).encode()
     elif kind == "binary":
         rec = np.empty(n, dtype=[(f, dt) for f, dt in zip(fields, dts)])
         for f, c in zip(fields, columns):
@@ -140,9 +164,14 @@ def test_pcd_three_encodings_with_packed_rgb(tmp_path, cloud, kind):
     packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
     rgb_float = packed.view(np.float32)
     ring = np.arange(200, dtype=np.uint16) % 32
-    path = write_pcd(tmp_path / f"{kind}.pcd", ["x", "y", "z", "rgb", "intensity", "ring"], [4, 4, 4, 4, 4, 2],
-                     ["F", "F", "F", "U" if kind == "ascii" else "F", "F", "U"],
-                     [xyz[:, 0], xyz[:, 1], xyz[:, 2], packed if kind == "ascii" else rgb_float, inten, ring], kind)
+    path = write_pcd(
+        tmp_path / f"{kind}.pcd",
+        ["x", "y", "z", "rgb", "intensity", "ring"],
+        [4, 4, 4, 4, 4, 2],
+        ["F", "F", "F", "U" if kind == "ascii" else "F", "F", "U"],
+        [xyz[:, 0], xyz[:, 1], xyz[:, 2], packed if kind == "ascii" else rgb_float, inten, ring],
+        kind,
+    )
     c = read_point_cloud(path)
     np.testing.assert_allclose(c.points, xyz, atol=1e-6)
     np.testing.assert_allclose(c.colors, rgb / 255.0, atol=1e-6)
@@ -172,7 +201,7 @@ def test_pcd_corrupt_compressed_stream_and_bad_header(tmp_path, cloud):
     path = write_pcd(tmp_path / "c.pcd", ["x", "y", "z"], [4, 4, 4], ["F", "F", "F"], list(xyz.T), "binary_compressed")
     raw = bytearray(path.read_bytes())
     start = raw.index(b"binary_compressed\n") + len(b"binary_compressed\n") + 8
-    raw[start] = 0xFF                     # a back reference before the start of the output
+    raw[start] = 0xFF  # a back reference before the start of the output
     raw[start + 1] = 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(PointCloudFileError, match="c.pcd.*corrupt"):
@@ -196,13 +225,13 @@ def test_las_written_by_laspy(tmp_path, cloud, suffix):
     las = laspy.LasData(header)
     x64 = xyz.astype(np.float64)
     las.x, las.y, las.z = x64[:, 0] + 500000.0, x64[:, 1] + 4000000.0, x64[:, 2]
-    las.red, las.green, las.blue = (rgb.astype(np.uint16) * 257).T           # true 16-bit colours
+    las.red, las.green, las.blue = (rgb.astype(np.uint16) * 257).T  # true 16-bit colours
     las.intensity = (inten * 1000).astype(np.uint16)
     las.classification = (np.arange(200) % 3).astype(np.uint8)
     path = tmp_path / f"c{suffix}"
     las.write(str(path))
     c = read_point_cloud(path)
-    np.testing.assert_allclose(c.points - [500000.0, 4000000.0, 0.0], xyz, atol=6e-4)   # 1 mm scale, float64 kept
+    np.testing.assert_allclose(c.points - [500000.0, 4000000.0, 0.0], xyz, atol=6e-4)  # 1 mm scale, float64 kept
     np.testing.assert_allclose(c.colors, rgb / 255.0, atol=1e-6)
     assert any("16-bit" in n for n in c.notes)
     np.testing.assert_array_equal(c.intensity, (inten * 1000).astype(np.uint16))

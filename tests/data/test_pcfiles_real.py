@@ -27,10 +27,11 @@ def test_las_and_laz_match_the_manifest(shared_data, checks):
     assert {str(k): int(v) for k, v in hist.items()} == ref["classification_hist"]
     assert las.colors is not None and np.isclose(las.colors.max(axis=0) * 255, ref["rgb_max"]).all()
     import laspy
+
     if not laspy.LazBackend.detect_available():
         pytest.skip("no LAZ backend installed (pip install lazrs): LAZ checks skipped")
     laz = read_point_cloud(shared_data / "formats/las/simple.laz")
-    np.testing.assert_array_equal(laz.points, las.points)          # README: identical point records
+    np.testing.assert_array_equal(laz.points, las.points)  # README: identical point records
     np.testing.assert_array_equal(laz.intensity, las.intensity)
 
 
@@ -49,8 +50,10 @@ def test_autzen_laz_feet_to_metres(shared_data, checks):
 
 
 def test_wkt_unit_parser():
-    assert wkt_linear_unit('PROJCS["a",GEOGCS["b",UNIT["degree",0.0174]],UNIT["US survey foot",0.3048006]]') == \
-        ("US survey foot", 0.3048006)
+    assert wkt_linear_unit('PROJCS["a",GEOGCS["b",UNIT["degree",0.0174]],UNIT["US survey foot",0.3048006]]') == (
+        "US survey foot",
+        0.3048006,
+    )
     assert wkt_linear_unit('GEOGCS["b",UNIT["degree",0.0174]]') is None
 
 
@@ -74,8 +77,9 @@ def test_kitti_and_nuscenes_bins(shared_data, checks):
     assert k.num_points == ref["n_points"]
     np.testing.assert_allclose(k.points.min(axis=0), ref["xyz_extent"]["min"], atol=1e-6)
     assert np.isclose(k.intensity.max(), ref["intensity_range"][1])
-    nu = read_point_cloud(shared_data / "nuscenes/mmdet3d_demo/"
-                          "n015-2018-07-24-11-22-45+0800__LIDAR_TOP__1532402927647951.pcd.bin")
+    nu = read_point_cloud(
+        shared_data / "nuscenes/mmdet3d_demo/n015-2018-07-24-11-22-45+0800__LIDAR_TOP__1532402927647951.pcd.bin"
+    )
     ref = checks["nuscenes/mmdet3d_demo"]
     assert nu.format == "nuscenes_bin" and nu.num_points == ref["n_points"]
     assert [nu.extra["ring"].min(), nu.extra["ring"].max()] == ref["ring_range"]
@@ -88,6 +92,7 @@ def test_scannet_bin_with_columns_and_ply_meshes(shared_data, checks):
     assert s.num_points == ref["n_points"] and s.colors is not None
     np.testing.assert_allclose(s.points.max(axis=0), ref["xyz_extent"]["max"], atol=1e-3)  # manifest: mm
     from plyfile import PlyData
+
     folder = shared_data / "scannet/official_v1/scene0000_00"
     mesh = read_point_cloud(folder / "scene0000_00_vh_clean_2.ply")
     labels = read_point_cloud(folder / "scene0000_00_vh_clean_2.labels.ply")
@@ -95,7 +100,7 @@ def test_scannet_bin_with_columns_and_ply_meshes(shared_data, checks):
     assert mesh.num_points == labels.num_points == 81369
     np.testing.assert_array_equal(mesh.points[:, 0], v["x"])
     np.testing.assert_allclose(mesh.colors, np.stack([v["red"], v["green"], v["blue"]], 1) / 255.0, atol=1e-6)
-    assert int((labels.extra["label"] == 0).sum()) == 18717      # README: label 0 on 18,717 vertices
+    assert int((labels.extra["label"] == 0).sum()) == 18717  # README: label 0 on 18,717 vertices
     # every point of the mmdet3d demo is a vertex of this mesh (README section 9)
     vertices = set(map(tuple, mesh.points.astype(np.float32)))
     assert all(tuple(p) in vertices for p in s.points.astype(np.float32))

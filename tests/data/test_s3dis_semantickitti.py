@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import yaml
 
-from largekernel3d.data import (IGNORE_INDEX, S3DIS_CLASSES, SEMANTICKITTI_CLASSES, SEMANTICKITTI_LEARNING_MAP,
-                                S3DISDataset, SemanticKITTIDataset)
+from largekernel3d.data import (
+    IGNORE_INDEX,
+    S3DIS_CLASSES,
+    SEMANTICKITTI_CLASSES,
+    SEMANTICKITTI_LEARNING_MAP,
+    S3DISDataset,
+    SemanticKITTIDataset,
+)
 
 
 def write_original_room(root, area, room, rng):
@@ -83,8 +89,11 @@ def test_s3dis_sample(shared_data):
     counts = np.bincount(s.labels, minlength=13)
     # README: 12 of 13 classes present, wall 39, ceiling 19, floor 14
     assert (counts > 0).sum() == 12
-    assert (counts[S3DIS_CLASSES.index("wall")], counts[S3DIS_CLASSES.index("ceiling")],
-            counts[S3DIS_CLASSES.index("floor")]) == (39, 19, 14)
+    assert (
+        counts[S3DIS_CLASSES.index("wall")],
+        counts[S3DIS_CLASSES.index("ceiling")],
+        counts[S3DIS_CLASSES.index("floor")],
+    ) == (39, 19, 14)
 
 
 def write_kitti(root, seq, frame, n, raw, rng):

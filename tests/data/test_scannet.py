@@ -8,8 +8,15 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from largekernel3d.data import (IGNORE_INDEX, NYU40_TO_SCANNET20, SCANNET20_CLASSES, ScanNetDataset,
-                                nyu40_to_scannet20, room_id, split_scenes_by_room)
+from largekernel3d.data import (
+    IGNORE_INDEX,
+    NYU40_TO_SCANNET20,
+    SCANNET20_CLASSES,
+    ScanNetDataset,
+    nyu40_to_scannet20,
+    room_id,
+    split_scenes_by_room,
+)
 
 # The benchmark's valid NYU40 ids in class order (ScanNet's own evaluation script / data README).
 VALID_NYU40 = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39]
@@ -33,8 +40,10 @@ def expected_labels(nyu):
 def write_official(root, name, xyz, rgb, nyu, labels=True):
     d = root / "scans" / name
     d.mkdir(parents=True)
-    v = np.zeros(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
-                                  ("blue", "u1"), ("alpha", "u1")])
+    v = np.zeros(
+        len(xyz),
+        dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("alpha", "u1")],
+    )
     v["x"], v["y"], v["z"] = xyz.T
     v["red"], v["green"], v["blue"] = rgb.T
     v["alpha"] = 255
@@ -83,11 +92,15 @@ def test_all_layouts_give_the_same_scene(tmp_path):
     np.save(d / "segment20.npy", np.where(want == IGNORE_INDEX, -1, want).astype(np.int16))
     # pth dict (Pointcept's older format) and pth tuple (SparseConvNet: colours in [-1, 1], -100 ignore)
     (tmp_path / "pth_dict").mkdir()
-    torch.save({"coord": xyz, "color": rgb.astype(np.float32), "semantic_gt20": np.where(want < 0, -1, want)},
-               tmp_path / "pth_dict" / "scene0007_00.pth")
+    torch.save(
+        {"coord": xyz, "color": rgb.astype(np.float32), "semantic_gt20": np.where(want < 0, -1, want)},
+        tmp_path / "pth_dict" / "scene0007_00.pth",
+    )
     (tmp_path / "pth_tuple").mkdir()
-    torch.save((xyz, rgb.astype(np.float32) / 127.5 - 1.0, want.astype(np.float64)),
-               tmp_path / "pth_tuple" / "scene0007_00_inst_nostuff.pth")
+    torch.save(
+        (xyz, rgb.astype(np.float32) / 127.5 - 1.0, want.astype(np.float64)),
+        tmp_path / "pth_tuple" / "scene0007_00_inst_nostuff.pth",
+    )
     # VoteNet
     (tmp_path / "votenet").mkdir()
     np.save(tmp_path / "votenet" / "scene0007_00_vert.npy", np.concatenate([xyz, rgb.astype(np.float32)], 1))
@@ -98,8 +111,14 @@ def test_all_layouts_give_the_same_scene(tmp_path):
     np.concatenate([xyz, rgb.astype(np.float32)], 1).tofile(tmp_path / "mm" / "points" / "scene0007_00.bin")
     nyu.tofile(tmp_path / "mm" / "semantic_mask" / "scene0007_00.bin")
 
-    for folder, layout in (("official", "official"), ("folder", "folder"), ("pth_dict", "pth"),
-                           ("pth_tuple", "pth"), ("votenet", "votenet"), ("mm", "mmdet3d")):
+    for folder, layout in (
+        ("official", "official"),
+        ("folder", "folder"),
+        ("pth_dict", "pth"),
+        ("pth_tuple", "pth"),
+        ("votenet", "votenet"),
+        ("mm", "mmdet3d"),
+    ):
         ds = ScanNetDataset(tmp_path / folder)
         assert ds.layout == layout, folder
         assert ds.scene_names == ["scene0007_00"]
@@ -223,8 +242,14 @@ def test_votenet_sample(shared_data):
     assert 0.0 <= s.colors.min() and s.colors.max() <= 1.0
     # counts from the data README: wall 8475, floor 6312, cabinet 6020, curtain 3416, sofa 3110, table 2774
     counts = {SCANNET20_CLASSES[c]: int((s.labels == c).sum()) for c in range(20)}
-    assert (counts["wall"], counts["floor"], counts["cabinet"], counts["curtain"], counts["sofa"],
-            counts["table"]) == (8475, 6312, 6020, 3416, 3110, 2774)
+    assert (counts["wall"], counts["floor"], counts["cabinet"], counts["curtain"], counts["sofa"], counts["table"]) == (
+        8475,
+        6312,
+        6020,
+        3416,
+        3110,
+        2774,
+    )
     raw = np.load(root / "scene0000_00_sem_label.npy")
     assert int((s.labels == IGNORE_INDEX).sum()) == int(np.isin(raw, VALID_NYU40, invert=True).sum())
     train, val = split_scenes_by_room(ds.scene_names)

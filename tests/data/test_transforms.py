@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from largekernel3d.data import (ColorJitter, Compose, ElasticDistortion, PointCloudScene, RandomFlip, RandomJitter,
-                                RandomRotateZ, RandomScale)
+from largekernel3d.data import (
+    ColorJitter,
+    Compose,
+    ElasticDistortion,
+    PointCloudScene,
+    RandomFlip,
+    RandomJitter,
+    RandomRotateZ,
+    RandomScale,
+)
 
 
 def scene(n=2000, seed=0):

@@ -4,9 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from largekernel3d.data import (IGNORE_INDEX, IN_CHANNELS, Compose, GeneratedIndoorDataset, PointCloudScene,
-                                RandomJitter, RandomRotateZ, ScanNetDataset, SegBatch, SegmentationDataset,
-                                VoxelizedSegmentation, collate_segmentation, majority_labels, voxelize_scene)
+from largekernel3d.data import (
+    IGNORE_INDEX,
+    IN_CHANNELS,
+    Compose,
+    GeneratedIndoorDataset,
+    PointCloudScene,
+    RandomJitter,
+    RandomRotateZ,
+    ScanNetDataset,
+    SegBatch,
+    SegmentationDataset,
+    VoxelizedSegmentation,
+    collate_segmentation,
+    majority_labels,
+    voxelize_scene,
+)
 from largekernel3d.sparse import SparseConvTensor
 
 

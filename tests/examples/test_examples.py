@@ -23,7 +23,11 @@ def test_every_example_is_listed():
 
 @pytest.mark.parametrize("script", sorted(ARGS))
 def test_example_runs(script):
-    proc = subprocess.run([sys.executable, "-W", "ignore", str(EXAMPLES / script), *ARGS[script]],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", str(EXAMPLES / script), *ARGS[script]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     assert proc.stdout.strip().splitlines()[-1] == "OK", proc.stdout

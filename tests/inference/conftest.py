@@ -31,6 +31,7 @@ def seg_checkpoint(tmp_path_factory):
     from seg_tiny import tiny_run_config
 
     from largekernel3d.training import SegmentationTrainer
+
     folder = tmp_path_factory.mktemp("seg_ckpt")
     cfg = tiny_run_config(folder, ["train.epochs=1", "data.num_val_scenes=1"])
     with torch_threads(1):
@@ -43,6 +44,7 @@ def det_checkpoint(tmp_path_factory):
     from det_tiny import tiny_det_config
 
     from largekernel3d.training.det_trainer import DetectionTrainer
+
     folder = tmp_path_factory.mktemp("det_ckpt")
     cfg = tiny_det_config(folder, ["train.epochs=1", "data.num_train_frames=2", "data.num_val_frames=1"])
     with torch_threads(1):

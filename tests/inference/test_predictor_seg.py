@@ -13,9 +13,18 @@ from largekernel3d.sparse import SparseConvTensor
 def random_net(seed=0):
     """A tiny LargeKernel3D-Seg with random weights and random BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
-    net = build_model({"name": "largekernel3d_seg", "in_channels": 3, "num_classes": 5, "layers": [1] * 8,
-                       "planes": [8] * 8, "init_dim": 8, "stage_kernel_sizes": [3, 3, 3, 3],
-                       "stage_conv_types": "plain"})
+    net = build_model(
+        {
+            "name": "largekernel3d_seg",
+            "in_channels": 3,
+            "num_classes": 5,
+            "layers": [1] * 8,
+            "planes": [8] * 8,
+            "init_dim": 8,
+            "stage_kernel_sizes": [3, 3, 3, 3],
+            "stage_conv_types": "plain",
+        }
+    )
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -54,8 +63,8 @@ def test_receptive_field_radius_is_exact_by_perturbation():
         moved[source] += 1.0
         changed = np.flatnonzero((run(net, coords, moved) - base).abs().amax(dim=1).numpy() > 0)
         reach.append(np.abs(changed - source).max())
-    assert max(reach) == radius          # never farther than R, and R is reached
-    assert radius == 107                 # stem 2 + sum over levels of 2 * 2^l (encoder 1-4, decoder 3-0) + 15
+    assert max(reach) == radius  # never farther than R, and R is reached
+    assert radius == 107  # stem 2 + sum over levels of 2 * 2^l (encoder 1-4, decoder 3-0) + 15
 
 
 def test_tiles_partition_voxels_and_round_to_alignment():
@@ -63,9 +72,9 @@ def test_tiles_partition_voxels_and_round_to_alignment():
     coords = np.unique(rng.integers(0, 200, (3000, 3)), axis=0)
     tiles = plan_tiles(coords, tile=50, halo=20)
     owner = np.concatenate([t.crop[t.core] for t in tiles])
-    assert np.array_equal(np.sort(owner), np.arange(len(coords)))         # every voxel in exactly one core
+    assert np.array_equal(np.sort(owner), np.arange(len(coords)))  # every voxel in exactly one core
     assert all((t.shift % 16 == 0).all() for t in tiles)
-    for t in tiles:                                                         # crop = core's square +- 32 (halo 20 -> 32)
+    for t in tiles:  # crop = core's square +- 32 (halo 20 -> 32)
         core = coords[t.crop[t.core]]
         lo = (core[:, :2] // 64).min(0) * 64
         inside = np.all((coords[:, :2] >= lo - 32) & (coords[:, :2] < lo + 64 + 32), axis=1)
@@ -102,7 +111,7 @@ def test_tta_averages_rotated_and_mirrored_passes():
     coords, feats, p2v = pred.voxelize(pts, rgb)
     x, y, z = coords.T
     total = 0
-    for cx, cy in ((x, y), (-y, x), (-x, -y), (y, -x), (-x, y), (-y, -x), (x, -y), (y, x)):   # 4 turns, mirrored
+    for cx, cy in ((x, y), (-y, x), (-x, -y), (y, -x), (-x, y), (-y, -x), (x, -y), (y, x)):  # 4 turns, mirrored
         c = np.stack([cx - cx.min(), cy - cy.min(), z], 1)
         total = total + run(net, c, feats).numpy()
     np.testing.assert_allclose(got.voxel_logits, total / 8, atol=1e-5)
@@ -112,6 +121,7 @@ def test_tta_averages_rotated_and_mirrored_passes():
 def test_predictions_match_the_training_evaluation_path(seg_checkpoint):
     from largekernel3d.training import load_trained_model, predict_scenes, setup
     from largekernel3d.training.checkpoint import load_checkpoint
+
     cfg = load_checkpoint(seg_checkpoint)["config"]
     model, _ = load_trained_model(seg_checkpoint, cfg, torch.device("cpu"))
     scenes = setup.build_scene_split(cfg)
@@ -121,7 +131,7 @@ def test_predictions_match_the_training_evaluation_path(seg_checkpoint):
     assert isinstance(predictor, SegmentationPredictor)
     raw = scenes.val[0]
     got = predictor.predict(raw.points, raw.colors)
-    assert (got.labels == ref.pred).mean() > 0.999          # float32 vs float64 voxel boundaries may move a point
+    assert (got.labels == ref.pred).mean() > 0.999  # float32 vs float64 voxel boundaries may move a point
     assert sum(got.histogram().values()) == raw.num_points
 
 

@@ -36,6 +36,14 @@ def test_lk3d_models_lists_configs_and_names_with_parameter_counts(capsys):
 def test_describe_names_the_encoder_choice():
     assert describe({"name": "minkunet34c"}) == "plain 3,3,3,3"
     assert describe({"name": "largekernel3d_seg"}) == "swlk 7,7,7,7"
-    assert describe({"name": "largekernel3d_seg", "stage_conv_types": ["plain", "swlk", "swlk", "swlk"],
-                     "stage_kernel_sizes": [3, 7, 7, 7], "position_encoding": False}) == \
-        "plain/swlk/swlk/swlk 3,7,7,7, no position encoding"
+    assert (
+        describe(
+            {
+                "name": "largekernel3d_seg",
+                "stage_conv_types": ["plain", "swlk", "swlk", "swlk"],
+                "stage_kernel_sizes": [3, 7, 7, 7],
+                "position_encoding": False,
+            }
+        )
+        == "plain/swlk/swlk/swlk 3,7,7,7, no position encoding"
+    )

@@ -37,8 +37,15 @@ def _x(seed=0):
 
 def test_down_padding_1_matches_spconv_padding_1():
     """Our engine's stride-2 down convs with padding 1 and their inverses against spconv's (plain stages)."""
-    cfg = dict(name="largekernel3d_seg", in_channels=3, num_classes=5, stage_conv_types="plain",
-               stage_kernel_sizes=[3, 3, 3, 3], down_padding=1, **TINY)
+    cfg = dict(
+        name="largekernel3d_seg",
+        in_channels=3,
+        num_classes=5,
+        stage_conv_types="plain",
+        stage_kernel_sizes=[3, 3, 3, 3],
+        down_padding=1,
+        **TINY,
+    )
     torch.manual_seed(0)
     ours = build_model(cfg).eval()
     with torch.no_grad():

@@ -45,8 +45,9 @@ class V1SpatialGroupConv(nn.Module):
     def __init__(self, c_in, c_out, k, key):
         super().__init__()
         self.block = spconv.SubMConv3d(c_in, c_out, k, padding=k // 2, bias=False, indice_key=key)
-        self.conv3x3_1 = spconv.SubMConv3d(c_in, c_out, 3, padding=1, dilation=3, bias=False,
-                                           indice_key=key + "conv_3x3_1")
+        self.conv3x3_1 = spconv.SubMConv3d(
+            c_in, c_out, 3, padding=1, dilation=3, bias=False, indice_key=key + "conv_3x3_1"
+        )
 
     def forward(self, x):
         a = self.block(x)
@@ -61,7 +62,7 @@ class V2SpatialGroupConv(nn.Module):
         self.k, self.c_in, self.c_out = k, c_in, c_out
         self.block = nn.Module()
         self.block.weight = nn.Parameter(torch.zeros(3, 3, 3, c_out, c_in))
-        self.block.position_embedding = nn.Parameter(torch.zeros(k ** 3, c_in))
+        self.block.position_embedding = nn.Parameter(torch.zeros(k**3, c_in))
         self.plain = spconv.SubMConv3d(c_in + 1, c_out, k, padding=k // 2, bias=False, indice_key=key + "v2")
 
     def expanded(self):
@@ -87,9 +88,11 @@ class V2SpatialGroupConv(nn.Module):
 class Block(nn.Module):
     def __init__(self, c_in, c_out, kind, k, key):
         super().__init__()
-        conv = {"common": lambda a, b, kk: spconv.SubMConv3d(a, b, k, padding=k // 2, bias=False, indice_key=kk),
-                "spatialgroupconv": lambda a, b, kk: V1SpatialGroupConv(a, b, k, kk),
-                "spatialgroupconvv2": lambda a, b, kk: V2SpatialGroupConv(a, b, k, kk)}[kind]
+        conv = {
+            "common": lambda a, b, kk: spconv.SubMConv3d(a, b, k, padding=k // 2, bias=False, indice_key=kk),
+            "spatialgroupconv": lambda a, b, kk: V1SpatialGroupConv(a, b, k, kk),
+            "spatialgroupconvv2": lambda a, b, kk: V2SpatialGroupConv(a, b, k, kk),
+        }[kind]
         self.conv1 = conv(c_in, c_out, key + "conv1")
         self.norm1 = nn.BatchNorm1d(c_out)
         self.conv2 = conv(c_out, c_out, key + "conv2")
@@ -97,7 +100,8 @@ class Block(nn.Module):
         self.downsample = None
         if c_in != c_out:
             self.downsample = spconv.SparseSequential(
-                spconv.SubMConv3d(c_in, c_out, 1, bias=False, indice_key=key + "downsample"), nn.BatchNorm1d(c_out))
+                spconv.SubMConv3d(c_in, c_out, 1, bias=False, indice_key=key + "downsample"), nn.BatchNorm1d(c_out)
+            )
 
     def forward(self, x):
         out = self.conv1(x)
@@ -118,8 +122,9 @@ class OfficialSegNet(nn.Module):
         width = init_dim
         skips = [init_dim]
         for s in range(4):
-            setattr(self, DOWN[s], spconv.SparseConv3d(width, width, 2, stride=2, padding=1, bias=False,
-                                                       indice_key=DOWN[s]))
+            setattr(
+                self, DOWN[s], spconv.SparseConv3d(width, width, 2, stride=2, padding=1, bias=False, indice_key=DOWN[s])
+            )
             setattr(self, f"bn{s + 1}", nn.BatchNorm1d(width))
             setattr(self, f"block{s + 1}", self._stage(width, planes[s], layers[s], kinds[s], kernels[s], f"e{s}"))
             width = planes[s]
@@ -128,8 +133,9 @@ class OfficialSegNet(nn.Module):
             s = 4 + j
             setattr(self, UP[j], spconv.SparseInverseConv3d(width, planes[s], 2, indice_key=DOWN[3 - j], bias=False))
             setattr(self, f"bntr{4 + j}", nn.BatchNorm1d(planes[s]))
-            setattr(self, f"block{s + 1}", self._stage(planes[s] + skips[3 - j], planes[s], layers[s], "common", 3,
-                                                       f"d{j}"))
+            setattr(
+                self, f"block{s + 1}", self._stage(planes[s] + skips[3 - j], planes[s], layers[s], "common", 3, f"d{j}")
+            )
             width = planes[s]
         self.final = spconv.SubMConv3d(width, classes, 1, bias=True, indice_key="final")
 
@@ -204,13 +210,30 @@ def eval_mode(net: nn.Module) -> nn.Module:
 # ---- the reference itself ------------------------------------------------------------------------------------
 def test_full_size_reference_has_the_official_404_keys_and_names():
     with torch.device("meta"):
-        net = OfficialSegNet(3, 20, (2, 3, 4, 6, 2, 2, 2, 2), (32, 64, 128, 256, 256, 128, 96, 96), 32, (7,) * 4,
-                             ("spatialgroupconv",) * 4)
+        net = OfficialSegNet(
+            3,
+            20,
+            (2, 3, 4, 6, 2, 2, 2, 2),
+            (32, 64, 128, 256, 256, 128, 96, 96),
+            32,
+            (7,) * 4,
+            ("spatialgroupconv",) * 4,
+        )
     keys = official_state(net)
     assert len(keys) == 404
-    for key in ("conv0p1s1.weight", "bn0.running_var", "conv4p8s2.weight", "block1.0.conv1.block.weight",
-                "block1.0.conv1.conv3x3_1.weight", "block2.0.downsample.0.weight", "block4.5.norm2.bias",
-                "convtr7p2s2.weight", "bntr7.weight", "block8.1.conv2.weight", "final.bias"):
+    for key in (
+        "conv0p1s1.weight",
+        "bn0.running_var",
+        "conv4p8s2.weight",
+        "block1.0.conv1.block.weight",
+        "block1.0.conv1.conv3x3_1.weight",
+        "block2.0.downsample.0.weight",
+        "block4.5.norm2.bias",
+        "convtr7p2s2.weight",
+        "bntr7.weight",
+        "block8.1.conv2.weight",
+        "final.bias",
+    ):
         assert key in keys, key
     assert tuple(keys["block1.0.conv1.block.weight"].shape) == (32, 7, 7, 7, 32)
 

@@ -33,8 +33,12 @@ def scene():
         pytest.skip("../shared/data is not present")
     v = torch.from_numpy(np.load(SCENE))
     v = v[(v[:, 0].abs() < 1.6) & (v[:, 1].abs() < 1.6)]
-    vox = lsp.voxelize(v[:, :3], (0.02, 0.02, 0.02), features=v[:, 3:6] / 255.0 - 0.5,
-                       origin=tuple(float(c) for c in v[:, :3].min(0).values))
+    vox = lsp.voxelize(
+        v[:, :3],
+        (0.02, 0.02, 0.02),
+        features=v[:, 3:6] / 255.0 - 0.5,
+        origin=tuple(float(c) for c in v[:, :3].min(0).values),
+    )
     idx = torch.cat([torch.zeros(vox.num_voxels, 1, dtype=torch.int32), vox.coords.to(torch.int32)], dim=1)
     return vox.features.float(), idx
 
@@ -62,8 +66,9 @@ def _relative(ours, reference, scene):
     return float((fa - fb).norm() / fb.norm())
 
 
-@pytest.mark.parametrize("kinds", [("spatialgroupconv",) * 4, ("spatialgroupconvv2",) * 3 + ("common",)],
-                         ids=["v1", "v2"])
+@pytest.mark.parametrize(
+    "kinds", [("spatialgroupconv",) * 4, ("spatialgroupconvv2",) * 3 + ("common",)], ids=["v1", "v2"]
+)
 def test_official_checkpoint_loads_with_one_call_and_gives_the_official_logits(scene, kinds, tmp_path):
     ref = _official(kinds)
     path = tmp_path / "model_best.pth"

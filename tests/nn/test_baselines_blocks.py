@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from helpers import dense_subm_conv, random_sparse_tensor
 import largekernel3d.sparse as ours
 from largekernel3d.models.blocks import BasicBlock, ConvSpec
-from largekernel3d.nn import (DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d, SWLKConv3d,
-                              make_large_kernel_conv)
+from largekernel3d.nn import (
+    DepthwiseLargeKernelConv3d,
+    DilatedConv3d,
+    PlainLargeKernelConv3d,
+    SWLKConv3d,
+    make_large_kernel_conv,
+)
 from largekernel3d.nn.convert import fuse_bn
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,8 +9,18 @@ from torch import nn
 
 from helpers import random_sparse_tensor
 from largekernel3d.nn import SWLKConv3d
-from largekernel3d.nn.convert import (export_plain, fuse_bn, fuse_dilated, grouped_from_plain, load_official_v1,
-                                      load_official_v2, plain_from_grouped, swlk_from_plain, to_krsc, to_submconv)
+from largekernel3d.nn.convert import (
+    export_plain,
+    fuse_bn,
+    fuse_dilated,
+    grouped_from_plain,
+    load_official_v1,
+    load_official_v2,
+    plain_from_grouped,
+    swlk_from_plain,
+    to_krsc,
+    to_submconv,
+)
 from largekernel3d.nn.partition import SpatialPartition
 from largekernel3d.sparse import SubMConv3d
 
@@ -44,8 +54,9 @@ def test_grouped_plain_round_trips(kernel, partition):
     flat = w.reshape(4, -1, 3)
     for gi in (0, p.num_groups // 2, p.num_groups - 1):
         torch.testing.assert_close(means[gi], flat[:, group == gi].mean(1).t())
-    torch.testing.assert_close(plain_from_grouped(grouped_from_plain(plain_from_grouped(means, p), p), p),
-                               plain_from_grouped(means, p))
+    torch.testing.assert_close(
+        plain_from_grouped(grouped_from_plain(plain_from_grouped(means, p), p), p), plain_from_grouped(means, p)
+    )
 
 
 def test_swlk_from_plain_and_back_give_the_same_outputs():
@@ -61,8 +72,14 @@ def test_swlk_from_plain_and_back_give_the_same_outputs():
     torch.testing.assert_close(back(x).features, conv(x).features)
 
 
-@pytest.mark.parametrize("kw", [dict(kernel_size=7, bias=True), dict(kernel_size=5, dilated_branch=True),
-                                dict(kernel_size=(5, 3, 7), partition="thirds", position_encoding=False)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=7, bias=True),
+        dict(kernel_size=5, dilated_branch=True),
+        dict(kernel_size=(5, 3, 7), partition="thirds", position_encoding=False),
+    ],
+)
 def test_export_plain_reproduces_the_layer(kw):
     x = _x()
     layer = _layer(**kw)
@@ -103,11 +120,14 @@ def _bn(c, seed=0):
     return bn.eval()
 
 
-@pytest.mark.parametrize("conv_factory", [
-    lambda: _layer(kernel_size=5, dilated_branch=True),
-    lambda: _layer(kernel_size=7, bias=True),
-    lambda: SubMConv3d(3, 4, 3, bias=True).double(),
-])
+@pytest.mark.parametrize(
+    "conv_factory",
+    [
+        lambda: _layer(kernel_size=5, dilated_branch=True),
+        lambda: _layer(kernel_size=7, bias=True),
+        lambda: SubMConv3d(3, 4, 3, bias=True).double(),
+    ],
+)
 def test_fuse_bn_matches_conv_then_bn_in_eval_mode(conv_factory):
     x = _x()
     conv, bn = conv_factory().eval(), _bn(4)
@@ -146,10 +166,12 @@ def _v1_state(c=4, k=7, seed=0, constant=True, prefix="conv1.0.conv1."):
     krsc = torch.randn(c, k, k, k, c, generator=g, dtype=torch.float64)
     if constant:
         krsc = plain_from_grouped(grouped_from_plain(krsc, p), p)
-    return {prefix + "block.weight": krsc.permute(1, 2, 3, 0, 4).clone(),
-            prefix + "block.bias": torch.randn(c, generator=g, dtype=torch.float64),
-            prefix + "conv3x3_1.weight": torch.randn(c, 3, 3, 3, c, generator=g, dtype=torch.float64),
-            prefix + "conv3x3_1.bias": torch.randn(c, generator=g, dtype=torch.float64)}, krsc
+    return {
+        prefix + "block.weight": krsc.permute(1, 2, 3, 0, 4).clone(),
+        prefix + "block.bias": torch.randn(c, generator=g, dtype=torch.float64),
+        prefix + "conv3x3_1.weight": torch.randn(c, 3, 3, 3, c, generator=g, dtype=torch.float64),
+        prefix + "conv3x3_1.bias": torch.randn(c, generator=g, dtype=torch.float64),
+    }, krsc
 
 
 def test_load_official_v1_reproduces_block_plus_dilated_branch():
@@ -198,13 +220,16 @@ def test_load_official_v2_matches_the_spconv_plus_definition():
     x = _x(c=3)
     g = torch.Generator().manual_seed(3)
     prefix = "backbone.conv1.0.conv1."
-    state = {prefix + "block.weight": torch.randn(3, 3, 3, 5, 3, generator=g, dtype=torch.float64),
-             prefix + "block.position_embedding": torch.randn(125, 3, generator=g, dtype=torch.float64),
-             prefix + "block.bias": torch.randn(5, generator=g, dtype=torch.float64)}
+    state = {
+        prefix + "block.weight": torch.randn(3, 3, 3, 5, 3, generator=g, dtype=torch.float64),
+        prefix + "block.position_embedding": torch.randn(125, 3, generator=g, dtype=torch.float64),
+        prefix + "block.bias": torch.randn(5, generator=g, dtype=torch.float64),
+    }
     layer = SWLKConv3d(3, 5, 5, bias=True).double()
     load_official_v2(layer, state, prefix=prefix)
-    ref = _v2_reference(x, state[prefix + "block.weight"], state[prefix + "block.position_embedding"],
-                        state[prefix + "block.bias"], 5)
+    ref = _v2_reference(
+        x, state[prefix + "block.weight"], state[prefix + "block.position_embedding"], state[prefix + "block.bias"], 5
+    )
     torch.testing.assert_close(layer(x).features, ref)
 
 
@@ -217,8 +242,9 @@ def test_loading_mismatched_checkpoints_names_the_key():
     with pytest.raises(ValueError, match="position_encoding=False"):
         load_official_v1(SWLKConv3d(4, 4, 7, dilated_branch=True), state)
     with pytest.raises(ValueError, match="prefix"):
-        load_official_v1(SWLKConv3d(4, 4, 7, position_encoding=False, dilated_branch=True, bias=True), state,
-                         prefix="nope.")
+        load_official_v1(
+            SWLKConv3d(4, 4, 7, position_encoding=False, dilated_branch=True, bias=True), state, prefix="nope."
+        )
     with pytest.raises(ValueError, match="bias=True"):
         load_official_v1(SWLKConv3d(4, 4, 7, position_encoding=False, dilated_branch=True), state)
     v2 = {"block.weight": torch.randn(3, 3, 3, 4, 4), "block.position_embedding": torch.randn(343, 4)}

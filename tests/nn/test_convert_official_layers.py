@@ -32,7 +32,7 @@ def _v1_krsc(c=4, k=7, seed=0, grouped=True):
     if grouped:
         e = (0, k // 2, k // 2 + 1, k)
         for a, b, d in itertools.product(range(3), repeat=3):
-            part = w[:, e[a]:e[a + 1], e[b]:e[b + 1], e[d]:e[d + 1], :]
+            part = w[:, e[a] : e[a + 1], e[b] : e[b + 1], e[d] : e[d + 1], :]
             part.copy_(part.mean(dim=(1, 2, 3), keepdim=True).expand_as(part))
     return {"block.weight": w, "conv3x3_1.weight": torch.randn(c, 3, 3, 3, c, generator=g, dtype=torch.float64)}
 
@@ -108,7 +108,8 @@ def test_ungrouped_weights_warn_with_their_meaning_and_grouped_ones_do_not():
         deviation = load_official_v1(layer, state)
     p = SpatialPartition.create(7)
     assert relative_grouping_deviation(state["block.weight"], p) == pytest.approx(
-        deviation / float(state["block.weight"].abs().max()))
+        deviation / float(state["block.weight"].abs().max())
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_official_v1(layer, state, deviation_tolerance=None)

@@ -8,12 +8,23 @@ import torch
 from largekernel3d.nn.partition import PARTITIONS, SpatialPartition, axis_parts
 
 
-@pytest.mark.parametrize("k, name, sizes", [
-    (7, "center1", [3, 1, 3]), (5, "center1", [2, 1, 2]), (3, "center1", [1, 1, 1]), (31, "center1", [15, 1, 15]),
-    (7, "center3", [2, 3, 2]), (9, "center3", [3, 3, 3]), (3, "center3", [3]),
-    (9, "thirds", [3, 3, 3]), (7, "thirds", [2, 3, 2]), (5, "thirds", [2, 1, 2]), (13, "thirds", [4, 5, 4]),
-    (15, "thirds", [5, 5, 5]),
-])
+@pytest.mark.parametrize(
+    "k, name, sizes",
+    [
+        (7, "center1", [3, 1, 3]),
+        (5, "center1", [2, 1, 2]),
+        (3, "center1", [1, 1, 1]),
+        (31, "center1", [15, 1, 15]),
+        (7, "center3", [2, 3, 2]),
+        (9, "center3", [3, 3, 3]),
+        (3, "center3", [3]),
+        (9, "thirds", [3, 3, 3]),
+        (7, "thirds", [2, 3, 2]),
+        (5, "thirds", [2, 1, 2]),
+        (13, "thirds", [4, 5, 4]),
+        (15, "thirds", [5, 5, 5]),
+    ],
+)
 def test_axis_parts_tile_the_axis_symmetrically(k, name, sizes):
     parts = axis_parts(k, name)
     assert [e - s for s, e in parts] == sizes

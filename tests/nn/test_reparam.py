@@ -13,9 +13,18 @@ import torch
 from torch import nn
 
 from helpers import dense_subm_conv, gradcheck_sparse_module, random_sparse_tensor
-from largekernel3d.nn import (DepthwiseLargeKernelConv3d, DilatedConv3d, PlainExport, PlainLargeKernelConv3d,
-                              RepLargeKernelConv3d, SWLKConv3d, add_small_kernels, merge_small_kernel,
-                              merge_small_kernel_export, merge_small_kernels)
+from largekernel3d.nn import (
+    DepthwiseLargeKernelConv3d,
+    DilatedConv3d,
+    PlainExport,
+    PlainLargeKernelConv3d,
+    RepLargeKernelConv3d,
+    SWLKConv3d,
+    add_small_kernels,
+    merge_small_kernel,
+    merge_small_kernel_export,
+    merge_small_kernels,
+)
 from largekernel3d.nn.convert import encoding_weight, merge_dilated, plain_from_grouped
 from largekernel3d.nn.reparam import inner_offsets, place_kernel, swlk_targets
 from largekernel3d.sparse import SparseBatchNorm, SparseConv3d, SparseConvTensor, SparseSequential, SubMConv3d
@@ -31,16 +40,25 @@ CASES = {
     "plain-k357": (lambda: PlainLargeKernelConv3d(4, 5, (3, 5, 7)), PlainLargeKernelConv3d, None),
     "subm-k5-groups2": (lambda: SubMConv3d(4, 6, 5, groups=2, bias=False), SubMConv3d, None),
     "subm-depthwise-k5": (lambda: SubMConv3d(4, 4, 5, groups=4, bias=False), SubMConv3d, None),
-    "depthwise-pointwise-k5": (lambda: DepthwiseLargeKernelConv3d(4, 5, 5, bias=True), DepthwiseLargeKernelConv3d,
-                               None),
+    "depthwise-pointwise-k5": (
+        lambda: DepthwiseLargeKernelConv3d(4, 5, 5, bias=True),
+        DepthwiseLargeKernelConv3d,
+        None,
+    ),
     "dilated-k7": (lambda: DilatedConv3d(4, 5, 7), SubMConv3d, None),
     "dilated-d122": (lambda: DilatedConv3d(4, 5, 5, dilation=(1, 2, 2)), SubMConv3d, None),
     "swlk-k5-center1-enc": (lambda: SWLKConv3d(4, 5, 5, bias=True), SWLKConv3d, "branch"),
     "swlk-k7-thirds-enc": (lambda: SWLKConv3d(4, 5, 7, partition="thirds"), SWLKConv3d, "branch"),
-    "swlk-k5-center3-branch1": (lambda: SWLKConv3d(4, 5, 5, partition="center3", position_encoding=False,
-                                                   dilated_branch=True), SWLKConv3d, "branch"),
-    "swlk-k7-center1-branch2": (lambda: SWLKConv3d(4, 5, 7, position_encoding=False, dilated_branch=True),
-                                SubMConv3d, "plain"),
+    "swlk-k5-center3-branch1": (
+        lambda: SWLKConv3d(4, 5, 5, partition="center3", position_encoding=False, dilated_branch=True),
+        SWLKConv3d,
+        "branch",
+    ),
+    "swlk-k7-center1-branch2": (
+        lambda: SWLKConv3d(4, 5, 7, position_encoding=False, dilated_branch=True),
+        SubMConv3d,
+        "plain",
+    ),
     "swlk-k3-center1": (lambda: SWLKConv3d(4, 5, 3, position_encoding=False, bias=True), SWLKConv3d, "grouped"),
     "swlk-k357-thirds-enc": (lambda: SWLKConv3d(4, 5, (3, 5, 7), partition="thirds"), SWLKConv3d, "branch"),
 }
@@ -158,20 +176,24 @@ def test_dilated_merge_is_the_merge_dilated_placement():
     merged = merge_small_kernel(block)
     assert merged.kernel_size == (7, 7, 7) and merged.dilation == (1, 1, 1)
     small_only = place_kernel(torch.ones(1, 3, 3, 3, 1, dtype=torch.float64), (7, 7, 7))
-    large_only = merge_dilated(torch.zeros(1, 7, 7, 7, 1, dtype=torch.float64),
-                               torch.ones(1, 3, 3, 3, 1, dtype=torch.float64), (3, 3, 3))
+    large_only = merge_dilated(
+        torch.zeros(1, 7, 7, 7, 1, dtype=torch.float64), torch.ones(1, 3, 3, 3, 1, dtype=torch.float64), (3, 3, 3)
+    )
     nonzero = (merged.weight != 0).any(0).any(-1)
     assert torch.equal(nonzero, (small_only + large_only)[0, ..., 0] != 0)
     assert int(nonzero.sum()) == 27 + 27 - 1  # the centre tap is shared
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case, exact", [
-    ("swlk-k5-center1-enc", ("branch",)),
-    ("swlk-k5-center3-branch1", ("branch", "plain")),
-    ("swlk-k7-center1-branch2", ("plain",)),
-    ("swlk-k3-center1", ("grouped", "branch", "plain")),
-])
+@pytest.mark.parametrize(
+    "case, exact",
+    [
+        ("swlk-k5-center1-enc", ("branch",)),
+        ("swlk-k5-center3-branch1", ("branch", "plain")),
+        ("swlk-k7-center1-branch2", ("plain",)),
+        ("swlk-k3-center1", ("grouped", "branch", "plain")),
+    ],
+)
 def test_swlk_targets_exact_or_refused(case, exact, dtype):
     x = make_input(dtype)
     block = make_block(case, dtype)
@@ -191,8 +213,11 @@ def test_grouped_refusal_names_a_shared_offset():
     """center1, k = 7: the group of offset (1, 0, -1) also holds (3, 0, -2)-like offsets; center3 makes the inner
     3^3 one group; both refuse the grouped merge and name the shared offsets."""
     block = RepLargeKernelConv3d(SWLKConv3d(2, 2, 7, position_encoding=False)).eval()
-    with pytest.raises(ValueError, match=r"'center1' partition of \(7, 7, 7\) shares one weight between offset "
-                                         r"\(-1, -1, -1\).*offset \(-3, -3, -3\) \(27 offsets"):
+    with pytest.raises(
+        ValueError,
+        match=r"'center1' partition of \(7, 7, 7\) shares one weight between offset "
+        r"\(-1, -1, -1\).*offset \(-3, -3, -3\) \(27 offsets",
+    ):
         block.merge("grouped")
     group = block.large.group_index
     flat = [(o[0] + 3) * 49 + (o[1] + 3) * 7 + o[2] + 3 for o in ((1, 0, -1), (3, 0, -2), (2, 0, -3), (1, 1, -1))]
@@ -223,8 +248,10 @@ def test_encoding_plus_dilated_branch_has_only_the_export(dtype):
     assert rel_err(out, dense_block(block, x)) <= REL[dtype]
     # exact for the other SW-LK blocks as well
     other = make_block("swlk-k5-center1-enc", dtype)
-    assert rel_err(merge_small_kernel_export(other).apply(x.features, other.large.kernel_map(x)),
-                   other(x).features) <= REL[dtype]
+    assert (
+        rel_err(merge_small_kernel_export(other).apply(x.features, other.large.kernel_map(x)), other(x).features)
+        <= REL[dtype]
+    )
     with pytest.raises(TypeError, match="merge_small_kernel"):
         merge_small_kernel_export(make_block("plain-k5-bias"))
 
@@ -236,8 +263,11 @@ def test_training_forward_backward_and_gradcheck(case):
     before = block.large_bn.running_mean.clone()
     out = block(x)
     out.features.square().sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in block.named_parameters()
-               if not n.endswith("position_encoding")), case
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for n, p in block.named_parameters()
+        if not n.endswith("position_encoding")
+    ), case
     assert not torch.equal(block.large_bn.running_mean, before)  # batch statistics in training mode
     assert gradcheck_sparse_module(block, x)
 
@@ -292,10 +322,14 @@ def test_errors_are_clear():
 def small_network(dtype=torch.float64) -> nn.Module:
     torch.manual_seed(0)
     return SparseSequential(
-        SWLKConv3d(4, 6, 5, indice_key="a"), SparseBatchNorm(6), nn.ReLU(),
-        SparseSequential(DepthwiseLargeKernelConv3d(6, 6, 5, indice_key="a"), nn.ReLU(),
-                         DilatedConv3d(6, 5, 5, indice_key="d2")),
-        SubMConv3d(5, 5, 3, indice_key="s3"), SparseBatchNorm(5),
+        SWLKConv3d(4, 6, 5, indice_key="a"),
+        SparseBatchNorm(6),
+        nn.ReLU(),
+        SparseSequential(
+            DepthwiseLargeKernelConv3d(6, 6, 5, indice_key="a"), nn.ReLU(), DilatedConv3d(6, 5, 5, indice_key="d2")
+        ),
+        SubMConv3d(5, 5, 3, indice_key="s3"),
+        SparseBatchNorm(5),
         PlainLargeKernelConv3d(5, 3, 7, indice_key="p7"),
     ).to(dtype)
 
@@ -359,8 +393,13 @@ def test_docs_example_runs():
 def test_largekernel3d_seg_small_kernel_branch_trains_and_merges():
     from largekernel3d.models import LargeKernel3DSeg
 
-    kw = dict(stage_kernel_sizes=(5, 3, 5, 5), stage_conv_types=("swlk", "plain", "depthwise", "dilated"),
-              layers=(1,) * 8, planes=(8, 8, 8, 8, 8, 8, 8, 8), init_dim=8)
+    kw = dict(
+        stage_kernel_sizes=(5, 3, 5, 5),
+        stage_conv_types=("swlk", "plain", "depthwise", "dilated"),
+        layers=(1,) * 8,
+        planes=(8, 8, 8, 8, 8, 8, 8, 8),
+        init_dim=8,
+    )
     torch.manual_seed(0)
     net = LargeKernel3DSeg(4, 3, small_kernel_branch=True, **kw).double()
     blocks = [m for m in net.modules() if isinstance(m, RepLargeKernelConv3d)]
@@ -368,7 +407,8 @@ def test_largekernel3d_seg_small_kernel_branch_trains_and_merges():
     assert blocks[0].small.indice_key == "subm1_k3" and blocks[-1].small.indice_key == "subm4_k3"
     plain_params = sum(p.numel() for p in LargeKernel3DSeg(4, 3, **kw).parameters())
     assert sum(p.numel() for p in net.parameters()) == plain_params + sum(
-        p.numel() for b in blocks for m in (b.small, b.large_bn, b.small_bn) for p in m.parameters())
+        p.numel() for b in blocks for m in (b.small, b.large_bn, b.small_bn) for p in m.parameters()
+    )
     x = random_sparse_tensor((32, 32, 32), 4, density=0.03, batch_size=2, dtype=torch.float64, seed=8)
     net(x).features.square().mean().backward()
     assert blocks[0].small.weight.grad.abs().sum() > 0

@@ -53,8 +53,9 @@ def assert_rel(a: torch.Tensor, b: torch.Tensor, rel: float) -> None:
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"k{c['kernel_size']}-{c['partition']}")
 def test_equals_plain_conv_with_expanded_weight_forward_and_all_gradients(cfg):
-    x = random_sparse_tensor((13, 12, 14), 4, density=0.12, batch_size=2, dtype=torch.float32, seed=1,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        (13, 12, 14), 4, density=0.12, batch_size=2, dtype=torch.float32, seed=1, requires_grad=True
+    )
     layer = make_layer(4, 5, **cfg)
     params = [p for p in layer.parameters()]
     out = layer(x).features
@@ -73,8 +74,12 @@ def test_equals_dense_conv3d_reference_float64():
     layer = make_layer(3, 4, dtype=torch.float64, kernel_size=5, dilated_branch=True, bias=True)
     w = merge_dilated(plain_from_grouped(layer.weight, layer.partition), layer.dilated.weight, layer.dilated.dilation)
     w = torch.cat([w, encoding_weight(layer)], dim=-1)
-    ones = SparseConvTensor(torch.cat([x.features, torch.ones(x.features.shape[0], 1, dtype=torch.float64)], 1),
-                            x.indices, x.spatial_shape, x.batch_size)
+    ones = SparseConvTensor(
+        torch.cat([x.features, torch.ones(x.features.shape[0], 1, dtype=torch.float64)], 1),
+        x.indices,
+        x.spatial_shape,
+        x.batch_size,
+    )
     ref = dense_subm_conv(ones, w, layer.bias)
     out = layer(x).features
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
@@ -85,8 +90,13 @@ def test_equals_dense_conv3d_reference_float64():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cfg", [dict(kernel_size=5, dilated_branch=True, bias=True),
-                                 dict(kernel_size=(3, 5, 3), partition="center3", position_encoding=True)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(kernel_size=5, dilated_branch=True, bias=True),
+        dict(kernel_size=(3, 5, 3), partition="center3", position_encoding=True),
+    ],
+)
 def test_gradcheck_float64(cfg):
     x = random_sparse_tensor((5, 6, 5), 2, num_sites=14, dtype=torch.float64, seed=5)
     layer = make_layer(2, 3, dtype=torch.float64, **cfg)
@@ -141,12 +151,20 @@ def test_kitti_frame_matches_plain_route():
     assert_rel(layer(x).features, plain_route(layer, x), 1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(kernel_size=6), "kernel_size"), (dict(kernel_size=0), "kernel_size"), (dict(kernel_size=-7), "kernel_size"),
-    (dict(kernel_size=33), "kernel_size"), (dict(kernel_size=(7, 7)), "kernel_size"),
-    (dict(partition="shifted"), "partition"), (dict(kernel_size=3, dilated_branch=True), "dilated_branch"),
-    (dict(in_channels=0), "in_channels"), (dict(out_channels=2.5), "out_channels"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kernel_size=6), "kernel_size"),
+        (dict(kernel_size=0), "kernel_size"),
+        (dict(kernel_size=-7), "kernel_size"),
+        (dict(kernel_size=33), "kernel_size"),
+        (dict(kernel_size=(7, 7)), "kernel_size"),
+        (dict(partition="shifted"), "partition"),
+        (dict(kernel_size=3, dilated_branch=True), "dilated_branch"),
+        (dict(in_channels=0), "in_channels"),
+        (dict(out_channels=2.5), "out_channels"),
+    ],
+)
 def test_bad_arguments_name_the_argument(kwargs, match):
     args = dict(in_channels=4, out_channels=4)
     args.update(kwargs)
@@ -177,8 +195,9 @@ def test_empty_and_single_site_inputs(num_sites):
         torch.testing.assert_close(y, feats @ w_c + layer.bias)
 
 
-@pytest.mark.parametrize("name, shape", [("weight", (28, 4, 5)), ("weight", (7, 7, 7, 5, 4)),
-                                         ("position_encoding", (7, 4)), ("bias", (4,))])
+@pytest.mark.parametrize(
+    "name, shape", [("weight", (28, 4, 5)), ("weight", (7, 7, 7, 5, 4)), ("position_encoding", (7, 4)), ("bias", (4,))]
+)
 def test_a_replaced_parameter_of_the_wrong_shape_is_named(name, shape):
     layer = SWLKConv3d(4, 5, kernel_size=7, bias=True)
     x = random_sparse_tensor((8, 8, 8), 4, num_sites=40, seed=3)

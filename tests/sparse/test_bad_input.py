@@ -86,9 +86,14 @@ def test_features_must_be_2d():
         SparseConvTensor(torch.randn(2), _indices([[0, 1, 1, 1], [0, 2, 2, 2]]), [4, 4, 4], 1)
 
 
-@pytest.mark.parametrize("shape,err,msg", [([4, 0, 4], ValueError, "spatial_shape entries must be positive"),
-                                           ([], ValueError, "spatial_shape must have at least one axis"),
-                                           (4, TypeError, "spatial_shape must be a sequence")])
+@pytest.mark.parametrize(
+    "shape,err,msg",
+    [
+        ([4, 0, 4], ValueError, "spatial_shape entries must be positive"),
+        ([], ValueError, "spatial_shape must have at least one axis"),
+        (4, TypeError, "spatial_shape must be a sequence"),
+    ],
+)
 def test_bad_spatial_shape(shape, err, msg):
     with pytest.raises(err, match=msg):
         SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [0, 2, 2, 2]]), shape, 1)
@@ -102,7 +107,7 @@ def test_bad_batch_size(bs, err):
 
 def test_grid_too_large_for_keys():
     with pytest.raises(ValueError, match="more than 2\\*\\*62 cells"):
-        SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [0, 2, 2, 2]]), [2 ** 21] * 3, 1)
+        SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [0, 2, 2, 2]]), [2**21] * 3, 1)
 
 
 def test_features_and_indices_on_different_devices():
@@ -163,16 +168,19 @@ def test_device_mismatch_between_features_and_weight():
         lsp.SparseConv3d(3, 8, 3).to("meta")(x)
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(kernel_size=0), "kernel_size entries must be >= 1"),
-    (dict(kernel_size=(3, 3)), "kernel_size must have 3 entries"),
-    (dict(stride=0), "stride entries must be >= 1"),
-    (dict(padding=-1), "padding entries must be >= 0"),
-    (dict(dilation=0), "dilation entries must be >= 1"),
-    (dict(groups=3), "divisible by groups=3"),
-    (dict(groups=0), "groups must be a positive int"),
-    (dict(kernel_size="3"), "kernel_size must have 3 entries"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(kernel_size=0), "kernel_size entries must be >= 1"),
+        (dict(kernel_size=(3, 3)), "kernel_size must have 3 entries"),
+        (dict(stride=0), "stride entries must be >= 1"),
+        (dict(padding=-1), "padding entries must be >= 0"),
+        (dict(dilation=0), "dilation entries must be >= 1"),
+        (dict(groups=3), "divisible by groups=3"),
+        (dict(groups=0), "groups must be a positive int"),
+        (dict(kernel_size="3"), "kernel_size must have 3 entries"),
+    ],
+)
 def test_bad_layer_arguments(kwargs, msg):
     with pytest.raises((ValueError, TypeError), match=msg):
         lsp.SparseConv3d(4, 8, **{"kernel_size": 3, **kwargs})
@@ -197,10 +205,16 @@ def test_output_padding_is_rejected():
         lsp.SparseConvTranspose3d(4, 8, 3, stride=2, output_padding=1)
 
 
-@pytest.mark.parametrize("module", [lambda: lsp.SparseConv3d(3, 4, 5),
-                                    lambda: lsp.SparseConv3d(3, 4, 3, dilation=2),
-                                    lambda: lsp.SparseMaxPool3d(5, 2),
-                                    lambda: lsp.SparseAvgPool3d(4, 1)], ids=["k5", "dilated", "maxpool", "avgpool"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        lambda: lsp.SparseConv3d(3, 4, 5),
+        lambda: lsp.SparseConv3d(3, 4, 3, dilation=2),
+        lambda: lsp.SparseMaxPool3d(5, 2),
+        lambda: lsp.SparseAvgPool3d(4, 1),
+    ],
+    ids=["k5", "dilated", "maxpool", "avgpool"],
+)
 def test_empty_output_grid(module):
     x = random_sparse_tensor((3, 6, 6), 3, num_sites=5, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"give an empty output grid"):
@@ -228,8 +242,9 @@ def test_inverse_conv_needs_an_indice_key():
 def test_inverse_conv_with_unknown_key():
     x = random_sparse_tensor((6, 6, 6), 3, num_sites=20, dtype=torch.float32)
     y = _down(x)
-    with pytest.raises(ValueError,
-                       match=r"indice_key='nope' is not in the input's indice_dict \(known keys: \['down'\]\)"):
+    with pytest.raises(
+        ValueError, match=r"indice_key='nope' is not in the input's indice_dict \(known keys: \['down'\]\)"
+    ):
         lsp.SparseInverseConv3d(4, 3, 3, indice_key="nope")(y)
 
 
@@ -265,9 +280,9 @@ def test_inverse_conv_channel_mismatch():
 def test_output_grid_too_large_for_keys():
     """The input grid fits int64 keys but a transposed conv's 8x larger output grid would not: it used to
     overflow silently (garbage sites, negative batch indices)."""
-    x = SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [1, 2, 2, 2]]), [2 ** 20] * 3, 2)
+    x = SparseConvTensor(FEATS2, _indices([[0, 1, 1, 1], [1, 2, 2, 2]]), [2**20] * 3, 2)
     with pytest.raises(ValueError, match="more than 2\\*\\*62 cells"):
         lsp.SparseConvTranspose3d(3, 4, 2, stride=2)(x)
     with pytest.raises(ValueError, match="more than 2\\*\\*62 cells"):
-        lsp.SparseConv3d(3, 4, 1, padding=2 ** 19)(x)  # padding grows the output grid too
+        lsp.SparseConv3d(3, 4, 1, padding=2**19)(x)  # padding grows the output grid too
     lsp.SparseConv3d(3, 4, 2, stride=2)(x)  # a down-sampling conv is fine

@@ -35,8 +35,14 @@ def _leaf_copy(x: SparseConvTensor) -> SparseConvTensor:
     return SparseConvTensor(feats, x.indices, x.spatial_shape, x.batch_size)
 
 
-def _check_grads(out_rows: torch.Tensor, ref_rows: torch.Tensor, x: SparseConvTensor, x_ref: SparseConvTensor,
-                 module: torch.nn.Module, seed: int = 7) -> None:
+def _check_grads(
+    out_rows: torch.Tensor,
+    ref_rows: torch.Tensor,
+    x: SparseConvTensor,
+    x_ref: SparseConvTensor,
+    module: torch.nn.Module,
+    seed: int = 7,
+) -> None:
     """Backpropagate the same random cotangent through both and compare every gradient."""
     cot = torch.randn(out_rows.shape, generator=torch.Generator().manual_seed(seed), dtype=out_rows.dtype)
     params = [p for p in module.parameters()]
@@ -47,10 +53,12 @@ def _check_grads(out_rows: torch.Tensor, ref_rows: torch.Tensor, x: SparseConvTe
         torch.testing.assert_close(g, r, **TOL, msg=lambda m, name=name: f"grad wrt {name}: {m}")
 
 
-def _conv_module(ndim: int, subm: bool, transposed: bool, cin: int, cout: int, k, s, p, d, groups: int,
-                 bias: bool, key=None):
-    return lsp.SparseConvolution(ndim, cin, cout, k, s, p, d, groups, bias, subm=subm, transposed=transposed,
-                                 indice_key=key).double()
+def _conv_module(
+    ndim: int, subm: bool, transposed: bool, cin: int, cout: int, k, s, p, d, groups: int, bias: bool, key=None
+):
+    return lsp.SparseConvolution(
+        ndim, cin, cout, k, s, p, d, groups, bias, subm=subm, transposed=transposed, indice_key=key
+    ).double()
 
 
 # (ndim, kernel, dilation, groups, C_in, C_out, batch, spatial_shape, bias)
@@ -62,13 +70,13 @@ SUBM_CASES = [
     (3, 5, 2, 1, 3, 2, 1, (8, 7, 6), True),
     (3, 7, 1, 1, 2, 2, 1, (8, 8, 8), False),
     (3, (3, 1, 5), (1, 2, 1), 1, 2, 3, 2, (6, 5, 7), True),
-    (3, 3, 1, 4, 4, 4, 2, (6, 6, 6), True),     # depth-wise
-    (3, 3, 1, 4, 4, 8, 1, (6, 6, 6), False),    # depth-wise with multiplier 2
-    (3, 3, 1, 2, 4, 6, 1, (5, 6, 7), True),     # groups 2
-    (3, 6, 1, 1, 1, 1, 1, (7, 7, 7), True),     # one channel, even 6
-    (2, 3, 1, 1, 64, 64, 2, (8, 8), True),      # wide channels
+    (3, 3, 1, 4, 4, 4, 2, (6, 6, 6), True),  # depth-wise
+    (3, 3, 1, 4, 4, 8, 1, (6, 6, 6), False),  # depth-wise with multiplier 2
+    (3, 3, 1, 2, 4, 6, 1, (5, 6, 7), True),  # groups 2
+    (3, 6, 1, 1, 1, 1, 1, (7, 7, 7), True),  # one channel, even 6
+    (2, 3, 1, 1, 64, 64, 2, (8, 8), True),  # wide channels
     (2, 5, 1, 3, 6, 9, 2, (9, 8), False),
-    (2, 4, 2, 1, 3, 2, 1, (10, 9), True),       # even + dilation
+    (2, 4, 2, 1, 3, 2, 1, (10, 9), True),  # even + dilation
     (2, 7, 1, 1, 2, 5, 3, (9, 9), True),
     (1, 3, 1, 1, 3, 4, 2, (12,), True),
     (1, 6, 3, 1, 2, 2, 1, (20,), True),
@@ -77,8 +85,9 @@ SUBM_CASES = [
 
 @pytest.mark.parametrize("ndim,k,d,groups,cin,cout,batch,shape,bias", SUBM_CASES)
 def test_submanifold_conv_matches_masked_dense(ndim, k, d, groups, cin, cout, batch, shape, bias):
-    x = random_sparse_tensor(shape, cin, batch_size=batch, density=0.35, seed=hash((ndim, cin, cout)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, cin, batch_size=batch, density=0.35, seed=hash((ndim, cin, cout)) % 1000, requires_grad=True
+    )
     conv = _conv_module(ndim, True, False, cin, cout, k, 1, 0, d, groups, bias)
     _set_params(conv, 3)
     out = conv(x)
@@ -101,21 +110,21 @@ def test_named_submanifold_classes_have_their_dimension():
 # (ndim, kernel, stride, padding, dilation, groups, C_in, C_out, batch, spatial_shape)
 REGULAR_CASES = [
     (3, 3, 2, 1, 1, 1, 4, 6, 2, (7, 6, 5)),
-    (3, 2, 2, 0, 1, 1, 3, 5, 2, (6, 6, 6)),     # even kernel, the usual 2x down-sampling
+    (3, 2, 2, 0, 1, 1, 3, 5, 2, (6, 6, 6)),  # even kernel, the usual 2x down-sampling
     (3, 3, 1, 0, 1, 1, 2, 3, 1, (6, 5, 6)),
     (3, 3, 3, 1, 1, 1, 3, 2, 1, (9, 8, 7)),
     (3, 5, 2, 2, 1, 1, 2, 4, 1, (8, 8, 8)),
     (3, 4, 3, 1, 1, 1, 2, 3, 2, (9, 7, 8)),
     (3, 7, 1, 3, 1, 1, 1, 2, 1, (7, 7, 7)),
-    (3, 3, 2, 2, 2, 1, 2, 2, 1, (9, 9, 8)),     # dilation
-    (3, 3, 2, 1, 1, 4, 4, 4, 2, (6, 6, 6)),     # depth-wise
-    (3, 3, 1, 1, 1, 2, 4, 2, 1, (6, 5, 6)),     # groups 2
+    (3, 3, 2, 2, 2, 1, 2, 2, 1, (9, 9, 8)),  # dilation
+    (3, 3, 2, 1, 1, 4, 4, 4, 2, (6, 6, 6)),  # depth-wise
+    (3, 3, 1, 1, 1, 2, 4, 2, 1, (6, 5, 6)),  # groups 2
     (3, (2, 3, 1), (2, 1, 1), (0, 1, 0), 1, 1, 3, 3, 2, (6, 5, 4)),
-    (3, 1, 2, 0, 1, 1, 3, 4, 1, (7, 6, 5)),     # 1x1x1 with stride
+    (3, 1, 2, 0, 1, 1, 3, 4, 1, (7, 6, 5)),  # 1x1x1 with stride
     (2, 3, 2, 1, 1, 1, 64, 32, 2, (10, 9)),
     (2, 6, 2, 1, 1, 1, 3, 3, 1, (12, 11)),
     (2, 5, 3, 0, 2, 1, 2, 3, 2, (16, 14)),
-    (2, 3, 2, 1, 1, 3, 6, 6, 2, (9, 9)),        # depth-wise, 2-D
+    (2, 3, 2, 1, 1, 3, 6, 6, 2, (9, 9)),  # depth-wise, 2-D
     (1, 3, 2, 1, 1, 1, 3, 4, 2, (15,)),
     (1, 4, 3, 2, 1, 1, 2, 2, 1, (17,)),
 ]
@@ -123,8 +132,9 @@ REGULAR_CASES = [
 
 @pytest.mark.parametrize("ndim,k,s,p,d,groups,cin,cout,batch,shape", REGULAR_CASES)
 def test_regular_conv_matches_dense(ndim, k, s, p, d, groups, cin, cout, batch, shape):
-    x = random_sparse_tensor(shape, cin, batch_size=batch, density=0.25, seed=hash((ndim, s, cin)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, cin, batch_size=batch, density=0.25, seed=hash((ndim, s, cin)) % 1000, requires_grad=True
+    )
     conv = _conv_module(ndim, False, False, cin, cout, k, s, p, d, groups, True)
     _set_params(conv, 4)
     out = conv(x)
@@ -157,7 +167,7 @@ TRANSPOSED_CASES = [
     (3, 3, 2, 1, 1, 2, 4, 6, 1, (4, 4, 4)),
     (3, 4, 3, 1, 1, 1, 2, 3, 2, (3, 4, 3)),
     (3, 3, 1, 0, 2, 1, 2, 2, 1, (4, 4, 4)),
-    (3, 5, 2, 2, 1, 3, 3, 3, 1, (4, 3, 4)),     # depth-wise
+    (3, 5, 2, 2, 1, 3, 3, 3, 1, (4, 3, 4)),  # depth-wise
     (2, 3, 2, 1, 1, 1, 16, 8, 2, (6, 5)),
     (2, 2, 2, 0, 1, 1, 3, 3, 1, (5, 5)),
     (1, 3, 3, 1, 1, 1, 2, 3, 2, (7,)),
@@ -166,8 +176,9 @@ TRANSPOSED_CASES = [
 
 @pytest.mark.parametrize("ndim,k,s,p,d,groups,cin,cout,batch,shape", TRANSPOSED_CASES)
 def test_transposed_conv_matches_conv_transpose(ndim, k, s, p, d, groups, cin, cout, batch, shape):
-    x = random_sparse_tensor(shape, cin, batch_size=batch, density=0.3, seed=hash((ndim, k, s)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, cin, batch_size=batch, density=0.3, seed=hash((ndim, k, s)) % 1000, requires_grad=True
+    )
     conv = _conv_module(ndim, False, True, cin, cout, k, s, p, d, groups, True)
     _set_params(conv, 5)
     out = conv(x)
@@ -202,20 +213,27 @@ INVERSE_CASES = [
 
 @pytest.mark.parametrize("ndim,k,s,p,d,groups,cin,cmid,cout,batch,shape", INVERSE_CASES)
 def test_inverse_conv_restores_sites_and_matches_dense(ndim, k, s, p, d, groups, cin, cmid, cout, batch, shape):
-    x = random_sparse_tensor(shape, cin, batch_size=batch, density=0.25, seed=hash((k, s, p)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, cin, batch_size=batch, density=0.25, seed=hash((k, s, p)) % 1000, requires_grad=True
+    )
     down = _conv_module(ndim, False, False, cin, cmid, k, s, p, d, 1, True, key="down")
     up = lsp.SparseConvolution(ndim, cmid, cout, k, groups=groups, inverse=True, indice_key="down").double()
     _set_params(down, 6)
     _set_params(up, 7)
     mid = down(x)
-    mid_leaf = SparseConvTensor(mid.features.detach().clone().requires_grad_(True), mid.indices,
-                                mid.spatial_shape, mid.batch_size, indice_dict=mid.indice_dict)
+    mid_leaf = SparseConvTensor(
+        mid.features.detach().clone().requires_grad_(True),
+        mid.indices,
+        mid.spatial_shape,
+        mid.batch_size,
+        indice_dict=mid.indice_dict,
+    )
     out = up(mid_leaf)
     assert torch.equal(out.indices, x.indices), "inverse conv restores the paired conv's input sites in order"
     assert out.spatial_shape == x.spatial_shape
-    assert up.kernel_map(mid_leaf).pair_in.data_ptr() == down.kernel_map(x).pair_out.data_ptr(), \
+    assert up.kernel_map(mid_leaf).pair_in.data_ptr() == down.kernel_map(x).pair_out.data_ptr(), (
         "the inverse conv reuses the cached map of its paired conv"
+    )
     # dense reference: transposed conv with the paired geometry, padded back to the input grid, read at x's sites
     mid_ref = _leaf_copy(mid_leaf)
     t_shape = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o in mid.spatial_shape]
@@ -227,9 +245,11 @@ def test_inverse_conv_restores_sites_and_matches_dense(ndim, k, s, p, d, groups,
 
 
 def test_named_inverse_classes():
-    for down_cls, inv_cls, nd in ((lsp.SparseConv1d, lsp.SparseInverseConv1d, 1),
-                                  (lsp.SparseConv2d, lsp.SparseInverseConv2d, 2),
-                                  (lsp.SparseConv3d, lsp.SparseInverseConv3d, 3)):
+    for down_cls, inv_cls, nd in (
+        (lsp.SparseConv1d, lsp.SparseInverseConv1d, 1),
+        (lsp.SparseConv2d, lsp.SparseInverseConv2d, 2),
+        (lsp.SparseConv3d, lsp.SparseInverseConv3d, 3),
+    ):
         x = random_sparse_tensor((6,) * nd, 2, density=0.3)
         net = lsp.SparseSequential(down_cls(2, 3, 3, 2, 1, indice_key="k"), inv_cls(3, 2, 3, indice_key="k")).double()
         out = net(x)
@@ -251,8 +271,9 @@ def test_chain_of_layers_matches_dense_chain():
     h_dense = dense_conv(h, net[1].weight, net[1].bias, 2)
     h2_idx = site_mask(h.indices, 2, h.spatial_shape)
     coarse = reached_sites(h, 2, 2)
-    h2 = SparseConvTensor(gather_sites(h_dense, torch.nonzero(coarse).int()), torch.nonzero(coarse).int(),
-                          list(coarse.shape[1:]), 2)
+    h2 = SparseConvTensor(
+        gather_sites(h_dense, torch.nonzero(coarse).int()), torch.nonzero(coarse).int(), list(coarse.shape[1:]), 2
+    )
     h3 = h2.replace_feature(dense_subm_conv(h2, net[2].weight, net[2].bias))
     ref = dense_conv_transpose(h3, net[3].weight, net[3].bias, 2, output_padding=[0, 1, 0])
     assert h2_idx.sum() == x.indices.shape[0]
@@ -284,16 +305,16 @@ def test_gradients_when_only_features_or_only_weight_require_grad():
     feats = x.features.clone().requires_grad_(True)
     out = conv(x.replace_feature(feats))
     cot = torch.randn_like(out.features)
-    g, = torch.autograd.grad((out.features * cot).sum(), feats)
+    (g,) = torch.autograd.grad((out.features * cot).sum(), feats)
     feats_ref = x.features.clone().requires_grad_(True)
     ref = gather_sites(dense_conv(x.replace_feature(feats_ref), conv.weight, conv.bias, 2, 1), out.indices)
-    g_ref, = torch.autograd.grad((ref * cot).sum(), feats_ref)
+    (g_ref,) = torch.autograd.grad((ref * cot).sum(), feats_ref)
     torch.testing.assert_close(g, g_ref, **TOL)
     conv.weight.requires_grad_(True)
     out = conv(x)  # features do not require grad
-    gw, = torch.autograd.grad((out.features * cot).sum(), conv.weight)
+    (gw,) = torch.autograd.grad((out.features * cot).sum(), conv.weight)
     ref = gather_sites(dense_conv(x, conv.weight, conv.bias, 2, 1), out.indices)
-    gw_ref, = torch.autograd.grad((ref * cot).sum(), conv.weight)
+    (gw_ref,) = torch.autograd.grad((ref * cot).sum(), conv.weight)
     torch.testing.assert_close(gw, gw_ref, **TOL)
 
 
@@ -316,7 +337,8 @@ def test_int64_and_non_contiguous_indices(layout):
     torch.testing.assert_close(subm(y).features, dense_subm_conv(y, subm.weight, subm.bias), **TOL)
     down = lsp.SparseConv3d(3, 4, 3, 2, 1, indice_key="d").double()
     out = down(y)
-    torch.testing.assert_close(out.features, gather_sites(dense_conv(y, down.weight, down.bias, 2, 1), out.indices),
-                               **TOL)
+    torch.testing.assert_close(
+        out.features, gather_sites(dense_conv(y, down.weight, down.bias, 2, 1), out.indices), **TOL
+    )
     up = lsp.SparseInverseConv3d(4, 3, 3, indice_key="d").double()(out)
     assert torch.equal(up.indices.long(), idx.long())

@@ -18,8 +18,15 @@ import largekernel3d.sparse as sp
 from largekernel3d.nn import SWLKConv3d
 from largekernel3d.sparse.cpu import team
 from largekernel3d.sparse.cpu.tuning import DEFAULT_TUNING
-from largekernel3d.sparse.dispatch import (CONV_DATAFLOWS, GROUP_CONV_DATAFLOWS, Dataflow, plan_conv,
-                                           plan_group_aggregate, plan_group_conv, plan_kernel_map)
+from largekernel3d.sparse.dispatch import (
+    CONV_DATAFLOWS,
+    GROUP_CONV_DATAFLOWS,
+    Dataflow,
+    plan_conv,
+    plan_group_aggregate,
+    plan_group_conv,
+    plan_kernel_map,
+)
 from largekernel3d.sparse.functional import gather_gemm_scatter, module_weight_to_grouped, sparse_conv
 from largekernel3d.sparse.group_conv import group_conv
 
@@ -28,9 +35,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CONV_FLOWS_HERE = tuple(d for d in CONV_DATAFLOWS if d is not Dataflow.CPU_FUSED or team.team_available())
 GROUP_FLOWS_HERE = tuple(d for d in GROUP_CONV_DATAFLOWS if d is not Dataflow.CPU_FUSED or team.team_available())
 # tiny tiles, chunks and blocks: every boundary of the tiled and chunked loops is crossed on small inputs
-SMALL_STEPS = dataclasses.replace(DEFAULT_TUNING, conv_tile_bytes=1, conv_min_tile_rows=7, conv_max_tile_rows=7,
-                                  group_chunk_bytes=1, group_min_chunk_rows=5, group_block_bytes=1,
-                                  group_min_block_rows=6, group_gemm_rows=11)
+SMALL_STEPS = dataclasses.replace(
+    DEFAULT_TUNING,
+    conv_tile_bytes=1,
+    conv_min_tile_rows=7,
+    conv_max_tile_rows=7,
+    group_chunk_bytes=1,
+    group_min_chunk_rows=5,
+    group_block_bytes=1,
+    group_min_block_rows=6,
+    group_gemm_rows=11,
+)
 
 
 def _sites(shape, n, seed, batch=1):
@@ -55,6 +70,7 @@ def _at(dense, indices):
 
 # ------------------------------------------------------------------------------------------------------ the rules
 
+
 def test_kernel_map_rule():
     cpu3 = torch.zeros((1, 4), dtype=torch.int32)
     assert plan_kernel_map(cpu3, 3).dataflow is Dataflow.CPU
@@ -67,12 +83,16 @@ def test_kernel_map_rule():
 
 def test_kernel_map_impossible_or_unknown_dataflow_raises():
     idx4 = torch.zeros((1, 5), dtype=torch.int32)
-    with pytest.raises(ValueError, match=r"dataflow=CPU cannot run this kernel map: it needs CPU indices with 1 to 3 "
-                                         r"spatial axes; got indices on cpu with 4 axes"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataflow=CPU cannot run this kernel map: it needs CPU indices with 1 to 3 "
+        r"spatial axes; got indices on cpu with 4 axes",
+    ):
         sp.build_submanifold_map(idx4, (2, 2, 2, 2), 1, sp.ConvGeometry.create(4, 3), dataflow=Dataflow.CPU)
     idx = torch.zeros((1, 4), dtype=torch.int32)
-    with pytest.raises(ValueError, match="dataflow='cuda' is not a Dataflow; kernel map takes one of AUTO, CPU, "
-                                         "TORCH_REF"):
+    with pytest.raises(
+        ValueError, match="dataflow='cuda' is not a Dataflow; kernel map takes one of AUTO, CPU, TORCH_REF"
+    ):
         sp.build_submanifold_map(idx, (4, 4, 4), 1, sp.ConvGeometry.create(3, 3), dataflow="cuda")
     with pytest.raises(ValueError, match="CPU_FUSED is not a dataflow of kernel map"):
         sp.build_regular_map(idx, (4, 4, 4), 1, sp.ConvGeometry.create(3, 3, 2), dataflow=Dataflow.CPU_FUSED)
@@ -107,16 +127,24 @@ def test_conv_rule():
 def test_conv_impossible_dataflow_raises_with_what_it_needs():
     x, w, kmap = _conv_operands()
     wf = sp.SubMConv3d(4, 6, 3, groups=2).weight.detach()
-    with pytest.raises(ValueError, match=r"dataflow=CPU_FUSED cannot run this convolution: it needs groups=1; got "
-                                         r"groups=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataflow=CPU_FUSED cannot run this convolution: it needs groups=1; got "
+        r"groups=2",
+    ):
         sparse_conv(x, wf, kmap, groups=2, dataflow=Dataflow.CPU_FUSED)
-    with pytest.raises(ValueError, match=r"dataflow=CPU_TILED cannot run this convolution: it needs float32/float64 "
-                                         r"CPU features.*got features torch.float16 on cpu"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataflow=CPU_TILED cannot run this convolution: it needs float32/float64 "
+        r"CPU features.*got features torch.float16 on cpu",
+    ):
         sparse_conv(x.half(), sp.SubMConv3d(4, 6, 3).weight.detach().half(), kmap, dataflow="cpu_tiled")
     with pytest.raises(ValueError, match="no autograd graph through this call"):
         gather_gemm_scatter(x.requires_grad_(), w, kmap, kmap.num_out, dataflow=Dataflow.CPU_TILED)
-    with pytest.raises(ValueError, match="CPU_CHUNKED is not a dataflow of convolution; choose one of AUTO, "
-                                         "CPU_FUSED, CPU_TILED, TORCH_REF"):
+    with pytest.raises(
+        ValueError,
+        match="CPU_CHUNKED is not a dataflow of convolution; choose one of AUTO, CPU_FUSED, CPU_TILED, TORCH_REF",
+    ):
         sp.SubMConv3d(4, 6, 3, dataflow=Dataflow.CPU_CHUNKED)
 
 
@@ -124,7 +152,7 @@ def test_conv_impossible_dataflow_raises_with_what_it_needs():
 def test_conv_fused_needs_int32_rows():
     x, w, kmap = _conv_operands()
     huge = dataclasses.replace(kmap)  # same content, a map that claims 2^31 output sites
-    object.__setattr__(huge, "out_indices", torch.empty((2 ** 31, 4), dtype=torch.int32, device="meta"))
+    object.__setattr__(huge, "out_indices", torch.empty((2**31, 4), dtype=torch.int32, device="meta"))
     with pytest.raises(ValueError, match="fewer than 2.31 rows"):
         plan_conv(x, w, huge, Dataflow.CPU_FUSED)
     assert plan_conv(x, w, huge).dataflow is Dataflow.CPU_TILED
@@ -137,8 +165,11 @@ def test_group_rules():
     assert plan_group_conv(x.half(), kmap, 27).dataflow is Dataflow.TORCH_REF
     assert plan_group_aggregate(x, kmap, 27).dataflow is Dataflow.CPU
     assert plan_group_aggregate(x.half(), kmap, 27).dataflow is Dataflow.TORCH_REF
-    with pytest.raises(ValueError, match=r"dataflow=CPU_CHUNKED cannot run this group convolution: it needs "
-                                         r"float32/float64 CPU tensors; got features torch.float16 on cpu"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataflow=CPU_CHUNKED cannot run this group convolution: it needs "
+        r"float32/float64 CPU tensors; got features torch.float16 on cpu",
+    ):
         plan_group_conv(x.half(), kmap, 27, Dataflow.CPU_CHUNKED)
     with pytest.raises(ValueError, match="CPU_TILED is not a dataflow of group convolution"):
         SWLKConv3d(4, 6, 5, dataflow=Dataflow.CPU_TILED)
@@ -154,6 +185,7 @@ def test_layers_keep_dataflow_and_tuning_out_of_the_state_dict():
 
 
 # ---------------------------------------------------------------------------- every dataflow against dense conv3d
+
 
 @pytest.mark.parametrize("tuning", [DEFAULT_TUNING, SMALL_STEPS], ids=["default", "small_steps"])
 @pytest.mark.parametrize("groups", [1, 2])
@@ -194,8 +226,11 @@ def test_conv_dataflow_matches_dense_conv3d_forward_and_backward(dataflow, kind,
     if kind != "subm":  # the regular/transposed output sites are exactly the dense output's reachable sites
         reach = _dense(torch.ones(n, 1, dtype=torch.float64), idx, shape)
         ones = torch.ones(1, 1, *layer.kernel_size, dtype=torch.float64)
-        hit = TF.conv3d(reach, ones, stride=2, padding=1) if kind == "regular" else \
-            TF.conv_transpose3d(reach, ones, stride=2)
+        hit = (
+            TF.conv3d(reach, ones, stride=2, padding=1)
+            if kind == "regular"
+            else TF.conv_transpose3d(reach, ones, stride=2)
+        )
         assert int((hit > 0).sum()) == out.indices.shape[0]
 
 
@@ -207,8 +242,9 @@ def test_conv_dataflow_gradcheck(dataflow):
     x = torch.randn(25, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x_, w_, b_: sparse_conv(x_, w_, kmap, 1, b_, dataflow, SMALL_STEPS),
-                                    (x, w, b))
+    assert torch.autograd.gradcheck(
+        lambda x_, w_, b_: sparse_conv(x_, w_, kmap, 1, b_, dataflow, SMALL_STEPS), (x, w, b)
+    )
 
 
 def _swlk_dense_reference(layer: SWLKConv3d, feats, idx, shape):
@@ -258,9 +294,11 @@ def test_swlk_dataflow_gradcheck(dataflow):
     kmap = sp.build_submanifold_map(idx, (5, 5, 5), 1, sp.ConvGeometry.create(3, 5))
     group = torch.from_numpy(np.random.default_rng(11).integers(0, 6, 125)).long()
     gen = torch.Generator().manual_seed(12)
-    leaves = (torch.randn(30, 3, dtype=torch.float64, generator=gen, requires_grad=True),
-              torch.randn(125, 3, dtype=torch.float64, generator=gen, requires_grad=True),
-              torch.randn(6, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True))
+    leaves = (
+        torch.randn(30, 3, dtype=torch.float64, generator=gen, requires_grad=True),
+        torch.randn(125, 3, dtype=torch.float64, generator=gen, requires_grad=True),
+        torch.randn(6, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True),
+    )
     assert torch.autograd.gradcheck(lambda x, e, w: group_conv(x, e, w, kmap, group, dataflow, SMALL_STEPS), leaves)
 
 
@@ -275,5 +313,6 @@ def test_plan_layouts_are_memoised_on_the_map_per_tuning():
     splits = [key for key in kmap.cache._values if key[0] == "row_split"]
     assert len(splits) == 1
     plan_conv(x, g, kmap, Dataflow.CPU_FUSED, dataclasses.replace(DEFAULT_TUNING, conv_parts_per_thread=2)).forward(
-        x, g, kmap.num_out)
+        x, g, kmap.num_out
+    )
     assert len([key for key in kmap.cache._values if key[0] == "row_split"]) == 2

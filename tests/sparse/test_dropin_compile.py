@@ -19,9 +19,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def _network():
     torch.manual_seed(0)
     return lsp.SparseSequential(
-        lsp.SubMConv3d(4, 8, 3, indice_key="a"), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
-        SWLKConv3d(8, 8, 5, indice_key="lk"), lsp.SparseConv3d(8, 8, 3, 2, 1, indice_key="d"),
-        lsp.SparseInverseConv3d(8, 4, 3, indice_key="d"), lsp.SparseMaxPool3d(2, 2)).double()
+        lsp.SubMConv3d(4, 8, 3, indice_key="a"),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.ReLU(),
+        SWLKConv3d(8, 8, 5, indice_key="lk"),
+        lsp.SparseConv3d(8, 8, 3, 2, 1, indice_key="d"),
+        lsp.SparseInverseConv3d(8, 4, 3, indice_key="d"),
+        lsp.SparseMaxPool3d(2, 2),
+    ).double()
 
 
 def _input():
@@ -52,9 +57,14 @@ def test_compiled_network_in_eval_mode():
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("module, name", [(lsp.SubMConv3d(4, 8, 3), "SubMConv3d"), (SWLKConv3d(4, 4, 5), "SWLKConv3d"),
-                                          (lsp.SparseSequential(lsp.SubMConv3d(4, 8, 3), torch.nn.ReLU()),
-                                           "SparseSequential")])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        (lsp.SubMConv3d(4, 8, 3), "SubMConv3d"),
+        (SWLKConv3d(4, 4, 5), "SWLKConv3d"),
+        (lsp.SparseSequential(lsp.SubMConv3d(4, 8, 3), torch.nn.ReLU()), "SparseSequential"),
+    ],
+)
 def test_script_is_refused_with_a_clear_message(module, name):
     with pytest.raises(RuntimeError, match=f"torch.jit.script cannot compile {name}: .*torch.compile"):
         torch.jit.script(module)

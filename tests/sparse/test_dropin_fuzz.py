@@ -212,8 +212,11 @@ def conv_weight_non_contiguous_training():
     ref_w = w.contiguous().requires_grad_(True)
     ref = _dense_subm(x.replace_feature(ref_f), ref_w, conv.bias.detach())
     ref.square().sum().backward()
-    return (torch.allclose(out, ref, atol=1e-4) and torch.allclose(feats.grad, ref_f.grad, atol=1e-3)
-            and torch.allclose(conv.weight.grad, ref_w.grad, atol=1e-3))
+    return (
+        torch.allclose(out, ref, atol=1e-4)
+        and torch.allclose(feats.grad, ref_f.grad, atol=1e-3)
+        and torch.allclose(conv.weight.grad, ref_w.grad, atol=1e-3)
+    )
 
 
 # -- features and sites ---------------------------------------------------------------------------------------
@@ -301,8 +304,10 @@ def sites_out_of_range_strided_unvalidated():
 
     idx = _sites()
     idx[3, 1] = 1000
-    _run(SparseConv3d(4, 4, 3, stride=2).eval(),
-         SparseConvTensor(torch.randn(idx.shape[0], 4), idx, [8, 8, 8], 2, validate=False))
+    _run(
+        SparseConv3d(4, 4, 3, stride=2).eval(),
+        SparseConvTensor(torch.randn(idx.shape[0], 4), idx, [8, 8, 8], 2, validate=False),
+    )
 
 
 @error_case
@@ -430,8 +435,9 @@ def forged_map_pair_out_of_range():
     from largekernel3d.sparse import sparse_conv
 
     def change(f):
-        f["stored_in"][7] = 10 ** 6
+        f["stored_in"][7] = 10**6
         return {}
+
     x, kmap = _forged(change)
     sparse_conv(x.features, torch.randn(4, 3, 3, 3, 4), kmap)
 
@@ -443,6 +449,7 @@ def forged_map_negative_output_row():
     def change(f):
         f["stored_out"][-1] = -2
         return {}
+
     x, kmap = _forged(change)
     sparse_conv(x.features, torch.randn(4, 3, 3, 3, 4), kmap)
 
@@ -463,6 +470,7 @@ def forged_map_starts_decreasing():
         s = list(f["offset_starts"])
         s[5], s[6] = s[6], s[5] - 1
         return {"offset_starts": tuple(s)}
+
     x, kmap = _forged(change)
     sparse_conv(x.features, torch.randn(4, 3, 3, 3, 4), kmap)
 
@@ -583,6 +591,7 @@ def group_conv_forged_map():
     def change(f):
         f["stored_out"][3] = 5000
         return {}
+
     x, kmap = _forged(change)
     part = SpatialPartition.create(3, "center1")
     with torch.no_grad():
@@ -668,7 +677,7 @@ def _run_children() -> Tuple[Dict[str, str], Dict[str, str]]:
             break
         culprit = unfinished[0] if unfinished else (remaining[0] if not started else started[-1])
         crashes[culprit] = f"rc={proc.returncode}: {proc.stderr[-600:]}"
-        remaining = remaining[remaining.index(culprit) + 1:]
+        remaining = remaining[remaining.index(culprit) + 1 :]
     return statuses, crashes
 
 

@@ -76,9 +76,13 @@ def test_assign_name_for_sparse_modules_matches_spconv():
     sp = _spconv()
 
     def build(lib):
-        return torch.nn.Sequential(lib.SparseSequential(lib.SubMConv3d(2, 3, 3), torch.nn.ReLU(),
-                                                        lib.SparseSequential(block=lib.SparseConv3d(3, 3, 3, 2))),
-                                   torch.nn.Linear(3, 3), lib.ToDense())
+        return torch.nn.Sequential(
+            lib.SparseSequential(
+                lib.SubMConv3d(2, 3, 3), torch.nn.ReLU(), lib.SparseSequential(block=lib.SparseConv3d(3, 3, 3, 2))
+            ),
+            torch.nn.Linear(3, 3),
+            lib.ToDense(),
+        )
 
     ours, theirs = build(lsp), build(sp)
     lsp.assign_name_for_sparse_modules(ours)
@@ -86,6 +90,7 @@ def test_assign_name_for_sparse_modules_matches_spconv():
 
     def names(net):
         return {k: getattr(m, "_sparse_unique_name", None) for k, m in net.named_modules()}
+
     assert names(ours) == names(theirs)
     assert names(ours)["0.2.block"] == "0.2.block"
     assert lsp.is_sparse_conv(ours[0][0]) and not lsp.is_sparse_conv(ours[0])
@@ -126,10 +131,11 @@ def test_4d_strided_and_inverse_convs_and_pool_run():
     assert pooled.features.shape == (pooled.indices.shape[0], 2)
     for row, site in enumerate(pooled.indices.long().tolist()[:10]):
         b, c = site[0], [2 * v for v in site[1:]]
-        window = dense[b, :, c[0]:c[0] + 2, c[1]:c[1] + 2, c[2]:c[2] + 2, c[3]:c[3] + 2].reshape(2, -1)
-        mask = lsp.SparseConvTensor(torch.ones(x.indices.shape[0], 1, dtype=torch.float64), x.indices,
-                                    x.spatial_shape, x.batch_size).dense()
-        active = mask[b, 0, c[0]:c[0] + 2, c[1]:c[1] + 2, c[2]:c[2] + 2, c[3]:c[3] + 2].reshape(-1) > 0
+        window = dense[b, :, c[0] : c[0] + 2, c[1] : c[1] + 2, c[2] : c[2] + 2, c[3] : c[3] + 2].reshape(2, -1)
+        mask = lsp.SparseConvTensor(
+            torch.ones(x.indices.shape[0], 1, dtype=torch.float64), x.indices, x.spatial_shape, x.batch_size
+        ).dense()
+        active = mask[b, 0, c[0] : c[0] + 2, c[1] : c[1] + 2, c[2] : c[2] + 2, c[3] : c[3] + 2].reshape(-1) > 0
         assert torch.allclose(pooled.features[row], window[:, active].max(dim=1).values)
 
 

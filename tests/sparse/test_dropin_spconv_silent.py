@@ -27,8 +27,11 @@ def _spconv_subm(features, indices, spatial_shape, batch_size):
 def test_spatial_shape_one_too_small_names_the_size_and_spconvs_silence():
     idx = _sites()
     feats = torch.randn(idx.shape[0], 3)
-    with pytest.raises(ValueError, match=r"spatial_shape\[0\] must be at least 8: use spatial_shape\[0\]=8.*"
-                                         r"spconv does not check this and would have run with silently wrong"):
+    with pytest.raises(
+        ValueError,
+        match=r"spatial_shape\[0\] must be at least 8: use spatial_shape\[0\]=8.*"
+        r"spconv does not check this and would have run with silently wrong",
+    ):
         lsp.SparseConvTensor(feats, idx, [7, 8, 8], 1)
 
 

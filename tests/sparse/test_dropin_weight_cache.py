@@ -29,6 +29,7 @@ def builds(monkeypatch):
         def counted(w, original=original):
             count["n"] += 1
             return original(w)
+
         monkeypatch.setattr(module, "_padded", counted)
     return count
 

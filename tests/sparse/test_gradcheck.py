@@ -70,9 +70,13 @@ def test_gradcheck_inverse_conv():
     _gradcheck_module(lsp.SparseInverseConv3d(3, 2, 3, indice_key="d"), mid)
 
 
-POOLS = {"max3d": lambda: lsp.SparseMaxPool3d(2, 2), "avg3d": lambda: lsp.SparseAvgPool3d(3, 2, 1),
-         "max2d": lambda: lsp.SparseMaxPool2d(3, 1, 1), "gmax": lsp.SparseGlobalMaxPool,
-         "gavg": lsp.SparseGlobalAvgPool}
+POOLS = {
+    "max3d": lambda: lsp.SparseMaxPool3d(2, 2),
+    "avg3d": lambda: lsp.SparseAvgPool3d(3, 2, 1),
+    "max2d": lambda: lsp.SparseMaxPool2d(3, 1, 1),
+    "gmax": lsp.SparseGlobalMaxPool,
+    "gavg": lsp.SparseGlobalAvgPool,
+}
 
 
 @pytest.mark.parametrize("name", sorted(POOLS))

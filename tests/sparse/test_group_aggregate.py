@@ -28,8 +28,15 @@ CPU_GROUP_DATAFLOWS = ((Dataflow.CPU_FUSED,) if team.team_available() else ()) +
 
 def _small_steps(block_rows: int, chunk_rows: int):
     """A tuning whose row blocks and chunks hold ``block_rows`` / ``chunk_rows`` rows, so that groups span many."""
-    return dataclasses.replace(DEFAULT_TUNING, group_block_bytes=1, group_min_block_rows=block_rows,
-                               group_chunk_bytes=1, group_min_chunk_rows=chunk_rows)
+    return dataclasses.replace(
+        DEFAULT_TUNING,
+        group_block_bytes=1,
+        group_min_block_rows=block_rows,
+        group_chunk_bytes=1,
+        group_min_chunk_rows=chunk_rows,
+    )
+
+
 # Many tiny ops: one torch thread avoids thread-pool wake-ups on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,8 +125,9 @@ def test_no_pairs_and_no_sites(dataflow):
     a = group_aggregate(x.features, None, kmap, torch.zeros(27, dtype=torch.int64), 1, dataflow=dataflow)
     torch.testing.assert_close(a[:, 0], x.features)  # only the centre pair
     empty = build_submanifold_map(torch.zeros(0, 4, dtype=torch.int32), [4, 4, 4], 1, ConvGeometry.create(3, 3))
-    out = group_aggregate(torch.zeros(0, 2, dtype=torch.float64), None, empty, torch.zeros(27, dtype=torch.int64), 3,
-                          dataflow=dataflow)
+    out = group_aggregate(
+        torch.zeros(0, 2, dtype=torch.float64), None, empty, torch.zeros(27, dtype=torch.int64), 3, dataflow=dataflow
+    )
     assert out.shape == (0, 3, 2)
 
 
@@ -129,8 +137,9 @@ def test_bad_input_names_the_argument():
         group_aggregate(x.features, enc, kmap, group, 7, dataflow="cuda")
     with pytest.raises(ValueError, match="dataflow=CPU_FUSED is not a dataflow of group aggregation"):
         group_aggregate(x.features, enc, kmap, group, 7, dataflow=Dataflow.CPU_FUSED)
-    with pytest.raises(ValueError, match="dataflow=CPU cannot run .* float32/float64 CPU tensors; got features "
-                                         "torch.float16"):
+    with pytest.raises(
+        ValueError, match="dataflow=CPU cannot run .* float32/float64 CPU tensors; got features torch.float16"
+    ):
         group_aggregate(x.features.half(), None, kmap, group, 7, dataflow=Dataflow.CPU)
     with pytest.raises(ValueError, match="group_index"):
         group_aggregate(x.features, enc, kmap, group[:-1], 7)
@@ -176,8 +185,9 @@ def test_group_conv_gradcheck_float64(dataflow, grouping):
         num_groups = 27
     weight = torch.randn(num_groups, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     leaves = [t.clone().requires_grad_(True) for t in (x.features, enc, weight)]
-    assert torch.autograd.gradcheck(lambda f, e, w: group_conv(f, e, w, kmap, group, dataflow=dataflow), leaves,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda f, e, w: group_conv(f, e, w, kmap, group, dataflow=dataflow), leaves, fast_mode=True
+    )
 
 
 def test_mirrored_weight_only_for_symmetric_maps_and_groupings():
@@ -226,8 +236,7 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
     holds only the identity centre offset, as in the default SW-LK partition, is one dense GEMM); it must
     give the training path's output and the torch path's, also when group blocks span several chunks."""
     tuning = DEFAULT_TUNING if chunk_rows is None else _small_steps(chunk_rows, chunk_rows)
-    x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64,
-                                 seed=3)
+    x, kmap, group, enc = _setup(kernel=7, shape=(12, 11, 13), channels=5, num_groups=27, dtype=torch.float64, seed=3)
     if grouping != "random":
         group = SpatialPartition.create(7, grouping).group_index()
     assert (gp.identity_group(kmap, group.numpy())[0] >= 0) == (grouping == "center1")
@@ -235,8 +244,9 @@ def test_group_conv_inference_path_equals_training_path(encoding, grouping, chun
     weight = torch.randn(27, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         inference = group_conv(x.features, enc, weight, kmap, group, dataflow=dataflow, tuning=tuning)
-    training = group_conv(x.features.clone().requires_grad_(), enc, weight, kmap, group, dataflow=dataflow,
-                          tuning=tuning)
+    training = group_conv(
+        x.features.clone().requires_grad_(), enc, weight, kmap, group, dataflow=dataflow, tuning=tuning
+    )
     reference = group_conv(x.features, enc, weight, kmap, group, dataflow=TORCH_REF)
     torch.testing.assert_close(inference, training.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(inference, reference, rtol=1e-12, atol=1e-12)
@@ -303,8 +313,9 @@ def _record_fused_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("wanted", [(True, False, False), (False, False, True), (False, True, False),
-                                    (True, True, True)])
+@pytest.mark.parametrize(
+    "wanted", [(True, False, False), (False, False, True), (False, True, False), (True, True, True)]
+)
 def test_group_conv_mirrored_backward_computes_only_the_gradients_asked_for(threads, fused, wanted, monkeypatch):
     """The backward pass of a SW-LK grouping (fused, or chunk by chunk) with only some of ``x``, ``E``, ``W``
     requiring gradients: each requested gradient matches the torch path; the fused pass runs only the parts
@@ -401,10 +412,10 @@ def test_compact_layout_holds_every_pair_once_in_its_slot(with_encoding):
             expected.setdefault((int(group_np[k]), i), []).extend([j, kmap.num_in + k] if with_encoding else [j])
     got = {}
     for g in range(9):
-        rows = slots.rows[slots.gstart[g]:slots.gstart[g + 1]].tolist()
+        rows = slots.rows[slots.gstart[g] : slots.gstart[g + 1]].tolist()
         assert rows == sorted(set(rows))
         for s in range(int(slots.gstart[g]), int(slots.gstart[g + 1])):
-            got[(g, int(slots.rows[s]))] = entries[width * slots.bag_ptr[s]:width * slots.bag_ptr[s + 1]].tolist()
+            got[(g, int(slots.rows[s]))] = entries[width * slots.bag_ptr[s] : width * slots.bag_ptr[s + 1]].tolist()
     assert got == expected
     assert slots.num_slots == len(expected) and slots.bag_ptr[-1] == kmap.num_pairs
     pair_group = group_np[gl.pair_offsets(kmap)]
@@ -437,8 +448,10 @@ def test_row_blocks_cut_every_group_by_row_blocks_and_balance_the_parts(rows_per
             assert min(block_rows) >= row_lo and max(block_rows) - min(block_rows) < rows_per_block
             row_lo = max(block_rows) + 1
     assert (block_of_slot >= 0).all()  # every slot in exactly one block
-    part_slots = [int(sum(ranges[b, :, 1].sum() - ranges[b, :, 0].sum() for b in range(part_cuts[t], part_cuts[t + 1])))
-                  for t in range(parts)]
+    part_slots = [
+        int(sum(ranges[b, :, 1].sum() - ranges[b, :, 0].sum() for b in range(part_cuts[t], part_cuts[t + 1])))
+        for t in range(parts)
+    ]
     assert sum(part_slots) == slots.num_slots
     # the cut falls at a row boundary: a part holds at most one average part plus one row's slots (<= 27)
     assert max(part_slots) <= slots.num_slots / parts + 27

@@ -49,9 +49,9 @@ def reference_hard_voxelize(points, lower, vsize, grid_size, max_points, max_vox
             stored[j].append(p)
     voxels = np.zeros((len(stored), max_points, pts.shape[1]), dtype=pts.dtype)
     for j, rows in enumerate(stored):
-        voxels[j, :len(rows)] = rows
+        voxels[j, : len(rows)] = rows
         if empty_mean:
-            voxels[j, len(rows):] = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
+            voxels[j, len(rows) :] = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
     num = np.array([len(r) for r in stored], dtype=np.int32)
     return voxels, np.array(coords, dtype=np.int32).reshape(-1, ndim), num, point_to_voxel, len(occupied)
 
@@ -150,7 +150,7 @@ def test_equal_to_spconv_on_a_kitti_frame(kitti_points, one_thread):
 
 
 def test_kitti_crop_matches_the_loop(kitti_points):
-    pts = kitti_points[::12]        # ~10k points: the loop stays fast
+    pts = kitti_points[::12]  # ~10k points: the loop stays fast
     grid = VoxelGrid(KITTI_RANGE, KITTI_VOXEL)
     out = points_to_voxels(pts, grid, 5, 2000)
     ref = reference_hard_voxelize(pts.numpy(), KITTI_RANGE[:3], KITTI_VOXEL, grid.grid_size, 5, 2000)
@@ -162,8 +162,16 @@ def test_kitti_crop_matches_the_loop(kitti_points):
 
 def test_points_outside_the_range_or_nan_are_dropped():
     grid = VoxelGrid([0, 0, 0, 1, 1, 1], [0.5, 0.5, 0.5])
-    pts = torch.tensor([[0.1, 0.1, 0.1, 1.0], [1.0, 0.2, 0.2, 2.0], [-1e-6, 0.3, 0.3, 3.0],
-                        [float("nan"), 0.1, 0.1, 4.0], [0.9, 0.9, 0.9, 5.0], [0.2, 0.2, 0.2, 6.0]])
+    pts = torch.tensor(
+        [
+            [0.1, 0.1, 0.1, 1.0],
+            [1.0, 0.2, 0.2, 2.0],
+            [-1e-6, 0.3, 0.3, 3.0],
+            [float("nan"), 0.1, 0.1, 4.0],
+            [0.9, 0.9, 0.9, 5.0],
+            [0.2, 0.2, 0.2, 6.0],
+        ]
+    )
     out = points_to_voxels(pts, grid, 4, 10)
     assert out.point_to_voxel.tolist() == [0, -1, -1, -1, 1, 0]
     assert out.coords.tolist() == [[0, 0, 0], [1, 1, 1]]

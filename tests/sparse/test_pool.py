@@ -9,8 +9,7 @@ import torch.nn.functional as F
 
 import largekernel3d.sparse as lsp
 from largekernel3d.sparse import SparseConvTensor
-from helpers import (dense_max_pool, dense_window_sum, gather_sites, random_sparse_tensor, reached_sites,
-                     site_mask)
+from helpers import dense_max_pool, dense_window_sum, gather_sites, random_sparse_tensor, reached_sites, site_mask
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 
@@ -33,14 +32,14 @@ _AVG = {1: lsp.SparseAvgPool1d, 2: lsp.SparseAvgPool2d, 3: lsp.SparseAvgPool3d}
 
 
 def _leaf(x: SparseConvTensor) -> SparseConvTensor:
-    return SparseConvTensor(x.features.detach().clone().requires_grad_(True), x.indices, x.spatial_shape,
-                            x.batch_size)
+    return SparseConvTensor(x.features.detach().clone().requires_grad_(True), x.indices, x.spatial_shape, x.batch_size)
 
 
 @pytest.mark.parametrize("ndim,k,s,p,d,c,batch,shape", POOL_CASES)
 def test_max_pool_matches_dense_max_over_active_sites(ndim, k, s, p, d, c, batch, shape):
-    x = random_sparse_tensor(shape, c, batch_size=batch, density=0.3, seed=hash((ndim, s, c)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, c, batch_size=batch, density=0.3, seed=hash((ndim, s, c)) % 1000, requires_grad=True
+    )
     out = _MAX[ndim](k, s, p, d)(x)
     reached = reached_sites(x, k, s, p, d)
     assert torch.equal(site_mask(out.indices, batch, out.spatial_shape), reached)
@@ -50,15 +49,16 @@ def test_max_pool_matches_dense_max_over_active_sites(ndim, k, s, p, d, c, batch
     assert torch.isfinite(ref_rows).all()
     torch.testing.assert_close(out.features, ref_rows, **TOL)
     cot = torch.randn(out.features.shape, dtype=torch.float64)
-    g, = torch.autograd.grad((out.features * cot).sum(), x.features)
-    g_ref, = torch.autograd.grad((ref_rows * cot).sum(), x_ref.features)
+    (g,) = torch.autograd.grad((out.features * cot).sum(), x.features)
+    (g_ref,) = torch.autograd.grad((ref_rows * cot).sum(), x_ref.features)
     torch.testing.assert_close(g, g_ref, **TOL)
 
 
 @pytest.mark.parametrize("ndim,k,s,p,d,c,batch,shape", POOL_CASES)
 def test_avg_pool_is_mean_over_active_inputs(ndim, k, s, p, d, c, batch, shape):
-    x = random_sparse_tensor(shape, c, batch_size=batch, density=0.3, seed=hash((ndim, k, c)) % 1000,
-                             requires_grad=True)
+    x = random_sparse_tensor(
+        shape, c, batch_size=batch, density=0.3, seed=hash((ndim, k, c)) % 1000, requires_grad=True
+    )
     out = _AVG[ndim](k, s, p, d)(x)
     x_ref = _leaf(x)
     total, count = dense_window_sum(x_ref, k, s, p, d)
@@ -66,8 +66,8 @@ def test_avg_pool_is_mean_over_active_inputs(ndim, k, s, p, d, c, batch, shape):
     ref_rows = gather_sites(total / count.clamp(min=1).unsqueeze(1), out.indices)
     torch.testing.assert_close(out.features, ref_rows, **TOL)
     cot = torch.randn(out.features.shape, dtype=torch.float64)
-    g, = torch.autograd.grad((out.features * cot).sum(), x.features)
-    g_ref, = torch.autograd.grad((ref_rows * cot).sum(), x_ref.features)
+    (g,) = torch.autograd.grad((out.features * cot).sum(), x.features)
+    (g_ref,) = torch.autograd.grad((ref_rows * cot).sum(), x_ref.features)
     torch.testing.assert_close(g, g_ref, **TOL)
 
 
@@ -75,8 +75,14 @@ def test_pool_stride_defaults_follow_spconv():
     """As spconv: ``SparseMaxPool3d(k)`` / ``SparseAvgPool3d(k)`` default to ``stride=None`` = kernel_size
     (like ``nn.MaxPool3d``); the generic ``SparseMaxPool(ndim, k)`` defaults to stride 1; submanifold
     pooling keeps stride 1."""
-    for cls in (lsp.SparseMaxPool1d, lsp.SparseMaxPool2d, lsp.SparseMaxPool3d, lsp.SparseAvgPool1d,
-                lsp.SparseAvgPool2d, lsp.SparseAvgPool3d):
+    for cls in (
+        lsp.SparseMaxPool1d,
+        lsp.SparseMaxPool2d,
+        lsp.SparseMaxPool3d,
+        lsp.SparseAvgPool1d,
+        lsp.SparseAvgPool2d,
+        lsp.SparseAvgPool3d,
+    ):
         pool = cls(2)
         assert pool.geometry.stride == (2,) * pool.ndim and pool.geometry.kernel_size == (2,) * pool.ndim
     assert lsp.SparseMaxPool3d(3, subm=True).geometry.stride == (1, 1, 1)
@@ -109,7 +115,7 @@ def test_global_pools_per_batch_element():
         torch.testing.assert_close(mx[i], x.features[b == i].amax(0), **TOL)
         torch.testing.assert_close(avg[i], x.features[b == i].mean(0), **TOL)
     cot = torch.randn(3, 7, dtype=torch.float64)
-    g, = torch.autograd.grad((avg * cot).sum(), x.features)
+    (g,) = torch.autograd.grad((avg * cot).sum(), x.features)
     counts = torch.bincount(b, minlength=3).double()
     torch.testing.assert_close(g, cot[b] / counts[b].unsqueeze(1), **TOL)
 

@@ -34,7 +34,7 @@ def sparse_tensors(draw, max_sites: int = 40, channels: int = 2):
         flat_t = flat_t // s
     cols.append(flat_t)
     indices = torch.stack(cols[::-1], dim=1).to(torch.int32) if flat else torch.zeros(0, ndim + 1, dtype=torch.int32)
-    seed = draw(st.integers(0, 2 ** 16))
+    seed = draw(st.integers(0, 2**16))
     feats = torch.randn(len(flat), channels, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return SparseConvTensor(feats, indices, list(shape), batch)
 
@@ -181,19 +181,24 @@ def test_empty_inverse_conv():
     assert out.features.shape == (0, 2) and out.indices.shape == (0, 4)
 
 
-@pytest.mark.parametrize("scale", [2 ** 4, 2 ** 12, 2 ** 18])
+@pytest.mark.parametrize("scale", [2**4, 2**12, 2**18])
 def test_translation_equivariance_on_large_grids(scale):
     """Shifting every site by an even offset into a much larger grid (up to ~2**60 output cells) shifts
     the outputs the same way (sub-manifold: same sites + offset; stride-2 conv and pool: + offset / 2;
     stride-2 transposed: + 2 offset)."""
     g = torch.Generator().manual_seed(scale % 97)
-    flat = torch.randperm(2 * 8 ** 3, generator=g)[:40]
+    flat = torch.randperm(2 * 8**3, generator=g)[:40]
     idx = torch.stack([flat // 512, flat // 64 % 8, flat // 8 % 8, flat % 8], 1).to(torch.int32)
     x = SparseConvTensor(torch.randn(40, 3, generator=g, dtype=torch.float64), idx, [8, 8, 8], 2)
     off = torch.tensor([0, scale, scale + 2, scale // 2], dtype=torch.int32)
     big = SparseConvTensor(x.features, idx + off, [2 * scale + 16] * 3, 2)
-    cases = [(lsp.SubMConv3d(3, 4, 3), 1), (lsp.SubMConv3d(3, 4, 2), 1), (lsp.SparseConv3d(3, 4, 2, 2), 0.5),
-             (lsp.SparseConvTranspose3d(3, 4, 3, 2), 2), (lsp.SparseMaxPool3d(2, 2), 0.5)]
+    cases = [
+        (lsp.SubMConv3d(3, 4, 3), 1),
+        (lsp.SubMConv3d(3, 4, 2), 1),
+        (lsp.SparseConv3d(3, 4, 2, 2), 0.5),
+        (lsp.SparseConvTranspose3d(3, 4, 3, 2), 2),
+        (lsp.SparseMaxPool3d(2, 2), 0.5),
+    ]
     for module, factor in cases:
         module = module.double()
         a, b = module(x), module(big)

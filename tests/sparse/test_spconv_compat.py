@@ -58,14 +58,22 @@ def test_convert_spconv21_weight_layouts():
 def test_spconv21_state_dicts_load_into_our_layers():
     """A spconv 2.1 checkpoint: KRSC or RSKC per layer (found by shape), or RSCK when named; 1x1 layers are
     read from their memory as spconv 2.1 did."""
-    ours = lsp.SparseSequential(lsp.SubMConv3d(2, 6, 3, indice_key="a"), nn.BatchNorm1d(6),
-                                lsp.SparseConv3d(6, 5, 2, 2), lsp.SubMConv3d(5, 4, 1, bias=False)).double()
+    ours = lsp.SparseSequential(
+        lsp.SubMConv3d(2, 6, 3, indice_key="a"),
+        nn.BatchNorm1d(6),
+        lsp.SparseConv3d(6, 5, 2, 2),
+        lsp.SubMConv3d(5, 4, 1, bias=False),
+    ).double()
     ref = {k: v.clone() for k, v in ours.state_dict().items()}
     m = ref["3.weight"].reshape(5, 4)  # our state dict holds the [C_in, C_out] matrix spconv multiplies by
     rskc = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 0, 4), "3.weight": m.reshape(1, 1, 1, 4, 5)}
     mixed = {**rskc, "0.weight": ref["0.weight"]}  # implicit-GEMM layers of spconv 2.1 were KRSC
-    rsck = {**ref, "0.weight": ref["0.weight"].permute(1, 2, 3, 4, 0),
-            "2.weight": ref["2.weight"].permute(1, 2, 3, 4, 0), "3.weight": m.t().reshape(1, 1, 1, 5, 4)}
+    rsck = {
+        **ref,
+        "0.weight": ref["0.weight"].permute(1, 2, 3, 4, 0),
+        "2.weight": ref["2.weight"].permute(1, 2, 3, 4, 0),
+        "3.weight": m.t().reshape(1, 1, 1, 5, 4),
+    }
     for sd, layout in ((rskc, "auto"), (mixed, "auto"), (rsck, "RSCK")):
         for p in ours.parameters():
             nn.init.zeros_(p)
@@ -196,8 +204,12 @@ def test_unet_fragment_with_inverse_conv_matches_spconv(kitti, one_thread):
 
     def build(m):
         return m.SparseSequential(
-            m.SubMConv3d(4, 8, 3, indice_key="subm1"), nn.BatchNorm1d(8), nn.ReLU(),
-            m.SparseConv3d(8, 16, 3, stride=2, padding=1, indice_key="down1"), nn.BatchNorm1d(16), nn.ReLU(),
+            m.SubMConv3d(4, 8, 3, indice_key="subm1"),
+            nn.BatchNorm1d(8),
+            nn.ReLU(),
+            m.SparseConv3d(8, 16, 3, stride=2, padding=1, indice_key="down1"),
+            nn.BatchNorm1d(16),
+            nn.ReLU(),
             m.SubMConv3d(16, 16, 3, indice_key="subm2"),
             m.SparseInverseConv3d(16, 8, 3, indice_key="down1"),
             m.SubMConv3d(8, 4, 1),
@@ -222,10 +234,12 @@ def test_two_frame_batch_matches_spconv(one_thread):
         pytest.skip("KITTI samples absent (../shared/data/kitti)")
 
     builders = [
-        lambda m: m.SparseSequential(m.SubMConv3d(4, 8, 3), nn.ReLU(), m.SparseConv3d(8, 8, 3, 2, 1), nn.ReLU(),
-                                     m.SparseMaxPool3d(2, 2)),
-        lambda m: m.SparseSequential(m.SparseConv3d(4, 8, 2, 2, indice_key="d"),
-                                     m.SparseInverseConv3d(8, 4, 2, indice_key="d")),
+        lambda m: m.SparseSequential(
+            m.SubMConv3d(4, 8, 3), nn.ReLU(), m.SparseConv3d(8, 8, 3, 2, 1), nn.ReLU(), m.SparseMaxPool3d(2, 2)
+        ),
+        lambda m: m.SparseSequential(
+            m.SparseConv3d(4, 8, 2, 2, indice_key="d"), m.SparseInverseConv3d(8, 4, 2, indice_key="d")
+        ),
     ]
     for build in builders:
         theirs = _seeded(build(spconv), 8)
@@ -271,13 +285,23 @@ def test_even_submanifold_kernels_are_ours_only():
     torch.testing.assert_close(conv(x).features, dense_subm_conv(x, conv.weight, conv.bias))
 
 
-_REQUIRED = {"ndim": 3, "in_channels": 4, "out_channels": 4, "kernel_size": 3, "indice_key": "k", "num_features": 4,
-             "features": torch.zeros(1, 2), "indices": torch.zeros(1, 4, dtype=torch.int32),
-             "spatial_shape": [2, 2, 2], "batch_size": 1}
+_REQUIRED = {
+    "ndim": 3,
+    "in_channels": 4,
+    "out_channels": 4,
+    "kernel_size": 3,
+    "indice_key": "k",
+    "num_features": 4,
+    "features": torch.zeros(1, 2),
+    "indices": torch.zeros(1, 4, dtype=torch.int32),
+    "spatial_shape": [2, 2, 2],
+    "batch_size": 1,
+}
 
 
 def _explicit_params(cls):
     import inspect
+
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     return params, [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
 
@@ -289,6 +313,7 @@ def test_constructor_signatures_accept_spconvs(name):
     names them) and every spconv keyword with spconv's default value (enums: the same members)."""
     import enum
     import inspect
+
     theirs, ours = getattr(spconv, name), getattr(lsp, name)
     if not inspect.isclass(theirs):
         pytest.skip(f"{name} is not a class")
@@ -310,8 +335,13 @@ def test_constructor_signatures_accept_spconvs(name):
 @needs_spconv
 def test_our_state_dict_exported_to_spconv_gives_the_same_outputs(kitti, one_thread):
     def build(m):
-        return m.SparseSequential(m.SubMConv3d(4, 8, 3, indice_key="s"), nn.ReLU(), m.SubMConv3d(8, 6, 1),
-                                  m.SparseConv3d(6, 5, 1), m.SparseConv3d(5, 4, 3, 2, 1))
+        return m.SparseSequential(
+            m.SubMConv3d(4, 8, 3, indice_key="s"),
+            nn.ReLU(),
+            m.SubMConv3d(8, 6, 1),
+            m.SparseConv3d(6, 5, 1),
+            m.SparseConv3d(5, 4, 3, 2, 1),
+        )
 
     ours = _seeded(build(lsp), 12)
     theirs = build(spconv)
@@ -344,7 +374,7 @@ def test_max_pool_backward_matches_spconv(kitti, one_thread):
     for lib, tensor_cls in ((spconv, spconv.SparseConvTensor), (lsp, SparseConvTensor)):
         f = feats.clone().requires_grad_(True)
         out = lib.SparseMaxPool3d(3, 2, 1)(tensor_cls(f, kitti.indices, kitti.spatial_shape, 1))
-        key = out.indices.long() @ torch.tensor([10 ** 9, 10 ** 6, 10 ** 3, 1])
+        key = out.indices.long() @ torch.tensor([10**9, 10**6, 10**3, 1])
         cot = torch.sin(key.double()).float().unsqueeze(1).expand_as(out.features)  # same per site in both
         (out.features * cot).sum().backward()
         grads.append(f.grad)

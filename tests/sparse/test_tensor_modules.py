@@ -43,7 +43,7 @@ def test_dense_from_dense_round_trip():
 def test_dense_is_differentiable():
     x = random_sparse_tensor((4, 4, 4), 2, density=0.3, seed=4, requires_grad=True)
     cot = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)
-    g, = torch.autograd.grad((x.dense() * cot).sum(), x.features)
+    (g,) = torch.autograd.grad((x.dense() * cot).sum(), x.features)
     torch.testing.assert_close(g, gather_sites(cot, x.indices))
 
 
@@ -205,8 +205,13 @@ def test_tables_join_add_concat():
 
 def test_sparse_sequential_with_an_empty_tensor_and_batchnorm():
     x = SparseConvTensor(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 4, dtype=torch.int32), [4, 4, 4], 2)
-    net = lsp.SparseSequential(lsp.SubMConv3d(3, 5, 3), nn.BatchNorm1d(5), nn.ReLU(), lsp.SparseConv3d(5, 6, 2, 2),
-                               lsp.ToDense()).double().train()
+    net = (
+        lsp.SparseSequential(
+            lsp.SubMConv3d(3, 5, 3), nn.BatchNorm1d(5), nn.ReLU(), lsp.SparseConv3d(5, 6, 2, 2), lsp.ToDense()
+        )
+        .double()
+        .train()
+    )
     out = net(x)
     assert out.shape == (2, 6, 2, 2, 2) and torch.equal(out, torch.zeros_like(out))
 

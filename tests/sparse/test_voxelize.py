@@ -30,8 +30,11 @@ def reference_voxelize(points, voxel_size, features=None, origin=None):
 def check_against_reference(points, voxel_size, features=None, origin=None):
     vox = voxelize(points, voxel_size, features=features, origin=origin)
     coords, inverse, counts, mean = reference_voxelize(
-        points.numpy() if isinstance(points, torch.Tensor) else points, voxel_size,
-        None if features is None else np.asarray(features), origin)
+        points.numpy() if isinstance(points, torch.Tensor) else points,
+        voxel_size,
+        None if features is None else np.asarray(features),
+        origin,
+    )
     assert vox.coords.dtype == torch.int32 and vox.point_to_voxel.dtype == torch.int64
     assert vox.counts.dtype == torch.int64
     np.testing.assert_array_equal(vox.coords.numpy(), coords)
@@ -93,8 +96,13 @@ def test_empty_and_single_point():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(0, 60), scale=st.floats(0.01, 10.0), size=st.floats(0.01, 1.0), seed=st.integers(0, 2 ** 16),
-       channels=st.integers(1, 4))
+@given(
+    n=st.integers(0, 60),
+    scale=st.floats(0.01, 10.0),
+    size=st.floats(0.01, 1.0),
+    seed=st.integers(0, 2**16),
+    channels=st.integers(1, 4),
+)
 def test_property_random_clouds(n, scale, size, seed, channels):
     rng = np.random.default_rng(seed)
     points = (rng.normal(size=(n, 3)) * scale).astype(np.float64)

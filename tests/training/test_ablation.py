@@ -16,15 +16,24 @@ from largekernel3d.training.config import ConfigError
 
 def _record(variant, seed, present, union, curve=None, params=1000, latency=10.0, step=0.5, cpu=0.25):
     curve = curve or [(1, present / 2), (2, present)]
-    return A.RunRecord(variant=variant, seed=seed, final={"miou_present": present, "miou_union": union},
-                       curves={"miou_present": curve, "miou_union": [(e, v * union / present) for e, v in curve]},
-                       params=params, latency_ms=latency, step_seconds=step, epochs=2, steps=4,
-                       step_cpu_seconds=cpu)
+    return A.RunRecord(
+        variant=variant,
+        seed=seed,
+        final={"miou_present": present, "miou_union": union},
+        curves={"miou_present": curve, "miou_union": [(e, v * union / present) for e, v in curve]},
+        params=params,
+        latency_ms=latency,
+        step_seconds=step,
+        epochs=2,
+        steps=4,
+        step_cpu_seconds=cpu,
+    )
 
 
 def _set(variants=("base", "wide", "noisy"), baseline="base"):
-    return A.AblationSet(name="toy", task="seg", base={}, variants=tuple((v, (), f"{v} config") for v in variants),
-                         baseline=baseline)
+    return A.AblationSet(
+        name="toy", task="seg", base={}, variants=tuple((v, (), f"{v} config") for v in variants), baseline=baseline
+    )
 
 
 def test_spread_by_hand():
@@ -39,10 +48,10 @@ def test_spread_by_hand():
 
 
 def test_verdict_rule():
-    base = A.Spread.of([0.30, 0.32])             # mean 0.31, range 0.02
-    assert A.verdict(A.Spread.of([0.325, 0.335]), base) == "within noise"   # delta 0.02 <= range 0.02
-    assert A.verdict(A.Spread.of([0.34, 0.36]), base) == "better"           # delta 0.04 > 0.02
-    assert A.verdict(A.Spread.of([0.26, 0.27]), base) == "worse"            # delta -0.045
+    base = A.Spread.of([0.30, 0.32])  # mean 0.31, range 0.02
+    assert A.verdict(A.Spread.of([0.325, 0.335]), base) == "within noise"  # delta 0.02 <= range 0.02
+    assert A.verdict(A.Spread.of([0.34, 0.36]), base) == "better"  # delta 0.04 > 0.02
+    assert A.verdict(A.Spread.of([0.26, 0.27]), base) == "worse"  # delta -0.045
     # the larger of the two ranges decides: a noisy variant 0.20..0.50 (mean 0.35, range 0.30) is within noise
     assert A.verdict(A.Spread.of([0.20, 0.50]), base) == "within noise"
     assert A.verdict(A.Spread.of([0.5]), A.Spread.of([0.3])) == "n/a (1 seed)"
@@ -50,9 +59,14 @@ def test_verdict_rule():
 
 def test_aggregate_means_spreads_and_verdicts_by_hand():
     aset = _set()
-    recs = [_record("base", 0, 0.30, 0.25, latency=10, cpu=0.2), _record("base", 1, 0.32, 0.27, latency=12, cpu=0.3),
-            _record("wide", 0, 0.40, 0.30, params=4000), _record("wide", 1, 0.42, 0.33, params=4000),
-            _record("noisy", 0, 0.10, 0.08), _record("noisy", 1, 0.60, 0.50)]
+    recs = [
+        _record("base", 0, 0.30, 0.25, latency=10, cpu=0.2),
+        _record("base", 1, 0.32, 0.27, latency=12, cpu=0.3),
+        _record("wide", 0, 0.40, 0.30, params=4000),
+        _record("wide", 1, 0.42, 0.33, params=4000),
+        _record("noisy", 0, 0.10, 0.08),
+        _record("noisy", 1, 0.60, 0.50),
+    ]
     rows = {r.variant: r for r in A.aggregate(aset, recs)}
     assert [r.variant for r in A.aggregate(aset, recs)] == ["base", "wide", "noisy"]
     b, w, n = rows["base"], rows["wide"], rows["noisy"]
@@ -63,7 +77,7 @@ def test_aggregate_means_spreads_and_verdicts_by_hand():
     assert b.step_cpu_seconds.mean == pytest.approx(0.25) and b.step_cpu_seconds.range == pytest.approx(0.1)
     assert w.delta == pytest.approx(0.41 - 0.31) and w.verdict == "better" and w.params == 4000
     assert w.scores["miou_union"].min == pytest.approx(0.30) and w.scores["miou_union"].max == pytest.approx(0.33)
-    assert n.delta == pytest.approx(0.35 - 0.31) and n.verdict == "within noise"   # range 0.5 swamps it
+    assert n.delta == pytest.approx(0.35 - 0.31) and n.verdict == "within noise"  # range 0.5 swamps it
     md = A.markdown_table(aset, list(rows.values()))
     assert "| **base** | 31.0 (30.0–32.0) | 26.0 (25.0–27.0) | — | baseline | 0.00 M | 11 | 0.50 | 0.250 | 0 1 |" in md
     assert "| wide | 41.0 (40.0–42.0) | 31.5 (30.0–33.0) | +10.0 | better | 0.00 M |" in md
@@ -78,15 +92,19 @@ def test_aggregate_needs_the_baseline():
 
 def test_csv_rows(tmp_path):
     aset = _set(("base", "wide"))
-    recs = [_record("base", 0, 0.30, 0.25), _record("base", 1, 0.32, 0.27), _record("wide", 0, 0.40, 0.30),
-            _record("wide", 1, 0.44, 0.30)]
+    recs = [
+        _record("base", 0, 0.30, 0.25),
+        _record("base", 1, 0.32, 0.27),
+        _record("wide", 0, 0.40, 0.30),
+        _record("wide", 1, 0.44, 0.30),
+    ]
     rows = A.aggregate(aset, recs)
     A.write_csv(aset, rows, tmp_path / "t.csv")
     table = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert [r["config"] for r in table] == ["base", "wide"]
     wide = table[1]
     assert float(wide["miou_present_mean"]) == pytest.approx(0.42)
-    assert float(wide["miou_present_std"]) == pytest.approx(math.sqrt(2 * 0.02 ** 2), abs=1e-6)   # n - 1 = 1
+    assert float(wide["miou_present_std"]) == pytest.approx(math.sqrt(2 * 0.02**2), abs=1e-6)  # n - 1 = 1
     assert float(wide["delta_vs_baseline"]) == pytest.approx(0.11) and wide["vs_baseline"] == "better"
     assert wide["seeds"] == "0 1" and wide["n_seeds"] == "2"
     A.write_runs_csv(aset, recs, tmp_path / "runs.csv")
@@ -95,11 +113,13 @@ def test_csv_rows(tmp_path):
 
 
 def test_curve_matrix_keeps_common_epochs():
-    recs = [_record("a", 1, 0.4, 0.3, curve=[(1, 0.1), (2, 0.2), (3, 0.4)]),
-            _record("a", 0, 0.3, 0.3, curve=[(2, 0.25), (3, 0.3)])]
+    recs = [
+        _record("a", 1, 0.4, 0.3, curve=[(1, 0.1), (2, 0.2), (3, 0.4)]),
+        _record("a", 0, 0.3, 0.3, curve=[(2, 0.25), (3, 0.3)]),
+    ]
     epochs, values = A.curve_matrix(recs, "a", "miou_present")
     np.testing.assert_array_equal(epochs, [2, 3])
-    np.testing.assert_allclose(values, [[0.25, 0.3], [0.2, 0.4]])   # rows ordered by seed
+    np.testing.assert_allclose(values, [[0.25, 0.3], [0.2, 0.4]])  # rows ordered by seed
 
 
 def test_parse_set_errors():
@@ -114,26 +134,52 @@ def test_parse_set_errors():
         A.parse_ablation_set(dict(ok, baseline="c"), {})
     with pytest.raises(ValueError, match="--only: unknown configuration"):
         aset.select(["zz"])
-    assert [v[0] for v in aset.select(["b"]).variants] == ["a", "b"]   # the baseline stays
+    assert [v[0] for v in aset.select(["b"]).variants] == ["a", "b"]  # the baseline stays
 
 
 # -- real tiny runs --------------------------------------------------------------------------------------------
 
 TINY_BASE = {
-    "name": "tiny", "seed": 0,
-    "data": {"dataset": "generated", "num_train_scenes": 2, "num_val_scenes": 1, "points_per_scene": 1500,
-             "voxel_size": 0.25, "augment": True},
-    "model": {"name": "largekernel3d_seg", "layers": [1] * 8, "planes": [8] * 8, "init_dim": 8,
-              "stage_kernel_sizes": [3, 3, 3, 3], "stage_conv_types": "plain"},
-    "train": {"epochs": 2, "batch_size": 1, "optimizer": "adamw", "lr": 0.01, "progress": False, "device": "cpu",
-              "threads": 1},
+    "name": "tiny",
+    "seed": 0,
+    "data": {
+        "dataset": "generated",
+        "num_train_scenes": 2,
+        "num_val_scenes": 1,
+        "points_per_scene": 1500,
+        "voxel_size": 0.25,
+        "augment": True,
+    },
+    "model": {
+        "name": "largekernel3d_seg",
+        "layers": [1] * 8,
+        "planes": [8] * 8,
+        "init_dim": 8,
+        "stage_kernel_sizes": [3, 3, 3, 3],
+        "stage_conv_types": "plain",
+    },
+    "train": {
+        "epochs": 2,
+        "batch_size": 1,
+        "optimizer": "adamw",
+        "lr": 0.01,
+        "progress": False,
+        "device": "cpu",
+        "threads": 1,
+    },
 }
 
 
 def _tiny_set():
-    return A.parse_ablation_set({"name": "tiny", "base": "inline", "baseline": "plain3",
-                                 "variants": {"plain3": [], "swlk5": ["model.stage_kernel_sizes=[5,5,3,3]",
-                                                                      "model.stage_conv_types=swlk"]}}, TINY_BASE)
+    return A.parse_ablation_set(
+        {
+            "name": "tiny",
+            "base": "inline",
+            "baseline": "plain3",
+            "variants": {"plain3": [], "swlk5": ["model.stage_kernel_sizes=[5,5,3,3]", "model.stage_conv_types=swlk"]},
+        },
+        TINY_BASE,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +196,12 @@ def test_tiny_runs_are_recorded(tiny_ablation):
         folder = out / r.variant / f"seed{r.seed}"
         assert (folder / "checkpoints" / "last.pt").is_file() and (folder / A.RUN_FILE).is_file()
         assert [e for e, _ in r.curves["miou_present"]] == [1, 2] and r.steps == 4
-        assert 0 < r.final["miou_union"] <= r.final["miou_present"] <= 1   # absent classes only lower the union mean
+        assert 0 < r.final["miou_union"] <= r.final["miou_present"] <= 1  # absent classes only lower the union mean
         assert r.latency_ms > 0 and r.step_seconds > 0 and r.step_cpu_seconds > 0 and not r.reused
         saved = json.loads((folder / A.RUN_FILE).read_text())
         assert saved["config"]["seed"] == r.seed and saved["config"]["output_dir"] == str(folder)
     plain, swlk = recs[0], recs[1]
-    assert plain.params != swlk.params    # the SW-LK stages have other weights than the plain 3^3 ones
+    assert plain.params != swlk.params  # the SW-LK stages have other weights than the plain 3^3 ones
     assert recs[0].final != recs[2].final  # the seeds give different runs
     rows = A.aggregate(aset, recs)
     p = rows[0].scores["miou_present"]
@@ -197,11 +243,24 @@ def test_interrupted_run_resumes(tmp_path):
 def test_detection_set_reports_ap(tmp_path):
     """A detection set: the score is the validation mAP, latency is measured on a detector forward."""
     from det_tiny import TINY_DET
-    aset = A.parse_ablation_set({"name": "tiny_det", "task": "det", "base": "inline", "baseline": "swlk5",
-                                 "set": ["train.epochs=1", "data.num_train_frames=2", "data.num_val_frames=1"],
-                                 "variants": {"swlk5": [], "plain3": ["model.backbone.kernel_sizes=[3,3,3,3]",
-                                                                      "model.backbone.conv_types=[plain,plain,plain,plain]"]}},
-                                TINY_DET)
+
+    aset = A.parse_ablation_set(
+        {
+            "name": "tiny_det",
+            "task": "det",
+            "base": "inline",
+            "baseline": "swlk5",
+            "set": ["train.epochs=1", "data.num_train_frames=2", "data.num_val_frames=1"],
+            "variants": {
+                "swlk5": [],
+                "plain3": [
+                    "model.backbone.kernel_sizes=[3,3,3,3]",
+                    "model.backbone.conv_types=[plain,plain,plain,plain]",
+                ],
+            },
+        },
+        TINY_DET,
+    )
     assert aset.metrics == ("map",)
     recs = A.run_ablation(aset, [0], tmp_path, progress=False, latency_repeats=1)
     for r in recs:

@@ -65,7 +65,9 @@ def test_other_architecture_is_refused_with_the_differing_tensor(tmp_path):
     path = save_checkpoint(_payload(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), "small"), tmp_path / "a.pt")
     payload = load_checkpoint(path)
     check_architecture(payload, nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), "small", path)
-    with pytest.raises(CheckpointError,
-                       match=r"a.pt was saved from architecture 'small'.*"
-                             r"'1.bias': checkpoint \[2\] vs model \[5\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"a.pt was saved from architecture 'small'.*"
+        r"'1.bias': checkpoint \[2\] vs model \[5\]",
+    ):
         check_architecture(payload, nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5)), "big", path)

@@ -26,8 +26,16 @@ def _worker(rank, world, port, out_dir, results_dir):
         seen = trainer._epoch_batches(0)
         result = trainer.fit()
         state = {k: v.detach().clone() for k, v in trainer.model.module.state_dict().items()}
-        torch.save({"state": state, "seen": seen, "score": result.best_score, "steps": trainer.global_step,
-                    "frames": result.final_eval.num_frames}, f"{results_dir}/rank{rank}.pt")
+        torch.save(
+            {
+                "state": state,
+                "seen": seen,
+                "score": result.best_score,
+                "steps": trainer.global_step,
+                "frames": result.final_eval.num_frames,
+            },
+            f"{results_dir}/rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -48,6 +56,7 @@ def test_two_gloo_processes_train_a_detector_to_identical_weights(tmp_path):
     assert r0["frames"] == r1["frames"] == 3 and r0["score"] == r1["score"]
     # rank 0 alone writes the run folder: its weights after one epoch, one train and one val row, the AP table
     from largekernel3d.training.checkpoint import load_checkpoint
+
     payload = load_checkpoint(out / "checkpoints" / "last.pt")
     assert (payload["epoch"], payload["batch_in_epoch"]) == (1, 0)
     assert payload["step"] == r0["steps"] == r1["steps"] == len(r0["seen"])

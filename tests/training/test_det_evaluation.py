@@ -21,16 +21,25 @@ def _as_predictions(frames, shift=0.0, seed=0):
     for f in frames:
         boxes = f.boxes.copy()
         boxes[:, 0] += shift
-        meta = dict(f.metadata, difficulty=f.difficulty, num_lidar_points=f.num_lidar_points,
-                    attributes=f.attributes)
-        out.append(FramePrediction(f.name, boxes, rng.uniform(0.2, 1, len(boxes)).astype(np.float32),
-                                   f.labels.copy(), f.boxes.copy(), f.labels.copy(), meta))
+        meta = dict(f.metadata, difficulty=f.difficulty, num_lidar_points=f.num_lidar_points, attributes=f.attributes)
+        out.append(
+            FramePrediction(
+                f.name,
+                boxes,
+                rng.uniform(0.2, 1, len(boxes)).astype(np.float32),
+                f.labels.copy(),
+                f.boxes.copy(),
+                f.labels.copy(),
+                meta,
+            )
+        )
     return out
 
 
 @pytest.fixture(scope="module")
 def generated():
     from largekernel3d.data.detection.synthetic import LidarSpec, SyntheticLidarDataset
+
     ds = SyntheticLidarDataset(3, seed=5, spec=LidarSpec(beams=16))
     return ds, [ds[i] for i in range(3)]
 
@@ -43,8 +52,9 @@ def test_generic_ap_of_the_ground_truth_is_one_and_of_far_boxes_zero(generated):
     assert all(perfect.per_class_ap[c] == pytest.approx(1.0) for c in present)
     far = score_predictions(_as_predictions(frames, shift=5.0), ds.class_names, "generic", EVAL)
     assert far.score < 0.05
-    by_iou = score_predictions(_as_predictions(frames, shift=0.3), ds.class_names, "generic",
-                               dict(EVAL, iou_threshold=0.95))
+    by_iou = score_predictions(
+        _as_predictions(frames, shift=0.3), ds.class_names, "generic", dict(EVAL, iou_threshold=0.95)
+    )
     assert by_iou.score < perfect.score
 
 
@@ -66,8 +76,12 @@ def test_chance_baseline_follows_the_class_statistics(generated):
 
 
 def test_metric_is_chosen_by_dataset():
-    assert [resolve_metric("auto", d) for d in ("kitti", "nuscenes", "pandaset", "synthetic")] == \
-        ["kitti", "nuscenes", "generic", "generic"]
+    assert [resolve_metric("auto", d) for d in ("kitti", "nuscenes", "pandaset", "synthetic")] == [
+        "kitti",
+        "nuscenes",
+        "generic",
+        "generic",
+    ]
     assert resolve_metric("generic", "kitti") == "generic"
     with pytest.raises(ValueError, match="metric must be"):
         score_predictions([], ["Car"], "coco", EVAL)
@@ -77,6 +91,7 @@ def test_kitti_adapter_on_real_frames():
     if not (SHARED / "kitti" / "training").is_dir():
         pytest.skip("../shared/data/kitti is not present")
     from largekernel3d.data.detection import KittiDetection
+
     ds = KittiDetection(SHARED / "kitti" / "training" / "..")
     frames = [ds[i] for i in range(len(ds))]
     perfect = score_predictions(_as_predictions(frames), ds.class_names, "kitti", EVAL)
@@ -91,10 +106,11 @@ def test_nuscenes_adapter_on_a_real_scene():
     if not root.is_dir():
         pytest.skip("../shared/data/nuscenes/mini_scene0523 is not present")
     from largekernel3d.data.detection import NuScenesDetection
+
     ds = NuScenesDetection(root, version="v1.0-mini", backend="json")
     frames = [ds[i] for i in range(0, len(ds), 8)]
     predictions = _as_predictions(frames)
-    for p in predictions:   # detections of the boxes the benchmark counts (it drops boxes without any point)
+    for p in predictions:  # detections of the boxes the benchmark counts (it drops boxes without any point)
         seen = p.metadata["num_lidar_points"] + np.asarray(p.metadata["num_radar_points"]) > 0
         p.boxes, p.scores, p.labels = p.boxes[seen], p.scores[seen], p.labels[seen]
     perfect = score_predictions(predictions, ds.class_names, "nuscenes", EVAL)
@@ -105,6 +121,6 @@ def test_nuscenes_adapter_on_a_real_scene():
     assert all(perfect.per_class_ap[c] == pytest.approx(1.0) for c in counted)
     assert result.mean_tp_errors["trans_err"] == pytest.approx(0.0, abs=1e-6)
     moved = score_predictions(_as_predictions(frames, shift=6.0), ds.class_names, "nuscenes", EVAL)
-    assert moved.score < 0.01 and max(moved.per_class_ap.values()) < 0.01   # barriers in a row: a moved box
+    assert moved.score < 0.01 and max(moved.per_class_ap.values()) < 0.01  # barriers in a row: a moved box
     # can land on a neighbour
     assert replace(perfect, score=0.5).summary().startswith("NDS 50.0")

@@ -91,8 +91,9 @@ def generated_frames(seed, num_frames=5):
     for _ in range(num_frames):
         n = int(rng.integers(8, 16))
         labels = rng.choice(3, n, p=[0.5, 0.3, 0.2])
-        boxes = np.array([[*rng.uniform(-12, 12, 2), rng.uniform(-1, 0.5), *SIZES[k], rng.uniform(-3, 3)]
-                          for k in labels])
+        boxes = np.array(
+            [[*rng.uniform(-12, 12, 2), rng.uniform(-1, 0.5), *SIZES[k], rng.uniform(-3, 3)] for k in labels]
+        )
         ignored = rng.random(n) < 0.1
         d_boxes, d_labels = [], []
         for k in range(n):
@@ -114,8 +115,14 @@ def generated_frames(seed, num_frames=5):
 
 
 @needs_shapely
-@pytest.mark.parametrize("matching,thresholds", [("bev_iou", {"car": 0.7, "pedestrian": 0.3, "cyclist": 0.5}),
-                                                 ("iou_3d", 0.5), ("center_distance", [0.25, 0.5, 1.0])])
+@pytest.mark.parametrize(
+    "matching,thresholds",
+    [
+        ("bev_iou", {"car": 0.7, "pedestrian": 0.3, "cyclist": 0.5}),
+        ("iou_3d", 0.5),
+        ("center_distance", [0.25, 0.5, 1.0]),
+    ],
+)
 @pytest.mark.parametrize("points", [40, 101])
 def test_against_brute_force(matching, thresholds, points):
     gt, dets = generated_frames(21)
@@ -124,7 +131,7 @@ def test_against_brute_force(matching, thresholds, points):
         values = thresholds[name] if isinstance(thresholds, dict) else thresholds
         values = values if isinstance(values, list) else [values]
         expected = [reference_ap(gt, dets, c, matching, t, points) for t in values]
-        np.testing.assert_allclose(m.ap[c, :len(values)], expected, atol=1e-9, err_msg=f"{name} {matching}")
+        np.testing.assert_allclose(m.ap[c, : len(values)], expected, atol=1e-9, err_msg=f"{name} {matching}")
         np.testing.assert_allclose(m.class_ap[c], np.mean(expected), atol=1e-9)
     assert 5 < m.mean_ap < 95
     np.testing.assert_allclose(m.mean_ap, np.nanmean(m.class_ap))
@@ -173,8 +180,18 @@ def _pandaset_boxes(path):
     pd = pytest.importorskip("pandas")
     frame = pd.read_pickle(path)
     frame = frame[frame["cuboids.sensor_id"] != 1]
-    boxes = np.stack([frame["position.x"], frame["position.y"], frame["position.z"], frame["dimensions.y"],
-                      frame["dimensions.x"], frame["dimensions.z"], frame["yaw"] + math.pi / 2], axis=1)
+    boxes = np.stack(
+        [
+            frame["position.x"],
+            frame["position.y"],
+            frame["position.z"],
+            frame["dimensions.y"],
+            frame["dimensions.x"],
+            frame["dimensions.z"],
+            frame["yaw"] + math.pi / 2,
+        ],
+        axis=1,
+    )
     return boxes.astype(np.float64), frame["label"].to_numpy(), frame["uuid"].to_numpy()
 
 
@@ -195,13 +212,16 @@ def test_pandaset_cuboids_against_brute_force():
     label = {c: i for i, c in enumerate(classes)}
     gt = [FrameBoxes(g_boxes[keep_g], np.array([label[n] for n in g_names[keep_g]]))]
     rng = np.random.default_rng(0)
-    dets = [FrameBoxes(d_boxes[keep_d], np.array([label[n] for n in d_names[keep_d]]),
-                       scores=rng.uniform(0, 1, int(keep_d.sum())))]
+    dets = [
+        FrameBoxes(
+            d_boxes[keep_d], np.array([label[n] for n in d_names[keep_d]]), scores=rng.uniform(0, 1, int(keep_d.sum()))
+        )
+    ]
     assert int(gt[0].labels.size) > 60 and len(set(g_ids[keep_g])) == int(keep_g.sum())
     for matching, threshold in (("bev_iou", 0.7), ("center_distance", 0.5)):
         m = evaluate_ap(gt, dets, classes, matching=matching, thresholds=threshold)
         expected = [reference_ap(gt, dets, c, matching, threshold, 40) for c in range(3)]
         np.testing.assert_allclose(m.ap[:, 0], expected, atol=1e-9)
-        assert 0 < m.ap[0, 0] < 100                       # some cars moved, most did not
+        assert 0 < m.ap[0, 0] < 100  # some cars moved, most did not
     itself = [FrameBoxes(gt[0].boxes, gt[0].labels, scores=rng.uniform(0, 1, gt[0].labels.size))]
     np.testing.assert_allclose(evaluate_ap(gt, itself, classes, thresholds=0.99).class_ap, 100.0)

@@ -27,15 +27,29 @@ needs_shapely = pytest.mark.skipif(Polygon is None, reason="shapely is not insta
 def car_boxes(n, rng, spacing=12.0):
     """``n`` cars 4 x 1.8 x 1.5 m on a line, ``spacing`` apart, random headings."""
     x = np.arange(n) * spacing
-    return np.stack([x, rng.uniform(-1, 1, n), rng.uniform(-1, 0, n), np.full(n, 4.0), np.full(n, 1.8),
-                     np.full(n, 1.5), rng.uniform(-math.pi, math.pi, n)], axis=1)
+    return np.stack(
+        [
+            x,
+            rng.uniform(-1, 1, n),
+            rng.uniform(-1, 0, n),
+            np.full(n, 4.0),
+            np.full(n, 1.8),
+            np.full(n, 1.5),
+            rng.uniform(-math.pi, math.pi, n),
+        ],
+        axis=1,
+    )
 
 
 def single_frame(boxes, names, difficulty=None, det_boxes=None, det_names=None, scores=None, **kw):
     difficulty = np.zeros(len(boxes), dtype=np.int64) if difficulty is None else np.asarray(difficulty)
     gt = KittiGroundTruth(boxes, names, difficulty, dontcare_boxes=kw.pop("dontcare", None))
-    det = KittiDetections(np.zeros((0, 7)) if det_boxes is None else det_boxes,
-                          [] if det_names is None else det_names, np.zeros(0) if scores is None else scores, **kw)
+    det = KittiDetections(
+        np.zeros((0, 7)) if det_boxes is None else det_boxes,
+        [] if det_names is None else det_names,
+        np.zeros(0) if scores is None else scores,
+        **kw,
+    )
     return [gt], [det]
 
 
@@ -76,8 +90,7 @@ def test_half_found_with_perfect_precision_is_50():
     boxes = car_boxes(80, rng)
     gt, det = single_frame(boxes, ["Car"] * 80, None, boxes[:40], ["Car"] * 40, rng.uniform(0, 1, 40))
     np.testing.assert_allclose(evaluate_kitti(gt, det, classes=("Car",)).ap[0], 50.0)
-    np.testing.assert_allclose(evaluate_kitti(gt, det, classes=("Car",), num_recall_points=11).ap[0],
-                               100.0 * 6 / 11)
+    np.testing.assert_allclose(evaluate_kitti(gt, det, classes=("Car",), num_recall_points=11).ap[0], 100.0 * 6 / 11)
 
 
 def test_few_objects_reproduce_the_devkit_shortfall():
@@ -143,15 +156,18 @@ def test_neighbours_dontcare_and_other_classes_are_not_false_positives():
     bound = 100.0 * 50 / 53 + 1e-9
 
     def run(num_gt, num_det, dontcare):
-        gt = [KittiGroundTruth(gt_boxes[:num_gt], names[:num_gt], np.zeros(num_gt, dtype=np.int64),
-                               dontcare_boxes=dontcare)]
+        gt = [
+            KittiGroundTruth(
+                gt_boxes[:num_gt], names[:num_gt], np.zeros(num_gt, dtype=np.int64), dontcare_boxes=dontcare
+            )
+        ]
         det = [KittiDetections(det_boxes[:num_det], ["Car"] * num_det, scores[:num_det])]
         return evaluate_kitti(gt, det, classes=("Car",)).ap[0]
 
-    np.testing.assert_allclose(run(54, 57, regions), 100.0)        # vans and regions only
-    assert np.all(run(57, 60, regions) <= bound)                     # + the cyclists' three
-    assert np.all(run(54, 57, None) <= bound)                        # regions removed
-    np.testing.assert_allclose(run(54, 54, None), 100.0)             # vans only
+    np.testing.assert_allclose(run(54, 57, regions), 100.0)  # vans and regions only
+    assert np.all(run(57, 60, regions) <= bound)  # + the cyclists' three
+    assert np.all(run(54, 57, None) <= bound)  # regions removed
+    np.testing.assert_allclose(run(54, 54, None), 100.0)  # vans only
 
 
 def test_small_2d_detections_are_ignored_when_heights_are_given():
@@ -164,8 +180,9 @@ def test_small_2d_detections_are_ignored_when_heights_are_given():
     scores = np.concatenate([rng.uniform(0, 0.5, 50), rng.uniform(0.6, 1, 5)])
     heights = np.concatenate([np.full(50, 50.0), np.full(5, 20.0)])
     gt = [KittiGroundTruth(cars, ["Car"] * 50, np.zeros(50, dtype=np.int64))]
-    with_heights = evaluate_kitti(gt, [KittiDetections(boxes, ["Car"] * 55, scores, heights_2d=heights)],
-                                  classes=("Car",))
+    with_heights = evaluate_kitti(
+        gt, [KittiDetections(boxes, ["Car"] * 55, scores, heights_2d=heights)], classes=("Car",)
+    )
     without = evaluate_kitti(gt, [KittiDetections(boxes, ["Car"] * 55, scores)], classes=("Car",))
     np.testing.assert_allclose(with_heights.ap[0], 100.0)
     assert np.all(without.ap[0] <= 100.0 * 50 / 55 + 1e-9)
@@ -222,11 +239,16 @@ def _frame_tables(g, d, cls, level, three_d):
             objs.append((j, 0 <= g.difficulty[j] <= level))
         elif neighbours and name.lower() == neighbours:
             objs.append((j, False))
-    dets = [(i, d.scores[i], d.heights_2d is not None and d.heights_2d[i] < (40, 25, 25)[level])
-            for i, name in enumerate(d.names) if name.lower() == cls.lower()]
+    dets = [
+        (i, d.scores[i], d.heights_2d is not None and d.heights_2d[i] < (40, 25, 25)[level])
+        for i, name in enumerate(d.names)
+        if name.lower() == cls.lower()
+    ]
     overlap = {(i, j): shapely_overlap(d.boxes[i], g.boxes[j], three_d) for i, _, _ in dets for j, _ in objs}
-    in_dontcare = {i: any(shapely_overlap(d.boxes[i], r, three_d, over_first=True) > THRESHOLD[cls]
-                          for r in g.dontcare_boxes) for i, _, _ in dets}
+    in_dontcare = {
+        i: any(shapely_overlap(d.boxes[i], r, three_d, over_first=True) > THRESHOLD[cls] for r in g.dontcare_boxes)
+        for i, _, _ in dets
+    }
     return objs, dets, overlap, in_dontcare
 
 
@@ -242,8 +264,11 @@ def _detection_ordered(tables, cls, t):
         for i, score, too_low in sorted(dets, key=lambda e: -e[1]):
             if score < t or too_low:
                 continue
-            free = [(overlap[(i, j)], j, counted) for j, counted in objs
-                    if j not in taken and overlap[(i, j)] > THRESHOLD[cls]]
+            free = [
+                (overlap[(i, j)], j, counted)
+                for j, counted in objs
+                if j not in taken and overlap[(i, j)] > THRESHOLD[cls]
+            ]
             counted_free = [f for f in free if f[2]]
             pick = max(counted_free) if counted_free else (max(free) if free else None)
             if pick is not None:
@@ -327,8 +352,13 @@ def random_scenes(seed, sparse, num_frames=6):
     ``sparse``: objects 15 m apart on a grid, so no detection overlaps two objects; otherwise objects are
     packed into a small area and overlap."""
     rng = np.random.default_rng(seed)
-    kinds = {"Car": (4.0, 1.8, 1.5), "Van": (5.0, 2.0, 2.2), "Pedestrian": (0.8, 0.7, 1.7),
-             "Person_sitting": (0.8, 0.7, 1.2), "Cyclist": (1.8, 0.7, 1.7)}
+    kinds = {
+        "Car": (4.0, 1.8, 1.5),
+        "Van": (5.0, 2.0, 2.2),
+        "Pedestrian": (0.8, 0.7, 1.7),
+        "Person_sitting": (0.8, 0.7, 1.2),
+        "Cyclist": (1.8, 0.7, 1.7),
+    }
     names_all = list(kinds)
     gts, dets = [], []
     for _ in range(num_frames):
@@ -339,11 +369,12 @@ def random_scenes(seed, sparse, num_frames=6):
             centres = np.stack([(cells % 10) * 15.0, (cells // 10) * 15.0], axis=1)
         else:
             centres = rng.uniform(0, 14, (n, 2))
-        boxes = np.array([[*centres[k], rng.uniform(-1, 0), *kinds[names[k]], rng.uniform(-math.pi, math.pi)]
-                          for k in range(n)])
+        boxes = np.array(
+            [[*centres[k], rng.uniform(-1, 0), *kinds[names[k]], rng.uniform(-math.pi, math.pi)] for k in range(n)]
+        )
         difficulty = rng.choice([-1, 0, 1, 2], n, p=[0.1, 0.5, 0.25, 0.15])
         d_boxes, d_names, d_object = [], [], []
-        object_height = rng.uniform(15, 80, n)        # the duplicates of an object share its 2D height
+        object_height = rng.uniform(15, 80, n)  # the duplicates of an object share its 2D height
         for k in range(n):
             for _ in range(rng.choice([0, 1, 1, 1, 2])):
                 d_object.append(k)
@@ -354,10 +385,13 @@ def random_scenes(seed, sparse, num_frames=6):
                 b[3:6] *= np.exp(rng.normal(0, 0.08, 3))
                 b[6] += rng.normal(0, 0.08)
                 d_boxes.append(b)
-                d_names.append({"Van": "Car", "Person_sitting": "Pedestrian"}.get(names[k], names[k])
-                               if rng.random() < 0.9 else names_all[rng.integers(5)])
+                d_names.append(
+                    {"Van": "Car", "Person_sitting": "Pedestrian"}.get(names[k], names[k])
+                    if rng.random() < 0.9
+                    else names_all[rng.integers(5)]
+                )
         free = [c for c in range(100) if not sparse or c not in cells]
-        for c in rng.choice(free, 5, replace=False):       # false positives
+        for c in rng.choice(free, 5, replace=False):  # false positives
             xy = np.array([(c % 10) * 15.0, (c // 10) * 15.0]) if sparse else rng.uniform(0, 14, 2)
             name = ["Car", "Pedestrian", "Cyclist"][rng.integers(3)]
             d_boxes.append([*xy, -0.5, *kinds[name], rng.uniform(-3, 3)])
@@ -390,12 +424,16 @@ def test_against_brute_force_references(sparse):
                 for counts_fn, scores_fn in rules:
                     for points in (40, 11):
                         expected = reference_ap(tables, cls, counts_fn, scores_fn, points)
-                        np.testing.assert_allclose(got[points].ap[ci, level, mi], expected, atol=1e-9,
-                                                   err_msg=f"{cls} level {level} 3d={three_d} R{points}")
+                        np.testing.assert_allclose(
+                            got[points].ap[ci, level, mi],
+                            expected,
+                            atol=1e-9,
+                            err_msg=f"{cls} level {level} 3d={three_d} R{points}",
+                        )
                         checked += 1
     assert checked == len(rules) * 36
     ap = got[40].ap
-    assert np.isfinite(ap).all() and (ap > 5).sum() > 6 and (ap < 95).sum() > 6     # not trivial values
+    assert np.isfinite(ap).all() and (ap > 5).sum() > 6 and (ap < 95).sum() > 6  # not trivial values
 
 
 @pytest.mark.shared_data
@@ -419,11 +457,12 @@ def test_real_kitti_frames_through_the_reader():
         frame = ds[i]
         gt = KittiGroundTruth.from_frame(frame)
         own = np.isin(gt.names, ("Car", "Pedestrian", "Cyclist"))
-        det = KittiDetections.from_lidar(gt.boxes[own], [n for n, o in zip(gt.names, own) if o],
-                                         rng.uniform(0, 1, int(own.sum())), frame)
+        det = KittiDetections.from_lidar(
+            gt.boxes[own], [n for n, o in zip(gt.names, own) if o], rng.uniform(0, 1, int(own.sum())), frame
+        )
         labelled = frame.metadata["label"].bbox2d
         np.testing.assert_allclose(det.heights_2d, labelled[:, 3] - labelled[:, 1], atol=8.0)
-        np.testing.assert_array_equal(gt.difficulty[:frame.num_boxes], frame.difficulty)
+        np.testing.assert_array_equal(gt.difficulty[: frame.num_boxes], frame.difficulty)
         gts.append(gt)
         dets.append(det)
     m = evaluate_kitti(gts, dets)

@@ -27,7 +27,9 @@ def test_greedy_iou_matching_by_hand():
     problem = match_problem(
         scores=[np.array([0.9, 0.8, 0.7]), np.array([0.95, 0.2])],
         affinities=[np.array([[0.6, 0.8], [0.7, 0.0], [0.0, 0.55]]), np.array([[0.5], [np.nan]])],
-        higher_is_better=True, gt_ignored=[np.array([False, True]), None])
+        higher_is_better=True,
+        gt_ignored=[np.array([False, True]), None],
+    )
     match = greedy_match(problem, 0.5)
     np.testing.assert_array_equal(match.status, [TP, FP, IGNORED, FP, FP])
     np.testing.assert_array_equal(match.matched_gt, [0, -1, 1, -1, -1])
@@ -38,8 +40,12 @@ def test_greedy_iou_matching_by_hand():
     np.testing.assert_array_equal(curve.tp, [0, 1, 1, 1])
     np.testing.assert_array_equal(curve.fp, [1, 1, 2, 3])
     # scores decide who comes first: with d1 at 0.99 it takes A, d0 falls back to B (ignored), d2 finds nothing
-    problem = match_problem([np.array([0.9, 0.99, 0.7])], [np.array([[0.6, 0.8], [0.7, 0.0], [0.0, 0.55]])],
-                            higher_is_better=True, gt_ignored=[np.array([False, True])])
+    problem = match_problem(
+        [np.array([0.9, 0.99, 0.7])],
+        [np.array([[0.6, 0.8], [0.7, 0.0], [0.0, 0.55]])],
+        higher_is_better=True,
+        gt_ignored=[np.array([False, True])],
+    )
     np.testing.assert_array_equal(greedy_match(problem, 0.5).status, [IGNORED, TP, FP])
 
 
@@ -65,10 +71,12 @@ def test_envelope_and_sampled_interpolations_by_hand():
     (10 + 15) / 40 = 62.5 %. KITTI sampling with 4 objects keeps one threshold per TP (recall steps of 1/4
     are coarser than 1/40): precisions 1, 2/3, 3/4 -> interpolated 1, 3/4, 3/4 -> sum of p_1..p_40 = 1.5,
     AP = 1.5 / 40."""
-    curve = PrecisionRecallCurve(scores=np.array([0.9, 0.8, 0.7, 0.6]), tp=np.array([1.0, 1, 2, 3]),
-                                 fp=np.array([0.0, 1, 1, 1]), num_gt=4)
-    np.testing.assert_allclose(envelope_precision(curve, np.array([0.0, 0.25, 0.26, 0.75, 0.76])),
-                               [1, 1, 0.75, 0.75, 0])
+    curve = PrecisionRecallCurve(
+        scores=np.array([0.9, 0.8, 0.7, 0.6]), tp=np.array([1.0, 1, 2, 3]), fp=np.array([0.0, 1, 1, 1]), num_gt=4
+    )
+    np.testing.assert_allclose(
+        envelope_precision(curve, np.array([0.0, 0.25, 0.26, 0.75, 0.76])), [1, 1, 0.75, 0.75, 0]
+    )
     assert envelope_ap(curve, 40) == pytest.approx(0.625)
     np.testing.assert_array_equal(sampled_thresholds(curve), [0.9, 0.7, 0.6])
     assert sampled_ap(curve, 40) == pytest.approx(1.5 / 40)

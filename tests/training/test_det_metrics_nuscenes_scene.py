@@ -33,9 +33,15 @@ from largekernel3d.training.detection_metrics.nuscenes_submission import default
 
 VERSION = "v1.0-trainval"
 NUSCENES_ORDER = tuple(NUSCENES_CLASS_RANGE)
-ATTRIBUTE_BY_PREFIX = {"58aa28b1": "vehicle.parked", "cb5118da": "vehicle.moving", "c3246a1e": "vehicle.stopped",
-                       "ab83627f": "pedestrian.moving", "4d882127": "pedestrian.standing",
-                       "5a655f97": "cycle.without_rider", "a14936d8": "cycle.with_rider"}
+ATTRIBUTE_BY_PREFIX = {
+    "58aa28b1": "vehicle.parked",
+    "cb5118da": "vehicle.moving",
+    "c3246a1e": "vehicle.stopped",
+    "ab83627f": "pedestrian.moving",
+    "4d882127": "pedestrian.standing",
+    "5a655f97": "cycle.without_rider",
+    "a14936d8": "cycle.with_rider",
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +60,12 @@ def devkit_root(tmp_path_factory) -> Path:
     tokens = sorted({t for a in anns for t in a["attribute_tokens"]})
     names = {t: ATTRIBUTE_BY_PREFIX[t[:8]] for t in tokens}
     log_token = json.loads((src / "v1.0-mini" / "scene.json").read_text())[0]["log_token"]
-    extra = {"attribute": [{"token": t, "name": n, "description": ""} for t, n in names.items()],
-             "visibility": [{"token": str(i), "level": f"v{i}", "description": ""} for i in range(1, 5)],
-             "log": [{"token": log_token, "logfile": "", "vehicle": "", "date_captured": "", "location": ""}],
-             "map": [{"token": "map0", "log_tokens": [log_token], "category": "", "filename": ""}]}
+    extra = {
+        "attribute": [{"token": t, "name": n, "description": ""} for t, n in names.items()],
+        "visibility": [{"token": str(i), "level": f"v{i}", "description": ""} for i in range(1, 5)],
+        "log": [{"token": log_token, "logfile": "", "vehicle": "", "date_captured": "", "location": ""}],
+        "map": [{"token": "map0", "log_tokens": [log_token], "category": "", "filename": ""}],
+    }
     for name, records in extra.items():
         (dst / VERSION / f"{name}.json").write_text(json.dumps(records))
     return dst
@@ -73,10 +81,20 @@ def _noisy_detections(frame, class_names, rng):
     boxes[:, 3:6] *= np.exp(rng.normal(0, 0.1, (n, 3)))
     boxes[:, 6] += rng.normal(0, 0.2, n)
     boxes[:, 7:9] += rng.normal(0, 0.8, (n, 2))
-    names = [class_names[i] if rng.random() > 0.05 else class_names[rng.integers(len(class_names))]
-             for i in frame.labels[keep]]
-    fps = np.concatenate([rng.uniform(-45, 45, (8, 2)), rng.uniform(-2, 0, (8, 1)), rng.uniform(0.5, 5, (8, 3)),
-                          rng.uniform(-3, 3, (8, 1)), rng.normal(0, 2, (8, 2))], axis=1)
+    names = [
+        class_names[i] if rng.random() > 0.05 else class_names[rng.integers(len(class_names))]
+        for i in frame.labels[keep]
+    ]
+    fps = np.concatenate(
+        [
+            rng.uniform(-45, 45, (8, 2)),
+            rng.uniform(-2, 0, (8, 1)),
+            rng.uniform(0.5, 5, (8, 3)),
+            rng.uniform(-3, 3, (8, 1)),
+            rng.normal(0, 2, (8, 2)),
+        ],
+        axis=1,
+    )
     boxes = np.concatenate([boxes, fps])
     names += [class_names[k] for k in rng.integers(len(class_names), size=8)]
     return boxes, names, rng.uniform(0.05, 1.0, boxes.shape[0])
@@ -108,8 +126,9 @@ def test_against_the_devkit_detection_eval(devkit_root, tmp_path):
     to_nuscenes_submission(pred_lidar, poses, path=result_path)
 
     nusc = NuScenes(version=VERSION, dataroot=str(devkit_root), verbose=False)
-    evaluation = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(result_path), "val",
-                               str(tmp_path / "out"), verbose=False)
+    evaluation = DetectionEval(
+        nusc, config_factory("detection_cvpr_2019"), str(result_path), "val", str(tmp_path / "out"), verbose=False
+    )
     reference, _ = evaluation.evaluate()
     ref_ap = np.array([[reference.get_label_ap(c, d) for d in (0.5, 1.0, 2.0, 4.0)] for c in NUSCENES_ORDER])
     ref_tp = np.array([[reference.get_label_tp(c, m) for m in TP_METRICS] for c in NUSCENES_ORDER])
@@ -129,10 +148,12 @@ def test_against_the_devkit_detection_eval(devkit_root, tmp_path):
 
     close = evaluate_nuscenes(from_frames, pred_global, ego)
     tp_diff = np.nanmax(np.abs(close.tp_errors - ref_tp))
-    print(f"scene-0523, {len(ego)} samples: mAP {exact.mean_ap:.4f}, NDS {exact.nds:.4f}; max |ours - devkit|: "
-          f"AP and ATE/ASE/AOE/AAE {worst:.2g}, AVE {tp_gap[vel]:.2g}, NDS {abs(exact.nds - reference.nd_score):.2g} "
-          f"(table ground truth); AP {np.abs(close.ap - ref_ap).max():.2g}, TP errors {tp_diff:.2g} "
-          f"(reader-frame ground truth)")
+    print(
+        f"scene-0523, {len(ego)} samples: mAP {exact.mean_ap:.4f}, NDS {exact.nds:.4f}; max |ours - devkit|: "
+        f"AP and ATE/ASE/AOE/AAE {worst:.2g}, AVE {tp_gap[vel]:.2g}, NDS {abs(exact.nds - reference.nd_score):.2g} "
+        f"(table ground truth); AP {np.abs(close.ap - ref_ap).max():.2g}, TP errors {tp_diff:.2g} "
+        f"(reader-frame ground truth)"
+    )
     # centre distances survive the LiDAR round trip to float32 rounding; headings and velocities lose the tilt
     np.testing.assert_allclose(close.ap, ref_ap, atol=1e-9)
     assert tp_diff < 1e-2 and abs(close.nds - reference.nd_score) < 1e-3

@@ -25,15 +25,22 @@ def _random_unit_quaternion(rng, tilt):
     q_yaw = np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)])
     w1, x1, y1, z1 = q_tilt
     w2, x2, y2, z2 = q_yaw
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
 
 
 def _records(rng):
     """A ``calibrated_sensor`` and an ``ego_pose`` record, both slightly tilted."""
-    return ({"rotation": _random_unit_quaternion(rng, 0.05).tolist(), "translation": rng.uniform(-1, 1, 3).tolist()},
-            {"rotation": _random_unit_quaternion(rng, 0.03).tolist(),
-             "translation": rng.uniform(-800, 800, 3).tolist()})
+    return (
+        {"rotation": _random_unit_quaternion(rng, 0.05).tolist(), "translation": rng.uniform(-1, 1, 3).tolist()},
+        {"rotation": _random_unit_quaternion(rng, 0.03).tolist(), "translation": rng.uniform(-800, 800, 3).tolist()},
+    )
 
 
 def _pose(rng):
@@ -41,8 +48,16 @@ def _pose(rng):
 
 
 def _lidar_boxes(rng, n):
-    return np.concatenate([rng.uniform(-50, 50, (n, 2)), rng.uniform(-2, 1, (n, 1)), rng.uniform(0.5, 6, (n, 3)),
-                           rng.uniform(-math.pi, math.pi, (n, 1)), rng.normal(0, 4, (n, 2))], axis=1)
+    return np.concatenate(
+        [
+            rng.uniform(-50, 50, (n, 2)),
+            rng.uniform(-2, 1, (n, 1)),
+            rng.uniform(0.5, 6, (n, 3)),
+            rng.uniform(-math.pi, math.pi, (n, 1)),
+            rng.normal(0, 4, (n, 2)),
+        ],
+        axis=1,
+    )
 
 
 def test_lidar_to_global_against_scipy_rotations():
@@ -60,8 +75,9 @@ def test_lidar_to_global_against_scipy_rotations():
         r_box = r_e @ r_c @ rotation_cls.from_euler("z", b[6]).as_matrix()
         np.testing.assert_allclose(quaternion_to_matrix(q[i]), r_box, atol=1e-12)
         np.testing.assert_allclose(np.linalg.norm(q[i]), 1.0, atol=1e-12)
-        np.testing.assert_allclose(out[i, :3], r_e @ (r_c @ b[:3] + np.asarray(cs["translation"]))
-                                   + np.asarray(ego["translation"]), atol=1e-9)
+        np.testing.assert_allclose(
+            out[i, :3], r_e @ (r_c @ b[:3] + np.asarray(cs["translation"])) + np.asarray(ego["translation"]), atol=1e-9
+        )
         np.testing.assert_allclose(out[i, 7:9], (r_e @ r_c @ np.array([b[7], b[8], 0.0]))[:2], atol=1e-12)
         assert out[i, 6] == pytest.approx(math.atan2(r_box[1, 0], r_box[0, 0]), abs=1e-12)
     np.testing.assert_array_equal(out[:, 3:6], boxes[:, 3:6])
@@ -104,7 +120,7 @@ def test_submission_matches_the_devkit_box_transform(tmp_path):
     path = tmp_path / "results.json"
     sub = to_nuscenes_submission(dets, poses, path=path)
     assert json.loads(path.read_text()) == sub
-    loaded = EvalBoxes.deserialize(sub["results"], DetectionBox)     # the devkit's checks pass
+    loaded = EvalBoxes.deserialize(sub["results"], DetectionBox)  # the devkit's checks pass
     assert len(loaded.all) == 36
     for token, d in dets.items():
         cs, ego = records[token]
@@ -113,8 +129,9 @@ def test_submission_matches_the_devkit_box_transform(tmp_path):
         assert [r["detection_score"] for r in rows] == d.scores[order].tolist()
         for r, i in zip(rows, order):
             b = d.boxes[i]
-            box = data_classes.Box(b[:3], [b[4], b[3], b[5]], Quaternion(axis=[0, 0, 1], radians=b[6]),
-                                   velocity=(b[7], b[8], 0.0))
+            box = data_classes.Box(
+                b[:3], [b[4], b[3], b[5]], Quaternion(axis=[0, 0, 1], radians=b[6]), velocity=(b[7], b[8], 0.0)
+            )
             box.rotate(Quaternion(cs["rotation"]))
             box.translate(np.array(cs["translation"]))
             box.rotate(Quaternion(ego["rotation"]))

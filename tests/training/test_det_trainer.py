@@ -19,6 +19,7 @@ class Interrupt(Exception):
 def reference_run(tmp_path_factory):
     """An uninterrupted 2-epoch run (2 steps per epoch) with mid-epoch checkpoints."""
     from det_tiny import tiny_det_config
+
     out = tmp_path_factory.mktemp("det_ref")
     cfg = tiny_det_config(out, ["train.checkpoint_every_steps=1"])
     return cfg, DetectionTrainer(cfg).fit()
@@ -41,6 +42,7 @@ def test_run_writes_logs_checkpoints_and_the_ap_table(reference_run):
 
 def test_interrupted_run_resumes_to_the_same_weights(reference_run, tmp_path):
     from det_tiny import tiny_det_config
+
     cfg, ref = reference_run
 
     def stop_at_3(epoch, step, loss):
@@ -60,6 +62,7 @@ def test_interrupted_run_resumes_to_the_same_weights(reference_run, tmp_path):
 def test_trained_detector_reloads_and_predicts_the_same(reference_run):
     from largekernel3d.data.detection.batch import collate_detection
     from largekernel3d.training import det_setup
+
     cfg, result = reference_run
     model, payload = load_trained_detector(result.last_checkpoint)
     view = det_setup.voxelize(det_setup.build_frame_split(cfg).val, cfg, train=False)
@@ -74,23 +77,28 @@ def test_a_segmentation_checkpoint_is_refused(tmp_path):
     from seg_tiny import tiny_run_config
 
     from largekernel3d.training import SegmentationTrainer
+
     seg = SegmentationTrainer(tiny_run_config(tmp_path, ["train.epochs=1"])).fit()
     with pytest.raises(ValueError, match="not a detector"):
         load_trained_detector(seg.last_checkpoint)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.class_names=[Car]", "set by the data section"),
-    ("model.max_voxels=100", "max_voxels_train"),
-    ("data.point_cloud_range=[0,0,0]", "list of 6 numbers"),
-    ("data.point_features=[intensity]", "must start with x, y, z"),
-    ("data.dataset=kitti", "data.root"),
-    ("data.gt_sampling=true", "gt_database"),
-    ("task=seg", "detection configuration"),
-    ("eval.metric=coco", "choose one of"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.class_names=[Car]", "set by the data section"),
+        ("model.max_voxels=100", "max_voxels_train"),
+        ("data.point_cloud_range=[0,0,0]", "list of 6 numbers"),
+        ("data.point_features=[intensity]", "must start with x, y, z"),
+        ("data.dataset=kitti", "data.root"),
+        ("data.gt_sampling=true", "gt_database"),
+        ("task=seg", "detection configuration"),
+        ("eval.metric=coco", "choose one of"),
+    ],
+)
 def test_bad_configurations_name_the_key(tmp_path, override, message):
     from det_tiny import tiny_det_config
+
     with pytest.raises(ConfigError, match=message):
         tiny_det_config(tmp_path, [override])
 
@@ -99,7 +107,8 @@ def test_the_grid_must_fit_the_backbone(tmp_path):
     from det_tiny import tiny_det_config
 
     from largekernel3d.training import det_setup
-    cfg = tiny_det_config(tmp_path, ["data.voxel_size=[0.2,0.2,0.4]"])   # 10 z layers: too few
+
+    cfg = tiny_det_config(tmp_path, ["data.voxel_size=[0.2,0.2,0.4]"])  # 10 z layers: too few
     with pytest.raises(ValueError, match="too small for this backbone"):
         det_setup.build_network(cfg, ["Car", "Truck", "Pedestrian", "Cyclist"])
 
@@ -109,10 +118,11 @@ def test_frame_split_explicit_and_temporal(tmp_path):
 
     from largekernel3d.training import det_setup
     from largekernel3d.training.det_setup import FrameSubset, _split
+
     cfg = tiny_det_config(tmp_path, ["data.num_train_frames=12"])
     frames = det_setup.build_frame_split(cfg).train
     train, val = _split(frames, dict(cfg["data"], val_fraction=0.25))
-    assert [len(train), len(val)] == [7, 3]                  # 12 frames: 7 train, gap 2, last 3 held out
+    assert [len(train), len(val)] == [7, 3]  # 12 frames: 7 train, gap 2, last 3 held out
     assert val.frame_names == frames.frame_names[-3:] and train.frame_names == frames.frame_names[:7]
     names = frames.frame_names
     train, val = _split(frames, dict(cfg["data"], val_frames=[names[0], names[5]]))
@@ -127,6 +137,7 @@ def test_the_default_configuration_builds_a_detector(tmp_path):
     from largekernel3d.training import det_setup
     from largekernel3d.training.config import build_config
     from largekernel3d.training.det_config import DET_SCHEMA
+
     cfg = build_config({"output_dir": str(tmp_path)}, schema=DET_SCHEMA)
     with torch.device("meta"):
         model = det_setup.build_network(cfg, ["Car", "Truck", "Pedestrian", "Cyclist"])

@@ -44,8 +44,9 @@ def test_bad_values_are_named():
 
 
 def test_changing_the_model_name_drops_the_old_models_keys():
-    cfg = build_config({"model": {"name": "largekernel3d_seg", "stage_kernel_sizes": [7, 7, 7, 7]}},
-                       ["model.name=minkunet14a"])
+    cfg = build_config(
+        {"model": {"name": "largekernel3d_seg", "stage_kernel_sizes": [7, 7, 7, 7]}}, ["model.name=minkunet14a"]
+    )
     assert cfg["model"] == {"name": "minkunet14a"}
     cfg = build_config({"model": {"name": "largekernel3d_seg"}}, ["model.position_encoding=false"])
     assert cfg["model"] == {"name": "largekernel3d_seg", "position_encoding": False}

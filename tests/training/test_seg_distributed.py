@@ -27,8 +27,10 @@ def _worker(rank, world, port, out_dir, results_dir):
         seen = [trainer._epoch_batches(e) for e in range(2)]
         result = trainer.fit()
         state = {k: v.detach().clone() for k, v in trainer.model.module.state_dict().items()}
-        torch.save({"state": state, "seen": seen, "best_miou": result.best_miou,
-                    "steps": trainer.global_step}, f"{results_dir}/rank{rank}.pt")
+        torch.save(
+            {"state": state, "seen": seen, "best_miou": result.best_miou, "steps": trainer.global_step},
+            f"{results_dir}/rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -53,6 +55,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     # only rank 0 writes the run folder: the last checkpoint holds rank 0's weights after 2 epochs of 1 step,
     # and metrics.csv has one train and one val row per epoch (not one per rank)
     from largekernel3d.training.checkpoint import load_checkpoint
+
     payload = load_checkpoint(out / "checkpoints" / "last.pt")
     assert (payload["epoch"], payload["batch_in_epoch"], payload["step"]) == (2, 0, 2)
     assert [h["epoch"] for h in payload["history"]] == [1, 2] and payload["best_miou"] == r0["best_miou"]
@@ -61,7 +64,11 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
         torch.testing.assert_close(payload["model"][k], r0["state"][k], rtol=0, atol=0)
     with (out / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["phase"], r["epoch"], r["step"]) for r in rows] == [("train", "1", "1"), ("val", "1", "1"),
-                                                                   ("train", "2", "2"), ("val", "2", "2")]
+    assert [(r["phase"], r["epoch"], r["step"]) for r in rows] == [
+        ("train", "1", "1"),
+        ("val", "1", "1"),
+        ("train", "2", "2"),
+        ("val", "2", "2"),
+    ]
     assert all(math.isfinite(float(r["loss"])) for r in rows if r["phase"] == "train")
     assert all(0.0 <= float(r["miou"]) <= 1.0 for r in rows if r["phase"] == "val")

@@ -18,6 +18,7 @@ def _stop_at(step_to_stop):
     def hook(epoch, step, loss):
         if step == step_to_stop:
             raise Interrupt(f"killed after step {step}")
+
     return hook
 
 
@@ -35,6 +36,7 @@ def _assert_same_weights(a, b):
 def reference_run(tmp_path_factory):
     """An uninterrupted 2-epoch run (2 steps per epoch) with mid-epoch checkpoints."""
     from seg_tiny import tiny_run_config
+
     out = tmp_path_factory.mktemp("ref")
     cfg = tiny_run_config(out, ["train.checkpoint_every_steps=1"])
     result = SegmentationTrainer(cfg).fit()
@@ -77,8 +79,9 @@ def test_run_writes_logs_checkpoints_and_config(reference_run):
 
 
 @pytest.mark.parametrize("stop_after, every, saved_step", [(1, 1, 1), (3, 0, 2)])
-def test_interrupted_run_resumes_to_identical_weights(reference_run, tiny_config, tmp_path, stop_after, every,
-                                                      saved_step):
+def test_interrupted_run_resumes_to_identical_weights(
+    reference_run, tiny_config, tmp_path, stop_after, every, saved_step
+):
     """Killed after step 1 (a mid-epoch checkpoint exists) or after step 3 (only the end-of-epoch-1
     checkpoint exists): resuming ends with bit-identical weights, optimizer state and scores."""
     cfg_ref, ref = reference_run
@@ -92,8 +95,9 @@ def test_interrupted_run_resumes_to_identical_weights(reference_run, tiny_config
     a, b = load_checkpoint(resumed.last_checkpoint), load_checkpoint(ref.last_checkpoint)
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for k in a["optimizer"]["state"]:
-        torch.testing.assert_close(a["optimizer"]["state"][k]["momentum_buffer"],
-                                   b["optimizer"]["state"][k]["momentum_buffer"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            a["optimizer"]["state"][k]["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"], rtol=0, atol=0
+        )
     assert resumed.best_miou == pytest.approx(ref.best_miou)
     assert "resumed from" in (tmp_path / "log.txt").read_text()
 
@@ -105,6 +109,7 @@ def test_resume_without_checkpoint_names_the_file(tiny_config, tmp_path):
 
 def test_resume_from_another_architecture_is_refused(reference_run, tiny_config, tmp_path):
     import shutil
+
     _, ref = reference_run
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(ref.last_checkpoint, tmp_path / "checkpoints" / "last.pt")
@@ -131,9 +136,18 @@ def test_missing_data_folder_and_bad_model_key_are_named(tiny_config, tmp_path):
 
 def test_training_reduces_the_loss(tiny_config, tmp_path):
     """Six epochs on the same 2 scenes without augmentation: the training loss must fall clearly."""
-    cfg = tiny_config(tmp_path, ["train.epochs=6", "data.num_train_scenes=2", "data.num_val_scenes=1",
-                                 "data.augment=false", "train.optimizer=adamw", "train.lr=0.02",
-                                 "train.eval_every=0"])
+    cfg = tiny_config(
+        tmp_path,
+        [
+            "train.epochs=6",
+            "data.num_train_scenes=2",
+            "data.num_val_scenes=1",
+            "data.augment=false",
+            "train.optimizer=adamw",
+            "train.lr=0.02",
+            "train.eval_every=0",
+        ],
+    )
     result = SegmentationTrainer(cfg).fit()
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.6 * losses[0], losses

@@ -8,11 +8,16 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-Curve = Tuple[np.ndarray, np.ndarray]   # (epochs [E], values [n_seeds, E]) as fractions
+Curve = Tuple[np.ndarray, np.ndarray]  # (epochs [E], values [n_seeds, E]) as fractions
 
 
-def plot_ablation_curves(path: Path, panels: Mapping[str, Mapping[str, Curve]], title: str = "",
-                         baseline: Optional[str] = None, order: Optional[Sequence[str]] = None) -> Path:
+def plot_ablation_curves(
+    path: Path,
+    panels: Mapping[str, Mapping[str, Curve]],
+    title: str = "",
+    baseline: Optional[str] = None,
+    order: Optional[Sequence[str]] = None,
+) -> Path:
     """Write ``path`` (PNG): for each panel title -> {configuration -> (epochs, values [seeds, E])} the mean
     curve in percent with a min–max band over seeds (no band for one seed); the baseline is drawn thicker and
     black. Returns ``path``."""
@@ -43,8 +48,14 @@ def plot_ablation_curves(path: Path, panels: Mapping[str, Mapping[str, Curve]], 
                 color, style, width = cmap(k % 10), styles[(k // 10) % len(styles)], 1.4
                 k += 1
             n = values.shape[0]
-            ax.plot(epochs, mean, style, color=color, linewidth=width,
-                    label=f"{name}{' (baseline)' if name == baseline else ''}")
+            ax.plot(
+                epochs,
+                mean,
+                style,
+                color=color,
+                linewidth=width,
+                label=f"{name}{' (baseline)' if name == baseline else ''}",
+            )
             if n > 1:
                 ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=color, alpha=0.12, linewidth=0)
         ax.set_xlabel("epoch")

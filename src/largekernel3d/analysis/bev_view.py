@@ -48,8 +48,9 @@ def _auto_figsize(extent: np.ndarray) -> Tuple[float, float]:
     return float(np.clip(axes_height * width / max(height, 1e-6) + 2.0, 6.0, 16.0)), axes_height + 2.0
 
 
-def _check_boxes(boxes: Optional[np.ndarray], labels: Optional[np.ndarray], name: str,
-                 num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+def _check_boxes(
+    boxes: Optional[np.ndarray], labels: Optional[np.ndarray], name: str, num_classes: int
+) -> Tuple[np.ndarray, np.ndarray]:
     if boxes is None:
         if labels is not None:
             raise ValueError(f"{name}_labels given without {name}_boxes")
@@ -61,22 +62,36 @@ def _check_boxes(boxes: Optional[np.ndarray], labels: Optional[np.ndarray], name
         labels = np.zeros(boxes.shape[0], dtype=np.int64)
     labels = np.asarray(labels)
     if labels.shape != (boxes.shape[0],) or (labels.size and labels.dtype.kind not in "iu"):
-        raise ValueError(f"{name}_labels must be integers of shape [{boxes.shape[0]}], got {labels.dtype} "
-                         f"{labels.shape}")
+        raise ValueError(
+            f"{name}_labels must be integers of shape [{boxes.shape[0]}], got {labels.dtype} {labels.shape}"
+        )
     labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{name}_labels must lie in [0, {num_classes}) (one per class name), got "
-                         f"{int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"{name}_labels must lie in [0, {num_classes}) (one per class name), got "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
     return boxes, labels
 
 
-def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_labels: Optional[np.ndarray] = None,
-               pred_boxes: Optional[np.ndarray] = None, pred_labels: Optional[np.ndarray] = None,
-               pred_scores: Optional[np.ndarray] = None, class_names: Sequence[str] = ("Car", "Pedestrian", "Cyclist"),
-               point_cloud_range: Optional[Sequence[float]] = None, path: Optional[Union[str, Path]] = None,
-               title: Optional[str] = None, score_threshold: float = 0.3, color_by: str = "height",
-               max_points: int = 150_000, figsize: Optional[Tuple[float, float]] = None, dpi: int = 100,
-               seed: int = 0):
+def render_bev(
+    points: np.ndarray,
+    gt_boxes: Optional[np.ndarray] = None,
+    gt_labels: Optional[np.ndarray] = None,
+    pred_boxes: Optional[np.ndarray] = None,
+    pred_labels: Optional[np.ndarray] = None,
+    pred_scores: Optional[np.ndarray] = None,
+    class_names: Sequence[str] = ("Car", "Pedestrian", "Cyclist"),
+    point_cloud_range: Optional[Sequence[float]] = None,
+    path: Optional[Union[str, Path]] = None,
+    title: Optional[str] = None,
+    score_threshold: float = 0.3,
+    color_by: str = "height",
+    max_points: int = 150_000,
+    figsize: Optional[Tuple[float, float]] = None,
+    dpi: int = 100,
+    seed: int = 0,
+):
     """Draw the bird's-eye view described in the module docstring.
 
     Args:
@@ -126,8 +141,9 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
     if point_cloud_range is not None:
         r = np.asarray(point_cloud_range, dtype=np.float64)
         if r.shape != (6,) or not (r[3:] > r[:3]).all():
-            raise ValueError(f"point_cloud_range must be [x0, y0, z0, x1, y1, z1] with max > min, "
-                             f"got {point_cloud_range}")
+            raise ValueError(
+                f"point_cloud_range must be [x0, y0, z0, x1, y1, z1] with max > min, got {point_cloud_range}"
+            )
         pts = pts[((pts[:, :3] >= r[:3]) & (pts[:, :3] <= r[3:])).all(axis=1)]
         # boxes centred outside the drawn area cannot be shown (an untrained head can place them anywhere)
         inside = lambda b: ((b[:, :2] >= r[:2]) & (b[:, :2] <= r[3:5])).all(axis=1)  # noqa: E731
@@ -138,16 +154,26 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
         pts = pts[np.sort(np.random.default_rng(seed).choice(pts.shape[0], max_points, replace=False))]
     value = pts[:, 2] if color_by == "height" else pts[:, 3]
     order = np.argsort(value, kind="stable")
-    lo, hi = (np.percentile(value, [1, 99]) if value.size else (0.0, 1.0))
+    lo, hi = np.percentile(value, [1, 99]) if value.size else (0.0, 1.0)
 
     if figsize is None:
         figsize = _auto_figsize(r if point_cloud_range is not None else pts)
-    fig = Figure(figsize=figsize, dpi=dpi)   # no pyplot: no global figure registry, no backend switch
+    fig = Figure(figsize=figsize, dpi=dpi)  # no pyplot: no global figure registry, no backend switch
     ax = fig.add_subplot()
     ax.set_facecolor(BEV_BACKGROUND)
-    scatter = ax.scatter(pts[order, 0], pts[order, 1], c=value[order], cmap=_point_cmap(), vmin=lo,
-                         vmax=max(hi, lo + 1e-6), s=1.0, linewidths=0, rasterized=True, zorder=1)
-    cbar = fig.colorbar(scatter, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))   # as high as the map
+    scatter = ax.scatter(
+        pts[order, 0],
+        pts[order, 1],
+        c=value[order],
+        cmap=_point_cmap(),
+        vmin=lo,
+        vmax=max(hi, lo + 1e-6),
+        s=1.0,
+        linewidths=0,
+        rasterized=True,
+        zorder=1,
+    )
+    cbar = fig.colorbar(scatter, cax=ax.inset_axes((1.02, 0.0, 0.025, 1.0)))  # as high as the map
     cbar.set_label("height z [m]" if color_by == "height" else "intensity")
 
     # a light rim under every outline keeps dark class colours visible on the dark background
@@ -156,15 +182,23 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
     def draw(boxes: np.ndarray, labels: np.ndarray, style: str, width: float, zorder: int) -> None:
         if boxes.shape[0] == 0:
             return
-        corners = boxes_to_bev_corners(np.ascontiguousarray(boxes[:, :7]))            # [M, 4, 2], ccw
-        front = 0.5 * (corners[:, 0] + corners[:, 3])                                   # front-left, front-right
+        corners = boxes_to_bev_corners(np.ascontiguousarray(boxes[:, :7]))  # [M, 4, 2], ccw
+        front = 0.5 * (corners[:, 0] + corners[:, 3])  # front-left, front-right
         for k in range(boxes.shape[0]):
             color = palette[labels[k]]
             ring = np.concatenate([corners[k], corners[k, :1]])
-            ax.plot(ring[:, 0], ring[:, 1], linestyle=style, color=color, linewidth=width, zorder=zorder,
-                    path_effects=halo)
-            ax.plot([boxes[k, 0], front[k, 0]], [boxes[k, 1], front[k, 1]], linestyle="-", color=color,
-                    linewidth=width, zorder=zorder, path_effects=halo)
+            ax.plot(
+                ring[:, 0], ring[:, 1], linestyle=style, color=color, linewidth=width, zorder=zorder, path_effects=halo
+            )
+            ax.plot(
+                [boxes[k, 0], front[k, 0]],
+                [boxes[k, 1], front[k, 1]],
+                linestyle="-",
+                color=color,
+                linewidth=width,
+                zorder=zorder,
+                path_effects=halo,
+            )
 
     draw(gt, gt_lab, "-", 1.6, 3)
     draw(pred, pred_lab, "--", 1.3, 4)
@@ -172,8 +206,17 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
         corners = boxes_to_bev_corners(np.ascontiguousarray(pred[:, :7]))
         for k in range(pred.shape[0]):
             x, y = corners[k, :, 0].max(), corners[k, :, 1].max()
-            ax.text(x, y, f"{scores[k]:.2f}", color=palette[pred_lab[k]], fontsize=7, zorder=5,
-                    ha="left", va="bottom", clip_on=True)
+            ax.text(
+                x,
+                y,
+                f"{scores[k]:.2f}",
+                color=palette[pred_lab[k]],
+                fontsize=7,
+                zorder=5,
+                ha="left",
+                va="bottom",
+                clip_on=True,
+            )
 
     if point_cloud_range is not None:
         ax.set_xlim(r[0], r[3])
@@ -188,8 +231,14 @@ def render_bev(points: np.ndarray, gt_boxes: Optional[np.ndarray] = None, gt_lab
     if pred_boxes is not None:
         handles.append(Line2D([], [], color="0.3", linestyle="--", label=f"prediction (score >= {score_threshold:g})"))
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=min(len(handles), 6),
-                  fontsize=8, frameon=False)
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.07),
+            ncol=min(len(handles), 6),
+            fontsize=8,
+            frameon=False,
+        )
     if title is None:
         title = f"{len(points)} points, {gt.shape[0]} ground-truth boxes, {pred.shape[0]} predictions"
     ax.set_title(title)

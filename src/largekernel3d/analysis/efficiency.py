@@ -54,8 +54,12 @@ class EfficiencyRow:
         return None if self.plain_ms is None else self.plain_ms / self.swlk_ms
 
 
-def load_frame(data_root: Optional[Path], channels: int, num_points: int = 100_000, seed: int = 0,
-               ) -> Tuple[SparseConvTensor, str]:
+def load_frame(
+    data_root: Optional[Path],
+    channels: int,
+    num_points: int = 100_000,
+    seed: int = 0,
+) -> Tuple[SparseConvTensor, str]:
     """The benchmark input (random ``channels`` features) and a one-line description of it."""
     frame = None if data_root is None else Path(data_root) / "kitti" / "training" / "velodyne" / "000001.bin"
     if frame is not None and frame.exists():
@@ -64,6 +68,7 @@ def load_frame(data_root: Optional[Path], channels: int, num_points: int = 100_0
         what = f"KITTI 000001 ({points.shape[0]} points) at 0.05 x 0.05 x 0.1 m"
     else:
         from ..data.generator import generate_indoor_scene
+
         scene = generate_indoor_scene(seed, 0, num_points=num_points)
         vox = voxelize(torch.from_numpy(scene.points), INDOOR_VOXEL)
         what = f"generated indoor scene ({num_points} points) at {INDOOR_VOXEL * 100:.0f} cm (no shared KITTI data)"
@@ -92,8 +97,14 @@ def _params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def efficiency_table(x: SparseConvTensor, kernels: Sequence[int] = DEFAULT_KERNELS, out_channels: Optional[int] = None,
-                     repeats: int = 3, plain_budget_s: float = 30.0, progress: bool = True) -> List[EfficiencyRow]:
+def efficiency_table(
+    x: SparseConvTensor,
+    kernels: Sequence[int] = DEFAULT_KERNELS,
+    out_channels: Optional[int] = None,
+    repeats: int = 3,
+    plain_budget_s: float = 30.0,
+    progress: bool = True,
+) -> List[EfficiencyRow]:
     """Measure params and forward latency of plain vs SW-LK convs for every ``k`` in ``kernels``.
 
     Args:
@@ -115,8 +126,10 @@ def efficiency_table(x: SparseConvTensor, kernels: Sequence[int] = DEFAULT_KERNE
         for k in tqdm(list(kernels), desc="efficiency (kernel sizes)", disable=not progress):
             swlk = SWLKConv3d(c_in, c_out, k)
             kmap = build_submanifold_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, k))
-            map_ms = _median_ms(lambda k=k: build_submanifold_map(x.indices, x.spatial_shape, x.batch_size,
-                                                                  ConvGeometry.create(3, k)), repeats)
+            map_ms = _median_ms(
+                lambda k=k: build_submanifold_map(x.indices, x.spatial_shape, x.batch_size, ConvGeometry.create(3, k)),
+                repeats,
+            )
             swlk(_fresh(x))
             swlk_ms = _median_ms(lambda swlk=swlk: swlk(_fresh(x)), repeats)
             plain = SubMConv3d(c_in, c_out, k, bias=False)
@@ -127,8 +140,18 @@ def efficiency_table(x: SparseConvTensor, kernels: Sequence[int] = DEFAULT_KERNE
                 plain_ms = _median_ms(lambda plain=plain: plain(_fresh(x)), repeats)
                 last_plain = (plain_ms, kmap.num_pairs)
             enc = swlk.position_encoding.numel() if swlk.position_encoding is not None else 0
-            rows.append(EfficiencyRow(k, _params(plain), _params(swlk), enc, kmap.num_pairs / max(kmap.num_in, 1),
-                                      map_ms, swlk_ms, plain_ms))
+            rows.append(
+                EfficiencyRow(
+                    k,
+                    _params(plain),
+                    _params(swlk),
+                    enc,
+                    kmap.num_pairs / max(kmap.num_in, 1),
+                    map_ms,
+                    swlk_ms,
+                    plain_ms,
+                )
+            )
     return rows
 
 
@@ -138,23 +161,29 @@ def _fmt_params(n: int) -> str:
 
 def markdown_table(rows: Sequence[EfficiencyRow], description: str, c_in: int, c_out: int) -> str:
     """The table as Markdown (with a header line naming the input and the channel widths)."""
-    lines = [f"Input: {description}; {c_in} -> {c_out} channels; forward latency incl. kernel map, median, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
-             "| k | pairs/site | plain params | SW-LK params (of which encoding) | kernel map ms | plain ms | "
-             "SW-LK ms | plain / SW-LK |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Input: {description}; {c_in} -> {c_out} channels; forward latency incl. kernel map, median, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        "",
+        "| k | pairs/site | plain params | SW-LK params (of which encoding) | kernel map ms | plain ms | "
+        "SW-LK ms | plain / SW-LK |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         plain = "skipped (over budget)" if r.plain_ms is None else f"{r.plain_ms:.0f}"
         speed = "-" if r.speedup is None else f"{r.speedup:.1f}x"
-        lines.append(f"| {r.kernel_size} | {r.pairs_per_site:.1f} | {_fmt_params(r.plain_params)} | "
-                     f"{_fmt_params(r.swlk_params)} ({_fmt_params(r.swlk_encoding_params)}) | {r.map_ms:.0f} | "
-                     f"{plain} | {r.swlk_ms:.0f} | {speed} |")
+        lines.append(
+            f"| {r.kernel_size} | {r.pairs_per_site:.1f} | {_fmt_params(r.plain_params)} | "
+            f"{_fmt_params(r.swlk_params)} ({_fmt_params(r.swlk_encoding_params)}) | {r.map_ms:.0f} | "
+            f"{plain} | {r.swlk_ms:.0f} | {speed} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot_table(rows: Sequence[EfficiencyRow], path: Path, description: str) -> None:
     """Two panels (parameters, latency) against the kernel size, log scale, as a PNG."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -183,9 +212,16 @@ def plot_table(rows: Sequence[EfficiencyRow], path: Path, description: str) -> N
     plt.close(fig)
 
 
-def run_efficiency(out_dir: Path, kernels: Sequence[int] = DEFAULT_KERNELS, channels: int = 32,
-                   repeats: int = 3, plain_budget_s: float = 30.0, data_root: Optional[Path] = None,
-                   num_points: int = 100_000, progress: bool = True) -> Tuple[Path, Path, List[EfficiencyRow]]:
+def run_efficiency(
+    out_dir: Path,
+    kernels: Sequence[int] = DEFAULT_KERNELS,
+    channels: int = 32,
+    repeats: int = 3,
+    plain_budget_s: float = 30.0,
+    data_root: Optional[Path] = None,
+    num_points: int = 100_000,
+    progress: bool = True,
+) -> Tuple[Path, Path, List[EfficiencyRow]]:
     """Measure, write ``efficiency.md`` and ``efficiency.png`` under ``out_dir``; return both paths and rows."""
     if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
         raise ValueError(f"channels must be a positive int, got {channels!r}")
@@ -194,12 +230,20 @@ def run_efficiency(out_dir: Path, kernels: Sequence[int] = DEFAULT_KERNELS, chan
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "efficiency.md"
-    md.write_text("# Efficiency: plain submanifold conv vs SW-LK conv\n\n"
-                  + markdown_table(rows, description, channels, channels))
+    md.write_text(
+        "# Efficiency: plain submanifold conv vs SW-LK conv\n\n" + markdown_table(rows, description, channels, channels)
+    )
     png = out_dir / "efficiency.png"
     plot_table(rows, png, description)
     return md, png, rows
 
 
-__all__ = ["EfficiencyRow", "DEFAULT_KERNELS", "load_frame", "efficiency_table", "markdown_table", "plot_table",
-           "run_efficiency"]
+__all__ = [
+    "EfficiencyRow",
+    "DEFAULT_KERNELS",
+    "load_frame",
+    "efficiency_table",
+    "markdown_table",
+    "plot_table",
+    "run_efficiency",
+]

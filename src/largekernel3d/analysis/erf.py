@@ -108,8 +108,13 @@ class ERFResult:
     def summary(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, beyond_m: float = DEFAULT_BEYOND_M) -> Dict:
         """The numbers of the report: radii (voxels and metres) per fraction and the share beyond ``beyond_m``."""
         return {
-            "label": self.label, "stage": self.stage, "centres": self.centres, "skipped_centres": self.skipped,
-            "scenes": self.scenes, "axes": list(self.axes), "voxel_size_m": list(self.voxel_size),
+            "label": self.label,
+            "stage": self.stage,
+            "centres": self.centres,
+            "skipped_centres": self.skipped,
+            "scenes": self.scenes,
+            "axes": list(self.axes),
+            "voxel_size_m": list(self.voxel_size),
             "stride": list(self.stride),
             "radius_voxels": {f"{round(100 * t)}%": self.radius(t, "voxel") for t in fractions},
             "radius_m": {f"{round(100 * t)}%": self.radius(t, "m") for t in fractions},
@@ -118,19 +123,35 @@ class ERFResult:
 
     def save(self, path) -> None:
         """Write the distribution and its metadata to an ``.npz`` file (read back with :meth:`load`)."""
-        np.savez_compressed(path, offsets=self.offsets.numpy(), mass=self.mass.numpy(), label=self.label,
-                            stage=self.stage, axes=np.array(self.axes), voxel_size=np.array(self.voxel_size),
-                            counts=np.array([self.centres, self.skipped, self.scenes]),
-                            stride=np.array(self.stride))
+        np.savez_compressed(
+            path,
+            offsets=self.offsets.numpy(),
+            mass=self.mass.numpy(),
+            label=self.label,
+            stage=self.stage,
+            axes=np.array(self.axes),
+            voxel_size=np.array(self.voxel_size),
+            counts=np.array([self.centres, self.skipped, self.scenes]),
+            stride=np.array(self.stride),
+        )
 
     @classmethod
     def load(cls, path) -> "ERFResult":
         """The result written by :meth:`save`."""
         with np.load(path) as f:
             c = [int(v) for v in f["counts"]]
-            return cls(str(f["label"]), str(f["stage"]), tuple(str(a) for a in f["axes"]),
-                       tuple(float(v) for v in f["voxel_size"]), torch.from_numpy(f["offsets"]),
-                       torch.from_numpy(f["mass"]), c[0], c[1], c[2], tuple(float(v) for v in f["stride"]))
+            return cls(
+                str(f["label"]),
+                str(f["stage"]),
+                tuple(str(a) for a in f["axes"]),
+                tuple(float(v) for v in f["voxel_size"]),
+                torch.from_numpy(f["offsets"]),
+                torch.from_numpy(f["mass"]),
+                c[0],
+                c[1],
+                c[2],
+                tuple(float(v) for v in f["stride"]),
+            )
 
 
 def mass_radius(distances: Tensor, masses: Tensor, fraction: float) -> float:
@@ -142,11 +163,13 @@ def mass_radius(distances: Tensor, masses: Tensor, fraction: float) -> float:
     d = torch.as_tensor(distances, dtype=torch.float64).reshape(-1)
     m = torch.as_tensor(masses, dtype=torch.float64).reshape(-1)
     if d.shape != m.shape or d.numel() == 0:
-        raise ValueError(f"distances and masses must be two non-empty vectors of one length, got {tuple(d.shape)} "
-                         f"and {tuple(m.shape)}")
+        raise ValueError(
+            f"distances and masses must be two non-empty vectors of one length, got {tuple(d.shape)} "
+            f"and {tuple(m.shape)}"
+        )
     if bool((m < 0).any()) or float(m.sum()) <= 0:
         raise ValueError("masses must be >= 0 with a positive total")
-    uniq, inverse = torch.unique(d, return_inverse=True)          # sorted distances
+    uniq, inverse = torch.unique(d, return_inverse=True)  # sorted distances
     per = torch.zeros_like(uniq).index_add_(0, inverse, m)
     cum = per.cumsum(0)
     target = fraction * float(cum[-1])
@@ -178,19 +201,25 @@ class _PositionTracer:
         if getattr(module, "inverse", False):
             key = module.indice_key
             if key not in self.saved:
-                raise ValueError(f"the inverse conv with indice_key {key!r} ran before its regular conv; the ERF "
-                                 f"positions cannot be traced")
+                raise ValueError(
+                    f"the inverse conv with indice_key {key!r} ran before its regular conv; the ERF "
+                    f"positions cannot be traced"
+                )
             self.current = _Affine(list(self.saved[key].scale), list(self.saved[key].offset))
             return
         k, s, p, d = g.kernel_size, g.stride, g.padding, g.dilation
         if getattr(module, "transposed", False):
-            self.current = _Affine([a[i] / s[i] for i in range(self.ndim)],
-                                   [b[i] + a[i] * (p[i] - d[i] * (k[i] - 1) / 2) / s[i] for i in range(self.ndim)])
+            self.current = _Affine(
+                [a[i] / s[i] for i in range(self.ndim)],
+                [b[i] + a[i] * (p[i] - d[i] * (k[i] - 1) / 2) / s[i] for i in range(self.ndim)],
+            )
             return
         if getattr(module, "indice_key", None) is not None:
             self.saved[module.indice_key] = _Affine(list(a), list(b))
-        self.current = _Affine([a[i] * s[i] for i in range(self.ndim)],
-                               [b[i] + a[i] * (d[i] * (k[i] - 1) / 2 - p[i]) for i in range(self.ndim)])
+        self.current = _Affine(
+            [a[i] * s[i] for i in range(self.ndim)],
+            [b[i] + a[i] * (d[i] * (k[i] - 1) / 2 - p[i]) for i in range(self.ndim)],
+        )
 
 
 def _site_changing(module: nn.Module) -> bool:
@@ -219,11 +248,14 @@ def _hooks(network: nn.Module, stage: str, tracer: _PositionTracer) -> Iterator[
             near = [n for n in stage_names(network) if n.count(".") <= 1][:30]
             for h in handles:
                 h.remove()
-            raise ValueError(f"--stage {stage!r} is not a module of {type(network).__name__}; use 'output' or a "
-                             f"module name such as {near}")
+            raise ValueError(
+                f"--stage {stage!r} is not a module of {type(network).__name__}; use 'output' or a "
+                f"module name such as {near}"
+            )
 
         def stop(_module, _inputs, output):
             raise _StageReached(output)
+
         handles.append(modules[stage].register_forward_hook(stop))
     try:
         yield
@@ -239,8 +271,10 @@ def _run_to_stage(network: nn.Module, x, stage: str, tracer: _PositionTracer):
         except _StageReached as reached:
             out = reached.output
     if not (hasattr(out, "features") and hasattr(out, "indices")):
-        raise ValueError(f"stage {stage!r} of {type(network).__name__} returns {type(out).__name__}, not a sparse "
-                         f"tensor; choose a module whose output is a SparseConvTensor")
+        raise ValueError(
+            f"stage {stage!r} of {type(network).__name__} returns {type(out).__name__}, not a sparse "
+            f"tensor; choose a module whose output is a SparseConvTensor"
+        )
     return out
 
 
@@ -249,10 +283,14 @@ def _forward(network: nn.Module, x, stage: str) -> Tuple[Tensor, object, Tensor,
     feats = x.features.detach().clone().requires_grad_(True)
     tracer = _PositionTracer(x.indices.shape[1] - 1)
     xin = x.replace_feature(feats)
-    xin.indice_dict = {}   # kernel maps of this pass only: another network may use the same keys differently
+    xin.indice_dict = {}  # kernel maps of this pass only: another network may use the same keys differently
     out = _run_to_stage(network, xin, stage, tracer)
-    return (feats, out, torch.tensor(tracer.current.scale, dtype=torch.float64),
-            torch.tensor(tracer.current.offset, dtype=torch.float64))
+    return (
+        feats,
+        out,
+        torch.tensor(tracer.current.scale, dtype=torch.float64),
+        torch.tensor(tracer.current.offset, dtype=torch.float64),
+    )
 
 
 # -- accumulation --------------------------------------------------------------------------------------------
@@ -290,8 +328,9 @@ class _Accumulator:
         return keys, mass
 
 
-def centre_gradients(network: nn.Module, x, centres: Sequence[int], stage: str = OUTPUT_STAGE
-                     ) -> Tuple[Tensor, Tensor, Tensor]:
+def centre_gradients(
+    network: nn.Module, x, centres: Sequence[int], stage: str = OUTPUT_STAGE
+) -> Tuple[Tensor, Tensor, Tensor]:
     """The raw maps ``g_i(j)`` of the module docstring.
 
     Args:
@@ -313,10 +352,17 @@ def centre_gradients(network: nn.Module, x, centres: Sequence[int], stage: str =
     return g, pos, scale
 
 
-def effective_receptive_field(network: nn.Module, inputs: Iterable, stage: str = OUTPUT_STAGE,
-                              centres_per_scene: int = 64, voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
-                              axes: Sequence[str] = ("x", "y", "z"), label: str = "", seed: int = 0,
-                              progress: bool = True) -> ERFResult:
+def effective_receptive_field(
+    network: nn.Module,
+    inputs: Iterable,
+    stage: str = OUTPUT_STAGE,
+    centres_per_scene: int = 64,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    axes: Sequence[str] = ("x", "y", "z"),
+    label: str = "",
+    seed: int = 0,
+    progress: bool = True,
+) -> ERFResult:
     """``E(δ)`` (module docstring) of ``network`` at ``stage`` over the scenes ``inputs``.
 
     Args:
@@ -348,8 +394,12 @@ def effective_receptive_field(network: nn.Module, inputs: Iterable, stage: str =
     was_training = network.training
     flags = [(p, p.requires_grad) for p in network.parameters()]
     acc, used, skipped, stride = _Accumulator(), 0, 0, (1.0, 1.0, 1.0)
-    bar = tqdm(total=len(inputs) * centres_per_scene, desc=f"ERF {label or type(network).__name__}",
-               disable=not progress, unit="centre")
+    bar = tqdm(
+        total=len(inputs) * centres_per_scene,
+        desc=f"ERF {label or type(network).__name__}",
+        disable=not progress,
+        unit="centre",
+    )
     try:
         network.eval()
         for p, _ in flags:
@@ -366,8 +416,10 @@ def effective_receptive_field(network: nn.Module, inputs: Iterable, stage: str =
             twice_in = 2 * x.indices[:, 1:].to(torch.int64)
             twice_pos = 2 * (out.indices[chosen.long(), 1:].to(torch.float64) * scale + shift)
             if bool((twice_pos != twice_pos.round()).any()):
-                raise ValueError(f"stage {stage!r}: output positions {twice_pos[0].tolist()} / 2 are not on the "
-                                 f"half-voxel lattice (a transposed conv with an odd window?); analyse another stage")
+                raise ValueError(
+                    f"stage {stage!r}: output positions {twice_pos[0].tolist()} / 2 are not on the "
+                    f"half-voxel lattice (a transposed conv with an odd window?); analyse another stage"
+                )
             twice_pos = twice_pos.round().to(torch.int64)
             for i, c in enumerate(chosen.tolist()):
                 (grad,) = torch.autograd.grad(out.features[c].sum(), feats, retain_graph=True)
@@ -387,11 +439,23 @@ def effective_receptive_field(network: nn.Module, inputs: Iterable, stage: str =
         for p, flag in flags:
             p.requires_grad_(flag)
     if used == 0:
-        raise ValueError(f"every centre of stage {stage!r} had a zero gradient (e.g. all channels cut by a ReLU); "
-                         f"analyse another stage or more scenes")
+        raise ValueError(
+            f"every centre of stage {stage!r} had a zero gradient (e.g. all channels cut by a ReLU); "
+            f"analyse another stage or more scenes"
+        )
     keys, mass = acc.reduce()
-    return ERFResult(label=label, stage=stage, axes=axes, voxel_size=voxel, offsets=_unpack(keys).to(torch.float64) / 2,
-                     mass=mass / used, centres=used, skipped=skipped, scenes=len(inputs), stride=stride)
+    return ERFResult(
+        label=label,
+        stage=stage,
+        axes=axes,
+        voxel_size=voxel,
+        offsets=_unpack(keys).to(torch.float64) / 2,
+        mass=mass / used,
+        centres=used,
+        skipped=skipped,
+        scenes=len(inputs),
+        stride=stride,
+    )
 
 
 # -- dense views for the figure ------------------------------------------------------------------------------
@@ -417,22 +481,34 @@ def erf_planes(result: ERFResult, half_width_m: float) -> ERFPlanes:
     twice = (result.offsets[:, order] * 2).round().to(torch.int64)
     parity = twice[0] % 2 if twice.numel() else torch.zeros(3, dtype=torch.int64)
     vs = [result.voxel_size[i] for i in order]
-    cells = (twice - parity) // 2                       # integer lattice; cell centre = cell + parity / 2
+    cells = (twice - parity) // 2  # integer lattice; cell centre = cell + parity / 2
     half = [int(math.ceil(half_width_m / v)) for v in vs[:2]]
     keep = (cells[:, 0].abs() <= half[0]) & (cells[:, 1].abs() <= half[1])
     c, mass = cells[keep], result.mass[keep]
     shape = (2 * half[1] + 1, 2 * half[0] + 1)
     proj = np.zeros(shape)
     np.add.at(proj, ((c[:, 1] + half[1]).numpy(), (c[:, 0] + half[0]).numpy()), mass.numpy())
-    planes = [0] if int(parity[2]) == 0 else [0, -1]    # z-cells at 0 (even) or at ±0.5 (odd parity)
+    planes = [0] if int(parity[2]) == 0 else [0, -1]  # z-cells at 0 (even) or at ±0.5 (odd parity)
     sl = np.zeros(shape)
     on = torch.isin(c[:, 2], torch.tensor(planes))
     np.add.at(sl, ((c[on, 1] + half[1]).numpy(), (c[on, 0] + half[0]).numpy()), mass[on].numpy() / len(planes))
     px, py = float(parity[0]) / 2, float(parity[1]) / 2
-    extent = ((-half[0] - 0.5 + px) * vs[0], (half[0] + 0.5 + px) * vs[0],
-              (-half[1] - 0.5 + py) * vs[1], (half[1] + 0.5 + py) * vs[1])
+    extent = (
+        (-half[0] - 0.5 + px) * vs[0],
+        (half[0] + 0.5 + px) * vs[0],
+        (-half[1] - 0.5 + py) * vs[1],
+        (half[1] + 0.5 + py) * vs[1],
+    )
     return ERFPlanes(slice=sl, projection=proj, extent=extent)
 
 
-__all__ = ["ERFResult", "ERFPlanes", "OUTPUT_STAGE", "effective_receptive_field", "centre_gradients",
-           "mass_radius", "erf_planes", "stage_names"]
+__all__ = [
+    "ERFResult",
+    "ERFPlanes",
+    "OUTPUT_STAGE",
+    "effective_receptive_field",
+    "centre_gradients",
+    "mass_radius",
+    "erf_planes",
+    "stage_names",
+]

@@ -49,12 +49,15 @@ class ERFSubject:
 def task_of(model_name: str) -> str:
     """``"seg"`` or ``"det"`` for a ``build_model`` name (``ValueError`` naming the choices otherwise)."""
     from ..models.registry import DETECTOR_NAMES, SEGMENTATION_NAMES
+
     if model_name in SEGMENTATION_NAMES:
         return "seg"
     if model_name in DETECTOR_NAMES:
         return "det"
-    raise ValueError(f"--model / --compare {model_name!r} is not a model name; choose one of "
-                     f"{list(SEGMENTATION_NAMES) + list(DETECTOR_NAMES)}")
+    raise ValueError(
+        f"--model / --compare {model_name!r} is not a model name; choose one of "
+        f"{list(SEGMENTATION_NAMES) + list(DETECTOR_NAMES)}"
+    )
 
 
 def model_section(model: Mapping[str, Any], name: str) -> Dict[str, Any]:
@@ -74,6 +77,7 @@ def with_overrides(cfg: Mapping[str, Any], task: str, overrides: Sequence[str]) 
     """``cfg`` with ``section.key=value`` overrides, validated against the task's schema."""
     from ..training import config as C
     from ..training.det_config import DET_SCHEMA
+
     return C.build_config(cfg, overrides, source="--set", schema=DET_SCHEMA if task == "det" else C.SEG_SCHEMA)
 
 
@@ -81,24 +85,29 @@ def load_split(cfg: Mapping[str, Any], task: str):
     """``(split, class names)``: the datasets of ``cfg`` (scenes or frames, train and held-out)."""
     if task == "seg":
         from ..training import setup
+
         split = setup.build_scene_split(cfg)
         return split, list(split.class_names)
     from ..training import det_setup
+
     split = det_setup.build_frame_split(cfg)
     return split, list(split.class_names)
 
 
-def build_subject(cfg: Mapping[str, Any], task: str, checkpoint: Optional[str], seed: int,
-                  class_names: Sequence[str]) -> ERFSubject:
+def build_subject(
+    cfg: Mapping[str, Any], task: str, checkpoint: Optional[str], seed: int, class_names: Sequence[str]
+) -> ERFSubject:
     """A network of ``cfg["model"]``: with fresh weights (``torch.manual_seed(seed)`` first) or the weights of
     ``checkpoint`` (whose own configuration then decides the architecture)."""
     name = str(cfg["model"]["name"])
     if checkpoint is not None:
         if task == "seg":
             from ..training.trainer import load_trained_model
+
             model, payload = load_trained_model(Path(checkpoint))
         else:
             from ..training.det_trainer import load_trained_detector
+
             model, payload = load_trained_detector(Path(checkpoint))
         name = str(payload["config"]["model"]["name"])
         network = model if task == "seg" else model.backbone_3d
@@ -106,16 +115,19 @@ def build_subject(cfg: Mapping[str, Any], task: str, checkpoint: Optional[str], 
     torch.manual_seed(int(seed))
     if task == "seg":
         from ..training import setup
+
         model = setup.build_network(cfg, len(class_names))
     else:
         from ..training import det_setup
+
         model = det_setup.build_network(cfg, class_names)
     network = model if task == "seg" else model.backbone_3d
     return ERFSubject(f"{name}, random init", network, dict(cfg), name)
 
 
-def scene_inputs(cfg: Mapping[str, Any], task: str, split, count: int) -> Tuple[List, Tuple[float, float, float],
-                                                                                 Tuple[str, str, str], List[str]]:
+def scene_inputs(
+    cfg: Mapping[str, Any], task: str, split, count: int
+) -> Tuple[List, Tuple[float, float, float], Tuple[str, str, str], List[str]]:
     """``(inputs, voxel_size per index axis, axis names, scene names)``: the first ``count`` held-out scenes of
     ``split`` as sparse tensors of batch size 1."""
     scenes = split.val if split.val is not None and len(split.val) else split.train
@@ -123,6 +135,7 @@ def scene_inputs(cfg: Mapping[str, Any], task: str, split, count: int) -> Tuple[
     if task == "seg":
         from .. import data as D
         from ..training import setup
+
         view = setup.voxelize(scenes, cfg, train=False)
         inputs, names = [], []
         for i in range(count):
@@ -133,6 +146,7 @@ def scene_inputs(cfg: Mapping[str, Any], task: str, split, count: int) -> Tuple[
         return inputs, (v, v, v), ("x", "y", "z"), names
     from ..data.detection import collate_detection
     from ..training import det_setup
+
     detector = det_setup.build_network(cfg, split.class_names).eval()
     inputs, names = [], []
     with torch.no_grad():
@@ -140,8 +154,11 @@ def scene_inputs(cfg: Mapping[str, Any], task: str, split, count: int) -> Tuple[
             sample = detector.voxelize(scenes[i], training=False)
             batch = collate_detection([sample])
             feats = detector.vfe(batch.voxels, batch.num_points)
-            inputs.append(detector.backbone_3d.tensor_type(feats, batch.coords.to(torch.int32),
-                                                           list(detector.grid.sparse_shape), 1))
+            inputs.append(
+                detector.backbone_3d.tensor_type(
+                    feats, batch.coords.to(torch.int32), list(detector.grid.sparse_shape), 1
+                )
+            )
             names.append(batch.names[0])
     vx, vy, vz = (float(v) for v in cfg["data"]["voxel_size"])
     return inputs, (vz, vy, vx), ("z", "y", "x"), names
@@ -154,9 +171,21 @@ def check_same_inputs(a: Mapping[str, Any], b: Mapping[str, Any], task: str) -> 
     for key in keys:
         va, vb = a["data"][key], b["data"][key]
         if (list(va) if isinstance(va, (list, tuple)) else va) != (list(vb) if isinstance(vb, (list, tuple)) else vb):
-            raise ValueError(f"the two networks were trained with data.{key} = {va!r} and {vb!r}; the ERF compares "
-                             f"them on the same inputs: give --set data.{key}=... or checkpoints of one setting")
+            raise ValueError(
+                f"the two networks were trained with data.{key} = {va!r} and {vb!r}; the ERF compares "
+                f"them on the same inputs: give --set data.{key}=... or checkpoints of one setting"
+            )
 
 
-__all__ = ["ERFSubject", "SEG_DATASETS", "DET_DATASETS", "task_of", "model_section",
-           "load_split", "with_overrides", "build_subject", "scene_inputs", "check_same_inputs"]
+__all__ = [
+    "ERFSubject",
+    "SEG_DATASETS",
+    "DET_DATASETS",
+    "task_of",
+    "model_section",
+    "load_split",
+    "with_overrides",
+    "build_subject",
+    "scene_inputs",
+    "check_same_inputs",
+]

@@ -31,8 +31,12 @@ from .segmentation_views import class_colors as default_class_colors
 
 #: Pairs of corner indices (in :data:`largekernel3d.boxes.corners.CORNER_SIGNS` order) joined by an edge:
 #: corners whose sign patterns differ in exactly one axis.
-BOX_EDGES = tuple((i, j) for i in range(8) for j in range(i + 1, 8)
-                  if sum(a != b for a, b in zip(CORNER_SIGNS[i], CORNER_SIGNS[j])) == 1)
+BOX_EDGES = tuple(
+    (i, j)
+    for i in range(8)
+    for j in range(i + 1, 8)
+    if sum(a != b for a, b in zip(CORNER_SIGNS[i], CORNER_SIGNS[j])) == 1
+)
 #: The corners of the front face (``u = +dx / 2``, the heading side).
 FRONT_CORNERS = tuple(k for k in range(8) if CORNER_SIGNS[k][0] > 0)
 
@@ -72,20 +76,29 @@ def box_segments(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.shape[0] == 0:
         return np.zeros((0, len(BOX_EDGES) + 1, 2, 3), dtype=np.float32)
-    corners = boxes_to_corners_3d(np.ascontiguousarray(boxes[:, :7]))        # [M, 8, 3]
+    corners = boxes_to_corners_3d(np.ascontiguousarray(boxes[:, :7]))  # [M, 8, 3]
     i, j = np.array(BOX_EDGES).T
-    edges = np.stack([corners[:, i], corners[:, j]], axis=2)                 # [M, 12, 2, 3]
-    front = corners[:, list(FRONT_CORNERS)].mean(axis=1)                     # [M, 3]
-    tick = np.stack([boxes[:, :3], front], axis=1)[:, None]                  # [M, 1, 2, 3]
+    edges = np.stack([corners[:, i], corners[:, j]], axis=2)  # [M, 12, 2, 3]
+    front = corners[:, list(FRONT_CORNERS)].mean(axis=1)  # [M, 3]
+    tick = np.stack([boxes[:, :3], front], axis=1)[:, None]  # [M, 1, 2, 3]
     return np.concatenate([edges, tick], axis=1).astype(np.float32)
 
 
-def write_html_view(path: Union[str, Path], points: np.ndarray, colors: Optional[np.ndarray] = None,
-                    point_labels: Optional[np.ndarray] = None, boxes: Optional[np.ndarray] = None,
-                    box_labels: Optional[np.ndarray] = None, box_scores: Optional[np.ndarray] = None,
-                    class_names: Optional[Sequence[str]] = None, class_colors: Optional[np.ndarray] = None,
-                    title: Optional[str] = None, max_points: int = 200_000, point_size: float = 2.0,
-                    seed: int = 0) -> Path:
+def write_html_view(
+    path: Union[str, Path],
+    points: np.ndarray,
+    colors: Optional[np.ndarray] = None,
+    point_labels: Optional[np.ndarray] = None,
+    boxes: Optional[np.ndarray] = None,
+    box_labels: Optional[np.ndarray] = None,
+    box_scores: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
+    class_colors: Optional[np.ndarray] = None,
+    title: Optional[str] = None,
+    max_points: int = 200_000,
+    point_size: float = 2.0,
+    seed: int = 0,
+) -> Path:
     """Write the viewer page described in the module docstring to ``path``.
 
     Args:
@@ -121,8 +134,9 @@ def write_html_view(path: Union[str, Path], points: np.ndarray, colors: Optional
     if point_labels is not None:
         point_labels = np.asarray(point_labels)
         if point_labels.shape != (n,) or (point_labels.size and point_labels.dtype.kind not in "iu"):
-            raise ValueError(f"point_labels must be integers of shape [{n}], got {point_labels.dtype} "
-                             f"{point_labels.shape}")
+            raise ValueError(
+                f"point_labels must be integers of shape [{n}], got {point_labels.dtype} {point_labels.shape}"
+            )
     box_arr = np.zeros((0, 7)) if boxes is None else np.asarray(boxes, dtype=np.float64)
     if box_arr.ndim != 2 or box_arr.shape[1] < 7:
         raise ValueError(f"boxes must have shape [M, >=7] (x, y, z, dx, dy, dz, yaw, ...), got {box_arr.shape}")
@@ -134,8 +148,13 @@ def write_html_view(path: Union[str, Path], points: np.ndarray, colors: Optional
 
     # classes and their colours
     used = np.unique(point_labels).tolist() if colors is None and point_labels is not None else []
-    num_classes = max([len(class_names) if class_names else 0, max(used, default=-1) + 1,
-                       int(blabels.max()) + 1 if blabels is not None and m else 0])
+    num_classes = max(
+        [
+            len(class_names) if class_names else 0,
+            max(used, default=-1) + 1,
+            int(blabels.max()) + 1 if blabels is not None and m else 0,
+        ]
+    )
     if class_colors is not None:
         palette = np.asarray(class_colors, dtype=np.float64)
         if palette.ndim != 2 or palette.shape[1] != 3 or palette.shape[0] < num_classes:
@@ -164,25 +183,32 @@ def write_html_view(path: Union[str, Path], points: np.ndarray, colors: Optional
         coloured_by = "height (grey: low dark, high light)"
 
     # boxes: segments, colours and score tags
-    segments = box_segments(box_arr)                                    # [M, 13, 2, 3]
+    segments = box_segments(box_arr)  # [M, 13, 2, 3]
     box_rgb = np.ones((m, 3))
     if blabels is not None and m:
         if blabels.min() < 0:
             raise ValueError("box_labels must be >= 0")
         box_rgb = palette[blabels]
-    line_rgb = np.broadcast_to(box_rgb[:, None, None, :], segments.shape)        # [M, 13, 2, 3]
+    line_rgb = np.broadcast_to(box_rgb[:, None, None, :], segments.shape)  # [M, 13, 2, 3]
     tags: List[Dict[str, Any]] = []
     if box_scores is not None:
         scores = np.asarray(box_scores, dtype=np.float64)
         for k in range(m):
             top = box_arr[k, :3] + np.array([0.0, 0.0, box_arr[k, 5] / 2])
             text = f"{scores[k]:.2f}" if blabels is None else f"{names[blabels[k]]} {scores[k]:.2f}"
-            tags.append({"text": text, "x": float(top[0]), "y": float(top[1]), "z": float(top[2]),
-                         "color": _hex(box_rgb[k])})
+            tags.append(
+                {"text": text, "x": float(top[0]), "y": float(top[1]), "z": float(top[2]), "color": _hex(box_rgb[k])}
+            )
 
-    data = {"points": _b64(pts[shown], "<f4"), "colors": _b64(point_rgb, "u1"),
-            "lines": _b64(segments.reshape(-1, 3), "<f4"), "line_colors": _b64(_rgb8(line_rgb).reshape(-1, 3), "u1"),
-            "tags": tags, "point_size": float(point_size), "background": list(_BACKGROUND)}
+    data = {
+        "points": _b64(pts[shown], "<f4"),
+        "colors": _b64(point_rgb, "u1"),
+        "lines": _b64(segments.reshape(-1, 3), "<f4"),
+        "line_colors": _b64(_rgb8(line_rgb).reshape(-1, 3), "u1"),
+        "tags": tags,
+        "point_size": float(point_size),
+        "background": list(_BACKGROUND),
+    }
 
     # legend
     legend_classes = set()
@@ -194,17 +220,24 @@ def write_html_view(path: Union[str, Path], points: np.ndarray, colors: Optional
     rows = []
     for k in sorted(legend_classes):
         extra = f" ({counts[k]} box{'es' if counts[k] > 1 else ''})" if counts[k] else ""
-        rows.append(f'<div><span class="sw" style="background:{_hex(palette[k])}"></span>'
-                    f"{html.escape(names[k])}{extra}</div>")
+        rows.append(
+            f'<div><span class="sw" style="background:{_hex(palette[k])}"></span>{html.escape(names[k])}{extra}</div>'
+        )
     if m and blabels is None:
         rows.append(f'<div><span class="sw" style="background:#ffffff"></span>{m} boxes</div>')
-    note = (f"showing {shown.size:,} of {n:,} points (random subsample)" if shown.size < n
-            else f"{n:,} points")
+    note = f"showing {shown.size:,} of {n:,} points (random subsample)" if shown.size < n else f"{n:,} points"
     heading = html.escape(title or "point cloud")
-    tag_toggle = ('<label><input type="checkbox" id="lk3d-show-tags" checked> scores</label>' if tags else "")
-    page = _PAGE.format(title=heading, legend="\n".join(rows), note=html.escape(note),
-                        coloured_by=html.escape(coloured_by), tag_toggle=tag_toggle,
-                        bg=_hex(_BACKGROUND), data=json.dumps(data).replace("</", "<\\/"), script=_viewer_script())
+    tag_toggle = '<label><input type="checkbox" id="lk3d-show-tags" checked> scores</label>' if tags else ""
+    page = _PAGE.format(
+        title=heading,
+        legend="\n".join(rows),
+        note=html.escape(note),
+        coloured_by=html.escape(coloured_by),
+        tag_toggle=tag_toggle,
+        bg=_hex(_BACKGROUND),
+        data=json.dumps(data).replace("</", "<\\/"),
+        script=_viewer_script(),
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

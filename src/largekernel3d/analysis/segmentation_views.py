@@ -23,19 +23,22 @@ IGNORE_GREY = np.array([0.6, 0.6, 0.6])
 def class_colors(num_classes: int) -> np.ndarray:
     """``[num_classes, 3]`` RGB colours in ``[0, 1]``: the data room's palette (ScanNet-20 colours first)."""
     from ..data import label_colors
+
     return label_colors(np.arange(num_classes))
 
 
 def colorize(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``[N, 3]`` colours of integer ``labels``; values outside ``[0, num_classes)`` (ignore) are grey."""
     from ..data import IGNORE_INDEX, label_colors
+
     labels = np.asarray(labels, dtype=np.int64)
     valid = (labels >= 0) & (labels < num_classes)
     return label_colors(np.where(valid, labels, IGNORE_INDEX), ignore_color=IGNORE_GREY)
 
 
-def write_labelled_ply(path: Path, points: np.ndarray, pred: np.ndarray, labels: Optional[np.ndarray],
-                       num_classes: int) -> Path:
+def write_labelled_ply(
+    path: Path, points: np.ndarray, pred: np.ndarray, labels: Optional[np.ndarray], num_classes: int
+) -> Path:
     """Write a binary PLY of the points coloured by ``pred`` with ``pred``/``label`` properties."""
     from plyfile import PlyData, PlyElement
 
@@ -46,8 +49,19 @@ def write_labelled_ply(path: Path, points: np.ndarray, pred: np.ndarray, labels:
     gt = np.full(pred.shape, -1, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     gt = np.where((gt >= 0) & (gt < num_classes), gt, -1)
     rgb = (colorize(pred, num_classes) * 255).round().astype(np.uint8)
-    vertex = np.empty(points.shape[0], dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"),
-                                              ("green", "u1"), ("blue", "u1"), ("pred", "i4"), ("label", "i4")])
+    vertex = np.empty(
+        points.shape[0],
+        dtype=[
+            ("x", "f4"),
+            ("y", "f4"),
+            ("z", "f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+            ("pred", "i4"),
+            ("label", "i4"),
+        ],
+    )
     vertex["x"], vertex["y"], vertex["z"] = points.T
     vertex["red"], vertex["green"], vertex["blue"] = rgb.T
     vertex["pred"], vertex["label"] = pred, gt
@@ -57,11 +71,20 @@ def write_labelled_ply(path: Path, points: np.ndarray, pred: np.ndarray, labels:
     return path
 
 
-def plot_segmentation(path: Path, points: np.ndarray, pred: np.ndarray, labels: Optional[np.ndarray],
-                      class_names: Sequence[str], title: str = "", crop_top: float = 0.25,
-                      max_points: int = 40000, seed: int = 0) -> Path:
+def plot_segmentation(
+    path: Path,
+    points: np.ndarray,
+    pred: np.ndarray,
+    labels: Optional[np.ndarray],
+    class_names: Sequence[str],
+    title: str = "",
+    crop_top: float = 0.25,
+    max_points: int = 40000,
+    seed: int = 0,
+) -> Path:
     """Save the 2 x 3 figure described in the module docstring to ``path`` (PNG, Agg backend)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -80,8 +103,11 @@ def plot_segmentation(path: Path, points: np.ndarray, pred: np.ndarray, labels: 
     err = np.tile(np.array([0.85, 0.85, 0.85]), (len(idx), 1))
     err[labelled & (pr == g)] = (0.2, 0.6, 0.2)
     err[labelled & (pr != g)] = (0.85, 0.1, 0.1)
-    panels = [("ground truth", colorize(g, num_classes)), ("prediction", colorize(pr, num_classes)),
-              ("errors (green ok, red wrong)", err)]
+    panels = [
+        ("ground truth", colorize(g, num_classes)),
+        ("prediction", colorize(pr, num_classes)),
+        ("errors (green ok, red wrong)", err),
+    ]
     order = np.argsort(p[:, 2])  # draw low points first: the top-down view shows the highest
     fig = plt.figure(figsize=(16, 10))
     for col, (name, colors) in enumerate(panels):
@@ -97,8 +123,7 @@ def plot_segmentation(path: Path, points: np.ndarray, pred: np.ndarray, labels: 
         ax3.set_box_aspect(np.ptp(p, axis=0) + 1e-6 if len(p) else (1, 1, 1))
         ax3.set_axis_off()
         ax3.set_title(f"{name}: oblique")
-    present = sorted(set(np.unique(pr[(pr >= 0) & (pr < num_classes)]).tolist())
-                     | set(np.unique(g[labelled]).tolist()))
+    present = sorted(set(np.unique(pr[(pr >= 0) & (pr < num_classes)]).tolist()) | set(np.unique(g[labelled]).tolist()))
     palette = class_colors(num_classes)
     handles = [Patch(color=palette[c], label=class_names[c]) for c in present]
     handles.append(Patch(color=IGNORE_GREY, label="ignore / unlabelled"))

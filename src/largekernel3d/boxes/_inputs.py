@@ -39,23 +39,29 @@ def same_kind(**named: Tuple[Tensor, bool]) -> bool:
     for name, (tensor, was_numpy) in items[1:]:
         if was_numpy != first_numpy:
             kinds = {True: "a numpy array", False: "a torch tensor"}
-            raise TypeError(f"{name} is {kinds[was_numpy]} but {first_name} is {kinds[first_numpy]}; "
-                            "pass both as numpy or both as torch")
+            raise TypeError(
+                f"{name} is {kinds[was_numpy]} but {first_name} is {kinds[first_numpy]}; "
+                "pass both as numpy or both as torch"
+            )
         if tensor.device != first.device:
-            raise ValueError(f"{name} is on {tensor.device} but {first_name} is on {first.device}; "
-                             "move them to one device")
+            raise ValueError(
+                f"{name} is on {tensor.device} but {first_name} is on {first.device}; move them to one device"
+            )
     return first_numpy
 
 
-def check_geometry(tensor: Tensor, name: str, min_cols: int, exact_cols: Tuple[int, ...] = (),
-                   batch_dims: int = 1) -> None:
+def check_geometry(
+    tensor: Tensor, name: str, min_cols: int, exact_cols: Tuple[int, ...] = (), batch_dims: int = 1
+) -> None:
     """Check a float32/float64 array of shape ``[*batch, C]`` with ``C >= min_cols`` (or ``C in exact_cols``).
 
     ``batch_dims`` is the number of leading dimensions (``1`` for ``[N, C]``, ``-1`` for any number).
     """
     if tensor.dtype not in GEOMETRY_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {tensor.dtype}; convert it with .float() "
-                        "or .double() (numpy: .astype(np.float32))")
+        raise TypeError(
+            f"{name} must be float32 or float64, got {tensor.dtype}; convert it with .float() "
+            "or .double() (numpy: .astype(np.float32))"
+        )
     if batch_dims >= 0 and tensor.dim() != batch_dims + 1:
         shape = "[N, C]" if batch_dims == 1 else f"{batch_dims + 1} dimensions"
         raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
@@ -63,11 +69,14 @@ def check_geometry(tensor: Tensor, name: str, min_cols: int, exact_cols: Tuple[i
         raise ValueError(f"{name} must have at least one dimension (the last holds the columns), got a scalar")
     cols = tensor.shape[-1]
     if exact_cols and cols not in exact_cols:
-        raise ValueError(f"{name} must have {' or '.join(map(str, exact_cols))} columns in its last dimension, "
-                         f"got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, exact_cols))} columns in its last dimension, "
+            f"got shape {tuple(tensor.shape)}"
+        )
     if cols < min_cols:
-        raise ValueError(f"{name} must have at least {min_cols} columns in its last dimension, "
-                         f"got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_cols} columns in its last dimension, got shape {tuple(tensor.shape)}"
+        )
 
 
 def check_scores(scores: Tensor, name: str, count: int) -> None:

@@ -22,8 +22,7 @@ import torch
 from ._inputs import ArrayLike, back, check_geometry, check_pair, same_kind, to_tensor
 
 
-def _grid(origin_xy: Sequence[float], cell_size_xy: Sequence[float]) -> Tuple[Tuple[float, float],
-                                                                              Tuple[float, float]]:
+def _grid(origin_xy: Sequence[float], cell_size_xy: Sequence[float]) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     origin = check_pair(origin_xy, "origin_xy")
     cell = check_pair(cell_size_xy, "cell_size_xy")
     if cell[0] <= 0 or cell[1] <= 0:
@@ -31,8 +30,9 @@ def _grid(origin_xy: Sequence[float], cell_size_xy: Sequence[float]) -> Tuple[Tu
     return origin, cell
 
 
-def encode_center_boxes(boxes: ArrayLike, origin_xy: Sequence[float],
-                        cell_size_xy: Sequence[float]) -> Tuple[ArrayLike, ArrayLike]:
+def encode_center_boxes(
+    boxes: ArrayLike, origin_xy: Sequence[float], cell_size_xy: Sequence[float]
+) -> Tuple[ArrayLike, ArrayLike]:
     """Cells and regression targets of boxes on a BEV grid (formulas in the module docstring).
 
     Args:
@@ -53,14 +53,21 @@ def encode_center_boxes(boxes: ArrayLike, origin_xy: Sequence[float],
     grid_y = (tensor[:, 1] - origin_y) / cell_y
     cell_index = torch.stack((torch.floor(grid_x), torch.floor(grid_y)), dim=-1)
     offset = torch.stack((grid_x, grid_y), dim=-1) - cell_index
-    parts = [offset, tensor[:, 2:3], torch.log(tensor[:, 3:6]), torch.sin(tensor[:, 6:7]), torch.cos(tensor[:, 6:7]),
-             tensor[:, 7:9]]
+    parts = [
+        offset,
+        tensor[:, 2:3],
+        torch.log(tensor[:, 3:6]),
+        torch.sin(tensor[:, 6:7]),
+        torch.cos(tensor[:, 6:7]),
+        tensor[:, 7:9],
+    ]
     targets = torch.cat(parts, dim=-1)
     return back(cell_index.long(), was_numpy), back(targets, was_numpy)
 
 
-def decode_center_boxes(cells_xy: ArrayLike, targets: ArrayLike, origin_xy: Sequence[float],
-                        cell_size_xy: Sequence[float]) -> ArrayLike:
+def decode_center_boxes(
+    cells_xy: ArrayLike, targets: ArrayLike, origin_xy: Sequence[float], cell_size_xy: Sequence[float]
+) -> ArrayLike:
     """Boxes from cells and regression targets (the inverse of :func:`encode_center_boxes`).
 
     Args:
@@ -81,8 +88,10 @@ def decode_center_boxes(cells_xy: ArrayLike, targets: ArrayLike, origin_xy: Sequ
     if cell_tensor.dtype == torch.bool or cell_tensor.is_complex():
         raise TypeError(f"cells_xy must hold real numbers, got {cell_tensor.dtype}")
     if cell_tensor.shape[:-1] != target_tensor.shape[:-1] or cell_tensor.shape[-1:] != (2,):
-        raise ValueError(f"cells_xy must have shape {tuple(target_tensor.shape[:-1]) + (2,)} to match targets "
-                         f"{tuple(target_tensor.shape)}, got {tuple(cell_tensor.shape)}")
+        raise ValueError(
+            f"cells_xy must have shape {tuple(target_tensor.shape[:-1]) + (2,)} to match targets "
+            f"{tuple(target_tensor.shape)}, got {tuple(cell_tensor.shape)}"
+        )
     (origin_x, origin_y), (cell_x, cell_y) = _grid(origin_xy, cell_size_xy)
     cells = cell_tensor.to(target_tensor.dtype)
     x = (cells[..., 0:1] + target_tensor[..., 0:1]) * cell_x + origin_x

@@ -24,8 +24,14 @@ from ._inputs import ArrayLike, back, check_geometry, check_real, to_tensor
 #: 4-7 the top face, each starting front-left and going front-right, back-right, back-left (clockwise seen
 #: from above); corner ``k + 4`` lies above corner ``k``. This is OpenPCDet's ``boxes_to_corners_3d`` order.
 CORNER_SIGNS = (
-    (1, 1, -1), (1, -1, -1), (-1, -1, -1), (-1, 1, -1),
-    (1, 1, 1), (1, -1, 1), (-1, -1, 1), (-1, 1, 1),
+    (1, 1, -1),
+    (1, -1, -1),
+    (-1, -1, -1),
+    (-1, 1, -1),
+    (1, 1, 1),
+    (1, -1, 1),
+    (-1, -1, 1),
+    (-1, 1, 1),
 )
 
 #: Signs ``(u, v)`` of the four BEV corners: front-left, back-left, back-right, front-right, i.e.

@@ -95,8 +95,10 @@ def _rect_intersection_area(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
 
 def pair_intersection_area(boxes_a: Tensor, boxes_b: Tensor, index_a: Tensor, index_b: Tensor) -> Tensor:
     """BEV intersection areas ``|A_{index_a[k]} ∩ B_{index_b[k]}|`` for ``K`` pairs: ``[K]`` (chunked)."""
-    parts = [_rect_intersection_area(boxes_a[index_a[s:s + PAIR_CHUNK]], boxes_b[index_b[s:s + PAIR_CHUNK]])
-             for s in range(0, index_a.shape[0], PAIR_CHUNK)]
+    parts = [
+        _rect_intersection_area(boxes_a[index_a[s : s + PAIR_CHUNK]], boxes_b[index_b[s : s + PAIR_CHUNK]])
+        for s in range(0, index_a.shape[0], PAIR_CHUNK)
+    ]
     return torch.cat(parts) if parts else boxes_a.new_zeros(0)
 
 
@@ -134,8 +136,7 @@ def _z_overlap(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
 
 def _ratio(inter: Tensor, union: Tensor) -> Tensor:
     positive = union > 0
-    return torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)),
-                       torch.zeros_like(inter))
+    return torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter))
 
 
 def pair_iou(boxes_a: Tensor, boxes_b: Tensor, index_a: Tensor, index_b: Tensor, three_d: bool) -> Tensor:
@@ -177,11 +178,15 @@ def _dense(boxes_a: ArrayLike, boxes_b: ArrayLike, three_d: bool) -> ArrayLike:
 def _aligned(boxes_a: ArrayLike, boxes_b: ArrayLike, three_d: bool) -> ArrayLike:
     tensor_a, tensor_b, was_numpy = _prepare(boxes_a, boxes_b)
     if tensor_a.shape[0] != tensor_b.shape[0]:
-        raise ValueError(f"boxes_a and boxes_b must have the same number of boxes for an aligned IoU, got "
-                         f"{tensor_a.shape[0]} and {tensor_b.shape[0]}")
+        raise ValueError(
+            f"boxes_a and boxes_b must have the same number of boxes for an aligned IoU, got "
+            f"{tensor_a.shape[0]} and {tensor_b.shape[0]}"
+        )
     half_a, half_b = bev_half_extent(tensor_a), bev_half_extent(tensor_b)
-    overlap = ((tensor_a[:, 0:2] - half_a <= tensor_b[:, 0:2] + half_b)
-               & (tensor_b[:, 0:2] - half_b <= tensor_a[:, 0:2] + half_a)).all(-1)
+    overlap = (
+        (tensor_a[:, 0:2] - half_a <= tensor_b[:, 0:2] + half_b)
+        & (tensor_b[:, 0:2] - half_b <= tensor_a[:, 0:2] + half_a)
+    ).all(-1)
     index = overlap.nonzero(as_tuple=True)[0]
     out = tensor_a.new_zeros(tensor_a.shape[0])
     if index.numel():

@@ -55,9 +55,16 @@ def greedy_select(count: int, first: Tensor, second: Tensor) -> Tensor:
     return torch.as_tensor(np.asarray(keep, dtype=np.int64))
 
 
-def _checked_inputs(geometry: ArrayLike, name: str, min_cols: int, scores: ArrayLike, threshold: float,
-                    threshold_name: str, threshold_meaning: str,
-                    **counts: Optional[int]) -> Tuple[Tensor, Tensor, float, bool]:
+def _checked_inputs(
+    geometry: ArrayLike,
+    name: str,
+    min_cols: int,
+    scores: ArrayLike,
+    threshold: float,
+    threshold_name: str,
+    threshold_meaning: str,
+    **counts: Optional[int],
+) -> Tuple[Tensor, Tensor, float, bool]:
     """The argument checks both NMS functions make: ``geometry`` ``[N, >=min_cols]`` float32/float64, ``scores``
     ``[N]`` real and of the same kind and device, ``threshold`` a finite real ``>= 0``, each of ``counts`` ``None``
     or an int ``>= 0`` (checked in the order given). Returns ``(geometry, scores, threshold, was_numpy)``."""
@@ -88,8 +95,13 @@ def _kept(order: Tensor, first: Tensor, second: Tensor, post_max_size: Optional[
     return back(keep, was_numpy)
 
 
-def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_size: Optional[int] = None,
-            post_max_size: Optional[int] = None) -> ArrayLike:
+def nms_bev(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    iou_threshold: float,
+    pre_max_size: Optional[int] = None,
+    post_max_size: Optional[int] = None,
+) -> ArrayLike:
     """Greedy NMS with the rotated BEV IoU of :func:`~largekernel3d.boxes.bev_iou`.
 
     Boxes are ranked by score (descending; ties by index); only the first ``pre_max_size`` of the ranking
@@ -107,9 +119,16 @@ def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_s
         int64 ``[K]`` indices into ``boxes`` of the kept boxes, in descending score order.
     """
     box_tensor, score_tensor, threshold, was_numpy = _checked_inputs(
-        boxes, "boxes", 7, scores, iou_threshold, "iou_threshold",
-        "a box suppresses others whose IoU with it is above it", pre_max_size=pre_max_size,
-        post_max_size=post_max_size)
+        boxes,
+        "boxes",
+        7,
+        scores,
+        iou_threshold,
+        "iou_threshold",
+        "a box suppresses others whose IoU with it is above it",
+        pre_max_size=pre_max_size,
+        post_max_size=post_max_size,
+    )
     order = _ranking(score_tensor, pre_max_size)
     ranked = box_tensor[order]
     first, second = aabb_overlap_pairs(ranked, ranked, upper=True)
@@ -119,8 +138,9 @@ def nms_bev(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, pre_max_s
     return _kept(order, first, second, post_max_size, was_numpy)
 
 
-def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
-               post_max_size: Optional[int] = None) -> ArrayLike:
+def circle_nms(
+    centers: ArrayLike, scores: ArrayLike, min_distance: float, post_max_size: Optional[int] = None
+) -> ArrayLike:
     """CenterPoint's circle NMS: greedy suppression of centres within ``min_distance`` metres.
 
     A box is suppressed by a kept higher-ranked box when ``sqrt((x_i - x_j)^2 + (y_i - y_j)^2) <=
@@ -143,7 +163,8 @@ def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
         int64 ``[K]`` indices into ``centers`` of the kept boxes, in descending score order.
     """
     center_tensor, score_tensor, radius, was_numpy = _checked_inputs(
-        centers, "centers", 2, scores, min_distance, "min_distance", "metres", post_max_size=post_max_size)
+        centers, "centers", 2, scores, min_distance, "min_distance", "metres", post_max_size=post_max_size
+    )
     order = _ranking(score_tensor, None)
     xy = center_tensor[order, 0:2]
     count = xy.shape[0]
@@ -151,7 +172,7 @@ def circle_nms(centers: ArrayLike, scores: ArrayLike, min_distance: float,
     firsts, seconds = [], []
     for start, stop in row_blocks(count, count):
         delta = xy[start:stop, None, :] - xy[None, :, :]
-        close = (delta[..., 0] ** 2 + delta[..., 1] ** 2 <= radius * radius)
+        close = delta[..., 0] ** 2 + delta[..., 1] ** 2 <= radius * radius
         close &= torch.arange(start, stop, device=xy.device)[:, None] < columns[None, :]
         rows, cols = close.nonzero(as_tuple=True)
         firsts.append(rows + start)

@@ -80,11 +80,13 @@ def inside_pairs(points: Tensor, boxes: Tensor) -> Iterator[Tuple[Tensor, Tensor
         total = int(chunk_counts.sum())
         if total == 0:
             continue
-        box_index = torch.repeat_interleave(torch.arange(first, last, device=boxes.device), chunk_counts,
-                                            output_size=total)
+        box_index = torch.repeat_interleave(
+            torch.arange(first, last, device=boxes.device), chunk_counts, output_size=total
+        )
         offsets = torch.cumsum(chunk_counts, 0) - chunk_counts
-        within = torch.arange(total, device=boxes.device) - torch.repeat_interleave(offsets, chunk_counts,
-                                                                                    output_size=total)
+        within = torch.arange(total, device=boxes.device) - torch.repeat_interleave(
+            offsets, chunk_counts, output_size=total
+        )
         point_index = flat_order[start[box_index] + within]
         rel = points[point_index] - boxes[box_index, 0:3]
         c, s = cos[box_index], sin[box_index]

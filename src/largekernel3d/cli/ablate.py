@@ -36,13 +36,16 @@ def load_set(source: str):
     ``base`` is resolved as ``--config`` is (shipped config name or path, relative to the set's file first)."""
     from ..training import config as C
     from ..training.ablation import parse_ablation_set
+
     path = Path(source).expanduser()
     if not path.is_file():
         name = source[:-5] if source.endswith(".yaml") else source
         res = _sets_folder() / f"{name}.yaml"
         if not res.is_file():
-            raise FileNotFoundError(f"ablation set {source}: no such file, and no shipped ablation set of that name "
-                                    f"(shipped: {', '.join(shipped_sets())})")
+            raise FileNotFoundError(
+                f"ablation set {source}: no such file, and no shipped ablation set of that name "
+                f"(shipped: {', '.join(shipped_sets())})"
+            )
         with resources.as_file(res) as p:
             data = C.read_yaml(p)
         here = None
@@ -64,6 +67,7 @@ def load_set(source: str):
 def cmd_ablate(args: argparse.Namespace) -> int:
     from ..analysis.ablation_plot import plot_ablation_curves
     from ..training import ablation as A
+
     if args.list:
         for name in shipped_sets():
             aset = load_set(name)
@@ -74,11 +78,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([] if args.verbose else ["train.progress=false"])
     if args.print_configs:
         from ..training.config import dump
+
         for v in aset.variants:
             print(f"# {v[0]}\n{dump(aset.run_config(v[0], args.seeds[0], output, overrides, schema_of(aset.task)))}")
         return 0
-    records = A.run_ablation(aset, args.seeds, output, overrides, progress=True,
-                             latency_repeats=args.latency_repeats)
+    records = A.run_ablation(aset, args.seeds, output, overrides, progress=True, latency_repeats=args.latency_repeats)
     rows = A.aggregate(aset, records)
     output.mkdir(parents=True, exist_ok=True)
     seeds = " ".join(str(s) for s in args.seeds)
@@ -89,8 +93,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     A.write_runs_csv(aset, records, output / "ablation_runs.csv")
     names = [r.variant for r in rows]
     panels = {A.METRIC_LABELS[m]: {n: A.curve_matrix(records, n, m) for n in names} for m in aset.metrics}
-    png = plot_ablation_curves(output / "ablation_curves.png", panels, title=f"ablation {aset.name}",
-                               baseline=aset.baseline, order=names)
+    png = plot_ablation_curves(
+        output / "ablation_curves.png", panels, title=f"ablation {aset.name}", baseline=aset.baseline, order=names
+    )
     print(text)
     print(f"tables and curves written to {output} ({png.name})")
     return 0
@@ -99,14 +104,26 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def register(verbs, top) -> None:
     """The top-level ``ablate`` command."""
     p = top.add_parser("ablate", help="run a named set of configurations at the same budget and seeds; one table")
-    p.add_argument("set_name", nargs="?", default=DEFAULT_SET, metavar="SET",
-                   help=f"shipped ablation set or YAML path (default: {DEFAULT_SET}; --list shows them)")
+    p.add_argument(
+        "set_name",
+        nargs="?",
+        default=DEFAULT_SET,
+        metavar="SET",
+        help=f"shipped ablation set or YAML path (default: {DEFAULT_SET}; --list shows them)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every configuration (default: 0)")
     p.add_argument("--output", default=None, help="folder of the runs and the table (default: runs/ablations/SET)")
-    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG",
-                   help="run only these configurations (and the baseline)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override entries of every run, e.g. --set data.root=/data/scannet train.epochs=5")
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="CONFIG", help="run only these configurations (and the baseline)"
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override entries of every run, e.g. --set data.root=/data/scannet train.epochs=5",
+    )
     p.add_argument("--latency-repeats", type=int, default=5, help="timed forward passes per run (default: 5)")
     p.add_argument("--list", action="store_true", help="list the shipped ablation sets and exit")
     p.add_argument("--print-configs", action="store_true", help="print every configuration's merged config and exit")

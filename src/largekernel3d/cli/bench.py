@@ -29,8 +29,15 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     from .command_steps import set_threads
 
     set_threads(args.threads)
-    md, png, rows = run_efficiency(Path(args.out_dir), args.kernels, args.channels, args.repeats, args.plain_budget_s,
-                                   Path(args.data_root), num_points=args.num_points)
+    md, png, rows = run_efficiency(
+        Path(args.out_dir),
+        args.kernels,
+        args.channels,
+        args.repeats,
+        args.plain_budget_s,
+        Path(args.data_root),
+        num_points=args.num_points,
+    )
     print(md.read_text())
     print(f"wrote {md} and {png}")
     return 0
@@ -42,17 +49,32 @@ def register(verbs, top) -> None:
 
     p = verbs["bench"].add_parser("efficiency", help="params and latency: plain SubMConv3d vs SW-LK per kernel size")
     p.add_argument("--out-dir", default="outputs/efficiency", help="folder for efficiency.md / .png")
-    p.add_argument("--kernels", type=_kernel_list, default=list(DEFAULT_KERNELS),
-                   help="comma-separated odd kernel sizes (default: 3,5,...,17)")
+    p.add_argument(
+        "--kernels",
+        type=_kernel_list,
+        default=list(DEFAULT_KERNELS),
+        help="comma-separated odd kernel sizes (default: 3,5,...,17)",
+    )
     p.add_argument("--channels", type=int, default=32, help="input = output channels (default: 32)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per layer, median reported (default: 3)")
-    p.add_argument("--plain-budget-s", type=float, default=30.0,
-                   help="skip the plain conv once its predicted forward time exceeds this (default: 30)")
-    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT),
-                   help="shared data folder with kitti/training/velodyne/000001.bin (default: ../shared/data); "
-                        "a generated scene is used when it is missing")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch (and numba) threads; 1 gives stable timings on a shared machine (default: torch's)")
+    p.add_argument(
+        "--plain-budget-s",
+        type=float,
+        default=30.0,
+        help="skip the plain conv once its predicted forward time exceeds this (default: 30)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=str(DEFAULT_DATA_ROOT),
+        help="shared data folder with kitti/training/velodyne/000001.bin (default: ../shared/data); "
+        "a generated scene is used when it is missing",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch (and numba) threads; 1 gives stable timings on a shared machine (default: torch's)",
+    )
     p.add_argument("--num-points", type=int, default=100_000, help="points of the generated fallback scene")
     p.set_defaults(func=cmd_efficiency)
 

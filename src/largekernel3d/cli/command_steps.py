@@ -47,6 +47,7 @@ class TrainedRun:
 def open_checkpoint(args: argparse.Namespace, task: str, loader: ModelLoader) -> TrainedRun:
     """Load ``args.checkpoint`` of ``task`` with its config (+ ``args.overrides``) on ``args.device``."""
     from ..training.distributed import resolve_device
+
     cfg, _ = checkpoint_config(args.checkpoint, args.overrides, task)
     device = resolve_device(args.device)
     model, payload = loader(Path(args.checkpoint), cfg, device)
@@ -78,18 +79,31 @@ def set_threads(threads: Optional[int]) -> None:
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     import torch
+
     torch.set_num_threads(threads)
 
 
 def add_file_input_options(q: argparse.ArgumentParser) -> None:
     """``--input PATH...`` and the reader options shared by ``lk3d predict seg`` and ``lk3d predict det``."""
-    q.add_argument("--input", nargs="+", default=None, metavar="PATH",
-                   help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt "
-                        ".csv); without it the configured dataset's --split is used")
-    q.add_argument("--format", default=None, help="reader to use for every input instead of the extension's "
-                                                  "(ply, pcd, las, kitti_bin, nuscenes_bin, npy, npz, text)")
-    q.add_argument("--units", default="auto", help="metres per file unit: m, cm, mm, ft, us-ft or a number "
-                                                   "(default auto: metres; LAS/LAZ from their CRS)")
+    q.add_argument(
+        "--input",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt "
+        ".csv); without it the configured dataset's --split is used",
+    )
+    q.add_argument(
+        "--format",
+        default=None,
+        help="reader to use for every input instead of the extension's "
+        "(ply, pcd, las, kitti_bin, nuscenes_bin, npy, npz, text)",
+    )
+    q.add_argument(
+        "--units",
+        default="auto",
+        help="metres per file unit: m, cm, mm, ft, us-ft or a number (default auto: metres; LAS/LAZ from their CRS)",
+    )
     q.add_argument("--axes", default="xyz", help="file axes giving our x y z (z up), e.g. 'x -z y' for a y-up file")
     q.add_argument("--columns", default=None, help="column names for .txt/.csv/.npy/.bin, e.g. 'x y z r g b i'")
     q.add_argument("--recursive", action="store_true", help="also read point-cloud files in sub-folders")
@@ -105,20 +119,37 @@ def cmd_predict_files(args: argparse.Namespace, task: str, **predictor_options) 
     """``lk3d predict seg|det --input ...``: a thin wrapper over :mod:`largekernel3d.inference`."""
     from ..data.pointcloud_files import expand_inputs
     from ..inference import Predictor, predict_files, summary_table
+
     paths = expand_inputs(args.input, recursive=args.recursive)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, **predictor_options)
     if predictor.task != task:
-        raise ValueError(f"checkpoint {args.checkpoint} holds a {predictor.task!r} model; use lk3d predict "
-                         f"{predictor.task}")
+        raise ValueError(
+            f"checkpoint {args.checkpoint} holds a {predictor.task!r} model; use lk3d predict {predictor.task}"
+        )
     out = Path(args.output) if args.output else Path("predictions")
-    rows = predict_files(predictor, paths, out, views=not args.no_views,
-                         score_threshold=getattr(args, "score_threshold", 0.3),
-                         intensity_scale=getattr(args, "intensity_scale", 1.0), verbose=args.verbose,
-                         read_options=read_options(args))
+    rows = predict_files(
+        predictor,
+        paths,
+        out,
+        views=not args.no_views,
+        score_threshold=getattr(args, "score_threshold", 0.3),
+        intensity_scale=getattr(args, "intensity_scale", 1.0),
+        verbose=args.verbose,
+        read_options=read_options(args),
+    )
     print(summary_table(rows, task))
     print(f"wrote {len(rows)} file(s) to {out}")
     return 0
 
 
-__all__ = ["TrainedRun", "open_checkpoint", "split_items", "item_count", "output_folder", "set_threads",
-           "add_file_input_options", "read_options", "cmd_predict_files"]
+__all__ = [
+    "TrainedRun",
+    "open_checkpoint",
+    "split_items",
+    "item_count",
+    "output_folder",
+    "set_threads",
+    "add_file_input_options",
+    "read_options",
+    "cmd_predict_files",
+]

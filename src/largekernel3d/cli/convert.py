@@ -22,9 +22,16 @@ SEG_BASE_CONFIG = "official_scannet"
 def conversion_summary(conv: OfficialConversion) -> Dict[str, Any]:
     """A plain-data summary of the conversion report (stored in the output file)."""
     r = conv.report
-    return {"task": conv.task, "source": r.source, "prefix": r.prefix, "converted": len(r.converted),
-            "grouping_deviation": dict(r.grouping_deviation), "unused": list(r.unused), "missing": list(r.missing),
-            "other_parts": r.other_parts}
+    return {
+        "task": conv.task,
+        "source": r.source,
+        "prefix": r.prefix,
+        "converted": len(r.converted),
+        "grouping_deviation": dict(r.grouping_deviation),
+        "unused": list(r.unused),
+        "missing": list(r.missing),
+        "other_parts": r.other_parts,
+    }
 
 
 def seg_payload(conv: OfficialConversion, class_names: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -42,49 +49,91 @@ def seg_payload(conv: OfficialConversion, class_names: Optional[List[str]] = Non
     raw["model"] = model_cfg
     cfg = C.build_config(raw, [], source=f"config {SEG_BASE_CONFIG}")
     if class_names is None:
-        class_names = list(D.SCANNET20_CLASSES) if num_classes == len(D.SCANNET20_CLASSES) else \
-            [f"class{i}" for i in range(num_classes)]
-    return {"epoch": 0, "step": 0, "model": conv.model.state_dict(), "config": cfg, "class_names": class_names,
-            "architecture": architecture_signature(conv.model, model_cfg["name"]),
-            "official_conversion": conversion_summary(conv)}
+        class_names = (
+            list(D.SCANNET20_CLASSES)
+            if num_classes == len(D.SCANNET20_CLASSES)
+            else [f"class{i}" for i in range(num_classes)]
+        )
+    return {
+        "epoch": 0,
+        "step": 0,
+        "model": conv.model.state_dict(),
+        "config": cfg,
+        "class_names": class_names,
+        "architecture": architecture_signature(conv.model, model_cfg["name"]),
+        "official_conversion": conversion_summary(conv),
+    }
 
 
 def cmd_convert_official(args: argparse.Namespace) -> int:
     from ..training.checkpoint import save_checkpoint
 
     shape = None if args.sparse_shape is None else [int(s) for s in args.sparse_shape]
-    conv = convert_official_checkpoint(args.checkpoint, args.model_task, strict=not args.allow_mismatch,
-                                       layout=args.layout, sparse_shape=shape,
-                                       weights_only=not args.trust_pickle)
+    conv = convert_official_checkpoint(
+        args.checkpoint,
+        args.model_task,
+        strict=not args.allow_mismatch,
+        layout=args.layout,
+        sparse_shape=shape,
+        weights_only=not args.trust_pickle,
+    )
     if conv.task == "seg":
         payload = seg_payload(conv)
     else:
-        payload = {"epoch": 0, "step": 0, "model": conv.model.state_dict(), "backbone_config": conv.config,
-                   "official_conversion": conversion_summary(conv)}
+        payload = {
+            "epoch": 0,
+            "step": 0,
+            "model": conv.model.state_dict(),
+            "backbone_config": conv.config,
+            "official_conversion": conversion_summary(conv),
+        }
     out = save_checkpoint(payload, Path(args.output))
     r = conv.report
     dev = f", max grouping deviation {r.max_grouping_deviation:.3g}" if r.grouping_deviation else ""
-    print(f"converted {len(r.converted)} tensors ({r.source}{dev}); unused {len(r.unused)}, missing {len(r.missing)}"
-          f" -> {out}")
+    print(
+        f"converted {len(r.converted)} tensors ({r.source}{dev}); unused {len(r.unused)}, missing {len(r.missing)}"
+        f" -> {out}"
+    )
     return 0
 
 
 def register(verbs, top) -> None:
     """Add ``lk3d convert official``."""
-    q = verbs["convert"].add_parser("official", help="an official LargeKernel3D checkpoint (segmentation network or "
-                                                     "detection backbone)")
-    q.add_argument("--task", dest="model_task", choices=("seg", "det"), default="seg",
-                   help="segmentation network or detection backbone")
+    q = verbs["convert"].add_parser(
+        "official", help="an official LargeKernel3D checkpoint (segmentation network or detection backbone)"
+    )
+    q.add_argument(
+        "--task",
+        dest="model_task",
+        choices=("seg", "det"),
+        default="seg",
+        help="segmentation network or detection backbone",
+    )
     q.add_argument("checkpoint", help="the official .pth file")
     q.add_argument("output", help="where to write the converted checkpoint")
-    q.add_argument("--layout", default="auto", choices=("auto", "KRSC", "RSKC", "RSCK"),
-                   help="conv weight layout (auto: by shape; KRSC spconv >= 2.2, RSKC spconv 2.1)")
-    q.add_argument("--sparse-shape", nargs=3, default=None, metavar=("D", "H", "W"),
-                   help="det only: the voxel grid the backbone was trained on")
-    q.add_argument("--allow-mismatch", action="store_true",
-                   help="load what matches and warn about unused / missing keys instead of failing")
-    q.add_argument("--trust-pickle", action="store_true",
-                   help="the file pickles non-tensor objects: load it with weights_only=False (trusted files only)")
+    q.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "KRSC", "RSKC", "RSCK"),
+        help="conv weight layout (auto: by shape; KRSC spconv >= 2.2, RSKC spconv 2.1)",
+    )
+    q.add_argument(
+        "--sparse-shape",
+        nargs=3,
+        default=None,
+        metavar=("D", "H", "W"),
+        help="det only: the voxel grid the backbone was trained on",
+    )
+    q.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="load what matches and warn about unused / missing keys instead of failing",
+    )
+    q.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="the file pickles non-tensor objects: load it with weights_only=False (trusted files only)",
+    )
     q.set_defaults(func=cmd_convert_official)
 
 

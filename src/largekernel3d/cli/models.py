@@ -21,8 +21,12 @@ def classes_of(dataset: str) -> int:
     """Number of classes of a config's ``data.dataset``."""
     from .. import data as D
 
-    names = {"scannet": D.SCANNET20_CLASSES, "generated": D.GeneratedIndoorDataset.class_names,
-             "s3dis": D.S3DIS_CLASSES, "semantickitti": D.SEMANTICKITTI_CLASSES}
+    names = {
+        "scannet": D.SCANNET20_CLASSES,
+        "generated": D.GeneratedIndoorDataset.class_names,
+        "s3dis": D.S3DIS_CLASSES,
+        "semantickitti": D.SEMANTICKITTI_CLASSES,
+    }
     if dataset not in names:
         raise ValueError(f"data.dataset {dataset!r} is not one of {sorted(names)}")
     return len(names[dataset])
@@ -68,8 +72,9 @@ def config_rows(config_names: Sequence[str], in_channels: int) -> List[Tuple[Any
     for name in config_names:
         cfg = load_run_config(name)
         model_cfg = dict(cfg["model"], in_channels=in_channels, num_classes=classes_of(cfg["data"]["dataset"]))
-        rows.append((name, model_cfg["name"], describe(model_cfg), model_cfg["num_classes"],
-                     f"{parameter_count(model_cfg):,}"))
+        rows.append(
+            (name, model_cfg["name"], describe(model_cfg), model_cfg["num_classes"], f"{parameter_count(model_cfg):,}")
+        )
     return rows
 
 
@@ -108,16 +113,28 @@ def detector_config_rows(config_names: Sequence[str]) -> List[Tuple[Any, ...]]:
         cfg = load_run_config(name, task="det")
         class_names = cfg["data"]["class_names"] or _default_classes(cfg)
         model_cfg = detector_config(cfg, class_names)
-        rows.append((name, model_cfg["name"], describe_detector(model_cfg), len(class_names),
-                     f"{_detector_parameters(model_cfg):,}"))
+        rows.append(
+            (
+                name,
+                model_cfg["name"],
+                describe_detector(model_cfg),
+                len(class_names),
+                f"{_detector_parameters(model_cfg):,}",
+            )
+        )
     return rows
 
 
 def _default_classes(cfg: Mapping[str, Any]) -> Sequence[str]:
     from ..data.detection import classes as K
     from ..data.detection.synthetic import OBJECT_CLASSES
-    return {"synthetic": OBJECT_CLASSES, "kitti": K.KITTI_CLASSES, "nuscenes": K.NUSCENES_CLASSES,
-            "pandaset": K.PANDASET_CLASSES}[cfg["data"]["dataset"]]
+
+    return {
+        "synthetic": OBJECT_CLASSES,
+        "kitti": K.KITTI_CLASSES,
+        "nuscenes": K.NUSCENES_CLASSES,
+        "pandaset": K.PANDASET_CLASSES,
+    }[cfg["data"]["dataset"]]
 
 
 def detector_rows() -> List[Tuple[Any, ...]]:
@@ -136,13 +153,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     in_channels = D.IN_CHANNELS
     print(f"## Shipped configs (in_channels={in_channels}, classes from each config's data)\n")
-    print(markdown_table(("config", "model", "encoder stages 1-4", "classes", "parameters"),
-                         config_rows(shipped_configs(), in_channels)))
+    print(
+        markdown_table(
+            ("config", "model", "encoder stages 1-4", "classes", "parameters"),
+            config_rows(shipped_configs(), in_channels),
+        )
+    )
     print(f"\n## Registered models (in_channels={in_channels}, num_classes={args.num_classes})\n")
     print(markdown_table(("model", "encoder stages 1-4", "parameters"), registry_rows(in_channels, args.num_classes)))
     print("\n## Shipped detection configs\n")
-    print(markdown_table(("config", "model", "3D backbone", "classes", "parameters"),
-                         detector_config_rows(shipped_configs("det"))))
+    print(
+        markdown_table(
+            ("config", "model", "3D backbone", "classes", "parameters"), detector_config_rows(shipped_configs("det"))
+        )
+    )
     print("\n## Registered detectors (dataset presets)\n")
     print(markdown_table(("model", "preset", "3D backbone", "parameters"), detector_rows()))
     return 0
@@ -155,5 +179,16 @@ def register(verbs, top) -> None:
     p.set_defaults(func=cmd_models)
 
 
-__all__ = ["classes_of", "describe", "parameter_count", "markdown_table", "config_rows", "registry_rows",
-           "describe_detector", "detector_config_rows", "detector_rows", "cmd_models", "register"]
+__all__ = [
+    "classes_of",
+    "describe",
+    "parameter_count",
+    "markdown_table",
+    "config_rows",
+    "registry_rows",
+    "describe_detector",
+    "detector_config_rows",
+    "detector_rows",
+    "cmd_models",
+    "register",
+]

@@ -31,6 +31,7 @@ def schema_of(task: str) -> C.ConfigSchema:
     """The configuration schema of ``task`` (``seg`` or ``det``)."""
     if task == "det":
         from ..training.det_config import DET_SCHEMA
+
         return DET_SCHEMA
     return C.SEG_SCHEMA
 
@@ -48,14 +49,17 @@ def read_config_source(source: str, task: str = "seg") -> Dict[str, Any]:
     name = source[:-5] if source.endswith(".yaml") else source
     res = _folder(task) / f"{name}.yaml"
     if not res.is_file():
-        raise FileNotFoundError(f"--config {source}: no such file, and no shipped {task} config of that name "
-                                f"(shipped: {', '.join(shipped_configs(task))})")
+        raise FileNotFoundError(
+            f"--config {source}: no such file, and no shipped {task} config of that name "
+            f"(shipped: {', '.join(shipped_configs(task))})"
+        )
     with resources.as_file(res) as p:
         return C.read_yaml(p)
 
 
-def load_run_config(source: str, overrides: Sequence[str] = (), output: Optional[str] = None,
-                    task: str = "seg") -> Dict[str, Any]:
+def load_run_config(
+    source: str, overrides: Sequence[str] = (), output: Optional[str] = None, task: str = "seg"
+) -> Dict[str, Any]:
     """Shipped/file config of ``task`` + ``--set`` overrides (+ ``--output``), validated."""
     sets = list(overrides) + ([f"output_dir={output}"] if output else [])
     return C.build_config(read_config_source(source, task), sets, source=f"config {source}", schema=schema_of(task))
@@ -64,6 +68,7 @@ def load_run_config(source: str, overrides: Sequence[str] = (), output: Optional
 def checkpoint_config(checkpoint: str, overrides: Sequence[str], task: str):
     """``(config of the checkpoint with the --set overrides applied, payload)`` of a ``task`` checkpoint."""
     from ..training.checkpoint import load_checkpoint
+
     payload = load_checkpoint(Path(checkpoint))
     cfg = C.build_config(payload["config"], overrides, source=f"checkpoint {checkpoint}", schema=schema_of(task))
     return cfg, payload
@@ -71,15 +76,22 @@ def checkpoint_config(checkpoint: str, overrides: Sequence[str], task: str):
 
 def add_overrides(p: argparse.ArgumentParser, example: str) -> None:
     """The ``--set KEY=VALUE ...`` option."""
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help=f"override config entries, e.g. --set {example}")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help=f"override config entries, e.g. --set {example}",
+    )
 
 
 def add_train_parser(verbs, task: str, default_config: str, help_text: str, func, example: str) -> None:
     """``lk3d train <task>`` with ``--config --output --resume --list-configs --print-config --set``."""
     p = verbs["train"].add_parser(task, help=help_text)
-    p.add_argument("--config", default=default_config,
-                   help=f"shipped config name or YAML path (default: {default_config})")
+    p.add_argument(
+        "--config", default=default_config, help=f"shipped config name or YAML path (default: {default_config})"
+    )
     p.add_argument("--output", default=None, help="run folder (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/last.pt")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
@@ -120,11 +132,22 @@ def train(args: argparse.Namespace, task: str, trainer_class, summary: Optional[
     finally:
         if trainer.ctx.distributed:
             import torch.distributed as dist
+
             dist.destroy_process_group()
     if summary is not None and result.final_eval is not None and trainer.ctx.is_main:
         print(summary(result))
     return trainer, result
 
 
-__all__ = ["CONFIG_PACKAGE", "schema_of", "shipped_configs", "read_config_source", "load_run_config",
-           "checkpoint_config", "add_overrides", "add_train_parser", "add_checkpoint_parser", "train"]
+__all__ = [
+    "CONFIG_PACKAGE",
+    "schema_of",
+    "shipped_configs",
+    "read_config_source",
+    "load_run_config",
+    "checkpoint_config",
+    "add_overrides",
+    "add_train_parser",
+    "add_checkpoint_parser",
+    "train",
+]

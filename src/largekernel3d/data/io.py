@@ -70,8 +70,10 @@ def load_bin(path: Path, dtype: Any, ncols: Optional[int] = None) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.uint8)
     item = np.dtype(dtype).itemsize * (ncols or 1)
     if raw.size % item:
-        raise ValueError(f"{str(path)!r} has {raw.size} bytes, not a multiple of {item} "
-                         f"({np.dtype(dtype).name} x {ncols or 1} per point)")
+        raise ValueError(
+            f"{str(path)!r} has {raw.size} bytes, not a multiple of {item} "
+            f"({np.dtype(dtype).name} x {ncols or 1} per point)"
+        )
     arr = raw.view(dtype)
     return arr.reshape(-1, ncols) if ncols else arr
 
@@ -80,8 +82,9 @@ def colors_to_unit(colors: np.ndarray, source: Any) -> np.ndarray:
     """RGB in 0-255 (any numeric dtype) → float32 in ``[0, 1]``."""
     c = np.asarray(colors, dtype=np.float32)
     if c.size and (not np.isfinite(c).all() or c.min() < 0 or c.max() > 255.0 + 1e-3):
-        raise ValueError(f"{str(source)!r}: colours must lie in [0, 255], found range "
-                         f"[{float(np.nanmin(c))}, {float(np.nanmax(c))}]")
+        raise ValueError(
+            f"{str(source)!r}: colours must lie in [0, 255], found range [{float(np.nanmin(c))}, {float(np.nanmax(c))}]"
+        )
     return np.clip(c / 255.0, 0.0, 1.0)
 
 
@@ -108,9 +111,14 @@ def read_ply_vertices(path: Path, fields: Tuple[str, ...]) -> np.ndarray:
 
 def _numpy_safe_globals() -> list:
     core = getattr(np, "_core", None) or np.core
-    entries: list = [np.ndarray, np.dtype, (core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-                     core.multiarray._reconstruct, (core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-                     core.multiarray.scalar]
+    entries: list = [
+        np.ndarray,
+        np.dtype,
+        (core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        core.multiarray._reconstruct,
+        (core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+        core.multiarray.scalar,
+    ]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         entries += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
@@ -129,8 +137,10 @@ def load_pth(path: Path) -> Any:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{str(path)!r} could not be read as a .pth of arrays ({exc}); save it as a dict or "
-                         f"tuple of numpy arrays / tensors, or convert it to the coord.npy folder layout") from exc
+        raise ValueError(
+            f"{str(path)!r} could not be read as a .pth of arrays ({exc}); save it as a dict or "
+            f"tuple of numpy arrays / tensors, or convert it to the coord.npy folder layout"
+        ) from exc
 
 
 _SCENE_RE = re.compile(r"scene\d{4}_\d{2}")
@@ -154,4 +164,3 @@ def select_scenes(available: Collection[str], scenes: Optional[Sequence[str]], w
     if missing:
         raise ValueError(f"scenes {missing[:5]} are not in {where}")
     return list(dict.fromkeys(scenes))
-

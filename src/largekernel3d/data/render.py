@@ -13,8 +13,11 @@ from .scene import IGNORE_INDEX, PointCloudScene
 _IGNORE_COLOR = (0.0, 0.0, 0.0)
 
 
-def label_colors(labels: np.ndarray, palette: Optional[Sequence[Tuple[int, int, int]]] = None,
-                 ignore_color: Sequence[float] = _IGNORE_COLOR) -> np.ndarray:
+def label_colors(
+    labels: np.ndarray,
+    palette: Optional[Sequence[Tuple[int, int, int]]] = None,
+    ignore_color: Sequence[float] = _IGNORE_COLOR,
+) -> np.ndarray:
     """RGB ``[N, 3]`` in [0, 1] per label (``IGNORE_INDEX`` gets ``ignore_color``, black by default);
     palette entries are 0-255 triples (ScanNet-20 colours by default, a generated palette for labels
     beyond it)."""
@@ -41,9 +44,15 @@ def _oblique(points: np.ndarray, azimuth: float = -50.0, elevation: float = 35.0
     return np.stack([p @ right, p @ up], axis=1), p @ view
 
 
-def render_scene(scene: PointCloudScene, path: Union[str, Path], labels: Optional[np.ndarray] = None,
-                 class_names: Sequence[str] = SCANNET20_CLASSES, title: Optional[str] = None,
-                 max_points: int = 60000, point_size: float = 0.6) -> Path:
+def render_scene(
+    scene: PointCloudScene,
+    path: Union[str, Path],
+    labels: Optional[np.ndarray] = None,
+    class_names: Sequence[str] = SCANNET20_CLASSES,
+    title: Optional[str] = None,
+    max_points: int = 60000,
+    point_size: float = 0.6,
+) -> Path:
     """Write a PNG with the scene seen from above and obliquely, coloured by label and by RGB.
 
     ``labels`` overrides ``scene.labels`` (e.g. predictions). The top-down panel leaves out the top
@@ -85,12 +94,20 @@ def render_scene(scene: PointCloudScene, path: Union[str, Path], labels: Optiona
         ax.set_title(name)
         ax.axis("off")
     present = sorted(int(v) for v in np.unique(lab) if v != IGNORE_INDEX)
-    handles = [Patch(color=label_colors(np.array([c]))[0], label=class_names[c] if c < len(class_names) else str(c))
-               for c in present]
+    handles = [
+        Patch(color=label_colors(np.array([c]))[0], label=class_names[c] if c < len(class_names) else str(c))
+        for c in present
+    ]
     if (lab == IGNORE_INDEX).any():
         handles.append(Patch(color=_IGNORE_COLOR, label="ignore"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 11), fontsize=9, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(len(handles), 11),
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+    )
     fig.suptitle(title or f"{scene.name}: {scene.num_points} points")
     fig.tight_layout(rect=(0, 0.11, 1, 0.96))
     path = Path(path)

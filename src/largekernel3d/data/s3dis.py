@@ -11,8 +11,21 @@ import numpy as np
 from .io import colors_to_unit, load_bin, load_label_npy, load_npy, require_dir, select_scenes
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
-S3DIS_CLASSES: Tuple[str, ...] = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair",
-                                  "sofa", "bookcase", "board", "clutter")
+S3DIS_CLASSES: Tuple[str, ...] = (
+    "ceiling",
+    "floor",
+    "wall",
+    "beam",
+    "column",
+    "window",
+    "door",
+    "table",
+    "chair",
+    "sofa",
+    "bookcase",
+    "board",
+    "clutter",
+)
 # annotation file prefixes outside the 13 classes (as in the usual PointNet preprocessing)
 _ALIASES = {"stairs": "clutter"}
 
@@ -60,16 +73,20 @@ def _train_ids(labels: np.ndarray, source: str) -> np.ndarray:
             raise ValueError(f"{source}: labels must be integers")
     lab = lab.astype(np.int64).reshape(-1).copy()
     if lab.size and lab.max() >= len(S3DIS_CLASSES):
-        raise ValueError(f"{source}: S3DIS labels must be < {len(S3DIS_CLASSES)} (or negative for ignore), "
-                         f"found {int(lab.max())}")
+        raise ValueError(
+            f"{source}: S3DIS labels must be < {len(S3DIS_CLASSES)} (or negative for ignore), found {int(lab.max())}"
+        )
     lab[lab < 0] = IGNORE_INDEX
     return lab
 
 
 def _load_folder(name: str, folder: Path) -> PointCloudScene:
     coord = load_npy(folder / "coord.npy", ncols=3)
-    colors = colors_to_unit(load_npy(folder / "color.npy", ncols=3), folder / "color.npy") \
-        if (folder / "color.npy").is_file() else np.zeros((len(coord), 3), np.float32)
+    colors = (
+        colors_to_unit(load_npy(folder / "color.npy", ncols=3), folder / "color.npy")
+        if (folder / "color.npy").is_file()
+        else np.zeros((len(coord), 3), np.float32)
+    )
     labels = None
     if (folder / "segment.npy").is_file():
         labels = _train_ids(load_label_npy(folder / "segment.npy"), str(folder / "segment.npy"))
@@ -94,8 +111,10 @@ def _load_mmdet3d(name: str, path: Path) -> PointCloudScene:
 
 def _check_rows(name, source, n, colors, labels) -> None:
     if len(colors) != n or (labels is not None and len(labels) != n):
-        raise ValueError(f"scene {name!r} ({source}): {n} points, {len(colors)} colours, "
-                         f"{None if labels is None else len(labels)} labels; they must match")
+        raise ValueError(
+            f"scene {name!r} ({source}): {n} points, {len(colors)} colours, "
+            f"{None if labels is None else len(labels)} labels; they must match"
+        )
 
 
 def _find(root: Path) -> Dict[str, Tuple[str, Path]]:
@@ -118,7 +137,10 @@ def _find(root: Path) -> Dict[str, Tuple[str, Path]]:
 
 
 _LOADERS: Dict[str, Callable[[str, Path], PointCloudScene]] = {
-    "original": _load_original, "folder": _load_folder, "npy7": _load_npy7, "mmdet3d": _load_mmdet3d,
+    "original": _load_original,
+    "folder": _load_folder,
+    "npy7": _load_npy7,
+    "mmdet3d": _load_mmdet3d,
 }
 
 
@@ -145,8 +167,9 @@ class S3DISDataset(SegmentationDataset):
 
     class_names = S3DIS_CLASSES
 
-    def __init__(self, root: Union[str, Path], areas: Optional[Sequence[int]] = None,
-                 scenes: Optional[Sequence[str]] = None) -> None:
+    def __init__(
+        self, root: Union[str, Path], areas: Optional[Sequence[int]] = None, scenes: Optional[Sequence[str]] = None
+    ) -> None:
         self.root = require_dir(Path(root), "S3DIS root")
         found = _find(self.root)
         if not found:
@@ -157,8 +180,10 @@ class S3DISDataset(SegmentationDataset):
             areas = {int(a) for a in areas}
             names = [n for n in names if area_of(n) in areas]
             if not names:
-                raise ValueError(f"no rooms of areas {sorted(areas)} under {str(self.root)!r} "
-                                 f"(found areas {sorted({area_of(n) for n in found})})")
+                raise ValueError(
+                    f"no rooms of areas {sorted(areas)} under {str(self.root)!r} "
+                    f"(found areas {sorted({area_of(n) for n in found})})"
+                )
         self.scene_names = names = select_scenes(names, scenes, f"{str(self.root)!r} (available e.g. {names[:3]})")
         self._sources = {n: found[n] for n in names}
 

@@ -15,22 +15,66 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .io import (check_shape, colors_to_unit, load_bin, load_label_npy, load_npy, load_pth, read_ply_vertices,
-                 require_dir, scannet_scene_name, select_scenes)
+from .io import (
+    check_shape,
+    colors_to_unit,
+    load_bin,
+    load_label_npy,
+    load_npy,
+    load_pth,
+    read_ply_vertices,
+    require_dir,
+    scannet_scene_name,
+    select_scenes,
+)
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
 SCANNET20_CLASSES: Tuple[str, ...] = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
-    "counter", "desk", "curtain", "refrigerator", "showercurtain", "toilet", "sink", "bathtub", "otherfurniture",
+    "wall",
+    "floor",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "desk",
+    "curtain",
+    "refrigerator",
+    "showercurtain",
+    "toilet",
+    "sink",
+    "bathtub",
+    "otherfurniture",
 )
 SCANNET20_NYU40_IDS: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
 
 # RGB (0-255) colours per class, as in the ScanNet benchmark visualisations.
 SCANNET20_COLORS: Tuple[Tuple[int, int, int], ...] = (
-    (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34), (140, 86, 75),
-    (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189), (196, 156, 148), (23, 190, 207),
-    (247, 182, 210), (219, 219, 141), (255, 127, 14), (158, 218, 229), (44, 160, 44), (112, 128, 144),
-    (227, 119, 194), (82, 84, 163),
+    (174, 199, 232),
+    (152, 223, 138),
+    (31, 119, 180),
+    (255, 187, 120),
+    (188, 189, 34),
+    (140, 86, 75),
+    (255, 152, 150),
+    (214, 39, 40),
+    (197, 176, 213),
+    (148, 103, 189),
+    (196, 156, 148),
+    (23, 190, 207),
+    (247, 182, 210),
+    (219, 219, 141),
+    (255, 127, 14),
+    (158, 218, 229),
+    (44, 160, 44),
+    (112, 128, 144),
+    (227, 119, 194),
+    (82, 84, 163),
 )
 
 
@@ -82,8 +126,9 @@ def room_id(scene_name: str) -> str:
     return m.group(1) if m else scene_name
 
 
-def split_scenes_by_room(scene_names: Sequence[str], val_fraction: float = 0.3,
-                         seed: int = 0) -> Tuple[List[str], List[str]]:
+def split_scenes_by_room(
+    scene_names: Sequence[str], val_fraction: float = 0.3, seed: int = 0
+) -> Tuple[List[str], List[str]]:
     """Split scans into ``(train, val)`` so that all scans of one room fall on the same side.
 
     Rooms (:func:`room_id`) are shuffled with ``numpy.random.default_rng(seed)`` and assigned to val
@@ -113,6 +158,7 @@ def split_scenes_by_room(scene_names: Sequence[str], val_fraction: float = 0.3,
 
 
 # --- layouts ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -160,7 +206,10 @@ def _find_mmdet3d(root: Path) -> Dict[str, _Source]:
 
 
 _FINDERS: Dict[str, Callable[[Path], Dict[str, _Source]]] = {
-    "official": _find_official, "folder": _find_folders, "pth": _find_pth, "votenet": _find_votenet,
+    "official": _find_official,
+    "folder": _find_folders,
+    "pth": _find_pth,
+    "votenet": _find_votenet,
     "mmdet3d": _find_mmdet3d,
 }
 
@@ -202,8 +251,10 @@ def _load_official(name: str, folder: Path, axis_align: bool = False) -> PointCl
     if labels_ply.is_file():
         nyu = read_ply_vertices(labels_ply, ("label",))[:, 0]
         if nyu.shape[0] != verts.shape[0]:
-            raise ValueError(f"{str(labels_ply)!r} has {nyu.shape[0]} vertices but {str(ply)!r} has "
-                             f"{verts.shape[0]}; they must describe the same mesh")
+            raise ValueError(
+                f"{str(labels_ply)!r} has {nyu.shape[0]} vertices but {str(ply)!r} has "
+                f"{verts.shape[0]}; they must describe the same mesh"
+            )
         labels = nyu40_to_scannet20(nyu, str(labels_ply))
     return PointCloudScene(name, verts[:, :3], colors_to_unit(verts[:, 3:6], ply), labels)
 
@@ -211,8 +262,11 @@ def _load_official(name: str, folder: Path, axis_align: bool = False) -> PointCl
 def _load_folder(name: str, folder: Path) -> PointCloudScene:
     coord = load_npy(folder / "coord.npy", ncols=3)
     color_path = folder / "color.npy"
-    colors = (colors_to_unit(load_npy(color_path, ncols=3), color_path) if color_path.is_file()
-              else np.zeros_like(coord, dtype=np.float32))
+    colors = (
+        colors_to_unit(load_npy(color_path, ncols=3), color_path)
+        if color_path.is_file()
+        else np.zeros_like(coord, dtype=np.float32)
+    )
     labels = None
     for label_file in ("segment20.npy", "segment.npy"):
         path = folder / label_file
@@ -229,8 +283,9 @@ def _load_pth(name: str, path: Path) -> PointCloudScene:
         if "coord" not in data:
             raise ValueError(f"{str(path)!r}: a dict .pth needs the key 'coord' (found {sorted(data)})")
         coord = _np(data["coord"])
-        colors = (colors_to_unit(_np(data["color"]), path) if "color" in data
-                  else np.zeros((coord.shape[0], 3), np.float32))
+        colors = (
+            colors_to_unit(_np(data["color"]), path) if "color" in data else np.zeros((coord.shape[0], 3), np.float32)
+        )
         labels = None
         for key in ("semantic_gt20", "segment20", "segment"):
             if key in data:
@@ -244,8 +299,9 @@ def _load_pth(name: str, path: Path) -> PointCloudScene:
         colors = np.clip((rgb + 1.0) / 2.0, 0.0, 1.0)
         labels = scannet20_from_train_ids(_np(data[2]), f"{path}[2]") if len(data) >= 3 else None
     else:
-        raise ValueError(f"{str(path)!r}: expected a dict or a (coords, colors[, labels, ...]) tuple, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{str(path)!r}: expected a dict or a (coords, colors[, labels, ...]) tuple, got {type(data).__name__}"
+        )
     check_shape(coord, f"{path} coords", ncols=3)
     check_shape(colors, f"{path} colors", ncols=3)
     _check_rows(name, path, coord, colors, labels)
@@ -271,7 +327,10 @@ def _load_mmdet3d(name: str, bin_path: Path) -> PointCloudScene:
 
 
 _LOADERS: Dict[str, Callable[[str, Path], PointCloudScene]] = {
-    "official": _load_official, "folder": _load_folder, "pth": _load_pth, "votenet": _load_votenet,
+    "official": _load_official,
+    "folder": _load_folder,
+    "pth": _load_pth,
+    "votenet": _load_votenet,
     "mmdet3d": _load_mmdet3d,
 }
 
@@ -282,8 +341,7 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _check_rows(name: str, source: Path, points: np.ndarray, colors: np.ndarray,
-                labels: Optional[np.ndarray]) -> None:
+def _check_rows(name: str, source: Path, points: np.ndarray, colors: np.ndarray, labels: Optional[np.ndarray]) -> None:
     if colors.shape[0] != points.shape[0]:
         raise ValueError(f"scene {name!r} ({source}): {colors.shape[0]} colours for {points.shape[0]} points")
     if labels is not None and labels.shape[0] != points.shape[0]:
@@ -317,14 +375,19 @@ class ScanNetDataset(SegmentationDataset):
     class_names = SCANNET20_CLASSES
     LAYOUTS = tuple(_FINDERS)
 
-    def __init__(self, root: Union[str, Path], scenes: Optional[Sequence[str]] = None,
-                 layout: Optional[str] = None, axis_align: bool = False) -> None:
+    def __init__(
+        self,
+        root: Union[str, Path],
+        scenes: Optional[Sequence[str]] = None,
+        layout: Optional[str] = None,
+        axis_align: bool = False,
+    ) -> None:
         self.root = require_dir(Path(root), "ScanNet root")
         self.axis_align = bool(axis_align)
         if layout is not None and layout not in _FINDERS:
             raise ValueError(f"layout must be one of {self.LAYOUTS} or None, got {layout!r}")
         found: Dict[str, _Source] = {}
-        for kind in ([layout] if layout else list(_FINDERS)):
+        for kind in [layout] if layout else list(_FINDERS):
             found = _FINDERS[kind](self.root)
             if found:
                 break
@@ -332,11 +395,15 @@ class ScanNetDataset(SegmentationDataset):
             raise ValueError(f"no ScanNet scenes found under {str(self.root)!r}: {_LAYOUT_HELP}")
         self.layout = next(iter(found.values())).layout
         if self.axis_align and self.layout != "official":
-            raise ValueError(f"axis_align=True applies to the official layout only; {str(self.root)!r} holds the "
-                             f"{self.layout!r} layout (the preprocessed layouts are exported aligned already)")
+            raise ValueError(
+                f"axis_align=True applies to the official layout only; {str(self.root)!r} holds the "
+                f"{self.layout!r} layout (the preprocessed layouts are exported aligned already)"
+            )
         self.scene_names = names = select_scenes(
-            found, scenes, f"{str(self.root)!r} ({self.layout} layout; {len(found)} scenes found, "
-                           f"e.g. {sorted(found)[:3]})")
+            found,
+            scenes,
+            f"{str(self.root)!r} ({self.layout} layout; {len(found)} scenes found, e.g. {sorted(found)[:3]})",
+        )
         self._sources = {n: found[n] for n in names}
 
     def _source(self, index: int) -> str:

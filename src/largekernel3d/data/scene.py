@@ -40,8 +40,9 @@ class PointCloudScene:
         if self.colors.shape != (n, 3):
             raise ValueError(f"scene {self.name!r}: colors must have shape [{n}, 3], got {self.colors.shape}")
         if n and (not np.isfinite(self.colors).all() or self.colors.min() < 0.0 or self.colors.max() > 1.0):
-            raise ValueError(f"scene {self.name!r}: colors must be finite and lie in [0, 1] "
-                             f"(divide 0-255 colours by 255)")
+            raise ValueError(
+                f"scene {self.name!r}: colors must be finite and lie in [0, 1] (divide 0-255 colours by 255)"
+            )
         if self.labels is not None:
             labels = np.asarray(self.labels)
             if not np.issubdtype(labels.dtype, np.integer):
@@ -51,8 +52,10 @@ class PointCloudScene:
                 raise ValueError(f"scene {self.name!r}: labels must have shape [{n}], got {self.labels.shape}")
             bad = (self.labels < 0) & (self.labels != IGNORE_INDEX)
             if bad.any():
-                raise ValueError(f"scene {self.name!r}: labels must be >= 0 or IGNORE_INDEX={IGNORE_INDEX}, "
-                                 f"found {np.unique(self.labels[bad])[:5].tolist()}")
+                raise ValueError(
+                    f"scene {self.name!r}: labels must be >= 0 or IGNORE_INDEX={IGNORE_INDEX}, "
+                    f"found {np.unique(self.labels[bad])[:5].tolist()}"
+                )
 
     @property
     def num_points(self) -> int:
@@ -94,9 +97,11 @@ class SegmentationDataset:
         if scene.num_points == 0:
             raise ValueError(f"scene {scene.name!r} ({self._source(index)}) has no points")
         if scene.labels is not None and scene.labels.size and scene.labels.max() >= self.num_classes:
-            raise ValueError(f"scene {scene.name!r} ({self._source(index)}) has labels up to "
-                             f"{int(scene.labels.max())}, but {type(self).__name__} has {self.num_classes} "
-                             f"classes (ids 0..{self.num_classes - 1}, or IGNORE_INDEX={IGNORE_INDEX})")
+            raise ValueError(
+                f"scene {scene.name!r} ({self._source(index)}) has labels up to "
+                f"{int(scene.labels.max())}, but {type(self).__name__} has {self.num_classes} "
+                f"classes (ids 0..{self.num_classes - 1}, or IGNORE_INDEX={IGNORE_INDEX})"
+            )
         return scene
 
     def __repr__(self) -> str:

@@ -18,15 +18,62 @@ from .io import load_bin, require_dir
 from .scene import IGNORE_INDEX, PointCloudScene, SegmentationDataset
 
 SEMANTICKITTI_CLASSES: Tuple[str, ...] = (
-    "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist", "road",
-    "parking", "sidewalk", "other-ground", "building", "fence", "vegetation", "trunk", "terrain", "pole",
+    "car",
+    "bicycle",
+    "motorcycle",
+    "truck",
+    "other-vehicle",
+    "person",
+    "bicyclist",
+    "motorcyclist",
+    "road",
+    "parking",
+    "sidewalk",
+    "other-ground",
+    "building",
+    "fence",
+    "vegetation",
+    "trunk",
+    "terrain",
+    "pole",
     "traffic-sign",
 )
 
 SEMANTICKITTI_LEARNING_MAP: Dict[int, int] = {
-    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9, 44: 10, 48: 11,
-    49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19, 99: 0, 252: 1, 253: 7,
-    254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5,
+    0: 0,
+    1: 0,
+    10: 1,
+    11: 2,
+    13: 5,
+    15: 3,
+    16: 5,
+    18: 4,
+    20: 5,
+    30: 6,
+    31: 7,
+    32: 8,
+    40: 9,
+    44: 10,
+    48: 11,
+    49: 12,
+    50: 13,
+    51: 14,
+    52: 0,
+    60: 9,
+    70: 15,
+    71: 16,
+    72: 17,
+    80: 18,
+    81: 19,
+    99: 0,
+    252: 1,
+    253: 7,
+    254: 6,
+    255: 8,
+    256: 5,
+    257: 5,
+    258: 4,
+    259: 5,
 }
 """The official ``learning_map`` of ``semantic-kitti.yaml`` (raw id → 0..19, 0 = unlabelled)."""
 
@@ -72,11 +119,16 @@ class SemanticKITTIDataset(SegmentationDataset):
 
     class_names = SEMANTICKITTI_CLASSES
 
-    def __init__(self, root: Union[str, Path], sequences: Optional[Sequence[Union[int, str]]] = None,
-                 config_yaml: Optional[Union[str, Path]] = None) -> None:
+    def __init__(
+        self,
+        root: Union[str, Path],
+        sequences: Optional[Sequence[Union[int, str]]] = None,
+        config_yaml: Optional[Union[str, Path]] = None,
+    ) -> None:
         self.root = require_dir(Path(root), "SemanticKITTI root")
-        self.learning_map = (read_learning_map(config_yaml) if config_yaml is not None
-                             else dict(SEMANTICKITTI_LEARNING_MAP))
+        self.learning_map = (
+            read_learning_map(config_yaml) if config_yaml is not None else dict(SEMANTICKITTI_LEARNING_MAP)
+        )
         self._table = _lookup(self.learning_map)
         seq_dirs: List[Tuple[str, Path]] = []
         if (self.root / "velodyne").is_dir():
@@ -84,8 +136,10 @@ class SemanticKITTIDataset(SegmentationDataset):
         else:
             base = self.root / "sequences"
             if not base.is_dir():
-                raise ValueError(f"no SemanticKITTI data under {str(self.root)!r}: expected "
-                                 f"'sequences/<seq>/velodyne/*.bin' (+ 'labels/*.label') or a folder with 'velodyne/'")
+                raise ValueError(
+                    f"no SemanticKITTI data under {str(self.root)!r}: expected "
+                    f"'sequences/<seq>/velodyne/*.bin' (+ 'labels/*.label') or a folder with 'velodyne/'"
+                )
             available = sorted(p.name for p in base.iterdir() if (p / "velodyne").is_dir())
             if sequences is None:
                 wanted = available
@@ -120,8 +174,9 @@ class SemanticKITTIDataset(SegmentationDataset):
             return np.zeros(0, dtype=np.int64)
         unknown = (sem >= len(self._table)) | (self._table[np.minimum(sem, len(self._table) - 1)] == -1)
         if unknown.any():
-            raise ValueError(f"{source}: raw semantic ids {np.unique(sem[unknown])[:10].tolist()} are not in the "
-                             f"learning_map")
+            raise ValueError(
+                f"{source}: raw semantic ids {np.unique(sem[unknown])[:10].tolist()} are not in the learning_map"
+            )
         return self._table[sem]
 
     def _load(self, index: int) -> PointCloudScene:
@@ -131,8 +186,9 @@ class SemanticKITTIDataset(SegmentationDataset):
         if label_path.is_file():
             raw = load_bin(label_path, np.uint32)
             if raw.shape[0] != scan.shape[0]:
-                raise ValueError(f"{str(label_path)!r} has {raw.shape[0]} labels but {str(scan_path)!r} has "
-                                 f"{scan.shape[0]} points")
+                raise ValueError(
+                    f"{str(label_path)!r} has {raw.shape[0]} labels but {str(scan_path)!r} has {scan.shape[0]} points"
+                )
             labels = self.map_labels(raw, str(label_path))
         return PointCloudScene(self.scene_names[index], scan[:, :3], np.zeros((len(scan), 3), np.float32), labels)
 

@@ -190,8 +190,7 @@ class ElasticDistortion:
         self.params, self.p = params, float(p)
 
     @staticmethod
-    def _distort(points: np.ndarray, granularity: float, magnitude: float,
-                 rng: np.random.Generator) -> np.ndarray:
+    def _distort(points: np.ndarray, granularity: float, magnitude: float, rng: np.random.Generator) -> np.ndarray:
         lo = points.min(axis=0)
         span = points.max(axis=0) - lo
         dims = (span // granularity).astype(int) + 3

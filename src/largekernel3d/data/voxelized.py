@@ -59,8 +59,10 @@ def majority_labels(point_to_voxel: Tensor, point_labels: Tensor, num_voxels: in
     ``IGNORE_INDEX`` for voxels without a labelled point. Returns int64 ``[num_voxels]``."""
     valid = point_labels != IGNORE_INDEX
     if bool(valid.any()) and (int(point_labels[valid].min()) < 0 or int(point_labels[valid].max()) >= num_classes):
-        raise ValueError(f"point labels must lie in [0, {num_classes}) or be IGNORE_INDEX={IGNORE_INDEX}, found "
-                         f"range [{int(point_labels[valid].min())}, {int(point_labels[valid].max())}]")
+        raise ValueError(
+            f"point labels must lie in [0, {num_classes}) or be IGNORE_INDEX={IGNORE_INDEX}, found "
+            f"range [{int(point_labels[valid].min())}, {int(point_labels[valid].max())}]"
+        )
     flat = point_to_voxel[valid] * num_classes + point_labels[valid]
     counts = torch.bincount(flat, minlength=num_voxels * num_classes).view(num_voxels, num_classes)
     labels = counts.argmax(dim=1)
@@ -79,8 +81,15 @@ def voxelize_scene(scene: PointCloudScene, voxel_size: float, num_classes: int) 
     else:
         point_labels = torch.from_numpy(scene.labels)
     labels = majority_labels(vox.point_to_voxel, point_labels, vox.num_voxels, num_classes)
-    return SegSample(name=scene.name, coords=vox.coords, features=(vox.features - 0.5).to(torch.float32),
-                     labels=labels, point_to_voxel=vox.point_to_voxel, point_labels=point_labels, points=points)
+    return SegSample(
+        name=scene.name,
+        coords=vox.coords,
+        features=(vox.features - 0.5).to(torch.float32),
+        labels=labels,
+        point_to_voxel=vox.point_to_voxel,
+        point_labels=point_labels,
+        points=points,
+    )
 
 
 class VoxelizedSegmentation(EpochStream):
@@ -91,8 +100,9 @@ class VoxelizedSegmentation(EpochStream):
     Works with ``torch.utils.data.DataLoader`` (use ``collate_fn=collate_segmentation``).
     """
 
-    def __init__(self, dataset: SegmentationDataset, voxel_size: float,
-                 transforms: Optional[Transform] = None, seed: int = 0) -> None:
+    def __init__(
+        self, dataset: SegmentationDataset, voxel_size: float, transforms: Optional[Transform] = None, seed: int = 0
+    ) -> None:
         if not (isinstance(voxel_size, (int, float)) and np.isfinite(voxel_size) and voxel_size > 0):
             raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size!r}")
         check_step(transforms, "transforms", "scene")
@@ -143,13 +153,21 @@ class SegBatch:
 
     def to(self, device: Union[str, torch.device], non_blocking: bool = False) -> "SegBatch":
         """A copy with every tensor on ``device``."""
+
         def mv(t: Tensor) -> Tensor:
             return t.to(device, non_blocking=non_blocking)
-        return SegBatch(indices=mv(self.indices), features=mv(self.features), labels=mv(self.labels),
-                        spatial_shape=list(self.spatial_shape), batch_size=self.batch_size,
-                        point_to_voxel=[mv(t) for t in self.point_to_voxel],
-                        point_labels=[mv(t) for t in self.point_labels], names=list(self.names),
-                        voxel_offsets=list(self.voxel_offsets))
+
+        return SegBatch(
+            indices=mv(self.indices),
+            features=mv(self.features),
+            labels=mv(self.labels),
+            spatial_shape=list(self.spatial_shape),
+            batch_size=self.batch_size,
+            point_to_voxel=[mv(t) for t in self.point_to_voxel],
+            point_labels=[mv(t) for t in self.point_labels],
+            names=list(self.names),
+            voxel_offsets=list(self.voxel_offsets),
+        )
 
     def to_sparse_tensor(self, device: Optional[Union[str, torch.device]] = None) -> SparseConvTensor:
         """``SparseConvTensor(features, indices, spatial_shape, batch_size)`` (on ``device`` if given)."""
@@ -160,8 +178,10 @@ class SegBatch:
 
     def point_predictions(self, voxel_values: Tensor) -> List[Tensor]:
         """Carry per-voxel values ``[sum M_b, ...]`` back to the points of each sample."""
-        return [voxel_values[self.voxel_offsets[b] + p2v.to(voxel_values.device)]
-                for b, p2v in enumerate(self.point_to_voxel)]
+        return [
+            voxel_values[self.voxel_offsets[b] + p2v.to(voxel_values.device)]
+            for b, p2v in enumerate(self.point_to_voxel)
+        ]
 
 
 def collate_segmentation(samples: Sequence[SegSample]) -> SegBatch:
@@ -174,8 +194,14 @@ def collate_segmentation(samples: Sequence[SegSample]) -> SegBatch:
             raise TypeError(f"collate_segmentation expects SegSample items, got {type(s).__name__}")
     st = batch_sparse([s.coords for s in samples], [s.features for s in samples])
     offsets = np.concatenate([[0], np.cumsum([s.num_voxels for s in samples])]).tolist()
-    return SegBatch(indices=st.indices, features=st.features, labels=torch.cat([s.labels for s in samples]),
-                    spatial_shape=list(st.spatial_shape), batch_size=len(samples),
-                    point_to_voxel=[s.point_to_voxel for s in samples],
-                    point_labels=[s.point_labels for s in samples], names=[s.name for s in samples],
-                    voxel_offsets=[int(o) for o in offsets])
+    return SegBatch(
+        indices=st.indices,
+        features=st.features,
+        labels=torch.cat([s.labels for s in samples]),
+        spatial_shape=list(st.spatial_shape),
+        batch_size=len(samples),
+        point_to_voxel=[s.point_to_voxel for s in samples],
+        point_labels=[s.point_labels for s in samples],
+        names=[s.name for s in samples],
+        voxel_offsets=[int(o) for o in offsets],
+    )

@@ -10,7 +10,24 @@ from .segmentation import SegmentationPredictor, SegPrediction
 from .tiling import Tile, plan_tiles
 from .tta import transform_coords, tta_transforms
 
-__all__ = ["FileSummary", "predict_files", "summary_table", "DetectionPredictor", "DetPrediction", "kitti_lines",
-           "write_det_outputs", "write_seg_outputs", "Predictor", "predict_cloud", "predict_file", "conv_radius",
-           "receptive_field_radius", "SegmentationPredictor", "SegPrediction", "Tile", "plan_tiles",
-           "transform_coords", "tta_transforms"]
+__all__ = [
+    "FileSummary",
+    "predict_files",
+    "summary_table",
+    "DetectionPredictor",
+    "DetPrediction",
+    "kitti_lines",
+    "write_det_outputs",
+    "write_seg_outputs",
+    "Predictor",
+    "predict_cloud",
+    "predict_file",
+    "conv_radius",
+    "receptive_field_radius",
+    "SegmentationPredictor",
+    "SegPrediction",
+    "Tile",
+    "plan_tiles",
+    "transform_coords",
+    "tta_transforms",
+]

@@ -34,8 +34,21 @@ def unique_stems(paths: Sequence[Path]) -> List[str]:
     seen: Dict[str, int] = {}
     for p in paths:
         name = p.name
-        for ext in (".pcd.bin", ".ply", ".pcd", ".las", ".laz", ".bin", ".npy", ".npz", ".txt", ".csv", ".xyz",
-                    ".pts", ".asc"):
+        for ext in (
+            ".pcd.bin",
+            ".ply",
+            ".pcd",
+            ".las",
+            ".laz",
+            ".bin",
+            ".npy",
+            ".npz",
+            ".txt",
+            ".csv",
+            ".xyz",
+            ".pts",
+            ".asc",
+        ):
             if name.lower().endswith(ext):
                 name = name[: -len(ext)]
                 break
@@ -44,31 +57,63 @@ def unique_stems(paths: Sequence[Path]) -> List[str]:
     return stems
 
 
-def predict_files(predictor: Union[SegmentationPredictor, DetectionPredictor], paths: Sequence[Path], out: Path,
-                  views: bool = True, score_threshold: float = 0.3, intensity_scale: float = 1.0,
-                  progress: bool = True, verbose: bool = False, read_options: Optional[dict] = None
-                  ) -> List[FileSummary]:
+def predict_files(
+    predictor: Union[SegmentationPredictor, DetectionPredictor],
+    paths: Sequence[Path],
+    out: Path,
+    views: bool = True,
+    score_threshold: float = 0.3,
+    intensity_scale: float = 1.0,
+    progress: bool = True,
+    verbose: bool = False,
+    read_options: Optional[dict] = None,
+) -> List[FileSummary]:
     """Predict every file of ``paths`` and write its outputs (:mod:`.outputs`) to ``out``."""
     from ..data.pointcloud_files import read_point_cloud
+
     rows = []
-    for path, stem in tqdm(list(zip(paths, unique_stems(paths))), desc="predict", disable=not progress,
-                           unit="file"):
+    for path, stem in tqdm(list(zip(paths, unique_stems(paths))), desc="predict", disable=not progress, unit="file"):
         cloud = read_point_cloud(path, **(read_options or {}))
         if verbose:
             tqdm.write(cloud.describe())
         prediction = predict_cloud(predictor, cloud, intensity_scale)
         if isinstance(prediction, SegPrediction):
             written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
-            rows.append(FileSummary(Path(path), cloud.num_points, prediction.num_voxels,
-                                    prediction.num_tiles * prediction.num_passes, prediction.seconds,
-                                    prediction.histogram(), written))
+            rows.append(
+                FileSummary(
+                    Path(path),
+                    cloud.num_points,
+                    prediction.num_voxels,
+                    prediction.num_tiles * prediction.num_passes,
+                    prediction.seconds,
+                    prediction.histogram(),
+                    written,
+                )
+            )
         else:
             assert isinstance(predictor, DetectionPredictor)
-            written = write_det_outputs(out, stem, cloud.points, prediction, score_threshold, views,
-                                        find_kitti_calibration(path), source=str(path),
-                                        point_cloud_range=None if predictor.windows else predictor.range.tolist())
-            rows.append(FileSummary(Path(path), cloud.num_points, prediction.num_voxels, prediction.num_windows,
-                                    prediction.seconds, prediction.counts(score_threshold), written))
+            written = write_det_outputs(
+                out,
+                stem,
+                cloud.points,
+                prediction,
+                score_threshold,
+                views,
+                find_kitti_calibration(path),
+                source=str(path),
+                point_cloud_range=None if predictor.windows else predictor.range.tolist(),
+            )
+            rows.append(
+                FileSummary(
+                    Path(path),
+                    cloud.num_points,
+                    prediction.num_voxels,
+                    prediction.num_windows,
+                    prediction.seconds,
+                    prediction.counts(score_threshold),
+                    written,
+                )
+            )
     return rows
 
 

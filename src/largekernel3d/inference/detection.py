@@ -70,9 +70,11 @@ class DetectionPredictor:
 
     task = "det"
 
-    def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", windows: bool = False,
-                 overlap: float = 10.0) -> None:
+    def __init__(
+        self, model: nn.Module, device: Union[str, torch.device] = "cpu", windows: bool = False, overlap: float = 10.0
+    ) -> None:
         from ..training.distributed import resolve_device
+
         if not hasattr(model, "predict_points") or not hasattr(model, "grid"):
             raise TypeError(f"model must be a CenterPoint detector, got {type(model).__name__}")
         if not (isinstance(overlap, (int, float)) and np.isfinite(overlap) and overlap >= 0):
@@ -90,11 +92,13 @@ class DetectionPredictor:
         self.checkpoint: Optional[Path] = None
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                        **options) -> "DetectionPredictor":
+    def from_checkpoint(
+        cls, path: Union[str, Path], device: Union[str, torch.device] = "auto", **options
+    ) -> "DetectionPredictor":
         """Rebuild the detector of a ``lk3d train det`` checkpoint; ``options`` as the constructor's."""
         from ..training.det_trainer import load_trained_detector
         from ..training.distributed import resolve_device
+
         dev = device if isinstance(device, torch.device) else resolve_device(str(device))
         model, _ = load_trained_detector(Path(path), None, dev)
         out = cls(model, dev, **options)
@@ -126,8 +130,9 @@ class DetectionPredictor:
             if f.ndim == 1:
                 f = f[:, None]
             if f.shape != (n, c - 3):
-                raise ValueError(f"features must be [N, {c - 3}] (columns {list(self.point_features[3:])}), "
-                                 f"got {f.shape}")
+                raise ValueError(
+                    f"features must be [N, {c - 3}] (columns {list(self.point_features[3:])}), got {f.shape}"
+                )
             table[:, 3:] = f
         if not np.isfinite(table).all():
             raise ValueError("points / features contain NaN or inf; drop those rows first")
@@ -140,9 +145,15 @@ class DetectionPredictor:
         pts = torch.from_numpy(table[inside].astype(np.float32))
         (det,) = self.model.predict_points([pts.to(self.device)])
         from ..sparse.point_to_voxel import points_to_voxels
+
         vox = points_to_voxels(pts, self.model.grid, self.model.max_points_per_voxel, self.model.max_voxels["test"])
-        return (det.boxes.double().cpu().numpy(), det.scores.float().cpu().numpy(),
-                det.labels.long().cpu().numpy(), int(inside.sum()), int(vox.coords.shape[0]))
+        return (
+            det.boxes.double().cpu().numpy(),
+            det.scores.float().cpu().numpy(),
+            det.labels.long().cpu().numpy(),
+            int(inside.sum()),
+            int(vox.coords.shape[0]),
+        )
 
     def predict(self, points: np.ndarray, features: Optional[Union[np.ndarray, dict]] = None) -> DetPrediction:
         """Boxes in one cloud (``points`` / ``features`` as :meth:`point_table`)."""
@@ -152,8 +163,9 @@ class DetectionPredictor:
             raise ValueError("points is empty: nothing to detect")
         if not self.windows:
             boxes, scores, labels, seen, voxels = self._run(table)
-            return DetPrediction(boxes, scores, labels, list(self.class_names), seen, voxels, 1,
-                                 time.perf_counter() - start)
+            return DetPrediction(
+                boxes, scores, labels, list(self.class_names), seen, voxels, 1, time.perf_counter() - start
+            )
         size = self.range[3:5] - self.range[:2]
         stride = size - self.overlap
         centre = (self.range[:2] + self.range[3:5]) / 2
@@ -182,8 +194,16 @@ class DetectionPredictor:
         scores = np.concatenate(out_s) if out_s else np.zeros(0, np.float32)
         labels = np.concatenate(out_l) if out_l else np.zeros(0, np.int64)
         order = np.argsort(-scores, kind="stable")
-        return DetPrediction(boxes[order], scores[order], labels[order], list(self.class_names), seen, voxels, runs,
-                             time.perf_counter() - start)
+        return DetPrediction(
+            boxes[order],
+            scores[order],
+            labels[order],
+            list(self.class_names),
+            seen,
+            voxels,
+            runs,
+            time.perf_counter() - start,
+        )
 
 
 __all__ = ["DetPrediction", "DetectionPredictor"]

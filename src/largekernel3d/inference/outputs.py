@@ -32,20 +32,24 @@ from .detection import DetPrediction
 from .segmentation import SegPrediction
 
 
-def write_seg_outputs(out: Path, stem: str, points: np.ndarray, prediction: SegPrediction,
-                      views: bool = True, title: Optional[str] = None) -> List[Path]:
+def write_seg_outputs(
+    out: Path, stem: str, points: np.ndarray, prediction: SegPrediction, views: bool = True, title: Optional[str] = None
+) -> List[Path]:
     """Write the segmentation files of the module docstring; returns their paths."""
     from plyfile import PlyData, PlyElement
 
     from ..analysis.segmentation_views import class_colors, colorize
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pts = np.asarray(points, dtype=np.float64)[:, :3]
     labels = prediction.labels
     num_classes = len(prediction.class_names)
     rgb = (colorize(labels, num_classes) * 255).round().astype(np.uint8)
-    vertex = np.empty(pts.shape[0], dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1"),
-                                          ("blue", "u1"), ("label", "i4")])
+    vertex = np.empty(
+        pts.shape[0],
+        dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("label", "i4")],
+    )
     vertex["x"], vertex["y"], vertex["z"] = pts.T
     vertex["red"], vertex["green"], vertex["blue"] = rgb.T
     vertex["label"] = labels
@@ -57,12 +61,21 @@ def write_seg_outputs(out: Path, stem: str, points: np.ndarray, prediction: SegP
     if views:
         from ..analysis.html_view import write_html_view
         from ..analysis.segmentation_views import plot_segmentation
+
         local = pts - pts.min(axis=0)
-        written.append(plot_segmentation(out / f"{stem}.png", local, labels, None, prediction.class_names,
-                                         title=title or stem))
-        written.append(write_html_view(out / f"{stem}.html", local, point_labels=labels,
-                                       class_names=prediction.class_names, class_colors=class_colors(num_classes),
-                                       title=title or stem))
+        written.append(
+            plot_segmentation(out / f"{stem}.png", local, labels, None, prediction.class_names, title=title or stem)
+        )
+        written.append(
+            write_html_view(
+                out / f"{stem}.html",
+                local,
+                point_labels=labels,
+                class_names=prediction.class_names,
+                class_colors=class_colors(num_classes),
+                title=title or stem,
+            )
+        )
     return written
 
 
@@ -70,6 +83,7 @@ def nominal_calibration():
     """A KITTI calibration whose camera frame is the LiDAR frame with KITTI's camera axes (x right = -y,
     y down = -z, z forward = x), ``R0 = I`` and KITTI-like intrinsics: for writing KITTI text without one."""
     from ..data.detection.kitti import KittiCalib
+
     v2c = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     p2 = np.array([[721.5, 0.0, 609.6, 0.0], [0.0, 721.5, 172.9, 0.0], [0.0, 0.0, 1.0, 0.0]])
     return KittiCalib(P2=p2, R0=np.eye(3), V2C=v2c)
@@ -78,6 +92,7 @@ def nominal_calibration():
 def find_kitti_calibration(path: Path):
     """``calib/<stem>.txt`` of a KITTI ``velodyne/<stem>.bin`` (a :class:`KittiCalib`), or ``None``."""
     from ..data.detection.kitti import KittiCalib
+
     path = Path(path)
     if path.parent.name not in ("velodyne", "velodyne_reduced"):
         return None
@@ -93,13 +108,15 @@ def kitti_lines(boxes: np.ndarray, scores: np.ndarray, names: Sequence[str], cal
         observation_angle,
         project_boxes_to_image,
     )
+
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, max(7, np.asarray(boxes).shape[-1]))
     if len(boxes) == 0:
         return []
     location, dims, ry = lidar_boxes_to_camera(boxes, calib or nominal_calibration())
     alpha = observation_angle(location, ry)
-    bbox = (project_boxes_to_image(boxes, calib, KITTI_IMAGE_SIZE) if calib is not None
-            else np.full((len(boxes), 4), -1.0))
+    bbox = (
+        project_boxes_to_image(boxes, calib, KITTI_IMAGE_SIZE) if calib is not None else np.full((len(boxes), 4), -1.0)
+    )
     lines = []
     for i in range(len(boxes)):
         numbers = [alpha[i], *bbox[i], *dims[i], *location[i], ry[i], float(scores[i])]
@@ -107,34 +124,65 @@ def kitti_lines(boxes: np.ndarray, scores: np.ndarray, names: Sequence[str], cal
     return lines
 
 
-def write_det_outputs(out: Path, stem: str, points: np.ndarray, prediction: DetPrediction,
-                      score_threshold: float = 0.3, views: bool = True, calib=None, source: str = "",
-                      point_cloud_range: Optional[Sequence[float]] = None) -> List[Path]:
+def write_det_outputs(
+    out: Path,
+    stem: str,
+    points: np.ndarray,
+    prediction: DetPrediction,
+    score_threshold: float = 0.3,
+    views: bool = True,
+    calib=None,
+    source: str = "",
+    point_cloud_range: Optional[Sequence[float]] = None,
+) -> List[Path]:
     """Write the detection files of the module docstring (boxes with ``score >= score_threshold``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keep = prediction.scores >= score_threshold
     boxes, scores, labels = prediction.boxes[keep], prediction.scores[keep], prediction.labels[keep]
     names = [prediction.class_names[int(k)] for k in labels]
-    record = {"source": source, "box_format": "x y z dx dy dz yaw (vx vy): box centre, input frame, metres",
-              "score_threshold": score_threshold, "boxes": np.round(boxes, 4).tolist(),
-              "scores": np.round(scores.astype(np.float64), 4).tolist(), "classes": names,
-              "points_in_range": prediction.points_in_range, "windows": prediction.num_windows,
-              "kitti_frame": "kitti calibration" if calib is not None else "nominal (lidar axes)"}
+    record = {
+        "source": source,
+        "box_format": "x y z dx dy dz yaw (vx vy): box centre, input frame, metres",
+        "score_threshold": score_threshold,
+        "boxes": np.round(boxes, 4).tolist(),
+        "scores": np.round(scores.astype(np.float64), 4).tolist(),
+        "classes": names,
+        "points_in_range": prediction.points_in_range,
+        "windows": prediction.num_windows,
+        "kitti_frame": "kitti calibration" if calib is not None else "nominal (lidar axes)",
+    }
     written = [out / f"{stem}.json", out / f"{stem}_kitti.txt"]
     written[0].write_text(json.dumps(record, indent=1))
     written[1].write_text("".join(line + "\n" for line in kitti_lines(boxes, scores, names, calib)))
     if views:
         from ..analysis.bev_view import render_bev
         from ..analysis.html_view import write_html_view
+
         pts = np.asarray(points, dtype=np.float64)[:, :3]
         written.append(out / f"{stem}.png")
-        render_bev(pts.astype(np.float32), pred_boxes=boxes, pred_labels=labels, pred_scores=scores,
-                   class_names=prediction.class_names, point_cloud_range=point_cloud_range, path=written[-1],
-                   title=f"{stem}: detections with score >= {score_threshold}", score_threshold=score_threshold)
-        written.append(write_html_view(out / f"{stem}.html", pts.astype(np.float32), boxes=boxes, box_labels=labels,
-                                       box_scores=scores, class_names=prediction.class_names,
-                                       title=f"{stem}: detections with score >= {score_threshold}"))
+        render_bev(
+            pts.astype(np.float32),
+            pred_boxes=boxes,
+            pred_labels=labels,
+            pred_scores=scores,
+            class_names=prediction.class_names,
+            point_cloud_range=point_cloud_range,
+            path=written[-1],
+            title=f"{stem}: detections with score >= {score_threshold}",
+            score_threshold=score_threshold,
+        )
+        written.append(
+            write_html_view(
+                out / f"{stem}.html",
+                pts.astype(np.float32),
+                boxes=boxes,
+                box_labels=labels,
+                box_scores=scores,
+                class_names=prediction.class_names,
+                title=f"{stem}: detections with score >= {score_threshold}",
+            )
+        )
     return written
 
 

@@ -27,10 +27,12 @@ class Predictor:
     """
 
     @staticmethod
-    def from_checkpoint(path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                        **options) -> Union[SegmentationPredictor, DetectionPredictor]:
+    def from_checkpoint(
+        path: Union[str, Path], device: Union[str, torch.device] = "auto", **options
+    ) -> Union[SegmentationPredictor, DetectionPredictor]:
         """The predictor for the checkpoint at ``path`` (see the class docstring)."""
         from ..training.checkpoint import load_checkpoint
+
         payload = load_checkpoint(Path(path))
         task = payload.get("config", {}).get("task", "seg")
         if task == "det":
@@ -40,13 +42,18 @@ class Predictor:
         raise ValueError(f"checkpoint {path}: unknown task {task!r} (expected 'seg' or 'det')")
 
 
-def predict_file(predictor: Union[SegmentationPredictor, DetectionPredictor], path: Union[str, Path],
-                 intensity_scale: float = 1.0, **read_options) -> "tuple":
+def predict_file(
+    predictor: Union[SegmentationPredictor, DetectionPredictor],
+    path: Union[str, Path],
+    intensity_scale: float = 1.0,
+    **read_options,
+) -> "tuple":
     """``(LoadedCloud, prediction)`` for one file read with :func:`~largekernel3d.data.pointcloud_files.
     read_point_cloud` (``read_options``: ``format``, ``units``, ``axes``, ``columns``, ``colour_scale``).
     Segmentation uses the file's colours; detection its intensity times ``intensity_scale`` (and any
     other model column the file has, e.g. ``ring``)."""
     from ..data.pointcloud_files import read_point_cloud
+
     cloud = read_point_cloud(path, **read_options)
     return cloud, predict_cloud(predictor, cloud, intensity_scale)
 

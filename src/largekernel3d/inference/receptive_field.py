@@ -34,13 +34,15 @@ def conv_radius(module: nn.Module) -> int:
         ds = (d,) * 3 if isinstance(d, int) else tuple(d)
         own = max(int(dd) * (int(kk) // 2) for kk, dd in zip(ks, ds))
         children = [conv_radius(c) for c in module.children()]
-        return max([own, *children])                      # parallel branches of one layer
+        return max([own, *children])  # parallel branches of one layer
     return sum((conv_radius(c) for c in module.children()), 0)  # a sequence of layers (depth-wise, point-wise)
 
 
 def _stage_radius(stage: nn.Module) -> int:
-    return sum(conv_radius(block.get_submodule("conv1")) + conv_radius(block.get_submodule("conv2"))
-               for block in stage.children())
+    return sum(
+        conv_radius(block.get_submodule("conv1")) + conv_radius(block.get_submodule("conv2"))
+        for block in stage.children()
+    )
 
 
 def unet_radii(model: nn.Module) -> Tuple[int, List[int], List[int]]:
@@ -48,11 +50,15 @@ def unet_radii(model: nn.Module) -> Tuple[int, List[int], List[int]]:
     :class:`~largekernel3d.models.minkunet.MinkUNet`."""
     for name in ("stem", "encoder", "decoder", "down", "up"):
         if not hasattr(model, name):
-            raise TypeError(f"receptive_field_radius needs a MinkUNet-style network (stem / down / encoder / up / "
-                            f"decoder), got {type(model).__name__} without {name!r}")
-    return (conv_radius(model.get_submodule("stem.conv")),
-            [_stage_radius(s) for s in model.get_submodule("encoder").children()],
-            [_stage_radius(s) for s in model.get_submodule("decoder").children()])
+            raise TypeError(
+                f"receptive_field_radius needs a MinkUNet-style network (stem / down / encoder / up / "
+                f"decoder), got {type(model).__name__} without {name!r}"
+            )
+    return (
+        conv_radius(model.get_submodule("stem.conv")),
+        [_stage_radius(s) for s in model.get_submodule("encoder").children()],
+        [_stage_radius(s) for s in model.get_submodule("decoder").children()],
+    )
 
 
 def receptive_field_radius(model: nn.Module) -> int:
@@ -75,7 +81,7 @@ def receptive_field_radius(model: nn.Module) -> int:
         return min(skip[0], up[0]), max(skip[1], up[1])
 
     radius = 0
-    for p in range(2 ** levels):
+    for p in range(2**levels):
         lo, hi = decoder(0, p, p)
         radius = max(radius, p - lo, hi - p)
     return radius

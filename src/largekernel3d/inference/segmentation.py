@@ -87,11 +87,22 @@ class SegmentationPredictor:
 
     task = "seg"
 
-    def __init__(self, model: nn.Module, class_names: Sequence[str], voxel_size: float,
-                 device: Union[str, torch.device] = "cpu", tile_size: Optional[float] = None,
-                 overlap: Optional[float] = None, max_voxels: int = 1_500_000, tta: bool = False,
-                 tta_rotations: int = 4, tta_mirror: bool = True, amp: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        voxel_size: float,
+        device: Union[str, torch.device] = "cpu",
+        tile_size: Optional[float] = None,
+        overlap: Optional[float] = None,
+        max_voxels: int = 1_500_000,
+        tta: bool = False,
+        tta_rotations: int = 4,
+        tta_mirror: bool = True,
+        amp: bool = False,
+    ) -> None:
         from ..training.distributed import resolve_device
+
         if not (isinstance(voxel_size, (int, float)) and np.isfinite(voxel_size) and voxel_size > 0):
             raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size!r}")
         for name, value in (("tile_size", tile_size), ("overlap", overlap)):
@@ -112,12 +123,14 @@ class SegmentationPredictor:
         self.checkpoint: Optional[Path] = None
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, Path], device: Union[str, torch.device] = "auto",
-                        **options) -> "SegmentationPredictor":
+    def from_checkpoint(
+        cls, path: Union[str, Path], device: Union[str, torch.device] = "auto", **options
+    ) -> "SegmentationPredictor":
         """Rebuild the network of a ``lk3d train seg`` checkpoint; ``options`` as the constructor's."""
         from ..training.checkpoint import load_checkpoint
         from ..training.distributed import resolve_device
         from ..training.trainer import load_trained_model
+
         dev = device if isinstance(device, torch.device) else resolve_device(str(device))
         payload = load_checkpoint(Path(path))
         task = payload["config"].get("task", "seg")
@@ -143,8 +156,8 @@ class SegmentationPredictor:
         if m <= self.max_voxels:
             return None
         ext = coords[:, :2].max(axis=0).astype(np.float64) + 1
-        density = m / float(ext[0] * ext[1])                        # voxels per x-y cell (uniform guess)
-        crop = np.sqrt(self.max_voxels / density)                    # crop edge meeting the budget
+        density = m / float(ext[0] * ext[1])  # voxels per x-y cell (uniform guess)
+        crop = np.sqrt(self.max_voxels / density)  # crop edge meeting the budget
         edge = int(crop) - 2 * self.halo_voxels()
         return max(ALIGN, (edge // ALIGN) * ALIGN)
 
@@ -190,8 +203,10 @@ class SegmentationPredictor:
             if rgb.shape != (pts.shape[0], 3):
                 raise ValueError(f"features must be [N, 3] colours in [0, 1] (N = {pts.shape[0]}), got {rgb.shape}")
             if rgb.size and (rgb.min() < 0 or rgb.max() > 1):
-                raise ValueError(f"features must be colours in [0, 1], found range [{rgb.min():g}, {rgb.max():g}]; "
-                                 f"divide 8-bit colours by 255")
+                raise ValueError(
+                    f"features must be colours in [0, 1], found range [{rgb.min():g}, {rgb.max():g}]; "
+                    f"divide 8-bit colours by 255"
+                )
         local = pts - pts.min(axis=0)
         vox = voxelize(torch.from_numpy(local), self.voxel_size, features=torch.from_numpy(rgb))
         assert vox.features is not None  # voxelize was given features
@@ -221,9 +236,16 @@ class SegmentationPredictor:
         assert total is not None
         total = total / len(self.transforms)
         voxel_labels = total.argmax(dim=1).numpy().astype(np.int64)
-        return SegPrediction(labels=voxel_labels[p2v], voxel_labels=voxel_labels, voxel_logits=total.numpy(),
-                             point_to_voxel=p2v.astype(np.int64), class_names=list(self.class_names),
-                             num_tiles=tiles, num_passes=len(self.transforms), seconds=time.perf_counter() - start)
+        return SegPrediction(
+            labels=voxel_labels[p2v],
+            voxel_labels=voxel_labels,
+            voxel_logits=total.numpy(),
+            point_to_voxel=p2v.astype(np.int64),
+            class_names=list(self.class_names),
+            num_tiles=tiles,
+            num_passes=len(self.transforms),
+            seconds=time.perf_counter() - start,
+        )
 
 
 __all__ = ["SegPrediction", "SegmentationPredictor", "ALIGN"]

@@ -63,8 +63,12 @@ def plan_tiles(coords: np.ndarray, tile: int, halo: int, align: int = 16) -> Lis
     for tx in range(int(ext[0]) // tile + 1):
         for ty in range(int(ext[1]) // tile + 1):
             x0, y0 = tx * tile, ty * tile
-            in_crop = ((coords[:, 0] >= x0 - halo) & (coords[:, 0] < x0 + tile + halo) &
-                       (coords[:, 1] >= y0 - halo) & (coords[:, 1] < y0 + tile + halo))
+            in_crop = (
+                (coords[:, 0] >= x0 - halo)
+                & (coords[:, 0] < x0 + tile + halo)
+                & (coords[:, 1] >= y0 - halo)
+                & (coords[:, 1] < y0 + tile + halo)
+            )
             crop = np.flatnonzero(in_crop)
             core = (ix[crop] == tx) & (iy[crop] == ty)
             if not core.any():

@@ -10,9 +10,30 @@ and the CenterPoint detectors on VoxelBackBone8x / VoxelResBackBone8x / LargeKer
 from .backend import resolve_backend
 from .blocks import CONV_TYPES, BasicBlock, ConvBNReLU, ConvSpec, SiteLinear
 from .minkunet import LargeKernel3DSeg, MinkUNet
-from .registry import (LARGEKERNEL3D_SEG, MINKUNET_VARIANTS, MODEL_NAMES, SEGMENTATION_NAMES, allowed_keys, build_model,
-                       count_parameters)
+from .registry import (
+    LARGEKERNEL3D_SEG,
+    MINKUNET_VARIANTS,
+    MODEL_NAMES,
+    SEGMENTATION_NAMES,
+    allowed_keys,
+    build_model,
+    count_parameters,
+)
 
-__all__ = ["build_model", "count_parameters", "allowed_keys", "MODEL_NAMES", "SEGMENTATION_NAMES", "MINKUNET_VARIANTS",
-           "LARGEKERNEL3D_SEG", "MinkUNet", "LargeKernel3DSeg", "ConvSpec", "CONV_TYPES", "BasicBlock",
-           "ConvBNReLU", "SiteLinear", "resolve_backend"]
+__all__ = [
+    "build_model",
+    "count_parameters",
+    "allowed_keys",
+    "MODEL_NAMES",
+    "SEGMENTATION_NAMES",
+    "MINKUNET_VARIANTS",
+    "LARGEKERNEL3D_SEG",
+    "MinkUNet",
+    "LargeKernel3DSeg",
+    "ConvSpec",
+    "CONV_TYPES",
+    "BasicBlock",
+    "ConvBNReLU",
+    "SiteLinear",
+    "resolve_backend",
+]

@@ -7,8 +7,7 @@ from typing import Iterable, Mapping
 from ..sparse.point_to_voxel import positive_int
 
 
-def check_config_keys(config: Mapping, name: str, allowed: Iterable[str], required: Iterable[str],
-                      kind: str) -> None:
+def check_config_keys(config: Mapping, name: str, allowed: Iterable[str], required: Iterable[str], kind: str) -> None:
     """``ValueError`` naming the keys of ``config`` (a ``kind`` config, e.g. ``"model"``, for network ``name``)
     that are not ``allowed``, else the ``required`` keys it lacks."""
     allowed = list(allowed)

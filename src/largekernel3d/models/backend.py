@@ -23,8 +23,10 @@ def resolve_backend(backend: Optional[ModuleType]) -> ModuleType:
         return _ours
     missing = [name for name in REQUIRED_NAMES if not hasattr(backend, name)]
     if missing:
-        raise TypeError(f"backend {getattr(backend, '__name__', backend)!r} lacks {missing}; pass "
-                        f"largekernel3d.sparse or spconv.pytorch")
+        raise TypeError(
+            f"backend {getattr(backend, '__name__', backend)!r} lacks {missing}; pass "
+            f"largekernel3d.sparse or spconv.pytorch"
+        )
     return backend
 
 

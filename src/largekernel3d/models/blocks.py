@@ -76,8 +76,11 @@ class ConvSpec:
     def layer_options(self) -> dict:
         """Keyword options of the :mod:`largekernel3d.nn` layer of this kind."""
         if self.conv_type == "swlk":
-            options = {"partition": self.partition, "position_encoding": self.position_encoding,
-                       "dilated_branch": self.dilated_branch}
+            options = {
+                "partition": self.partition,
+                "position_encoding": self.position_encoding,
+                "dilated_branch": self.dilated_branch,
+            }
             if self.dilated_dilation is not None:
                 options["dilated_dilation"] = self.dilated_dilation
             return options
@@ -105,8 +108,7 @@ class SiteLinear(nn.Module):
         return x.replace_feature(self.linear(x.features))
 
 
-def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: int,
-                   backend: ModuleType) -> nn.Module:
+def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: int, backend: ModuleType) -> nn.Module:
     """A bias-free submanifold conv ``in_channels → out_channels`` as ``spec`` says: ``"plain"`` from
     ``backend``, the other kinds from :mod:`largekernel3d.nn` (our engine only)."""
     k = spec.kernel_size
@@ -114,12 +116,15 @@ def make_subm_conv(spec: ConvSpec, in_channels: int, out_channels: int, level: i
     if spec.conv_type == "plain":
         return backend.SubMConv3d(in_channels, out_channels, k, bias=False, indice_key=key)
     if not is_ours(backend):
-        raise ValueError(f"conv_type={spec.conv_type!r} exists only in largekernel3d.sparse; build the "
-                         f"{getattr(backend, '__name__', backend)} network with conv_type='plain'")
-    if spec.conv_type == "dilated":   # a 3³ window with its own map
+        raise ValueError(
+            f"conv_type={spec.conv_type!r} exists only in largekernel3d.sparse; build the "
+            f"{getattr(backend, '__name__', backend)} network with conv_type='plain'"
+        )
+    if spec.conv_type == "dilated":  # a 3³ window with its own map
         key = f"subm{level}_dil{k // 2}"
-    return make_large_kernel_conv(spec.conv_type, in_channels, out_channels, k, bias=False, indice_key=key,
-                                  **spec.layer_options())
+    return make_large_kernel_conv(
+        spec.conv_type, in_channels, out_channels, k, bias=False, indice_key=key, **spec.layer_options()
+    )
 
 
 class BasicBlock(nn.Module):
@@ -132,8 +137,15 @@ class BasicBlock(nn.Module):
     Sites are unchanged.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, spec: ConvSpec, level: int, backend: ModuleType,
-                 bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        spec: ConvSpec,
+        level: int,
+        backend: ModuleType,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         self.conv1 = make_subm_conv(spec, in_channels, out_channels, level, backend)
         self.bn1 = nn.BatchNorm1d(out_channels, momentum=bn_momentum)

@@ -75,18 +75,31 @@ class MinkUNet(nn.Module):
     ``forward(x: SparseConvTensor [N, C_in]) -> SparseConvTensor [N, num_classes]`` on ``x``'s sites.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, layers: Sequence[int], planes: Sequence[int],
-                 init_dim: int = 32, encoder_specs: Optional[Sequence[ConvSpec]] = None,
-                 stem_kernel_size: int = 5, backend: Optional[ModuleType] = None, bn_momentum: float = 0.1,
-                 down_padding: int = 0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        layers: Sequence[int],
+        planes: Sequence[int],
+        init_dim: int = 32,
+        encoder_specs: Optional[Sequence[ConvSpec]] = None,
+        stem_kernel_size: int = 5,
+        backend: Optional[ModuleType] = None,
+        bn_momentum: float = 0.1,
+        down_padding: int = 0,
+    ) -> None:
         super().__init__()
         if down_padding not in (0, 1) or isinstance(down_padding, bool):
-            raise ValueError(f"down_padding must be 0 (MinkowskiEngine) or 1 (the official LargeKernel3D "
-                             f"segmentation network), got {down_padding!r}")
+            raise ValueError(
+                f"down_padding must be 0 (MinkowskiEngine) or 1 (the official LargeKernel3D "
+                f"segmentation network), got {down_padding!r}"
+            )
         self.down_padding = down_padding
         (in_channels, num_classes, init_dim, stem_kernel_size) = _positive_ints(
-            "in_channels, num_classes, init_dim, stem_kernel_size", (in_channels, num_classes, init_dim,
-                                                                    stem_kernel_size), 4)
+            "in_channels, num_classes, init_dim, stem_kernel_size",
+            (in_channels, num_classes, init_dim, stem_kernel_size),
+            4,
+        )
         if stem_kernel_size % 2 == 0:
             raise ValueError(f"stem_kernel_size must be odd, got {stem_kernel_size}")
         self.layers = _positive_ints("layers", layers, 2 * NUM_LEVELS)
@@ -100,35 +113,61 @@ class MinkUNet(nn.Module):
         sp = resolve_backend(backend)
         decoder_spec = ConvSpec()
 
-        self.stem = ConvBNReLU(sp.SubMConv3d(in_channels, init_dim, stem_kernel_size, bias=False,
-                                             indice_key=subm_key(0, stem_kernel_size)),
-                               init_dim, bn_momentum)
+        self.stem = ConvBNReLU(
+            sp.SubMConv3d(
+                in_channels, init_dim, stem_kernel_size, bias=False, indice_key=subm_key(0, stem_kernel_size)
+            ),
+            init_dim,
+            bn_momentum,
+        )
         self.down = nn.ModuleList()
         self.encoder = nn.ModuleList()
         width = init_dim
         skip_widths = [init_dim]
         for s in range(NUM_LEVELS):
             level = s + 1
-            self.down.append(ConvBNReLU(sp.SparseConv3d(width, width, 2, stride=2, padding=down_padding, bias=False,
-                                                        indice_key=f"down{level}"), width, bn_momentum))
+            self.down.append(
+                ConvBNReLU(
+                    sp.SparseConv3d(
+                        width, width, 2, stride=2, padding=down_padding, bias=False, indice_key=f"down{level}"
+                    ),
+                    width,
+                    bn_momentum,
+                )
+            )
             self.encoder.append(self._stage(width, self.planes[s], self.layers[s], specs[s], level, sp, bn_momentum))
             width = self.planes[s]
             skip_widths.append(width)
         self.up = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for j in range(NUM_LEVELS):
-            s = NUM_LEVELS + j          # stage index 4..7 (stages 5..8)
+            s = NUM_LEVELS + j  # stage index 4..7 (stages 5..8)
             level = NUM_LEVELS - 1 - j  # output level of the up conv: 3..0
-            self.up.append(ConvBNReLU(sp.SparseInverseConv3d(width, self.planes[s], 2, indice_key=f"down{level + 1}",
-                                                             bias=False), self.planes[s], bn_momentum))
-            self.decoder.append(self._stage(self.planes[s] + skip_widths[level], self.planes[s], self.layers[s],
-                                            decoder_spec, level, sp, bn_momentum))
+            self.up.append(
+                ConvBNReLU(
+                    sp.SparseInverseConv3d(width, self.planes[s], 2, indice_key=f"down{level + 1}", bias=False),
+                    self.planes[s],
+                    bn_momentum,
+                )
+            )
+            self.decoder.append(
+                self._stage(
+                    self.planes[s] + skip_widths[level],
+                    self.planes[s],
+                    self.layers[s],
+                    decoder_spec,
+                    level,
+                    sp,
+                    bn_momentum,
+                )
+            )
             width = self.planes[s]
         self.final = SiteLinear(width, num_classes, bias=True)
 
     @staticmethod
-    def _stage(in_channels: int, planes: int, blocks: int, spec: ConvSpec, level: int, sp: ModuleType,
-               bn_momentum: float) -> nn.Sequential:
+    def _stage(
+        in_channels: int, planes: int, blocks: int, spec: ConvSpec, level: int, sp: ModuleType, bn_momentum: float
+    ) -> nn.Sequential:
         widths = [in_channels] + [planes] * blocks
         return nn.Sequential(*(BasicBlock(widths[b], planes, spec, level, sp, bn_momentum) for b in range(blocks)))
 
@@ -136,7 +175,7 @@ class MinkUNet(nn.Module):
         # Widen the grid to a multiple of 2^NUM_LEVELS so that every site has a parent at every level (a
         # 2³/s2 conv on an odd-sized axis would drop the last plane); sites and features are unchanged. The
         # kernel maps of this pass go to a fresh cache, so nothing is left in or taken from x.indice_dict.
-        out = self.stem(_on_grid(x, [-(-s // 2 ** NUM_LEVELS) * 2 ** NUM_LEVELS for s in x.spatial_shape]))
+        out = self.stem(_on_grid(x, [-(-s // 2**NUM_LEVELS) * 2**NUM_LEVELS for s in x.spatial_shape]))
         skips = [out]
         for down, stage in zip(self.down, self.encoder):
             out = stage(down(out))
@@ -173,36 +212,64 @@ class LargeKernel3DSeg(MinkUNet):
             them into single layers for inference. Our engine only.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, stage_kernel_sizes: Sequence[int] = (7, 7, 7, 7),
-                 stage_conv_types: Union[str, Sequence[str]] = "swlk", position_encoding: bool = True,
-                 partition: str = "center1", dilated_branch: bool = False, backend: Optional[ModuleType] = None,
-                 bn_momentum: float = 0.1, layers: Sequence[int] = MINKUNET34C_LAYERS,
-                 planes: Sequence[int] = MINKUNET34C_PLANES, init_dim: int = 32, down_padding: int = 0,
-                 dilated_dilation: Optional[int] = None, small_kernel_branch: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        stage_kernel_sizes: Sequence[int] = (7, 7, 7, 7),
+        stage_conv_types: Union[str, Sequence[str]] = "swlk",
+        position_encoding: bool = True,
+        partition: str = "center1",
+        dilated_branch: bool = False,
+        backend: Optional[ModuleType] = None,
+        bn_momentum: float = 0.1,
+        layers: Sequence[int] = MINKUNET34C_LAYERS,
+        planes: Sequence[int] = MINKUNET34C_PLANES,
+        init_dim: int = 32,
+        down_padding: int = 0,
+        dilated_dilation: Optional[int] = None,
+        small_kernel_branch: bool = False,
+    ) -> None:
         if not isinstance(small_kernel_branch, bool):
             raise ValueError(f"small_kernel_branch must be a bool, got {small_kernel_branch!r}")
         if small_kernel_branch and not is_ours(resolve_backend(backend)):
-            raise ValueError("small_kernel_branch=True needs our engine (largekernel3d.sparse): the parallel 3³ "
-                             "branch wraps its layers; build without it for spconv")
+            raise ValueError(
+                "small_kernel_branch=True needs our engine (largekernel3d.sparse): the parallel 3³ "
+                "branch wraps its layers; build without it for spconv"
+            )
         kernels = tuple(stage_kernel_sizes) if not isinstance(stage_kernel_sizes, (str, int)) else ()
         if len(kernels) != NUM_LEVELS:
-            raise ValueError(f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), "
-                             f"got {stage_kernel_sizes!r}")
-        types = ((stage_conv_types,) * NUM_LEVELS if isinstance(stage_conv_types, str)
-                 else tuple(stage_conv_types))
+            raise ValueError(
+                f"stage_kernel_sizes must be {NUM_LEVELS} odd ints (encoder stages 1-4), got {stage_kernel_sizes!r}"
+            )
+        types = (stage_conv_types,) * NUM_LEVELS if isinstance(stage_conv_types, str) else tuple(stage_conv_types)
         if len(types) != NUM_LEVELS:
-            raise ValueError(f"stage_conv_types must be one of {list(CONV_TYPES)} or {NUM_LEVELS} of them, "
-                             f"got {stage_conv_types!r}")
+            raise ValueError(
+                f"stage_conv_types must be one of {list(CONV_TYPES)} or {NUM_LEVELS} of them, got {stage_conv_types!r}"
+            )
         specs = []
         for i, (k, t) in enumerate(zip(kernels, types)):
             try:
-                specs.append(ConvSpec(t, k, partition, position_encoding, dilated_branch,
-                                      dilated_dilation if t == "swlk" else None))
+                specs.append(
+                    ConvSpec(
+                        t, k, partition, position_encoding, dilated_branch, dilated_dilation if t == "swlk" else None
+                    )
+                )
             except ValueError as err:
-                raise ValueError(f"encoder stage {i + 1} (stage_kernel_sizes[{i}]={k!r}, "
-                                 f"stage_conv_types[{i}]={t!r}): {err}") from None
-        super().__init__(in_channels, num_classes, layers, planes, init_dim=init_dim,
-                         encoder_specs=specs, backend=backend, bn_momentum=bn_momentum, down_padding=down_padding)
+                raise ValueError(
+                    f"encoder stage {i + 1} (stage_kernel_sizes[{i}]={k!r}, stage_conv_types[{i}]={t!r}): {err}"
+                ) from None
+        super().__init__(
+            in_channels,
+            num_classes,
+            layers,
+            planes,
+            init_dim=init_dim,
+            encoder_specs=specs,
+            backend=backend,
+            bn_momentum=bn_momentum,
+            down_padding=down_padding,
+        )
         self.small_kernel_branch = small_kernel_branch
         if small_kernel_branch:
             for s, stage in enumerate(self.encoder):
@@ -210,8 +277,13 @@ class LargeKernel3DSeg(MinkUNet):
                     for name in ("conv1", "conv2"):
                         conv = getattr(block, name)
                         if is_large_kernel(conv, min_window=5):
-                            setattr(block, name, RepLargeKernelConv3d(conv, small_indice_key=subm_key(s + 1, 3),
-                                                                      bn_momentum=bn_momentum))
+                            setattr(
+                                block,
+                                name,
+                                RepLargeKernelConv3d(
+                                    conv, small_indice_key=subm_key(s + 1, 3), bn_momentum=bn_momentum
+                                ),
+                            )
 
 
 __all__ = ["MinkUNet", "LargeKernel3DSeg", "MINKUNET34C_LAYERS", "MINKUNET34C_PLANES", "NUM_LEVELS"]

@@ -49,8 +49,13 @@ import torch
 from torch import Tensor, nn
 
 from largekernel3d.nn import SWLKConv3d, load_official_v1, load_official_v2
-from largekernel3d.nn.convert import (DEVIATION_TOLERANCE, conv_weight_to_krsc, linear_from_pointwise,
-                                      relative_grouping_deviation, to_krsc)
+from largekernel3d.nn.convert import (
+    DEVIATION_TOLERANCE,
+    conv_weight_to_krsc,
+    linear_from_pointwise,
+    relative_grouping_deviation,
+    to_krsc,
+)
 
 from .blocks import SiteLinear
 from .detection.official_det import (
@@ -65,13 +70,18 @@ from .minkunet import NUM_LEVELS, LargeKernel3DSeg
 
 TASKS = ("seg", "det")
 SEG_SOURCE = "official_seg"
-OFFICIAL_DOWN_PADDING = 1      # the official segmentation network's SparseConv3d(2, stride=2, padding=1)
-OFFICIAL_SEG_DILATION = 3      # the official segmentation SpatialGroupConv's conv3x3_1 dilation
+OFFICIAL_DOWN_PADDING = 1  # the official segmentation network's SparseConv3d(2, stride=2, padding=1)
+OFFICIAL_SEG_DILATION = 3  # the official segmentation SpatialGroupConv's conv3x3_1 dilation
 DOWN_NAMES = ("conv1p1s2", "conv2p2s2", "conv3p4s2", "conv4p8s2")
 UP_NAMES = ("convtr4p16s2", "convtr5p8s2", "convtr6p4s2", "convtr7p2s2")
 KINDS = ("common", "spatialgroupconv", "spatialgroupconvv2")  # the official conv_type names
-_BLOCK_PARTS = {"bn1": "norm1", "bn2": "norm2", "downsample_bn": "downsample.1", "downsample.linear": "downsample.0",
-                "downsample": "downsample.0"}
+_BLOCK_PARTS = {
+    "bn1": "norm1",
+    "bn2": "norm2",
+    "downsample_bn": "downsample.1",
+    "downsample.linear": "downsample.0",
+    "downsample": "downsample.0",
+}
 _LAYOUTS = ("auto", "KRSC", "RSKC", "RSCK")
 
 
@@ -93,16 +103,18 @@ def read_checkpoint(path_or_state_dict: Union[str, Path, Mapping], weights_only:
         except Exception as err:  # torch raises UnpicklingError / RuntimeError for non-tensor pickles
             if not weights_only:
                 raise
-            raise ValueError(f"checkpoint {path} holds objects other than tensors ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200]}); if you trust the file, load it with "
-                             f"weights_only=False") from None
+            raise ValueError(
+                f"checkpoint {path} holds objects other than tensors ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}); if you trust the file, load it with "
+                f"weights_only=False"
+            ) from None
         return _unwrap(loaded)
     return _unwrap(path_or_state_dict)
 
 
 def _cube_root(n: int) -> Optional[int]:
     k = round(n ** (1 / 3))
-    return k if k ** 3 == n else None
+    return k if k**3 == n else None
 
 
 def conv_shape(weight: Tensor, name: str) -> Tuple[int, int, int]:
@@ -113,8 +125,10 @@ def conv_shape(weight: Tensor, name: str) -> Tuple[int, int, int]:
         return s[1], s[0], s[4]
     if len(s) == 5 and s[0] == s[1] == s[2]:
         return s[0], s[3], s[4]
-    raise ValueError(f"{name} has shape {s}; expected a cubic conv weight [C_out, k, k, k, C_in] (spconv >= 2.2) or "
-                     f"[k, k, k, C_out, C_in] (spconv 2.1)")
+    raise ValueError(
+        f"{name} has shape {s}; expected a cubic conv weight [C_out, k, k, k, C_in] (spconv >= 2.2) or "
+        f"[k, k, k, C_out, C_in] (spconv 2.1)"
+    )
 
 
 def conv_kind(state: Mapping[str, Tensor], path: str) -> Tuple[str, int, int, int]:
@@ -130,8 +144,9 @@ def conv_kind(state: Mapping[str, Tensor], path: str) -> Tuple[str, int, int, in
         enc = state.get(f"{path}.block.position_embedding")
         k = None if enc is None else _cube_root(enc.shape[0])
         if k is None:
-            raise ValueError(f"V2 layer {path!r} has no position embedding of k^3 rows, so its kernel size is not in "
-                             f"the checkpoint")
+            raise ValueError(
+                f"V2 layer {path!r} has no position embedding of k^3 rows, so its kernel size is not in the checkpoint"
+            )
         return "spatialgroupconvv2", k, c_out, c_in
     raise ValueError(f"the checkpoint has no conv at {path!r} (no {path}.weight or {path}.block.weight)")
 
@@ -165,16 +180,24 @@ class OfficialSegArchitecture:
         kinds = set(self.stage_kinds) - {"common"}
         return "plain" if not kinds else "v2" if kinds == {"spatialgroupconvv2"} else "v1"
 
-    def model_config(self, down_padding: int = OFFICIAL_DOWN_PADDING,
-                     dilated_dilation: int = OFFICIAL_SEG_DILATION) -> Dict[str, Any]:
+    def model_config(
+        self, down_padding: int = OFFICIAL_DOWN_PADDING, dilated_dilation: int = OFFICIAL_SEG_DILATION
+    ) -> Dict[str, Any]:
         """The ``build_model`` config of the ``largekernel3d_seg`` that computes the official network."""
         cfg: Dict[str, Any] = {
-            "name": "largekernel3d_seg", "in_channels": self.in_channels, "num_classes": self.num_classes,
+            "name": "largekernel3d_seg",
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
             "stage_kernel_sizes": list(self.stage_kernel_sizes),
             "stage_conv_types": ["plain" if k == "common" else "swlk" for k in self.stage_kinds],
-            "position_encoding": self.version == "v2", "partition": "center1",
-            "dilated_branch": self.version == "v1", "layers": list(self.layers), "planes": list(self.planes),
-            "init_dim": self.init_dim, "down_padding": down_padding}
+            "position_encoding": self.version == "v2",
+            "partition": "center1",
+            "dilated_branch": self.version == "v1",
+            "layers": list(self.layers),
+            "planes": list(self.planes),
+            "init_dim": self.init_dim,
+            "down_padding": down_padding,
+        }
         if self.version == "v1":
             cfg["dilated_dilation"] = dilated_dilation
         return cfg
@@ -183,8 +206,10 @@ class OfficialSegArchitecture:
 def _stage_blocks(state: Mapping[str, Tensor], stage: int) -> int:
     found = {int(m.group(1)) for k in state for m in [re.match(rf"block{stage}\.(\d+)\.", k)] if m}
     if not found or found != set(range(len(found))):
-        raise ValueError(f"the checkpoint's block{stage} has blocks {sorted(found)}; expected 0, 1, ... (is this an "
-                         f"official LargeKernel3D segmentation checkpoint? its keys start with conv0p1s1, block1, ...)")
+        raise ValueError(
+            f"the checkpoint's block{stage} has blocks {sorted(found)}; expected 0, 1, ... (is this an "
+            f"official LargeKernel3D segmentation checkpoint? its keys start with conv0p1s1, block1, ...)"
+        )
     return len(found)
 
 
@@ -194,8 +219,10 @@ def detect_official_seg(state: Mapping[str, Tensor]) -> OfficialSegArchitecture:
     stages, non-plain or non-3³ decoder stages, a stem other than 5³)."""
     for key in ("conv0p1s1.weight", "final.weight", "final.bias"):
         if key not in state:
-            raise ValueError(f"not an official LargeKernel3D segmentation checkpoint: no key {key!r} (first keys: "
-                             f"{sorted(state)[:5]})")
+            raise ValueError(
+                f"not an official LargeKernel3D segmentation checkpoint: no key {key!r} (first keys: "
+                f"{sorted(state)[:5]})"
+            )
     stem_k, init_dim, in_channels = conv_shape(state["conv0p1s1.weight"], "conv0p1s1.weight")
     layers = tuple(_stage_blocks(state, s) for s in range(1, 2 * NUM_LEVELS + 1))
     planes, kernels, kinds = [], [], []
@@ -208,17 +235,27 @@ def detect_official_seg(state: Mapping[str, Tensor]) -> OfficialSegArchitecture:
         kernels.append(k)
         kinds.append(kind)
     if set(kinds[:NUM_LEVELS]) >= {"spatialgroupconv", "spatialgroupconvv2"}:
-        raise ValueError(f"the encoder mixes V1 and V2 spatial-group stages {kinds[:NUM_LEVELS]}, which "
-                         f"largekernel3d_seg cannot express (one position_encoding / dilated_branch for all stages)")
+        raise ValueError(
+            f"the encoder mixes V1 and V2 spatial-group stages {kinds[:NUM_LEVELS]}, which "
+            f"largekernel3d_seg cannot express (one position_encoding / dilated_branch for all stages)"
+        )
     if any(k != "common" or n != 3 for k, n in zip(kinds[NUM_LEVELS:], kernels[NUM_LEVELS:])):
-        raise ValueError(f"decoder stages block5-8 are {list(zip(kinds[NUM_LEVELS:], kernels[NUM_LEVELS:]))}; "
-                         f"largekernel3d_seg has plain 3^3 decoder stages")
+        raise ValueError(
+            f"decoder stages block5-8 are {list(zip(kinds[NUM_LEVELS:], kernels[NUM_LEVELS:]))}; "
+            f"largekernel3d_seg has plain 3^3 decoder stages"
+        )
     if stem_k != 5:
         raise ValueError(f"conv0p1s1 is a {stem_k}^3 conv; largekernel3d_seg's stem is 5^3")
-    return OfficialSegArchitecture(in_channels=in_channels, num_classes=int(state["final.bias"].shape[0]),
-                                   init_dim=init_dim, stem_kernel_size=stem_k, layers=layers, planes=tuple(planes),
-                                   stage_kernel_sizes=tuple(kernels[:NUM_LEVELS]),
-                                   stage_kinds=tuple(kinds[:NUM_LEVELS]))
+    return OfficialSegArchitecture(
+        in_channels=in_channels,
+        num_classes=int(state["final.bias"].shape[0]),
+        init_dim=init_dim,
+        stem_kernel_size=stem_k,
+        layers=layers,
+        planes=tuple(planes),
+        stage_kernel_sizes=tuple(kernels[:NUM_LEVELS]),
+        stage_kinds=tuple(kinds[:NUM_LEVELS]),
+    )
 
 
 def official_seg_path(path: str) -> str:
@@ -237,7 +274,7 @@ def official_seg_path(path: str) -> str:
         rest = ".".join(parts[3:])
         for ours, theirs in _BLOCK_PARTS.items():
             if rest == ours or rest.startswith(ours + "."):
-                rest = theirs + rest[len(ours):]
+                rest = theirs + rest[len(ours) :]
                 break
         return ".".join(p for p in (f"block{stage}", parts[2], rest) if p)
     if head == "final":
@@ -254,10 +291,18 @@ def _plan_module(plan: ConversionPlan, path: str, module: nn.Module, layout: str
             plan.missing.extend(f"{path}.{n}" for n, _ in scratch.state_dict().items())
             return
         if module.dilated is not None:
-            load_official_v1(scratch, plan.state, prefix=f"{src}.", block_layout=layout, branch_layout=layout,
-                             branch_dilation=dilation, deviation_tolerance=None)
-            plain = to_krsc(block, layout, module.kernel_size, module.in_channels, module.out_channels,
-                            f"{src}.block.weight")
+            load_official_v1(
+                scratch,
+                plan.state,
+                prefix=f"{src}.",
+                block_layout=layout,
+                branch_layout=layout,
+                branch_dilation=dilation,
+                deviation_tolerance=None,
+            )
+            plain = to_krsc(
+                block, layout, module.kernel_size, module.in_channels, module.out_channels, f"{src}.block.weight"
+            )
             plan.deviation[path] = relative_grouping_deviation(plain.double(), module.partition)
             used = ("block.weight", "conv3x3_1.weight")
         else:
@@ -265,8 +310,11 @@ def _plan_module(plan: ConversionPlan, path: str, module: nn.Module, layout: str
             used = ("block.weight", "block.position_embedding")
         for n in used:
             plan.take(f"{src}.{n}")
-        sources = {"weight": "block.weight", "position_encoding": "block.position_embedding",
-                   "dilated.weight": "conv3x3_1.weight"}
+        sources = {
+            "weight": "block.weight",
+            "position_encoding": "block.position_embedding",
+            "dilated.weight": "conv3x3_1.weight",
+        }
         for name, value in scratch.state_dict().items():
             plan.put(f"{path}.{name}", value, f"{src}.{sources.get(name, name)}")
     elif isinstance(module, SiteLinear):
@@ -275,8 +323,11 @@ def _plan_module(plan: ConversionPlan, path: str, module: nn.Module, layout: str
         if weight is None:
             plan.missing.append(f"{path}.linear.weight")
         else:
-            plan.put(f"{path}.linear.weight", linear_from_pointwise(weight, lin.in_features, lin.out_features,
-                                                                     f"{src}.weight"), f"{src}.weight")
+            plan.put(
+                f"{path}.linear.weight",
+                linear_from_pointwise(weight, lin.in_features, lin.out_features, f"{src}.weight"),
+                f"{src}.weight",
+            )
         if lin.bias is not None:
             bias = plan.take(f"{src}.bias")
             if bias is None:
@@ -302,11 +353,14 @@ def _is_conv(module: nn.Module) -> bool:
 def _report_problems(what: str, unused: Sequence[str], missing: Sequence[str], strict: bool) -> None:
     if not (unused or missing):
         return
-    text = (f"{what}: {len(unused)} checkpoint keys unused {list(unused[:6])}, {len(missing)} model keys missing "
-            f"{list(missing[:6])}")
+    text = (
+        f"{what}: {len(unused)} checkpoint keys unused {list(unused[:6])}, {len(missing)} model keys missing "
+        f"{list(missing[:6])}"
+    )
     if strict:
-        raise ValueError(f"{text}; the checkpoint does not match the network (pass strict=False to load the rest "
-                         f"and get a report)")
+        raise ValueError(
+            f"{text}; the checkpoint does not match the network (pass strict=False to load the rest and get a report)"
+        )
     warnings.warn(f"{text}; the missing ones keep their initial values", UserWarning, stacklevel=3)
 
 
@@ -316,16 +370,24 @@ def _warn_deviation(deviation: Mapping[str, float], tolerance: Optional[float]) 
     over = {p: d for p, d in deviation.items() if d > tolerance}
     if over:
         worst = max(over, key=lambda p: over[p])
-        warnings.warn(f"{len(over)} V1 spatial-group layers were saved with ungrouped k^3 weights (relative deviation "
-                      f"from their group means up to {over[worst]:.3g} at {worst}, tolerance {tolerance:g}); they "
-                      f"were averaged over the groups. The official evaluation used the ungrouped weights, so "
-                      f"outputs differ from the official ones (report.grouping_deviation lists every layer)",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{len(over)} V1 spatial-group layers were saved with ungrouped k^3 weights (relative deviation "
+            f"from their group means up to {over[worst]:.3g} at {worst}, tolerance {tolerance:g}); they "
+            f"were averaged over the groups. The official evaluation used the ungrouped weights, so "
+            f"outputs differ from the official ones (report.grouping_deviation lists every layer)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
-def load_official_seg(model: LargeKernel3DSeg, checkpoint: Union[Mapping, str, Path], strict: bool = True,
-                      layout: str = "auto", dilation: int = OFFICIAL_SEG_DILATION,
-                      deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE) -> OfficialLoadReport:
+def load_official_seg(
+    model: LargeKernel3DSeg,
+    checkpoint: Union[Mapping, str, Path],
+    strict: bool = True,
+    layout: str = "auto",
+    dilation: int = OFFICIAL_SEG_DILATION,
+    deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE,
+) -> OfficialLoadReport:
     """Load an official segmentation checkpoint into ``model`` (built with the matching configuration, e.g.
     ``build_model(detect_official_seg(state).model_config())``).
 
@@ -342,8 +404,10 @@ def load_official_seg(model: LargeKernel3DSeg, checkpoint: Union[Mapping, str, P
         :class:`OfficialLoadReport` (``source="official_seg"``). Raises before writing anything on a mismatch.
     """
     if not isinstance(model, LargeKernel3DSeg):
-        raise TypeError(f"model must be a LargeKernel3DSeg (build_model({{'name': 'largekernel3d_seg', ...}})), got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model must be a LargeKernel3DSeg (build_model({{'name': 'largekernel3d_seg', ...}})), got "
+            f"{type(model).__name__}"
+        )
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
     state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else _unwrap(checkpoint)
@@ -371,8 +435,15 @@ def load_official_seg(model: LargeKernel3DSeg, checkpoint: Union[Mapping, str, P
     if result.unexpected_keys:  # cannot happen: every written key comes from model.state_dict()
         raise RuntimeError(f"internal error: wrote unknown keys {result.unexpected_keys}")
     _warn_deviation(plan.deviation, deviation_tolerance)
-    return OfficialLoadReport(source=SEG_SOURCE, prefix="", converted=tuple(sorted(plan.out)),
-                              grouping_deviation=dict(plan.deviation), unused=unused, missing=missing, other_parts=0)
+    return OfficialLoadReport(
+        source=SEG_SOURCE,
+        prefix="",
+        converted=tuple(sorted(plan.out)),
+        grouping_deviation=dict(plan.deviation),
+        unused=unused,
+        missing=missing,
+        other_parts=0,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -383,8 +454,9 @@ def _det_stage_path(source: str, stage: int) -> str:
     return f"conv{stage}.{1 if source == 'openpcdet' else 3}.conv1"
 
 
-def detect_official_det(state: Mapping[str, Tensor], source: str = "auto",
-                        prefix: Optional[str] = None) -> Dict[str, Any]:
+def detect_official_det(
+    state: Mapping[str, Tensor], source: str = "auto", prefix: Optional[str] = None
+) -> Dict[str, Any]:
     """The :class:`~largekernel3d.models.detection.LargeKernel3DBackbone` options (besides ``sparse_shape``)
     of an OpenPCDet-port / det3d large-kernel backbone state dict, with its ``source`` and ``prefix``."""
     if source == "auto":
@@ -393,7 +465,7 @@ def detect_official_det(state: Mapping[str, Tensor], source: str = "auto",
         raise ValueError(f"source must be 'auto' or one of {sorted(DEFAULT_PREFIX)}, got {source!r}")
     if prefix is None:
         prefix = DEFAULT_PREFIX[source] if any(k.startswith(DEFAULT_PREFIX[source]) for k in state) else ""
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if "conv_input.0.weight" not in sub:
         raise ValueError(f"no {prefix}conv_input.0.weight in the checkpoint: not a {source} sparse backbone")
     in_channels = conv_shape(sub["conv_input.0.weight"], "conv_input.0.weight")[2]
@@ -407,8 +479,15 @@ def detect_official_det(state: Mapping[str, Tensor], source: str = "auto",
         raise ValueError(f"no {prefix}{down_key} (the stage-2 down conv) in the {source} checkpoint")
     down = conv_shape(sub[down_key], down_key)[0]
     encodings = any(k.endswith("block.position_embedding") for k in sub)
-    return {"source": source, "prefix": prefix, "in_channels": in_channels, "kernel_sizes": tuple(kernels),
-            "conv_types": tuple(kinds), "down_kernel_size": down, "position_encoding": encodings}
+    return {
+        "source": source,
+        "prefix": prefix,
+        "in_channels": in_channels,
+        "kernel_sizes": tuple(kernels),
+        "conv_types": tuple(kinds),
+        "down_kernel_size": down,
+        "position_encoding": encodings,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -430,14 +509,21 @@ class OfficialConversion:
     report: Optional[OfficialLoadReport] = None
 
 
-def convert_official_checkpoint(path_or_state_dict: Union[str, Path, Mapping], task: str = "seg", *,
-                                strict: bool = True, layout: str = "auto",
-                                deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE,
-                                down_padding: int = OFFICIAL_DOWN_PADDING,
-                                dilated_dilation: int = OFFICIAL_SEG_DILATION,
-                                sparse_shape: Optional[Sequence[int]] = None, source: str = "auto",
-                                prefix: Optional[str] = None, weights_only: bool = True,
-                                backend: Optional[ModuleType] = None) -> OfficialConversion:
+def convert_official_checkpoint(
+    path_or_state_dict: Union[str, Path, Mapping],
+    task: str = "seg",
+    *,
+    strict: bool = True,
+    layout: str = "auto",
+    deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE,
+    down_padding: int = OFFICIAL_DOWN_PADDING,
+    dilated_dilation: int = OFFICIAL_SEG_DILATION,
+    sparse_shape: Optional[Sequence[int]] = None,
+    source: str = "auto",
+    prefix: Optional[str] = None,
+    weights_only: bool = True,
+    backend: Optional[ModuleType] = None,
+) -> OfficialConversion:
     """Recognise an official LargeKernel3D checkpoint, build the matching network of ours and load it.
 
     ``task="seg"``: the official V1 / V2 segmentation network -> ``largekernel3d_seg`` with
@@ -462,31 +548,57 @@ def convert_official_checkpoint(path_or_state_dict: Union[str, Path, Mapping], t
         config = arch.model_config(down_padding=down_padding, dilated_dilation=dilated_dilation)
         model = build_model(config, backend=backend)
         assert isinstance(model, LargeKernel3DSeg), type(model)
-        report = load_official_seg(model, state, strict=strict, layout=layout, dilation=dilated_dilation,
-                                   deviation_tolerance=deviation_tolerance)
+        report = load_official_seg(
+            model,
+            state,
+            strict=strict,
+            layout=layout,
+            dilation=dilated_dilation,
+            deviation_tolerance=deviation_tolerance,
+        )
         return OfficialConversion("seg", model.eval(), config, report)
     from .detection import LargeKernel3DBackbone
 
     if sparse_shape is None:
-        raise ValueError("task='det' needs sparse_shape (the voxel grid [D, H, W] the backbone was trained on, e.g. "
-                         "[41, 1600, 1408] for OpenPCDet's KITTI grid); it is not stored in the checkpoint")
+        raise ValueError(
+            "task='det' needs sparse_shape (the voxel grid [D, H, W] the backbone was trained on, e.g. "
+            "[41, 1600, 1408] for OpenPCDet's KITTI grid); it is not stored in the checkpoint"
+        )
     options = detect_official_det(state, source, prefix)
     src, pre = options.pop("source"), options.pop("prefix")
     backbone = LargeKernel3DBackbone(sparse_shape=sparse_shape, backend=backend, **options)
-    report = load_official_backbone(backbone, state, source=src, prefix=pre, strict=strict, layout=layout,
-                                    deviation_tolerance=(float("inf") if deviation_tolerance is None
-                                                         else deviation_tolerance))
+    report = load_official_backbone(
+        backbone,
+        state,
+        source=src,
+        prefix=pre,
+        strict=strict,
+        layout=layout,
+        deviation_tolerance=(float("inf") if deviation_tolerance is None else deviation_tolerance),
+    )
     return OfficialConversion("det", backbone.eval(), backbone.config(), report)
 
 
-def load_official_checkpoint(path_or_state_dict: Union[str, Path, Mapping], task: str = "seg",
-                             **options) -> nn.Module:
+def load_official_checkpoint(path_or_state_dict: Union[str, Path, Mapping], task: str = "seg", **options) -> nn.Module:
     """Our network with an official LargeKernel3D checkpoint loaded (eval mode): the ``model`` of
     :func:`convert_official_checkpoint` (same arguments; use that function for the report)."""
     return convert_official_checkpoint(path_or_state_dict, task, **options).model
 
 
-__all__ = ["TASKS", "OFFICIAL_DOWN_PADDING", "OFFICIAL_SEG_DILATION", "KINDS", "OfficialSegArchitecture",
-           "OfficialConversion", "read_checkpoint", "conv_shape", "conv_kind", "detect_official_seg",
-           "official_seg_path", "load_official_seg", "detect_official_det", "convert_official_checkpoint",
-           "load_official_checkpoint"]
+__all__ = [
+    "TASKS",
+    "OFFICIAL_DOWN_PADDING",
+    "OFFICIAL_SEG_DILATION",
+    "KINDS",
+    "OfficialSegArchitecture",
+    "OfficialConversion",
+    "read_checkpoint",
+    "conv_shape",
+    "conv_kind",
+    "detect_official_seg",
+    "official_seg_path",
+    "load_official_seg",
+    "detect_official_det",
+    "convert_official_checkpoint",
+    "load_official_checkpoint",
+]

@@ -31,14 +31,26 @@ _PLANES = {
 }
 # name -> (layers, planes) of the MinkUNet family
 MINKUNET_VARIANTS: Mapping[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = MappingProxyType(
-    {f"minkunet{v}": (_LAYERS[v[:2]], planes) for v, planes in _PLANES.items()})
+    {f"minkunet{v}": (_LAYERS[v[:2]], planes) for v, planes in _PLANES.items()}
+)
 LARGEKERNEL3D_SEG = "largekernel3d_seg"
 SEGMENTATION_NAMES: Tuple[str, ...] = tuple(MINKUNET_VARIANTS) + (LARGEKERNEL3D_SEG,)
 MODEL_NAMES: Tuple[str, ...] = SEGMENTATION_NAMES + DETECTOR_NAMES
 
 _REQUIRED_KEYS = ("name", "in_channels", "num_classes")
-_LK_OPTIONAL_KEYS = ("stage_kernel_sizes", "stage_conv_types", "position_encoding", "partition", "dilated_branch",
-                     "layers", "planes", "init_dim", "down_padding", "dilated_dilation", "small_kernel_branch")
+_LK_OPTIONAL_KEYS = (
+    "stage_kernel_sizes",
+    "stage_conv_types",
+    "position_encoding",
+    "partition",
+    "dilated_branch",
+    "layers",
+    "planes",
+    "init_dim",
+    "down_padding",
+    "dilated_dilation",
+    "small_kernel_branch",
+)
 
 
 def allowed_keys(name: str) -> Tuple[str, ...]:
@@ -81,5 +93,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MINKUNET_VARIANTS", "LARGEKERNEL3D_SEG", "MODEL_NAMES", "SEGMENTATION_NAMES", "allowed_keys", "build_model",
-           "count_parameters"]
+__all__ = [
+    "MINKUNET_VARIANTS",
+    "LARGEKERNEL3D_SEG",
+    "MODEL_NAMES",
+    "SEGMENTATION_NAMES",
+    "allowed_keys",
+    "build_model",
+    "count_parameters",
+]

@@ -20,22 +20,61 @@ Which version to use, and how the large kernel becomes a small one:
   :func:`merge_small_kernel` / :func:`merge_small_kernels` merge it exactly into one layer for inference.
 """
 
-from .baselines import (CONV_KINDS, DepthwiseLargeKernelConv3d, DilatedConv3d, PlainLargeKernelConv3d,
-                        make_large_kernel_conv)
-from .convert import (PlainExport, export_plain, fuse_bn, fuse_dilated, grouped_from_plain, load_official_v1,
-                      load_official_v2, plain_from_grouped, swlk_from_plain, to_submconv)
+from .baselines import (
+    CONV_KINDS,
+    DepthwiseLargeKernelConv3d,
+    DilatedConv3d,
+    PlainLargeKernelConv3d,
+    make_large_kernel_conv,
+)
+from .convert import (
+    PlainExport,
+    export_plain,
+    fuse_bn,
+    fuse_dilated,
+    grouped_from_plain,
+    load_official_v1,
+    load_official_v2,
+    plain_from_grouped,
+    swlk_from_plain,
+    to_submconv,
+)
 from .partition import PARTITIONS, SpatialPartition
 from .swlk_conv import SWLKConv3d
 
 __all__ = [
-    "SWLKConv3d", "SpatialPartition", "PARTITIONS", "CONV_KINDS", "PlainLargeKernelConv3d",
-    "DepthwiseLargeKernelConv3d", "DilatedConv3d", "make_large_kernel_conv", "PlainExport", "export_plain",
-    "to_submconv", "swlk_from_plain", "fuse_bn", "fuse_dilated", "grouped_from_plain", "plain_from_grouped",
-    "load_official_v1", "load_official_v2",
+    "SWLKConv3d",
+    "SpatialPartition",
+    "PARTITIONS",
+    "CONV_KINDS",
+    "PlainLargeKernelConv3d",
+    "DepthwiseLargeKernelConv3d",
+    "DilatedConv3d",
+    "make_large_kernel_conv",
+    "PlainExport",
+    "export_plain",
+    "to_submconv",
+    "swlk_from_plain",
+    "fuse_bn",
+    "fuse_dilated",
+    "grouped_from_plain",
+    "plain_from_grouped",
+    "load_official_v1",
+    "load_official_v2",
 ]
 
-from .reparam import (RepLargeKernelConv3d, add_small_kernels, merge_small_kernel, merge_small_kernel_export,
-                      merge_small_kernels)
+from .reparam import (
+    RepLargeKernelConv3d,
+    add_small_kernels,
+    merge_small_kernel,
+    merge_small_kernel_export,
+    merge_small_kernels,
+)
 
-__all__ += ["RepLargeKernelConv3d", "merge_small_kernel", "merge_small_kernels", "merge_small_kernel_export",
-            "add_small_kernels"]
+__all__ += [
+    "RepLargeKernelConv3d",
+    "merge_small_kernel",
+    "merge_small_kernels",
+    "merge_small_kernel_export",
+    "add_small_kernels",
+]

@@ -55,7 +55,6 @@ from .swlk_conv import branch_dilation as branch_dilation_of
 DEVIATION_TOLERANCE = 1e-4  # relative grouping deviation of a V1 weight above which loading warns
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # weights
 def grouped_from_plain(weight: Tensor, partition: SpatialPartition) -> Tensor:
@@ -100,10 +99,15 @@ def dilated_positions(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tu
 
 def merge_dilated(plain_weight: Tensor, dilated_weight: Tensor, dilation: Sequence[int]) -> Tensor:
     """``plain [C_out, *k, C_in]`` + a dilated ``[C_out, 3, 3, 3, C_in]`` conv placed at its taps."""
-    if dilated_weight.shape[1:-1] != (3, 3, 3) or dilated_weight.shape[0] != plain_weight.shape[0] \
-            or dilated_weight.shape[-1] != plain_weight.shape[-1]:
-        raise ValueError(f"dilated weight must be [C_out, 3, 3, 3, C_in] matching the plain weight "
-                         f"{tuple(plain_weight.shape)}, got {tuple(dilated_weight.shape)}")
+    if (
+        dilated_weight.shape[1:-1] != (3, 3, 3)
+        or dilated_weight.shape[0] != plain_weight.shape[0]
+        or dilated_weight.shape[-1] != plain_weight.shape[-1]
+    ):
+        raise ValueError(
+            f"dilated weight must be [C_out, 3, 3, 3, C_in] matching the plain weight "
+            f"{tuple(plain_weight.shape)}, got {tuple(dilated_weight.shape)}"
+        )
     px, py, pz = dilated_positions(plain_weight.shape[1:-1], dilation)
     out = plain_weight.clone()
     ix = torch.tensor(px, device=out.device).view(3, 1, 1)
@@ -134,8 +138,11 @@ class PlainExport:
 
     def with_ones_channel(self) -> Tensor:
         """``[C_out, *k, C_in + 1]``: the weight for features with a constant-1 column appended."""
-        enc = self.encoding_weight if self.encoding_weight is not None else self.weight.new_zeros(
-            (*self.weight.shape[:-1], 1))
+        enc = (
+            self.encoding_weight
+            if self.encoding_weight is not None
+            else self.weight.new_zeros((*self.weight.shape[:-1], 1))
+        )
         return torch.cat([self.weight, enc], dim=-1)
 
     def apply(self, features: Tensor, kmap: KernelMap) -> Tensor:
@@ -162,11 +169,14 @@ def to_submconv(layer: SWLKConv3d, indice_key: Optional[str] = None) -> SubMConv
     channel; use :func:`export_plain`).
     """
     if layer.position_encoding is not None:
-        raise ValueError("layer has a position encoding, which a plain SubMConv3d cannot express; use "
-                         "export_plain(layer) (encoding as a conv of an all-ones channel) instead")
+        raise ValueError(
+            "layer has a position encoding, which a plain SubMConv3d cannot express; use "
+            "export_plain(layer) (encoding as a conv of an all-ones channel) instead"
+        )
     exp = export_plain(layer)
-    conv = SubMConv3d(layer.in_channels, layer.out_channels, layer.kernel_size, bias=exp.bias is not None,
-                      indice_key=indice_key).to(device=exp.weight.device, dtype=exp.weight.dtype)
+    conv = SubMConv3d(
+        layer.in_channels, layer.out_channels, layer.kernel_size, bias=exp.bias is not None, indice_key=indice_key
+    ).to(device=exp.weight.device, dtype=exp.weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(exp.weight)
         if exp.bias is not None:
@@ -179,9 +189,15 @@ def swlk_from_plain(conv: SubMConv3d, partition: str = "center1", indice_key: Op
     weight (the official ``convert_weights.py``); exact when the weight is constant over groups."""
     if not getattr(conv, "subm", False) or conv.groups != 1 or conv.ndim != 3 or any(d != 1 for d in conv.dilation):
         raise ValueError("conv must be a SubMConv3d with groups=1 and dilation=1")
-    layer = SWLKConv3d(conv.in_channels, conv.out_channels, conv.kernel_size, partition=partition,
-                       position_encoding=False, bias=conv.bias is not None,
-                       indice_key=indice_key).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    layer = SWLKConv3d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        partition=partition,
+        position_encoding=False,
+        bias=conv.bias is not None,
+        indice_key=indice_key,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(grouped_from_plain(conv.weight, layer.partition))
         if conv.bias is not None and layer.bias is not None:
@@ -228,9 +244,11 @@ def fuse_dilated(layer: SWLKConv3d, indice_key: Optional[str] = None) -> SubMCon
 
 # ---------------------------------------------------------------------------------------------------------
 # official checkpoints
-_LAYOUT_MEANING = {"KRSC": "[C_out, *k, C_in], written by spconv >= 2.2 and by spconv 2.1's implicit-GEMM algorithm",
-                   "RSKC": "[*k, C_out, C_in], written by spconv 2.1's native algorithm (spconv-plus)",
-                   "RSCK": "[*k, C_in, C_out], spconv 1.x / FILTER_HWIO"}
+_LAYOUT_MEANING = {
+    "KRSC": "[C_out, *k, C_in], written by spconv >= 2.2 and by spconv 2.1's implicit-GEMM algorithm",
+    "RSKC": "[*k, C_out, C_in], written by spconv 2.1's native algorithm (spconv-plus)",
+    "RSCK": "[*k, C_in, C_out], spconv 1.x / FILTER_HWIO",
+}
 
 
 def to_krsc(weight: Tensor, layout: str, kernel_size: Sequence[int], c_in: int, c_out: int, name: str) -> Tensor:
@@ -248,21 +266,30 @@ def to_krsc(weight: Tensor, layout: str, kernel_size: Sequence[int], c_in: int, 
     meaning = "; ".join(f"{lay} {text} -> {expected[lay]}" for lay, text in _LAYOUT_MEANING.items())
     if layout == "auto":
         if not fits:
-            raise ValueError(f"{name} has shape {shape}, which matches no weight layout for kernel {k}, C_in={c_in}, "
-                             f"C_out={c_out} ({meaning}); the checkpoint was trained with another architecture")
+            raise ValueError(
+                f"{name} has shape {shape}, which matches no weight layout for kernel {k}, C_in={c_in}, "
+                f"C_out={c_out} ({meaning}); the checkpoint was trained with another architecture"
+            )
         if set(fits) == {"RSKC", "RSCK"}:
             fits = ["RSKC"]  # C_in == C_out: both read the same shape; spconv 2.1 wrote RSKC
         if len(fits) > 1:
-            raise ValueError(f"{name} shape {shape} is ambiguous between layouts {fits} ({meaning}); pass the "
-                             f"layout of the spconv version that wrote the checkpoint explicitly")
+            raise ValueError(
+                f"{name} shape {shape} is ambiguous between layouts {fits} ({meaning}); pass the "
+                f"layout of the spconv version that wrote the checkpoint explicitly"
+            )
         layout = fits[0]
     if layout not in expected:
         raise ValueError(f"layout for {name} must be one of {LAYOUTS} or 'auto', got {layout!r}")
     if shape != expected[layout]:
-        hint = (f"the shape fits layout {fits} instead: pass layout='auto' (detected by shape) or {fits[0]!r}"
-                if fits else "it fits no layout: the checkpoint was trained with another architecture")
-        raise ValueError(f"{name} has shape {shape} but layout {layout} with kernel {k}, C_in={c_in}, C_out={c_out} "
-                         f"needs {expected[layout]}; {hint} ({meaning})")
+        hint = (
+            f"the shape fits layout {fits} instead: pass layout='auto' (detected by shape) or {fits[0]!r}"
+            if fits
+            else "it fits no layout: the checkpoint was trained with another architecture"
+        )
+        raise ValueError(
+            f"{name} has shape {shape} but layout {layout} with kernel {k}, C_in={c_in}, C_out={c_out} "
+            f"needs {expected[layout]}; {hint} ({meaning})"
+        )
     return convert_spconv21_weight(weight, layout)
 
 
@@ -285,8 +312,10 @@ def linear_from_pointwise(weight: Tensor, c_in: int, c_out: int, name: str) -> T
     s = tuple(weight.shape)
     fits = s in ((c_out, 1, 1, 1, c_in), (1, 1, 1, c_out, c_in), (1, 1, 1, c_in, c_out))
     if not fits:
-        raise ValueError(f"{name} has shape {s}; a 1x1x1 conv {c_in} -> {c_out} needs [{c_out}, 1, 1, 1, {c_in}] "
-                         f"(or [1, 1, 1, {c_out}, {c_in}])")
+        raise ValueError(
+            f"{name} has shape {s}; a 1x1x1 conv {c_in} -> {c_out} needs [{c_out}, 1, 1, 1, {c_in}] "
+            f"(or [1, 1, 1, {c_out}, {c_in}])"
+        )
     return weight.reshape(c_in, c_out).t().contiguous()
 
 
@@ -305,11 +334,14 @@ def _summed_bias(layer: SWLKConv3d, biases: Sequence[Tensor], prefix: str) -> Op
     for b in biases[1:]:
         total = total + b.to(layer.weight.dtype)
     if total.shape != (layer.out_channels,):
-        raise ValueError(f"bias under prefix {prefix!r} has shape {tuple(total.shape)}, the layer out_channels="
-                         f"{layer.out_channels}")
+        raise ValueError(
+            f"bias under prefix {prefix!r} has shape {tuple(total.shape)}, the layer out_channels={layer.out_channels}"
+        )
     if layer.bias is None:
-        raise ValueError(f"the checkpoint under prefix {prefix!r} has a bias but the layer was built with "
-                         f"bias=False; build it with bias=True")
+        raise ValueError(
+            f"the checkpoint under prefix {prefix!r} has a bias but the layer was built with "
+            f"bias=False; build it with bias=True"
+        )
     return total
 
 
@@ -333,17 +365,25 @@ def relative_grouping_deviation(plain: Tensor, partition: SpatialPartition) -> f
 def warn_grouping_deviation(name: str, relative: float, tolerance: Optional[float], stacklevel: int = 3) -> None:
     """``UserWarning`` when a V1 layer's relative grouping deviation exceeds ``tolerance`` (``None``: never)."""
     if tolerance is not None and relative > tolerance:
-        warnings.warn(f"{name}: the checkpoint's full k^3 weight is not constant over the spatial groups (relative "
-                      f"deviation {relative:.3g} > {tolerance:g}): it was saved before being averaged. The official "
-                      f"evaluation used this ungrouped weight; the SW-LK layer uses its group means (the official "
-                      f"convert_weights.py), so outputs differ from the official ones", UserWarning,
-                      stacklevel=stacklevel)
+        warnings.warn(
+            f"{name}: the checkpoint's full k^3 weight is not constant over the spatial groups (relative "
+            f"deviation {relative:.3g} > {tolerance:g}): it was saved before being averaged. The official "
+            f"evaluation used this ungrouped weight; the SW-LK layer uses its group means (the official "
+            f"convert_weights.py), so outputs differ from the official ones",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
-def load_official_v1(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix: str = "",
-                     block_layout: str = "auto", branch_layout: str = "auto",
-                     branch_dilation: Optional[Union[int, Sequence[int]]] = None,
-                     deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE) -> float:
+def load_official_v1(
+    layer: SWLKConv3d,
+    state_dict: Mapping[str, Tensor],
+    prefix: str = "",
+    block_layout: str = "auto",
+    branch_layout: str = "auto",
+    branch_dilation: Optional[Union[int, Sequence[int]]] = None,
+    deviation_tolerance: Optional[float] = DEVIATION_TOLERANCE,
+) -> float:
     """Load an official V1 ``SpatialGroupConv`` (``{prefix}block.weight``, ``{prefix}conv3x3_1.weight``
     and their optional biases) into ``layer`` (built with ``position_encoding=False,
     dilated_branch=True``; ``bias=True`` when the checkpoint has biases -- the two are summed).
@@ -365,19 +405,25 @@ def load_official_v1(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix
     that was exactly group-constant).
     """
     if layer.position_encoding is not None or layer.dilated is None:
-        raise ValueError("a V1 SpatialGroupConv has no position encoding and has the dilated branch: build the "
-                         "layer with position_encoding=False, dilated_branch=True")
+        raise ValueError(
+            "a V1 SpatialGroupConv has no position encoding and has the dilated branch: build the "
+            "layer with position_encoding=False, dilated_branch=True"
+        )
     if branch_dilation is not None:
         want = branch_dilation_of(layer.kernel_size, branch_dilation)
         if tuple(layer.dilated.dilation) != want:
-            raise ValueError(f"the checkpoint's dilated branch {prefix}conv3x3_1 has dilation {want} but the layer's "
-                             f"has {tuple(layer.dilated.dilation)}; build the layer with dilated_dilation={want[0]} "
-                             f"(the official segmentation code uses 3, the detection code k // 2 - 1)")
+            raise ValueError(
+                f"the checkpoint's dilated branch {prefix}conv3x3_1 has dilation {want} but the layer's "
+                f"has {tuple(layer.dilated.dilation)}; build the layer with dilated_dilation={want[0]} "
+                f"(the official segmentation code uses 3, the detection code k // 2 - 1)"
+            )
     w_key, d_key = f"{prefix}block.weight", f"{prefix}conv3x3_1.weight"
-    plain = to_krsc(_get(state_dict, w_key), block_layout, layer.kernel_size, layer.in_channels,
-                    layer.out_channels, w_key).to(layer.weight)
-    branch = to_krsc(_get(state_dict, d_key), branch_layout, (3, 3, 3), layer.in_channels, layer.out_channels,
-                     d_key).to(layer.weight)
+    plain = to_krsc(
+        _get(state_dict, w_key), block_layout, layer.kernel_size, layer.in_channels, layer.out_channels, w_key
+    ).to(layer.weight)
+    branch = to_krsc(
+        _get(state_dict, d_key), branch_layout, (3, 3, 3), layer.in_channels, layer.out_channels, d_key
+    ).to(layer.weight)
     biases = [state_dict[k] for k in (f"{prefix}block.bias", f"{prefix}conv3x3_1.bias") if k in state_dict]
     bias = _summed_bias(layer, biases, prefix)
     with torch.no_grad():
@@ -391,29 +437,33 @@ def load_official_v1(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix
     return deviation
 
 
-def load_official_v2(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix: str = "",
-                     layout: str = "auto") -> None:
+def load_official_v2(
+    layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix: str = "", layout: str = "auto"
+) -> None:
     """Load a spconv-plus V2 ``SpatialGroupConv3d`` (``{prefix}block.weight [3, 3, 3, C_out, C_in]``,
     ``{prefix}block.position_embedding [k^3, C_in]``, optional ``{prefix}block.bias``) into ``layer``
     (``"center1"`` partition with 27 groups; ``position_encoding`` as in the checkpoint). ``layout``:
     as :func:`to_krsc` (default ``"auto"``). Everything is validated before anything is written."""
     if layer.partition.name != "center1" or layer.partition.group_shape != (3, 3, 3):
-        raise ValueError(f"V2 checkpoints use the 'center1' partition with 27 groups, the layer has "
-                         f"{layer.partition}")
+        raise ValueError(f"V2 checkpoints use the 'center1' partition with 27 groups, the layer has {layer.partition}")
     if layer.dilated is not None:
         raise ValueError("a V2 SpatialGroupConv3d has no dilated branch: build the layer with dilated_branch=False")
     w_key, e_key = f"{prefix}block.weight", f"{prefix}block.position_embedding"
     grouped = to_krsc(_get(state_dict, w_key), layout, (3, 3, 3), layer.in_channels, layer.out_channels, w_key)
     has_enc = e_key in state_dict and state_dict[e_key] is not None
     if has_enc != (layer.position_encoding is not None):
-        raise ValueError(f"checkpoint {'has' if has_enc else 'has no'} {e_key!r} but the layer was built with "
-                         f"position_encoding={layer.position_encoding is not None}")
+        raise ValueError(
+            f"checkpoint {'has' if has_enc else 'has no'} {e_key!r} but the layer was built with "
+            f"position_encoding={layer.position_encoding is not None}"
+        )
     enc = state_dict[e_key] if has_enc else None
     target = layer.position_encoding
     if enc is not None and target is not None and tuple(enc.shape) != tuple(target.shape):
-        raise ValueError(f"{e_key} has shape {tuple(enc.shape)} but the layer needs "
-                         f"{tuple(target.shape)} (k^3 x C_in for kernel_size="
-                         f"{layer.kernel_size}, in_channels={layer.in_channels})")
+        raise ValueError(
+            f"{e_key} has shape {tuple(enc.shape)} but the layer needs "
+            f"{tuple(target.shape)} (k^3 x C_in for kernel_size="
+            f"{layer.kernel_size}, in_channels={layer.in_channels})"
+        )
     bias_key = f"{prefix}block.bias"
     bias = _summed_bias(layer, [state_dict[bias_key]] if bias_key in state_dict else [], prefix)
     with torch.no_grad():
@@ -423,7 +473,24 @@ def load_official_v2(layer: SWLKConv3d, state_dict: Mapping[str, Tensor], prefix
         _write_bias(layer, bias)
 
 
-__all__ = ["LAYOUTS", "PlainExport", "grouped_from_plain", "plain_from_grouped", "encoding_weight", "merge_dilated",
-           "dilated_positions", "export_plain", "to_submconv", "swlk_from_plain", "fuse_bn", "fuse_dilated",
-           "to_krsc", "linear_from_pointwise", "relative_grouping_deviation", "warn_grouping_deviation",
-           "load_official_v1", "load_official_v2", "DEVIATION_TOLERANCE"]
+__all__ = [
+    "LAYOUTS",
+    "PlainExport",
+    "grouped_from_plain",
+    "plain_from_grouped",
+    "encoding_weight",
+    "merge_dilated",
+    "dilated_positions",
+    "export_plain",
+    "to_submconv",
+    "swlk_from_plain",
+    "fuse_bn",
+    "fuse_dilated",
+    "to_krsc",
+    "linear_from_pointwise",
+    "relative_grouping_deviation",
+    "warn_grouping_deviation",
+    "load_official_v1",
+    "load_official_v2",
+    "DEVIATION_TOLERANCE",
+]

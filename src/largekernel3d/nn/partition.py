@@ -40,8 +40,9 @@ def check_kernel_size(kernel_size: IntOrSeq, ndim: int = 3, name: str = "kernel_
     Raises ``TypeError``/``ValueError`` naming ``name`` otherwise.
     """
     if isinstance(kernel_size, bool):
-        raise TypeError(f"{name} must be an odd int in [{MIN_KERNEL}, {MAX_KERNEL}] or a sequence of {ndim}, "
-                        f"got a bool")
+        raise TypeError(
+            f"{name} must be an odd int in [{MIN_KERNEL}, {MAX_KERNEL}] or a sequence of {ndim}, got a bool"
+        )
     if isinstance(kernel_size, int):
         sizes = (kernel_size,) * ndim
     else:
@@ -55,8 +56,10 @@ def check_kernel_size(kernel_size: IntOrSeq, ndim: int = 3, name: str = "kernel_
             raise TypeError(f"{name} entries must be ints, got {kernel_size!r}")
     for k in sizes:
         if k < MIN_KERNEL or k > MAX_KERNEL or k % 2 == 0:
-            raise ValueError(f"{name} entries must be odd and in [{MIN_KERNEL}, {MAX_KERNEL}] (a centred window), "
-                             f"got {kernel_size!r}")
+            raise ValueError(
+                f"{name} entries must be odd and in [{MIN_KERNEL}, {MAX_KERNEL}] (a centred window), "
+                f"got {kernel_size!r}"
+            )
     return tuple(int(k) for k in sizes)
 
 

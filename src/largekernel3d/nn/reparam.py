@@ -131,29 +131,37 @@ def grouped_merge_obstacle(layer: SWLKConv3d) -> Optional[str]:
         g = int(group[t])
         if int(sizes[g]) > 1:
             other = next(k for k in torch.nonzero(group == g).flatten().tolist() if k != t)
-            return (f"the {part.name!r} partition of {part.kernel_size} shares one weight between offset "
-                    f"{_relative(t, part.kernel_size)} of the 3^3 kernel and offset "
-                    f"{_relative(other, part.kernel_size)} ({int(sizes[g])} offsets in that group), but the 3^3 "
-                    f"kernel has its own weight on each of its 27 offsets")
+            return (
+                f"the {part.name!r} partition of {part.kernel_size} shares one weight between offset "
+                f"{_relative(t, part.kernel_size)} of the 3^3 kernel and offset "
+                f"{_relative(other, part.kernel_size)} ({int(sizes[g])} offsets in that group), but the 3^3 "
+                f"kernel has its own weight on each of its 27 offsets"
+            )
     if layer.position_encoding is not None:
-        return ("the layer has a position encoding, which enters as E[k] W_g(k): adding the 3^3 kernel to W_g "
-                "would change the encoding's contribution")
+        return (
+            "the layer has a position encoding, which enters as E[k] W_g(k): adding the 3^3 kernel to W_g "
+            "would change the encoding's contribution"
+        )
     return None
 
 
 def branch_merge_obstacle(layer: SWLKConv3d) -> Optional[str]:
     """Why the small kernel cannot become ``layer``'s parallel ``3^3`` branch (``None``: it can)."""
     if layer.dilated is not None and tuple(layer.dilated.dilation) != (1,) * 3:
-        return (f"the layer already has a dilated 3^3 branch of dilation {tuple(layer.dilated.dilation)}, and a "
-                f"SW-LK layer holds one branch")
+        return (
+            f"the layer already has a dilated 3^3 branch of dilation {tuple(layer.dilated.dilation)}, and a "
+            f"SW-LK layer holds one branch"
+        )
     return None
 
 
 def plain_merge_obstacle(layer: SWLKConv3d) -> Optional[str]:
     """Why the merge cannot be a plain ``k^3`` ``SubMConv3d`` (``None``: it can)."""
     if layer.position_encoding is not None:
-        return ("the layer has a position encoding, which a plain SubMConv3d cannot express (it is a conv of an "
-                "extra all-ones channel: merge_small_kernel_export(block) gives that exact PlainExport)")
+        return (
+            "the layer has a position encoding, which a plain SubMConv3d cannot express (it is a conv of an "
+            "extra all-ones channel: merge_small_kernel_export(block) gives that exact PlainExport)"
+        )
     return None
 
 
@@ -174,9 +182,11 @@ def _kind(large: nn.Module) -> str:
         return "depthwise"
     if isinstance(large, SubMConv3d) and getattr(large, "subm", False):
         return "dilated" if any(d != 1 for d in large.dilation) else "plain"
-    raise TypeError(f"large must be a large-kernel layer of largekernel3d (SWLKConv3d, PlainLargeKernelConv3d, "
-                    f"DepthwiseLargeKernelConv3d, DilatedConv3d or a submanifold SubMConv3d), got "
-                    f"{type(large).__name__}")
+    raise TypeError(
+        f"large must be a large-kernel layer of largekernel3d (SWLKConv3d, PlainLargeKernelConv3d, "
+        f"DepthwiseLargeKernelConv3d, DilatedConv3d or a submanifold SubMConv3d), got "
+        f"{type(large).__name__}"
+    )
 
 
 def _large_conv(large: nn.Module) -> Union[SubMConv3d, SWLKConv3d]:
@@ -206,26 +216,39 @@ class RepLargeKernelConv3d(SparseModule):
     bias), ``small_bn``.
     """
 
-    def __init__(self, large: LargeKernelLayer, small_indice_key: Optional[str] = None, bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        large: LargeKernelLayer,
+        small_indice_key: Optional[str] = None,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         self.kind = _kind(large)
         conv = _large_conv(large)
         if any(k < SMALL_KERNEL or k % 2 == 0 for k in conv.kernel_size):
-            raise ValueError(f"large must have an odd kernel of at least {SMALL_KERNEL} on every axis to hold the "
-                             f"{SMALL_KERNEL}^3 kernel in its centre, got kernel_size={tuple(conv.kernel_size)}")
+            raise ValueError(
+                f"large must have an odd kernel of at least {SMALL_KERNEL} on every axis to hold the "
+                f"{SMALL_KERNEL}^3 kernel in its centre, got kernel_size={tuple(conv.kernel_size)}"
+            )
         key = conv.indice_key
         if small_indice_key is None and key is not None:
             small_indice_key = f"{key}_small"
         groups = getattr(conv, "groups", 1)
         device, dtype = conv.weight.device, conv.weight.dtype
         self.large = large
-        self.large_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device,
-                                        dtype=dtype)
-        self.small = SubMConv3d(conv.in_channels, conv.out_channels, SMALL_KERNEL, groups=groups, bias=False,
-                                indice_key=small_indice_key, device=device, dtype=dtype)
-        self.small_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device,
-                                        dtype=dtype)
+        self.large_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device, dtype=dtype)
+        self.small = SubMConv3d(
+            conv.in_channels,
+            conv.out_channels,
+            SMALL_KERNEL,
+            groups=groups,
+            bias=False,
+            indice_key=small_indice_key,
+            device=device,
+            dtype=dtype,
+        )
+        self.small_bn = SparseBatchNorm(conv.out_channels, eps=bn_eps, momentum=bn_momentum, device=device, dtype=dtype)
 
     @property
     def in_channels(self) -> int:
@@ -248,15 +271,19 @@ class RepLargeKernelConv3d(SparseModule):
         want = (conv.in_channels, conv.out_channels, groups, (SMALL_KERNEL,) * 3, (1,) * 3)
         have = (small.in_channels, small.out_channels, small.groups, tuple(small.kernel_size), tuple(small.dilation))
         if have != want:
-            raise ValueError(f"small (in_channels, out_channels, groups, kernel_size, dilation) = {have} but the large "
-                             f"layer needs {want}: the {SMALL_KERNEL}^3 branch must have the large kernel's channels "
-                             f"and groups (build a new RepLargeKernelConv3d instead of replacing .small)")
+            raise ValueError(
+                f"small (in_channels, out_channels, groups, kernel_size, dilation) = {have} but the large "
+                f"layer needs {want}: the {SMALL_KERNEL}^3 branch must have the large kernel's channels "
+                f"and groups (build a new RepLargeKernelConv3d instead of replacing .small)"
+            )
         for name in ("large_bn", "small_bn"):
             bn = getattr(self, name)
             if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.num_features != conv.out_channels:
                 got = bn.num_features if isinstance(bn, nn.modules.batchnorm._BatchNorm) else type(bn).__name__
-                raise ValueError(f"{name} must be a BatchNorm over the {conv.out_channels} channels of the large "
-                                 f"kernel's output, got {got}")
+                raise ValueError(
+                    f"{name} must be a BatchNorm over the {conv.out_channels} channels of the large "
+                    f"kernel's output, got {got}"
+                )
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         conv = _large_conv(self.large)
@@ -281,11 +308,15 @@ def _folded(block: RepLargeKernelConv3d, target: str) -> Tuple[Union[SubMConv3d,
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if block.kind != "swlk" and target in ("grouped", "branch"):
-        raise ValueError(f"target={target!r} is for SWLKConv3d layers; a {block.kind} large kernel merges into "
-                         f"one fixed layer: use target='auto'")
+        raise ValueError(
+            f"target={target!r} is for SWLKConv3d layers; a {block.kind} large kernel merges into "
+            f"one fixed layer: use target='auto'"
+        )
     if block.training or block.large_bn.training or block.small_bn.training:
-        raise RuntimeError("merge_small_kernel folds the BatchNorms' running statistics, which only eval mode "
-                           "uses: call block.eval() (or network.eval()) before merging")
+        raise RuntimeError(
+            "merge_small_kernel folds the BatchNorms' running statistics, which only eval mode "
+            "uses: call block.eval() (or network.eval()) before merging"
+        )
     block.validate()
     small = fuse_bn(block.small, block.small_bn)
     assert isinstance(small, SubMConv3d)
@@ -297,17 +328,22 @@ def _resolve_swlk_target(layer: SWLKConv3d, target: str) -> str:
         why = _OBSTACLES[target](layer)
         if why is not None:
             exact = swlk_targets(layer)
-            alternative = (f"use target={exact[0]!r} (exact here; 'auto' picks it)" if exact else
-                           "no SW-LK or plain SubMConv3d target is exact here: use merge_small_kernel_export(block) "
-                           "(a PlainExport with the encoding as a conv of an all-ones channel)")
+            alternative = (
+                f"use target={exact[0]!r} (exact here; 'auto' picks it)"
+                if exact
+                else "no SW-LK or plain SubMConv3d target is exact here: use merge_small_kernel_export(block) "
+                "(a PlainExport with the encoding as a conv of an all-ones channel)"
+            )
             raise ValueError(f"cannot merge the 3^3 branch into target={target!r} exactly: {why}; {alternative}")
         return target
     exact = swlk_targets(layer)
     if not exact:
-        raise ValueError("no SWLKConv3d or SubMConv3d represents this block exactly ("
-                         + "; ".join(f"{t}: {_OBSTACLES[t](layer)}" for t in SWLK_TARGETS)
-                         + "): use merge_small_kernel_export(block), a PlainExport with the encoding as a conv of "
-                           "an all-ones channel")
+        raise ValueError(
+            "no SWLKConv3d or SubMConv3d represents this block exactly ("
+            + "; ".join(f"{t}: {_OBSTACLES[t](layer)}" for t in SWLK_TARGETS)
+            + "): use merge_small_kernel_export(block), a PlainExport with the encoding as a conv of "
+            "an all-ones channel"
+        )
     return exact[0]
 
 
@@ -362,8 +398,9 @@ def merge_small_kernel(block: RepLargeKernelConv3d, target: str = "auto") -> Mer
         if block.kind == "dilated":
             window = spanned_window(large.kernel_size, large.dilation)
             key = None if large.indice_key is None else f"{large.indice_key}_merged"
-            merged = SubMConv3d(large.in_channels, large.out_channels, window, groups=large.groups, bias=True,
-                                indice_key=key).to(device=large.weight.device, dtype=large.weight.dtype)
+            merged = SubMConv3d(
+                large.in_channels, large.out_channels, window, groups=large.groups, bias=True, indice_key=key
+            ).to(device=large.weight.device, dtype=large.weight.dtype)
             merged.weight.copy_(place_kernel(large.weight, window, large.dilation))
             if merged.bias is not None and large.bias is not None:
                 merged.bias.copy_(large.bias)
@@ -383,9 +420,11 @@ def merge_small_kernel_export(block: RepLargeKernelConv3d) -> PlainExport:
     position encoding included): :func:`~largekernel3d.nn.export_plain` of the BN-folded large layer with the
     BN-folded ``3^3`` kernel padded into the centre of its weight and its bias added."""
     if not isinstance(block, RepLargeKernelConv3d) or block.kind != "swlk":
-        raise TypeError(f"merge_small_kernel_export needs a RepLargeKernelConv3d of a SWLKConv3d; other layers "
-                        f"merge into one layer with merge_small_kernel, got "
-                        f"{getattr(block, 'kind', type(block).__name__)}")
+        raise TypeError(
+            f"merge_small_kernel_export needs a RepLargeKernelConv3d of a SWLKConv3d; other layers "
+            f"merge into one layer with merge_small_kernel, got "
+            f"{getattr(block, 'kind', type(block).__name__)}"
+        )
     large, small = _folded(block, "auto")
     assert isinstance(large, SWLKConv3d)
     exp = export_plain(large)
@@ -428,8 +467,9 @@ def is_large_kernel(module: nn.Module, min_window: int = 5) -> bool:
     return max(d * (k - 1) + 1 for k, d in zip(conv.kernel_size, dilation)) >= min_window
 
 
-def add_small_kernels(network: nn.Module, min_window: int = 5, bn_eps: float = 1e-5,
-                      bn_momentum: float = 0.1) -> nn.Module:
+def add_small_kernels(
+    network: nn.Module, min_window: int = 5, bn_eps: float = 1e-5, bn_momentum: float = 0.1
+) -> nn.Module:
     """Wrap, in place, every large-kernel layer of ``network`` (see :func:`is_large_kernel`) in a
     :class:`RepLargeKernelConv3d` for training; returns ``network`` (or the block when ``network`` is itself
     such a layer). The layers inside a SW-LK / depth-wise layer or an existing block are left alone."""
@@ -443,6 +483,16 @@ def add_small_kernels(network: nn.Module, min_window: int = 5, bn_eps: float = 1
     return network
 
 
-__all__ = ["RepLargeKernelConv3d", "merge_small_kernel", "merge_small_kernel_export", "merge_small_kernels",
-           "add_small_kernels", "is_large_kernel", "swlk_targets", "place_kernel", "spanned_window", "inner_offsets",
-           "TARGETS"]
+__all__ = [
+    "RepLargeKernelConv3d",
+    "merge_small_kernel",
+    "merge_small_kernel_export",
+    "merge_small_kernels",
+    "add_small_kernels",
+    "is_large_kernel",
+    "swlk_targets",
+    "place_kernel",
+    "spanned_window",
+    "inner_offsets",
+    "TARGETS",
+]

@@ -60,11 +60,18 @@ def branch_dilation(kernel_size: Tuple[int, ...], dilation: Optional[IntOrSeq] =
     if dilation is None:
         dil = tuple(k // 2 - 1 for k in kernel_size)
         if min(dil) < 1:
-            raise ValueError(f"dilated_branch needs kernel_size >= 5 on every axis (dilation k // 2 - 1 >= 1), "
-                             f"got kernel_size={tuple(kernel_size)}; or pass dilated_dilation")
+            raise ValueError(
+                f"dilated_branch needs kernel_size >= 5 on every axis (dilation k // 2 - 1 >= 1), "
+                f"got kernel_size={tuple(kernel_size)}; or pass dilated_dilation"
+            )
         return dil
-    dil = (dilation,) * len(kernel_size) if isinstance(dilation, int) and not isinstance(dilation, bool) \
-        else tuple(dilation) if isinstance(dilation, (tuple, list)) else ()
+    dil = (
+        (dilation,) * len(kernel_size)
+        if isinstance(dilation, int) and not isinstance(dilation, bool)
+        else tuple(dilation)
+        if isinstance(dilation, (tuple, list))
+        else ()
+    )
     if len(dil) != len(kernel_size) or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dil):
         raise ValueError(f"dilated_dilation must be a positive int or {len(kernel_size)} of them, got {dilation!r}")
     return dil
@@ -101,10 +108,20 @@ class SWLKConv3d(SparseModule):
     position_encoding: Optional[nn.Parameter]
     bias: Optional[nn.Parameter]
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 7, partition: str = "center1",
-                 position_encoding: bool = True, dilated_branch: bool = False, bias: bool = False,
-                 indice_key: Optional[str] = None, dilated_dilation: Optional[IntOrSeq] = None,
-                 dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSeq = 7,
+        partition: str = "center1",
+        position_encoding: bool = True,
+        dilated_branch: bool = False,
+        bias: bool = False,
+        indice_key: Optional[str] = None,
+        dilated_dilation: Optional[IntOrSeq] = None,
+        dataflow: DataflowLike = Dataflow.AUTO,
+        tuning: CpuTuning = DEFAULT_TUNING,
+    ) -> None:
         super().__init__()
         self.dataflow = as_dataflow(dataflow, "group convolution", GROUP_CONV_DATAFLOWS)
         self.tuning = check_tuning(tuning)
@@ -125,8 +142,9 @@ class SWLKConv3d(SparseModule):
         if dilated_branch:
             dil = branch_dilation(self.partition.kernel_size, dilated_dilation)
             key = None if indice_key is None else f"{indice_key}_dilated"
-            self.dilated = SubMConv3d(in_channels, out_channels, 3, dilation=dil, bias=False, indice_key=key,
-                                      tuning=tuning)
+            self.dilated = SubMConv3d(
+                in_channels, out_channels, 3, dilation=dil, bias=False, indice_key=key, tuning=tuning
+            )
         self.reset_parameters()
 
     @property
@@ -149,9 +167,11 @@ class SWLKConv3d(SparseModule):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"partition={self.partition.name!r}, groups={self.num_groups}, "
-             f"position_encoding={self.position_encoding is not None}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"partition={self.partition.name!r}, groups={self.num_groups}, "
+            f"position_encoding={self.position_encoding is not None}"
+        )
         if self.dilated is not None:
             s += f", dilated_dilation={tuple(self.dilated.dilation)}"
         if self.bias is None:
@@ -174,15 +194,19 @@ class SWLKConv3d(SparseModule):
     def _check_parameters(self) -> None:
         """Raise ``ValueError`` naming the parameter when one was replaced by a tensor of another shape (e.g. a
         full ``k^3`` official weight written into ``.weight.data``: load it with ``load_official_v1`` / ``v2``)."""
-        expected = {"weight": (self.partition.num_groups, self.in_channels, self.out_channels),
-                    "position_encoding": (self.partition.kernel_volume, self.in_channels),
-                    "bias": (self.out_channels,)}
+        expected = {
+            "weight": (self.partition.num_groups, self.in_channels, self.out_channels),
+            "position_encoding": (self.partition.kernel_volume, self.in_channels),
+            "bias": (self.out_channels,),
+        }
         for name, shape in expected.items():
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
-                raise ValueError(f"{type(self).__name__}.{name} has shape {tuple(value.shape)} but this layer needs "
-                                 f"{shape} ([groups, C_in, C_out] weight, [k^3, C_in] encoding); convert full-kernel "
-                                 f"weights with swlk_from_plain / load_official_v1 / load_official_v2")
+                raise ValueError(
+                    f"{type(self).__name__}.{name} has shape {tuple(value.shape)} but this layer needs "
+                    f"{shape} ([groups, C_in, C_out] weight, [k^3, C_in] encoding); convert full-kernel "
+                    f"weights with swlk_from_plain / load_official_v1 / load_official_v2"
+                )
 
     @eager_under_compile
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
@@ -190,8 +214,15 @@ class SWLKConv3d(SparseModule):
         check_sparse_input(x, name, self.in_channels, 3)
         check_parameter_match(x, self.weight, name)
         self._check_parameters()
-        out = group_conv(x.features, self.effective_encoding(), self.weight, self.kernel_map(x), self.group_index,
-                         self.dataflow, self.tuning)
+        out = group_conv(
+            x.features,
+            self.effective_encoding(),
+            self.weight,
+            self.kernel_map(x),
+            self.group_index,
+            self.dataflow,
+            self.tuning,
+        )
         if self.dilated is not None:
             out = out + self.dilated(x).features
         if self.bias is not None:

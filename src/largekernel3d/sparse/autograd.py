@@ -60,8 +60,9 @@ class GroupAggregateFunction(torch.autograd.Function):
         need_x, need_e = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         plan: GroupPlan = ctx.plan
         if plan.dataflow is Dataflow.TORCH_REF:
-            d_x, d_e = aggregate_backward(grad_a.contiguous(), plan.kmap, group, need_x, need_e, ctx.c_dim,
-                                          plan.tuning.torch_pair_chunk)
+            d_x, d_e = aggregate_backward(
+                grad_a.contiguous(), plan.kmap, group, need_x, need_e, ctx.c_dim, plan.tuning.torch_pair_chunk
+            )
         else:
             d_x, d_e = ctx.slots.scatter(grad_a.reshape(-1, ctx.c_dim).contiguous(), need_x, need_e)
         return d_x, d_e, None, None
@@ -88,8 +89,9 @@ class GroupConvFunction(torch.autograd.Function):
     ``dW``, form ``dA = dOut[rows] W[g]^T`` and sum it back per pair."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, group: Tensor,
-                plan: GroupPlan) -> Tensor:
+    def forward(
+        ctx, features: Tensor, encoding: Optional[Tensor], weight: Tensor, group: Tensor, plan: GroupPlan
+    ) -> Tensor:
         kmap = plan.kmap
         group_np = group.numpy()
         slots = plan.layout(group_np, compact=True)
@@ -114,8 +116,22 @@ class GroupConvFunction(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         need_x, need_e, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         if ctx.sigma is not None:
-            d_x, d_e, d_w = mirrored_backward(grad_out, saved, encoding, weight, kmap, group, slots, ctx.sigma,
-                                               ctx.centre, need_x, need_e, need_w, plan.fused, plan.tuning)
+            d_x, d_e, d_w = mirrored_backward(
+                grad_out,
+                saved,
+                encoding,
+                weight,
+                kmap,
+                group,
+                slots,
+                ctx.sigma,
+                ctx.centre,
+                need_x,
+                need_e,
+                need_w,
+                plan.fused,
+                plan.tuning,
+            )
             return d_x, d_e, d_w, None, None
         a = saved
         d_a = None
@@ -129,7 +145,7 @@ class GroupConvFunction(torch.autograd.Function):
             for g, s, e in slots.blocks(gemm_rows):
                 if g == ctx.centre:  # the centre block's slots are the output rows 0, 1, ... in order
                     lo = s - int(slots.gstart[g])
-                    g_rows = grad_out[lo:lo + e - s]
+                    g_rows = grad_out[lo : lo + e - s]
                 else:
                     g_rows = torch.index_select(grad_out, 0, rows[s:e], out=buf[: e - s])  # dOut at the slots
                 if d_a is not None:

@@ -27,9 +27,10 @@ class eager_under_compile:  # noqa: N801  (used as a decorator, like ``functools
 
     def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
         fn = self.fn
-        if "torch._dynamo" in sys.modules:   # torch.compile has been used (or can be) in this process
+        if "torch._dynamo" in sys.modules:  # torch.compile has been used (or can be) in this process
             if self._disabled is None:
                 import torch
+
                 self._disabled = torch.compiler.disable(self.fn)
             fn = self._disabled
         return fn if obj is None else fn.__get__(obj, owner)
@@ -37,9 +38,11 @@ class eager_under_compile:  # noqa: N801  (used as a decorator, like ``functools
 
 def refuse_script(module_name: str) -> None:
     """The error ``torch.jit.script`` gets for a module built from the engine's layers."""
-    raise RuntimeError(f"torch.jit.script cannot compile {module_name}: the sparse layers run numba kernels on raw "
-                       f"buffers, which TorchScript cannot express; run the model eagerly or with torch.compile "
-                       f"(each sparse layer is a graph break there)")
+    raise RuntimeError(
+        f"torch.jit.script cannot compile {module_name}: the sparse layers run numba kernels on raw "
+        f"buffers, which TorchScript cannot express; run the model eagerly or with torch.compile "
+        f"(each sparse layer is a graph break there)"
+    )
 
 
 __all__ = ["eager_under_compile", "refuse_script"]

@@ -40,13 +40,19 @@ class ConvAlgo(enum.Enum):
     """spconv's algorithm choice (``algo=`` of every conv and pool), accepted and ignored: this engine picks its
     dataflow by its own rule (:func:`.dispatch.plan_conv`; ``dataflow=`` asks for one). Same member names and values
     as spconv 2.3."""
+
     Native = 0
     MaskImplicitGemm = 1
     MaskSplitImplicitGemm = 2
 
 
-def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, indice_key: Optional[str],
-                     tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
+def get_or_build_map(
+    x: SparseConvTensor,
+    kind: str,
+    geometry: ConvGeometry,
+    indice_key: Optional[str],
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> KernelMap:
     """The kernel map of ``kind``/``geometry`` on ``x``'s sites: taken from ``x.indice_dict`` when
     ``indice_key`` names a compatible one (an incompatible one raises), otherwise built (by the map rule,
     :func:`.dispatch.plan_kernel_map`, with ``tuning``) and cached. Maps are shared through ``indice_key`` by
@@ -55,9 +61,11 @@ def get_or_build_map(x: SparseConvTensor, kind: str, geometry: ConvGeometry, ind
     if cached is not None:
         cached.check_reusable(kind, geometry, x.indices, indice_key)
         if tuple(x.spatial_shape) != tuple(cached.in_spatial_shape) or x.batch_size != cached.batch_size:
-            raise ValueError(f"indice_key={indice_key!r} was built for spatial_shape={list(cached.in_spatial_shape)}, "
-                             f"batch_size={cached.batch_size} but the input has spatial_shape={x.spatial_shape}, "
-                             f"batch_size={x.batch_size}; give this layer its own indice_key")
+            raise ValueError(
+                f"indice_key={indice_key!r} was built for spatial_shape={list(cached.in_spatial_shape)}, "
+                f"batch_size={cached.batch_size} but the input has spatial_shape={x.spatial_shape}, "
+                f"batch_size={x.batch_size}; give this layer its own indice_key"
+            )
         return cached
     builders = {SUBMANIFOLD: build_submanifold_map, REGULAR: build_regular_map, TRANSPOSED: build_transposed_map}
     kmap = builders[kind](x.indices, x.spatial_shape, x.batch_size, geometry, tuning=tuning)
@@ -72,18 +80,26 @@ def inverse_map(x: SparseConvTensor, geometry: ConvGeometry, indice_key: Optiona
         raise ValueError("SparseInverseConv needs the indice_key of the SparseConv it inverts")
     cached = x.find_indice_pair(indice_key)
     if cached is None:
-        raise ValueError(f"indice_key={indice_key!r} is not in the input's indice_dict "
-                         f"(known keys: {sorted(x.indice_dict)}); the paired SparseConv must run first on "
-                         f"the same tensor chain")
+        raise ValueError(
+            f"indice_key={indice_key!r} is not in the input's indice_dict "
+            f"(known keys: {sorted(x.indice_dict)}); the paired SparseConv must run first on "
+            f"the same tensor chain"
+        )
     if cached.kind != REGULAR:
-        raise ValueError(f"indice_key={indice_key!r} holds a {cached.kind} map; SparseInverseConv needs the "
-                         f"key of a strided SparseConv")
+        raise ValueError(
+            f"indice_key={indice_key!r} holds a {cached.kind} map; SparseInverseConv needs the "
+            f"key of a strided SparseConv"
+        )
     if cached.geometry.kernel_size != geometry.kernel_size:
-        raise ValueError(f"SparseInverseConv kernel_size={geometry.kernel_size} differs from the paired "
-                         f"conv's {cached.geometry.kernel_size} (indice_key={indice_key!r})")
+        raise ValueError(
+            f"SparseInverseConv kernel_size={geometry.kernel_size} differs from the paired "
+            f"conv's {cached.geometry.kernel_size} (indice_key={indice_key!r})"
+        )
     if not same_sites(cached.out_indices, x.indices) or tuple(x.spatial_shape) != tuple(cached.out_spatial_shape):
-        raise ValueError(f"SparseInverseConv input sites (or spatial_shape) differ from the output of the conv "
-                         f"under indice_key={indice_key!r}")
+        raise ValueError(
+            f"SparseInverseConv input sites (or spatial_shape) differ from the output of the conv "
+            f"under indice_key={indice_key!r}"
+        )
     return cached.derived("transposed", cached.transposed)
 
 
@@ -109,25 +125,50 @@ class SparseConvolution(SparseModule):
     accepted and have no effect; ``act_type`` (fused activation) must be left unset.
     """
 
-    def __init__(self, ndim: int, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 3,
-                 stride: IntOrSeq = 1, padding: IntOrSeq = 0, dilation: IntOrSeq = 1, groups: int = 1,
-                 bias: bool = True, subm: bool = False, output_padding: IntOrSeq = 0,
-                 transposed: bool = False, inverse: bool = False, indice_key: Optional[str] = None,
-                 algo=None, fp32_accum=None, record_voxel_count: bool = False, act_type=None, act_alpha: float = 0,
-                 act_beta: float = 0, large_kernel_fast_algo: bool = False, name=None, device=None,
-                 dtype=None, dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> None:
+    def __init__(
+        self,
+        ndim: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSeq = 3,
+        stride: IntOrSeq = 1,
+        padding: IntOrSeq = 0,
+        dilation: IntOrSeq = 1,
+        groups: int = 1,
+        bias: bool = True,
+        subm: bool = False,
+        output_padding: IntOrSeq = 0,
+        transposed: bool = False,
+        inverse: bool = False,
+        indice_key: Optional[str] = None,
+        algo=None,
+        fp32_accum=None,
+        record_voxel_count: bool = False,
+        act_type=None,
+        act_alpha: float = 0,
+        act_beta: float = 0,
+        large_kernel_fast_algo: bool = False,
+        name=None,
+        device=None,
+        dtype=None,
+        dataflow: DataflowLike = Dataflow.AUTO,
+        tuning: CpuTuning = DEFAULT_TUNING,
+    ) -> None:
         super().__init__(name)
         self.dataflow = as_dataflow(dataflow, "convolution", CONV_DATAFLOWS)
         self.tuning = check_tuning(tuning)
         if act_type is not None and not str(act_type).endswith("None_"):
-            raise ValueError(f"act_type={act_type!r}: fused activations are not supported; put an nn.ReLU (or "
-                             f"another activation) after the conv in a SparseSequential")
+            raise ValueError(
+                f"act_type={act_type!r}: fused activations are not supported; put an nn.ReLU (or "
+                f"another activation) after the conv in a SparseSequential"
+            )
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must both be "
-                             f"divisible by groups={groups}")
+            raise ValueError(
+                f"in_channels={in_channels} and out_channels={out_channels} must both be divisible by groups={groups}"
+            )
         self.geometry = ConvGeometry.create(ndim, kernel_size, stride, padding, dilation)
         if any(o != 0 for o in ConvGeometry.create(ndim, 1, 1, output_padding, 1).padding):
             raise ValueError("output_padding is not supported; pad the spatial_shape instead")
@@ -144,8 +185,9 @@ class SparseConvolution(SparseModule):
         self.inverse = inverse
         self.indice_key = indice_key
         factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, *self.geometry.kernel_size, in_channels // groups,
-                                               **factory))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, *self.geometry.kernel_size, in_channels // groups, **factory)
+        )
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
 
@@ -176,8 +218,10 @@ class SparseConvolution(SparseModule):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}, dilation={self.dilation}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}"
+        )
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -210,15 +254,16 @@ class SparseConvolution(SparseModule):
             m = w.detach().reshape(self.out_channels, self.in_channels).t().contiguous().reshape(w.shape)
             destination[key] = m if keep_vars is False else nn.Parameter(m, requires_grad=w.requires_grad)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         key = prefix + "weight"
         if self._matrix_layout() and key in state_dict and state_dict[key].numel() == self.weight.numel():
             m = state_dict[key]
-            state_dict[key] = m.reshape(self.in_channels, self.out_channels).t().contiguous().reshape(
-                self.weight.shape)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+            state_dict[key] = m.reshape(self.in_channels, self.out_channels).t().contiguous().reshape(self.weight.shape)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def kernel_map(self, x: SparseConvTensor) -> KernelMap:
         """The (cached or new) kernel map this layer uses on ``x``."""
@@ -235,21 +280,29 @@ class SparseConvolution(SparseModule):
         expected = (self.out_channels, *self.geometry.kernel_size, self.in_channels // self.groups)
         w = self.weight
         if not isinstance(w, torch.Tensor) or not w.is_floating_point():
-            raise TypeError(f"{name}.weight must be a floating-point tensor, got "
-                            f"{w.dtype if isinstance(w, torch.Tensor) else type(w).__name__}")
+            raise TypeError(
+                f"{name}.weight must be a floating-point tensor, got "
+                f"{w.dtype if isinstance(w, torch.Tensor) else type(w).__name__}"
+            )
         if tuple(w.shape) != expected:
             k = tuple(self.geometry.kernel_size)
             hint = ""
             if tuple(w.shape) in ((*k, self.out_channels, self.in_channels), (*k, self.in_channels, self.out_channels)):
-                hint = (" — this is spconv 2.1's [*kernel, C_out, C_in] (RSKC) or spconv 1.x's [*kernel, C_in, C_out] "
-                        "(RSCK) layout; convert it with largekernel3d.sparse.convert_spconv21_weight(w, 'RSKC' or "
-                        "'RSCK') or load the checkpoint with load_spconv_state_dict(..., spconv_version='2.1')")
-            raise ValueError(f"{name}.weight has shape {tuple(w.shape)} but this layer needs {expected} "
-                             f"([C_out, *kernel_size, C_in / groups]){hint}")
+                hint = (
+                    " — this is spconv 2.1's [*kernel, C_out, C_in] (RSKC) or spconv 1.x's [*kernel, C_in, C_out] "
+                    "(RSCK) layout; convert it with largekernel3d.sparse.convert_spconv21_weight(w, 'RSKC' or "
+                    "'RSCK') or load the checkpoint with load_spconv_state_dict(..., spconv_version='2.1')"
+                )
+            raise ValueError(
+                f"{name}.weight has shape {tuple(w.shape)} but this layer needs {expected} "
+                f"([C_out, *kernel_size, C_in / groups]){hint}"
+            )
         b = self.bias
         if b is not None and (not isinstance(b, torch.Tensor) or tuple(b.shape) != (self.out_channels,)):
-            raise ValueError(f"{name}.bias must have shape ({self.out_channels},), got "
-                             f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
+            raise ValueError(
+                f"{name}.bias must have shape ({self.out_channels},), got "
+                f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}"
+            )
 
     @eager_under_compile
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
@@ -259,110 +312,173 @@ class SparseConvolution(SparseModule):
         check_parameter_match(x, self.weight, name)
         kmap = self.kernel_map(x)
         out = sparse_conv(x.features, self.weight, kmap, self.groups, self.bias, self.dataflow, self.tuning)
-        return SparseConvTensor(out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size,
-                                indice_dict=x.indice_dict, validate=False)
+        return SparseConvTensor(
+            out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size, indice_dict=x.indice_dict, validate=False
+        )
 
 
 def _named(ndim: int, subm: bool = False, transposed: bool = False, inverse: bool = False):
-    def init(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq = 3, stride: IntOrSeq = 1,
-             padding: IntOrSeq = 0, dilation: IntOrSeq = 1, groups: int = 1, bias: bool = True,
-             indice_key: Optional[str] = None, **kwargs) -> None:
-        SparseConvolution.__init__(self, ndim, in_channels, out_channels, kernel_size, stride, padding,
-                                   dilation, groups, bias, subm=subm, transposed=transposed, inverse=inverse,
-                                   indice_key=indice_key, **kwargs)
+    def init(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSeq = 3,
+        stride: IntOrSeq = 1,
+        padding: IntOrSeq = 0,
+        dilation: IntOrSeq = 1,
+        groups: int = 1,
+        bias: bool = True,
+        indice_key: Optional[str] = None,
+        **kwargs,
+    ) -> None:
+        SparseConvolution.__init__(
+            self,
+            ndim,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            subm=subm,
+            transposed=transposed,
+            inverse=inverse,
+            indice_key=indice_key,
+            **kwargs,
+        )
+
     return init
 
 
 class SubMConv1d(SparseConvolution):
     """1-D submanifold conv."""
+
     __init__ = _named(1, subm=True)
 
 
 class SubMConv2d(SparseConvolution):
     """2-D submanifold conv."""
+
     __init__ = _named(2, subm=True)
 
 
 class SubMConv3d(SparseConvolution):
     """3-D submanifold conv: ``out[p] = sum_k W[k] in[p + dilation (k - kernel_size // 2)]`` on the input sites."""
+
     __init__ = _named(3, subm=True)
 
 
 class SubMConv4d(SparseConvolution):
     """4-D submanifold conv (runs on the torch dataflow: the numba kernels cover 1 to 3 axes)."""
+
     __init__ = _named(4, subm=True)
 
 
 class SparseConv1d(SparseConvolution):
     """1-D regular sparse conv."""
+
     __init__ = _named(1)
 
 
 class SparseConv2d(SparseConvolution):
     """2-D regular sparse conv."""
+
     __init__ = _named(2)
 
 
 class SparseConv3d(SparseConvolution):
     """3-D regular sparse conv: ``out[q] = sum_k W[k] in[stride q - padding + dilation k]``; output sites are
     every ``q`` reached by an active input."""
+
     __init__ = _named(3)
 
 
 class SparseConv4d(SparseConvolution):
     """4-D regular sparse conv (torch dataflow)."""
+
     __init__ = _named(4)
 
 
 class SparseConvTranspose1d(SparseConvolution):
     """1-D transposed sparse conv."""
+
     __init__ = _named(1, transposed=True)
 
 
 class SparseConvTranspose2d(SparseConvolution):
     """2-D transposed sparse conv."""
+
     __init__ = _named(2, transposed=True)
 
 
 class SparseConvTranspose3d(SparseConvolution):
     """3-D transposed sparse conv: ``out[stride q - padding + dilation k] += W[k] in[q]`` on every reached site."""
+
     __init__ = _named(3, transposed=True)
 
 
 class SparseConvTranspose4d(SparseConvolution):
     """4-D transposed sparse conv (torch dataflow)."""
+
     __init__ = _named(4, transposed=True)
 
 
 def _inverse_named(ndim: int):
-    def init(self, in_channels: int, out_channels: int, kernel_size: IntOrSeq, indice_key: str,
-             bias: bool = True, **kwargs) -> None:
-        SparseConvolution.__init__(self, ndim, in_channels, out_channels, kernel_size, bias=bias, inverse=True,
-                                   indice_key=indice_key, **kwargs)
+    def init(
+        self, in_channels: int, out_channels: int, kernel_size: IntOrSeq, indice_key: str, bias: bool = True, **kwargs
+    ) -> None:
+        SparseConvolution.__init__(
+            self, ndim, in_channels, out_channels, kernel_size, bias=bias, inverse=True, indice_key=indice_key, **kwargs
+        )
+
     return init
 
 
 class SparseInverseConv1d(SparseConvolution):
     """1-D inverse conv of the ``SparseConv1d`` sharing ``indice_key``."""
+
     __init__ = _inverse_named(1)
 
 
 class SparseInverseConv2d(SparseConvolution):
     """2-D inverse conv of the ``SparseConv2d`` sharing ``indice_key``."""
+
     __init__ = _inverse_named(2)
 
 
 class SparseInverseConv3d(SparseConvolution):
     """3-D inverse conv: the adjoint of the ``SparseConv3d`` under ``indice_key``, restoring its input sites."""
+
     __init__ = _inverse_named(3)
 
 
 class SparseInverseConv4d(SparseConvolution):
     """4-D inverse conv of the ``SparseConv4d`` sharing ``indice_key``."""
+
     __init__ = _inverse_named(4)
 
 
-__all__ = ["SparseConvolution", "SubMConv1d", "SubMConv2d", "SubMConv3d", "SubMConv4d", "SparseConv1d",
-           "SparseConv2d", "SparseConv3d", "SparseConv4d", "SparseConvTranspose1d", "SparseConvTranspose2d",
-           "SparseConvTranspose3d", "SparseConvTranspose4d", "SparseInverseConv1d", "SparseInverseConv2d",
-           "SparseInverseConv3d", "SparseInverseConv4d", "ConvAlgo", "get_or_build_map", "inverse_map"]
+__all__ = [
+    "SparseConvolution",
+    "SubMConv1d",
+    "SubMConv2d",
+    "SubMConv3d",
+    "SubMConv4d",
+    "SparseConv1d",
+    "SparseConv2d",
+    "SparseConv3d",
+    "SparseConv4d",
+    "SparseConvTranspose1d",
+    "SparseConvTranspose2d",
+    "SparseConvTranspose3d",
+    "SparseConvTranspose4d",
+    "SparseInverseConv1d",
+    "SparseInverseConv2d",
+    "SparseInverseConv3d",
+    "SparseInverseConv4d",
+    "ConvAlgo",
+    "get_or_build_map",
+    "inverse_map",
+]

@@ -95,8 +95,9 @@ def as_dataflow(value: DataflowLike, operation: str, allowed: Sequence[Dataflow]
 
 def check_tuning(tuning: CpuTuning) -> CpuTuning:
     if not isinstance(tuning, CpuTuning):
-        raise TypeError(f"tuning must be a CpuTuning (e.g. dataclasses.replace(DEFAULT_TUNING, ...)), "
-                        f"got {type(tuning).__name__}")
+        raise TypeError(
+            f"tuning must be a CpuTuning (e.g. dataclasses.replace(DEFAULT_TUNING, ...)), got {type(tuning).__name__}"
+        )
     return tuning
 
 
@@ -109,8 +110,9 @@ def _choose(operation: str, requested: Dataflow, order: Sequence[Dataflow], bloc
         raise AssertionError(f"no dataflow of {operation} can run the input")  # TORCH_REF always can
     reason = blocker(requested)
     if reason is not None:
-        raise ValueError(f"dataflow={requested.name} cannot run this {operation}: it needs {reason}; "
-                         f"use dataflow=AUTO or TORCH_REF")
+        raise ValueError(
+            f"dataflow={requested.name} cannot run this {operation}: it needs {reason}; use dataflow=AUTO or TORCH_REF"
+        )
     return requested
 
 
@@ -119,6 +121,7 @@ def _describe(x: Tensor) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- kernel maps
+
 
 @dataclass(frozen=True)
 class MapPlan:
@@ -135,8 +138,9 @@ def map_blocker(dataflow: Dataflow, indices: Tensor, ndim: int) -> Optional[str]
     return None
 
 
-def plan_kernel_map(indices: Tensor, ndim: int, dataflow: DataflowLike = Dataflow.AUTO,
-                    tuning: CpuTuning = DEFAULT_TUNING) -> MapPlan:
+def plan_kernel_map(
+    indices: Tensor, ndim: int, dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING
+) -> MapPlan:
     """The map builders' rule: ``CPU`` for CPU indices with 1 to 3 spatial axes, ``TORCH_REF`` otherwise (CUDA,
     4+ axes)."""
     requested = as_dataflow(dataflow, "kernel map", MAP_DATAFLOWS)
@@ -145,6 +149,7 @@ def plan_kernel_map(indices: Tensor, ndim: int, dataflow: DataflowLike = Dataflo
 
 
 # ---------------------------------------------------------------------------------------------------- convolution
+
 
 @dataclass(frozen=True)
 class ConvPlan:
@@ -155,8 +160,9 @@ class ConvPlan:
     kmap: KernelMap = field(repr=False)
     tuning: CpuTuning = DEFAULT_TUNING
 
-    def forward(self, x: Tensor, weight: Tensor, num_out: int, adjoint: bool = False,
-                bias: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, x: Tensor, weight: Tensor, num_out: int, adjoint: bool = False, bias: Optional[Tensor] = None
+    ) -> Tensor:
         """``out[j] = bias + sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` (``weight [K, G, A, B]``; ``adjoint``:
         pairs run output -> input with ``W[k]^T``)."""
         from .cpu import conv_fused, conv_tiled
@@ -171,11 +177,27 @@ class ConvPlan:
             return conv_fused.conv_forward(x, w[:, 0], kmap, adjoint, num_out, bias, self.tuning)
         g, a, b = weight.shape[1:]
         src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
-        return conv_tiled.conv_forward(x, w, src, dst, kmap.offset_starts, num_out, g * (a if adjoint else b),
-                                       self.tuning, bias, identity_offset(kmap))
+        return conv_tiled.conv_forward(
+            x,
+            w,
+            src,
+            dst,
+            kmap.offset_starts,
+            num_out,
+            g * (a if adjoint else b),
+            self.tuning,
+            bias,
+            identity_offset(kmap),
+        )
 
-    def backward(self, features: Tensor, grad_out: Tensor, weight: Tensor, need_x: bool, need_w: bool,
-                 ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    def backward(
+        self,
+        features: Tensor,
+        grad_out: Tensor,
+        weight: Tensor,
+        need_x: bool,
+        need_w: bool,
+    ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         """``(d_in, d_W)`` of :meth:`forward` (``None`` where not needed)."""
         from .cpu import conv_fused, conv_tiled
         from .torch_ref import conv as torch_conv
@@ -190,39 +212,56 @@ class ConvPlan:
         return grad_x, grad_w
 
 
-def conv_blocker(dataflow: Dataflow, x: Tensor, weight: Tensor, kmap: KernelMap, records_graph: bool,
-                 ) -> Optional[str]:
+def conv_blocker(
+    dataflow: Dataflow,
+    x: Tensor,
+    weight: Tensor,
+    kmap: KernelMap,
+    records_graph: bool,
+) -> Optional[str]:
     """Why ``dataflow`` cannot run ``x @ weight`` (grouped ``[K, G, A, B]``) over ``kmap`` (``None``: it can);
     ``records_graph``: autograd must record through this call."""
     if dataflow is Dataflow.TORCH_REF:
         return None
     if x.device.type != "cpu" or x.dtype not in _CPU_FLOATS or weight.dtype != x.dtype or kmap.device.type != "cpu":
-        return (f"float32/float64 CPU features, a weight of their dtype and a CPU kernel map; got features "
-                f"{_describe(x)}, weight {_describe(weight)}, map on {kmap.device}")
+        return (
+            f"float32/float64 CPU features, a weight of their dtype and a CPU kernel map; got features "
+            f"{_describe(x)}, weight {_describe(weight)}, map on {kmap.device}"
+        )
     if records_graph:
-        return ("no autograd graph through this call (call sparse_conv, whose autograd function runs the CPU "
-                "dataflows in both passes); got inputs that require grad with grad mode on")
+        return (
+            "no autograd graph through this call (call sparse_conv, whose autograd function runs the CPU "
+            "dataflows in both passes); got inputs that require grad with grad mode on"
+        )
     if dataflow is Dataflow.CPU_FUSED:
         if weight.shape[1] != 1:
             return f"groups=1; got groups={weight.shape[1]} (CPU_TILED runs grouped weights)"
-        if max(kmap.num_in, kmap.num_out) >= 2 ** 31:
+        if max(kmap.num_in, kmap.num_out) >= 2**31:
             return f"fewer than 2^31 rows; got {max(kmap.num_in, kmap.num_out)}"
         if not team.team_available():
             return "torch running on GNU libgomp (its OpenMP team runs the parts); this torch does not"
     return None
 
 
-def plan_conv(x: Tensor, weight: Tensor, kmap: KernelMap, dataflow: DataflowLike = Dataflow.AUTO,
-              tuning: CpuTuning = DEFAULT_TUNING, records_graph: bool = False) -> ConvPlan:
+def plan_conv(
+    x: Tensor,
+    weight: Tensor,
+    kmap: KernelMap,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+    records_graph: bool = False,
+) -> ConvPlan:
     """The convolution's rule: ``CPU_FUSED`` where it can run (:func:`conv_blocker`), else ``CPU_TILED``, else
     ``TORCH_REF``. ``weight`` is the grouped ``[K, G, A, B]``."""
     requested = as_dataflow(dataflow, "convolution", CONV_DATAFLOWS)
-    chosen = _choose("convolution", requested, CONV_DATAFLOWS,
-                     lambda d: conv_blocker(d, x, weight, kmap, records_graph))
+    chosen = _choose(
+        "convolution", requested, CONV_DATAFLOWS, lambda d: conv_blocker(d, x, weight, kmap, records_graph)
+    )
     return ConvPlan(chosen, kmap, check_tuning(tuning))
 
 
 # ------------------------------------------------------------------------------------- SW-LK group convolution
+
 
 @dataclass(frozen=True)
 class GroupPlan:
@@ -268,27 +307,61 @@ def group_conv_blocker(dataflow: Dataflow, features: Tensor, kmap: KernelMap, nu
     return None
 
 
-def plan_group_conv(features: Tensor, kmap: KernelMap, num_groups: int, dataflow: DataflowLike = Dataflow.AUTO,
-                    tuning: CpuTuning = DEFAULT_TUNING) -> GroupPlan:
+def plan_group_conv(
+    features: Tensor,
+    kmap: KernelMap,
+    num_groups: int,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> GroupPlan:
     """SW-LK's rule: ``CPU_FUSED`` where it can run (:func:`group_conv_blocker`), else ``CPU_CHUNKED``, else
     ``TORCH_REF``."""
     requested = as_dataflow(dataflow, "group convolution", GROUP_CONV_DATAFLOWS)
-    chosen = _choose("group convolution", requested, GROUP_CONV_DATAFLOWS,
-                     lambda d: group_conv_blocker(d, features, kmap, num_groups))
+    chosen = _choose(
+        "group convolution",
+        requested,
+        GROUP_CONV_DATAFLOWS,
+        lambda d: group_conv_blocker(d, features, kmap, num_groups),
+    )
     return GroupPlan(chosen, kmap, int(num_groups), check_tuning(tuning))
 
 
-def plan_group_aggregate(features: Tensor, kmap: KernelMap, num_groups: int,
-                         dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> GroupPlan:
+def plan_group_aggregate(
+    features: Tensor,
+    kmap: KernelMap,
+    num_groups: int,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> GroupPlan:
     """The dense aggregation's rule: ``CPU`` (embedding bags over dense slots) for float32/float64 CPU features,
     ``TORCH_REF`` otherwise."""
     requested = as_dataflow(dataflow, "group aggregation", GROUP_AGGREGATE_DATAFLOWS)
-    chosen = _choose("group aggregation", requested, GROUP_AGGREGATE_DATAFLOWS,
-                     lambda d: group_conv_blocker(d, features, kmap, num_groups))
+    chosen = _choose(
+        "group aggregation",
+        requested,
+        GROUP_AGGREGATE_DATAFLOWS,
+        lambda d: group_conv_blocker(d, features, kmap, num_groups),
+    )
     return GroupPlan(chosen, kmap, int(num_groups), check_tuning(tuning))
 
 
-__all__ = ["CONV_DATAFLOWS", "ConvPlan", "DEFAULT_TUNING", "CpuTuning", "Dataflow", "GROUP_AGGREGATE_DATAFLOWS",
-           "GROUP_CONV_DATAFLOWS", "GroupPlan", "MAP_DATAFLOWS", "MapPlan", "as_dataflow", "conv_blocker",
-           "group_conv_blocker", "map_blocker", "plan_conv", "plan_group_aggregate", "plan_group_conv",
-           "plan_kernel_map"]
+__all__ = [
+    "CONV_DATAFLOWS",
+    "ConvPlan",
+    "DEFAULT_TUNING",
+    "CpuTuning",
+    "Dataflow",
+    "GROUP_AGGREGATE_DATAFLOWS",
+    "GROUP_CONV_DATAFLOWS",
+    "GroupPlan",
+    "MAP_DATAFLOWS",
+    "MapPlan",
+    "as_dataflow",
+    "conv_blocker",
+    "group_conv_blocker",
+    "map_blocker",
+    "plan_conv",
+    "plan_group_aggregate",
+    "plan_group_conv",
+    "plan_kernel_map",
+]

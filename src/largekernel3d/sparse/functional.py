@@ -52,9 +52,16 @@ def module_weight_to_grouped(weight: Tensor, groups: int) -> Tensor:
     return weight.reshape(groups, c_out // groups, k, cig).permute(2, 0, 3, 1)
 
 
-def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False,
-                        bias: Optional[Tensor] = None, dataflow: DataflowLike = Dataflow.AUTO,
-                        tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
+def gather_gemm_scatter(
+    x: Tensor,
+    weight: Tensor,
+    kmap: KernelMap,
+    num_out: int,
+    adjoint: bool = False,
+    bias: Optional[Tensor] = None,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> Tensor:
     """``out[j] = bias + sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` with block-diagonal groups.
 
     ``weight`` is ``[K, G, A, B]``; with ``adjoint=True`` pairs run output → input and ``W[k]^T`` is used
@@ -67,9 +74,15 @@ def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int
     return plan_conv(x, weight, kmap, dataflow, tuning, records_graph).forward(x, weight, num_out, adjoint, bias)
 
 
-def sparse_conv(features: Tensor, weight: Tensor, kmap: KernelMap, groups: int = 1,
-                bias: Optional[Tensor] = None, dataflow: DataflowLike = Dataflow.AUTO,
-                tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
+def sparse_conv(
+    features: Tensor,
+    weight: Tensor,
+    kmap: KernelMap,
+    groups: int = 1,
+    bias: Optional[Tensor] = None,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> Tensor:
     """Sparse convolution of ``features [N_in, C_in]`` by a spconv-layout ``weight
     [C_out, *kernel, C_in / groups]`` over ``kmap``; returns ``[N_out, C_out]`` (differentiable in features,
     weight and bias)::

@@ -50,8 +50,9 @@ class ConvGeometry:
     dilation: Tuple[int, ...]
 
     @classmethod
-    def create(cls, ndim: int, kernel_size: IntOrSeq, stride: IntOrSeq = 1, padding: IntOrSeq = 0,
-               dilation: IntOrSeq = 1) -> "ConvGeometry":
+    def create(
+        cls, ndim: int, kernel_size: IntOrSeq, stride: IntOrSeq = 1, padding: IntOrSeq = 0, dilation: IntOrSeq = 1
+    ) -> "ConvGeometry":
         """Normalise int-or-sequence arguments for an ``ndim``-dimensional convolution."""
         return cls(
             kernel_size=as_tuple(kernel_size, ndim, "kernel_size", minimum=1),
@@ -84,7 +85,8 @@ class ConvGeometry:
             raise ValueError(
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation} on spatial_shape={tuple(in_shape)} give an empty output grid "
-                f"{out}; use a smaller kernel/dilation or more padding")
+                f"{out}; use a smaller kernel/dilation or more padding"
+            )
         return out
 
     def transposed_output_shape(self, in_shape: Sequence[int]) -> Tuple[int, ...]:
@@ -97,5 +99,6 @@ class ConvGeometry:
             raise ValueError(
                 f"transposed conv with kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding} on spatial_shape={tuple(in_shape)} gives an empty grid {out}; "
-                f"reduce padding")
+                f"reduce padding"
+            )
         return out

@@ -66,8 +66,14 @@ from .kernel_map import KernelMap
 from .validation import check_group_index, check_kernel_map, check_same_device, check_tensor
 
 
-def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor, num_groups: int,
-           groups_from: str) -> None:
+def _check(
+    features: Tensor,
+    encoding: Optional[Tensor],
+    kmap: KernelMap,
+    group_index: Tensor,
+    num_groups: int,
+    groups_from: str,
+) -> None:
     """Every argument checked before a kernel reads memory (see :mod:`.validation`)."""
     check_tensor(features, "features", floating=True, dim=2)
     check_kernel_map(kmap)
@@ -80,16 +86,25 @@ def _check(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_
     if encoding is not None:
         check_tensor(encoding, "encoding", floating=True)
         if encoding.shape != (kmap.kernel_volume, features.shape[1]):
-            raise ValueError(f"encoding must be [K={kmap.kernel_volume}, C={features.shape[1]}], "
-                             f"got {tuple(encoding.shape)}")
+            raise ValueError(
+                f"encoding must be [K={kmap.kernel_volume}, C={features.shape[1]}], got {tuple(encoding.shape)}"
+            )
         if encoding.dtype != features.dtype or encoding.device != features.device:
-            raise TypeError(f"encoding ({encoding.dtype}, {encoding.device}) must match features "
-                            f"({features.dtype}, {features.device})")
+            raise TypeError(
+                f"encoding ({encoding.dtype}, {encoding.device}) must match features "
+                f"({features.dtype}, {features.device})"
+            )
 
 
-def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMap, group_index: Tensor,
-                    num_groups: int, dataflow: DataflowLike = Dataflow.AUTO,
-                    tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
+def group_aggregate(
+    features: Tensor,
+    encoding: Optional[Tensor],
+    kmap: KernelMap,
+    group_index: Tensor,
+    num_groups: int,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> Tensor:
     """``A[i, g] = sum_{k in g} sum_{(j, i) in pairs(k)} (features[j] + encoding[k])`` (differentiable).
 
     Args:
@@ -111,8 +126,15 @@ def group_aggregate(features: Tensor, encoding: Optional[Tensor], kmap: KernelMa
     return GroupAggregateFunction.apply(features.contiguous(), enc, group, plan)
 
 
-def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group_index: Tensor,
-               dataflow: DataflowLike = Dataflow.AUTO, tuning: CpuTuning = DEFAULT_TUNING) -> Tensor:
+def group_conv(
+    features: Tensor,
+    encoding: Optional[Tensor],
+    weight: Tensor,
+    kmap: KernelMap,
+    group_index: Tensor,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> Tensor:
     """``out[i] = sum_g A[i, g] @ weight[g]`` with ``A = group_aggregate(...)`` (differentiable in
     features, encoding and weight).
 
@@ -131,8 +153,9 @@ def group_conv(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kma
     if weight.dim() != 3 or weight.shape[1] != features.shape[1] or num_groups == 0:
         raise ValueError(f"weight must be [G, C_in={features.shape[1]}, C_out], got {tuple(weight.shape)}")
     if weight.dtype != features.dtype or weight.device != features.device:
-        raise TypeError(f"weight ({weight.dtype}, {weight.device}) must match features "
-                        f"({features.dtype}, {features.device})")
+        raise TypeError(
+            f"weight ({weight.dtype}, {weight.device}) must match features ({features.dtype}, {features.device})"
+        )
     _check(features, encoding, kmap, group_index, num_groups, "the weight's first axis")
     plan = plan_group_conv(features, kmap, num_groups, dataflow, tuning)
     group = group_index.to(device=features.device, dtype=torch.int64).contiguous()

@@ -37,6 +37,7 @@ REGULAR = "regular"
 TRANSPOSED = "transposed"
 INVERSE = "inverse"
 
+
 class MapCache:
     """The one mutable part of a :class:`KernelMap`, on purpose: a memo of what is derived from the map's
     immutable content (the mirrored lower half of a half-stored map, row splits, SW-LK slot layouts, the identity
@@ -128,8 +129,12 @@ class KernelMap:
     def _mirror_lower_half(self) -> bool:
         from .cpu import maps
 
-        maps.mirror_lower_half(self.stored_in.numpy(), self.stored_out.numpy(),
-                               np.asarray(self.offset_starts, dtype=np.int64), torch.get_num_threads())
+        maps.mirror_lower_half(
+            self.stored_in.numpy(),
+            self.stored_out.numpy(),
+            np.asarray(self.offset_starts, dtype=np.int64),
+            torch.get_num_threads(),
+        )
         return True
 
     @property
@@ -186,15 +191,21 @@ class KernelMap:
         """Raise ``ValueError`` when this cached map cannot serve a layer of ``kind``/``geometry`` on
         ``indices`` (reusing an ``indice_key`` on other sites or another kernel would compute garbage)."""
         if kind != self.kind:
-            raise ValueError(f"indice_key={key!r} holds a {self.kind} kernel map but a {kind} conv asked for it; "
-                             f"give this layer its own indice_key")
+            raise ValueError(
+                f"indice_key={key!r} holds a {self.kind} kernel map but a {kind} conv asked for it; "
+                f"give this layer its own indice_key"
+            )
         if map_geometry(kind, geometry) != map_geometry(kind, self.geometry):
             shared = "kernel_size/dilation" if kind == SUBMANIFOLD else "kernel_size/stride/padding/dilation"
-            raise ValueError(f"indice_key={key!r} was built for {self.geometry} but this layer has {geometry}; "
-                             f"layers that share an indice_key must share {shared}")
+            raise ValueError(
+                f"indice_key={key!r} was built for {self.geometry} but this layer has {geometry}; "
+                f"layers that share an indice_key must share {shared}"
+            )
         if not same_sites(self.in_indices, indices):
-            raise ValueError(f"indice_key={key!r} was built on other sites ({self.num_in} rows) than this "
-                             f"layer's input ({int(indices.shape[0])} rows); give this layer its own indice_key")
+            raise ValueError(
+                f"indice_key={key!r} was built on other sites ({self.num_in} rows) than this "
+                f"layer's input ({int(indices.shape[0])} rows); give this layer its own indice_key"
+            )
 
 
 def map_geometry(kind: str, geometry: ConvGeometry) -> ConvGeometry:
@@ -216,9 +227,14 @@ def same_sites(a: Tensor, b: Tensor) -> bool:
     return bool(torch.equal(a.to(torch.int64), b.to(torch.int64)))
 
 
-def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                          geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
-                          tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
+def build_submanifold_map(
+    indices: Tensor,
+    spatial_shape: Sequence[int],
+    batch_size: int,
+    geometry: ConvGeometry,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> KernelMap:
     """Submanifold map: output sites are the input sites; for output ``p`` and offset ``k`` the input is
     the active site at ``p + dilation * (k - kernel_size // 2)`` (if any).
 
@@ -231,32 +247,70 @@ def build_submanifold_map(indices: Tensor, spatial_shape: Sequence[int], batch_s
     lazy = plan.dataflow is Dataflow.CPU
     if lazy:
         from .cpu import maps
+
         pair_in, pair_out, starts = maps.submanifold_map_pairs(indices, spatial_shape, geometry, plan.tuning)
     else:
-        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(indices, spatial_shape, geometry,
-                                                                     plan.tuning.torch_candidate_chunk)
-    return KernelMap(SUBMANIFOLD, geometry, indices, indices, spatial_shape, spatial_shape,
-                     pair_in, pair_out, starts, batch_size,
-                     half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size))
+        pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(
+            indices, spatial_shape, geometry, plan.tuning.torch_candidate_chunk
+        )
+    return KernelMap(
+        SUBMANIFOLD,
+        geometry,
+        indices,
+        indices,
+        spatial_shape,
+        spatial_shape,
+        pair_in,
+        pair_out,
+        starts,
+        batch_size,
+        half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size),
+    )
 
 
-def _strided_map(kind: str, indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                 batch_size: int, geometry: ConvGeometry, dataflow: DataflowLike, tuning: CpuTuning) -> KernelMap:
+def _strided_map(
+    kind: str,
+    indices: Tensor,
+    spatial_shape: Sequence[int],
+    out_shape: Sequence[int],
+    batch_size: int,
+    geometry: ConvGeometry,
+    dataflow: DataflowLike,
+    tuning: CpuTuning,
+) -> KernelMap:
     plan = plan_kernel_map(indices, len(spatial_shape), dataflow, tuning)
     if plan.dataflow is Dataflow.CPU:
         from .cpu import maps
-        out_sites, pair_in, pair_out, starts = maps.strided_map_pairs(indices, spatial_shape, out_shape, geometry,
-                                                                      kind == TRANSPOSED, plan.tuning)
+
+        out_sites, pair_in, pair_out, starts = maps.strided_map_pairs(
+            indices, spatial_shape, out_shape, geometry, kind == TRANSPOSED, plan.tuning
+        )
     else:
-        out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(indices, out_shape, geometry,
-                                                                            kind == TRANSPOSED)
-    return KernelMap(kind, geometry, indices, out_sites, tuple(spatial_shape), tuple(out_shape),
-                     pair_in, pair_out, starts, batch_size)
+        out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(
+            indices, out_shape, geometry, kind == TRANSPOSED
+        )
+    return KernelMap(
+        kind,
+        geometry,
+        indices,
+        out_sites,
+        tuple(spatial_shape),
+        tuple(out_shape),
+        pair_in,
+        pair_out,
+        starts,
+        batch_size,
+    )
 
 
-def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                      geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
-                      tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
+def build_regular_map(
+    indices: Tensor,
+    spatial_shape: Sequence[int],
+    batch_size: int,
+    geometry: ConvGeometry,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> KernelMap:
     """Regular (strided) map: output ``q`` is active when some input ``p = stride*q - padding +
     dilation*k`` is active; output sites come out sorted by (batch, axis 0, ...). Within an offset pairs
     ascend by input row (both dataflows; ``dataflow`` and ``tuning`` as in :func:`build_submanifold_map`)."""
@@ -266,9 +320,14 @@ def build_regular_map(indices: Tensor, spatial_shape: Sequence[int], batch_size:
     return _strided_map(REGULAR, indices, spatial_shape, out_shape, batch_size, geometry, dataflow, tuning)
 
 
-def build_transposed_map(indices: Tensor, spatial_shape: Sequence[int], batch_size: int,
-                         geometry: ConvGeometry, dataflow: DataflowLike = Dataflow.AUTO,
-                         tuning: CpuTuning = DEFAULT_TUNING) -> KernelMap:
+def build_transposed_map(
+    indices: Tensor,
+    spatial_shape: Sequence[int],
+    batch_size: int,
+    geometry: ConvGeometry,
+    dataflow: DataflowLike = Dataflow.AUTO,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> KernelMap:
     """Transposed map (adjoint of a regular conv): input ``q`` reaches every output
     ``p = stride*q - padding + dilation*k`` inside the output grid."""
     validate_indices(indices, spatial_shape, batch_size, check_duplicates=False)

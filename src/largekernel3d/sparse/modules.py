@@ -167,10 +167,15 @@ def _check_aligned(inputs: Sequence[SparseConvTensor], module_name: str) -> None
     first = inputs[0]
     for i, t in enumerate(inputs):
         check_sparse_input(t, module_name)
-        if (t.spatial_shape != first.spatial_shape or t.batch_size != first.batch_size
-                or not same_sites(t.indices, first.indices)):
-            raise ValueError(f"{module_name} input {i} has other sites (or grid / batch size) than input 0; "
-                             f"all inputs must share their indices")
+        if (
+            t.spatial_shape != first.spatial_shape
+            or t.batch_size != first.batch_size
+            or not same_sites(t.indices, first.indices)
+        ):
+            raise ValueError(
+                f"{module_name} input {i} has other sites (or grid / batch size) than input 0; "
+                f"all inputs must share their indices"
+            )
 
 
 class JoinTable(SparseModule):
@@ -187,8 +192,7 @@ class AddTable(SparseModule):
     def forward(self, inputs: Sequence[SparseConvTensor]) -> SparseConvTensor:
         _check_aligned(inputs, "AddTable")
         if any(t.features.shape[1] != inputs[0].features.shape[1] for t in inputs):
-            raise ValueError(f"AddTable inputs have different channel counts "
-                             f"{[t.features.shape[1] for t in inputs]}")
+            raise ValueError(f"AddTable inputs have different channel counts {[t.features.shape[1] for t in inputs]}")
         total = inputs[0].features
         for t in inputs[1:]:
             total = total + t.features
@@ -208,11 +212,16 @@ class AddTableMisaligned(SparseModule):
             raise ValueError("AddTableMisaligned needs at least one SparseConvTensor")
         for i, t in enumerate(inputs):
             check_sparse_input(t, "AddTableMisaligned")
-            if (t.spatial_shape != inputs[0].spatial_shape or t.batch_size != inputs[0].batch_size
-                    or t.features.shape[1] != inputs[0].features.shape[1]):
-                raise ValueError(f"AddTableMisaligned input {i} has another grid, batch size or channel count than "
-                                 f"input 0 ({t.spatial_shape}, {t.batch_size}, {t.features.shape[1]} vs "
-                                 f"{inputs[0].spatial_shape}, {inputs[0].batch_size}, {inputs[0].features.shape[1]})")
+            if (
+                t.spatial_shape != inputs[0].spatial_shape
+                or t.batch_size != inputs[0].batch_size
+                or t.features.shape[1] != inputs[0].features.shape[1]
+            ):
+                raise ValueError(
+                    f"AddTableMisaligned input {i} has another grid, batch size or channel count than "
+                    f"input 0 ({t.spatial_shape}, {t.batch_size}, {t.features.shape[1]} vs "
+                    f"{inputs[0].spatial_shape}, {inputs[0].batch_size}, {inputs[0].features.shape[1]})"
+                )
         shape = inputs[0].spatial_shape
         keys = [encode(t.indices[:, 0].long(), t.indices[:, 1:].long(), shape) for t in inputs]
         base = max(range(len(inputs)), key=lambda i: inputs[i].indices.shape[0])
@@ -248,24 +257,30 @@ class ConcatTable(SparseModule):
         return self
 
 
-def check_sparse_input(x, module_name: str, in_channels: Union[int, None] = None,
-                       ndim: Union[int, None] = None) -> None:
+def check_sparse_input(
+    x, module_name: str, in_channels: Union[int, None] = None, ndim: Union[int, None] = None
+) -> None:
     """Raise a clear ``TypeError``/``ValueError`` when ``x`` cannot feed ``module_name``."""
     if not isinstance(x, SparseConvTensor):
         raise TypeError(f"{module_name} expects a SparseConvTensor, got {type(x).__name__}")
     features = x.features
     if not isinstance(features, Tensor) or features.dim() != 2:
-        raise ValueError(f"{module_name} needs features of shape [N, C], got "
-                         f"{tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__}")
+        raise ValueError(
+            f"{module_name} needs features of shape [N, C], got "
+            f"{tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__}"
+        )
     if not isinstance(x.indices, Tensor) or x.indices.dim() != 2 or x.indices.shape[0] != features.shape[0]:
-        raise ValueError(f"{module_name} needs one feature row per site: features {tuple(features.shape)}, indices "
-                         f"{tuple(x.indices.shape) if isinstance(x.indices, Tensor) else type(x.indices).__name__}")
+        raise ValueError(
+            f"{module_name} needs one feature row per site: features {tuple(features.shape)}, indices "
+            f"{tuple(x.indices.shape) if isinstance(x.indices, Tensor) else type(x.indices).__name__}"
+        )
     if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{module_name} is {ndim}-D but the input has spatial_shape {x.spatial_shape} "
-                         f"({x.ndim}-D)")
+        raise ValueError(f"{module_name} is {ndim}-D but the input has spatial_shape {x.spatial_shape} ({x.ndim}-D)")
     if in_channels is not None and x.features.shape[1] != in_channels:
-        raise ValueError(f"{module_name} expects in_channels={in_channels} but the input features have "
-                         f"{x.features.shape[1]} channels")
+        raise ValueError(
+            f"{module_name} expects in_channels={in_channels} but the input features have "
+            f"{x.features.shape[1]} channels"
+        )
     if not x.features.is_floating_point():
         raise TypeError(f"{module_name} needs floating-point features, got {x.features.dtype}")
 
@@ -273,14 +288,34 @@ def check_sparse_input(x, module_name: str, in_channels: Union[int, None] = None
 def check_parameter_match(x: SparseConvTensor, weight: Tensor, module_name: str) -> None:
     """Raise when the features and the layer's weight differ in device or dtype."""
     if x.features.device != weight.device:
-        raise ValueError(f"{module_name} weight is on {weight.device} but the input is on "
-                         f"{x.features.device}; move the module or the tensor (.to(device))")
+        raise ValueError(
+            f"{module_name} weight is on {weight.device} but the input is on "
+            f"{x.features.device}; move the module or the tensor (.to(device))"
+        )
     if x.features.dtype != weight.dtype:
-        raise TypeError(f"{module_name} weight is {weight.dtype} but the input features are "
-                        f"{x.features.dtype}; convert one of them (module.to(dtype) or features.to(dtype))")
+        raise TypeError(
+            f"{module_name} weight is {weight.dtype} but the input features are "
+            f"{x.features.dtype}; convert one of them (module.to(dtype) or features.to(dtype))"
+        )
 
 
-__all__ = ["SparseModule", "SparseSequential", "ToDense", "RemoveGrid", "SparseBatchNorm", "SparseReLU",
-           "SparseIdentity", "SparseSyncBatchNorm", "Identity", "is_spconv_module", "is_sparse_conv",
-           "assign_name_for_sparse_modules", "JoinTable", "AddTable", "AddTableMisaligned", "ConcatTable",
-           "check_sparse_input", "check_parameter_match"]
+__all__ = [
+    "SparseModule",
+    "SparseSequential",
+    "ToDense",
+    "RemoveGrid",
+    "SparseBatchNorm",
+    "SparseReLU",
+    "SparseIdentity",
+    "SparseSyncBatchNorm",
+    "Identity",
+    "is_spconv_module",
+    "is_sparse_conv",
+    "assign_name_for_sparse_modules",
+    "JoinTable",
+    "AddTable",
+    "AddTableMisaligned",
+    "ConcatTable",
+    "check_sparse_input",
+    "check_parameter_match",
+]

@@ -72,8 +72,10 @@ class VoxelGrid:
                 raise ValueError(f"point_cloud_range must have max > min along {'xyz'[axis]}, got {pcr}")
             cells = extent / vs[axis]
             if abs(cells - round(cells)) > 1e-3:
-                raise ValueError(f"point_cloud_range extent {extent:g} m along {'xyz'[axis]} is not a whole number "
-                                 f"of voxels of {vs[axis]:g} m ({cells:.4f}); adjust the range or the voxel size")
+                raise ValueError(
+                    f"point_cloud_range extent {extent:g} m along {'xyz'[axis]} is not a whole number "
+                    f"of voxels of {vs[axis]:g} m ({cells:.4f}); adjust the range or the voxel size"
+                )
 
     @property
     def grid_size(self) -> Tuple[int, int, int]:
@@ -146,13 +148,21 @@ def _check_points(points: Union[Tensor, np.ndarray], min_columns: int, name: str
     if not points.is_floating_point():
         raise TypeError(f"{name} must be floating point, got {points.dtype}; convert with .float()")
     if points.dim() != 2 or points.shape[1] < min_columns:
-        raise ValueError(f"{name} must have shape [N, C] with C >= {min_columns} (coordinates first), "
-                         f"got {tuple(points.shape)}")
+        raise ValueError(
+            f"{name} must have shape [N, C] with C >= {min_columns} (coordinates first), got {tuple(points.shape)}"
+        )
     return points
 
 
-def _hard_voxelize(points: Tensor, lower: Sequence[float], vsize: Sequence[float], grid_size: Sequence[int],
-                   max_points: int, max_voxels: int, empty_mean: bool) -> VoxelizedPoints:
+def _hard_voxelize(
+    points: Tensor,
+    lower: Sequence[float],
+    vsize: Sequence[float],
+    grid_size: Sequence[int],
+    max_points: int,
+    max_voxels: int,
+    empty_mean: bool,
+) -> VoxelizedPoints:
     """The voxeliser behind :class:`PointToVoxel` and :func:`points_to_voxels` (checked arguments).
 
     ``lower``, ``vsize`` and ``grid_size`` are given per axis in the points' column order (x, y, z, ...);
@@ -166,7 +176,7 @@ def _hard_voxelize(points: Tensor, lower: Sequence[float], vsize: Sequence[float
     vsize_t = torch.tensor(vsize, dtype=torch.float32).to(device=device, dtype=dtype)
     grid_t = torch.tensor(grid_size, dtype=dtype, device=device)
     cell_f = torch.floor((points[:, :ndim] - lower_t) / vsize_t)
-    inside = ((cell_f >= 0) & (cell_f < grid_t)).all(dim=1)     # NaN coordinates fail both tests
+    inside = ((cell_f >= 0) & (cell_f < grid_t)).all(dim=1)  # NaN coordinates fail both tests
     num_inside = int(inside.sum())
     # row-major key over the reversed axes (z, y, x); points outside the range get the largest key
     cell = torch.where(inside.unsqueeze(1), cell_f, torch.zeros_like(cell_f)).to(torch.int64)
@@ -182,7 +192,7 @@ def _hard_voxelize(points: Tensor, lower: Sequence[float], vsize: Sequence[float
     is_start[1:] = sorted_key[1:] != sorted_key[:-1]
     starts = torch.nonzero(is_start).squeeze(1)
     num_occupied = int(starts.numel())
-    group = torch.cumsum(is_start, dim=0) - 1                     # voxel group of each sorted point
+    group = torch.cumsum(is_start, dim=0) - 1  # voxel group of each sorted point
     # voxels numbered by their first point: the rank of each group's first input row
     first_row = perm[starts]
     rank = torch.empty_like(first_row)
@@ -207,12 +217,18 @@ def _hard_voxelize(points: Tensor, lower: Sequence[float], vsize: Sequence[float
         mean = voxels.sum(dim=1) / num_points.unsqueeze(1).to(dtype)
         empty = torch.arange(max_points, device=device).unsqueeze(0) >= num_points.unsqueeze(1).long()
         voxels = torch.where(empty.unsqueeze(2), mean.unsqueeze(1), voxels)
-    return VoxelizedPoints(voxels=voxels, coords=coords, num_points=num_points, point_to_voxel=point_to_voxel,
-                           num_occupied=num_occupied)
+    return VoxelizedPoints(
+        voxels=voxels, coords=coords, num_points=num_points, point_to_voxel=point_to_voxel, num_occupied=num_occupied
+    )
 
 
-def points_to_voxels(points: Union[Tensor, np.ndarray], grid: VoxelGrid, max_points_per_voxel: int,
-                     max_voxels: int, empty_mean: bool = False) -> VoxelizedPoints:
+def points_to_voxels(
+    points: Union[Tensor, np.ndarray],
+    grid: VoxelGrid,
+    max_points_per_voxel: int,
+    max_voxels: int,
+    empty_mean: bool = False,
+) -> VoxelizedPoints:
     """Hard-voxelise one point cloud on ``grid`` (see the module docstring for the rules).
 
     ``(i_x, i_y, i_z) = floor((p_xyz - min) / v)``, the point kept when ``0 <= i < grid.grid_size``;
@@ -236,8 +252,9 @@ def points_to_voxels(points: Union[Tensor, np.ndarray], grid: VoxelGrid, max_poi
     pts = _check_points(points, 3)
     max_points = positive_int(max_points_per_voxel, "max_points_per_voxel")
     max_vox = positive_int(max_voxels, "max_voxels")
-    return _hard_voxelize(pts, grid.point_cloud_range[:3], grid.voxel_size, grid.grid_size, max_points, max_vox,
-                          bool(empty_mean))
+    return _hard_voxelize(
+        pts, grid.point_cloud_range[:3], grid.voxel_size, grid.grid_size, max_points, max_vox, bool(empty_mean)
+    )
 
 
 class PointToVoxel:
@@ -262,21 +279,30 @@ class PointToVoxel:
         device: kept for spconv compatibility; the work runs on the device of the points given.
     """
 
-    def __init__(self, vsize_xyz: Sequence[float], coors_range_xyz: Sequence[float], num_point_features: int,
-                 max_num_voxels: int, max_num_points_per_voxel: int,
-                 device: Union[torch.device, str] = "cpu") -> None:
+    def __init__(
+        self,
+        vsize_xyz: Sequence[float],
+        coors_range_xyz: Sequence[float],
+        num_point_features: int,
+        max_num_voxels: int,
+        max_num_points_per_voxel: int,
+        device: Union[torch.device, str] = "cpu",
+    ) -> None:
         try:
             vsize = [float(v) for v in vsize_xyz]
             bounds = [float(v) for v in coors_range_xyz]
         except (TypeError, ValueError):
-            raise TypeError(f"vsize_xyz and coors_range_xyz must be sequences of numbers, got {vsize_xyz!r} and "
-                            f"{coors_range_xyz!r}") from None
+            raise TypeError(
+                f"vsize_xyz and coors_range_xyz must be sequences of numbers, got {vsize_xyz!r} and {coors_range_xyz!r}"
+            ) from None
         ndim = len(vsize)
         if not 1 <= ndim <= 4:
             raise ValueError(f"vsize_xyz must have 1 to 4 entries, got {ndim}: {vsize_xyz!r}")
         if len(bounds) != 2 * ndim:
-            raise ValueError(f"coors_range_xyz must have {2 * ndim} numbers (min then max per axis) for {ndim}-D "
-                             f"voxels, got {len(bounds)}: {coors_range_xyz!r}")
+            raise ValueError(
+                f"coors_range_xyz must have {2 * ndim} numbers (min then max per axis) for {ndim}-D "
+                f"voxels, got {len(bounds)}: {coors_range_xyz!r}"
+            )
         if not all(math.isfinite(v) and v > 0 for v in vsize):
             raise ValueError(f"vsize_xyz must be finite and positive, got {vsize}")
         # spconv keeps these as float32 and rounds the voxel count in float32
@@ -284,9 +310,11 @@ class PointToVoxel:
         lo32, hi32 = np.asarray(bounds[:ndim], dtype=np.float32), np.asarray(bounds[ndim:], dtype=np.float32)
         cells = [int(math.floor(float((hi32[a] - lo32[a]) / v32[a]) + 0.5)) for a in range(ndim)]
         if any(c < 1 for c in cells):
-            raise ValueError(f"coors_range_xyz {bounds} with vsize_xyz {vsize} gives {cells} voxels per axis; "
-                             f"every axis needs max > min by at least one voxel")
-        if math.prod(cells) >= 2 ** 62:
+            raise ValueError(
+                f"coors_range_xyz {bounds} with vsize_xyz {vsize} gives {cells} voxels per axis; "
+                f"every axis needs max > min by at least one voxel"
+            )
+        if math.prod(cells) >= 2**62:
             raise ValueError(f"the grid of {cells} voxels is too large for int64 voxel keys; use larger voxels")
         self.ndim = ndim
         self.device = torch.device(device)
@@ -300,20 +328,30 @@ class PointToVoxel:
         self._cells = cells
         self.vsize = self._vsize[::-1]
         self.grid_size = cells[::-1]
-        self.grid_stride = [math.prod(self.grid_size[a + 1:]) for a in range(ndim)]
+        self.grid_stride = [math.prod(self.grid_size[a + 1 :]) for a in range(ndim)]
         self.coors_range = self._lower[::-1] + [float(v) for v in hi32][::-1]
 
     def voxelize(self, pc: Tensor, empty_mean: bool = False) -> VoxelizedPoints:
         """The full result (:class:`VoxelizedPoints`) for points ``pc`` ``[N, num_point_features]``."""
         pts = _check_points(pc, self.ndim, "pc")
         if pts.shape[1] != self.num_point_features:
-            raise ValueError(f"pc has {pts.shape[1]} columns but this PointToVoxel was built with "
-                             f"num_point_features={self.num_point_features}")
-        return _hard_voxelize(pts, self._lower, self._vsize, self._cells, self.max_num_points_per_voxel,
-                              self.max_num_voxels, bool(empty_mean))
+            raise ValueError(
+                f"pc has {pts.shape[1]} columns but this PointToVoxel was built with "
+                f"num_point_features={self.num_point_features}"
+            )
+        return _hard_voxelize(
+            pts,
+            self._lower,
+            self._vsize,
+            self._cells,
+            self.max_num_points_per_voxel,
+            self.max_num_voxels,
+            bool(empty_mean),
+        )
 
-    def generate_voxel_with_id(self, pc: Tensor, clear_voxels: bool = True,
-                               empty_mean: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    def generate_voxel_with_id(
+        self, pc: Tensor, clear_voxels: bool = True, empty_mean: bool = False
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(voxels [M, P, C], indices int32 [M, D] (z, y, x), num_per_voxel int32 [M], pc_voxel_id int64 [N])``.
 
         ``pc_voxel_id[i]`` is the voxel row of point ``i`` or ``-1`` (out of range, or its voxel dropped).
@@ -323,14 +361,17 @@ class PointToVoxel:
         out = self.voxelize(pc, empty_mean)
         return out.voxels, out.coords, out.num_points, out.point_to_voxel
 
-    def __call__(self, pc: Tensor, clear_voxels: bool = True,
-                 empty_mean: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    def __call__(
+        self, pc: Tensor, clear_voxels: bool = True, empty_mean: bool = False
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         """``(voxels [M, P, C], indices int32 [M, D] (z, y, x), num_per_voxel int32 [M])`` of points ``pc``."""
         return self.generate_voxel_with_id(pc, clear_voxels, empty_mean)[:3]
 
     def __repr__(self) -> str:
-        return (f"PointToVoxel(vsize_xyz={self._vsize}, grid_size_xyz={self._cells}, "
-                f"max_num_voxels={self.max_num_voxels}, max_num_points_per_voxel={self.max_num_points_per_voxel})")
+        return (
+            f"PointToVoxel(vsize_xyz={self._vsize}, grid_size_xyz={self._cells}, "
+            f"max_num_voxels={self.max_num_voxels}, max_num_points_per_voxel={self.max_num_points_per_voxel})"
+        )
 
 
 __all__ = ["positive_int", "VoxelGrid", "VoxelizedPoints", "points_to_voxels", "PointToVoxel"]

@@ -32,9 +32,19 @@ def pool_features(x: Tensor, kmap: KernelMap, reduce: str) -> Tensor:
 class _SparsePool(SparseModule):
     reduce = "max"
 
-    def __init__(self, ndim: int, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = 1,
-                 padding: IntOrSeq = 0, dilation: IntOrSeq = 1, indice_key: Optional[str] = None,
-                 subm: bool = False, algo=None, record_voxel_count: bool = False, name=None) -> None:
+    def __init__(
+        self,
+        ndim: int,
+        kernel_size: IntOrSeq = 3,
+        stride: Optional[IntOrSeq] = 1,
+        padding: IntOrSeq = 0,
+        dilation: IntOrSeq = 1,
+        indice_key: Optional[str] = None,
+        subm: bool = False,
+        algo=None,
+        record_voxel_count: bool = False,
+        name=None,
+    ) -> None:
         super().__init__(name)
         if stride is None:  # spconv: the window's own size (1 for submanifold pooling)
             stride = 1 if subm else kernel_size
@@ -54,27 +64,42 @@ class _SparsePool(SparseModule):
         check_sparse_input(x, type(self).__name__, ndim=self.ndim)
         kmap = get_or_build_map(x, SUBMANIFOLD if self.subm else REGULAR, self.geometry, self.indice_key)
         out = pool_features(x.features, kmap, self.reduce)
-        return SparseConvTensor(out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size,
-                                indice_dict=x.indice_dict, validate=False)
+        return SparseConvTensor(
+            out, kmap.out_indices, list(kmap.out_spatial_shape), x.batch_size, indice_dict=x.indice_dict, validate=False
+        )
 
 
 class SparseMaxPool(_SparsePool):
     """Max over the active inputs under the window: ``out[q] = max_k in[stride q - padding + dilation k]``."""
+
     reduce = "max"
 
 
 class SparseAvgPool(_SparsePool):
     """Mean over the active inputs under the window (inactive sites are not counted)."""
+
     reduce = "mean"
 
 
 def _fixed(base, ndim: int):
     # spconv's SparseMaxPool{1,2,3}d / SparseAvgPool{1,2,3}d: stride defaults to kernel_size (stride=None)
-    def init(self, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = None, padding: IntOrSeq = 0,
-             dilation: IntOrSeq = 1, indice_key: Optional[str] = None, algo=None, record_voxel_count: bool = False,
-             name=None, *, subm: bool = False) -> None:
-        base.__init__(self, ndim, kernel_size, stride, padding, dilation, indice_key, subm, algo, record_voxel_count,
-                      name)
+    def init(
+        self,
+        kernel_size: IntOrSeq = 3,
+        stride: Optional[IntOrSeq] = None,
+        padding: IntOrSeq = 0,
+        dilation: IntOrSeq = 1,
+        indice_key: Optional[str] = None,
+        algo=None,
+        record_voxel_count: bool = False,
+        name=None,
+        *,
+        subm: bool = False,
+    ) -> None:
+        base.__init__(
+            self, ndim, kernel_size, stride, padding, dilation, indice_key, subm, algo, record_voxel_count, name
+        )
+
     return init
 
 

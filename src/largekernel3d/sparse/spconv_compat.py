@@ -49,8 +49,10 @@ from torch import Tensor, nn
 from .conv import SparseConvolution
 from .tensor import SparseConvTensor
 
-_INSTALL_HINT = ("spconv is not installed (or failed to import); install the CPU build with "
-                 "`pip install spconv==2.3.8` (or the spconv-cuXXX wheel matching your CUDA)")
+_INSTALL_HINT = (
+    "spconv is not installed (or failed to import); install the CPU build with "
+    "`pip install spconv==2.3.8` (or the spconv-cuXXX wheel matching your CUDA)"
+)
 
 
 def _spconv_pytorch():
@@ -142,12 +144,15 @@ def _resolve_layout(weight: Tensor, module: SparseConvolution, layout: str, key:
         return matches[0]
     if matches:
         raise ValueError(f"state_dict[{key!r}] shape {tuple(weight.shape)} fits both KRSC and RSKC; pass layout")
-    raise ValueError(f"state_dict[{key!r}] has shape {tuple(weight.shape)}, neither KRSC {shapes['KRSC']} nor RSKC "
-                     f"{shapes['RSKC']} for {type(module).__name__}; pass layout='RSCK' for [*kernel, C_in, C_out]")
+    raise ValueError(
+        f"state_dict[{key!r}] has shape {tuple(weight.shape)}, neither KRSC {shapes['KRSC']} nor RSKC "
+        f"{shapes['RSKC']} for {type(module).__name__}; pass layout='RSCK' for [*kernel, C_in, C_out]"
+    )
 
 
-def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
-                              layout: str = "auto") -> Dict[str, Tensor]:
+def convert_spconv_state_dict(
+    module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3", layout: str = "auto"
+) -> Dict[str, Tensor]:
     """The ``state_dict`` of a spconv 2.x network rewritten for the same module tree built from our layers.
 
     For every :class:`SparseConvolution` under ``module`` (key prefix ``p``), ``p + "weight"`` is brought to
@@ -162,8 +167,10 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
     if layout != "auto" and layout not in LAYOUTS:
         raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
     if minor >= 2 and layout not in ("auto", "KRSC"):
-        raise ValueError(f"spconv {spconv_version} stores every weight as KRSC; layout={layout!r} only applies "
-                         f"to spconv_version='2.1'")
+        raise ValueError(
+            f"spconv {spconv_version} stores every weight as KRSC; layout={layout!r} only applies "
+            f"to spconv_version='2.1'"
+        )
     out = dict(state_dict)
     for name, sub in module.named_modules():
         if not isinstance(sub, SparseConvolution):
@@ -182,9 +189,11 @@ def convert_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor
             lay = "KRSC" if minor >= 2 else _resolve_layout(w, sub, layout, key)
             converted = convert_spconv21_weight(w, lay) if w.dim() >= 3 else w
         if tuple(converted.shape) != expected:
-            raise ValueError(f"state_dict[{key!r}] has shape {tuple(w.shape)}, which does not give {expected} "
-                             f"([C_out, *kernel, C_in/groups]) for {type(sub).__name__} with "
-                             f"spconv_version={spconv_version!r}, layout={layout!r}")
+            raise ValueError(
+                f"state_dict[{key!r}] has shape {tuple(w.shape)}, which does not give {expected} "
+                f"([C_out, *kernel, C_in/groups]) for {type(sub).__name__} with "
+                f"spconv_version={spconv_version!r}, layout={layout!r}"
+            )
         out[key] = converted
     return out
 
@@ -199,14 +208,26 @@ def to_spconv_state_dict(module: nn.Module) -> Dict[str, Tensor]:
     return dict(module.state_dict())
 
 
-def load_spconv_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], spconv_version: str = "2.3",
-                           layout: str = "auto", strict: bool = True):
+def load_spconv_state_dict(
+    module: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    spconv_version: str = "2.3",
+    layout: str = "auto",
+    strict: bool = True,
+):
     """Load a spconv 2.x ``state_dict`` into ``module`` (our layers, same names), reproducing spconv's
     outputs (including its 1×1 layer quirk, see the module docstring and
     :func:`convert_spconv_state_dict`); returns what ``nn.Module.load_state_dict`` returns."""
-    return module.load_state_dict(convert_spconv_state_dict(module, state_dict, spconv_version, layout),
-                                  strict=strict)
+    return module.load_state_dict(convert_spconv_state_dict(module, state_dict, spconv_version, layout), strict=strict)
 
 
-__all__ = ["from_spconv", "to_spconv", "convert_spconv21_weight", "convert_spconv_state_dict",
-           "load_spconv_state_dict", "to_spconv_state_dict", "spconv_uses_matmul_path", "LAYOUTS"]
+__all__ = [
+    "from_spconv",
+    "to_spconv",
+    "convert_spconv21_weight",
+    "convert_spconv_state_dict",
+    "load_spconv_state_dict",
+    "to_spconv_state_dict",
+    "spconv_uses_matmul_path",
+    "LAYOUTS",
+]

@@ -45,28 +45,43 @@ class SparseConvTensor:
     ``i = (b, c_0, ..., c_{D-1})`` and zero elsewhere.
     """
 
-    def __init__(self, features: Tensor, indices: Tensor, spatial_shape: Union[Sequence[int], Tensor],
-                 batch_size: int, grid: Optional[Tensor] = None, voxel_num: Optional[Tensor] = None,
-                 indice_dict: Optional[Dict[str, KernelMap]] = None, benchmark: bool = False, *,
-                 validate: bool = True, **spconv_options) -> None:
+    def __init__(
+        self,
+        features: Tensor,
+        indices: Tensor,
+        spatial_shape: Union[Sequence[int], Tensor],
+        batch_size: int,
+        grid: Optional[Tensor] = None,
+        voxel_num: Optional[Tensor] = None,
+        indice_dict: Optional[Dict[str, KernelMap]] = None,
+        benchmark: bool = False,
+        *,
+        validate: bool = True,
+        **spconv_options,
+    ) -> None:
         shape = _shape_list(spatial_shape)
         if validate:
             if not isinstance(features, Tensor):
                 raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
             if not features.is_floating_point():
-                raise TypeError(f"features must be floating point (float16/32/64, bfloat16), got "
-                                f"{features.dtype}; convert with .float()")
+                raise TypeError(
+                    f"features must be floating point (float16/32/64, bfloat16), got "
+                    f"{features.dtype}; convert with .float()"
+                )
             if features.dim() != 2:
                 raise ValueError(f"features must have shape [N, C], got {tuple(features.shape)}")
             if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
                 raise TypeError(f"batch_size must be an int, got {batch_size!r}")
             if isinstance(indices, Tensor) and features.device != indices.device:
-                raise ValueError(f"features are on {features.device} but indices on {indices.device}; "
-                                 f"move both to the same device")
+                raise ValueError(
+                    f"features are on {features.device} but indices on {indices.device}; move both to the same device"
+                )
             validate_indices(indices, shape, int(batch_size))
             if features.shape[0] != indices.shape[0]:
-                raise ValueError(f"features has {features.shape[0]} rows but indices has {indices.shape[0]}; "
-                                 f"there must be one feature row per site")
+                raise ValueError(
+                    f"features has {features.shape[0]} rows but indices has {indices.shape[0]}; "
+                    f"there must be one feature row per site"
+                )
         self._features = features
         self.indices = indices
         self.spatial_shape = shape
@@ -84,8 +99,10 @@ class SparseConvTensor:
     @features.setter
     def features(self, value: Tensor) -> None:
         if not isinstance(value, Tensor) or value.dim() == 0:
-            raise TypeError(f"features must be a [N, C] torch.Tensor, got "
-                            f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
+            raise TypeError(
+                f"features must be a [N, C] torch.Tensor, got "
+                f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}"
+            )
         if value.shape[0] != self.indices.shape[0]:
             raise ValueError(f"new features have {value.shape[0]} rows, the tensor has {self.indices.shape[0]} sites")
         self._features = value
@@ -93,12 +110,23 @@ class SparseConvTensor:
     def replace_feature(self, feature: Tensor) -> "SparseConvTensor":
         """A tensor on the same sites (sharing the kernel-map cache) with ``feature [N, C']``."""
         if not isinstance(feature, Tensor) or feature.dim() == 0:
-            raise TypeError(f"replace_feature needs a [N, C] torch.Tensor, got "
-                            f"{tuple(feature.shape) if isinstance(feature, Tensor) else type(feature).__name__}")
+            raise TypeError(
+                f"replace_feature needs a [N, C] torch.Tensor, got "
+                f"{tuple(feature.shape) if isinstance(feature, Tensor) else type(feature).__name__}"
+            )
         if feature.shape[0] != self.indices.shape[0]:
             raise ValueError(f"replace_feature got {feature.shape[0]} rows for {self.indices.shape[0]} sites")
-        return SparseConvTensor(feature, self.indices, self.spatial_shape, self.batch_size, self.grid,
-                                self.voxel_num, self.indice_dict, self.benchmark, validate=False)
+        return SparseConvTensor(
+            feature,
+            self.indices,
+            self.spatial_shape,
+            self.batch_size,
+            self.grid,
+            self.voxel_num,
+            self.indice_dict,
+            self.benchmark,
+            validate=False,
+        )
 
     def shadow_copy(self) -> "SparseConvTensor":
         """A new tensor object sharing features, sites and the kernel-map cache."""
@@ -114,9 +142,11 @@ class SparseConvTensor:
         (merge misaligned tensors with a conv first)."""
         if isinstance(other, SparseConvTensor):
             if not same_sites(self.indices, other.indices):
-                raise ValueError(f"cannot add SparseConvTensors on different sites ({self.indices.shape[0]} vs "
-                                 f"{other.indices.shape[0]} rows, or another order); both operands must share "
-                                 f"their indices")
+                raise ValueError(
+                    f"cannot add SparseConvTensors on different sites ({self.indices.shape[0]} vs "
+                    f"{other.indices.shape[0]} rows, or another order); both operands must share "
+                    f"their indices"
+                )
             other = other.features
         if not isinstance(other, Tensor):
             return NotImplemented
@@ -127,8 +157,17 @@ class SparseConvTensor:
     def select_by_index(self, valid_indices: Tensor) -> "SparseConvTensor":
         """The sub-tensor of rows ``valid_indices`` (int row numbers or a boolean mask) with an empty
         kernel-map cache (cached maps refer to the old sites)."""
-        return SparseConvTensor(self.features[valid_indices], self.indices[valid_indices], self.spatial_shape,
-                                self.batch_size, self.grid, self.voxel_num, None, self.benchmark, validate=False)
+        return SparseConvTensor(
+            self.features[valid_indices],
+            self.indices[valid_indices],
+            self.spatial_shape,
+            self.batch_size,
+            self.grid,
+            self.voxel_num,
+            None,
+            self.benchmark,
+            validate=False,
+        )
 
     # -- geometry ---------------------------------------------------------------------------------
     @property
@@ -191,6 +230,8 @@ class SparseConvTensor:
         return self.features.device
 
     def __repr__(self) -> str:
-        return (f"SparseConvTensor(sites={self.indices.shape[0]}, channels={self.features.shape[1]}, "
-                f"spatial_shape={self.spatial_shape}, batch_size={self.batch_size}, "
-                f"cached_maps={sorted(self.indice_dict)})")
+        return (
+            f"SparseConvTensor(sites={self.indices.shape[0]}, channels={self.features.shape[1]}, "
+            f"spatial_shape={self.spatial_shape}, batch_size={self.batch_size}, "
+            f"cached_maps={sorted(self.indice_dict)})"
+        )

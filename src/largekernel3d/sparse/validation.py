@@ -26,8 +26,9 @@ def check_tensor(value, name: str, floating: bool = False, dim: Optional[int] = 
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must be floating point (float16/32/64, bfloat16), got {value.dtype}; "
-                        f"convert with .float()")
+        raise TypeError(
+            f"{name} must be floating point (float16/32/64, bfloat16), got {value.dtype}; convert with .float()"
+        )
     if dim is not None and value.dim() != dim:
         raise ValueError(f"{name} must be {dim}-D, got shape {tuple(value.shape)}")
 
@@ -37,8 +38,10 @@ def check_kernel_map(kmap, name: str = "kmap") -> None:
     to ``P`` (``K`` the kernel volume of its geometry), int64 pair lists of length ``P`` on one device, and
     every input row in ``[0, N_in)``, every output row in ``[0, N_out)``. The content check is memoised."""
     if not isinstance(kmap, KernelMap):
-        raise TypeError(f"{name} must be a largekernel3d.sparse.KernelMap (from build_submanifold_map / "
-                        f"build_regular_map / build_transposed_map), got {type(kmap).__name__}")
+        raise TypeError(
+            f"{name} must be a largekernel3d.sparse.KernelMap (from build_submanifold_map / "
+            f"build_regular_map / build_transposed_map), got {type(kmap).__name__}"
+        )
     kmap.derived("checked", lambda: _check_map_content(kmap, name))
 
 
@@ -46,8 +49,10 @@ def _check_map_content(kmap: KernelMap, name: str) -> bool:
     kv = math.prod(int(k) for k in kmap.geometry.kernel_size)
     starts = np.asarray(kmap.offset_starts, dtype=np.int64)
     if starts.ndim != 1 or starts.shape[0] != kv + 1:
-        raise ValueError(f"{name}.offset_starts must have kernel volume + 1 = {kv + 1} entries for kernel_size="
-                         f"{kmap.geometry.kernel_size}, got {starts.shape[0] if starts.ndim else starts}")
+        raise ValueError(
+            f"{name}.offset_starts must have kernel volume + 1 = {kv + 1} entries for kernel_size="
+            f"{kmap.geometry.kernel_size}, got {starts.shape[0] if starts.ndim else starts}"
+        )
     for field in ("stored_in", "stored_out"):
         pairs = getattr(kmap, field)
         check_tensor(pairs, f"{name}.{field}", dim=1)
@@ -59,18 +64,24 @@ def _check_map_content(kmap: KernelMap, name: str) -> bool:
         check_tensor(getattr(kmap, field), f"{name}.{field}", dim=2)
     num_pairs = kmap.stored_in.shape[0]
     if kmap.stored_out.shape[0] != num_pairs or kmap.stored_in.device != kmap.stored_out.device:
-        raise ValueError(f"{name}: stored_in ({num_pairs}, {kmap.stored_in.device}) and stored_out "
-                         f"({kmap.stored_out.shape[0]}, {kmap.stored_out.device}) must have one length and device")
+        raise ValueError(
+            f"{name}: stored_in ({num_pairs}, {kmap.stored_in.device}) and stored_out "
+            f"({kmap.stored_out.shape[0]}, {kmap.stored_out.device}) must have one length and device"
+        )
     if starts[0] != 0 or starts[-1] != num_pairs or bool(np.any(np.diff(starts) < 0)):
-        raise ValueError(f"{name}.offset_starts must rise from 0 to the number of pairs ({num_pairs}), "
-                         f"got {starts[0]} .. {starts[-1]} (non-decreasing: {not np.any(np.diff(starts) < 0)})")
+        raise ValueError(
+            f"{name}.offset_starts must rise from 0 to the number of pairs ({num_pairs}), "
+            f"got {starts[0]} .. {starts[-1]} (non-decreasing: {not np.any(np.diff(starts) < 0)})"
+        )
     # a lazily mirrored map has not written the offsets before its centre yet (they mirror those after it)
     lo = int(starts[kv // 2]) if kmap.half_stored else 0
     for field, bound, what in (("stored_in", kmap.num_in, "input"), ("stored_out", kmap.num_out, "output")):
         rows = getattr(kmap, field)[lo:]
         if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= bound):
-            raise ValueError(f"{name}.{field} has {what} rows outside [0, {bound}) (range {int(rows.min())} .. "
-                             f"{int(rows.max())}); the map does not belong to these sites")
+            raise ValueError(
+                f"{name}.{field} has {what} rows outside [0, {bound}) (range {int(rows.min())} .. "
+                f"{int(rows.max())}); the map does not belong to these sites"
+            )
     return True
 
 
@@ -85,15 +96,21 @@ def check_conv_operands(features, weight, kmap, groups: int, bias) -> None:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     kernel = tuple(int(k) for k in kmap.geometry.kernel_size)
     if weight.dim() != len(kernel) + 2 or tuple(weight.shape[1:-1]) != kernel:
-        raise ValueError(f"weight must be [C_out, {', '.join(map(str, kernel))}, C_in / groups] for the kernel map's "
-                         f"kernel_size={kernel}, got {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be [C_out, {', '.join(map(str, kernel))}, C_in / groups] for the kernel map's "
+            f"kernel_size={kernel}, got {tuple(weight.shape)}"
+        )
     c_out, c_in = weight.shape[0], features.shape[1]
     if c_out % groups or weight.shape[-1] * groups != c_in:
-        raise ValueError(f"weight {tuple(weight.shape)} with groups={groups} needs C_out divisible by groups and "
-                         f"C_in / groups = {weight.shape[-1]}, but the features have C_in={c_in}")
+        raise ValueError(
+            f"weight {tuple(weight.shape)} with groups={groups} needs C_out divisible by groups and "
+            f"C_in / groups = {weight.shape[-1]}, but the features have C_in={c_in}"
+        )
     if features.shape[0] != kmap.num_in:
-        raise ValueError(f"features has {features.shape[0]} rows but the kernel map reads {kmap.num_in} sites; "
-                         f"features and indices must have one row per site")
+        raise ValueError(
+            f"features has {features.shape[0]} rows but the kernel map reads {kmap.num_in} sites; "
+            f"features and indices must have one row per site"
+        )
     if weight.dtype != features.dtype:
         raise TypeError(f"weight is {weight.dtype} but the features are {features.dtype}; convert one of them")
     check_same_device(features, "features", (weight, "weight"), (kmap.stored_in, "the kernel map"))
@@ -108,8 +125,9 @@ def check_same_device(ref: Tensor, ref_name: str, *others: Sequence) -> None:
     """Raise ``ValueError`` when any ``(tensor, name)`` of ``others`` is on another device than ``ref``."""
     for tensor, name in others:
         if tensor.device != ref.device:
-            raise ValueError(f"{name} is on {tensor.device} but {ref_name} on {ref.device}; move both to one "
-                             f"device (.to(device))")
+            raise ValueError(
+                f"{name} is on {tensor.device} but {ref_name} on {ref.device}; move both to one device (.to(device))"
+            )
 
 
 def check_group_index(group_index, num_offsets: int, num_groups: int, groups_from: str) -> None:
@@ -118,11 +136,14 @@ def check_group_index(group_index, num_offsets: int, num_groups: int, groups_fro
     if group_index.dtype.is_floating_point or group_index.dtype.is_complex or group_index.dtype == torch.bool:
         raise TypeError(f"group_index must hold integer group numbers, got {group_index.dtype}")
     if group_index.shape[0] != num_offsets:
-        raise ValueError(f"group_index must have one entry per kernel offset ({num_offsets}), "
-                         f"got shape {tuple(group_index.shape)}")
+        raise ValueError(
+            f"group_index must have one entry per kernel offset ({num_offsets}), got shape {tuple(group_index.shape)}"
+        )
     if num_offsets and (int(group_index.min()) < 0 or int(group_index.max()) >= num_groups):
-        raise ValueError(f"group_index values must lie in [0, {num_groups}) ({groups_from}), found "
-                         f"{int(group_index.min())} .. {int(group_index.max())}")
+        raise ValueError(
+            f"group_index values must lie in [0, {num_groups}) ({groups_from}), found "
+            f"{int(group_index.min())} .. {int(group_index.max())}"
+        )
 
 
 __all__ = ["check_tensor", "check_kernel_map", "check_conv_operands", "check_same_device", "check_group_index"]

@@ -86,8 +86,9 @@ def _voxel_size3(voxel_size: Union[float, Sequence[float], Tensor, np.ndarray]) 
         try:
             size = tuple(float(v) for v in voxel_size)
         except TypeError:
-            raise TypeError(f"voxel_size must be a positive float or a sequence of 3 positive floats, "
-                            f"got {voxel_size!r}") from None
+            raise TypeError(
+                f"voxel_size must be a positive float or a sequence of 3 positive floats, got {voxel_size!r}"
+            ) from None
         if len(size) != 3:
             raise ValueError(f"voxel_size must have 3 entries (x, y, z), got {len(size)}: {voxel_size!r}")
     if not all(np.isfinite(v) and v > 0 for v in size):
@@ -95,8 +96,12 @@ def _voxel_size3(voxel_size: Union[float, Sequence[float], Tensor, np.ndarray]) 
     return size[0], size[1], size[2]
 
 
-def voxelize(points: ArrayLike, voxel_size: Union[float, Sequence[float]],
-             features: Optional[ArrayLike] = None, origin: Optional[Sequence[float]] = None) -> Voxelization:
+def voxelize(
+    points: ArrayLike,
+    voxel_size: Union[float, Sequence[float]],
+    features: Optional[ArrayLike] = None,
+    origin: Optional[Sequence[float]] = None,
+) -> Voxelization:
     """Quantise a point cloud into unique voxels with mean features and the point → voxel index.
 
     ``c_i = floor((p_i - o) / s)``; voxels are the unique ``c_i`` sorted by (x, y, z); voxel features
@@ -132,8 +137,9 @@ def voxelize(points: ArrayLike, voxel_size: Union[float, Sequence[float]],
         if feats.dim() != 2:
             raise ValueError(f"features must have shape [N, C], got {tuple(feats.shape)}")
         if feats.shape[0] != pts.shape[0]:
-            raise ValueError(f"features has {feats.shape[0]} rows but points has {pts.shape[0]}; "
-                             f"give one feature row per point")
+            raise ValueError(
+                f"features has {feats.shape[0]} rows but points has {pts.shape[0]}; give one feature row per point"
+            )
         if feats.device != device:
             raise ValueError(f"features are on {feats.device} but points on {device}; move both to one device")
         if not bool(torch.isfinite(feats).all()):
@@ -157,19 +163,26 @@ def voxelize(points: ArrayLike, voxel_size: Union[float, Sequence[float]],
     if pts.shape[0] == 0:
         empty_feats = None if feats is None else feats.new_zeros((0, num_channels))
         return Voxelization(
-            coords=torch.zeros((0, 3), dtype=torch.int32, device=device), features=empty_feats,
+            coords=torch.zeros((0, 3), dtype=torch.int32, device=device),
+            features=empty_feats,
             point_to_voxel=torch.zeros(0, dtype=torch.int64, device=device),
-            counts=torch.zeros(0, dtype=torch.int64, device=device), origin=org, voxel_size=size)
+            counts=torch.zeros(0, dtype=torch.int64, device=device),
+            origin=org,
+            voxel_size=size,
+        )
 
     cell = torch.floor((pts64 - org) / size_t)
     lo = cell.amin(dim=0)
     if bool((lo < 0).any()):
-        raise ValueError(f"points lie below origin={org.tolist()} (minimum voxel coordinate "
-                         f"{lo.tolist()}); pass origin=None or an origin <= points.min(axis=0)")
+        raise ValueError(
+            f"points lie below origin={org.tolist()} (minimum voxel coordinate "
+            f"{lo.tolist()}); pass origin=None or an origin <= points.min(axis=0)"
+        )
     hi = cell.amax(dim=0)
-    if bool((hi >= 2 ** 31 - 1).any()):
-        raise ValueError(f"voxel coordinates up to {hi.tolist()} do not fit int32; use a larger voxel_size "
-                         f"or crop the cloud")
+    if bool((hi >= 2**31 - 1).any()):
+        raise ValueError(
+            f"voxel coordinates up to {hi.tolist()} do not fit int32; use a larger voxel_size or crop the cloud"
+        )
     shape = [int(v) + 1 for v in hi.tolist()]
     check_key_range(shape, 1)
     cell = cell.to(torch.int64)
@@ -187,12 +200,14 @@ def voxelize(points: ArrayLike, voxel_size: Union[float, Sequence[float]],
         acc = torch.zeros((ukeys.shape[0], num_channels), dtype=acc_dtype, device=device)
         acc.index_add_(0, inverse, feats.to(acc_dtype))
         mean = (acc / counts.unsqueeze(1).to(acc_dtype)).to(feats.dtype)
-    return Voxelization(coords=coords, features=mean, point_to_voxel=inverse, counts=counts, origin=org,
-                        voxel_size=size)
+    return Voxelization(
+        coords=coords, features=mean, point_to_voxel=inverse, counts=counts, origin=org, voxel_size=size
+    )
 
 
-def batch_sparse(coords_list: Sequence[ArrayLike], features_list: Sequence[ArrayLike],
-                 spatial_shape: Optional[Sequence[int]] = None) -> SparseConvTensor:
+def batch_sparse(
+    coords_list: Sequence[ArrayLike], features_list: Sequence[ArrayLike], spatial_shape: Optional[Sequence[int]] = None
+) -> SparseConvTensor:
     """Concatenate several voxelised clouds into one :class:`SparseConvTensor`.
 
     Element ``b`` contributes rows ``[b, c_0, ..., c_{D-1}]`` (batch index first) with its features::
@@ -226,22 +241,31 @@ def batch_sparse(coords_list: Sequence[ArrayLike], features_list: Sequence[Array
         if c.dtype not in (torch.int32, torch.int64, torch.int16, torch.uint8, torch.int8):
             raise TypeError(f"coords_list[{b}] must be an integer array, got {c.dtype}")
         if c.dim() != 2 or c.shape[1] != ndim or ndim < 1:
-            raise ValueError(f"coords_list[{b}] must have shape [M, D] with the same D for every cloud, "
-                             f"got {tuple(c.shape)} (first cloud has D={ndim})")
+            raise ValueError(
+                f"coords_list[{b}] must have shape [M, D] with the same D for every cloud, "
+                f"got {tuple(c.shape)} (first cloud has D={ndim})"
+            )
         if not f.is_floating_point():
             raise TypeError(f"features_list[{b}] must be floating point, got {f.dtype}; convert with .float()")
         if f.dim() != 2 or f.shape[0] != c.shape[0]:
-            raise ValueError(f"features_list[{b}] must have shape [M, C] with M = {c.shape[0]} rows "
-                             f"(one per coordinate row), got {tuple(f.shape)}")
+            raise ValueError(
+                f"features_list[{b}] must have shape [M, C] with M = {c.shape[0]} rows "
+                f"(one per coordinate row), got {tuple(f.shape)}"
+            )
         if f.shape[1] != feats_t[0].shape[1] or f.dtype != feats_t[0].dtype:
-            raise ValueError(f"features_list[{b}] is {f.dtype} with {f.shape[1]} channels but "
-                             f"features_list[0] is {feats_t[0].dtype} with {feats_t[0].shape[1]}; they must agree")
+            raise ValueError(
+                f"features_list[{b}] is {f.dtype} with {f.shape[1]} channels but "
+                f"features_list[0] is {feats_t[0].dtype} with {feats_t[0].shape[1]}; they must agree"
+            )
         if c.device != feats_t[0].device or f.device != feats_t[0].device:
-            raise ValueError(f"cloud {b} is on {c.device}/{f.device} but features_list[0] on {feats_t[0].device}; "
-                             f"move all clouds to one device")
+            raise ValueError(
+                f"cloud {b} is on {c.device}/{f.device} but features_list[0] on {feats_t[0].device}; "
+                f"move all clouds to one device"
+            )
         if c.shape[0] > 0 and int(c.min()) < 0:
-            raise ValueError(f"coords_list[{b}] has negative coordinates (min {int(c.min())}); "
-                             f"shift them to start at 0")
+            raise ValueError(
+                f"coords_list[{b}] has negative coordinates (min {int(c.min())}); shift them to start at 0"
+            )
     device = feats_t[0].device
     batch_cols = [torch.full((c.shape[0], 1), b, dtype=torch.int64, device=device) for b, c in enumerate(coords_t)]
     coords_cat = torch.cat([c.to(device=device, dtype=torch.int64) for c in coords_t], dim=0)
@@ -256,6 +280,6 @@ def batch_sparse(coords_list: Sequence[ArrayLike], features_list: Sequence[Array
         shape = [int(s) for s in spatial_shape]
         if len(shape) != ndim:
             raise ValueError(f"spatial_shape has {len(shape)} axes but the coordinates have {ndim}")
-    if any(s >= 2 ** 31 for s in shape):
+    if any(s >= 2**31 for s in shape):
         raise ValueError(f"spatial_shape {shape} does not fit int32 indices; use a larger voxel size")
     return SparseConvTensor(features, indices.to(torch.int32), shape, len(coords_t))

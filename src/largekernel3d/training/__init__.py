@@ -24,9 +24,32 @@ from .metrics import SegmentationScores, confusion_matrix
 from .setup import SceneSubset
 from .trainer import FitResult, SegmentationTrainer, load_trained_model
 
-__all__ = ["DetectionTrainer", "load_trained_detector", "evaluate_detection", "DetectionEvaluation",
-           "FramePrediction", "SegmentationTrainer", "FitResult", "load_trained_model", "build_config", "read_yaml",
-           "parse_override", "DEFAULTS", "ConfigError", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "architecture_signature", "DistContext", "context_from_group", "context_from_launcher", "evaluate",
-           "predict_scenes", "EvalResult", "ScenePrediction", "SegmentationScores", "confusion_matrix",
-           "SceneSubset"]
+__all__ = [
+    "DetectionTrainer",
+    "load_trained_detector",
+    "evaluate_detection",
+    "DetectionEvaluation",
+    "FramePrediction",
+    "SegmentationTrainer",
+    "FitResult",
+    "load_trained_model",
+    "build_config",
+    "read_yaml",
+    "parse_override",
+    "DEFAULTS",
+    "ConfigError",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "architecture_signature",
+    "DistContext",
+    "context_from_group",
+    "context_from_launcher",
+    "evaluate",
+    "predict_scenes",
+    "EvalResult",
+    "ScenePrediction",
+    "SegmentationScores",
+    "confusion_matrix",
+    "SceneSubset",
+]

@@ -47,8 +47,7 @@ from . import config as C
 RUN_FILE = "ablation_run.json"
 SEG_METRICS = ("miou_present", "miou_union")
 DET_METRICS = ("map",)
-METRIC_LABELS = {"miou_present": "mIoU % (classes in GT)", "miou_union": "mIoU % (non-empty union)",
-                 "map": "mAP %"}
+METRIC_LABELS = {"miou_present": "mIoU % (classes in GT)", "miou_union": "mIoU % (non-empty union)", "map": "mAP %"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,10 @@ class AblationSet:
         if len(set(names)) != len(names):
             raise ValueError(f"ablation set {self.name!r}: variant names repeat: {names}")
         if self.baseline not in names:
-            raise ValueError(f"ablation set {self.name!r}: baseline {self.baseline!r} is not one of the variants "
-                             f"({', '.join(names)})")
+            raise ValueError(
+                f"ablation set {self.name!r}: baseline {self.baseline!r} is not one of the variants "
+                f"({', '.join(names)})"
+            )
 
     @property
     def metrics(self) -> Tuple[str, ...]:
@@ -98,21 +99,41 @@ class AblationSet:
         known = [v[0] for v in self.variants]
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"--only: unknown configuration(s) {unknown} in set {self.name!r} "
-                             f"(known: {', '.join(known)})")
+            raise ValueError(
+                f"--only: unknown configuration(s) {unknown} in set {self.name!r} (known: {', '.join(known)})"
+            )
         keep = set(names) | {self.baseline}
-        return AblationSet(self.name, self.task, self.base, tuple(v for v in self.variants if v[0] in keep),
-                           self.baseline, self.base_overrides, self.description)
+        return AblationSet(
+            self.name,
+            self.task,
+            self.base,
+            tuple(v for v in self.variants if v[0] in keep),
+            self.baseline,
+            self.base_overrides,
+            self.description,
+        )
 
-    def run_config(self, variant: str, seed: int, output: Path, overrides: Sequence[str] = (),
-                   schema: Optional[C.ConfigSchema] = None) -> Dict[str, Any]:
+    def run_config(
+        self,
+        variant: str,
+        seed: int,
+        output: Path,
+        overrides: Sequence[str] = (),
+        schema: Optional[C.ConfigSchema] = None,
+    ) -> Dict[str, Any]:
         """The validated configuration of one run: base, set-wide overrides, the variant's overrides, the
         caller's ``overrides``, then seed, run name and output folder."""
         entry = {v[0]: v for v in self.variants}.get(variant)
         if entry is None:
             raise ValueError(f"ablation set {self.name!r} has no configuration {variant!r}")
-        sets = [*self.base_overrides, *entry[1], *overrides, f"seed={int(seed)}",
-                f"name={self.name}_{variant}_seed{int(seed)}", f"output_dir={run_folder(output, variant, seed)}"]
+        sets = [
+            *self.base_overrides,
+            *entry[1],
+            *overrides,
+            f"seed={int(seed)}",
+            f"name={self.name}_{variant}_seed{int(seed)}",
+            f"output_dir={run_folder(output, variant, seed)}",
+        ]
         return C.build_config(self.base, sets, source=f"ablation set {self.name} ({variant})", schema=schema)
 
 
@@ -141,9 +162,15 @@ def parse_ablation_set(data: Mapping[str, Any], base: Mapping[str, Any], source:
     base_sets = data.get("set") or []
     if not isinstance(base_sets, (list, tuple)):
         raise C.ConfigError(f"{source}: 'set' must be a list of key=value strings")
-    return AblationSet(name=str(data["name"]), task=str(data.get("task", "seg")), base=base,
-                       variants=tuple(variants), baseline=str(data["baseline"]), base_overrides=tuple(base_sets),
-                       description=str(data.get("description", "")).strip())
+    return AblationSet(
+        name=str(data["name"]),
+        task=str(data.get("task", "seg")),
+        base=base,
+        variants=tuple(variants),
+        baseline=str(data["baseline"]),
+        base_overrides=tuple(base_sets),
+        description=str(data.get("description", "")).strip(),
+    )
 
 
 def run_folder(output: Path, variant: str, seed: int) -> Path:
@@ -182,19 +209,40 @@ class RunRecord:
     reused: bool = False
 
     def to_json(self) -> Dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("variant", "seed", "final", "params", "latency_ms", "step_seconds",
-                                           "step_cpu_seconds", "epochs", "steps", "config")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "variant",
+                "seed",
+                "final",
+                "params",
+                "latency_ms",
+                "step_seconds",
+                "step_cpu_seconds",
+                "epochs",
+                "steps",
+                "config",
+            )
+        }
         d["curves"] = {k: [list(p) for p in v] for k, v in self.curves.items()}
         return d
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "RunRecord":
-        return RunRecord(variant=d["variant"], seed=int(d["seed"]), final=dict(d["final"]),
-                         curves={k: [(int(e), float(v)) for e, v in pts] for k, pts in d["curves"].items()},
-                         params=int(d["params"]), latency_ms=float(d["latency_ms"]),
-                         step_seconds=float(d["step_seconds"]), epochs=int(d["epochs"]), steps=int(d["steps"]),
-                         config=dict(d["config"]), step_cpu_seconds=float(d.get("step_cpu_seconds", math.nan)),
-                         reused=True)
+        return RunRecord(
+            variant=d["variant"],
+            seed=int(d["seed"]),
+            final=dict(d["final"]),
+            curves={k: [(int(e), float(v)) for e, v in pts] for k, pts in d["curves"].items()},
+            params=int(d["params"]),
+            latency_ms=float(d["latency_ms"]),
+            step_seconds=float(d["step_seconds"]),
+            epochs=int(d["epochs"]),
+            steps=int(d["steps"]),
+            config=dict(d["config"]),
+            step_cpu_seconds=float(d.get("step_cpu_seconds", math.nan)),
+            reused=True,
+        )
 
 
 _HISTORY_KEYS = {"miou_present": "val_miou_present", "miou_union": "val_miou", "map": "val_score"}
@@ -220,21 +268,25 @@ def measure_forward_latency(trainer, repeats: int = 5) -> float:
     """Median forward wall time (ms) of ``trainer``'s network on its first validation sample (or first training
     sample without a validation set), inference mode, after one warm-up pass."""
     from .loop import unwrap
+
     dataset = trainer.val_set if trainer.val_set is not None else trainer.train_set
     model = unwrap(trainer.model)
     device = trainer.ctx.device
     if trainer.cfg["task"] == "det":
         from ..data.detection.batch import collate_detection
+
         batch = collate_detection([dataset[0]])
 
         def forward():
             return model(batch.to(device))
     else:
         from ..data import collate_segmentation
+
         batch = collate_segmentation([dataset[0]])
 
         def forward():
             return model(batch.to_sparse_tensor(device))
+
     was_training = model.training
     model.eval()
     times = []
@@ -262,18 +314,21 @@ def _median_per_step(history: Sequence[Mapping[str, Any]], key: str, steps_per_e
 def _trainer_class(task: str):
     from .det_trainer import DetectionTrainer
     from .trainer import SegmentationTrainer
+
     return DetectionTrainer if task == "det" else SegmentationTrainer
 
 
 def _schema(task: str) -> C.ConfigSchema:
     if task == "det":
         from .det_config import DET_SCHEMA
+
         return DET_SCHEMA
     return C.SEG_SCHEMA
 
 
-def execute_run(cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, seed: int,
-                latency_repeats: int = 5) -> RunRecord:
+def execute_run(
+    cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, seed: int, latency_repeats: int = 5
+) -> RunRecord:
     """Train (or resume, or reuse) the run of ``cfg`` and return its record; writes ``ablation_run.json``."""
     folder = Path(cfg["output_dir"])
     record_path = folder / RUN_FILE
@@ -282,45 +337,68 @@ def execute_run(cfg: Mapping[str, Any], metrics: Sequence[str], variant: str, se
         record = RunRecord.from_json(json.loads(record_path.read_text()))
         if record.config != wanted:
             diff = sorted(k for k in set(wanted) | set(record.config) if wanted.get(k) != record.config.get(k))
-            raise ValueError(f"run folder {folder} holds a finished run of another configuration (differs in "
-                             f"{', '.join(diff)}); delete the folder or choose another --output")
+            raise ValueError(
+                f"run folder {folder} holds a finished run of another configuration (differs in "
+                f"{', '.join(diff)}); delete the folder or choose another --output"
+            )
         if math.isnan(record.step_cpu_seconds) and (folder / "checkpoints" / "last.pt").is_file():
             from .checkpoint import load_checkpoint  # a record written before CPU time was kept
-            record.step_cpu_seconds = _median_per_step(load_checkpoint(folder / "checkpoints" / "last.pt")["history"],
-                                                       "train_cpu_seconds", record.steps // max(record.epochs, 1))
+
+            record.step_cpu_seconds = _median_per_step(
+                load_checkpoint(folder / "checkpoints" / "last.pt")["history"],
+                "train_cpu_seconds",
+                record.steps // max(record.epochs, 1),
+            )
         return record
     last = folder / "checkpoints" / "last.pt"
     resume = last.is_file()
     if resume:
         from .checkpoint import load_checkpoint
+
         saved = _jsonable(load_checkpoint(last)["config"])
         if saved != wanted:
             diff = sorted(k for k in set(wanted) | set(saved) if wanted.get(k) != saved.get(k))
-            raise ValueError(f"run folder {folder} holds an unfinished run of another configuration (differs in "
-                             f"{', '.join(diff)}); delete the folder or choose another --output")
+            raise ValueError(
+                f"run folder {folder} holds an unfinished run of another configuration (differs in "
+                f"{', '.join(diff)}); delete the folder or choose another --output"
+            )
     trainer = _trainer_class(str(cfg["task"]))(cfg, resume=resume)
     result = trainer.fit()
     if trainer.val_set is None:
-        raise ValueError(f"ablation run {variant} (seed {seed}) has no validation data: the set's base "
-                         f"configuration must define validation scenes/frames")
+        raise ValueError(
+            f"ablation run {variant} (seed {seed}) has no validation data: the set's base "
+            f"configuration must define validation scenes/frames"
+        )
     curves = curves_from_history(result.history, metrics)
     final = {m: pts[-1][1] if pts else math.nan for m, pts in curves.items()}
-    record = RunRecord(variant=variant, seed=int(seed), final=final, curves=curves,
-                       params=sum(p.numel() for p in trainer.model.parameters()),
-                       latency_ms=measure_forward_latency(trainer, latency_repeats),
-                       step_seconds=_median_per_step(result.history, "train_seconds", trainer.steps_per_epoch),
-                       step_cpu_seconds=_median_per_step(result.history, "train_cpu_seconds",
-                                                         trainer.steps_per_epoch),
-                       epochs=int(cfg["train"]["epochs"]), steps=int(trainer.global_step), config=wanted)
+    record = RunRecord(
+        variant=variant,
+        seed=int(seed),
+        final=final,
+        curves=curves,
+        params=sum(p.numel() for p in trainer.model.parameters()),
+        latency_ms=measure_forward_latency(trainer, latency_repeats),
+        step_seconds=_median_per_step(result.history, "train_seconds", trainer.steps_per_epoch),
+        step_cpu_seconds=_median_per_step(result.history, "train_cpu_seconds", trainer.steps_per_epoch),
+        epochs=int(cfg["train"]["epochs"]),
+        steps=int(trainer.global_step),
+        config=wanted,
+    )
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record.to_json(), indent=1))
     tmp.replace(record_path)
     return record
 
 
-def run_ablation(aset: AblationSet, seeds: Sequence[int], output: Path, overrides: Sequence[str] = (),
-                 progress: bool = True, latency_repeats: int = 5,
-                 runner: Optional[Callable[..., RunRecord]] = None) -> List[RunRecord]:
+def run_ablation(
+    aset: AblationSet,
+    seeds: Sequence[int],
+    output: Path,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    latency_repeats: int = 5,
+    runner: Optional[Callable[..., RunRecord]] = None,
+) -> List[RunRecord]:
     """Every ``(variant, seed)`` run of ``aset`` under ``output``, all variants of the first seed first (tqdm
     progress over runs); finished runs are reused. ``overrides`` apply to every run (after the set's own).
     ``runner`` replaces :func:`execute_run` (tests)."""
@@ -340,8 +418,10 @@ def run_ablation(aset: AblationSet, seeds: Sequence[int], output: Path, override
         rec = runner(cfg, aset.metrics, variant, seed, latency_repeats=latency_repeats)
         records.append(rec)
         first = aset.metrics[0]
-        bar.write(f"{variant} seed {seed}: {METRIC_LABELS[first]} {100 * rec.final[first]:.1f}"
-                  f"{' (reused)' if rec.reused else ''}")
+        bar.write(
+            f"{variant} seed {seed}: {METRIC_LABELS[first]} {100 * rec.final[first]:.1f}"
+            f"{' (reused)' if rec.reused else ''}"
+        )
     bar.close()
     return records
 
@@ -390,7 +470,7 @@ class VariantSummary:
     description: str
     seeds: Tuple[int, ...]
     scores: Dict[str, Spread]
-    delta: float               # headline mean minus the baseline's
+    delta: float  # headline mean minus the baseline's
     verdict: str
     params: int
     latency_ms: Spread
@@ -416,13 +496,21 @@ def aggregate(aset: AblationSet, records: Sequence[RunRecord]) -> List[VariantSu
             continue
         sc = spreads[name]
         is_base = name == aset.baseline
-        rows.append(VariantSummary(
-            variant=name, description=desc, seeds=tuple(sorted(r.seed for r in rs)), scores=sc,
-            delta=0.0 if is_base else sc[head].mean - base.mean,
-            verdict="baseline" if is_base else verdict(sc[head], base),
-            params=int(rs[0].params), latency_ms=Spread.of([r.latency_ms for r in rs]),
-            step_seconds=Spread.of([r.step_seconds for r in rs]),
-            step_cpu_seconds=Spread.of([r.step_cpu_seconds for r in rs]), is_baseline=is_base))
+        rows.append(
+            VariantSummary(
+                variant=name,
+                description=desc,
+                seeds=tuple(sorted(r.seed for r in rs)),
+                scores=sc,
+                delta=0.0 if is_base else sc[head].mean - base.mean,
+                verdict="baseline" if is_base else verdict(sc[head], base),
+                params=int(rs[0].params),
+                latency_ms=Spread.of([r.latency_ms for r in rs]),
+                step_seconds=Spread.of([r.step_seconds for r in rs]),
+                step_cpu_seconds=Spread.of([r.step_cpu_seconds for r in rs]),
+                is_baseline=is_base,
+            )
+        )
     return rows
 
 
@@ -449,23 +537,42 @@ def markdown_table(aset: AblationSet, rows: Sequence[VariantSummary]) -> str:
     """The Markdown table: scores as ``mean (min–max)`` over seeds in percent, the headline difference to the
     baseline with its verdict, parameters, forward latency and training time per step (means over seeds)."""
     metric_cols = [METRIC_LABELS[m] for m in aset.metrics]
-    head = ["config", *metric_cols, "Δ vs baseline", "vs baseline", "parameters", "forward ms", "train s/step",
-            "train CPU s/step", "seeds"]
+    head = [
+        "config",
+        *metric_cols,
+        "Δ vs baseline",
+        "vs baseline",
+        "parameters",
+        "forward ms",
+        "train s/step",
+        "train CPU s/step",
+        "seeds",
+    ]
     lines = ["| " + " | ".join(head) + " |", "| --- | " + " | ".join(["---:"] * (len(head) - 2)) + " | --- |"]
     for r in rows:
         name = f"**{r.variant}**" if r.is_baseline else r.variant
         delta = "—" if r.is_baseline else f"{100 * r.delta:+.1f}"
-        cells = [name, *[_pct(r.scores[m]) for m in aset.metrics], delta, r.verdict, f"{r.params / 1e6:.2f} M",
-                 f"{r.latency_ms.mean:.0f}", f"{r.step_seconds.mean:.2f}", f"{r.step_cpu_seconds.mean:.3f}",
-                 " ".join(str(s) for s in r.seeds)]
+        cells = [
+            name,
+            *[_pct(r.scores[m]) for m in aset.metrics],
+            delta,
+            r.verdict,
+            f"{r.params / 1e6:.2f} M",
+            f"{r.latency_ms.mean:.0f}",
+            f"{r.step_seconds.mean:.2f}",
+            f"{r.step_cpu_seconds.mean:.3f}",
+            " ".join(str(s) for s in r.seeds),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     n = max((len(r.seeds) for r in rows), default=0)
-    notes = [f"Scores: final-epoch validation, mean over {n} seed(s) with the min–max range over seeds in brackets. "
-             f"'vs baseline' compares the headline ({metric_cols[0]}): within noise when the difference of the means "
-             "is no bigger than the larger of the two seed ranges. Forward ms / train s/step / train CPU s/step: "
-             "means over seeds (forward: median wall time of repeated inference passes on the first validation "
-             "sample; train: wall and CPU time per optimiser step, data loading included; the wall times move "
-             "with the load of the machine, the CPU time hardly)."]
+    notes = [
+        f"Scores: final-epoch validation, mean over {n} seed(s) with the min–max range over seeds in brackets. "
+        f"'vs baseline' compares the headline ({metric_cols[0]}): within noise when the difference of the means "
+        "is no bigger than the larger of the two seed ranges. Forward ms / train s/step / train CPU s/step: "
+        "means over seeds (forward: median wall time of repeated inference passes on the first validation "
+        "sample; train: wall and CPU time per optimiser step, data loading included; the wall times move "
+        "with the load of the machine, the CPU time hardly)."
+    ]
     descs = [f"- `{r.variant}`: {r.description}" for r in rows if r.description]
     return "\n".join(lines) + "\n\n" + notes[0] + "\n" + ("\n" + "\n".join(descs) + "\n" if descs else "")
 
@@ -478,9 +585,18 @@ def write_csv(aset: AblationSet, rows: Sequence[VariantSummary], path: Path) -> 
     header = ["set", "config", "is_baseline", "n_seeds", "seeds"]
     for m in aset.metrics:
         header += [f"{m}_mean", f"{m}_std", f"{m}_min", f"{m}_max"]
-    header += ["delta_vs_baseline", "vs_baseline", "params", "latency_ms_mean", "latency_ms_std",
-               "step_seconds_mean", "step_seconds_std", "step_cpu_seconds_mean", "step_cpu_seconds_std",
-               "description"]
+    header += [
+        "delta_vs_baseline",
+        "vs_baseline",
+        "params",
+        "latency_ms_mean",
+        "latency_ms_std",
+        "step_seconds_mean",
+        "step_seconds_std",
+        "step_cpu_seconds_mean",
+        "step_cpu_seconds_std",
+        "description",
+    ]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -489,9 +605,18 @@ def write_csv(aset: AblationSet, rows: Sequence[VariantSummary], path: Path) -> 
             for m in aset.metrics:
                 s = r.scores[m]
                 row += [f"{s.mean:.6f}", f"{s.std:.6f}", f"{s.min:.6f}", f"{s.max:.6f}"]
-            row += [f"{r.delta:.6f}", r.verdict, r.params, f"{r.latency_ms.mean:.3f}", f"{r.latency_ms.std:.3f}",
-                    f"{r.step_seconds.mean:.5f}", f"{r.step_seconds.std:.5f}", f"{r.step_cpu_seconds.mean:.5f}",
-                    f"{r.step_cpu_seconds.std:.5f}", r.description]
+            row += [
+                f"{r.delta:.6f}",
+                r.verdict,
+                r.params,
+                f"{r.latency_ms.mean:.3f}",
+                f"{r.latency_ms.std:.3f}",
+                f"{r.step_seconds.mean:.5f}",
+                f"{r.step_seconds.std:.5f}",
+                f"{r.step_cpu_seconds.mean:.5f}",
+                f"{r.step_cpu_seconds.std:.5f}",
+                r.description,
+            ]
             w.writerow(row)
 
 
@@ -501,14 +626,52 @@ def write_runs_csv(aset: AblationSet, records: Sequence[RunRecord], path: Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["config", "seed", *aset.metrics, "params", "latency_ms", "step_seconds", "step_cpu_seconds",
-                    "epochs", "steps"])
+        w.writerow(
+            [
+                "config",
+                "seed",
+                *aset.metrics,
+                "params",
+                "latency_ms",
+                "step_seconds",
+                "step_cpu_seconds",
+                "epochs",
+                "steps",
+            ]
+        )
         for r in records:
-            w.writerow([r.variant, r.seed, *[f"{r.final[m]:.6f}" for m in aset.metrics], r.params,
-                        f"{r.latency_ms:.3f}", f"{r.step_seconds:.5f}", f"{r.step_cpu_seconds:.5f}", r.epochs,
-                        r.steps])
+            w.writerow(
+                [
+                    r.variant,
+                    r.seed,
+                    *[f"{r.final[m]:.6f}" for m in aset.metrics],
+                    r.params,
+                    f"{r.latency_ms:.3f}",
+                    f"{r.step_seconds:.5f}",
+                    f"{r.step_cpu_seconds:.5f}",
+                    r.epochs,
+                    r.steps,
+                ]
+            )
 
 
-__all__ = ["AblationSet", "parse_ablation_set", "run_folder", "RunRecord", "curves_from_history",
-           "measure_forward_latency", "execute_run", "run_ablation", "Spread", "verdict", "VariantSummary",
-           "aggregate", "curve_matrix", "markdown_table", "write_csv", "write_runs_csv", "RUN_FILE", "METRIC_LABELS"]
+__all__ = [
+    "AblationSet",
+    "parse_ablation_set",
+    "run_folder",
+    "RunRecord",
+    "curves_from_history",
+    "measure_forward_latency",
+    "execute_run",
+    "run_ablation",
+    "Spread",
+    "verdict",
+    "VariantSummary",
+    "aggregate",
+    "curve_matrix",
+    "markdown_table",
+    "write_csv",
+    "write_runs_csv",
+    "RUN_FILE",
+    "METRIC_LABELS",
+]

@@ -81,8 +81,10 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a torch checkpoint ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "model" not in payload:
-        raise CheckpointError(f"checkpoint {path} is not a largekernel3d checkpoint (format "
-                              f"{CHECKPOINT_FORMAT} with a 'model' entry expected)")
+        raise CheckpointError(
+            f"checkpoint {path} is not a largekernel3d checkpoint (format "
+            f"{CHECKPOINT_FORMAT} with a 'model' entry expected)"
+        )
     return payload
 
 
@@ -97,12 +99,13 @@ def check_architecture(payload: Mapping[str, Any], model: nn.Module, name: str, 
     detail = ""
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
-            detail = (f"; first difference at '{key}': checkpoint {a.get(key, 'absent')} vs model "
-                      f"{b.get(key, 'absent')}")
+            detail = f"; first difference at '{key}': checkpoint {a.get(key, 'absent')} vs model {b.get(key, 'absent')}"
             break
-    raise CheckpointError(f"checkpoint {path} was saved from architecture '{saved.get('name', '?')}' "
-                          f"({len(a)} tensors) but the model is '{name}' ({len(b)} tensors){detail}; "
-                          f"use the config the checkpoint was trained with")
+    raise CheckpointError(
+        f"checkpoint {path} was saved from architecture '{saved.get('name', '?')}' "
+        f"({len(a)} tensors) but the model is '{name}' ({len(b)} tensors){detail}; "
+        f"use the config the checkpoint was trained with"
+    )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -28,39 +28,39 @@ DEFAULTS: Dict[str, Any] = {
     "seed": 0,
     "output_dir": "runs/seg",
     "data": {
-        "dataset": "generated",          # generated | scannet | s3dis | semantickitti
-        "root": None,                    # data folder (not used by 'generated')
-        "train_scenes": None,            # explicit scene names (None = automatic split)
+        "dataset": "generated",  # generated | scannet | s3dis | semantickitti
+        "root": None,  # data folder (not used by 'generated')
+        "train_scenes": None,  # explicit scene names (None = automatic split)
         "val_scenes": None,
-        "val_fraction": 0.25,            # automatic split: fraction of ROOMS held out for validation
-        "num_train_scenes": 24,          # generated data only
+        "val_fraction": 0.25,  # automatic split: fraction of ROOMS held out for validation
+        "num_train_scenes": 24,  # generated data only
         "num_val_scenes": 6,
         "points_per_scene": 40000,
         "generator_seed": 0,
-        "voxel_size": 0.05,              # metres
-        "augment": True,                 # z-rotation, flips, scaling, jitter, colour jitter
-        "elastic": False,                # elastic distortion (slow; paper-style training only)
+        "voxel_size": 0.05,  # metres
+        "augment": True,  # z-rotation, flips, scaling, jitter, colour jitter
+        "elastic": False,  # elastic distortion (slow; paper-style training only)
         "num_workers": 0,
     },
     "model": {"name": "largekernel3d_seg"},
     "train": {
         "epochs": 10,
         "batch_size": 2,
-        "optimizer": "sgd",              # sgd | adamw
+        "optimizer": "sgd",  # sgd | adamw
         "lr": 0.1,
         "momentum": 0.9,
         "weight_decay": 1.0e-4,
-        "scheduler": "cosine",           # cosine | poly | constant
+        "scheduler": "cosine",  # cosine | poly | constant
         "warmup_steps": 0,
-        "grad_clip": 0.0,                # 0 = off; otherwise max global grad norm
+        "grad_clip": 0.0,  # 0 = off; otherwise max global grad norm
         "label_smoothing": 0.0,
-        "device": "auto",                # auto | cpu | cuda | cuda:N
-        "amp": True,                     # mixed precision (GPU only)
-        "sync_bn": True,                 # SyncBatchNorm with several GPU processes
-        "eval_every": 1,                 # epochs between validations (0 = only at the end)
-        "checkpoint_every_steps": 0,     # extra mid-epoch checkpoints (0 = once per epoch)
-        "threads": 0,                    # torch intra-op threads (0 = leave as is)
-        "progress": True,                # tqdm progress bars
+        "device": "auto",  # auto | cpu | cuda | cuda:N
+        "amp": True,  # mixed precision (GPU only)
+        "sync_bn": True,  # SyncBatchNorm with several GPU processes
+        "eval_every": 1,  # epochs between validations (0 = only at the end)
+        "checkpoint_every_steps": 0,  # extra mid-epoch checkpoints (0 = once per epoch)
+        "threads": 0,  # torch intra-op threads (0 = leave as is)
+        "progress": True,  # tqdm progress bars
     },
     "eval": {
         "batch_size": 1,
@@ -81,8 +81,9 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any], where: str = "") -
         open_section = where.split(".")[0] in OPEN_SECTIONS if where else False
         if key not in out and not open_section:
             known = ", ".join(sorted(out))
-            raise ConfigError(f"unknown config key '{dotted}' (known keys{' in ' + where[:-1] if where else ''}: "
-                              f"{known})")
+            raise ConfigError(
+                f"unknown config key '{dotted}' (known keys{' in ' + where[:-1] if where else ''}: {known})"
+            )
         if isinstance(out.get(key), dict) and not isinstance(value, Mapping):
             raise ConfigError(f"config key '{dotted}' is a section; give it a mapping, not {value!r}")
         if isinstance(out.get(key), dict):
@@ -145,8 +146,12 @@ class ConfigSchema:
     check: Optional[Callable[[Mapping[str, Any]], None]] = None
 
 
-def build_config(file_data: Optional[Mapping[str, Any]] = None, overrides: Iterable[str] = (),
-                 source: str = "<config>", schema: Optional[ConfigSchema] = None) -> Dict[str, Any]:
+def build_config(
+    file_data: Optional[Mapping[str, Any]] = None,
+    overrides: Iterable[str] = (),
+    source: str = "<config>",
+    schema: Optional[ConfigSchema] = None,
+) -> Dict[str, Any]:
     """``schema.defaults`` (default: segmentation's :data:`DEFAULTS`) merged with ``file_data`` and then
     with each override in order; validated against ``schema``."""
     schema = schema or SEG_SCHEMA
@@ -169,37 +174,50 @@ def validate(cfg: Mapping[str, Any], schema: Optional[ConfigSchema] = None) -> N
     schema = schema or SEG_SCHEMA
     for (sec, key), choices in schema.choices.items():
         if cfg[sec][key] not in choices:
-            raise ConfigError(f"config key '{sec}.{key}' = {cfg[sec][key]!r}; choose one of "
-                              f"{', '.join(str(c) for c in choices)}")
+            raise ConfigError(
+                f"config key '{sec}.{key}' = {cfg[sec][key]!r}; choose one of {', '.join(str(c) for c in choices)}"
+            )
     for sec, key in sorted(schema.positive):
         value = cfg[sec][key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"config key '{sec}.{key}' must be a positive number, got {value!r}")
     if not isinstance(cfg["model"].get("name"), str):
-        raise ConfigError("config key 'model.name' must name a model (e.g. largekernel3d_seg, minkunet34c, "
-                          "centerpoint_largekernel3d)")
+        raise ConfigError(
+            "config key 'model.name' must name a model (e.g. largekernel3d_seg, minkunet34c, centerpoint_largekernel3d)"
+        )
     if schema.check is not None:
         schema.check(cfg)
 
 
 def _check_segmentation(cfg: Mapping[str, Any]) -> None:
     if cfg["task"] != "seg":
-        raise ConfigError(f"config key 'task' = {cfg['task']!r}: this is a segmentation configuration ('seg'); "
-                          f"detection runs use lk3d train det")
+        raise ConfigError(
+            f"config key 'task' = {cfg['task']!r}: this is a segmentation configuration ('seg'); "
+            f"detection runs use lk3d train det"
+        )
     if cfg["data"]["dataset"] != "generated" and not cfg["data"]["root"]:
-        raise ConfigError(f"config key 'data.root' must name the data folder for dataset "
-                          f"'{cfg['data']['dataset']}'")
+        raise ConfigError(f"config key 'data.root' must name the data folder for dataset '{cfg['data']['dataset']}'")
     if not 0 < float(cfg["data"]["val_fraction"]) < 1:
         raise ConfigError(f"config key 'data.val_fraction' must lie in (0, 1), got {cfg['data']['val_fraction']!r}")
 
 
 SEG_SCHEMA = ConfigSchema(
     defaults=DEFAULTS,
-    choices={("data", "dataset"): ("generated", "scannet", "s3dis", "semantickitti"),
-             ("train", "optimizer"): ("sgd", "adamw"),
-             ("train", "scheduler"): ("cosine", "poly", "constant")},
-    positive=frozenset({("data", "voxel_size"), ("train", "epochs"), ("train", "batch_size"), ("train", "lr"),
-                        ("eval", "batch_size"), ("data", "points_per_scene")}),
+    choices={
+        ("data", "dataset"): ("generated", "scannet", "s3dis", "semantickitti"),
+        ("train", "optimizer"): ("sgd", "adamw"),
+        ("train", "scheduler"): ("cosine", "poly", "constant"),
+    },
+    positive=frozenset(
+        {
+            ("data", "voxel_size"),
+            ("train", "epochs"),
+            ("train", "batch_size"),
+            ("train", "lr"),
+            ("eval", "batch_size"),
+            ("data", "points_per_scene"),
+        }
+    ),
     check=_check_segmentation,
 )
 """The segmentation run configuration."""

@@ -44,8 +44,9 @@ def class_box_statistics(frames: Iterable[LidarFrame], num_classes: int) -> Clas
     return ClassBoxStatistics(mean_size=means[:, :3], mean_z=means[:, 3], boxes_per_frame=counts / n)
 
 
-def random_box_predictions(frames: Sequence[FramePrediction], stats: ClassBoxStatistics,
-                           point_cloud_range: Sequence[float], seed: int = 0) -> List[FramePrediction]:
+def random_box_predictions(
+    frames: Sequence[FramePrediction], stats: ClassBoxStatistics, point_cloud_range: Sequence[float], seed: int = 0
+) -> List[FramePrediction]:
     """The baseline's detections (module docstring) for each of ``frames`` (their ground truth is kept)."""
     rng = np.random.default_rng(seed)
     x0, y0, _, x1, y1, _ = (float(v) for v in point_cloud_range)
@@ -62,8 +63,14 @@ def random_box_predictions(frames: Sequence[FramePrediction], stats: ClassBoxSta
             labels.append(np.full(k, c, dtype=np.int64))
         box_array = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 7), np.float32)
         label_array = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        out.append(replace(frame, boxes=box_array, labels=label_array,
-                           scores=rng.uniform(0, 1, len(label_array)).astype(np.float32)))
+        out.append(
+            replace(
+                frame,
+                boxes=box_array,
+                labels=label_array,
+                scores=rng.uniform(0, 1, len(label_array)).astype(np.float32),
+            )
+        )
     return out
 
 

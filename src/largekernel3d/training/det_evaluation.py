@@ -100,8 +100,15 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_frames(model: nn.Module, view, device: torch.device, indices: Optional[Sequence[int]] = None,
-                   batch_size: int = 1, progress: bool = True, desc: str = "predict") -> List[FramePrediction]:
+def predict_frames(
+    model: nn.Module,
+    view,
+    device: torch.device,
+    indices: Optional[Sequence[int]] = None,
+    batch_size: int = 1,
+    progress: bool = True,
+    desc: str = "predict",
+) -> List[FramePrediction]:
     """Detections of ``model`` (eval mode) on frames ``indices`` (default: all) of the voxelised ``view``."""
     from ..data.detection.batch import collate_detection
 
@@ -110,16 +117,22 @@ def predict_frames(model: nn.Module, view, device: torch.device, indices: Option
     indices = list(range(len(view))) if indices is None else list(indices)
     out: List[FramePrediction] = []
     try:
-        chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+        chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
         for chunk in tqdm(chunks, desc=desc, leave=False, disable=not progress):
             samples = [view[i] for i in chunk]
             detections = model(collate_detection(samples).to(device))
             for sample, det in zip(samples, detections):
-                out.append(FramePrediction(name=sample.name, boxes=_numpy(det.boxes).astype(np.float32),
-                                           scores=_numpy(det.scores).astype(np.float32),
-                                           labels=_numpy(det.labels).astype(np.int64),
-                                           gt_boxes=_numpy(sample.gt_boxes), gt_labels=_numpy(sample.gt_labels),
-                                           metadata=dict(sample.metadata)))
+                out.append(
+                    FramePrediction(
+                        name=sample.name,
+                        boxes=_numpy(det.boxes).astype(np.float32),
+                        scores=_numpy(det.scores).astype(np.float32),
+                        labels=_numpy(det.labels).astype(np.int64),
+                        gt_boxes=_numpy(sample.gt_boxes),
+                        gt_labels=_numpy(sample.gt_labels),
+                        metadata=dict(sample.metadata),
+                    )
+                )
     finally:
         model.train(was_training)
     return out
@@ -129,26 +142,33 @@ def _gather(predictions: List[FramePrediction], ctx: DistContext) -> List[FrameP
     if not ctx.distributed:
         return predictions
     import torch.distributed as dist
+
     parts: List[Any] = [None] * ctx.world_size
     dist.all_gather_object(parts, predictions)
     return [p for part in parts for p in part]
 
 
-def _generic(predictions: Sequence[FramePrediction], class_names: Sequence[str],
-             eval_cfg: Mapping[str, Any]) -> DetectionEvaluation:
+def _generic(
+    predictions: Sequence[FramePrediction], class_names: Sequence[str], eval_cfg: Mapping[str, Any]
+) -> DetectionEvaluation:
     from .detection_metrics.generic_ap import FrameBoxes, evaluate_ap
 
     if eval_cfg["iou_threshold"] is not None:
         matching, thresholds = "bev_iou", float(eval_cfg["iou_threshold"])
     else:
         matching, thresholds = "center_distance", [float(t) for t in eval_cfg["distance_thresholds"]]
-    result = evaluate_ap([FrameBoxes(p.gt_boxes, p.gt_labels) for p in predictions],
-                         [FrameBoxes(p.boxes, p.labels, p.scores) for p in predictions], class_names,
-                         matching=matching, thresholds=thresholds)
+    result = evaluate_ap(
+        [FrameBoxes(p.gt_boxes, p.gt_labels) for p in predictions],
+        [FrameBoxes(p.boxes, p.labels, p.scores) for p in predictions],
+        class_names,
+        matching=matching,
+        thresholds=thresholds,
+    )
     per_class = {c: float(v) / 100.0 for c, v in zip(class_names, result.class_ap)}
     score = result.mean_ap / 100.0
-    return DetectionEvaluation("generic", score if np.isfinite(score) else 0.0, "mAP", per_class, result,
-                               len(predictions))
+    return DetectionEvaluation(
+        "generic", score if np.isfinite(score) else 0.0, "mAP", per_class, result, len(predictions)
+    )
 
 
 def _kitti(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -> DetectionEvaluation:
@@ -158,15 +178,18 @@ def _kitti(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -
 
     gts, dets = [], []
     for p in predictions:
-        frame = SimpleNamespace(name=p.name, boxes=p.gt_boxes, difficulty=p.metadata.get("difficulty"),
-                                metadata=p.metadata)
+        frame = SimpleNamespace(
+            name=p.name, boxes=p.gt_boxes, difficulty=p.metadata.get("difficulty"), metadata=p.metadata
+        )
         gts.append(KittiGroundTruth.from_frame(frame))
-        dets.append(KittiDetections.from_lidar(p.boxes[:, :7], [class_names[int(i)] for i in p.labels], p.scores,
-                                               frame))
+        dets.append(
+            KittiDetections.from_lidar(p.boxes[:, :7], [class_names[int(i)] for i in p.labels], p.scores, frame)
+        )
     result = evaluate_kitti(gts, dets, classes=class_names)
     per_class = {c: result.get(c, "moderate", "3d") / 100.0 for c in class_names}
-    return DetectionEvaluation("kitti", result.mean_ap("moderate", "3d") / 100.0, "moderate 3D mAP", per_class,
-                               result, len(predictions))
+    return DetectionEvaluation(
+        "kitti", result.mean_ap("moderate", "3d") / 100.0, "moderate 3D mAP", per_class, result, len(predictions)
+    )
 
 
 def _nuscenes(predictions: Sequence[FramePrediction], class_names: Sequence[str]) -> DetectionEvaluation:
@@ -178,21 +201,28 @@ def _nuscenes(predictions: Sequence[FramePrediction], class_names: Sequence[str]
 
     gt, det, ego = {}, {}, {}
     for p in predictions:
-        frame = SimpleNamespace(name=p.name, boxes=p.gt_boxes, labels=p.gt_labels, metadata=p.metadata,
-                                num_lidar_points=p.metadata.get("num_lidar_points"),
-                                attributes=p.metadata.get("attributes"))
+        frame = SimpleNamespace(
+            name=p.name,
+            boxes=p.gt_boxes,
+            labels=p.gt_labels,
+            metadata=p.metadata,
+            num_lidar_points=p.metadata.get("num_lidar_points"),
+            attributes=p.metadata.get("attributes"),
+        )
         pose = SensorPose.from_frame(frame)
         gt[p.name] = frame_ground_truth(frame, class_names)
-        det[p.name] = boxes_to_global(NuScenesBoxes(p.boxes, [class_names[int(i)] for i in p.labels],
-                                                    scores=p.scores), pose)
+        det[p.name] = boxes_to_global(
+            NuScenesBoxes(p.boxes, [class_names[int(i)] for i in p.labels], scores=p.scores), pose
+        )
         ego[p.name] = pose.ego_translation
     result = evaluate_nuscenes(gt, det, ego)
     per_class = {c: float(v) for c, v in zip(result.class_names, result.class_ap)}
     return DetectionEvaluation("nuscenes", float(result.nds), "NDS", per_class, result, len(predictions))
 
 
-def score_predictions(predictions: Sequence[FramePrediction], class_names: Sequence[str], metric: str,
-                      eval_cfg: Mapping[str, Any]) -> DetectionEvaluation:
+def score_predictions(
+    predictions: Sequence[FramePrediction], class_names: Sequence[str], metric: str, eval_cfg: Mapping[str, Any]
+) -> DetectionEvaluation:
     """Score ``predictions`` with ``metric`` (``generic`` / ``kitti`` / ``nuscenes``; see the module docstring)."""
     if metric == "kitti":
         return _kitti(predictions, class_names)
@@ -203,9 +233,15 @@ def score_predictions(predictions: Sequence[FramePrediction], class_names: Seque
     raise ValueError(f"metric must be 'generic', 'kitti' or 'nuscenes', got {metric!r}")
 
 
-def evaluate_detection(model: nn.Module, view, class_names: Sequence[str], cfg: Mapping[str, Any],
-                       ctx: Optional[DistContext] = None, progress: bool = True,
-                       desc: str = "eval") -> DetectionEvaluation:
+def evaluate_detection(
+    model: nn.Module,
+    view,
+    class_names: Sequence[str],
+    cfg: Mapping[str, Any],
+    ctx: Optional[DistContext] = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> DetectionEvaluation:
     """Predict every frame of ``view`` (with several processes each rank takes frames ``rank, rank + R, ...``
     and the predictions are gathered) and score them with the configured metric."""
     ctx = ctx or DistContext()
@@ -219,5 +255,11 @@ def evaluate_detection(model: nn.Module, view, class_names: Sequence[str], cfg: 
     return score_predictions(preds, class_names, metric, e)
 
 
-__all__ = ["FramePrediction", "DetectionEvaluation", "resolve_metric", "predict_frames", "score_predictions",
-           "evaluate_detection"]
+__all__ = [
+    "FramePrediction",
+    "DetectionEvaluation",
+    "resolve_metric",
+    "predict_frames",
+    "score_predictions",
+    "evaluate_detection",
+]

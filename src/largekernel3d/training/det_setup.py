@@ -67,8 +67,9 @@ def _split(everything: DetectionDataset, d: Mapping[str, Any]) -> Tuple[Detectio
     if train_names is None and val_names is None:
         if len(everything) < 2:
             return everything, None
-        train_idx, val_idx = split_frames_temporal(len(everything), float(d["val_fraction"]),
-                                                   gap=2 if len(everything) >= 10 else 0)
+        train_idx, val_idx = split_frames_temporal(
+            len(everything), float(d["val_fraction"]), gap=2 if len(everything) >= 10 else 0
+        )
     else:
         val_idx = _indices_of(everything, val_names or [], "data.val_frames")
         if train_names is None:
@@ -90,8 +91,10 @@ def build_frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
     if not cfg["data"]["cache_frames"]:
         return split
     from ..data.detection.frame import CachedFrames
-    return FrameSplit(CachedFrames(split.train), CachedFrames(split.val) if split.val is not None else None,
-                      split.class_names)
+
+    return FrameSplit(
+        CachedFrames(split.train), CachedFrames(split.val) if split.val is not None else None, split.class_names
+    )
 
 
 def _frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
@@ -105,8 +108,11 @@ def _frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
         seed = int(cfg["seed"])
         train = synthetic.SyntheticLidarDataset(int(d["num_train_frames"]), seed=seed, spec=spec, **names)
         n_val = int(d["num_val_frames"])
-        val = (synthetic.SyntheticLidarDataset(n_val, seed=seed + VAL_SEED_OFFSET, spec=spec, **names)
-               if n_val > 0 else None)
+        val = (
+            synthetic.SyntheticLidarDataset(n_val, seed=seed + VAL_SEED_OFFSET, spec=spec, **names)
+            if n_val > 0
+            else None
+        )
         return FrameSplit(train, val, tuple(train.class_names))
     root = Path(d["root"]).expanduser()
     if not root.is_dir():
@@ -114,17 +120,21 @@ def _frame_split(cfg: Mapping[str, Any]) -> FrameSplit:
     everything: DetectionDataset
     if kind == "kitti":
         from ..data.detection.kitti import KittiDetection
+
         everything = KittiDetection(root, **_class_kwargs(d))
     elif kind == "pandaset":
         from ..data.detection.pandaset import PandaSetDetection
+
         everything = PandaSetDetection(root, **_class_kwargs(d))
     else:
         from ..data.detection.nuscenes import NuScenesDetection
+
         versions = sorted(p.name for p in root.glob("v1.0-*") if p.is_dir())
         if not versions:
             raise FileNotFoundError(f"data.root: {root} holds no v1.0-* table folder (nuScenes layout)")
-        everything = NuScenesDetection(root, version=versions[-1], nsweeps=int(d["sweeps"]),
-                                       missing_sweeps="skip", **_class_kwargs(d))
+        everything = NuScenesDetection(
+            root, version=versions[-1], nsweeps=int(d["sweeps"]), missing_sweeps="skip", **_class_kwargs(d)
+        )
     train, val = _split(everything, d)
     return FrameSplit(train, val, tuple(everything.class_names))
 
@@ -145,9 +155,14 @@ def augmentation_config(cfg: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     if not d["augment"]:
         return None
     axes = [a for a, on in (("x", d["flip_x"]), ("y", d["flip_y"])) if on]
-    return {"flip_axes": axes or None, "rotation_range": list(d["rotation"]), "scale_range": list(d["scaling"]),
-            "translation_std": list(d["translation_std"]) if any(d["translation_std"]) else None,
-            "point_cloud_range": list(d["point_cloud_range"]), "shuffle": True}
+    return {
+        "flip_axes": axes or None,
+        "rotation_range": list(d["rotation"]),
+        "scale_range": list(d["scaling"]),
+        "translation_std": list(d["translation_std"]) if any(d["translation_std"]) else None,
+        "point_cloud_range": list(d["point_cloud_range"]),
+        "shuffle": True,
+    }
 
 
 def voxelize(dataset: DetectionDataset, cfg: Mapping[str, Any], train: bool):
@@ -164,22 +179,36 @@ def voxelize(dataset: DetectionDataset, cfg: Mapping[str, Any], train: bool):
         augmentation = DetectionAugmentation(aug) if aug is not None else None
         if d["gt_sampling"]:
             from ..data.detection.gt_sampling import GTSampler
-            sampler = GTSampler(Path(d["gt_database"]).expanduser(), dict(d["gt_sample_groups"]),
-                                class_names=dataset.class_names)
-    return VoxelizedDetection(dataset, voxel_grid(cfg), tuple(d["point_features"]), int(d["max_points_per_voxel"]),
-                              int(d["max_voxels_train" if train else "max_voxels_val"]), augmentation=augmentation,
-                              gt_sampler=sampler, min_points_in_box=int(d["min_points_in_box"]) if train else 0,
-                              remove_outside_boxes=train, seed=int(cfg["seed"]))
+
+            sampler = GTSampler(
+                Path(d["gt_database"]).expanduser(), dict(d["gt_sample_groups"]), class_names=dataset.class_names
+            )
+    return VoxelizedDetection(
+        dataset,
+        voxel_grid(cfg),
+        tuple(d["point_features"]),
+        int(d["max_points_per_voxel"]),
+        int(d["max_voxels_train" if train else "max_voxels_val"]),
+        augmentation=augmentation,
+        gt_sampler=sampler,
+        min_points_in_box=int(d["min_points_in_box"]) if train else 0,
+        remove_outside_boxes=train,
+        seed=int(cfg["seed"]),
+    )
 
 
 def detector_config(cfg: Mapping[str, Any], class_names: Sequence[str]) -> Dict[str, Any]:
     """``cfg["model"]`` completed by the data section (classes, range, voxel size, point columns, budgets)."""
     d = cfg["data"]
     model = dict(cfg["model"])
-    model.update(class_names=list(class_names), point_cloud_range=list(d["point_cloud_range"]),
-                 voxel_size=list(d["voxel_size"]), point_features=list(d["point_features"]),
-                 max_points_per_voxel=int(d["max_points_per_voxel"]),
-                 max_voxels=[int(d["max_voxels_train"]), int(d["max_voxels_val"])])
+    model.update(
+        class_names=list(class_names),
+        point_cloud_range=list(d["point_cloud_range"]),
+        voxel_size=list(d["voxel_size"]),
+        point_features=list(d["point_features"]),
+        max_points_per_voxel=int(d["max_points_per_voxel"]),
+        max_voxels=[int(d["max_voxels_train"]), int(d["max_voxels_val"])],
+    )
     return model
 
 
@@ -193,5 +222,14 @@ def build_network(cfg: Mapping[str, Any], class_names: Sequence[str]) -> nn.Modu
         raise ConfigError(f"config section 'model': {err}") from None
 
 
-__all__ = ["FrameSplit", "FrameSubset", "build_frame_split", "voxel_grid", "augmentation_config", "voxelize",
-           "detector_config", "build_network", "VAL_SEED_OFFSET"]
+__all__ = [
+    "FrameSplit",
+    "FrameSubset",
+    "build_frame_split",
+    "voxel_grid",
+    "augmentation_config",
+    "voxelize",
+    "detector_config",
+    "build_network",
+    "VAL_SEED_OFFSET",
+]

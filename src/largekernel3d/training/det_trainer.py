@@ -37,8 +37,9 @@ class DetectionTrainer(EpochTrainer):
 
     score_key = "best_score"
 
-    def __init__(self, config: Mapping[str, Any], ctx=None, resume: bool = False,
-                 step_hook: Optional[StepHook] = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], ctx=None, resume: bool = False, step_hook: Optional[StepHook] = None
+    ) -> None:
         super().__init__(config, ctx, resume, step_hook)
 
     def build(self) -> nn.Module:
@@ -50,6 +51,7 @@ class DetectionTrainer(EpochTrainer):
 
     def collate(self, samples: List[Any]):
         from ..data.detection.batch import collate_detection
+
         return collate_detection(samples)
 
     def batch_loss(self, batch) -> Tensor:
@@ -58,11 +60,22 @@ class DetectionTrainer(EpochTrainer):
         return loss.float()
 
     def validate(self, epoch: int) -> Validation:
-        result = evaluate_detection(self.model, self.val_set, self.class_names, self.cfg, self.ctx,
-                                    progress=bool(self.cfg["train"]["progress"]), desc=f"val {epoch + 1}")
-        return Validation(score=result.score, record={"val_score": result.score, "val_metric": result.score_name},
-                          log_values={"score": result.score, "metric": result.score_name}, summary=result.summary(),
-                          result=result)
+        result = evaluate_detection(
+            self.model,
+            self.val_set,
+            self.class_names,
+            self.cfg,
+            self.ctx,
+            progress=bool(self.cfg["train"]["progress"]),
+            desc=f"val {epoch + 1}",
+        )
+        return Validation(
+            score=result.score,
+            record={"val_score": result.score, "val_metric": result.score_name},
+            log_values={"score": result.score, "metric": result.score_name},
+            summary=result.summary(),
+            result=result,
+        )
 
     def write_tables(self, result: DetectionEvaluation) -> None:
         """``val_ap.md`` / ``val_ap.csv``: the per-class table of the last validation."""
@@ -70,15 +83,18 @@ class DetectionTrainer(EpochTrainer):
         self.log.info(f"per-class table written to {path}")
 
 
-def load_trained_detector(path: Path, config: Optional[Mapping[str, Any]] = None,
-                          device: torch.device = torch.device("cpu")) -> tuple:
+def load_trained_detector(
+    path: Path, config: Optional[Mapping[str, Any]] = None, device: torch.device = torch.device("cpu")
+) -> tuple:
     """``(model, payload)`` from a detection checkpoint: the detector is rebuilt from the checkpoint's own
     config (or ``config`` when given, which must describe the same architecture) and its weights loaded."""
     payload = load_checkpoint(path, map_location=device)
     cfg = config if config is not None else payload["config"]
     if cfg.get("task") != "det":
-        raise ValueError(f"checkpoint {path} holds a {cfg.get('task', 'seg')!r} model, not a detector; use the "
-                         f"matching command (lk3d eval seg / predict seg)")
+        raise ValueError(
+            f"checkpoint {path} holds a {cfg.get('task', 'seg')!r} model, not a detector; use the "
+            f"matching command (lk3d eval seg / predict seg)"
+        )
     model = det_setup.build_network(cfg, payload["class_names"])
     check_architecture(payload, model, str(cfg["model"]["name"]), Path(path))
     model.load_state_dict(payload["model"])

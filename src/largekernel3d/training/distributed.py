@@ -67,8 +67,9 @@ def context_from_group(device: torch.device) -> DistContext:
     """The context of an already initialised process group (e.g. one set up by a test with ``spawn``)."""
     if not dist.is_initialized():
         return DistContext(device=device)
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                       local_rank=device.index or 0, device=device)
+    return DistContext(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=device.index or 0, device=device
+    )
 
 
 def wrap_model(model: nn.Module, ctx: DistContext, sync_bn: bool) -> nn.Module:

@@ -30,9 +30,11 @@ class EvalResult:
     def summary(self) -> str:
         """One log line: ``mIoU`` is the mean over classes with a non-empty union, ``in GT`` the mean over
         the classes present in the ground truth (:mod:`.metrics`)."""
-        return (f"voxel mIoU {100 * self.voxel.miou:.1f} (in GT {100 * self.voxel.miou_present_classes:.1f}) "
-                f"acc {100 * self.voxel.accuracy:.1f} | point mIoU {100 * self.point.miou:.1f} "
-                f"(in GT {100 * self.point.miou_present_classes:.1f}) acc {100 * self.point.accuracy:.1f}")
+        return (
+            f"voxel mIoU {100 * self.voxel.miou:.1f} (in GT {100 * self.voxel.miou_present_classes:.1f}) "
+            f"acc {100 * self.voxel.accuracy:.1f} | point mIoU {100 * self.point.miou:.1f} "
+            f"(in GT {100 * self.point.miou_present_classes:.1f}) acc {100 * self.point.accuracy:.1f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,9 @@ class ScenePrediction:
     """Per-point prediction of one scene (``labels`` are the ground truth, may be all ignore)."""
 
     name: str
-    points: np.ndarray        # [N, 3] float32
-    pred: np.ndarray          # [N] int64
-    labels: np.ndarray        # [N] int64
+    points: np.ndarray  # [N, 3] float32
+    pred: np.ndarray  # [N] int64
+    labels: np.ndarray  # [N] int64
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -62,14 +64,24 @@ def _loader(dataset, indices: Sequence[int], batch_size: int):
     from torch.utils.data import DataLoader
 
     from ..data import collate_segmentation
-    batches = [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+
+    batches = [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
     return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_segmentation, num_workers=0)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, num_classes: int, class_names: Sequence[str], ignore_index: int,
-             ctx: Optional[DistContext] = None, batch_size: int = 1, amp: bool = False,
-             progress: bool = True, desc: str = "eval") -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    dataset,
+    num_classes: int,
+    class_names: Sequence[str],
+    ignore_index: int,
+    ctx: Optional[DistContext] = None,
+    batch_size: int = 1,
+    amp: bool = False,
+    progress: bool = True,
+    desc: str = "eval",
+) -> EvalResult:
     """Scores of ``model`` on every scene of the voxelised ``dataset``; with several processes each rank
     takes scenes ``rank, rank + R, ...`` and the confusion matrices are summed over ranks."""
     ctx = ctx or DistContext()
@@ -79,8 +91,9 @@ def evaluate(model: nn.Module, dataset, num_classes: int, class_names: Sequence[
     cm_pt = torch.zeros_like(cm_vox)
     mine = list(range(ctx.rank, len(dataset), ctx.world_size))
     try:
-        for batch in tqdm(_loader(dataset, mine, batch_size), desc=desc, leave=False,
-                          disable=not (progress and ctx.is_main)):
+        for batch in tqdm(
+            _loader(dataset, mine, batch_size), desc=desc, leave=False, disable=not (progress and ctx.is_main)
+        ):
             logits = forward_logits(model, batch, ctx.device, amp)
             pred = logits.argmax(dim=1)
             cm_vox += confusion_matrix(pred.cpu(), batch.labels.cpu(), num_classes, ignore_index)
@@ -90,20 +103,28 @@ def evaluate(model: nn.Module, dataset, num_classes: int, class_names: Sequence[
         model.train(was_training)
     cm_vox = all_reduce_sum(cm_vox, ctx)
     cm_pt = all_reduce_sum(cm_pt, ctx)
-    return EvalResult(voxel=SegmentationScores(cm_vox.numpy(), list(class_names)),
-                      point=SegmentationScores(cm_pt.numpy(), list(class_names)))
+    return EvalResult(
+        voxel=SegmentationScores(cm_vox.numpy(), list(class_names)),
+        point=SegmentationScores(cm_pt.numpy(), list(class_names)),
+    )
 
 
 @torch.no_grad()
-def predict_scenes(model: nn.Module, dataset, device: torch.device, amp: bool = False,
-                   progress: bool = True) -> Iterator[ScenePrediction]:
+def predict_scenes(
+    model: nn.Module, dataset, device: torch.device, amp: bool = False, progress: bool = True
+) -> Iterator[ScenePrediction]:
     """Yield the per-point prediction of each scene of the voxelised ``dataset`` in order."""
     from ..data import collate_segmentation
+
     model.eval()
     for index in tqdm(range(len(dataset)), desc="predict", disable=not progress):
         sample = dataset[index]
         batch = collate_segmentation([sample])
         logits = forward_logits(model, batch, device, amp)
         (pred,) = batch.point_predictions(logits.argmax(dim=1).cpu())
-        yield ScenePrediction(name=sample.name, points=np.asarray(sample.points), pred=pred.numpy(),
-                              labels=np.asarray(sample.point_labels))
+        yield ScenePrediction(
+            name=sample.name,
+            points=np.asarray(sample.points),
+            pred=pred.numpy(),
+            labels=np.asarray(sample.point_labels),
+        )

@@ -28,13 +28,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import (architecture_signature, check_architecture, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (
+    architecture_signature,
+    check_architecture,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import dump
 from .distributed import DistContext, barrier, context_from_launcher, wrap_model
 from .run_log import RunLogger
 
-StepHook = Callable[[int, int, float], None]   # (epoch, global_step, loss) after each optimiser step
+StepHook = Callable[[int, int, float], None]  # (epoch, global_step, loss) after each optimiser step
 
 
 @dataclass
@@ -99,8 +105,13 @@ class EpochTrainer:
     #: the checkpoint key of the best validation score (``best_miou``, ``best_map``, ...)
     score_key: str = "best_score"
 
-    def __init__(self, config: Mapping[str, Any], ctx: Optional[DistContext] = None, resume: bool = False,
-                 step_hook: Optional[StepHook] = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        ctx: Optional[DistContext] = None,
+        resume: bool = False,
+        step_hook: Optional[StepHook] = None,
+    ) -> None:
         self.cfg = config
         t = config["train"]
         self.ctx = ctx or context_from_launcher(str(t["device"]))
@@ -113,7 +124,7 @@ class EpochTrainer:
         self.class_names: Sequence[str] = ()
         self.train_set: Any = None
         self.val_set: Any = None
-        torch.manual_seed(int(config["seed"]))   # identical initial weights on every rank
+        torch.manual_seed(int(config["seed"]))  # identical initial weights on every rank
         net = self.build()
         self.model_name = str(config["model"]["name"])
         self.signature = architecture_signature(net, self.model_name)
@@ -151,18 +162,22 @@ class EpochTrainer:
 
     def describe(self) -> str:
         """The first log line of a fresh run."""
-        return (f"run '{self.cfg['name']}': {self.model_name}, "
-                f"{sum(p.numel() for p in self.model.parameters()):,} parameters, "
-                f"{len(self.train_set)} train / {len(self.val_set or [])} val samples, "
-                f"{self.ctx.world_size} process(es) on {self.ctx.device}, "
-                f"AMP {'on' if self.use_amp else 'off (GPU only)'}")
+        return (
+            f"run '{self.cfg['name']}': {self.model_name}, "
+            f"{sum(p.numel() for p in self.model.parameters()):,} parameters, "
+            f"{len(self.train_set)} train / {len(self.val_set or [])} val samples, "
+            f"{self.ctx.world_size} process(es) on {self.ctx.device}, "
+            f"AMP {'on' if self.use_amp else 'off (GPU only)'}"
+        )
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         from . import setup
+
         return setup.build_optimizer(model, self.cfg)
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
         from . import setup
+
         return setup.build_scheduler(optimizer, self.cfg, total_steps)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -175,12 +190,22 @@ class EpochTrainer:
         return self.ckpt_dir / "best.pt"
 
     def _payload(self) -> Dict[str, Any]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.global_step,
-                "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_state(), "config": dict(self.cfg), "architecture": self.signature,
-                "class_names": list(self.class_names), self.score_key: self.best_score,
-                "best_epoch": self.best_epoch, "history": list(self.history)}
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.global_step,
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "config": dict(self.cfg),
+            "architecture": self.signature,
+            "class_names": list(self.class_names),
+            self.score_key: self.best_score,
+            "best_epoch": self.best_epoch,
+            "history": list(self.history),
+        }
 
     def _save_last(self) -> None:
         if self.ctx.is_main:
@@ -198,22 +223,35 @@ class EpochTrainer:
         self.global_step = int(payload["step"])
         self.best_score, self.best_epoch = float(payload[self.score_key]), int(payload["best_epoch"])
         self.history = list(payload["history"])
-        self.log.info(f"resumed from {self.last_path}: epoch {self.epoch}, {self.batch_in_epoch} batches done "
-                      f"in it, step {self.global_step}")
+        self.log.info(
+            f"resumed from {self.last_path}: epoch {self.epoch}, {self.batch_in_epoch} batches done "
+            f"in it, step {self.global_step}"
+        )
 
     # -- data --------------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> List[List[int]]:
-        sampler = DistributedSampler(self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
-                                     shuffle=True, seed=int(self.cfg["seed"]), drop_last=False)
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=int(self.cfg["seed"]),
+            drop_last=False,
+        )
         sampler.set_epoch(epoch)
         order = list(sampler)
         bs = int(self.cfg["train"]["batch_size"])
-        return [order[i:i + bs] for i in range(0, len(order), bs)]
+        return [order[i : i + bs] for i in range(0, len(order), bs)]
 
     def _loader(self, batches: List[List[int]]) -> DataLoader:
         workers = int(self.cfg["data"]["num_workers"])
-        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=self.collate,
-                          num_workers=workers, persistent_workers=False)
+        return DataLoader(
+            self.train_set,
+            batch_sampler=batches,
+            collate_fn=self.collate,
+            num_workers=workers,
+            persistent_workers=False,
+        )
 
     # -- loop --------------------------------------------------------------------------------------
     def _train_step(self, batch: Any) -> float:
@@ -253,10 +291,15 @@ class EpochTrainer:
         while self.epoch < epochs:
             epoch = self.epoch
             self.train_set.set_epoch(epoch)
-            batches = self._epoch_batches(epoch)[self.batch_in_epoch:]
+            batches = self._epoch_batches(epoch)[self.batch_in_epoch :]
             start, cpu_start, loss_sum, n = time.perf_counter(), time.process_time(), 0.0, 0
-            bar = tqdm(self._loader(batches), total=len(batches), desc=f"epoch {epoch + 1}/{epochs}",
-                       leave=False, disable=not (t["progress"] and self.ctx.is_main))
+            bar = tqdm(
+                self._loader(batches),
+                total=len(batches),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                leave=False,
+                disable=not (t["progress"] and self.ctx.is_main),
+            )
             for batch in bar:
                 loss = self._train_step(batch)
                 self.global_step += 1
@@ -270,13 +313,24 @@ class EpochTrainer:
             bar.close()
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             lr = self.optimizer.param_groups[0]["lr"]
-            record: Dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
-                                      "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "lr": lr}
-            self.log.row("train", epoch + 1, self.global_step,
-                         {"lr": lr, "loss": record["train_loss"], "seconds": seconds, "cpu_seconds": cpu_seconds})
+            record: Dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(n, 1),
+                "train_seconds": seconds,
+                "train_cpu_seconds": cpu_seconds,
+                "lr": lr,
+            }
+            self.log.row(
+                "train",
+                epoch + 1,
+                self.global_step,
+                {"lr": lr, "loss": record["train_loss"], "seconds": seconds, "cpu_seconds": cpu_seconds},
+            )
             last_epoch = epoch + 1 == epochs
-            head = (f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
-                    f"({cpu_seconds:.0f} CPU s)")
+            head = (
+                f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.4f}, {seconds:.1f} s "
+                f"({cpu_seconds:.0f} CPU s)"
+            )
             improved = False
             if self.val_set is not None and ((eval_every > 0 and (epoch + 1) % eval_every == 0) or last_epoch):
                 val = self.validate(epoch)
@@ -297,10 +351,15 @@ class EpochTrainer:
             barrier(self.ctx)
         if final_eval is not None and self.ctx.is_main:
             self.write_tables(final_eval)
-        return FitResult(output_dir=self.output_dir, last_checkpoint=self.last_path,
-                         best_checkpoint=self.best_path if self.best_path.exists() else None,
-                         best_score=self.best_score, best_epoch=self.best_epoch, history=list(self.history),
-                         final_eval=final_eval)
+        return FitResult(
+            output_dir=self.output_dir,
+            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_path if self.best_path.exists() else None,
+            best_score=self.best_score,
+            best_epoch=self.best_epoch,
+            history=list(self.history),
+            final_eval=final_eval,
+        )
 
 
 __all__ = ["EpochTrainer", "FitResult", "Validation", "StepHook", "unwrap"]

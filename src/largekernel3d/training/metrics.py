@@ -42,8 +42,10 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     t = target[keep].to(torch.int64)
     p = pred[keep].to(torch.int64)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"target labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}; "
-                         f"got range [{int(t.min())}, {int(t.max())}]")
+        raise ValueError(
+            f"target labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}; "
+            f"got range [{int(t.min())}, {int(t.max())}]"
+        )
     if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
         raise ValueError(f"predictions must lie in [0, {num_classes}); got range [{int(p.min())}, {int(p.max())}]")
     flat = torch.bincount(t * num_classes + p, minlength=num_classes * num_classes)
@@ -54,7 +56,7 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
 class SegmentationScores:
     """Scores derived from one confusion matrix (see the module docstring for the formulas)."""
 
-    confusion: np.ndarray          # [C, C] int64, rows = truth, columns = prediction
+    confusion: np.ndarray  # [C, C] int64, rows = truth, columns = prediction
     class_names: Sequence[str]
 
     @property
@@ -132,8 +134,9 @@ class SegmentationScores:
         for name, iou, n in zip(self.class_names, self.iou, self.support):
             rows.append([str(name), "n/a" if np.isnan(iou) else f"{100 * iou:.1f}", str(int(n))])
         rows.append(["mIoU", f"{100 * self.miou:.1f}", str(int(self.support.sum()))])
-        rows.append(["mIoU (classes in ground truth)", f"{100 * self.miou_present_classes:.1f}",
-                     str(int(self.support.sum()))])
+        rows.append(
+            ["mIoU (classes in ground truth)", f"{100 * self.miou_present_classes:.1f}", str(int(self.support.sum()))]
+        )
         rows.append(["accuracy", f"{100 * self.accuracy:.1f}", str(int(self.support.sum()))])
         return rows
 
@@ -144,9 +147,12 @@ class SegmentationScores:
         lines += ["| class | IoU % | support |", "| --- | ---: | ---: |"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in self.table_rows()]
         absent = [str(n) for n, u, p in zip(self.class_names, ~np.isnan(self.iou), self.present_classes) if u and not p]
-        lines += ["", "mIoU: mean over the classes with a non-empty union of prediction and ground truth (a class "
-                  "predicted but absent from the ground truth counts as 0); mIoU (classes in ground truth): mean over "
-                  "the classes present in the ground truth (the benchmark convention)."]
+        lines += [
+            "",
+            "mIoU: mean over the classes with a non-empty union of prediction and ground truth (a class "
+            "predicted but absent from the ground truth counts as 0); mIoU (classes in ground truth): mean over "
+            "the classes present in the ground truth (the benchmark convention).",
+        ]
         if absent:
             lines.append(f"Predicted but absent from the ground truth (IoU 0 in mIoU only): {', '.join(absent)}.")
         return "\n".join(lines) + "\n"

@@ -14,8 +14,23 @@ from typing import Any, Mapping, Optional
 
 from tqdm import tqdm
 
-CSV_FIELDS = ("time", "epoch", "step", "phase", "lr", "loss", "accuracy", "miou", "point_miou", "seconds",
-              "cpu_seconds", "score", "metric", "miou_present", "point_miou_present")
+CSV_FIELDS = (
+    "time",
+    "epoch",
+    "step",
+    "phase",
+    "lr",
+    "loss",
+    "accuracy",
+    "miou",
+    "point_miou",
+    "seconds",
+    "cpu_seconds",
+    "score",
+    "metric",
+    "miou_present",
+    "point_miou_present",
+)
 """``miou`` / ``point_miou``: mean IoU over classes with a non-empty union (voxels / points);
 ``miou_present`` / ``point_miou_present``: over the classes present in the ground truth
 (:mod:`largekernel3d.training.metrics`)."""
@@ -51,8 +66,10 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # optional dependency
             except ImportError:
-                self.info("tensorboard is not installed: logging to metrics.csv only "
-                          "(pip install 'largekernel3d[tensorboard]' for event files)")
+                self.info(
+                    "tensorboard is not installed: logging to metrics.csv only "
+                    "(pip install 'largekernel3d[tensorboard]' for event files)"
+                )
             else:
                 self._tb = SummaryWriter(log_dir=str(self.folder / "tensorboard"))
                 self.info(f"tensorboard events in {self.folder / 'tensorboard'}")

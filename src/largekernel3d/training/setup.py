@@ -114,8 +114,12 @@ def voxelize(dataset, cfg: Mapping[str, Any], train: bool):
     """The voxelised view of a point-cloud dataset (augmented when ``train``)."""
     from .. import data as D
 
-    return D.VoxelizedSegmentation(dataset, float(cfg["data"]["voxel_size"]),
-                                   transforms=build_transforms(cfg) if train else None, seed=int(cfg["seed"]))
+    return D.VoxelizedSegmentation(
+        dataset,
+        float(cfg["data"]["voxel_size"]),
+        transforms=build_transforms(cfg) if train else None,
+        seed=int(cfg["seed"]),
+    )
 
 
 def build_network(cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
@@ -141,8 +145,7 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
     for _name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(t["weight_decay"])},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": float(t["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}]
     if t["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=float(t["lr"]), momentum=float(t["momentum"]))
     return torch.optim.AdamW(groups, lr=float(t["lr"]))
@@ -165,7 +168,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], to
     t = cfg["train"]
     kind, warmup = str(t["scheduler"]), int(t["warmup_steps"])
     if kind == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(t["lr"]), total_steps=max(total_steps, 1),
-                                                   pct_start=0.4, div_factor=10.0, final_div_factor=1e4,
-                                                   base_momentum=0.85, max_momentum=0.95)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=float(t["lr"]),
+            total_steps=max(total_steps, 1),
+            pct_start=0.4,
+            div_factor=10.0,
+            final_div_factor=1e4,
+            base_momentum=0.85,
+            max_momentum=0.95,
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, kind, warmup))

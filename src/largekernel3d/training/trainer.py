@@ -40,12 +40,12 @@ class SegmentationTrainer(EpochTrainer):
 
     score_key = "best_miou"
 
-    def __init__(self, config: Mapping[str, Any], ctx=None, resume: bool = False,
-                 step_hook: Optional[StepHook] = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], ctx=None, resume: bool = False, step_hook: Optional[StepHook] = None
+    ) -> None:
         super().__init__(config, ctx, resume, step_hook)
         t = config["train"]
-        self.criterion = nn.CrossEntropyLoss(ignore_index=_ignore_index(),
-                                             label_smoothing=float(t["label_smoothing"]))
+        self.criterion = nn.CrossEntropyLoss(ignore_index=_ignore_index(), label_smoothing=float(t["label_smoothing"]))
 
     def build(self) -> nn.Module:
         self.split = setup.build_scene_split(self.cfg)
@@ -56,6 +56,7 @@ class SegmentationTrainer(EpochTrainer):
 
     def collate(self, samples: List[Any]):
         from ..data import collate_segmentation
+
         return collate_segmentation(samples)
 
     def batch_loss(self, batch) -> Tensor:
@@ -70,25 +71,46 @@ class SegmentationTrainer(EpochTrainer):
 
     def validate(self, epoch: int) -> Validation:
         t = self.cfg["train"]
-        result = evaluate(self.model, self.val_set, self.split.num_classes, self.split.class_names,
-                          _ignore_index(), self.ctx, int(self.cfg["eval"]["batch_size"]), self.use_amp,
-                          progress=bool(t["progress"]), desc=f"val {epoch + 1}")
-        return Validation(score=result.point.miou,
-                          record={"val_miou": result.point.miou, "val_accuracy": result.point.accuracy,
-                                  "val_voxel_miou": result.voxel.miou,
-                                  "val_miou_present": result.point.miou_present_classes,
-                                  "val_voxel_miou_present": result.voxel.miou_present_classes},
-                          log_values={"miou": result.voxel.miou, "accuracy": result.voxel.accuracy,
-                                      "point_miou": result.point.miou,
-                                      "miou_present": result.voxel.miou_present_classes,
-                                      "point_miou_present": result.point.miou_present_classes},
-                          summary=result.summary(), result=result)
+        result = evaluate(
+            self.model,
+            self.val_set,
+            self.split.num_classes,
+            self.split.class_names,
+            _ignore_index(),
+            self.ctx,
+            int(self.cfg["eval"]["batch_size"]),
+            self.use_amp,
+            progress=bool(t["progress"]),
+            desc=f"val {epoch + 1}",
+        )
+        return Validation(
+            score=result.point.miou,
+            record={
+                "val_miou": result.point.miou,
+                "val_accuracy": result.point.accuracy,
+                "val_voxel_miou": result.voxel.miou,
+                "val_miou_present": result.point.miou_present_classes,
+                "val_voxel_miou_present": result.voxel.miou_present_classes,
+            },
+            log_values={
+                "miou": result.voxel.miou,
+                "accuracy": result.voxel.accuracy,
+                "point_miou": result.point.miou,
+                "miou_present": result.voxel.miou_present_classes,
+                "point_miou_present": result.point.miou_present_classes,
+            },
+            summary=result.summary(),
+            result=result,
+        )
 
     def write_tables(self, result: EvalResult) -> None:
         """``val_per_class.md`` (points and voxels) and ``val_per_class_{points,voxels}.csv`` of the last
         validation in the run folder."""
-        text = (result.point.markdown(f"validation scenes, original points (epoch {self.epoch})") + "\n" +
-                result.voxel.markdown(f"validation scenes, voxels (epoch {self.epoch})"))
+        text = (
+            result.point.markdown(f"validation scenes, original points (epoch {self.epoch})")
+            + "\n"
+            + result.voxel.markdown(f"validation scenes, voxels (epoch {self.epoch})")
+        )
         (self.output_dir / "val_per_class.md").write_text(text)
         result.point.write_csv(self.output_dir / "val_per_class_points.csv")
         result.voxel.write_csv(self.output_dir / "val_per_class_voxels.csv")
@@ -97,11 +119,13 @@ class SegmentationTrainer(EpochTrainer):
 
 def _ignore_index() -> int:
     from ..data import IGNORE_INDEX
+
     return int(IGNORE_INDEX)
 
 
-def load_trained_model(path: Path, config: Optional[Mapping[str, Any]] = None,
-                       device: torch.device = torch.device("cpu")) -> tuple:
+def load_trained_model(
+    path: Path, config: Optional[Mapping[str, Any]] = None, device: torch.device = torch.device("cpu")
+) -> tuple:
     """``(model, payload)`` from a checkpoint: the network is rebuilt from the checkpoint's own config
     (or ``config`` when given, which must describe the same architecture) and its weights loaded."""
     payload = load_checkpoint(path, map_location=device)
@@ -111,5 +135,6 @@ def load_trained_model(path: Path, config: Optional[Mapping[str, Any]] = None,
     check_architecture(payload, model, str(cfg["model"]["name"]), Path(path))
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), payload
+
 
 __all__ = ["SegmentationTrainer", "FitResult", "load_trained_model"]

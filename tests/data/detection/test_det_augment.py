@@ -7,17 +7,29 @@ import numpy as np
 import pytest
 
 from largekernel3d.boxes import points_in_boxes, wrap_angle
-from largekernel3d.data.detection.augment import (BoxRangeFilter, DetectionAugmentation, GlobalRotation,
-                                                  GlobalScaling, GlobalTranslation, PointRangeFilter, RandomFlip,
-                                                  ShufflePoints, flip_frame, keep_boxes, rotate_frame, scale_frame,
-                                                  translate_frame)
+from largekernel3d.data.detection.augment import (
+    BoxRangeFilter,
+    DetectionAugmentation,
+    GlobalRotation,
+    GlobalScaling,
+    GlobalTranslation,
+    PointRangeFilter,
+    RandomFlip,
+    ShufflePoints,
+    flip_frame,
+    keep_boxes,
+    rotate_frame,
+    scale_frame,
+    translate_frame,
+)
 from largekernel3d.data.detection.frame import LidarFrame
 
-FEATURES = ("x", "y", "z", "intensity", "owner")   # owner: the box a point was generated in (-1 background)
+FEATURES = ("x", "y", "z", "intensity", "owner")  # owner: the box a point was generated in (-1 background)
 
 
-def make_frame(seed: int, num_boxes: int = 6, velocity: bool = True, per_box: int = 40,
-               background: int = 400) -> LidarFrame:
+def make_frame(
+    seed: int, num_boxes: int = 6, velocity: bool = True, per_box: int = 40, background: int = 400
+) -> LidarFrame:
     """Boxes on a 3 x 3 grid of 8 m cells (never overlapping), ``per_box`` points strictly inside each (at
     most 90 % of the half size from the centre along every box axis) and background points outside all
     boxes. The ``owner`` column records where every point was generated."""
@@ -35,8 +47,9 @@ def make_frame(seed: int, num_boxes: int = 6, velocity: bool = True, per_box: in
         local = rng.uniform(-0.9, 0.9, (per_box, 3)) * sizes[j] / 2
         c, s = np.cos(yaw[j]), np.sin(yaw[j])
         world = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]], 1)
-        clouds.append(np.concatenate([world + centres[j], rng.uniform(0, 1, (per_box, 1)),
-                                      np.full((per_box, 1), j)], 1))
+        clouds.append(
+            np.concatenate([world + centres[j], rng.uniform(0, 1, (per_box, 1)), np.full((per_box, 1), j)], 1)
+        )
     bg = rng.uniform([-13, -13, -2], [13, 13, 2], (background * 3, 3))
     # keep background points clear of every box by a margin (box sizes + 0.4 m): counts stay unambiguous
     grown = boxes[:, :7].copy()
@@ -44,9 +57,16 @@ def make_frame(seed: int, num_boxes: int = 6, velocity: bool = True, per_box: in
     bg = bg[~points_in_boxes(bg, grown).any(1)][:background]
     clouds.append(np.concatenate([bg, rng.uniform(0, 1, (len(bg), 1)), np.full((len(bg), 1), -1)], 1))
     points = np.concatenate(clouds)
-    return LidarFrame(name=f"synthetic{seed}", points=points, point_features=FEATURES, boxes=boxes,
-                      labels=rng.integers(0, 3, num_boxes), difficulty=rng.integers(0, 3, num_boxes),
-                      num_lidar_points=np.full(num_boxes, per_box), attributes=[f"obj{j}" for j in range(num_boxes)])
+    return LidarFrame(
+        name=f"synthetic{seed}",
+        points=points,
+        point_features=FEATURES,
+        boxes=boxes,
+        labels=rng.integers(0, 3, num_boxes),
+        difficulty=rng.integers(0, 3, num_boxes),
+        num_lidar_points=np.full(num_boxes, per_box),
+        attributes=[f"obj{j}" for j in range(num_boxes)],
+    )
 
 
 def assert_points_in_own_boxes(frame: LidarFrame) -> None:
@@ -63,8 +83,13 @@ def front_point(boxes: np.ndarray) -> np.ndarray:
     return boxes[:, :2] + boxes[:, 3:4] / 2 * np.stack([np.cos(boxes[:, 6]), np.sin(boxes[:, 6])], 1)
 
 
-STEPS = [GlobalRotation((-np.pi, np.pi)), GlobalScaling((0.8, 1.25)), RandomFlip(("x", "y"), p=0.5),
-         GlobalTranslation((1.0, 1.0, 0.3)), ShufflePoints()]
+STEPS = [
+    GlobalRotation((-np.pi, np.pi)),
+    GlobalScaling((0.8, 1.25)),
+    RandomFlip(("x", "y"), p=0.5),
+    GlobalTranslation((1.0, 1.0, 0.3)),
+    ShufflePoints(),
+]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: type(s).__name__)
@@ -76,15 +101,22 @@ def test_every_augmentation_keeps_each_box_points(step, seed):
     assert_points_in_own_boxes(out)
     assert np.array_equal(points_in_boxes(out.xyz(), out.boxes).sum(0), np.full(frame.num_boxes, 40))
     assert np.array_equal(out.labels, frame.labels) and out.attributes == frame.attributes
-    assert frame.points is not out.points                       # the input frame is untouched
+    assert frame.points is not out.points  # the input frame is untouched
     assert np.array_equal(frame.points, make_frame(seed).points)
     assert (out.boxes[:, 6] >= -np.pi).all() and (out.boxes[:, 6] < np.pi + 1e-6).all()
 
 
 @pytest.mark.parametrize("seed", [3, 4])
 def test_full_pipeline_keeps_each_box_points(seed):
-    aug = DetectionAugmentation({"flip_axes": ["x", "y"], "rotation_range": [-np.pi / 4, np.pi / 4],
-                                 "scale_range": [0.9, 1.1], "translation_std": 0.5, "shuffle": True})
+    aug = DetectionAugmentation(
+        {
+            "flip_axes": ["x", "y"],
+            "rotation_range": [-np.pi / 4, np.pi / 4],
+            "scale_range": [0.9, 1.1],
+            "translation_std": 0.5,
+            "shuffle": True,
+        }
+    )
     frame = make_frame(seed)
     out = aug(frame, np.random.default_rng(seed))
     assert_points_in_own_boxes(out)
@@ -103,10 +135,22 @@ def test_velocity_transforms_like_positions(seed):
     moved_points[:, :3] += shift
     moved_boxes = frame.boxes.copy()
     moved_boxes[:, :2] += frame.boxes[:, 7:9] * dt
-    moved = LidarFrame(name="moved", points=moved_points, point_features=FEATURES, boxes=moved_boxes,
-                       labels=frame.labels, attributes=frame.attributes)
-    aug = DetectionAugmentation({"ALONG_AXIS_LIST": ["x", "y"], "WORLD_ROT_ANGLE": [-np.pi, np.pi],
-                                 "WORLD_SCALE_RANGE": [0.7, 1.3], "NOISE_TRANSLATE_STD": [2.0, 2.0, 0.5]})
+    moved = LidarFrame(
+        name="moved",
+        points=moved_points,
+        point_features=FEATURES,
+        boxes=moved_boxes,
+        labels=frame.labels,
+        attributes=frame.attributes,
+    )
+    aug = DetectionAugmentation(
+        {
+            "ALONG_AXIS_LIST": ["x", "y"],
+            "WORLD_ROT_ANGLE": [-np.pi, np.pi],
+            "WORLD_SCALE_RANGE": [0.7, 1.3],
+            "NOISE_TRANSLATE_STD": [2.0, 2.0, 0.5],
+        }
+    )
     for run in range(4):
         a = aug(frame, np.random.default_rng(100 * seed + run))
         b = aug(moved, np.random.default_rng(100 * seed + run))
@@ -123,8 +167,9 @@ def test_flip_twice_is_identity_and_mirrors_geometry(axis):
     once = flip_frame(frame, axis)
     twice = flip_frame(once, axis)
     np.testing.assert_allclose(twice.points, frame.points, atol=1e-6)
-    np.testing.assert_allclose(twice.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        twice.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], atol=1e-6
+    )
     np.testing.assert_allclose(wrap_angle(twice.boxes[:, 6] - frame.boxes[:, 6]), 0, atol=1e-6)
     # the mirror, written out: flipping along x negates y, along y negates x (positions, front points, velocity)
     k = 1 if axis == "x" else 0
@@ -143,14 +188,16 @@ def test_rotation_by_full_turn_is_identity_and_turns_fronts():
     frame = make_frame(8)
     full = rotate_frame(frame, 2 * np.pi)
     np.testing.assert_allclose(full.points, frame.points, atol=1e-5)
-    np.testing.assert_allclose(full.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        full.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], atol=1e-5
+    )
     np.testing.assert_allclose(wrap_angle(full.boxes[:, 6] - frame.boxes[:, 6]), 0, atol=1e-5)
     theta = 0.7
     turned = rotate_frame(frame, theta)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    np.testing.assert_allclose(front_point(turned.boxes.astype(np.float64)),
-                               front_point(frame.boxes.astype(np.float64)) @ rot.T, atol=1e-5)
+    np.testing.assert_allclose(
+        front_point(turned.boxes.astype(np.float64)), front_point(frame.boxes.astype(np.float64)) @ rot.T, atol=1e-5
+    )
     np.testing.assert_allclose(turned.boxes[:, 7:9], frame.boxes[:, 7:9] @ rot.T, atol=1e-4)
 
 
@@ -158,8 +205,9 @@ def test_scale_and_translate_written_out():
     frame = make_frame(9)
     s = scale_frame(frame, 1.2)
     np.testing.assert_allclose(s.points[:, :3], frame.points[:, :3] * 1.2, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(s.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]] * 1.2,
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        s.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]], frame.boxes[:, [0, 1, 2, 3, 4, 5, 7, 8]] * 1.2, rtol=1e-6, atol=1e-6
+    )
     np.testing.assert_allclose(s.points[:, 3:], frame.points[:, 3:])
     t = translate_frame(frame, [1.0, -2.0, 0.5])
     np.testing.assert_allclose(t.points[:, :3], frame.points[:, :3] + [1.0, -2.0, 0.5], atol=1e-5)
@@ -186,12 +234,24 @@ def test_range_filters_against_brute_force():
 
 
 def test_pipeline_from_dict_is_ordered_and_reproducible():
-    cfg = {"shuffle": True, "point_cloud_range": [-10, -10, -3, 10, 10, 3], "translation_std": [0.2, 0.2, 0.1],
-           "scale_range": [0.95, 1.05], "rotation_range": [-0.78, 0.78], "flip_axes": ["x"]}
+    cfg = {
+        "shuffle": True,
+        "point_cloud_range": [-10, -10, -3, 10, 10, 3],
+        "translation_std": [0.2, 0.2, 0.1],
+        "scale_range": [0.95, 1.05],
+        "rotation_range": [-0.78, 0.78],
+        "flip_axes": ["x"],
+    }
     aug = DetectionAugmentation(cfg)
-    assert [type(t).__name__ for t in aug.transforms] == ["RandomFlip", "GlobalRotation", "GlobalScaling",
-                                                          "GlobalTranslation", "PointRangeFilter",
-                                                          "BoxRangeFilter", "ShufflePoints"]
+    assert [type(t).__name__ for t in aug.transforms] == [
+        "RandomFlip",
+        "GlobalRotation",
+        "GlobalScaling",
+        "GlobalTranslation",
+        "PointRangeFilter",
+        "BoxRangeFilter",
+        "ShufflePoints",
+    ]
     frame = make_frame(11)
     a, b = aug(frame, np.random.default_rng(5)), aug(frame, np.random.default_rng(5))
     c = aug(frame, np.random.default_rng(6))
@@ -200,7 +260,7 @@ def test_pipeline_from_dict_is_ordered_and_reproducible():
     assert DetectionAugmentation({}).transforms == [] and DetectionAugmentation(None).transforms == []
     seen = []
 
-    def sampler(f, rng):          # ground-truth sampling runs first, on the frame as given
+    def sampler(f, rng):  # ground-truth sampling runs first, on the frame as given
         seen.append(f)
         return f
 

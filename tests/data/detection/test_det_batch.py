@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from largekernel3d.data.detection.augment import boxes_in_range_mask
-from largekernel3d.data.detection.batch import (DetectionBatch, DetectionSample, collate_detection,
-                                                voxelize_frame)
+from largekernel3d.data.detection.batch import DetectionBatch, DetectionSample, collate_detection, voxelize_frame
 from largekernel3d.data.detection.frame import LidarFrame
 from largekernel3d.sparse.point_to_voxel import VoxelGrid
 
@@ -29,8 +28,14 @@ def kitti_frame(shared_data) -> LidarFrame:
     rng = np.random.default_rng(0)
     lag = rng.uniform(0, 0.5, size=(len(raw), 1)).astype(np.float32)
     points = np.concatenate([raw[:, :3], lag, raw[:, 3:]], axis=1)
-    return LidarFrame(name="000002", points=points, point_features=("x", "y", "z", "time_lag", "intensity"),
-                      boxes=random_boxes(rng, 6), labels=rng.integers(0, 3, size=6), metadata={"source": "kitti"})
+    return LidarFrame(
+        name="000002",
+        points=points,
+        point_features=("x", "y", "z", "time_lag", "intensity"),
+        boxes=random_boxes(rng, 6),
+        labels=rng.integers(0, 3, size=6),
+        metadata={"source": "kitti"},
+    )
 
 
 def test_voxels_hold_the_chosen_columns_of_their_points(kitti_frame):
@@ -44,16 +49,18 @@ def test_voxels_hold_the_chosen_columns_of_their_points(kitti_frame):
     size = np.float32([0.05, 0.05, 0.1])
     rows = {tuple(r) for r in expected_rows.tolist()}
     for j in range(0, sample.num_voxels, 97):
-        for point in sample.voxels[j, :sample.num_points[j]].numpy():
+        for point in sample.voxels[j, : sample.num_points[j]].numpy():
             assert tuple(point.tolist()) in rows
             cell = np.floor((point[:3] - lo) / size).astype(int)[::-1]
             assert cell.tolist() == sample.coords[j].tolist()
-        assert not sample.voxels[j, sample.num_points[j]:].any()
+        assert not sample.voxels[j, sample.num_points[j] :].any()
     # all in-range points are counted once (P = 5 caps some voxels, so compare with a P no voxel reaches)
     uncapped = voxelize_frame(kitti_frame, KITTI_GRID, ("x", "y", "z", "intensity"), 64, 50_000)
     assert int(uncapped.num_points.max()) < 64 and int(sample.num_points.max()) == 5
-    inside = ((expected_rows[:, :3] >= KITTI_GRID.point_cloud_range[:3])
-              & (expected_rows[:, :3] < KITTI_GRID.point_cloud_range[3:])).all(axis=1)
+    inside = (
+        (expected_rows[:, :3] >= KITTI_GRID.point_cloud_range[:3])
+        & (expected_rows[:, :3] < KITTI_GRID.point_cloud_range[3:])
+    ).all(axis=1)
     assert int(uncapped.num_points.sum()) == int(inside.sum())
     assert sample.num_voxels == uncapped.num_voxels and torch.equal(sample.coords, uncapped.coords)
     assert sample.name == "000002" and sample.metadata == {"source": "kitti"}
@@ -71,8 +78,13 @@ def test_column_order_follows_the_names(kitti_frame):
 def test_remove_outside_boxes_uses_the_centre():
     rng = np.random.default_rng(1)
     boxes = random_boxes(rng, 40)
-    frame = LidarFrame(name="f", points=rng.uniform(0, 10, size=(50, 4)), point_features=("x", "y", "z", "i"),
-                       boxes=boxes, labels=np.arange(40) % 3)
+    frame = LidarFrame(
+        name="f",
+        points=rng.uniform(0, 10, size=(50, 4)),
+        point_features=("x", "y", "z", "i"),
+        boxes=boxes,
+        labels=np.arange(40) % 3,
+    )
     sample = voxelize_frame(frame, KITTI_GRID, ("x", "y", "z", "i"), 5, 1000, remove_outside_boxes=True)
     pcr = KITTI_GRID.point_cloud_range
     keep = [all(pcr[a] <= b[a] < pcr[a + 3] for a in range(3)) for b in boxes.tolist()]
@@ -84,11 +96,20 @@ def test_remove_outside_boxes_uses_the_centre():
 
 def test_collate_prepends_the_batch_index(kitti_frame):
     rng = np.random.default_rng(2)
-    other = LidarFrame(name="other", points=kitti_frame.points[::3] + np.float32([1, 0, 0, 0, 0]),
-                       point_features=kitti_frame.point_features, boxes=random_boxes(rng, 3, with_velocity=True),
-                       labels=[0, 1, 2])
-    empty = LidarFrame(name="empty", points=np.zeros((0, 5)), point_features=kitti_frame.point_features,
-                       boxes=np.zeros((0, 7)), labels=[])
+    other = LidarFrame(
+        name="other",
+        points=kitti_frame.points[::3] + np.float32([1, 0, 0, 0, 0]),
+        point_features=kitti_frame.point_features,
+        boxes=random_boxes(rng, 3, with_velocity=True),
+        labels=[0, 1, 2],
+    )
+    empty = LidarFrame(
+        name="empty",
+        points=np.zeros((0, 5)),
+        point_features=kitti_frame.point_features,
+        boxes=np.zeros((0, 7)),
+        labels=[],
+    )
     names = ("x", "y", "z", "intensity")
     samples = [voxelize_frame(f, KITTI_GRID, names, 4, 30_000) for f in (kitti_frame, empty, other)]
     batch = collate_detection(samples)

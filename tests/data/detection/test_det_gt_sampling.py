@@ -53,8 +53,10 @@ class TinyDataset(DetectionDataset):
     def __init__(self, seed: int = 0, velocity: bool = True, distinct: bool = False) -> None:
         self.frame_names = ["f0", "scene/f1", "f2"]
         cells = np.random.default_rng(seed).choice(36, 18, replace=False).reshape(3, 6)
-        self.frames = [self._make(i, np.random.default_rng(seed * 10 + i), velocity, cells[i] if distinct else None)
-                       for i in range(3)]
+        self.frames = [
+            self._make(i, np.random.default_rng(seed * 10 + i), velocity, cells[i] if distinct else None)
+            for i in range(3)
+        ]
 
     @staticmethod
     def _make(index: int, rng: np.random.Generator, velocity: bool, cells: Optional[np.ndarray]) -> LidarFrame:
@@ -69,7 +71,7 @@ class TinyDataset(DetectionDataset):
         if velocity:
             boxes = np.concatenate([boxes, rng.normal(0, 3, (m, 2))], 1)
         counts = rng.integers(8, 60, m)
-        counts[-1] = 3                                    # too few points for the database (min_points=5)
+        counts[-1] = 3  # too few points for the database (min_points=5)
         clouds = []
         for j in range(m):
             local = rng.uniform(-0.45, 0.45, (counts[j], 3)) * sizes[j]
@@ -78,9 +80,16 @@ class TinyDataset(DetectionDataset):
         near = [np.abs(_rotate(bg - centres[j], -yaw[j])[:, :2]).max(1) < sizes[j, :2].max() for j in range(m)]
         bg = bg[~np.any(near, axis=0)]
         clouds.append(np.concatenate([bg, rng.uniform(0, 1, (len(bg), 1))], 1))
-        return LidarFrame(name=["f0", "scene/f1", "f2"][index], points=np.concatenate(clouds), point_features=FEATURES,
-                          boxes=boxes, labels=labels, difficulty=rng.integers(0, 3, m), num_lidar_points=counts,
-                          metadata={"counts": counts})
+        return LidarFrame(
+            name=["f0", "scene/f1", "f2"][index],
+            points=np.concatenate(clouds),
+            point_features=FEATURES,
+            boxes=boxes,
+            labels=labels,
+            difficulty=rng.integers(0, 3, m),
+            num_lidar_points=counts,
+            metadata={"counts": counts},
+        )
 
     def _load(self, index: int) -> LidarFrame:
         return self.frames[index]
@@ -145,7 +154,7 @@ def test_paste_collides_with_nothing_and_keeps_points(dataset, database, seed):
     assert (iou[~np.eye(out.num_boxes, dtype=bool)] == 0).all()
     inside = points_in_boxes(out.xyz(), out.boxes)
     before = points_in_boxes(frame.xyz(), frame.boxes).sum(0)
-    assert np.array_equal(inside[:, :m].sum(0), before)                                   # original boxes
+    assert np.array_equal(inside[:, :m].sum(0), before)  # original boxes
     db = GTDatabase.load(database)
     for k in range(added):
         box = out.boxes[m + k]
@@ -154,14 +163,13 @@ def test_paste_collides_with_nothing_and_keeps_points(dataset, database, seed):
         assert out.labels[m + k] == CLASSES.index(rec["class"])
         assert out.difficulty[m + k] == rec["difficulty"]
     pasted = out.num_points - (frame.num_points - points_in_boxes(frame.xyz(), out.boxes[m:]).any(1).sum())
-    assert inside[:pasted, m:].any(1).all()                        # every pasted point lies in a pasted box
+    assert inside[:pasted, m:].any(1).all()  # every pasted point lies in a pasted box
     counts = {c: int((out.labels == c).sum()) for c in range(3)}
     assert counts[0] <= max(8, (frame.labels == 0).sum()) and counts[2] <= max(5, (frame.labels == 2).sum())
 
 
 def test_paste_is_deterministic_and_filters(dataset, database):
-    sampler = GTSampler(database, {"Car": 10, "Cyclist": 6}, min_points_per_class={"Car": 20},
-                        exclude_difficulty=[2])
+    sampler = GTSampler(database, {"Car": 10, "Cyclist": 6}, min_points_per_class={"Car": 20}, exclude_difficulty=[2])
     frame = dataset[1]
     a, b = sampler(frame, np.random.default_rng(7)), sampler(frame, np.random.default_rng(7))
     assert np.array_equal(a.points, b.points) and np.array_equal(a.boxes, b.boxes)
@@ -180,8 +188,13 @@ def test_fill_up_or_fixed_number(tmp_path):
     dataset = TinyDataset(seed=3, distinct=True)
     build_gt_database(dataset, tmp_path / "db", min_points=1, progress=False)
     frame = dataset[0]
-    one_car = LidarFrame(name="one", points=frame.points[:10], point_features=FEATURES,
-                         boxes=[[60.0, 60.0, 0.0, 4.0, 1.8, 1.6, 0.0, 0.0, 0.0]], labels=np.array([0]))
+    one_car = LidarFrame(
+        name="one",
+        points=frame.points[:10],
+        point_features=FEATURES,
+        boxes=[[60.0, 60.0, 0.0, 4.0, 1.8, 1.6, 0.0, 0.0, 0.0]],
+        labels=np.array([0]),
+    )
     cars = sum(int((f.labels == 0).sum()) for f in dataset.frames)
     assert cars >= 4
     for seed in range(3):
@@ -189,13 +202,19 @@ def test_fill_up_or_fixed_number(tmp_path):
         fixed = GTSampler(tmp_path / "db", {"Car": 3}, limit_whole_scene=False)(one_car, np.random.default_rng(seed))
         assert (filled.labels == 0).sum() == 3 and (fixed.labels == 0).sum() == 4
         everything = GTSampler(tmp_path / "db", {"Car": 100})(one_car, np.random.default_rng(seed))
-        assert (everything.labels == 0).sum() == 1 + cars              # the pool runs out: each object once
+        assert (everything.labels == 0).sum() == 1 + cars  # the pool runs out: each object once
 
 
 def test_paste_into_frames_without_velocity_or_fields(database):
     frame = TinyDataset(seed=5, velocity=False)[0]
-    bare = LidarFrame(name="bare", points=frame.points, point_features=FEATURES, boxes=frame.boxes,
-                      labels=frame.labels, point_labels=np.arange(frame.num_points) % 3)
+    bare = LidarFrame(
+        name="bare",
+        points=frame.points,
+        point_features=FEATURES,
+        boxes=frame.boxes,
+        labels=frame.labels,
+        point_labels=np.arange(frame.num_points) % 3,
+    )
     out = GTSampler(database, {"Pedestrian": 5})(bare, np.random.default_rng(0))
     assert out.boxes.shape[1] == 7 and out.difficulty is None and out.num_lidar_points is None
     assert out.num_boxes > bare.num_boxes
@@ -210,9 +229,16 @@ def test_missing_and_corrupt_databases_are_named(dataset, database, tmp_path):
         GTSampler(database, {"Truck": 3})
     frame = dataset[0]
     with pytest.raises(ValueError, match="point features"):
-        GTSampler(database, {"Car": 3})(LidarFrame(name="xyz", points=frame.points[:, :3],
-                                                   point_features=FEATURES[:3], boxes=frame.boxes,
-                                                   labels=frame.labels), np.random.default_rng(0))
+        GTSampler(database, {"Car": 3})(
+            LidarFrame(
+                name="xyz",
+                points=frame.points[:, :3],
+                point_features=FEATURES[:3],
+                boxes=frame.boxes,
+                labels=frame.labels,
+            ),
+            np.random.default_rng(0),
+        )
     index = database / INDEX_NAME
     text = index.read_text()
     records = json.loads(text)["objects"]

@@ -23,7 +23,7 @@ from largekernel3d.data.detection.kitti import (
     write_kitti_labels,
 )
 
-ALL_TYPES = KITTI_TYPES[:-1]   # every object type but DontCare
+ALL_TYPES = KITTI_TYPES[:-1]  # every object type but DontCare
 
 
 @pytest.fixture
@@ -104,8 +104,9 @@ def test_default_reader_crops_to_the_camera_view(kitti_root: Path, shared_data: 
         assert set(f_crop.labels.tolist()) <= {0, 1, 2}
         ignored = f_crop.metadata["ignored"]
         expect = manifest[f"kitti/training/{f_crop.name}"]["classes"]
-        assert sorted(ignored["label"].names) == sorted(n for n in expect for _ in range(expect[n])
-                                                        if n in ("Truck", "Misc"))
+        assert sorted(ignored["label"].names) == sorted(
+            n for n in expect for _ in range(expect[n]) if n in ("Truck", "Misc")
+        )
         assert ignored["boxes"].shape == (len(ignored["label"]), 7)
         untruncated = f_crop.metadata["label"].truncated == 0
         counts_crop = points_in_boxes(f_crop.points, f_crop.boxes).sum(axis=0)
@@ -117,8 +118,14 @@ def test_difficulty_levels() -> None:
     """The benchmark thresholds at their boundaries (height >= 40/25 px, occlusion <= 0/1/2, truncation
     <= 0.15/0.30/0.50), and the shared labels of frame 000001."""
     cases = [  # (height, occluded, truncated) -> level
-        ((40.0, 0, 0.15), 0), ((39.99, 0, 0.0), 1), ((100.0, 1, 0.0), 1), ((25.0, 1, 0.30), 1),
-        ((25.0, 2, 0.5), 2), ((80.0, 0, 0.31), 2), ((24.99, 0, 0.0), -1), ((100.0, 3, 0.0), -1),
+        ((40.0, 0, 0.15), 0),
+        ((39.99, 0, 0.0), 1),
+        ((100.0, 1, 0.0), 1),
+        ((25.0, 1, 0.30), 1),
+        ((25.0, 2, 0.5), 2),
+        ((80.0, 0, 0.31), 2),
+        ((24.99, 0, 0.0), -1),
+        ((100.0, 3, 0.0), -1),
         ((100.0, 0, 0.51), -1),
     ]
     bbox = np.array([[10.0, 50.0, 60.0, 50.0 + h] for (h, _, _), _ in cases])
@@ -162,9 +169,17 @@ def test_random_boxes_round_trip_with_scores(kitti_root: Path, tmp_path: Path) -
     rng = np.random.default_rng(3)
     calib = KittiCalib.from_file(kitti_root / "training" / "calib" / "000000.txt")
     m = 40
-    boxes = np.column_stack([rng.uniform(2, 70, m), rng.uniform(-30, 30, m), rng.uniform(-2, 1, m),
-                             rng.uniform(0.5, 12, m), rng.uniform(0.4, 3, m), rng.uniform(1, 4, m),
-                             rng.uniform(-math.pi, math.pi, m)])
+    boxes = np.column_stack(
+        [
+            rng.uniform(2, 70, m),
+            rng.uniform(-30, 30, m),
+            rng.uniform(-2, 1, m),
+            rng.uniform(0.5, 12, m),
+            rng.uniform(0.4, 3, m),
+            rng.uniform(1, 4, m),
+            rng.uniform(-math.pi, math.pi, m),
+        ]
+    )
     scores = rng.uniform(0, 1, m)
     names = [["Car", "Pedestrian", "Cyclist"][k] for k in rng.integers(0, 3, m)]
     path = tmp_path / "pred.txt"
@@ -176,8 +191,9 @@ def test_random_boxes_round_trip_with_scores(kitti_root: Path, tmp_path: Path) -
     np.testing.assert_allclose(again[:, :6], boxes[:, :6], atol=5e-4)
     assert np.abs(wrap_angle(again[:, 6] - boxes[:, 6])).max() < 2e-4
     loc, dims, ry = lidar_boxes_to_camera(boxes, calib)
-    np.testing.assert_allclose(camera_boxes_to_lidar(loc, dims, ry, calib), np.column_stack(
-        [boxes[:, :6], wrap_angle(boxes[:, 6])]), atol=1e-9)
+    np.testing.assert_allclose(
+        camera_boxes_to_lidar(loc, dims, ry, calib), np.column_stack([boxes[:, :6], wrap_angle(boxes[:, 6])]), atol=1e-9
+    )
     write_kitti_labels(tmp_path / "empty.txt", np.zeros((0, 7)), np.zeros(0), [], calib)
     assert (tmp_path / "empty.txt").read_text() == "" and len(read_kitti_labels(tmp_path / "empty.txt")) == 0
 
@@ -188,8 +204,9 @@ def test_calib_transforms_are_consistent(kitti_root: Path) -> None:
     pts = rng.uniform([-50, -30, -3], [70, 30, 3], size=(500, 3))
     np.testing.assert_allclose(calib.rect_to_lidar(calib.lidar_to_rect(pts)), pts, atol=1e-9)
     mats = _calib_matrices(kitti_root / "training" / "calib" / "000001.txt")
-    rect = (pts @ mats["Tr_velo_to_cam"].reshape(3, 4)[:, :3].T + mats["Tr_velo_to_cam"].reshape(3, 4)[:, 3]) \
-        @ mats["R0_rect"].reshape(3, 3).T
+    rect = (pts @ mats["Tr_velo_to_cam"].reshape(3, 4)[:, :3].T + mats["Tr_velo_to_cam"].reshape(3, 4)[:, 3]) @ mats[
+        "R0_rect"
+    ].reshape(3, 3).T
     np.testing.assert_allclose(calib.lidar_to_rect(pts), rect, atol=1e-9)
     uv, depth = calib.lidar_to_image(pts)
     proj = np.concatenate([rect, np.ones((500, 1))], axis=1) @ mats["P2"].reshape(3, 4).T
@@ -198,16 +215,22 @@ def test_calib_transforms_are_consistent(kitti_root: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- small tmp datasets
-def _make_frame(root: Path, kitti_root: Path, fid: str = "000000", label: str = "", points: np.ndarray | None = None,
-                split: str = "training", with_labels: bool = True) -> None:
+def _make_frame(
+    root: Path,
+    kitti_root: Path,
+    fid: str = "000000",
+    label: str = "",
+    points: np.ndarray | None = None,
+    split: str = "training",
+    with_labels: bool = True,
+) -> None:
     for sub in ("velodyne", "calib") + (("label_2",) if with_labels else ()):
         (root / split / sub).mkdir(parents=True, exist_ok=True)
     if points is None:
         points = np.fromfile(kitti_root / "training" / "velodyne" / "000000.bin", dtype=np.float32)
         points = points.reshape(-1, 4)[::50]
     points.astype(np.float32).tofile(root / split / "velodyne" / f"{fid}.bin")
-    (root / split / "calib" / f"{fid}.txt").write_text(
-        (kitti_root / "training" / "calib" / "000000.txt").read_text())
+    (root / split / "calib" / f"{fid}.txt").write_text((kitti_root / "training" / "calib" / "000000.txt").read_text())
     if with_labels:
         (root / split / "label_2" / f"{fid}.txt").write_text(label)
 
@@ -255,14 +278,19 @@ def test_image_size_from_png(kitti_root: Path, tmp_path: Path) -> None:
     assert frame.num_points < KittiDetection(tmp_path, fov_only=False)[0].num_points
 
 
-@pytest.mark.parametrize("label, message", [
-    ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87\n", "line 1: a KITTI label line has 15 fields"),
-    (PED + "Bus 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 3.69 -16.53 2.39 58.49 1.57\n",
-     "line 2: unknown object type 'Bus'"),
-    ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 nan -16.53 2.39 58.49 1.57\n", "non-finite"),
-    ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 abc -16.53 2.39 58.49 1.57\n", "must be numbers"),
-    ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 0.0 3.69 -16.53 2.39 58.49 1.57\n", "must be positive"),
-])
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87\n", "line 1: a KITTI label line has 15 fields"),
+        (
+            PED + "Bus 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 3.69 -16.53 2.39 58.49 1.57\n",
+            "line 2: unknown object type 'Bus'",
+        ),
+        ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 nan -16.53 2.39 58.49 1.57\n", "non-finite"),
+        ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 1.87 abc -16.53 2.39 58.49 1.57\n", "must be numbers"),
+        ("Car 0.00 0 1.85 387.63 181.54 423.81 203.12 1.67 0.0 3.69 -16.53 2.39 58.49 1.57\n", "must be positive"),
+    ],
+)
 def test_bad_label_lines(kitti_root: Path, tmp_path: Path, label: str, message: str) -> None:
     _make_frame(tmp_path, kitti_root, label=label)
     with pytest.raises(ValueError, match=message) as info:
@@ -275,7 +303,7 @@ def test_bad_point_and_calib_files(kitti_root: Path, tmp_path: Path) -> None:
     ds = KittiDetection(tmp_path)
     bin_path = tmp_path / "training" / "velodyne" / "000000.bin"
     good = bin_path.read_bytes()
-    bin_path.write_bytes(good[:-6])                 # truncated: not a multiple of 16 bytes
+    bin_path.write_bytes(good[:-6])  # truncated: not a multiple of 16 bytes
     with pytest.raises(ValueError, match=r"000000\.bin.*multiple of 16"):
         ds[0]
     bad = np.frombuffer(good, dtype=np.float32).copy()

@@ -93,14 +93,15 @@ def test_tables_reader_loads_every_key_frame(scene_root: Path, shared_data: Path
         assert frame.metadata["lidar_token"] == expect["lidar_sample_data_token"]
         assert frame.num_points == expect["n_points"]
         assert frame.point_features == ("x", "y", "z", "intensity", "time_lag")
-        raw = np.fromfile(scene_root / Path(expect["file"]).relative_to("nuscenes/mini_scene0523"),
-                          dtype=np.float32).reshape(-1, 5)
+        raw = np.fromfile(
+            scene_root / Path(expect["file"]).relative_to("nuscenes/mini_scene0523"), dtype=np.float32
+        ).reshape(-1, 5)
         np.testing.assert_array_equal(frame.points[:, :4], raw[:, :4])
         assert (frame.points[:, 4] == 0).all()
         by_category = expect["annotations_by_category"]
         expected_boxes = sum(n for c, n in by_category.items() if c in NUSCENES_CATEGORY_TO_CLASS)
         assert frame.boxes.shape == (expected_boxes, 9)
-        assert frame.attributes is None   # the shared sample has no attribute table
+        assert frame.attributes is None  # the shared sample has no attribute table
         names = [NUSCENES_CLASSES[k] for k in frame.labels]
         assert names == [NUSCENES_CATEGORY_TO_CLASS[c] for c in frame.metadata["categories"]]
 
@@ -124,12 +125,17 @@ def test_num_lidar_points_recount(scene_root: Path) -> None:
         for m, token in enumerate(frame.metadata["annotation_tokens"]):
             ann = tables.get("sample_annotation", token)
             rot = global_to_lidar[:3, :3] @ quaternion_to_matrix(ann["rotation"])
-            local = (xyz - frame.boxes[m, :3]) @ rot          # points in the full box frame
+            local = (xyz - frame.boxes[m, :3]) @ rot  # points in the full box frame
             half = frame.boxes[m, 3:6].astype(np.float64) / 2
             exact = int((np.abs(local) <= half).all(axis=1).sum())
             assert exact == frame.num_lidar_points[m] == ann["num_lidar_pts"], token
-            yaw_rot = np.array([[np.cos(frame.boxes[m, 6]), -np.sin(frame.boxes[m, 6]), 0],
-                                [np.sin(frame.boxes[m, 6]), np.cos(frame.boxes[m, 6]), 0], [0, 0, 1]])
+            yaw_rot = np.array(
+                [
+                    [np.cos(frame.boxes[m, 6]), -np.sin(frame.boxes[m, 6]), 0],
+                    [np.sin(frame.boxes[m, 6]), np.cos(frame.boxes[m, 6]), 0],
+                    [0, 0, 1],
+                ]
+            )
             theta = np.arccos(np.clip((np.trace(yaw_rot.T @ rot) - 1) / 2, -1, 1))
             assert theta < np.radians(3.5)
             margins.append(2 * np.sin(theta / 2) * np.linalg.norm(half) + 1e-4)
@@ -141,7 +147,7 @@ def test_num_lidar_points_recount(scene_root: Path) -> None:
         lower = points_in_boxes(frame.points, shrunk).sum(axis=0)
         assert (lower <= frame.num_lidar_points).all() and (frame.num_lidar_points <= upper).all()
         counts = points_in_boxes(frame.points, frame.boxes).sum(axis=0)
-        assert (counts == frame.num_lidar_points).mean() > 0.6   # most boxes are still exact
+        assert (counts == frame.num_lidar_points).mean() > 0.6  # most boxes are still exact
 
 
 def test_velocity_is_the_centred_displacement(scene_root: Path) -> None:
@@ -213,14 +219,21 @@ def test_boxes_and_velocities_match_the_devkit(scene_root: Path, tmp_path: Path)
             else:
                 assert not fd.metadata["velocity_valid"][m] and (fd.boxes[m, 7:9] == 0).all()
     categories = [c["name"] for c in nusc.category] + [
-        "human.pedestrian.child", "human.pedestrian.police_officer", "human.pedestrian.stroller", "animal",
-        "vehicle.bus.bendy", "vehicle.emergency.ambulance", "movable_object.pushable_pullable"]
+        "human.pedestrian.child",
+        "human.pedestrian.police_officer",
+        "human.pedestrian.stroller",
+        "animal",
+        "vehicle.bus.bendy",
+        "vehicle.emergency.ambulance",
+        "movable_object.pushable_pullable",
+    ]
     for name in categories:
         assert NUSCENES_CATEGORY_TO_CLASS.get(name) == category_to_detection_name(name), name
 
 
-def test_auto_backend_falls_back_to_the_tables(scene_root: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_backend_falls_back_to_the_tables(
+    scene_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``auto`` takes the JSON reader when tables are missing (the shared sample) or the devkit does not import."""
     assert NuScenesDetection(scene_root, VERSION).backend == "json"
     root = _devkit_root(scene_root, tmp_path / "nus")
@@ -304,8 +317,9 @@ def test_multisweep_matches_the_devkit(scene_root: Path, tmp_path: Path) -> None
     frame = ds[k]
     assert len(frame.metadata["sweeps"]) == 3 and frame.metadata["missing_sweeps"] == []
     nusc = ds.tables.nusc
-    pc, times = LidarPointCloud.from_file_multisweep(nusc, nusc.get("sample", frame.name), "LIDAR_TOP",
-                                                     "LIDAR_TOP", nsweeps=4, min_distance=1.0)
+    pc, times = LidarPointCloud.from_file_multisweep(
+        nusc, nusc.get("sample", frame.name), "LIDAR_TOP", "LIDAR_TOP", nsweeps=4, min_distance=1.0
+    )
     ref = np.concatenate([pc.points.T, times.T], axis=1)
     n_key = int((frame.points[:, 4] == 0).sum())
     ours_key = remove_close(frame.points[:n_key], 1.0)
@@ -334,8 +348,11 @@ def test_info_reader_on_the_mmdet3d_demo(demo_dir: Path, shared_data: Path) -> N
     counts = points_in_boxes(fj.points, fj.boxes).sum(axis=0)
     matches = int((counts == fj.num_lidar_points).sum())
     # MANIFEST counts over all 69 instances: add the one of no detection class, straight from the file
-    other = [inst for inst in json.loads((demo_dir / f"{name}.json").read_text())["data_list"][0]["instances"]
-             if inst["bbox_label_3d"] == -1]
+    other = [
+        inst
+        for inst in json.loads((demo_dir / f"{name}.json").read_text())["data_list"][0]["instances"]
+        if inst["bbox_label_3d"] == -1
+    ]
     other_counts = points_in_boxes(fj.points, np.array([o["bbox_3d"] for o in other], dtype=np.float32)).sum(axis=0)
     matches += sum(int(c == o["num_lidar_pts"]) for c, o in zip(other_counts, other, strict=False))
     assert matches == manifest["num_lidar_pts_match_if_z_is_centre"]
@@ -357,17 +374,35 @@ def test_info_sweeps_agree_with_the_tables_reader(scene_root: Path, tmp_path: Pa
     key_to_prev = invert_pose(prev_to_global) @ key_to_global
     info = {
         "metainfo": {"categories": {n: i for i, n in enumerate(NUSCENES_CLASSES)}},
-        "data_list": [{
-            "token": cur.name, "timestamp": cur.metadata["timestamp"] / 1e6,
-            "lidar_points": {"num_pts_feats": 5,
-                             "lidar_path": ds1.tables.get("sample_data", cur.metadata["lidar_token"])["filename"]},
-            "lidar_sweeps": [{"timestamp": prev.metadata["timestamp"] / 1e6,
-                              "lidar_points": {"lidar_path": Path(chain[depth - 1]["filename"]).name,
-                                               "lidar2sensor": key_to_prev.tolist()}}],
-            "instances": [{"bbox_3d": b[:7].tolist(), "velocity": b[7:9].tolist(), "bbox_label_3d": int(label),
-                           "num_lidar_pts": int(n), "bbox_3d_isvalid": True}
-                          for b, label, n in zip(cur.boxes, cur.labels, cur.num_lidar_points, strict=False)],
-        }],
+        "data_list": [
+            {
+                "token": cur.name,
+                "timestamp": cur.metadata["timestamp"] / 1e6,
+                "lidar_points": {
+                    "num_pts_feats": 5,
+                    "lidar_path": ds1.tables.get("sample_data", cur.metadata["lidar_token"])["filename"],
+                },
+                "lidar_sweeps": [
+                    {
+                        "timestamp": prev.metadata["timestamp"] / 1e6,
+                        "lidar_points": {
+                            "lidar_path": Path(chain[depth - 1]["filename"]).name,
+                            "lidar2sensor": key_to_prev.tolist(),
+                        },
+                    }
+                ],
+                "instances": [
+                    {
+                        "bbox_3d": b[:7].tolist(),
+                        "velocity": b[7:9].tolist(),
+                        "bbox_label_3d": int(label),
+                        "num_lidar_pts": int(n),
+                        "bbox_3d_isvalid": True,
+                    }
+                    for b, label, n in zip(cur.boxes, cur.labels, cur.num_lidar_points, strict=False)
+                ],
+            }
+        ],
     }
     path = tmp_path / "infos.json"
     path.write_text(json.dumps(info))
@@ -378,8 +413,9 @@ def test_info_sweeps_agree_with_the_tables_reader(scene_root: Path, tmp_path: Pa
     assert NuScenesInfoDetection(path, data_root=scene_root)[0].num_points == cur.num_points
     with open(tmp_path / "infos.pkl", "wb") as fh:
         pickle.dump(info, fh)
-    np.testing.assert_array_equal(NuScenesInfoDetection(tmp_path / "infos.pkl", data_root=scene_root, nsweeps=2)[0]
-                                  .points, frame.points)
+    np.testing.assert_array_equal(
+        NuScenesInfoDetection(tmp_path / "infos.pkl", data_root=scene_root, nsweeps=2)[0].points, frame.points
+    )
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -393,9 +429,18 @@ def test_bad_tables_and_files(scene_root: Path, tmp_path: Path) -> None:
     tables = _tables(scene_root)
     anns = tables["sample_annotation"]
     first_sample = tables["scene"][0]["first_sample_token"]
-    target = next(a for a in anns if a["sample_token"] == first_sample and a["num_lidar_pts"] > 0
-                  and "vehicle.car" == next(c["name"] for c in tables["category"] if c["token"] == next(
-                      i["category_token"] for i in tables["instance"] if i["token"] == a["instance_token"])))
+    target = next(
+        a
+        for a in anns
+        if a["sample_token"] == first_sample
+        and a["num_lidar_pts"] > 0
+        and "vehicle.car"
+        == next(
+            c["name"]
+            for c in tables["category"]
+            if c["token"] == next(i["category_token"] for i in tables["instance"] if i["token"] == a["instance_token"])
+        )
+    )
     target["size"] = [float("nan"), 1.0, 1.0]
     root = _linked_copy(scene_root, tmp_path / "nan", {"sample_annotation": anns})
     with pytest.raises(ValueError, match=rf"sample_annotation\.json.*{target['token']}.*non-finite"):
@@ -441,8 +486,10 @@ def test_bad_info_files(tmp_path: Path) -> None:
     (tmp_path / "b.pkl").write_bytes(b"\x80\x04garbage")
     with pytest.raises(ValueError, match=r"b\.pkl.*cannot be read"):
         NuScenesInfoDetection(tmp_path / "b.pkl")
-    info = {"metainfo": {"categories": {"car": 0}},
-            "data_list": [{"token": "t", "timestamp": 1.0, "lidar_points": {"lidar_path": "nowhere.bin"}}]}
+    info = {
+        "metainfo": {"categories": {"car": 0}},
+        "data_list": [{"token": "t", "timestamp": 1.0, "lidar_points": {"lidar_path": "nowhere.bin"}}],
+    }
     (tmp_path / "c.json").write_text(json.dumps(info))
     with pytest.raises(FileNotFoundError, match="nowhere.bin"):
         NuScenesInfoDetection(tmp_path / "c.json")[0]

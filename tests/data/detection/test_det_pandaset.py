@@ -50,8 +50,9 @@ def test_points_in_cuboids_match_manifest(seq: Path, shared_data: Path) -> None:
     its number of empty cuboids (counted in the world frame with float64). Our points and boxes are float32
     in the LiDAR frame, so a point lying within ~1e-5 m of a face can change sides: the total may differ
     by a handful of points (<= 3) and the per-box counts by at most 2 from a float64 world-frame recount."""
-    ds = PandaSetDetection(seq, sensor=None, dedupe_twins=False, classes=sorted(ALL_LABELS), class_map=ALL_LABELS,
-                           frames=[0, 7])
+    ds = PandaSetDetection(
+        seq, sensor=None, dedupe_twins=False, classes=sorted(ALL_LABELS), class_map=ALL_LABELS, frames=[0, 7]
+    )
     for frame, k in zip((ds[0], ds[1]), (0, 7), strict=False):
         expect = _manifest(shared_data, k)["cuboids"]
         assert frame.num_boxes == expect["n_cuboids"]
@@ -61,16 +62,30 @@ def test_points_in_cuboids_match_manifest(seq: Path, shared_data: Path) -> None:
         # the README's world-frame reading (length along +y at yaw 0, i.e. heading yaw + pi/2 from +x)
         raw = pd.read_pickle(seq / "lidar" / f"{k:02d}.pkl.gz")
         cub = pd.read_pickle(seq / "annotations" / "cuboids" / f"{k:02d}.pkl.gz")
-        world_boxes = np.column_stack([cub["position.x"], cub["position.y"], cub["position.z"], cub["dimensions.y"],
-                                       cub["dimensions.x"], cub["dimensions.z"], cub["yaw"] + np.pi / 2])
+        world_boxes = np.column_stack(
+            [
+                cub["position.x"],
+                cub["position.y"],
+                cub["position.z"],
+                cub["dimensions.y"],
+                cub["dimensions.x"],
+                cub["dimensions.z"],
+                cub["yaw"] + np.pi / 2,
+            ]
+        )
         world = points_in_boxes(raw[["x", "y", "z"]].to_numpy(), world_boxes).sum(axis=0)
         assert np.abs(counts - world).max() <= 2
         if k == 0:
             car = np.array([lab == "Car" for lab in frame.metadata["pandaset_labels"]])
             assert abs(int(counts[car].sum()) - expect["car_points_documented_vs_dims_xy_swapped"][0]) <= 3
             swapped = frame.boxes[car][:, [0, 1, 2, 4, 3, 5, 6]]
-            assert abs(int(points_in_boxes(frame.points, swapped).sum()) -
-                       expect["car_points_documented_vs_dims_xy_swapped"][1]) <= 3
+            assert (
+                abs(
+                    int(points_in_boxes(frame.points, swapped).sum())
+                    - expect["car_points_documented_vs_dims_xy_swapped"][1]
+                )
+                <= 3
+            )
 
 
 def test_twins_and_class_mapping(seq: Path, shared_data: Path) -> None:
@@ -143,15 +158,18 @@ def test_sensor_frame_axes(seq: Path, shared_data: Path) -> None:
     raw = pd.read_pickle(seq / "lidar" / "00.pkl.gz")
     world = raw[raw["d"] == 1][["x", "y", "z"]].to_numpy()
     lidar = (world - [pose["position"][c] for c in "xyz"]) @ rot
-    np.testing.assert_allclose(frame.points[:, :3], np.column_stack([lidar[:, 1], -lidar[:, 0], lidar[:, 2]]),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        frame.points[:, :3], np.column_stack([lidar[:, 1], -lidar[:, 0], lidar[:, 2]]), atol=1e-4
+    )
     azimuth = np.degrees(np.arctan2(frame.points[:, 1], frame.points[:, 0]))
     np.testing.assert_allclose(np.percentile(azimuth, [2, 50, 98]), np.array(expect) - 90.0, atol=0.3)
     y_fwd = PandaSetDetection(seq, frames=[0], sensor=1, gravity_aligned=False, x_forward=False)[0]
     np.testing.assert_allclose(y_fwd.points[:, :3], lidar, atol=1e-4)
     upright = PandaSetDetection(seq, frames=[0], sensor=1)[0]
-    assert np.abs(upright.points[:, :3] - frame.points[:, :3]).max() < 0.05 * np.linalg.norm(
-        frame.points[:, :3], axis=1).max()
+    assert (
+        np.abs(upright.points[:, :3] - frame.points[:, :3]).max()
+        < 0.05 * np.linalg.norm(frame.points[:, :3], axis=1).max()
+    )
 
 
 def test_split_frames_temporal() -> None:
@@ -174,7 +192,8 @@ def _make_sequence(seq: Path, root: Path, n_points: int = 4000) -> Path:
     rows = np.arange(0, len(lidar), max(1, len(lidar) // n_points))
     lidar.iloc[rows].reset_index(drop=True).to_pickle(out / "lidar" / "00.pkl.gz")
     pd.read_pickle(seq / "annotations" / "semseg" / "00.pkl.gz").iloc[rows].reset_index(drop=True).to_pickle(
-        out / "annotations" / "semseg" / "00.pkl.gz")
+        out / "annotations" / "semseg" / "00.pkl.gz"
+    )
     cuboids = pd.read_pickle(seq / "annotations" / "cuboids" / "00.pkl.gz")
     cuboids.to_pickle(out / "annotations" / "cuboids" / "00.pkl.gz")
     for name in ("poses.json", "timestamps.json"):
@@ -205,7 +224,7 @@ def test_bad_input(seq: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError, match=r"cuboids/00\.pkl\.gz.*unknown cuboid labels \['Spaceship'\]"):
         ds[0]
     bad = cub.copy()
-    bad.loc[0, "yaw"] = np.nan                     # row 0 is a Car with sensor_id -1: kept
+    bad.loc[0, "yaw"] = np.nan  # row 0 is a Car with sensor_id -1: kept
     bad.to_pickle(cub_path)
     with pytest.raises(ValueError, match=r"cuboid rows \[0\].*non-finite"):
         ds[0]

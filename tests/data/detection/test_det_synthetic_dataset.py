@@ -138,15 +138,19 @@ def test_boxes_stand_on_the_scanned_ground(clean_frames):
     assert checked > 10
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(num_frames=0), ValueError, "num_frames"), (dict(num_frames=3, seed=-1), ValueError, "seed"),
-    (dict(num_frames=3, class_names=("Car", "Bus")), ValueError, "Bus"),
-    (dict(num_frames=3, class_names=()), ValueError, "class_names"),
-    (dict(num_frames=3, class_names="Car"), TypeError, "class_names"),
-    (dict(num_frames=3, min_points=-1), ValueError, "min_points"),
-    (dict(num_frames=3, spec="hdl64"), TypeError, "spec"),
-    (dict(num_frames=3, scene_config={}), TypeError, "scene_config"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(num_frames=0), ValueError, "num_frames"),
+        (dict(num_frames=3, seed=-1), ValueError, "seed"),
+        (dict(num_frames=3, class_names=("Car", "Bus")), ValueError, "Bus"),
+        (dict(num_frames=3, class_names=()), ValueError, "class_names"),
+        (dict(num_frames=3, class_names="Car"), TypeError, "class_names"),
+        (dict(num_frames=3, min_points=-1), ValueError, "min_points"),
+        (dict(num_frames=3, spec="hdl64"), TypeError, "spec"),
+        (dict(num_frames=3, scene_config={}), TypeError, "scene_config"),
+    ],
+)
 def test_bad_dataset_arguments_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
         SyntheticLidarDataset(**kwargs)

@@ -89,7 +89,7 @@ def test_kernel_entry_matches_marching(kind):
         t_in, t_out = convex_interval(convex_slack(o, pl), d, pl)
     ref = _march(kind, o, d, half, planes)
     hit = np.isfinite(ref)
-    assert 0.2 < hit.mean() < 0.95            # the rays both hit and miss
+    assert 0.2 < hit.mean() < 0.95  # the rays both hit and miss
     grazing = np.isfinite(t_in) & ~hit & (t_out - t_in < 2 * STEP)
     assert (np.isfinite(t_in) == hit)[~grazing].all()
     assert np.all(np.abs(t_in[hit] - ref[hit]) <= STEP + 1e-9)
@@ -113,8 +113,13 @@ def test_extents_bound_sampled_points_tightly(kind):
         elif kind == Kind.ELLIPSOID:
             b.ellipsoid(c, rng.uniform(0.1, 1, 3), 0, CONCRETE, rotation=_random_rotation(rng))
         else:
-            b.convex(c - rng.uniform(0.3, 1, 3), c + rng.uniform(0.3, 1, 3),
-                     [(rng.normal(size=3), c + rng.uniform(-0.2, 0.2, 3))], 0, CONCRETE)
+            b.convex(
+                c - rng.uniform(0.3, 1, 3),
+                c + rng.uniform(0.3, 1, 3),
+                [(rng.normal(size=3), c + rng.uniform(-0.2, 0.2, 3))],
+                0,
+                CONCRETE,
+            )
     prims = b.build()
     ext = prims.extents()
     name = {Kind.BOX: "box", Kind.CYLINDER: "cylinder", Kind.ELLIPSOID: "ellipsoid", Kind.CONVEX: "convex"}[kind]
@@ -124,13 +129,20 @@ def test_extents_bound_sampled_points_tightly(kind):
         world = local @ prims.rotation[i].T + prims.centre[i]
         lo, hi = world.min(0), world.max(0)
         assert np.all(lo >= prims.centre[i] - ext[i] - 1e-9) and np.all(hi <= prims.centre[i] + ext[i] + 1e-9)
-        assert np.all(hi - lo >= 0.93 * 2 * ext[i])     # tight: the samples reach close to the bounds
+        assert np.all(hi - lo >= 0.93 * 2 * ext[i])  # tight: the samples reach close to the bounds
 
 
 def test_ground_crossing_matches_marching():
     rng = np.random.default_rng(5)
-    ground = StreetGround(direction=0.3, lateral_offset=-2.0, road_half_width=5.0, curb_height=0.15, grade=0.04,
-                          curvature=-4e-4, cross_street=(14.0, 5.0))
+    ground = StreetGround(
+        direction=0.3,
+        lateral_offset=-2.0,
+        road_half_width=5.0,
+        curb_height=0.15,
+        grade=0.04,
+        curvature=-4e-4,
+        cross_street=(14.0, 5.0),
+    )
     origin = np.array([0.0, 0.0, 1.8])
     n = 400
     el = np.radians(rng.uniform(-25, -3, n))
@@ -147,16 +159,16 @@ def test_ground_crossing_matches_marching():
     assert np.all(np.abs(hits.t[both] - ref[both]) <= step + 1e-9)
     p = origin + hits.t[both, None] * d[both]
     u, v = ground.to_street(p[:, 0], p[:, 1])
-    on_top = np.abs(p[:, 2] - ground.height(p[:, 0], p[:, 1])) < 1e-6   # not on a curb face
+    on_top = np.abs(p[:, 2] - ground.height(p[:, 0], p[:, 1])) < 1e-6  # not on a curb face
     expect = np.where(ground.is_road(u, v), ROAD, SIDEWALK)
     assert (hits.semantic[both][on_top] == expect[on_top]).all()
-    assert (~on_top).any() and (hits.semantic[both][~on_top] == SIDEWALK).all()   # curb faces are sidewalk
+    assert (~on_top).any() and (hits.semantic[both][~on_top] == SIDEWALK).all()  # curb faces are sidewalk
 
 
 def test_window_culling_finds_the_same_nearest_hits_as_brute_force():
     scene = generate_street_scene(np.random.default_rng(3), StreetSceneConfig(half_length=30.0))
     prims = scene.primitives()
-    prims = replace(prims, free_path=np.zeros(len(prims)))     # no random penetration
+    prims = replace(prims, free_path=np.zeros(len(prims)))  # no random penetration
     spec = LidarSpec(beams=8, azimuth_resolution_deg=2.0, max_range=60.0)
     origin = np.array([0.0, 0.0, spec.mount_height])
     el, az = spec.elevations(), spec.azimuths(0.0123)
@@ -177,7 +189,7 @@ def test_window_culling_finds_the_same_nearest_hits_as_brute_force():
             t_in, _ = fn[Kind(prims.kind[i])](o, d, np.broadcast_to(prims.half[i], dirs.shape))
         better = (t_in > 1e-6) & (t_in <= spec.max_range) & (t_in < best)
         best[better], winner[better] = t_in[better], i
-    assert hits.pairs < 0.2 * len(dirs) * len(prims)          # culling skips most pairs
+    assert hits.pairs < 0.2 * len(dirs) * len(prims)  # culling skips most pairs
     assert np.array_equal(np.isfinite(hits.t), np.isfinite(best))
     finite = np.isfinite(best)
     np.testing.assert_allclose(hits.t[finite], best[finite], rtol=0, atol=1e-9)

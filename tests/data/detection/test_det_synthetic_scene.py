@@ -49,11 +49,11 @@ def test_object_sizes_stay_in_class_ranges(category):
 @pytest.mark.parametrize("category", OBJECT_CLASSES)
 def test_objects_are_composed_shapes_on_the_ground(category):
     model = MAKERS[category](np.random.default_rng(7))
-    assert len(model.parts) >= 5                       # not a bare box
-    assert len(set(model.parts.kind.tolist())) >= 2    # several primitive kinds
+    assert len(model.parts) >= 5  # not a bare box
+    assert len(set(model.parts.kind.tolist())) >= 2  # several primitive kinds
     assert np.all(model.parts.semantic == SEMANTIC[category])
-    assert model.low[2] == pytest.approx(0.0, abs=1e-9)   # standing on z = 0
-    np.testing.assert_allclose(model.low[:2], -model.high[:2], atol=1e-9)   # origin at the bottom centre
+    assert model.low[2] == pytest.approx(0.0, abs=1e-9)  # standing on z = 0
+    np.testing.assert_allclose(model.low[:2], -model.high[:2], atol=1e-9)  # origin at the bottom centre
     lo, hi = model.parts.bounds()
     np.testing.assert_allclose(np.r_[lo, hi], np.r_[model.low, model.high], atol=1e-9)
 
@@ -63,7 +63,7 @@ def test_car_cabin_narrows_towards_the_roof():
     assert np.allclose(model.size, (4.6, 1.8, 1.5))
     ext = model.parts.extents()
     top = model.parts.centre[:, 2] + ext[:, 2]
-    roof = np.argmax(top)                              # the roof slab is shorter than the body
+    roof = np.argmax(top)  # the roof slab is shorter than the body
     body = np.argmax(ext[:, 0])
     assert ext[roof, 0] < 0.6 * ext[body, 0] and ext[roof, 1] < ext[body, 1]
 
@@ -122,7 +122,7 @@ def test_boxes_stand_on_the_ground_and_enclose_their_parts(scenes):
             local = obj.parts.transformed(-b[6], shift)
             reach = np.abs(local.centre) + local.extents()
             assert np.all(reach <= b[3:6] / 2 + 1e-6)
-            assert np.allclose(reach.max(axis=0), b[3:6] / 2, atol=1e-6)     # and the box is tight
+            assert np.allclose(reach.max(axis=0), b[3:6] / 2, atol=1e-6)  # and the box is tight
 
 
 def test_velocities_follow_the_heading(scenes):
@@ -151,7 +151,7 @@ def test_moving_vehicles_drive_along_the_street(scenes):
                 off = np.angle(np.exp(1j * (obj.box[6] - direction)))
                 assert min(abs(off), np.pi - abs(off)) < np.radians(6)
                 u, v = scene.ground.to_street(obj.box[0], obj.box[1])
-                assert abs(v) < scene.ground.road_half_width          # on the road
+                assert abs(v) < scene.ground.road_half_width  # on the road
                 assert (v < 0) == (abs(off) < np.pi / 2) or all(lane.direction >= 0 for lane in scene.layout.lanes)
 
 
@@ -171,7 +171,7 @@ def test_scene_has_a_street_population(scenes):
         for obj in scene.objects:
             counts[obj.category] += 1
         semantic = set(scene.background.semantic.tolist())
-        assert len(semantic) >= 4                       # buildings, trees/bushes, poles, signs
+        assert len(semantic) >= 4  # buildings, trees/bushes, poles, signs
     assert counts["Car"] >= 10 and counts["Pedestrian"] >= 5
 
 

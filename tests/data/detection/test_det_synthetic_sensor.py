@@ -22,7 +22,7 @@ from largekernel3d.data.detection.synthetic.materials import FACADE, FOLIAGE
 
 FAST = LidarSpec(beams=16, azimuth_resolution_deg=1.0)
 SMALL = StreetSceneConfig(half_length=40.0)
-FLAT = StreetGround(road_half_width=200.0)     # one road everywhere
+FLAT = StreetGround(road_half_width=200.0)  # one road everywhere
 
 
 def _scene(objects=(), background=None):
@@ -59,7 +59,7 @@ def test_intensity_lies_in_unit_interval_and_depends_on_material(frame):
     assert intensity.std() > 0.03
     labels = frame.point_labels
     road, building = intensity[labels == ROAD], intensity[labels == BUILDING]
-    assert np.median(building) > np.median(road)        # facades return more than asphalt
+    assert np.median(building) > np.median(road)  # facades return more than asphalt
 
 
 def test_ground_lies_at_minus_mount_height_near_the_sensor():
@@ -76,10 +76,10 @@ def test_ground_density_falls_with_range():
     r = np.hypot(out.points[:, 0], out.points[:, 1])
 
     def per_square_metre(r0, r1):
-        return ((r >= r0) & (r < r1)).sum() / (np.pi * (r1 ** 2 - r0 ** 2))
+        return ((r >= r0) & (r < r1)).sum() / (np.pi * (r1**2 - r0**2))
 
     near, far = per_square_metre(9.0, 11.0), per_square_metre(28.0, 32.0)
-    assert near > 4 * far > 0                    # about 1 / r^2 for a flat ground
+    assert near > 4 * far > 0  # about 1 / r^2 for a flat ground
 
 
 def test_intensity_falls_with_range_on_uniform_ground():
@@ -102,7 +102,7 @@ def test_occlusion_by_a_building_and_by_another_car():
     assert (hidden.instance == 0).sum() == 0
     behind = scan(_scene([_car(15.0), _car(8.0)]), spec, np.random.default_rng(4))
     assert 0 < (behind.instance == 0).sum() < 0.5 * seen
-    assert (behind.instance == 1).sum() > seen           # the nearer car gets more points
+    assert (behind.instance == 1).sum() > seen  # the nearer car gets more points
 
 
 def test_foliage_is_entered_and_partly_passed_through():
@@ -114,7 +114,7 @@ def test_foliage_is_entered_and_partly_passed_through():
     out = scan(_scene(background=parts.build()), spec, np.random.default_rng(6))
     world = out.points[:, :3] + [0.0, 0.0, spec.mount_height]
     leaves = world[out.semantic == VEGETATION]
-    assert len(leaves) > 100 and np.all((((leaves - centre) / semi) ** 2).sum(1) <= 1 + 1e-6)   # inside the crown
+    assert len(leaves) > 100 and np.all((((leaves - centre) / semi) ** 2).sum(1) <= 1 + 1e-6)  # inside the crown
     # how far past the crown's surface each return lies: the entry of its ray, |o + t d - c|_semi = 1
     origin = np.array([0.0, 0.0, spec.mount_height])
     r = np.linalg.norm(leaves - origin, axis=1)
@@ -150,27 +150,36 @@ def test_facade_windows_return_less_often_and_weaker():
 def test_more_beams_see_the_same_scene_with_more_points():
     a = generate_frame(9, LidarSpec(beams=16, azimuth_resolution_deg=1.0), SMALL, keep_sparse=True, min_points=0)
     b = generate_frame(9, LidarSpec(beams=32, azimuth_resolution_deg=1.0), SMALL, keep_sparse=True, min_points=0)
-    np.testing.assert_array_equal(a.boxes, b.boxes)       # the scene does not depend on the sensor
+    np.testing.assert_array_equal(a.boxes, b.boxes)  # the scene does not depend on the sensor
     assert 1.7 < b.num_points / a.num_points < 2.3
 
 
 def test_explicit_beam_angles():
-    angles = (-2.5, -15.0, -8.0, -4.0)   # any order
+    angles = (-2.5, -15.0, -8.0, -4.0)  # any order
     spec = LidarSpec.from_beam_angles(angles, azimuth_resolution_deg=1.0)
     out = scan(_scene([_car(10.0)]), spec, np.random.default_rng(5))
     r = np.linalg.norm(out.points[:, :3], axis=1)
     elevation = np.degrees(np.arcsin(out.points[:, 2] / r))
-    np.testing.assert_allclose(elevation, np.sort(angles)[out.beam], atol=0.02)   # beams ascending
+    np.testing.assert_allclose(elevation, np.sort(angles)[out.beam], atol=0.02)  # beams ascending
     assert set(out.beam.tolist()) == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(beams=0), "beams"), (dict(beams=-4), "beams"), (dict(beams=2.5), "beams"),
-    (dict(max_range=1.0, min_range=2.0), "max_range"), (dict(max_range=5.0, min_range=5.0), "max_range"),
-    (dict(vertical_fov=(3.0, -25.0)), "vertical_fov"), (dict(beams=3, beam_angles=(1.0, 2.0)), "beam_angles"),
-    (dict(azimuth_resolution_deg=0.0), "azimuth_resolution_deg"), (dict(dropout_probability=1.0), "dropout"),
-    (dict(mount_height=0.0), "mount_height"), (dict(range_noise_std=-0.1), "range_noise_std"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(beams=0), "beams"),
+        (dict(beams=-4), "beams"),
+        (dict(beams=2.5), "beams"),
+        (dict(max_range=1.0, min_range=2.0), "max_range"),
+        (dict(max_range=5.0, min_range=5.0), "max_range"),
+        (dict(vertical_fov=(3.0, -25.0)), "vertical_fov"),
+        (dict(beams=3, beam_angles=(1.0, 2.0)), "beam_angles"),
+        (dict(azimuth_resolution_deg=0.0), "azimuth_resolution_deg"),
+        (dict(dropout_probability=1.0), "dropout"),
+        (dict(mount_height=0.0), "mount_height"),
+        (dict(range_noise_std=-0.1), "range_noise_std"),
+    ],
+)
 def test_bad_sensor_config_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LidarSpec(**kwargs)

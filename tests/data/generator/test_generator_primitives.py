@@ -46,7 +46,7 @@ def test_rotz_quarter_turn_and_extend_moves_and_relabels_parts():
 
 def test_sampling_is_proportional_to_area_times_density():
     p = Parts()
-    p.rect([0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], 7, (1, 0, 0))               # 1 m^2
+    p.rect([0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], 7, (1, 0, 0))  # 1 m^2
     p.rect([0, 0, 2], [3.0, 0, 0], [0, 1.0, 0], 8, (0, 1, 0), density=2.0)  # 3 m^2, twice as dense
     pts, nrm, lab, col, pid, carv = sample_surfaces(p, 70000, np.random.default_rng(0))
     assert pts.shape == (70000, 3) and nrm.shape == (70000, 3) and not carv.any()
@@ -85,5 +85,5 @@ def test_shading_stays_in_range_and_noise_is_mostly_along_the_normal():
     assert 0.5 < np.corrcoef(colors[:, 0], col[:, 0])[0, 1] < 1.0  # shaded and noisy, still the material
     moved = add_sensor_noise(pts, nrm, rng) - pts
     sd = moved.std(axis=0)
-    assert 0.003 * 0.9 < sd[2] < 0.009 * 1.1 * np.sqrt(1 + 0.4 ** 2)
-    np.testing.assert_allclose(sd[0] / sd[2], 0.4 / np.sqrt(1 + 0.4 ** 2), rtol=0.05)
+    assert 0.003 * 0.9 < sd[2] < 0.009 * 1.1 * np.sqrt(1 + 0.4**2)
+    np.testing.assert_allclose(sd[0] / sd[2], 0.4 / np.sqrt(1 + 0.4**2), rtol=0.05)

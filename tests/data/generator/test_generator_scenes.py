@@ -6,8 +6,14 @@ import time
 import numpy as np
 import pytest
 
-from largekernel3d.data import (IGNORE_INDEX, SCANNET20_CLASSES, GeneratedIndoorDataset, PointCloudScene,
-                                generate_indoor_scene, render_scene)
+from largekernel3d.data import (
+    IGNORE_INDEX,
+    SCANNET20_CLASSES,
+    GeneratedIndoorDataset,
+    PointCloudScene,
+    generate_indoor_scene,
+    render_scene,
+)
 
 C = {n: i for i, n in enumerate(SCANNET20_CLASSES)}
 
@@ -82,14 +88,16 @@ def test_furniture_context(scenes):
 
 def test_colour_alone_does_not_solve_the_task(scenes):
     """A colour-histogram classifier fit on half the scenes scores a low mIoU on the other half."""
+
     def xy(ss):
         x = np.concatenate([s.colors[s.labels >= 0] for s in ss])
         y = np.concatenate([s.labels[s.labels >= 0] for s in ss])
         b = np.minimum((x * 12).astype(int), 11)
         return (b[:, 0] * 12 + b[:, 1]) * 12 + b[:, 2], y
+
     qa, ya = xy(scenes[:12])
     qb, yb = xy(scenes[12:])
-    hist = np.zeros((12 ** 3, 20))
+    hist = np.zeros((12**3, 20))
     np.add.at(hist, (qa, ya), 1)
     pred = hist.argmax(1)[qb]
     ious = [((pred == c) & (yb == c)).sum() / ((pred == c) | (yb == c)).sum() for c in np.unique(yb)]

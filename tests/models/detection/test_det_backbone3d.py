@@ -114,8 +114,14 @@ def _conv_bn(prefix: str) -> list:
 
 
 def _res_block(prefix: str) -> list:
-    return [f"{prefix}.conv1.weight", f"{prefix}.conv1.bias", *(f"{prefix}.bn1.{k}" for k in BN_KEYS),
-            f"{prefix}.conv2.weight", f"{prefix}.conv2.bias", *(f"{prefix}.bn2.{k}" for k in BN_KEYS)]
+    return [
+        f"{prefix}.conv1.weight",
+        f"{prefix}.conv1.bias",
+        *(f"{prefix}.bn1.{k}" for k in BN_KEYS),
+        f"{prefix}.conv2.weight",
+        f"{prefix}.conv2.bias",
+        *(f"{prefix}.bn2.{k}" for k in BN_KEYS),
+    ]
 
 
 def openpcdet_keys(residual: bool) -> list:
@@ -161,7 +167,7 @@ def test_weight_shapes_and_bn_settings():
 
 def expected_parameters(c_in: int, kernels, types, down: int, encoding: bool, plain: bool = False) -> int:
     """Trainable parameters written from the structure (BN: 2 per channel)."""
-    k3 = lambda k: k ** 3  # noqa: E731
+    k3 = lambda k: k**3  # noqa: E731
     n = 27 * c_in * 16 + 2 * 16
     if plain:  # VoxelBackBone8x
         n += 27 * 16 * 16 + 32
@@ -173,22 +179,28 @@ def expected_parameters(c_in: int, kernels, types, down: int, encoding: bool, pl
         if s > 0:
             kd = down if s < 3 else 3
             n += k3(kd) * chans[s - 1] * c + 2 * c
-        conv = k3(k) * c * c + c if t == "plain" else 27 * c * c + c + (k3(k) * c if encoding else 0) \
-            + (27 * c * c if t == "swlk_dilated" else 0)
+        conv = (
+            k3(k) * c * c + c
+            if t == "plain"
+            else 27 * c * c + c + (k3(k) * c if encoding else 0) + (27 * c * c if t == "swlk_dilated" else 0)
+        )
         n += 4 * (conv + 2 * c)
     return n + 3 * 128 * 128 + 256
 
 
 def test_parameter_counts():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    counts = {"VoxelBackBone8x": count(VoxelBackBone8x(4, KITTI_SHAPE)),
-              "VoxelResBackBone8x": count(VoxelResBackBone8x(4, KITTI_SHAPE))}
+    counts = {
+        "VoxelBackBone8x": count(VoxelBackBone8x(4, KITTI_SHAPE)),
+        "VoxelResBackBone8x": count(VoxelResBackBone8x(4, KITTI_SHAPE)),
+    }
     assert counts["VoxelBackBone8x"] == expected_parameters(4, None, None, 3, False, plain=True)
     assert counts["VoxelResBackBone8x"] == expected_parameters(4, (3,) * 4, ("plain",) * 4, 3, False)
     for name, p in LARGEKERNEL3D_BACKBONE_PRESETS.items():
         counts[name] = count(build_largekernel3d_backbone(5, [41, 1440, 1440], name))
-        assert counts[name] == expected_parameters(5, p.kernel_sizes, p.conv_types, p.down_kernel_size,
-                                                   p.position_encoding)
+        assert counts[name] == expected_parameters(
+            5, p.kernel_sizes, p.conv_types, p.down_kernel_size, p.position_encoding
+        )
     print("parameters:", counts)
 
 
@@ -223,8 +235,13 @@ def test_stride_8_geometry_on_a_real_crop(frame30):
     assert net.output_spatial_shape() == [2, 200, 176]
     with torch.no_grad():
         outs = net.forward_features(lsp.SparseConvTensor(feats, idx, KITTI_SHAPE, 1))
-    expected = {"x_conv1": [41, 1600, 1408], "x_conv2": [21, 800, 704], "x_conv3": [11, 400, 352],
-                "x_conv4": [5, 200, 176], "out": [2, 200, 176]}
+    expected = {
+        "x_conv1": [41, 1600, 1408],
+        "x_conv2": [21, 800, 704],
+        "x_conv3": [11, 400, 352],
+        "x_conv4": [5, 200, 176],
+        "out": [2, 200, 176],
+    }
     for name, shape in expected.items():
         t = outs[name]
         assert list(t.spatial_shape) == shape, name
@@ -290,8 +307,9 @@ def test_swlk_backbone_equals_its_plain_spconv_copy(patch, one_thread):
 
 def test_plain_stages_equal_voxelresbackbone8x():
     lk = LargeKernel3DBackbone(4, KITTI_SHAPE, kernel_sizes=(3,) * 4, conv_types=("plain",) * 4, down_kernel_size=3)
-    assert {k: v.shape for k, v in lk.state_dict().items()} == \
-        {k: v.shape for k, v in VoxelResBackBone8x(4, KITTI_SHAPE).state_dict().items()}
+    assert {k: v.shape for k, v in lk.state_dict().items()} == {
+        k: v.shape for k, v in VoxelResBackBone8x(4, KITTI_SHAPE).state_dict().items()
+    }
 
 
 # -- bad input -----------------------------------------------------------------------------------------

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from largekernel3d.models.detection.center_decode import (CenterDecodeConfig, Detections, decode_detections,
-                                                          decode_task, local_peaks, top_peaks)
+from largekernel3d.models.detection.center_decode import (
+    CenterDecodeConfig,
+    Detections,
+    decode_detections,
+    decode_task,
+    local_peaks,
+    top_peaks,
+)
 
 # small tensors: one thread avoids contention on a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,8 +65,16 @@ def _perfect_preds(g, boxes_per_sample, labels_per_sample, n_classes, velocity):
             gx, gy = (box[0] - ORIGIN[0]) / CELL[0], (box[1] - ORIGIN[1]) / CELL[1]
             ix, iy = math.floor(gx), math.floor(gy)
             hm[i, label, iy, ix] = PEAK_LOGIT
-            vals = [gx - ix, gy - iy, box[2], math.log(box[3]), math.log(box[4]), math.log(box[5]),
-                    math.sin(box[6]), math.cos(box[6])] + box[7:9]
+            vals = [
+                gx - ix,
+                gy - iy,
+                box[2],
+                math.log(box[3]),
+                math.log(box[4]),
+                math.log(box[5]),
+                math.sin(box[6]),
+                math.cos(box[6]),
+            ] + box[7:9]
             regs[i, :, iy, ix] = torch.tensor(vals, dtype=torch.float64)
     pred = {"hm": hm, "center": regs[:, 0:2], "center_z": regs[:, 2:3], "dim": regs[:, 3:6], "rot": regs[:, 6:8]}
     if velocity:
@@ -96,8 +110,11 @@ def test_perfect_predictions_decode_to_the_ground_truth(nms_type, velocity):
             boxes_t.append(boxes[sel])
             labels_t.append(torch.tensor([ids.index(int(lab)) for lab in labels[sel]], dtype=torch.int64))
         preds_per_task.append(_perfect_preds(g, boxes_t, labels_t, len(ids), velocity))
-    config = CenterDecodeConfig(nms_type=nms_type, circle_min_distances=(1.0, 1.5, 0.5) if nms_type == "circle"
-                                else None, post_center_range=(-20, -20, -5, 20, 20, 5))
+    config = CenterDecodeConfig(
+        nms_type=nms_type,
+        circle_min_distances=(1.0, 1.5, 0.5) if nms_type == "circle" else None,
+        post_center_range=(-20, -20, -5, 20, 20, 5),
+    )
     dets = decode_detections(preds_per_task, tasks, ORIGIN, CELL, config)
     assert len(dets) == 2 and all(isinstance(d, Detections) for d in dets)
     for det, boxes, labels in zip(dets, gts, gt_labels):
@@ -146,8 +163,7 @@ def _two_overlapping(g, dist_cells):
     boxes = []
     for ix, iy in centers:
         boxes.append([ORIGIN[0] + (ix + 0.5) * CELL[0], ORIGIN[1] + (iy + 0.5) * CELL[1], 0.0, 3.0, 2.0, 1.5, 0.0])
-    pred = _perfect_preds(g, [torch.tensor(boxes, dtype=torch.float64)], [torch.zeros(2, dtype=torch.int64)], 1,
-                          False)
+    pred = _perfect_preds(g, [torch.tensor(boxes, dtype=torch.float64)], [torch.zeros(2, dtype=torch.int64)], 1, False)
     pred["hm"][0, 0, 12, 10 + dist_cells] = PEAK_LOGIT - 1.0  # the second is weaker
     return pred, torch.tensor(boxes, dtype=torch.float64)
 
@@ -188,7 +204,7 @@ def test_local_peaks_and_top_peaks_against_loops():
         for c in range(3):
             for y in range(7):
                 for x in range(9):
-                    window = heat[b, c, max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+                    window = heat[b, c, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
                     want = float(heat[b, c, y, x]) if float(heat[b, c, y, x]) == float(window.max()) else 0.0
                     assert float(peaks[b, c, y, x]) == want
     scores, classes, cells = top_peaks(heat, 10)
@@ -202,8 +218,9 @@ def test_local_peaks_and_top_peaks_against_loops():
 
 def test_empty_predictions_give_empty_detections():
     g = torch.Generator().manual_seed(7)
-    pred = _perfect_preds(g, [torch.zeros(0, 7, dtype=torch.float64)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2,
-                          2, False)
+    pred = _perfect_preds(
+        g, [torch.zeros(0, 7, dtype=torch.float64)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2, 2, False
+    )
     for nms in ("rotate", "circle"):
         cfg = CenterDecodeConfig(nms_type=nms, circle_min_distances=(1.0,) if nms == "circle" else None)
         dets = decode_detections([pred], [(0, 1)], ORIGIN, CELL, cfg)
@@ -225,7 +242,8 @@ def test_decode_config_validation():
     g = torch.Generator().manual_seed(8)
     pred = _perfect_preds(g, [torch.zeros(0, 7, dtype=torch.float64)], [torch.zeros(0, dtype=torch.int64)], 1, False)
     with pytest.raises(ValueError, match="one per task"):
-        decode_detections([pred, pred], [(0,), (1,)], ORIGIN, CELL,
-                          CenterDecodeConfig(nms_type="circle", circle_min_distances=(1.0,)))
+        decode_detections(
+            [pred, pred], [(0,), (1,)], ORIGIN, CELL, CenterDecodeConfig(nms_type="circle", circle_min_distances=(1.0,))
+        )
     with pytest.raises(ValueError, match="tasks"):
         decode_detections([pred], [(0,), (1,)], ORIGIN, CELL, CenterDecodeConfig())

@@ -16,10 +16,26 @@ from largekernel3d.sparse.point_to_voxel import VoxelGrid
 # small tensors: one thread avoids contention on a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NUSCENES_CLASSES = ["car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
-                    "pedestrian", "traffic_cone"]
-NUSCENES_TASKS = [["car"], ["truck", "construction_vehicle"], ["bus", "trailer"], ["barrier"],
-                  ["motorcycle", "bicycle"], ["pedestrian", "traffic_cone"]]
+NUSCENES_CLASSES = [
+    "car",
+    "truck",
+    "construction_vehicle",
+    "bus",
+    "trailer",
+    "barrier",
+    "motorcycle",
+    "bicycle",
+    "pedestrian",
+    "traffic_cone",
+]
+NUSCENES_TASKS = [
+    ["car"],
+    ["truck", "construction_vehicle"],
+    ["bus", "trailer"],
+    ["barrier"],
+    ["motorcycle", "bicycle"],
+    ["pedestrian", "traffic_cone"],
+]
 
 # 32 m (x) x 25.6 m (y) at 0.2 m voxels, stride 4 -> 0.8 m cells, H x W = 32 x 40
 GRID = VoxelGrid((-16.0, -12.8, -3.0, 16.0, 12.8, 1.0), (0.2, 0.2, 0.2))
@@ -28,8 +44,15 @@ H, W = 32, 40
 
 
 def _head(**kw):
-    args = dict(in_channels=16, class_names=NUSCENES_CLASSES, tasks=NUSCENES_TASKS, grid=GRID, out_stride=STRIDE,
-                shared_channels=8, head_channels=8)
+    args = dict(
+        in_channels=16,
+        class_names=NUSCENES_CLASSES,
+        tasks=NUSCENES_TASKS,
+        grid=GRID,
+        out_stride=STRIDE,
+        shared_channels=8,
+        head_channels=8,
+    )
     args.update(kw)
     return CenterHead(**args)
 
@@ -72,8 +95,10 @@ def test_state_dict_keys_follow_openpcdet():
     assert list(head3.state_dict().keys()) == _expected_keys(1, names[:4] + ["hm"], use_bias=False, num_convs=3)
     # a dict keyed and shaped as OpenPCDet's (shared 8, head dims as configured) loads strictly
     g = torch.Generator().manual_seed(1)
-    foreign = {k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
-               for k, v in head.state_dict().items()}
+    foreign = {
+        k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
+        for k, v in head.state_dict().items()
+    }
     fresh = _head(with_velocity=True)
     fresh.load_state_dict(foreign, strict=True)
     torch.testing.assert_close(fresh.heads_list[2].hm[1].weight, foreign["heads_list.2.hm.1.weight"])
@@ -122,11 +147,20 @@ def _scene(velocity=True):
     boxes, labels = [], []
     for k in range(10):
         ix, iy = 3 + 7 * (k % 5), 4 + 12 * (k // 5)
-        boxes.append(_cell_box(ix, iy, dims=(1.0 + 0.2 * k, 0.8 + 0.1 * k, 1.5), yaw=-1.0 + 0.3 * k,
-                               vel=(0.5 * k, -0.2 * k) if velocity else None))
+        boxes.append(
+            _cell_box(
+                ix,
+                iy,
+                dims=(1.0 + 0.2 * k, 0.8 + 0.1 * k, 1.5),
+                yaw=-1.0 + 0.3 * k,
+                vel=(0.5 * k, -0.2 * k) if velocity else None,
+            )
+        )
         labels.append(k)
-    return ([torch.tensor(boxes), torch.zeros(0, 9 if velocity else 7)],
-            [torch.tensor(labels), torch.zeros(0, dtype=torch.int64)])
+    return (
+        [torch.tensor(boxes), torch.zeros(0, 9 if velocity else 7)],
+        [torch.tensor(labels), torch.zeros(0, dtype=torch.int64)],
+    )
 
 
 def _perfect(head, gt_boxes, gt_labels):
@@ -142,8 +176,7 @@ def _perfect(head, gt_boxes, gt_labels):
             n = int(tt.mask[i].sum())
             regs[i, :, tt.indices[i, :n]] = tt.boxes[i, :n].T
         regs = regs.view(b, head.code_size, H, W)
-        pred = {"hm": hm, "center": regs[:, 0:2], "center_z": regs[:, 2:3], "dim": regs[:, 3:6],
-                "rot": regs[:, 6:8]}
+        pred = {"hm": hm, "center": regs[:, 0:2], "center_z": regs[:, 2:3], "dim": regs[:, 3:6], "rot": regs[:, 6:8]}
         if head.with_velocity:
             pred["vel"] = regs[:, 8:10]
         preds.append(pred)
@@ -153,12 +186,15 @@ def _perfect(head, gt_boxes, gt_labels):
 def test_multitask_targets_and_decoding_map_classes_back():
     # class_names in an order unlike the tasks', so channel ids and global ids differ
     names = list(reversed(NUSCENES_CLASSES))
-    head = _head(class_names=names, with_velocity=True,
-                 decode_config=CenterDecodeConfig(nms_type="circle", circle_min_distances=(2.0, 3.4, 3.1, 1.0, 0.9,
-                                                                                          0.4)))
+    head = _head(
+        class_names=names,
+        with_velocity=True,
+        decode_config=CenterDecodeConfig(nms_type="circle", circle_min_distances=(2.0, 3.4, 3.1, 1.0, 0.9, 0.4)),
+    )
     gt_boxes, labels_nusc = _scene()
-    gt_labels = [torch.tensor([names.index(NUSCENES_CLASSES[int(k)]) for k in lab], dtype=torch.int64)
-                 for lab in labels_nusc]
+    gt_labels = [
+        torch.tensor([names.index(NUSCENES_CLASSES[int(k)]) for k in lab], dtype=torch.int64) for lab in labels_nusc
+    ]
     preds, targets = _perfect(head, gt_boxes, gt_labels)
     for t, task in enumerate(NUSCENES_TASKS):
         assert int(targets[t].mask[0].sum()) == len(task) and not bool(targets[t].mask[1].any())
@@ -194,8 +230,9 @@ def test_loss_is_zero_on_perfect_regressions_and_weights_each_channel():
         _, parts = head.loss(shifted, gt_boxes, gt_labels)
         for t in range(6):  # mean over the task's objects of |delta| w_c, times loc_weight 0.25
             assert parts[f"loc_loss_task_{t}"] == pytest.approx(0.25 * weights[ch] * delta, rel=1e-5), (name, t)
-    custom = _head(with_velocity=True, loss_config=CenterLossConfig(code_weights=(2.0,) * 10, loc_weight=1.0,
-                                                                    hm_weight=0.5))
+    custom = _head(
+        with_velocity=True, loss_config=CenterLossConfig(code_weights=(2.0,) * 10, loc_weight=1.0, hm_weight=0.5)
+    )
     total, parts = custom.loss(preds, gt_boxes, gt_labels)
     assert parts["loc_loss"] == pytest.approx(0.0, abs=1e-6)
     assert float(total) == pytest.approx(parts["hm_loss"], rel=1e-6)
@@ -212,7 +249,7 @@ def test_empty_frames_give_zero_loc_loss_and_a_gradient():
     assert parts["loc_loss"] == 0.0 and math.isfinite(parts["hm_loss"]) and parts["hm_loss"] > 0
     # no positives: the focal loss is the sum of the negative terms (normaliser 1)
     p = torch.sigmoid(preds[0]["hm"].detach()).clamp(1e-4, 1 - 1e-4)
-    assert parts["hm_loss_task_0"] == pytest.approx(float(-(torch.log(1 - p) * p ** 2).sum()), rel=1e-5)
+    assert parts["hm_loss_task_0"] == pytest.approx(float(-(torch.log(1 - p) * p**2).sum()), rel=1e-5)
     total.backward()
     assert head.shared_conv[0].weight.grad.abs().sum() > 0  # the negatives alone train the shared conv
 
@@ -261,19 +298,31 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="one entry per sample"):
         head.loss(preds, [box, box], [torch.tensor([0]), torch.tensor([0])])
     with pytest.raises(ValueError, match=r"\[M, 9\]"):
-        _head(with_velocity=True).loss(_head(with_velocity=True)(torch.randn(1, 16, H, W)), [box],
-                                       [torch.tensor([0])])
+        _head(with_velocity=True).loss(_head(with_velocity=True)(torch.randn(1, 16, H, W)), [box], [torch.tensor([0])])
     with pytest.raises(ValueError, match="lacks"):
         head.predict([{"hm": p["hm"]} for p in preds])
 
 
 def test_tiny_overfit_drops_the_loss():
     torch.manual_seed(4)
-    head = CenterHead(8, ["car", "pedestrian"], [["car"], ["pedestrian"]], GRID, out_stride=STRIDE,
-                      shared_channels=16, head_channels=16, with_velocity=True)
+    head = CenterHead(
+        8,
+        ["car", "pedestrian"],
+        [["car"], ["pedestrian"]],
+        GRID,
+        out_stride=STRIDE,
+        shared_channels=16,
+        head_channels=16,
+        with_velocity=True,
+    )
     x = torch.randn(1, 8, H, W)
-    boxes = torch.tensor([_cell_box(6, 7, vel=(1.0, 0.5)), _cell_box(25, 20, vel=(-2.0, 0.0)),
-                          _cell_box(30, 9, dims=(0.7, 0.6, 1.7), vel=(0.3, 0.3))])
+    boxes = torch.tensor(
+        [
+            _cell_box(6, 7, vel=(1.0, 0.5)),
+            _cell_box(25, 20, vel=(-2.0, 0.0)),
+            _cell_box(30, 9, dims=(0.7, 0.6, 1.7), vel=(0.3, 0.3)),
+        ]
+    )
     labels = torch.tensor([0, 0, 1])
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     losses = []

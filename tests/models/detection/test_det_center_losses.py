@@ -7,8 +7,12 @@ import math
 import pytest
 import torch
 
-from largekernel3d.models.detection.center_losses import (CenterLossConfig, clamped_sigmoid, masked_l1_loss,
-                                                          penalty_reduced_focal_loss)
+from largekernel3d.models.detection.center_losses import (
+    CenterLossConfig,
+    clamped_sigmoid,
+    masked_l1_loss,
+    penalty_reduced_focal_loss,
+)
 
 # small tensors: one thread avoids contention on a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,7 +34,7 @@ def _focal_reference(logits, target, alpha=2.0, beta=4.0, eps=1e-4):
             n_pos += 1
             pos_sum += math.log(p) * (1.0 - p) ** alpha
         else:
-            neg_sum += math.log(1.0 - p) * p ** alpha * (1.0 - t) ** beta
+            neg_sum += math.log(1.0 - p) * p**alpha * (1.0 - t) ** beta
     return -(pos_sum + neg_sum) / max(n_pos, 1)
 
 
@@ -93,15 +97,17 @@ def test_masked_l1_matches_loop(n_valid):
     pred[~mask] = float("nan") if n_valid else 0.0  # values in unused slots must not leak in (NaN included)
     got = masked_l1_loss(pred, target, mask)
     assert got.shape == (10,)
-    assert got.tolist() == pytest.approx(_l1_reference(pred.nan_to_num(0.0), target, mask) if n_valid else
-                                         [0.0] * 10, rel=1e-12, abs=1e-15)
+    assert got.tolist() == pytest.approx(
+        _l1_reference(pred.nan_to_num(0.0), target, mask) if n_valid else [0.0] * 10, rel=1e-12, abs=1e-15
+    )
 
 
 def test_masked_l1_gradcheck():
     g = torch.Generator().manual_seed(30)
     pred = torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
     target = pred + (torch.rand(2, 5, 8, generator=g, dtype=torch.float64) + 0.1) * torch.sign(
-        torch.randn(2, 5, 8, generator=g, dtype=torch.float64))  # away from the kink of |.|
+        torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
+    )  # away from the kink of |.|
     mask = torch.rand(2, 5, generator=g) > 0.4
     pred.requires_grad_()
     assert torch.autograd.gradcheck(lambda p: masked_l1_loss(p, target, mask), (pred,))

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from largekernel3d.models.detection.center_targets import (CenterTargetConfig, build_task_targets, draw_gaussian_,
-                                                          gather_bev, gaussian_kernel, gaussian_radius)
+from largekernel3d.models.detection.center_targets import (
+    CenterTargetConfig,
+    build_task_targets,
+    draw_gaussian_,
+    gather_bev,
+    gaussian_kernel,
+    gaussian_radius,
+)
 
 # small tensors: one thread avoids contention on a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,8 +60,11 @@ def test_cornernet_radius_matches_brute_force_iou(seed):
         w, h = rng.uniform(0.3, 40.0, size=2)
         overlap = float(rng.uniform(0.05, 0.9))
         exact = [_brute_threshold(w, h, overlap, case) for case in (1, 2, 3)]
-        r = float(gaussian_radius(torch.tensor(w, dtype=torch.float64), torch.tensor(h, dtype=torch.float64),
-                                  overlap, rule="cornernet"))
+        r = float(
+            gaussian_radius(
+                torch.tensor(w, dtype=torch.float64), torch.tensor(h, dtype=torch.float64), overlap, rule="cornernet"
+            )
+        )
         assert r == pytest.approx(min(exact), rel=1e-6, abs=1e-9)
         # the radius is where the smallest of the three overlaps reaches min_overlap
         ious = [_aabb_iou(np.array([0, 0, w, h]), _case_boxes(w, h, np.array(r), c)) for c in (1, 2, 3)]
@@ -73,8 +82,9 @@ def test_centerpoint_radius_is_the_documented_variant_of_the_exact_roots(seed):
         r1, r2, r3 = (_brute_threshold(w, h, overlap, case) for case in (1, 2, 3))
         s = w + h
         expected = min(s - r1, 4.0 * (s / 2.0 - r2), 4.0 * overlap * r3)
-        got = float(gaussian_radius(torch.tensor([w], dtype=torch.float64), torch.tensor([h], dtype=torch.float64),
-                                    overlap)[0])
+        got = float(
+            gaussian_radius(torch.tensor([w], dtype=torch.float64), torch.tensor([h], dtype=torch.float64), overlap)[0]
+        )
         assert got == pytest.approx(expected, rel=1e-6)
 
 
@@ -85,7 +95,7 @@ def test_gaussian_radius_is_symmetric_and_vectorised():
         r = gaussian_radius(a, b, 0.1, rule)
         assert r.shape == (50,) and bool((r > 0).all())
         torch.testing.assert_close(r, gaussian_radius(b, a, 0.1, rule))
-        one = torch.stack([gaussian_radius(a[i:i + 1], b[i:i + 1], 0.1, rule)[0] for i in range(50)])
+        one = torch.stack([gaussian_radius(a[i : i + 1], b[i : i + 1], 0.1, rule)[0] for i in range(50)])
         torch.testing.assert_close(r, one)
     with pytest.raises(ValueError, match="min_overlap"):
         gaussian_radius(a, b, 1.0)
@@ -140,8 +150,13 @@ def _heat_reference(boxes, labels, channels, config):
         iy = math.floor((box[1] - ORIGIN[1]) / CELL[1])
         if not (0 <= ix < w and 0 <= iy < h):
             continue
-        r = float(gaussian_radius(torch.tensor(box[3] / CELL[0], dtype=torch.float64),
-                                  torch.tensor(box[4] / CELL[1], dtype=torch.float64), config.gaussian_overlap))
+        r = float(
+            gaussian_radius(
+                torch.tensor(box[3] / CELL[0], dtype=torch.float64),
+                torch.tensor(box[4] / CELL[1], dtype=torch.float64),
+                config.gaussian_overlap,
+            )
+        )
         r = max(int(math.floor(r)), config.min_radius)
         sigma = (2 * r + 1) / 6.0
         gauss = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma * sigma))
@@ -179,8 +194,9 @@ def test_task_targets_match_a_direct_construction():
         assert tt.heatmap.shape == (2, len(ids)) + SHAPE
         assert tt.indices.shape == (2, 500) and tt.mask.shape == (2, 500) and tt.boxes.shape == (2, 500, 10)
         for b in range(2):
-            np.testing.assert_allclose(tt.heatmap[b].numpy(), _heat_reference(boxes[b], labels[b], list(ids), config),
-                                       rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(
+                tt.heatmap[b].numpy(), _heat_reference(boxes[b], labels[b], list(ids), config), rtol=1e-6, atol=1e-7
+            )
             slot = 0
             for j, (box, label) in enumerate(zip(boxes[b].double().tolist(), labels[b].tolist())):
                 if label not in ids or (b, j) in ((0, 0), (1, 0)):
@@ -189,8 +205,18 @@ def test_task_targets_match_a_direct_construction():
                 ix, iy = math.floor(gx), math.floor(gy)
                 assert int(tt.indices[b, slot]) == iy * SHAPE[1] + ix
                 assert float(tt.heatmap[b, ids.index(label), iy, ix]) == 1.0
-                want = [gx - ix, gy - iy, box[2], math.log(box[3]), math.log(box[4]), math.log(box[5]),
-                        math.sin(box[6]), math.cos(box[6]), box[7], box[8]]
+                want = [
+                    gx - ix,
+                    gy - iy,
+                    box[2],
+                    math.log(box[3]),
+                    math.log(box[4]),
+                    math.log(box[5]),
+                    math.sin(box[6]),
+                    math.cos(box[6]),
+                    box[7],
+                    box[8],
+                ]
                 np.testing.assert_allclose(tt.boxes[b, slot].numpy(), want, rtol=1e-5, atol=1e-5)
                 slot += 1
             assert int(tt.mask[b].sum()) == slot
@@ -207,8 +233,9 @@ def test_empty_frame_and_max_objects():
     assert tt.boxes.shape == (2, 4, 8)
     assert int(tt.mask[1].sum()) == 4
     # only the first four boxes are drawn
-    np.testing.assert_allclose(tt.heatmap[1].numpy(), _heat_reference(boxes[1][:4], labels[1][:4], [0], config),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        tt.heatmap[1].numpy(), _heat_reference(boxes[1][:4], labels[1][:4], [0], config), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_gather_bev_reads_cells():

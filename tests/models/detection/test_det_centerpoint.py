@@ -14,21 +14,35 @@ from largekernel3d.models.detection.backbone3d import LargeKernel3DBackbone, Vox
 from largekernel3d.models.detection.bev import BEVNeck, HeightCompression
 from largekernel3d.models.detection.center_decode import Detections
 from largekernel3d.models.detection.center_head import CenterHead
-from largekernel3d.models.detection.centerpoint import (DETECTOR_NAMES, CenterPoint, build_detector,
-                                                        kitti_detector_config, nuscenes_detector_config)
+from largekernel3d.models.detection.centerpoint import (
+    DETECTOR_NAMES,
+    CenterPoint,
+    build_detector,
+    kitti_detector_config,
+    nuscenes_detector_config,
+)
 from largekernel3d.models.detection.vfe import MeanVFE
 from largekernel3d.sparse.point_to_voxel import VoxelGrid
 
-SMALL_NECK = {"layer_nums": [1], "layer_strides": [1], "num_filters": [32], "upsample_strides": [1],
-              "num_upsample_filters": [32]}
+SMALL_NECK = {
+    "layer_nums": [1],
+    "layer_strides": [1],
+    "num_filters": [32],
+    "upsample_strides": [1],
+    "num_upsample_filters": [32],
+}
 
 
 def small_config(name="centerpoint_voxel", x_range=(8.0, 20.8), half_width=6.4):
     """KITTI's detector settings on a crop ``x_range x [-w, w]`` (by default 12.8 m around the car of 000003)
     with 0.2 m voxels and a slim neck and head."""
     config = kitti_detector_config(name)
-    config.update(point_cloud_range=[x_range[0], -half_width, -3.0, x_range[1], half_width, 1.0],
-                  voxel_size=[0.2, 0.2, 0.1], neck=SMALL_NECK, max_voxels=20_000)
+    config.update(
+        point_cloud_range=[x_range[0], -half_width, -3.0, x_range[1], half_width, 1.0],
+        voxel_size=[0.2, 0.2, 0.1],
+        neck=SMALL_NECK,
+        max_voxels=20_000,
+    )
     config["head"].update(shared_channels=16, head_channels=16)
     return config
 
@@ -39,6 +53,7 @@ def kitti_frames():
     if not (SHARED_DATA / "kitti" / "training").is_dir():
         pytest.skip("../shared/data/kitti is not present")
     from largekernel3d.data.detection.kitti import KittiDetection
+
     dataset = KittiDetection(SHARED_DATA / "kitti", frame_ids=["000003", "000002"])
     return [dataset[0], dataset[1]]
 
@@ -53,7 +68,7 @@ def test_training_loss_and_gradients_are_finite(kitti_frames):
     torch.manual_seed(0)
     model = build_detector(small_config("centerpoint_voxelres")).train()
     batch = collate_detection([model.voxelize(f) for f in kitti_frames])
-    assert [b.shape[0] for b in batch.gt_boxes] == [1, 0]      # the second frame keeps no box in the crop
+    assert [b.shape[0] for b in batch.gt_boxes] == [1, 0]  # the second frame keeps no box in the crop
     loss, parts = model(batch)
     assert loss.dim() == 0 and math.isfinite(loss.item()) and loss.item() > 0
     assert parts["loss"] == pytest.approx(loss.item()) and {"hm_loss", "loc_loss"} <= set(parts)
@@ -97,7 +112,7 @@ def test_largekernel3d_detector_trains_on_a_crop(kitti_frames):
     torch.manual_seed(2)
     model = build_detector(small_config("centerpoint_largekernel3d")).train()
     assert isinstance(model.backbone_3d, LargeKernel3DBackbone)
-    assert model.backbone_3d.kernel_sizes == (7, 5, 5, 3)          # KITTI takes the OpenPCDet port's preset
+    assert model.backbone_3d.kernel_sizes == (7, 5, 5, 3)  # KITTI takes the OpenPCDet port's preset
     batch = collate_detection([model.voxelize(kitti_frames[0])])
     assert batch.gt_boxes[0].shape[0] == 1
     loss, _ = model(batch)
@@ -107,9 +122,14 @@ def test_largekernel3d_detector_trains_on_a_crop(kitti_frames):
 
 
 def empty_frame(name="empty", boxes=np.zeros((0, 7))):
-    points = np.array([[-5.0, 0.0, 0.0, 0.5], [100.0, 0.0, 0.0, 0.5]], dtype=np.float32)   # both out of range
-    return LidarFrame(name=name, points=points, point_features=("x", "y", "z", "intensity"), boxes=boxes,
-                      labels=np.zeros(len(boxes), dtype=np.int64))
+    points = np.array([[-5.0, 0.0, 0.0, 0.5], [100.0, 0.0, 0.0, 0.5]], dtype=np.float32)  # both out of range
+    return LidarFrame(
+        name=name,
+        points=points,
+        point_features=("x", "y", "z", "intensity"),
+        boxes=boxes,
+        labels=np.zeros(len(boxes), dtype=np.int64),
+    )
 
 
 def test_frames_without_points_in_range(kitti_frames):
@@ -118,7 +138,7 @@ def test_frames_without_points_in_range(kitti_frames):
     box = np.array([[10.0, 1.0, -1.0, 4.0, 1.8, 1.5, 0.3]], dtype=np.float32)
     only_empty = collate_detection([model.voxelize(empty_frame(boxes=box)), model.voxelize(empty_frame())])
     assert only_empty.voxels.shape[0] == 0
-    loss, _ = model(only_empty)                   # no voxel at all: the BEV map is zero, the loss still defined
+    loss, _ = model(only_empty)  # no voxel at all: the BEV map is zero, the loss still defined
     loss.backward()
     assert math.isfinite(loss.item())
     mixed = collate_detection([model.voxelize(empty_frame()), model.voxelize(kitti_frames[0])])
@@ -135,8 +155,11 @@ def test_frames_without_points_in_range(kitti_frames):
 
 
 def test_every_name_builds_with_the_official_settings():
-    expected_backbone = {"centerpoint_voxel": VoxelBackBone8x, "centerpoint_voxelres": VoxelResBackBone8x,
-                         "centerpoint_largekernel3d": LargeKernel3DBackbone}
+    expected_backbone = {
+        "centerpoint_voxel": VoxelBackBone8x,
+        "centerpoint_voxelres": VoxelResBackBone8x,
+        "centerpoint_largekernel3d": LargeKernel3DBackbone,
+    }
     for name in DETECTOR_NAMES:
         nus = build_detector(nuscenes_detector_config(name))
         assert type(nus.backbone_3d) is expected_backbone[name]
@@ -148,9 +171,15 @@ def test_every_name_builds_with_the_official_settings():
         assert len(nus.dense_head.tasks) == 6 and nus.dense_head.with_velocity
         assert nus.max_voxels == {"train": 120_000, "test": 160_000} and nus.max_points_per_voxel == 10
         keys = set(nus.state_dict())
-        for key in ("global_step", "backbone_3d.conv_input.0.weight", "backbone_2d.blocks.0.1.weight",
-                    "backbone_2d.blocks.1.16.weight", "backbone_2d.deblocks.1.0.weight",
-                    "dense_head.shared_conv.0.weight", "dense_head.heads_list.5.vel.1.weight"):
+        for key in (
+            "global_step",
+            "backbone_3d.conv_input.0.weight",
+            "backbone_2d.blocks.0.1.weight",
+            "backbone_2d.blocks.1.16.weight",
+            "backbone_2d.deblocks.1.0.weight",
+            "dense_head.shared_conv.0.weight",
+            "dense_head.heads_list.5.vel.1.weight",
+        ):
             assert key in keys, key
         assert {k.split(".")[0] for k in keys} == {"global_step", "backbone_3d", "backbone_2d", "dense_head"}
         kitti = build_detector(kitti_detector_config(name))
@@ -185,8 +214,12 @@ def test_config_errors_name_the_key():
         build_detector({**base, "max_voxels": {"training": 5}})
     with pytest.raises(TypeError, match="expects a mapping"):
         build_detector([("name", "centerpoint_voxel")])
-    assert build_detector({**base, "point_features": None, "in_channels": 4}).point_features == ("x", "y", "z",
-                                                                                                  "intensity")
+    assert build_detector({**base, "point_features": None, "in_channels": 4}).point_features == (
+        "x",
+        "y",
+        "z",
+        "intensity",
+    )
 
 
 def test_parts_that_do_not_fit_are_named():
@@ -194,13 +227,14 @@ def test_parts_that_do_not_fit_are_named():
     with pytest.raises(ValueError, match=r"build BEVNeck\(256"):
         CenterPoint(model.grid, model.point_features, model.backbone_3d, BEVNeck(128, **SMALL_NECK), model.dense_head)
     with pytest.raises(ValueError, match="point_features has 5"):
-        CenterPoint(model.grid, ("x", "y", "z", "intensity", "time_lag"), model.backbone_3d, model.backbone_2d,
-                    model.dense_head)
+        CenterPoint(
+            model.grid, ("x", "y", "z", "intensity", "time_lag"), model.backbone_3d, model.backbone_2d, model.dense_head
+        )
     shifted = VoxelGrid([8.2, -6.4, -3.0, 21.0, 6.4, 1.0], [0.2, 0.2, 0.1])
     head = CenterHead(32, model.class_names, [model.class_names], shifted)
     with pytest.raises(ValueError, match="the head expects"):
         CenterPoint(model.grid, model.point_features, model.backbone_3d, model.backbone_2d, head)
-    with pytest.raises(ValueError, match="multiples of 8"):     # 60 cells along y: the backbone gives 8, the head 7
+    with pytest.raises(ValueError, match="multiples of 8"):  # 60 cells along y: the backbone gives 8, the head 7
         build_detector({**small_config(), "point_cloud_range": [8.0, -6.0, -3.0, 20.8, 6.0, 1.0]})
 
 
@@ -208,9 +242,16 @@ def test_bad_batches_are_named(kitti_frames):
     model = build_detector(small_config()).train()
     sample = model.voxelize(kitti_frames[0])
     batch = collate_detection([sample])
-    wrong = DetectionBatch(voxels=batch.voxels[..., :3], num_points=batch.num_points, coords=batch.coords,
-                           gt_boxes=batch.gt_boxes, gt_labels=batch.gt_labels, batch_size=1, names=batch.names,
-                           point_features=("x", "y", "z"))
+    wrong = DetectionBatch(
+        voxels=batch.voxels[..., :3],
+        num_points=batch.num_points,
+        coords=batch.coords,
+        gt_boxes=batch.gt_boxes,
+        gt_labels=batch.gt_labels,
+        batch_size=1,
+        names=batch.names,
+        point_features=("x", "y", "z"),
+    )
     with pytest.raises(ValueError, match="model.voxelize"):
         model(wrong)
     with pytest.raises(TypeError, match="DetectionBatch"):

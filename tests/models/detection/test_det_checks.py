@@ -13,11 +13,17 @@ def test_config_positive_int_accepts_ints():
     assert value == 7 and type(value) is int
 
 
-@pytest.mark.parametrize("bad, message", [(0, "must be >= 1, got 0"), (-2, "must be >= 1, got -2"),
-                                          (1.5, "must be a positive int, got 1.5"),
-                                          (True, "must be a positive int, got True"),
-                                          ("8", "must be a positive int, got '8'"),
-                                          (None, "must be a positive int, got None")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (0, "must be >= 1, got 0"),
+        (-2, "must be >= 1, got -2"),
+        (1.5, "must be a positive int, got 1.5"),
+        (True, "must be a positive int, got True"),
+        ("8", "must be a positive int, got '8'"),
+        (None, "must be a positive int, got None"),
+    ],
+)
 def test_config_positive_int_raises_value_error_naming_the_key(bad, message):
     with pytest.raises(ValueError, match=f"out_stride {message}"):
         config_positive_int(bad, "out_stride")

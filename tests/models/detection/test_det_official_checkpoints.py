@@ -66,22 +66,29 @@ class Writer:
         w = torch.empty(c, k, k, k, c)
         for a, b, d in itertools.product(range(3), repeat=3):
             part = self.randn(c, 1, 1, 1, c, scale=(2.0 / (27 * c)) ** 0.5)
-            w[:, e[a]:e[a + 1], e[b]:e[b + 1], e[d]:e[d + 1], :] = part
+            w[:, e[a] : e[a + 1], e[b] : e[b + 1], e[d] : e[d + 1], :] = part
         return w
 
     def bn(self, prefix, c):
-        return {f"{prefix}.weight": 1.0 + self.randn(c, scale=0.1), f"{prefix}.bias": self.randn(c, scale=0.1),
-                f"{prefix}.running_mean": self.randn(c, scale=0.1),
-                f"{prefix}.running_var": 0.5 + torch.rand(c, generator=self.g),
-                f"{prefix}.num_batches_tracked": torch.tensor(1000)}
+        return {
+            f"{prefix}.weight": 1.0 + self.randn(c, scale=0.1),
+            f"{prefix}.bias": self.randn(c, scale=0.1),
+            f"{prefix}.running_mean": self.randn(c, scale=0.1),
+            f"{prefix}.running_var": 0.5 + torch.rand(c, generator=self.g),
+            f"{prefix}.num_batches_tracked": torch.tensor(1000),
+        }
 
 
 def official_conv(w: Writer, prefix: str, conv_type: str, c: int, k: int) -> dict:
     """One conv of an official SparseBasicBlock (bias=True): 'common' SubMConv3d or V1 SpatialGroupConv."""
     if conv_type == "common":
         return {f"{prefix}.weight": w.conv(c, (k, k, k), c), f"{prefix}.bias": w.randn(c, scale=0.1)}
-    return {f"{prefix}.block.weight": w.group_constant(c, k), f"{prefix}.block.bias": w.randn(c, scale=0.1),
-            f"{prefix}.conv3x3_1.weight": w.conv(c, (3, 3, 3), c), f"{prefix}.conv3x3_1.bias": w.randn(c, scale=0.1)}
+    return {
+        f"{prefix}.block.weight": w.group_constant(c, k),
+        f"{prefix}.block.bias": w.randn(c, scale=0.1),
+        f"{prefix}.conv3x3_1.weight": w.conv(c, (3, 3, 3), c),
+        f"{prefix}.conv3x3_1.bias": w.randn(c, scale=0.1),
+    }
 
 
 def openpcdet_port_state(seed, c_in, kernel_sizes, conv_types, down) -> dict:
@@ -129,8 +136,9 @@ class OfficialSpatialGroupConv(nn.Module):
     def __init__(self, c, k, key):
         super().__init__()
         self.block = spconv.SubMConv3d(c, c, k, padding=k // 2, bias=True, indice_key=key)
-        self.conv3x3_1 = spconv.SubMConv3d(c, c, 3, padding=k // 2 - 1, dilation=k // 2 - 1, bias=True,
-                                           indice_key=key + "conv_3x3_1")
+        self.conv3x3_1 = spconv.SubMConv3d(
+            c, c, 3, padding=k // 2 - 1, dilation=k // 2 - 1, bias=True, indice_key=key + "conv_3x3_1"
+        )
 
     def forward(self, x):
         a = self.block(x)
@@ -159,8 +167,9 @@ def patch():
     if not FRAME.exists():
         pytest.skip("../shared/data is not present")
     pts = torch.from_numpy(np.fromfile(FRAME, dtype=np.float32).reshape(-1, 4))
-    keep = (pts[:, 0] >= 10) & (pts[:, 0] < 20) & (pts[:, 1] >= -5) & (pts[:, 1] < 5) & (pts[:, 2] >= -3) \
-        & (pts[:, 2] < 1)
+    keep = (
+        (pts[:, 0] >= 10) & (pts[:, 0] < 20) & (pts[:, 1] >= -5) & (pts[:, 1] < 5) & (pts[:, 2] >= -3) & (pts[:, 2] < 1)
+    )
     pts = pts[keep]
     vox = lsp.voxelize(pts[:, :3], (0.05, 0.05, 0.1), features=pts, origin=(0.0, -40.0, -3.0))
     idx = torch.cat([torch.zeros(vox.num_voxels, 1, dtype=torch.int32), vox.coords.flip(1).to(torch.int32)], dim=1)
@@ -197,8 +206,13 @@ DET3D_NUSCENES = ((7, 5, 5, 5), ("spatialgroupconv", "common", "common", "common
 def test_openpcdet_port_checkpoint_gives_the_official_output(patch, one_thread):
     kernels, types, down = OPENPCDET_PORT
     state = openpcdet_port_state(1, 4, kernels, types, down)
-    checkpoint = {"model_state": {**{f"backbone_3d.{k}": v for k, v in to_rskc(state).items()},
-                                  "dense_head.conv.weight": torch.zeros(3)}, "epoch": 80}
+    checkpoint = {
+        "model_state": {
+            **{f"backbone_3d.{k}": v for k, v in to_rskc(state).items()},
+            "dense_head.conv.weight": torch.zeros(3),
+        },
+        "epoch": 80,
+    }
     net = build_largekernel3d_backbone(4, SHAPE, "openpcdet")
     report = load_openpcdet_largekernel3d(net, checkpoint)
     assert (report.source, report.prefix, report.other_parts) == ("openpcdet", "backbone_3d.", 1)
@@ -264,8 +278,11 @@ def test_missing_and_unused_keys_raise_unless_not_strict():
     state["conv3.9.weight"] = torch.zeros(2)
     net = build_largekernel3d_backbone(4, SHAPE, "openpcdet")
     old_var = net.conv3[1].bn2.running_var.clone()
-    with pytest.raises(ValueError, match=r"1 unused keys \['conv3.9.weight'\], 1 missing keys "
-                                         r"\['conv3.1.bn2.running_var'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 unused keys \['conv3.9.weight'\], 1 missing keys "
+        r"\['conv3.1.bn2.running_var'\]",
+    ):
         load_official_backbone(net, state)
     report = load_official_backbone(net, state, strict=False)
     assert report.unused == ("conv3.9.weight",) and report.missing == ("conv3.1.bn2.running_var",)
@@ -304,12 +321,21 @@ def test_v2_spatial_group_conv_layers():
     """spconv-plus SpatialGroupConv3d: block.weight [3, 3, 3, C_out, C_in] is the 27 group weights, row-major."""
     w = Writer(7)
     net = LargeKernel3DBackbone(4, SHAPE, (7, 5, 5, 3), ("swlk", "plain", "plain", "plain"), 5, position_encoding=True)
-    state = {k: v for k, v in openpcdet_port_state(7, 4, (7, 5, 5, 3), ("common",) * 4, 5).items()
-             if not k.startswith("conv1.")}
+    state = {
+        k: v
+        for k, v in openpcdet_port_state(7, 4, (7, 5, 5, 3), ("common",) * 4, 5).items()
+        if not k.startswith("conv1.")
+    }
     for j, n in itertools.product((0, 1), (1, 2)):
         p = f"conv1.{j}.conv{n}"
-        state.update({f"{p}.block.weight": w.randn(3, 3, 3, 16, 16), f"{p}.block.position_embedding": w.randn(343, 16),
-                      f"{p}.block.bias": w.randn(16), **w.bn(f"conv1.{j}.bn{n}", 16)})
+        state.update(
+            {
+                f"{p}.block.weight": w.randn(3, 3, 3, 16, 16),
+                f"{p}.block.position_embedding": w.randn(343, 16),
+                f"{p}.block.bias": w.randn(16),
+                **w.bn(f"conv1.{j}.bn{n}", 16),
+            }
+        )
     report = load_official_backbone(net, {f"backbone_3d.{k}": v for k, v in state.items()})
     assert report.unused == () and report.missing == () and report.grouping_deviation == {}
     layer, block = net.conv1[1].conv2, state["conv1.1.conv2.block.weight"]

@@ -38,7 +38,7 @@ def test_mean_vfe_bad_input():
         MeanVFE(0)
 
 
-@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")   # inside spconv's dense()
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")  # inside spconv's dense()
 @pytest.mark.parametrize("backend", ["ours", "spconv"])
 def test_height_compression_puts_each_channels_heights_together(backend):
     x = random_sparse_tensor([3, 5, 7], 4, num_sites=40, batch_size=2, seed=3)
@@ -62,7 +62,7 @@ def openpcdet_keys(layer_nums, deblock_count):
     bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     keys = []
     for level, n in enumerate(layer_nums):
-        convs = [1] + [4 + 3 * k for k in range(n)]         # ZeroPad2d at 0, then conv, BN, ReLU triples
+        convs = [1] + [4 + 3 * k for k in range(n)]  # ZeroPad2d at 0, then conv, BN, ReLU triples
         for c in convs:
             keys.append(f"blocks.{level}.{c}.weight")
             keys += [f"blocks.{level}.{c + 1}.{p}" for p in bn]
@@ -89,6 +89,7 @@ def test_neck_defaults_are_nuscenes_centerpoint():
 
 def reference_neck_forward(neck, x, layer_nums, layer_strides, ups):
     """Eval-mode forward from the weights with torch.nn.functional (pad, conv, BN with running stats, ReLU)."""
+
     def bn_relu(y, bn):
         return F.relu(F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, 1e-3))
 
@@ -111,15 +112,18 @@ def reference_neck_forward(neck, x, layer_nums, layer_strides, ups):
     return y
 
 
-@pytest.mark.parametrize("layer_nums,layer_strides,filters,ups,up_filters,stride", [
-    ([5, 5], [1, 2], [8, 16], [1, 2], [12, 12], 1.0),
-    ([1, 2, 1], [2, 2, 2], [8, 8, 16], [0.5, 1, 2], [4, 4, 4], 4.0),     # PointPillars-like, 1/2 = strided conv
-    ([1, 1], [1, 2], [8, 16], [1, 2, 2], [6, 6], 0.5),                   # an extra up-sampling of the concat
-])
+@pytest.mark.parametrize(
+    "layer_nums,layer_strides,filters,ups,up_filters,stride",
+    [
+        ([5, 5], [1, 2], [8, 16], [1, 2], [12, 12], 1.0),
+        ([1, 2, 1], [2, 2, 2], [8, 8, 16], [0.5, 1, 2], [4, 4, 4], 4.0),  # PointPillars-like, 1/2 = strided conv
+        ([1, 1], [1, 2], [8, 16], [1, 2, 2], [6, 6], 0.5),  # an extra up-sampling of the concat
+    ],
+)
 def test_neck_matches_a_functional_forward(layer_nums, layer_strides, filters, ups, up_filters, stride):
     torch.manual_seed(0)
     neck = BEVNeck(6, layer_nums, layer_strides, filters, ups, up_filters).double()
-    with torch.no_grad():   # non-trivial BN statistics
+    with torch.no_grad():  # non-trivial BN statistics
         for m in neck.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)

@@ -11,35 +11,58 @@ import pytest
 import torch
 
 from largekernel3d.sparse.cpu import arg_blocks, conv_fused, group_fused, group_team, maps, team
-from largekernel3d.sparse.cpu.arg_blocks import (Array, ConvFused, ConvLayout, GroupLayout, GroupLayoutBags,
-                                                 GroupLayoutSlots, Int, TeamScatter, arg_block, open_block, reads)
+from largekernel3d.sparse.cpu.arg_blocks import (
+    Array,
+    ConvFused,
+    ConvLayout,
+    GroupLayout,
+    GroupLayoutBags,
+    GroupLayoutSlots,
+    Int,
+    TeamScatter,
+    arg_block,
+    open_block,
+    reads,
+)
 
-BODIES = [(team._team_body, TeamScatter), (conv_fused._layout_body, ConvLayout),
-          (conv_fused._fused_body, ConvFused), (group_fused._groups_body, arg_blocks.GroupFused),
-          (group_team._team_slots_body, GroupLayoutSlots), (group_team._team_bags_body, GroupLayoutBags),
-          (maps._team_sweep_body, arg_blocks.MapSweep), (maps._team_pass_body, arg_blocks.MapPass),
-          (maps._team_place_body, arg_blocks.MapPlace)]
+BODIES = [
+    (team._team_body, TeamScatter),
+    (conv_fused._layout_body, ConvLayout),
+    (conv_fused._fused_body, ConvFused),
+    (group_fused._groups_body, arg_blocks.GroupFused),
+    (group_team._team_slots_body, GroupLayoutSlots),
+    (group_team._team_bags_body, GroupLayoutBags),
+    (maps._team_sweep_body, arg_blocks.MapSweep),
+    (maps._team_pass_body, arg_blocks.MapPass),
+    (maps._team_place_body, arg_blocks.MapPlace),
+]
 
 
 def _sample_values(decl, seed: int):
     """Random values for every field of ``decl``: small random sizes and flags, arrays of the declared dtype and
     shape (unchecked dimensions: a random length), kept alive in the returned dict."""
     rng = np.random.default_rng(seed)
-    ints = {f.name: int(rng.integers(0, 2 if "double" == f.name or f.name.endswith("64") else 7))
-            for f in decl.declared_fields if isinstance(f, Int)}
+    ints = {
+        f.name: int(rng.integers(0, 2 if "double" == f.name or f.name.endswith("64") else 7))
+        for f in decl.declared_fields
+        if isinstance(f, Int)
+    }
     values = dict(ints)
     for f in decl.declared_fields:
         if isinstance(f, Array):
             dtype = f.dtype.choices[ints[f.dtype.flag]] if isinstance(f.dtype, arg_blocks.ByFlag) else f.dtype
-            shape = tuple(int(rng.integers(1, 5)) if d is None else
-                          (d if isinstance(d, int) else arg_blocks._eval_dim(d, ints)) for d in f.shape)
+            shape = tuple(
+                int(rng.integers(1, 5)) if d is None else (d if isinstance(d, int) else arg_blocks._eval_dim(d, ints))
+                for d in f.shape
+            )
             values[f.name] = (rng.standard_normal(shape) * 100).astype(dtype)
     return values
 
 
 def _expected_words(decl, values):
-    return {n: (values[n].ctypes.data if isinstance(values[n], np.ndarray) else int(values[n]))
-            for n in decl.field_names()}
+    return {
+        n: (values[n].ctypes.data if isinstance(values[n], np.ndarray) else int(values[n])) for n in decl.field_names()
+    }
 
 
 def _numba_reader(decl):
@@ -76,13 +99,17 @@ def test_a_body_reads_its_words_through_the_constants_inside_numba():
         return ok, h[ConvFused.TOTAL], h[ConvFused.SRC], h[ConvFused.IDENTITY], h[ConvFused.GRAD_W]
 
     ok, total, src, identity, grad_w = read(block)
-    assert ok and (total, src, identity, grad_w) == (values["total"], values["src"].ctypes.data,
-                                                      values["identity"], values["grad_w"].ctypes.data)
+    assert ok and (total, src, identity, grad_w) == (
+        values["total"],
+        values["src"].ctypes.data,
+        values["identity"],
+        values["grad_w"].ctypes.data,
+    )
 
 
 def test_derived_blocks_keep_the_base_words_at_the_same_positions():
     for derived in (GroupLayoutSlots, GroupLayoutBags):
-        assert derived.field_names()[:len(GroupLayout.field_names())] == GroupLayout.field_names()
+        assert derived.field_names()[: len(GroupLayout.field_names())] == GroupLayout.field_names()
         for name in GroupLayout.field_names():
             assert int(derived[name.upper()]) == int(GroupLayout[name.upper()])
     assert len({int(d.FINGERPRINT) for d in arg_blocks.DECLARATIONS}) == len(arg_blocks.DECLARATIONS)
@@ -116,8 +143,17 @@ def test_a_length_mismatch_names_the_field_and_the_declared_dimension():
         ConvFused.pack(**{**fused, "a": wide})
     # dtype chosen by a flag: float64 arrays with double = 0 are refused
     with pytest.raises(TypeError, match=r"'conv_fused': field 'a' must be float32, got float64"):
-        ConvFused.pack(**{**fused, "double": 0, "a": fused["a"].astype(np.float64),
-                          "w": fused["w"].astype(np.float32), "out": None, "x": None, "grad_w": None})
+        ConvFused.pack(
+            **{
+                **fused,
+                "double": 0,
+                "a": fused["a"].astype(np.float64),
+                "w": fused["w"].astype(np.float32),
+                "out": None,
+                "x": None,
+                "grad_w": None,
+            }
+        )
 
 
 def test_tensors_are_packed_by_address_and_optional_arrays_as_zero():

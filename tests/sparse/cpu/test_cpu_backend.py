@@ -104,11 +104,13 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     builds = []
     for threshold in (float("inf"), 1e-9):  # one sweep always; two sweeps always (every map has > 1e-9 pairs per site)
         tuning = dataclasses.replace(split, map_one_pass_max_pairs_per_site=threshold)
-        builds.append(maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
-                                           tuning=tuning))
+        builds.append(
+            maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=tuning)
+        )
     # one pass with every chunk's buffers too short (16 entries; on torch's OpenMP team at > 1 thread: swept again)
-    short = dataclasses.replace(split, map_one_pass_max_pairs_per_site=float("inf"), map_buffer_headroom=1e-9,
-                                map_buffer_slack=16)
+    short = dataclasses.replace(
+        split, map_one_pass_max_pairs_per_site=float("inf"), map_buffer_headroom=1e-9, map_buffer_slack=16
+    )
     builds.append(maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=short))
     for other in builds[1:]:
         for a, b in zip(builds[0], other):
@@ -123,9 +125,21 @@ def test_submanifold_one_pass_and_two_pass_builds_agree(kernel, dilation, thread
     outs = []
     for capacity in (16, 1 << 16):  # 16 entries: the buffers must grow many times
         table = np.zeros((blocks.shape[0] - 1, int(np.prod(prm["ksize"]))), np.int64)
-        kbuf, ibuf, obuf, ends = maps._subm_sweep(0, blocks.shape[0] - 1, line_start, line_key, cz, rows, prm["shape"],
-                                                prm["ksize"], prm["dil"], blocks, table,
-                                                bool(np.all(prm["ksize"] % 2 == 1)), capacity)
+        kbuf, ibuf, obuf, ends = maps._subm_sweep(
+            0,
+            blocks.shape[0] - 1,
+            line_start,
+            line_key,
+            cz,
+            rows,
+            prm["shape"],
+            prm["ksize"],
+            prm["dil"],
+            blocks,
+            table,
+            bool(np.all(prm["ksize"] % 2 == 1)),
+            capacity,
+        )
         n = int(ends[-1])
         outs.append((kbuf[:n].copy(), ibuf[:n].copy(), obuf[:n].copy(), table.copy()))
     for a, b in zip(*outs):
@@ -145,8 +159,7 @@ def test_two_pass_build_on_the_team_matches_the_serial_one(kernel, dilation, mon
     real = maps._pass_on_team
     monkeypatch.setattr(maps, "_pass_on_team", lambda *args: modes.append(args[-2]) or real(*args))
     for threads in (2, 3):
-        on_team = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads,
-                                         tuning=two_pass)
+        on_team = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"], threads, tuning=two_pass)
         for a, b in zip(serial, on_team):
             assert np.array_equal(a, b)
     assert modes == [maps._COUNT, maps._FILL] * 2
@@ -200,14 +213,27 @@ def test_density_sample_counts_the_half_window_pairs_of_its_lines(kernel, dilati
     cz = np.ascontiguousarray(coords[:, 3])
     num_pairs = maps.submanifold_pairs(coords, perm, prm["shape"], prm["ksize"], prm["dil"])[0].shape[0]
     n = coords.shape[0]
-    full = maps._DensitySample(line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True,
-                             line_key.shape[0])
+    full = maps._DensitySample(
+        line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"], True, line_key.shape[0]
+    )
     assert full.step == 1 and full.mean == pytest.approx((num_pairs - n) / 2 / n, rel=1e-12)
     # per line: the sampled pairs of each line are the emitted pairs whose output lies on it
-    half = maps._subm_sweep(0, 1, line_start, line_key, cz, rows, prm["shape"], prm["ksize"], prm["dil"],
-                          np.array([0, line_key.shape[0]]), np.zeros((1, int(np.prod(prm["ksize"]))), np.int64), True,
-                          16)
-    emitted_out = half[2][:int(half[3][-1])]
+    half = maps._subm_sweep(
+        0,
+        1,
+        line_start,
+        line_key,
+        cz,
+        rows,
+        prm["shape"],
+        prm["ksize"],
+        prm["dil"],
+        np.array([0, line_key.shape[0]]),
+        np.zeros((1, int(np.prod(prm["ksize"]))), np.int64),
+        True,
+        16,
+    )
+    emitted_out = half[2][: int(half[3][-1])]
     line_of_site = np.searchsorted(line_start, np.argsort(rows), side="right") - 1  # row -> its line
     assert np.array_equal(full.pairs, np.bincount(line_of_site[emitted_out], minlength=line_key.shape[0]))
     lo, hi = 5, 40
@@ -242,8 +268,20 @@ def test_strided_candidates_independent_of_threads(transposed):
     shape = (11, 9, 13)
     idx64, prm = _lifted(random_sites(rng, 500, shape, batch_size=2), shape, 3, 1)
     out_shape = np.array(shape, dtype=np.int64)
-    builds = [maps.strided_candidates(idx64.numpy(), out_shape, prm["ksize"], np.array([2, 2, 2]), np.array([1, 1, 1]),
-                                    prm["dil"], transposed, threads, split) for threads in (1, 3)]
+    builds = [
+        maps.strided_candidates(
+            idx64.numpy(),
+            out_shape,
+            prm["ksize"],
+            np.array([2, 2, 2]),
+            np.array([1, 1, 1]),
+            prm["dil"],
+            transposed,
+            threads,
+            split,
+        )
+        for threads in (1, 3)
+    ]
     for a, b in zip(*builds):
         assert np.array_equal(a, b)
 
@@ -262,9 +300,17 @@ def _grouped_weight(rng_seed: int, kv: int, g: int, a: int, b: int, dtype) -> to
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("dataflow,groups,c_in,c_out", [
-    (Dataflow.CPU_FUSED, 1, 5, 7), (Dataflow.CPU_FUSED, 1, 32, 32), (Dataflow.CPU_TILED, 1, 5, 7),
-    (Dataflow.CPU_TILED, 1, 32, 32), (Dataflow.CPU_TILED, 2, 6, 4), (Dataflow.CPU_TILED, 8, 8, 8)])
+@pytest.mark.parametrize(
+    "dataflow,groups,c_in,c_out",
+    [
+        (Dataflow.CPU_FUSED, 1, 5, 7),
+        (Dataflow.CPU_FUSED, 1, 32, 32),
+        (Dataflow.CPU_TILED, 1, 5, 7),
+        (Dataflow.CPU_TILED, 1, 32, 32),
+        (Dataflow.CPU_TILED, 2, 6, 4),
+        (Dataflow.CPU_TILED, 8, 8, 8),
+    ],
+)
 @pytest.mark.parametrize("kind", ["submanifold", "regular", "transposed"])
 @pytest.mark.parametrize("n", [0, 1, 300])
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -354,10 +400,9 @@ def test_segment_scatter_add_matches_a_serial_sum(threads, value_dtype, index_dt
     out = rng.standard_normal((rows, channels)).astype(value_dtype)
     ref = out.copy()
     for s, e in segments:
-        np.add.at(ref, idx[start + s:start + e], buf[s:e])
+        np.add.at(ref, idx[start + s : start + e], buf[s:e])
     with torch_threads(threads):
-        team.scatter_add_segments(buf, idx, start, segments, out, threads,
-                                         DEFAULT_TUNING.scatter_min_parallel_rows)
+        team.scatter_add_segments(buf, idx, start, segments, out, threads, DEFAULT_TUNING.scatter_min_parallel_rows)
     np.testing.assert_array_equal(out, ref)
 
 
@@ -428,8 +473,9 @@ def test_openmp_team_found_where_torch_ships_libgomp():
 
 
 @pytest.mark.skipif(not team.team_available(), reason="torch does not run on GNU libgomp here")
-@pytest.mark.parametrize("parts, threads, sample", [(1, 1, None), (2, 2, None), (3, 2, None), (7, 3, None),
-                                                    (3, 2, 500)])
+@pytest.mark.parametrize(
+    "parts, threads, sample", [(1, 1, None), (2, 2, None), (3, 2, None), (7, 3, None), (3, 2, 500)]
+)
 def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads, sample):
     """Every pair but the skipped offset's lands once, in the part owning its destination row and in its
     offset's run, in its original order; the parts' pair counts are balanced (when every pair is counted
@@ -438,22 +484,30 @@ def test_row_split_layout_buckets_every_pair_once_by_output_range(parts, threads
     idx = random_sites(rng, 700, (12, 12, 12), batch_size=2)
     kmap = build_submanifold_map(idx, (12, 12, 12), 2, ConvGeometry.create(3, 3))
     skip = maps.identity_offset(kmap)
-    bounds, seg, src, dst = conv_fused.layout(kmap.pair_in, kmap.pair_out, kmap.offset_starts, skip, kmap.num_out,
-                                               parts, threads, sample or DEFAULT_TUNING.conv_bound_sample)
+    bounds, seg, src, dst = conv_fused.layout(
+        kmap.pair_in,
+        kmap.pair_out,
+        kmap.offset_starts,
+        skip,
+        kmap.num_out,
+        parts,
+        threads,
+        sample or DEFAULT_TUNING.conv_bound_sample,
+    )
     kv = kmap.kernel_volume
     assert bounds[0] == 0 and bounds[-1] == kmap.num_out and np.all(np.diff(bounds) >= 0)
     assert src.dtype == np.int32 and seg[-1] == kmap.num_pairs - kmap.num_out
     for k in range(kv):
         p_in, p_out = (t.numpy() for t in kmap.pairs(k))
-        got_in = np.concatenate([src[seg[t * kv + k]:seg[t * kv + k + 1]] for t in range(parts)])
-        got_out = np.concatenate([dst[seg[t * kv + k]:seg[t * kv + k + 1]] for t in range(parts)])
+        got_in = np.concatenate([src[seg[t * kv + k] : seg[t * kv + k + 1]] for t in range(parts)])
+        got_out = np.concatenate([dst[seg[t * kv + k] : seg[t * kv + k + 1]] for t in range(parts)])
         if k == skip:
             assert got_in.size == 0
             continue
         order = np.argsort(np.searchsorted(bounds, p_out, side="right"), kind="stable")
         assert np.array_equal(got_in, p_in[order]) and np.array_equal(got_out, p_out[order])
         for t in range(parts):
-            rows = dst[seg[t * kv + k]:seg[t * kv + k + 1]]
+            rows = dst[seg[t * kv + k] : seg[t * kv + k + 1]]
             assert np.all((rows >= bounds[t]) & (rows < bounds[t + 1]))
     per_part = [seg[(t + 1) * kv] - seg[t * kv] for t in range(parts)]
     most_per_row = int(np.bincount(dst, minlength=kmap.num_out).max())

@@ -15,8 +15,11 @@ def test_buffers_have_the_shape_and_dtype_asked_for(dtype):
     assert a.shape == (5, 3) and a.dtype == dtype and a.device.type == "cpu" and a.is_contiguous()
     assert z.shape == (4, 2) and z.dtype == dtype and not bool(z.any())
     a.fill_(7)  # writable, and usable as an ``out=`` of torch ops
-    torch.mm(torch.ones(5, 2, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float64),
-             out=host_memory.empty((5, 2), torch.float64))
+    torch.mm(
+        torch.ones(5, 2, dtype=torch.float64),
+        torch.ones(2, 2, dtype=torch.float64),
+        out=host_memory.empty((5, 2), torch.float64),
+    )
     assert bool((a == 7).all())
 
 
@@ -47,11 +50,16 @@ def test_buffers_above_the_fresh_mapping_size_are_touched_here(make, monkeypatch
     assert not bool(bigger.any())
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"trim_threshold": 0}, "trim_threshold"), ({"trim_threshold": -5}, "trim_threshold"),
-    ({"trim_threshold": True}, "trim_threshold"), ({"mmap_threshold": 1.5e6}, "mmap_threshold"),
-    ({"mmap_threshold": (32 << 20) + 1}, "mmap_threshold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"trim_threshold": 0}, "trim_threshold"),
+        ({"trim_threshold": -5}, "trim_threshold"),
+        ({"trim_threshold": True}, "trim_threshold"),
+        ({"mmap_threshold": 1.5e6}, "mmap_threshold"),
+        ({"mmap_threshold": (32 << 20) + 1}, "mmap_threshold"),
+    ],
+)
 def test_keep_freed_memory_rejects_bad_thresholds(kwargs, name):
     with pytest.raises(ValueError, match=name):
         host_memory.keep_freed_memory(**kwargs)

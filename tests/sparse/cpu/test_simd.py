@@ -18,32 +18,74 @@ def _tolerance(dtype) -> float:
 
 @nb.njit
 def _scatter(a, w, out, rows, s0, accumulate):
-    simd.scatter_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
-                                   out.ctypes.data, out.shape[1], rows, s0, accumulate)
+    simd.scatter_products(
+        a,
+        a.ctypes.data,
+        a.shape[0],
+        a.shape[1],
+        w.ctypes.data,
+        w.shape[1],
+        out.ctypes.data,
+        out.shape[1],
+        rows,
+        s0,
+        accumulate,
+    )
 
 
 @nb.njit
 def _dense(a, w, out, accumulate):
-    simd.dense_products(a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1],
-                                 out.ctypes.data, out.shape[1], accumulate)
+    simd.dense_products(
+        a, a.ctypes.data, a.shape[0], a.shape[1], w.ctypes.data, w.shape[1], out.ctypes.data, out.shape[1], accumulate
+    )
 
 
 @nb.njit
 def _bags(x, enc, entries, bag_ptr, with_enc, s0, count, dst):
-    simd.bag_sums(x, x.ctypes.data, enc.ctypes.data, x.shape[1], entries.ctypes.data, bag_ptr,
-                           x.shape[0], with_enc, s0, count, dst.ctypes.data)
+    simd.bag_sums(
+        x,
+        x.ctypes.data,
+        enc.ctypes.data,
+        x.shape[1],
+        entries.ctypes.data,
+        bag_ptr,
+        x.shape[0],
+        with_enc,
+        s0,
+        count,
+        dst.ctypes.data,
+    )
 
 
 @nb.njit
 def _outer(f, index, row0, b, d, indexed):
-    simd.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data if indexed else 0, row0,
-                                 b.shape[0], b.ctypes.data, b.shape[1], d.ctypes.data)
+    simd.outer_products(
+        f,
+        f.ctypes.data,
+        f.shape[1],
+        index.ctypes.data if indexed else 0,
+        row0,
+        b.shape[0],
+        b.ctypes.data,
+        b.shape[1],
+        d.ctypes.data,
+    )
 
 
 @nb.njit
 def _outer_both_indexed(f, index, b, b_index, d):
-    simd.outer_products(f, f.ctypes.data, f.shape[1], index.ctypes.data, 0, index.shape[0], b.ctypes.data,
-                                 b.shape[1], d.ctypes.data, b_index.ctypes.data)
+    simd.outer_products(
+        f,
+        f.ctypes.data,
+        f.shape[1],
+        index.ctypes.data,
+        0,
+        index.shape[0],
+        b.ctypes.data,
+        b.shape[1],
+        d.ctypes.data,
+        b_index.ctypes.data,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -94,8 +136,10 @@ def test_bag_sums_match_numpy(dtype, c):
     for with_enc in (True, False):
         dst = np.full((8, c), np.nan, dtype)
         _bags(x, enc, entries, bag_ptr, with_enc, 1, 7, dst)
-        expected = [sum(x[j[p]] + (enc[k[p]] if with_enc else 0) for p in range(bag_ptr[s], bag_ptr[s + 1]))
-                    for s in range(1, 8)]
+        expected = [
+            sum(x[j[p]] + (enc[k[p]] if with_enc else 0) for p in range(bag_ptr[s], bag_ptr[s + 1]))
+            for s in range(1, 8)
+        ]
         np.testing.assert_allclose(dst[:7], np.stack(expected), atol=_tolerance(dtype))
         assert np.isnan(dst[7]).all()  # nothing written past the slots asked for
 
@@ -115,7 +159,7 @@ def test_outer_products_match_numpy(dtype, n_f):
             np.testing.assert_allclose(d, d0 + f[index].T @ b, atol=_tolerance(dtype))
             d = d0.copy()
             _outer(f, index, 3, b, d, False)
-            np.testing.assert_allclose(d, d0 + f[3:3 + n].T @ b, atol=_tolerance(dtype))
+            np.testing.assert_allclose(d, d0 + f[3 : 3 + n].T @ b, atol=_tolerance(dtype))
             b_index = rng.integers(0, max(n, 1), n).astype(np.int32)
             d = d0.copy()
             _outer_both_indexed(f, index, b, b_index, d)
@@ -135,8 +179,9 @@ def test_padded_weight_pads_columns_to_whole_vectors_with_zeros():
 
 @nb.njit
 def _pairs(x, src, dst, s0, n, w, out):
-    simd.pair_products(x, x.ctypes.data, src, dst, s0, n, x.shape[1], w.ctypes.data, w.shape[1],
-                                out.ctypes.data, out.shape[1], True)
+    simd.pair_products(
+        x, x.ctypes.data, src, dst, s0, n, x.shape[1], w.ctypes.data, w.shape[1], out.ctypes.data, out.shape[1], True
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

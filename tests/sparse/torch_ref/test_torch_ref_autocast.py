@@ -29,7 +29,7 @@ def test_gather_gemm_scatter_under_cpu_autocast_matches_float32(dtype):
         got = gather_gemm_scatter(x, weight, kmap, len(x))
     assert got.dtype == torch.float32 and got.shape == exact.shape
     rel = (got - exact).abs().max() / exact.abs().max()
-    assert 1e-6 < rel < 2e-2   # half-precision products (not exact), float32 sums (close)
+    assert 1e-6 < rel < 2e-2  # half-precision products (not exact), float32 sums (close)
 
 
 @pytest.mark.parametrize("layer", ["subm", "strided", "swlk"])

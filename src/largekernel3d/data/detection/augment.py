@@ -56,9 +56,14 @@ def keep_boxes(frame: LidarFrame, index: IndexLike) -> LidarFrame:
         return None if value is None else value[index]
 
     attributes = None if frame.attributes is None else [frame.attributes[int(i)] for i in index]
-    return dataclasses.replace(frame, boxes=frame.boxes[index], labels=frame.labels[index],
-                               difficulty=pick(frame.difficulty), num_lidar_points=pick(frame.num_lidar_points),
-                               attributes=attributes)
+    return dataclasses.replace(
+        frame,
+        boxes=frame.boxes[index],
+        labels=frame.labels[index],
+        difficulty=pick(frame.difficulty),
+        num_lidar_points=pick(frame.num_lidar_points),
+        attributes=attributes,
+    )
 
 
 def _as_index(index: IndexLike, n: int, name: str) -> np.ndarray:
@@ -70,8 +75,7 @@ def _as_index(index: IndexLike, n: int, name: str) -> np.ndarray:
     if index.size == 0:
         return np.zeros(0, dtype=np.int64)
     if not np.issubdtype(index.dtype, np.integer) or index.ndim != 1:
-        raise TypeError(f"{name} must be a boolean mask [{n}] or a 1-D integer array, got {index.dtype} "
-                        f"{index.shape}")
+        raise TypeError(f"{name} must be a boolean mask [{n}] or a 1-D integer array, got {index.dtype} {index.shape}")
     if index.min() < -n or index.max() >= n:
         raise ValueError(f"{name} has entries outside [-{n}, {n})")
     return index.astype(np.int64)
@@ -81,8 +85,13 @@ def _as_index(index: IndexLike, n: int, name: str) -> np.ndarray:
 # deterministic global transforms
 
 
-def _transformed(frame: LidarFrame, matrix: np.ndarray, offset: np.ndarray, yaw_map: Callable[[np.ndarray],
-                 np.ndarray], size_factor: float = 1.0) -> LidarFrame:
+def _transformed(
+    frame: LidarFrame,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    yaw_map: Callable[[np.ndarray], np.ndarray],
+    size_factor: float = 1.0,
+) -> LidarFrame:
     """Apply ``p -> matrix @ p + offset`` (``matrix`` a 3x3 similarity that keeps z vertical) to the points
     and boxes; ``yaw_map`` gives the new headings, ``size_factor`` multiplies the box sizes."""
     points = frame.points.copy()
@@ -134,8 +143,9 @@ def translate_frame(frame: LidarFrame, offset: Sequence[float]) -> LidarFrame:
 def _check_range(point_cloud_range: Sequence[float], name: str = "point_cloud_range") -> np.ndarray:
     r = np.asarray(point_cloud_range, dtype=np.float64)
     if r.shape != (6,) or not (r[3:] > r[:3]).all():
-        raise ValueError(f"{name} must be [x_min, y_min, z_min, x_max, y_max, z_max] with max > min, "
-                         f"got {list(point_cloud_range)}")
+        raise ValueError(
+            f"{name} must be [x_min, y_min, z_min, x_max, y_max, z_max] with max > min, got {list(point_cloud_range)}"
+        )
     return r
 
 
@@ -152,7 +162,7 @@ def boxes_in_range_mask(boxes: np.ndarray, point_cloud_range: Sequence[float], u
     r = _check_range(point_cloud_range)
     axes = 3 if use_z else 2
     c = np.asarray(boxes)[:, :axes]
-    return ((c >= r[:axes]) & (c < r[3:3 + axes])).all(axis=1)
+    return ((c >= r[:axes]) & (c < r[3 : 3 + axes])).all(axis=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -280,13 +290,17 @@ def _pair(value: Sequence[float], name: str) -> tuple:
 # the pipeline
 
 
-AUGMENTATION_KEYS = ("flip_axes", "rotation_range", "scale_range", "translation_std", "point_cloud_range",
-                     "shuffle")
+AUGMENTATION_KEYS = ("flip_axes", "rotation_range", "scale_range", "translation_std", "point_cloud_range", "shuffle")
 
 # OpenPCDet's DATA_AUGMENTOR / DATA_PROCESSOR names for the same settings
-_OPENPCDET_KEYS = {"ALONG_AXIS_LIST": "flip_axes", "WORLD_ROT_ANGLE": "rotation_range",
-                   "WORLD_SCALE_RANGE": "scale_range", "NOISE_TRANSLATE_STD": "translation_std",
-                   "POINT_CLOUD_RANGE": "point_cloud_range", "SHUFFLE_ENABLED": "shuffle"}
+_OPENPCDET_KEYS = {
+    "ALONG_AXIS_LIST": "flip_axes",
+    "WORLD_ROT_ANGLE": "rotation_range",
+    "WORLD_SCALE_RANGE": "scale_range",
+    "NOISE_TRANSLATE_STD": "translation_std",
+    "POINT_CLOUD_RANGE": "point_cloud_range",
+    "SHUFFLE_ENABLED": "shuffle",
+}
 
 
 class DetectionAugmentation:
@@ -310,16 +324,17 @@ class DetectionAugmentation:
     frame; ``transforms`` lists the steps.
     """
 
-    def __init__(self, config: Optional[Mapping[str, Any]] = None,
-                 gt_sampler: Optional[FrameTransform] = None) -> None:
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, gt_sampler: Optional[FrameTransform] = None) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         cfg: Dict[str, Any] = {}
         for key, value in (config or {}).items():
             name = _OPENPCDET_KEYS.get(key, key)
             if name not in AUGMENTATION_KEYS:
-                raise ValueError(f"config has an unknown key {key!r}; known keys: {', '.join(AUGMENTATION_KEYS)} "
-                                 f"(or OpenPCDet's {', '.join(_OPENPCDET_KEYS)})")
+                raise ValueError(
+                    f"config has an unknown key {key!r}; known keys: {', '.join(AUGMENTATION_KEYS)} "
+                    f"(or OpenPCDet's {', '.join(_OPENPCDET_KEYS)})"
+                )
             if name in cfg:
                 raise ValueError(f"config sets {name!r} twice (as {key!r} and under its other name)")
             cfg[name] = value
@@ -347,8 +362,9 @@ class DetectionAugmentation:
         if not isinstance(frame, LidarFrame):
             raise TypeError(f"frame must be a LidarFrame, got {type(frame).__name__}")
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
-                            f"got {type(rng).__name__}")
+            raise TypeError(
+                f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {type(rng).__name__}"
+            )
         for t in self.transforms:
             frame = t(frame, rng)
         return frame
@@ -357,7 +373,23 @@ class DetectionAugmentation:
         return f"DetectionAugmentation({self.transforms!r})"
 
 
-__all__ = ["FrameTransform", "keep_points", "keep_boxes", "rotate_frame", "scale_frame", "flip_frame",
-           "translate_frame", "points_in_range_mask", "boxes_in_range_mask", "GlobalRotation", "GlobalScaling",
-           "RandomFlip", "GlobalTranslation", "PointRangeFilter", "BoxRangeFilter", "ShufflePoints",
-           "AUGMENTATION_KEYS", "DetectionAugmentation"]
+__all__ = [
+    "FrameTransform",
+    "keep_points",
+    "keep_boxes",
+    "rotate_frame",
+    "scale_frame",
+    "flip_frame",
+    "translate_frame",
+    "points_in_range_mask",
+    "boxes_in_range_mask",
+    "GlobalRotation",
+    "GlobalScaling",
+    "RandomFlip",
+    "GlobalTranslation",
+    "PointRangeFilter",
+    "BoxRangeFilter",
+    "ShufflePoints",
+    "AUGMENTATION_KEYS",
+    "DetectionAugmentation",
+]

@@ -70,16 +70,23 @@ def select_point_columns(frame: LidarFrame, point_features: Sequence[str]) -> np
         raise ValueError(f"point_features has repeated names: {list(names)}")
     missing = [n for n in names if n not in frame.point_features]
     if missing:
-        raise ValueError(f"frame {frame.name!r} has no point column(s) {missing}; its columns are "
-                         f"{list(frame.point_features)}")
+        raise ValueError(
+            f"frame {frame.name!r} has no point column(s) {missing}; its columns are {list(frame.point_features)}"
+        )
     columns = [frame.point_features.index(n) for n in names]
     if columns == list(range(frame.points.shape[1])):
         return frame.points
     return np.ascontiguousarray(frame.points[:, columns])
 
 
-def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[str], max_points_per_voxel: int,
-                   max_voxels: int, remove_outside_boxes: bool = False) -> DetectionSample:
+def voxelize_frame(
+    frame: LidarFrame,
+    grid: VoxelGrid,
+    point_features: Sequence[str],
+    max_points_per_voxel: int,
+    max_voxels: int,
+    remove_outside_boxes: bool = False,
+) -> DetectionSample:
     """Voxelise one frame's points (columns chosen by name) and attach its boxes and labels.
 
     Args:
@@ -102,17 +109,27 @@ def voxelize_frame(frame: LidarFrame, grid: VoxelGrid, point_features: Sequence[
         raise TypeError(f"grid must be a VoxelGrid, got {type(grid).__name__}")
     names = tuple(point_features) if not isinstance(point_features, str) else (point_features,)
     points = select_point_columns(frame, names)
-    vox = points_to_voxels(torch.from_numpy(points), grid, positive_int(max_points_per_voxel, "max_points_per_voxel"),
-                           positive_int(max_voxels, "max_voxels"))
+    vox = points_to_voxels(
+        torch.from_numpy(points),
+        grid,
+        positive_int(max_points_per_voxel, "max_points_per_voxel"),
+        positive_int(max_voxels, "max_voxels"),
+    )
     boxes, labels = frame.boxes, frame.labels
     if remove_outside_boxes and len(boxes):
         keep = boxes_in_range_mask(boxes, grid.point_cloud_range, use_z=True)
         boxes, labels = boxes[keep], labels[keep]
-    return DetectionSample(name=frame.name, voxels=vox.voxels, coords=vox.coords, num_points=vox.num_points,
-                           gt_boxes=torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
-                           gt_labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
-                           point_features=names, num_dropped_voxels=vox.num_dropped_voxels,
-                           metadata=dict(frame.metadata))
+    return DetectionSample(
+        name=frame.name,
+        voxels=vox.voxels,
+        coords=vox.coords,
+        num_points=vox.num_points,
+        gt_boxes=torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
+        gt_labels=torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+        point_features=names,
+        num_dropped_voxels=vox.num_dropped_voxels,
+        metadata=dict(frame.metadata),
+    )
 
 
 @dataclass
@@ -147,17 +164,29 @@ class DetectionBatch:
 
     def to(self, device: Union[torch.device, str], non_blocking: bool = False) -> "DetectionBatch":
         """A copy with every tensor on ``device`` (metadata untouched)."""
+
         def move(t: Tensor) -> Tensor:
             return t.to(device, non_blocking=non_blocking)
 
-        return replace(self, voxels=move(self.voxels), num_points=move(self.num_points), coords=move(self.coords),
-                       gt_boxes=[move(b) for b in self.gt_boxes], gt_labels=[move(lb) for lb in self.gt_labels])
+        return replace(
+            self,
+            voxels=move(self.voxels),
+            num_points=move(self.num_points),
+            coords=move(self.coords),
+            gt_boxes=[move(b) for b in self.gt_boxes],
+            gt_labels=[move(lb) for lb in self.gt_labels],
+        )
 
     def pin_memory(self) -> "DetectionBatch":
         """A copy in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
-        return replace(self, voxels=self.voxels.pin_memory(), num_points=self.num_points.pin_memory(),
-                       coords=self.coords.pin_memory(), gt_boxes=[b.pin_memory() for b in self.gt_boxes],
-                       gt_labels=[lb.pin_memory() for lb in self.gt_labels])
+        return replace(
+            self,
+            voxels=self.voxels.pin_memory(),
+            num_points=self.num_points.pin_memory(),
+            coords=self.coords.pin_memory(),
+            gt_boxes=[b.pin_memory() for b in self.gt_boxes],
+            gt_labels=[lb.pin_memory() for lb in self.gt_labels],
+        )
 
 
 def collate_detection(samples: Sequence[DetectionSample]) -> DetectionBatch:
@@ -176,21 +205,28 @@ def collate_detection(samples: Sequence[DetectionSample]) -> DetectionBatch:
         if not isinstance(s, DetectionSample):
             raise TypeError(f"samples[{b}] must be a DetectionSample, got {type(s).__name__}")
         if s.point_features != first.point_features or s.voxels.shape[1:] != first.voxels.shape[1:]:
-            raise ValueError(f"samples[{b}] ({s.name!r}) has voxels {tuple(s.voxels.shape[1:])} with columns "
-                             f"{list(s.point_features)} but samples[0] ({first.name!r}) has "
-                             f"{tuple(first.voxels.shape[1:])} with {list(first.point_features)}; voxelise every "
-                             f"frame with the same settings")
+            raise ValueError(
+                f"samples[{b}] ({s.name!r}) has voxels {tuple(s.voxels.shape[1:])} with columns "
+                f"{list(s.point_features)} but samples[0] ({first.name!r}) has "
+                f"{tuple(first.voxels.shape[1:])} with {list(first.point_features)}; voxelise every "
+                f"frame with the same settings"
+            )
     device = first.voxels.device
-    batch_column = torch.cat([torch.full((s.num_voxels, 1), b, dtype=torch.int32, device=device)
-                              for b, s in enumerate(samples)])
+    batch_column = torch.cat(
+        [torch.full((s.num_voxels, 1), b, dtype=torch.int32, device=device) for b, s in enumerate(samples)]
+    )
     coords = torch.cat([s.coords.to(device=device, dtype=torch.int32) for s in samples], dim=0)
-    return DetectionBatch(voxels=torch.cat([s.voxels.to(device) for s in samples], dim=0),
-                          num_points=torch.cat([s.num_points.to(device) for s in samples], dim=0),
-                          coords=torch.cat([batch_column, coords], dim=1),
-                          gt_boxes=[s.gt_boxes for s in samples], gt_labels=[s.gt_labels for s in samples],
-                          batch_size=len(samples), names=[s.name for s in samples],
-                          point_features=first.point_features, metadata=[s.metadata for s in samples])
+    return DetectionBatch(
+        voxels=torch.cat([s.voxels.to(device) for s in samples], dim=0),
+        num_points=torch.cat([s.num_points.to(device) for s in samples], dim=0),
+        coords=torch.cat([batch_column, coords], dim=1),
+        gt_boxes=[s.gt_boxes for s in samples],
+        gt_labels=[s.gt_labels for s in samples],
+        batch_size=len(samples),
+        names=[s.name for s in samples],
+        point_features=first.point_features,
+        metadata=[s.metadata for s in samples],
+    )
 
 
-__all__ = ["DetectionSample", "DetectionBatch", "select_point_columns", "voxelize_frame",
-           "collate_detection"]
+__all__ = ["DetectionSample", "DetectionBatch", "select_point_columns", "voxelize_frame", "collate_detection"]

@@ -25,7 +25,15 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 KITTI_TYPES: Tuple[str, ...] = (
-    "Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare",
+    "Car",
+    "Van",
+    "Truck",
+    "Pedestrian",
+    "Person_sitting",
+    "Cyclist",
+    "Tram",
+    "Misc",
+    "DontCare",
 )
 """Every ``type`` a KITTI object label line may carry."""
 
@@ -33,7 +41,15 @@ KITTI_CLASSES: Tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
 """The three classes of the KITTI 3D detection benchmark."""
 
 NUSCENES_CLASSES: Tuple[str, ...] = (
-    "car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle", "pedestrian",
+    "car",
+    "truck",
+    "construction_vehicle",
+    "bus",
+    "trailer",
+    "barrier",
+    "motorcycle",
+    "bicycle",
+    "pedestrian",
     "traffic_cone",
 )
 """The 10 nuScenes detection classes, in CenterPoint's order."""
@@ -58,17 +74,45 @@ NUSCENES_CATEGORY_TO_CLASS: Dict[str, str] = {
 absent here maps to no class."""
 
 NUSCENES_ATTRIBUTES: Tuple[str, ...] = (
-    "cycle.with_rider", "cycle.without_rider", "pedestrian.moving", "pedestrian.sitting_lying_down",
-    "pedestrian.standing", "vehicle.moving", "vehicle.parked", "vehicle.stopped",
+    "cycle.with_rider",
+    "cycle.without_rider",
+    "pedestrian.moving",
+    "pedestrian.sitting_lying_down",
+    "pedestrian.standing",
+    "vehicle.moving",
+    "vehicle.parked",
+    "vehicle.stopped",
 )
 """The eight nuScenes attribute names (the names only; their tokens are in ``attribute.json``)."""
 
 PANDASET_LABELS: Tuple[str, ...] = (
-    "Car", "Pickup Truck", "Medium-sized Truck", "Semi-truck", "Towed Object", "Motorcycle",
-    "Other Vehicle - Construction Vehicle", "Other Vehicle - Uncommon", "Other Vehicle - Pedicab",
-    "Emergency Vehicle", "Bus", "Personal Mobility Device", "Motorized Scooter", "Bicycle", "Train", "Trolley",
-    "Tram / Subway", "Pedestrian", "Pedestrian with Object", "Animals - Bird", "Animals - Other", "Pylons",
-    "Road Barriers", "Signs", "Cones", "Construction Signs", "Temporary Construction Barriers",
+    "Car",
+    "Pickup Truck",
+    "Medium-sized Truck",
+    "Semi-truck",
+    "Towed Object",
+    "Motorcycle",
+    "Other Vehicle - Construction Vehicle",
+    "Other Vehicle - Uncommon",
+    "Other Vehicle - Pedicab",
+    "Emergency Vehicle",
+    "Bus",
+    "Personal Mobility Device",
+    "Motorized Scooter",
+    "Bicycle",
+    "Train",
+    "Trolley",
+    "Tram / Subway",
+    "Pedestrian",
+    "Pedestrian with Object",
+    "Animals - Bird",
+    "Animals - Other",
+    "Pylons",
+    "Road Barriers",
+    "Signs",
+    "Cones",
+    "Construction Signs",
+    "Temporary Construction Barriers",
     "Rolling Containers",
 )
 """Every PandaSet cuboid ``label``."""
@@ -130,8 +174,9 @@ def check_classes(classes: Sequence[str], allowed: Sequence[str], what: str) -> 
     return names
 
 
-def check_class_map(class_map: Optional[Mapping[str, Optional[str]]], sources: Sequence[str],
-                    classes: Sequence[str], what: str) -> Dict[str, Optional[str]]:
+def check_class_map(
+    class_map: Optional[Mapping[str, Optional[str]]], sources: Sequence[str], classes: Sequence[str], what: str
+) -> Dict[str, Optional[str]]:
     """Check a ``{source label: class name or None}`` override and return it as a dict.
 
     Every key must be one of ``sources`` and every value ``None`` (ignore that label) or one of ``classes``.
@@ -143,16 +188,27 @@ def check_class_map(class_map: Optional[Mapping[str, Optional[str]]], sources: S
     out: Dict[str, Optional[str]] = {}
     for key, value in class_map.items():
         if key not in sources:
-            raise ValueError(f"{what} class_map key {key!r} is not a label of the dataset; "
-                             f"choose from {tuple(sources)}")
+            raise ValueError(
+                f"{what} class_map key {key!r} is not a label of the dataset; choose from {tuple(sources)}"
+            )
         if value is not None and value not in classes:
-            raise ValueError(f"{what} class_map maps {key!r} to {value!r}, which is not one of the classes "
-                             f"{tuple(classes)} (use None to ignore the label)")
+            raise ValueError(
+                f"{what} class_map maps {key!r} to {value!r}, which is not one of the classes "
+                f"{tuple(classes)} (use None to ignore the label)"
+            )
         out[key] = value
     return out
 
 
 __all__ = [
-    "KITTI_TYPES", "KITTI_CLASSES", "NUSCENES_CLASSES", "NUSCENES_CATEGORY_TO_CLASS", "NUSCENES_ATTRIBUTES",
-    "PANDASET_LABELS", "PANDASET_CLASSES", "PANDASET_LABEL_TO_CLASS", "check_classes", "check_class_map",
+    "KITTI_TYPES",
+    "KITTI_CLASSES",
+    "NUSCENES_CLASSES",
+    "NUSCENES_CATEGORY_TO_CLASS",
+    "NUSCENES_ATTRIBUTES",
+    "PANDASET_LABELS",
+    "PANDASET_CLASSES",
+    "PANDASET_LABEL_TO_CLASS",
+    "check_classes",
+    "check_class_map",
 ]

@@ -59,15 +59,17 @@ class LidarFrame:
         self.point_features = tuple(self.point_features)
         self.points = np.ascontiguousarray(self.points, dtype=np.float32)
         if self.points.ndim != 2 or self.points.shape[1] != len(self.point_features):
-            raise ValueError(f"{where}: points must have shape [N, {len(self.point_features)}] "
-                             f"({', '.join(self.point_features)}), got {self.points.shape}")
+            raise ValueError(
+                f"{where}: points must have shape [N, {len(self.point_features)}] "
+                f"({', '.join(self.point_features)}), got {self.points.shape}"
+            )
         if self.point_features[:3] != ("x", "y", "z"):
             raise ValueError(f"{where}: the first three point features must be x, y, z, got {self.point_features}")
         if not np.isfinite(self.points).all():
             raise ValueError(f"{where}: points contain NaN or inf")
         boxes = np.asarray(self.boxes, dtype=np.float32)
         if boxes.size == 0 and boxes.ndim != 2:
-            boxes = boxes.reshape(0, 7)   # a frame without objects
+            boxes = boxes.reshape(0, 7)  # a frame without objects
         self.boxes = np.ascontiguousarray(boxes)
         if self.boxes.ndim != 2 or self.boxes.shape[1] not in (7, 9):
             raise ValueError(f"{where}: boxes must have shape [M, 7] or [M, 9], got {self.boxes.shape}")
@@ -98,8 +100,9 @@ class LidarFrame:
         if self.point_labels is not None:
             self.point_labels = np.ascontiguousarray(self.point_labels, dtype=np.int64).reshape(-1)
             if self.point_labels.shape != (self.points.shape[0],):
-                raise ValueError(f"{where}: point_labels must have shape [{self.points.shape[0]}], "
-                                 f"got {self.point_labels.shape}")
+                raise ValueError(
+                    f"{where}: point_labels must have shape [{self.points.shape[0]}], got {self.point_labels.shape}"
+                )
 
     @property
     def num_points(self) -> int:
@@ -151,9 +154,11 @@ class DetectionDataset:
         index = int(index) % n
         frame = self._load(index)
         if frame.num_boxes and frame.labels.max() >= self.num_classes:
-            raise ValueError(f"frame {frame.name!r} ({self._source(index)}) has labels up to "
-                             f"{int(frame.labels.max())}, but {type(self).__name__} has {self.num_classes} "
-                             f"classes (ids 0..{self.num_classes - 1})")
+            raise ValueError(
+                f"frame {frame.name!r} ({self._source(index)}) has labels up to "
+                f"{int(frame.labels.max())}, but {type(self).__name__} has {self.num_classes} "
+                f"classes (ids 0..{self.num_classes - 1})"
+            )
         return frame
 
     def __repr__(self) -> str:

@@ -59,8 +59,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build_gt_database(dataset: DetectionDataset, out_dir: Union[str, Path], classes: Optional[Sequence[str]] = None,
-                      min_points: int = 5, overwrite: bool = False, progress: bool = True) -> Path:
+def build_gt_database(
+    dataset: DetectionDataset,
+    out_dir: Union[str, Path],
+    classes: Optional[Sequence[str]] = None,
+    min_points: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Cut every ground-truth object of ``dataset`` out of its frame and store it (layout in the module
     docstring).
 
@@ -110,13 +116,15 @@ def build_gt_database(dataset: DetectionDataset, out_dir: Union[str, Path], clas
         if point_features is None:
             point_features, box_dims = frame.point_features, frame.boxes.shape[1]
         elif frame.point_features != point_features or frame.boxes.shape[1] != box_dims:
-            raise ValueError(f"frame {frame.name!r} has point features {frame.point_features} and boxes of "
-                             f"{frame.boxes.shape[1]} columns, the first frame {point_features} and {box_dims}; "
-                             "one database holds one point layout")
+            raise ValueError(
+                f"frame {frame.name!r} has point features {frame.point_features} and boxes of "
+                f"{frame.boxes.shape[1]} columns, the first frame {point_features} and {box_dims}; "
+                "one database holds one point layout"
+            )
         chosen = [j for j in range(frame.num_boxes) if int(frame.labels[j]) in wanted_ids]
         if not chosen:
             continue
-        inside = points_in_boxes(frame.xyz(), frame.boxes[chosen, :7])          # [N, len(chosen)]
+        inside = points_in_boxes(frame.xyz(), frame.boxes[chosen, :7])  # [N, len(chosen)]
         for col, j in enumerate(chosen):
             pts = frame.points[inside[:, col]].astype(np.float64)
             if pts.shape[0] < min_points:
@@ -125,14 +133,30 @@ def build_gt_database(dataset: DetectionDataset, out_dir: Union[str, Path], clas
             label = int(frame.labels[j])
             file = f"{OBJECTS_DIR}/{i:06d}_{_safe_name(frame.name)}_{_safe_name(names[label])}_{j}.npy"
             _atomic_save_npy(out_dir / file, pts.astype(np.float32))
-            records.append({"file": file, "class": names[label], "label": label, "frame": frame.name,
-                            "frame_index": i, "box_index": j, "box": frame.boxes[j].astype(float).tolist(),
-                            "num_points": int(pts.shape[0]),
-                            "difficulty": -1 if frame.difficulty is None else int(frame.difficulty[j])})
-    index = {"format": DATABASE_FORMAT, "version": DATABASE_VERSION,
-             "point_features": list(point_features or ("x", "y", "z")), "box_dims": int(box_dims or 7),
-             "class_names": names, "classes": wanted, "min_points": int(min_points), "num_frames": len(dataset),
-             "objects": records}
+            records.append(
+                {
+                    "file": file,
+                    "class": names[label],
+                    "label": label,
+                    "frame": frame.name,
+                    "frame_index": i,
+                    "box_index": j,
+                    "box": frame.boxes[j].astype(float).tolist(),
+                    "num_points": int(pts.shape[0]),
+                    "difficulty": -1 if frame.difficulty is None else int(frame.difficulty[j]),
+                }
+            )
+    index = {
+        "format": DATABASE_FORMAT,
+        "version": DATABASE_VERSION,
+        "point_features": list(point_features or ("x", "y", "z")),
+        "box_dims": int(box_dims or 7),
+        "class_names": names,
+        "classes": wanted,
+        "min_points": int(min_points),
+        "num_frames": len(dataset),
+        "objects": records,
+    }
     _atomic_write_text(index_path, json.dumps(index, indent=1))
     return index_path
 
@@ -163,18 +187,23 @@ class GTDatabase:
         root = Path(root)
         path = root / INDEX_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"no ground-truth database index at {path}; build one with "
-                                    "largekernel3d.data.detection.gt_sampling.build_gt_database(dataset, out_dir)")
+            raise FileNotFoundError(
+                f"no ground-truth database index at {path}; build one with "
+                "largekernel3d.data.detection.gt_sampling.build_gt_database(dataset, out_dir)"
+            )
         try:
             index = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is corrupt (not valid JSON: {err}); rebuild it with build_gt_database "
-                             "(overwrite=True)") from err
+            raise ValueError(
+                f"{path} is corrupt (not valid JSON: {err}); rebuild it with build_gt_database (overwrite=True)"
+            ) from err
         if not isinstance(index, dict) or index.get("format") != DATABASE_FORMAT:
             raise ValueError(f"{path} is not a {DATABASE_FORMAT} index; rebuild it with build_gt_database")
         if index.get("version") != DATABASE_VERSION:
-            raise ValueError(f"{path} has database version {index.get('version')}, this code reads version "
-                             f"{DATABASE_VERSION}; rebuild it with build_gt_database (overwrite=True)")
+            raise ValueError(
+                f"{path} has database version {index.get('version')}, this code reads version "
+                f"{DATABASE_VERSION}; rebuild it with build_gt_database (overwrite=True)"
+            )
         missing = [k for k in ("point_features", "box_dims", "class_names", "objects") if k not in index]
         if missing:
             raise ValueError(f"{path} is corrupt: the keys {missing} are missing; rebuild it with build_gt_database")
@@ -183,25 +212,36 @@ class GTDatabase:
             if not isinstance(rec, dict) or any(key not in rec for key in _RECORD_KEYS):
                 raise ValueError(f"{path} is corrupt: object record {k} lacks some of the keys {_RECORD_KEYS}")
             if len(rec["box"]) != index["box_dims"] or rec["class"] not in index["class_names"]:
-                raise ValueError(f"{path} is corrupt: object record {k} has a box of {len(rec['box'])} values "
-                                 f"or an unknown class {rec['class']!r}")
-        return cls(root=root, point_features=tuple(index["point_features"]), box_dims=int(index["box_dims"]),
-                   class_names=tuple(index["class_names"]), objects=tuple(objects))
+                raise ValueError(
+                    f"{path} is corrupt: object record {k} has a box of {len(rec['box'])} values "
+                    f"or an unknown class {rec['class']!r}"
+                )
+        return cls(
+            root=root,
+            point_features=tuple(index["point_features"]),
+            box_dims=int(index["box_dims"]),
+            class_names=tuple(index["class_names"]),
+            objects=tuple(objects),
+        )
 
     def load_points(self, record: Mapping[str, Any]) -> np.ndarray:
         """The stored points of one object, ``[num_points, C]`` float32 relative to its box centre; a
         missing or malformed file raises ``FileNotFoundError`` / ``ValueError`` naming it."""
         path = self.root / record["file"]
         if not path.is_file():
-            raise FileNotFoundError(f"ground-truth database object {path} is missing (index {self.root / INDEX_NAME} "
-                                    "names it); rebuild the database with build_gt_database (overwrite=True)")
+            raise FileNotFoundError(
+                f"ground-truth database object {path} is missing (index {self.root / INDEX_NAME} "
+                "names it); rebuild the database with build_gt_database (overwrite=True)"
+            )
         try:
             pts = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise ValueError(f"ground-truth database object {path} is corrupt ({err}); rebuild the database") from err
         if pts.shape != (record["num_points"], len(self.point_features)) or pts.dtype != np.float32:
-            raise ValueError(f"ground-truth database object {path} holds {pts.dtype} {pts.shape}, the index says "
-                             f"float32 [{record['num_points']}, {len(self.point_features)}]; rebuild the database")
+            raise ValueError(
+                f"ground-truth database object {path} holds {pts.dtype} {pts.shape}, the index says "
+                f"float32 [{record['num_points']}, {len(self.point_features)}]; rebuild the database"
+            )
         return pts
 
 
@@ -229,10 +269,16 @@ class GTSampler:
     frame has those fields, attribute ``""``, and point label ``-1`` where the frame has point labels.
     """
 
-    def __init__(self, database_dir: Union[str, Path], sample_groups: Mapping[str, int],
-                 min_points_per_class: Optional[Mapping[str, int]] = None, exclude_difficulty: Sequence[int] = (),
-                 class_names: Optional[Sequence[str]] = None, remove_margin: float = 0.0,
-                 limit_whole_scene: bool = True) -> None:
+    def __init__(
+        self,
+        database_dir: Union[str, Path],
+        sample_groups: Mapping[str, int],
+        min_points_per_class: Optional[Mapping[str, int]] = None,
+        exclude_difficulty: Sequence[int] = (),
+        class_names: Optional[Sequence[str]] = None,
+        remove_margin: float = 0.0,
+        limit_whole_scene: bool = True,
+    ) -> None:
         self.database = GTDatabase.load(database_dir)
         self.class_names = tuple(class_names) if class_names is not None else self.database.class_names
         if not isinstance(sample_groups, Mapping) or not sample_groups:
@@ -240,8 +286,10 @@ class GTSampler:
         min_points_per_class = dict(min_points_per_class or {})
         for name in list(sample_groups) + list(min_points_per_class):
             if name not in self.class_names:
-                raise ValueError(f"class {name!r} (sample_groups / min_points_per_class) is not one of the frames' "
-                                 f"classes {self.class_names}")
+                raise ValueError(
+                    f"class {name!r} (sample_groups / min_points_per_class) is not one of the frames' "
+                    f"classes {self.class_names}"
+                )
         for name, n in sample_groups.items():
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
                 raise ValueError(f"sample_groups[{name!r}] must be an int >= 0, got {n!r}")
@@ -254,11 +302,16 @@ class GTSampler:
         self.pools: Dict[str, List[Mapping[str, Any]]] = {}
         for name in self.sample_groups:
             least = int(min_points_per_class.get(name, 0))
-            self.pools[name] = [rec for rec in self.database.objects if rec["class"] == name
-                                and rec["num_points"] >= least and rec["difficulty"] not in excluded]
+            self.pools[name] = [
+                rec
+                for rec in self.database.objects
+                if rec["class"] == name and rec["num_points"] >= least and rec["difficulty"] not in excluded
+            ]
             if self.sample_groups[name] and not self.pools[name]:
-                raise ValueError(f"the database {self.database.root} holds no {name!r} objects passing the filters "
-                                 f"(min points {least}, excluded difficulties {sorted(excluded)})")
+                raise ValueError(
+                    f"the database {self.database.root} holds no {name!r} objects passing the filters "
+                    f"(min points {least}, excluded difficulties {sorted(excluded)})"
+                )
 
     def __call__(self, frame: LidarFrame, rng: np.random.Generator) -> LidarFrame:
         if not isinstance(frame, LidarFrame):
@@ -267,12 +320,15 @@ class GTSampler:
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         db = self.database
         if frame.point_features != db.point_features:
-            raise ValueError(f"frame {frame.name!r} has point features {frame.point_features}, the database "
-                             f"{db.root} {db.point_features}")
+            raise ValueError(
+                f"frame {frame.name!r} has point features {frame.point_features}, the database "
+                f"{db.root} {db.point_features}"
+            )
         dims = frame.boxes.shape[1]
         if dims > db.box_dims:
-            raise ValueError(f"frame {frame.name!r} has boxes with velocity (9 columns), the database {db.root} "
-                             "has none (7)")
+            raise ValueError(
+                f"frame {frame.name!r} has boxes with velocity (9 columns), the database {db.root} has none (7)"
+            )
         existing = frame.boxes[:, :7].astype(np.float64)
         chosen: List[Mapping[str, Any]] = []
         for name, target in self.sample_groups.items():
@@ -313,17 +369,23 @@ class GTSampler:
         def extend(value: Optional[np.ndarray], new: np.ndarray) -> Optional[np.ndarray]:
             return None if value is None else np.concatenate([value, new])
 
-        point_labels = None if frame.point_labels is None else np.concatenate(
-            [np.full(pasted_points.shape[0], -1, dtype=np.int64), frame.point_labels[keep]])
+        point_labels = (
+            None
+            if frame.point_labels is None
+            else np.concatenate([np.full(pasted_points.shape[0], -1, dtype=np.int64), frame.point_labels[keep]])
+        )
         return dataclasses.replace(
-            frame, points=np.concatenate([pasted_points, frame.points[keep]]),
+            frame,
+            points=np.concatenate([pasted_points, frame.points[keep]]),
             boxes=np.concatenate([frame.boxes, boxes.astype(np.float32)]),
             labels=np.concatenate([frame.labels, labels]),
             difficulty=extend(frame.difficulty, np.array([rec["difficulty"] for rec in chosen], dtype=np.int64)),
-            num_lidar_points=extend(frame.num_lidar_points,
-                                    np.array([rec["num_points"] for rec in chosen], dtype=np.int64)),
+            num_lidar_points=extend(
+                frame.num_lidar_points, np.array([rec["num_points"] for rec in chosen], dtype=np.int64)
+            ),
             attributes=None if frame.attributes is None else list(frame.attributes) + [""] * len(chosen),
-            point_labels=point_labels)
+            point_labels=point_labels,
+        )
 
     def __repr__(self) -> str:
         return f"GTSampler(database={str(self.database.root)!r}, sample_groups={self.sample_groups})"

@@ -104,11 +104,14 @@ class KittiCalib:
         mats = {}
         for key, shape in (("P2", (3, 4)), ("R0_rect", (3, 3)), ("Tr_velo_to_cam", (3, 4))):
             if key not in values:
-                raise ValueError(f"{str(path)!r} has no {key!r} line (a KITTI object calibration needs P2, "
-                                 f"R0_rect and Tr_velo_to_cam)")
+                raise ValueError(
+                    f"{str(path)!r} has no {key!r} line (a KITTI object calibration needs P2, "
+                    f"R0_rect and Tr_velo_to_cam)"
+                )
             if values[key].size != shape[0] * shape[1] or not np.isfinite(values[key]).all():
-                raise ValueError(f"{str(path)!r}: {key} must hold {shape[0] * shape[1]} finite numbers, "
-                                 f"got {values[key].size}")
+                raise ValueError(
+                    f"{str(path)!r}: {key} must hold {shape[0] * shape[1]} finite numbers, got {values[key].size}"
+                )
             mats[key] = values[key].reshape(shape)
         return cls(P2=mats["P2"], R0=mats["R0_rect"], V2C=mats["Tr_velo_to_cam"])
 
@@ -165,10 +168,16 @@ class KittiLabels:
         """The entries where the boolean ``mask [M]`` is true."""
         mask = np.asarray(mask, dtype=bool)
         return KittiLabels(
-            names=[n for n, keep in zip(self.names, mask, strict=False) if keep], truncated=self.truncated[mask],
-            occluded=self.occluded[mask], alpha=self.alpha[mask], bbox2d=self.bbox2d[mask],
-            dims_hwl=self.dims_hwl[mask], location=self.location[mask], rotation_y=self.rotation_y[mask],
-            score=None if self.score is None else self.score[mask])
+            names=[n for n, keep in zip(self.names, mask, strict=False) if keep],
+            truncated=self.truncated[mask],
+            occluded=self.occluded[mask],
+            alpha=self.alpha[mask],
+            bbox2d=self.bbox2d[mask],
+            dims_hwl=self.dims_hwl[mask],
+            location=self.location[mask],
+            rotation_y=self.rotation_y[mask],
+            score=None if self.score is None else self.score[mask],
+        )
 
 
 def read_kitti_labels(path: PathLike) -> KittiLabels:
@@ -190,8 +199,9 @@ def read_kitti_labels(path: PathLike) -> KittiLabels:
             continue
         where = f"{str(path)!r} line {lineno}"
         if len(fields) not in (15, 16):
-            raise ValueError(f"{where}: a KITTI label line has 15 fields (16 with a score), got {len(fields)}: "
-                             f"{line[:80]!r}")
+            raise ValueError(
+                f"{where}: a KITTI label line has 15 fields (16 with a score), got {len(fields)}: {line[:80]!r}"
+            )
         if ncols is not None and len(fields) != ncols:
             raise ValueError(f"{where}: has {len(fields)} fields but earlier lines have {ncols}")
         ncols = len(fields)
@@ -209,9 +219,16 @@ def read_kitti_labels(path: PathLike) -> KittiLabels:
         rows.append(numbers)
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, (ncols or 15) - 1)
     return KittiLabels(
-        names=names, truncated=arr[:, 0], occluded=arr[:, 1].astype(np.int64), alpha=arr[:, 2],
-        bbox2d=arr[:, 3:7], dims_hwl=arr[:, 7:10], location=arr[:, 10:13], rotation_y=arr[:, 13],
-        score=arr[:, 14] if ncols == 16 else None)
+        names=names,
+        truncated=arr[:, 0],
+        occluded=arr[:, 1].astype(np.int64),
+        alpha=arr[:, 2],
+        bbox2d=arr[:, 3:7],
+        dims_hwl=arr[:, 7:10],
+        location=arr[:, 10:13],
+        rotation_y=arr[:, 13],
+        score=arr[:, 14] if ncols == 16 else None,
+    )
 
 
 def kitti_difficulty(bbox2d: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
@@ -225,15 +242,16 @@ def kitti_difficulty(bbox2d: np.ndarray, occluded: np.ndarray, truncated: np.nda
     occluded = np.asarray(occluded).reshape(-1)
     truncated = np.asarray(truncated, dtype=np.float64).reshape(-1)
     out = np.full(height.shape, -1, dtype=np.int64)
-    for level in range(len(DIFFICULTY_THRESHOLDS) - 1, -1, -1):   # hardest first, easier levels overwrite
+    for level in range(len(DIFFICULTY_THRESHOLDS) - 1, -1, -1):  # hardest first, easier levels overwrite
         min_h, max_occ, max_trunc = DIFFICULTY_THRESHOLDS[level]
         out[(height >= min_h) & (occluded <= max_occ) & (truncated <= max_trunc)] = level
     return out
 
 
 # ------------------------------------------------------------------------------------------- conversions
-def camera_boxes_to_lidar(location: np.ndarray, dims_hwl: np.ndarray, rotation_y: np.ndarray,
-                          calib: KittiCalib) -> np.ndarray:
+def camera_boxes_to_lidar(
+    location: np.ndarray, dims_hwl: np.ndarray, rotation_y: np.ndarray, calib: KittiCalib
+) -> np.ndarray:
     """KITTI camera boxes → LiDAR boxes ``[M, 7]`` float64 (formula in the module docstring).
 
     Args: ``location [M, 3]`` bottom centres (rectified camera), ``dims_hwl [M, 3]``, ``rotation_y [M]``.
@@ -267,8 +285,9 @@ def observation_angle(location: np.ndarray, rotation_y: np.ndarray) -> np.ndarra
     return wrap_angle(np.asarray(rotation_y, dtype=np.float64) - np.arctan2(location[:, 0], location[:, 2]))
 
 
-def project_boxes_to_image(boxes: np.ndarray, calib: KittiCalib,
-                           image_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def project_boxes_to_image(
+    boxes: np.ndarray, calib: KittiCalib, image_size: Optional[Tuple[int, int]] = None
+) -> np.ndarray:
     """2D boxes ``[M, 4]`` (left, top, right, bottom): the pixel bounding rectangle of each LiDAR box's 8
     projected corners, clipped to ``[0, width - 1] × [0, height - 1]`` when ``image_size = (width, height)``.
 
@@ -278,7 +297,7 @@ def project_boxes_to_image(boxes: np.ndarray, calib: KittiCalib,
     boxes = np.asarray(boxes, dtype=np.float64)
     if len(boxes) == 0:
         return np.zeros((0, 4))
-    corners = np.asarray(boxes_to_corners_3d(boxes[:, :7]))                       # [M, 8, 3]
+    corners = np.asarray(boxes_to_corners_3d(boxes[:, :7]))  # [M, 8, 3]
     uv, _ = calib.lidar_to_image(corners.reshape(-1, 3))
     uv = uv.reshape(-1, 8, 2)
     out = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
@@ -308,9 +327,14 @@ def png_size(path: PathLike) -> Tuple[int, int]:
     return int(width), int(height)
 
 
-def write_kitti_labels(path: PathLike, boxes_lidar: np.ndarray, scores: Optional[np.ndarray],
-                       names: Sequence[str], calib: KittiCalib,
-                       image_size: Optional[Tuple[int, int]] = KITTI_IMAGE_SIZE) -> None:
+def write_kitti_labels(
+    path: PathLike,
+    boxes_lidar: np.ndarray,
+    scores: Optional[np.ndarray],
+    names: Sequence[str],
+    calib: KittiCalib,
+    image_size: Optional[Tuple[int, int]] = KITTI_IMAGE_SIZE,
+) -> None:
     """Write LiDAR boxes as a KITTI label / result file (one line per box; an empty file for none).
 
     Each line is ``name -1 -1 alpha left top right bottom h w l x y z rotation_y [score]`` with the camera
@@ -374,16 +398,26 @@ class KittiDetection(DetectionDataset):
     ``dontcare_bbox2d [D, 4]``, ``has_labels``.
     """
 
-    def __init__(self, root: PathLike, split: str = "training", frame_ids: Optional[Sequence[Union[str, int]]] = None,
-                 classes: Sequence[str] = KITTI_CLASSES, fov_only: bool = True,
-                 class_map: Optional[Mapping[str, Optional[str]]] = None,
-                 image_size: Tuple[int, int] = KITTI_IMAGE_SIZE, velodyne_dir: str = "velodyne") -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        split: str = "training",
+        frame_ids: Optional[Sequence[Union[str, int]]] = None,
+        classes: Sequence[str] = KITTI_CLASSES,
+        fov_only: bool = True,
+        class_map: Optional[Mapping[str, Optional[str]]] = None,
+        image_size: Tuple[int, int] = KITTI_IMAGE_SIZE,
+        velodyne_dir: str = "velodyne",
+    ) -> None:
         self.split_dir = require_dir(Path(root) / split, f"KITTI split folder (root={str(root)!r}, split={split!r})")
         self.velodyne_dir = require_dir(self.split_dir / velodyne_dir, "KITTI point folder")
         self.class_names = check_classes(classes, KITTI_TYPES[:-1], "KittiDetection")
         self.class_map = check_class_map(class_map, KITTI_TYPES[:-1], self.class_names, "KittiDetection")
-        if not (isinstance(image_size, (tuple, list)) and len(image_size) == 2
-                and all(isinstance(v, (int, np.integer)) and v > 0 for v in image_size)):
+        if not (
+            isinstance(image_size, (tuple, list))
+            and len(image_size) == 2
+            and all(isinstance(v, (int, np.integer)) and v > 0 for v in image_size)
+        ):
             raise ValueError(f"image_size must be (width, height) in positive pixels, got {image_size!r}")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.fov_only = bool(fov_only)
@@ -433,27 +467,56 @@ class KittiDetection(DetectionDataset):
         boxes = camera_boxes_to_lidar(kept.location, kept.dims_hwl, kept.rotation_y, calib)
         ign = labels.select(ignored)
         metadata: Dict[str, Any] = {
-            "calib": calib, "image_size": image_size, "image_size_source": size_source, "label": kept,
-            "ignored": {"label": ign,
-                        "boxes": camera_boxes_to_lidar(ign.location, ign.dims_hwl, ign.rotation_y, calib)},
-            "dontcare_bbox2d": labels.bbox2d[dontcare], "has_labels": self.has_labels,
+            "calib": calib,
+            "image_size": image_size,
+            "image_size_source": size_source,
+            "label": kept,
+            "ignored": {
+                "label": ign,
+                "boxes": camera_boxes_to_lidar(ign.location, ign.dims_hwl, ign.rotation_y, calib),
+            },
+            "dontcare_bbox2d": labels.bbox2d[dontcare],
+            "has_labels": self.has_labels,
         }
         return LidarFrame(
-            name=fid, points=points, point_features=KITTI_POINT_FEATURES, boxes=boxes,
+            name=fid,
+            points=points,
+            point_features=KITTI_POINT_FEATURES,
+            boxes=boxes,
             labels=np.array([self.class_names.index(t) for t in targets if t is not None], dtype=np.int64),
-            difficulty=kitti_difficulty(kept.bbox2d, kept.occluded, kept.truncated), metadata=metadata)
+            difficulty=kitti_difficulty(kept.bbox2d, kept.occluded, kept.truncated),
+            metadata=metadata,
+        )
 
 
 def _empty_labels() -> KittiLabels:
     """A :class:`KittiLabels` with no objects (frames of a split without labels)."""
-    return KittiLabels(names=[], truncated=np.zeros(0), occluded=np.zeros(0, dtype=np.int64), alpha=np.zeros(0),
-                       bbox2d=np.zeros((0, 4)), dims_hwl=np.zeros((0, 3)), location=np.zeros((0, 3)),
-                       rotation_y=np.zeros(0))
+    return KittiLabels(
+        names=[],
+        truncated=np.zeros(0),
+        occluded=np.zeros(0, dtype=np.int64),
+        alpha=np.zeros(0),
+        bbox2d=np.zeros((0, 4)),
+        dims_hwl=np.zeros((0, 3)),
+        location=np.zeros((0, 3)),
+        rotation_y=np.zeros(0),
+    )
 
 
 __all__ = [
-    "KITTI_IMAGE_SIZE", "KITTI_POINT_FEATURES", "DIFFICULTY_THRESHOLDS", "KittiCalib", "KittiLabels",
-    "read_kitti_labels", "kitti_difficulty", "camera_boxes_to_lidar", "lidar_boxes_to_camera",
-    "observation_angle", "project_boxes_to_image", "fov_mask", "png_size", "write_kitti_labels",
+    "KITTI_IMAGE_SIZE",
+    "KITTI_POINT_FEATURES",
+    "DIFFICULTY_THRESHOLDS",
+    "KittiCalib",
+    "KittiLabels",
+    "read_kitti_labels",
+    "kitti_difficulty",
+    "camera_boxes_to_lidar",
+    "lidar_boxes_to_camera",
+    "observation_angle",
+    "project_boxes_to_image",
+    "fov_mask",
+    "png_size",
+    "write_kitti_labels",
     "KittiDetection",
 ]

@@ -61,7 +61,14 @@ PathLike = Union[str, Path]
 NUSCENES_POINT_FEATURES: Tuple[str, ...] = ("x", "y", "z", "intensity", "time_lag")
 
 REQUIRED_TABLES: Tuple[str, ...] = (
-    "scene", "sample", "sample_data", "ego_pose", "calibrated_sensor", "sensor", "sample_annotation", "instance",
+    "scene",
+    "sample",
+    "sample_data",
+    "ego_pose",
+    "calibrated_sensor",
+    "sensor",
+    "sample_annotation",
+    "instance",
     "category",
 )
 """Tables :class:`NuScenesTables` needs."""
@@ -91,13 +98,15 @@ class NuScenesTables:
             path = self.table_dir / f"{name}.json"
             if not path.is_file():
                 if name in REQUIRED_TABLES:
-                    raise FileNotFoundError(f"nuScenes table {str(path)!r} does not exist (needed: "
-                                            f"{', '.join(REQUIRED_TABLES)})")
+                    raise FileNotFoundError(
+                        f"nuScenes table {str(path)!r} does not exist (needed: {', '.join(REQUIRED_TABLES)})"
+                    )
                 continue
             self.tables[name] = _read_json_records(path)
         self._index = {name: {rec["token"]: rec for rec in records} for name, records in self.tables.items()}
-        self._channel = {cs["token"]: self.get("sensor", cs["sensor_token"])["channel"]
-                         for cs in self.tables["calibrated_sensor"]}
+        self._channel = {
+            cs["token"]: self.get("sensor", cs["sensor_token"])["channel"] for cs in self.tables["calibrated_sensor"]
+        }
         self._key_data: Dict[Tuple[str, str], str] = {}
         for sd in self.tables["sample_data"]:
             if sd["is_key_frame"]:
@@ -122,8 +131,9 @@ class NuScenesTables:
         try:
             return self._index[table][token]
         except KeyError:
-            raise ValueError(f"nuScenes table {str(self.table_dir / (table + '.json'))!r} has no record with "
-                             f"token {token!r}") from None
+            raise ValueError(
+                f"nuScenes table {str(self.table_dir / (table + '.json'))!r} has no record with token {token!r}"
+            ) from None
 
     def scene_samples(self, scene: Dict[str, Any]) -> List[str]:
         """Sample tokens of ``scene`` in time order (``first_sample_token`` then ``next``)."""
@@ -140,8 +150,10 @@ class NuScenesTables:
         try:
             return self._key_data[(sample_token, channel)]
         except KeyError:
-            raise ValueError(f"sample {sample_token!r} has no key-frame {channel} record in "
-                             f"{str(self.table_dir / 'sample_data.json')!r}") from None
+            raise ValueError(
+                f"sample {sample_token!r} has no key-frame {channel} record in "
+                f"{str(self.table_dir / 'sample_data.json')!r}"
+            ) from None
 
     def annotation_tokens(self, sample_token: str) -> List[str]:
         """Tokens of the sample's annotations, in table order."""
@@ -166,8 +178,10 @@ class NuScenesTables:
             return np.full(3, np.nan)
         first = self.get("sample_annotation", current["prev"]) if has_prev else current
         last = self.get("sample_annotation", current["next"]) if has_next else current
-        dt = 1e-6 * (self.get("sample", last["sample_token"])["timestamp"]
-                     - self.get("sample", first["sample_token"])["timestamp"])
+        dt = 1e-6 * (
+            self.get("sample", last["sample_token"])["timestamp"]
+            - self.get("sample", first["sample_token"])["timestamp"]
+        )
         if dt > (2 * max_time_diff if has_prev and has_next else max_time_diff) or dt <= 0:
             return np.full(3, np.nan)
         return (np.asarray(last["translation"], dtype=np.float64) - np.asarray(first["translation"])) / dt
@@ -180,8 +194,9 @@ class _DevkitTables:
         try:
             from nuscenes.nuscenes import NuScenes
         except ImportError as exc:
-            raise ImportError("backend='devkit' needs the nuScenes devkit: pip install nuscenes-devkit "
-                              f"({exc})") from exc
+            raise ImportError(
+                f"backend='devkit' needs the nuScenes devkit: pip install nuscenes-devkit ({exc})"
+            ) from exc
         self.root = require_dir(Path(root), "nuScenes root")
         self.table_dir = self.root / version
         self.nusc = NuScenes(version=version, dataroot=str(self.root), verbose=False)
@@ -237,7 +252,7 @@ def choose_backend(root: PathLike, version: str, backend: str = "auto") -> str:
         return "json"
     if importlib.util.find_spec("nuscenes") is None:
         return "json"
-    try:   # installed but unusable (e.g. installed with --no-deps and a dependency missing): the JSON reader
+    try:  # installed but unusable (e.g. installed with --no-deps and a dependency missing): the JSON reader
         importlib.import_module("nuscenes.nuscenes")
     except ImportError:
         return "json"
@@ -265,8 +280,9 @@ def record_pose(record: Dict[str, Any], source: str) -> np.ndarray:
     return make_pose(quaternion_to_matrix(rotation, source), translation, source)
 
 
-def global_boxes_to_lidar(translation: np.ndarray, size_wlh: np.ndarray, rotation: np.ndarray,
-                          global_to_lidar: np.ndarray) -> np.ndarray:
+def global_boxes_to_lidar(
+    translation: np.ndarray, size_wlh: np.ndarray, rotation: np.ndarray, global_to_lidar: np.ndarray
+) -> np.ndarray:
     """Global nuScenes boxes → LiDAR boxes ``[M, 7]`` (formula in the module docstring).
 
     Args: ``translation [M, 3]``, ``size_wlh [M, 3]`` (w, l, h), ``rotation [M, 4]`` quaternions (w, x, y, z),
@@ -276,8 +292,11 @@ def global_boxes_to_lidar(translation: np.ndarray, size_wlh: np.ndarray, rotatio
     size = np.asarray(size_wlh, dtype=np.float64).reshape(-1, 3)
     rotation = np.asarray(rotation, dtype=np.float64).reshape(-1, 4)
     centre = transform_points(global_to_lidar, translation)
-    mats = np.stack([global_to_lidar[:3, :3] @ quaternion_to_matrix(q) for q in rotation]) if len(rotation) \
+    mats = (
+        np.stack([global_to_lidar[:3, :3] @ quaternion_to_matrix(q) for q in rotation])
+        if len(rotation)
         else np.zeros((0, 3, 3))
+    )
     yaw = yaw_of_rotation(mats)
     return np.concatenate([centre, size[:, [1, 0, 2]], yaw[:, None]], axis=1)
 
@@ -308,16 +327,16 @@ def _load_points(path: Path, ncols: int = 5) -> np.ndarray:
     return points
 
 
-def _merge(key_points: np.ndarray, sweeps: Iterable[Tuple[np.ndarray, np.ndarray, float]],
-           min_distance: float) -> np.ndarray:
+def _merge(
+    key_points: np.ndarray, sweeps: Iterable[Tuple[np.ndarray, np.ndarray, float]], min_distance: float
+) -> np.ndarray:
     """``[N, 5]`` float32 (x, y, z, intensity, time_lag): the key points, then each sweep's ``(points [K, >=4],
     sweep_to_key [4, 4], time_lag)`` with close points removed and moved into the key frame."""
     parts = [np.concatenate([key_points[:, :4], np.zeros((len(key_points), 1), np.float32)], axis=1)]
     for points, sweep_to_key, lag in sweeps:
         points = remove_close(points, min_distance)
         xyz = transform_points(sweep_to_key, points[:, :3])
-        parts.append(np.concatenate([xyz, points[:, 3:4], np.full((len(points), 1), lag)], axis=1)
-                     .astype(np.float32))
+        parts.append(np.concatenate([xyz, points[:, 3:4], np.full((len(points), 1), lag)], axis=1).astype(np.float32))
     return np.concatenate(parts, axis=0)
 
 
@@ -345,10 +364,19 @@ class NuScenesDetection(DetectionDataset):
     ``attribute_tokens``, ``sweeps`` (the ``sample_data`` tokens merged) and ``missing_sweeps`` (skipped ones).
     """
 
-    def __init__(self, root: PathLike, version: str = "v1.0-trainval", scenes: Optional[Sequence[str]] = None,
-                 classes: Sequence[str] = NUSCENES_CLASSES, nsweeps: int = 1, channel: str = "LIDAR_TOP",
-                 backend: str = "auto", missing_sweeps: str = "error", sweep_min_distance: float = 1.0,
-                 min_points: int = 0) -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        version: str = "v1.0-trainval",
+        scenes: Optional[Sequence[str]] = None,
+        classes: Sequence[str] = NUSCENES_CLASSES,
+        nsweeps: int = 1,
+        channel: str = "LIDAR_TOP",
+        backend: str = "auto",
+        missing_sweeps: str = "error",
+        sweep_min_distance: float = 1.0,
+        min_points: int = 0,
+    ) -> None:
         self.class_names = check_classes(classes, NUSCENES_CLASSES, "NuScenesDetection")
         _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance, min_points)
         self.backend = choose_backend(root, version, backend)
@@ -365,8 +393,10 @@ class NuScenesDetection(DetectionDataset):
             by_key.update({s["token"]: s for s in chosen})
             unknown = [s for s in scenes if s not in by_key]
             if unknown:
-                raise ValueError(f"scenes {unknown[:5]} are not in {str(Path(root) / version)!r} (it has "
-                                 f"{len(chosen)} scenes, e.g. {[s['name'] for s in chosen[:3]]})")
+                raise ValueError(
+                    f"scenes {unknown[:5]} are not in {str(Path(root) / version)!r} (it has "
+                    f"{len(chosen)} scenes, e.g. {[s['name'] for s in chosen[:3]]})"
+                )
             chosen = [by_key[s] for s in scenes]
         self.frame_names = [tok for scene in chosen for tok in self.tables.scene_samples(scene)]
 
@@ -384,13 +414,17 @@ class NuScenesDetection(DetectionDataset):
             path = self.root / sd["filename"]
             if not path.is_file():
                 if self.missing_sweeps == "error":
-                    raise FileNotFoundError(f"sweep file {str(path)!r} (sample_data {token}) does not exist; pass "
-                                            f"missing_sweeps='skip' to leave absent sweeps out")
+                    raise FileNotFoundError(
+                        f"sweep file {str(path)!r} (sample_data {token}) does not exist; pass "
+                        f"missing_sweeps='skip' to leave absent sweeps out"
+                    )
                 missing.append(token)
             else:
-                sweep_to_global = (record_pose(self.tables.get("ego_pose", sd["ego_pose_token"]), "ego_pose")
-                                   @ record_pose(self.tables.get("calibrated_sensor", sd["calibrated_sensor_token"]),
-                                                 "calibrated_sensor"))
+                sweep_to_global = record_pose(
+                    self.tables.get("ego_pose", sd["ego_pose_token"]), "ego_pose"
+                ) @ record_pose(
+                    self.tables.get("calibrated_sensor", sd["calibrated_sensor_token"]), "calibrated_sensor"
+                )
                 lag = 1e-6 * (key_sd["timestamp"] - sd["timestamp"])
                 sweeps.append((_load_points(path), global_to_key @ sweep_to_global, lag))
                 used.append(token)
@@ -401,8 +435,9 @@ class NuScenesDetection(DetectionDataset):
         tables = self.tables
         sample = tables.get("sample", self.frame_names[index])
         key_sd = tables.get("sample_data", tables.key_lidar_token(sample["token"], self.channel))
-        lidar_to_ego = record_pose(tables.get("calibrated_sensor", key_sd["calibrated_sensor_token"]),
-                                   "calibrated_sensor")
+        lidar_to_ego = record_pose(
+            tables.get("calibrated_sensor", key_sd["calibrated_sensor_token"]), "calibrated_sensor"
+        )
         ego_to_global = record_pose(tables.get("ego_pose", key_sd["ego_pose_token"]), "ego_pose")
         key_to_global = ego_to_global @ lidar_to_ego
         global_to_key = invert_pose(key_to_global)
@@ -433,21 +468,32 @@ class NuScenesDetection(DetectionDataset):
         attr_names = [tables.attribute_names(a) for a in anns]
         attributes = None if any(n is None for n in attr_names) else [n[0] if n else "" for n in attr_names]
         metadata: Dict[str, Any] = {
-            "sample_token": sample["token"], "scene_token": sample["scene_token"], "timestamp": sample["timestamp"],
-            "lidar_token": key_sd["token"], "lidar_to_ego": lidar_to_ego, "ego_to_global": ego_to_global,
-            "annotation_tokens": [a["token"] for a in anns], "instance_tokens": [a["instance_token"] for a in anns],
-            "categories": [tables.category_name(a) for a in anns], "velocity_valid": valid,
+            "sample_token": sample["token"],
+            "scene_token": sample["scene_token"],
+            "timestamp": sample["timestamp"],
+            "lidar_token": key_sd["token"],
+            "lidar_to_ego": lidar_to_ego,
+            "ego_to_global": ego_to_global,
+            "annotation_tokens": [a["token"] for a in anns],
+            "instance_tokens": [a["instance_token"] for a in anns],
+            "categories": [tables.category_name(a) for a in anns],
+            "velocity_valid": valid,
             "num_radar_points": np.array([a.get("num_radar_pts", 0) for a in anns], dtype=np.int64),
             "visibility_tokens": [a.get("visibility_token", "") for a in anns],
             "attribute_tokens": [list(a.get("attribute_tokens", [])) for a in anns],
-            "sweeps": used, "missing_sweeps": missing,
+            "sweeps": used,
+            "missing_sweeps": missing,
         }
         return LidarFrame(
-            name=sample["token"], points=points, point_features=NUSCENES_POINT_FEATURES,
+            name=sample["token"],
+            points=points,
+            point_features=NUSCENES_POINT_FEATURES,
             boxes=np.concatenate([boxes, velocity[:, :2]], axis=1),
             labels=np.array([self.class_names.index(n) for n in names], dtype=np.int64),
             num_lidar_points=np.array([a["num_lidar_pts"] for a in anns], dtype=np.int64),
-            attributes=attributes, metadata=metadata)
+            attributes=attributes,
+            metadata=metadata,
+        )
 
 
 # -------------------------------------------------------------------------------------------- info files
@@ -466,13 +512,24 @@ def load_info_file(path: PathLike) -> Dict[str, Any]:
         else:
             with open(path) as fh:
                 data = json.load(fh)
-    except (pickle.UnpicklingError, EOFError, json.JSONDecodeError, UnicodeDecodeError, ModuleNotFoundError,
-            AttributeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        ModuleNotFoundError,
+        AttributeError,
+    ) as exc:
         raise ValueError(f"info file {str(path)!r} cannot be read ({type(exc).__name__}: {exc})") from exc
-    if not (isinstance(data, dict) and isinstance(data.get("data_list"), list)
-            and isinstance(data.get("metainfo", {}).get("categories"), dict)):
-        raise ValueError(f"info file {str(path)!r} is not an mmdet3d v1.x info dict "
-                         "{'metainfo': {'categories': {...}}, 'data_list': [...]}")
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("data_list"), list)
+        and isinstance(data.get("metainfo", {}).get("categories"), dict)
+    ):
+        raise ValueError(
+            f"info file {str(path)!r} is not an mmdet3d v1.x info dict "
+            "{'metainfo': {'categories': {...}}, 'data_list': [...]}"
+        )
     return data
 
 
@@ -499,17 +556,24 @@ class NuScenesInfoDetection(DetectionDataset):
         channel: the LiDAR channel folder name used in the look-up.
     """
 
-    def __init__(self, info_path: PathLike, data_root: Optional[PathLike] = None,
-                 classes: Sequence[str] = NUSCENES_CLASSES, nsweeps: int = 1, missing_sweeps: str = "error",
-                 sweep_min_distance: float = 1.0, min_points: int = 0, valid_only: bool = False,
-                 channel: str = "LIDAR_TOP") -> None:
+    def __init__(
+        self,
+        info_path: PathLike,
+        data_root: Optional[PathLike] = None,
+        classes: Sequence[str] = NUSCENES_CLASSES,
+        nsweeps: int = 1,
+        missing_sweeps: str = "error",
+        sweep_min_distance: float = 1.0,
+        min_points: int = 0,
+        valid_only: bool = False,
+        channel: str = "LIDAR_TOP",
+    ) -> None:
         self.class_names = check_classes(classes, NUSCENES_CLASSES, "NuScenesInfoDetection")
         _check_sweep_args(nsweeps, missing_sweeps, sweep_min_distance, min_points)
         self.info_path = Path(info_path)
         data = load_info_file(self.info_path)
         self.infos: List[Dict[str, Any]] = data["data_list"]
-        self.id_to_name: Dict[int, str] = {int(v): k for k, v in data["metainfo"]["categories"].items()
-                                           if int(v) >= 0}
+        self.id_to_name: Dict[int, str] = {int(v): k for k, v in data["metainfo"]["categories"].items() if int(v) >= 0}
         self.data_root = Path(data_root) if data_root is not None else self.info_path.parent
         self.nsweeps, self.missing_sweeps = int(nsweeps), missing_sweeps
         self.sweep_min_distance, self.min_points = float(sweep_min_distance), int(min_points)
@@ -522,14 +586,20 @@ class NuScenesInfoDetection(DetectionDataset):
     def _resolve(self, lidar_path: str, must_exist: bool = True) -> Optional[Path]:
         path = Path(lidar_path)
         candidates = [path] if path.is_absolute() else []
-        candidates += [self.data_root / path, self.data_root / "samples" / self.channel / path.name,
-                       self.data_root / "sweeps" / self.channel / path.name, self.info_path.parent / path.name]
+        candidates += [
+            self.data_root / path,
+            self.data_root / "samples" / self.channel / path.name,
+            self.data_root / "sweeps" / self.channel / path.name,
+            self.info_path.parent / path.name,
+        ]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
         if must_exist:
-            raise FileNotFoundError(f"point file {lidar_path!r} of {str(self.info_path)!r} not found; looked at "
-                                    f"{[str(c) for c in candidates]}")
+            raise FileNotFoundError(
+                f"point file {lidar_path!r} of {str(self.info_path)!r} not found; looked at "
+                f"{[str(c) for c in candidates]}"
+            )
         return None
 
     def _load(self, index: int) -> LidarFrame:
@@ -565,29 +635,46 @@ class NuScenesInfoDetection(DetectionDataset):
                 continue
             kept.append(inst)
             names.append(name)
-        raw = np.asarray([list(inst["bbox_3d"])[:7] + list(inst.get("velocity", [np.nan, np.nan]))[:2]
-                          for inst in kept], dtype=np.float64).reshape(-1, 9)
+        raw = np.asarray(
+            [list(inst["bbox_3d"])[:7] + list(inst.get("velocity", [np.nan, np.nan]))[:2] for inst in kept],
+            dtype=np.float64,
+        ).reshape(-1, 9)
         if not np.isfinite(raw[:, :7]).all():
             bad = np.unique(np.nonzero(~np.isfinite(raw[:, :7]))[0])[:5].tolist()
             raise ValueError(f"{where}: kept instances {bad} have non-finite bbox_3d values")
         valid = np.isfinite(raw[:, 7:9]).all(axis=1)
         raw[~valid, 7:9] = 0.0
         metadata: Dict[str, Any] = {
-            "token": info.get("token"), "timestamp": info.get("timestamp"), "velocity_valid": valid,
+            "token": info.get("token"),
+            "timestamp": info.get("timestamp"),
+            "velocity_valid": valid,
             "lidar_to_ego": np.asarray(lidar.get("lidar2ego", np.eye(4)), dtype=np.float64),
             "ego_to_global": np.asarray(info.get("ego2global", np.eye(4)), dtype=np.float64),
             "bbox_3d_isvalid": np.array([bool(inst.get("bbox_3d_isvalid", True)) for inst in kept]),
-            "sweeps": used, "missing_sweeps": missing,
+            "sweeps": used,
+            "missing_sweeps": missing,
         }
         return LidarFrame(
-            name=self.frame_names[index], points=points, point_features=NUSCENES_POINT_FEATURES, boxes=raw,
+            name=self.frame_names[index],
+            points=points,
+            point_features=NUSCENES_POINT_FEATURES,
+            boxes=raw,
             labels=np.array([self.class_names.index(n) for n in names], dtype=np.int64),
             num_lidar_points=np.array([int(inst.get("num_lidar_pts", -1)) for inst in kept], dtype=np.int64),
-            metadata=metadata)
+            metadata=metadata,
+        )
 
 
 __all__ = [
-    "NUSCENES_POINT_FEATURES", "REQUIRED_TABLES", "OPTIONAL_TABLES", "NuScenesTables", "choose_backend",
-    "record_pose", "global_boxes_to_lidar", "remove_close", "NuScenesDetection", "load_info_file",
+    "NUSCENES_POINT_FEATURES",
+    "REQUIRED_TABLES",
+    "OPTIONAL_TABLES",
+    "NuScenesTables",
+    "choose_backend",
+    "record_pose",
+    "global_boxes_to_lidar",
+    "remove_close",
+    "NuScenesDetection",
+    "load_info_file",
     "NuScenesInfoDetection",
 ]

@@ -61,8 +61,16 @@ PANDASET_POINT_FEATURES: Tuple[str, ...] = ("x", "y", "z", "intensity")
 
 LIDAR_COLUMNS: Tuple[str, ...] = ("x", "y", "z", "i", "d")
 CUBOID_COLUMNS: Tuple[str, ...] = (
-    "uuid", "label", "yaw", "position.x", "position.y", "position.z", "dimensions.x", "dimensions.y",
-    "dimensions.z", "cuboids.sensor_id",
+    "uuid",
+    "label",
+    "yaw",
+    "position.x",
+    "position.y",
+    "position.z",
+    "dimensions.x",
+    "dimensions.y",
+    "dimensions.z",
+    "cuboids.sensor_id",
 )
 
 #: y-forward LiDAR axes → x forward, y left: (x, y, z) -> (y, -x, z).
@@ -70,7 +78,9 @@ TO_X_FORWARD = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 #: attribute columns, in the order looked up (each applies to one kind of object, NaN elsewhere).
 ATTRIBUTE_COLUMNS: Tuple[str, ...] = (
-    "attributes.object_motion", "attributes.rider_status", "attributes.pedestrian_behavior",
+    "attributes.object_motion",
+    "attributes.rider_status",
+    "attributes.pedestrian_behavior",
 )
 
 
@@ -89,9 +99,10 @@ def read_pickle_frame(path: Path, columns: Sequence[str]) -> Any:
         raise FileNotFoundError(f"PandaSet file {str(path)!r} does not exist")
     try:
         frame = pd.read_pickle(path)
-    except Exception as exc:   # gzip, pickle and pandas raise many types for a damaged file
-        raise ValueError(f"PandaSet file {str(path)!r} is not a readable pickled DataFrame "
-                         f"({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # gzip, pickle and pandas raise many types for a damaged file
+        raise ValueError(
+            f"PandaSet file {str(path)!r} is not a readable pickled DataFrame ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"PandaSet file {str(path)!r} holds a {type(frame).__name__}, expected a DataFrame")
     missing = [c for c in columns if c not in frame.columns]
@@ -173,11 +184,19 @@ class PandaSetDetection(DetectionDataset):
     ``sensor=None``) and ``semseg_classes`` (id → name, with semseg).
     """
 
-    def __init__(self, root: PathLike, sequences: Optional[Sequence[str]] = None,
-                 frames: Optional[Sequence[int]] = None, sensor: Optional[int] = 0,
-                 classes: Sequence[str] = PANDASET_CLASSES, class_map: Optional[Mapping[str, Optional[str]]] = None,
-                 gravity_aligned: bool = True, x_forward: bool = True, dedupe_twins: bool = True,
-                 with_semseg: bool = True) -> None:
+    def __init__(
+        self,
+        root: PathLike,
+        sequences: Optional[Sequence[str]] = None,
+        frames: Optional[Sequence[int]] = None,
+        sensor: Optional[int] = 0,
+        classes: Sequence[str] = PANDASET_CLASSES,
+        class_map: Optional[Mapping[str, Optional[str]]] = None,
+        gravity_aligned: bool = True,
+        x_forward: bool = True,
+        dedupe_twins: bool = True,
+        with_semseg: bool = True,
+    ) -> None:
         _pandas()
         root = require_dir(Path(root), "PandaSet root")
         if sensor not in (0, 1, None) or isinstance(sensor, bool):
@@ -185,7 +204,7 @@ class PandaSetDetection(DetectionDataset):
         self.sensor = sensor
         self.label_map: Dict[str, Optional[str]] = dict(PANDASET_LABEL_TO_CLASS)
         allowed = list(PANDASET_CLASSES)
-        if isinstance(class_map, Mapping):   # class_map may name new classes; they must then be in `classes`
+        if isinstance(class_map, Mapping):  # class_map may name new classes; they must then be in `classes`
             allowed += sorted({v for v in class_map.values() if isinstance(v, str)} - set(allowed))
         self.class_names = check_classes(classes, allowed, "PandaSetDetection")
         self.label_map.update(check_class_map(class_map, PANDASET_LABELS, self.class_names, "PandaSetDetection"))
@@ -196,15 +215,19 @@ class PandaSetDetection(DetectionDataset):
             if sequences is not None and list(sequences) != [root.name]:
                 raise ValueError(f"root {str(root)!r} is a single sequence; sequences must be None or [{root.name!r}]")
         else:
-            names = sorted(p.name for p in root.iterdir() if (p / "lidar").is_dir()) if sequences is None \
+            names = (
+                sorted(p.name for p in root.iterdir() if (p / "lidar").is_dir())
+                if sequences is None
                 else [str(s) for s in sequences]
+            )
             seq_dirs = [require_dir(root / n / "lidar", "PandaSet sequence lidar folder").parent for n in names]
             if not seq_dirs:
                 raise FileNotFoundError(f"no PandaSet sequence (a folder with lidar/) under {str(root)!r}")
         self._items: List[Tuple[Path, str]] = []
         for seq_dir in seq_dirs:
-            stems = sorted((p.name[: -len(".pkl.gz")] for p in (seq_dir / "lidar").glob("*.pkl.gz")),
-                           key=lambda s: (len(s), s))
+            stems = sorted(
+                (p.name[: -len(".pkl.gz")] for p in (seq_dir / "lidar").glob("*.pkl.gz")), key=lambda s: (len(s), s)
+            )
             stems = [s for s in stems if re.fullmatch(r"\d+", s)]
             if frames is not None:
                 bad = [f for f in frames if not 0 <= int(f) < len(stems)]
@@ -263,21 +286,32 @@ class PandaSetDetection(DetectionDataset):
         if self.with_semseg and semseg_path.is_file():
             semseg = read_pickle_frame(semseg_path, ("class",))
             if len(semseg) != len(lidar):
-                raise ValueError(f"{str(semseg_path)!r} has {len(semseg)} rows but {str(lidar_path)!r} has "
-                                 f"{len(lidar)} points (one semseg row per point expected)")
+                raise ValueError(
+                    f"{str(semseg_path)!r} has {len(semseg)} rows but {str(lidar_path)!r} has "
+                    f"{len(lidar)} points (one semseg row per point expected)"
+                )
             point_labels = semseg["class"].to_numpy().astype(np.int64)[keep_points]
             classes_path = seq / "annotations" / "semseg" / "classes.json"
             if classes_path.is_file():
                 metadata["semseg_classes"] = {int(k_): v for k_, v in _read_json(classes_path).items()}
 
-        boxes, labels, attributes = self._cuboids(seq / "annotations" / "cuboids" / f"{stem}.pkl.gz", to_frame,
-                                                  metadata)
-        return LidarFrame(name=f"{seq.name}/{stem}", points=points, point_features=PANDASET_POINT_FEATURES,
-                          boxes=boxes, labels=labels, attributes=attributes, point_labels=point_labels,
-                          metadata=metadata)
+        boxes, labels, attributes = self._cuboids(
+            seq / "annotations" / "cuboids" / f"{stem}.pkl.gz", to_frame, metadata
+        )
+        return LidarFrame(
+            name=f"{seq.name}/{stem}",
+            points=points,
+            point_features=PANDASET_POINT_FEATURES,
+            boxes=boxes,
+            labels=labels,
+            attributes=attributes,
+            point_labels=point_labels,
+            metadata=metadata,
+        )
 
-    def _cuboids(self, path: Path, to_frame: np.ndarray, metadata: Dict[str, Any]
-                 ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    def _cuboids(
+        self, path: Path, to_frame: np.ndarray, metadata: Dict[str, Any]
+    ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
         cub = read_pickle_frame(path, CUBOID_COLUMNS)
         names = [str(v) for v in cub["label"].tolist()]
         unknown = sorted({n for n in names if n not in self.label_map})
@@ -291,8 +325,9 @@ class PandaSetDetection(DetectionDataset):
         metadata["ignored_labels"] = [n for n, t, k in zip(names, targets, keep, strict=False) if k and t is None]
         keep &= np.array([t is not None for t in targets], dtype=bool)
         rows = np.nonzero(keep)[0]
-        geo = cub[["position.x", "position.y", "position.z", "dimensions.x", "dimensions.y", "dimensions.z",
-                   "yaw"]].to_numpy(dtype=np.float64)[rows]
+        geo = cub[
+            ["position.x", "position.y", "position.z", "dimensions.x", "dimensions.y", "dimensions.z", "yaw"]
+        ].to_numpy(dtype=np.float64)[rows]
         if not np.isfinite(geo).all():
             bad = rows[np.unique(np.nonzero(~np.isfinite(geo))[0])][:5].tolist()
             raise ValueError(f"{str(path)!r}: cuboid rows {bad} have non-finite position / dimensions / yaw")
@@ -306,15 +341,26 @@ class PandaSetDetection(DetectionDataset):
         classes = [targets[r] for r in rows]
         columns = [cub[c].to_numpy() for c in ATTRIBUTE_COLUMNS if c in cub.columns]
         attributes = [next((col[r] for col in columns if isinstance(col[r], str)), "") for r in rows]
-        metadata.update({
-            "track_ids": [str(cub["uuid"].iloc[r]) for r in rows], "pandaset_labels": [names[r] for r in rows],
-            "cuboid_sensor_id": sid[rows],
-            "stationary": cub["stationary"].to_numpy()[rows].astype(bool) if "stationary" in cub.columns
-            else np.zeros(len(rows), dtype=bool),
-        })
+        metadata.update(
+            {
+                "track_ids": [str(cub["uuid"].iloc[r]) for r in rows],
+                "pandaset_labels": [names[r] for r in rows],
+                "cuboid_sensor_id": sid[rows],
+                "stationary": cub["stationary"].to_numpy()[rows].astype(bool)
+                if "stationary" in cub.columns
+                else np.zeros(len(rows), dtype=bool),
+            }
+        )
         labels = np.array([self.class_names.index(c) for c in classes], dtype=np.int64)
         return boxes, labels, attributes
 
 
-__all__ = ["PANDASET_POINT_FEATURES", "TO_X_FORWARD", "read_pickle_frame", "pose_matrix", "world_to_frame",
-           "split_frames_temporal", "PandaSetDetection"]
+__all__ = [
+    "PANDASET_POINT_FEATURES",
+    "TO_X_FORWARD",
+    "read_pickle_frame",
+    "pose_matrix",
+    "world_to_frame",
+    "split_frames_temporal",
+    "PandaSetDetection",
+]

@@ -29,11 +29,13 @@ def quaternion_to_matrix(q: Sequence[float], source: Any = "quaternion") -> np.n
     if norm < 1e-6:
         raise ValueError(f"{source}: the rotation quaternion {list(q)!r} has norm ~0")
     w, x, y, z = arr / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def make_pose(rotation: np.ndarray, translation: Sequence[float], source: Any = "pose") -> np.ndarray:
@@ -41,8 +43,10 @@ def make_pose(rotation: np.ndarray, translation: Sequence[float], source: Any = 
     rot = np.asarray(rotation, dtype=np.float64)
     trans = np.asarray(translation, dtype=np.float64).reshape(-1)
     if rot.shape != (3, 3) or trans.shape != (3,) or not (np.isfinite(rot).all() and np.isfinite(trans).all()):
-        raise ValueError(f"{source}: a pose needs a finite 3x3 rotation and a finite 3-vector translation, "
-                         f"got shapes {rot.shape} and {trans.shape}")
+        raise ValueError(
+            f"{source}: a pose needs a finite 3x3 rotation and a finite 3-vector translation, "
+            f"got shapes {rot.shape} and {trans.shape}"
+        )
     pose = np.eye(4)
     pose[:3, :3] = rot
     pose[:3, 3] = trans
@@ -79,5 +83,4 @@ def rotation_z(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-__all__ = ["quaternion_to_matrix", "make_pose", "invert_pose", "transform_points", "yaw_of_rotation",
-           "rotation_z"]
+__all__ = ["quaternion_to_matrix", "make_pose", "invert_pose", "transform_points", "yaw_of_rotation", "rotation_z"]

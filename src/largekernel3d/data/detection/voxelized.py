@@ -53,10 +53,19 @@ class VoxelizedDetection(EpochStream):
         seed: the augmentation stream's seed (module docstring).
     """
 
-    def __init__(self, dataset: DetectionDataset, grid: VoxelGrid, point_features: Sequence[str],
-                 max_points_per_voxel: int, max_voxels: int, augmentation: Optional[FrameStep] = None,
-                 gt_sampler: Optional[FrameStep] = None, min_points_in_box: int = 0,
-                 remove_outside_boxes: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: DetectionDataset,
+        grid: VoxelGrid,
+        point_features: Sequence[str],
+        max_points_per_voxel: int,
+        max_voxels: int,
+        augmentation: Optional[FrameStep] = None,
+        gt_sampler: Optional[FrameStep] = None,
+        min_points_in_box: int = 0,
+        remove_outside_boxes: bool = False,
+        seed: int = 0,
+    ) -> None:
         check_step(augmentation, "augmentation", "frame")
         check_step(gt_sampler, "gt_sampler", "frame")
         if not isinstance(grid, VoxelGrid):
@@ -91,11 +100,18 @@ class VoxelizedDetection(EpochStream):
         """Frame ``index`` voxelised. When no box is removed (validation views), the sample's metadata also
         holds the frame's per-box ``difficulty``, ``num_lidar_points`` and ``attributes`` (for the metrics)."""
         frame = self.frame(index)
-        sample = voxelize_frame(frame, self.grid, self.point_features, self.max_points_per_voxel, self.max_voxels,
-                                remove_outside_boxes=self.remove_outside_boxes)
+        sample = voxelize_frame(
+            frame,
+            self.grid,
+            self.point_features,
+            self.max_points_per_voxel,
+            self.max_voxels,
+            remove_outside_boxes=self.remove_outside_boxes,
+        )
         if not self.remove_outside_boxes:
-            sample.metadata.update(difficulty=frame.difficulty, num_lidar_points=frame.num_lidar_points,
-                                   attributes=frame.attributes)
+            sample.metadata.update(
+                difficulty=frame.difficulty, num_lidar_points=frame.num_lidar_points, attributes=frame.attributes
+            )
         return sample
 
     def __repr__(self) -> str:

@@ -25,8 +25,11 @@ class GeneratedIndoorDataset(SegmentationDataset):
     def __init__(self, num_scenes: int, seed: int = 0, points_per_scene: int = 40000, cache: bool = False) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes <= 0:
             raise ValueError(f"num_scenes must be a positive int, got {num_scenes!r}")
-        if isinstance(points_per_scene, bool) or not isinstance(points_per_scene, (int, np.integer)) \
-                or points_per_scene < 100:
+        if (
+            isinstance(points_per_scene, bool)
+            or not isinstance(points_per_scene, (int, np.integer))
+            or points_per_scene < 100
+        ):
             raise ValueError(f"points_per_scene must be an int >= 100, got {points_per_scene!r}")
         self.seed = int(seed)
         self.points_per_scene = int(points_per_scene)
@@ -37,11 +40,14 @@ class GeneratedIndoorDataset(SegmentationDataset):
         if self._cache is None:
             return generate_indoor_scene(self.seed, index, self.points_per_scene, name=self.scene_names[index])
         if index not in self._cache:
-            self._cache[index] = generate_indoor_scene(self.seed, index, self.points_per_scene,
-                                                       name=self.scene_names[index])
+            self._cache[index] = generate_indoor_scene(
+                self.seed, index, self.points_per_scene, name=self.scene_names[index]
+            )
         s = self._cache[index]
         return PointCloudScene(s.name, s.points.copy(), s.colors.copy(), s.labels.copy())
 
     def __repr__(self) -> str:
-        return (f"GeneratedIndoorDataset(num_scenes={len(self)}, seed={self.seed}, "
-                f"points_per_scene={self.points_per_scene})")
+        return (
+            f"GeneratedIndoorDataset(num_scenes={len(self)}, seed={self.seed}, "
+            f"points_per_scene={self.points_per_scene})"
+        )

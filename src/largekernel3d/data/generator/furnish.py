@@ -6,9 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .furniture import (Furniture, make_bathtub, make_bed, make_bookshelf, make_cabinet, make_chair, make_counter,
-                        make_desk, make_fridge, make_nightstand, make_other, make_sofa, make_table, make_toilet,
-                        make_vanity, make_wall_cabinet)
+from .furniture import (
+    Furniture,
+    make_bathtub,
+    make_bed,
+    make_bookshelf,
+    make_cabinet,
+    make_chair,
+    make_counter,
+    make_desk,
+    make_fridge,
+    make_nightstand,
+    make_other,
+    make_sofa,
+    make_table,
+    make_toilet,
+    make_vanity,
+    make_wall_cabinet,
+)
 from .labels import IGN, OTHERFURN, PICTURE
 from .materials import ANY_MATS, BLACK, FABRIC_MATS, LGREY, WHITE, WOOD_MATS, material
 from .primitives import Parts, rotz
@@ -28,8 +43,13 @@ def _clutter_on(room: Room, rng, x0, x1, y0, y1, z, n) -> None:
         if rng.random() < 0.3:
             room.parts.cylinder(cx, cy, z, z + h, min(s) / 2, IGN, material(rng, ANY_MATS))
         else:
-            room.parts.box([cx - s[0] / 2, cy - s[1] / 2, z], [cx + s[0] / 2, cy + s[1] / 2, z + h], IGN,
-                           material(rng, ANY_MATS), bottom=False)
+            room.parts.box(
+                [cx - s[0] / 2, cy - s[1] / 2, z],
+                [cx + s[0] / 2, cy + s[1] / 2, z + h],
+                IGN,
+                material(rng, ANY_MATS),
+                bottom=False,
+            )
 
 
 def _table_with_chairs(room: Room, rng, big=False, tries=30) -> bool:
@@ -49,8 +69,9 @@ def _table_with_chairs(room: Room, rng, big=False, tries=30) -> bool:
             continue
         place(room, tbl, cx, cy, k, register=False, yaw=yaw)
         room.footprints.append(fp)
-        _clutter_on(room, rng, *(np.array(footprint(cx, cy, tbl.w - 0.1, tbl.d - 0.1, k))), tbl.h,
-                    int(rng.integers(0, 5)))
+        _clutter_on(
+            room, rng, *(np.array(footprint(cx, cy, tbl.w - 0.1, tbl.d - 0.1, k))), tbl.h, int(rng.integers(0, 5))
+        )
         # chairs along the long sides (and the ends of long tables), facing the table
         nside = max(1, int(tbl.w // 0.65))
         slots = []
@@ -68,8 +89,15 @@ def _table_with_chairs(room: Room, rng, big=False, tries=30) -> bool:
             # local chair faces +y; ck rotates it to face the table centre; chairs are never quite aligned
             off = rotz(k * np.pi / 2 + yaw) @ np.array([lx, ly, 0.0])
             jitter = rng.normal(0, 0.04, 2)
-            place(room, chair, cx + off[0] + jitter[0], cy + off[1] + jitter[1], (ck + k) % 4, register=False,
-                   yaw=yaw + rng.normal(0, 0.15))
+            place(
+                room,
+                chair,
+                cx + off[0] + jitter[0],
+                cy + off[1] + jitter[1],
+                (ck + k) % 4,
+                register=False,
+                yaw=yaw + rng.normal(0, 0.15),
+            )
         return True
     return False
 
@@ -89,8 +117,9 @@ def _desk_with_chair(room: Room, rng) -> bool:
         # chair faces the wall (its +y towards -nrm): rotation wall + 2, turned a little
         place(room, chair, pos[0], pos[1], (wall + 2) % 4, yaw=rng.normal(0, 0.3))
     if rng.random() < 0.5:
-        add_wall_item(room, rng, PICTURE, rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.6), rng.uniform(1.3, 1.7),
-                       wall=wall, t=t)
+        add_wall_item(
+            room, rng, PICTURE, rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.6), rng.uniform(1.3, 1.7), wall=wall, t=t
+        )
     return True
 
 
@@ -108,8 +137,9 @@ def _bed_group(room: Room, rng) -> bool:
             if ns.w / 2 < tn < L - ns.w / 2:
                 try_against_wall(room, rng, ns, walls=[wall], tries=1, t_range=(tn, tn), clearance=0.0)
     if rng.random() < 0.6:
-        add_wall_item(room, rng, PICTURE, rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.7), rng.uniform(1.45, 1.8),
-                       wall=wall, t=t)
+        add_wall_item(
+            room, rng, PICTURE, rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.7), rng.uniform(1.45, 1.8), wall=wall, t=t
+        )
     return True
 
 
@@ -128,8 +158,9 @@ def _sofa_group(room: Room, rng) -> bool:
             place(room, ct, pos[0], pos[1], wall)
             _clutter_on(room, rng, *fp, ct.h, int(rng.integers(0, 3)))
     if rng.random() < 0.7:
-        add_wall_item(room, rng, PICTURE, rng.uniform(0.5, 1.3), rng.uniform(0.4, 0.8), rng.uniform(1.45, 1.75),
-                       wall=wall, t=t)
+        add_wall_item(
+            room, rng, PICTURE, rng.uniform(0.5, 1.3), rng.uniform(0.4, 0.8), rng.uniform(1.45, 1.75), wall=wall, t=t
+        )
     return True
 
 
@@ -145,8 +176,9 @@ def _kitchen_row(room: Room, rng) -> bool:
         if z + uc.h < room.H - 0.05 and room.span_free(wall, t - uc.w / 2, t + uc.w / 2, z, z + uc.h):
             place(room, uc, pos[0], pos[1], wall, z=z, register=False)
             room.wall_spans.append((wall, t - uc.w / 2, t + uc.w / 2, z, z + uc.h))
-    _clutter_on(room, rng, *footprint(cx, cy, counter.w * 0.5, counter.d - 0.1, wall), counter.h,
-                int(rng.integers(0, 3)))
+    _clutter_on(
+        room, rng, *footprint(cx, cy, counter.w * 0.5, counter.d - 0.1, wall), counter.h, int(rng.integers(0, 3))
+    )
     fridge = make_fridge(rng)
     L = room.wall_len(wall)
     if rng.random() < 0.85:  # a fridge, beside the counter when there is room, else elsewhere
@@ -195,9 +227,15 @@ def furnish(room: Room, rng, rtype: str) -> None:
             _bed_group(room, rng)
         if r() < 0.15:
             _sofa_group(room, rng)
-        _place_many([lambda: _desk_with_chair(room, rng), wall_obj(make_cabinet), wall_obj(make_bookshelf),
-                                wall_obj(make_other)],
-                    [int(r() < 0.7), int(rng.integers(1, 3)), int(r() < 0.4), int(rng.integers(0, 2))])
+        _place_many(
+            [
+                lambda: _desk_with_chair(room, rng),
+                wall_obj(make_cabinet),
+                wall_obj(make_bookshelf),
+                wall_obj(make_other),
+            ],
+            [int(r() < 0.7), int(rng.integers(1, 3)), int(r() < 0.4), int(rng.integers(0, 2))],
+        )
     elif rtype == "living":
         _sofa_group(room, rng)
         if r() < 0.4:
@@ -206,11 +244,27 @@ def furnish(room: Room, rng, rtype: str) -> None:
             res = try_against_wall(room, rng, make_cabinet(rng, h=rng.uniform(0.4, 0.6), w=rng.uniform(1.0, 1.8)))
             if res is not None:
                 wall, t, cx, cy = res
-                add_wall_item(room, rng, IGN, rng.uniform(0.8, 1.3), rng.uniform(0.5, 0.75), rng.uniform(0.95, 1.2),
-                               depth=0.06, color=BLACK, wall=wall, t=t)
-        _place_many([wall_obj(make_bookshelf), wall_obj(make_cabinet), wall_obj(make_other),
-                                lambda: _table_with_chairs(room, rng)],
-                    [int(rng.integers(0, 3)), int(rng.integers(0, 2)), int(rng.integers(0, 3)), int(r() < 0.4)])
+                add_wall_item(
+                    room,
+                    rng,
+                    IGN,
+                    rng.uniform(0.8, 1.3),
+                    rng.uniform(0.5, 0.75),
+                    rng.uniform(0.95, 1.2),
+                    depth=0.06,
+                    color=BLACK,
+                    wall=wall,
+                    t=t,
+                )
+        _place_many(
+            [
+                wall_obj(make_bookshelf),
+                wall_obj(make_cabinet),
+                wall_obj(make_other),
+                lambda: _table_with_chairs(room, rng),
+            ],
+            [int(rng.integers(0, 3)), int(rng.integers(0, 2)), int(rng.integers(0, 3)), int(r() < 0.4)],
+        )
         if r() < 0.3:  # open-plan kitchen
             _kitchen_row(room, rng)
         for _ in range(int(rng.integers(0, 3))):  # armchairs
@@ -220,34 +274,48 @@ def furnish(room: Room, rng, rtype: str) -> None:
             _desk_with_chair(room, rng)
         if r() < 0.2:  # lounge corner
             _sofa_group(room, rng)
-        _place_many([wall_obj(make_cabinet), wall_obj(make_bookshelf), wall_obj(make_other),
-                                lambda: _table_with_chairs(room, rng)],
-                    [int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3)), int(r() < 0.4)])
+        _place_many(
+            [
+                wall_obj(make_cabinet),
+                wall_obj(make_bookshelf),
+                wall_obj(make_other),
+                lambda: _table_with_chairs(room, rng),
+            ],
+            [int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3)), int(r() < 0.4)],
+        )
         if r() < 0.5:  # whiteboard (NYU40 30: ignored)
-            add_wall_item(room, rng, IGN, rng.uniform(1.2, 2.0), rng.uniform(0.9, 1.2), 1.45, depth=0.02,
-                           color=WHITE)
+            add_wall_item(room, rng, IGN, rng.uniform(1.2, 2.0), rng.uniform(0.9, 1.2), 1.45, depth=0.02, color=WHITE)
     elif rtype == "kitchen":
         _kitchen_row(room, rng)
         if r() < 0.3:
             _kitchen_row(room, rng)
-        _place_many([lambda: _table_with_chairs(room, rng), wall_obj(make_cabinet), wall_obj(make_other)],
-                    [int(r() < 0.8), int(rng.integers(0, 3)), int(rng.integers(0, 3))])
+        _place_many(
+            [lambda: _table_with_chairs(room, rng), wall_obj(make_cabinet), wall_obj(make_other)],
+            [int(r() < 0.8), int(rng.integers(0, 3)), int(rng.integers(0, 3))],
+        )
     elif rtype == "bathroom":
-        _place_many([wall_obj(make_toilet), wall_obj(make_bathtub), wall_obj(make_vanity),
-                                wall_obj(make_cabinet), wall_obj(make_other)],
-                    [1, int(r() < 0.75), 1, int(r() < 0.5), int(r() < 0.6)])
+        _place_many(
+            [
+                wall_obj(make_toilet),
+                wall_obj(make_bathtub),
+                wall_obj(make_vanity),
+                wall_obj(make_cabinet),
+                wall_obj(make_other),
+            ],
+            [1, int(r() < 0.75), 1, int(r() < 0.5), int(r() < 0.6)],
+        )
         if r() < 0.6:  # mirror (NYU40 19: ignored)
-            add_wall_item(room, rng, IGN, rng.uniform(0.5, 0.9), rng.uniform(0.6, 0.9), 1.5, depth=0.01,
-                           color=LGREY)
+            add_wall_item(room, rng, IGN, rng.uniform(0.5, 0.9), rng.uniform(0.6, 0.9), 1.5, depth=0.01, color=LGREY)
     else:  # conference
         _table_with_chairs(room, rng, big=True)
         if r() < 0.15:
             _sofa_group(room, rng)
-        _place_many([wall_obj(make_cabinet), wall_obj(make_other), wall_obj(make_bookshelf)],
-                    [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(r() < 0.4)])
+        _place_many(
+            [wall_obj(make_cabinet), wall_obj(make_other), wall_obj(make_bookshelf)],
+            [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(r() < 0.4)],
+        )
         if r() < 0.7:
-            add_wall_item(room, rng, IGN, rng.uniform(1.5, 2.4), rng.uniform(1.0, 1.2), 1.45, depth=0.02,
-                           color=WHITE)
+            add_wall_item(room, rng, IGN, rng.uniform(1.5, 2.4), rng.uniform(1.0, 1.2), 1.45, depth=0.02, color=WHITE)
     _radiators(room, rng)
     add_curtains(room, rng)
     for _ in range(int(rng.integers(0, 4))):

@@ -8,10 +8,42 @@ from typing import Tuple
 
 import numpy as np
 
-from .labels import (BATHTUB, BED, BOOKSHELF, CABINET, CHAIR, COUNTER, DESK, FRIDGE, IGN, OTHERFURN,
-                     SHOWERCURTAIN, SINK, SOFA, TABLE, TOILET)
-from .materials import (ANY_MATS, BEIGE, BLACK, CERAMIC_MATS, DARK, FABRIC_MATS, FURN_MATS, GREEN, GREY, LGREY,
-                        METAL, PALEBLUE, WHITE, WOOD_L, WOOD_M, WOOD_MATS, material)
+from .labels import (
+    BATHTUB,
+    BED,
+    BOOKSHELF,
+    CABINET,
+    CHAIR,
+    COUNTER,
+    DESK,
+    FRIDGE,
+    IGN,
+    OTHERFURN,
+    SHOWERCURTAIN,
+    SINK,
+    SOFA,
+    TABLE,
+    TOILET,
+)
+from .materials import (
+    ANY_MATS,
+    BEIGE,
+    BLACK,
+    CERAMIC_MATS,
+    DARK,
+    FABRIC_MATS,
+    FURN_MATS,
+    GREEN,
+    GREY,
+    LGREY,
+    METAL,
+    PALEBLUE,
+    WHITE,
+    WOOD_L,
+    WOOD_M,
+    WOOD_MATS,
+    material,
+)
 from .primitives import Parts
 
 
@@ -107,8 +139,12 @@ def make_bed(rng) -> Furniture:
     pw = (w - 0.2) / npil
     for k in range(npil):  # pillows (NYU40 18: ignored)
         x0 = -w / 2 + 0.1 + k * pw
-        p.box([x0 + 0.03, -d / 2 + 0.1, top], [x0 + pw - 0.03, -d / 2 + 0.5, top + 0.12], IGN,
-              material(rng, FABRIC_MATS + (WHITE,)))
+        p.box(
+            [x0 + 0.03, -d / 2 + 0.1, top],
+            [x0 + pw - 0.03, -d / 2 + 0.5, top + 0.12],
+            IGN,
+            material(rng, FABRIC_MATS + (WHITE,)),
+        )
     return Furniture(p, w, d, top + 0.5)
 
 
@@ -127,8 +163,12 @@ def make_sofa(rng) -> Furniture:
         x0 = -w / 2 if sx < 0 else w / 2 - arm
         p.box([x0, -d / 2, 0], [x0 + arm, d / 2, arm_h], SOFA, col)
     if rng.random() < 0.5:  # cushions (pillows: ignored)
-        p.box([-w / 2 + arm + 0.1, -d / 2 + 0.2, seat], [-w / 2 + arm + 0.5, -d / 2 + 0.33, seat + 0.4], IGN,
-              material(rng, FABRIC_MATS))
+        p.box(
+            [-w / 2 + arm + 0.1, -d / 2 + 0.2, seat],
+            [-w / 2 + arm + 0.5, -d / 2 + 0.33, seat + 0.4],
+            IGN,
+            material(rng, FABRIC_MATS),
+        )
     return Furniture(p, w, d, back_h)
 
 
@@ -262,9 +302,15 @@ def make_bathtub(rng) -> Furniture:
     _basin(p, -w / 2 + rim, w / 2 - rim, -d / 2 + rim, d / 2 - rim, h, h - 0.08, BATHTUB, col)
     if rng.random() < 0.7:  # shower curtain along the open (front) side
         top = rng.uniform(1.8, 2.0)
-        p.rect([-w / 2, d / 2 - 0.03, h + 0.1], [w * rng.uniform(0.5, 1.0), 0, 0], [0, 0, top - h - 0.1],
-               SHOWERCURTAIN, material(rng, (WHITE, PALEBLUE, BEIGE, GREEN)), wave=0.03,
-               waves=rng.uniform(6, 12))
+        p.rect(
+            [-w / 2, d / 2 - 0.03, h + 0.1],
+            [w * rng.uniform(0.5, 1.0), 0, 0],
+            [0, 0, top - h - 0.1],
+            SHOWERCURTAIN,
+            material(rng, (WHITE, PALEBLUE, BEIGE, GREEN)),
+            wave=0.03,
+            waves=rng.uniform(6, 12),
+        )
     return Furniture(p, w, d, h)
 
 
@@ -278,8 +324,12 @@ def make_vanity(rng) -> Furniture:
     col = material(rng, CERAMIC_MATS)
     bw = min(0.5, w - 0.15)
     x0, x1, y0, y1 = -bw / 2, bw / 2, -d / 2 + 0.1, d / 2 - 0.06
-    for lo, hi in (([-w / 2, -d / 2], [x0, d / 2]), ([x1, -d / 2], [w / 2, d / 2]),
-                   ([x0, -d / 2], [x1, y0]), ([x0, y1], [x1, d / 2])):
+    for lo, hi in (
+        ([-w / 2, -d / 2], [x0, d / 2]),
+        ([x1, -d / 2], [w / 2, d / 2]),
+        ([x0, -d / 2], [x1, y0]),
+        ([x0, y1], [x1, d / 2]),
+    ):
         p.box([lo[0], lo[1], h - 0.04], [hi[0], hi[1], h], SINK, col)
     _basin(p, x0, x1, y0, y1, h, 0.14, SINK, col)
     return Furniture(p, w, d, h)

@@ -15,8 +15,9 @@ OVERSAMPLE = 1.8
 """Surface samples drawn per requested point: occlusion, openings, holes and thinning drop some of them."""
 
 
-def generate_indoor_scene(seed: int, index: int, num_points: int = 40000,
-                          name: Optional[str] = None) -> PointCloudScene:
+def generate_indoor_scene(
+    seed: int, index: int, num_points: int = 40000, name: Optional[str] = None
+) -> PointCloudScene:
     """Generate scene ``index`` of the stream ``seed`` (deterministic in ``(seed, index)``).
 
     Returns a :class:`PointCloudScene` with ``num_points`` points (metres, room corner at the origin,
@@ -34,5 +35,9 @@ def generate_indoor_scene(seed: int, index: int, num_points: int = 40000,
         pts, nrm, lab, col = pts[sel], nrm[sel], lab[sel], col[sel]
     colors = shade_colors(pts, nrm, col, rng)
     pts = add_sensor_noise(pts, nrm, rng)
-    return PointCloudScene(name or f"gen_s{int(seed)}_{int(index):05d}", pts.astype(np.float32),
-                           colors.astype(np.float32), lab.astype(np.int64))
+    return PointCloudScene(
+        name or f"gen_s{int(seed)}_{int(index):05d}",
+        pts.astype(np.float32),
+        colors.astype(np.float32),
+        lab.astype(np.int64),
+    )

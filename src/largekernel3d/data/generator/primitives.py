@@ -91,8 +91,9 @@ class Parts:
             self.solids.append((np.array([cx, cy, (z0 + z1) / 2]), np.eye(3), np.array([s, s, (z1 - z0) / 2]), pid))
         return pid
 
-    def extend(self, other: "Parts", rot_k: int, offset: Sequence[float], density_scale: float = 1.0,
-               yaw: float = 0.0) -> None:
+    def extend(
+        self, other: "Parts", rot_k: int, offset: Sequence[float], density_scale: float = 1.0, yaw: float = 0.0
+    ) -> None:
         """Add ``other`` (local frame) rotated about z by ``rot_k`` x 90 degrees plus ``yaw`` radians,
         then translated by ``offset``, with its densities multiplied by ``density_scale``."""
         off = np.asarray(offset, dtype=np.float64)

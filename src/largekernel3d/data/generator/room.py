@@ -19,6 +19,7 @@ class Room:
     """A room [0, W] x [0, D] x [0, H] (metres) being built: its parts, the floor footprints taken
     (x0, x1, y0, y1), the wall spans taken (wall, t0, t1, z0, z1), the openings carved out of carvable faces
     (lo, hi corners) and its windows. Walls 0-3 run counter-clockwise from the origin."""
+
     W: float
     D: float
     H: float
@@ -77,9 +78,15 @@ def place(room: Room, obj: Furniture, cx, cy, k, z=0.0, register=True, yaw=0.0) 
         room.footprints.append(footprint(cx, cy, obj.w, obj.d, k))
 
 
-def try_against_wall(room: Room, rng, obj: Furniture, walls=None, tries=40,
-                      t_range: Optional[Tuple[float, float]] = None,
-                      clearance: float = 0.05) -> Optional[Tuple[int, float, float, float]]:
+def try_against_wall(
+    room: Room,
+    rng,
+    obj: Furniture,
+    walls=None,
+    tries=40,
+    t_range: Optional[Tuple[float, float]] = None,
+    clearance: float = 0.05,
+) -> Optional[Tuple[int, float, float, float]]:
     """Put ``obj`` with its back against a wall; returns (wall, t, cx, cy) or None."""
     for _ in range(tries):
         wall = int(rng.choice(walls if walls is not None else 4))
@@ -106,10 +113,12 @@ def try_against_wall(room: Room, rng, obj: Furniture, walls=None, tries=40,
 def wall_frame(room: Room, wall: int):
     """(origin at floor of the wall start, unit tangent, inward normal) of a wall (counter-clockwise)."""
     W, D = room.W, room.D
-    return {0: (np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])),
-            1: (np.array([W, 0.0, 0]), np.array([0.0, 1, 0]), np.array([-1.0, 0, 0])),
-            2: (np.array([W, D, 0.0]), np.array([-1.0, 0, 0]), np.array([0.0, -1, 0])),
-            3: (np.array([0.0, D, 0]), np.array([0.0, -1, 0]), np.array([1.0, 0, 0]))}[wall]
+    return {
+        0: (np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])),
+        1: (np.array([W, 0.0, 0]), np.array([0.0, 1, 0]), np.array([-1.0, 0, 0])),
+        2: (np.array([W, D, 0.0]), np.array([-1.0, 0, 0]), np.array([0.0, -1, 0])),
+        3: (np.array([0.0, D, 0]), np.array([0.0, -1, 0]), np.array([1.0, 0, 0])),
+    }[wall]
 
 
 def add_wall_item(room: Room, rng, label, w, h, zc, depth=0.025, color=None, wall=None, t=None) -> bool:

@@ -10,8 +10,9 @@ import numpy as np
 from .primitives import Parts
 
 
-def sample_surfaces(parts: Parts, n: int, rng) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                          np.ndarray, np.ndarray]:
+def sample_surfaces(
+    parts: Parts, n: int, rng
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``n`` points on the primitives, proportional to area x density.
 
     Returns points, normals, labels, base colours, part ids, carvable flags.
@@ -32,7 +33,7 @@ def sample_surfaces(parts: Parts, n: int, rng) -> Tuple[np.ndarray, np.ndarray, 
     area_c = np.array([2 * np.pi * c[4] * (c[3] - c[2]) * c[7] for c in cyl]) if cyl else np.zeros(0)
     weights = np.concatenate([area_r, area_c])
     counts = rng.multinomial(n, weights / weights.sum())
-    cr, cc = counts[: len(area_r)], counts[len(area_r):]
+    cr, cc = counts[: len(area_r)], counts[len(area_r) :]
 
     idx = np.repeat(np.arange(len(area_r)), cr)
     u = rng.random(idx.size)
@@ -56,11 +57,21 @@ def sample_surfaces(parts: Parts, n: int, rng) -> Tuple[np.ndarray, np.ndarray, 
         col_c = np.array([c[6] for c in cyl])[jdx]
         pid_c = np.array([c[8] for c in cyl], dtype=np.int64)[jdx]
     else:
-        pts_c, nc, lab_c, col_c, pid_c = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64),
-                                          np.zeros((0, 3)), np.zeros(0, np.int64))
-    return (np.concatenate([pts_r, pts_c]), np.concatenate([n_r, nc]), np.concatenate([lab_r[idx], lab_c]),
-            np.concatenate([col_r[idx], col_c]), np.concatenate([pid_r[idx], pid_c]),
-            np.concatenate([carv_r[idx], np.zeros(len(pts_c), dtype=bool)]))
+        pts_c, nc, lab_c, col_c, pid_c = (
+            np.zeros((0, 3)),
+            np.zeros((0, 3)),
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            np.zeros(0, np.int64),
+        )
+    return (
+        np.concatenate([pts_r, pts_c]),
+        np.concatenate([n_r, nc]),
+        np.concatenate([lab_r[idx], lab_c]),
+        np.concatenate([col_r[idx], col_c]),
+        np.concatenate([pid_r[idx], pid_c]),
+        np.concatenate([carv_r[idx], np.zeros(len(pts_c), dtype=bool)]),
+    )
 
 
 def hidden_mask(points: np.ndarray, pids: np.ndarray, solids, margin: float = 0.02) -> np.ndarray:

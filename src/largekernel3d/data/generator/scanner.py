@@ -10,8 +10,9 @@ from .room import Room, wall_frame
 from .sampling import hidden_mask
 
 
-def visible_mask(room: Room, pts: np.ndarray, lab: np.ndarray, pid: np.ndarray, carv: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def visible_mask(
+    room: Room, pts: np.ndarray, lab: np.ndarray, pid: np.ndarray, carv: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean (N,) mask of the samples a scan keeps.
 
     Dropped: samples inside another part's solid (:func:`.sampling.hidden_mask`); carvable samples inside a

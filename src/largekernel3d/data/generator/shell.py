@@ -6,8 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 from .labels import CURTAIN, DOOR, FLOOR, IGN, WALL, WINDOW
-from .materials import (FABRIC_MATS, FLOOR_MATS, GREY, METAL, OFFWHITE, WALL_MATS, WHITE, WOOD_M, WOOD_MATS, BEIGE,
-                        material)
+from .materials import (
+    FABRIC_MATS,
+    FLOOR_MATS,
+    GREY,
+    METAL,
+    OFFWHITE,
+    WALL_MATS,
+    WHITE,
+    WOOD_M,
+    WOOD_MATS,
+    BEIGE,
+    material,
+)
 from .room import Room, wall_frame
 
 
@@ -21,13 +32,26 @@ def build_shell(room: Room, rng) -> None:
     for wall in range(4):
         o, tan, nrm = wall_frame(room, wall)
         L = room.wall_len(wall)
-        p.rect(o, np.array([0, 0, H]), tan * L, WALL, wall_col if rng.random() < 0.85 else material(rng, WALL_MATS),
-               density=0.8, carvable=True)
+        p.rect(
+            o,
+            np.array([0, 0, H]),
+            tan * L,
+            WALL,
+            wall_col if rng.random() < 0.85 else material(rng, WALL_MATS),
+            density=0.8,
+            carvable=True,
+        )
         if rng.random() < 0.7:  # skirting board (wall)
             a = o
             b = o + tan * L + nrm * 0.012 + np.array([0, 0, rng.uniform(0.06, 0.1)])
-            p.box(np.minimum(a, b), np.maximum(a, b), WALL, material(rng, (WHITE, WOOD_M, GREY)), solid=False,
-                  carvable=True)
+            p.box(
+                np.minimum(a, b),
+                np.maximum(a, b),
+                WALL,
+                material(rng, (WHITE, WOOD_M, GREY)),
+                solid=False,
+                carvable=True,
+            )
     if rng.random() < 0.75:  # ceiling (ignored), sparsely scanned
         p.rect([0, 0, H], [0, D, 0], [W, 0, 0], IGN, material(rng, (WHITE, OFFWHITE)), density=rng.uniform(0.15, 0.5))
     if rng.random() < 0.4:  # a column in a corner, or a large notch that makes the room L-shaped (wall)
@@ -159,5 +183,6 @@ def add_curtains(room: Room, rng) -> None:
         for ta in (t0 - cw * 0.6, t1 - cw * 0.4):
             ta = float(np.clip(ta, 0.02, room.wall_len(wall) - cw - 0.02))
             a = o + tan * ta + nrm * off + np.array([0, 0, bottom])
-            room.parts.rect(a, tan * cw, np.array([0, 0, top - bottom]), CURTAIN, col, density=1.2,
-                            wave=0.035, waves=cw / 0.12)
+            room.parts.rect(
+                a, tan * cw, np.array([0, 0, top - bottom]), CURTAIN, col, density=1.2, wave=0.035, waves=cw / 0.12
+            )

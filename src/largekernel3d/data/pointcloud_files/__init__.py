@@ -12,7 +12,29 @@ from .ply import read_ply
 from .raw_bin import read_kitti_bin, read_nuscenes_bin
 from .text import read_text
 
-__all__ = ["UNIT_FACTORS", "LoadedCloud", "PointCloudFileError", "ReadOptions", "parse_axes", "unit_factor",
-           "default_columns", "parse_columns", "EXTENSIONS", "READERS", "detect_format", "expand_inputs",
-           "is_point_cloud_file", "read_point_cloud", "read_las", "wkt_linear_unit", "lzf_decompress", "read_npy",
-           "read_npz", "read_pcd", "read_ply", "read_kitti_bin", "read_nuscenes_bin", "read_text"]
+__all__ = [
+    "UNIT_FACTORS",
+    "LoadedCloud",
+    "PointCloudFileError",
+    "ReadOptions",
+    "parse_axes",
+    "unit_factor",
+    "default_columns",
+    "parse_columns",
+    "EXTENSIONS",
+    "READERS",
+    "detect_format",
+    "expand_inputs",
+    "is_point_cloud_file",
+    "read_point_cloud",
+    "read_las",
+    "wkt_linear_unit",
+    "lzf_decompress",
+    "read_npy",
+    "read_npz",
+    "read_pcd",
+    "read_ply",
+    "read_kitti_bin",
+    "read_nuscenes_bin",
+    "read_text",
+]

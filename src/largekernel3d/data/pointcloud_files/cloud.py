@@ -20,8 +20,15 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-UNIT_FACTORS: Dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "km": 1000.0, "ft": 0.3048,
-                                  "us-ft": 1200.0 / 3937.0, "in": 0.0254}
+UNIT_FACTORS: Dict[str, float] = {
+    "m": 1.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "km": 1000.0,
+    "ft": 0.3048,
+    "us-ft": 1200.0 / 3937.0,
+    "in": 0.0254,
+}
 """Metres per unit of the names accepted by ``units``."""
 
 UnitsLike = Union[str, float, int]
@@ -93,9 +100,11 @@ class LoadedCloud:
         hi = self.points.max(axis=0) if self.num_points else np.zeros(3)
         found = [n for n, v in (("colours", self.colors), ("intensity", self.intensity)) if v is not None]
         found += sorted(self.extra)
-        lines = [f"{self.path} [{self.format}]: {self.num_points:,} points, extent "
-                 f"({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f}) -> ({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) m",
-                 f"  attributes: {', '.join(found) if found else 'xyz only'}"]
+        lines = [
+            f"{self.path} [{self.format}]: {self.num_points:,} points, extent "
+            f"({lo[0]:.2f}, {lo[1]:.2f}, {lo[2]:.2f}) -> ({hi[0]:.2f}, {hi[1]:.2f}, {hi[2]:.2f}) m",
+            f"  attributes: {', '.join(found) if found else 'xyz only'}",
+        ]
         lines += [f"  {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -111,8 +120,10 @@ def unit_factor(units: UnitsLike, source: object = "units") -> float:
         try:
             units = float(key)
         except ValueError:
-            raise ValueError(f"{source}: units must be one of {['auto', *UNIT_FACTORS]} or a positive number of "
-                             f"metres per unit, got {units!r}") from None
+            raise ValueError(
+                f"{source}: units must be one of {['auto', *UNIT_FACTORS]} or a positive number of "
+                f"metres per unit, got {units!r}"
+            ) from None
     if isinstance(units, bool) or not isinstance(units, (int, float)) or not np.isfinite(units) or units <= 0:
         raise ValueError(f"{source}: units must be a positive number of metres per unit, got {units!r}")
     return float(units)
@@ -123,8 +134,10 @@ def parse_axes(axes: str) -> Tuple[Tuple[int, float], ...]:
     if not isinstance(axes, str):
         raise TypeError(f"axes must be a string such as 'xyz' or 'x -z y', got {type(axes).__name__}")
     tokens = re.findall(r"[+-]?[xyzXYZ]", axes)
-    if "".join(tokens).replace("+", "").replace("-", "").lower() != re.sub(r"[\s,+-]", "", axes).lower() \
-            or len(tokens) != 3:
+    if (
+        "".join(tokens).replace("+", "").replace("-", "").lower() != re.sub(r"[\s,+-]", "", axes).lower()
+        or len(tokens) != 3
+    ):
         raise ValueError(f"axes must name three file axes with optional signs, e.g. 'xyz' or 'x -z y', got {axes!r}")
     out = tuple(("xyz".index(t[-1].lower()), -1.0 if t.startswith("-") else 1.0) for t in tokens)
     if len({a for a, _ in out}) != 3:
@@ -158,9 +171,17 @@ def colour_divisor(colors: np.ndarray, colour_scale: Union[str, float]) -> Tuple
     return float(colour_scale), f"colours divided by {colour_scale:g} (colour_scale)"
 
 
-def finish(path: Path, fmt: str, xyz: np.ndarray, options: ReadOptions, colors: Optional[np.ndarray] = None,
-           intensity: Optional[np.ndarray] = None, extra: Optional[Dict[str, np.ndarray]] = None,
-           notes: Optional[List[str]] = None, factor: Optional[float] = None) -> LoadedCloud:
+def finish(
+    path: Path,
+    fmt: str,
+    xyz: np.ndarray,
+    options: ReadOptions,
+    colors: Optional[np.ndarray] = None,
+    intensity: Optional[np.ndarray] = None,
+    extra: Optional[Dict[str, np.ndarray]] = None,
+    notes: Optional[List[str]] = None,
+    factor: Optional[float] = None,
+) -> LoadedCloud:
     """Apply units / axes / colour scaling, drop non-finite rows and build the :class:`LoadedCloud`."""
     notes = list(notes or [])
     extra = dict(extra or {})
@@ -178,8 +199,9 @@ def finish(path: Path, fmt: str, xyz: np.ndarray, options: ReadOptions, colors: 
         notes.append(f"dropped {int((~keep).sum()):,} rows with NaN / inf coordinates")
     if colors is not None:
         colors = np.asarray(colors)
-        divisor, note = colour_divisor(colors[keep] if colors.shape[0] == keep.shape[0] else colors,
-                                       options.colour_scale)
+        divisor, note = colour_divisor(
+            colors[keep] if colors.shape[0] == keep.shape[0] else colors, options.colour_scale
+        )
         notes.append(note)
         colors = np.clip(colors.astype(np.float64) / divisor, 0.0, 1.0).astype(np.float32)
     for name, value in (("colors", colors), ("intensity", intensity), *extra.items()):
@@ -192,5 +214,6 @@ def finish(path: Path, fmt: str, xyz: np.ndarray, options: ReadOptions, colors: 
         extra = {k: np.asarray(v)[keep] for k, v in extra.items()}
     if intensity is not None:
         intensity = np.asarray(intensity, dtype=np.float32)
-    return LoadedCloud(path=Path(path), format=fmt, points=points, colors=colors, intensity=intensity,
-                       extra=extra, notes=notes)
+    return LoadedCloud(
+        path=Path(path), format=fmt, points=points, colors=colors, intensity=intensity, extra=extra, notes=notes
+    )

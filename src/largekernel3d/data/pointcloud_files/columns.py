@@ -35,8 +35,7 @@ def parse_columns(columns: Union[str, Sequence[str]]) -> List[str]:
 
 def default_columns(count: int) -> List[str]:
     """The default names for ``count`` columns (see the module docstring)."""
-    table = {3: "x y z", 4: "x y z intensity", 5: "x y z intensity ring", 6: "x y z r g b",
-             7: "x y z r g b intensity"}
+    table = {3: "x y z", 4: "x y z intensity", 5: "x y z intensity ring", 6: "x y z r g b", 7: "x y z r g b intensity"}
     if count < 3:
         raise ValueError(f"a point table needs at least 3 columns (x y z), got {count}")
     if count in table:
@@ -44,15 +43,17 @@ def default_columns(count: int) -> List[str]:
     return table[7].split() + [f"c{k}" for k in range(7, count)]
 
 
-def split_columns(table: np.ndarray, names: Optional[Sequence[str]], path: Path
-                  ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Dict[str, np.ndarray], str]:
+def split_columns(
+    table: np.ndarray, names: Optional[Sequence[str]], path: Path
+) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Dict[str, np.ndarray], str]:
     """``(xyz [N, 3], colours [N, 3] | None, intensity [N] | None, extra, note)`` of a ``[N, C]`` table."""
     if table.ndim != 2:
         raise PointCloudFileError(path, f"expected a 2-D point table [N, C], found shape {table.shape}")
     names = default_columns(table.shape[1]) if names is None else parse_columns(names)
     if len(names) != table.shape[1]:
-        raise PointCloudFileError(path, f"the file has {table.shape[1]} columns but columns names {len(names)}: "
-                                        f"{' '.join(names)}")
+        raise PointCloudFileError(
+            path, f"the file has {table.shape[1]} columns but columns names {len(names)}: {' '.join(names)}"
+        )
     real = [n for n in names if n not in _SKIP]
     if len(set(real)) != len(real):
         raise ValueError(f"columns for {str(path)!r} repeat a name: {' '.join(names)}")
@@ -64,13 +65,17 @@ def split_columns(table: np.ndarray, names: Optional[Sequence[str]], path: Path
     colors = None
     if colour_cols:
         if sorted(c for _, c in colour_cols) != [0, 1, 2]:
-            raise ValueError(f"columns for {str(path)!r} must name all of r g b (or red green blue) or none: "
-                             f"{' '.join(names)}")
+            raise ValueError(
+                f"columns for {str(path)!r} must name all of r g b (or red green blue) or none: {' '.join(names)}"
+            )
         colors = np.stack([table[:, k] for k, _ in sorted(colour_cols, key=lambda t: t[1])], axis=1)
     found_i = [k for k, n in enumerate(names) if n in _INTENSITY]
     if len(found_i) > 1:
         raise ValueError(f"columns for {str(path)!r} name more than one intensity column: {' '.join(names)}")
     intensity = table[:, found_i[0]] if found_i else None
-    extra = {n: table[:, k] for k, n in enumerate(names)
-             if n not in _SKIP and n not in _COLOUR and n not in _INTENSITY and n not in ("x", "y", "z")}
+    extra = {
+        n: table[:, k]
+        for k, n in enumerate(names)
+        if n not in _SKIP and n not in _COLOUR and n not in _INTENSITY and n not in ("x", "y", "z")
+    }
     return xyz, colors, intensity, extra, f"columns: {' '.join(names)}"

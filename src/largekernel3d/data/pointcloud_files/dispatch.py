@@ -30,14 +30,33 @@ from .text import read_text
 
 Reader = Callable[[Path, ReadOptions], LoadedCloud]
 
-READERS: Dict[str, Reader] = {"ply": read_ply, "pcd": read_pcd, "las": read_las, "kitti_bin": read_kitti_bin,
-                              "nuscenes_bin": read_nuscenes_bin, "npy": read_npy, "npz": read_npz,
-                              "text": read_text}
+READERS: Dict[str, Reader] = {
+    "ply": read_ply,
+    "pcd": read_pcd,
+    "las": read_las,
+    "kitti_bin": read_kitti_bin,
+    "nuscenes_bin": read_nuscenes_bin,
+    "npy": read_npy,
+    "npz": read_npz,
+    "text": read_text,
+}
 """Format name -> reader ``(path, options) -> LoadedCloud``."""
 
-EXTENSIONS: Dict[str, str] = {".pcd.bin": "nuscenes_bin", ".ply": "ply", ".pcd": "pcd", ".las": "las", ".laz": "las",
-                              ".bin": "kitti_bin", ".npy": "npy", ".npz": "npz", ".txt": "text", ".csv": "text",
-                              ".xyz": "text", ".pts": "text", ".asc": "text"}
+EXTENSIONS: Dict[str, str] = {
+    ".pcd.bin": "nuscenes_bin",
+    ".ply": "ply",
+    ".pcd": "pcd",
+    ".las": "las",
+    ".laz": "las",
+    ".bin": "kitti_bin",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".txt": "text",
+    ".csv": "text",
+    ".xyz": "text",
+    ".pts": "text",
+    ".asc": "text",
+}
 """File extension (longest match first) -> format name."""
 
 
@@ -47,13 +66,21 @@ def detect_format(path: Union[str, Path]) -> str:
     for ext, fmt in EXTENSIONS.items():
         if name.endswith(ext):
             return fmt
-    raise ValueError(f"{str(path)!r}: unknown point-cloud extension; known: {' '.join(EXTENSIONS)} "
-                     f"(or pass format= one of {sorted(READERS)})")
+    raise ValueError(
+        f"{str(path)!r}: unknown point-cloud extension; known: {' '.join(EXTENSIONS)} "
+        f"(or pass format= one of {sorted(READERS)})"
+    )
 
 
-def read_point_cloud(path: Union[str, Path], format: Optional[str] = None, *, units: UnitsLike = "auto",
-                     axes: str = "xyz", columns: Optional[Union[str, Sequence[str]]] = None,
-                     colour_scale: Union[str, float] = "auto") -> LoadedCloud:
+def read_point_cloud(
+    path: Union[str, Path],
+    format: Optional[str] = None,
+    *,
+    units: UnitsLike = "auto",
+    axes: str = "xyz",
+    columns: Optional[Union[str, Sequence[str]]] = None,
+    colour_scale: Union[str, float] = "auto",
+) -> LoadedCloud:
     """Read one point-cloud file into a :class:`LoadedCloud` (points in metres, z up; see :class:`ReadOptions`
     for ``units``, ``axes``, ``columns`` and ``colour_scale``).
 

@@ -37,8 +37,9 @@ def _import_laspy(path: Path):
     try:
         import laspy
     except ImportError:
-        raise ImportError(f"reading {str(path)!r} needs laspy: pip install 'largekernel3d[las]' "
-                          f"(or pip install 'laspy[lazrs]')") from None
+        raise ImportError(
+            f"reading {str(path)!r} needs laspy: pip install 'largekernel3d[las]' (or pip install 'laspy[lazrs]')"
+        ) from None
     return laspy
 
 
@@ -54,20 +55,26 @@ def read_las(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
     except laspy.errors.LaspyException as err:
         text = str(err)
         if "backend" in text.lower() or "laz" in text.lower() and "support" in text.lower():
-            raise ImportError(f"{str(path)!r} is LAZ-compressed and no LAZ backend is installed: "
-                              f"pip install lazrs (or 'largekernel3d[las]')") from None
+            raise ImportError(
+                f"{str(path)!r} is LAZ-compressed and no LAZ backend is installed: "
+                f"pip install lazrs (or 'largekernel3d[las]')"
+            ) from None
         raise PointCloudFileError(path, f"corrupt or truncated LAS data ({err})") from None
     except (ValueError, EOFError, OSError, RuntimeError) as err:
         raise PointCloudFileError(path, f"corrupt or truncated LAS data ({type(err).__name__}: {err})") from None
     header = las.header
     n = int(header.point_count)
-    xyz = np.stack([np.asarray(las.x, dtype=np.float64), np.asarray(las.y, dtype=np.float64),
-                    np.asarray(las.z, dtype=np.float64)], axis=1)
+    xyz = np.stack(
+        [np.asarray(las.x, dtype=np.float64), np.asarray(las.y, dtype=np.float64), np.asarray(las.z, dtype=np.float64)],
+        axis=1,
+    )
     if xyz.shape[0] != n:
         raise PointCloudFileError(path, f"the header announces {n} points but {xyz.shape[0]} were read (truncated?)")
     dims = set(las.point_format.dimension_names)
-    notes = [f"LAS {header.version}, point format {header.point_format.id}"
-             f"{', LAZ-compressed' if path.suffix.lower() == '.laz' else ''}; dimensions: {' '.join(sorted(dims))}"]
+    notes = [
+        f"LAS {header.version}, point format {header.point_format.id}"
+        f"{', LAZ-compressed' if path.suffix.lower() == '.laz' else ''}; dimensions: {' '.join(sorted(dims))}"
+    ]
     factor = None
     if isinstance(options.units, str) and options.units.strip().lower() == "auto":
         unit = _file_unit(las)

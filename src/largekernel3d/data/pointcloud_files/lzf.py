@@ -23,9 +23,11 @@ def lzf_decompress(data: bytes, expected_size: int) -> bytes:
         if ctrl < 32:
             n = ctrl + 1
             if ip + n > end:
-                raise ValueError(f"LZF literal run of {n} bytes at input offset {ip - 1} runs past the end "
-                                 f"({end} bytes): truncated data")
-            out += src[ip:ip + n]
+                raise ValueError(
+                    f"LZF literal run of {n} bytes at input offset {ip - 1} runs past the end "
+                    f"({end} bytes): truncated data"
+                )
+            out += src[ip : ip + n]
             ip += n
             continue
         length = ctrl >> 5
@@ -40,11 +42,13 @@ def lzf_decompress(data: bytes, expected_size: int) -> bytes:
         ip += 1
         length += 2
         if start < 0:
-            raise ValueError(f"LZF back reference at input offset {ip - 2} points {-start} bytes before the start "
-                             f"of the output: corrupt data")
+            raise ValueError(
+                f"LZF back reference at input offset {ip - 2} points {-start} bytes before the start "
+                f"of the output: corrupt data"
+            )
         if start + length <= len(out):
-            out += out[start:start + length]
-        else:                                   # overlapping copy: repeat the pattern byte by byte
+            out += out[start : start + length]
+        else:  # overlapping copy: repeat the pattern byte by byte
             for k in range(length):
                 out.append(out[start + k])
         if len(out) > expected_size:

@@ -57,8 +57,9 @@ def read_npz(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
         if len(arrays) == 1:
             (key,) = arrays
         else:
-            raise PointCloudFileError(path, f"no coordinate array: expected one of {list(_XYZ_KEYS)} "
-                                            f"(arrays: {sorted(arrays)})")
+            raise PointCloudFileError(
+                path, f"no coordinate array: expected one of {list(_XYZ_KEYS)} (arrays: {sorted(arrays)})"
+            )
     table = _check_table(arrays[key], path, f"array {key!r}")
     if table.ndim != 2 or table.shape[1] < 3:
         raise PointCloudFileError(path, f"array {key!r} must be [N, >=3], found shape {table.shape}")

@@ -25,8 +25,18 @@ import numpy as np
 from .cloud import LoadedCloud, PointCloudFileError, ReadOptions, finish
 from .lzf import lzf_decompress
 
-_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("I", 1): "<i1", ("I", 2): "<i2", ("I", 4): "<i4", ("I", 8): "<i8",
-          ("U", 1): "<u1", ("U", 2): "<u2", ("U", 4): "<u4", ("U", 8): "<u8"}
+_TYPES = {
+    ("F", 4): "<f4",
+    ("F", 8): "<f8",
+    ("I", 1): "<i1",
+    ("I", 2): "<i2",
+    ("I", 4): "<i4",
+    ("I", 8): "<i8",
+    ("U", 1): "<u1",
+    ("U", 2): "<u2",
+    ("U", 4): "<u4",
+    ("U", 8): "<u8",
+}
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 
 
@@ -59,8 +69,11 @@ def _layout(header: Dict[str, List[str]], path: Path):
     sizes, types = header["SIZE"], header["TYPE"]
     counts = header.get("COUNT", ["1"] * len(fields))
     if not (len(fields) == len(sizes) == len(types) == len(counts)):
-        raise PointCloudFileError(path, f"FIELDS ({len(fields)}), SIZE ({len(sizes)}), TYPE ({len(types)}) and COUNT "
-                                        f"({len(counts)}) disagree in length")
+        raise PointCloudFileError(
+            path,
+            f"FIELDS ({len(fields)}), SIZE ({len(sizes)}), TYPE ({len(types)}) and COUNT "
+            f"({len(counts)}) disagree in length",
+        )
     try:
         dtypes = [np.dtype(_TYPES[(t.upper(), int(s))]) for t, s in zip(types, sizes)]
         counts_i = [int(c) for c in counts]
@@ -86,21 +99,28 @@ def read_pcd(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
     if kind == "binary":
         need = n * record.itemsize
         if len(raw) - start < need:
-            raise PointCloudFileError(path, f"truncated binary data: {n} points x {record.itemsize} bytes = {need} "
-                                            f"bytes expected, {len(raw) - start} present")
+            raise PointCloudFileError(
+                path,
+                f"truncated binary data: {n} points x {record.itemsize} bytes = {need} "
+                f"bytes expected, {len(raw) - start} present",
+            )
         table = np.frombuffer(raw, dtype=record, count=n, offset=start)
     elif kind == "binary_compressed":
         if len(raw) - start < 8:
             raise PointCloudFileError(path, "truncated binary_compressed data: no size words after the header")
-        packed, unpacked = struct.unpack("<II", raw[start:start + 8])
+        packed, unpacked = struct.unpack("<II", raw[start : start + 8])
         if len(raw) - start - 8 < packed:
-            raise PointCloudFileError(path, f"truncated binary_compressed data: {packed} compressed bytes announced, "
-                                            f"{len(raw) - start - 8} present")
+            raise PointCloudFileError(
+                path,
+                f"truncated binary_compressed data: {packed} compressed bytes announced, "
+                f"{len(raw) - start - 8} present",
+            )
         if unpacked != n * record.itemsize:
-            raise PointCloudFileError(path, f"binary_compressed raw size {unpacked} is not {n} points x "
-                                            f"{record.itemsize} bytes")
+            raise PointCloudFileError(
+                path, f"binary_compressed raw size {unpacked} is not {n} points x {record.itemsize} bytes"
+            )
         try:
-            body = lzf_decompress(raw[start + 8:start + 8 + packed], unpacked)
+            body = lzf_decompress(raw[start + 8 : start + 8 + packed], unpacked)
         except ValueError as err:
             raise PointCloudFileError(path, f"corrupt binary_compressed data: {err}") from None
         table = np.empty(n, dtype=record)
@@ -133,8 +153,8 @@ def _read_ascii(body: bytes, names, dtypes, counts, n: int, path: Path) -> np.nd
     table = np.empty(n, dtype=record)
     col = 0
     for nm, dt, c in zip(names, dtypes, counts):
-        block = numbers[:, col:col + c]
-        if nm in ("rgb", "rgba") and dt.kind == "f":      # a packed colour written as the float's value
+        block = numbers[:, col : col + c]
+        if nm in ("rgb", "rgba") and dt.kind == "f":  # a packed colour written as the float's value
             table[nm] = block[:, 0].astype(np.float32)
         else:
             table[nm] = block.astype(dt).reshape(n, c) if c > 1 else block[:, 0].astype(dt)
@@ -142,8 +162,7 @@ def _read_ascii(body: bytes, names, dtypes, counts, n: int, path: Path) -> np.nd
     return table
 
 
-def _to_cloud(path: Path, table: np.ndarray, names: List[str], kind: str, n: int, options: ReadOptions
-              ) -> LoadedCloud:
+def _to_cloud(path: Path, table: np.ndarray, names: List[str], kind: str, n: int, options: ReadOptions) -> LoadedCloud:
     lower = {nm.lower(): nm for nm in names}
     missing = [a for a in "xyz" if a not in lower]
     if missing:

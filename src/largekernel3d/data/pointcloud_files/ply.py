@@ -44,8 +44,7 @@ def read_ply(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
     if missing:
         raise PointCloudFileError(path, f"the vertex element lacks {missing} (properties: {list(props)})")
     xyz = np.stack([np.asarray(data[a]) for a in "xyz"], axis=1)
-    notes = [f"PLY {_format_name(ply)}, "
-             f"vertex properties: {' '.join(props)}"]
+    notes = [f"PLY {_format_name(ply)}, vertex properties: {' '.join(props)}"]
     colors, used = None, {"x", "y", "z"}
     for triple in _COLOUR_NAMES:
         if all(t in lower for t in triple):
@@ -63,7 +62,7 @@ def read_ply(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
     for name, prop in props.items():
         if name in used:
             continue
-        if hasattr(prop, "len_dtype"):       # list property: not a per-point scalar
+        if hasattr(prop, "len_dtype"):  # list property: not a per-point scalar
             notes.append(f"list property {name!r} ignored")
             continue
         extra[name] = np.asarray(data[name])

@@ -21,9 +21,12 @@ def read_float32_table(path: Path, options: ReadOptions, default_columns: str, f
     raw = np.fromfile(path, dtype=np.uint8)
     row = 4 * len(names)
     if raw.size % row:
-        raise PointCloudFileError(path, f"{raw.size} bytes is not a whole number of {len(names)}-column float32 rows "
-                                        f"({row} bytes each; {raw.size % row} bytes left over): truncated, or "
-                                        f"the columns ({' '.join(names)}) are wrong")
+        raise PointCloudFileError(
+            path,
+            f"{raw.size} bytes is not a whole number of {len(names)}-column float32 rows "
+            f"({row} bytes each; {raw.size % row} bytes left over): truncated, or "
+            f"the columns ({' '.join(names)}) are wrong",
+        )
     table = raw.view("<f4").reshape(-1, len(names))
     xyz, colors, intensity, extra, note = split_columns(table, names, path)
     notes = [f"float32 x {len(names)} rows, {note}"]

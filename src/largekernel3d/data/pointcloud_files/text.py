@@ -46,15 +46,18 @@ def read_text(path: Path, options: ReadOptions = ReadOptions()) -> LoadedCloud:
         header = [t.lower() for t in first]
         lines = lines[1:]
     elif len(first) == 1 and len(lines) > 1 and len(_tokens(lines[1])) > 1:
-        lines = lines[1:]                 # .pts: a point-count line
+        lines = lines[1:]  # .pts: a point-count line
     if not lines:
         raise PointCloudFileError(path, "a header but no data lines")
     width = len(_tokens(lines[0]))
     rows = [_tokens(ln) for ln in lines]
     bad = next((k for k, r in enumerate(rows) if len(r) != width), None)
     if bad is not None:
-        raise PointCloudFileError(path, f"data line {bad + 1 + (header is not None)} has {len(rows[bad])} values, "
-                                        f"the first has {width} (truncated or ragged file)")
+        raise PointCloudFileError(
+            path,
+            f"data line {bad + 1 + (header is not None)} has {len(rows[bad])} values, "
+            f"the first has {width} (truncated or ragged file)",
+        )
     try:
         table = np.array(rows, dtype=np.float64)
     except ValueError as err:

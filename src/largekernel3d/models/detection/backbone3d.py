@@ -123,8 +123,10 @@ def _check_sparse_shape(sparse_shape: Sequence[int]) -> Tuple[int, int, int]:
     except TypeError:
         ok = False
     if not ok:
-        raise ValueError(f"sparse_shape must be 3 positive ints [D, H, W] (z, y, x; VoxelGrid.sparse_shape, e.g. "
-                         f"[41, 1600, 1408] for KITTI), got {sparse_shape!r}")
+        raise ValueError(
+            f"sparse_shape must be 3 positive ints [D, H, W] (z, y, x; VoxelGrid.sparse_shape, e.g. "
+            f"[41, 1600, 1408] for KITTI), got {sparse_shape!r}"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -149,8 +151,9 @@ class DetectionBackbone3d(nn.Module):
     conv4: nn.Module
     conv_out: nn.Module
 
-    def __init__(self, in_channels: int, sparse_shape: Sequence[int], backend: Optional[ModuleType],
-                 down_kernel_size: int = 3) -> None:
+    def __init__(
+        self, in_channels: int, sparse_shape: Sequence[int], backend: Optional[ModuleType], down_kernel_size: int = 3
+    ) -> None:
         super().__init__()
         self.in_channels = _check_in_channels(in_channels)
         self.sparse_shape: List[int] = list(_check_sparse_shape(sparse_shape))
@@ -167,9 +170,11 @@ class DetectionBackbone3d(nn.Module):
         for (kernel, pad), stride in zip(steps, strides):
             shape = [_down_output(n, kk, s, p) for n, kk, s, p in zip(shape, kernel, stride, pad)]
             if min(shape) < 1:
-                raise ValueError(f"sparse_shape={self.sparse_shape} is too small for this backbone (three stride-2 "
-                                 f"layers and a (3, 1, 1) z-reduction leave nothing); it needs D >= 9 (z: 41 for "
-                                 f"the KITTI / nuScenes grids) and H, W >= 1")
+                raise ValueError(
+                    f"sparse_shape={self.sparse_shape} is too small for this backbone (three stride-2 "
+                    f"layers and a (3, 1, 1) z-reduction leave nothing); it needs D >= 9 (z: 41 for "
+                    f"the KITTI / nuScenes grids) and H, W >= 1"
+                )
         return shape
 
     def check_input(self, x) -> None:
@@ -177,19 +182,25 @@ class DetectionBackbone3d(nn.Module):
         backbone's backend with ``[N, C_in]`` features, ``[N, 4]`` (b, z, y, x) indices and grid ``sparse_shape``."""
         name = type(self).__name__
         if not isinstance(x, self.tensor_type):
-            raise TypeError(f"{name} takes a {self.tensor_type.__module__}.SparseConvTensor (the backend it was "
-                            f"built with), got {type(x).__module__}.{type(x).__name__}")
+            raise TypeError(
+                f"{name} takes a {self.tensor_type.__module__}.SparseConvTensor (the backend it was "
+                f"built with), got {type(x).__module__}.{type(x).__name__}"
+            )
         feats, idx = x.features, x.indices
         if feats.dim() != 2 or feats.shape[1] != self.in_channels:
-            raise ValueError(f"{name} was built with in_channels={self.in_channels} but the input features have "
-                             f"shape {tuple(feats.shape)}; build it with in_channels={feats.shape[-1]} or fix the "
-                             f"voxel feature encoder")
+            raise ValueError(
+                f"{name} was built with in_channels={self.in_channels} but the input features have "
+                f"shape {tuple(feats.shape)}; build it with in_channels={feats.shape[-1]} or fix the "
+                f"voxel feature encoder"
+            )
         if idx.dim() != 2 or idx.shape[1] != 4:
             raise ValueError(f"{name} needs indices [N, 4] = (batch, z, y, x), got shape {tuple(idx.shape)}")
         if [int(v) for v in x.spatial_shape] != self.sparse_shape:
-            raise ValueError(f"{name} was built for sparse_shape={self.sparse_shape} but the input has "
-                             f"spatial_shape={list(x.spatial_shape)}; build the backbone with the grid's "
-                             f"sparse_shape (VoxelGrid.sparse_shape, z first)")
+            raise ValueError(
+                f"{name} was built for sparse_shape={self.sparse_shape} but the input has "
+                f"spatial_shape={list(x.spatial_shape)}; build the backbone with the grid's "
+                f"sparse_shape (VoxelGrid.sparse_shape, z first)"
+            )
 
     def forward_features(self, x) -> Dict[str, object]:
         """All scales: ``{"x_conv1": stride 1 (16 ch), "x_conv2": 2 (32), "x_conv3": 4 (64), "x_conv4": 8
@@ -231,47 +242,81 @@ class VoxelBackBone8x(DetectionBackbone3d):
         self.conv1 = ConvChain(subm(16, 16, "subm1"))
         self.conv2 = ConvChain(_down(sp, 16, 32, 3, 2, 1, "spconv2"), subm(32, 32, "subm2"), subm(32, 32, "subm2"))
         self.conv3 = ConvChain(_down(sp, 32, 64, 3, 2, 1, "spconv3"), subm(64, 64, "subm3"), subm(64, 64, "subm3"))
-        self.conv4 = ConvChain(_down(sp, 64, 64, 3, 2, (0, 1, 1), "spconv4"), subm(64, 64, "subm4"),
-                               subm(64, 64, "subm4"))
+        self.conv4 = ConvChain(
+            _down(sp, 64, 64, 3, 2, (0, 1, 1), "spconv4"), subm(64, 64, "subm4"), subm(64, 64, "subm4")
+        )
         self.conv_out = _down(sp, 64, OUT_CHANNELS, (3, 1, 1), (2, 1, 1), 0, "spconv_down2")
 
 
-def _stage_conv(conv_type: str, channels: int, kernel_size: int, key: str, backend: ModuleType,
-                position_encoding: bool, partition: str) -> nn.Module:
+def _stage_conv(
+    conv_type: str,
+    channels: int,
+    kernel_size: int,
+    key: str,
+    backend: ModuleType,
+    position_encoding: bool,
+    partition: str,
+) -> nn.Module:
     """One submanifold conv ``C -> C`` (with bias) of a residual stage."""
     if conv_type == "plain":
-        return backend.SubMConv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=True,
-                                  indice_key=key)
-    return SWLKConv3d(channels, channels, kernel_size, partition=partition, position_encoding=position_encoding,
-                      dilated_branch=conv_type == "swlk_dilated", bias=True, indice_key=key)
+        return backend.SubMConv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=True, indice_key=key)
+    return SWLKConv3d(
+        channels,
+        channels,
+        kernel_size,
+        partition=partition,
+        position_encoding=position_encoding,
+        dilated_branch=conv_type == "swlk_dilated",
+        bias=True,
+        indice_key=key,
+    )
 
 
-def _check_stage_options(kernel_sizes: Sequence[int], conv_types: Sequence[str], down_kernel_size: int,
-                         partition: str, position_encoding: bool, backend: ModuleType) -> Tuple[tuple, tuple]:
+def _check_stage_options(
+    kernel_sizes: Sequence[int],
+    conv_types: Sequence[str],
+    down_kernel_size: int,
+    partition: str,
+    position_encoding: bool,
+    backend: ModuleType,
+) -> Tuple[tuple, tuple]:
     kernel_sizes, conv_types = tuple(kernel_sizes), tuple(conv_types)
-    if len(kernel_sizes) != 4 or any(isinstance(k, bool) or not isinstance(k, int) or k % 2 == 0
-                                     or not MIN_KERNEL <= k <= MAX_KERNEL for k in kernel_sizes):
-        raise ValueError(f"kernel_sizes must be 4 odd ints in [{MIN_KERNEL}, {MAX_KERNEL}] (one per stage), "
-                         f"got {kernel_sizes!r}")
+    if len(kernel_sizes) != 4 or any(
+        isinstance(k, bool) or not isinstance(k, int) or k % 2 == 0 or not MIN_KERNEL <= k <= MAX_KERNEL
+        for k in kernel_sizes
+    ):
+        raise ValueError(
+            f"kernel_sizes must be 4 odd ints in [{MIN_KERNEL}, {MAX_KERNEL}] (one per stage), got {kernel_sizes!r}"
+        )
     if len(conv_types) != 4 or any(t not in CONV_TYPES for t in conv_types):
         raise ValueError(f"conv_types must be 4 of {list(CONV_TYPES)} (one per stage), got {conv_types!r}")
     for stage, (k, t) in enumerate(zip(kernel_sizes, conv_types), start=1):
         if t == "swlk_dilated" and k < 5:
-            raise ValueError(f"stage {stage}: 'swlk_dilated' needs kernel_size >= 5 (its 3³ branch has dilation "
-                             f"k // 2 - 1), got {k}; use 'swlk' or 'plain'")
-    if isinstance(down_kernel_size, bool) or not isinstance(down_kernel_size, int) or down_kernel_size < 3 \
-            or down_kernel_size % 2 == 0:
-        raise ValueError(f"down_kernel_size must be an odd int >= 3 (3 in OpenPCDet, 5 in the LargeKernel3D "
-                         f"configs), got {down_kernel_size!r}")
+            raise ValueError(
+                f"stage {stage}: 'swlk_dilated' needs kernel_size >= 5 (its 3³ branch has dilation "
+                f"k // 2 - 1), got {k}; use 'swlk' or 'plain'"
+            )
+    if (
+        isinstance(down_kernel_size, bool)
+        or not isinstance(down_kernel_size, int)
+        or down_kernel_size < 3
+        or down_kernel_size % 2 == 0
+    ):
+        raise ValueError(
+            f"down_kernel_size must be an odd int >= 3 (3 in OpenPCDet, 5 in the LargeKernel3D "
+            f"configs), got {down_kernel_size!r}"
+        )
     if partition not in PARTITIONS:
         raise ValueError(f"partition must be one of {list(PARTITIONS)}, got {partition!r}")
     if not isinstance(position_encoding, bool):
         raise ValueError(f"position_encoding must be a bool, got {position_encoding!r}")
     swlk = [s for s, t in enumerate(conv_types, start=1) if t != "plain"]
     if swlk and not is_ours(backend):
-        raise ValueError(f"stages {swlk} are SW-LK convs, which exist only in largekernel3d.sparse; build with "
-                         f"backend=None and call .to_plain(backend={getattr(backend, '__name__', backend)}) for a copy "
-                         f"with the SW-LK layers expanded to plain k³ convs")
+        raise ValueError(
+            f"stages {swlk} are SW-LK convs, which exist only in largekernel3d.sparse; build with "
+            f"backend=None and call .to_plain(backend={getattr(backend, '__name__', backend)}) for a copy "
+            f"with the SW-LK layers expanded to plain k³ convs"
+        )
     return kernel_sizes, conv_types
 
 
@@ -298,12 +343,20 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
     Named configurations: :data:`LARGEKERNEL3D_BACKBONE_PRESETS`, :func:`build_largekernel3d_backbone`.
     """
 
-    def __init__(self, in_channels: int, sparse_shape: Sequence[int], kernel_sizes: Sequence[int] = (7, 5, 5, 5),
-                 conv_types: Sequence[str] = ("swlk_dilated", "plain", "plain", "plain"), down_kernel_size: int = 5,
-                 position_encoding: bool = True, partition: str = "center1",
-                 backend: Optional[ModuleType] = None) -> None:
-        kernel_sizes, conv_types = _check_stage_options(kernel_sizes, conv_types, down_kernel_size, partition,
-                                                        position_encoding, resolve_backend(backend))
+    def __init__(
+        self,
+        in_channels: int,
+        sparse_shape: Sequence[int],
+        kernel_sizes: Sequence[int] = (7, 5, 5, 5),
+        conv_types: Sequence[str] = ("swlk_dilated", "plain", "plain", "plain"),
+        down_kernel_size: int = 5,
+        position_encoding: bool = True,
+        partition: str = "center1",
+        backend: Optional[ModuleType] = None,
+    ) -> None:
+        kernel_sizes, conv_types = _check_stage_options(
+            kernel_sizes, conv_types, down_kernel_size, partition, position_encoding, resolve_backend(backend)
+        )
         super().__init__(in_channels, sparse_shape, backend, down_kernel_size=down_kernel_size)
         self.kernel_sizes, self.conv_types = kernel_sizes, conv_types
         self.position_encoding, self.partition = position_encoding, partition
@@ -317,8 +370,9 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
 
             return [SparseBasicBlock(conv(), conv(), c) for _ in range(2)]
 
-        self.conv_input = _conv_bn_relu(sp.SubMConv3d(self.in_channels, 16, 3, padding=1, bias=False,
-                                                      indice_key="subm1"), 16)
+        self.conv_input = _conv_bn_relu(
+            sp.SubMConv3d(self.in_channels, 16, 3, padding=1, bias=False, indice_key="subm1"), 16
+        )
         self.conv1 = ConvChain(*stage(0))
         self.conv2 = ConvChain(_down(sp, 16, 32, kd, 2, kd // 2, "spconv2"), *stage(1))
         self.conv3 = ConvChain(_down(sp, 32, 64, kd, 2, kd // 2, "spconv3"), *stage(2))
@@ -327,10 +381,15 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
 
     def config(self) -> Dict[str, Any]:
         """The constructor arguments besides ``backend`` (to rebuild the same architecture)."""
-        return {"in_channels": self.in_channels, "sparse_shape": list(self.sparse_shape),
-                "kernel_sizes": self.kernel_sizes, "conv_types": self.conv_types,
-                "down_kernel_size": self.down_kernel_size, "position_encoding": self.position_encoding,
-                "partition": self.partition}
+        return {
+            "in_channels": self.in_channels,
+            "sparse_shape": list(self.sparse_shape),
+            "kernel_sizes": self.kernel_sizes,
+            "conv_types": self.conv_types,
+            "down_kernel_size": self.down_kernel_size,
+            "position_encoding": self.position_encoding,
+            "partition": self.partition,
+        }
 
     def to_plain(self, backend: Optional[ModuleType] = None) -> "LargeKernel3DBackbone":
         """A copy whose SW-LK layers are plain ``k³`` SubM convs from ``backend`` (e.g. ``spconv.pytorch``)
@@ -348,8 +407,10 @@ class LargeKernel3DBackbone(DetectionBackbone3d):
         for name, layer in swlk.items():
             exp = export_plain(layer)
             if exp.encoding_weight is not None:
-                raise ValueError(f"{name} has a position encoding, which a plain SubMConv3d cannot express; build "
-                                 f"the backbone with position_encoding=False to compare with plain convs")
+                raise ValueError(
+                    f"{name} has a position encoding, which a plain SubMConv3d cannot express; build "
+                    f"the backbone with position_encoding=False to compare with plain convs"
+                )
             state[f"{name}.weight"] = exp.weight
             state[f"{name}.bias"] = exp.bias if exp.bias is not None else exp.weight.new_zeros(layer.out_channels)
         for key, value in self.state_dict().items():
@@ -368,8 +429,14 @@ class VoxelResBackBone8x(LargeKernel3DBackbone):
     """
 
     def __init__(self, in_channels: int, sparse_shape: Sequence[int], backend: Optional[ModuleType] = None) -> None:
-        super().__init__(in_channels, sparse_shape, kernel_sizes=(3, 3, 3, 3), conv_types=("plain",) * 4,
-                         down_kernel_size=3, backend=backend)
+        super().__init__(
+            in_channels,
+            sparse_shape,
+            kernel_sizes=(3, 3, 3, 3),
+            conv_types=("plain",) * 4,
+            down_kernel_size=3,
+            backend=backend,
+        )
 
 
 @dataclass(frozen=True)
@@ -393,29 +460,48 @@ class BackbonePreset:
 
 
 _PLAIN3 = ("plain", "plain", "plain")
-LARGEKERNEL3D_BACKBONE_PRESETS: Mapping[str, BackbonePreset] = MappingProxyType({
-    "nuscenes": BackbonePreset(
-        (7, 5, 5, 5), ("swlk_dilated",) + _PLAIN3, 5, False,
-        "official det3d nuScenes config (SpMiddleResNetFHDLargeKernel: kernel_sizes=[7, 5, 5, 5], conv_types="
-        "['spatialgroupconv', 'common', 'common', 'common'], kernel_sizes_downsample=[5, 5]); the V1 "
-        "SpatialGroupConv has the dilated branch and no position encoding"),
-    "v1_7773": BackbonePreset(
-        (7, 7, 7, 3), ("swlk_dilated",) * 3 + ("plain",), 5, False,
-        "the earlier LargeKernel3D version (SW-LK 7³ in stages 1-3, design notes); down kernel 5 as the other "
-        "large-kernel configs (not confirmed by a released config)"),
-    "openpcdet": BackbonePreset(
-        (7, 5, 5, 3), ("swlk_dilated",) + _PLAIN3, 5, False,
-        "defaults of the official OpenPCDet port VoxelResBackBone8xLargeKernel3D (KERNEL_SIZES=[7, 5, 5, 3], "
-        "CONV_TYPES=['spatialgroupconv', 'common', 'common', 'common'], SPCONV_KERNEL_SIZES=[5, 5])"),
-    "waymo17": BackbonePreset(
-        (17, 5, 5, 3), ("swlk",) + _PLAIN3, 5, True,
-        "the paper's Waymo model with stage 1 scaled to 17³ on the OpenPCDet port's layout (no released "
-        "config: the released SpatialGroupConv handles only k = 5, 7); SW-LK with position encoding, as the paper"),
-})
+LARGEKERNEL3D_BACKBONE_PRESETS: Mapping[str, BackbonePreset] = MappingProxyType(
+    {
+        "nuscenes": BackbonePreset(
+            (7, 5, 5, 5),
+            ("swlk_dilated",) + _PLAIN3,
+            5,
+            False,
+            "official det3d nuScenes config (SpMiddleResNetFHDLargeKernel: kernel_sizes=[7, 5, 5, 5], conv_types="
+            "['spatialgroupconv', 'common', 'common', 'common'], kernel_sizes_downsample=[5, 5]); the V1 "
+            "SpatialGroupConv has the dilated branch and no position encoding",
+        ),
+        "v1_7773": BackbonePreset(
+            (7, 7, 7, 3),
+            ("swlk_dilated",) * 3 + ("plain",),
+            5,
+            False,
+            "the earlier LargeKernel3D version (SW-LK 7³ in stages 1-3, design notes); down kernel 5 as the other "
+            "large-kernel configs (not confirmed by a released config)",
+        ),
+        "openpcdet": BackbonePreset(
+            (7, 5, 5, 3),
+            ("swlk_dilated",) + _PLAIN3,
+            5,
+            False,
+            "defaults of the official OpenPCDet port VoxelResBackBone8xLargeKernel3D (KERNEL_SIZES=[7, 5, 5, 3], "
+            "CONV_TYPES=['spatialgroupconv', 'common', 'common', 'common'], SPCONV_KERNEL_SIZES=[5, 5])",
+        ),
+        "waymo17": BackbonePreset(
+            (17, 5, 5, 3),
+            ("swlk",) + _PLAIN3,
+            5,
+            True,
+            "the paper's Waymo model with stage 1 scaled to 17³ on the OpenPCDet port's layout (no released "
+            "config: the released SpatialGroupConv handles only k = 5, 7); SW-LK with position encoding, as the paper",
+        ),
+    }
+)
 
 
-def build_largekernel3d_backbone(in_channels: int, sparse_shape: Sequence[int], preset: str = "nuscenes",
-                                 **overrides) -> LargeKernel3DBackbone:
+def build_largekernel3d_backbone(
+    in_channels: int, sparse_shape: Sequence[int], preset: str = "nuscenes", **overrides
+) -> LargeKernel3DBackbone:
     """``LargeKernel3DBackbone(in_channels, sparse_shape, **preset options, **overrides)`` for a name of
     :data:`LARGEKERNEL3D_BACKBONE_PRESETS` (overrides: ``kernel_sizes``, ``conv_types``,
     ``down_kernel_size``, ``position_encoding``, ``partition``, ``backend``)."""
@@ -429,7 +515,21 @@ def build_largekernel3d_backbone(in_channels: int, sparse_shape: Sequence[int], 
     return LargeKernel3DBackbone(in_channels, sparse_shape, **options)
 
 
-__all__ = ["BN_EPS", "BN_MOMENTUM", "STAGE_CHANNELS", "CONV_TYPES", "FEATURE_NAMES", "MULTI_SCALE_STRIDES",
-           "batch_norm", "ConvChain", "SparseBasicBlock", "DetectionBackbone3d", "VoxelBackBone8x",
-           "VoxelResBackBone8x", "LargeKernel3DBackbone", "BackbonePreset", "LARGEKERNEL3D_BACKBONE_PRESETS",
-           "build_largekernel3d_backbone"]
+__all__ = [
+    "BN_EPS",
+    "BN_MOMENTUM",
+    "STAGE_CHANNELS",
+    "CONV_TYPES",
+    "FEATURE_NAMES",
+    "MULTI_SCALE_STRIDES",
+    "batch_norm",
+    "ConvChain",
+    "SparseBasicBlock",
+    "DetectionBackbone3d",
+    "VoxelBackBone8x",
+    "VoxelResBackBone8x",
+    "LargeKernel3DBackbone",
+    "BackbonePreset",
+    "LARGEKERNEL3D_BACKBONE_PRESETS",
+    "build_largekernel3d_backbone",
+]

@@ -53,13 +53,17 @@ class HeightCompression(nn.Module):
             raise TypeError(f"HeightCompression takes a SparseConvTensor, got {type(x).__name__}")
         dense = x.dense()
         if dense.dim() != 5:
-            raise ValueError(f"HeightCompression needs a 3-D sparse tensor (dense [B, C, D, H, W]), got dense shape "
-                             f"{tuple(dense.shape)}")
+            raise ValueError(
+                f"HeightCompression needs a 3-D sparse tensor (dense [B, C, D, H, W]), got dense shape "
+                f"{tuple(dense.shape)}"
+            )
         b, c, d, h, w = dense.shape
         if c * d != self.num_bev_features:
-            raise ValueError(f"the sparse tensor has C={c} channels and D={d} heights, C*D={c * d}, but "
-                             f"HeightCompression was built with num_bev_features={self.num_bev_features}; build it "
-                             f"with backbone.out_channels * backbone.output_spatial_shape()[0]")
+            raise ValueError(
+                f"the sparse tensor has C={c} channels and D={d} heights, C*D={c * d}, but "
+                f"HeightCompression was built with num_bev_features={self.num_bev_features}; build it "
+                f"with backbone.out_channels * backbone.output_spatial_shape()[0]"
+            )
         return dense.reshape(b, c * d, h, w)
 
 
@@ -94,9 +98,15 @@ class BEVNeck(nn.Module):
     Shapes: ``[B, in_channels, H, W]`` → ``[B, out_channels, H / stride, W / stride]``.
     """
 
-    def __init__(self, in_channels: int, layer_nums: Sequence[int] = (5, 5), layer_strides: Sequence[int] = (1, 2),
-                 num_filters: Sequence[int] = (128, 256), upsample_strides: Sequence[float] = (1, 2),
-                 num_upsample_filters: Sequence[int] = (256, 256)) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        layer_nums: Sequence[int] = (5, 5),
+        layer_strides: Sequence[int] = (1, 2),
+        num_filters: Sequence[int] = (128, 256),
+        upsample_strides: Sequence[float] = (1, 2),
+        num_upsample_filters: Sequence[int] = (256, 256),
+    ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
@@ -106,16 +116,23 @@ class BEVNeck(nn.Module):
         num_upsample_filters = _ints(num_upsample_filters, "num_upsample_filters")
         levels = len(layer_nums)
         if levels == 0 or len(layer_strides) != levels or len(num_filters) != levels:
-            raise ValueError(f"layer_nums, layer_strides and num_filters need one entry per level (at least one), "
-                             f"got {len(layer_nums)}, {len(layer_strides)} and {len(num_filters)}")
+            raise ValueError(
+                f"layer_nums, layer_strides and num_filters need one entry per level (at least one), "
+                f"got {len(layer_nums)}, {len(layer_strides)} and {len(num_filters)}"
+            )
         if min(layer_nums) < 0 or min(layer_strides) < 1 or min(num_filters) < 1:
-            raise ValueError(f"layer_nums must be >= 0, layer_strides and num_filters >= 1; got {list(layer_nums)}, "
-                             f"{list(layer_strides)}, {list(num_filters)}")
+            raise ValueError(
+                f"layer_nums must be >= 0, layer_strides and num_filters >= 1; got {list(layer_nums)}, "
+                f"{list(layer_strides)}, {list(num_filters)}"
+            )
         ups = [self._up_stride(u) for u in upsample_strides]
-        if len(ups) != len(num_upsample_filters) and not (len(ups) == levels + 1
-                                                          and len(num_upsample_filters) == levels):
-            raise ValueError(f"upsample_strides ({len(ups)}) and num_upsample_filters ({len(num_upsample_filters)}) "
-                             f"need one entry per level (upsample_strides may have one more, for the concatenation)")
+        if len(ups) != len(num_upsample_filters) and not (
+            len(ups) == levels + 1 and len(num_upsample_filters) == levels
+        ):
+            raise ValueError(
+                f"upsample_strides ({len(ups)}) and num_upsample_filters ({len(num_upsample_filters)}) "
+                f"need one entry per level (upsample_strides may have one more, for the concatenation)"
+            )
         if len(ups) not in (0, levels, levels + 1):
             raise ValueError(f"upsample_strides must have 0, {levels} or {levels + 1} entries, got {len(ups)}")
         if not ups and levels > 1:
@@ -128,8 +145,12 @@ class BEVNeck(nn.Module):
         c_in, cumulative, level_strides = in_channels, Fraction(1), []
         for i in range(levels):
             c = num_filters[i]
-            layers: List[nn.Module] = [nn.ZeroPad2d(1), nn.Conv2d(c_in, c, 3, stride=layer_strides[i], bias=False),
-                                       _bn(c), nn.ReLU()]
+            layers: List[nn.Module] = [
+                nn.ZeroPad2d(1),
+                nn.Conv2d(c_in, c, 3, stride=layer_strides[i], bias=False),
+                _bn(c),
+                nn.ReLU(),
+            ]
             for _ in range(layer_nums[i]):
                 layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), _bn(c), nn.ReLU()]
             self.blocks.append(nn.Sequential(*layers))
@@ -141,8 +162,10 @@ class BEVNeck(nn.Module):
                 level_strides.append(cumulative)
             c_in = c
         if len(set(level_strides)) > 1:
-            raise ValueError(f"the levels end at different resolutions (strides {[str(s) for s in level_strides]}); "
-                             f"choose upsample_strides u_i = prod(layer_strides[:i+1]) / common stride")
+            raise ValueError(
+                f"the levels end at different resolutions (strides {[str(s) for s in level_strides]}); "
+                f"choose upsample_strides u_i = prod(layer_strides[:i+1]) / common stride"
+            )
         out_channels = sum(num_upsample_filters[:levels]) if ups else num_filters[-1]
         stride = level_strides[0]
         if len(ups) == levels + 1:
@@ -181,8 +204,10 @@ class BEVNeck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``[B, in_channels, H, W]`` → ``[B, out_channels, H / stride, W / stride]``."""
         if not isinstance(x, Tensor) or x.dim() != 4:
-            raise ValueError(f"BEVNeck takes a [B, C, H, W] tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"BEVNeck takes a [B, C, H, W] tensor, got "
+                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
         outs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -198,8 +223,10 @@ def _cat_levels(tensors: List[Tensor]) -> Tensor:
     H or W is not divisible by the levels' strides)."""
     sizes = {tuple(t.shape[2:]) for t in tensors}
     if len(sizes) > 1:
-        raise ValueError(f"the neck levels produced maps of sizes {sorted(sizes)}; give the neck an input whose H and "
-                         f"W are divisible by the product of layer_strides")
+        raise ValueError(
+            f"the neck levels produced maps of sizes {sorted(sizes)}; give the neck an input whose H and "
+            f"W are divisible by the product of layer_strides"
+        )
     return torch.cat(tensors, dim=1)
 
 

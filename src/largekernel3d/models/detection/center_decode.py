@@ -74,16 +74,20 @@ class CenterDecodeConfig:
         if self.circle_min_distances is not None:
             dists = tuple(float(d) for d in self.circle_min_distances)
             if not dists or not all(0.0 <= d < float("inf") for d in dists):
-                raise ValueError(f"circle_min_distances must be finite distances >= 0 (metres), one per task, "
-                                 f"got {self.circle_min_distances!r}")
+                raise ValueError(
+                    f"circle_min_distances must be finite distances >= 0 (metres), one per task, "
+                    f"got {self.circle_min_distances!r}"
+                )
             object.__setattr__(self, "circle_min_distances", dists)
         elif self.nms_type == "circle":
             raise ValueError("nms_type 'circle' needs circle_min_distances (metres, one per task)")
         if self.post_center_range is not None:
             rng = tuple(float(v) for v in self.post_center_range)
             if len(rng) != 6 or not all(math.isfinite(v) for v in rng) or any(rng[a] > rng[a + 3] for a in range(3)):
-                raise ValueError(f"post_center_range must be (x_min, y_min, z_min, x_max, y_max, z_max) with "
-                                 f"min <= max, got {self.post_center_range!r}")
+                raise ValueError(
+                    f"post_center_range must be (x_min, y_min, z_min, x_max, y_max, z_max) with "
+                    f"min <= max, got {self.post_center_range!r}"
+                )
             object.__setattr__(self, "post_center_range", rng)
 
 
@@ -128,8 +132,13 @@ def _regression_maps(pred: Dict[str, Tensor], with_velocity: bool) -> Tensor:
     return torch.cat([pred[name] for name in names], dim=1)
 
 
-def decode_task(pred: Dict[str, Tensor], origin_xy: Tuple[float, float], cell_size_xy: Tuple[float, float],
-                config: CenterDecodeConfig, task_index: int = 0) -> List[Tuple[Tensor, Tensor, Tensor]]:
+def decode_task(
+    pred: Dict[str, Tensor],
+    origin_xy: Tuple[float, float],
+    cell_size_xy: Tuple[float, float],
+    config: CenterDecodeConfig,
+    task_index: int = 0,
+) -> List[Tuple[Tensor, Tensor, Tensor]]:
     """Steps 1-5 of the module docstring for one task.
 
     Args:
@@ -170,9 +179,13 @@ def decode_task(pred: Dict[str, Tensor], origin_xy: Tuple[float, float], cell_si
     return out
 
 
-def decode_detections(preds: Sequence[Dict[str, Tensor]], task_class_ids: Sequence[Sequence[int]],
-                      origin_xy: Tuple[float, float], cell_size_xy: Tuple[float, float],
-                      config: CenterDecodeConfig) -> List[Detections]:
+def decode_detections(
+    preds: Sequence[Dict[str, Tensor]],
+    task_class_ids: Sequence[Sequence[int]],
+    origin_xy: Tuple[float, float],
+    cell_size_xy: Tuple[float, float],
+    config: CenterDecodeConfig,
+) -> List[Detections]:
     """Decode every task (:func:`decode_task`) and concatenate the tasks per sample, labels made global.
 
     Args:
@@ -184,8 +197,10 @@ def decode_detections(preds: Sequence[Dict[str, Tensor]], task_class_ids: Sequen
     if len(preds) != len(task_class_ids):
         raise ValueError(f"got predictions for {len(preds)} tasks but the head has {len(task_class_ids)}")
     if config.nms_type == "circle" and len(config.circle_min_distances or ()) != len(task_class_ids):
-        raise ValueError(f"circle_min_distances has {len(config.circle_min_distances or ())} entries, "
-                         f"needs one per task ({len(task_class_ids)})")
+        raise ValueError(
+            f"circle_min_distances has {len(config.circle_min_distances or ())} entries, "
+            f"needs one per task ({len(task_class_ids)})"
+        )
     per_task = [decode_task(p, origin_xy, cell_size_xy, config, t) for t, p in enumerate(preds)]
     batch = len(per_task[0]) if per_task else 0
     out = []
@@ -201,5 +216,12 @@ def decode_detections(preds: Sequence[Dict[str, Tensor]], task_class_ids: Sequen
     return out
 
 
-__all__ = ["CenterDecodeConfig", "Detections", "NMS_TYPES", "decode_detections", "decode_task", "local_peaks",
-           "top_peaks"]
+__all__ = [
+    "CenterDecodeConfig",
+    "Detections",
+    "NMS_TYPES",
+    "decode_detections",
+    "decode_task",
+    "local_peaks",
+    "top_peaks",
+]

@@ -49,17 +49,28 @@ class SeparateHead(nn.Module):
         use_bias_before_norm: give the hidden convs a bias (OpenPCDet's ``USE_BIAS_BEFORE_NORM``).
     """
 
-    def __init__(self, in_channels: int, outputs: Sequence[Tuple[str, int]], head_channels: int, num_convs: int,
-                 init_bias: float, use_bias_before_norm: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        outputs: Sequence[Tuple[str, int]],
+        head_channels: int,
+        num_convs: int,
+        init_bias: float,
+        use_bias_before_norm: bool,
+    ) -> None:
         super().__init__()
         self.names = tuple(name for name, _ in outputs)
         for name, out_channels in outputs:
             layers: List[nn.Module] = []
             channels = in_channels
             for _ in range(num_convs - 1):
-                layers.append(nn.Sequential(
-                    nn.Conv2d(channels, head_channels, 3, padding=1, bias=use_bias_before_norm),
-                    nn.BatchNorm2d(head_channels), nn.ReLU()))
+                layers.append(
+                    nn.Sequential(
+                        nn.Conv2d(channels, head_channels, 3, padding=1, bias=use_bias_before_norm),
+                        nn.BatchNorm2d(head_channels),
+                        nn.ReLU(),
+                    )
+                )
                 channels = head_channels
             layers.append(nn.Conv2d(channels, out_channels, 3, padding=1, bias=True))
             branch = nn.Sequential(*layers)
@@ -101,11 +112,23 @@ class CenterHead(nn.Module):
             configs, whose checkpoints then carry ``shared_conv.0.bias`` and ``...<i>.0.bias`` keys).
     """
 
-    def __init__(self, in_channels: int, class_names: Sequence[str], tasks: Sequence[Sequence[str]], grid: VoxelGrid,
-                 out_stride: int = 8, with_velocity: bool = False, shared_channels: int = 64,
-                 head_channels: int = 64, num_head_convs: int = 2, init_bias: float = -2.19,
-                 loss_config: Optional[CenterLossConfig] = None, target_config: Optional[CenterTargetConfig] = None,
-                 decode_config: Optional[CenterDecodeConfig] = None, use_bias_before_norm: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        class_names: Sequence[str],
+        tasks: Sequence[Sequence[str]],
+        grid: VoxelGrid,
+        out_stride: int = 8,
+        with_velocity: bool = False,
+        shared_channels: int = 64,
+        head_channels: int = 64,
+        num_head_convs: int = 2,
+        init_bias: float = -2.19,
+        loss_config: Optional[CenterLossConfig] = None,
+        target_config: Optional[CenterTargetConfig] = None,
+        decode_config: Optional[CenterDecodeConfig] = None,
+        use_bias_before_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.in_channels = config_positive_int(in_channels, "in_channels")
         config_positive_int(shared_channels, "shared_channels")
@@ -130,23 +153,37 @@ class CenterHead(nn.Module):
         self.loss_config = loss_config if loss_config is not None else CenterLossConfig()
         self.target_config = target_config if target_config is not None else CenterTargetConfig()
         self.decode_config = decode_config if decode_config is not None else CenterDecodeConfig()
-        for name, cfg, kind in (("loss_config", self.loss_config, CenterLossConfig),
-                                ("target_config", self.target_config, CenterTargetConfig),
-                                ("decode_config", self.decode_config, CenterDecodeConfig)):
+        for name, cfg, kind in (
+            ("loss_config", self.loss_config, CenterLossConfig),
+            ("target_config", self.target_config, CenterTargetConfig),
+            ("decode_config", self.decode_config, CenterDecodeConfig),
+        ):
             if not isinstance(cfg, kind):
                 raise TypeError(f"{name} must be a {kind.__name__} or None, got {type(cfg).__name__}")
         self.code_weights = self.loss_config.weights_for(self.code_size)
         dists = self.decode_config.circle_min_distances
         if self.decode_config.nms_type == "circle" and dists is not None and len(dists) != len(self.tasks):
-            raise ValueError(f"decode_config.circle_min_distances has {len(dists)} entries, needs one per task "
-                             f"({len(self.tasks)})")
+            raise ValueError(
+                f"decode_config.circle_min_distances has {len(dists)} entries, needs one per task ({len(self.tasks)})"
+            )
 
         self.shared_conv = nn.Sequential(
             nn.Conv2d(in_channels, shared_channels, 3, padding=1, bias=use_bias_before_norm),
-            nn.BatchNorm2d(shared_channels), nn.ReLU())
+            nn.BatchNorm2d(shared_channels),
+            nn.ReLU(),
+        )
         outputs = REGRESSION_CHANNELS + ((VELOCITY_CHANNELS,) if self.with_velocity else ())
-        heads = [SeparateHead(shared_channels, outputs + (("hm", len(ids)),), head_channels, num_head_convs,
-                              float(init_bias), use_bias_before_norm) for ids in self.task_class_ids]
+        heads = [
+            SeparateHead(
+                shared_channels,
+                outputs + (("hm", len(ids)),),
+                head_channels,
+                num_head_convs,
+                float(init_bias),
+                use_bias_before_norm,
+            )
+            for ids in self.task_class_ids
+        ]
         self.heads_list = nn.ModuleList(heads)
         self.task_output_names: Tuple[Tuple[str, ...], ...] = tuple(head.names for head in heads)
 
@@ -170,11 +207,13 @@ class CenterHead(nn.Module):
         for t, task in enumerate(tasks):
             for name in task:
                 if name not in class_names:
-                    raise ValueError(f"tasks[{t}] names class {name!r}, which is not in class_names "
-                                     f"{list(class_names)}")
+                    raise ValueError(
+                        f"tasks[{t}] names class {name!r}, which is not in class_names {list(class_names)}"
+                    )
                 if name in seen:
-                    raise ValueError(f"class {name!r} appears in tasks {seen[name]} and {t}; each class needs "
-                                     f"exactly one task")
+                    raise ValueError(
+                        f"class {name!r} appears in tasks {seen[name]} and {t}; each class needs exactly one task"
+                    )
                 seen[name] = t
             ids.append(tuple(class_names.index(name) for name in task))
         missing = [c for c in class_names if c not in seen]
@@ -186,14 +225,19 @@ class CenterHead(nn.Module):
         """Per-task outputs ``{"hm": [B, n_t, H, W] logits, "center": [B, 2, H, W], "center_z": [B, 1, H, W],
         "dim": [B, 3, H, W] (log sizes), "rot": [B, 2, H, W] (sin, cos), "vel": [B, 2, H, W] (if enabled)}``."""
         if not isinstance(bev, Tensor) or bev.dim() != 4 or not bev.is_floating_point():
-            raise ValueError(f"bev must be a floating [B, C, H, W] tensor, got "
-                             f"{tuple(bev.shape) if isinstance(bev, Tensor) else type(bev).__name__}")
+            raise ValueError(
+                f"bev must be a floating [B, C, H, W] tensor, got "
+                f"{tuple(bev.shape) if isinstance(bev, Tensor) else type(bev).__name__}"
+            )
         if bev.shape[1] != self.in_channels:
-            raise ValueError(f"bev has {bev.shape[1]} channels but the head was built with in_channels="
-                             f"{self.in_channels}")
+            raise ValueError(
+                f"bev has {bev.shape[1]} channels but the head was built with in_channels={self.in_channels}"
+            )
         if tuple(bev.shape[2:]) != self.bev_shape:
-            raise ValueError(f"bev is {tuple(bev.shape[2:])} (H, W) but grid.bev_shape({self.out_stride}) is "
-                             f"{self.bev_shape}; check out_stride and the neck's upsampling")
+            raise ValueError(
+                f"bev is {tuple(bev.shape[2:])} (H, W) but grid.bev_shape({self.out_stride}) is "
+                f"{self.bev_shape}; check out_stride and the neck's upsampling"
+            )
         x = self.shared_conv(bev)
         return [head(x) for head in self.heads_list]
 
@@ -207,47 +251,75 @@ class CenterHead(nn.Module):
 
     def _check_targets(self, gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor], batch: int) -> None:
         if len(gt_boxes) != batch or len(gt_labels) != batch:
-            raise ValueError(f"gt_boxes ({len(gt_boxes)}) and gt_labels ({len(gt_labels)}) need one entry per "
-                             f"sample ({batch})")
+            raise ValueError(
+                f"gt_boxes ({len(gt_boxes)}) and gt_labels ({len(gt_labels)}) need one entry per sample ({batch})"
+            )
         need = 9 if self.with_velocity else 7
         for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels)):
             if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] not in (7, 9):
-                raise ValueError(f"gt_boxes[{b}] must be [M, 7] or [M, 9], got "
-                                 f"{tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}")
+                raise ValueError(
+                    f"gt_boxes[{b}] must be [M, 7] or [M, 9], got "
+                    f"{tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}"
+                )
             if boxes.shape[1] < need:
-                raise ValueError(f"gt_boxes[{b}] has 7 columns but the head regresses velocity; pass "
-                                 f"[M, 9] boxes (x, y, z, dx, dy, dz, yaw, vx, vy)")
+                raise ValueError(
+                    f"gt_boxes[{b}] has 7 columns but the head regresses velocity; pass "
+                    f"[M, 9] boxes (x, y, z, dx, dy, dz, yaw, vx, vy)"
+                )
             if not boxes.is_floating_point():
                 raise ValueError(f"gt_boxes[{b}] must be a float tensor, got {boxes.dtype}")
             if not bool(torch.isfinite(boxes).all()):
-                raise ValueError(f"gt_boxes[{b}] holds non-finite values (nuScenes boxes without a velocity "
-                                 f"have NaN vx, vy: set those to 0 in the dataset)")
+                raise ValueError(
+                    f"gt_boxes[{b}] holds non-finite values (nuScenes boxes without a velocity "
+                    f"have NaN vx, vy: set those to 0 in the dataset)"
+                )
             if boxes.shape[0] and not bool((boxes[:, 3:6] > 0).all()):
                 raise ValueError(f"gt_boxes[{b}] has sizes dx, dy, dz <= 0; drop degenerate boxes in the dataset")
             if not isinstance(labels, Tensor) or labels.dtype != torch.int64 or labels.shape != boxes.shape[:1]:
-                raise ValueError(f"gt_labels[{b}] must be an int64 tensor [M] matching gt_boxes[{b}] "
-                                 f"{tuple(boxes.shape)}, got "
-                                 f"{(labels.dtype, tuple(labels.shape)) if isinstance(labels, Tensor) else labels!r}")
+                raise ValueError(
+                    f"gt_labels[{b}] must be an int64 tensor [M] matching gt_boxes[{b}] "
+                    f"{tuple(boxes.shape)}, got "
+                    f"{(labels.dtype, tuple(labels.shape)) if isinstance(labels, Tensor) else labels!r}"
+                )
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(self.class_names)):
-                raise ValueError(f"gt_labels[{b}] has ids outside [0, {len(self.class_names)}) "
-                                 f"(class_names {list(self.class_names)})")
+                raise ValueError(
+                    f"gt_labels[{b}] has ids outside [0, {len(self.class_names)}) "
+                    f"(class_names {list(self.class_names)})"
+                )
 
-    def build_targets(self, gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
-                      device: Optional[torch.device] = None) -> List[TaskTargets]:
+    def build_targets(
+        self, gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor], device: Optional[torch.device] = None
+    ) -> List[TaskTargets]:
         """The per-task training targets of a batch (:func:`build_task_targets`), on ``device`` (default: the
         boxes' device). Validates the boxes and labels as :meth:`loss` does."""
         if len(gt_boxes) == 0:
             raise ValueError("gt_boxes is empty: pass one (possibly [0, 7]) tensor per sample")
         self._check_targets(gt_boxes, gt_labels, len(gt_boxes))
-        targets = build_task_targets(gt_boxes, gt_labels, self.task_class_ids, self.bev_shape, self.origin_xy,
-                                     self.cell_size_xy, self.target_config, self.code_size)
+        targets = build_task_targets(
+            gt_boxes,
+            gt_labels,
+            self.task_class_ids,
+            self.bev_shape,
+            self.origin_xy,
+            self.cell_size_xy,
+            self.target_config,
+            self.code_size,
+        )
         if device is None:
             return targets
-        return [TaskTargets(heatmap=t.heatmap.to(device), indices=t.indices.to(device), mask=t.mask.to(device),
-                            boxes=t.boxes.to(device)) for t in targets]
+        return [
+            TaskTargets(
+                heatmap=t.heatmap.to(device),
+                indices=t.indices.to(device),
+                mask=t.mask.to(device),
+                boxes=t.boxes.to(device),
+            )
+            for t in targets
+        ]
 
-    def loss(self, preds: Sequence[Dict[str, Tensor]], gt_boxes: Sequence[Tensor],
-             gt_labels: Sequence[Tensor]) -> Tuple[Tensor, Dict[str, float]]:
+    def loss(
+        self, preds: Sequence[Dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]
+    ) -> Tuple[Tensor, Dict[str, float]]:
         """The training loss ``sum_t hm_weight L_hm(t) + loc_weight sum_c w_c L_c(t)``.
 
         Args:
@@ -297,8 +369,10 @@ def rot_channels_from_openpcdet(state_dict: Mapping[str, Tensor]) -> Dict[str, T
     out = dict(state_dict)
     found = [key for key in state_dict if _ROT_KEY.match(key)]
     if not found:
-        raise ValueError("state_dict has no 'heads_list.<t>.rot.<i>.weight' keys; strip any prefix such as "
-                         "'dense_head.' before converting")
+        raise ValueError(
+            "state_dict has no 'heads_list.<t>.rot.<i>.weight' keys; strip any prefix such as "
+            "'dense_head.' before converting"
+        )
     for key in found:
         if out[key].shape[0] != 2:
             raise ValueError(f"{key} has {out[key].shape[0]} output channels, expected 2 (cos, sin)")

@@ -48,8 +48,10 @@ class CenterLossConfig:
         if self.code_weights is not None:
             weights = tuple(float(w) for w in self.code_weights)
             if len(weights) not in (8, 10) or not all(w >= 0.0 and w < float("inf") for w in weights):
-                raise ValueError(f"code_weights must be 8 (no velocity) or 10 (velocity) finite weights >= 0, "
-                                 f"got {self.code_weights!r}")
+                raise ValueError(
+                    f"code_weights must be 8 (no velocity) or 10 (velocity) finite weights >= 0, "
+                    f"got {self.code_weights!r}"
+                )
             object.__setattr__(self, "code_weights", weights)
         for name in ("hm_weight", "loc_weight"):
             value = getattr(self, name)
@@ -61,8 +63,10 @@ class CenterLossConfig:
         if self.code_weights is None:
             return (1.0,) * 6 + (0.2, 0.2) + (1.0,) * (code_size - 8)
         if len(self.code_weights) != code_size:
-            raise ValueError(f"code_weights has {len(self.code_weights)} entries but the head regresses "
-                             f"{code_size} channels ({'with' if code_size == 10 else 'without'} velocity)")
+            raise ValueError(
+                f"code_weights has {len(self.code_weights)} entries but the head regresses "
+                f"{code_size} channels ({'with' if code_size == 10 else 'without'} velocity)"
+            )
         return self.code_weights
 
 
@@ -71,8 +75,9 @@ def clamped_sigmoid(logits: Tensor, eps: float = FOCAL_EPS) -> Tensor:
     return torch.clamp(torch.sigmoid(logits), min=eps, max=1.0 - eps)
 
 
-def penalty_reduced_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0,
-                               eps: float = FOCAL_EPS) -> Tensor:
+def penalty_reduced_focal_loss(
+    logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0, eps: float = FOCAL_EPS
+) -> Tensor:
     """The heatmap loss ``L_hm`` of the module docstring (a scalar).
 
     Args:
@@ -88,7 +93,7 @@ def penalty_reduced_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.
     target = target.to(p.dtype)
     pos = target.eq(1.0)
     pos_term = torch.where(pos, torch.log(p) * (1.0 - p) ** alpha, torch.zeros_like(p))
-    neg_term = torch.where(pos, torch.zeros_like(p), torch.log(1.0 - p) * p ** alpha * (1.0 - target) ** beta)
+    neg_term = torch.where(pos, torch.zeros_like(p), torch.log(1.0 - p) * p**alpha * (1.0 - target) ** beta)
     num_pos = pos.sum().clamp_min(1).to(p.dtype)
     return -(pos_term.sum() + neg_term.sum()) / num_pos
 
@@ -104,8 +109,10 @@ def masked_l1_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         ``[C]``: summed absolute errors over the valid slots, divided by ``max(1, #valid)``.
     """
     if pred.shape != target.shape or pred.dim() != 3 or mask.shape != pred.shape[:2]:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be [B, K, C] and "
-                         f"mask {tuple(mask.shape)} [B, K]")
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be [B, K, C] and "
+            f"mask {tuple(mask.shape)} [B, K]"
+        )
     m = mask.to(torch.bool)
     diff = torch.where(m[..., None], (pred - target.to(pred.dtype)).abs(), torch.zeros_like(pred))
     return diff.sum(dim=(0, 1)) / m.sum().clamp_min(1).to(pred.dtype)

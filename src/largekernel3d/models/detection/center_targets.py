@@ -136,8 +136,8 @@ def draw_gaussian_(heatmap: Tensor, center_xy: Tuple[int, int], radius: int) -> 
     g = gaussian_kernel(radius, dtype=heatmap.dtype, device=heatmap.device)
     left, right = min(ix, radius), min(w - ix, radius + 1)
     top, bottom = min(iy, radius), min(h - iy, radius + 1)
-    patch = heatmap[iy - top:iy + bottom, ix - left:ix + right]
-    torch.maximum(patch, g[radius - top:radius + bottom, radius - left:radius + right], out=patch)
+    patch = heatmap[iy - top : iy + bottom, ix - left : ix + right]
+    torch.maximum(patch, g[radius - top : radius + bottom, radius - left : radius + right], out=patch)
     return heatmap
 
 
@@ -158,10 +158,16 @@ class TaskTargets:
     boxes: Tensor
 
 
-def build_task_targets(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
-                       task_class_ids: Sequence[Sequence[int]], bev_shape: Tuple[int, int],
-                       origin_xy: Tuple[float, float], cell_size_xy: Tuple[float, float],
-                       config: CenterTargetConfig, code_size: int) -> List[TaskTargets]:
+def build_task_targets(
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    task_class_ids: Sequence[Sequence[int]],
+    bev_shape: Tuple[int, int],
+    origin_xy: Tuple[float, float],
+    cell_size_xy: Tuple[float, float],
+    config: CenterTargetConfig,
+    code_size: int,
+) -> List[TaskTargets]:
     """Targets of every task for a batch (see the module docstring).
 
     Args:
@@ -181,10 +187,11 @@ def build_task_targets(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
     h, w = bev_shape
     k_max = config.max_objects
     per_task: List[Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]] = [
-        ([], [], [], []) for _ in task_class_ids]
+        ([], [], [], []) for _ in task_class_ids
+    ]
     for boxes, labels in zip(gt_boxes, gt_labels):
         device = boxes.device
-        boxes64 = boxes.detach().to(device="cpu", dtype=torch.float64)[:, :7 if code_size == 8 else 9]
+        boxes64 = boxes.detach().to(device="cpu", dtype=torch.float64)[:, : 7 if code_size == 8 else 9]
         labels = labels.detach().cpu()
         if boxes64.shape[0] > 0:
             encoded = encode_center_boxes(boxes64, origin_xy, cell_size_xy)
@@ -192,10 +199,20 @@ def build_task_targets(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
         else:
             cells = torch.zeros(0, 2, dtype=torch.int64)
             regs = torch.zeros(0, code_size, dtype=torch.float64)
-        inside = ((cells[:, 0] >= 0) & (cells[:, 0] < w) & (cells[:, 1] >= 0) & (cells[:, 1] < h)
-                  & (boxes64[:, 3] > 0) & (boxes64[:, 4] > 0))
-        radii = gaussian_radius(boxes64[:, 3] / cell_size_xy[0], boxes64[:, 4] / cell_size_xy[1],
-                                config.gaussian_overlap, config.radius_rule)
+        inside = (
+            (cells[:, 0] >= 0)
+            & (cells[:, 0] < w)
+            & (cells[:, 1] >= 0)
+            & (cells[:, 1] < h)
+            & (boxes64[:, 3] > 0)
+            & (boxes64[:, 4] > 0)
+        )
+        radii = gaussian_radius(
+            boxes64[:, 3] / cell_size_xy[0],
+            boxes64[:, 4] / cell_size_xy[1],
+            config.gaussian_overlap,
+            config.radius_rule,
+        )
         radii = radii.floor().clamp_min(config.min_radius)
         for t, class_ids in enumerate(task_class_ids):
             heatmap = torch.zeros(len(class_ids), h, w, dtype=torch.float32)
@@ -214,8 +231,10 @@ def build_task_targets(gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor],
             targets[:n] = regs[chosen].to(torch.float32)
             for store, value in zip(per_task[t], (heatmap, indices, mask, targets)):
                 store.append(value.to(device))
-    return [TaskTargets(heatmap=torch.stack(hm), indices=torch.stack(ind), mask=torch.stack(msk),
-                        boxes=torch.stack(tgt)) for hm, ind, msk, tgt in per_task]
+    return [
+        TaskTargets(heatmap=torch.stack(hm), indices=torch.stack(ind), mask=torch.stack(msk), boxes=torch.stack(tgt))
+        for hm, ind, msk, tgt in per_task
+    ]
 
 
 def gather_bev(feature: Tensor, indices: Tensor) -> Tensor:
@@ -232,5 +251,13 @@ def gather_bev(feature: Tensor, indices: Tensor) -> Tensor:
     return flat.gather(2, indices[:, None, :].expand(b, c, indices.shape[1])).transpose(1, 2)
 
 
-__all__ = ["CenterTargetConfig", "RADIUS_RULES", "TaskTargets", "build_task_targets", "draw_gaussian_",
-           "gather_bev", "gaussian_kernel", "gaussian_radius"]
+__all__ = [
+    "CenterTargetConfig",
+    "RADIUS_RULES",
+    "TaskTargets",
+    "build_task_targets",
+    "draw_gaussian_",
+    "gather_bev",
+    "gaussian_kernel",
+    "gaussian_radius",
+]

@@ -34,8 +34,13 @@ from ...data.detection.classes import KITTI_CLASSES, NUSCENES_CLASSES
 from ...data.detection.frame import LidarFrame
 from .._config_checks import check_config_keys, config_positive_int
 from ...sparse.point_to_voxel import VoxelGrid, points_to_voxels
-from .backbone3d import (LARGEKERNEL3D_BACKBONE_PRESETS, DetectionBackbone3d, VoxelBackBone8x, VoxelResBackBone8x,
-                         build_largekernel3d_backbone)
+from .backbone3d import (
+    LARGEKERNEL3D_BACKBONE_PRESETS,
+    DetectionBackbone3d,
+    VoxelBackBone8x,
+    VoxelResBackBone8x,
+    build_largekernel3d_backbone,
+)
 from .bev import BEVNeck, HeightCompression
 from .center_decode import CenterDecodeConfig, Detections
 from .center_head import CenterHead
@@ -58,8 +63,10 @@ def _max_voxels(value: MaxVoxels) -> Dict[str, int]:
         pair = (value[0], value[1])
     else:
         pair = (value, value)
-    return {"train": config_positive_int(pair[0], "max_voxels['train']"),
-            "test": config_positive_int(pair[1], "max_voxels['test']")}
+    return {
+        "train": config_positive_int(pair[0], "max_voxels['train']"),
+        "test": config_positive_int(pair[1], "max_voxels['test']"),
+    }
 
 
 class CenterPoint(nn.Module):
@@ -83,9 +90,17 @@ class CenterPoint(nn.Module):
 
     global_step: Tensor  # OpenPCDet's step counter buffer (kept for state-dict compatibility)
 
-    def __init__(self, grid: VoxelGrid, point_features: Sequence[str], backbone_3d: DetectionBackbone3d,
-                 backbone_2d: BEVNeck, dense_head: CenterHead, max_points_per_voxel: int = 10,
-                 max_voxels: MaxVoxels = (120_000, 160_000), config: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        grid: VoxelGrid,
+        point_features: Sequence[str],
+        backbone_3d: DetectionBackbone3d,
+        backbone_2d: BEVNeck,
+        dense_head: CenterHead,
+        max_points_per_voxel: int = 10,
+        max_voxels: MaxVoxels = (120_000, 160_000),
+        config: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         super().__init__()
         if not isinstance(grid, VoxelGrid):
             raise TypeError(f"grid must be a VoxelGrid, got {type(grid).__name__}")
@@ -93,26 +108,35 @@ class CenterPoint(nn.Module):
         if names[:3] != ("x", "y", "z") or len(set(names)) != len(names):
             raise ValueError(f"point_features must be distinct names starting with 'x', 'y', 'z', got {list(names)}")
         if list(getattr(backbone_3d, "sparse_shape", [])) != list(grid.sparse_shape):
-            raise ValueError(f"backbone_3d was built for sparse_shape {getattr(backbone_3d, 'sparse_shape', None)} but "
-                             f"the grid's is {grid.sparse_shape}")
+            raise ValueError(
+                f"backbone_3d was built for sparse_shape {getattr(backbone_3d, 'sparse_shape', None)} but "
+                f"the grid's is {grid.sparse_shape}"
+            )
         if backbone_3d.in_channels != len(names):
-            raise ValueError(f"backbone_3d takes {backbone_3d.in_channels} voxel features but point_features has "
-                             f"{len(names)}: {list(names)}")
+            raise ValueError(
+                f"backbone_3d takes {backbone_3d.in_channels} voxel features but point_features has "
+                f"{len(names)}: {list(names)}"
+            )
         depth, height, width = backbone_3d.output_spatial_shape()
         num_bev = backbone_3d.out_channels * depth
         if backbone_2d.in_channels != num_bev:
-            raise ValueError(f"backbone_2d takes {backbone_2d.in_channels} channels but the BEV map has "
-                             f"{backbone_3d.out_channels} x {depth} = {num_bev}; build BEVNeck({num_bev}, ...)")
+            raise ValueError(
+                f"backbone_2d takes {backbone_2d.in_channels} channels but the BEV map has "
+                f"{backbone_3d.out_channels} x {depth} = {num_bev}; build BEVNeck({num_bev}, ...)"
+            )
         if dense_head.in_channels != backbone_2d.out_channels:
-            raise ValueError(f"dense_head takes {dense_head.in_channels} channels but backbone_2d gives "
-                             f"{backbone_2d.out_channels}")
+            raise ValueError(
+                f"dense_head takes {dense_head.in_channels} channels but backbone_2d gives {backbone_2d.out_channels}"
+            )
         total_stride = backbone_3d.stride * backbone_2d.stride
         bev = (height * backbone_3d.stride / total_stride, width * backbone_3d.stride / total_stride)
         if dense_head.out_stride != total_stride or dense_head.grid != grid or bev != tuple(dense_head.bev_shape):
-            raise ValueError(f"the head expects a {dense_head.bev_shape} map at stride {dense_head.out_stride} on "
-                             f"{dense_head.grid}, but the backbone and neck give {bev} at stride {total_stride:g} on "
-                             f"{grid}; use a grid whose n_x and n_y are multiples of {backbone_3d.stride} and "
-                             f"out_stride = backbone stride x neck stride")
+            raise ValueError(
+                f"the head expects a {dense_head.bev_shape} map at stride {dense_head.out_stride} on "
+                f"{dense_head.grid}, but the backbone and neck give {bev} at stride {total_stride:g} on "
+                f"{grid}; use a grid whose n_x and n_y are multiples of {backbone_3d.stride} and "
+                f"out_stride = backbone stride x neck stride"
+            )
         self.grid = grid
         self.point_features = names
         self.max_points_per_voxel = config_positive_int(max_points_per_voxel, "max_points_per_voxel")
@@ -135,17 +159,27 @@ class CenterPoint(nn.Module):
         (``training`` picks the cap and drops boxes centred outside the range, as OpenPCDet's training does;
         default: the module's mode)."""
         training = self.training if training is None else bool(training)
-        return voxelize_frame(frame, self.grid, self.point_features, self.max_points_per_voxel,
-                              self.max_voxels["train" if training else "test"], remove_outside_boxes=training)
+        return voxelize_frame(
+            frame,
+            self.grid,
+            self.point_features,
+            self.max_points_per_voxel,
+            self.max_voxels["train" if training else "test"],
+            remove_outside_boxes=training,
+        )
 
     # -- forward -----------------------------------------------------------------------------------------
     def _check_batch(self, batch: DetectionBatch) -> None:
         if not isinstance(batch, DetectionBatch):
-            raise TypeError(f"CenterPoint takes a DetectionBatch (data.detection.collate_detection), got "
-                            f"{type(batch).__name__}; for raw points use predict_points")
+            raise TypeError(
+                f"CenterPoint takes a DetectionBatch (data.detection.collate_detection), got "
+                f"{type(batch).__name__}; for raw points use predict_points"
+            )
         if tuple(batch.point_features) != self.point_features:
-            raise ValueError(f"the batch has point columns {list(batch.point_features)} but the model reads "
-                             f"{list(self.point_features)}; voxelise the frames with model.voxelize")
+            raise ValueError(
+                f"the batch has point columns {list(batch.point_features)} but the model reads "
+                f"{list(self.point_features)}; voxelise the frames with model.voxelize"
+            )
         if batch.coords.dim() != 2 or batch.coords.shape[1] != 4:
             raise ValueError(f"batch.coords must be [M, 4] (batch, z, y, x), got {tuple(batch.coords.shape)}")
 
@@ -153,8 +187,9 @@ class CenterPoint(nn.Module):
         """The head's raw per-task maps for ``batch`` (``CenterHead.forward``'s output)."""
         self._check_batch(batch)
         features = self.vfe(batch.voxels, batch.num_points)
-        sparse = self.backbone_3d.tensor_type(features, batch.coords.to(torch.int32), list(self.grid.sparse_shape),
-                                              batch.batch_size)
+        sparse = self.backbone_3d.tensor_type(
+            features, batch.coords.to(torch.int32), list(self.grid.sparse_shape), batch.batch_size
+        )
         bev = self.map_to_bev_module(self.backbone_3d(sparse))
         return self.dense_head(self.backbone_2d(bev))
 
@@ -181,14 +216,23 @@ class CenterPoint(nn.Module):
         for b, points in enumerate(points_list):
             pts = torch.as_tensor(points, dtype=torch.float32, device=device)
             if pts.dim() != 2 or pts.shape[1] != len(self.point_features):
-                raise ValueError(f"points_list[{b}] must be [N, {len(self.point_features)}] with columns "
-                                 f"{list(self.point_features)}, got {tuple(pts.shape)}")
+                raise ValueError(
+                    f"points_list[{b}] must be [N, {len(self.point_features)}] with columns "
+                    f"{list(self.point_features)}, got {tuple(pts.shape)}"
+                )
             vox = points_to_voxels(pts, self.grid, self.max_points_per_voxel, self.max_voxels["test"])
             empty = torch.zeros((0, 7), device=device)
-            samples.append(DetectionSample(name=str(b), voxels=vox.voxels, coords=vox.coords,
-                                           num_points=vox.num_points, gt_boxes=empty,
-                                           gt_labels=torch.zeros(0, dtype=torch.long, device=device),
-                                           point_features=self.point_features))
+            samples.append(
+                DetectionSample(
+                    name=str(b),
+                    voxels=vox.voxels,
+                    coords=vox.coords,
+                    num_points=vox.num_points,
+                    gt_boxes=empty,
+                    gt_labels=torch.zeros(0, dtype=torch.long, device=device),
+                    point_features=self.point_features,
+                )
+            )
         return self(collate_detection(samples))
 
 
@@ -200,17 +244,32 @@ DETECTOR_NAMES: Tuple[str, ...] = (CENTERPOINT_VOXEL, CENTERPOINT_VOXELRES, CENT
 
 STANDARD_POINT_FEATURES: Tuple[str, ...] = ("x", "y", "z", "intensity", "time_lag")
 _REQUIRED_KEYS = ("name", "class_names", "point_cloud_range", "voxel_size")
-_OPTIONAL_KEYS = ("tasks", "point_features", "in_channels", "max_points_per_voxel", "max_voxels", "with_velocity",
-                  "neck", "head")
+_OPTIONAL_KEYS = (
+    "tasks",
+    "point_features",
+    "in_channels",
+    "max_points_per_voxel",
+    "max_voxels",
+    "with_velocity",
+    "neck",
+    "head",
+)
 _LK_KEYS = ("backbone_preset", "backbone")
-NECK_KEYS: Tuple[str, ...] = ("layer_nums", "layer_strides", "num_filters", "upsample_strides",
-                              "num_upsample_filters")
-HEAD_KEYS: Tuple[str, ...] = ("shared_channels", "head_channels", "num_head_convs", "init_bias",
-                              "use_bias_before_norm", "loss", "target", "decode")
-LK_BACKBONE_KEYS: Tuple[str, ...] = ("kernel_sizes", "conv_types", "down_kernel_size", "position_encoding",
-                                     "partition")
-_HEAD_SUBCONFIGS = MappingProxyType({"loss": CenterLossConfig, "target": CenterTargetConfig,
-                                     "decode": CenterDecodeConfig})
+NECK_KEYS: Tuple[str, ...] = ("layer_nums", "layer_strides", "num_filters", "upsample_strides", "num_upsample_filters")
+HEAD_KEYS: Tuple[str, ...] = (
+    "shared_channels",
+    "head_channels",
+    "num_head_convs",
+    "init_bias",
+    "use_bias_before_norm",
+    "loss",
+    "target",
+    "decode",
+)
+LK_BACKBONE_KEYS: Tuple[str, ...] = ("kernel_sizes", "conv_types", "down_kernel_size", "position_encoding", "partition")
+_HEAD_SUBCONFIGS = MappingProxyType(
+    {"loss": CenterLossConfig, "target": CenterTargetConfig, "decode": CenterDecodeConfig}
+)
 
 
 def allowed_detector_keys(name: str) -> Tuple[str, ...]:
@@ -226,8 +285,10 @@ def _section(config: Mapping[str, Any], key: str, allowed: Sequence[str], prefix
         raise TypeError(f"detector config key {prefix + key!r} must be a mapping, got {type(value).__name__}")
     unknown = [k for k in value if k not in allowed]
     if unknown:
-        raise ValueError(f"unknown detector config key(s) {[f'{prefix}{key}.{k}' for k in unknown]}; allowed keys "
-                         f"in {prefix + key!r}: {list(allowed)}")
+        raise ValueError(
+            f"unknown detector config key(s) {[f'{prefix}{key}.{k}' for k in unknown]}; allowed keys "
+            f"in {prefix + key!r}: {list(allowed)}"
+        )
     return dict(value)
 
 
@@ -238,28 +299,35 @@ def _point_features(config: Mapping[str, Any]) -> Tuple[str, ...]:
         if channels is None:
             return STANDARD_POINT_FEATURES[:4]
         if isinstance(channels, bool) or not isinstance(channels, int) or not 3 <= channels <= 5:
-            raise ValueError(f"in_channels without point_features must be 3, 4 or 5 (the first of "
-                             f"{list(STANDARD_POINT_FEATURES)}), got {channels!r}; give point_features by name")
+            raise ValueError(
+                f"in_channels without point_features must be 3, 4 or 5 (the first of "
+                f"{list(STANDARD_POINT_FEATURES)}), got {channels!r}; give point_features by name"
+            )
         return STANDARD_POINT_FEATURES[:channels]
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise TypeError(f"point_features must be a list of column names, got {names!r}")
     names = tuple(names)
     if channels is not None and channels != len(names):
-        raise ValueError(f"in_channels={channels!r} disagrees with point_features {list(names)} ({len(names)} "
-                         f"columns); give one of them")
+        raise ValueError(
+            f"in_channels={channels!r} disagrees with point_features {list(names)} ({len(names)} "
+            f"columns); give one of them"
+        )
     return names
 
 
-def _build_backbone(name: str, in_channels: int, sparse_shape: Sequence[int], config: Mapping[str, Any],
-                    backend: Optional[ModuleType]) -> DetectionBackbone3d:
+def _build_backbone(
+    name: str, in_channels: int, sparse_shape: Sequence[int], config: Mapping[str, Any], backend: Optional[ModuleType]
+) -> DetectionBackbone3d:
     if name == CENTERPOINT_VOXEL:
         return VoxelBackBone8x(in_channels, sparse_shape, backend=backend)
     if name == CENTERPOINT_VOXELRES:
         return VoxelResBackBone8x(in_channels, sparse_shape, backend=backend)
     preset = config.get("backbone_preset", "nuscenes")
     if preset not in LARGEKERNEL3D_BACKBONE_PRESETS:
-        raise ValueError(f"detector config key 'backbone_preset' must be one of "
-                         f"{sorted(LARGEKERNEL3D_BACKBONE_PRESETS)}, got {preset!r}")
+        raise ValueError(
+            f"detector config key 'backbone_preset' must be one of "
+            f"{sorted(LARGEKERNEL3D_BACKBONE_PRESETS)}, got {preset!r}"
+        )
     overrides = _section(config, "backbone", LK_BACKBONE_KEYS)
     return build_largekernel3d_backbone(in_channels, sparse_shape, preset=preset, backend=backend, **overrides)
 
@@ -317,18 +385,38 @@ def build_detector(config: Mapping[str, Any], backend: Optional[ModuleType] = No
     neck = BEVNeck(backbone.out_channels * backbone.output_spatial_shape()[0], **neck_options)
     out_stride = backbone.stride * neck.stride
     if out_stride != int(out_stride) or out_stride < 1:
-        raise ValueError(f"the neck's stride {neck.stride:g} makes the head's output stride {out_stride:g}; it must "
-                         f"be a whole number >= 1 (neck.upsample_strides)")
-    head = CenterHead(neck.out_channels, list(class_names), tasks, grid, out_stride=int(out_stride),
-                      with_velocity=with_velocity, **head_options)
-    return CenterPoint(grid, point_features, backbone, neck, head,
-                       max_points_per_voxel=config.get("max_points_per_voxel", 10),
-                       max_voxels=config.get("max_voxels", (120_000, 160_000)), config=config)
+        raise ValueError(
+            f"the neck's stride {neck.stride:g} makes the head's output stride {out_stride:g}; it must "
+            f"be a whole number >= 1 (neck.upsample_strides)"
+        )
+    head = CenterHead(
+        neck.out_channels,
+        list(class_names),
+        tasks,
+        grid,
+        out_stride=int(out_stride),
+        with_velocity=with_velocity,
+        **head_options,
+    )
+    return CenterPoint(
+        grid,
+        point_features,
+        backbone,
+        neck,
+        head,
+        max_points_per_voxel=config.get("max_points_per_voxel", 10),
+        max_voxels=config.get("max_voxels", (120_000, 160_000)),
+        config=config,
+    )
 
 
 # -- official settings ---------------------------------------------------------------------------------------
 NUSCENES_TASKS: Tuple[Tuple[str, ...], ...] = (
-    ("car",), ("truck", "construction_vehicle"), ("bus", "trailer"), ("barrier",), ("motorcycle", "bicycle"),
+    ("car",),
+    ("truck", "construction_vehicle"),
+    ("bus", "trailer"),
+    ("barrier",),
+    ("motorcycle", "bicycle"),
     ("pedestrian", "traffic_cone"),
 )
 
@@ -349,14 +437,33 @@ def nuscenes_detector_config(name: str = CENTERPOINT_LARGEKERNEL3D) -> Dict[str,
         "max_points_per_voxel": 10,
         "max_voxels": {"train": 120_000, "test": 160_000},
         "with_velocity": True,
-        "neck": {"layer_nums": [5, 5], "layer_strides": [1, 2], "num_filters": [128, 256],
-                 "upsample_strides": [1, 2], "num_upsample_filters": [256, 256]},
-        "head": {"shared_channels": 64, "head_channels": 64, "num_head_convs": 2, "use_bias_before_norm": True,
-                 "loss": {"hm_weight": 1.0, "loc_weight": 0.25,
-                          "code_weights": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2, 1.0, 1.0]},
-                 "target": {"gaussian_overlap": 0.1, "min_radius": 2, "max_objects": 500},
-                 "decode": {"score_threshold": 0.1, "top_k": 500, "post_max_size": 83, "nms_type": "rotate",
-                            "nms_iou": 0.2, "post_center_range": [-61.2, -61.2, -10.0, 61.2, 61.2, 10.0]}},
+        "neck": {
+            "layer_nums": [5, 5],
+            "layer_strides": [1, 2],
+            "num_filters": [128, 256],
+            "upsample_strides": [1, 2],
+            "num_upsample_filters": [256, 256],
+        },
+        "head": {
+            "shared_channels": 64,
+            "head_channels": 64,
+            "num_head_convs": 2,
+            "use_bias_before_norm": True,
+            "loss": {
+                "hm_weight": 1.0,
+                "loc_weight": 0.25,
+                "code_weights": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2, 1.0, 1.0],
+            },
+            "target": {"gaussian_overlap": 0.1, "min_radius": 2, "max_objects": 500},
+            "decode": {
+                "score_threshold": 0.1,
+                "top_k": 500,
+                "post_max_size": 83,
+                "nms_type": "rotate",
+                "nms_iou": 0.2,
+                "post_center_range": [-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
+            },
+        },
     }
     if name == CENTERPOINT_LARGEKERNEL3D:
         config["backbone_preset"] = "nuscenes"
@@ -380,13 +487,29 @@ def kitti_detector_config(name: str = CENTERPOINT_LARGEKERNEL3D) -> Dict[str, An
         "max_points_per_voxel": 5,
         "max_voxels": {"train": 16_000, "test": 40_000},
         "with_velocity": False,
-        "neck": {"layer_nums": [5], "layer_strides": [1], "num_filters": [128], "upsample_strides": [2],
-                 "num_upsample_filters": [256]},
-        "head": {"shared_channels": 64, "head_channels": 64, "num_head_convs": 2, "use_bias_before_norm": True,
-                 "loss": {"hm_weight": 1.0, "loc_weight": 2.0, "code_weights": [1.0] * 8},
-                 "target": {"gaussian_overlap": 0.1, "min_radius": 2, "max_objects": 500},
-                 "decode": {"score_threshold": 0.1, "top_k": 500, "post_max_size": 500, "nms_type": "rotate",
-                            "nms_iou": 0.01, "post_center_range": [-75.2, -75.2, -2.0, 75.2, 75.2, 4.0]}},
+        "neck": {
+            "layer_nums": [5],
+            "layer_strides": [1],
+            "num_filters": [128],
+            "upsample_strides": [2],
+            "num_upsample_filters": [256],
+        },
+        "head": {
+            "shared_channels": 64,
+            "head_channels": 64,
+            "num_head_convs": 2,
+            "use_bias_before_norm": True,
+            "loss": {"hm_weight": 1.0, "loc_weight": 2.0, "code_weights": [1.0] * 8},
+            "target": {"gaussian_overlap": 0.1, "min_radius": 2, "max_objects": 500},
+            "decode": {
+                "score_threshold": 0.1,
+                "top_k": 500,
+                "post_max_size": 500,
+                "nms_type": "rotate",
+                "nms_iou": 0.01,
+                "post_center_range": [-75.2, -75.2, -2.0, 75.2, 75.2, 4.0],
+            },
+        },
     }
     if name == CENTERPOINT_LARGEKERNEL3D:
         config["backbone_preset"] = "openpcdet"
@@ -394,10 +517,24 @@ def kitti_detector_config(name: str = CENTERPOINT_LARGEKERNEL3D) -> Dict[str, An
 
 
 DETECTOR_PRESETS: Mapping[str, Callable[[str], Dict[str, Any]]] = MappingProxyType(
-    {"nuscenes": nuscenes_detector_config, "kitti": kitti_detector_config})
+    {"nuscenes": nuscenes_detector_config, "kitti": kitti_detector_config}
+)
 
 
-__all__ = ["CenterPoint", "DETECTOR_NAMES", "CENTERPOINT_VOXEL", "CENTERPOINT_VOXELRES", "CENTERPOINT_LARGEKERNEL3D",
-           "STANDARD_POINT_FEATURES", "NECK_KEYS", "HEAD_KEYS", "LK_BACKBONE_KEYS", "NUSCENES_TASKS",
-           "allowed_detector_keys", "build_detector", "nuscenes_detector_config", "kitti_detector_config",
-           "DETECTOR_PRESETS"]
+__all__ = [
+    "CenterPoint",
+    "DETECTOR_NAMES",
+    "CENTERPOINT_VOXEL",
+    "CENTERPOINT_VOXELRES",
+    "CENTERPOINT_LARGEKERNEL3D",
+    "STANDARD_POINT_FEATURES",
+    "NECK_KEYS",
+    "HEAD_KEYS",
+    "LK_BACKBONE_KEYS",
+    "NUSCENES_TASKS",
+    "allowed_detector_keys",
+    "build_detector",
+    "nuscenes_detector_config",
+    "kitti_detector_config",
+    "DETECTOR_PRESETS",
+]

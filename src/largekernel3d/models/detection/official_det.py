@@ -89,18 +89,22 @@ def unwrap_checkpoint(checkpoint: Mapping) -> Dict[str, Tensor]:
     ``["state_dict"]`` (det3d / mmcv), ``["model"]``, or the mapping itself; a leading ``"module."``
     (DistributedDataParallel) is removed from every key."""
     if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"checkpoint must be a state dict or a checkpoint dict (torch.load's result), got "
-                        f"{type(checkpoint).__name__}")
+        raise TypeError(
+            f"checkpoint must be a state dict or a checkpoint dict (torch.load's result), got "
+            f"{type(checkpoint).__name__}"
+        )
     for key in CHECKPOINT_STATE_KEYS:
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
             break
     state = {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
     if not state:
-        raise ValueError(f"checkpoint holds no tensors (top-level keys {sorted(checkpoint)[:8]}); pass the state "
-                         f"dict or the dict torch.load returns for an OpenPCDet / det3d checkpoint")
+        raise ValueError(
+            f"checkpoint holds no tensors (top-level keys {sorted(checkpoint)[:8]}); pass the state "
+            f"dict or the dict torch.load returns for an OpenPCDet / det3d checkpoint"
+        )
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -116,9 +120,11 @@ def detect_source(keys) -> str:
         return "det3d"
     if any(k.startswith("conv_out.") for k in keys):
         return "openpcdet"
-    raise ValueError(f"cannot tell the checkpoint's source from its keys (first: {keys[:5]}); expected an "
-                     f"OpenPCDet (backbone_3d.*, conv_out.*) or det3d (backbone.*, extra_conv.*) backbone; "
-                     f"pass source= and prefix=")
+    raise ValueError(
+        f"cannot tell the checkpoint's source from its keys (first: {keys[:5]}); expected an "
+        f"OpenPCDet (backbone_3d.*, conv_out.*) or det3d (backbone.*, extra_conv.*) backbone; "
+        f"pass source= and prefix="
+    )
 
 
 def det3d_path(path: str) -> str:
@@ -129,8 +135,7 @@ def det3d_path(path: str) -> str:
     if parts[0] == "conv_out":
         parts[0] = "extra_conv"
     elif parts[0] in ("conv2", "conv3", "conv4") and len(parts) > 2:
-        parts = [parts[0], parts[2], *parts[3:]] if parts[1] == "0" else [parts[0], str(int(parts[1]) + 2),
-                                                                           *parts[2:]]
+        parts = [parts[0], parts[2], *parts[3:]] if parts[1] == "0" else [parts[0], str(int(parts[1]) + 2), *parts[2:]]
     return ".".join(parts)
 
 
@@ -140,8 +145,13 @@ _PATH_MAPS: Dict[str, Callable[[str], str]] = {"openpcdet": lambda p: p, "det3d"
 def _is_sparse_conv(module: nn.Module) -> bool:
     """A plain sparse conv of our engine or spconv: spconv's weight ``[C_out, *k, C_in]`` and geometry."""
     weight = getattr(module, "weight", None)
-    return (isinstance(weight, Tensor) and weight.dim() >= 3 and hasattr(module, "kernel_size")
-            and hasattr(module, "in_channels") and hasattr(module, "out_channels"))
+    return (
+        isinstance(weight, Tensor)
+        and weight.dim() >= 3
+        and hasattr(module, "kernel_size")
+        and hasattr(module, "in_channels")
+        and hasattr(module, "out_channels")
+    )
 
 
 class ConversionPlan:
@@ -165,8 +175,10 @@ class ConversionPlan:
         """Convert ``value`` (from checkpoint key ``source``) into model key ``ours``."""
         want = self.target[ours]
         if tuple(value.shape) != tuple(want.shape):
-            raise ValueError(f"checkpoint key {source!r} has shape {tuple(value.shape)} but our {ours!r} needs "
-                             f"{tuple(want.shape)}; {self.shape_hint}")
+            raise ValueError(
+                f"checkpoint key {source!r} has shape {tuple(value.shape)} but our {ours!r} needs "
+                f"{tuple(want.shape)}; {self.shape_hint}"
+            )
         self.out[ours] = value.detach().to(dtype=want.dtype, device=want.device).clone()
 
     def take(self, key: str) -> Optional[Tensor]:
@@ -188,8 +200,9 @@ class ConversionPlan:
 def _plan_plain_conv(plan: ConversionPlan, path: str, src: str, conv: nn.Module, layout: str, stage_hint: str) -> None:
     key = f"{src}.weight"
     if key not in plan.state and f"{src}.block.weight" in plan.state:
-        raise ValueError(f"checkpoint has a spatial-group conv at {src!r} but our {path!r} is a plain conv; "
-                         f"{stage_hint}")
+        raise ValueError(
+            f"checkpoint has a spatial-group conv at {src!r} but our {path!r} is a plain conv; {stage_hint}"
+        )
     if key in plan.state:
         plan.read.add(key)
         weight = conv_weight_to_krsc(plan.state[key], layout, conv, key)
@@ -217,32 +230,43 @@ def _plan_swlk(plan: ConversionPlan, path: str, src: str, layer: SWLKConv3d, lay
     scratch = copy.deepcopy(layer)  # convert into a copy: nothing is written into the model before validation
     if is_v2:
         if layer.dilated is not None:
-            raise ValueError(f"checkpoint has a V2 SpatialGroupConv3d at {src!r} (27 group weights, no dilated "
-                             f"branch) but our {path!r} has the dilated branch; build that stage with "
-                             f"conv_types 'swlk'")
+            raise ValueError(
+                f"checkpoint has a V2 SpatialGroupConv3d at {src!r} (27 group weights, no dilated "
+                f"branch) but our {path!r} has the dilated branch; build that stage with "
+                f"conv_types 'swlk'"
+            )
         has_enc = f"{src}.block.position_embedding" in state
         if has_enc != (layer.position_encoding is not None):
-            raise ValueError(f"checkpoint layer {src!r} {'has' if has_enc else 'has no'} position embedding but our "
-                             f"{path!r} was built with position_encoding={layer.position_encoding is not None}; "
-                             f"build the backbone with position_encoding={has_enc}")
+            raise ValueError(
+                f"checkpoint layer {src!r} {'has' if has_enc else 'has no'} position embedding but our "
+                f"{path!r} was built with position_encoding={layer.position_encoding is not None}; "
+                f"build the backbone with position_encoding={has_enc}"
+            )
         load_official_v2(scratch, state, prefix=f"{src}.", layout=layout)
         keys = [f"{src}.block.{n}" for n in ("weight", "position_embedding", "bias")]
     else:
         if layer.dilated is None or layer.position_encoding is not None:
-            raise ValueError(f"checkpoint has a V1 SpatialGroupConv at {src!r} (full k³ weight + dilated 3³ "
-                             f"branch, no position encoding) but our {path!r} has dilated_branch="
-                             f"{layer.dilated is not None}, position_encoding={layer.position_encoding is not None}; "
-                             f"build that stage with conv_types 'swlk_dilated' and position_encoding=False")
-        deviation = load_official_v1(scratch, state, prefix=f"{src}.", block_layout=layout, branch_layout=layout,
-                                     deviation_tolerance=None)   # the backbone loader warns once, relative
+            raise ValueError(
+                f"checkpoint has a V1 SpatialGroupConv at {src!r} (full k³ weight + dilated 3³ "
+                f"branch, no position encoding) but our {path!r} has dilated_branch="
+                f"{layer.dilated is not None}, position_encoding={layer.position_encoding is not None}; "
+                f"build that stage with conv_types 'swlk_dilated' and position_encoding=False"
+            )
+        deviation = load_official_v1(
+            scratch, state, prefix=f"{src}.", block_layout=layout, branch_layout=layout, deviation_tolerance=None
+        )  # the backbone loader warns once, relative
         scale = float(state[f"{src}.block.weight"].abs().max())
         plan.deviation[path] = deviation / scale if scale > 0 else 0.0
         keys = [f"{src}.{n}" for n in ("block.weight", "block.bias", "conv3x3_1.weight", "conv3x3_1.bias")]
     present = [k for k in keys if k in state]
     plan.read.update(present)
     has_bias = any(k.endswith(".bias") for k in present)
-    sources = {"weight": "block.weight", "position_encoding": "block.position_embedding",
-               "dilated.weight": "conv3x3_1.weight", "bias": "block.bias"}
+    sources = {
+        "weight": "block.weight",
+        "position_encoding": "block.position_embedding",
+        "dilated.weight": "conv3x3_1.weight",
+        "bias": "block.bias",
+    }
     for name, value in scratch.state_dict().items():
         if name == "bias" and not has_bias:
             plan.missing.append(f"{path}.bias")  # the official blocks have biases; never zero one silently
@@ -250,9 +274,15 @@ def _plan_swlk(plan: ConversionPlan, path: str, src: str, layer: SWLKConv3d, lay
         plan.put(f"{path}.{name}", value, f"{src}.{sources.get(name, name)}")
 
 
-def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, source: str = "auto",
-                           prefix: Optional[str] = None, strict: bool = True, layout: str = "auto",
-                           deviation_tolerance: float = DEVIATION_TOLERANCE) -> OfficialLoadReport:
+def load_official_backbone(
+    backbone: DetectionBackbone3d,
+    checkpoint: Mapping,
+    source: str = "auto",
+    prefix: Optional[str] = None,
+    strict: bool = True,
+    layout: str = "auto",
+    deviation_tolerance: float = DEVIATION_TOLERANCE,
+) -> OfficialLoadReport:
     """Load an official (OpenPCDet-port or det3d) LargeKernel3D backbone, or an OpenPCDet
     ``VoxelResBackBone8x`` / ``VoxelBackBone8x`` backbone, into ``backbone`` (see the module docstring).
 
@@ -272,8 +302,10 @@ def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, s
         :class:`OfficialLoadReport`. Raises before writing anything on a shape or structure mismatch.
     """
     if not isinstance(backbone, DetectionBackbone3d):
-        raise TypeError(f"backbone must be a VoxelBackBone8x / VoxelResBackBone8x / LargeKernel3DBackbone, got "
-                        f"{type(backbone).__name__}")
+        raise TypeError(
+            f"backbone must be a VoxelBackBone8x / VoxelResBackBone8x / LargeKernel3DBackbone, got "
+            f"{type(backbone).__name__}"
+        )
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
     state = unwrap_checkpoint(checkpoint)
@@ -283,14 +315,20 @@ def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, s
         raise ValueError(f"source must be 'auto' or one of {list(SOURCES)}, got {source!r}")
     if prefix is None:
         prefix = DEFAULT_PREFIX[source] if any(k.startswith(DEFAULT_PREFIX[source]) for k in state) else ""
-    ours_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    ours_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not ours_state:
-        raise ValueError(f"no checkpoint key starts with prefix={prefix!r} (first keys: {sorted(state)[:5]}); pass "
-                         f"the backbone's prefix")
+        raise ValueError(
+            f"no checkpoint key starts with prefix={prefix!r} (first keys: {sorted(state)[:5]}); pass "
+            f"the backbone's prefix"
+        )
     other_parts = len(state) - len(ours_state)
     to_theirs = _PATH_MAPS[source]
-    plan = ConversionPlan(ours_state, backbone.state_dict(), "the checkpoint was trained with another architecture "
-                          "(check kernel_sizes / conv_types / down_kernel_size / in_channels)")
+    plan = ConversionPlan(
+        ours_state,
+        backbone.state_dict(),
+        "the checkpoint was trained with another architecture "
+        "(check kernel_sizes / conv_types / down_kernel_size / in_channels)",
+    )
 
     swlk = {p: m for p, m in backbone.named_modules() if isinstance(m, SWLKConv3d)}
     done: Set[str] = set()
@@ -298,8 +336,11 @@ def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, s
         if not path or any(path.startswith(f"{s}.") for s in swlk):
             continue
         stage = path.split(".")[0]
-        hint = (f"build stage {stage[-1]} with the checkpoint's conv type (LargeKernel3DBackbone conv_types)"
-                if stage[-1].isdigit() else "check the architecture")
+        hint = (
+            f"build stage {stage[-1]} with the checkpoint's conv type (LargeKernel3DBackbone conv_types)"
+            if stage[-1].isdigit()
+            else "check the architecture"
+        )
         if path in swlk:
             _plan_swlk(plan, path, to_theirs(path), module, layout, hint)
         elif _is_sparse_conv(module):
@@ -314,21 +355,32 @@ def load_official_backbone(backbone: DetectionBackbone3d, checkpoint: Mapping, s
     unused = tuple(sorted(set(ours_state) - plan.read))
     missing = tuple(sorted(plan.missing))
     if strict and (unused or missing):
-        raise ValueError(f"{source} checkpoint does not match {type(backbone).__name__}: {len(unused)} unused keys "
-                         f"{list(unused[:6])}, {len(missing)} missing keys {list(missing[:6])} (prefix "
-                         f"{prefix!r}); fix the architecture or pass strict=False to load the rest and get a report")
+        raise ValueError(
+            f"{source} checkpoint does not match {type(backbone).__name__}: {len(unused)} unused keys "
+            f"{list(unused[:6])}, {len(missing)} missing keys {list(missing[:6])} (prefix "
+            f"{prefix!r}); fix the architecture or pass strict=False to load the rest and get a report"
+        )
     result = backbone.load_state_dict(plan.out, strict=False)
     if result.unexpected_keys:  # cannot happen: every written key comes from backbone.state_dict()
         raise RuntimeError(f"internal error: wrote unknown keys {result.unexpected_keys}")
     for path, dev in sorted(plan.deviation.items()):
         if dev > deviation_tolerance:
-            warnings.warn(f"{path}: the checkpoint's full k³ weight deviates from its group means by {dev:.3g} "
-                          f"(relative, max); the official evaluation used the ungrouped weight, this SW-LK layer "
-                          f"uses the group means, so outputs differ from the official ones", UserWarning,
-                          stacklevel=2)
-    return OfficialLoadReport(source=source, prefix=prefix, converted=tuple(sorted(plan.out)),
-                              grouping_deviation=dict(plan.deviation), unused=unused, missing=missing,
-                              other_parts=other_parts)
+            warnings.warn(
+                f"{path}: the checkpoint's full k³ weight deviates from its group means by {dev:.3g} "
+                f"(relative, max); the official evaluation used the ungrouped weight, this SW-LK layer "
+                f"uses the group means, so outputs differ from the official ones",
+                UserWarning,
+                stacklevel=2,
+            )
+    return OfficialLoadReport(
+        source=source,
+        prefix=prefix,
+        converted=tuple(sorted(plan.out)),
+        grouping_deviation=dict(plan.deviation),
+        unused=unused,
+        missing=missing,
+        other_parts=other_parts,
+    )
 
 
 def load_openpcdet_largekernel3d(backbone: DetectionBackbone3d, checkpoint: Mapping, **options) -> OfficialLoadReport:
@@ -341,6 +393,15 @@ def load_det3d_largekernel3d(backbone: DetectionBackbone3d, checkpoint: Mapping,
     return load_official_backbone(backbone, checkpoint, source="det3d", **options)
 
 
-__all__ = ["SOURCES", "DEFAULT_PREFIX", "DEVIATION_TOLERANCE", "OfficialLoadReport", "unwrap_checkpoint",
-           "detect_source", "det3d_path", "load_official_backbone", "load_openpcdet_largekernel3d",
-           "load_det3d_largekernel3d"]
+__all__ = [
+    "SOURCES",
+    "DEFAULT_PREFIX",
+    "DEVIATION_TOLERANCE",
+    "OfficialLoadReport",
+    "unwrap_checkpoint",
+    "detect_source",
+    "det3d_path",
+    "load_official_backbone",
+    "load_openpcdet_largekernel3d",
+    "load_det3d_largekernel3d",
+]

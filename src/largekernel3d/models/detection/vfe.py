@@ -41,16 +41,22 @@ class MeanVFE(nn.Module):
 
     def forward(self, voxels: Tensor, num_points: Tensor) -> Tensor:
         if not isinstance(voxels, Tensor) or voxels.dim() != 3 or not voxels.is_floating_point():
-            raise ValueError(f"voxels must be a floating [M, P, C] tensor, got "
-                             f"{tuple(voxels.shape) if isinstance(voxels, Tensor) else type(voxels).__name__}")
+            raise ValueError(
+                f"voxels must be a floating [M, P, C] tensor, got "
+                f"{tuple(voxels.shape) if isinstance(voxels, Tensor) else type(voxels).__name__}"
+            )
         if voxels.shape[2] != self.num_point_features:
-            raise ValueError(f"voxels have {voxels.shape[2]} point features but MeanVFE was built with "
-                             f"num_point_features={self.num_point_features}")
+            raise ValueError(
+                f"voxels have {voxels.shape[2]} point features but MeanVFE was built with "
+                f"num_point_features={self.num_point_features}"
+            )
         if not isinstance(num_points, Tensor) or num_points.shape != voxels.shape[:1]:
-            raise ValueError(f"num_points must be a tensor [M] = [{voxels.shape[0]}], got "
-                             f"{tuple(num_points.shape) if isinstance(num_points, Tensor) else num_points!r}")
-        counts = num_points.to(device=voxels.device, dtype=torch.long).unsqueeze(1)          # [M, 1]
-        stored = torch.arange(voxels.shape[1], device=voxels.device).unsqueeze(0) < counts   # [M, P]
+            raise ValueError(
+                f"num_points must be a tensor [M] = [{voxels.shape[0]}], got "
+                f"{tuple(num_points.shape) if isinstance(num_points, Tensor) else num_points!r}"
+            )
+        counts = num_points.to(device=voxels.device, dtype=torch.long).unsqueeze(1)  # [M, 1]
+        stored = torch.arange(voxels.shape[1], device=voxels.device).unsqueeze(0) < counts  # [M, P]
         total = (voxels * stored.unsqueeze(2).to(voxels.dtype)).sum(dim=1)
         return total / counts.clamp(min=1).to(voxels.dtype)
 

@@ -46,8 +46,12 @@ import torch
 # Word 0 and the two extra members of every block; no field may take these names.
 _RESERVED = ("check", "size", "fingerprint")
 _CHECK_WORD = 0
-_TORCH_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
-                 torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64)}
+_TORCH_DTYPES = {
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+    torch.int32: np.dtype(np.int32),
+    torch.int64: np.dtype(np.int64),
+}
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -91,6 +95,7 @@ Field = Union[Int, Array]
 
 def _eval_dim(expr: str, values: Dict[str, int]) -> int:
     """The value of a dimension expression over ``values`` (names, ints, ``+ - * //``)."""
+
     def ev(node: ast.AST) -> int:
         if isinstance(node, ast.Expression):
             return ev(node.body)
@@ -109,6 +114,7 @@ def _eval_dim(expr: str, values: Dict[str, int]) -> int:
             if isinstance(node.op, ast.FloorDiv):
                 return a // b
         raise ValueError(f"unsupported dimension expression {expr!r}")
+
     return ev(ast.parse(expr, mode="eval"))
 
 
@@ -132,10 +138,14 @@ class BlockWords(enum.IntEnum):
         missing = [n for n in names if n not in values]
         unknown = sorted(set(values) - set(names))
         if missing or unknown:
-            raise TypeError(f"argument block {cls.block_name!r}: " + "; ".join(
-                ([f"missing field(s) {', '.join(missing)}"] if missing else [])
-                + ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []))
-                + f" (declared: {', '.join(names)})")
+            raise TypeError(
+                f"argument block {cls.block_name!r}: "
+                + "; ".join(
+                    ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+                    + ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+                )
+                + f" (declared: {', '.join(names)})"
+            )
         block = np.zeros(int(cls.SIZE), np.int64)
         block[_CHECK_WORD] = int(cls.FINGERPRINT)
         ints: Dict[str, int] = {}
@@ -154,8 +164,10 @@ class BlockWords(enum.IntEnum):
             return int(value)
         if isinstance(value, (int, np.integer)) and _INT64_MIN <= int(value) <= _INT64_MAX:
             return int(value)
-        raise TypeError(f"argument block {cls.block_name!r}: field {name!r} must be an int or a bool (int64), got "
-                        f"{type(value).__name__} {value!r}")
+        raise TypeError(
+            f"argument block {cls.block_name!r}: field {name!r} must be an int or a bool (int64), got "
+            f"{type(value).__name__} {value!r}"
+        )
 
     @classmethod
     def _address(cls, f: Array, value: Any, ints: Dict[str, int]) -> int:
@@ -166,8 +178,10 @@ class BlockWords(enum.IntEnum):
             raise TypeError(f"{where} is required (an array), got None")
         if isinstance(value, torch.Tensor):
             if value.device.type != "cpu" or not value.is_contiguous() or value.dtype not in _TORCH_DTYPES:
-                raise TypeError(f"{where} must be a contiguous CPU tensor of float32/64 or int32/64, got "
-                                f"{value.dtype} on {value.device} (contiguous: {value.is_contiguous()})")
+                raise TypeError(
+                    f"{where} must be a contiguous CPU tensor of float32/64 or int32/64, got "
+                    f"{value.dtype} on {value.device} (contiguous: {value.is_contiguous()})"
+                )
             dtype, shape, address = _TORCH_DTYPES[value.dtype], tuple(value.shape), value.data_ptr()
         elif isinstance(value, np.ndarray):
             if not value.flags.c_contiguous:
@@ -185,24 +199,36 @@ class BlockWords(enum.IntEnum):
                 continue
             expected = dim if isinstance(dim, int) else _eval_dim(dim, ints)
             if got != expected:
-                raise ValueError(f"{where}: length {got} along axis {axis} does not match the declared {dim!r} = "
-                                 f"{expected} (shape {shape})")
+                raise ValueError(
+                    f"{where}: length {got} along axis {axis} does not match the declared {dim!r} = "
+                    f"{expected} (shape {shape})"
+                )
         return int(address)
 
     @classmethod
     def check(cls, block: Any) -> None:
         """Refuse ``block`` unless it is a C-contiguous int64 array of ``SIZE`` words whose word 0 is this
         declaration's fingerprint (a block packed by :meth:`pack`)."""
-        if not isinstance(block, np.ndarray) or block.dtype != np.int64 or block.ndim != 1 \
-                or not block.flags.c_contiguous:
-            raise TypeError(f"argument block {cls.block_name!r} must be a 1-D C-contiguous np.int64 array "
-                            f"(from {cls.__name__}.pack)")
+        if (
+            not isinstance(block, np.ndarray)
+            or block.dtype != np.int64
+            or block.ndim != 1
+            or not block.flags.c_contiguous
+        ):
+            raise TypeError(
+                f"argument block {cls.block_name!r} must be a 1-D C-contiguous np.int64 array "
+                f"(from {cls.__name__}.pack)"
+            )
         if block.shape[0] != int(cls.SIZE):
-            raise ValueError(f"argument block {cls.block_name!r} has {block.shape[0]} words, the declaration "
-                             f"{int(cls.SIZE)}: pack it with {cls.__name__}.pack")
+            raise ValueError(
+                f"argument block {cls.block_name!r} has {block.shape[0]} words, the declaration "
+                f"{int(cls.SIZE)}: pack it with {cls.__name__}.pack"
+            )
         if int(block[_CHECK_WORD]) != int(cls.FINGERPRINT):
-            raise ValueError(f"argument block {cls.block_name!r}: word 0 is not its fingerprint (a block of another "
-                             f"declaration?): pack it with {cls.__name__}.pack")
+            raise ValueError(
+                f"argument block {cls.block_name!r}: word 0 is not its fingerprint (a block of another "
+                f"declaration?): pack it with {cls.__name__}.pack"
+            )
 
     @classmethod
     def unpack(cls, block: np.ndarray) -> Dict[str, int]:
@@ -222,8 +248,10 @@ def arg_block(name: str, fields: Sequence[Field], base: Optional[Type[BlockWords
         if not isinstance(f, (Int, Array)):
             raise TypeError(f"argument block {name!r}: {f!r} is not an Int or Array field")
         if not f.name.isidentifier() or f.name != f.name.lower() or f.name in _RESERVED:
-            raise ValueError(f"argument block {name!r}: field name {f.name!r} must be a lower-case identifier, not "
-                             f"one of {_RESERVED}")
+            raise ValueError(
+                f"argument block {name!r}: field name {f.name!r} must be a lower-case identifier, not "
+                f"one of {_RESERVED}"
+            )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"argument block {name!r}: field(s) {', '.join(duplicates)} declared twice")
@@ -234,12 +262,18 @@ def arg_block(name: str, fields: Sequence[Field], base: Optional[Type[BlockWords
             if isinstance(f.dtype, ByFlag):
                 used.add(f.dtype.flag)
             if used - ints:
-                raise ValueError(f"argument block {name!r}: array {f.name!r} refers to {sorted(used - ints)}, "
-                                 f"which are not Int fields of the block")
+                raise ValueError(
+                    f"argument block {name!r}: array {f.name!r} refers to {sorted(used - ints)}, "
+                    f"which are not Int fields of the block"
+                )
     signature = name + ";" + ";".join(f"{type(f).__name__}:{f!r}" for f in fields)
     fingerprint = (1 << 40) | zlib.crc32(signature.encode())
-    members = {"CHECK": _CHECK_WORD, **{n.upper(): i + 1 for i, n in enumerate(names)}, "SIZE": len(fields) + 1,
-               "FINGERPRINT": fingerprint}
+    members = {
+        "CHECK": _CHECK_WORD,
+        **{n.upper(): i + 1 for i, n in enumerate(names)},
+        "SIZE": len(fields) + 1,
+        "FINGERPRINT": fingerprint,
+    }
     cls_name = "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
     cls = BlockWords(cls_name, members)
     cls.block_name = name
@@ -262,9 +296,11 @@ def open_block(block, size, fingerprint):
 def reads(declaration: Type[BlockWords]):
     """Decorator of an OpenMP body: the declaration of the block it reads, checked by :func:`.team.run_on_team`
     before the team starts."""
+
     def mark(body):
         body.arg_block = declaration
         return body
+
     return mark
 
 
@@ -275,79 +311,176 @@ def reads(declaration: Type[BlockWords]):
 _FLOAT = by_flag("double", np.float32, np.float64)
 
 # team.py: the team scatter-add, out[idx[idx_start + r]] += buf[r] over segments (s, e) of rows
-TeamScatter = arg_block("team_scatter", [
-    Int("double"), Int("index64"), Int("out_rows"), Int("channels"), Int("idx_start"), Int("num_segments"),
-    Array("buf", _FLOAT, (None, "channels")),
-    Array("idx", by_flag("index64", np.int32, np.int64), (None,)),
-    Array("out", _FLOAT, ("out_rows", "channels")),
-    Array("segments", np.int64, ("num_segments", 2)),
-])
+TeamScatter = arg_block(
+    "team_scatter",
+    [
+        Int("double"),
+        Int("index64"),
+        Int("out_rows"),
+        Int("channels"),
+        Int("idx_start"),
+        Int("num_segments"),
+        Array("buf", _FLOAT, (None, "channels")),
+        Array("idx", by_flag("index64", np.int32, np.int64), (None,)),
+        Array("out", _FLOAT, ("out_rows", "channels")),
+        Array("segments", np.int64, ("num_segments", 2)),
+    ],
+)
 
 # conv_fused.py: the pairs of a kernel map bucketed by part of the output rows
-ConvLayout = arg_block("conv_layout", [
-    Int("num_pairs"), Int("k"), Int("skip"), Int("num_out"), Int("parts"), Int("total"),
-    Array("src", np.int64, ("num_pairs",)), Array("dst", np.int64, ("num_pairs",)),
-    Array("starts", np.int64, ("k + 1",)), Array("owner", np.int32, ("num_out",)),
-    Array("seg", np.int64, ("parts * k + 1",)),
-    Array("src32", np.int32, ("total",)), Array("dst32", np.int32, ("total",)),
-])
+ConvLayout = arg_block(
+    "conv_layout",
+    [
+        Int("num_pairs"),
+        Int("k"),
+        Int("skip"),
+        Int("num_out"),
+        Int("parts"),
+        Int("total"),
+        Array("src", np.int64, ("num_pairs",)),
+        Array("dst", np.int64, ("num_pairs",)),
+        Array("starts", np.int64, ("k + 1",)),
+        Array("owner", np.int32, ("num_out",)),
+        Array("seg", np.int64, ("parts * k + 1",)),
+        Array("src32", np.int32, ("total",)),
+        Array("dst32", np.int32, ("total",)),
+    ],
+)
 
 # conv_fused.py: the fused convolution products (forward and backward)
-ConvFused = arg_block("conv_fused", [
-    Int("double"), Int("k"), Int("total"), Int("parts"), Int("threads"), Int("n_a"), Int("c_a"), Int("w_stride"),
-    Int("c_out"), Int("c_x"), Int("identity"), Int("add_identity"),
-    Array("src", np.int32, ("total",)), Array("dst", np.int32, ("total",)),
-    Array("seg", np.int64, ("parts * k + 1",)), Array("bounds", np.int64, ("parts + 1",)),
-    Array("a", _FLOAT, ("n_a", "c_a")), Array("w", _FLOAT, ("k", "c_a", "w_stride")),
-    Array("out", _FLOAT, (None, "c_out"), optional=True), Array("x", _FLOAT, (None, "c_x"), optional=True),
-    Array("grad_w", _FLOAT, ("threads", "k", "c_x", "c_a"), optional=True),
-])
+ConvFused = arg_block(
+    "conv_fused",
+    [
+        Int("double"),
+        Int("k"),
+        Int("total"),
+        Int("parts"),
+        Int("threads"),
+        Int("n_a"),
+        Int("c_a"),
+        Int("w_stride"),
+        Int("c_out"),
+        Int("c_x"),
+        Int("identity"),
+        Int("add_identity"),
+        Array("src", np.int32, ("total",)),
+        Array("dst", np.int32, ("total",)),
+        Array("seg", np.int64, ("parts * k + 1",)),
+        Array("bounds", np.int64, ("parts + 1",)),
+        Array("a", _FLOAT, ("n_a", "c_a")),
+        Array("w", _FLOAT, ("k", "c_a", "w_stride")),
+        Array("out", _FLOAT, (None, "c_out"), optional=True),
+        Array("x", _FLOAT, (None, "c_x"), optional=True),
+        Array("grad_w", _FLOAT, ("threads", "k", "c_x", "c_a"), optional=True),
+    ],
+)
 
 # group_fused.py: the fused SW-LK group products (forward and backward)
-GroupFused = arg_block("group_fused", [
-    Int("double"), Int("groups"), Int("centre"), Int("blocks"), Int("parts"), Int("tile"), Int("use"), Int("n_in"),
-    Int("c_in"), Int("w_stride"), Int("c_out"), Int("slots"), Int("centre_start"), Int("threads"),
-    Array("x", _FLOAT, ("n_in", "c_in")), Array("w", _FLOAT, ("groups", "c_in", "w_stride")),
-    Array("out", _FLOAT, (None, "c_out"), optional=True),
-    Array("entries", np.int32, (None,)), Array("enc", _FLOAT, (None, "c_in")),
-    Array("bag_ptr", np.int32, ("slots + 1",)), Array("rows", np.int32, ("slots",)),
-    Array("ranges", np.int64, ("blocks", "groups", 2)), Array("part_cuts", np.int64, ("parts + 1",)),
-    Array("a_buf", _FLOAT, (None,)), Array("keep", _FLOAT, (None, "c_in"), optional=True),
-    Array("feat", _FLOAT, (None, "c_out"), optional=True),
-    Array("grad_w", _FLOAT, ("threads", "groups", "c_out", "c_in"), optional=True),
-])
+GroupFused = arg_block(
+    "group_fused",
+    [
+        Int("double"),
+        Int("groups"),
+        Int("centre"),
+        Int("blocks"),
+        Int("parts"),
+        Int("tile"),
+        Int("use"),
+        Int("n_in"),
+        Int("c_in"),
+        Int("w_stride"),
+        Int("c_out"),
+        Int("slots"),
+        Int("centre_start"),
+        Int("threads"),
+        Array("x", _FLOAT, ("n_in", "c_in")),
+        Array("w", _FLOAT, ("groups", "c_in", "w_stride")),
+        Array("out", _FLOAT, (None, "c_out"), optional=True),
+        Array("entries", np.int32, (None,)),
+        Array("enc", _FLOAT, (None, "c_in")),
+        Array("bag_ptr", np.int32, ("slots + 1",)),
+        Array("rows", np.int32, ("slots",)),
+        Array("ranges", np.int64, ("blocks", "groups", 2)),
+        Array("part_cuts", np.int64, ("parts + 1",)),
+        Array("a_buf", _FLOAT, (None,)),
+        Array("keep", _FLOAT, (None, "c_in"), optional=True),
+        Array("feat", _FLOAT, (None, "c_out"), optional=True),
+        Array("grad_w", _FLOAT, ("threads", "groups", "c_out", "c_in"), optional=True),
+    ],
+)
 
 # group_team.py: the words both SW-LK layout bodies read (one group range per thread)
-GroupLayout = arg_block("group_layout", [
-    Int("num_pairs"), Int("k"), Int("groups"), Int("num_ranges"), Int("num_out"), Int("num_slots"),
-    Array("pair_in", np.int64, ("num_pairs",)), Array("pair_out", np.int64, ("num_pairs",)),
-    Array("starts", np.int64, ("k + 1",)), Array("offsets", np.int64, ("k",)),
-    Array("offset_ptr", np.int64, ("groups + 1",)), Array("ranges", np.int64, ("num_ranges + 1",)),
-    Array("scratch", np.int32, ("num_ranges", "num_out")),
-    Array("rows", np.int32, ("num_slots",)), Array("bag_ptr", np.int32, ("num_slots + 1",)),
-    Array("gstart", np.int64, ("groups + 1",)),
-])
+GroupLayout = arg_block(
+    "group_layout",
+    [
+        Int("num_pairs"),
+        Int("k"),
+        Int("groups"),
+        Int("num_ranges"),
+        Int("num_out"),
+        Int("num_slots"),
+        Array("pair_in", np.int64, ("num_pairs",)),
+        Array("pair_out", np.int64, ("num_pairs",)),
+        Array("starts", np.int64, ("k + 1",)),
+        Array("offsets", np.int64, ("k",)),
+        Array("offset_ptr", np.int64, ("groups + 1",)),
+        Array("ranges", np.int64, ("num_ranges + 1",)),
+        Array("scratch", np.int32, ("num_ranges", "num_out")),
+        Array("rows", np.int32, ("num_slots",)),
+        Array("bag_ptr", np.int32, ("num_slots + 1",)),
+        Array("gstart", np.int64, ("groups + 1",)),
+    ],
+)
 # ... + the compact slots numbered per range from base[r] (ends[r] written back) and their bag entries
-GroupLayoutSlots = arg_block("group_layout_slots", [
-    Int("num_in"), Int("seen_words"), Int("mirrored"),
-    Array("base", np.int64, ("num_ranges",)), Array("ends", np.int64, ("num_ranges",)),
-    Array("entries", np.int32, ("2 * num_pairs",)), Array("seen", np.uint64, ("num_ranges", "seen_words")),
-], base=GroupLayout)
+GroupLayoutSlots = arg_block(
+    "group_layout_slots",
+    [
+        Int("num_in"),
+        Int("seen_words"),
+        Int("mirrored"),
+        Array("base", np.int64, ("num_ranges",)),
+        Array("ends", np.int64, ("num_ranges",)),
+        Array("entries", np.int32, ("2 * num_pairs",)),
+        Array("seen", np.uint64, ("num_ranges", "seen_words")),
+    ],
+    base=GroupLayout,
+)
 # ... + the bag entries of an existing layout (2 P entries with the encoding rows, else P)
-GroupLayoutBags = arg_block("group_layout_bags", [
-    Int("num_in"), Int("with_encoding"), Int("mirrored"), Array("entries", np.int32, (None,)),
-], base=GroupLayout)
+GroupLayoutBags = arg_block(
+    "group_layout_bags",
+    [
+        Int("num_in"),
+        Int("with_encoding"),
+        Int("mirrored"),
+        Array("entries", np.int32, (None,)),
+    ],
+    base=GroupLayout,
+)
 
 # maps.py: the one-pass submanifold sweep, chunk by chunk into preallocated buffers
-MapSweep = arg_block("map_sweep", [
-    Int("num_lines"), Int("num_sites"), Int("num_blocks"), Int("k"), Int("half"), Int("num_chunks"),
-    Array("line_start", np.int64, ("num_lines + 1",)), Array("line_key", np.int64, ("num_lines",)),
-    Array("cz", np.int64, ("num_sites",)), Array("rows", np.int32, ("num_sites",)),
-    Array("shape", np.int64, (3,)), Array("ksize", np.int64, (3,)), Array("dil", np.int64, (3,)),
-    Array("blocks", np.int64, ("num_blocks + 1",)), Array("table", np.int64, ("num_blocks", "k")),
-    Array("cuts", np.int64, ("num_chunks + 1",)), Array("chunks", np.int64, ("num_chunks", 5)),
-    Array("ok", np.int64, ("num_chunks",)),
-])
+MapSweep = arg_block(
+    "map_sweep",
+    [
+        Int("num_lines"),
+        Int("num_sites"),
+        Int("num_blocks"),
+        Int("k"),
+        Int("half"),
+        Int("num_chunks"),
+        Array("line_start", np.int64, ("num_lines + 1",)),
+        Array("line_key", np.int64, ("num_lines",)),
+        Array("cz", np.int64, ("num_sites",)),
+        Array("rows", np.int32, ("num_sites",)),
+        Array("shape", np.int64, (3,)),
+        Array("ksize", np.int64, (3,)),
+        Array("dil", np.int64, (3,)),
+        Array("blocks", np.int64, ("num_blocks + 1",)),
+        Array("table", np.int64, ("num_blocks", "k")),
+        Array("cuts", np.int64, ("num_chunks + 1",)),
+        Array("chunks", np.int64, ("num_chunks", 5)),
+        Array("ok", np.int64, ("num_chunks",)),
+    ],
+)
 
 
 class SweepChunk(enum.IntEnum):
@@ -363,25 +496,50 @@ class SweepChunk(enum.IntEnum):
 
 # maps.py: one pass of the two-pass submanifold build, chunk by chunk: count (table = per-block counts, no pairs)
 # or fill (table = per-block write cursors)
-MapPass = arg_block("map_pass", [
-    Int("num_lines"), Int("num_sites"), Int("num_blocks"), Int("k"), Int("half"), Int("mode"), Int("num_chunks"),
-    Int("num_pairs"),
-    Array("line_start", np.int64, ("num_lines + 1",)), Array("line_key", np.int64, ("num_lines",)),
-    Array("cz", np.int64, ("num_sites",)), Array("perm", np.int64, ("num_sites",)),
-    Array("shape", np.int64, (3,)), Array("ksize", np.int64, (3,)), Array("dil", np.int64, (3,)),
-    Array("blocks", np.int64, ("num_blocks + 1",)), Array("table", np.int64, ("num_blocks", "k")),
-    Array("cuts", np.int64, ("num_chunks + 1",)),
-    Array("pair_in", np.int64, ("num_pairs",)), Array("pair_out", np.int64, ("num_pairs",)),
-])
+MapPass = arg_block(
+    "map_pass",
+    [
+        Int("num_lines"),
+        Int("num_sites"),
+        Int("num_blocks"),
+        Int("k"),
+        Int("half"),
+        Int("mode"),
+        Int("num_chunks"),
+        Int("num_pairs"),
+        Array("line_start", np.int64, ("num_lines + 1",)),
+        Array("line_key", np.int64, ("num_lines",)),
+        Array("cz", np.int64, ("num_sites",)),
+        Array("perm", np.int64, ("num_sites",)),
+        Array("shape", np.int64, (3,)),
+        Array("ksize", np.int64, (3,)),
+        Array("dil", np.int64, (3,)),
+        Array("blocks", np.int64, ("num_blocks + 1",)),
+        Array("table", np.int64, ("num_blocks", "k")),
+        Array("cuts", np.int64, ("num_chunks + 1",)),
+        Array("pair_in", np.int64, ("num_pairs",)),
+        Array("pair_out", np.int64, ("num_pairs",)),
+    ],
+)
 
 
 # maps.py: the swept pairs placed at their offset-major positions, then the mirrored positions [lo, hi)
-MapPlace = arg_block("map_place", [
-    Int("num_blocks"), Int("k"), Int("num_pairs"), Int("num_chunks"), Int("mirror_lo"), Int("mirror_hi"),
-    Array("cursors", np.int64, ("num_blocks", "k")), Array("pair_in", np.int64, ("num_pairs",)),
-    Array("pair_out", np.int64, ("num_pairs",)), Array("starts", np.int64, ("k + 1",)),
-    Array("chunks", np.int64, ("num_chunks", 6)),
-])
+MapPlace = arg_block(
+    "map_place",
+    [
+        Int("num_blocks"),
+        Int("k"),
+        Int("num_pairs"),
+        Int("num_chunks"),
+        Int("mirror_lo"),
+        Int("mirror_hi"),
+        Array("cursors", np.int64, ("num_blocks", "k")),
+        Array("pair_in", np.int64, ("num_pairs",)),
+        Array("pair_out", np.int64, ("num_pairs",)),
+        Array("starts", np.int64, ("k + 1",)),
+        Array("chunks", np.int64, ("num_chunks", 6)),
+    ],
+)
 
 
 class PlaceChunk(enum.IntEnum):
@@ -396,5 +554,15 @@ class PlaceChunk(enum.IntEnum):
     ENDS = 5
 
 
-DECLARATIONS: Tuple[Type[BlockWords], ...] = (TeamScatter, ConvLayout, ConvFused, GroupFused, GroupLayout,
-                                              GroupLayoutSlots, GroupLayoutBags, MapSweep, MapPass, MapPlace)
+DECLARATIONS: Tuple[Type[BlockWords], ...] = (
+    TeamScatter,
+    ConvLayout,
+    ConvFused,
+    GroupFused,
+    GroupLayout,
+    GroupLayoutSlots,
+    GroupLayoutBags,
+    MapSweep,
+    MapPass,
+    MapPlace,
+)

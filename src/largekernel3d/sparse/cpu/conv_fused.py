@@ -68,7 +68,7 @@ def _part_bounds(dst, starts, skip, num_out, parts, stride):
         bounds[t] = r
     owner = np.empty(num_out, np.int32)
     for t in range(parts):
-        owner[bounds[t]:bounds[t + 1]] = t
+        owner[bounds[t] : bounds[t + 1]] = t
     return bounds, owner
 
 
@@ -135,22 +135,50 @@ def _run_parts(h, a, grad_w, src, dst, seg, bounds):
     for part in range(parts * t // nt, parts * (t + 1) // nt):
         lo, hi = bounds[part], bounds[part + 1]
         if identity >= 0 and out_addr != 0:  # out[lo:hi] (+)= a[lo:hi] @ W_identity
-            simd.dense_products(a, a_addr + lo * c_a * itemsize, hi - lo, c_a,
-                                         w_addr + identity * w_bytes, w_stride, out_addr + lo * c_out * itemsize,
-                                         c_out, h[ConvFused.ADD_IDENTITY] != 0)
+            simd.dense_products(
+                a,
+                a_addr + lo * c_a * itemsize,
+                hi - lo,
+                c_a,
+                w_addr + identity * w_bytes,
+                w_stride,
+                out_addr + lo * c_out * itemsize,
+                c_out,
+                h[ConvFused.ADD_IDENTITY] != 0,
+            )
         if identity >= 0 and need_w and hi > lo:  # dW_identity += x[lo:hi]^T a[lo:hi] (rows in order)
-            simd.outer_products(a, x_addr, c_x, 0, lo, hi - lo, a_addr + lo * c_a * itemsize, c_a,
-                                         gw_addr + identity * c_x * c_a * itemsize)
+            simd.outer_products(
+                a,
+                x_addr,
+                c_x,
+                0,
+                lo,
+                hi - lo,
+                a_addr + lo * c_a * itemsize,
+                c_a,
+                gw_addr + identity * c_x * c_a * itemsize,
+            )
         for k in range(kv):
             s0, s1 = seg[part * kv + k], seg[part * kv + k + 1]
             if s1 == s0:
                 continue
             if out_addr != 0:
-                simd.pair_products(a, a_addr, src, dst, s0, s1 - s0, c_a, w_addr + k * w_bytes, w_stride,
-                                            out_addr, c_out, True)
+                simd.pair_products(
+                    a, a_addr, src, dst, s0, s1 - s0, c_a, w_addr + k * w_bytes, w_stride, out_addr, c_out, True
+                )
             if need_w:
-                simd.outer_products(a, x_addr, c_x, h[ConvFused.DST] + 4 * s0, 0, s1 - s0, a_addr, c_a,
-                                    gw_addr + k * c_x * c_a * itemsize, h[ConvFused.SRC] + 4 * s0)
+                simd.outer_products(
+                    a,
+                    x_addr,
+                    c_x,
+                    h[ConvFused.DST] + 4 * s0,
+                    0,
+                    s1 - s0,
+                    a_addr,
+                    c_a,
+                    gw_addr + k * c_x * c_a * itemsize,
+                    h[ConvFused.SRC] + 4 * s0,
+                )
 
 
 @reads(ConvFused)
@@ -175,19 +203,22 @@ def _fused_body(block):
     a_shape = (h[ConvFused.N_A], h[ConvFused.C_A])
     if h[ConvFused.DOUBLE]:
         p = team.float64_pointer
-        _run_parts(h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst,
-                   seg, bounds)
+        _run_parts(
+            h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst, seg, bounds
+        )
     else:
         p = team.float32_pointer
-        _run_parts(h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst,
-                   seg, bounds)
+        _run_parts(
+            h, nb.carray(p(h[ConvFused.A]), a_shape), nb.carray(p(h[ConvFused.GRAD_W]), gw_shape), src, dst, seg, bounds
+        )
 
 
 Layout = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int, threads: int,
-           bound_sample: int) -> Layout:
+def layout(
+    src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int, threads: int, bound_sample: int
+) -> Layout:
     """The pairs ``(src, dst)`` (int64, offset-major with ``starts``) of every offset but ``skip``, bucketed by
     which of ``parts`` contiguous output-row ranges their destination falls in, on ``threads`` threads of
     torch's team (:func:`_layout_body`). Returns ``(bounds [parts + 1], seg [parts * K + 1], src32, dst32)``:
@@ -203,8 +234,21 @@ def layout(src: Tensor, dst: Tensor, starts, skip: int, num_out: int, parts: int
     bounds, owner = _part_bounds(dst_np, starts, skip, num_out, parts, stride)
     seg = np.zeros(parts * kv + 1, np.int64)
     src32, dst32 = np.empty(total, np.int32), np.empty(total, np.int32)
-    block = ConvLayout.pack(num_pairs=src_np.shape[0], k=kv, skip=skip, num_out=num_out, parts=parts, total=total,
-                            src=src_np, dst=dst_np, starts=starts, owner=owner, seg=seg, src32=src32, dst32=dst32)
+    block = ConvLayout.pack(
+        num_pairs=src_np.shape[0],
+        k=kv,
+        skip=skip,
+        num_out=num_out,
+        parts=parts,
+        total=total,
+        src=src_np,
+        dst=dst_np,
+        starts=starts,
+        owner=owner,
+        seg=seg,
+        src32=src32,
+        dst32=dst32,
+    )
     team.run_on_team(_layout_body, block, threads)
     return bounds, seg, src32, dst32
 
@@ -220,21 +264,49 @@ def _padded(weight: Tensor) -> np.ndarray:
     return simd.padded_weight(weight.detach().contiguous().numpy())
 
 
-def _launch(split: Layout, a: Tensor, w: Tensor, out: Optional[Tensor], x: Optional[Tensor],
-            grad_w: Optional[np.ndarray], threads: int, identity: int = -1, add_identity: bool = False) -> None:
+def _launch(
+    split: Layout,
+    a: Tensor,
+    w: Tensor,
+    out: Optional[Tensor],
+    x: Optional[Tensor],
+    grad_w: Optional[np.ndarray],
+    threads: int,
+    identity: int = -1,
+    add_identity: bool = False,
+) -> None:
     bounds, seg, src32, dst32 = split
     kv = w.shape[0]
     padded = derived_layout(w, "padded", _padded)
-    block = ConvFused.pack(double=a.dtype == torch.float64, k=kv, total=src32.shape[0], parts=(seg.shape[0] - 1) // kv,
-                           threads=threads, n_a=a.shape[0], c_a=w.shape[1], w_stride=padded.shape[2],
-                           c_out=w.shape[2], c_x=0 if x is None else x.shape[1], identity=identity,
-                           add_identity=add_identity, src=src32, dst=dst32, seg=seg, bounds=bounds, a=a, w=padded,
-                           out=out, x=x, grad_w=grad_w)
+    block = ConvFused.pack(
+        double=a.dtype == torch.float64,
+        k=kv,
+        total=src32.shape[0],
+        parts=(seg.shape[0] - 1) // kv,
+        threads=threads,
+        n_a=a.shape[0],
+        c_a=w.shape[1],
+        w_stride=padded.shape[2],
+        c_out=w.shape[2],
+        c_x=0 if x is None else x.shape[1],
+        identity=identity,
+        add_identity=add_identity,
+        src=src32,
+        dst=dst32,
+        seg=seg,
+        bounds=bounds,
+        a=a,
+        w=padded,
+        out=out,
+        x=x,
+        grad_w=grad_w,
+    )
     team.run_on_team(_fused_body, block, threads)
 
 
-def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, identity: int = -1,
-               add_identity: bool = False) -> None:
+def accumulate(
+    x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, identity: int = -1, add_identity: bool = False
+) -> None:
     """``out[o] += x[i] @ W[k]`` for every pair ``(i, o)`` of offset ``k`` in ``split`` (a :func:`layout`
     with any number of parts) on ``threads`` threads of torch's team. ``x [N_in, C_in]``, ``w [K, C_in,
     C_out]`` and ``out [N_out, C_out]`` are contiguous CPU tensors of one dtype; only when
@@ -244,8 +316,16 @@ def accumulate(x: Tensor, w: Tensor, split: Layout, out: Tensor, threads: int, i
     _launch(split, x, w, out, None, None, threads, identity, add_identity)
 
 
-def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Optional[Tensor], need_w: bool,
-             threads: int, identity: int = -1) -> Optional[Tensor]:
+def backward(
+    grad_out: Tensor,
+    w: Tensor,
+    x: Tensor,
+    split: Layout,
+    grad_x: Optional[Tensor],
+    need_w: bool,
+    threads: int,
+    identity: int = -1,
+) -> Optional[Tensor]:
     """Both gradients of :func:`accumulate` over the *adjoint* ``split`` (pairs ``(o, i)`` bucketed by input
     row ``i``): ``grad_x[i] += grad_out[o] @ W[k]^T`` (when ``grad_x`` is given) and, when ``need_w``,
     returns ``d_W[k] = sum x[i]^T grad_out[o]`` ``[K, C_in, C_out]`` (summed over the threads' accumulators).
@@ -254,8 +334,11 @@ def backward(grad_out: Tensor, w: Tensor, x: Tensor, split: Layout, grad_x: Opti
     ``x[r]^T grad_out[r]`` over its rows to the identity offset's ``d_W`` (outer products of rows in order, in
     the thread's cache, instead of one ``torch.mm`` of the whole ``x^T grad_out`` afterwards)."""
     kv, c_in, c_out = w.shape
-    grad_w = _uninitialised((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32) \
-        if need_w else None
+    grad_w = (
+        _uninitialised((threads, kv, c_in, c_out), np.float64 if x.dtype == torch.float64 else np.float32)
+        if need_w
+        else None
+    )
     _launch(split, grad_out.contiguous(), w.transpose(1, 2), grad_x, x, grad_w, threads, identity)
     return torch.from_numpy(grad_w).sum(dim=0) if need_w else None
 
@@ -265,8 +348,16 @@ def build_row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTun
     output-row ranges, without the identity offset, built afresh (:func:`row_split` memoises it on the map)."""
     src, dst = (kmap.pair_out, kmap.pair_in) if adjoint else (kmap.pair_in, kmap.pair_out)
     num_out = kmap.num_in if adjoint else kmap.num_out
-    return layout(src, dst, kmap.offset_starts, identity_offset(kmap), num_out,
-                  threads * tuning.conv_parts_per_thread, threads, tuning.conv_bound_sample)
+    return layout(
+        src,
+        dst,
+        kmap.offset_starts,
+        identity_offset(kmap),
+        num_out,
+        threads * tuning.conv_parts_per_thread,
+        threads,
+        tuning.conv_bound_sample,
+    )
 
 
 def row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTuning) -> Layout:
@@ -275,8 +366,9 @@ def row_split(kmap: KernelMap, adjoint: bool, threads: int, tuning: CpuTuning) -
     return kmap.derived(key, lambda: build_row_split(kmap, adjoint, threads, tuning))
 
 
-def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int,
-                 bias: Optional[Tensor], tuning: CpuTuning) -> Tensor:
+def conv_forward(
+    x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: int, bias: Optional[Tensor], tuning: CpuTuning
+) -> Tensor:
     """The forward fused per thread (``w`` is ``[K, C_in, C_out]``) on torch's team: each part of the
     output rows is set by the identity offset's GEMM (added to the bias, if any; else the accumulator
     starts as the bias or zeros), then every other offset is added."""
@@ -293,8 +385,9 @@ def conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, adjoint: bool, num_out: 
     return out
 
 
-def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool,
-                  tuning: CpuTuning):
+def conv_backward(
+    x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool, tuning: CpuTuning
+):
     """Both gradients fused per thread over the adjoint row split (ungrouped ``weight`` ``[K, 1, A,
     B]``): each part of ``d_in`` is set by the identity offset's product first, and adds its rows to that
     offset's ``d_W``."""

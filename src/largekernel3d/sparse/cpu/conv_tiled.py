@@ -67,8 +67,18 @@ def _row_gatherer(x: Tensor, idx: Tensor):
     return lambda a, b, buf: gather_rows(xn, idxn, a, b, _np(buf))
 
 
-def conv_forward(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out: int, c_out: int,
-                 tuning: CpuTuning, bias: Optional[Tensor] = None, identity: int = -1) -> Tensor:
+def conv_forward(
+    x: Tensor,
+    w: Tensor,
+    src: Tensor,
+    dst: Tensor,
+    starts,
+    num_out: int,
+    c_out: int,
+    tuning: CpuTuning,
+    bias: Optional[Tensor] = None,
+    identity: int = -1,
+) -> Tensor:
     """``out[dst] += x[src] @ W[k]`` per offset segment of ``starts`` (``w [K, G, A, B]``), tile by tile; the
     ``identity`` offset's dense GEMM initialises ``out`` (with ``bias``)."""
     x = x.contiguous()
@@ -90,13 +100,15 @@ def conv_forward(x: Tensor, w: Tensor, src: Tensor, dst: Tensor, starts, num_out
         gather(a, b, buf_in)
         for k, s, e in segs:
             apply_offset(buf_in[s:e], w[k], out=buf_out[s:e])
-        team.scatter_add_segments(bout, dstn, a, [(s, e) for _, s, e in segs], outn, threads,
-                                  tuning.scatter_min_parallel_rows)
+        team.scatter_add_segments(
+            bout, dstn, a, [(s, e) for _, s, e in segs], outn, threads, tuning.scatter_min_parallel_rows
+        )
     return out
 
 
-def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool,
-                  tuning: CpuTuning):
+def conv_backward(
+    x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, need_x: bool, need_w: bool, tuning: CpuTuning
+):
     """Both gradients in one tiled pass: per tile ``d_out`` rows are gathered once and serve
     ``d_W[k] += x_tile^T d_out_tile`` and ``d_in[pairs_in] += d_out_tile W[k]^T``."""
     g, a, b = weight.shape[1:]
@@ -106,8 +118,11 @@ def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, 
     identity = identity_offset(kmap)
     grad_w = weight.new_zeros(weight.shape) if need_w else None
     if identity >= 0:  # identity offset: dense GEMMs, no gather/scatter
-        grad_x = apply_offset(grad_out, wt[identity], out=host_memory.empty((kmap.num_in, c_in), x.dtype)) \
-            if need_x else None
+        grad_x = (
+            apply_offset(grad_out, wt[identity], out=host_memory.empty((kmap.num_in, c_in), x.dtype))
+            if need_x
+            else None
+        )
         if need_w:
             grad_w[identity] = weight_block(x, grad_out, g)
     else:
@@ -132,8 +147,15 @@ def conv_backward(x: Tensor, grad_out: Tensor, weight: Tensor, kmap: KernelMap, 
             if need_x:
                 apply_offset(buf_g[s:e], wt[k], out=buf_y[s:e])
         if need_x:
-            team.scatter_add_segments(_np(buf_y), pin, lo, [(s, e) for _, s, e in segs], _np(grad_x), threads,
-                                      tuning.scatter_min_parallel_rows)
+            team.scatter_add_segments(
+                _np(buf_y),
+                pin,
+                lo,
+                [(s, e) for _, s, e in segs],
+                _np(grad_x),
+                threads,
+                tuning.scatter_min_parallel_rows,
+            )
     return grad_x, grad_w
 
 

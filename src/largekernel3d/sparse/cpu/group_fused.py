@@ -54,8 +54,12 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
     ng, centre, parts, tile = h[GroupFused.GROUPS], h[GroupFused.CENTRE], h[GroupFused.PARTS], h[GroupFused.TILE]
     c_in, c_out, n_in = h[GroupFused.C_IN], h[GroupFused.C_OUT], h[GroupFused.N_IN]
     x_addr, w_addr, w_stride = h[GroupFused.X], h[GroupFused.W], h[GroupFused.W_STRIDE]
-    out_addr, feat_addr, enc_addr, entries_addr = h[GroupFused.OUT], h[GroupFused.FEAT], h[GroupFused.ENC], \
-        h[GroupFused.ENTRIES]
+    out_addr, feat_addr, enc_addr, entries_addr = (
+        h[GroupFused.OUT],
+        h[GroupFused.FEAT],
+        h[GroupFused.ENC],
+        h[GroupFused.ENTRIES],
+    )
     with_enc, centre_start = h[GroupFused.USE] == 2, h[GroupFused.CENTRE_START]
     w_bytes = c_in * w_stride * itemsize  # one group's (padded) weight
     gw_bytes = c_out * c_in * itemsize  # one group's weight gradient
@@ -70,26 +74,39 @@ def _run_parts(h, x, bag_ptr, rows, ranges, part_cuts, grad_w):
                 r0 = lo - centre_start
                 x_rows = x_addr + r0 * c_in * itemsize
                 if hi > lo and out_addr != 0:
-                    simd.dense_products(x, x_rows, hi - lo, c_in, w_addr + centre * w_bytes, w_stride,
-                                                 out_addr + r0 * c_out * itemsize, c_out, False)
+                    simd.dense_products(
+                        x,
+                        x_rows,
+                        hi - lo,
+                        c_in,
+                        w_addr + centre * w_bytes,
+                        w_stride,
+                        out_addr + r0 * c_out * itemsize,
+                        c_out,
+                        False,
+                    )
                 if hi > lo and feat_addr != 0:  # acc[centre] += feat[rows]^T x[rows] (both contiguous)
-                    simd.outer_products(x, feat_addr, c_out, 0, r0, hi - lo, x_rows, c_in,
-                                                 gw_addr + centre * gw_bytes)
+                    simd.outer_products(x, feat_addr, c_out, 0, r0, hi - lo, x_rows, c_in, gw_addr + centre * gw_bytes)
             for g in range(ng):
                 if g == centre:
                     continue
                 hi = ranges[blk, g, 1]
                 for s in range(ranges[blk, g, 0], hi, tile):
                     n = min(hi - s, tile)
-                    a_addr = h[GroupFused.KEEP] + s * c_in * itemsize if h[GroupFused.KEEP] != 0 else \
-                        h[GroupFused.A_BUF] + t * tile * c_in * itemsize
+                    a_addr = (
+                        h[GroupFused.KEEP] + s * c_in * itemsize
+                        if h[GroupFused.KEEP] != 0
+                        else h[GroupFused.A_BUF] + t * tile * c_in * itemsize
+                    )
                     simd.bag_sums(x, x_addr, enc_addr, c_in, entries_addr, bag_ptr, n_in, with_enc, s, n, a_addr)
                     if out_addr != 0:
-                        simd.scatter_products(x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr,
-                                                       c_out, rows, s, True)
+                        simd.scatter_products(
+                            x, a_addr, n, c_in, w_addr + g * w_bytes, w_stride, out_addr, c_out, rows, s, True
+                        )
                     if feat_addr != 0:  # acc[g] += feat[rows of the slots]^T A
-                        simd.outer_products(x, feat_addr, c_out, h[GroupFused.ROWS] + 4 * s, 0, n, a_addr, c_in,
-                                                     gw_addr + g * gw_bytes)
+                        simd.outer_products(
+                            x, feat_addr, c_out, h[GroupFused.ROWS] + 4 * s, 0, n, a_addr, c_in, gw_addr + g * gw_bytes
+                        )
 
 
 @reads(GroupFused)
@@ -117,12 +134,26 @@ def _groups_body(block):
     gw_shape = (gw_threads, ng, h[GroupFused.C_OUT], h[GroupFused.C_IN])
     if h[GroupFused.DOUBLE]:
         p = team.float64_pointer
-        _run_parts(h, nb.carray(p(h[GroupFused.X]), x_shape), bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[GroupFused.GRAD_W]), gw_shape))
+        _run_parts(
+            h,
+            nb.carray(p(h[GroupFused.X]), x_shape),
+            bag_ptr,
+            rows,
+            ranges,
+            part_cuts,
+            nb.carray(p(h[GroupFused.GRAD_W]), gw_shape),
+        )
     else:
         p = team.float32_pointer
-        _run_parts(h, nb.carray(p(h[GroupFused.X]), x_shape), bag_ptr, rows, ranges, part_cuts,
-                   nb.carray(p(h[GroupFused.GRAD_W]), gw_shape))
+        _run_parts(
+            h,
+            nb.carray(p(h[GroupFused.X]), x_shape),
+            bag_ptr,
+            rows,
+            ranges,
+            part_cuts,
+            nb.carray(p(h[GroupFused.GRAD_W]), gw_shape),
+        )
 
 
 def block_rows(c_out: int, itemsize: int, tuning: CpuTuning) -> int:
@@ -136,10 +167,25 @@ def _padded(weight: Tensor) -> np.ndarray:
     return simd.padded_weight(weight.detach().contiguous().numpy())
 
 
-def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray, rows: np.ndarray,
-            ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Optional[Tensor], centre: int, tile: int,
-            threads: int, keep: Optional[np.ndarray], centre_start: int, feat: Optional[Tensor] = None,
-            grad_w: Optional[np.ndarray] = None) -> None:
+def _launch(
+    x: Tensor,
+    enc: Optional[Tensor],
+    entries: np.ndarray,
+    use: int,
+    bag_ptr: np.ndarray,
+    rows: np.ndarray,
+    ranges: np.ndarray,
+    part_cuts: np.ndarray,
+    weight: Tensor,
+    out: Optional[Tensor],
+    centre: int,
+    tile: int,
+    threads: int,
+    keep: Optional[np.ndarray],
+    centre_start: int,
+    feat: Optional[Tensor] = None,
+    grad_w: Optional[np.ndarray] = None,
+) -> None:
     """Run :func:`_groups_body` on ``threads`` threads of torch's team (arguments as in :func:`accumulate` and
     :func:`backward`)."""
     nblk, ng = ranges.shape[0], ranges.shape[1]
@@ -148,18 +194,55 @@ def _launch(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag
     padded = derived_layout(weight, "padded", _padded)
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     a_buf = np.empty(threads * tile * c_in if keep is None else 0, dtype)
-    block = GroupFused.pack(double=x.dtype == torch.float64, groups=ng, centre=centre, blocks=nblk,
-                            parts=part_cuts.shape[0] - 1, tile=tile, use=use, n_in=x.shape[0], c_in=c_in,
-                            w_stride=padded.shape[2], c_out=c_out, slots=rows.shape[0], centre_start=centre_start,
-                            threads=threads, x=x, w=padded, out=out, entries=entries, enc=enc, bag_ptr=bag_ptr,
-                            rows=rows, ranges=ranges, part_cuts=part_cuts, a_buf=a_buf, keep=keep, feat=feat,
-                            grad_w=grad_w)
+    block = GroupFused.pack(
+        double=x.dtype == torch.float64,
+        groups=ng,
+        centre=centre,
+        blocks=nblk,
+        parts=part_cuts.shape[0] - 1,
+        tile=tile,
+        use=use,
+        n_in=x.shape[0],
+        c_in=c_in,
+        w_stride=padded.shape[2],
+        c_out=c_out,
+        slots=rows.shape[0],
+        centre_start=centre_start,
+        threads=threads,
+        x=x,
+        w=padded,
+        out=out,
+        entries=entries,
+        enc=enc,
+        bag_ptr=bag_ptr,
+        rows=rows,
+        ranges=ranges,
+        part_cuts=part_cuts,
+        a_buf=a_buf,
+        keep=keep,
+        feat=feat,
+        grad_w=grad_w,
+    )
     team.run_on_team(_groups_body, block, threads)
 
 
-def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, bag_ptr: np.ndarray,
-               rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, weight: Tensor, out: Tensor, centre: int,
-               tile: int, threads: int, keep: Optional[np.ndarray] = None, centre_start: int = -1) -> None:
+def accumulate(
+    x: Tensor,
+    enc: Optional[Tensor],
+    entries: np.ndarray,
+    use: int,
+    bag_ptr: np.ndarray,
+    rows: np.ndarray,
+    ranges: np.ndarray,
+    part_cuts: np.ndarray,
+    weight: Tensor,
+    out: Tensor,
+    centre: int,
+    tile: int,
+    threads: int,
+    keep: Optional[np.ndarray] = None,
+    centre_start: int = -1,
+) -> None:
     """``out[rows[s]] += A[s] @ W[g]`` for every slot ``s`` of every group ``g != centre``, ``A[s]`` the sum
     of its pairs' ``x[j] + enc[k]`` (``use`` 2) or ``x[j]`` (``use`` 1; the entries as in
     :func:`.simd.bag_sums`), on ``threads`` threads of torch's team. ``ranges [blocks, G, 2]`` are
@@ -171,13 +254,26 @@ def accumulate(x: Tensor, enc: Optional[Tensor], entries: np.ndarray, use: int, 
     Only for ``Dataflow.CPU_FUSED`` (:func:`..dispatch.group_conv_blocker`)."""
     if ranges.shape[0] == 0:
         return
-    _launch(x, enc, entries, use, bag_ptr, rows, ranges, part_cuts, weight, out, centre, tile, threads, keep,
-            centre_start)
+    _launch(
+        x, enc, entries, use, bag_ptr, rows, ranges, part_cuts, weight, out, centre, tile, threads, keep, centre_start
+    )
 
 
-def backward(grad_out: Tensor, features: Optional[Tensor], entries: np.ndarray, bag_ptr: np.ndarray,
-             rows: np.ndarray, ranges: np.ndarray, part_cuts: np.ndarray, mirrored: Tensor, grad_x: Optional[Tensor],
-             centre: int, tile: int, threads: int, centre_start: int = -1) -> Optional[Tensor]:
+def backward(
+    grad_out: Tensor,
+    features: Optional[Tensor],
+    entries: np.ndarray,
+    bag_ptr: np.ndarray,
+    rows: np.ndarray,
+    ranges: np.ndarray,
+    part_cuts: np.ndarray,
+    mirrored: Tensor,
+    grad_x: Optional[Tensor],
+    centre: int,
+    tile: int,
+    threads: int,
+    centre_start: int = -1,
+) -> Optional[Tensor]:
     """The backward pass of :func:`accumulate` on a symmetric map and mirror-symmetric grouping, in one
     parallel region over the same row blocks. Per tile of slots ``s`` (group ``g``, output row ``i(s)``), the
     bags of ``grad_out`` over the slots' entries, ``B[s] = sum_{pairs (j, k) of s} grad_out[j]`` (encoding
@@ -194,11 +290,29 @@ def backward(grad_out: Tensor, features: Optional[Tensor], entries: np.ndarray, 
     Only for ``Dataflow.CPU_FUSED`` (:func:`..dispatch.group_conv_blocker`)."""
     ng, c_out, c_in = mirrored.shape
     double = grad_out.dtype == torch.float64
-    grad_w = np.empty((threads, ng, c_in, c_out), np.float64 if double else np.float32) if features is not None \
-        else None
+    grad_w = (
+        np.empty((threads, ng, c_in, c_out), np.float64 if double else np.float32) if features is not None else None
+    )
     if ranges.shape[0] > 0:
-        _launch(grad_out, None, entries, 1, bag_ptr, rows, ranges, part_cuts, mirrored, grad_x, centre, tile,
-                threads, None, centre_start, features, grad_w)
+        _launch(
+            grad_out,
+            None,
+            entries,
+            1,
+            bag_ptr,
+            rows,
+            ranges,
+            part_cuts,
+            mirrored,
+            grad_x,
+            centre,
+            tile,
+            threads,
+            None,
+            centre_start,
+            features,
+            grad_w,
+        )
     elif grad_w is not None:
         grad_w.fill(0)
     return None if grad_w is None else torch.from_numpy(grad_w).sum(dim=0)

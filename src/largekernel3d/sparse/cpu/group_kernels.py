@@ -70,8 +70,9 @@ def _offset_pairs(pair_in, pair_out, starts, k, mirrored):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries,
-                        mirrored):
+def _fill_group_entries(
+    pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries, mirrored
+):
     """Group ``g``'s bag entries (:func:`_put_entry`), every pair at its output row's write cursor
     ``cursor[i]`` (advanced), its offsets in ``offsets`` order (``mirrored``: see :func:`_offset_pairs`)."""
     for t in range(offset_ptr[g], offset_ptr[g + 1]):
@@ -85,8 +86,24 @@ def _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, curso
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, s, count, seen, rows, bag_ptr, gstart,
-                    num_in, entries, mirrored):
+def _compact_layout(
+    pair_in,
+    pair_out,
+    starts,
+    offsets,
+    offset_ptr,
+    g_lo,
+    g_hi,
+    s,
+    count,
+    seen,
+    rows,
+    bag_ptr,
+    gstart,
+    num_in,
+    entries,
+    mirrored,
+):
     """The compact layout of groups ``[g_lo, g_hi)`` with its bag entries, one group at a time (group ``g``
     owns the offsets ``offsets[offset_ptr[g]:offset_ptr[g + 1]]``), so that the group's pairs are still in
     cache when they are read the second time:
@@ -127,16 +144,30 @@ def _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, 
                 bag_ptr[uidx(s + 1)] = pos
                 s += 1
         gstart[g + 1] = s
-        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries,
-                            mirrored)
+        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, count, num_in, True, entries, mirrored)
         for r in range(first, s):
             count[uidx(rows[uidx(r)])] = 0
     return s
 
 
 @nb.njit(cache=True, nogil=True)
-def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, rows, bag_ptr, gstart, cursor, num_in,
-                  with_encoding, entries, mirrored):
+def _compact_bags(
+    pair_in,
+    pair_out,
+    starts,
+    offsets,
+    offset_ptr,
+    g_lo,
+    g_hi,
+    rows,
+    bag_ptr,
+    gstart,
+    cursor,
+    num_in,
+    with_encoding,
+    entries,
+    mirrored,
+):
     """The bag entries of groups ``[g_lo, g_hi)`` of the compact layout of :func:`_compact_layout`, in slot
     order (stable: a slot's pairs by offset, in ``offsets`` order): ``pair_in`` of every pair or
     (``with_encoding``) the pairs ``(pair_in, num_in + k)`` interleaved. One group at a time, through the
@@ -144,8 +175,9 @@ def _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, g_lo, g_hi, ro
     for g in range(g_lo, g_hi):
         for s in range(gstart[g], gstart[g + 1]):
             cursor[rows[s]] = bag_ptr[s]
-        _fill_group_entries(pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries,
-                            mirrored)
+        _fill_group_entries(
+            pair_in, pair_out, starts, offsets, offset_ptr, g, cursor, num_in, with_encoding, entries, mirrored
+        )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -180,7 +212,7 @@ def _slots_below(rows, gstart, r):
     """The slots (of all groups) whose row is below ``r``: a group's rows ascend, so one binary search each."""
     total = 0
     for g in range(gstart.shape[0] - 1):
-        total += np.searchsorted(rows[gstart[g]:gstart[g + 1]], r)
+        total += np.searchsorted(rows[gstart[g] : gstart[g + 1]], r)
     return total
 
 
@@ -209,7 +241,7 @@ def _block_ranges(rows, gstart, bounds, ranges):
     """``ranges[b, g]`` = the slots ``[lo, hi)`` of group ``g`` whose rows lie in ``[bounds[b], bounds[b + 1])``
     (a group's rows ascend, as do the ``bounds``): the bounds binary-searched in each group's rows."""
     for g in range(gstart.shape[0] - 1):
-        at = gstart[g] + np.searchsorted(rows[gstart[g]:gstart[g + 1]], bounds)
+        at = gstart[g] + np.searchsorted(rows[gstart[g] : gstart[g + 1]], bounds)
         for b in range(bounds.shape[0] - 1):
             ranges[b, g, 0] = at[b]
             ranges[b, g, 1] = at[b + 1]

@@ -18,8 +18,16 @@ from torch import Tensor
 
 from ..kernel_map import KernelMap
 from . import host_memory, team
-from .group_kernels import (_block_ranges, _compact_bags, _compact_layout, _compact_pair_slots, _csr, _fill_bags,
-                            _pair_inputs, _part_rows)
+from .group_kernels import (
+    _block_ranges,
+    _compact_bags,
+    _compact_layout,
+    _compact_pair_slots,
+    _csr,
+    _fill_bags,
+    _pair_inputs,
+    _part_rows,
+)
 from .group_team import _team_bags_body, _team_slots_body
 from .tuning import DEFAULT_TUNING, CpuTuning
 
@@ -28,7 +36,7 @@ def slot_index_dtype(num_pairs: int, num_out: int, num_groups: int, num_in: int,
     """``np.int32`` when every slot, bag entry and table row of a layout fits (half the memory), else
     ``np.int64``. The fused SW-LK products need int32 (:func:`..dispatch.group_conv_blocker`)."""
     largest = max(2 * num_pairs, num_out * num_groups, num_in + kernel_volume)
-    return np.int32 if largest < 2 ** 31 else np.int64
+    return np.int32 if largest < 2**31 else np.int64
 
 
 def _bitsets(n: int, count: int) -> np.ndarray:
@@ -56,8 +64,9 @@ class GroupLayout:
     entries and the per-pair slots are built on first use; read-only otherwise. ``tuning`` decides only whether
     the layout is built on torch's team (``group_team_layout_min_pairs``); the layout is the same either way."""
 
-    def __init__(self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool,
-                 tuning: CpuTuning = DEFAULT_TUNING) -> None:
+    def __init__(
+        self, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool, tuning: CpuTuning = DEFAULT_TUNING
+    ) -> None:
         self.team_min_pairs = tuning.group_team_layout_min_pairs
         self.num_in, self.num_out, self.kernel_volume = kmap.num_in, kmap.num_out, kmap.kernel_volume
         self.num_pairs = kmap.num_pairs
@@ -86,17 +95,33 @@ class GroupLayout:
                 rows = np.empty(self.num_pairs, self.index_dtype)
                 bag_ptr = np.empty(self.num_pairs + 1, self.index_dtype)
                 bag_ptr[0] = 0
-                end = _compact_layout(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
-                                      num_groups, 0, np.zeros(n, self.index_dtype), _bitsets(n, 1)[0], rows, bag_ptr,
-                                      self.gstart, self.num_in, entries, self.mirrored)
-                self.rows, self.bag_ptr = rows[:end], bag_ptr[:end + 1]
+                end = _compact_layout(
+                    self.pair_in,
+                    self.pair_out,
+                    self.starts,
+                    self.offsets,
+                    self.offset_ptr,
+                    0,
+                    num_groups,
+                    0,
+                    np.zeros(n, self.index_dtype),
+                    _bitsets(n, 1)[0],
+                    rows,
+                    bag_ptr,
+                    self.gstart,
+                    self.num_in,
+                    entries,
+                    self.mirrored,
+                )
+                self.rows, self.bag_ptr = rows[:end], bag_ptr[: end + 1]
             self._by_slot[True] = entries
             self.num_slots = self.rows.shape[0]
         else:  # slot i * G + g of every pair, and the bags' starts from the pairs per slot
             self.num_slots = n * num_groups
             self._slot = (self.pair_out * num_groups + group[pair_offsets(kmap)]).astype(self.index_dtype)
-            self.bag_ptr = np.concatenate([[0], np.cumsum(np.bincount(self._slot, minlength=self.num_slots))]
-                                          ).astype(self.index_dtype)
+            self.bag_ptr = np.concatenate([[0], np.cumsum(np.bincount(self._slot, minlength=self.num_slots))]).astype(
+                self.index_dtype
+            )
         self._by_input: Optional[Tuple[Tensor, Tensor]] = None
         self._row_blocks: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
@@ -106,8 +131,12 @@ class GroupLayout:
         else ``threads`` contiguous ranges of about equal work (a group costs its pairs plus one pass over
         the output rows)."""
         num_groups = self.offset_ptr.shape[0] - 1
-        if (threads <= 1 or self.num_pairs < self.team_min_pairs or self.index_dtype != np.int32
-                or not team.team_available()):
+        if (
+            threads <= 1
+            or self.num_pairs < self.team_min_pairs
+            or self.index_dtype != np.int32
+            or not team.team_available()
+        ):
             return np.array([0, num_groups], np.int64)
         work = np.concatenate([[0], np.cumsum(np.diff(self._pairs_before_groups()) + self.num_out)])
         cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads)
@@ -125,10 +154,24 @@ class GroupLayout:
         num_ranges = self.ranges.shape[0] - 1
         scratch = np.zeros((num_ranges, self.num_out), np.int32)
         block = body.arg_block.pack(
-            num_pairs=self.num_pairs, k=self.kernel_volume, groups=self.offset_ptr.shape[0] - 1,
-            num_ranges=num_ranges, num_out=self.num_out, num_slots=rows.shape[0], pair_in=self.pair_in,
-            pair_out=self.pair_out, starts=self.starts, offsets=self.offsets, offset_ptr=self.offset_ptr,
-            ranges=self.ranges, scratch=scratch, rows=rows, bag_ptr=bag_ptr, gstart=self.gstart, **own)
+            num_pairs=self.num_pairs,
+            k=self.kernel_volume,
+            groups=self.offset_ptr.shape[0] - 1,
+            num_ranges=num_ranges,
+            num_out=self.num_out,
+            num_slots=rows.shape[0],
+            pair_in=self.pair_in,
+            pair_out=self.pair_out,
+            starts=self.starts,
+            offsets=self.offsets,
+            offset_ptr=self.offset_ptr,
+            ranges=self.ranges,
+            scratch=scratch,
+            rows=rows,
+            bag_ptr=bag_ptr,
+            gstart=self.gstart,
+            **own,
+        )
         team.run_on_team(body, block, num_ranges)
 
     def _team_slots(self, entries: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -146,22 +189,32 @@ class GroupLayout:
         bag_ptr[base] = pairs_before[:-1]
         seen = _bitsets(self.num_out, num_ranges)
         ends = np.zeros(num_ranges, np.int64)
-        self._run_layout_team(_team_slots_body, rows, bag_ptr, num_in=self.num_in, seen_words=seen.shape[1],
-                              mirrored=self.mirrored, base=np.ascontiguousarray(base, np.int64), ends=ends,
-                              entries=entries, seen=seen)
+        self._run_layout_team(
+            _team_slots_body,
+            rows,
+            bag_ptr,
+            num_in=self.num_in,
+            seen_words=seen.shape[1],
+            mirrored=self.mirrored,
+            base=np.ascontiguousarray(base, np.int64),
+            ends=ends,
+            entries=entries,
+            seen=seen,
+        )
         dst = 0
         for r in range(num_ranges):
             b, n = int(base[r]), int(ends[r] - base[r])
             if b != dst:  # moved left; numpy copes with the overlap
-                rows[dst:dst + n] = rows[b:b + n]
-                bag_ptr[dst:dst + n + 1] = bag_ptr[b:b + n + 1]
-                self.gstart[ranges[r] + 1:ranges[r + 1] + 1] -= b - dst
+                rows[dst : dst + n] = rows[b : b + n]
+                bag_ptr[dst : dst + n + 1] = bag_ptr[b : b + n + 1]
+                self.gstart[ranges[r] + 1 : ranges[r + 1] + 1] -= b - dst
             dst += n
-        return rows[:dst], bag_ptr[:dst + 1]
+        return rows[:dst], bag_ptr[: dst + 1]
 
     @classmethod
-    def for_map(cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool,
-                tuning: CpuTuning = DEFAULT_TUNING) -> "GroupLayout":
+    def for_map(
+        cls, kmap: KernelMap, group: np.ndarray, num_groups: int, compact: bool, tuning: CpuTuning = DEFAULT_TUNING
+    ) -> "GroupLayout":
         """The slots of ``kmap`` for this grouping, memoised on the map (``tuning`` changes how the first caller
         builds it, not what it holds)."""
         key = ("group_slots", group.tobytes(), int(num_groups), bool(compact))
@@ -172,8 +225,18 @@ class GroupLayout:
         """``[P]``: the slot of every pair (built on first use: the backward pass needs it)."""
         if self._slot is None:  # compact layout (the dense one has it from the start)
             self._slot = np.empty(self.num_pairs, self.index_dtype)
-            _compact_pair_slots(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, self.rows,
-                                self.gstart, self.num_out, self._slot, self.mirrored)
+            _compact_pair_slots(
+                self.pair_in,
+                self.pair_out,
+                self.starts,
+                self.offsets,
+                self.offset_ptr,
+                self.rows,
+                self.gstart,
+                self.num_out,
+                self._slot,
+                self.mirrored,
+            )
         return self._slot
 
     def _bag_entries(self, with_encoding: bool) -> np.ndarray:
@@ -183,13 +246,33 @@ class GroupLayout:
         if with_encoding not in self._by_slot:
             entries = np.empty((2 if with_encoding else 1) * self.num_pairs, self.index_dtype)
             if self.compact and self.ranges.shape[0] > 2:
-                self._run_layout_team(_team_bags_body, self.rows, self.bag_ptr, num_in=self.num_in,
-                                      with_encoding=with_encoding, mirrored=self.mirrored, entries=entries)
+                self._run_layout_team(
+                    _team_bags_body,
+                    self.rows,
+                    self.bag_ptr,
+                    num_in=self.num_in,
+                    with_encoding=with_encoding,
+                    mirrored=self.mirrored,
+                    entries=entries,
+                )
             elif self.compact:
-                _compact_bags(self.pair_in, self.pair_out, self.starts, self.offsets, self.offset_ptr, 0,
-                              self.offset_ptr.shape[0] - 1, self.rows, self.bag_ptr, self.gstart,
-                              np.empty(self.num_out, self.index_dtype), self.num_in, with_encoding, entries,
-                              self.mirrored)
+                _compact_bags(
+                    self.pair_in,
+                    self.pair_out,
+                    self.starts,
+                    self.offsets,
+                    self.offset_ptr,
+                    0,
+                    self.offset_ptr.shape[0] - 1,
+                    self.rows,
+                    self.bag_ptr,
+                    self.gstart,
+                    np.empty(self.num_out, self.index_dtype),
+                    self.num_in,
+                    with_encoding,
+                    entries,
+                    self.mirrored,
+                )
             else:
                 _fill_bags(self.pair_in, self.slot, self.starts, self.bag_ptr, self.num_in, with_encoding, entries)
             self._by_slot[with_encoding] = entries
@@ -218,7 +301,7 @@ class GroupLayout:
         width = 2 if with_encoding else 1
         p0, p1 = int(self.bag_ptr[lo]), int(self.bag_ptr[hi])
         offsets = torch.from_numpy((width * (self.bag_ptr[lo:hi] - p0)).astype(self.index_dtype))
-        return F.embedding_bag(entries[width * p0:width * p1], table, offsets, mode="sum")
+        return F.embedding_bag(entries[width * p0 : width * p1], table, offsets, mode="sum")
 
     def gather(self, x: Tensor, enc: Optional[Tensor]) -> Tensor:
         """``A [num_slots, C]``."""
@@ -267,9 +350,12 @@ class GroupLayout:
                 d_x = d_a.new_zeros((self.num_in, c_dim))
         if need_e:
             if self.num_pairs:
-                d_e = F.embedding_bag(torch.from_numpy(self.slot), d_a,
-                                      torch.from_numpy(self.starts[:-1].astype(self.index_dtype)),
-                                      mode="sum")
+                d_e = F.embedding_bag(
+                    torch.from_numpy(self.slot),
+                    d_a,
+                    torch.from_numpy(self.starts[:-1].astype(self.index_dtype)),
+                    mode="sum",
+                )
             else:
                 d_e = d_a.new_zeros((self.kernel_volume, c_dim))
         return d_x, d_e

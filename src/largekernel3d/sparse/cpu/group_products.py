@@ -37,9 +37,18 @@ def _inference_chunk_rows(c_in: int, c_out: int, itemsize: int, tuning: CpuTunin
     return max(tuning.group_min_chunk_rows, tuning.group_chunk_bytes // (max(c_in, c_out) * itemsize))
 
 
-def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor, kmap: KernelMap, group: Tensor,
-                   fused: bool, tuning: CpuTuning, keep: Optional[np.ndarray] = None, acc: Optional[Tensor] = None,
-                   acc_rows: Optional[Tensor] = None) -> Tensor:
+def group_products(
+    features: Tensor,
+    encoding: Optional[Tensor],
+    weight: Tensor,
+    kmap: KernelMap,
+    group: Tensor,
+    fused: bool,
+    tuning: CpuTuning,
+    keep: Optional[np.ndarray] = None,
+    acc: Optional[Tensor] = None,
+    acc_rows: Optional[Tensor] = None,
+) -> Tensor:
     """``out = sum_g A_g @ W[g]`` (numba path) without holding ``A`` at once: the group blocks in chunks
     (:func:`_inference_chunk_rows`), each aggregated, multiplied into a reused buffer and added into the
     output rows while both stay in cache. A centre group (identity pairs) is one dense GEMM that
@@ -64,11 +73,11 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
         w_c = weight[centre]
         out = torch.mm(features, w_c, out=host_memory.empty((kmap.num_out, c_out), features.dtype))
         if with_centre_encoding:
-            out += encoding[k_centre:k_centre + 1].mm(w_c)
+            out += encoding[k_centre : k_centre + 1].mm(w_c)
     else:
         out = host_memory.zeros((kmap.num_out, c_out), features.dtype)
     if keep is not None and centre >= 0:
-        block = keep[int(slots.gstart[centre]):int(slots.gstart[centre + 1])]
+        block = keep[int(slots.gstart[centre]) : int(slots.gstart[centre + 1])]
         if with_centre_encoding:
             np.add(features.numpy(), encoding[k_centre].numpy(), out=block)
         else:
@@ -77,9 +86,23 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
     threads = torch.get_num_threads()
     if fused:
         ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_out, features.element_size(), tuning), threads)
-        group_fused.accumulate(features, encoding, slots.entries, 2 if encoding is not None else 1, slots.bag_ptr,
-                                slots.rows, ranges, part_cuts, weight, out, centre, chunk, threads, keep,
-                                int(slots.gstart[centre]) if centre_in_blocks else -1)
+        group_fused.accumulate(
+            features,
+            encoding,
+            slots.entries,
+            2 if encoding is not None else 1,
+            slots.bag_ptr,
+            slots.rows,
+            ranges,
+            part_cuts,
+            weight,
+            out,
+            centre,
+            chunk,
+            threads,
+            keep,
+            int(slots.gstart[centre]) if centre_in_blocks else -1,
+        )
         return out
     if acc is not None and centre >= 0:
         acc[centre].addmm_(acc_rows.t(), features)
@@ -102,8 +125,9 @@ def group_products(features: Tensor, encoding: Optional[Tensor], weight: Tensor,
             acc[g].addmm_(acc_rows[torch.from_numpy(slots.rows[s:e])].t(), a)
         y = buf_y[: e - s]
         torch.mm(a, weight[g], out=y)
-        team.scatter_add_segments(y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads,
-                                  tuning.scatter_min_parallel_rows)
+        team.scatter_add_segments(
+            y.numpy(), slots.rows, s, [(0, e - s)], out_np, threads, tuning.scatter_min_parallel_rows
+        )
     return out
 
 
@@ -143,7 +167,7 @@ def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
     def bags(rows: Tensor, first: int, last: int) -> Tensor:  # one bag per offset in [first, last)
         base = starts[first]
         bounds = torch.tensor(starts[first:last], dtype=torch.int64) - base
-        return F.embedding_bag(rows[base:starts[last]], grad_out, bounds, mode="sum")
+        return F.embedding_bag(rows[base : starts[last]], grad_out, bounds, mode="sum")
 
     if not kmap.symmetric or c == 0:
         return bags(kmap.pair_out, 0, kmap.kernel_volume)
@@ -151,10 +175,22 @@ def _offset_sums(grad_out: Tensor, kmap: KernelMap) -> Tensor:
     return torch.cat([bags(pair_in, c + 1, kmap.kernel_volume).flip(0), bags(pair_out, c, kmap.kernel_volume)])
 
 
-def mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Tensor], weight: Tensor,
-                      kmap: KernelMap, group: Tensor, slots: GroupLayout, sigma: np.ndarray, centre: int, need_x: bool,
-                      need_e: bool, need_w: bool, fused: bool, tuning: CpuTuning,
-                      ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+def mirrored_backward(
+    grad_out: Tensor,
+    features: Tensor,
+    encoding: Optional[Tensor],
+    weight: Tensor,
+    kmap: KernelMap,
+    group: Tensor,
+    slots: GroupLayout,
+    sigma: np.ndarray,
+    centre: int,
+    need_x: bool,
+    need_e: bool,
+    need_w: bool,
+    fused: bool,
+    tuning: CpuTuning,
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """``(dx, dE, dW)`` of :class:`GroupConvFunction` on a symmetric map and mirror-symmetric grouping (see its
     docstring): one product of ``dOut`` with the mirrored weights over the same slots gives ``dx`` and, from the
     same bags, ``acc[g] = sum_{slots s of g} x[row(s)]^T Agg(dOut)[s]``; then ``dW[h] = acc[sigma(h)] +
@@ -162,14 +198,15 @@ def mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Ten
     forward's plan), else chunk by chunk (:func:`group_products`, bags of ``[dOut; 0]``)."""
     mirrored = _mirrored_weight_of(weight, sigma)
     with_e_term = need_w and encoding is not None
-    d_e, d_w_e = _encoding_terms(_offset_sums(grad_out, kmap), encoding, mirrored, sigma, slots, need_e,
-                                 with_e_term) \
-        if need_e or with_e_term else (None, None)
+    d_e, d_w_e = (
+        _encoding_terms(_offset_sums(grad_out, kmap), encoding, mirrored, sigma, slots, need_e, with_e_term)
+        if need_e or with_e_term
+        else (None, None)
+    )
     d_x = acc = None
     if fused:
         if need_x or need_w:
-            d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None,
-                                       tuning)
+            d_x, acc = _fused_backward(grad_out, mirrored, slots, centre, need_x, features if need_w else None, tuning)
     elif need_x or need_w:  # the chunked bags sum a zero encoding (cheaper than building encoding-free entries)
         acc = grad_out.new_zeros((weight.shape[0], weight.shape[1], weight.shape[2])) if need_w else None
         zero = grad_out.new_zeros((kmap.kernel_volume, grad_out.shape[1]))
@@ -183,8 +220,15 @@ def mirrored_backward(grad_out: Tensor, features: Tensor, encoding: Optional[Ten
     return d_x, d_e, d_w
 
 
-def _encoding_terms(sums: Tensor, encoding: Tensor, mirrored: Tensor, sigma: np.ndarray, slots: "GroupLayout",
-                    need_e: bool, need_w: bool) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+def _encoding_terms(
+    sums: Tensor,
+    encoding: Tensor,
+    mirrored: Tensor,
+    sigma: np.ndarray,
+    slots: "GroupLayout",
+    need_e: bool,
+    need_w: bool,
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dE, dW_E)`` from the per-offset sums ``S [K, C_out]`` (:func:`_offset_sums`), one group at a time:
     ``dE[k] = S[k] @ W[g]^T`` for the offsets ``k`` of group ``g`` (if ``need_e``) and the encoding's part of
     the weight gradient ``dW_E[g] = E[k in g]^T S[k in g]`` (if ``need_w``), in the SIMD kernels of
@@ -194,9 +238,18 @@ def _encoding_terms(sums: Tensor, encoding: Tensor, mirrored: Tensor, sigma: np.
     groups, c_out, c_in = mirrored.shape
     d_e = sums.new_empty((encoding.shape[0] if need_e else 0, c_in))
     d_w_e = sums.new_zeros((groups if need_w else 0, c_in, c_out))
-    _encoding_terms_kernel(sums.contiguous().numpy(), encoding.detach().contiguous().numpy(),
-                           simd.padded_weight(mirrored.detach().numpy()), sigma,
-                           slots.offsets.astype(np.int32), slots.offset_ptr, d_e.numpy(), d_w_e.numpy(), need_e, need_w)
+    _encoding_terms_kernel(
+        sums.contiguous().numpy(),
+        encoding.detach().contiguous().numpy(),
+        simd.padded_weight(mirrored.detach().numpy()),
+        sigma,
+        slots.offsets.astype(np.int32),
+        slots.offset_ptr,
+        d_e.numpy(),
+        d_w_e.numpy(),
+        need_e,
+        need_w,
+    )
     return (d_e if need_e else None), (d_w_e if need_w else None)
 
 
@@ -214,17 +267,44 @@ def _encoding_terms_kernel(sums, enc, w_t, sigma, offsets, offset_ptr, d_e, d_w_
         if n == 0:
             continue
         if need_e:  # dE[k] = S[k] @ W[g]^T, every offset's row written once
-            simd.pair_products(sums, sums.ctypes.data, offsets, offsets, lo, n, c_out,
-                                        w_t.ctypes.data + sigma[g] * w_bytes, w_t.shape[2], d_e.ctypes.data, c_in,
-                                        False)
+            simd.pair_products(
+                sums,
+                sums.ctypes.data,
+                offsets,
+                offsets,
+                lo,
+                n,
+                c_out,
+                w_t.ctypes.data + sigma[g] * w_bytes,
+                w_t.shape[2],
+                d_e.ctypes.data,
+                c_in,
+                False,
+            )
         if need_w:  # dW_E[g] = E[k in g]^T S[k in g]
-            simd.outer_products(sums, enc.ctypes.data, c_in, offsets.ctypes.data + 4 * lo, 0, n,
-                                         sums.ctypes.data, c_out, d_w_e.ctypes.data + g * c_in * c_out * itemsize,
-                                         offsets.ctypes.data + 4 * lo)
+            simd.outer_products(
+                sums,
+                enc.ctypes.data,
+                c_in,
+                offsets.ctypes.data + 4 * lo,
+                0,
+                n,
+                sums.ctypes.data,
+                c_out,
+                d_w_e.ctypes.data + g * c_in * c_out * itemsize,
+                offsets.ctypes.data + 4 * lo,
+            )
 
 
-def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "GroupLayout", centre: int, need_x: bool,
-                    features: Optional[Tensor], tuning: CpuTuning) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+def _fused_backward(
+    grad_out: Tensor,
+    mirrored: Tensor,
+    slots: "GroupLayout",
+    centre: int,
+    need_x: bool,
+    features: Optional[Tensor],
+    tuning: CpuTuning,
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dx, acc)`` of :class:`GroupConvFunction` on a symmetric map in one pass of
     :func:`.group_fused.backward` over the forward's row blocks: ``dx = sum_g Agg_g(dOut) @ W[sigma(g)]^T``
     (if ``need_x``; each block writes the centre's ``dOut W[centre]^T`` into its rows first) and, given the
@@ -238,8 +318,19 @@ def _fused_backward(grad_out: Tensor, mirrored: Tensor, slots: "GroupLayout", ce
     threads = torch.get_num_threads()
     itemsize = grad_out.element_size()
     ranges, part_cuts = slots.row_blocks(group_fused.block_rows(c_x, itemsize, tuning), threads)
-    acc = group_fused.backward(grad_out, None if features is None else features.contiguous(), slots.entries,
-                                slots.bag_ptr, slots.rows, ranges, part_cuts, mirrored, d_x, centre,
-                                _inference_chunk_rows(grad_out.shape[1], c_x, itemsize, tuning), threads,
-                                int(slots.gstart[centre]) if centre >= 0 else -1)
+    acc = group_fused.backward(
+        grad_out,
+        None if features is None else features.contiguous(),
+        slots.entries,
+        slots.bag_ptr,
+        slots.rows,
+        ranges,
+        part_cuts,
+        mirrored,
+        d_x,
+        centre,
+        _inference_chunk_rows(grad_out.shape[1], c_x, itemsize, tuning),
+        threads,
+        int(slots.gstart[centre]) if centre >= 0 else -1,
+    )
     return d_x, acc

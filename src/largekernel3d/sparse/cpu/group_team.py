@@ -50,8 +50,24 @@ def _team_slots_body(block):
     mirrored = h[GroupLayoutSlots.MIRRORED] != 0
     num_in = h[GroupLayoutSlots.NUM_IN]
     for r in range(team.omp_get_thread_num(), nr, team.omp_get_num_threads()):
-        ends[r] = _compact_layout(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1], base[r],
-                                  scratch[r], seen[r], rows, bag_ptr, gstart, num_in, entries, mirrored)
+        ends[r] = _compact_layout(
+            pair_in,
+            pair_out,
+            starts,
+            offsets,
+            offset_ptr,
+            ranges[r],
+            ranges[r + 1],
+            base[r],
+            scratch[r],
+            seen[r],
+            rows,
+            bag_ptr,
+            gstart,
+            num_in,
+            entries,
+            mirrored,
+        )
 
 
 @reads(GroupLayoutBags)
@@ -69,5 +85,20 @@ def _team_bags_body(block):
     num_in = h[GroupLayoutBags.NUM_IN]
     entries = nb.carray(team.int32_pointer(h[GroupLayoutBags.ENTRIES]), ((2 if with_encoding else 1) * num_pairs,))
     for r in range(team.omp_get_thread_num(), nr, team.omp_get_num_threads()):
-        _compact_bags(pair_in, pair_out, starts, offsets, offset_ptr, ranges[r], ranges[r + 1], rows, bag_ptr,
-                      gstart, scratch[r], num_in, with_encoding, entries, mirrored)
+        _compact_bags(
+            pair_in,
+            pair_out,
+            starts,
+            offsets,
+            offset_ptr,
+            ranges[r],
+            ranges[r + 1],
+            rows,
+            bag_ptr,
+            gstart,
+            scratch[r],
+            num_in,
+            with_encoding,
+            entries,
+            mirrored,
+        )

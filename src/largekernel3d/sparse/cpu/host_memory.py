@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32,
-                 torch.int64: np.int64}
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32, torch.int64: np.int64}
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -105,13 +104,15 @@ def keep_freed_memory(trim_threshold: int = 256 << 20, mmap_threshold: int = _MA
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
     if mmap_threshold > _MAX_MMAP_THRESHOLD:
-        raise ValueError(f"mmap_threshold must be at most {_MAX_MMAP_THRESHOLD} bytes (glibc's limit), "
-                         f"got {mmap_threshold}")
+        raise ValueError(
+            f"mmap_threshold must be at most {_MAX_MMAP_THRESHOLD} bytes (glibc's limit), got {mmap_threshold}"
+        )
     libc = _glibc()
     if libc is None:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+        libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
+    )
 
 
 def _glibc():

@@ -121,6 +121,7 @@ def _run_blocks(kernel, num_blocks: int, threads: int, per_thread: int, *args) -
 # sorted sites -> lines
 # --------------------------------------------------------------------------------------------------
 
+
 @nb.njit(cache=True, nogil=True)
 def _lines(sorted_coords: np.ndarray, shape: np.ndarray):
     """Runs of equal ``(b, c0, c1)`` in ``sorted_coords [N, 4]``: ``(line_start [L + 1], line_key [L])``
@@ -128,15 +129,23 @@ def _lines(sorted_coords: np.ndarray, shape: np.ndarray):
     n = sorted_coords.shape[0]
     num = 0
     for i in range(n):
-        if (i == 0 or sorted_coords[i, 0] != sorted_coords[i - 1, 0] or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
-                or sorted_coords[i, 2] != sorted_coords[i - 1, 2]):
+        if (
+            i == 0
+            or sorted_coords[i, 0] != sorted_coords[i - 1, 0]
+            or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
+            or sorted_coords[i, 2] != sorted_coords[i - 1, 2]
+        ):
             num += 1
     start = np.empty(num + 1, np.int64)
     key = np.empty(num, np.int64)
     m = 0
     for i in range(n):
-        if (i == 0 or sorted_coords[i, 0] != sorted_coords[i - 1, 0] or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
-                or sorted_coords[i, 2] != sorted_coords[i - 1, 2]):
+        if (
+            i == 0
+            or sorted_coords[i, 0] != sorted_coords[i - 1, 0]
+            or sorted_coords[i, 1] != sorted_coords[i - 1, 1]
+            or sorted_coords[i, 2] != sorted_coords[i - 1, 2]
+        ):
             start[m] = i
             key[m] = (sorted_coords[i, 0] * shape[0] + sorted_coords[i, 1]) * shape[1] + sorted_coords[i, 2]
             m += 1
@@ -157,6 +166,7 @@ def _balanced_blocks(weights_start: np.ndarray, num_blocks: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # submanifold maps
 # --------------------------------------------------------------------------------------------------
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, mode, kbuf, ibuf, obuf, n):
@@ -244,8 +254,9 @@ def _most_pairs_per_site(ksize, half, num_sites):
 
 
 @nb.njit(cache=True, nogil=True)
-def _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, kbuf,
-                     ibuf, obuf, ends):
+def _subm_sweep_into(
+    blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half, kbuf, ibuf, obuf, ends
+):
     """``_EMIT`` the submanifold pairs of the output lines of blocks ``[blk_lo, blk_hi)`` in sweep
     order into ``(kbuf, ibuf, obuf)`` = ``(k, pair_in, pair_out)`` (block ``blk`` owns
     ``[ends[blk - blk_lo - 1], ends[blk - blk_lo])``) and count ``table[blk, k] += 1``. Returns False,
@@ -262,8 +273,9 @@ def _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksiz
         for line in range(blocks[blk], blocks[blk + 1]):
             if n + (line_start[line + 1] - line_start[line]) * per_site > kbuf.shape[0]:
                 return False
-            n = _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, _EMIT, kbuf,
-                            ibuf, obuf, n)
+            n = _sweep_line(
+                line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, _EMIT, kbuf, ibuf, obuf, n
+            )
         ends[blk - blk_lo] = n
     return True
 
@@ -278,8 +290,24 @@ def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, di
         ibuf = np.empty(capacity, perm.dtype)
         obuf = np.empty(capacity, perm.dtype)
         ends = np.empty(blk_hi - blk_lo, np.int64)
-        if _subm_sweep_into(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, half,
-                            kbuf, ibuf, obuf, ends):
+        if _subm_sweep_into(
+            blk_lo,
+            blk_hi,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            table,
+            half,
+            kbuf,
+            ibuf,
+            obuf,
+            ends,
+        ):
             return kbuf, ibuf, obuf, ends
         table[blk_lo:blk_hi] = 0
         capacity *= 2
@@ -319,13 +347,13 @@ def _team_sweep_body(block):
         ibuf = nb.carray(team.int32_pointer(meta[c, SweepChunk.IBUF]), (cap,))
         obuf = nb.carray(team.int32_pointer(meta[c, SweepChunk.OBUF]), (cap,))
         ends = nb.carray(team.int64_pointer(meta[c, SweepChunk.ENDS]), (hi - lo,))
-        done = _subm_sweep_into(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, half,
-                                kbuf, ibuf, obuf, ends)
+        done = _subm_sweep_into(
+            lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, table, half, kbuf, ibuf, obuf, ends
+        )
         ok[c] = 1 if done else 0
 
 
-def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, blk_hi: int,
-                    tuning: CpuTuning) -> int:
+def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, blk_hi: int, tuning: CpuTuning) -> int:
     """Emission buffer entries for the blocks ``[blk_lo, blk_hi)``: their sites times the sampled pairs per
     site of their lines (:meth:`_DensitySample.per_site`) times ``tuning.map_buffer_headroom``, plus
     ``tuning.map_buffer_slack`` (pages never written cost nothing)."""
@@ -334,8 +362,23 @@ def _chunk_capacity(density: "_DensitySample", line_start, blocks, blk_lo: int, 
     return int(tuning.map_buffer_headroom * density.per_site(line_lo, line_hi) * sites) + tuning.map_buffer_slack
 
 
-def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts,
-                   half: bool, density: "_DensitySample", per_thread: int, tuning: CpuTuning) -> list:
+def _sweep_on_team(
+    nblk: int,
+    threads: int,
+    line_start,
+    line_key,
+    cz,
+    rows,
+    shape,
+    ksize,
+    dil,
+    blocks,
+    counts,
+    half: bool,
+    density: "_DensitySample",
+    per_thread: int,
+    tuning: CpuTuning,
+) -> list:
     """The one-pass submanifold sweep split over ``threads`` threads of torch's OpenMP team
     (:func:`_team_sweep_body`), in :func:`_num_chunks` chunks with buffers of :func:`_chunk_capacity`; a chunk
     whose buffers were short is swept again here with growing buffers. ``rows`` must be int32. Returns
@@ -353,26 +396,55 @@ def _sweep_on_team(nblk: int, threads: int, line_start, line_key, cz, rows, shap
         meta[c, SweepChunk.CAPACITY] = cap
         buffers.append((kbuf, ibuf, obuf, ends))
     ok = np.zeros(chunks, np.int64)
-    block = MapSweep.pack(num_lines=line_key.shape[0], num_sites=cz.shape[0], num_blocks=nblk, k=counts.shape[1],
-                          half=half, num_chunks=chunks, line_start=line_start, line_key=line_key, cz=cz, rows=rows,
-                          shape=np.ascontiguousarray(shape, np.int64), ksize=np.ascontiguousarray(ksize, np.int64),
-                          dil=np.ascontiguousarray(dil, np.int64), blocks=blocks, table=counts, cuts=cuts,
-                          chunks=meta, ok=ok)
+    block = MapSweep.pack(
+        num_lines=line_key.shape[0],
+        num_sites=cz.shape[0],
+        num_blocks=nblk,
+        k=counts.shape[1],
+        half=half,
+        num_chunks=chunks,
+        line_start=line_start,
+        line_key=line_key,
+        cz=cz,
+        rows=rows,
+        shape=np.ascontiguousarray(shape, np.int64),
+        ksize=np.ascontiguousarray(ksize, np.int64),
+        dil=np.ascontiguousarray(dil, np.int64),
+        blocks=blocks,
+        table=counts,
+        cuts=cuts,
+        chunks=meta,
+        ok=ok,
+    )
     team.run_on_team(_team_sweep_body, block, threads)
     emitted = []
     for c in range(chunks):
         lo, hi = int(cuts[c]), int(cuts[c + 1])
         if not ok[c]:
             counts[lo:hi] = 0
-            buffers[c] = _subm_sweep(lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
-                                     2 * int(meta[c, SweepChunk.CAPACITY]))
+            buffers[c] = _subm_sweep(
+                lo,
+                hi,
+                line_start,
+                line_key,
+                cz,
+                rows,
+                shape,
+                ksize,
+                dil,
+                blocks,
+                counts,
+                half,
+                2 * int(meta[c, SweepChunk.CAPACITY]),
+            )
         emitted.append((lo, hi, buffers[c]))
     return emitted
 
 
 @nb.njit(cache=True, nogil=True)
-def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in, pair_out,
-               mode, half):
+def _subm_pass(
+    blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in, pair_out, mode, half
+):
     """``_COUNT`` (``table[blk, k] += 1``) or ``_FILL`` (``table`` holds each block's write cursor per
     offset) the submanifold pairs of the output lines of blocks ``[blk_lo, blk_hi)``."""
     ptr = np.empty(ksize[0], np.int64)
@@ -381,8 +453,24 @@ def _subm_pass(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, dil
         row = table[blk]
         ptr[:] = -1
         for line in range(blocks[blk], blocks[blk + 1]):
-            _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, row, half, mode, kdummy,
-                        pair_in, pair_out, 0)
+            _sweep_line(
+                line,
+                ptr,
+                line_start,
+                line_key,
+                cz,
+                perm,
+                shape,
+                ksize,
+                dil,
+                row,
+                half,
+                mode,
+                kdummy,
+                pair_in,
+                pair_out,
+                0,
+            )
 
 
 @reads(MapPass)
@@ -410,22 +498,69 @@ def _team_pass_body(block):
     pair_out = nb.carray(team.int64_pointer(h[MapPass.PAIR_OUT]), (num_pairs,))
     mode, half = h[MapPass.MODE], h[MapPass.HALF] != 0
     for c in range(team.omp_get_thread_num(), num_chunks, team.omp_get_num_threads()):
-        _subm_pass(cuts[c], cuts[c + 1], line_start, line_key, cz, perm, shape, ksize, dil, blocks, table, pair_in,
-                   pair_out, mode, half)
+        _subm_pass(
+            cuts[c],
+            cuts[c + 1],
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            table,
+            pair_in,
+            pair_out,
+            mode,
+            half,
+        )
 
 
-def _pass_on_team(nblk: int, threads: int, per_thread: int, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
-                  table, pair_in, pair_out, mode: int, half: bool) -> None:
+def _pass_on_team(
+    nblk: int,
+    threads: int,
+    per_thread: int,
+    line_start,
+    line_key,
+    cz,
+    perm,
+    shape,
+    ksize,
+    dil,
+    blocks,
+    table,
+    pair_in,
+    pair_out,
+    mode: int,
+    half: bool,
+) -> None:
     """:func:`_subm_pass` over the blocks ``[0, nblk)`` in :func:`_chunk_cuts` chunks on ``threads`` threads of
     torch's OpenMP team (:func:`_team_pass_body`) instead of a pool of Python threads next to torch's spinning
     workers; the same counts and pairs as the serial pass. ``perm``, ``pair_in``, ``pair_out``: int64."""
     cuts = _chunk_cuts(nblk, threads, per_thread)
-    block = MapPass.pack(num_lines=line_key.shape[0], num_sites=cz.shape[0], num_blocks=nblk, k=table.shape[1],
-                         half=half, mode=mode, num_chunks=cuts.shape[0] - 1, num_pairs=pair_in.shape[0],
-                         line_start=line_start, line_key=line_key, cz=cz, perm=perm,
-                         shape=np.ascontiguousarray(shape, np.int64), ksize=np.ascontiguousarray(ksize, np.int64),
-                         dil=np.ascontiguousarray(dil, np.int64), blocks=blocks, table=table, cuts=cuts,
-                         pair_in=pair_in, pair_out=pair_out)
+    block = MapPass.pack(
+        num_lines=line_key.shape[0],
+        num_sites=cz.shape[0],
+        num_blocks=nblk,
+        k=table.shape[1],
+        half=half,
+        mode=mode,
+        num_chunks=cuts.shape[0] - 1,
+        num_pairs=pair_in.shape[0],
+        line_start=line_start,
+        line_key=line_key,
+        cz=cz,
+        perm=perm,
+        shape=np.ascontiguousarray(shape, np.int64),
+        ksize=np.ascontiguousarray(ksize, np.int64),
+        dil=np.ascontiguousarray(dil, np.int64),
+        blocks=blocks,
+        table=table,
+        cuts=cuts,
+        pair_in=pair_in,
+        pair_out=pair_out,
+    )
     team.run_on_team(_team_pass_body, block, threads)
 
 
@@ -503,8 +638,12 @@ def _team_place_body(block):
     h, ok = open_block(block, MapPlace.SIZE, MapPlace.FINGERPRINT)
     if not ok:
         return
-    nblk, kv, num_pairs, num_chunks = h[MapPlace.NUM_BLOCKS], h[MapPlace.K], h[MapPlace.NUM_PAIRS], \
-        h[MapPlace.NUM_CHUNKS]
+    nblk, kv, num_pairs, num_chunks = (
+        h[MapPlace.NUM_BLOCKS],
+        h[MapPlace.K],
+        h[MapPlace.NUM_PAIRS],
+        h[MapPlace.NUM_CHUNKS],
+    )
     cursors = nb.carray(team.int64_pointer(h[MapPlace.CURSORS]), (nblk, kv))
     pair_in = nb.carray(team.int64_pointer(h[MapPlace.PAIR_IN]), (num_pairs,))
     pair_out = nb.carray(team.int64_pointer(h[MapPlace.PAIR_OUT]), (num_pairs,))
@@ -515,9 +654,17 @@ def _team_place_body(block):
         lo, hi = meta[c, PlaceChunk.BLK_LO], meta[c, PlaceChunk.BLK_HI]
         ends = nb.carray(team.int64_pointer(meta[c, PlaceChunk.ENDS]), (hi - lo,))
         end = ends[hi - lo - 1]
-        _place(lo, hi, nb.carray(team.int32_pointer(meta[c, PlaceChunk.KBUF]), (end,)),
-               nb.carray(team.int32_pointer(meta[c, PlaceChunk.IBUF]), (end,)),
-               nb.carray(team.int32_pointer(meta[c, PlaceChunk.OBUF]), (end,)), ends, cursors, pair_in, pair_out)
+        _place(
+            lo,
+            hi,
+            nb.carray(team.int32_pointer(meta[c, PlaceChunk.KBUF]), (end,)),
+            nb.carray(team.int32_pointer(meta[c, PlaceChunk.IBUF]), (end,)),
+            nb.carray(team.int32_pointer(meta[c, PlaceChunk.OBUF]), (end,)),
+            ends,
+            cursors,
+            pair_in,
+            pair_out,
+        )
     lo, hi = h[MapPlace.MIRROR_LO], h[MapPlace.MIRROR_HI]
     if hi > lo:
         team.gomp_barrier()
@@ -534,9 +681,19 @@ def _place_on_team(emitted: list, threads: int, cursors, pair_in, pair_out, star
         meta[c, PlaceChunk.BLK_LO], meta[c, PlaceChunk.BLK_HI] = lo, hi
         meta[c, PlaceChunk.KBUF], meta[c, PlaceChunk.IBUF] = kbuf.ctypes.data, ibuf.ctypes.data
         meta[c, PlaceChunk.OBUF], meta[c, PlaceChunk.ENDS] = obuf.ctypes.data, ends.ctypes.data
-    block = MapPlace.pack(num_blocks=cursors.shape[0], k=cursors.shape[1], num_pairs=pair_in.shape[0],
-                          num_chunks=meta.shape[0], mirror_lo=mirror[0], mirror_hi=mirror[1], cursors=cursors,
-                          pair_in=pair_in, pair_out=pair_out, starts=starts, chunks=meta)
+    block = MapPlace.pack(
+        num_blocks=cursors.shape[0],
+        k=cursors.shape[1],
+        num_pairs=pair_in.shape[0],
+        num_chunks=meta.shape[0],
+        mirror_lo=mirror[0],
+        mirror_hi=mirror[1],
+        cursors=cursors,
+        pair_in=pair_in,
+        pair_out=pair_out,
+        starts=starts,
+        chunks=meta,
+    )
     team.run_on_team(_team_place_body, block, threads)
 
 
@@ -554,8 +711,24 @@ def _sampled_pairs(line_start, line_key, cz, perm, shape, ksize, dil, half, step
         line = s * step
         ptr[:] = -1
         counts[:] = 0
-        _sweep_line(line, ptr, line_start, line_key, cz, perm, shape, ksize, dil, counts, half, _COUNT,
-                    np.empty(0, np.int32), empty, empty, 0)
+        _sweep_line(
+            line,
+            ptr,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            counts,
+            half,
+            _COUNT,
+            np.empty(0, np.int32),
+            empty,
+            empty,
+            0,
+        )
         pairs[s] = counts.sum()
         sites[s] = line_start[line + 1] - line_start[line]
     return pairs, sites
@@ -588,9 +761,16 @@ def _cursors(counts: np.ndarray, per_offset: np.ndarray):
     return starts[:-1][None, :] + within, starts
 
 
-def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.ndarray, ksize: np.ndarray,
-                      dil: np.ndarray, threads: int = 1, lower_half: bool = True,
-                      tuning: CpuTuning = DEFAULT_TUNING):
+def submanifold_pairs(
+    sorted_coords: np.ndarray,
+    perm: np.ndarray,
+    shape: np.ndarray,
+    ksize: np.ndarray,
+    dil: np.ndarray,
+    threads: int = 1,
+    lower_half: bool = True,
+    tuning: CpuTuning = DEFAULT_TUNING,
+):
     """Submanifold pairs of 3-D sites.
 
     Args:
@@ -617,35 +797,101 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     counts = np.zeros((blocks.shape[0] - 1, kv), np.int64)
     nblk = blocks.shape[0] - 1
     half = bool(np.all(ksize % 2 == 1))
-    rows = perm.astype(np.int32) if perm.shape[0] < 2 ** 31 else perm  # half the bytes in the buffers
+    rows = perm.astype(np.int32) if perm.shape[0] < 2**31 else perm  # half the bytes in the buffers
     density = _DensitySample(line_start, line_key, cz, rows, shape, ksize, dil, half, tuning.map_sampled_lines)
     per_site = density.mean
     one_pass = per_site <= tuning.map_one_pass_max_pairs_per_site
     per_thread = tuning.map_chunks_per_thread
     on_team = one_pass and threads > 1 and rows.dtype == np.int32 and team.team_available()
     team_threads, threads = threads, _split_threads(threads, (1.0 + per_site) * cz.shape[0], tuning)
-    passes_on_team = (not one_pass and threads > 1 and perm.dtype == np.int64 and perm.flags.c_contiguous
-                      and team.team_available())
+    passes_on_team = (
+        not one_pass and threads > 1 and perm.dtype == np.int64 and perm.flags.c_contiguous and team.team_available()
+    )
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
-        emitted = _sweep_on_team(nblk, team_threads, line_start, line_key, cz, rows, shape, ksize, dil, blocks,
-                                 counts, half, density, per_thread, tuning)
+        emitted = _sweep_on_team(
+            nblk,
+            team_threads,
+            line_start,
+            line_key,
+            cz,
+            rows,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            counts,
+            half,
+            density,
+            per_thread,
+            tuning,
+        )
     elif one_pass:  # one sweep into per-chunk buffers (sized from the sample; they grow if short)
         cuts = _chunk_cuts(nblk, threads, per_thread).tolist()
-        calls = [(_subm_sweep, (lo, hi, line_start, line_key, cz, rows, shape, ksize, dil, blocks, counts, half,
-                                _chunk_capacity(density, line_start, blocks, lo, hi, tuning)))
-                 for lo, hi in zip(cuts[:-1], cuts[1:])]
+        calls = [
+            (
+                _subm_sweep,
+                (
+                    lo,
+                    hi,
+                    line_start,
+                    line_key,
+                    cz,
+                    rows,
+                    shape,
+                    ksize,
+                    dil,
+                    blocks,
+                    counts,
+                    half,
+                    _chunk_capacity(density, line_start, blocks, lo, hi, tuning),
+                ),
+            )
+            for lo, hi in zip(cuts[:-1], cuts[1:])
+        ]
         emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
     elif passes_on_team:  # two passes (count, fill) on torch's own threads: no second pool
-        _pass_on_team(nblk, team_threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
-                      counts, np.zeros(0, np.int64), np.zeros(0, np.int64), _COUNT, half)
+        _pass_on_team(
+            nblk,
+            team_threads,
+            per_thread,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            counts,
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            _COUNT,
+            half,
+        )
     else:
-        _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
-                    counts,
-                    np.zeros(0, np.int64), np.zeros(0, np.int64), _COUNT, half)
+        _run_blocks(
+            _subm_pass,
+            nblk,
+            threads,
+            per_thread,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            counts,
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            _COUNT,
+            half,
+        )
     per_offset = counts.sum(axis=0)
     if half:
         per_offset[kv // 2] = sorted_coords.shape[0]
-        per_offset[:kv // 2] = per_offset[::-1][:kv // 2]
+        per_offset[: kv // 2] = per_offset[::-1][: kv // 2]
     cursors, starts = _cursors(counts, per_offset)
     total = int(starts[-1])
     pair_in = np.empty(total, np.int64)
@@ -658,12 +904,44 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
     if one_pass:
         _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
     elif passes_on_team:
-        _pass_on_team(nblk, team_threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
-                      cursors, pair_in, pair_out, _FILL, half)
+        _pass_on_team(
+            nblk,
+            team_threads,
+            per_thread,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            cursors,
+            pair_in,
+            pair_out,
+            _FILL,
+            half,
+        )
     else:
-        _run_blocks(_subm_pass, nblk, threads, per_thread, line_start, line_key, cz, perm, shape, ksize, dil, blocks,
-                    cursors,
-                    pair_in, pair_out, _FILL, half)
+        _run_blocks(
+            _subm_pass,
+            nblk,
+            threads,
+            per_thread,
+            line_start,
+            line_key,
+            cz,
+            perm,
+            shape,
+            ksize,
+            dil,
+            blocks,
+            cursors,
+            pair_in,
+            pair_out,
+            _FILL,
+            half,
+        )
     _mirror_range(pair_in, pair_out, starts, *mirror)
     return pair_in, pair_out, starts
 
@@ -671,6 +949,7 @@ def submanifold_pairs(sorted_coords: np.ndarray, perm: np.ndarray, shape: np.nda
 # --------------------------------------------------------------------------------------------------
 # regular and transposed maps: candidate outputs per (input, offset)
 # --------------------------------------------------------------------------------------------------
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _strided_target(c, i, stride, pad, dil, transposed, size):
@@ -688,8 +967,9 @@ def _strided_target(c, i, stride, pad, dil, transposed, size):
 
 
 @nb.njit(cache=True, nogil=True)
-def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key,
-                  cand_in, fill):
+def _strided_pass(
+    blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, transposed, blocks, table, cand_key, cand_in, fill
+):
     """Count or write, per input row and offset, the output key it reaches: regular
     ``q = (c + pad - dil * k) / stride`` (exact division only), transposed ``q = stride * c - pad + dil * k``;
     ``q`` must lie in ``out_shape``."""
@@ -721,9 +1001,17 @@ def _strided_pass(blk_lo, blk_hi, coords, out_shape, ksize, stride, pad, dil, tr
                             row[k] += 1
 
 
-def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndarray, stride: np.ndarray,
-                       pad: np.ndarray, dil: np.ndarray, transposed: bool, threads: int = 1,
-                       tuning: CpuTuning = DEFAULT_TUNING):
+def strided_candidates(
+    coords: np.ndarray,
+    out_shape: np.ndarray,
+    ksize: np.ndarray,
+    stride: np.ndarray,
+    pad: np.ndarray,
+    dil: np.ndarray,
+    transposed: bool,
+    threads: int = 1,
+    tuning: CpuTuning = DEFAULT_TUNING,
+):
     """Offset-major ``(cand_key, cand_in, offset_starts)`` of a regular (or transposed) map: for every
     input row ``i`` and offset ``k`` reaching an output site, that site's key
     ``((b * t0 + q0) * t1 + q1) * t2 + q2`` and ``i``; within an offset, rows ascend."""
@@ -738,22 +1026,53 @@ def strided_candidates(coords: np.ndarray, out_shape: np.ndarray, ksize: np.ndar
     threads = _split_threads(threads, n * (kv if transposed else float(np.prod(ksize / stride))), tuning)
     empty = np.zeros(0, np.int64)
     nblk = blocks.shape[0] - 1
-    _run_blocks(_strided_pass, nblk, threads, per_thread, coords, out_shape, ksize, stride, pad, dil, transposed,
-                blocks, counts,
-                empty, empty, False)
+    _run_blocks(
+        _strided_pass,
+        nblk,
+        threads,
+        per_thread,
+        coords,
+        out_shape,
+        ksize,
+        stride,
+        pad,
+        dil,
+        transposed,
+        blocks,
+        counts,
+        empty,
+        empty,
+        False,
+    )
     cursors, starts = _cursors(counts, counts.sum(axis=0))
     total = int(starts[-1])
     cand_key = np.empty(total, np.int64)
     cand_in = np.empty(total, np.int64)
-    _run_blocks(_strided_pass, nblk, threads, per_thread, coords, out_shape, ksize, stride, pad, dil, transposed,
-                blocks,
-                np.ascontiguousarray(cursors), cand_key, cand_in, True)
+    _run_blocks(
+        _strided_pass,
+        nblk,
+        threads,
+        per_thread,
+        coords,
+        out_shape,
+        ksize,
+        stride,
+        pad,
+        dil,
+        transposed,
+        blocks,
+        np.ascontiguousarray(cursors),
+        cand_key,
+        cand_in,
+        True,
+    )
     return cand_key, cand_in, starts
 
 
 # --------------------------------------------------------------------------------------------------
 # the identity offset
 # --------------------------------------------------------------------------------------------------
+
 
 @nb.njit(cache=True, nogil=True)
 def is_identity(pair_in, pair_out, start, stop):
@@ -787,6 +1106,7 @@ def _find_identity_offset(kmap) -> int:
 # torch tensors in, torch tensors out: the builders of :mod:`..kernel_map` call these
 # --------------------------------------------------------------------------------------------------
 
+
 def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry):
     """numpy int64 views lifted to 3 spatial axes (size-1 axes with kernel 1 prepended): sites
     ``[N, 4]``, then a dict of int64 ``[3]`` arrays for shape/kernel/stride/padding/dilation."""
@@ -798,13 +1118,19 @@ def _lift3(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry
     def arr(values: Sequence[int], fill: int) -> np.ndarray:
         return np.array([fill] * lead + [int(v) for v in values], dtype=np.int64)
 
-    params = dict(shape=arr(spatial_shape, 1), ksize=arr(geometry.kernel_size, 1), stride=arr(geometry.stride, 1),
-                  pad=arr(geometry.padding, 0), dil=arr(geometry.dilation, 1))
+    params = dict(
+        shape=arr(spatial_shape, 1),
+        ksize=arr(geometry.kernel_size, 1),
+        stride=arr(geometry.stride, 1),
+        pad=arr(geometry.padding, 0),
+        dil=arr(geometry.dilation, 1),
+    )
     return idx.contiguous(), params
 
 
-def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
-                          tuning: CpuTuning = DEFAULT_TUNING) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+def submanifold_map_pairs(
+    indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry, tuning: CpuTuning = DEFAULT_TUNING
+) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     """``(pair_in, pair_out, offset_starts)`` of a submanifold map of CPU ``indices`` (1 to 3 spatial axes);
     on odd kernels the offsets before the centre are left unwritten (the caller stores half a map)."""
     idx, prm = _lift3(indices, spatial_shape, geometry)
@@ -814,24 +1140,45 @@ def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometr
         idx = idx.index_select(0, perm)
     else:
         perm = torch.arange(idx.shape[0], dtype=torch.int64)
-    pair_in, pair_out, starts = submanifold_pairs(idx.numpy(), perm.numpy(), prm["shape"], prm["ksize"], prm["dil"],
-                                                  torch.get_num_threads(), lower_half=False,
-                                                  tuning=tuning)
+    pair_in, pair_out, starts = submanifold_pairs(
+        idx.numpy(),
+        perm.numpy(),
+        prm["shape"],
+        prm["ksize"],
+        prm["dil"],
+        torch.get_num_threads(),
+        lower_half=False,
+        tuning=tuning,
+    )
     return torch.from_numpy(pair_in), torch.from_numpy(pair_out), tuple(int(s) for s in starts)
 
 
-def strided_map_pairs(indices: Tensor, spatial_shape: Sequence[int], out_shape: Sequence[int],
-                      geometry: ConvGeometry, transposed: bool, tuning: CpuTuning = DEFAULT_TUNING,
-                      ) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
+def strided_map_pairs(
+    indices: Tensor,
+    spatial_shape: Sequence[int],
+    out_shape: Sequence[int],
+    geometry: ConvGeometry,
+    transposed: bool,
+    tuning: CpuTuning = DEFAULT_TUNING,
+) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
     """``(out_sites, pair_in, pair_out, offset_starts)`` of a regular (or ``transposed``) map of CPU ``indices``:
     the output sites sorted by key, int32 ``[N_out, 1 + D]``."""
     idx, prm = _lift3(indices, spatial_shape, geometry)
     lead = 3 - len(spatial_shape)
     out3 = np.array([1] * lead + [int(s) for s in out_shape], dtype=np.int64)
-    cand_key, pair_in, starts = strided_candidates(idx.numpy(), out3, prm["ksize"], prm["stride"], prm["pad"],
-                                                   prm["dil"], transposed, torch.get_num_threads(), tuning)
+    cand_key, pair_in, starts = strided_candidates(
+        idx.numpy(),
+        out3,
+        prm["ksize"],
+        prm["stride"],
+        prm["pad"],
+        prm["dil"],
+        transposed,
+        torch.get_num_threads(),
+        tuning,
+    )
     uniq, pair_out = torch.unique(torch.from_numpy(cand_key), sorted=True, return_inverse=True)
     out_sites = decode(uniq, tuple(out3.tolist()))
     if lead:
-        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead:]], dim=1).contiguous()
+        out_sites = torch.cat([out_sites[:, :1], out_sites[:, 1 + lead :]], dim=1).contiguous()
     return out_sites, torch.from_numpy(pair_in), pair_out, tuple(int(s) for s in starts)

@@ -82,17 +82,24 @@ class _Vectors:
         module = builder.module
         mask = ir.VectorType(ir.IntType(1), self.width)
         pointer = self.vec.as_pointer()
-        self._fma = cgutils.get_or_insert_function(module, ir.FunctionType(self.vec, [self.vec] * 3),
-                                                   f"llvm.fma.{suffix}")
+        self._fma = cgutils.get_or_insert_function(
+            module, ir.FunctionType(self.vec, [self.vec] * 3), f"llvm.fma.{suffix}"
+        )
         self._mload = cgutils.get_or_insert_function(
-            module, ir.FunctionType(self.vec, [pointer, ir.IntType(32), mask, self.vec]),
-            f"llvm.masked.load.{suffix}.p0")
+            module,
+            ir.FunctionType(self.vec, [pointer, ir.IntType(32), mask, self.vec]),
+            f"llvm.masked.load.{suffix}.p0",
+        )
         self._prefetch = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
-            "llvm.prefetch.p0")
+            module,
+            ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
+            "llvm.prefetch.p0",
+        )
         self._mstore = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [self.vec, pointer, ir.IntType(32), mask]),
-            f"llvm.masked.store.{suffix}.p0")
+            module,
+            ir.FunctionType(ir.VoidType(), [self.vec, pointer, ir.IntType(32), mask]),
+            f"llvm.masked.store.{suffix}.p0",
+        )
 
     def element(self, base, index):
         """The address ``base + index * itemsize`` (i64 values)."""
@@ -108,8 +115,11 @@ class _Vectors:
         vec = vec or self.vec
         b = self.builder
         one = b.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-        return b.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                ir.Constant(ir.VectorType(ir.IntType(32), self.width), [0] * self.width))
+        return b.shuffle_vector(
+            one,
+            ir.Constant(vec, ir.Undefined),
+            ir.Constant(ir.VectorType(ir.IntType(32), self.width), [0] * self.width),
+        )
 
     def load(self, row, v: int, n_cols=None):
         """Vector ``v`` of the row at address ``row``."""
@@ -175,8 +185,16 @@ def _panel_intrinsic(rows: int):
         if not _float_array(marker):
             return None
         double = marker.dtype == types.float64
-        sig = types.void(marker, types.UniTuple(types.int64, rows), types.int64, types.int64, types.int64,
-                         types.int64, types.boolean, types.UniTuple(types.int64, rows))
+        sig = types.void(
+            marker,
+            types.UniTuple(types.int64, rows),
+            types.int64,
+            types.int64,
+            types.int64,
+            types.int64,
+            types.boolean,
+            types.UniTuple(types.int64, rows),
+        )
 
         def codegen(context, builder, signature, args):
             _, a_tuple, w_addr, w_stride, k, n_cols, accumulate, outs = args
@@ -215,8 +233,9 @@ def _panel_intrinsic(rows: int):
 
 
 @intrinsic
-def _bags(typingctx, marker, x_addr, enc_addr, stride, entries_addr, bag_ptr_addr, s0, count, n_in, with_enc, n_cols,
-          dst_addr):
+def _bags(
+    typingctx, marker, x_addr, enc_addr, stride, entries_addr, bag_ptr_addr, s0, count, n_in, with_enc, n_cols, dst_addr
+):
     """For ``q < count``: ``dst[q, 0:n_cols] = sum_{p} x[j_p] (+ enc[k_p])`` over the pairs ``p`` of slot ``s =
     s0 + q``, ``bag_ptr[s] <= p < bag_ptr[s + 1]`` (int32 ``bag_ptr``), with ``j_p = entries[2 p]`` and ``k_p =
     entries[2 p + 1] - n_in`` (int32 entries; rows of ``x``, ``enc`` and ``dst`` ``stride`` elements apart,
@@ -255,22 +274,32 @@ def _bags(typingctx, marker, x_addr, enc_addr, stride, entries_addr, bag_ptr_add
                                 s = builder.add(s0, q)
                                 for v in range(vectors):
                                     builder.store(vx.zero, acc[v])
-                                with cgutils.for_range_slice(builder, int32_at(bag_ptr_addr, s),
-                                                             int32_at(bag_ptr_addr, builder.add(s, ir.Constant(
-                                                                 _I64, 1))), ir.Constant(_I64, 1)) as (p, _):
+                                with cgutils.for_range_slice(
+                                    builder,
+                                    int32_at(bag_ptr_addr, s),
+                                    int32_at(bag_ptr_addr, builder.add(s, ir.Constant(_I64, 1))),
+                                    ir.Constant(_I64, 1),
+                                ) as (p, _):
                                     two_p = builder.mul(p, two)
                                     later = builder.add(p, ir.Constant(_I64, BAG_AHEAD))
                                     with builder.if_then(builder.icmp_signed("<", later, p_end), likely=True):
-                                        vx.prefetch(vx.element(x_addr, builder.mul(
-                                            int32_at(entries_addr, builder.mul(later, two)), stride)), vectors)
+                                        vx.prefetch(
+                                            vx.element(
+                                                x_addr,
+                                                builder.mul(int32_at(entries_addr, builder.mul(later, two)), stride),
+                                            ),
+                                            vectors,
+                                        )
                                     row = vx.element(x_addr, builder.mul(int32_at(entries_addr, two_p), stride))
                                     terms = [vx.load(row, v, cols) for v in range(vectors)]
                                     if enc:  # term = x[j] + enc[k]
-                                        k = builder.sub(int32_at(entries_addr, builder.add(two_p, ir.Constant(
-                                            _I64, 1))), n_in)
+                                        k = builder.sub(
+                                            int32_at(entries_addr, builder.add(two_p, ir.Constant(_I64, 1))), n_in
+                                        )
                                         enc_row = vx.element(enc_addr, builder.mul(k, stride))
-                                        terms = [builder.fadd(t, vx.load(enc_row, v, cols))
-                                                 for v, t in enumerate(terms)]
+                                        terms = [
+                                            builder.fadd(t, vx.load(enc_row, v, cols)) for v, t in enumerate(terms)
+                                        ]
                                     for v in range(vectors):
                                         builder.store(builder.fadd(builder.load(acc[v]), terms[v]), acc[v])
                                 dst = builder.add(dst_addr, builder.mul(q, row_bytes))
@@ -284,8 +313,23 @@ def _bags(typingctx, marker, x_addr, enc_addr, stride, entries_addr, bag_ptr_add
 
 
 @intrinsic
-def _outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr,
-           d_stride, n_r, n_cols, ahead):
+def _outer(
+    typingctx,
+    marker,
+    f_addr,
+    f_stride,
+    index_addr,
+    row0,
+    n,
+    b_addr,
+    b_stride,
+    b_index_addr,
+    d_addr,
+    d_stride,
+    n_r,
+    n_cols,
+    ahead,
+):
     """For ``r < n_r <= OUTER_ACCUMULATORS // V`` (``V = ceil(n_cols / L) <= MAX_VECTORS``) ``D[r, 0:n_cols] +=
     sum_{q < n} F[i_q, r] * B[j_q, 0:n_cols]`` with ``i_q = index[q]`` (int32 at ``index_addr``) or, if
     ``index_addr`` is 0, ``i_q = row0 + q``, and ``j_q = b_index[q]`` or ``q``; ``F``, ``B`` and ``D``
@@ -298,8 +342,22 @@ def _outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_s
     sig = types.void(marker, *([types.int64] * 13))
 
     def codegen(context, builder, signature, args):
-        _, f_addr, f_stride, index_addr, row0, n, b_addr, b_stride, b_index_addr, d_addr, d_stride, n_r, \
-            n_cols, ahead = args
+        (
+            _,
+            f_addr,
+            f_stride,
+            index_addr,
+            row0,
+            n,
+            b_addr,
+            b_stride,
+            b_index_addr,
+            d_addr,
+            d_stride,
+            n_r,
+            n_cols,
+            ahead,
+        ) = args
         vx = _Vectors(builder, double)
         i32 = ir.IntType(32)
         last = builder.sub(n_r, ir.Constant(_I64, 1))
@@ -314,23 +372,33 @@ def _outer(typingctx, marker, f_addr, f_stride, index_addr, row0, n, b_addr, b_s
         def emit(vectors):
             rows = OUTER_ACCUMULATORS // vectors
             acc = [[cgutils.alloca_once_value(builder, vx.zero) for _ in range(vectors)] for _ in range(rows)]
-            columns = [builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_r), ir.Constant(_I64, r),
-                                      last) for r in range(rows)]  # rows past n_r read row n_r - 1, not stored
+            columns = [
+                builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_r), ir.Constant(_I64, r), last)
+                for r in range(rows)
+            ]  # rows past n_r read row n_r - 1, not stored
             full = builder.icmp_signed("==", n_cols, ir.Constant(_I64, vectors * vx.width))
             with builder.if_else(full, likely=True) as (whole, partial):
                 for branch, cols in ((whole, None), (partial, n_cols)):
                     with branch, cgutils.for_range(builder, n) as loop:
                         q = loop.index
-                        f_row = vx.element(f_addr, builder.mul(row_index(q, index_addr, builder.add(row0, q)),
-                                                               f_stride))
+                        f_row = vx.element(
+                            f_addr, builder.mul(row_index(q, index_addr, builder.add(row0, q)), f_stride)
+                        )
                         b_row = vx.element(b_addr, builder.mul(row_index(q, b_index_addr, q), b_stride))
                         b = [vx.load(b_row, v, cols) for v in range(vectors)]
                         with builder.if_then(builder.icmp_signed("<", q, ahead), likely=False):
                             later = builder.add(q, n)
-                            vx.prefetch(vx.element(f_addr, builder.mul(
-                                row_index(later, index_addr, builder.add(row0, later)), f_stride)), vectors)
-                            vx.prefetch(vx.element(b_addr, builder.mul(row_index(later, b_index_addr, later),
-                                                                       b_stride)), vectors)
+                            vx.prefetch(
+                                vx.element(
+                                    f_addr,
+                                    builder.mul(row_index(later, index_addr, builder.add(row0, later)), f_stride),
+                                ),
+                                vectors,
+                            )
+                            vx.prefetch(
+                                vx.element(b_addr, builder.mul(row_index(later, b_index_addr, later), b_stride)),
+                                vectors,
+                            )
                         for r in range(rows):
                             f = vx.splat(vx.scalar(vx.element(f_row, columns[r])))
                             for v in range(vectors):
@@ -383,8 +451,20 @@ def bag_sums(marker, x_addr, enc_addr, c, entries_addr, bag_ptr, n_in, with_enc,
     itemsize = marker.itemsize
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c, MAX_VECTORS * width):
-        _bags(marker, x_addr + c0 * itemsize, enc_addr + c0 * itemsize, c, entries_addr, bag_ptr.ctypes.data, s0,
-              count, n_in, with_enc, min(c - c0, MAX_VECTORS * width), dst_addr + c0 * itemsize)
+        _bags(
+            marker,
+            x_addr + c0 * itemsize,
+            enc_addr + c0 * itemsize,
+            c,
+            entries_addr,
+            bag_ptr.ctypes.data,
+            s0,
+            count,
+            n_in,
+            with_enc,
+            min(c - c0, MAX_VECTORS * width),
+            dst_addr + c0 * itemsize,
+        )
 
 
 @nb.njit(nogil=True, inline="always")
@@ -394,8 +474,16 @@ def _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, items
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
         off = c0 * itemsize
-        _PANEL(marker, a_rows, w_addr + off, w_stride, k, min(c_out - c0, MAX_VECTORS * width), accumulate,
-               (outs[0] + off, outs[1] + off, outs[2] + off, outs[3] + off))
+        _PANEL(
+            marker,
+            a_rows,
+            w_addr + off,
+            w_stride,
+            k,
+            min(c_out - c0, MAX_VECTORS * width),
+            accumulate,
+            (outs[0] + off, outs[1] + off, outs[2] + off, outs[3] + off),
+        )
 
 
 @nb.njit(nogil=True, inline="always")
@@ -404,8 +492,9 @@ def _columns1(marker, a_row, w_addr, w_stride, k, c_out, accumulate, out, itemsi
     width = VECTOR_BYTES // itemsize
     for c0 in range(0, c_out, MAX_VECTORS * width):
         off = c0 * itemsize
-        _PANEL1(marker, (a_row,), w_addr + off, w_stride, k, min(c_out - c0, MAX_VECTORS * width), accumulate,
-                (out + off,))
+        _PANEL1(
+            marker, (a_row,), w_addr + off, w_stride, k, min(c_out - c0, MAX_VECTORS * width), accumulate, (out + off,)
+        )
 
 
 @nb.njit(nogil=True, inline="always")
@@ -423,15 +512,32 @@ def _row_products(marker, a_addr, a_index, out_addr, out_index, s0, n, k, w_addr
     a_bytes, row_bytes = k * itemsize, c_out * itemsize
     q = 0
     while q + PANEL_ROWS <= n:
-        a_rows = (_row(a_addr, a_index, s0, q, a_bytes), _row(a_addr, a_index, s0, q + 1, a_bytes),
-                  _row(a_addr, a_index, s0, q + 2, a_bytes), _row(a_addr, a_index, s0, q + 3, a_bytes))
-        outs = (_row(out_addr, out_index, s0, q, row_bytes), _row(out_addr, out_index, s0, q + 1, row_bytes),
-                _row(out_addr, out_index, s0, q + 2, row_bytes), _row(out_addr, out_index, s0, q + 3, row_bytes))
+        a_rows = (
+            _row(a_addr, a_index, s0, q, a_bytes),
+            _row(a_addr, a_index, s0, q + 1, a_bytes),
+            _row(a_addr, a_index, s0, q + 2, a_bytes),
+            _row(a_addr, a_index, s0, q + 3, a_bytes),
+        )
+        outs = (
+            _row(out_addr, out_index, s0, q, row_bytes),
+            _row(out_addr, out_index, s0, q + 1, row_bytes),
+            _row(out_addr, out_index, s0, q + 2, row_bytes),
+            _row(out_addr, out_index, s0, q + 3, row_bytes),
+        )
         _columns(marker, a_rows, w_addr, w_stride, k, c_out, accumulate, outs, itemsize)
         q += PANEL_ROWS
     while q < n:
-        _columns1(marker, _row(a_addr, a_index, s0, q, a_bytes), w_addr, w_stride, k, c_out, accumulate,
-                  _row(out_addr, out_index, s0, q, row_bytes), itemsize)
+        _columns1(
+            marker,
+            _row(a_addr, a_index, s0, q, a_bytes),
+            w_addr,
+            w_stride,
+            k,
+            c_out,
+            accumulate,
+            _row(out_addr, out_index, s0, q, row_bytes),
+            itemsize,
+        )
         q += 1
 
 

@@ -73,13 +73,16 @@ def _torch_libgomp() -> Optional[ctypes.CDLL]:
 
 def _pointer_intrinsic(dtype):
     """An intrinsic turning an int64 address into a typed pointer (for ``numba.carray``)."""
+
     @intrinsic
     def to_pointer(typingctx, address):
         sig = types.CPointer(dtype)(types.int64)
 
         def codegen(context, builder, signature, args):
             return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
         return sig, codegen
+
     return to_pointer
 
 
@@ -150,15 +153,19 @@ def run_on_team(body: Callable, block: np.ndarray, threads: int) -> None:
     array. The body splits the work by :data:`omp_get_thread_num`. Only when :func:`team_available`."""
     declaration = getattr(body, "arg_block", None)
     if declaration is None:
-        raise TypeError(f"OpenMP body {getattr(body, '__name__', body)!r} declares no argument block: mark it "
-                        "with @arg_blocks.reads(<declaration>)")
+        raise TypeError(
+            f"OpenMP body {getattr(body, '__name__', body)!r} declares no argument block: mark it "
+            "with @arg_blocks.reads(<declaration>)"
+        )
     declaration.check(block)
     lib = _torch_libgomp()
     lib.GOMP_parallel(_compiled(body), block.ctypes.data, int(threads), 0)
     if int(block[declaration.CHECK]) != int(declaration.FINGERPRINT):
-        raise RuntimeError(f"OpenMP body {body.__name__!r} was compiled against another layout of argument block "
-                           f"{declaration.block_name!r} (a stale numba cache): delete the __pycache__ folder of "
-                           f"{body.__module__} and run again")
+        raise RuntimeError(
+            f"OpenMP body {body.__name__!r} was compiled against another layout of argument block "
+            f"{declaration.block_name!r} (a stale numba cache): delete the __pycache__ folder of "
+            f"{body.__module__} and run again"
+        )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -176,8 +183,15 @@ def team_available() -> bool:
     return _torch_libgomp() is not None
 
 
-def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments: Sequence[Tuple[int, int]],
-                         out: np.ndarray, threads: int, min_parallel_rows: int) -> None:
+def scatter_add_segments(
+    buf: np.ndarray,
+    idx: np.ndarray,
+    start: int,
+    segments: Sequence[Tuple[int, int]],
+    out: np.ndarray,
+    threads: int,
+    min_parallel_rows: int,
+) -> None:
     """``out[idx[start + r]] += buf[r]`` for every ``r`` of every segment ``[s, e)`` (rows of ``buf``),
     segments in order, ascending and disjoint; within a segment the destinations
     ``idx[start + s : start + e]`` must be distinct.
@@ -196,7 +210,16 @@ def scatter_add_segments(buf: np.ndarray, idx: np.ndarray, start: int, segments:
         return
     if not (buf.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous and buf.dtype == out.dtype):
         raise ValueError("scatter_add_segments needs C-contiguous buf/out of one dtype and a contiguous idx")
-    block = TeamScatter.pack(double=buf.dtype == np.float64, index64=idx.dtype == np.int64, out_rows=out.shape[0],
-                             channels=out.shape[1], idx_start=start, num_segments=seg.shape[0], buf=buf, idx=idx,
-                             out=out, segments=seg)
+    block = TeamScatter.pack(
+        double=buf.dtype == np.float64,
+        index64=idx.dtype == np.int64,
+        out_rows=out.shape[0],
+        channels=out.shape[1],
+        idx_start=start,
+        num_segments=seg.shape[0],
+        buf=buf,
+        idx=idx,
+        out=out,
+        segments=seg,
+    )
     run_on_team(_team_body, block, threads)

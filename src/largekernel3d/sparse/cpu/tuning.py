@@ -77,8 +77,10 @@ class CpuTuning:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"CpuTuning.{f.name} must be a positive number, got {value!r}")
         if self.conv_min_tile_rows > self.conv_max_tile_rows:
-            raise ValueError(f"CpuTuning.conv_min_tile_rows ({self.conv_min_tile_rows}) must not exceed "
-                             f"conv_max_tile_rows ({self.conv_max_tile_rows})")
+            raise ValueError(
+                f"CpuTuning.conv_min_tile_rows ({self.conv_min_tile_rows}) must not exceed "
+                f"conv_max_tile_rows ({self.conv_max_tile_rows})"
+            )
 
 
 DEFAULT_TUNING = CpuTuning()

@@ -47,8 +47,9 @@ def weight_gradient(x: Tensor, grad_out: Tensor, kmap: KernelMap, weight_shape: 
     return grad
 
 
-def gather_gemm_scatter(x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False,
-                        bias: Optional[Tensor] = None) -> Tensor:
+def gather_gemm_scatter(
+    x: Tensor, weight: Tensor, kmap: KernelMap, num_out: int, adjoint: bool = False, bias: Optional[Tensor] = None
+) -> Tensor:
     """``out[j] = bias + sum_k sum_{(i, j) in pairs(k)} x[i] @ W[k]`` per offset (``weight [K, G, A, B]``; with
     ``adjoint`` pairs run output -> input and ``W[k]^T`` is used); differentiable by autograd in ``x`` and
     ``weight``, ``bias`` only initialises the accumulator."""

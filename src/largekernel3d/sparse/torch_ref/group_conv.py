@@ -28,8 +28,9 @@ def pair_offsets(kmap: KernelMap) -> np.ndarray:
     return np.repeat(np.arange(kmap.kernel_volume, dtype=np.int64), np.diff(_starts(kmap)))
 
 
-def aggregate_forward(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int,
-                      pair_chunk: int) -> Tensor:
+def aggregate_forward(
+    x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: Tensor, num_groups: int, pair_chunk: int
+) -> Tensor:
     """``A [N_out, G, C]``, ``pair_chunk`` pairs at a time."""
     c_dim = x.shape[1]
     out = x.new_zeros((kmap.num_out * num_groups, c_dim))
@@ -43,8 +44,9 @@ def aggregate_forward(x: Tensor, enc: Optional[Tensor], kmap: KernelMap, group: 
     return out.view(kmap.num_out, num_groups, c_dim)
 
 
-def aggregate_backward(d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, need_e: bool, c_dim: int,
-                       pair_chunk: int) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+def aggregate_backward(
+    d_a: Tensor, kmap: KernelMap, group: Tensor, need_x: bool, need_e: bool, c_dim: int, pair_chunk: int
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dx, dE)`` of :func:`aggregate_forward` (``None`` where not needed), ``pair_chunk`` pairs at a time."""
     num_groups = d_a.shape[1]
     flat = d_a.reshape(-1, c_dim)

@@ -20,8 +20,9 @@ def _starts_from_counts(counts: Tensor) -> Tuple[int, ...]:
     return tuple(starts)
 
 
-def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int,
-                  candidate_chunk: int) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+def _lookup_pairs(
+    indices: Tensor, spatial_shape: Sequence[int], query_coords_fn, num_offsets: int, candidate_chunk: int
+) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     """For each offset ``j`` and input row ``n``, look up the site ``query_coords_fn(j-chunk)`` among
     ``indices``, about ``candidate_chunk`` (offset, site) candidates at once (a memory bound); return (row of
     found site, n, starts) offset-major."""
@@ -49,8 +50,12 @@ def _lookup_pairs(indices: Tensor, spatial_shape: Sequence[int], query_coords_fn
     return torch.cat(rows_found), torch.cat(rows_query), _starts_from_counts(torch.cat(counts))
 
 
-def _unique_output_sites(batch: Tensor, cand: Tensor, valid: Tensor, out_shape: Sequence[int],
-                         ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def _unique_output_sites(
+    batch: Tensor,
+    cand: Tensor,
+    valid: Tensor,
+    out_shape: Sequence[int],
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """From candidate output coords ``cand [K, N, D]`` and mask ``valid [K, N]`` (chunked by caller),
     return (out sites int32, pair_in, pair_out, counts per offset)."""
     k, n = valid.shape
@@ -69,8 +74,9 @@ def kernel_offsets(geometry: ConvGeometry, device: torch.device) -> Tensor:
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
-def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry,
-                          candidate_chunk: int) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+def submanifold_map_pairs(
+    indices: Tensor, spatial_shape: Sequence[int], geometry: ConvGeometry, candidate_chunk: int
+) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
     """``(pair_in, pair_out, offset_starts)``: for output ``p`` and offset ``k`` the input is the active site at
     ``p + dilation * (k - kernel_size // 2)``; ``candidate_chunk`` (offset, site) candidates are looked up at once
     (``CpuTuning.torch_candidate_chunk``)."""
@@ -85,8 +91,12 @@ def submanifold_map_pairs(indices: Tensor, spatial_shape: Sequence[int], geometr
     return _lookup_pairs(indices, spatial_shape, query, geometry.kernel_volume, candidate_chunk)
 
 
-def strided_map_pairs(indices: Tensor, out_shape: Sequence[int], geometry: ConvGeometry, transposed: bool,
-                      ) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
+def strided_map_pairs(
+    indices: Tensor,
+    out_shape: Sequence[int],
+    geometry: ConvGeometry,
+    transposed: bool,
+) -> Tuple[Tensor, Tensor, Tensor, Tuple[int, ...]]:
     """``(out_sites, pair_in, pair_out, offset_starts)`` of a regular map (output ``q`` is active when some input
     ``p = stride*q - padding + dilation*k`` is) or a ``transposed`` one (input ``q`` reaches every output ``p =
     stride*q - padding + dilation*k`` inside the output grid); output sites sorted by key."""

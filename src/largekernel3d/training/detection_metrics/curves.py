@@ -60,8 +60,9 @@ class PrecisionRecallCurve:
         counted = status != -1
         is_tp = (status[counted] == TP).astype(np.float64)
         is_fp = (status[counted] == FP).astype(np.float64)
-        return cls(scores=scores[match.order][counted], tp=np.cumsum(is_tp), fp=np.cumsum(is_fp),
-                   num_gt=int(match.num_gt))
+        return cls(
+            scores=scores[match.order][counted], tp=np.cumsum(is_tp), fp=np.cumsum(is_fp), num_gt=int(match.num_gt)
+        )
 
     @property
     def precision(self) -> np.ndarray:
@@ -132,7 +133,7 @@ def sampled_thresholds(curve: PrecisionRecallCurve, num_sample_points: int = 41)
     for i in range(scores.shape[0]):
         here = (i + 1) / g
         if i < last and ((i + 2) / g - target) < (target - here):
-            continue                      # the next TP is nearer the target recall
+            continue  # the next TP is nearer the target recall
         kept.append(scores[i])
         target += 1.0 / (num_sample_points - 1.0)
     return np.asarray(kept, dtype=np.float64)
@@ -146,9 +147,9 @@ def sampled_precision(curve: PrecisionRecallCurve, num_sample_points: int = 41) 
     thresholds = sampled_thresholds(curve, num_sample_points)[:num_sample_points]
     if thresholds.shape[0] == 0:
         return out
-    last = np.searchsorted(-curve.scores, -thresholds, side="right") - 1   # predictions scoring >= t
+    last = np.searchsorted(-curve.scores, -thresholds, side="right") - 1  # predictions scoring >= t
     precision = curve.precision[last]
-    out[:precision.shape[0]] = np.maximum.accumulate(precision[::-1])[::-1]
+    out[: precision.shape[0]] = np.maximum.accumulate(precision[::-1])[::-1]
     return out
 
 
@@ -165,5 +166,13 @@ def sampled_ap(curve: PrecisionRecallCurve, num_points: int = 40) -> float:
     raise ValueError(f"num_recall_points must be 40 or 11 for the KITTI AP, got {num_points!r}")
 
 
-__all__ = ["PrecisionRecallCurve", "recall_points", "envelope_precision", "envelope_ap", "linear_precision",
-           "sampled_thresholds", "sampled_precision", "sampled_ap"]
+__all__ = [
+    "PrecisionRecallCurve",
+    "recall_points",
+    "envelope_precision",
+    "envelope_ap",
+    "linear_precision",
+    "sampled_thresholds",
+    "sampled_precision",
+    "sampled_ap",
+]

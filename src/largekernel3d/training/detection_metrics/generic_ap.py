@@ -107,10 +107,14 @@ def _class_thresholds(matching: str, thresholds, class_names: Sequence[str]) -> 
     return out
 
 
-def evaluate_ap(gt: Sequence[Any], detections: Sequence[Any], class_names: Sequence[str],
-                matching: str = "bev_iou",
-                thresholds: Union[float, Sequence[float], Mapping[str, Union[float, Sequence[float]]]] = 0.5,
-                num_recall_points: int = 40) -> "APMetrics":
+def evaluate_ap(
+    gt: Sequence[Any],
+    detections: Sequence[Any],
+    class_names: Sequence[str],
+    matching: str = "bev_iou",
+    thresholds: Union[float, Sequence[float], Mapping[str, Union[float, Sequence[float]]]] = 0.5,
+    num_recall_points: int = 40,
+) -> "APMetrics":
     """Per-class AP and mAP (module docstring).
 
     Args:
@@ -158,8 +162,15 @@ def evaluate_ap(gt: Sequence[Any], detections: Sequence[Any], class_names: Seque
         for j, t in enumerate(per_class[c]):
             curve = PrecisionRecallCurve.from_match(problem.scores, greedy_match(problem, t))
             ap[c, j] = 100.0 * envelope_ap(curve, num_recall_points)
-    return APMetrics(class_names=class_names, matching=matching, thresholds=tuple(per_class), ap=ap, num_gt=num_gt,
-                     num_det=num_det, num_recall_points=num_recall_points)
+    return APMetrics(
+        class_names=class_names,
+        matching=matching,
+        thresholds=tuple(per_class),
+        ap=ap,
+        num_gt=num_gt,
+        num_det=num_det,
+        num_recall_points=num_recall_points,
+    )
 
 
 @dataclass(frozen=True)
@@ -188,7 +199,7 @@ class APMetrics:
         out = np.full(len(self.class_names), np.nan)
         for c, t in enumerate(self.thresholds):
             if self.num_gt[c]:
-                out[c] = float(np.mean(self.ap[c, :len(t)]))
+                out[c] = float(np.mean(self.ap[c, : len(t)]))
         return out
 
     @property
@@ -198,25 +209,43 @@ class APMetrics:
         return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
     def to_dict(self) -> Dict[str, object]:
-        return {"mAP": self.mean_ap, "matching": self.matching, "num_recall_points": self.num_recall_points,
-                "per_class": {c: {"thresholds": list(self.thresholds[i]), "ap": self.ap[i, :len(self.thresholds[i])]
-                                  .tolist(), "ap_mean": float(self.class_ap[i]), "num_gt": int(self.num_gt[i]),
-                                  "num_det": int(self.num_det[i])} for i, c in enumerate(self.class_names)}}
+        return {
+            "mAP": self.mean_ap,
+            "matching": self.matching,
+            "num_recall_points": self.num_recall_points,
+            "per_class": {
+                c: {
+                    "thresholds": list(self.thresholds[i]),
+                    "ap": self.ap[i, : len(self.thresholds[i])].tolist(),
+                    "ap_mean": float(self.class_ap[i]),
+                    "num_gt": int(self.num_gt[i]),
+                    "num_det": int(self.num_det[i]),
+                }
+                for i, c in enumerate(self.class_names)
+            },
+        }
 
     def _table(self):
         shared = all(t == self.thresholds[0] for t in self.thresholds)
         width = self.ap.shape[1]
         unit = "m" if self.matching == "center_distance" else ""
         columns = [f"AP@{t:g}{unit}" for t in self.thresholds[0]] if shared else [f"AP #{j + 1}" for j in range(width)]
-        header = ["class", "GT", "det", "thresholds"] + (columns if width > 1 else []) + \
-            [f"AP (R{self.num_recall_points})"]
+        header = (
+            ["class", "GT", "det", "thresholds"] + (columns if width > 1 else []) + [f"AP (R{self.num_recall_points})"]
+        )
         rows = []
         for c, name in enumerate(self.class_names):
             per_threshold = [float(v) for v in self.ap[c]] if width > 1 else []
-            rows.append([name, int(self.num_gt[c]), int(self.num_det[c]),
-                         "/".join(f"{t:g}" for t in self.thresholds[c])] + per_threshold + [float(self.class_ap[c])])
-        rows.append(["mean", int(self.num_gt.sum()), int(self.num_det.sum()), self.matching] +
-                    [float("nan")] * (width if width > 1 else 0) + [self.mean_ap])
+            rows.append(
+                [name, int(self.num_gt[c]), int(self.num_det[c]), "/".join(f"{t:g}" for t in self.thresholds[c])]
+                + per_threshold
+                + [float(self.class_ap[c])]
+            )
+        rows.append(
+            ["mean", int(self.num_gt.sum()), int(self.num_det.sum()), self.matching]
+            + [float("nan")] * (width if width > 1 else 0)
+            + [self.mean_ap]
+        )
         return header, rows
 
     def to_markdown(self) -> str:

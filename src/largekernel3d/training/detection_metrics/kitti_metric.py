@@ -99,8 +99,9 @@ class KittiGroundTruth:
         if difficulty.shape != (n,) or (difficulty.size and (difficulty.min() < -1 or difficulty.max() > 2)):
             raise ValueError(f"difficulty must be [{n}] values in {{-1, 0, 1, 2}}, got {difficulty}")
         self.difficulty = difficulty.astype(np.int64)
-        self.dontcare_boxes = _boxes7(self.dontcare_boxes if self.dontcare_boxes is not None else np.zeros((0, 7)),
-                                      "dontcare_boxes")
+        self.dontcare_boxes = _boxes7(
+            self.dontcare_boxes if self.dontcare_boxes is not None else np.zeros((0, 7)), "dontcare_boxes"
+        )
 
     @classmethod
     def from_frame(cls, frame: Any) -> "KittiGroundTruth":
@@ -114,12 +115,18 @@ class KittiGroundTruth:
             raise ValueError(f"frame {frame.name!r} has no KITTI labels in its metadata (read it with KittiDetection)")
         ignored = meta["ignored"]
         ign_label = ignored["label"]
-        return cls(boxes=np.concatenate([np.asarray(frame.boxes, dtype=np.float64)[:, :7],
-                                         np.asarray(ignored["boxes"], dtype=np.float64).reshape(-1, 7)]),
-                   names=list(meta["label"].names) + list(ign_label.names),
-                   difficulty=np.concatenate([frame.difficulty,
-                                              kitti_difficulty(ign_label.bbox2d, ign_label.occluded,
-                                                               ign_label.truncated)]))
+        return cls(
+            boxes=np.concatenate(
+                [
+                    np.asarray(frame.boxes, dtype=np.float64)[:, :7],
+                    np.asarray(ignored["boxes"], dtype=np.float64).reshape(-1, 7),
+                ]
+            ),
+            names=list(meta["label"].names) + list(ign_label.names),
+            difficulty=np.concatenate(
+                [frame.difficulty, kitti_difficulty(ign_label.bbox2d, ign_label.occluded, ign_label.truncated)]
+            ),
+        )
 
 
 @dataclass
@@ -149,8 +156,9 @@ class KittiDetections:
                 raise ValueError(f"heights_2d must have shape [{n}], got {self.heights_2d.shape}")
 
     @classmethod
-    def from_lidar(cls, boxes: np.ndarray, names: Sequence[str], scores: np.ndarray,
-                   frame: Optional[Any] = None) -> "KittiDetections":
+    def from_lidar(
+        cls, boxes: np.ndarray, names: Sequence[str], scores: np.ndarray, frame: Optional[Any] = None
+    ) -> "KittiDetections":
         """Detections ``boxes [P, >=7]`` (LiDAR frame) of a KITTI ``LidarFrame``; with the frame, the 2D heights
         are those of the boxes projected into image 2 and clipped to the image (``metadata["calib"]``,
         ``metadata["image_size"]``), OpenPCDet's way; without it, no heights (every detection counts)."""
@@ -158,8 +166,9 @@ class KittiDetections:
         heights = None
         if frame is not None:
             if "calib" not in frame.metadata:
-                raise ValueError(f"frame {frame.name!r} has no calibration in its metadata (read it with "
-                                 f"KittiDetection)")
+                raise ValueError(
+                    f"frame {frame.name!r} has no calibration in its metadata (read it with KittiDetection)"
+                )
             rect = project_boxes_to_image(boxes, frame.metadata["calib"], frame.metadata.get("image_size"))
             heights = rect[:, 3] - rect[:, 1]
         return cls(boxes, names, scores, heights_2d=heights)
@@ -169,8 +178,9 @@ def _thresholds(iou_thresholds: Union[str, Mapping[str, float]], classes: Sequen
     if isinstance(iou_thresholds, str):
         table = {"strict": STRICT_IOU, "loose": LOOSE_IOU}.get(iou_thresholds)
         if table is None:
-            raise ValueError(f"iou_thresholds must be 'strict', 'loose' or a class -> IoU mapping, "
-                             f"got {iou_thresholds!r}")
+            raise ValueError(
+                f"iou_thresholds must be 'strict', 'loose' or a class -> IoU mapping, got {iou_thresholds!r}"
+            )
     else:
         table = dict(iou_thresholds)
     missing = [c for c in classes if c not in table]
@@ -183,13 +193,13 @@ def _thresholds(iou_thresholds: Union[str, Mapping[str, float]], classes: Sequen
 class _ClassFrame:
     """One frame seen by one evaluated class."""
 
-    gt_boxes: np.ndarray            # [G, 7] the class's objects and its neighbours'
-    own: np.ndarray                 # [G] bool: of the class itself (neighbours are False)
-    difficulty: np.ndarray          # [G]
-    det_boxes: np.ndarray           # [P, 7] detections of the class
-    scores: np.ndarray              # [P]
-    heights: Optional[np.ndarray]   # [P] 2D heights or None
-    dontcare: np.ndarray            # [K, 7]
+    gt_boxes: np.ndarray  # [G, 7] the class's objects and its neighbours'
+    own: np.ndarray  # [G] bool: of the class itself (neighbours are False)
+    difficulty: np.ndarray  # [G]
+    det_boxes: np.ndarray  # [P, 7] detections of the class
+    scores: np.ndarray  # [P]
+    heights: Optional[np.ndarray]  # [P] 2D heights or None
+    dontcare: np.ndarray  # [K, 7]
 
 
 def _class_frame(g: KittiGroundTruth, d: KittiDetections, class_name: str) -> _ClassFrame:
@@ -199,9 +209,15 @@ def _class_frame(g: KittiGroundTruth, d: KittiDetections, class_name: str) -> _C
     own = g_names == key
     keep = own | np.isin(g_names, neighbours)
     d_mask = np.array([n.lower() == key for n in d.names], dtype=bool)
-    return _ClassFrame(gt_boxes=g.boxes[keep], own=own[keep], difficulty=g.difficulty[keep],
-                       det_boxes=d.boxes[d_mask], scores=d.scores[d_mask],
-                       heights=None if d.heights_2d is None else d.heights_2d[d_mask], dontcare=g.dontcare_boxes)
+    return _ClassFrame(
+        gt_boxes=g.boxes[keep],
+        own=own[keep],
+        difficulty=g.difficulty[keep],
+        det_boxes=d.boxes[d_mask],
+        scores=d.scores[d_mask],
+        heights=None if d.heights_2d is None else d.heights_2d[d_mask],
+        dontcare=g.dontcare_boxes,
+    )
 
 
 def _in_dontcare(dets: np.ndarray, regions: np.ndarray, iou, three_d: bool, threshold: float) -> np.ndarray:
@@ -225,10 +241,14 @@ def _suppress_dontcare(match: MatchResult, in_dontcare: np.ndarray) -> MatchResu
     return dataclasses.replace(match, status=status)
 
 
-def evaluate_kitti(gt: Sequence[KittiGroundTruth], detections: Sequence[KittiDetections],
-                   classes: Sequence[str] = KITTI_CLASSES,
-                   iou_thresholds: Union[str, Mapping[str, float]] = "strict",
-                   num_recall_points: int = 40, metrics: Sequence[str] = KITTI_METRICS) -> "KittiMetrics":
+def evaluate_kitti(
+    gt: Sequence[KittiGroundTruth],
+    detections: Sequence[KittiDetections],
+    classes: Sequence[str] = KITTI_CLASSES,
+    iou_thresholds: Union[str, Mapping[str, float]] = "strict",
+    num_recall_points: int = 40,
+    metrics: Sequence[str] = KITTI_METRICS,
+) -> "KittiMetrics":
     """KITTI AP (module docstring) per class, difficulty and metric.
 
     Args:
@@ -260,19 +280,31 @@ def evaluate_kitti(gt: Sequence[KittiGroundTruth], detections: Sequence[KittiDet
             affinity = [iou(f.det_boxes, f.gt_boxes) for f in frames]
             in_dontcare = [_in_dontcare(f.det_boxes, f.dontcare, iou, metric == "3d", thresholds[c]) for f in frames]
             for level in range(len(KITTI_DIFFICULTIES)):
-                rows = [np.ones(f.scores.shape[0], dtype=bool) if f.heights is None else f.heights >= MIN_HEIGHT[level]
-                        for f in frames]
+                rows = [
+                    np.ones(f.scores.shape[0], dtype=bool) if f.heights is None else f.heights >= MIN_HEIGHT[level]
+                    for f in frames
+                ]
                 gt_ignored = [~f.own | (f.difficulty < 0) | (f.difficulty > level) for f in frames]
-                problem = match_problem([f.scores[r] for f, r in zip(frames, rows)],
-                                        [a[r] for a, r in zip(affinity, rows)], higher_is_better=True,
-                                        gt_ignored=gt_ignored)
+                problem = match_problem(
+                    [f.scores[r] for f, r in zip(frames, rows)],
+                    [a[r] for a, r in zip(affinity, rows)],
+                    higher_is_better=True,
+                    gt_ignored=gt_ignored,
+                )
                 hits = np.concatenate([h[r] for h, r in zip(in_dontcare, rows)]) if frames else np.zeros(0, bool)
                 match = _suppress_dontcare(greedy_match(problem, thresholds[c]), hits)
                 num_gt[ci, level] = match.num_gt
-                ap[ci, level, mi] = 100.0 * sampled_ap(PrecisionRecallCurve.from_match(problem.scores, match),
-                                                       num_recall_points)
-    return KittiMetrics(class_names=classes, metrics=metrics, ap=ap, num_gt=num_gt,
-                        iou_thresholds=tuple(thresholds[c] for c in classes), num_recall_points=num_recall_points)
+                ap[ci, level, mi] = 100.0 * sampled_ap(
+                    PrecisionRecallCurve.from_match(problem.scores, match), num_recall_points
+                )
+    return KittiMetrics(
+        class_names=classes,
+        metrics=metrics,
+        ap=ap,
+        num_gt=num_gt,
+        iou_thresholds=tuple(thresholds[c] for c in classes),
+        num_recall_points=num_recall_points,
+    )
 
 
 @dataclass(frozen=True)
@@ -297,8 +329,11 @@ class KittiMetrics:
 
     def get(self, class_name: str, difficulty: str = "moderate", metric: str = "3d") -> float:
         """One AP value in percent."""
-        return float(self.ap[self.class_names.index(class_name), KITTI_DIFFICULTIES.index(difficulty),
-                             self.metrics.index(metric)])
+        return float(
+            self.ap[
+                self.class_names.index(class_name), KITTI_DIFFICULTIES.index(difficulty), self.metrics.index(metric)
+            ]
+        )
 
     def mean_ap(self, difficulty: str = "moderate", metric: str = "3d") -> float:
         """Mean AP over the classes with counted ground truth at ``difficulty`` (NaN if none)."""
@@ -306,13 +341,19 @@ class KittiMetrics:
         return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
     def _table(self) -> Tuple[List[str], List[list]]:
-        header = ["class", "IoU", "metric"] + [f"{d} (R{self.num_recall_points})" for d in KITTI_DIFFICULTIES] + \
-            ["GT easy", "GT moderate", "GT hard"]
+        header = (
+            ["class", "IoU", "metric"]
+            + [f"{d} (R{self.num_recall_points})" for d in KITTI_DIFFICULTIES]
+            + ["GT easy", "GT moderate", "GT hard"]
+        )
         rows = []
         for ci, c in enumerate(self.class_names):
             for mi, m in enumerate(self.metrics):
-                rows.append([c, self.iou_thresholds[ci], m] + [float(v) for v in self.ap[ci, :, mi]] +
-                            [int(v) for v in self.num_gt[ci]])
+                rows.append(
+                    [c, self.iou_thresholds[ci], m]
+                    + [float(v) for v in self.ap[ci, :, mi]]
+                    + [int(v) for v in self.num_gt[ci]]
+                )
         for m in self.metrics:
             rows.append(["mean", "", m] + [self.mean_ap(d, m) for d in KITTI_DIFFICULTIES] + ["", "", ""])
         return header, rows
@@ -328,5 +369,15 @@ class KittiMetrics:
         return csv_table(header, rows, path)
 
 
-__all__ = ["KITTI_DIFFICULTIES", "MIN_HEIGHT", "STRICT_IOU", "LOOSE_IOU", "NEIGHBOUR_CLASSES", "KITTI_METRICS",
-           "KittiGroundTruth", "KittiDetections", "evaluate_kitti", "KittiMetrics"]
+__all__ = [
+    "KITTI_DIFFICULTIES",
+    "MIN_HEIGHT",
+    "STRICT_IOU",
+    "LOOSE_IOU",
+    "NEIGHBOUR_CLASSES",
+    "KITTI_METRICS",
+    "KittiGroundTruth",
+    "KittiDetections",
+    "evaluate_kitti",
+    "KittiMetrics",
+]

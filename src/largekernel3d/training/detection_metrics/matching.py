@@ -90,8 +90,12 @@ class MatchProblem:
         return int((~self.gt_ignored).sum())
 
 
-def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray], higher_is_better: bool,
-                  gt_ignored: Optional[Sequence[Optional[np.ndarray]]] = None) -> MatchProblem:
+def match_problem(
+    scores: Sequence[np.ndarray],
+    affinities: Sequence[np.ndarray],
+    higher_is_better: bool,
+    gt_ignored: Optional[Sequence[Optional[np.ndarray]]] = None,
+) -> MatchProblem:
     """A :class:`MatchProblem` from per-sample pieces.
 
     Args:
@@ -117,8 +121,11 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
         if a.ndim != 2 or a.shape[0] != p:
             raise ValueError(f"sample {s}: affinity must have shape [{p}, G] for its {p} predictions, got {a.shape}")
         g = a.shape[1]
-        gi = np.zeros(g, dtype=bool) if gt_ignored is None or gt_ignored[s] is None else \
-            np.asarray(gt_ignored[s], dtype=bool).reshape(-1)
+        gi = (
+            np.zeros(g, dtype=bool)
+            if gt_ignored is None or gt_ignored[s] is None
+            else np.asarray(gt_ignored[s], dtype=bool).reshape(-1)
+        )
         if gi.shape != (g,):
             raise ValueError(f"sample {s}: gt_ignored must have shape [{g}], got {gi.shape}")
         flat_scores.append(sc)
@@ -135,10 +142,16 @@ def match_problem(scores: Sequence[np.ndarray], affinities: Sequence[np.ndarray]
 
     counts = np.asarray(gt_count, dtype=np.int64)
     return MatchProblem(
-        scores=cat(flat_scores, np.float64), pred_sample=cat(sample_of, np.int64), pred_local=cat(local_of, np.int64),
-        gt_offset=(np.cumsum(counts) - counts).astype(np.int64), gt_count=counts,
-        gt_ignored=cat(gt_ign, bool), affinity_offset=np.asarray(aff_offset, dtype=np.int64),
-        affinity=cat(aff, np.float64), higher_is_better=bool(higher_is_better))
+        scores=cat(flat_scores, np.float64),
+        pred_sample=cat(sample_of, np.int64),
+        pred_local=cat(local_of, np.int64),
+        gt_offset=(np.cumsum(counts) - counts).astype(np.int64),
+        gt_count=counts,
+        gt_ignored=cat(gt_ign, bool),
+        affinity_offset=np.asarray(aff_offset, dtype=np.int64),
+        affinity=cat(aff, np.float64),
+        higher_is_better=bool(higher_is_better),
+    )
 
 
 @dataclass(frozen=True)
@@ -159,8 +172,20 @@ class MatchResult:
 
 
 @nb.njit(cache=True, nogil=True)
-def _greedy_kernel(order, pred_sample, pred_local, gt_offset, gt_count, gt_ignored,
-                   affinity_offset, affinity, threshold, higher_is_better, status, matched_gt):  # pragma: no cover
+def _greedy_kernel(
+    order,
+    pred_sample,
+    pred_local,
+    gt_offset,
+    gt_count,
+    gt_ignored,
+    affinity_offset,
+    affinity,
+    threshold,
+    higher_is_better,
+    status,
+    matched_gt,
+):  # pragma: no cover
     taken = np.zeros(gt_ignored.shape[0], dtype=np.bool_)
     sign = 1.0 if higher_is_better else -1.0
     for i in order:
@@ -174,7 +199,7 @@ def _greedy_kernel(order, pred_sample, pred_local, gt_offset, gt_count, gt_ignor
             if taken[g0 + j]:
                 continue
             v = sign * affinity[row + j]
-            if not v > sign * threshold:       # NaN never passes
+            if not v > sign * threshold:  # NaN never passes
                 continue
             if gt_ignored[g0 + j]:
                 if best_ignored < 0 or v > best_ignored_value:
@@ -208,11 +233,31 @@ def greedy_match(problem: MatchProblem, threshold: float) -> MatchResult:
     status = np.zeros(p, dtype=np.int8)
     matched = np.full(p, -1, dtype=np.int64)
     if p:
-        _greedy_kernel(order, problem.pred_sample, problem.pred_local, problem.gt_offset,
-                       problem.gt_count, problem.gt_ignored, problem.affinity_offset, problem.affinity, threshold,
-                       problem.higher_is_better, status, matched)
+        _greedy_kernel(
+            order,
+            problem.pred_sample,
+            problem.pred_local,
+            problem.gt_offset,
+            problem.gt_count,
+            problem.gt_ignored,
+            problem.affinity_offset,
+            problem.affinity,
+            threshold,
+            problem.higher_is_better,
+            status,
+            matched,
+        )
     return MatchResult(order=order, status=status, matched_gt=matched, num_gt=problem.num_counted_gt)
 
 
-__all__ = ["TP", "FP", "IGNORED", "name_list", "score_order", "MatchProblem", "match_problem", "MatchResult",
-           "greedy_match"]
+__all__ = [
+    "TP",
+    "FP",
+    "IGNORED",
+    "name_list",
+    "score_order",
+    "MatchProblem",
+    "match_problem",
+    "MatchResult",
+    "greedy_match",
+]

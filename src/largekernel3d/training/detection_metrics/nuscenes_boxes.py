@@ -87,10 +87,13 @@ class NuScenesBoxes:
         def pick(seq):
             return None if seq is None else tuple(seq[i] for i in idx)
 
-        return NuScenesBoxes(boxes=self.boxes[idx], names=pick(self.names),
-                             scores=None if self.scores is None else self.scores[idx],
-                             attributes=pick(self.attributes),
-                             num_points=None if self.num_points is None else self.num_points[idx])
+        return NuScenesBoxes(
+            boxes=self.boxes[idx],
+            names=pick(self.names),
+            scores=None if self.scores is None else self.scores[idx],
+            attributes=pick(self.attributes),
+            num_points=None if self.num_points is None else self.num_points[idx],
+        )
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,10 +102,15 @@ def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     aw, ax, ay, az = np.moveaxis(a, -1, 0)
     bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
 
 
 def yaw_quaternion(yaw: np.ndarray) -> np.ndarray:
@@ -118,10 +126,16 @@ def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     ``4w² = 1 + tr R``, ``4x² = 1 + R00 - R11 - R22``, ``4y² = 1 - R00 + R11 - R22``, ``4z² = 1 - R00 - R11 + R22``
     and the off-diagonal sums and differences, for accuracy near every rotation."""
     r = np.asarray(rotation, dtype=np.float64)
-    squares = np.array([1 + r[0, 0] + r[1, 1] + r[2, 2], 1 + r[0, 0] - r[1, 1] - r[2, 2],
-                        1 - r[0, 0] + r[1, 1] - r[2, 2], 1 - r[0, 0] - r[1, 1] + r[2, 2]])
+    squares = np.array(
+        [
+            1 + r[0, 0] + r[1, 1] + r[2, 2],
+            1 + r[0, 0] - r[1, 1] - r[2, 2],
+            1 - r[0, 0] + r[1, 1] - r[2, 2],
+            1 - r[0, 0] - r[1, 1] + r[2, 2],
+        ]
+    )
     k = int(np.argmax(squares))
-    f = 2.0 * np.sqrt(squares[k])                          # 4 * |component k|
+    f = 2.0 * np.sqrt(squares[k])  # 4 * |component k|
     if k == 0:
         q = [f / 4, (r[2, 1] - r[1, 2]) / f, (r[0, 2] - r[2, 0]) / f, (r[1, 0] - r[0, 1]) / f]
     elif k == 1:
@@ -163,18 +177,24 @@ class SensorPose:
     def from_records(cls, calibrated_sensor: Mapping, ego_pose: Mapping) -> "SensorPose":
         """From a ``calibrated_sensor`` record (of ``LIDAR_TOP``) and the ``ego_pose`` record of that sweep,
         each a mapping with ``rotation`` (quaternion ``(w, x, y, z)``) and ``translation``."""
-        return cls(make_pose(quaternion_to_matrix(calibrated_sensor["rotation"], "calibrated_sensor"),
-                             calibrated_sensor["translation"], "calibrated_sensor"),
-                   make_pose(quaternion_to_matrix(ego_pose["rotation"], "ego_pose"), ego_pose["translation"],
-                             "ego_pose"))
+        return cls(
+            make_pose(
+                quaternion_to_matrix(calibrated_sensor["rotation"], "calibrated_sensor"),
+                calibrated_sensor["translation"],
+                "calibrated_sensor",
+            ),
+            make_pose(quaternion_to_matrix(ego_pose["rotation"], "ego_pose"), ego_pose["translation"], "ego_pose"),
+        )
 
     @classmethod
     def from_frame(cls, frame: Any) -> "SensorPose":
         """From a ``LidarFrame`` of the nuScenes readers (``metadata["lidar_to_ego"]``, ``["ego_to_global"]``)."""
         missing = [k for k in ("lidar_to_ego", "ego_to_global") if k not in frame.metadata]
         if missing:
-            raise ValueError(f"frame {frame.name!r} has no {missing} in its metadata; read it with a nuScenes "
-                             f"reader or build the SensorPose from the calibrated_sensor / ego_pose records")
+            raise ValueError(
+                f"frame {frame.name!r} has no {missing} in its metadata; read it with a nuScenes "
+                f"reader or build the SensorPose from the calibrated_sensor / ego_pose records"
+            )
         return cls(frame.metadata["lidar_to_ego"], frame.metadata["ego_to_global"])
 
     @property
@@ -217,10 +237,21 @@ def lidar_to_global(boxes: np.ndarray, pose: SensorPose) -> Tuple[np.ndarray, np
 def boxes_to_global(boxes: NuScenesBoxes, pose: SensorPose) -> NuScenesBoxes:
     """A LiDAR-frame :class:`NuScenesBoxes` in the global frame (names, scores, attributes, points kept)."""
     global_boxes, _ = lidar_to_global(boxes.boxes, pose)
-    return NuScenesBoxes(boxes=global_boxes, names=boxes.names, scores=boxes.scores, attributes=boxes.attributes,
-                         num_points=boxes.num_points)
+    return NuScenesBoxes(
+        boxes=global_boxes,
+        names=boxes.names,
+        scores=boxes.scores,
+        attributes=boxes.attributes,
+        num_points=boxes.num_points,
+    )
 
 
-__all__ = ["NuScenesBoxes", "SensorPose", "matrix_to_quaternion",
-           "quaternion_multiply", "yaw_quaternion", "lidar_to_global", "boxes_to_global"]
-
+__all__ = [
+    "NuScenesBoxes",
+    "SensorPose",
+    "matrix_to_quaternion",
+    "quaternion_multiply",
+    "yaw_quaternion",
+    "lidar_to_global",
+    "boxes_to_global",
+]

@@ -74,9 +74,15 @@ def tables_ground_truth(tables: Any, sample_token: str, channel: str = "LIDAR_TO
     sample_data = tables.get("sample_data", tables.key_lidar_token(sample_token, channel))
     ego = np.asarray(tables.get("ego_pose", sample_data["ego_pose_token"])["translation"], dtype=np.float64)
     return SampleGroundTruth(
-        boxes=NuScenesBoxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 9), names, attributes=attributes,
-                            num_points=np.asarray(points, dtype=np.int64)),
-        ego_translation=ego, bike_racks=np.asarray(racks, dtype=np.float64).reshape(-1, 7))
+        boxes=NuScenesBoxes(
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 9),
+            names,
+            attributes=attributes,
+            num_points=np.asarray(points, dtype=np.int64),
+        ),
+        ego_translation=ego,
+        bike_racks=np.asarray(racks, dtype=np.float64).reshape(-1, 7),
+    )
 
 
 def frame_ground_truth(frame: Any, class_names: Sequence[str]) -> NuScenesBoxes:
@@ -88,18 +94,21 @@ def frame_ground_truth(frame: Any, class_names: Sequence[str]) -> NuScenesBoxes:
     """
     labels = np.asarray(frame.labels)
     if labels.size and labels.max() >= len(class_names):
-        raise ValueError(f"frame {frame.name!r} has labels up to {int(labels.max())} but {len(class_names)} "
-                         f"class names were given")
+        raise ValueError(
+            f"frame {frame.name!r} has labels up to {int(labels.max())} but {len(class_names)} class names were given"
+        )
     boxes = np.asarray(frame.boxes, dtype=np.float64)
     if boxes.shape[1] == 9 and "velocity_valid" in frame.metadata:
         boxes = boxes.copy()
         boxes[~np.asarray(frame.metadata["velocity_valid"], dtype=bool), 7:9] = np.nan
     points = None
     if frame.num_lidar_points is not None:
-        points = np.asarray(frame.num_lidar_points, dtype=np.int64) + \
-            np.asarray(frame.metadata.get("num_radar_points", 0), dtype=np.int64)
-    local = NuScenesBoxes(boxes=boxes, names=[class_names[i] for i in labels], attributes=frame.attributes,
-                          num_points=points)
+        points = np.asarray(frame.num_lidar_points, dtype=np.int64) + np.asarray(
+            frame.metadata.get("num_radar_points", 0), dtype=np.int64
+        )
+    local = NuScenesBoxes(
+        boxes=boxes, names=[class_names[i] for i in labels], attributes=frame.attributes, num_points=points
+    )
     return boxes_to_global(local, SensorPose.from_frame(frame))
 
 

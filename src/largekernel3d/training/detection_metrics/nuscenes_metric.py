@@ -52,9 +52,18 @@ from .matching import TP, MatchProblem, greedy_match, match_problem
 from .nuscenes_boxes import NuScenesBoxes
 from .report import csv_table, markdown_table
 
-NUSCENES_CLASS_RANGE: Dict[str, float] = {"car": 50.0, "truck": 50.0, "bus": 50.0, "trailer": 50.0,
-                                          "construction_vehicle": 50.0, "pedestrian": 40.0, "motorcycle": 40.0,
-                                          "bicycle": 40.0, "traffic_cone": 30.0, "barrier": 30.0}
+NUSCENES_CLASS_RANGE: Dict[str, float] = {
+    "car": 50.0,
+    "truck": 50.0,
+    "bus": 50.0,
+    "trailer": 50.0,
+    "construction_vehicle": 50.0,
+    "pedestrian": 40.0,
+    "motorcycle": 40.0,
+    "bicycle": 40.0,
+    "traffic_cone": 30.0,
+    "barrier": 30.0,
+}
 """Evaluation range per class in metres (``detection_cvpr_2019``), in the devkit's class order (the order of
 the reports)."""
 
@@ -64,8 +73,10 @@ TP_METRICS: Tuple[str, ...] = ("trans_err", "scale_err", "orient_err", "vel_err"
 TP_METRIC_LABELS: Tuple[str, ...] = ("ATE", "ASE", "AOE", "AVE", "AAE")
 """Short names of :data:`TP_METRICS` as papers print them."""
 
-NOT_APPLICABLE: Dict[str, Tuple[str, ...]] = {"traffic_cone": ("attr_err", "vel_err", "orient_err"),
-                                              "barrier": ("attr_err", "vel_err")}
+NOT_APPLICABLE: Dict[str, Tuple[str, ...]] = {
+    "traffic_cone": ("attr_err", "vel_err", "orient_err"),
+    "barrier": ("attr_err", "vel_err"),
+}
 """TP errors the benchmark does not define for a class (reported as NaN, left out of the means)."""
 
 HALF_TURN_CLASSES: Tuple[str, ...] = ("barrier",)
@@ -133,8 +144,12 @@ class NuScenesClassCurve:
     @classmethod
     def no_predictions(cls) -> "NuScenesClassCurve":
         """Precision 0, confidence 0, errors 1 (no ground truth, or nothing matched)."""
-        return cls(recall=np.linspace(0, 1, NUM_RECALL_BINS), precision=np.zeros(NUM_RECALL_BINS),
-                   confidence=np.zeros(NUM_RECALL_BINS), errors={m: np.ones(NUM_RECALL_BINS) for m in TP_METRICS})
+        return cls(
+            recall=np.linspace(0, 1, NUM_RECALL_BINS),
+            precision=np.zeros(NUM_RECALL_BINS),
+            confidence=np.zeros(NUM_RECALL_BINS),
+            errors={m: np.ones(NUM_RECALL_BINS) for m in TP_METRICS},
+        )
 
     @property
     def max_recall_index(self) -> int:
@@ -167,32 +182,35 @@ def class_tp_error(curve: NuScenesClassCurve, min_recall: float, metric: str) ->
     stop = curve.max_recall_index
     if stop < start:
         return 1.0
-    return float(np.mean(curve.errors[metric][start:stop + 1]))
+    return float(np.mean(curve.errors[metric][start : stop + 1]))
 
 
-def _pair_errors(gt: np.ndarray, pred: np.ndarray, gt_attr: np.ndarray, pred_attr: np.ndarray,
-                 period: float) -> Dict[str, np.ndarray]:
+def _pair_errors(
+    gt: np.ndarray, pred: np.ndarray, gt_attr: np.ndarray, pred_attr: np.ndarray, period: float
+) -> Dict[str, np.ndarray]:
     """Per-match errors (module docstring) for matched rows ``gt [M, 9]``, ``pred [M, 9]``."""
     inter = np.prod(np.minimum(gt[:, 3:6], pred[:, 3:6]), axis=1)
     union = np.prod(gt[:, 3:6], axis=1) + np.prod(pred[:, 3:6], axis=1) - inter
     attr = np.where(gt_attr == "", np.nan, (gt_attr != pred_attr).astype(np.float64))
-    return {"trans_err": np.linalg.norm(pred[:, :2] - gt[:, :2], axis=1),
-            "vel_err": np.linalg.norm(pred[:, 7:9] - gt[:, 7:9], axis=1),
-            "scale_err": 1.0 - inter / union,
-            "orient_err": np.abs(wrap_angle(gt[:, 6] - pred[:, 6], 0.5, period)),
-            "attr_err": attr}
+    return {
+        "trans_err": np.linalg.norm(pred[:, :2] - gt[:, :2], axis=1),
+        "vel_err": np.linalg.norm(pred[:, 7:9] - gt[:, 7:9], axis=1),
+        "scale_err": 1.0 - inter / union,
+        "orient_err": np.abs(wrap_angle(gt[:, 6] - pred[:, 6], 0.5, period)),
+        "attr_err": attr,
+    }
 
 
 @dataclass
 class _ClassData:
     """One class over all samples, flattened sample after sample."""
 
-    gt: np.ndarray                # [G, 9]
-    gt_attr: np.ndarray           # [G] str
-    pred: np.ndarray              # [P, 9]
-    pred_attr: np.ndarray         # [P] str
-    scores: np.ndarray            # [P]
-    problem: MatchProblem         # BEV centre distances, sample by sample
+    gt: np.ndarray  # [G, 9]
+    gt_attr: np.ndarray  # [G] str
+    pred: np.ndarray  # [P, 9]
+    pred_attr: np.ndarray  # [P] str
+    scores: np.ndarray  # [P]
+    problem: MatchProblem  # BEV centre distances, sample by sample
 
 
 def _accumulate(data: _ClassData, class_name: str, threshold: float, with_errors: bool) -> NuScenesClassCurve:
@@ -212,20 +230,24 @@ def _accumulate(data: _ClassData, class_name: str, threshold: float, with_errors
         matched = match.order[match.status[match.order] == TP]
         gt_rows = match.matched_gt[matched]
         period = math.pi if class_name in HALF_TURN_CLASSES else 2 * math.pi
-        pair = _pair_errors(data.gt[gt_rows], data.pred[matched], data.gt_attr[gt_rows], data.pred_attr[matched],
-                            period)
+        pair = _pair_errors(
+            data.gt[gt_rows], data.pred[matched], data.gt_attr[gt_rows], data.pred_attr[matched], period
+        )
         match_conf = data.scores[matched]
         for metric in TP_METRICS:
             errors[metric] = np.interp(confidence[::-1], match_conf[::-1], running_mean(pair[metric])[::-1])[::-1]
     return NuScenesClassCurve(recall=bins, precision=precision, confidence=confidence, errors=errors)
 
 
-def _filter(boxes: NuScenesBoxes, ego: np.ndarray, config: NuScenesConfig, racks: Optional[np.ndarray],
-            where: str) -> NuScenesBoxes:
+def _filter(
+    boxes: NuScenesBoxes, ego: np.ndarray, config: NuScenesConfig, racks: Optional[np.ndarray], where: str
+) -> NuScenesBoxes:
     unknown = sorted({n for n in boxes.names if n not in config.class_range and n not in NUSCENES_CLASSES})
     if unknown:
-        raise ValueError(f"{where}: unknown detection names {unknown[:5]}; use the nuScenes detection classes "
-                         f"{NUSCENES_CLASSES} (or add the class to NuScenesConfig.class_range)")
+        raise ValueError(
+            f"{where}: unknown detection names {unknown[:5]}; use the nuScenes detection classes "
+            f"{NUSCENES_CLASSES} (or add the class to NuScenesConfig.class_range)"
+        )
     limit = np.array([config.class_range.get(n, -1.0) for n in boxes.names], dtype=np.float64)
     keep = np.hypot(boxes.boxes[:, 0] - ego[0], boxes.boxes[:, 1] - ego[1]) < limit
     if boxes.num_points is not None:
@@ -240,17 +262,23 @@ def _check_keys(gt: Mapping, predictions: Mapping, ego_translation: Mapping) -> 
     missing = [k for k in gt if k not in predictions]
     extra = [k for k in predictions if k not in gt]
     if missing or extra:
-        raise ValueError(f"predictions must cover exactly the ground-truth samples: missing {missing[:3]} "
-                         f"({len(missing)}), extra {extra[:3]} ({len(extra)}); give an empty NuScenesBoxes for a "
-                         f"sample without detections")
+        raise ValueError(
+            f"predictions must cover exactly the ground-truth samples: missing {missing[:3]} "
+            f"({len(missing)}), extra {extra[:3]} ({len(extra)}); give an empty NuScenesBoxes for a "
+            f"sample without detections"
+        )
     no_ego = [k for k in gt if k not in ego_translation]
     if no_ego:
         raise ValueError(f"ego_translation lacks samples {no_ego[:3]} ({len(no_ego)})")
 
 
-def evaluate_nuscenes(gt: Mapping[str, NuScenesBoxes], predictions: Mapping[str, NuScenesBoxes],
-                      ego_translation: Mapping[str, np.ndarray], config: Optional[NuScenesConfig] = None,
-                      bike_racks: Optional[Mapping[str, np.ndarray]] = None) -> "NuScenesMetrics":
+def evaluate_nuscenes(
+    gt: Mapping[str, NuScenesBoxes],
+    predictions: Mapping[str, NuScenesBoxes],
+    ego_translation: Mapping[str, np.ndarray],
+    config: Optional[NuScenesConfig] = None,
+    bike_racks: Optional[Mapping[str, np.ndarray]] = None,
+) -> "NuScenesMetrics":
     """The nuScenes detection metrics (module docstring) of ``predictions`` against ``gt``.
 
     Args:
@@ -270,16 +298,17 @@ def evaluate_nuscenes(gt: Mapping[str, NuScenesBoxes], predictions: Mapping[str,
     _check_keys(gt, predictions, ego_translation)
     classes = config.class_names
     samples = list(gt)
-    per_class = {c: {"gt": [], "gt_attr": [], "pred": [], "pred_attr": [], "scores": [], "dist": []}
-                 for c in classes}
+    per_class = {c: {"gt": [], "gt_attr": [], "pred": [], "pred_attr": [], "scores": [], "dist": []} for c in classes}
     num_pred = np.zeros(len(classes), dtype=np.int64)
     for token in samples:
         pred = predictions[token]
         if pred.scores is None:
             raise ValueError(f"sample {token!r}: predictions need scores")
         if len(pred) > config.max_boxes_per_sample:
-            raise ValueError(f"sample {token!r} has {len(pred)} predictions; the benchmark allows at most "
-                             f"{config.max_boxes_per_sample} per sample (keep the highest-scored ones)")
+            raise ValueError(
+                f"sample {token!r} has {len(pred)} predictions; the benchmark allows at most "
+                f"{config.max_boxes_per_sample} per sample (keep the highest-scored ones)"
+            )
         ego = np.asarray(ego_translation[token], dtype=np.float64).reshape(-1)
         if ego.shape != (3,) or not np.isfinite(ego).all():
             raise ValueError(f"ego_translation[{token!r}] must be 3 finite numbers, got {ego}")
@@ -311,10 +340,14 @@ def evaluate_nuscenes(gt: Mapping[str, NuScenesBoxes], predictions: Mapping[str,
     num_gt = np.zeros(len(classes), dtype=np.int64)
     for ci, c in enumerate(classes):
         b = per_class[c]
-        data = _ClassData(gt=np.concatenate(b["gt"]).reshape(-1, 9), gt_attr=np.concatenate(b["gt_attr"]),
-                          pred=np.concatenate(b["pred"]).reshape(-1, 9), pred_attr=np.concatenate(b["pred_attr"]),
-                          scores=np.concatenate(b["scores"]).astype(np.float64),
-                          problem=match_problem(b["scores"], b["dist"], higher_is_better=False))
+        data = _ClassData(
+            gt=np.concatenate(b["gt"]).reshape(-1, 9),
+            gt_attr=np.concatenate(b["gt_attr"]),
+            pred=np.concatenate(b["pred"]).reshape(-1, 9),
+            pred_attr=np.concatenate(b["pred_attr"]),
+            scores=np.concatenate(b["scores"]).astype(np.float64),
+            problem=match_problem(b["scores"], b["dist"], higher_is_better=False),
+        )
         num_gt[ci] = data.gt.shape[0]
         for ti, d in enumerate(config.dist_thresholds):
             is_tp = d == config.tp_threshold
@@ -323,11 +356,21 @@ def evaluate_nuscenes(gt: Mapping[str, NuScenesBoxes], predictions: Mapping[str,
             ap[ci, ti] = class_ap(curve, config.min_recall, config.min_precision)
             if is_tp:
                 for mi, metric in enumerate(TP_METRICS):
-                    tp_errors[ci, mi] = math.nan if metric in NOT_APPLICABLE.get(c, ()) else \
-                        class_tp_error(curve, config.min_recall, metric)
-    return NuScenesMetrics(class_names=classes, dist_thresholds=config.dist_thresholds, ap=ap, tp_errors=tp_errors,
-                           num_gt=num_gt, num_pred=num_pred, mean_ap_weight=config.mean_ap_weight,
-                           curves=curves)
+                    tp_errors[ci, mi] = (
+                        math.nan
+                        if metric in NOT_APPLICABLE.get(c, ())
+                        else class_tp_error(curve, config.min_recall, metric)
+                    )
+    return NuScenesMetrics(
+        class_names=classes,
+        dist_thresholds=config.dist_thresholds,
+        ap=ap,
+        tp_errors=tp_errors,
+        num_gt=num_gt,
+        num_pred=num_pred,
+        mean_ap_weight=config.mean_ap_weight,
+        curves=curves,
+    )
 
 
 @dataclass(frozen=True)
@@ -381,22 +424,40 @@ class NuScenesMetrics:
 
     def to_dict(self) -> Dict[str, object]:
         """Plain numbers: mAP, NDS, mean TP errors, per-class AP per threshold and TP errors."""
-        return {"mAP": self.mean_ap, "NDS": self.nds, "mean_tp_errors": self.mean_tp_errors,
-                "per_class": {c: {"ap": {d: float(self.ap[i, j]) for j, d in enumerate(self.dist_thresholds)},
-                                  "ap_mean": float(self.class_ap[i]),
-                                  "tp_errors": {m: float(self.tp_errors[i, k]) for k, m in enumerate(TP_METRICS)},
-                                  "num_gt": int(self.num_gt[i]), "num_pred": int(self.num_pred[i])}
-                              for i, c in enumerate(self.class_names)}}
+        return {
+            "mAP": self.mean_ap,
+            "NDS": self.nds,
+            "mean_tp_errors": self.mean_tp_errors,
+            "per_class": {
+                c: {
+                    "ap": {d: float(self.ap[i, j]) for j, d in enumerate(self.dist_thresholds)},
+                    "ap_mean": float(self.class_ap[i]),
+                    "tp_errors": {m: float(self.tp_errors[i, k]) for k, m in enumerate(TP_METRICS)},
+                    "num_gt": int(self.num_gt[i]),
+                    "num_pred": int(self.num_pred[i]),
+                }
+                for i, c in enumerate(self.class_names)
+            },
+        }
 
     def _table(self):
-        header = ["class", "GT", "pred"] + [f"AP@{d:g}m" for d in self.dist_thresholds] + ["AP"] + \
-            list(TP_METRIC_LABELS)
-        rows = [[c, int(self.num_gt[i]), int(self.num_pred[i])] + [float(v) for v in self.ap[i]] +
-                [float(self.class_ap[i])] + [float(v) for v in self.tp_errors[i]]
-                for i, c in enumerate(self.class_names)]
+        header = (
+            ["class", "GT", "pred"] + [f"AP@{d:g}m" for d in self.dist_thresholds] + ["AP"] + list(TP_METRIC_LABELS)
+        )
+        rows = [
+            [c, int(self.num_gt[i]), int(self.num_pred[i])]
+            + [float(v) for v in self.ap[i]]
+            + [float(self.class_ap[i])]
+            + [float(v) for v in self.tp_errors[i]]
+            for i, c in enumerate(self.class_names)
+        ]
         errors = self.mean_tp_errors
-        rows.append(["mean", int(self.num_gt.sum()), int(self.num_pred.sum())] +
-                    [float(v) for v in self.ap.mean(axis=0)] + [self.mean_ap] + [errors[m] for m in TP_METRICS])
+        rows.append(
+            ["mean", int(self.num_gt.sum()), int(self.num_pred.sum())]
+            + [float(v) for v in self.ap.mean(axis=0)]
+            + [self.mean_ap]
+            + [errors[m] for m in TP_METRICS]
+        )
         return header, rows
 
     def to_markdown(self) -> str:
@@ -412,6 +473,17 @@ class NuScenesMetrics:
         return csv_table(header, rows, path)
 
 
-__all__ = ["NUSCENES_CLASS_RANGE", "TP_METRICS", "TP_METRIC_LABELS", "NOT_APPLICABLE", "HALF_TURN_CLASSES",
-           "NuScenesConfig", "NuScenesClassCurve", "running_mean", "class_ap", "class_tp_error",
-           "evaluate_nuscenes", "NuScenesMetrics"]
+__all__ = [
+    "NUSCENES_CLASS_RANGE",
+    "TP_METRICS",
+    "TP_METRIC_LABELS",
+    "NOT_APPLICABLE",
+    "HALF_TURN_CLASSES",
+    "NuScenesConfig",
+    "NuScenesClassCurve",
+    "running_mean",
+    "class_ap",
+    "class_tp_error",
+    "evaluate_nuscenes",
+    "NuScenesMetrics",
+]

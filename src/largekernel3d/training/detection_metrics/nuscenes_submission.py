@@ -32,17 +32,30 @@ from largekernel3d.data.detection.classes import NUSCENES_ATTRIBUTES, NUSCENES_C
 from .matching import score_order
 from .nuscenes_boxes import NuScenesBoxes, SensorPose, lidar_to_global
 
-DEFAULT_META: Dict[str, bool] = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False,
-                                 "use_external": False}
+DEFAULT_META: Dict[str, bool] = {
+    "use_camera": False,
+    "use_lidar": True,
+    "use_radar": False,
+    "use_map": False,
+    "use_external": False,
+}
 """The ``meta`` block of a LiDAR-only submission."""
 
 MOVING_SPEED = 0.2
 _VEHICLES = ("car", "construction_vehicle", "bus", "truck", "trailer")
 _CYCLES = ("bicycle", "motorcycle")
-_MOST_FREQUENT = {"car": "vehicle.parked", "truck": "vehicle.parked", "trailer": "vehicle.parked",
-                  "construction_vehicle": "vehicle.parked", "bus": "vehicle.moving", "pedestrian": "pedestrian.moving",
-                  "bicycle": "cycle.without_rider", "motorcycle": "cycle.without_rider", "barrier": "",
-                  "traffic_cone": ""}
+_MOST_FREQUENT = {
+    "car": "vehicle.parked",
+    "truck": "vehicle.parked",
+    "trailer": "vehicle.parked",
+    "construction_vehicle": "vehicle.parked",
+    "bus": "vehicle.moving",
+    "pedestrian": "pedestrian.moving",
+    "bicycle": "cycle.without_rider",
+    "motorcycle": "cycle.without_rider",
+    "barrier": "",
+    "traffic_cone": "",
+}
 
 
 def default_attribute(name: str, speed: float) -> str:
@@ -62,9 +75,13 @@ def default_attribute(name: str, speed: float) -> str:
     return _MOST_FREQUENT[name]
 
 
-def to_nuscenes_submission(detections: Mapping[str, NuScenesBoxes], poses: Mapping[str, SensorPose],
-                           meta: Optional[Mapping[str, bool]] = None, path: Optional[Union[str, Path]] = None,
-                           max_boxes_per_sample: int = 500) -> Dict[str, object]:
+def to_nuscenes_submission(
+    detections: Mapping[str, NuScenesBoxes],
+    poses: Mapping[str, SensorPose],
+    meta: Optional[Mapping[str, bool]] = None,
+    path: Optional[Union[str, Path]] = None,
+    max_boxes_per_sample: int = 500,
+) -> Dict[str, object]:
     """The results dictionary of LiDAR-frame detections (also written as JSON to ``path`` when given).
 
     Args:
@@ -98,13 +115,23 @@ def to_nuscenes_submission(detections: Mapping[str, NuScenesBoxes], poses: Mappi
         rows = []
         for i in keep:
             b = boxes_g[i]
-            attribute = dets.attributes[i] if dets.attributes is not None else \
-                default_attribute(dets.names[i], float(np.hypot(b[7], b[8])))
-            rows.append({"sample_token": token, "translation": [float(v) for v in b[:3]],
-                         "size": [float(b[4]), float(b[3]), float(b[5])],
-                         "rotation": [float(v) for v in rotation[i]], "velocity": [float(b[7]), float(b[8])],
-                         "detection_name": dets.names[i], "detection_score": float(dets.scores[i]),
-                         "attribute_name": attribute})
+            attribute = (
+                dets.attributes[i]
+                if dets.attributes is not None
+                else default_attribute(dets.names[i], float(np.hypot(b[7], b[8])))
+            )
+            rows.append(
+                {
+                    "sample_token": token,
+                    "translation": [float(v) for v in b[:3]],
+                    "size": [float(b[4]), float(b[3]), float(b[5])],
+                    "rotation": [float(v) for v in rotation[i]],
+                    "velocity": [float(b[7]), float(b[8])],
+                    "detection_name": dets.names[i],
+                    "detection_score": float(dets.scores[i]),
+                    "attribute_name": attribute,
+                }
+            )
         results[token] = rows
     submission = {"meta": dict(meta if meta is not None else DEFAULT_META), "results": results}
     if path is not None:

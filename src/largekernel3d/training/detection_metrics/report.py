@@ -30,8 +30,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Cell]], decima
     for r, row in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"row {r} has {len(row)} cells but the header has {width}")
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join([":---"] + ["---:"] * (width - 1)) + " |"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join([":---"] + ["---:"] * (width - 1)) + " |"]
     lines += ["| " + " | ".join(format_cell(c, decimals) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 

@@ -29,7 +29,31 @@ from .scene import StreetScene, generate_street_scene
 from .sensor import IntensityModel, LidarSpec
 from .vehicles import make_car, make_truck
 
-__all__ = ["OBJECT_CLASSES", "SEMANTIC_CLASSES", "CLASS_SIZES", "SizeRange", "StreetSceneConfig", "POINT_FEATURES",
-           "SyntheticLidarDataset", "generate_frame", "StreetGround", "Material", "ObjectModel", "SceneObject",
-           "place_object", "make_car", "make_truck", "make_pedestrian", "make_cyclist", "Kind", "PartsBuilder",
-           "Primitives", "LidarScan", "scan", "StreetScene", "generate_street_scene", "IntensityModel", "LidarSpec"]
+__all__ = [
+    "OBJECT_CLASSES",
+    "SEMANTIC_CLASSES",
+    "CLASS_SIZES",
+    "SizeRange",
+    "StreetSceneConfig",
+    "POINT_FEATURES",
+    "SyntheticLidarDataset",
+    "generate_frame",
+    "StreetGround",
+    "Material",
+    "ObjectModel",
+    "SceneObject",
+    "place_object",
+    "make_car",
+    "make_truck",
+    "make_pedestrian",
+    "make_cyclist",
+    "Kind",
+    "PartsBuilder",
+    "Primitives",
+    "LidarScan",
+    "scan",
+    "StreetScene",
+    "generate_street_scene",
+    "IntensityModel",
+    "LidarSpec",
+]

@@ -16,12 +16,22 @@ import numpy as np
 OBJECT_CLASSES: Tuple[str, ...] = ("Car", "Truck", "Pedestrian", "Cyclist")
 
 SEMANTIC_CLASSES: Tuple[str, ...] = (
-    "road", "sidewalk", "building", "vegetation", "trunk", "pole", "traffic_sign",
-    "car", "truck", "pedestrian", "cyclist",
+    "road",
+    "sidewalk",
+    "building",
+    "vegetation",
+    "trunk",
+    "pole",
+    "traffic_sign",
+    "car",
+    "truck",
+    "pedestrian",
+    "cyclist",
 )
 _SEM = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
 ROAD, SIDEWALK, BUILDING, VEGETATION, TRUNK, POLE, TRAFFIC_SIGN = (
-    _SEM[n] for n in ("road", "sidewalk", "building", "vegetation", "trunk", "pole", "traffic_sign"))
+    _SEM[n] for n in ("road", "sidewalk", "building", "vegetation", "trunk", "pole", "traffic_sign")
+)
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (_SEM[n] for n in ("car", "truck", "pedestrian", "cyclist"))
 
 #: semantic id of the points of each detection class
@@ -62,8 +72,7 @@ def check_class_names(class_names) -> Tuple[str, ...]:
     """``class_names`` as a tuple after checking it is a non-empty sequence of distinct names taken from
     :data:`OBJECT_CLASSES` (``TypeError`` / ``ValueError`` naming the offending entry otherwise)."""
     if isinstance(class_names, str) or not hasattr(class_names, "__iter__"):
-        raise TypeError(f"class_names must be a sequence of class names such as {OBJECT_CLASSES}, "
-                        f"got {class_names!r}")
+        raise TypeError(f"class_names must be a sequence of class names such as {OBJECT_CLASSES}, got {class_names!r}")
     names = tuple(class_names)
     if not names:
         raise ValueError(f"class_names must not be empty; choose from {OBJECT_CLASSES}")
@@ -75,7 +84,23 @@ def check_class_names(class_names) -> Tuple[str, ...]:
     return names
 
 
-__all__ = ["OBJECT_CLASSES", "SEMANTIC_CLASSES", "OBJECT_SEMANTIC", "SizeRange", "CLASS_SIZES",
-           "check_class_names", "draw_size",
-           "ROAD", "SIDEWALK", "BUILDING", "VEGETATION", "TRUNK", "POLE", "TRAFFIC_SIGN",
-           "CAR", "TRUCK", "PEDESTRIAN", "CYCLIST"]
+__all__ = [
+    "OBJECT_CLASSES",
+    "SEMANTIC_CLASSES",
+    "OBJECT_SEMANTIC",
+    "SizeRange",
+    "CLASS_SIZES",
+    "check_class_names",
+    "draw_size",
+    "ROAD",
+    "SIDEWALK",
+    "BUILDING",
+    "VEGETATION",
+    "TRUNK",
+    "POLE",
+    "TRAFFIC_SIGN",
+    "CAR",
+    "TRUCK",
+    "PEDESTRIAN",
+    "CYCLIST",
+]

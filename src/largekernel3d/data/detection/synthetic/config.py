@@ -68,10 +68,23 @@ class StreetSceneConfig:
     ego_clearance: float = 1.0
 
     def __post_init__(self) -> None:
-        probabilities = ("one_way_probability", "parking_probability", "intersection_probability",
-                         "alley_probability", "tree_probability", "truck_fraction", "walking_fraction")
-        non_negative = ("max_grade", "max_curvature", "max_street_yaw_deg", "signs_per_100m", "bushes_per_100m",
-                        "ego_clearance")
+        probabilities = (
+            "one_way_probability",
+            "parking_probability",
+            "intersection_probability",
+            "alley_probability",
+            "tree_probability",
+            "truck_fraction",
+            "walking_fraction",
+        )
+        non_negative = (
+            "max_grade",
+            "max_curvature",
+            "max_street_yaw_deg",
+            "signs_per_100m",
+            "bushes_per_100m",
+            "ego_clearance",
+        )
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in probabilities and not 0.0 <= value <= 1.0:
@@ -80,8 +93,9 @@ class StreetSceneConfig:
                 raise ValueError(f"StreetSceneConfig.{f.name} must be >= 0, got {value}")
             if isinstance(value, tuple):
                 if len(value) != 2 or value[0] > value[1] or value[0] < 0:
-                    raise ValueError(f"StreetSceneConfig.{f.name} must be a range (low, high) with "
-                                     f"0 <= low <= high, got {value}")
+                    raise ValueError(
+                        f"StreetSceneConfig.{f.name} must be a range (low, high) with 0 <= low <= high, got {value}"
+                    )
         if self.half_length <= 10.0:
             raise ValueError(f"StreetSceneConfig.half_length must exceed 10 m, got {self.half_length}")
         for name in ("lanes_per_direction", "crossing_pedestrians"):
@@ -89,10 +103,18 @@ class StreetSceneConfig:
             if int(low) != low or int(high) != high:
                 raise ValueError(f"StreetSceneConfig.{name} must hold integers, got {(low, high)}")
         if self.lanes_per_direction[0] < 1:
-            raise ValueError(f"StreetSceneConfig.lanes_per_direction must start at >= 1, "
-                             f"got {self.lanes_per_direction}")
-        for name in ("lane_width", "sidewalk_width", "building_width", "building_depth", "building_height",
-                     "tree_spacing", "lamp_spacing"):
+            raise ValueError(
+                f"StreetSceneConfig.lanes_per_direction must start at >= 1, got {self.lanes_per_direction}"
+            )
+        for name in (
+            "lane_width",
+            "sidewalk_width",
+            "building_width",
+            "building_depth",
+            "building_height",
+            "tree_spacing",
+            "lamp_spacing",
+        ):
             if getattr(self, name)[0] <= 1.0:
                 raise ValueError(f"StreetSceneConfig.{name} must be above 1 m, got {getattr(self, name)}")
 

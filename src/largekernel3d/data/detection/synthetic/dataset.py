@@ -41,9 +41,15 @@ def _check_min_points(min_points: int) -> int:
     return int(min_points)
 
 
-def generate_frame(seed: Seed, spec: Optional[LidarSpec] = None, scene_config: Optional[StreetSceneConfig] = None,
-                   class_names: Sequence[str] = OBJECT_CLASSES, min_points: int = 1, keep_sparse: bool = False,
-                   name: Optional[str] = None) -> LidarFrame:
+def generate_frame(
+    seed: Seed,
+    spec: Optional[LidarSpec] = None,
+    scene_config: Optional[StreetSceneConfig] = None,
+    class_names: Sequence[str] = OBJECT_CLASSES,
+    min_points: int = 1,
+    keep_sparse: bool = False,
+    name: Optional[str] = None,
+) -> LidarFrame:
     """One labelled frame of a random street scanned by ``spec`` (a function of ``seed`` only).
 
     Args:
@@ -75,20 +81,32 @@ def generate_frame(seed: Seed, spec: Optional[LidarSpec] = None, scene_config: O
     scene = generate_street_scene(np.random.default_rng(words + (_SCENE_STREAM,)), scene_config)
     result = scan(scene, spec, np.random.default_rng(words + (_SENSOR_STREAM,)))
     counts = np.bincount(result.instance[result.instance >= 0], minlength=len(scene.objects))
-    kept = [i for i, obj in enumerate(scene.objects)
-            if obj.category in class_names and (counts[i] >= min_points or keep_sparse)]
-    box_index = np.full(len(scene.objects) + 1, -1, dtype=np.int64)   # the last entry maps instance -1
+    kept = [
+        i
+        for i, obj in enumerate(scene.objects)
+        if obj.category in class_names and (counts[i] >= min_points or keep_sparse)
+    ]
+    box_index = np.full(len(scene.objects) + 1, -1, dtype=np.int64)  # the last entry maps instance -1
     box_index[kept] = np.arange(len(kept))
     boxes = scene.boxes()[kept].reshape(-1, 9)
-    boxes[:, 2] -= spec.mount_height                                   # world -> LiDAR frame
+    boxes[:, 2] -= spec.mount_height  # world -> LiDAR frame
     return LidarFrame(
         name=name or "synthetic_" + "_".join(str(w) for w in words),
-        points=result.points, point_features=POINT_FEATURES, boxes=boxes.astype(np.float32),
+        points=result.points,
+        point_features=POINT_FEATURES,
+        boxes=boxes.astype(np.float32),
         labels=np.array([class_names.index(scene.objects[i].category) for i in kept], dtype=np.int64),
-        num_lidar_points=counts[kept].astype(np.int64), attributes=[scene.objects[i].attribute for i in kept],
+        num_lidar_points=counts[kept].astype(np.int64),
+        attributes=[scene.objects[i].attribute for i in kept],
         point_labels=result.semantic,
-        metadata={"point_box_index": box_index[result.instance], "ring": result.beam,
-                  "semantic_classes": SEMANTIC_CLASSES, "seed": words, "mount_height": spec.mount_height})
+        metadata={
+            "point_box_index": box_index[result.instance],
+            "ring": result.beam,
+            "semantic_classes": SEMANTIC_CLASSES,
+            "seed": words,
+            "mount_height": spec.mount_height,
+        },
+    )
 
 
 class SyntheticLidarDataset(DetectionDataset):
@@ -96,9 +114,16 @@ class SyntheticLidarDataset(DetectionDataset):
     default to ``LidarSpec()`` and ``StreetSceneConfig()``); frame ``i`` depends only on ``(seed, i)``, so
     datasets with different seeds are disjoint streams (use one per split)."""
 
-    def __init__(self, num_frames: int, seed: int = 0, spec: Optional[LidarSpec] = None,
-                 scene_config: Optional[StreetSceneConfig] = None, class_names: Sequence[str] = OBJECT_CLASSES,
-                 min_points: int = 1, keep_sparse: bool = False) -> None:
+    def __init__(
+        self,
+        num_frames: int,
+        seed: int = 0,
+        spec: Optional[LidarSpec] = None,
+        scene_config: Optional[StreetSceneConfig] = None,
+        class_names: Sequence[str] = OBJECT_CLASSES,
+        min_points: int = 1,
+        keep_sparse: bool = False,
+    ) -> None:
         if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames <= 0:
             raise ValueError(f"num_frames must be a positive int, got {num_frames!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -117,15 +142,24 @@ class SyntheticLidarDataset(DetectionDataset):
         self.frame_names = [f"synthetic_s{self.seed}_{i:06d}" for i in range(int(num_frames))]
 
     def _load(self, index: int) -> LidarFrame:
-        return generate_frame((self.seed, index), self.spec, self.scene_config, self.class_names, self.min_points,
-                              self.keep_sparse, name=self.frame_names[index])
+        return generate_frame(
+            (self.seed, index),
+            self.spec,
+            self.scene_config,
+            self.class_names,
+            self.min_points,
+            self.keep_sparse,
+            name=self.frame_names[index],
+        )
 
     def _source(self, index: int) -> str:
         return f"synthetic street (seed {self.seed}, frame {index})"
 
     def __repr__(self) -> str:
-        return (f"SyntheticLidarDataset(frames={len(self)}, seed={self.seed}, beams={self.spec.beams}, "
-                f"classes={self.class_names})")
+        return (
+            f"SyntheticLidarDataset(frames={len(self)}, seed={self.seed}, beams={self.spec.beams}, "
+            f"classes={self.class_names})"
+        )
 
 
 __all__ = ["POINT_FEATURES", "generate_frame", "SyntheticLidarDataset"]

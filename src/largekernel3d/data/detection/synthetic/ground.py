@@ -25,7 +25,7 @@ import numpy as np
 from .categories import ROAD, SIDEWALK
 from .materials import ASPHALT, CONCRETE, PAINT, Material
 
-LINE_WIDTH = 0.12          # painted line width (m)
+LINE_WIDTH = 0.12  # painted line width (m)
 DASH_LENGTH, DASH_PERIOD = 3.0, 9.0
 ZEBRA_BAR, ZEBRA_PERIOD = 0.5, 1.0
 
@@ -135,7 +135,7 @@ class StreetGround:
         n = len(d)
         best_t = np.full(n, np.inf)
         best_sem = np.full(n, ROAD, dtype=np.int64)
-        best_n = np.zeros((n, 3))   # (n_u, n_v, n_z) in street axes, turned to world at the end
+        best_n = np.zeros((n, 3))  # (n_u, n_v, n_z) in street axes, turned to world at the end
 
         def consider(t: np.ndarray, valid: np.ndarray, sem: int, normal_uvz: np.ndarray) -> None:
             """Keep the crossings ``t`` that are valid and nearer than the best so far."""

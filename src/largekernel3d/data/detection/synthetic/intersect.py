@@ -112,7 +112,7 @@ def local_normals(kind: int, p: np.ndarray, half: np.ndarray, planes: np.ndarray
     gradient ``x / h^2`` on ellipsoids."""
     k = len(p)
     if kind == Kind.ELLIPSOID:
-        n = p / half ** 2
+        n = p / half**2
     elif kind == Kind.CYLINDER:
         radial = np.sqrt(p[:, 0] ** 2 + p[:, 1] ** 2) / half[:, 0]
         cap = np.abs(p[:, 2]) / half[:, 2] > radial
@@ -128,5 +128,11 @@ def local_normals(kind: int, p: np.ndarray, half: np.ndarray, planes: np.ndarray
     return n / np.where(norm > 0, norm, 1.0)
 
 
-__all__ = ["box_interval", "cylinder_interval", "ellipsoid_interval", "convex_slack", "convex_interval",
-           "local_normals"]
+__all__ = [
+    "box_interval",
+    "cylinder_interval",
+    "ellipsoid_interval",
+    "convex_slack",
+    "convex_interval",
+    "local_normals",
+]

@@ -107,10 +107,14 @@ def draw_layout(rng: np.random.Generator, config: StreetSceneConfig) -> StreetLa
     ground = StreetGround(
         direction=float(np.radians(rng.uniform(-config.max_street_yaw_deg, config.max_street_yaw_deg))),
         lateral_offset=float(ego_lane.centre + rng.uniform(-0.25, 0.25)),
-        road_half_width=float(half_w), curb_height=float(rng.uniform(*config.curb_height)),
+        road_half_width=float(half_w),
+        curb_height=float(rng.uniform(*config.curb_height)),
         grade=float(rng.uniform(-config.max_grade, config.max_grade)),
         curvature=float(rng.uniform(-config.max_curvature, config.max_curvature)),
-        cross_street=cross, lane_lines=tuple(lines), crosswalks=tuple(crosswalks))
+        cross_street=cross,
+        lane_lines=tuple(lines),
+        crosswalks=tuple(crosswalks),
+    )
     return StreetLayout(ground, tuple(lanes), float(rng.uniform(*config.sidewalk_width)), float(half_length))
 
 

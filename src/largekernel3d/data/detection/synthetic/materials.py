@@ -55,5 +55,23 @@ CLOTH = Material("cloth", 0.25)
 SKIN = Material("skin", 0.35)
 SPOKES = Material("spoked_wheel", 0.30, free_path=0.12)
 
-__all__ = ["Material", "ASPHALT", "CONCRETE", "PAINT", "FACADE", "GLASS", "CAR_PAINT", "CAR_GLASS", "RUBBER",
-           "PLATE", "METAL", "BARK", "FOLIAGE", "HEDGE", "RETROREFLECTOR", "CLOTH", "SKIN", "SPOKES"]
+__all__ = [
+    "Material",
+    "ASPHALT",
+    "CONCRETE",
+    "PAINT",
+    "FACADE",
+    "GLASS",
+    "CAR_PAINT",
+    "CAR_GLASS",
+    "RUBBER",
+    "PLATE",
+    "METAL",
+    "BARK",
+    "FOLIAGE",
+    "HEDGE",
+    "RETROREFLECTOR",
+    "CLOTH",
+    "SKIN",
+    "SPOKES",
+]

@@ -68,8 +68,9 @@ class SceneObject:
         return float(np.hypot(self.box[7], self.box[8]))
 
 
-def place_object(model: ObjectModel, x: float, y: float, z: float, yaw: float, speed: float = 0.0,
-                 attribute: str = "") -> SceneObject:
+def place_object(
+    model: ObjectModel, x: float, y: float, z: float, yaw: float, speed: float = 0.0, attribute: str = ""
+) -> SceneObject:
     """``model`` with its frame origin (bottom centre) at world ``(x, y, z)`` heading ``yaw`` and moving
     forward at ``speed`` m/s (see the module docstring for the box)."""
     if speed < 0:

@@ -21,8 +21,9 @@ from .objects import ObjectModel
 from .primitives import PartsBuilder, rot_y
 
 
-def make_pedestrian(rng: np.random.Generator, size: Optional[Sequence[float]] = None,
-                    walking: bool = True) -> ObjectModel:
+def make_pedestrian(
+    rng: np.random.Generator, size: Optional[Sequence[float]] = None, walking: bool = True
+) -> ObjectModel:
     """A person of ``size`` (length, width, height) drawn from the class statistics when None; the
     length is reached by the stride of a walking person (a standing one is shorter)."""
     length, width, height = draw_size(rng, "Pedestrian") if size is None else np.asarray(size, dtype=np.float64)
@@ -34,18 +35,19 @@ def make_pedestrian(rng: np.random.Generator, size: Optional[Sequence[float]] = 
     # torso width follows the drawn width: the arms hang just outside the torso
     torso_half_w = float(np.clip(width / 2 - 2 * arm_r - 0.02, 0.14 * s, 0.26 * s))
     torso_half_d = torso_half_w * rng.uniform(0.55, 0.7)
-    b.ellipsoid((0, 0, (hip + shoulder) / 2), (torso_half_d, torso_half_w, (shoulder - hip) / 2 + 0.05 * s),
-                PEDESTRIAN, top)
+    b.ellipsoid(
+        (0, 0, (hip + shoulder) / 2), (torso_half_d, torso_half_w, (shoulder - hip) / 2 + 0.05 * s), PEDESTRIAN, top
+    )
     head_c = height - 0.115 * s
     b.segment((0, 0, shoulder), (0, 0, head_c), 0.05 * s, PEDESTRIAN, SKIN)
     b.ellipsoid((0.01 * s, 0, head_c), (0.1 * s, 0.085 * s, 0.115 * s), PEDESTRIAN, SKIN)
     toe, heel, ankle = 0.17 * s, 0.07 * s, 0.09 * s
-    if walking:   # the feet reach the drawn length: front toe at +length / 2, back heel at -length / 2
+    if walking:  # the feet reach the drawn length: front toe at +length / 2, back heel at -length / 2
         reach = max(length / 2 - toe, 0.1)
         swing = rng.uniform(0.4, 0.9) * reach
     else:
         reach, swing = rng.uniform(0.0, 0.06), rng.uniform(0.0, 0.04)
-    lead = rng.choice([-1.0, 1.0])          # which leg is forward
+    lead = rng.choice([-1.0, 1.0])  # which leg is forward
     shoes = CLOTH.varied(rng, 0.5)
     for side in (-1.0, 1.0):
         foot_x = lead * side * reach
@@ -56,8 +58,12 @@ def make_pedestrian(rng: np.random.Generator, size: Optional[Sequence[float]] = 
         hand_x = -lead * side * swing
         b.segment((0, arm_y, shoulder - 0.03 * s), (hand_x, arm_y, hip), arm_r, PEDESTRIAN, top)
     if rng.random() < 0.25:
-        b.box((-torso_half_d - 0.18, -0.15 * s, hip + 0.12 * s), (-torso_half_d + 0.03, 0.15 * s, shoulder - 0.02),
-              PEDESTRIAN, CLOTH.varied(rng, 0.5))
+        b.box(
+            (-torso_half_d - 0.18, -0.15 * s, hip + 0.12 * s),
+            (-torso_half_d + 0.03, 0.15 * s, shoulder - 0.02),
+            PEDESTRIAN,
+            CLOTH.varied(rng, 0.5),
+        )
     return ObjectModel.from_builder("Pedestrian", b)
 
 
@@ -79,8 +85,15 @@ def make_cyclist(rng: np.random.Generator, size: Optional[Sequence[float]] = Non
     seat = np.array([bb[0] - 0.16, 0, saddle_h - 0.05])
     head_top = np.array([front[0] - 0.2, 0, rng.uniform(0.95, 1.02)])
     head_low = head_top + [0.05, 0, -0.18]
-    for a, c in ((rear, bb), (rear, seat), (bb, seat), (seat, head_top), (bb, head_low), (head_low, front),
-                 (head_top, head_top + [0, 0, 0.06])):
+    for a, c in (
+        (rear, bb),
+        (rear, seat),
+        (bb, seat),
+        (seat, head_top),
+        (bb, head_low),
+        (head_low, front),
+        (head_top, head_top + [0, 0, 0.06]),
+    ):
         b.segment(a, c, tube, CYCLIST, frame)
     bar = head_top + [0.0, 0, 0.06]
     b.segment(bar + [0, -width / 2, 0], bar + [0, width / 2, 0], tube, CYCLIST, frame)
@@ -105,7 +118,7 @@ def make_cyclist(rng: np.random.Generator, size: Optional[Sequence[float]] = Non
         joint = hip + [0, side * 0.09, 0]
         mid = (joint + pedal) / 2
         reach = np.linalg.norm(pedal - joint)
-        bend = np.sqrt(max(0.46 ** 2 - (reach / 2) ** 2, 0.0))
+        bend = np.sqrt(max(0.46**2 - (reach / 2) ** 2, 0.0))
         across = np.cross(pedal - joint, [0, 1, 0])
         knee = mid + bend * across / np.linalg.norm(across) * np.sign(across[0] + 1e-9)
         b.segment(joint, knee, 0.07, CYCLIST, clothes)

@@ -57,7 +57,7 @@ class Occupancy:
         new, old = np.nonzero(near)
         if not len(new):
             return False
-        axes = np.concatenate([_edge_normals(corners[new]), self._axes[old]], axis=1)   # [K, 4, 2]
+        axes = np.concatenate([_edge_normals(corners[new]), self._axes[old]], axis=1)  # [K, 4, 2]
         proj_new = np.einsum("kcj,kaj->kac", corners[new], axes)
         proj_old = np.einsum("kcj,kaj->kac", self._corners[old], axes)
         overlap = (proj_new.max(-1) + margin >= proj_old.min(-1)) & (proj_old.max(-1) + margin >= proj_new.min(-1))

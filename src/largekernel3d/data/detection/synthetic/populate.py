@@ -21,7 +21,7 @@ from .primitives import Primitives, rot_z
 from .static import make_building, make_bush, make_hedge, make_sign, make_street_lamp, make_traffic_light, make_tree
 from .vehicles import make_car, make_truck
 
-EGO_SIZE = (4.7, 1.9, 3.0)   # the sensor's car, as kept clear (length, width, height)
+EGO_SIZE = (4.7, 1.9, 3.0)  # the sensor's car, as kept clear (length, width, height)
 
 
 class StreetPopulator:
@@ -38,8 +38,9 @@ class StreetPopulator:
         self.background: List[Primitives] = []
         self.objects: List[SceneObject] = []
         clear = 2 * config.ego_clearance
-        self.occupancy.add(rectangle(0.0, 0.0, EGO_SIZE[0] + clear, EGO_SIZE[1] + clear, self.ground.direction),
-                           -1.0, EGO_SIZE[2])
+        self.occupancy.add(
+            rectangle(0.0, 0.0, EGO_SIZE[0] + clear, EGO_SIZE[1] + clear, self.ground.direction), -1.0, EGO_SIZE[2]
+        )
 
     # --- placing ----------------------------------------------------------------------------------
     def _world(self, u: float, v: float, heading: float):
@@ -61,8 +62,9 @@ class StreetPopulator:
         self.background.append(parts.transformed(yaw, (x, y, z)))
         return True
 
-    def place_model(self, model: ObjectModel, u: float, v: float, heading: float, speed: float, attribute: str,
-                    margin: float) -> Optional[SceneObject]:
+    def place_model(
+        self, model: ObjectModel, u: float, v: float, heading: float, speed: float, attribute: str, margin: float
+    ) -> Optional[SceneObject]:
         """Add ``model`` with its bottom centre at ``(u, v)``, heading ``heading`` from the street
         direction and ``speed`` m/s, if its box footprint is free."""
         x, y, z, yaw = self._world(u, v, heading)
@@ -90,7 +92,7 @@ class StreetPopulator:
                 if lay.ground.cross_street is not None:
                     uc, wc = lay.ground.cross_street
                     lo, hi = uc - wc - lay.sidewalk_width - 1.0, uc + wc + lay.sidewalk_width + 1.0
-                    if u < hi and u + width > lo:       # end the row at the corner of the cross street
+                    if u < hi and u + width > lo:  # end the row at the corner of the cross street
                         if u >= lo or lo - u < cfg.building_width[0]:
                             u = hi
                             continue
@@ -107,8 +109,8 @@ class StreetPopulator:
         cfg, rng, lay = self.config, self.rng, self.layout
         w, length = lay.road_half_width, lay.half_length
         for side in (-1.0, 1.0):
-            toward_road = -side * np.pi / 2   # local +x of a lamp arm pointing across the road
-            facing = 0.0 if side > 0 else np.pi   # a sign facing the traffic on this side
+            toward_road = -side * np.pi / 2  # local +x of a lamp arm pointing across the road
+            facing = 0.0 if side > 0 else np.pi  # a sign facing the traffic on this side
             if lay.ground.cross_street is not None:
                 uc, wc = lay.ground.cross_street
                 for u in (uc - wc - 1.0, uc + wc + 1.0):
@@ -121,8 +123,9 @@ class StreetPopulator:
                 u = -length + rng.uniform(0, 6)
                 while u < length:
                     if not lay.near_junction(u, 2.0):
-                        self.place_static(make_tree(rng), u, side * (w + rng.uniform(0.8, 1.3)),
-                                          rng.uniform(0, 2 * np.pi))
+                        self.place_static(
+                            make_tree(rng), u, side * (w + rng.uniform(0.8, 1.3)), rng.uniform(0, 2 * np.pi)
+                        )
                     u += rng.uniform(*cfg.tree_spacing)
             for _ in range(self._count(cfg.signs_per_100m, 2 * length)):
                 self.place_static(make_sign(rng), rng.uniform(-length, length), side * (w + 0.35), facing)
@@ -154,13 +157,20 @@ class StreetPopulator:
             occupancy = rng.uniform(*cfg.parked_occupancy)
             u = -lay.half_length + rng.uniform(0, 5)
             while u < lay.half_length:
-                length = 4.5   # an empty slot
+                length = 4.5  # an empty slot
                 if rng.random() < occupancy and not lay.near_junction(u + 2.5, 3.5):
                     model = self._vehicle(cfg.truck_fraction / 2)
                     length, width = model.size[0], model.size[1]
                     v = side * (lay.road_half_width - rng.uniform(0.2, 0.4) - width / 2)
-                    self.place_model(model, u + length / 2, v, self._heading(direction) + self._jitter(1.5), 0.0,
-                                     "vehicle.parked", margin=0.3)
+                    self.place_model(
+                        model,
+                        u + length / 2,
+                        v,
+                        self._heading(direction) + self._jitter(1.5),
+                        0.0,
+                        "vehicle.parked",
+                        margin=0.3,
+                    )
                 u += length + rng.uniform(0.6, 3.0)
 
     def add_traffic(self) -> None:
@@ -178,8 +188,9 @@ class StreetPopulator:
                 if lay.near_junction(u, 12.0) and rng.random() < 0.3:
                     speed, attribute = 0.0, "vehicle.stopped"
                 v = lane.centre + rng.normal(0, 0.15)
-                self.place_model(model, u, v, self._heading(lane.direction) + self._jitter(1.0), speed, attribute,
-                                 margin=1.0)
+                self.place_model(
+                    model, u, v, self._heading(lane.direction) + self._jitter(1.0), speed, attribute, margin=1.0
+                )
 
     def _outer_lanes(self) -> List[Lane]:
         driving = [lane for lane in self.layout.lanes if not lane.parking]
@@ -190,11 +201,17 @@ class StreetPopulator:
         cfg, rng, lay = self.config, self.rng, self.layout
         for _ in range(self._count(rng.uniform(*cfg.cyclists_per_100m), 2 * lay.half_length)):
             lane = self._outer_lanes()[int(rng.integers(2))]
-            right = -1.0 if lane.direction >= 0 else 1.0   # the right edge in the lane's direction of travel
+            right = -1.0 if lane.direction >= 0 else 1.0  # the right edge in the lane's direction of travel
             v = lane.centre + right * (lane.width / 2 - rng.uniform(0.5, 0.9))
-            self.place_model(make_cyclist(rng), rng.uniform(-lay.half_length, lay.half_length), v,
-                             self._heading(lane.direction) + self._jitter(3.0), rng.uniform(2.5, 7.0),
-                             "cycle.with_rider", margin=0.5)
+            self.place_model(
+                make_cyclist(rng),
+                rng.uniform(-lay.half_length, lay.half_length),
+                v,
+                self._heading(lane.direction) + self._jitter(3.0),
+                rng.uniform(2.5, 7.0),
+                "cycle.with_rider",
+                margin=0.5,
+            )
 
     def add_pedestrians(self) -> None:
         """People walking along or standing on the sidewalks, and crossing at the zebra crossings."""
@@ -209,19 +226,38 @@ class StreetPopulator:
                 else:
                     heading = rng.uniform(-np.pi, np.pi)
                 v = side * rng.uniform(w + 0.5, lay.building_line - 0.3)
-                self.place_model(make_pedestrian(rng, walking=walking), rng.uniform(-lay.half_length, lay.half_length),
-                                 v, heading, rng.uniform(0.8, 1.8) if walking else 0.0,
-                                 "pedestrian.moving" if walking else "pedestrian.standing", margin=0.15)
+                self.place_model(
+                    make_pedestrian(rng, walking=walking),
+                    rng.uniform(-lay.half_length, lay.half_length),
+                    v,
+                    heading,
+                    rng.uniform(0.8, 1.8) if walking else 0.0,
+                    "pedestrian.moving" if walking else "pedestrian.standing",
+                    margin=0.15,
+                )
         for u0, u1 in lay.ground.crosswalks:
             for _ in range(int(rng.integers(cfg.crossing_pedestrians[0], cfg.crossing_pedestrians[1] + 1))):
                 heading = float(rng.choice([-np.pi / 2, np.pi / 2])) + self._jitter(8.0)
-                self.place_model(make_pedestrian(rng), rng.uniform(u0 + 0.5, u1 - 0.5), rng.uniform(-w + 0.5, w - 0.5),
-                                 heading, rng.uniform(1.0, 1.8), "pedestrian.moving", margin=0.15)
+                self.place_model(
+                    make_pedestrian(rng),
+                    rng.uniform(u0 + 0.5, u1 - 0.5),
+                    rng.uniform(-w + 0.5, w - 0.5),
+                    heading,
+                    rng.uniform(1.0, 1.8),
+                    "pedestrian.moving",
+                    margin=0.15,
+                )
 
     def populate(self) -> "StreetPopulator":
         """Run every step in a fixed order (background first, then large objects before small ones)."""
-        steps: List[Callable[[], None]] = [self.add_buildings, self.add_street_furniture, self.add_parked,
-                                           self.add_traffic, self.add_cyclists, self.add_pedestrians]
+        steps: List[Callable[[], None]] = [
+            self.add_buildings,
+            self.add_street_furniture,
+            self.add_parked,
+            self.add_traffic,
+            self.add_cyclists,
+            self.add_pedestrians,
+        ]
         for step in steps:
             step()
         return self

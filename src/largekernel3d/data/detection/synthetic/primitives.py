@@ -33,7 +33,7 @@ from .materials import Material
 MAX_PLANES = 12
 #: values of a facade window grid (see :class:`Primitives`)
 WINDOW_FIELDS = 5
-_PAD_PLANE = np.array([0.0, 0.0, 0.0, 1.0])   # 0 . x <= 1: always true
+_PAD_PLANE = np.array([0.0, 0.0, 0.0, 1.0])  # 0 . x <= 1: always true
 
 
 class Kind(IntEnum):
@@ -115,9 +115,19 @@ class Primitives:
     @staticmethod
     def empty() -> "Primitives":
         """No primitives."""
-        return Primitives(np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros((0, 3)),
-                          np.zeros((0, MAX_PLANES, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                          np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, WINDOW_FIELDS)))
+        return Primitives(
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            np.zeros((0, 3, 3)),
+            np.zeros((0, 3)),
+            np.zeros((0, MAX_PLANES, 4)),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros((0, WINDOW_FIELDS)),
+        )
 
     @staticmethod
     def concat(parts: Sequence["Primitives"]) -> "Primitives":
@@ -150,7 +160,7 @@ class Primitives:
         ext[ell] = np.sqrt(np.einsum("pij,pj->pi", r[ell] ** 2, h[ell] ** 2))
         cyl = self.kind == Kind.CYLINDER
         axis = r[cyl][:, :, 2]
-        ext[cyl] = np.abs(axis) * h[cyl][:, 2:3] + h[cyl][:, 0:1] * np.sqrt(np.clip(1.0 - axis ** 2, 0.0, None))
+        ext[cyl] = np.abs(axis) * h[cyl][:, 2:3] + h[cyl][:, 0:1] * np.sqrt(np.clip(1.0 - axis**2, 0.0, None))
         return ext
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -194,19 +204,37 @@ class PartsBuilder:
 
     rows: List[dict] = field(default_factory=list)
 
-    def _add(self, kind: Kind, centre, rotation, half, semantic: int, material: Material,
-             planes: Optional[np.ndarray] = None, windows: Optional[Sequence[float]] = None) -> None:
+    def _add(
+        self,
+        kind: Kind,
+        centre,
+        rotation,
+        half,
+        semantic: int,
+        material: Material,
+        planes: Optional[np.ndarray] = None,
+        windows: Optional[Sequence[float]] = None,
+    ) -> None:
         half = np.asarray(half, dtype=np.float64)
         if (half <= 0).any():
             raise ValueError(f"PartsBuilder: a {kind.name.lower()} part has a non-positive size {2 * half}")
         padded = np.tile(_PAD_PLANE, (MAX_PLANES, 1))
         if planes is not None:
-            padded[:len(planes)] = planes
-        self.rows.append(dict(kind=int(kind), centre=np.asarray(centre, dtype=np.float64), rotation=rotation,
-                              half=half, planes=padded, semantic=int(semantic), reflectivity=material.reflectivity,
-                              dropout=material.dropout, free_path=material.free_path,
-                              windows=np.zeros(WINDOW_FIELDS) if windows is None
-                              else np.asarray(windows, dtype=np.float64)))
+            padded[: len(planes)] = planes
+        self.rows.append(
+            dict(
+                kind=int(kind),
+                centre=np.asarray(centre, dtype=np.float64),
+                rotation=rotation,
+                half=half,
+                planes=padded,
+                semantic=int(semantic),
+                reflectivity=material.reflectivity,
+                dropout=material.dropout,
+                free_path=material.free_path,
+                windows=np.zeros(WINDOW_FIELDS) if windows is None else np.asarray(windows, dtype=np.float64),
+            )
+        )
 
     def box(self, lo, hi, semantic: int, material: Material, windows: Optional[Sequence[float]] = None) -> None:
         """The axis-aligned box ``[lo, hi]`` (``windows``: a facade window grid, buildings only)."""
@@ -232,8 +260,9 @@ class PartsBuilder:
         rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
         self._add(Kind.ELLIPSOID, centre, rot, semi_axes, semantic, material)
 
-    def convex(self, lo, hi, cuts: Sequence[Tuple[Sequence[float], Sequence[float]]], semantic: int,
-               material: Material) -> None:
+    def convex(
+        self, lo, hi, cuts: Sequence[Tuple[Sequence[float], Sequence[float]]], semantic: int, material: Material
+    ) -> None:
         """The box ``[lo, hi]`` clipped by half-spaces: each cut ``(normal, point)`` keeps
         ``{x : normal . (x - point) <= 0}`` (chamfers, slanted windscreens, tapered cabins)."""
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
@@ -258,14 +287,29 @@ class PartsBuilder:
         if not self.rows:
             return Primitives.empty()
         col = {k: np.array([r[k] for r in self.rows]) for k in self.rows[0]}
-        return Primitives(kind=col["kind"].astype(np.int64), centre=col["centre"].reshape(-1, 3),
-                          rotation=col["rotation"].reshape(-1, 3, 3), half=col["half"].reshape(-1, 3),
-                          planes=col["planes"].reshape(-1, MAX_PLANES, 4), semantic=col["semantic"].astype(np.int64),
-                          instance=np.full(len(self.rows), -1, dtype=np.int64),
-                          reflectivity=col["reflectivity"].astype(np.float64),
-                          dropout=col["dropout"].astype(np.float64), free_path=col["free_path"].astype(np.float64),
-                          windows=col["windows"].reshape(-1, WINDOW_FIELDS))
+        return Primitives(
+            kind=col["kind"].astype(np.int64),
+            centre=col["centre"].reshape(-1, 3),
+            rotation=col["rotation"].reshape(-1, 3, 3),
+            half=col["half"].reshape(-1, 3),
+            planes=col["planes"].reshape(-1, MAX_PLANES, 4),
+            semantic=col["semantic"].astype(np.int64),
+            instance=np.full(len(self.rows), -1, dtype=np.int64),
+            reflectivity=col["reflectivity"].astype(np.float64),
+            dropout=col["dropout"].astype(np.float64),
+            free_path=col["free_path"].astype(np.float64),
+            windows=col["windows"].reshape(-1, WINDOW_FIELDS),
+        )
 
 
-__all__ = ["Kind", "MAX_PLANES", "WINDOW_FIELDS", "Primitives", "PartsBuilder", "rot_x", "rot_y", "rot_z",
-           "frame_with_z_axis"]
+__all__ = [
+    "Kind",
+    "MAX_PLANES",
+    "WINDOW_FIELDS",
+    "Primitives",
+    "PartsBuilder",
+    "rot_x",
+    "rot_y",
+    "rot_z",
+    "frame_with_z_axis",
+]

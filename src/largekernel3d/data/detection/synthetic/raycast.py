@@ -52,8 +52,9 @@ class RayHits:
     pairs: int
 
 
-def primitive_windows(prims: Primitives, origin: np.ndarray, elevations: np.ndarray, azimuths: np.ndarray,
-                      max_range: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def primitive_windows(
+    prims: Primitives, origin: np.ndarray, elevations: np.ndarray, azimuths: np.ndarray, max_range: float
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ray windows of the primitives (see the module docstring).
 
     ``elevations`` ``[B]`` ascending, ``azimuths`` ``[A]`` evenly spaced from ``azimuths[0]`` over a full
@@ -82,12 +83,17 @@ def primitive_windows(prims: Primitives, origin: np.ndarray, elevations: np.ndar
     cols = np.where(all_round, n_cols, np.clip(last - first + 1, 0, n_cols))
     beams = np.clip(beam1 - beam0, 0, None)
     reachable = dist - radius <= max_range
-    return beam0.astype(np.int64), np.where(reachable, beams, 0).astype(np.int64), col0.astype(np.int64), \
-        np.where(reachable, cols, 0).astype(np.int64)
+    return (
+        beam0.astype(np.int64),
+        np.where(reachable, beams, 0).astype(np.int64),
+        col0.astype(np.int64),
+        np.where(reachable, cols, 0).astype(np.int64),
+    )
 
 
-def _pairs(idx: np.ndarray, beam0: np.ndarray, beams: np.ndarray, col0: np.ndarray, cols: np.ndarray,
-           n_cols: int) -> Tuple[np.ndarray, np.ndarray]:
+def _pairs(
+    idx: np.ndarray, beam0: np.ndarray, beams: np.ndarray, col0: np.ndarray, cols: np.ndarray, n_cols: int
+) -> Tuple[np.ndarray, np.ndarray]:
     """``(primitive, ray)`` int64 arrays of every pair in the windows of the primitives ``idx``."""
     counts = beams[idx] * cols[idx]
     total = int(counts.sum())
@@ -102,8 +108,15 @@ def _pairs(idx: np.ndarray, beam0: np.ndarray, beams: np.ndarray, col0: np.ndarr
 _INTERVAL = {Kind.BOX: box_interval, Kind.CYLINDER: cylinder_interval, Kind.ELLIPSOID: ellipsoid_interval}
 
 
-def cast_rays(origin, elevations: np.ndarray, azimuths: np.ndarray, prims: Primitives, ground: StreetGround,
-              rng: np.random.Generator, max_range: float) -> RayHits:
+def cast_rays(
+    origin,
+    elevations: np.ndarray,
+    azimuths: np.ndarray,
+    prims: Primitives,
+    ground: StreetGround,
+    rng: np.random.Generator,
+    max_range: float,
+) -> RayHits:
     """Nearest hits of the rays from ``origin`` ``[3]`` over ``elevations`` ``[B]`` (ascending, radians)
     x ``azimuths`` ``[A]`` (radians, a full turn) against ``ground`` and ``prims`` (world frame).
     ``rng`` draws the penetration depths in porous primitives. Returns :class:`RayHits`."""
@@ -114,10 +127,10 @@ def cast_rays(origin, elevations: np.ndarray, azimuths: np.ndarray, prims: Primi
     ground_hits = ground.intersect(origin, dirs)
     best = np.where(ground_hits.t <= max_range, ground_hits.t, np.inf)
     rot = prims.rotation
-    o_local = np.einsum("pji,pj->pi", rot, origin - prims.centre)    # R^T (o - c) per primitive
+    o_local = np.einsum("pji,pj->pi", rot, origin - prims.centre)  # R^T (o - c) per primitive
     convex = prims.kind == Kind.CONVEX
     used = int((np.abs(prims.planes[convex, :, :3]).sum(axis=2) > 0).sum(axis=1).max()) if convex.any() else 0
-    planes = prims.planes[:, :used]                                    # drop the padding planes
+    planes = prims.planes[:, :used]  # drop the padding planes
     slack = convex_slack(o_local, planes)
     beam0, beams, col0, cols = primitive_windows(prims, origin, elevations, azimuths, max_range)
     hit_ray, hit_t, hit_prim = [], [], []
@@ -129,7 +142,7 @@ def cast_rays(origin, elevations: np.ndarray, azimuths: np.ndarray, prims: Primi
         prim_all, ray_all = _pairs(idx, beam0, beams, col0, cols, n_cols)
         tested += len(prim_all)
         for s in range(0, len(prim_all), CHUNK):
-            p, r = prim_all[s:s + CHUNK], ray_all[s:s + CHUNK]
+            p, r = prim_all[s : s + CHUNK], ray_all[s : s + CHUNK]
             d = np.einsum("kji,kj->ki", rot[p], dirs[r])
             if kind == Kind.CONVEX:
                 t_in, t_out = convex_interval(slack[p], d, planes[p])
@@ -153,7 +166,7 @@ def cast_rays(origin, elevations: np.ndarray, azimuths: np.ndarray, prims: Primi
         np.minimum.at(best, ray_h, t_h)
         win = t_h <= best[ray_h]
         winner = np.full(n_rays, _NONE, dtype=np.int64)
-        np.minimum.at(winner, ray_h[win], prim_h[win])   # ties: the lowest primitive index
+        np.minimum.at(winner, ray_h[win], prim_h[win])  # ties: the lowest primitive index
         rays = np.flatnonzero(winner != _NONE)
         p = winner[rays]
         primitive[rays] = p

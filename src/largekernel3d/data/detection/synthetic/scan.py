@@ -51,12 +51,13 @@ def facade_glass(prims: Primitives, hits: RayHits) -> np.ndarray:
     sel = (grid[:, 0] > 0) & (prims.kind[p] == Kind.BOX) & (np.abs(hits.normal[rays, 2]) < 0.5)
     rays, p, grid = rays[sel], p[sel], grid[sel]
     local, half = hits.local[rays], prims.half[p]
-    face = np.argmax(np.abs(local[:, :2]) / half[:, :2], axis=1)          # 0: an x face, 1: a y face
+    face = np.argmax(np.abs(local[:, :2]) / half[:, :2], axis=1)  # 0: an x face, 1: a y face
     along = np.where(face == 0, local[:, 1] + half[:, 1], local[:, 0] + half[:, 0])
     height = local[:, 2] + half[:, 2]
     above = height - grid[:, 2]
-    glass[rays] = ((np.mod(along / grid[:, 0], 1.0) < grid[:, 1]) & (above >= 0)
-                   & (np.mod(above / grid[:, 3], 1.0) < grid[:, 4]))
+    glass[rays] = (
+        (np.mod(along / grid[:, 0], 1.0) < grid[:, 1]) & (above >= 0) & (np.mod(above / grid[:, 3], 1.0) < grid[:, 4])
+    )
     return glass
 
 
@@ -96,8 +97,15 @@ def scan(scene: StreetScene, spec: LidarSpec, rng: np.random.Generator) -> Lidar
     cos_incidence = np.einsum("kj,kj->k", dirs, hits.normal[rays])
     intensity = spec.intensity(reflectivity[rays], cos_incidence, distance, rng)
     points = np.c_[dirs * distance[:, None], intensity].astype(np.float32)
-    return LidarScan(points, semantic[rays].astype(np.int64), instance[rays].astype(np.int64),
-                     rays // spec.columns, rays % spec.columns, n_rays, hits.pairs)
+    return LidarScan(
+        points,
+        semantic[rays].astype(np.int64),
+        instance[rays].astype(np.int64),
+        rays // spec.columns,
+        rays % spec.columns,
+        n_rays,
+        hits.pairs,
+    )
 
 
 __all__ = ["LidarScan", "scan", "facade_glass"]

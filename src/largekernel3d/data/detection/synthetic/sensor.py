@@ -41,8 +41,9 @@ class IntensityModel:
         if self.noise_std < 0:
             raise ValueError(f"IntensityModel.noise_std must be >= 0, got {self.noise_std}")
 
-    def __call__(self, reflectivity: np.ndarray, cos_incidence: np.ndarray, distance: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+    def __call__(
+        self, reflectivity: np.ndarray, cos_incidence: np.ndarray, distance: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         """Intensities ``[N]`` for ``[N]`` reflectivities, incidence cosines and ranges (see the class)."""
         lambert = self.ambient + (1.0 - self.ambient) * np.abs(cos_incidence)
         value = reflectivity * lambert * np.exp(-distance / self.range_decay)
@@ -91,17 +92,21 @@ class LidarSpec:
             angles = tuple(float(a) for a in self.beam_angles)
             object.__setattr__(self, "beam_angles", angles)
             if len(angles) != self.beams:
-                raise ValueError(f"LidarSpec: beam_angles has {len(angles)} angles but beams={self.beams}; pass "
-                                 f"beams=len(beam_angles) or use LidarSpec.from_beam_angles(angles)")
+                raise ValueError(
+                    f"LidarSpec: beam_angles has {len(angles)} angles but beams={self.beams}; pass "
+                    f"beams=len(beam_angles) or use LidarSpec.from_beam_angles(angles)"
+                )
             if not all(-90.0 < a < 90.0 for a in angles):
                 raise ValueError(f"LidarSpec.beam_angles must lie in (-90, 90) degrees, got {angles}")
         else:
             fov = tuple(float(a) for a in self.vertical_fov)
             object.__setattr__(self, "vertical_fov", fov)
             if len(fov) != 2 or not -90.0 < fov[0] <= fov[1] < 90.0:
-                raise ValueError(f"LidarSpec.vertical_fov must be (lowest, highest) degrees with "
-                                 f"-90 < lowest <= highest < 90, got {self.vertical_fov}; pass an explicit list of "
-                                 f"elevations as beam_angles")
+                raise ValueError(
+                    f"LidarSpec.vertical_fov must be (lowest, highest) degrees with "
+                    f"-90 < lowest <= highest < 90, got {self.vertical_fov}; pass an explicit list of "
+                    f"elevations as beam_angles"
+                )
             if fov[0] == fov[1] and self.beams > 1:
                 raise ValueError(f"LidarSpec.vertical_fov {fov} is a single angle but beams={self.beams}")
         if not 0.0 < self.azimuth_resolution_deg <= 10.0:
@@ -109,8 +114,9 @@ class LidarSpec:
         if self.min_range < 0:
             raise ValueError(f"LidarSpec.min_range must be >= 0, got {self.min_range}")
         if not self.max_range > self.min_range:
-            raise ValueError(f"LidarSpec.max_range ({self.max_range}) must be greater than min_range "
-                             f"({self.min_range})")
+            raise ValueError(
+                f"LidarSpec.max_range ({self.max_range}) must be greater than min_range ({self.min_range})"
+            )
         if self.mount_height <= 0:
             raise ValueError(f"LidarSpec.mount_height must be > 0 (m above the ground), got {self.mount_height}")
         if self.range_noise_std < 0:

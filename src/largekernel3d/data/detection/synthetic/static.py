@@ -29,16 +29,21 @@ def make_building(rng: np.random.Generator, width: float, depth: float, height: 
     floor_h = rng.uniform(2.8, 3.5)
     ground_floor = rng.uniform(3.0, 4.5)
     grid = (rng.uniform(1.8, 3.2), rng.uniform(0.35, 0.6), BURY + ground_floor + 0.9, floor_h, 0.5)
-    upper = grid[:2] + (0.9,) + grid[3:]   # the same grid on a block that starts at a floor
+    upper = grid[:2] + (0.9,) + grid[3:]  # the same grid on a block that starts at a floor
     style = ("plain", "shop", "balconies", "pilasters", "stepped")[int(rng.integers(5))]
     hw = width / 2
     b = PartsBuilder()
     if style == "shop":
         recess = rng.uniform(0.8, 2.0)
-        b.box((-hw, recess, -BURY), (hw, depth, ground_floor), BUILDING, wall,
-              windows=(rng.uniform(3.5, 6.0), 0.8, BURY + 0.3, 100.0, 0.025))
+        b.box(
+            (-hw, recess, -BURY),
+            (hw, depth, ground_floor),
+            BUILDING,
+            wall,
+            windows=(rng.uniform(3.5, 6.0), 0.8, BURY + 0.3, 100.0, 0.025),
+        )
         b.box((-hw, 0.0, ground_floor), (hw, depth, height), BUILDING, wall, windows=upper)
-        for x in (-hw + 0.25, hw - 0.25):   # columns carrying the upper floors
+        for x in (-hw + 0.25, hw - 0.25):  # columns carrying the upper floors
             b.box((x - 0.25, 0.0, -BURY), (x + 0.25, 0.5, ground_floor), BUILDING, wall)
     elif style == "stepped" and height > 12.0:
         step = rng.uniform(0.55, 0.8) * height
@@ -85,8 +90,12 @@ def make_tree(rng: np.random.Generator) -> Primitives:
         angle = rng.uniform(0, 2 * np.pi)
         off = rng.uniform(0.3, 0.6) * r
         sub = rng.uniform(0.5, 0.75)
-        b.ellipsoid((off * np.cos(angle), off * np.sin(angle), centre_z + rng.uniform(-0.2, 0.5) * rv),
-                    (sub * r, sub * r, sub * rv), VEGETATION, leaves)
+        b.ellipsoid(
+            (off * np.cos(angle), off * np.sin(angle), centre_z + rng.uniform(-0.2, 0.5) * rv),
+            (sub * r, sub * r, sub * rv),
+            VEGETATION,
+            leaves,
+        )
     return b.build()
 
 
@@ -144,5 +153,13 @@ def make_traffic_light(rng: np.random.Generator) -> Primitives:
     return b.build()
 
 
-__all__ = ["BURY", "make_building", "make_tree", "make_bush", "make_hedge", "make_street_lamp", "make_sign",
-           "make_traffic_light"]
+__all__ = [
+    "BURY",
+    "make_building",
+    "make_tree",
+    "make_bush",
+    "make_hedge",
+    "make_street_lamp",
+    "make_sign",
+    "make_traffic_light",
+]

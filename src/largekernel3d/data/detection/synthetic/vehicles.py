@@ -53,10 +53,20 @@ def make_car(rng: np.random.Generator, size: Optional[Sequence[float]] = None) -
     belt = float(np.clip(rng.uniform(0.56, 0.63) * height, clearance + 0.5, height - 0.35))
     b = PartsBuilder()
     # lower body: chamfered nose, tail, bottom edges and shoulders
-    b.convex((-half_l + 0.02, -half_w, clearance), (half_l - 0.02, half_w, belt), [
-        (_unit(1, 0, 1.3), (half_l, 0, belt - 0.16)), (_unit(1, 0, -1), (half_l, 0, clearance + 0.1)),
-        (_unit(-1, 0, 1.1), (-half_l, 0, belt - 0.1)), (_unit(-1, 0, -1), (-half_l, 0, clearance + 0.12)),
-        (_unit(0, 1, 1.2), (0, half_w, belt - 0.08)), (_unit(0, -1, 1.2), (0, -half_w, belt - 0.08))], CAR, paint)
+    b.convex(
+        (-half_l + 0.02, -half_w, clearance),
+        (half_l - 0.02, half_w, belt),
+        [
+            (_unit(1, 0, 1.3), (half_l, 0, belt - 0.16)),
+            (_unit(1, 0, -1), (half_l, 0, clearance + 0.1)),
+            (_unit(-1, 0, 1.1), (-half_l, 0, belt - 0.1)),
+            (_unit(-1, 0, -1), (-half_l, 0, clearance + 0.12)),
+            (_unit(0, 1, 1.2), (0, half_w, belt - 0.08)),
+            (_unit(0, -1, 1.2), (0, -half_w, belt - 0.08)),
+        ],
+        CAR,
+        paint,
+    )
     # cabin: windscreen angle alpha and rear angle beta from the horizontal, sides leaning in by gamma
     cabin_h = height - belt
     shape = _CAR_STYLES[style]
@@ -72,10 +82,12 @@ def make_car(rng: np.random.Generator, size: Optional[Sequence[float]] = None) -
         scale = (cabin_h / np.tan(alpha) + cabin_h / np.tan(beta)) / run
         alpha, beta = np.arctan(np.tan(alpha) * scale), np.arctan(np.tan(beta) * scale)
     cabin_w = half_w - 0.05
-    cuts = [(_unit(np.sin(alpha), 0, np.cos(alpha)), (x_front, 0, belt)),
-            (_unit(-np.sin(beta), 0, np.cos(beta)), (x_rear, 0, belt)),
-            (_unit(0, np.cos(gamma), np.sin(gamma)), (0, cabin_w, belt)),
-            (_unit(0, -np.cos(gamma), np.sin(gamma)), (0, -cabin_w, belt))]
+    cuts = [
+        (_unit(np.sin(alpha), 0, np.cos(alpha)), (x_front, 0, belt)),
+        (_unit(-np.sin(beta), 0, np.cos(beta)), (x_rear, 0, belt)),
+        (_unit(0, np.cos(gamma), np.sin(gamma)), (0, cabin_w, belt)),
+        (_unit(0, -np.cos(gamma), np.sin(gamma)), (0, -cabin_w, belt)),
+    ]
     roof = 0.06
     b.convex((x_rear, -cabin_w, belt), (x_front, cabin_w, height - roof), cuts, CAR, CAR_GLASS)
     b.convex((x_rear, -cabin_w, height - roof), (x_front, cabin_w, height), cuts, CAR, paint)
@@ -102,16 +114,27 @@ def make_truck(rng: np.random.Generator, size: Optional[Sequence[float]] = None)
     clearance = rng.uniform(0.3, 0.4)
     glass_z = rng.uniform(1.5, 1.7)
     deck = rng.uniform(1.0, 1.25)
-    rake = np.radians(rng.uniform(6, 18))   # windscreen lean from the vertical
+    rake = np.radians(rng.uniform(6, 18))  # windscreen lean from the vertical
     cab_back = half_l - cab_len
     b = PartsBuilder()
     rake_cut = (_unit(np.cos(rake), 0, np.sin(rake)), (half_l - 0.02, 0, glass_z))
-    b.convex((cab_back, -half_w, clearance), (half_l - 0.02, half_w, glass_z),
-             [(_unit(1, 0, -1), (half_l, 0, clearance + 0.15))], TRUCK, paint)
-    b.convex((cab_back, -half_w + 0.03, glass_z), (half_l - 0.02, half_w - 0.03, cab_top - 0.3), [rake_cut],
-             TRUCK, CAR_GLASS)
-    b.convex((cab_back, -half_w + 0.03, cab_top - 0.3), (half_l - 0.02, half_w - 0.03, cab_top),
-             [rake_cut, (_unit(1, 0, 1), (half_l - 0.1, 0, cab_top))], TRUCK, paint)
+    b.convex(
+        (cab_back, -half_w, clearance),
+        (half_l - 0.02, half_w, glass_z),
+        [(_unit(1, 0, -1), (half_l, 0, clearance + 0.15))],
+        TRUCK,
+        paint,
+    )
+    b.convex(
+        (cab_back, -half_w + 0.03, glass_z), (half_l - 0.02, half_w - 0.03, cab_top - 0.3), [rake_cut], TRUCK, CAR_GLASS
+    )
+    b.convex(
+        (cab_back, -half_w + 0.03, cab_top - 0.3),
+        (half_l - 0.02, half_w - 0.03, cab_top),
+        [rake_cut, (_unit(1, 0, 1), (half_l - 0.1, 0, cab_top))],
+        TRUCK,
+        paint,
+    )
     b.box((-half_l + 0.02, -half_w, deck), (cab_back - gap, half_w, height), TRUCK, cargo_paint)
     b.box((-half_l + 0.3, -half_w + 0.35, clearance + 0.1), (cab_back + 0.01, half_w - 0.35, deck), TRUCK, METAL)
     radius = rng.uniform(0.45, 0.52)
