@@ -761,6 +761,30 @@ def _cursors(counts: np.ndarray, per_offset: np.ndarray):
     return starts[:-1][None, :] + within, starts
 
 
+def _two_pass_sweep(
+    on_team: bool,
+    nblk: int,
+    threads: int,
+    team_threads: int,
+    per_thread: int,
+    sweep_args: tuple,
+    table,
+    pair_in,
+    pair_out,
+    mode: int,
+) -> None:
+    """One pass (``mode`` ``_COUNT`` into ``table``, or ``_FILL`` at ``table``'s cursors into ``pair_in`` /
+    ``pair_out``) of the two-pass build over all blocks: on torch's team when ``on_team``, else on
+    :func:`_run_blocks`'s pool. ``sweep_args``: ``(line_start, line_key, cz, perm, shape, ksize, dil, blocks)``."""
+    half = bool(np.all(sweep_args[5] % 2 == 1))
+    if pair_in is None:
+        pair_in = pair_out = np.zeros(0, np.int64)
+    if on_team:
+        _pass_on_team(nblk, team_threads, per_thread, *sweep_args, table, pair_in, pair_out, mode, half)
+    else:
+        _run_blocks(_subm_pass, nblk, threads, per_thread, *sweep_args, table, pair_in, pair_out, mode, half)
+
+
 def submanifold_pairs(
     sorted_coords: np.ndarray,
     perm: np.ndarray,
@@ -807,6 +831,7 @@ def submanifold_pairs(
     passes_on_team = (
         not one_pass and threads > 1 and perm.dtype == np.int64 and perm.flags.c_contiguous and team.team_available()
     )
+    sweep_args = (line_start, line_key, cz, perm, shape, ksize, dil, blocks)
     if on_team:  # torch's own threads sweep: no second pool, so small maps gain too
         emitted = _sweep_on_team(
             nblk,
@@ -849,45 +874,8 @@ def submanifold_pairs(
             for lo, hi in zip(cuts[:-1], cuts[1:])
         ]
         emitted = [(lo, hi, r) for lo, hi, r in zip(cuts[:-1], cuts[1:], _run_parallel(calls, threads))]
-    elif passes_on_team:  # two passes (count, fill) on torch's own threads: no second pool
-        _pass_on_team(
-            nblk,
-            team_threads,
-            per_thread,
-            line_start,
-            line_key,
-            cz,
-            perm,
-            shape,
-            ksize,
-            dil,
-            blocks,
-            counts,
-            np.zeros(0, np.int64),
-            np.zeros(0, np.int64),
-            _COUNT,
-            half,
-        )
-    else:
-        _run_blocks(
-            _subm_pass,
-            nblk,
-            threads,
-            per_thread,
-            line_start,
-            line_key,
-            cz,
-            perm,
-            shape,
-            ksize,
-            dil,
-            blocks,
-            counts,
-            np.zeros(0, np.int64),
-            np.zeros(0, np.int64),
-            _COUNT,
-            half,
-        )
+    else:  # two passes (count, fill): on torch's own threads where it can (no second pool)
+        _two_pass_sweep(passes_on_team, nblk, threads, team_threads, per_thread, sweep_args, counts, None, None, _COUNT)
     per_offset = counts.sum(axis=0)
     if half:
         per_offset[kv // 2] = sorted_coords.shape[0]
@@ -903,44 +891,9 @@ def submanifold_pairs(
         return pair_in, pair_out, starts
     if one_pass:
         _run_parallel([(_place, (lo, hi, *bufs, cursors, pair_in, pair_out)) for lo, hi, bufs in emitted], threads)
-    elif passes_on_team:
-        _pass_on_team(
-            nblk,
-            team_threads,
-            per_thread,
-            line_start,
-            line_key,
-            cz,
-            perm,
-            shape,
-            ksize,
-            dil,
-            blocks,
-            cursors,
-            pair_in,
-            pair_out,
-            _FILL,
-            half,
-        )
     else:
-        _run_blocks(
-            _subm_pass,
-            nblk,
-            threads,
-            per_thread,
-            line_start,
-            line_key,
-            cz,
-            perm,
-            shape,
-            ksize,
-            dil,
-            blocks,
-            cursors,
-            pair_in,
-            pair_out,
-            _FILL,
-            half,
+        _two_pass_sweep(
+            passes_on_team, nblk, threads, team_threads, per_thread, sweep_args, cursors, pair_in, pair_out, _FILL
         )
     _mirror_range(pair_in, pair_out, starts, *mirror)
     return pair_in, pair_out, starts
