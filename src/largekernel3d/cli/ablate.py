@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import List
 
-from .run_configs import CONFIG_PACKAGE, read_config_source, schema_of
+from .run_configs import CONFIG_PACKAGE, add_overrides, read_config_source, schema_of
 
 DEFAULT_SET = "scannet_small"
 
@@ -116,14 +116,7 @@ def register(verbs, top) -> None:
     p.add_argument(
         "--only", nargs="+", default=None, metavar="CONFIG", help="run only these configurations (and the baseline)"
     )
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override entries of every run, e.g. --set data.root=/data/scannet train.epochs=5",
-    )
+    add_overrides(p, "data.root=/data/scannet train.epochs=5", "entries of every run")
     p.add_argument("--latency-repeats", type=int, default=5, help="timed forward passes per run (default: 5)")
     p.add_argument("--list", action="store_true", help="list the shipped ablation sets and exit")
     p.add_argument("--print-configs", action="store_true", help="print every configuration's merged config and exit")

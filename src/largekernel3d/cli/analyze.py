@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .command_steps import set_threads
+from .run_configs import add_overrides
 
 SEG_DEFAULTS = ("minkunet34c", "largekernel3d_seg")
 DET_DEFAULTS = ("centerpoint_voxelres", "centerpoint_largekernel3d")
@@ -264,14 +265,7 @@ def register(verbs, top) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", default="runs/erf", help="output folder (default: runs/erf)")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="config overrides of the data side, e.g. --set data.val_fraction=0.3",
-    )
+    add_overrides(p, "data.val_fraction=0.3", "config entries of the data side")
     p.set_defaults(func=cmd_erf)
 
 

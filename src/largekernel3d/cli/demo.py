@@ -26,7 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .run_configs import load_run_config
+from .run_configs import add_overrides, load_run_config
 from .seg import write_predictions
 
 # Files a previous demo run left in its folder (removed before a fresh run; nothing else is touched).
@@ -230,14 +230,7 @@ def register(verbs, top) -> None:
     p.add_argument("--det-output", default=None, help="detection output folder (default: runs/demo_det)")
     p.add_argument("--pictures", type=int, default=3, help="number of held-out scenes / frames to draw (default: 3)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        help="override segmentation config entries, e.g. --set train.epochs=3",
-    )
+    add_overrides(p, "train.epochs=3", "segmentation config entries")
     p.add_argument(
         "--det-set",
         nargs="+",

@@ -74,15 +74,15 @@ def checkpoint_config(checkpoint: str, overrides: Sequence[str], task: str):
     return cfg, payload
 
 
-def add_overrides(p: argparse.ArgumentParser, example: str) -> None:
-    """The ``--set KEY=VALUE ...`` option."""
+def add_overrides(p: argparse.ArgumentParser, example: str, what: str = "config entries") -> None:
+    """The ``--set KEY=VALUE ...`` option (``args.overrides``), overriding ``what``."""
     p.add_argument(
         "--set",
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
         dest="overrides",
-        help=f"override config entries, e.g. --set {example}",
+        help=f"override {what}, e.g. --set {example}",
     )
 
 
