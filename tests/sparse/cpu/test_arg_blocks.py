@@ -108,10 +108,12 @@ def test_a_body_reads_its_words_through_the_constants_inside_numba():
 
 
 def test_derived_blocks_keep_the_base_words_at_the_same_positions():
-    for derived in (GroupLayoutSlots, GroupLayoutBags):
-        assert derived.field_names()[: len(GroupLayout.field_names())] == GroupLayout.field_names()
-        for name in GroupLayout.field_names():
-            assert int(derived[name.upper()]) == int(GroupLayout[name.upper()])
+    pairs = [(d, GroupLayout) for d in (GroupLayoutSlots, GroupLayoutBags)]
+    pairs += [(d, arg_blocks.MapLines) for d in (arg_blocks.MapSweep, arg_blocks.MapPass)]
+    for derived, base in pairs:
+        assert derived.field_names()[: len(base.field_names())] == base.field_names()
+        for name in base.field_names():
+            assert int(derived[name.upper()]) == int(base[name.upper()])
     assert len({int(d.FINGERPRINT) for d in arg_blocks.DECLARATIONS}) == len(arg_blocks.DECLARATIONS)
 
 

@@ -457,9 +457,10 @@ GroupLayoutBags = arg_block(
     base=GroupLayout,
 )
 
-# maps.py: the one-pass submanifold sweep, chunk by chunk into preallocated buffers
-MapSweep = arg_block(
-    "map_sweep",
+# maps.py: the words every submanifold sweep body reads (the sorted sites' lines, the kernel, the blocks of lines,
+# the per-block table and the chunks of blocks each thread takes)
+MapLines = arg_block(
+    "map_lines",
     [
         Int("num_lines"),
         Int("num_sites"),
@@ -470,16 +471,23 @@ MapSweep = arg_block(
         Array("line_start", np.int64, ("num_lines + 1",)),
         Array("line_key", np.int64, ("num_lines",)),
         Array("cz", np.int64, ("num_sites",)),
-        Array("rows", np.int32, ("num_sites",)),
         Array("shape", np.int64, (3,)),
         Array("ksize", np.int64, (3,)),
         Array("dil", np.int64, (3,)),
         Array("blocks", np.int64, ("num_blocks + 1",)),
         Array("table", np.int64, ("num_blocks", "k")),
         Array("cuts", np.int64, ("num_chunks + 1",)),
+    ],
+)
+# ... + the one-pass sweep, chunk by chunk into preallocated buffers
+MapSweep = arg_block(
+    "map_sweep",
+    [
+        Array("rows", np.int32, ("num_sites",)),
         Array("chunks", np.int64, ("num_chunks", 5)),
         Array("ok", np.int64, ("num_chunks",)),
     ],
+    base=MapLines,
 )
 
 
@@ -494,32 +502,18 @@ class SweepChunk(enum.IntEnum):
     CAPACITY = 4
 
 
-# maps.py: one pass of the two-pass submanifold build, chunk by chunk: count (table = per-block counts, no pairs)
-# or fill (table = per-block write cursors)
+# ... + one pass of the two-pass submanifold build, chunk by chunk: count (table = per-block counts, no pairs) or
+# fill (table = per-block write cursors)
 MapPass = arg_block(
     "map_pass",
     [
-        Int("num_lines"),
-        Int("num_sites"),
-        Int("num_blocks"),
-        Int("k"),
-        Int("half"),
         Int("mode"),
-        Int("num_chunks"),
         Int("num_pairs"),
-        Array("line_start", np.int64, ("num_lines + 1",)),
-        Array("line_key", np.int64, ("num_lines",)),
-        Array("cz", np.int64, ("num_sites",)),
         Array("perm", np.int64, ("num_sites",)),
-        Array("shape", np.int64, (3,)),
-        Array("ksize", np.int64, (3,)),
-        Array("dil", np.int64, (3,)),
-        Array("blocks", np.int64, ("num_blocks + 1",)),
-        Array("table", np.int64, ("num_blocks", "k")),
-        Array("cuts", np.int64, ("num_chunks + 1",)),
         Array("pair_in", np.int64, ("num_pairs",)),
         Array("pair_out", np.int64, ("num_pairs",)),
     ],
+    base=MapLines,
 )
 
 
@@ -562,6 +556,7 @@ DECLARATIONS: Tuple[Type[BlockWords], ...] = (
     GroupLayout,
     GroupLayoutSlots,
     GroupLayoutBags,
+    MapLines,
     MapSweep,
     MapPass,
     MapPlace,

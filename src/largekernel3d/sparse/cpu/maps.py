@@ -56,7 +56,7 @@ from torch import Tensor
 from ..coords import decode, encode
 from ..geometry import ConvGeometry
 from . import team
-from .arg_blocks import MapPass, MapPlace, MapSweep, PlaceChunk, SweepChunk, open_block, reads
+from .arg_blocks import MapLines, MapPass, MapPlace, MapSweep, PlaceChunk, SweepChunk, open_block, reads
 from .array_index import uidx
 from .tuning import DEFAULT_TUNING, CpuTuning
 
@@ -316,6 +316,23 @@ def _subm_sweep(blk_lo, blk_hi, line_start, line_key, cz, perm, shape, ksize, di
 _SWEEP_COLUMNS = len(SweepChunk)  # words of a row of the sweep's chunk table
 
 
+@nb.njit(nogil=True, inline="always")
+def _team_line_views(h):
+    """The arrays named by the :data:`.arg_blocks.MapLines` words of ``h``: ``line_start``, ``line_key``, ``cz``,
+    ``shape``, ``ksize``, ``dil``, ``blocks``, ``table [blocks, K]`` and ``cuts [chunks + 1]``."""
+    num_lines, num_sites, nblk = h[MapLines.NUM_LINES], h[MapLines.NUM_SITES], h[MapLines.NUM_BLOCKS]
+    line_start = nb.carray(team.int64_pointer(h[MapLines.LINE_START]), (num_lines + 1,))
+    line_key = nb.carray(team.int64_pointer(h[MapLines.LINE_KEY]), (num_lines,))
+    cz = nb.carray(team.int64_pointer(h[MapLines.CZ]), (num_sites,))
+    shape = nb.carray(team.int64_pointer(h[MapLines.SHAPE]), (3,))
+    ksize = nb.carray(team.int64_pointer(h[MapLines.KSIZE]), (3,))
+    dil = nb.carray(team.int64_pointer(h[MapLines.DIL]), (3,))
+    blocks = nb.carray(team.int64_pointer(h[MapLines.BLOCKS]), (nblk + 1,))
+    table = nb.carray(team.int64_pointer(h[MapLines.TABLE]), (nblk, h[MapLines.K]))
+    cuts = nb.carray(team.int64_pointer(h[MapLines.CUTS]), (h[MapLines.NUM_CHUNKS] + 1,))
+    return line_start, line_key, cz, shape, ksize, dil, blocks, table, cuts
+
+
 @reads(MapSweep)
 def _team_sweep_body(block):
     """Torch's OpenMP team runs the submanifold sweep of :func:`_sweep_on_team`: thread ``t`` of ``T``
@@ -326,18 +343,9 @@ def _team_sweep_body(block):
     h, ok_block = open_block(block, MapSweep.SIZE, MapSweep.FINGERPRINT)
     if not ok_block:
         return
-    num_lines, num_sites, nblk = h[MapSweep.NUM_LINES], h[MapSweep.NUM_SITES], h[MapSweep.NUM_BLOCKS]
-    kv, num_chunks = h[MapSweep.K], h[MapSweep.NUM_CHUNKS]
-    line_start = nb.carray(team.int64_pointer(h[MapSweep.LINE_START]), (num_lines + 1,))
-    line_key = nb.carray(team.int64_pointer(h[MapSweep.LINE_KEY]), (num_lines,))
-    cz = nb.carray(team.int64_pointer(h[MapSweep.CZ]), (num_sites,))
-    rows = nb.carray(team.int32_pointer(h[MapSweep.ROWS]), (num_sites,))
-    shape = nb.carray(team.int64_pointer(h[MapSweep.SHAPE]), (3,))
-    ksize = nb.carray(team.int64_pointer(h[MapSweep.KSIZE]), (3,))
-    dil = nb.carray(team.int64_pointer(h[MapSweep.DIL]), (3,))
-    blocks = nb.carray(team.int64_pointer(h[MapSweep.BLOCKS]), (nblk + 1,))
-    table = nb.carray(team.int64_pointer(h[MapSweep.TABLE]), (nblk, kv))
-    cuts = nb.carray(team.int64_pointer(h[MapSweep.CUTS]), (num_chunks + 1,))
+    line_start, line_key, cz, shape, ksize, dil, blocks, table, cuts = _team_line_views(h)
+    num_chunks = h[MapSweep.NUM_CHUNKS]
+    rows = nb.carray(team.int32_pointer(h[MapSweep.ROWS]), (h[MapSweep.NUM_SITES],))
     meta = nb.carray(team.int64_pointer(h[MapSweep.CHUNKS]), (num_chunks, _SWEEP_COLUMNS))
     ok = nb.carray(team.int64_pointer(h[MapSweep.OK]), (num_chunks,))
     half = h[MapSweep.HALF] != 0
@@ -482,18 +490,9 @@ def _team_pass_body(block):
     h, ok = open_block(block, MapPass.SIZE, MapPass.FINGERPRINT)
     if not ok:
         return
-    num_lines, num_sites, nblk = h[MapPass.NUM_LINES], h[MapPass.NUM_SITES], h[MapPass.NUM_BLOCKS]
-    kv, num_chunks, num_pairs = h[MapPass.K], h[MapPass.NUM_CHUNKS], h[MapPass.NUM_PAIRS]
-    line_start = nb.carray(team.int64_pointer(h[MapPass.LINE_START]), (num_lines + 1,))
-    line_key = nb.carray(team.int64_pointer(h[MapPass.LINE_KEY]), (num_lines,))
-    cz = nb.carray(team.int64_pointer(h[MapPass.CZ]), (num_sites,))
-    perm = nb.carray(team.int64_pointer(h[MapPass.PERM]), (num_sites,))
-    shape = nb.carray(team.int64_pointer(h[MapPass.SHAPE]), (3,))
-    ksize = nb.carray(team.int64_pointer(h[MapPass.KSIZE]), (3,))
-    dil = nb.carray(team.int64_pointer(h[MapPass.DIL]), (3,))
-    blocks = nb.carray(team.int64_pointer(h[MapPass.BLOCKS]), (nblk + 1,))
-    table = nb.carray(team.int64_pointer(h[MapPass.TABLE]), (nblk, kv))
-    cuts = nb.carray(team.int64_pointer(h[MapPass.CUTS]), (num_chunks + 1,))
+    line_start, line_key, cz, shape, ksize, dil, blocks, table, cuts = _team_line_views(h)
+    num_chunks, num_pairs = h[MapPass.NUM_CHUNKS], h[MapPass.NUM_PAIRS]
+    perm = nb.carray(team.int64_pointer(h[MapPass.PERM]), (h[MapPass.NUM_SITES],))
     pair_in = nb.carray(team.int64_pointer(h[MapPass.PAIR_IN]), (num_pairs,))
     pair_out = nb.carray(team.int64_pointer(h[MapPass.PAIR_OUT]), (num_pairs,))
     mode, half = h[MapPass.MODE], h[MapPass.HALF] != 0
