@@ -691,3 +691,23 @@ def test_malformed_inputs_raise_or_compute_correctly():
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def test_builder_maps_skip_the_content_pass_and_forged_maps_do_not(monkeypatch):
+    """Maps from the builders (and their adjoints) are in range by construction and are not scanned again; a map
+    assembled by hand from the same fields is."""
+    from largekernel3d.sparse import validation
+    from largekernel3d.sparse.kernel_map import CONTENT_CHECKED
+
+    scanned = []
+    real = validation._check_map_content
+    monkeypatch.setattr(validation, "_check_map_content", lambda kmap, name: scanned.append(kmap) or real(kmap, name))
+    _, kmap = _kmap()
+    assert CONTENT_CHECKED in kmap.cache and CONTENT_CHECKED in kmap.transposed().cache
+    validation.check_kernel_map(kmap)
+    validation.check_kernel_map(kmap.transposed())
+    assert scanned == []
+    _, forged = _forged(lambda f: {})
+    assert CONTENT_CHECKED not in forged.cache and CONTENT_CHECKED not in forged.transposed().cache
+    validation.check_kernel_map(forged)
+    assert scanned == [forged]

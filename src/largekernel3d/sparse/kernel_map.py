@@ -37,6 +37,10 @@ REGULAR = "regular"
 TRANSPOSED = "transposed"
 INVERSE = "inverse"
 
+# the MapCache key of :func:`.validation.check_kernel_map`'s content check; the builders here set it on the maps they
+# make (their pairs are in range by construction), so only maps assembled by hand pay for a pass over the pairs
+CONTENT_CHECKED = "content_checked"
+
 
 class MapCache:
     """The one mutable part of a :class:`KernelMap`, on purpose: a memo of what is derived from the map's
@@ -173,8 +177,9 @@ class KernelMap:
         return tuple(self.offset_starts[k + 1] - self.offset_starts[k] for k in range(self.kernel_volume))
 
     def transposed(self) -> "KernelMap":
-        """The adjoint map: inputs and outputs swapped, offsets kept (used by inverse conv and backward)."""
-        return KernelMap(
+        """The adjoint map: inputs and outputs swapped, offsets kept (used by inverse conv and backward); checked
+        when this map is."""
+        adjoint = KernelMap(
             kind=INVERSE if self.kind == REGULAR else self.kind,
             geometry=self.geometry,
             in_indices=self.out_indices,
@@ -186,6 +191,9 @@ class KernelMap:
             offset_starts=self.offset_starts,
             batch_size=self.batch_size,
         )
+        if CONTENT_CHECKED in self.cache:
+            _built(adjoint)
+        return adjoint
 
     def check_reusable(self, kind: str, geometry: ConvGeometry, indices: Tensor, key: Optional[str]) -> None:
         """Raise ``ValueError`` when this cached map cannot serve a layer of ``kind``/``geometry`` on
@@ -206,6 +214,12 @@ class KernelMap:
                 f"indice_key={key!r} was built on other sites ({self.num_in} rows) than this "
                 f"layer's input ({int(indices.shape[0])} rows); give this layer its own indice_key"
             )
+
+
+def _built(kmap: KernelMap) -> KernelMap:
+    """``kmap``, marked as content-checked (see :data:`CONTENT_CHECKED`)."""
+    kmap.derived(CONTENT_CHECKED, lambda: True)
+    return kmap
 
 
 def map_geometry(kind: str, geometry: ConvGeometry) -> ConvGeometry:
@@ -253,18 +267,20 @@ def build_submanifold_map(
         pair_in, pair_out, starts = torch_maps.submanifold_map_pairs(
             indices, spatial_shape, geometry, plan.tuning.torch_candidate_chunk
         )
-    return KernelMap(
-        SUBMANIFOLD,
-        geometry,
-        indices,
-        indices,
-        spatial_shape,
-        spatial_shape,
-        pair_in,
-        pair_out,
-        starts,
-        batch_size,
-        half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size),
+    return _built(
+        KernelMap(
+            SUBMANIFOLD,
+            geometry,
+            indices,
+            indices,
+            spatial_shape,
+            spatial_shape,
+            pair_in,
+            pair_out,
+            starts,
+            batch_size,
+            half_stored=lazy and all(k % 2 == 1 for k in geometry.kernel_size),
+        )
     )
 
 
@@ -289,17 +305,19 @@ def _strided_map(
         out_sites, pair_in, pair_out, starts = torch_maps.strided_map_pairs(
             indices, out_shape, geometry, kind == TRANSPOSED
         )
-    return KernelMap(
-        kind,
-        geometry,
-        indices,
-        out_sites,
-        tuple(spatial_shape),
-        tuple(out_shape),
-        pair_in,
-        pair_out,
-        starts,
-        batch_size,
+    return _built(
+        KernelMap(
+            kind,
+            geometry,
+            indices,
+            out_sites,
+            tuple(spatial_shape),
+            tuple(out_shape),
+            pair_in,
+            pair_out,
+            starts,
+            batch_size,
+        )
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .kernel_map import KernelMap
+from .kernel_map import CONTENT_CHECKED, KernelMap
 
 
 def check_tensor(value, name: str, floating: bool = False, dim: Optional[int] = None) -> None:
@@ -36,13 +36,14 @@ def check_tensor(value, name: str, floating: bool = False, dim: Optional[int] = 
 def check_kernel_map(kmap, name: str = "kmap") -> None:
     """Raise unless ``kmap`` is a well-formed :class:`KernelMap`: ``K + 1`` non-decreasing offset starts from 0
     to ``P`` (``K`` the kernel volume of its geometry), int64 pair lists of length ``P`` on one device, and
-    every input row in ``[0, N_in)``, every output row in ``[0, N_out)``. The content check is memoised."""
+    every input row in ``[0, N_in)``, every output row in ``[0, N_out)``. The content check is memoised, and
+    maps from the builders of :mod:`.kernel_map` skip it (their pairs are in range by construction)."""
     if not isinstance(kmap, KernelMap):
         raise TypeError(
             f"{name} must be a largekernel3d.sparse.KernelMap (from build_submanifold_map / "
             f"build_regular_map / build_transposed_map), got {type(kmap).__name__}"
         )
-    kmap.derived("checked", lambda: _check_map_content(kmap, name))
+    kmap.derived(CONTENT_CHECKED, lambda: _check_map_content(kmap, name))
 
 
 def _check_map_content(kmap: KernelMap, name: str) -> bool:
