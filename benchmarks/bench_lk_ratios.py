@@ -10,7 +10,10 @@ For every input of ``common.load_inputs`` plus the first PandaSet frame (0.075 �
 
 Ratios: SW-LK 7³ / 3³ (target ≤ 2.5 on every input class) and plain 7³ / 3³ (target ≤ 3 on the dense indoor
 inputs), each from the fresh-map medians of alternating rounds after a warm-up round (numba compilation excluded);
-the difference between a fresh and a cached call is the map (and for SW-LK the layout) of that call.
+the difference between a fresh and a cached call is the map (and for SW-LK the layout) of that call. The work per
+site says where a ratio comes from: pairs of the 3³ and 7³ maps and SW-LK's slots (non-empty (site, group)
+rows, one GEMM row each) per site; ``slots / 3³ pairs`` is the ratio of the two layers' multiply-adds, the floor of
+SW-LK / 3³ with both maps cached and both products at one FLOP rate.
 ``quick``: the small generated scene, 32 channels, 1 thread, one round.
 Run standalone: ``python benchmarks/bench_lk_ratios.py [--quick]``.
 """
@@ -37,7 +40,14 @@ from common import (  # noqa: E402
 )
 
 from largekernel3d.nn import SWLKConv3d  # noqa: E402
-from largekernel3d.sparse import SparseConvTensor, SubMConv3d, keep_freed_memory  # noqa: E402
+from largekernel3d.sparse import (  # noqa: E402
+    ConvGeometry,
+    SparseConvTensor,
+    SubMConv3d,
+    build_submanifold_map,
+    keep_freed_memory,
+)
+from largekernel3d.sparse.cpu.group_layout import GroupLayout  # noqa: E402
 
 SWLK_TARGET = 2.5  # SW-LK 7³ / our 3³, every input class
 PLAIN_TARGET = 3.0  # plain 7³ / our 3³, dense indoor inputs
@@ -55,6 +65,15 @@ def pandaset_input() -> List[SparseInput]:
         return []
     idx, shape = voxel_sites(np.asarray(frame.points)[:, :3], (0.075, 0.075, 0.2), (2, 1, 0))
     return [SparseInput("PandaSet 002/00 0.075×0.075×0.2 m", idx, shape, "PandaSet sample, first frame, (z, y, x)")]
+
+
+def work_per_site(inp: SparseInput) -> Dict[str, float]:
+    """Pairs per site of the 3³ and 7³ submanifold maps of ``inp`` and SW-LK 7³'s slots per site."""
+    maps = {k: build_submanifold_map(inp.indices, inp.spatial_shape, 1, ConvGeometry.create(3, k)) for k in (3, 7)}
+    group = SWLKConv3d(1, 1, 7).group_index.numpy()
+    slots = GroupLayout.for_map(maps[7], group, int(group.max()) + 1, True).num_slots
+    n = max(inp.num_sites, 1)
+    return {"pairs3": maps[3].num_pairs / n, "pairs7": maps[7].num_pairs / n, "slots": slots / n}
 
 
 def measure(inp: SparseInput, channels: int, threads: int, reps: int) -> Dict[str, float]:
@@ -128,6 +147,21 @@ def run(quick: bool) -> str:
                 results.append((inp, c, t, measure(inp, c, t, reps)))
                 print(f"lk_ratios: {inp.name} C={c} thr={t} done", file=sys.stderr, flush=True)
     rows, sw_miss, plain_miss = ratio_rows(results)
+    work = [(inp, work_per_site(inp)) for inp in inputs]
+    work_table = markdown_table(
+        ["input", "3³ pairs / site", "7³ pairs / site", "SW-LK slots / site", "slots / 3³ pairs", "7³ / 3³ pairs"],
+        [
+            [
+                inp.name,
+                f"{w['pairs3']:.2f}",
+                f"{w['pairs7']:.2f}",
+                f"{w['slots']:.2f}",
+                f"**{w['slots'] / w['pairs3']:.2f}**",
+                f"{w['pairs7'] / w['pairs3']:.2f}",
+            ]
+            for inp, w in work
+        ],
+    )
     table = markdown_table(
         [
             "input",
@@ -157,7 +191,7 @@ def run(quick: bool) -> str:
         "Forward, `torch.no_grad`, random features; medians of alternating rounds. The first ratio columns build "
         "the kernel map in every call (one layer on new sites); the last column reuses the map (and SW-LK's slot "
         "layout) cached under an `indice_key`, as the layers of a network stage do.\n\n"
-        f"{table}\n\n" + "\n".join(verdict)
+        f"{table}\n\n" + "\n".join(verdict) + "\n\n### Work per site\n\n" + work_table
     )
 
 

@@ -3,7 +3,9 @@
 Contract: each ``benchmarks/bench_*.py`` defines ``run(quick: bool) -> str`` returning a Markdown
 section (and runs standalone). This script imports them in name order, runs each (a failing module
 reports its error in its section instead of stopping the others), and writes the machine, the date,
-the command and the sections to ``BENCHMARKS.md`` at the repository root.
+the command and the sections to ``BENCHMARKS.md`` at the repository root. Everything from the output's
+``## History`` heading on (comparisons run by hand, e.g. ``compare_revisions.py``) is carried over below the new
+sections.
 
 Usage: ``python benchmarks/run.py [--quick] [--only NAME ...] [--output PATH]`` (``make bench``).
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import List
 
 HERE = Path(__file__).resolve().parent
+HISTORY_HEADING = "## History"
 sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
@@ -54,6 +57,17 @@ def run_module(path: Path, quick: bool) -> str:
     return section + f"\n\n_{path.name}: {time.perf_counter() - t0:.0f} s_"
 
 
+def kept_history(path: Path) -> str:
+    """The part of ``path`` from its :data:`HISTORY_HEADING` line on ("" when there is none)."""
+    if not path.is_file():
+        return ""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == HISTORY_HEADING:
+            return "\n".join(lines[i:]) + "\n"
+    return ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few inputs and repetitions (smoke run)")
@@ -77,7 +91,8 @@ def main(argv=None) -> int:
         "",
     ]
     text = "\n".join(header) + "\n" + "\n\n".join(sections) + "\n"
-    args.output.write_text(text)
+    history = kept_history(args.output)
+    args.output.write_text(text + ("\n" + history if history else ""))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -37,3 +37,12 @@ def test_measure_times_every_case_on_a_small_scene():
     r = B.measure(generated_indoor_scene(3_000), 8, 1, reps=1)
     assert set(r) == set(B.CASES)
     assert all(v > 0 for v in r.values())
+
+
+def test_work_per_site_counts_pairs_and_slots():
+    w = B.work_per_site(generated_indoor_scene(3_000))
+    # every site pairs with itself; a 7³ window holds the 3³ one; a site has at most 27 slots, one per non-empty
+    # group, and at least one (the centre)
+    assert 1.0 <= w["pairs3"] <= w["pairs7"] <= 343
+    assert 1.0 <= w["slots"] <= min(27.0, w["pairs7"])
+    assert w["pairs7"] / w["pairs3"] > 3  # a surface: the 7³ window holds several times the 3³ neighbours
