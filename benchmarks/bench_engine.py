@@ -326,6 +326,50 @@ def _sites(r: Result) -> int:
     return _SITES.get(r.input, 1)
 
 
+FLOOR_TARGET = 0.60  # issue #25: every row at >= 60 % of its GEMM floor
+
+
+def floor_shares(results: List[Result]) -> str:
+    """Issue #25's GEMM-floor target: the share ``floor ms / ours ms`` of every row, with the map (``ours fwd``) and
+    with the map cached (``ours fwd cached``: products, gathers and scatters alone), counts per layer and the rows
+    that miss with the map cached."""
+    rows = [r for r in results if r.floor_ms and r.ms.get("ours fwd") and r.ms.get("ours fwd cached")]
+    if not rows:
+        return "No row has a GEMM floor."
+    fresh_miss = [r for r in rows if r.floor_ms / r.ms["ours fwd"] < FLOOR_TARGET]
+    cached_miss = sorted(
+        (r for r in rows if r.floor_ms / r.ms["ours fwd cached"] < FLOOR_TARGET),
+        key=lambda r: r.floor_ms / r.ms["ours fwd cached"],
+    )
+    by_layer: Dict[str, int] = {}
+    for r in fresh_miss:
+        by_layer[r.layer.name] = by_layer.get(r.layer.name, 0) + 1
+    lines = [
+        f"Share of the GEMM floor (floor ms / ours ms; target ≥ {FLOOR_TARGET:.0%}) over the {len(rows)} rows above. "
+        f"**Forward incl. the map: {len(rows) - len(fresh_miss)} of {len(rows)} rows meet it**"
+        + (
+            "; the misses by layer: "
+            + ", ".join(f"{name} {n}" for name, n in sorted(by_layer.items(), key=lambda kv: -kv[1]))
+            if by_layer
+            else ""
+        )
+        + f". With the map cached {len(rows) - len(cached_miss)} of {len(rows)} meet it"
+        + ("." if not cached_miss else "; the misses:"),
+    ]
+    if cached_miss:
+        lines += [
+            "",
+            common.markdown_table(
+                ["input", "layer", "threads", "floor / ours cached"],
+                [
+                    [r.input, r.layer.name, r.threads, f"{100 * r.floor_ms / r.ms['ours fwd cached']:.0f} %"]
+                    for r in cached_miss
+                ],
+            ),
+        ]
+    return "\n".join(lines)
+
+
 def targets(results: List[Result]) -> str:
     """The issue's targets, checked on these results."""
     lines = []
@@ -599,6 +643,10 @@ def run(quick: bool, threads: Optional[List[int]] = None) -> str:
         "### Targets (this run)",
         "",
         targets(results),
+        "",
+        "### Rows against their GEMM floor (issue #25)",
+        "",
+        floor_shares(results),
         "",
         "### Dense baseline",
         "",

@@ -75,10 +75,10 @@ class GroupConvFunction(torch.autograd.Function):
     Backward. On a symmetric map (submanifold, odd kernel: pair ``(j, i)`` at offset ``k`` is pair ``(i,
     j)`` at ``K - 1 - k``) and a mirror-symmetric grouping (``g(K - 1 - k) = sigma(g(k))``, every SW-LK
     partition), the input gradient is the same product on the same slots, ``dx = sum_g Agg_g(dOut) @
-    W[sigma(g)]^T`` (:func:`_mirrored_weight_of`), and the encoding gradient is ``dE[k] = (sum_{(j, i) in
-    pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever formed. The weight gradient
-    comes from the same bags of ``dOut`` in the same pass (:func:`mirrored_backward`), so ``A`` is not kept
-    either::
+    W[sigma(g)]^T`` (:func:`.cpu.group_products._mirrored_weight_of`), and the encoding gradient is
+    ``dE[k] = (sum_{(j, i) in pairs(k)} dOut[i]) @ W[g(k)]^T``: no ``[slots, C]`` gradient of ``A`` is ever
+    formed. The weight gradient comes from the same bags of ``dOut`` in the same pass
+    (:func:`.cpu.group_products.mirrored_backward`), so ``A`` is not kept either::
 
         dW[h] = sum_{pairs j -> i in h} (x[j] + E[k])^T dOut[i]
               = sum_{slots s of sigma(h)} x[row(s)]^T Agg(dOut)[s]  +  sum_{k in h} E[k]^T S[k]

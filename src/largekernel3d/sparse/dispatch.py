@@ -212,6 +212,14 @@ class ConvPlan:
         return grad_x, grad_w
 
 
+def _team_blocker(work: str) -> Optional[str]:
+    """Why a fused dataflow cannot run here: ``None`` where torch runs on GNU libgomp (whose OpenMP team runs
+    ``work``)."""
+    if team.team_available():
+        return None
+    return f"torch running on GNU libgomp (its OpenMP team runs {work}); this torch does not"
+
+
 def conv_blocker(
     dataflow: Dataflow,
     x: Tensor,
@@ -238,8 +246,7 @@ def conv_blocker(
             return f"groups=1; got groups={weight.shape[1]} (CPU_TILED runs grouped weights)"
         if max(kmap.num_in, kmap.num_out) >= 2**31:
             return f"fewer than 2^31 rows; got {max(kmap.num_in, kmap.num_out)}"
-        if not team.team_available():
-            return "torch running on GNU libgomp (its OpenMP team runs the parts); this torch does not"
+        return _team_blocker("the parts")
     return None
 
 
@@ -302,8 +309,7 @@ def group_conv_blocker(dataflow: Dataflow, features: Tensor, kmap: KernelMap, nu
     if dataflow is Dataflow.CPU_FUSED:
         if _slot_index_dtype(kmap, num_groups) != np.int32:
             return "int32 slot indices (fewer than 2^31 pairs, slots and table rows); this map needs int64"
-        if not team.team_available():
-            return "torch running on GNU libgomp (its OpenMP team runs the row blocks); this torch does not"
+        return _team_blocker("the row blocks")
     return None
 
 

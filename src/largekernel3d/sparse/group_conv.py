@@ -28,18 +28,17 @@ vectorised kernels on the CPU, run on torch's own threads): with the table ``[x;
 summed once, output-stationary, and written once. ``group_conv``'s backward pass on a symmetric map with
 a mirror-symmetric grouping (every SW-LK layer) is the same chunked product with mirrored, transposed
 weights (see :class:`GroupConvFunction`), and the weight gradient comes from the same bags of ``dOut`` in that
-pass instead of from an ``A`` kept by the forward; otherwise it
-uses bags too: ``dx[j]`` is the bag of the slots of input row ``j``'s pairs, ``dE[k]`` the bag of the
-slots of offset ``k``'s pairs. The bag
-layouts (counting sorts of the pairs by slot and by input row, in numba) are built once per kernel map
-and grouping and memoised on the map; the compact one group by group, together with its bag entries
-(:func:`_compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices; the rows with pairs
-found from a bitset, and the group's pairs read twice while in cache; indexed through :data:`.array_index.uidx`),
-and from ``CpuTuning.group_team_layout_min_pairs`` pairs split by group ranges over torch's own OpenMP team. On a
-symmetric map the compact layout and the
-backward's per-offset sums read the offsets before the centre as the mirrors of those after it
-(:func:`_offset_pairs`), so a lazily mirrored map (``KernelMap.half_stored``) is never filled. Nothing here
-starts threads of its own: a second thread pool next to torch's OpenMP workers (which spin for
+pass instead of from an ``A`` kept by the forward; otherwise it uses bags too: ``dx[j]`` is the bag of the slots
+of input row ``j``'s pairs, ``dE[k]`` the bag of the slots of offset ``k``'s pairs. The bag layouts (counting
+sorts of the pairs by slot and by input row, in numba) are built once per kernel map and grouping and memoised
+on the map; the compact one group by group, together with its bag entries
+(:func:`.cpu.group_kernels._compact_layout`: a per-row count array that stays in cache, no ``[G, N]`` matrices;
+the rows with pairs found from a bitset, and the group's pairs read twice while in cache; indexed through
+:data:`.cpu.array_index.uidx`), and from ``CpuTuning.group_team_layout_min_pairs`` pairs split by group ranges
+over torch's own OpenMP team. On a symmetric map the compact layout and the backward's per-offset sums read the
+offsets before the centre as the mirrors of those after it (:func:`.cpu.group_kernels._offset_pairs`), so a
+lazily mirrored map (``KernelMap.half_stored``) is never filled. Nothing here starts threads of its own: a
+second thread pool next to torch's OpenMP workers (which spin for
 milliseconds after every parallel region) slows both down on a small machine.
 
 Dataflows (:class:`.dispatch.Dataflow`, chosen once per call by :func:`.dispatch.plan_group_conv` /
