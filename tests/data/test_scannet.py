@@ -1,5 +1,6 @@
-"""ScanNet readers: every layout gives the same scene; NYU40 → ScanNet-20 mapping; split by room;
-bad folders and files give errors naming the path; the real VoteNet sample when present."""
+"""ScanNet readers: every layout gives the same scene; NYU40 → ScanNet-20 mapping (the official labels.ply through
+the label table: its ``label`` is the raw-category id); split by room; bad folders and files give errors naming the
+path; the real VoteNet sample and the official v1 scan when present."""
 
 import csv
 
@@ -37,7 +38,21 @@ def expected_labels(nyu):
     return out
 
 
-def write_official(root, name, xyz, rgb, nyu, labels=True):
+RAW_ID_SHIFT = 100  # the test label table's raw-category id of NYU40 id n (> 0) is n + 100: never n itself
+
+
+def write_label_table(path, rows=None):
+    """A ``scannetv2-labels.combined.tsv`` at ``path``: ``rows`` of ``(id, nyu40id)``, by default raw id ``n + 100``
+    -> NYU40 ``n`` for n = 1..40 (and a plural row repeating an id, as ScanNet's table does)."""
+    rows = rows if rows is not None else [(n + RAW_ID_SHIFT, n) for n in range(1, 41)] + [(101, 1)]
+    lines = ["id\traw_category\tcategory\tcount\tnyu40id\teigen13id\tnyu40class"]
+    lines += [f"{i}\tcat{i}\tcat{i}\t1\t{n}\t0\tclass{n}" for i, n in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_official(root, name, xyz, rgb, nyu, labels=True, table=True):
+    """An official scan folder ``root/scans/<name>`` whose labels.ply holds the raw-category ids of ``nyu`` (0 stays
+    0, unannotated) and, with ``table``, the label table in ``root``."""
     d = root / "scans" / name
     d.mkdir(parents=True)
     v = np.zeros(
@@ -51,8 +66,10 @@ def write_official(root, name, xyz, rgb, nyu, labels=True):
     if labels:
         lv = np.zeros(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("label", "u2")])
         lv["x"], lv["y"], lv["z"] = xyz.T
-        lv["label"] = nyu
+        lv["label"] = np.where(nyu > 0, nyu + RAW_ID_SHIFT, 0)
         PlyData([PlyElement.describe(lv, "vertex")]).write(str(d / f"{name}_vh_clean_2.labels.ply"))
+    if table and not (root / "scannetv2-labels.combined.tsv").exists():
+        write_label_table(root / "scannetv2-labels.combined.tsv")
 
 
 def test_mapping_table():
@@ -262,3 +279,85 @@ def test_mmdet3d_tiny_sample(shared_data):
     assert ds.layout == "mmdet3d" and s.points.shape == (100, 3)
     raw = np.fromfile(shared_data / "scannet" / "mmdet3d_tiny" / "semantic_mask" / "scene0000_00.bin", np.int64)
     np.testing.assert_array_equal(s.labels, expected_labels(raw))
+
+
+def test_official_labels_go_through_the_label_table(tmp_path):
+    """labels.ply holds raw-category ids: mapped through the table (found next to scans/, or given), never read as
+    NYU40 ids; without a table, or with ids the table lacks, a clear error (or, asked for, those vertices ignored)."""
+    xyz, rgb, nyu = make_scene(60, seed=3)
+    nyu[:4] = [2, 2, 1, 0]  # floor, floor, wall, unannotated
+    write_official(tmp_path / "a", "scene0300_00", xyz, rgb, nyu)
+    s = ScanNetDataset(tmp_path / "a")[0]
+    np.testing.assert_array_equal(s.labels, expected_labels(nyu))
+    assert list(s.labels[:4]) == [1, 1, 0, IGNORE_INDEX]  # raw 102 -> NYU40 2 -> floor, 101 -> wall
+
+    write_official(tmp_path / "b", "scene0301_00", xyz, rgb, nyu, table=False)
+    with pytest.raises(FileNotFoundError, match="raw-category id.*scannetv2-labels.combined.tsv.*label_map"):
+        ScanNetDataset(tmp_path / "b")[0]
+    table = tmp_path / "elsewhere.tsv"
+    write_label_table(table)
+    np.testing.assert_array_equal(ScanNetDataset(tmp_path / "b", label_map=table)[0].labels, expected_labels(nyu))
+    with pytest.raises(FileNotFoundError, match="label_map"):
+        ScanNetDataset(tmp_path / "b", label_map=tmp_path / "missing.tsv")
+
+    short = tmp_path / "short.tsv"
+    write_label_table(short, [(n + RAW_ID_SHIFT, n) for n in range(2, 41)])  # no raw id 101 (wall)
+    with pytest.raises(ValueError, match=r"raw-category ids \[101\]"):
+        ScanNetDataset(tmp_path / "b", label_map=short)[0]
+    ignored = ScanNetDataset(tmp_path / "b", label_map=short, unknown_labels="ignore")[0].labels
+    want = expected_labels(nyu)
+    want[nyu == 1] = IGNORE_INDEX
+    np.testing.assert_array_equal(ignored, want)
+    with pytest.raises(ValueError, match="unknown_labels"):
+        ScanNetDataset(tmp_path / "b", unknown_labels="skip")
+
+
+def test_label_table_errors_name_the_file(tmp_path):
+    from largekernel3d.data.scannet import read_label_map
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("raw_category\tnyu40class\nwall\twall\n")
+    with pytest.raises(ValueError, match="bad.tsv.*'id' and 'nyu40id'"):
+        read_label_map(bad)
+    bad.write_text("id\tnyu40id\n3\tfloor\n")
+    with pytest.raises(ValueError, match="bad.tsv.*line 2"):
+        read_label_map(bad)
+    bad.write_text("id\tnyu40id\n3\t41\n")
+    with pytest.raises(ValueError, match="outside 0..40"):
+        read_label_map(bad)
+    table = tmp_path / "ok.tsv"
+    write_label_table(table, [(3, 2), (5, 8), (5, 8), (7, 3), (7, 4)])  # repeated ids; the later row wins
+    t = read_label_map(table)
+    assert (t[0], t[3], t[5], t[7], t[4]) == (0, 2, 8, 4, -1)
+
+
+def test_label_map_applies_to_the_official_layout_only(tmp_path):
+    xyz, rgb, nyu = make_scene(20)
+    v = tmp_path / "votenet"
+    v.mkdir()
+    np.save(v / "scene0000_00_vert.npy", np.concatenate([xyz, rgb], axis=1).astype(np.float32))
+    np.save(v / "scene0000_00_sem_label.npy", nyu.astype(np.uint32))
+    table = tmp_path / "t.tsv"
+    write_label_table(table)
+    with pytest.raises(ValueError, match="label_map applies to the official layout only"):
+        ScanNetDataset(v, label_map=table)
+
+
+def test_official_v1_scan(shared_data):
+    """The real official files: labels.ply's raw ids mapped through ScanNet's v2 table give the README's per-class
+    vertex counts; the v1 id 12 (trashcan) is not in the v2 table."""
+    root = shared_data / "scannet" / "official_v1"
+    with pytest.raises(ValueError, match=r"raw-category ids \[12\] \(600 vertices\)"):
+        ScanNetDataset(root)[0]
+    s = ScanNetDataset(root, unknown_labels="ignore")[0]
+    assert s.points.shape == (81369, 3)
+    counts = {SCANNET20_CLASSES[c]: int((s.labels == c).sum()) for c in range(20)}
+    # data README, official_v1 label histogram: wall 13,310, floor 9,974, couch 4,732, bookshelf 5,971, curtain 6,438
+    assert (counts["wall"], counts["floor"], counts["sofa"], counts["bookshelf"], counts["curtain"]) == (
+        13310,
+        9974,
+        4732,
+        5971,
+        6438,
+    )
+    assert counts["bathtub"] == 0 and int((s.labels == IGNORE_INDEX).sum()) == 81369 - sum(counts.values())

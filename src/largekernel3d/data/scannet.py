@@ -240,7 +240,75 @@ def read_axis_alignment(meta_txt: Path) -> np.ndarray:
     raise ValueError(f"{str(meta_txt)!r} has no 'axisAlignment = ...' line")
 
 
-def _load_official(name: str, folder: Path, axis_align: bool = False) -> PointCloudScene:
+LABEL_MAP_FILE = "scannetv2-labels.combined.tsv"
+"""ScanNet's label table (raw category, its ``id``, ``nyu40id``, ...), shipped next to ``scans/``."""
+
+
+def read_label_map(tsv: Union[str, Path]) -> np.ndarray:
+    """int64 lookup ``table[raw_id] = nyu40 id`` from ScanNet's ``scannetv2-labels.combined.tsv`` (columns ``id``
+    and ``nyu40id``): the ``label`` of an official ``*_vh_clean_2.labels.ply`` is the raw-category ``id``, not the
+    NYU40 id. Ids the table does not list are -1; ``0`` (unannotated) is ``0``. The ``id`` column repeats for
+    singular and plural categories; where two rows of one id disagree the later row wins, as in ScanNet's own
+    ``read_label_mapping``."""
+    tsv = Path(tsv)
+    if not tsv.is_file():
+        raise FileNotFoundError(f"ScanNet label table {str(tsv)!r} does not exist")
+    lines = tsv.read_text().splitlines()
+    header = lines[0].split("\t") if lines else []
+    if "id" not in header or "nyu40id" not in header:
+        raise ValueError(f"{str(tsv)!r}: expected the tab-separated columns 'id' and 'nyu40id' in its header row")
+    col_id, col_nyu = header.index("id"), header.index("nyu40id")
+    pairs = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if not line.strip():
+            continue
+        try:
+            pairs.append((int(cells[col_id]), int(cells[col_nyu])))
+        except (IndexError, ValueError):
+            raise ValueError(f"{str(tsv)!r} line {number}: 'id' and 'nyu40id' must be integers") from None
+    if not pairs:
+        raise ValueError(f"{str(tsv)!r} has no rows")
+    table = np.full(max(max(i for i, _ in pairs), 0) + 1, -1, np.int64)
+    table[0] = 0
+    for raw, nyu in pairs:
+        if not 0 <= nyu <= 40:
+            raise ValueError(f"{str(tsv)!r}: nyu40id {nyu} of id {raw} is outside 0..40")
+        table[raw] = nyu
+    return table
+
+
+def find_label_map(scene_folder: Path) -> Optional[Path]:
+    """:data:`LABEL_MAP_FILE` in the scene folder or up to two folders above it (``root/scans/<scene>``: the
+    download keeps it in ``root``), or ``None``."""
+    for folder in (scene_folder, scene_folder.parent, scene_folder.parent.parent):
+        if (folder / LABEL_MAP_FILE).is_file():
+            return folder / LABEL_MAP_FILE
+    return None
+
+
+def raw_to_scannet20(raw_ids: np.ndarray, table: np.ndarray, source: str, unknown: str = "error") -> np.ndarray:
+    """ScanNet-20 training ids of official raw-category ids through ``table`` (:func:`read_label_map`). An id the
+    table does not list is a ``ValueError`` naming ``source`` (``unknown="error"``) or ignored (``"ignore"``:
+    ``IGNORE_INDEX``, as an unannotated vertex)."""
+    if unknown not in ("error", "ignore"):
+        raise ValueError(f"unknown_labels must be 'error' or 'ignore', got {unknown!r}")
+    raw = np.asarray(raw_ids).astype(np.int64)
+    known = (raw >= 0) & (raw < table.shape[0])
+    nyu = np.where(known, table[np.clip(raw, 0, table.shape[0] - 1)], -1)
+    if unknown == "error" and np.any(nyu < 0):
+        missing = sorted(set(raw[nyu < 0].tolist()))
+        raise ValueError(
+            f"{source}: raw-category ids {missing[:10]} ({int(np.count_nonzero(nyu < 0))} vertices) are not in the "
+            f"label table; pass the {LABEL_MAP_FILE} of the ScanNet release these files come from (label_map=...), "
+            f"or unknown_labels='ignore' to ignore those vertices"
+        )
+    return np.where(nyu < 0, IGNORE_INDEX, NYU40_TO_SCANNET20[np.maximum(nyu, 0)])
+
+
+def _load_official(
+    name: str, folder: Path, axis_align: bool = False, label_map: Optional[Path] = None, unknown: str = "error"
+) -> PointCloudScene:
     ply = folder / f"{name}_vh_clean_2.ply"
     verts = read_ply_vertices(ply, ("x", "y", "z", "red", "green", "blue"))
     if axis_align:
@@ -249,13 +317,20 @@ def _load_official(name: str, folder: Path, axis_align: bool = False) -> PointCl
     labels_ply = folder / f"{name}_vh_clean_2.labels.ply"
     labels = None
     if labels_ply.is_file():
-        nyu = read_ply_vertices(labels_ply, ("label",))[:, 0]
-        if nyu.shape[0] != verts.shape[0]:
+        raw = read_ply_vertices(labels_ply, ("label",))[:, 0]
+        if raw.shape[0] != verts.shape[0]:
             raise ValueError(
-                f"{str(labels_ply)!r} has {nyu.shape[0]} vertices but {str(ply)!r} has "
+                f"{str(labels_ply)!r} has {raw.shape[0]} vertices but {str(ply)!r} has "
                 f"{verts.shape[0]}; they must describe the same mesh"
             )
-        labels = nyu40_to_scannet20(nyu, str(labels_ply))
+        table_file = label_map if label_map is not None else find_label_map(folder)
+        if table_file is None:
+            raise FileNotFoundError(
+                f"{str(labels_ply)!r}: its vertex 'label' is ScanNet's raw-category id, which maps to NYU40 through "
+                f"{LABEL_MAP_FILE}; put that file (from the ScanNet release) next to 'scans/' or pass "
+                f"label_map=<path to it>"
+            )
+        labels = raw_to_scannet20(raw, read_label_map(table_file), str(labels_ply), unknown)
     return PointCloudScene(name, verts[:, :3], colors_to_unit(verts[:, 3:6], ply), labels)
 
 
@@ -354,8 +429,9 @@ class ScanNetDataset(SegmentationDataset):
     Layouts (auto-detected in this order, or forced with ``layout``):
 
     - ``official``: ``root/scans/<scene>/<scene>_vh_clean_2.ply`` (+ ``_vh_clean_2.labels.ply`` whose
-      vertex ``label`` is the NYU40 id; scenes without it are unlabelled). ``root`` may also be the
-      ``scans`` folder itself.
+      vertex ``label`` is ScanNet's raw-category id, mapped to NYU40 through ``scannetv2-labels.combined.tsv``
+      found next to ``scans/`` or given as ``label_map``; scenes without it are unlabelled). ``root`` may also be
+      the ``scans`` folder itself.
     - ``folder``: ``root[/<split>]/<scene>/coord.npy`` (float [N,3]), ``color.npy`` (0-255 [N,3]),
       ``segment20.npy`` (0..19, negative = ignore), as written by Pointcept.
     - ``pth``: ``root[/<split>]/<scene>*.pth``: a dict (``coord``, ``color`` 0-255, ``semantic_gt20``) or a
@@ -370,6 +446,10 @@ class ScanNetDataset(SegmentationDataset):
         layout: force one of the layouts above instead of auto-detection.
         axis_align: official layout only: apply the ``axisAlignment`` matrix of ``<scene>/<scene>.txt``
             (``p' = R p + t``) so that walls are axis-aligned, as in the VoteNet/mmdet3d exports.
+        label_map: official layout only: ScanNet's ``scannetv2-labels.combined.tsv`` (default: found in the scene
+            folder or up to two folders above it).
+        unknown_labels: official layout only: ``"error"`` (default) when a vertex's raw-category id is not in the
+            label table (files of another release than the table), ``"ignore"`` to ignore those vertices.
     """
 
     class_names = SCANNET20_CLASSES
@@ -381,9 +461,19 @@ class ScanNetDataset(SegmentationDataset):
         scenes: Optional[Sequence[str]] = None,
         layout: Optional[str] = None,
         axis_align: bool = False,
+        label_map: Optional[Union[str, Path]] = None,
+        unknown_labels: str = "error",
     ) -> None:
         self.root = require_dir(Path(root), "ScanNet root")
         self.axis_align = bool(axis_align)
+        self.label_map = None if label_map is None else Path(label_map)
+        if unknown_labels not in ("error", "ignore"):
+            raise ValueError(f"unknown_labels must be 'error' or 'ignore', got {unknown_labels!r}")
+        self.unknown_labels = unknown_labels
+        if self.label_map is not None and not self.label_map.is_file():
+            raise FileNotFoundError(
+                f"label_map {str(self.label_map)!r} does not exist; pass the path of ScanNet's {LABEL_MAP_FILE}"
+            )
         if layout is not None and layout not in _FINDERS:
             raise ValueError(f"layout must be one of {self.LAYOUTS} or None, got {layout!r}")
         found: Dict[str, _Source] = {}
@@ -399,6 +489,11 @@ class ScanNetDataset(SegmentationDataset):
                 f"axis_align=True applies to the official layout only; {str(self.root)!r} holds the "
                 f"{self.layout!r} layout (the preprocessed layouts are exported aligned already)"
             )
+        if self.label_map is not None and self.layout != "official":
+            raise ValueError(
+                f"label_map applies to the official layout only; {str(self.root)!r} holds the {self.layout!r} "
+                f"layout (its labels are NYU40 or 20-class ids already)"
+            )
         self.scene_names = names = select_scenes(
             found,
             scenes,
@@ -413,7 +508,7 @@ class ScanNetDataset(SegmentationDataset):
         name = self.scene_names[index]
         src = self._sources[name]
         if src.layout == "official":
-            return _load_official(name, src.path, self.axis_align)
+            return _load_official(name, src.path, self.axis_align, self.label_map, self.unknown_labels)
         return _LOADERS[src.layout](name, src.path)
 
     def __repr__(self) -> str:
