@@ -11,7 +11,7 @@
   :data:`NUSCENES_CLASSES` is CenterPoint's / OpenPCDet's, so the six CenterPoint heads are consecutive
   slices ([car], [truck, construction_vehicle], [bus, trailer], [barrier], [motorcycle, bicycle],
   [pedestrian, traffic_cone]).
-- PandaSet: its 27 cuboid labels (:data:`PANDASET_LABELS`) fold into :data:`PANDASET_CLASSES` through
+- PandaSet: its 28 cuboid labels (:data:`PANDASET_LABELS`) fold into :data:`PANDASET_CLASSES` through
   :data:`PANDASET_LABEL_TO_CLASS`; our choice, following the nuScenes grouping: pick-up trucks are cars
   (nuScenes files them under ``vehicle.car``), medium and semi trucks and construction vehicles are
   trucks, every two-wheeler / small personal vehicle is a ``Cyclist`` (with or without its rider),
