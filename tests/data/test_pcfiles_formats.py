@@ -274,6 +274,33 @@ def test_kitti_and_nuscenes_bin(tmp_path, cloud):
         read_point_cloud(tmp_path / "cut.bin")
 
 
+def test_bin_of_another_width_is_an_error_naming_it(tmp_path, cloud):
+    """A headerless .bin read with the default 4 columns: a 6-column x y z r g b file (mmdet3d's ScanNet / S3DIS
+    points; 200 points = 300 rows of 4, so the size alone cannot tell) and a nuScenes file (whole-number intensity
+    and ring) renamed .bin are errors naming their width; with columns= they read. 4-column files with whole-number
+    intensities, or fractional ones with many zeros, are not flagged."""
+    xyz, rgb, inten = cloud
+    np.c_[xyz, rgb].astype("<f4").tofile(tmp_path / "scene.bin")
+    with pytest.raises(
+        PointCloudFileError, match="scene.bin.*4 float32 values per point.*6 values per point.*x y z r g b"
+    ):
+        read_point_cloud(tmp_path / "scene.bin")
+    six = read_point_cloud(tmp_path / "scene.bin", columns="x y z r g b")
+    np.testing.assert_array_equal(six.points, xyz)
+    np.testing.assert_allclose(six.colors * 255, rgb, atol=1e-3)
+    ring = (np.arange(200) % 32).astype(np.float32)
+    np.c_[xyz, np.round(inten * 255), ring].astype("<f4").tofile(tmp_path / "sweep.bin")
+    with pytest.raises(PointCloudFileError, match="sweep.bin.*5 values per point"):
+        read_point_cloud(tmp_path / "sweep.bin")
+    assert read_point_cloud(tmp_path / "sweep.bin", columns="x y z intensity ring").num_points == 200
+    whole = np.round(inten * 255)
+    np.c_[xyz, whole].astype("<f4").tofile(tmp_path / "int_intensity.bin")
+    np.testing.assert_array_equal(read_point_cloud(tmp_path / "int_intensity.bin").intensity, whole)
+    zeros = np.where(np.arange(200) % 3 == 0, 0.0, inten).astype(np.float32)
+    np.c_[xyz, zeros].astype("<f4").tofile(tmp_path / "zeros.bin")
+    np.testing.assert_array_equal(read_point_cloud(tmp_path / "zeros.bin").intensity, zeros)
+
+
 def test_npy_npz_and_column_options(tmp_path, cloud):
     xyz, rgb, inten = cloud
     np.save(tmp_path / "a.npy", np.c_[xyz, rgb.astype(np.float32)])

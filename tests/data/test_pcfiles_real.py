@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from largekernel3d.data.pointcloud_files import read_point_cloud, wkt_linear_unit
+from largekernel3d.data.pointcloud_files import PointCloudFileError, read_point_cloud, wkt_linear_unit
 
 pytestmark = pytest.mark.shared_data
 
@@ -87,6 +87,8 @@ def test_kitti_and_nuscenes_bins(shared_data, checks):
 
 
 def test_scannet_bin_with_columns_and_ply_meshes(shared_data, checks):
+    with pytest.raises(PointCloudFileError, match="6 values per point"):  # 6 columns, not KITTI's 4
+        read_point_cloud(shared_data / "scannet/mmdet3d_demo/scene0000_00.bin")
     s = read_point_cloud(shared_data / "scannet/mmdet3d_demo/scene0000_00.bin", columns="x y z r g b")
     ref = checks["scannet/mmdet3d_demo/scene0000_00.bin"]
     assert s.num_points == ref["n_points"] and s.colors is not None
