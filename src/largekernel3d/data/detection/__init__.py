@@ -1,6 +1,6 @@
 """LiDAR detection data: the :class:`LidarFrame` every reader returns, the dataset readers (KITTI, nuScenes,
-PandaSet), the synthetic LiDAR (:mod:`.synthetic`), augmentations, ground-truth sampling, voxelisation and
-batching.
+PandaSet, Waymo as mmdet3d converts it), the synthetic LiDAR (:mod:`.synthetic`), augmentations, ground-truth
+sampling, voxelisation and batching.
 
 Flow: a :class:`DetectionDataset` yields :class:`LidarFrame` (points with named columns, boxes
 ``[x, y, z, dx, dy, dz, yaw (, vx, vy)]`` in the LiDAR frame); :class:`VoxelizedDetection` samples, augments
@@ -34,6 +34,7 @@ from .kitti import (
 from .nuscenes import NuScenesDetection, NuScenesInfoDetection, NuScenesTables
 from .pandaset import PandaSetDetection, split_frames_temporal
 from .voxelized import VoxelizedDetection, drop_sparse_boxes
+from .waymo import WAYMO_CLASSES, WAYMO_POINT_FEATURES, WaymoInfoDetection
 
 __all__ = [
     "BOX_FIELDS",
@@ -64,6 +65,9 @@ __all__ = [
     "NuScenesTables",
     "PandaSetDetection",
     "split_frames_temporal",
+    "WaymoInfoDetection",
+    "WAYMO_CLASSES",
+    "WAYMO_POINT_FEATURES",
     "KITTI_TYPES",
     "KITTI_CLASSES",
     "NUSCENES_CLASSES",

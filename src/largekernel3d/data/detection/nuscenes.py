@@ -497,8 +497,9 @@ class NuScenesDetection(DetectionDataset):
 
 
 # -------------------------------------------------------------------------------------------- info files
-def load_info_file(path: PathLike) -> Dict[str, Any]:
-    """Read an mmdet3d v1.x info file (``.pkl`` via ``pickle``, anything else as JSON) and check its layout.
+def load_info_file(path: PathLike, require_categories: bool = True) -> Dict[str, Any]:
+    """Read an mmdet3d v1.x info file (``.pkl`` via ``pickle``, anything else as JSON) and check its layout
+    (``metainfo.categories`` may be absent without ``require_categories``: mmdet3d's Waymo infos leave it out).
 
     ``pickle`` runs code from the file: read only info files you trust (or their JSON transcriptions).
     """
@@ -521,10 +522,12 @@ def load_info_file(path: PathLike) -> Dict[str, Any]:
         AttributeError,
     ) as exc:
         raise ValueError(f"info file {str(path)!r} cannot be read ({type(exc).__name__}: {exc})") from exc
+    metainfo = data.get("metainfo") if isinstance(data, dict) else None
     if not (
         isinstance(data, dict)
         and isinstance(data.get("data_list"), list)
-        and isinstance(data.get("metainfo", {}).get("categories"), dict)
+        and isinstance(metainfo, dict)
+        and (isinstance(metainfo.get("categories"), dict) or not require_categories)
     ):
         raise ValueError(
             f"info file {str(path)!r} is not an mmdet3d v1.x info dict "
