@@ -152,6 +152,26 @@ def test_predict_det_on_a_kitti_bin(tmp_path, capsys):
     assert len(record["boxes"]) == len(record["scores"]) == len(lines) and record["points_in_range"] == 3000
     assert all(len(line.split()) == 16 for line in lines) and not (out / "000007.png").exists()
 
+    # many files: a corrupt one is an error row (the others are written, exit status 1); a cloud outside the model's
+    # range and model inputs the file lacks are notes
+    others = tmp_path / "others"
+    others.mkdir()
+    (pts + [0.0, 0.0, 150.0, 0.0]).astype("<f4").tofile(others / "far.bin")
+    (others / "cut.bin").write_bytes(pts.astype("<f4").tobytes()[:-6])
+    pts.astype("<f4").tofile(others / "near.bin")
+    base = ["predict", "det", "--checkpoint", str(folder / "run" / "checkpoints" / "last.pt"), "--device", "cpu"]
+    assert main(base + ["--input", str(others), "--output", str(tmp_path / "out2"), "--no-views"]) == 1
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert re.search(r"\| cut.bin \|.*\| error: \d+ bytes is not a whole number", text)
+    assert "wrote 2 file(s)" in text and "1 failed" in text
+    assert (tmp_path / "out2" / "far.json").is_file() and (tmp_path / "out2" / "near.json").is_file()
+    assert re.search(r"note: far.bin: no point lies in the model's range .*check --units and --axes", text)
+    assert "note: near.bin" not in text
+    typo = ["--input", str(others / "near.bin"), "--output", str(tmp_path / "out3"), "--no-views"]
+    assert main(base + typo + ["--columns", "x y z intensty"]) == 0
+    assert "note: near.bin: the model's input column(s) intensity are not in the file" in capsys.readouterr().out
+
 
 def test_missing_input_is_named(seg_ckpt, tmp_path, capsys):
     assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--input", str(tmp_path / "nope.ply")]) == 2

@@ -51,8 +51,8 @@ def test_kitti_lines_round_trip_through_a_real_calibration(shared_data):
     calib = KittiCalib.from_file(shared_data / "kitti/training/calib/000001.txt")
     rng = np.random.default_rng(0)
     boxes = np.c_[
-        rng.uniform(5, 40, (5, 1)),
-        rng.uniform(-10, 10, (5, 1)),
+        rng.uniform(10, 40, (5, 1)),
+        rng.uniform(-4, 4, (5, 1)),
         rng.uniform(-1.5, 0, (5, 1)),
         rng.uniform(1, 4, (5, 3)),
         rng.uniform(-3, 3, (5, 1)),
@@ -64,6 +64,12 @@ def test_kitti_lines_round_trip_through_a_real_calibration(shared_data):
     np.testing.assert_allclose(back[:, :6], boxes[:, :6], atol=2e-4)  # 4 decimals written
     np.testing.assert_allclose(np.cos(back[:, 6] - boxes[:, 6]), 1.0, atol=1e-6)
     np.testing.assert_allclose(fields[:, 14], np.linspace(0.9, 0.5, 5))
+    # boxes behind the camera or beside the image are not KITTI objects: left out with a calibration, kept without
+    away = np.array([[-12.0, 0.0, -1.0, 4.0, 1.8, 1.5, 0.0], [3.0, 25.0, -1.0, 4.0, 1.8, 1.5, 0.0]])
+    both = np.r_[boxes[:1], away]
+    kept = kitti_lines(both, np.array([0.9, 0.8, 0.7]), ["Car"] * 3, calib)
+    assert len(kept) == 1 and kept[0] == lines[0]
+    assert len(kitti_lines(both, np.array([0.9, 0.8, 0.7]), ["Car"] * 3)) == 3  # nominal frame: every box
 
 
 def test_a_detection_checkpoint_is_refused_for_segmentation(det_checkpoint):

@@ -49,7 +49,7 @@ def open_checkpoint(args: argparse.Namespace, task: str, loader: ModelLoader) ->
     from ..training.distributed import resolve_device
 
     cfg, _ = checkpoint_config(args.checkpoint, args.overrides, task)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, argument="--device")
     model, payload = loader(Path(args.checkpoint), cfg, device)
     return TrainedRun(cfg=cfg, device=device, model=model, payload=payload)
 
@@ -90,8 +90,8 @@ def add_file_input_options(q: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="PATH",
-        help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt "
-        ".csv); without it the configured dataset's --split is used",
+        help="point-cloud files, folders or globs (.ply .pcd .las .laz .bin .pcd.bin .npy .npz .txt .csv .xyz .pts "
+        ".asc); without it the configured dataset's --split is used",
     )
     q.add_argument(
         "--format",
@@ -102,7 +102,8 @@ def add_file_input_options(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--units",
         default="auto",
-        help="metres per file unit: m, cm, mm, ft, us-ft or a number (default auto: metres; LAS/LAZ from their CRS)",
+        help="metres per file unit: m, cm, mm, km, in, ft, us-ft or a number (default auto: metres; LAS/LAZ from their "
+        "CRS)",
     )
     q.add_argument("--axes", default="xyz", help="file axes giving our x y z (z up), e.g. 'x -z y' for a y-up file")
     q.add_argument("--columns", default=None, help="column names for .txt/.csv/.npy/.bin, e.g. 'x y z r g b i'")
@@ -138,8 +139,10 @@ def cmd_predict_files(args: argparse.Namespace, task: str, **predictor_options) 
         read_options=read_options(args),
     )
     print(summary_table(rows, task))
-    print(f"wrote {len(rows)} file(s) to {out}")
-    return 0
+    failed = [r for r in rows if r.error is not None]
+    tail = f"; {len(failed)} failed (rows above)" if failed else ""
+    print(f"wrote {len(rows) - len(failed)} file(s) to {out}{tail}")
+    return 1 if failed else 0
 
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""Many files in one go (what ``lk3d predict seg|det --input`` runs): read, predict, write, summarise."""
+"""Many files in one go (what ``lk3d predict seg|det --input`` runs): read, predict, write, summarise.
+
+A file that cannot be read or predicted (corrupt, truncated, of another layout) gets an error row and the others
+go on; what looks wrong without being an error (no point in a detector's range, model inputs the file lacks) is a
+note of its row, printed as it happens."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from tqdm import tqdm
 
 from .detection import DetectionPredictor
 from .outputs import find_kitti_calibration, write_det_outputs, write_seg_outputs
-from .predictor import predict_cloud
+from .predictor import detection_features, predict_cloud
 from .segmentation import SegmentationPredictor, SegPrediction
 
 
@@ -26,6 +30,8 @@ class FileSummary:
     seconds: float
     found: Dict[str, int] = field(default_factory=dict)
     written: List[Path] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    error: Optional[str] = None
 
 
 def unique_stems(paths: Sequence[Path]) -> List[str]:
@@ -68,53 +74,91 @@ def predict_files(
     verbose: bool = False,
     read_options: Optional[dict] = None,
 ) -> List[FileSummary]:
-    """Predict every file of ``paths`` and write its outputs (:mod:`.outputs`) to ``out``."""
-    from ..data.pointcloud_files import read_point_cloud
+    """Predict every file of ``paths`` and write its outputs (:mod:`.outputs`) to ``out``; a file that fails gets a
+    row with its ``error`` (the run goes on), warnings land in ``notes`` (both printed at once)."""
+    from ..data.pointcloud_files import PointCloudFileError
 
     rows = []
     for path, stem in tqdm(list(zip(paths, unique_stems(paths))), desc="predict", disable=not progress, unit="file"):
-        cloud = read_point_cloud(path, **(read_options or {}))
-        if verbose:
-            tqdm.write(cloud.describe())
-        prediction = predict_cloud(predictor, cloud, intensity_scale)
-        if isinstance(prediction, SegPrediction):
-            written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
+        try:
             rows.append(
-                FileSummary(
-                    Path(path),
-                    cloud.num_points,
-                    prediction.num_voxels,
-                    prediction.num_tiles * prediction.num_passes,
-                    prediction.seconds,
-                    prediction.histogram(),
-                    written,
+                _predict_one(
+                    predictor, Path(path), stem, out, views, score_threshold, intensity_scale, verbose, read_options
                 )
             )
-        else:
-            assert isinstance(predictor, DetectionPredictor)
-            written = write_det_outputs(
-                out,
-                stem,
-                cloud.points,
-                prediction,
-                score_threshold,
-                views,
-                find_kitti_calibration(path),
-                source=str(path),
-                point_cloud_range=None if predictor.windows else predictor.range.tolist(),
-            )
-            rows.append(
-                FileSummary(
-                    Path(path),
-                    cloud.num_points,
-                    prediction.num_voxels,
-                    prediction.num_windows,
-                    prediction.seconds,
-                    prediction.counts(score_threshold),
-                    written,
-                )
-            )
+        except (PointCloudFileError, OSError, ValueError) as err:
+            tqdm.write(f"error: {path}: {err}")
+            rows.append(FileSummary(Path(path), 0, 0, 0, 0.0, error=str(err)))
     return rows
+
+
+def _predict_one(
+    predictor: Union[SegmentationPredictor, DetectionPredictor],
+    path: Path,
+    stem: str,
+    out: Path,
+    views: bool,
+    score_threshold: float,
+    intensity_scale: float,
+    verbose: bool,
+    read_options: Optional[dict],
+) -> FileSummary:
+    from ..data.pointcloud_files import read_point_cloud
+
+    cloud = read_point_cloud(path, **(read_options or {}))
+    if verbose:
+        tqdm.write(cloud.describe())
+    prediction = predict_cloud(predictor, cloud, intensity_scale)
+    if isinstance(prediction, SegPrediction):
+        written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
+        return FileSummary(
+            path,
+            cloud.num_points,
+            prediction.num_voxels,
+            prediction.num_tiles * prediction.num_passes,
+            prediction.seconds,
+            prediction.histogram(),
+            written,
+        )
+    assert isinstance(predictor, DetectionPredictor)
+    notes = []
+    missing = detection_features(predictor, cloud, intensity_scale)[1]
+    if missing:
+        notes.append(
+            f"the model's input column(s) {', '.join(missing)} are not in the file (its columns: x y z"
+            f"{' intensity' if cloud.intensity is not None else ''} {' '.join(cloud.extra)}".rstrip()
+            + "): zeros used; name them with --columns if the file has them"
+        )
+    if prediction.points_in_range == 0:
+        lo, hi = cloud.points.min(axis=0), cloud.points.max(axis=0)
+        notes.append(
+            f"no point lies in the model's range {[round(float(v), 2) for v in predictor.range]} (x y z min/max; "
+            f"--windows moves x and y only); the file spans {lo.round(2).tolist()} .. {hi.round(2).tolist()}: "
+            "check --units and --axes, or move the cloud's origin to the sensor"
+        )
+    for note in notes:
+        tqdm.write(f"note: {path.name}: {note}")
+    written = write_det_outputs(
+        out,
+        stem,
+        cloud.points,
+        prediction,
+        score_threshold,
+        views,
+        find_kitti_calibration(path),
+        source=str(path),
+        point_cloud_range=None if predictor.windows else predictor.range.tolist(),
+    )
+    return FileSummary(
+        path,
+        cloud.num_points,
+        prediction.num_voxels,
+        prediction.num_windows,
+        prediction.seconds,
+        prediction.counts(score_threshold),
+        written,
+        notes,
+    )
 
 
 def summary_table(rows: Sequence[FileSummary], task: str, top: int = 4) -> str:
@@ -122,6 +166,10 @@ def summary_table(rows: Sequence[FileSummary], task: str, top: int = 4) -> str:
     what = "boxes per class" if task == "det" else "points per class (most frequent)"
     lines = [f"| file | points | voxels | passes | seconds | {what} |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
+        if r.error is not None:  # the file is in the first column: its path left out of the message
+            message = r.error.splitlines()[0].replace(f"{str(r.path)!r}: ", "").replace(f"{str(r.path)}: ", "")
+            lines.append(f"| {r.path.name} | – | – | – | – | error: {message[:120]} |")
+            continue
         items = list(r.found.items())
         found = ", ".join(f"{k} {v:,}" for k, v in items[:top]) + (", ..." if len(items) > top else "")
         if task == "det":

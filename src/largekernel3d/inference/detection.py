@@ -79,7 +79,7 @@ class DetectionPredictor:
             raise TypeError(f"model must be a CenterPoint detector, got {type(model).__name__}")
         if not (isinstance(overlap, (int, float)) and np.isfinite(overlap) and overlap >= 0):
             raise ValueError(f"overlap must be non-negative metres, got {overlap!r}")
-        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device), argument="device")
         self.model = cast("CenterPoint", model.to(self.device).eval())
         self.class_names = [str(c) for c in self.model.class_names]
         self.point_features = tuple(self.model.point_features)
@@ -99,7 +99,7 @@ class DetectionPredictor:
         from ..training.det_trainer import load_trained_detector
         from ..training.distributed import resolve_device
 
-        dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+        dev = device if isinstance(device, torch.device) else resolve_device(str(device), argument="device")
         model, _ = load_trained_detector(Path(path), None, dev)
         out = cls(model, dev, **options)
         out.checkpoint = Path(path)

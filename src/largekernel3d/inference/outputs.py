@@ -13,8 +13,10 @@ Detection:
 * ``<stem>.json``: boxes ``x y z dx dy dz yaw (vx vy)`` (centre, input frame), scores, class names;
 * ``<stem>_kitti.txt``: KITTI result lines ``name -1 -1 alpha l t r b h w l x y z ry score``. With a KITTI
   calibration (``calib/<stem>.txt`` beside a ``velodyne/`` folder) in KITTI's rectified camera frame with
-  projected 2D boxes; otherwise the camera frame is the input frame with KITTI's axes (x right = -y,
-  y down = -z, z forward = x) and the 2D boxes are ``-1``;
+  projected 2D boxes, for the boxes that KITTI's format describes: in front of the camera and in the image (a box
+  whose clipped 2D box is empty, or whose centre is behind the camera, is left out: the JSON keeps it); otherwise
+  the camera frame is the input frame with KITTI's axes (x right = -y, y down = -z, z forward = x), the 2D boxes
+  are ``-1`` and every box is written;
 * unless ``views`` is off: ``<stem>.png`` (bird's-eye view) and ``<stem>.html``.
 
 Views use points recentred on their minimum (so geo-referenced coordinates stay exact in float32).
@@ -101,7 +103,8 @@ def find_kitti_calibration(path: Path):
 
 
 def kitti_lines(boxes: np.ndarray, scores: np.ndarray, names: Sequence[str], calib=None) -> List[str]:
-    """KITTI result lines (module docstring) for LiDAR boxes ``[K, >=7]``; ``calib`` ``None``: nominal."""
+    """KITTI result lines (module docstring) for LiDAR boxes ``[K, >=7]``; ``calib`` ``None``: nominal (every box),
+    else the boxes in front of the camera whose 2D box lies (partly) in the image."""
     from ..data.detection.kitti import (
         KITTI_IMAGE_SIZE,
         lidar_boxes_to_camera,
@@ -114,11 +117,14 @@ def kitti_lines(boxes: np.ndarray, scores: np.ndarray, names: Sequence[str], cal
         return []
     location, dims, ry = lidar_boxes_to_camera(boxes, calib or nominal_calibration())
     alpha = observation_angle(location, ry)
-    bbox = (
-        project_boxes_to_image(boxes, calib, KITTI_IMAGE_SIZE) if calib is not None else np.full((len(boxes), 4), -1.0)
-    )
+    if calib is not None:
+        bbox = project_boxes_to_image(boxes, calib, KITTI_IMAGE_SIZE)
+        shown = (location[:, 2] > 0) & (bbox[:, 2] > bbox[:, 0]) & (bbox[:, 3] > bbox[:, 1])
+    else:
+        bbox = np.full((len(boxes), 4), -1.0)
+        shown = np.ones(len(boxes), dtype=bool)
     lines = []
-    for i in range(len(boxes)):
+    for i in np.flatnonzero(shown):
         numbers = [alpha[i], *bbox[i], *dims[i], *location[i], ry[i], float(scores[i])]
         lines.append(f"{str(names[i]).replace(' ', '_')} -1 -1 " + " ".join(f"{v:.4f}" for v in numbers))
     return lines
@@ -152,9 +158,11 @@ def write_det_outputs(
         "windows": prediction.num_windows,
         "kitti_frame": "kitti calibration" if calib is not None else "nominal (lidar axes)",
     }
+    lines = kitti_lines(boxes, scores, names, calib)
+    record["kitti_boxes_outside_image"] = len(boxes) - len(lines)
     written = [out / f"{stem}.json", out / f"{stem}_kitti.txt"]
     written[0].write_text(json.dumps(record, indent=1))
-    written[1].write_text("".join(line + "\n" for line in kitti_lines(boxes, scores, names, calib)))
+    written[1].write_text("".join(line + "\n" for line in lines))
     if views:
         from ..analysis.bev_view import render_bev
         from ..analysis.html_view import write_html_view

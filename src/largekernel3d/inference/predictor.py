@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
@@ -58,19 +58,28 @@ def predict_file(
     return cloud, predict_cloud(predictor, cloud, intensity_scale)
 
 
+def detection_features(predictor, cloud, intensity_scale: float = 1.0) -> Tuple[Dict[str, Any], List[str]]:
+    """The per-point features a :class:`DetectionPredictor` takes beyond ``x y z``, from ``cloud``, and the names it
+    takes that ``cloud`` lacks (those are zeros: see :meth:`DetectionPredictor.point_table`)."""
+    features: Dict[str, Any] = {}
+    missing: List[str] = []
+    for name in predictor.point_features[3:]:
+        if name == "intensity" and cloud.intensity is not None:
+            features[name] = cloud.intensity.astype("float64") * float(intensity_scale)
+        elif name in cloud.extra:
+            features[name] = cloud.extra[name]
+        else:
+            missing.append(name)
+    return features, missing
+
+
 def predict_cloud(predictor, cloud, intensity_scale: float = 1.0) -> Union[SegPrediction, DetPrediction]:
     """Run ``predictor`` on a :class:`~largekernel3d.data.pointcloud_files.LoadedCloud`."""
     if isinstance(predictor, SegmentationPredictor):
         return predictor.predict(cloud.points, cloud.colors)
     if not isinstance(predictor, DetectionPredictor):
         raise TypeError(f"predictor must be a SegmentationPredictor or DetectionPredictor, got {type(predictor)}")
-    features = {}
-    for name in predictor.point_features[3:]:
-        if name == "intensity" and cloud.intensity is not None:
-            features[name] = cloud.intensity.astype("float64") * float(intensity_scale)
-        elif name in cloud.extra:
-            features[name] = cloud.extra[name]
-    return predictor.predict(cloud.points, features)
+    return predictor.predict(cloud.points, detection_features(predictor, cloud, intensity_scale)[0])
 
 
-__all__ = ["Predictor", "predict_file", "predict_cloud"]
+__all__ = ["Predictor", "predict_file", "predict_cloud", "detection_features"]

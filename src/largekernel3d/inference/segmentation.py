@@ -112,7 +112,7 @@ class SegmentationPredictor:
             raise ValueError(f"tile_size must be positive metres (or None), got {tile_size!r}")
         if isinstance(max_voxels, bool) or not isinstance(max_voxels, int) or max_voxels < 1:
             raise ValueError(f"max_voxels must be a positive int, got {max_voxels!r}")
-        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device), argument="device")
         self.model = model.to(self.device).eval()
         self.class_names = [str(c) for c in class_names]
         self.voxel_size = float(voxel_size)
@@ -131,7 +131,7 @@ class SegmentationPredictor:
         from ..training.distributed import resolve_device
         from ..training.trainer import load_trained_model
 
-        dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+        dev = device if isinstance(device, torch.device) else resolve_device(str(device), argument="device")
         payload = load_checkpoint(Path(path))
         task = payload["config"].get("task", "seg")
         if task != "seg":

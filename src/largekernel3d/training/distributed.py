@@ -37,13 +37,14 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available else ``cpu``; otherwise ``torch.device(name)``."""
+def resolve_device(name: str, local_rank: int = 0, argument: str = "train.device") -> torch.device:
+    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available else ``cpu``; otherwise ``torch.device(name)``
+    (``argument``: what the caller calls the setting, for the error when CUDA is asked for and absent)."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(f"{argument}={name!r} but CUDA is not available; use 'cpu' or 'auto'")
     return device
 
 

@@ -68,7 +68,7 @@ def detect_format(path: Union[str, Path]) -> str:
             return fmt
     raise ValueError(
         f"{str(path)!r}: unknown point-cloud extension; known: {' '.join(EXTENSIONS)} "
-        f"(or pass format= one of {sorted(READERS)})"
+        f"(or pass format= / --format, one of {sorted(READERS)})"
     )
 
 

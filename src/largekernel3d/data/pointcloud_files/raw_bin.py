@@ -70,8 +70,8 @@ def read_float32_table(path: Path, options: ReadOptions, default_columns: str, f
                 path,
                 f"read as {len(names)} float32 values per point ({' '.join(names)}), its columns mix whole and "
                 f"fractional numbers, while {width} values per point separate them: the file looks like {width} "
-                f"columns; pass columns= with {width} names (e.g. 'x y z r g b' for the 6-column ScanNet / S3DIS "
-                f"points of mmdet3d, 'x y z intensity ring' for nuScenes)",
+                f"columns; pass columns= (--columns) with {width} names (e.g. 'x y z r g b' for the 6-column ScanNet / "
+                f"S3DIS points of mmdet3d, 'x y z intensity ring' for nuScenes)",
             )
     table = values.reshape(-1, len(names))
     xyz, colors, intensity, extra, note = split_columns(table, names, path)
