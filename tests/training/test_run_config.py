@@ -63,3 +63,34 @@ def test_read_yaml_errors_name_the_file(tmp_path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="list.yaml"):
         read_yaml(listy)
+
+
+def test_scannet_label_table_keys_reach_the_official_reader(tmp_path):
+    """data.label_map / data.unknown_labels: ScanNet's official layout only, passed to its reader (a raw id the
+    table lacks is an error by default, ignored when asked)."""
+    import sys
+    from pathlib import Path
+
+    from largekernel3d.data import IGNORE_INDEX
+    from largekernel3d.training.setup import build_scene_split
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from test_scannet import make_scene, write_label_table, write_official
+
+    with pytest.raises(ConfigError, match="'data.label_map' / 'data.unknown_labels' apply to dataset 'scannet'"):
+        build_config({"data": {"dataset": "s3dis", "root": str(tmp_path), "unknown_labels": "ignore"}})
+    with pytest.raises(ConfigError, match="'data.unknown_labels'"):
+        build_config({}, ["data.unknown_labels=skip"])
+    xyz, rgb, nyu = make_scene(40, seed=4)
+    nyu[:2] = [1, 2]
+    for name in ("scene0400_00", "scene0401_00"):
+        write_official(tmp_path, name, xyz, rgb, nyu, table=False)
+    table = tmp_path / "short.tsv"
+    write_label_table(table, [(n + 100, n) for n in range(2, 41)])  # no raw id of NYU40 1 (wall)
+    scenes = {"train_scenes": ["scene0400_00"], "val_scenes": ["scene0401_00"]}
+    base = {"dataset": "scannet", "root": str(tmp_path), **scenes}
+    split = build_scene_split(build_config({"data": dict(base, label_map=str(table), unknown_labels="ignore")}))
+    labels = split.train[0].labels
+    assert labels[0] == IGNORE_INDEX and labels[1] == 1  # wall ignored, floor kept
+    with pytest.raises(ValueError, match=r"raw-category ids \[101\].*data.unknown_labels"):
+        build_scene_split(build_config({"data": dict(base, label_map=str(table))})).train[0]

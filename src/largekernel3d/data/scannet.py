@@ -300,8 +300,9 @@ def raw_to_scannet20(raw_ids: np.ndarray, table: np.ndarray, source: str, unknow
         missing = sorted(set(raw[nyu < 0].tolist()))
         raise ValueError(
             f"{source}: raw-category ids {missing[:10]} ({int(np.count_nonzero(nyu < 0))} vertices) are not in the "
-            f"label table; pass the {LABEL_MAP_FILE} of the ScanNet release these files come from (label_map=...), "
-            f"or unknown_labels='ignore' to ignore those vertices"
+            f"label table; pass the {LABEL_MAP_FILE} of the ScanNet release these files come from (label_map=..., "
+            f"data.label_map in a run config), or unknown_labels='ignore' (data.unknown_labels) to ignore those "
+            f"vertices"
         )
     return np.where(nyu < 0, IGNORE_INDEX, NYU40_TO_SCANNET20[np.maximum(nyu, 0)])
 
@@ -328,7 +329,7 @@ def _load_official(
             raise FileNotFoundError(
                 f"{str(labels_ply)!r}: its vertex 'label' is ScanNet's raw-category id, which maps to NYU40 through "
                 f"{LABEL_MAP_FILE}; put that file (from the ScanNet release) next to 'scans/' or pass "
-                f"label_map=<path to it>"
+                f"label_map=<path to it> (data.label_map in a run config)"
             )
         labels = raw_to_scannet20(raw, read_label_map(table_file), str(labels_ply), unknown)
     return PointCloudScene(name, verts[:, :3], colors_to_unit(verts[:, 3:6], ply), labels)

@@ -33,6 +33,8 @@ DEFAULTS: Dict[str, Any] = {
         "train_scenes": None,  # explicit scene names (None = automatic split)
         "val_scenes": None,
         "val_fraction": 0.25,  # automatic split: fraction of ROOMS held out for validation
+        "label_map": None,  # scannet official layout: scannetv2-labels.combined.tsv (None = found next to scans/)
+        "unknown_labels": "error",  # scannet official layout: raw ids missing from that table: error | ignore
         "num_train_scenes": 24,  # generated data only
         "num_val_scenes": 6,
         "points_per_scene": 40000,
@@ -199,12 +201,19 @@ def _check_segmentation(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"config key 'data.root' must name the data folder for dataset '{cfg['data']['dataset']}'")
     if not 0 < float(cfg["data"]["val_fraction"]) < 1:
         raise ConfigError(f"config key 'data.val_fraction' must lie in (0, 1), got {cfg['data']['val_fraction']!r}")
+    d = cfg["data"]
+    if d["dataset"] != "scannet" and (d["label_map"] is not None or d["unknown_labels"] != "error"):
+        raise ConfigError(
+            "config keys 'data.label_map' / 'data.unknown_labels' apply to dataset 'scannet' (its official layout) "
+            f"only; this run reads '{d['dataset']}'"
+        )
 
 
 SEG_SCHEMA = ConfigSchema(
     defaults=DEFAULTS,
     choices={
         ("data", "dataset"): ("generated", "scannet", "s3dis", "semantickitti"),
+        ("data", "unknown_labels"): ("error", "ignore"),
         ("train", "optimizer"): ("sgd", "adamw"),
         ("train", "scheduler"): ("cosine", "poly", "constant"),
     },

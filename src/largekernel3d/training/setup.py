@@ -78,8 +78,10 @@ def build_scene_split(cfg: Mapping[str, Any]) -> SceneSplit:
     root = Path(d["root"]).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.root: data folder {root} does not exist (dataset '{kind}')")
-    cls = {"scannet": D.ScanNetDataset, "s3dis": D.S3DISDataset, "semantickitti": D.SemanticKITTIDataset}[kind]
-    everything = cls(root)
+    if kind == "scannet":
+        everything = D.ScanNetDataset(root, label_map=d["label_map"], unknown_labels=d["unknown_labels"])
+    else:
+        everything = {"s3dis": D.S3DISDataset, "semantickitti": D.SemanticKITTIDataset}[kind](root)
     names = list(everything.scene_names)
     train_names, val_names = d["train_scenes"], d["val_scenes"]
     if train_names is None and val_names is None:
