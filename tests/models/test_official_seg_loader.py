@@ -157,3 +157,18 @@ def test_lk3d_convert_official_writes_a_checkpoint_eval_can_read(tmp_path, capsy
     with torch.no_grad():
         torch.testing.assert_close(model(x).features, direct(x).features)
     assert lk3d(["convert", "official", str(tmp_path / "none.pth"), str(out)]) == 2
+
+
+class _NotATensor:
+    """A pickled object that torch's weights-only loader refuses."""
+
+
+def test_a_pickle_with_objects_names_the_trust_flag_without_terminal_codes(tmp_path):
+    from largekernel3d.models.official_seg import read_checkpoint
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": _NotATensor()}, path)
+    with pytest.raises(ValueError, match="holds objects other than tensors") as info:
+        read_checkpoint(path)
+    assert "--trust-pickle" in str(info.value) and "\x1b" not in str(info.value)
+    assert set(read_checkpoint(path, weights_only=False)) == {"w"}

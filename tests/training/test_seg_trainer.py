@@ -100,6 +100,10 @@ def test_interrupted_run_resumes_to_identical_weights(
         )
     assert resumed.best_miou == pytest.approx(ref.best_miou)
     assert "resumed from" in (tmp_path / "log.txt").read_text()
+    # resuming a finished run trains nothing and says so
+    again = SegmentationTrainer(cfg, resume=True).fit()
+    _assert_same_weights(_weights(again.last_checkpoint), _weights(ref.last_checkpoint))
+    assert "nothing to train" in (tmp_path / "log.txt").read_text().splitlines()[-1]
 
 
 def test_resume_without_checkpoint_names_the_file(tiny_config, tmp_path):

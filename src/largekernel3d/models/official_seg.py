@@ -103,10 +103,10 @@ def read_checkpoint(path_or_state_dict: Union[str, Path, Mapping], weights_only:
         except Exception as err:  # torch raises UnpicklingError / RuntimeError for non-tensor pickles
             if not weights_only:
                 raise
+            first_line = re.sub(r"\x1b\[[0-9;]*m", "", str(err).splitlines()[0] if str(err) else "")[:200]
             raise ValueError(
-                f"checkpoint {path} holds objects other than tensors ({type(err).__name__}: "
-                f"{str(err).splitlines()[0][:200]}); if you trust the file, load it with "
-                f"weights_only=False"
+                f"checkpoint {path} holds objects other than tensors ({type(err).__name__}: {first_line}); if you "
+                f"trust the file, load it with weights_only=False (lk3d convert official: --trust-pickle)"
             ) from None
         return _unwrap(loaded)
     return _unwrap(path_or_state_dict)

@@ -224,8 +224,8 @@ class EpochTrainer:
         self.best_score, self.best_epoch = float(payload[self.score_key]), int(payload["best_epoch"])
         self.history = list(payload["history"])
         self.log.info(
-            f"resumed from {self.last_path}: epoch {self.epoch}, {self.batch_in_epoch} batches done "
-            f"in it, step {self.global_step}"
+            f"resumed from {self.last_path}: {self.epoch} epoch(s) done, {self.batch_in_epoch} batches into epoch "
+            f"{self.epoch + 1}, step {self.global_step}"
         )
 
     # -- data --------------------------------------------------------------------------------------
@@ -280,6 +280,11 @@ class EpochTrainer:
         epochs = int(t["epochs"])
         if self.resume:
             self._restore()
+            if self.epoch >= epochs:
+                self.log.info(
+                    f"nothing to train: the run in {self.output_dir} already did {self.epoch} of train.epochs="
+                    f"{epochs} epochs (raise train.epochs to continue it)"
+                )
         else:
             self.log.info(self.describe())
             if self.ctx.is_main:
