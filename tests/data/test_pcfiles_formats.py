@@ -306,6 +306,10 @@ def test_npy_npz_and_column_options(tmp_path, cloud):
     np.save(tmp_path / "a.npy", np.c_[xyz, rgb.astype(np.float32)])
     a = read_point_cloud(tmp_path / "a.npy")
     np.testing.assert_allclose(a.colors, rgb / 255.0, atol=1e-6)
+    assert "clipped" not in a.describe()
+    unit = read_point_cloud(tmp_path / "a.npy", colour_scale=1)  # 0-255 colours read as [0, 1] ones: said so
+    assert float(unit.colors.max()) == 1.0
+    assert f"{int(np.count_nonzero(rgb > 1)):,} colour values fall outside [0, 1]" in unit.describe()
     np.save(tmp_path / "b.npy", np.c_[inten, xyz[:, [2, 0, 1]]])
     b = read_point_cloud(tmp_path / "b.npy", columns="i z x y")
     np.testing.assert_array_equal(b.points, xyz)

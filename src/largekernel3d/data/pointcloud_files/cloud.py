@@ -203,7 +203,14 @@ def finish(
             colors[keep] if colors.shape[0] == keep.shape[0] else colors, options.colour_scale
         )
         notes.append(note)
-        colors = np.clip(colors.astype(np.float64) / divisor, 0.0, 1.0).astype(np.float32)
+        scaled = colors.astype(np.float64) / divisor
+        outside = int(np.count_nonzero((scaled < 0.0) | (scaled > 1.0)))
+        if outside:
+            notes.append(
+                f"{outside:,} colour values fall outside [0, 1] after the division (max {float(scaled.max()):g}): "
+                "clipped; check colour_scale"
+            )
+        colors = np.clip(scaled, 0.0, 1.0).astype(np.float32)
     for name, value in (("colors", colors), ("intensity", intensity), *extra.items()):
         if value is not None and np.asarray(value).shape[0] != keep.shape[0]:
             raise PointCloudFileError(path, f"{name} has {np.asarray(value).shape[0]} rows for {keep.shape[0]} points")
