@@ -124,7 +124,7 @@ def kitti_lines(boxes: np.ndarray, scores: np.ndarray, names: Sequence[str], cal
         bbox = np.full((len(boxes), 4), -1.0)
         shown = np.ones(len(boxes), dtype=bool)
     lines = []
-    for i in np.flatnonzero(shown):
+    for i in np.flatnonzero(shown).tolist():
         numbers = [alpha[i], *bbox[i], *dims[i], *location[i], ry[i], float(scores[i])]
         lines.append(f"{str(names[i]).replace(' ', '_')} -1 -1 " + " ".join(f"{v:.4f}" for v in numbers))
     return lines
