@@ -56,6 +56,9 @@ def test_ply_binary_and_ascii(tmp_path, cloud, text):
     np.testing.assert_allclose(c.intensity, inten, atol=1e-5)
     np.testing.assert_array_equal(c.extra["label"], np.arange(200))
     assert any("ascii" in n if text else "big-endian" in n for n in c.notes)
+    named = read_point_cloud(path, columns="x y z i")  # a PLY names its fields: the option does not apply
+    np.testing.assert_array_equal(named.points, c.points)
+    assert "columns= (--columns) ignored: ply files name their own fields" in named.notes
 
 
 def test_ply_truncated_and_not_ply(tmp_path, cloud):

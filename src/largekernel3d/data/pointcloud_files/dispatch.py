@@ -72,6 +72,10 @@ def detect_format(path: Union[str, Path]) -> str:
     )
 
 
+SELF_DESCRIBING = frozenset({"ply", "pcd", "las"})
+"""Formats whose files name their fields (``columns`` does not apply to them)."""
+
+
 def read_point_cloud(
     path: Union[str, Path],
     format: Optional[str] = None,
@@ -101,7 +105,10 @@ def read_point_cloud(
     if fmt not in READERS:
         raise ValueError(f"format must be one of {sorted(READERS)}, got {format!r}")
     options = ReadOptions(units=units, axes=axes, columns=columns, colour_scale=colour_scale)
-    return READERS[fmt](path, options)
+    cloud = READERS[fmt](path, options)
+    if columns is not None and fmt in SELF_DESCRIBING:
+        cloud.notes.append(f"columns= (--columns) ignored: {fmt} files name their own fields")
+    return cloud
 
 
 def is_point_cloud_file(path: Path) -> bool:
