@@ -176,3 +176,15 @@ def test_predict_det_on_a_kitti_bin(tmp_path, capsys):
 def test_missing_input_is_named(seg_ckpt, tmp_path, capsys):
     assert main(["predict", "seg", "--checkpoint", str(seg_ckpt), "--input", str(tmp_path / "nope.ply")]) == 2
     assert "nope.ply" in capsys.readouterr().err
+
+
+def test_two_inputs_of_one_name_get_distinct_stems_and_the_table_says_which():
+    from largekernel3d.inference import FileSummary, summary_table
+    from largekernel3d.inference.batch import unique_stems
+
+    paths = [Path("a/x.npy"), Path("b/x.txt"), Path("c/scan.pcd.bin")]
+    stems = unique_stems(paths)
+    assert stems == ["x", "x_2", "scan"]
+    rows = [FileSummary(p, 10, 5, 1, 0.1, {"Car": 1}, stem=s) for p, s in zip(paths, stems)]
+    table = summary_table(rows, "det")
+    assert "| x.npy |" in table and "| x.txt (as x_2) |" in table and "| scan.pcd.bin |" in table

@@ -32,6 +32,7 @@ class FileSummary:
     written: List[Path] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     error: Optional[str] = None
+    stem: str = ""
 
 
 def unique_stems(paths: Sequence[Path]) -> List[str]:
@@ -81,14 +82,14 @@ def predict_files(
     rows = []
     for path, stem in tqdm(list(zip(paths, unique_stems(paths))), desc="predict", disable=not progress, unit="file"):
         try:
-            rows.append(
-                _predict_one(
-                    predictor, Path(path), stem, out, views, score_threshold, intensity_scale, verbose, read_options
-                )
+            row = _predict_one(
+                predictor, Path(path), stem, out, views, score_threshold, intensity_scale, verbose, read_options
             )
         except (PointCloudFileError, OSError, ValueError) as err:
             tqdm.write(f"error: {path}: {err}")
-            rows.append(FileSummary(Path(path), 0, 0, 0, 0.0, error=str(err)))
+            row = FileSummary(Path(path), 0, 0, 0, 0.0, error=str(err))
+        row.stem = stem
+        rows.append(row)
     return rows
 
 
@@ -166,15 +167,18 @@ def summary_table(rows: Sequence[FileSummary], task: str, top: int = 4) -> str:
     what = "boxes per class" if task == "det" else "points per class (most frequent)"
     lines = [f"| file | points | voxels | passes | seconds | {what} |", "|---|---:|---:|---:|---:|---|"]
     for r in rows:
+        name = r.path.name
+        if r.stem and not name.startswith(r.stem + "."):  # a renamed stem (two inputs of one name): say which
+            name += f" (as {r.stem})"
         if r.error is not None:  # the file is in the first column: its path left out of the message
             message = r.error.splitlines()[0].replace(f"{str(r.path)!r}: ", "").replace(f"{str(r.path)}: ", "")
-            lines.append(f"| {r.path.name} | – | – | – | – | error: {message[:120]} |")
+            lines.append(f"| {name} | – | – | – | – | error: {message[:120]} |")
             continue
         items = list(r.found.items())
         found = ", ".join(f"{k} {v:,}" for k, v in items[:top]) + (", ..." if len(items) > top else "")
         if task == "det":
             found = f"{sum(r.found.values())}: " + (found or "none")
-        lines.append(f"| {r.path.name} | {r.points:,} | {r.voxels:,} | {r.passes} | {r.seconds:.2f} | {found} |")
+        lines.append(f"| {name} | {r.points:,} | {r.voxels:,} | {r.passes} | {r.seconds:.2f} | {found} |")
     return "\n".join(lines)
 
 
