@@ -188,3 +188,22 @@ def test_two_inputs_of_one_name_get_distinct_stems_and_the_table_says_which():
     rows = [FileSummary(p, 10, 5, 1, 0.1, {"Car": 1}, stem=s) for p, s in zip(paths, stems)]
     table = summary_table(rows, "det")
     assert "| x.npy |" in table and "| x.txt (as x_2) |" in table and "| scan.pcd.bin |" in table
+
+
+def test_labels_cover_every_file_row_with_minus_one_for_dropped_rows(seg_ckpt, tmp_path):
+    """A PCD with a NaN row: the PLY and the pictures hold the 299 points, `_labels.npy` one label per file row."""
+    rng = np.random.default_rng(9)
+    xyz = rng.uniform(0, 4, (300, 3)).astype(np.float32)
+    xyz[17] = np.nan
+    head = (
+        "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 300\nHEIGHT 1\nPOINTS 300\nDATA binary\n"
+    )
+    (tmp_path / "holes.pcd").write_bytes(head.encode() + xyz.astype("<f4").tobytes())
+    out = tmp_path / "out"
+    args = ["predict", "seg", "--checkpoint", str(seg_ckpt), "--device", "cpu", "--no-views"]
+    assert main(args + ["--input", str(tmp_path / "holes.pcd"), "--output", str(out)]) == 0
+    labels = np.load(out / "holes_labels.npy")
+    ply = PlyData.read(str(out / "holes_pred.ply"))["vertex"].data
+    assert labels.shape == (300,) and labels[17] == -1 and len(ply) == 299
+    np.testing.assert_array_equal(np.delete(labels, 17), ply["label"])
+    assert (np.delete(labels, 17) >= 0).all()

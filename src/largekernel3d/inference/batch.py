@@ -111,7 +111,16 @@ def _predict_one(
         tqdm.write(cloud.describe())
     prediction = predict_cloud(predictor, cloud, intensity_scale)
     if isinstance(prediction, SegPrediction):
-        written = write_seg_outputs(out, stem, cloud.points, prediction, views=views, title=path.name)
+        written = write_seg_outputs(
+            out,
+            stem,
+            cloud.points,
+            prediction,
+            views=views,
+            title=path.name,
+            file_rows=cloud.file_rows,
+            num_file_rows=cloud.num_file_rows,
+        )
         return FileSummary(
             path,
             cloud.num_points,

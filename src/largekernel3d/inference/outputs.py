@@ -4,7 +4,8 @@ Segmentation, for an input ``<stem>``:
 
 * ``<stem>_pred.ply``: binary PLY, ``x y z`` (float64, the input's metres), ``red green blue`` (class colour of
   the prediction), ``label`` (int32 class id);
-* ``<stem>_labels.npy``: int32 ``[N]`` class id per input point (input order, after dropped non-finite rows);
+* ``<stem>_labels.npy``: int32 class id per row of the input file (its order; -1 for rows dropped for non-finite
+  coordinates);
 * ``<stem>_classes.txt``: ``id name points`` per class;
 * unless ``views`` is off: ``<stem>.png`` (top-down + oblique) and ``<stem>.html`` (3D viewer).
 
@@ -35,9 +36,18 @@ from .segmentation import SegPrediction
 
 
 def write_seg_outputs(
-    out: Path, stem: str, points: np.ndarray, prediction: SegPrediction, views: bool = True, title: Optional[str] = None
+    out: Path,
+    stem: str,
+    points: np.ndarray,
+    prediction: SegPrediction,
+    views: bool = True,
+    title: Optional[str] = None,
+    file_rows: Optional[np.ndarray] = None,
+    num_file_rows: Optional[int] = None,
 ) -> List[Path]:
-    """Write the segmentation files of the module docstring; returns their paths."""
+    """Write the segmentation files of the module docstring; returns their paths. With ``file_rows`` (the file row of
+    every point, rows having been dropped) ``<stem>_labels.npy`` has one label per row of the file, -1 for the
+    dropped rows."""
     from plyfile import PlyData, PlyElement
 
     from ..analysis.segmentation_views import class_colors, colorize
@@ -57,7 +67,11 @@ def write_seg_outputs(
     vertex["label"] = labels
     written = [out / f"{stem}_pred.ply", out / f"{stem}_labels.npy", out / f"{stem}_classes.txt"]
     PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(written[0]))
-    np.save(written[1], labels.astype(np.int32))
+    per_row = labels.astype(np.int32)
+    if file_rows is not None:
+        per_row = np.full(int(num_file_rows if num_file_rows is not None else len(file_rows)), -1, np.int32)
+        per_row[np.asarray(file_rows)] = labels
+    np.save(written[1], per_row)
     counts = np.bincount(labels, minlength=num_classes)
     written[2].write_text("".join(f"{k} {name} {int(counts[k])}\n" for k, name in enumerate(prediction.class_names)))
     if views:
