@@ -37,6 +37,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .mypy_cache runs
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
 	find src tests benchmarks examples -name __pycache__ -prune -exec rm -rf {} +   # bytecode and numba's caches (*.nbi, *.nbc live there)
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete

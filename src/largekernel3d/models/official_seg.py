@@ -221,7 +221,8 @@ def detect_official_seg(state: Mapping[str, Tensor]) -> OfficialSegArchitecture:
         if key not in state:
             raise ValueError(
                 f"not an official LargeKernel3D segmentation checkpoint: no key {key!r} (first keys: "
-                f"{sorted(state)[:5]})"
+                f"{sorted(state)[:5]}); a detection backbone's checkpoint converts with --task det (Python: "
+                f"load_official_backbone)"
             )
     stem_k, init_dim, in_channels = conv_shape(state["conv0p1s1.weight"], "conv0p1s1.weight")
     layers = tuple(_stage_blocks(state, s) for s in range(1, 2 * NUM_LEVELS + 1))

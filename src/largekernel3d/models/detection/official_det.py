@@ -122,8 +122,8 @@ def detect_source(keys) -> str:
         return "openpcdet"
     raise ValueError(
         f"cannot tell the checkpoint's source from its keys (first: {keys[:5]}); expected an "
-        f"OpenPCDet (backbone_3d.*, conv_out.*) or det3d (backbone.*, extra_conv.*) backbone; "
-        f"pass source= and prefix="
+        f"OpenPCDet (backbone_3d.*, conv_out.*) or det3d (backbone.*, extra_conv.*) backbone; pass source= and "
+        f"prefix= (Python), or, if it is a segmentation checkpoint (keys conv0p1s1.*, final.*), --task seg"
     )
 
 
