@@ -191,3 +191,20 @@ def test_quantisation_accessors_on_float_features():
     assert x.is_quantized is False and x.dequantize() is x
     with pytest.raises(ValueError, match="quantized"):
         x.q_scale()
+
+
+def test_is_spconv_module_answers_as_spconv():
+    sp = _spconv()
+    for name, args in (
+        ("SparseBatchNorm", (4,)),
+        ("SparseReLU", ()),
+        ("SparseSyncBatchNorm", (4,)),
+        ("SparseIdentity", ()),
+        ("SparseSequential", ()),
+        ("ToDense", ()),
+        ("SubMConv3d", (2, 2, 3)),
+        ("SparseMaxPool3d", (2,)),
+    ):
+        theirs = getattr(sp, name, None) or getattr(sp.modules, name)
+        assert lsp.is_spconv_module(getattr(lsp, name)(*args)) == sp.modules.is_spconv_module(theirs(*args)), name
+    assert not lsp.is_spconv_module(torch.nn.ReLU())

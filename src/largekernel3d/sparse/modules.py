@@ -135,8 +135,9 @@ class Identity(nn.Module):
 
 
 def is_spconv_module(module: nn.Module) -> bool:
-    """True for the modules that take a :class:`SparseConvTensor` (``SparseModule`` subclasses)."""
-    return isinstance(module, SparseModule)
+    """True for the modules spconv counts as its own: ``SparseModule`` subclasses, ``SparseBatchNorm`` and
+    ``SparseReLU`` (as spconv 2.3.8; not ``SparseSyncBatchNorm`` or the identities)."""
+    return isinstance(module, (SparseModule, SparseBatchNorm, SparseReLU))
 
 
 def is_sparse_conv(module: nn.Module) -> bool:
