@@ -208,3 +208,23 @@ def test_is_spconv_module_answers_as_spconv():
         theirs = getattr(sp, name, None) or getattr(sp.modules, name)
         assert lsp.is_spconv_module(getattr(lsp, name)(*args)) == sp.modules.is_spconv_module(theirs(*args)), name
     assert not lsp.is_spconv_module(torch.nn.ReLU())
+
+
+def test_positional_arguments_after_indice_key_bind_as_in_spconv():
+    """spconv's signatures take algo, fp32_accum, (record_voxel_count,) large_kernel_fast_algo and name by position."""
+    sp = _spconv()
+    calls = [
+        ("SubMConv3d", (4, 4, 3, 1, 0, 1, 1, False, "k", None, None, False, "subm_name")),
+        ("SparseConv3d", (4, 4, 3, 2, 1, 1, 1, False, "d", None, None, False, False, "conv_name")),
+        ("SparseConvTranspose3d", (4, 4, 3, 2, 1, 1, 1, False, "t", None, None, False, False, "tr_name")),
+        ("SparseInverseConv3d", (4, 4, 3, "d", False, None, None, False, "inv_name")),
+    ]
+    for name, args in calls:
+        ours, theirs = getattr(lsp, name)(*args), getattr(sp, name)(*args)
+        assert ours.indice_key == theirs.indice_key and ours.name == theirs.name, name
+        shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in (ours, theirs)]
+        assert shapes[0] == shapes[1], name
+    with pytest.raises(TypeError, match="at most 4 positional arguments after indice_key"):
+        lsp.SubMConv3d(4, 4, 3, 1, 0, 1, 1, False, "k", None, None, False, "n", "extra")
+    with pytest.raises(TypeError, match="multiple values for argument 'algo'"):
+        lsp.SubMConv3d(4, 4, 3, 1, 0, 1, 1, False, "k", None, algo=None)

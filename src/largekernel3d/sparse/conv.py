@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -317,7 +317,30 @@ class SparseConvolution(SparseModule):
         )
 
 
+# spconv 2.3.8's positional arguments after ``indice_key`` (submanifold / regular and transposed / inverse after
+# ``bias``), so that a call written for spconv's signature binds the same way here
+_SUBM_TAIL = ("algo", "fp32_accum", "large_kernel_fast_algo", "name")
+_STRIDED_TAIL = ("algo", "fp32_accum", "record_voxel_count", "large_kernel_fast_algo", "name")
+_INVERSE_TAIL = _SUBM_TAIL
+
+
+def _positional_tail(cls_name: str, tail: Tuple[str, ...], values: tuple, kwargs: dict) -> dict:
+    """``kwargs`` plus spconv's positional arguments ``values`` bound to the names ``tail`` (``TypeError`` for too
+    many, or for one also given by keyword)."""
+    if len(values) > len(tail):
+        raise TypeError(
+            f"{cls_name} takes at most {len(tail)} positional arguments after indice_key ({', '.join(tail)})"
+        )
+    for name, value in zip(tail, values):
+        if name in kwargs:
+            raise TypeError(f"{cls_name} got multiple values for argument {name!r}")
+        kwargs[name] = value
+    return kwargs
+
+
 def _named(ndim: int, subm: bool = False, transposed: bool = False, inverse: bool = False):
+    tail = _SUBM_TAIL if subm else _STRIDED_TAIL
+
     def init(
         self,
         in_channels: int,
@@ -329,6 +352,7 @@ def _named(ndim: int, subm: bool = False, transposed: bool = False, inverse: boo
         groups: int = 1,
         bias: bool = True,
         indice_key: Optional[str] = None,
+        *spconv_tail,
         **kwargs,
     ) -> None:
         SparseConvolution.__init__(
@@ -346,7 +370,7 @@ def _named(ndim: int, subm: bool = False, transposed: bool = False, inverse: boo
             transposed=transposed,
             inverse=inverse,
             indice_key=indice_key,
-            **kwargs,
+            **_positional_tail(type(self).__name__, tail, spconv_tail, kwargs),
         )
 
     return init
@@ -427,8 +451,16 @@ class SparseConvTranspose4d(SparseConvolution):
 
 def _inverse_named(ndim: int):
     def init(
-        self, in_channels: int, out_channels: int, kernel_size: IntOrSeq, indice_key: str, bias: bool = True, **kwargs
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSeq,
+        indice_key: str,
+        bias: bool = True,
+        *spconv_tail,
+        **kwargs,
     ) -> None:
+        kwargs = _positional_tail(type(self).__name__, _INVERSE_TAIL, spconv_tail, kwargs)
         SparseConvolution.__init__(
             self, ndim, in_channels, out_channels, kernel_size, bias=bias, inverse=True, indice_key=indice_key, **kwargs
         )
