@@ -536,6 +536,32 @@ def load_info_file(path: PathLike, require_categories: bool = True) -> Dict[str,
     return data
 
 
+def info_lidar_points(info: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The ``lidar_points`` record of an mmdet3d v1.x info entry (``ValueError`` naming ``where`` without one)."""
+    lidar = info.get("lidar_points")
+    if not isinstance(lidar, Mapping) or "lidar_path" not in lidar:
+        raise ValueError(f"{where} has no lidar_points.lidar_path")
+    return lidar
+
+
+def find_point_file(
+    lidar_path: str, candidates: Sequence[Path], info_path: Path, must_exist: bool = True
+) -> Optional[Path]:
+    """An info entry's point file: the first that exists of ``lidar_path`` (when absolute), ``candidates`` (the
+    caller's layout) and ``<info folder>/<name>``; else ``None``, or with ``must_exist`` a ``FileNotFoundError``
+    listing the places looked at."""
+    path = Path(lidar_path)
+    tried = ([path] if path.is_absolute() else []) + list(candidates) + [info_path.parent / path.name]
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    if must_exist:
+        raise FileNotFoundError(
+            f"point file {lidar_path!r} of {str(info_path)!r} not found; looked at {[str(c) for c in tried]}"
+        )
+    return None
+
+
 class NuScenesInfoDetection(DetectionDataset):
     """Frames of an mmdet3d v1.x nuScenes info file as :class:`LidarFrame` (boxes ``[M, 9]``).
 
@@ -588,29 +614,17 @@ class NuScenesInfoDetection(DetectionDataset):
 
     def _resolve(self, lidar_path: str, must_exist: bool = True) -> Optional[Path]:
         path = Path(lidar_path)
-        candidates = [path] if path.is_absolute() else []
-        candidates += [
+        layout = [
             self.data_root / path,
             self.data_root / "samples" / self.channel / path.name,
             self.data_root / "sweeps" / self.channel / path.name,
-            self.info_path.parent / path.name,
         ]
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        if must_exist:
-            raise FileNotFoundError(
-                f"point file {lidar_path!r} of {str(self.info_path)!r} not found; looked at "
-                f"{[str(c) for c in candidates]}"
-            )
-        return None
+        return find_point_file(lidar_path, layout, self.info_path, must_exist)
 
     def _load(self, index: int) -> LidarFrame:
         info = self.infos[index]
         where = self._source(index)
-        lidar = info.get("lidar_points")
-        if not isinstance(lidar, Mapping) or "lidar_path" not in lidar:
-            raise ValueError(f"{where} has no lidar_points.lidar_path")
+        lidar = info_lidar_points(info, where)
         ncols = int(lidar.get("num_pts_feats", 5))
         key_points = _load_points(self._resolve(lidar["lidar_path"]), ncols)
         sweeps, used, missing = [], [], []
@@ -679,5 +693,7 @@ __all__ = [
     "remove_close",
     "NuScenesDetection",
     "load_info_file",
+    "info_lidar_points",
+    "find_point_file",
     "NuScenesInfoDetection",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 
 from .classes import check_classes
 from .frame import DetectionDataset, LidarFrame
-from .nuscenes import load_info_file
+from .nuscenes import find_point_file, info_lidar_points, load_info_file
 
 PathLike = Union[str, Path]
 
@@ -43,7 +43,8 @@ class WaymoInfoDetection(DetectionDataset):
 
     Point files (``lidar_points.lidar_path``, a file name) are looked up as the path itself (if absolute),
     ``data_root/training/velodyne/<name>``, ``data_root/testing/velodyne/<name>``, ``data_root/<path>`` and
-    ``<info folder>/<name>`` (``data_root`` defaults to the info file's folder, i.e. ``kitti_format``).
+    ``<info folder>/<name>`` (:func:`.nuscenes.find_point_file`; ``data_root`` defaults to the info file's folder,
+    i.e. ``kitti_format``).
 
     Args:
         info_path: the ``.pkl`` or ``.json`` info file.
@@ -87,20 +88,15 @@ class WaymoInfoDetection(DetectionDataset):
         return f"data_list[{index}] of {str(self.info_path)!r}"
 
     def _resolve(self, lidar_path: str) -> Path:
-        path = Path(lidar_path)
-        candidates = [path] if path.is_absolute() else []
-        candidates += [
-            self.data_root / "training" / "velodyne" / path.name,
-            self.data_root / "testing" / "velodyne" / path.name,
-            self.data_root / path,
-            self.info_path.parent / path.name,
+        name = Path(lidar_path).name
+        layout = [
+            self.data_root / "training" / "velodyne" / name,
+            self.data_root / "testing" / "velodyne" / name,
+            self.data_root / lidar_path,
         ]
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(
-            f"point file {lidar_path!r} of {str(self.info_path)!r} not found; looked at {[str(c) for c in candidates]}"
-        )
+        found = find_point_file(lidar_path, layout, self.info_path)
+        assert found is not None  # must_exist: a missing file raised
+        return found
 
     def _points(self, path: Path, ncols: int, where: str) -> np.ndarray:
         raw = np.fromfile(path, dtype="<f4")
@@ -117,9 +113,7 @@ class WaymoInfoDetection(DetectionDataset):
     def _load(self, index: int) -> LidarFrame:
         info = self.infos[index]
         where = self._source(index)
-        lidar = info.get("lidar_points")
-        if not isinstance(lidar, Mapping) or "lidar_path" not in lidar:
-            raise ValueError(f"{where} has no lidar_points.lidar_path")
+        lidar = info_lidar_points(info, where)
         point_file = self._resolve(str(lidar["lidar_path"]))
         points = self._points(point_file, int(lidar.get("num_pts_feats", 6)), where)
         kept, names = [], []
