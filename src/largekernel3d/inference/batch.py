@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from .detection import DetectionPredictor
 from .outputs import find_kitti_calibration, write_det_outputs, write_seg_outputs
-from .predictor import detection_features, predict_cloud
-from .segmentation import SegmentationPredictor, SegPrediction
+from .predictor import detection_features
+from .segmentation import SegmentationPredictor
 
 
 @dataclass
@@ -109,8 +109,8 @@ def _predict_one(
     cloud = read_point_cloud(path, **(read_options or {}))
     if verbose:
         tqdm.write(cloud.describe())
-    prediction = predict_cloud(predictor, cloud, intensity_scale)
-    if isinstance(prediction, SegPrediction):
+    if isinstance(predictor, SegmentationPredictor):
+        prediction = predictor.predict(cloud.points, cloud.colors)
         written = write_seg_outputs(
             out,
             stem,
@@ -118,8 +118,7 @@ def _predict_one(
             prediction,
             views=views,
             title=path.name,
-            file_rows=cloud.file_rows,
-            num_file_rows=cloud.num_file_rows,
+            kept_rows=cloud.kept_rows,
         )
         return FileSummary(
             path,
@@ -130,16 +129,18 @@ def _predict_one(
             prediction.histogram(),
             written,
         )
-    assert isinstance(predictor, DetectionPredictor)
+    if not isinstance(predictor, DetectionPredictor):
+        raise TypeError(f"predictor must be a SegmentationPredictor or DetectionPredictor, got {type(predictor)}")
+    features, missing = detection_features(predictor, cloud, intensity_scale)
+    detection = predictor.predict(cloud.points, features)
     notes = []
-    missing = detection_features(predictor, cloud, intensity_scale)[1]
     if missing:
         notes.append(
             f"the model's input column(s) {', '.join(missing)} are not in the file (its columns: x y z"
             f"{' intensity' if cloud.intensity is not None else ''} {' '.join(cloud.extra)}".rstrip()
             + "): zeros used; name them with --columns if the file has them"
         )
-    if prediction.points_in_range == 0:
+    if detection.points_in_range == 0:
         lo, hi = cloud.points.min(axis=0), cloud.points.max(axis=0)
         notes.append(
             f"no point lies in the model's range {[round(float(v), 2) for v in predictor.range]} (x y z min/max; "
@@ -152,7 +153,7 @@ def _predict_one(
         out,
         stem,
         cloud.points,
-        prediction,
+        detection,
         score_threshold,
         views,
         find_kitti_calibration(path),
@@ -162,10 +163,10 @@ def _predict_one(
     return FileSummary(
         path,
         cloud.num_points,
-        prediction.num_voxels,
-        prediction.num_windows,
-        prediction.seconds,
-        prediction.counts(score_threshold),
+        detection.num_voxels,
+        detection.num_windows,
+        detection.seconds,
+        detection.counts(score_threshold),
         written,
         notes,
     )

@@ -42,12 +42,11 @@ def write_seg_outputs(
     prediction: SegPrediction,
     views: bool = True,
     title: Optional[str] = None,
-    file_rows: Optional[np.ndarray] = None,
-    num_file_rows: Optional[int] = None,
+    kept_rows: Optional[np.ndarray] = None,
 ) -> List[Path]:
-    """Write the segmentation files of the module docstring; returns their paths. With ``file_rows`` (the file row of
-    every point, rows having been dropped) ``<stem>_labels.npy`` has one label per row of the file, -1 for the
-    dropped rows."""
+    """Write the segmentation files of the module docstring; returns their paths. With ``kept_rows`` (which rows of
+    the file became the points, :attr:`~largekernel3d.data.pointcloud_files.LoadedCloud.kept_rows`)
+    ``<stem>_labels.npy`` has one label per row of the file, -1 for the others."""
     from plyfile import PlyData, PlyElement
 
     from ..analysis.segmentation_views import class_colors, colorize
@@ -68,9 +67,9 @@ def write_seg_outputs(
     written = [out / f"{stem}_pred.ply", out / f"{stem}_labels.npy", out / f"{stem}_classes.txt"]
     PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(written[0]))
     per_row = labels.astype(np.int32)
-    if file_rows is not None:
-        per_row = np.full(int(num_file_rows if num_file_rows is not None else len(file_rows)), -1, np.int32)
-        per_row[np.asarray(file_rows)] = labels
+    if kept_rows is not None:
+        per_row = np.full(len(kept_rows), -1, np.int32)
+        per_row[kept_rows] = labels
     np.save(written[1], per_row)
     counts = np.bincount(labels, minlength=num_classes)
     written[2].write_text("".join(f"{k} {name} {int(counts[k])}\n" for k, name in enumerate(prediction.class_names)))

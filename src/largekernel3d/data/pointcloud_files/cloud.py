@@ -80,9 +80,8 @@ class LoadedCloud:
         intensity: float32 ``[N]`` as stored, or ``None``.
         extra: any other per-point property ``name -> [N]`` array (classification, ring, normals, ...).
         notes: what the reader found and decided, one line each (fields, encodings, scalings, dropped rows).
-        file_rows: int64 ``[N]``, the file row of every point when rows were dropped (non-finite coordinates),
-            ``None`` when point ``i`` is file row ``i``.
-        num_file_rows: the number of rows the file holds (``N`` plus the dropped ones).
+        kept_rows: bool ``[rows of the file]``, which file rows became points (``N`` of them; the others had
+            non-finite coordinates), or ``None`` when every row did (point ``i`` is file row ``i``).
     """
 
     path: Path
@@ -92,12 +91,7 @@ class LoadedCloud:
     intensity: Optional[np.ndarray] = None
     extra: Dict[str, np.ndarray] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
-    file_rows: Optional[np.ndarray] = None
-    num_file_rows: int = -1
-
-    def __post_init__(self) -> None:
-        if self.num_file_rows < 0:
-            self.num_file_rows = self.num_points if self.file_rows is None else int(self.file_rows.shape[0])
+    kept_rows: Optional[np.ndarray] = None
 
     @property
     def num_points(self) -> int:
@@ -223,9 +217,9 @@ def finish(
     for name, value in (("colors", colors), ("intensity", intensity), *extra.items()):
         if value is not None and np.asarray(value).shape[0] != keep.shape[0]:
             raise PointCloudFileError(path, f"{name} has {np.asarray(value).shape[0]} rows for {keep.shape[0]} points")
-    file_rows = None
+    kept_rows = None
     if not keep.all():
-        file_rows = np.flatnonzero(keep)
+        kept_rows = keep
         points = points[keep]
         colors = None if colors is None else colors[keep]
         intensity = None if intensity is None else np.asarray(intensity)[keep]
@@ -240,6 +234,5 @@ def finish(
         intensity=intensity,
         extra=extra,
         notes=notes,
-        file_rows=file_rows,
-        num_file_rows=int(keep.shape[0]),
+        kept_rows=kept_rows,
     )
