@@ -287,12 +287,17 @@ def find_label_map(scene_folder: Path) -> Optional[Path]:
     return None
 
 
+def _check_unknown_labels(unknown: str) -> str:
+    if unknown not in ("error", "ignore"):
+        raise ValueError(f"unknown_labels must be 'error' or 'ignore', got {unknown!r}")
+    return unknown
+
+
 def raw_to_scannet20(raw_ids: np.ndarray, table: np.ndarray, source: str, unknown: str = "error") -> np.ndarray:
     """ScanNet-20 training ids of official raw-category ids through ``table`` (:func:`read_label_map`). An id the
     table does not list is a ``ValueError`` naming ``source`` (``unknown="error"``) or ignored (``"ignore"``:
     ``IGNORE_INDEX``, as an unannotated vertex)."""
-    if unknown not in ("error", "ignore"):
-        raise ValueError(f"unknown_labels must be 'error' or 'ignore', got {unknown!r}")
+    _check_unknown_labels(unknown)
     raw = np.asarray(raw_ids).astype(np.int64)
     known = (raw >= 0) & (raw < table.shape[0])
     nyu = np.where(known, table[np.clip(raw, 0, table.shape[0] - 1)], -1)
@@ -308,8 +313,15 @@ def raw_to_scannet20(raw_ids: np.ndarray, table: np.ndarray, source: str, unknow
 
 
 def _load_official(
-    name: str, folder: Path, axis_align: bool = False, label_map: Optional[Path] = None, unknown: str = "error"
+    name: str,
+    folder: Path,
+    axis_align: bool = False,
+    label_table: Callable[[Path], np.ndarray] = read_label_map,
+    label_map: Optional[Path] = None,
+    unknown: str = "error",
 ) -> PointCloudScene:
+    """One official scan; ``label_table`` reads the label table (:func:`read_label_map`, or a dataset's memo of
+    it), ``label_map`` is the table's path (default: :func:`find_label_map`)."""
     ply = folder / f"{name}_vh_clean_2.ply"
     verts = read_ply_vertices(ply, ("x", "y", "z", "red", "green", "blue"))
     if axis_align:
@@ -331,7 +343,7 @@ def _load_official(
                 f"{LABEL_MAP_FILE}; put that file (from the ScanNet release) next to 'scans/' or pass "
                 f"label_map=<path to it> (data.label_map in a run config)"
             )
-        labels = raw_to_scannet20(raw, read_label_map(table_file), str(labels_ply), unknown)
+        labels = raw_to_scannet20(raw, label_table(table_file), str(labels_ply), unknown)
     return PointCloudScene(name, verts[:, :3], colors_to_unit(verts[:, 3:6], ply), labels)
 
 
@@ -468,9 +480,8 @@ class ScanNetDataset(SegmentationDataset):
         self.root = require_dir(Path(root), "ScanNet root")
         self.axis_align = bool(axis_align)
         self.label_map = None if label_map is None else Path(label_map)
-        if unknown_labels not in ("error", "ignore"):
-            raise ValueError(f"unknown_labels must be 'error' or 'ignore', got {unknown_labels!r}")
-        self.unknown_labels = unknown_labels
+        self.unknown_labels = _check_unknown_labels(unknown_labels)
+        self._label_tables: Dict[Path, np.ndarray] = {}  # read once per table file, not per scene
         if self.label_map is not None and not self.label_map.is_file():
             raise FileNotFoundError(
                 f"label_map {str(self.label_map)!r} does not exist; pass the path of ScanNet's {LABEL_MAP_FILE}"
@@ -509,8 +520,15 @@ class ScanNetDataset(SegmentationDataset):
         name = self.scene_names[index]
         src = self._sources[name]
         if src.layout == "official":
-            return _load_official(name, src.path, self.axis_align, self.label_map, self.unknown_labels)
+            return _load_official(
+                name, src.path, self.axis_align, self._label_table, self.label_map, self.unknown_labels
+            )
         return _LOADERS[src.layout](name, src.path)
+
+    def _label_table(self, path: Path) -> np.ndarray:
+        if path not in self._label_tables:
+            self._label_tables[path] = read_label_map(path)
+        return self._label_tables[path]
 
     def __repr__(self) -> str:
         return f"ScanNetDataset(root={str(self.root)!r}, layout={self.layout!r}, scenes={len(self)})"
