@@ -121,6 +121,14 @@ class LidarFrame:
         return self.points[:, :3]
 
 
+def check_min_points(min_points: int) -> int:
+    """``min_points`` (a reader's "keep boxes with at least this many LiDAR points") as an int, ``ValueError`` unless
+    it is an int >= 0."""
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
+        raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
+    return int(min_points)
+
+
 class DetectionDataset:
     """Base class of the detection datasets: an indexable list of :class:`LidarFrame`.
 

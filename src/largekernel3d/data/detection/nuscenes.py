@@ -53,7 +53,7 @@ import numpy as np
 
 from ..io import load_bin, require_dir
 from .classes import NUSCENES_CATEGORY_TO_CLASS, NUSCENES_CLASSES, check_classes
-from .frame import DetectionDataset, LidarFrame
+from .frame import DetectionDataset, LidarFrame, check_min_points
 from .poses import invert_pose, make_pose, quaternion_to_matrix, transform_points, yaw_of_rotation
 
 PathLike = Union[str, Path]
@@ -316,8 +316,7 @@ def _check_sweep_args(nsweeps: int, missing_sweeps: str, sweep_min_distance: flo
         raise ValueError(f"missing_sweeps must be 'error' or 'skip', got {missing_sweeps!r}")
     if not np.isfinite(sweep_min_distance) or sweep_min_distance < 0:
         raise ValueError(f"sweep_min_distance must be a finite distance >= 0 (m), got {sweep_min_distance!r}")
-    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
-        raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
+    check_min_points(min_points)
 
 
 def _load_points(path: Path, ncols: int = 5) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .classes import check_classes
-from .frame import DetectionDataset, LidarFrame
+from .frame import DetectionDataset, LidarFrame, check_min_points
 from .nuscenes import find_point_file, info_lidar_points, load_info_file
 
 PathLike = Union[str, Path]
@@ -66,8 +66,7 @@ class WaymoInfoDetection(DetectionDataset):
         instances: str = "instances",
     ) -> None:
         self.class_names = check_classes(classes, WAYMO_CLASSES, "WaymoInfoDetection")
-        if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
-            raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
+        check_min_points(min_points)
         if instances not in _INSTANCE_KEYS:
             raise ValueError(f"instances must be one of {_INSTANCE_KEYS}, got {instances!r}")
         self.info_path = Path(info_path)

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..frame import DetectionDataset, LidarFrame
+from ..frame import DetectionDataset, LidarFrame, check_min_points
 from .categories import OBJECT_CLASSES, SEMANTIC_CLASSES, check_class_names
 from .config import StreetSceneConfig
 from .scan import scan
@@ -33,12 +33,6 @@ def _seed_words(seed: Seed) -> Tuple[int, ...]:
         if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 0:
             raise ValueError(f"seed must be a non-negative int or a sequence of them, got {seed!r}")
     return tuple(int(w) for w in words)
-
-
-def _check_min_points(min_points: int) -> int:
-    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 0:
-        raise ValueError(f"min_points must be an int >= 0, got {min_points!r}")
-    return int(min_points)
 
 
 def generate_frame(
@@ -73,7 +67,7 @@ def generate_frame(
     spec = LidarSpec() if spec is None else spec
     scene_config = StreetSceneConfig() if scene_config is None else scene_config
     class_names = check_class_names(class_names)
-    min_points = _check_min_points(min_points)
+    min_points = check_min_points(min_points)
     if not isinstance(spec, LidarSpec):
         raise TypeError(f"spec must be a LidarSpec, got {type(spec).__name__}")
     if not isinstance(scene_config, StreetSceneConfig):
@@ -137,7 +131,7 @@ class SyntheticLidarDataset(DetectionDataset):
             raise TypeError(f"scene_config must be a StreetSceneConfig, got {type(scene_config).__name__}")
         self.spec, self.scene_config = spec, scene_config
         self.class_names = check_class_names(class_names)
-        self.min_points = _check_min_points(min_points)
+        self.min_points = check_min_points(min_points)
         self.keep_sparse = bool(keep_sparse)
         self.frame_names = [f"synthetic_s{self.seed}_{i:06d}" for i in range(int(num_frames))]
 
